@@ -1,0 +1,3 @@
+"""mission_control.adapter_sqlite."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""mission_control.client."""
+
+__all__: list[str] = []

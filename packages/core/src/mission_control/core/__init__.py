@@ -1,0 +1,3 @@
+"""mission_control.core."""
+
+__all__: list[str] = []

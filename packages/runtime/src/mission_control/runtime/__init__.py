@@ -1,0 +1,3 @@
+"""mission_control.runtime."""
+
+__all__: list[str] = []

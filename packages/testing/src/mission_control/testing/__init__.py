@@ -1,0 +1,3 @@
+"""mission_control.testing."""
+
+__all__: list[str] = []

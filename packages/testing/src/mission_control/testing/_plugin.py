@@ -1,0 +1,1 @@
+"""The pytest plugin that ``mission-control-testing`` registers through ``pytest11``."""
