@@ -1,0 +1,356 @@
+"""The commander: the one API for starting, signalling, cancelling and inspecting missions."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Protocol, Self, TypeVar, runtime_checkable
+
+import trio
+
+from ._clock import Clock, SystemClock, ensure_aware
+from ._definition import MissionDefinition
+from ._engine import Engine
+from ._errors import (
+    ConfigurationError,
+    InvalidDefinitionError,
+    InvalidInputError,
+    MissionCancelledError,
+    MissionFailedError,
+    UnknownDefinitionError,
+)
+from ._ids import SortableIds
+from ._persistence import PersistenceAdapter
+from ._snapshot import MissionSnapshot, MissionStatus, TimelineEntry
+
+RawT = TypeVar("RawT")
+
+
+@runtime_checkable
+class CommanderProtocol(Protocol):
+    """What the runtime, the client and the testing helpers program against.
+
+    The commander made by :func:`create_commander` implements it for every adapter.
+    """
+
+    @property
+    def clock(self) -> Clock: ...
+
+    @property
+    def definitions(self) -> dict[str, MissionDefinition[Any, Any, Any]]: ...
+
+    async def start(
+        self,
+        definition: MissionDefinition[RawT, Any, Any],
+        input: RawT,
+        *,
+        id: str | None = None,
+        start_at: datetime | None = None,
+    ) -> MissionHandle: ...
+
+    async def get(self, mission_id: str) -> MissionHandle: ...
+
+    async def inspect(self, mission_id: str) -> MissionSnapshot: ...
+
+    async def list(
+        self,
+        *,
+        status: MissionStatus | None = None,
+        definition: str | MissionDefinition[Any, Any, Any] | None = None,
+        limit: int | None = None,
+        after: str | None = None,
+    ) -> list[MissionSnapshot]: ...
+
+    async def signal(self, mission_id: str, name: str, payload: Any = None) -> MissionSnapshot: ...
+
+    async def cancel(self, mission_id: str, reason: str | None = None) -> MissionSnapshot: ...
+
+    async def wait_for_completion(self, mission_id: str) -> MissionSnapshot: ...
+
+    async def result(self, mission_id: str) -> MissionSnapshot: ...
+
+    async def timeline(self, mission_id: str) -> list[TimelineEntry]: ...
+
+    async def advance(self, mission_id: str) -> MissionSnapshot | None: ...
+
+    async def due_missions(self, limit: int, now: datetime | None = None) -> list[str]: ...
+
+    async def running_missions(self, limit: int, after: str | None = None) -> list[str]: ...
+
+    async def next_due_at(self) -> datetime | None: ...
+
+    def is_held(self, mission_id: str) -> bool: ...
+
+    async def aclose(self) -> None: ...
+
+
+class MissionHandle:
+    """A reference to one mission through the commander that holds it."""
+
+    __slots__ = ("_commander", "id")
+
+    def __init__(self, commander: CommanderProtocol, mission_id: str) -> None:
+        self._commander = commander
+        self.id = mission_id
+
+    async def inspect(self) -> MissionSnapshot:
+        """The mission as stored now."""
+        return await self._commander.inspect(self.id)
+
+    async def signal(self, name: str, payload: Any = None) -> MissionSnapshot:
+        """Send the signal ``name``; see :meth:`Commander.signal`."""
+        return await self._commander.signal(self.id, name, payload)
+
+    async def cancel(self, reason: str | None = None) -> MissionSnapshot:
+        """Request cancellation; see :meth:`Commander.cancel`."""
+        return await self._commander.cancel(self.id, reason)
+
+    async def wait_for_completion(self) -> MissionSnapshot:
+        """Wait until the mission ends; raise if it failed or was cancelled."""
+        return await self._commander.wait_for_completion(self.id)
+
+    async def result(self) -> MissionSnapshot:
+        """Wait until the mission ends and return its final snapshot, however it ended."""
+        return await self._commander.result(self.id)
+
+    async def timeline(self) -> list[TimelineEntry]:
+        """What happened to the mission, in order."""
+        return await self._commander.timeline(self.id)
+
+    def __repr__(self) -> str:
+        return f"MissionHandle({self.id!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, MissionHandle)
+            and other.id == self.id
+            and other._commander is self._commander
+        )
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+
+class Commander:
+    """Starts, signals, cancels and inspects missions stored through one persistence adapter.
+
+    Make one with :func:`create_commander`. It is an async context manager that closes its
+    persistence adapter on exit.
+    """
+
+    def __init__(
+        self,
+        definitions: Iterable[MissionDefinition[Any, Any, Any]],
+        persistence: PersistenceAdapter,
+        clock: Clock,
+        ids: Callable[[], str],
+    ) -> None:
+        registry: dict[str, MissionDefinition[Any, Any, Any]] = {}
+        for definition in definitions:
+            if not isinstance(definition, MissionDefinition):
+                raise InvalidDefinitionError(
+                    f"definitions must be built with m.define(...)...end(), got {definition!r}"
+                )
+            if definition.name in registry and registry[definition.name] is not definition:
+                raise InvalidDefinitionError(
+                    f"two definitions are named {definition.name!r}; names must be unique"
+                )
+            registry[definition.name] = definition
+        self._definitions = registry
+        self._persistence = persistence
+        self._clock = clock
+        self._completion: dict[str, trio.Event] = {}
+        self._engine = Engine(registry, persistence, clock, ids, self._finished)
+
+    @property
+    def clock(self) -> Clock:
+        return self._clock
+
+    @property
+    def persistence(self) -> PersistenceAdapter:
+        return self._persistence
+
+    @property
+    def definitions(self) -> dict[str, MissionDefinition[Any, Any, Any]]:
+        return dict(self._definitions)
+
+    def _finished(self, snapshot: MissionSnapshot) -> None:
+        event = self._completion.pop(snapshot.id, None)
+        if event is not None:
+            event.set()
+
+    def _registered(self, definition: MissionDefinition[Any, Any, Any]) -> None:
+        if self._definitions.get(getattr(definition, "name", None)) is not definition:  # type: ignore[arg-type]
+            raise UnknownDefinitionError(
+                f"definition {definition!r} was not given to this commander "
+                f"(known: {', '.join(sorted(self._definitions)) or 'none'})"
+            )
+
+    async def start(
+        self,
+        definition: MissionDefinition[RawT, Any, Any],
+        input: RawT,
+        *,
+        id: str | None = None,
+        start_at: datetime | None = None,
+    ) -> MissionHandle:
+        """Start a mission and run it until its first wait; return its handle.
+
+        With ``id``, starting is idempotent: if that mission exists it is returned unchanged and
+        nothing runs. With ``start_at`` in the future, the input is validated now and the
+        mission waits until then (the runtime starts it). Raises :class:`InvalidInputError`
+        (nothing stored) when the input is rejected.
+        """
+        self._registered(definition)
+        if start_at is not None:
+            try:
+                start_at = ensure_aware(start_at, what="start_at")
+            except (ValueError, AttributeError) as error:
+                raise InvalidInputError(str(error)) from None
+        snapshot = await self._engine.start(definition, input, id, start_at)
+        return MissionHandle(self, snapshot.id)
+
+    async def get(self, mission_id: str) -> MissionHandle:
+        """A handle to an existing mission; raises :class:`MissionNotFoundError`."""
+        await self._engine.load(mission_id)
+        return MissionHandle(self, mission_id)
+
+    async def inspect(self, mission_id: str) -> MissionSnapshot:
+        """The mission as stored now; raises :class:`MissionNotFoundError`."""
+        return await self._engine.load(mission_id)
+
+    async def list(
+        self,
+        *,
+        status: MissionStatus | None = None,
+        definition: str | MissionDefinition[Any, Any, Any] | None = None,
+        limit: int | None = None,
+        after: str | None = None,
+    ) -> list[MissionSnapshot]:
+        """Missions ordered by id, filtered by status and definition, paged with ``after``."""
+        name = definition.name if isinstance(definition, MissionDefinition) else definition
+        if status is not None:
+            status = MissionStatus(status)
+        if limit is not None and (isinstance(limit, bool) or limit < 0):
+            raise ValueError(f"limit must be a whole number >= 0, got {limit!r}")
+        return await self._persistence.list_missions(
+            status=status, definition=name, limit=limit, after_id=after
+        )
+
+    async def signal(self, mission_id: str, name: str, payload: Any = None) -> MissionSnapshot:
+        """Send the signal ``name`` with ``payload``.
+
+        A mission waiting for it moves on at once (until its next wait); otherwise the signal is
+        stored and consumed when the mission reaches that ``need_to``. Raises
+        :class:`UnknownSignalError`, :class:`InvalidSignalPayloadError` or
+        :class:`MissionNotActiveError`, storing nothing.
+        """
+        return await self._engine.signal(mission_id, name, payload)
+
+    async def cancel(self, mission_id: str, reason: str | None = None) -> MissionSnapshot:
+        """Request cancellation: a waiting mission is cancelled now, a running one at its next
+        node boundary. Raises :class:`MissionNotActiveError` for a finished mission."""
+        return await self._engine.cancel(mission_id, reason)
+
+    async def result(self, mission_id: str) -> MissionSnapshot:
+        """Wait until the mission ends and return its final snapshot, however it ended."""
+        while True:
+            event = self._completion.get(mission_id)
+            if event is None:
+                event = self._completion[mission_id] = trio.Event()
+            snapshot = await self._engine.load(mission_id)
+            if snapshot.is_terminal:
+                return snapshot
+            await event.wait()
+
+    async def wait_for_completion(self, mission_id: str) -> MissionSnapshot:
+        """Wait until the mission ends. Returns the snapshot when it completed; raises
+        :class:`MissionFailedError` or :class:`MissionCancelledError` otherwise."""
+        snapshot = await self.result(mission_id)
+        if snapshot.status is MissionStatus.FAILED:
+            error = snapshot.error
+            detail = f"{error.type}: {error.message}" if error is not None else "unknown error"
+            raise MissionFailedError(f"mission {mission_id!r} failed: {detail}", snapshot)
+        if snapshot.status is MissionStatus.CANCELLED:
+            request = snapshot.cancel_request
+            reason = request.reason if request is not None and request.reason else "no reason"
+            raise MissionCancelledError(f"mission {mission_id!r} was cancelled: {reason}", snapshot)
+        return snapshot
+
+    async def timeline(self, mission_id: str) -> list[TimelineEntry]:
+        """What happened to the mission, in order."""
+        await self._engine.load(mission_id)
+        return await self._persistence.timeline(mission_id)
+
+    async def advance(self, mission_id: str) -> MissionSnapshot | None:
+        """Move a mission forward if it is due or was interrupted; a no-op for one that waits
+        for something that has not happened. ``None`` when another task of this process is
+        moving it already."""
+        return await self._engine.advance(mission_id)
+
+    async def due_missions(self, limit: int, now: datetime | None = None) -> list[str]:
+        """Ids of missions whose timer, retry or delayed start is due, earliest first."""
+        return await self._persistence.due_missions(now or self._clock.now(), limit)
+
+    async def running_missions(self, limit: int, after: str | None = None) -> list[str]:
+        """Ids of missions stored as running and not being moved by this process."""
+        ids = await self._persistence.running_missions(limit, after)
+        return [mission_id for mission_id in ids if not self._engine.is_held(mission_id)]
+
+    async def next_due_at(self) -> datetime | None:
+        """The earliest time any waiting mission becomes due."""
+        return await self._persistence.next_due_at()
+
+    def is_held(self, mission_id: str) -> bool:
+        """Whether a task of this process is moving the mission right now."""
+        return self._engine.is_held(mission_id)
+
+    async def aclose(self) -> None:
+        """Close the persistence adapter."""
+        await self._persistence.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+def _default_persistence() -> PersistenceAdapter:
+    try:
+        module = importlib.import_module("mission_control.in_memory_commander")
+    except ImportError:
+        raise ConfigurationError(
+            "create_commander() needs persistence=...: pass an adapter (for example "
+            "mission_control.adapter_sqlite.create_sqlite_persistence_adapter(path)), or "
+            "install mission-control-in-memory-commander to use the in-memory one by default"
+        ) from None
+    adapter: PersistenceAdapter = module.InMemoryPersistenceAdapter()
+    return adapter
+
+
+def create_commander(
+    definitions: Iterable[MissionDefinition[Any, Any, Any]],
+    *,
+    persistence: PersistenceAdapter | None = None,
+    clock: Clock | None = None,
+    ids: Callable[[], str] | None = None,
+) -> Commander:
+    """Make a commander for ``definitions``.
+
+    ``persistence`` defaults to the in-memory adapter (when mission-control-in-memory-commander
+    is installed), ``clock`` to the system clock and ``ids`` to sortable random ids.
+    """
+    return Commander(
+        definitions,
+        persistence if persistence is not None else _default_persistence(),
+        clock if clock is not None else SystemClock(),
+        ids if ids is not None else SortableIds(),
+    )

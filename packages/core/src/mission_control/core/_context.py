@@ -1,0 +1,167 @@
+"""What a node's function receives: the mission's identity, the time, and earlier events."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+
+from ._errors import UnknownEventError
+from ._keys import EventKey
+from ._snapshot import NodeStatus
+
+if TYPE_CHECKING:
+    from ._definition import MissionDefinition
+    from ._snapshot import MissionSnapshot
+
+T = TypeVar("T")
+InT = TypeVar("InT", covariant=True)
+OutT = TypeVar("OutT", covariant=True)
+
+_UNSET: Any = object()
+
+
+class NodeEvent(Generic[T]):
+    """The recorded input and output of an earlier node.
+
+    For a ``need_to`` node, ``input`` is the payload as it was sent and ``output`` is what the
+    node's parser made of it.
+    """
+
+    __slots__ = ("_output", "_read", "input", "name")
+
+    def __init__(self, name: str, input: Any, read: Any) -> None:
+        self.name = name
+        self.input: Any = input
+        self._read = read
+        self._output: Any = _UNSET
+
+    @property
+    def output(self) -> T:
+        if self._output is _UNSET:
+            self._output = self._read()
+        return self._output
+
+    def __repr__(self) -> str:
+        return f"NodeEvent(name={self.name!r}, output={self.output!r})"
+
+
+class StartEvent(Generic[InT, OutT]):
+    """The mission's parsed input and the start node's output."""
+
+    __slots__ = ("_events",)
+
+    def __init__(self, events: Events[Any, Any]) -> None:
+        self._events = events
+
+    @property
+    def input(self) -> InT:
+        return self._events.parsed_input()
+
+    @property
+    def output(self) -> OutT:
+        return self._events["start"].output
+
+    def __repr__(self) -> str:
+        return f"StartEvent(input={self.input!r}, output={self.output!r})"
+
+
+class Events(Generic[InT, OutT]):
+    """The events of a mission's completed nodes, looked up by node name or :class:`EventKey`.
+
+    Values are rebuilt from what is stored, so a step sees the same thing whether the mission ran
+    straight through or was resumed after a restart.
+    """
+
+    __slots__ = ("_cache", "_definition", "_parsed", "_snapshot")
+
+    def __init__(self, definition: MissionDefinition[Any, Any, Any], snapshot: MissionSnapshot):
+        self._definition = definition
+        self._snapshot = snapshot
+        self._parsed: Any = _UNSET
+        self._cache: dict[str, NodeEvent[Any]] = {}
+
+    @property
+    def start(self) -> StartEvent[InT, OutT]:
+        return StartEvent(self)
+
+    def parsed_input(self) -> Any:
+        if self._parsed is _UNSET:
+            self._parsed = self._definition.parse_input(self._snapshot.input)
+        return self._parsed
+
+    @overload
+    def __getitem__(self, name: EventKey[T]) -> NodeEvent[T]: ...
+    @overload
+    def __getitem__(self, name: str) -> NodeEvent[Any]: ...
+    def __getitem__(self, name: str | EventKey[Any]) -> NodeEvent[Any]:
+        node_name = name.name if isinstance(name, EventKey) else name
+        cached = self._cache.get(node_name)
+        if cached is not None:
+            return cached
+        record = self._snapshot.nodes.get(node_name)
+        if record is None or record.status is not NodeStatus.COMPLETED:
+            known = ", ".join(
+                n for n, r in self._snapshot.nodes.items() if r.status is NodeStatus.COMPLETED
+            )
+            raise UnknownEventError(
+                f"mission {self._snapshot.definition!r} has no completed node {node_name!r} "
+                f"to read an event from (completed so far: {known or 'none'})"
+            )
+        definition = self._definition
+        event: NodeEvent[Any] = NodeEvent(
+            node_name, record.input, lambda: definition.read_output(node_name, record)
+        )
+        self._cache[node_name] = event
+        return event
+
+    def __contains__(self, name: object) -> bool:
+        node_name = name.name if isinstance(name, EventKey) else name
+        record = self._snapshot.nodes.get(node_name) if isinstance(node_name, str) else None
+        return record is not None and record.status is NodeStatus.COMPLETED
+
+    def as_dict(self) -> Mapping[str, NodeEvent[Any]]:
+        """Every completed node's event, by node name."""
+        return {
+            name: self[name]
+            for name, record in self._snapshot.nodes.items()
+            if record.status is NodeStatus.COMPLETED
+        }
+
+
+class Context(Generic[InT, OutT]):
+    """What a node's function receives.
+
+    ``idempotency_key`` is the same for every attempt of the same node of the same mission:
+    pass it to external systems so that a step run again after a crash does its effect once.
+    """
+
+    __slots__ = ("attempt", "definition", "events", "idempotency_key", "mission_id", "node", "now")
+
+    def __init__(
+        self,
+        *,
+        definition: MissionDefinition[Any, Any, Any],
+        snapshot: MissionSnapshot,
+        node: str,
+        attempt: int,
+        now: datetime,
+    ) -> None:
+        self.mission_id: str = snapshot.id
+        self.definition: str = definition.name
+        self.node: str = node
+        self.attempt: int = attempt
+        self.now: datetime = now
+        self.idempotency_key: str = f"{snapshot.id}:{node}"
+        self.events: Events[InT, OutT] = Events(definition, snapshot)
+
+    @property
+    def input(self) -> InT:
+        """The mission's parsed input (the same as ``events.start.input``)."""
+        return self.events.parsed_input()
+
+    def __repr__(self) -> str:
+        return (
+            f"Context(mission_id={self.mission_id!r}, node={self.node!r}, "
+            f"attempt={self.attempt}, now={self.now.isoformat()})"
+        )

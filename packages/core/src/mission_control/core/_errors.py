@@ -1,0 +1,88 @@
+"""The exception hierarchy: every error Mission Control raises on purpose derives from one base."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._snapshot import MissionSnapshot
+
+
+class MissionControlError(Exception):
+    """Base class of every error Mission Control raises on purpose."""
+
+
+class ConfigurationError(MissionControlError):
+    """A commander or runtime was set up with something missing or inconsistent."""
+
+
+class InvalidDefinitionError(MissionControlError):
+    """A mission definition is malformed (raised while it is being built)."""
+
+
+class UnknownDefinitionError(MissionControlError):
+    """A mission names a definition the commander was not given."""
+
+
+class InvalidInputError(MissionControlError):
+    """The input given to ``start`` was rejected by the definition's parser."""
+
+
+class UnknownSignalError(MissionControlError):
+    """A signal names no ``need_to`` node of the mission's definition."""
+
+
+class InvalidSignalPayloadError(MissionControlError):
+    """A signal's payload was rejected by its ``need_to`` parser."""
+
+
+class MissionNotFoundError(MissionControlError, LookupError):
+    """No mission with the given id exists."""
+
+
+class MissionNotActiveError(MissionControlError):
+    """The mission has already finished, so it takes no more signals or cancellation."""
+
+
+class MissionAlreadyExistsError(MissionControlError):
+    """An idempotent start named an id that belongs to a mission of another definition."""
+
+
+class OutputNotSerializableError(MissionControlError):
+    """A node returned a value that cannot be stored as JSON."""
+
+
+class UnknownEventError(MissionControlError, KeyError):
+    """A step read ``ctx.events[...]`` for a node that has not produced an event."""
+
+    def __str__(self) -> str:
+        # KeyError's __str__ quotes the message; show it as written.
+        return str(self.args[0]) if self.args else ""
+
+
+class StepTimeoutError(MissionControlError):
+    """A step ran longer than its ``timeout``; it counts as a failed attempt."""
+
+
+class RevisionConflictError(MissionControlError):
+    """A commit expected a revision the stored mission no longer has."""
+
+
+class PersistenceError(MissionControlError):
+    """The store cannot be used (corrupt data, incompatible schema, or another owner)."""
+
+
+class MissionEndedError(MissionControlError):
+    """Base of the errors ``wait_for_completion`` raises for missions that did not complete."""
+
+    def __init__(self, message: str, snapshot: MissionSnapshot) -> None:
+        super().__init__(message)
+        self.snapshot = snapshot
+
+
+class MissionFailedError(MissionEndedError):
+    """The mission failed; ``snapshot.error`` holds the error that ended it."""
+
+
+class MissionCancelledError(MissionEndedError):
+    """The mission was cancelled; ``snapshot.cancel_request`` holds the reason."""

@@ -1,0 +1,107 @@
+"""The persistence adapter protocol: what every storage backend implements."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+from ._snapshot import (
+    BufferedSignal,
+    CancelRequest,
+    JsonValue,
+    MissionSnapshot,
+    MissionStatus,
+    TimelineEntry,
+)
+
+
+@runtime_checkable
+class PersistenceAdapter(Protocol):
+    """Durable storage of missions, their timelines, signal inboxes and cancellation requests.
+
+    Contract every adapter keeps (the conformance suite in ``mission_control.testing`` checks it):
+
+    - Each method that writes is one atomic transaction: all of it is stored, or none.
+    - ``commit`` is a compare-and-set on ``revision``: it stores ``snapshot`` only when the stored
+      revision equals ``expected_revision`` (and ``snapshot.revision`` is that plus one), else it
+      raises ``RevisionConflictError`` and stores nothing.
+    - A cancellation request is written by ``request_cancel`` (or carried by a committed
+      snapshot) and never cleared; ``load`` returns it in ``snapshot.cancel_request``.
+    - Queries for due and running missions cost what they return, not what is stored.
+    """
+
+    async def insert(
+        self, snapshot: MissionSnapshot, timeline: Sequence[TimelineEntry]
+    ) -> MissionSnapshot | None:
+        """Store a new mission. When its id exists already, store nothing and return the
+        existing mission; otherwise return ``None``."""
+        ...
+
+    async def load(self, mission_id: str) -> MissionSnapshot | None:
+        """The stored mission, or ``None``. Raises ``PersistenceError`` for unreadable data."""
+        ...
+
+    async def commit(
+        self,
+        snapshot: MissionSnapshot,
+        *,
+        expected_revision: int,
+        timeline: Sequence[TimelineEntry],
+        consumed_signal: int | None = None,
+    ) -> None:
+        """Replace the mission with ``snapshot``, append ``timeline`` and delete the buffered
+        signal ``consumed_signal`` (if given), all in one transaction."""
+        ...
+
+    async def append_signal(
+        self,
+        mission_id: str,
+        name: str,
+        payload: JsonValue,
+        received_at: datetime,
+        timeline: Sequence[TimelineEntry],
+    ) -> BufferedSignal:
+        """Buffer a signal for a mission that is not waiting for it (one transaction)."""
+        ...
+
+    async def next_signal(self, mission_id: str, name: str) -> BufferedSignal | None:
+        """The oldest buffered signal called ``name`` for the mission, if any."""
+        ...
+
+    async def request_cancel(
+        self, mission_id: str, request: CancelRequest, timeline: Sequence[TimelineEntry]
+    ) -> None:
+        """Record a cancellation request without changing the mission's revision."""
+        ...
+
+    async def list_missions(
+        self,
+        *,
+        status: MissionStatus | None = None,
+        definition: str | None = None,
+        limit: int | None = None,
+        after_id: str | None = None,
+    ) -> list[MissionSnapshot]:
+        """Missions ordered by id, optionally filtered, starting after ``after_id``."""
+        ...
+
+    async def due_missions(self, now: datetime, limit: int) -> list[str]:
+        """Ids of waiting missions whose due time is at or before ``now``, earliest first."""
+        ...
+
+    async def next_due_at(self) -> datetime | None:
+        """The earliest due time of any waiting mission."""
+        ...
+
+    async def running_missions(self, limit: int, after_id: str | None = None) -> list[str]:
+        """Ids of missions stored as running (after a crash: missions left mid-node), by id."""
+        ...
+
+    async def timeline(self, mission_id: str) -> list[TimelineEntry]:
+        """The mission's timeline in the order it was written."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release the store. Further calls are errors."""
+        ...

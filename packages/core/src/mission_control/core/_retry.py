@@ -1,0 +1,161 @@
+"""Retry policies and backoff schedules: pure functions of the attempt number, so retries are
+deterministic under any clock."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+
+import attrs
+
+from ._errors import InvalidDefinitionError
+
+Seconds = float | int | timedelta
+
+
+def to_timedelta(value: Seconds, *, what: str) -> timedelta:
+    """Read a duration given as seconds or a ``timedelta``; reject negative ones."""
+    if isinstance(value, timedelta):
+        delta = value
+    elif isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidDefinitionError(f"{what} must be seconds or a timedelta, got {value!r}")
+    else:
+        delta = timedelta(seconds=value)
+    if delta < timedelta(0):
+        raise InvalidDefinitionError(f"{what} must not be negative, got {value!r}")
+    return delta
+
+
+def _optional_cap(value: Seconds | None) -> timedelta | None:
+    return None if value is None else to_timedelta(value, what="backoff cap")
+
+
+@attrs.frozen
+class Backoff:
+    """How long to wait before attempt ``n + 1`` after attempt ``n`` failed.
+
+    Build one with :func:`fixed`, :func:`linear`, :func:`exponential` or :func:`custom_backoff`.
+    """
+
+    kind: str
+    initial: timedelta
+    step: timedelta = timedelta(0)
+    factor: float = 1.0
+    cap: timedelta | None = None
+    function: Callable[[int], Seconds] | None = attrs.field(default=None, eq=False)
+
+    def delay(self, failed_attempt: int) -> timedelta:
+        """The delay after the ``failed_attempt``-th attempt (1-based) failed."""
+        n = max(failed_attempt, 1)
+        if self.kind == "exponential":
+            # Compute in floating point so a large attempt number caps instead of overflowing.
+            seconds = self.initial.total_seconds() * self.factor ** (n - 1)
+            if self.cap is not None:
+                seconds = min(seconds, self.cap.total_seconds())
+            delay = timedelta(seconds=min(seconds, timedelta.max.total_seconds() / 2))
+        elif self.kind == "linear":
+            delay = self.initial + self.step * (n - 1)
+        elif self.kind == "custom":
+            assert self.function is not None
+            delay = to_timedelta(self.function(n), what="custom backoff result")
+        else:
+            delay = self.initial
+        if self.cap is not None and delay > self.cap:
+            delay = self.cap
+        return delay
+
+
+def fixed(delay: Seconds) -> Backoff:
+    """The same delay before every retry."""
+    return Backoff(kind="fixed", initial=to_timedelta(delay, what="fixed backoff delay"))
+
+
+def linear(initial: Seconds, step: Seconds | None = None, *, cap: Seconds | None = None) -> Backoff:
+    """``initial``, then ``initial + step``, ``initial + 2*step``, … (``step`` defaults to
+    ``initial``), never more than ``cap``."""
+    first = to_timedelta(initial, what="linear backoff initial delay")
+    increment = first if step is None else to_timedelta(step, what="linear backoff step")
+    return Backoff(kind="linear", initial=first, step=increment, cap=_optional_cap(cap))
+
+
+def exponential(
+    initial: Seconds = 1.0, *, factor: float = 2.0, cap: Seconds | None = None
+) -> Backoff:
+    """``initial``, then multiplied by ``factor`` after each failure, never more than ``cap``."""
+    if isinstance(factor, bool) or not isinstance(factor, int | float) or factor < 1:
+        raise InvalidDefinitionError(f"exponential backoff factor must be >= 1, got {factor!r}")
+    return Backoff(
+        kind="exponential",
+        initial=to_timedelta(initial, what="exponential backoff initial delay"),
+        factor=float(factor),
+        cap=_optional_cap(cap),
+    )
+
+
+def custom_backoff(function: Callable[[int], Seconds], *, cap: Seconds | None = None) -> Backoff:
+    """Delays computed by ``function(failed_attempt)`` (1-based), never more than ``cap``.
+
+    The function must be deterministic: it is called again when a mission is resumed.
+    """
+    if not callable(function):
+        raise InvalidDefinitionError(f"custom backoff needs a callable, got {function!r}")
+    return Backoff(kind="custom", initial=timedelta(0), cap=_optional_cap(cap), function=function)
+
+
+def _exception_types(
+    value: type[BaseException] | tuple[type[BaseException], ...], *, what: str
+) -> tuple[type[BaseException], ...]:
+    types = value if isinstance(value, tuple) else (value,)
+    for item in types:
+        if not (isinstance(item, type) and issubclass(item, BaseException)):
+            raise InvalidDefinitionError(f"{what} must hold exception classes, got {item!r}")
+    return types
+
+
+@attrs.frozen
+class RetryPolicy:
+    """How a failing step is retried.
+
+    ``max_attempts`` counts the first attempt, so ``max_attempts=1`` means no retry. An error
+    that is an instance of ``fail_on`` fails the mission at once; otherwise it is retried when it
+    is an instance of ``retry_on`` and attempts remain.
+    """
+
+    max_attempts: int = 3
+    backoff: Backoff = attrs.field(factory=lambda: exponential(1.0, cap=300.0))
+    retry_on: tuple[type[BaseException], ...] = (Exception,)
+    fail_on: tuple[type[BaseException], ...] = ()
+
+    def __attrs_post_init__(self) -> None:
+        attempts = self.max_attempts
+        if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
+            raise InvalidDefinitionError(
+                f"retry max_attempts must be a whole number >= 1, got {attempts!r}"
+            )
+        if not isinstance(self.backoff, Backoff):
+            raise InvalidDefinitionError(f"retry backoff must be a Backoff, got {self.backoff!r}")
+
+    def should_retry(self, error: BaseException, attempt: int) -> bool:
+        """Whether the ``attempt``-th attempt (1-based), which raised ``error``, is retried."""
+        if attempt >= self.max_attempts or isinstance(error, self.fail_on):
+            return False
+        return isinstance(error, self.retry_on)
+
+
+NO_RETRY = RetryPolicy(max_attempts=1)
+
+
+def retry(
+    max_attempts: int = 3,
+    backoff: Backoff | None = None,
+    *,
+    retry_on: type[BaseException] | tuple[type[BaseException], ...] = Exception,
+    fail_on: type[BaseException] | tuple[type[BaseException], ...] = (),
+) -> RetryPolicy:
+    """Build a :class:`RetryPolicy`; see its documentation for the meaning of each argument."""
+    return RetryPolicy(
+        max_attempts=max_attempts,
+        backoff=backoff if backoff is not None else exponential(1.0, cap=300.0),
+        retry_on=_exception_types(retry_on, what="retry_on"),
+        fail_on=_exception_types(fail_on, what="fail_on"),
+    )

@@ -1,0 +1,174 @@
+"""The immutable records a mission is stored and inspected as."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, TypeAlias
+
+import attrs
+
+JsonValue: TypeAlias = Any
+"""A value made of ``dict`` (string keys), ``list``, ``str``, ``int``, ``float``, ``bool`` and
+``None``: what a mission stores for inputs, outputs and payloads."""
+
+
+class MissionStatus(enum.StrEnum):
+    """Where a mission is in its life."""
+
+    RUNNING = "running"
+    """Executing a node now (or left mid-node by a crash, until the runtime resumes it)."""
+    WAITING = "waiting"
+    """Waiting for a signal, a timer, a retry or a delayed start."""
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in _TERMINAL
+
+
+_TERMINAL = frozenset({MissionStatus.COMPLETED, MissionStatus.FAILED, MissionStatus.CANCELLED})
+
+
+class NodeStatus(enum.StrEnum):
+    """Where one node of a mission is."""
+
+    RUNNING = "running"
+    WAITING = "waiting"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class WaitKind(enum.StrEnum):
+    """What a waiting mission waits for."""
+
+    SIGNAL = "signal"
+    TIMER = "timer"
+    RETRY = "retry"
+    START = "start"
+    """A mission started with ``start_at`` that has not run yet."""
+
+
+@attrs.frozen
+class ErrorInfo:
+    """An error as it is stored: its type name, message and the attempt that raised it."""
+
+    type: str
+    message: str
+    attempt: int = 0
+
+    @classmethod
+    def from_exception(cls, error: BaseException, attempt: int = 0) -> ErrorInfo:
+        return cls(type=type(error).__qualname__, message=str(error), attempt=attempt)
+
+
+@attrs.frozen
+class Wait:
+    """What a waiting mission waits for: a signal by name, or a due time."""
+
+    kind: WaitKind
+    node: str
+    signal: str | None = None
+    due_at: datetime | None = None
+
+
+@attrs.frozen
+class CancelRequest:
+    """A durable request to cancel a mission."""
+
+    requested_at: datetime
+    reason: str | None = None
+
+
+@attrs.frozen
+class NodeRecord:
+    """What happened at one node of one mission."""
+
+    name: str
+    kind: str
+    status: NodeStatus
+    attempts: int = 0
+    input: JsonValue = None
+    output: JsonValue = None
+    error: ErrorInfo | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    due_at: datetime | None = None
+
+
+@attrs.frozen
+class MissionSnapshot:
+    """One mission as stored: immutable, and round-trips through JSON.
+
+    ``nodes`` is keyed by node path (today a node's name) so that nodes nested in future node
+    kinds have a place of their own.
+    """
+
+    id: str
+    definition: str
+    definition_version: int
+    status: MissionStatus
+    current_node: str | None
+    input: JsonValue
+    created_at: datetime
+    updated_at: datetime
+    nodes: Mapping[str, NodeRecord] = attrs.field(factory=dict[str, NodeRecord])
+    wait: Wait | None = None
+    output: JsonValue = None
+    error: ErrorInfo | None = None
+    cancel_request: CancelRequest | None = None
+    revision: int = 0
+
+    @property
+    def due_at(self) -> datetime | None:
+        """When the mission is next due to run on its own (``None`` when it is not)."""
+        return self.wait.due_at if self.wait is not None else None
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status.is_terminal
+
+
+class TimelineKind(enum.StrEnum):
+    """The kinds of entries a mission's timeline holds."""
+
+    MISSION_SCHEDULED = "mission-scheduled"
+    MISSION_STARTED = "mission-started"
+    STEP_STARTED = "step-started"
+    STEP_COMPLETED = "step-completed"
+    STEP_FAILED = "step-failed"
+    RETRY_SCHEDULED = "retry-scheduled"
+    SIGNAL_RECEIVED = "signal-received"
+    SIGNAL_BUFFERED = "signal-buffered"
+    WAIT_STARTED = "wait-started"
+    TIMER_FIRED = "timer-fired"
+    CANCEL_REQUESTED = "cancel-requested"
+    MISSION_RESUMED = "mission-resumed"
+    MISSION_COMPLETED = "mission-completed"
+    MISSION_FAILED = "mission-failed"
+    MISSION_CANCELLED = "mission-cancelled"
+
+
+@attrs.frozen
+class TimelineEntry:
+    """One thing that happened to a mission, in the order it happened."""
+
+    at: datetime
+    kind: TimelineKind
+    node: str | None = None
+    attempt: int | None = None
+    detail: JsonValue = None
+
+
+@attrs.frozen
+class BufferedSignal:
+    """A signal stored for a mission that was not yet waiting for it."""
+
+    seq: int
+    name: str
+    payload: JsonValue
+    received_at: datetime

@@ -1,0 +1,201 @@
+"""The in-memory persistence adapter: the full adapter contract, kept in this process."""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Sequence
+from datetime import datetime
+
+import attrs
+from mission_control.core import (
+    BufferedSignal,
+    CancelRequest,
+    JsonValue,
+    MissionSnapshot,
+    MissionStatus,
+    PersistenceError,
+    RevisionConflictError,
+    TimelineEntry,
+)
+
+
+class InMemoryPersistenceAdapter:
+    """Keeps missions in dictionaries. Nothing survives the process; everything else about it
+    (atomic writes, compare-and-set, due queries, signal inbox) behaves like a durable store.
+
+    Snapshots are immutable and stored as given, so reads cost nothing; the JSON values inside
+    them (inputs, outputs) must not be mutated by callers.
+    """
+
+    def __init__(self) -> None:
+        self._missions: dict[str, MissionSnapshot] = {}
+        self._timelines: dict[str, list[TimelineEntry]] = {}
+        self._inboxes: dict[str, list[BufferedSignal]] = {}
+        self._cancels: dict[str, CancelRequest] = {}
+        self._running: set[str] = set()
+        # Due times of waiting missions, and a heap over them with stale entries skipped lazily.
+        self._due: dict[str, datetime] = {}
+        self._due_heap: list[tuple[datetime, str]] = []
+        self._signal_seq = 0
+        self._closed = False
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise PersistenceError("the in-memory adapter is closed")
+
+    def _index(self, snapshot: MissionSnapshot) -> None:
+        mission_id = snapshot.id
+        if snapshot.status is MissionStatus.RUNNING:
+            self._running.add(mission_id)
+        else:
+            self._running.discard(mission_id)
+        due = snapshot.due_at if snapshot.status is MissionStatus.WAITING else None
+        if due is None:
+            self._due.pop(mission_id, None)
+        elif self._due.get(mission_id) != due:
+            self._due[mission_id] = due
+            heapq.heappush(self._due_heap, (due, mission_id))
+
+    def _store(self, snapshot: MissionSnapshot) -> None:
+        # The cancellation request has one writer, request_cancel; a snapshot can only add one.
+        if snapshot.cancel_request is not None:
+            self._cancels.setdefault(snapshot.id, snapshot.cancel_request)
+        self._missions[snapshot.id] = attrs.evolve(snapshot, cancel_request=None)
+        self._index(snapshot)
+
+    async def insert(
+        self, snapshot: MissionSnapshot, timeline: Sequence[TimelineEntry]
+    ) -> MissionSnapshot | None:
+        self._check_open()
+        if snapshot.id in self._missions:
+            return await self.load(snapshot.id)
+        self._store(snapshot)
+        self._timelines[snapshot.id] = list(timeline)
+        return None
+
+    async def load(self, mission_id: str) -> MissionSnapshot | None:
+        self._check_open()
+        snapshot = self._missions.get(mission_id)
+        if snapshot is None:
+            return None
+        cancel = self._cancels.get(mission_id)
+        return snapshot if cancel is None else attrs.evolve(snapshot, cancel_request=cancel)
+
+    async def commit(
+        self,
+        snapshot: MissionSnapshot,
+        *,
+        expected_revision: int,
+        timeline: Sequence[TimelineEntry],
+        consumed_signal: int | None = None,
+    ) -> None:
+        self._check_open()
+        stored = self._missions.get(snapshot.id)
+        if stored is None:
+            raise RevisionConflictError(f"mission {snapshot.id!r} does not exist")
+        if stored.revision != expected_revision or snapshot.revision != expected_revision + 1:
+            raise RevisionConflictError(
+                f"mission {snapshot.id!r} is at revision {stored.revision}, the commit expected "
+                f"{expected_revision} and carried {snapshot.revision}"
+            )
+        inbox = self._inboxes.get(snapshot.id)
+        if consumed_signal is not None:
+            if inbox is None or not any(s.seq == consumed_signal for s in inbox):
+                raise RevisionConflictError(
+                    f"mission {snapshot.id!r} has no buffered signal {consumed_signal}"
+                )
+            inbox[:] = [s for s in inbox if s.seq != consumed_signal]
+        self._store(snapshot)
+        self._timelines[snapshot.id].extend(timeline)
+
+    async def append_signal(
+        self,
+        mission_id: str,
+        name: str,
+        payload: JsonValue,
+        received_at: datetime,
+        timeline: Sequence[TimelineEntry],
+    ) -> BufferedSignal:
+        self._check_open()
+        if mission_id not in self._missions:
+            raise PersistenceError(f"cannot buffer a signal for unknown mission {mission_id!r}")
+        self._signal_seq += 1
+        signal = BufferedSignal(self._signal_seq, name, payload, received_at)
+        self._inboxes.setdefault(mission_id, []).append(signal)
+        self._timelines[mission_id].extend(timeline)
+        return signal
+
+    async def next_signal(self, mission_id: str, name: str) -> BufferedSignal | None:
+        self._check_open()
+        for signal in self._inboxes.get(mission_id, ()):
+            if signal.name == name:
+                return signal
+        return None
+
+    async def request_cancel(
+        self, mission_id: str, request: CancelRequest, timeline: Sequence[TimelineEntry]
+    ) -> None:
+        self._check_open()
+        if mission_id not in self._missions:
+            raise PersistenceError(f"cannot cancel unknown mission {mission_id!r}")
+        self._cancels.setdefault(mission_id, request)
+        self._timelines[mission_id].extend(timeline)
+
+    async def list_missions(
+        self,
+        *,
+        status: MissionStatus | None = None,
+        definition: str | None = None,
+        limit: int | None = None,
+        after_id: str | None = None,
+    ) -> list[MissionSnapshot]:
+        self._check_open()
+        result: list[MissionSnapshot] = []
+        for mission_id in sorted(self._missions):
+            if after_id is not None and mission_id <= after_id:
+                continue
+            snapshot = self._missions[mission_id]
+            if status is not None and snapshot.status is not status:
+                continue
+            if definition is not None and snapshot.definition != definition:
+                continue
+            if limit is not None and len(result) >= limit:
+                break
+            loaded = await self.load(mission_id)
+            assert loaded is not None
+            result.append(loaded)
+        return result
+
+    async def due_missions(self, now: datetime, limit: int) -> list[str]:
+        self._check_open()
+        heap = self._due_heap
+        taken: list[tuple[datetime, str]] = []
+        result: list[str] = []
+        while heap and len(result) < limit and heap[0][0] <= now:
+            due, mission_id = heapq.heappop(heap)
+            if self._due.get(mission_id) != due:
+                continue
+            taken.append((due, mission_id))
+            result.append(mission_id)
+        for entry in taken:
+            heapq.heappush(heap, entry)
+        return result
+
+    async def next_due_at(self) -> datetime | None:
+        self._check_open()
+        heap = self._due_heap
+        while heap and self._due.get(heap[0][1]) != heap[0][0]:
+            heapq.heappop(heap)
+        return heap[0][0] if heap else None
+
+    async def running_missions(self, limit: int, after_id: str | None = None) -> list[str]:
+        self._check_open()
+        ids = sorted(i for i in self._running if after_id is None or i > after_id)
+        return ids[:limit]
+
+    async def timeline(self, mission_id: str) -> list[TimelineEntry]:
+        self._check_open()
+        return list(self._timelines.get(mission_id, ()))
+
+    async def aclose(self) -> None:
+        self._closed = True

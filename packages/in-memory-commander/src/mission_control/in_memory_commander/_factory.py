@@ -1,0 +1,29 @@
+"""``create_in_memory_commander``: a commander wired to in-memory storage."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from mission_control.core import Clock, Commander, MissionDefinition, create_commander
+
+from ._adapter import InMemoryPersistenceAdapter
+from ._clock import ManualClock
+from ._ids import SequentialIds
+
+
+def create_in_memory_commander(
+    definitions: Iterable[MissionDefinition[Any, Any, Any]],
+    *,
+    clock: Clock | None = None,
+    ids: Callable[[], str] | None = None,
+    persistence: InMemoryPersistenceAdapter | None = None,
+) -> Commander:
+    """A commander on in-memory storage with a :class:`ManualClock` and :class:`SequentialIds`
+    unless others are given: fully deterministic, nothing touches the disk or the wall clock."""
+    return create_commander(
+        definitions,
+        persistence=persistence if persistence is not None else InMemoryPersistenceAdapter(),
+        clock=clock if clock is not None else ManualClock(),
+        ids=ids if ids is not None else SequentialIds(),
+    )
