@@ -1,0 +1,13 @@
+from collections.abc import AsyncIterator
+
+import pytest
+from mission_control.in_memory_commander import InMemoryPersistenceAdapter
+from mission_control.testing import AdapterConformance
+
+
+class TestInMemoryConformance(AdapterConformance):
+    @pytest.fixture
+    async def persistence(self) -> AsyncIterator[InMemoryPersistenceAdapter]:
+        adapter = InMemoryPersistenceAdapter()
+        yield adapter
+        await adapter.aclose()

@@ -1,0 +1,591 @@
+"""The adapter conformance suite: the behaviour every persistence adapter must show.
+
+An adapter's own tests run it by subclassing :class:`AdapterConformance` and providing the
+``persistence`` fixture::
+
+    class TestMyAdapter(AdapterConformance):
+        @pytest.fixture
+        async def persistence(self, tmp_path):
+            adapter = open_my_adapter(tmp_path / "missions.db")
+            yield adapter
+            await adapter.aclose()
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import attrs
+import pytest
+from mission_control.core import (
+    CancelRequest,
+    Commander,
+    Context,
+    ErrorInfo,
+    InvalidInputError,
+    InvalidSignalPayloadError,
+    MissionCancelledError,
+    MissionDefinition,
+    MissionFailedError,
+    MissionNotActiveError,
+    MissionNotFoundError,
+    MissionSnapshot,
+    MissionStatus,
+    NodeRecord,
+    NodeStatus,
+    PersistenceAdapter,
+    RevisionConflictError,
+    TimelineEntry,
+    TimelineKind,
+    UnknownSignalError,
+    Wait,
+    WaitKind,
+    create_commander,
+    m,
+)
+from mission_control.in_memory_commander import ManualClock, SequentialIds
+
+T0 = datetime(2030, 1, 1, tzinfo=UTC)
+
+
+async def drain_due(commander: Commander, *, limit: int = 1000) -> list[MissionSnapshot]:
+    """Advance every mission that is due now (what one runtime tick does, without a runtime)."""
+    advanced: list[MissionSnapshot] = []
+    for mission_id in await commander.due_missions(limit):
+        snapshot = await commander.advance(mission_id)
+        if snapshot is not None:
+            advanced.append(snapshot)
+    return advanced
+
+
+class TransientError(Exception):
+    """Raised by test steps that fail a given number of times."""
+
+
+class FatalError(Exception):
+    """Raised by test steps to fail without retrying."""
+
+
+def _parse_email(value: Any) -> dict[str, str]:
+    if not isinstance(value, dict) or "@" not in str(value.get("email", "")):  # pyright: ignore[reportUnknownMemberType]
+        raise ValueError("input needs an 'email' containing '@'")
+    return {"email": str(value["email"])}  # pyright: ignore[reportUnknownArgumentType]
+
+
+def _parse_approval(value: Any) -> dict[str, str]:
+    if not isinstance(value, dict) or not isinstance(value.get("approvedBy"), str):  # pyright: ignore[reportUnknownMemberType]
+        raise ValueError("approval needs 'approvedBy' as a string")
+    return {"approvedBy": value["approvedBy"]}
+
+
+def approval_definition() -> MissionDefinition[Any, dict[str, str], dict[str, str]]:
+    """The approval mission of the original: start, send an email, wait for approval, end."""
+
+    async def run_start(ctx: Context[dict[str, str], None]) -> dict[str, str]:
+        return {"email": ctx.input["email"]}
+
+    async def send_email(ctx: Context[dict[str, str], dict[str, str]]) -> dict[str, str]:
+        return {"sentTo": ctx.events.start.output["email"]}
+
+    return (
+        m.define("approval")
+        .start(parse=_parse_email, run=run_start)
+        .step("send-email", send_email)
+        .need_to("receive-approval", parse=_parse_approval)
+        .end(output=lambda ctx: {"approvedBy": ctx.events["receive-approval"].output["approvedBy"]})
+    )
+
+
+def _snapshot(mission_id: str, **changes: Any) -> MissionSnapshot:
+    base = MissionSnapshot(
+        id=mission_id,
+        definition="approval",
+        definition_version=1,
+        status=MissionStatus.RUNNING,
+        current_node="start",
+        input={"email": "a@example.com"},
+        created_at=T0,
+        updated_at=T0,
+        nodes={"start": NodeRecord("start", "start", NodeStatus.RUNNING, started_at=T0)},
+        revision=1,
+    )
+    return attrs.evolve(base, **changes)
+
+
+def _waiting(mission_id: str, due: datetime | None, revision: int = 1) -> MissionSnapshot:
+    wait = (
+        Wait(WaitKind.TIMER, "pause", due_at=due)
+        if due is not None
+        else Wait(WaitKind.SIGNAL, "receive-approval", signal="receive-approval")
+    )
+    return _snapshot(
+        mission_id,
+        status=MissionStatus.WAITING,
+        current_node=wait.node,
+        wait=wait,
+        revision=revision,
+    )
+
+
+class AdapterConformance:
+    """Tests every persistence adapter must pass. Subclass it and provide ``persistence``."""
+
+    @pytest.fixture
+    async def persistence(self) -> AsyncIterator[PersistenceAdapter]:
+        raise NotImplementedError(
+            "subclasses of AdapterConformance provide the persistence fixture"
+        )
+        yield  # pragma: no cover
+
+    @pytest.fixture
+    def clock(self) -> ManualClock:
+        return ManualClock(T0)
+
+    def commander(
+        self,
+        persistence: PersistenceAdapter,
+        clock: ManualClock,
+        *definitions: MissionDefinition[Any, Any, Any],
+    ) -> Commander:
+        return create_commander(
+            definitions or [approval_definition()],
+            persistence=persistence,
+            clock=clock,
+            ids=SequentialIds(),
+        )
+
+    async def _state(self, commander: Commander, mission_id: str) -> tuple[Any, ...]:
+        snapshot = await commander.inspect(mission_id)
+        return snapshot, await commander.timeline(mission_id)
+
+    # -- the persistence protocol itself ------------------------------------------------------
+
+    async def test_insert_then_load_round_trips_the_snapshot(
+        self, persistence: PersistenceAdapter
+    ) -> None:
+        """A stored snapshot loads back equal, nested records and datetimes included."""
+        snapshot = _snapshot(
+            "m-1",
+            nodes={
+                "start": NodeRecord(
+                    "start",
+                    "start",
+                    NodeStatus.COMPLETED,
+                    1,
+                    input={"a": [1, 2.5, None]},
+                    output={"nested": {"x": True}},
+                    started_at=T0,
+                    finished_at=T0,
+                ),
+                "send": NodeRecord(
+                    "send",
+                    "step",
+                    NodeStatus.WAITING,
+                    2,
+                    error=ErrorInfo("TransientError", "boom", 2),
+                    due_at=T0 + timedelta(1),
+                ),
+            },
+            wait=Wait(WaitKind.RETRY, "send", due_at=T0 + timedelta(1)),
+            status=MissionStatus.WAITING,
+            current_node="send",
+        )
+        assert (
+            await persistence.insert(snapshot, [TimelineEntry(T0, TimelineKind.MISSION_STARTED)])
+            is None
+        )
+        assert await persistence.load("m-1") == snapshot
+        assert await persistence.load("missing") is None
+
+    async def test_insert_of_an_existing_id_returns_it_and_stores_nothing(
+        self, persistence: PersistenceAdapter
+    ) -> None:
+        """Inserting an id that exists returns the stored mission and changes nothing."""
+        first = _snapshot("m-1")
+        await persistence.insert(first, [TimelineEntry(T0, TimelineKind.MISSION_STARTED)])
+        second = _snapshot("m-1", input={"email": "other@example.com"})
+        existing = await persistence.insert(
+            second, [TimelineEntry(T0, TimelineKind.MISSION_FAILED)]
+        )
+        assert existing == first
+        assert await persistence.load("m-1") == first
+        assert [e.kind for e in await persistence.timeline("m-1")] == [TimelineKind.MISSION_STARTED]
+
+    async def test_commit_is_compare_and_set_on_revision(
+        self, persistence: PersistenceAdapter
+    ) -> None:
+        """A commit with a stale revision raises and leaves mission and timeline as they were."""
+        await persistence.insert(_snapshot("m-1"), [])
+        updated = _snapshot("m-1", status=MissionStatus.COMPLETED, current_node=None, revision=2)
+        entry = TimelineEntry(T0, TimelineKind.MISSION_COMPLETED)
+        await persistence.commit(updated, expected_revision=1, timeline=[entry])
+        stale = _snapshot("m-1", status=MissionStatus.FAILED, revision=2)
+        with pytest.raises(RevisionConflictError):
+            await persistence.commit(stale, expected_revision=1, timeline=[entry])
+        assert await persistence.load("m-1") == updated
+        assert await persistence.timeline("m-1") == [entry]
+
+    async def test_commit_consumes_the_named_buffered_signal_atomically(
+        self, persistence: PersistenceAdapter
+    ) -> None:
+        """A consumed signal leaves the inbox in the commit; a missing one fails the commit."""
+        await persistence.insert(_waiting("m-1", None), [])
+        first = await persistence.append_signal("m-1", "receive-approval", {"n": 1}, T0, [])
+        second = await persistence.append_signal("m-1", "receive-approval", {"n": 2}, T0, [])
+        assert await persistence.next_signal("m-1", "receive-approval") == first
+        assert await persistence.next_signal("m-1", "other") is None
+        await persistence.commit(
+            _snapshot("m-1", revision=2),
+            expected_revision=1,
+            timeline=[],
+            consumed_signal=first.seq,
+        )
+        assert await persistence.next_signal("m-1", "receive-approval") == second
+        with pytest.raises(RevisionConflictError):
+            await persistence.commit(
+                _snapshot("m-1", revision=3),
+                expected_revision=2,
+                timeline=[],
+                consumed_signal=first.seq,
+            )
+        stored = await persistence.load("m-1")
+        assert stored is not None and stored.revision == 2
+        assert await persistence.next_signal("m-1", "receive-approval") == second
+
+    async def test_cancel_request_is_kept_without_a_revision_change(
+        self, persistence: PersistenceAdapter
+    ) -> None:
+        """A cancellation request shows on load, keeps the revision, and survives later commits."""
+        await persistence.insert(_snapshot("m-1"), [])
+        request = CancelRequest(T0, "not needed")
+        await persistence.request_cancel(
+            "m-1", request, [TimelineEntry(T0, TimelineKind.CANCEL_REQUESTED)]
+        )
+        loaded = await persistence.load("m-1")
+        assert loaded is not None
+        assert loaded.cancel_request == request and loaded.revision == 1
+        await persistence.commit(_snapshot("m-1", revision=2), expected_revision=1, timeline=[])
+        reloaded = await persistence.load("m-1")
+        assert reloaded is not None and reloaded.cancel_request == request
+
+    async def test_due_missions_are_the_waiting_ones_past_due_earliest_first(
+        self, persistence: PersistenceAdapter
+    ) -> None:
+        """Due queries return waiting missions at or before now, earliest first, up to limit."""
+        await persistence.insert(_waiting("late", T0 + timedelta(seconds=30)), [])
+        await persistence.insert(_waiting("early", T0 + timedelta(seconds=10)), [])
+        await persistence.insert(_waiting("exact", T0 + timedelta(seconds=20)), [])
+        await persistence.insert(_waiting("future", T0 + timedelta(days=1)), [])
+        await persistence.insert(_waiting("signal", None), [])
+        await persistence.insert(_snapshot("running"), [])
+        now = T0 + timedelta(seconds=30)
+        assert await persistence.due_missions(now, 10) == ["early", "exact", "late"]
+        assert await persistence.due_missions(now, 2) == ["early", "exact"]
+        assert await persistence.due_missions(T0, 10) == []
+        assert await persistence.next_due_at() == T0 + timedelta(seconds=10)
+        await persistence.commit(
+            _snapshot("early", status=MissionStatus.COMPLETED, current_node=None, revision=2),
+            expected_revision=1,
+            timeline=[],
+        )
+        assert await persistence.due_missions(now, 10) == ["exact", "late"]
+        assert await persistence.next_due_at() == T0 + timedelta(seconds=20)
+
+    async def test_running_missions_and_listing(self, persistence: PersistenceAdapter) -> None:
+        """Running missions are found by status; listing filters, orders by id and pages."""
+        await persistence.insert(_snapshot("b"), [])
+        await persistence.insert(_waiting("a", None), [])
+        await persistence.insert(_snapshot("c", definition="other"), [])
+        assert await persistence.running_missions(10) == ["b", "c"]
+        assert await persistence.running_missions(10, after_id="b") == ["c"]
+        assert [s.id for s in await persistence.list_missions()] == ["a", "b", "c"]
+        listed = await persistence.list_missions(status=MissionStatus.RUNNING)
+        assert [s.id for s in listed] == ["b", "c"]
+        assert [s.id for s in await persistence.list_missions(definition="other")] == ["c"]
+        assert [s.id for s in await persistence.list_missions(limit=1, after_id="a")] == ["b"]
+
+    # -- the commander on this adapter --------------------------------------------------------
+
+    async def test_approval_mission_runs_to_its_signal_and_completes(
+        self, persistence: PersistenceAdapter, clock: ManualClock
+    ) -> None:
+        """start runs until the need_to; the signal completes the mission with every record."""
+        approval = approval_definition()
+        commander = self.commander(persistence, clock, approval)
+        handle = await commander.start(approval, {"email": "ops@example.com"})
+        waiting = await handle.inspect()
+        assert waiting.status is MissionStatus.WAITING
+        assert waiting.wait == Wait(WaitKind.SIGNAL, "receive-approval", signal="receive-approval")
+        assert waiting.nodes["send-email"].output == {"sentTo": "ops@example.com"}
+        done = await handle.signal("receive-approval", {"approvedBy": "reviewer-1"})
+        assert done.status is MissionStatus.COMPLETED
+        assert done.output == {"approvedBy": "reviewer-1"}
+        assert done.nodes["receive-approval"].input == {"approvedBy": "reviewer-1"}
+        assert await handle.inspect() == done
+        kinds = [entry.kind for entry in await handle.timeline()]
+        assert kinds == [
+            TimelineKind.MISSION_STARTED,
+            TimelineKind.STEP_COMPLETED,
+            TimelineKind.STEP_STARTED,
+            TimelineKind.STEP_COMPLETED,
+            TimelineKind.WAIT_STARTED,
+            TimelineKind.SIGNAL_RECEIVED,
+            TimelineKind.MISSION_COMPLETED,
+        ]
+
+    async def test_start_with_an_existing_id_is_idempotent(
+        self, persistence: PersistenceAdapter, clock: ManualClock
+    ) -> None:
+        """A second start with the same id returns the first mission and runs nothing again."""
+        runs: list[str] = []
+
+        async def step(ctx: Context[Any, Any]) -> None:
+            runs.append(ctx.mission_id)
+
+        once = m.define("once").start(parse=lambda v: v).step("work", step).end()
+        commander = self.commander(persistence, clock, once)
+        first = await commander.start(once, {"n": 1}, id="order-42")
+        again = await commander.start(once, {"n": 2}, id="order-42")
+        assert first.id == again.id == "order-42"
+        assert runs == ["order-42"]
+        assert (await again.inspect()).input == {"n": 1}
+
+    async def test_invalid_input_raises_and_stores_nothing(
+        self, persistence: PersistenceAdapter, clock: ManualClock
+    ) -> None:
+        """Input the parser rejects raises InvalidInputError and no mission is stored."""
+        approval = approval_definition()
+        commander = self.commander(persistence, clock, approval)
+        with pytest.raises(InvalidInputError, match="email"):
+            await commander.start(approval, {"email": "nope"}, id="bad")
+        with pytest.raises(InvalidInputError, match="JSON"):
+            await commander.start(approval, {"email": object()}, id="bad")
+        with pytest.raises(MissionNotFoundError):
+            await commander.inspect("bad")
+        assert await commander.list() == []
+
+    async def test_bad_signals_raise_their_own_errors_and_change_nothing(
+        self, persistence: PersistenceAdapter, clock: ManualClock
+    ) -> None:
+        """Unknown signals, invalid payloads and signals to finished missions leave state as is."""
+        approval = approval_definition()
+        commander = self.commander(persistence, clock, approval)
+        handle = await commander.start(approval, {"email": "ops@example.com"})
+        before = await self._state(commander, handle.id)
+        with pytest.raises(UnknownSignalError, match="receive-approvl"):
+            await handle.signal("receive-approvl", {"approvedBy": "x"})
+        with pytest.raises(InvalidSignalPayloadError, match="approvedBy"):
+            await handle.signal("receive-approval", {"approvedBy": 7})
+        assert await self._state(commander, handle.id) == before
+        await handle.signal("receive-approval", {"approvedBy": "x"})
+        finished = await self._state(commander, handle.id)
+        with pytest.raises(MissionNotActiveError, match="completed"):
+            await handle.signal("receive-approval", {"approvedBy": "y"})
+        with pytest.raises(MissionNotActiveError):
+            await handle.cancel("too late")
+        assert await self._state(commander, handle.id) == finished
+        with pytest.raises(MissionNotFoundError):
+            await commander.signal("nobody", "receive-approval", {"approvedBy": "x"})
+
+    async def test_early_signal_is_buffered_and_consumed_later(
+        self, persistence: PersistenceAdapter, clock: ManualClock
+    ) -> None:
+        """A signal sent before its need_to is stored and consumed when the mission gets there."""
+        flow = (
+            m.define("early")
+            .start(parse=lambda v: v)
+            .sleep("pause", 60)
+            .need_to("go", parse=lambda v: v)
+            .end()
+        )
+        commander = self.commander(persistence, clock, flow)
+        handle = await commander.start(flow, {})
+        buffered = await handle.signal("go", {"ok": True})
+        assert buffered.status is MissionStatus.WAITING and buffered.current_node == "pause"
+        assert TimelineKind.SIGNAL_BUFFERED in [e.kind for e in await handle.timeline()]
+        clock.advance(60)
+        await drain_due(commander)
+        done = await handle.inspect()
+        assert done.status is MissionStatus.COMPLETED
+        assert done.nodes["go"].output == {"ok": True}
+
+    async def test_retries_exhaust_into_failed_with_the_error_kept(
+        self, persistence: PersistenceAdapter, clock: ManualClock
+    ) -> None:
+        """A step failing every attempt fails the mission with its last error recorded."""
+        attempts: list[int] = []
+
+        async def flaky(ctx: Context[Any, Any]) -> None:
+            attempts.append(ctx.attempt)
+            raise TransientError(f"attempt {ctx.attempt} failed")
+
+        flow = (
+            m.define("flaky")
+            .start(parse=lambda v: v)
+            .step("call", flaky, retry=m.retry(3, m.fixed(5)))
+            .end()
+        )
+        commander = self.commander(persistence, clock, flow)
+        handle = await commander.start(flow, {})
+        snapshot = await handle.inspect()
+        assert snapshot.status is MissionStatus.WAITING
+        assert snapshot.wait == Wait(WaitKind.RETRY, "call", due_at=T0 + timedelta(seconds=5))
+        assert await drain_due(commander) == []
+        for _ in range(2):
+            clock.advance(5)
+            await drain_due(commander)
+        failed = await handle.inspect()
+        assert attempts == [1, 2, 3]
+        assert failed.status is MissionStatus.FAILED
+        assert failed.error == ErrorInfo("TransientError", "attempt 3 failed", 3)
+        assert failed.nodes["call"].status is NodeStatus.FAILED
+        assert failed.nodes["call"].attempts == 3
+        with pytest.raises(MissionFailedError, match="attempt 3 failed") as raised:
+            await handle.wait_for_completion()
+        assert raised.value.snapshot == failed
+        assert await handle.result() == failed
+
+    async def test_retry_then_success_and_fail_on_skips_retries(
+        self, persistence: PersistenceAdapter, clock: ManualClock
+    ) -> None:
+        """A step that fails once then succeeds completes; a fail_on error fails at once."""
+
+        async def second_time_lucky(ctx: Context[Any, Any]) -> dict[str, int]:
+            if ctx.attempt < 2:
+                raise TransientError("not yet")
+            return {"attempt": ctx.attempt}
+
+        async def fatal(ctx: Context[Any, Any]) -> None:
+            raise FatalError("no point retrying")
+
+        lucky = (
+            m.define("lucky")
+            .start(parse=lambda v: v)
+            .step("call", second_time_lucky, retry=m.retry(5, m.exponential(2, cap=10)))
+            .end()
+        )
+        doomed = (
+            m.define("doomed")
+            .start(parse=lambda v: v)
+            .step("call", fatal, retry=m.retry(5, fail_on=FatalError))
+            .end()
+        )
+        commander = self.commander(persistence, clock, lucky, doomed)
+        handle = await commander.start(lucky, {})
+        clock.advance(2)
+        await drain_due(commander)
+        done = await handle.wait_for_completion()
+        assert done.nodes["call"].output == {"attempt": 2}
+        assert done.nodes["call"].attempts == 2
+        failed = await (await commander.start(doomed, {})).inspect()
+        assert failed.status is MissionStatus.FAILED
+        assert failed.nodes["call"].attempts == 1
+
+    async def test_timer_fires_only_when_the_clock_reaches_it(
+        self, persistence: PersistenceAdapter, clock: ManualClock
+    ) -> None:
+        """A sleeping mission is not due a moment early and moves on once its time has come."""
+        flow = (
+            m.define("timer")
+            .start(parse=lambda v: v)
+            .sleep("pause", timedelta(hours=1))
+            .step("after", lambda ctx: "done")
+            .end()
+        )
+        commander = self.commander(persistence, clock, flow)
+        handle = await commander.start(flow, {})
+        due = T0 + timedelta(hours=1)
+        assert (await handle.inspect()).due_at == due
+        assert await commander.next_due_at() == due
+        clock.advance(timedelta(hours=1) - timedelta(microseconds=1))
+        assert await drain_due(commander) == []
+        assert (await handle.inspect()).status is MissionStatus.WAITING
+        clock.advance(timedelta(microseconds=1))
+        await drain_due(commander)
+        done = await handle.inspect()
+        assert done.status is MissionStatus.COMPLETED
+        assert done.nodes["after"].output == "done"
+        assert TimelineKind.TIMER_FIRED in [e.kind for e in await handle.timeline()]
+
+    async def test_delayed_start_waits_for_start_at(
+        self, persistence: PersistenceAdapter, clock: ManualClock
+    ) -> None:
+        """A mission started with start_at runs nothing until that time comes."""
+        ran: list[str] = []
+        flow = m.define("later").start(parse=lambda v: v, run=lambda ctx: ran.append("start")).end()
+        commander = self.commander(persistence, clock, flow)
+        handle = await commander.start(flow, {}, start_at=T0 + timedelta(minutes=5))
+        snapshot = await handle.inspect()
+        assert snapshot.status is MissionStatus.WAITING
+        assert snapshot.wait is not None and snapshot.wait.kind is WaitKind.START
+        assert ran == []
+        clock.advance(timedelta(minutes=5))
+        await drain_due(commander)
+        assert ran == ["start"]
+        assert (await handle.inspect()).status is MissionStatus.COMPLETED
+
+    async def test_cancel_of_a_waiting_mission(
+        self, persistence: PersistenceAdapter, clock: ManualClock
+    ) -> None:
+        """Cancelling a waiting mission ends it at once; waiting on it raises, result returns."""
+        approval = approval_definition()
+        commander = self.commander(persistence, clock, approval)
+        handle = await commander.start(approval, {"email": "ops@example.com"})
+        cancelled = await handle.cancel("customer withdrew")
+        assert cancelled.status is MissionStatus.CANCELLED
+        assert cancelled.cancel_request == CancelRequest(T0, "customer withdrew")
+        assert cancelled.nodes["receive-approval"].status is NodeStatus.CANCELLED
+        with pytest.raises(MissionCancelledError, match="customer withdrew"):
+            await handle.wait_for_completion()
+        assert await handle.result() == await handle.inspect()
+        kinds = [e.kind for e in await handle.timeline()]
+        assert kinds[-2:] == [TimelineKind.CANCEL_REQUESTED, TimelineKind.MISSION_CANCELLED]
+
+    async def test_output_that_cannot_be_serialized_fails_the_step_clearly(
+        self, persistence: PersistenceAdapter, clock: ManualClock
+    ) -> None:
+        """A step returning a value JSON cannot hold fails its mission naming the step."""
+        flow = (
+            m.define("bad-output")
+            .start(parse=lambda v: v)
+            .step("make", lambda ctx: {"when": object()}, retry=3)
+            .end()
+        )
+        commander = self.commander(persistence, clock, flow)
+        snapshot = await (await commander.start(flow, {})).inspect()
+        assert snapshot.status is MissionStatus.FAILED
+        assert snapshot.error is not None
+        assert snapshot.error.type == "OutputNotSerializableError"
+        assert "'make'" in snapshot.error.message
+        assert snapshot.nodes["make"].output is None
+
+    async def test_thirty_day_wait_with_retries_completes_in_virtual_time(
+        self, persistence: PersistenceAdapter, clock: ManualClock
+    ) -> None:
+        """A month of timers and hour-long retry backoffs passes by moving the clock only."""
+        failures = {"count": 0}
+
+        async def charge(ctx: Context[Any, Any]) -> str:
+            if failures["count"] < 3:
+                failures["count"] += 1
+                raise TransientError("gateway down")
+            return "charged"
+
+        trial = (
+            m.define("trial")
+            .start(parse=lambda v: v)
+            .sleep("trial-period", timedelta(days=30))
+            .step("charge", charge, retry=m.retry(5, m.exponential(3600, factor=2)))
+            .end()
+        )
+        commander = self.commander(persistence, clock, trial)
+        handle = await commander.start(trial, {})
+        while (snapshot := await handle.inspect()).due_at is not None:
+            clock.set(snapshot.due_at)
+            await drain_due(commander)
+        done = await handle.wait_for_completion()
+        assert done.nodes["charge"].output == "charged"
+        assert done.nodes["charge"].attempts == 4
+        assert clock.now() == T0 + timedelta(days=30, hours=1 + 2 + 4)
