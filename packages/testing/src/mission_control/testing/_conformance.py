@@ -13,7 +13,6 @@ An adapter's own tests run it by subclassing :class:`AdapterConformance` and pro
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -133,11 +132,8 @@ class AdapterConformance:
     """Tests every persistence adapter must pass. Subclass it and provide ``persistence``."""
 
     @pytest.fixture
-    async def persistence(self) -> AsyncIterator[PersistenceAdapter]:
-        raise NotImplementedError(
-            "subclasses of AdapterConformance provide the persistence fixture"
-        )
-        yield  # pragma: no cover
+    def persistence(self) -> PersistenceAdapter:
+        raise NotImplementedError("subclasses of AdapterConformance provide this fixture")
 
     @pytest.fixture
     def clock(self) -> ManualClock:
@@ -251,7 +247,8 @@ class AdapterConformance:
                 consumed_signal=first.seq,
             )
         stored = await persistence.load("m-1")
-        assert stored is not None and stored.revision == 2
+        assert stored is not None
+        assert stored.revision == 2
         assert await persistence.next_signal("m-1", "receive-approval") == second
 
     async def test_cancel_request_is_kept_without_a_revision_change(
@@ -265,10 +262,12 @@ class AdapterConformance:
         )
         loaded = await persistence.load("m-1")
         assert loaded is not None
-        assert loaded.cancel_request == request and loaded.revision == 1
+        assert loaded.cancel_request == request
+        assert loaded.revision == 1
         await persistence.commit(_snapshot("m-1", revision=2), expected_revision=1, timeline=[])
         reloaded = await persistence.load("m-1")
-        assert reloaded is not None and reloaded.cancel_request == request
+        assert reloaded is not None
+        assert reloaded.cancel_request == request
 
     async def test_due_missions_are_the_waiting_ones_past_due_earliest_first(
         self, persistence: PersistenceAdapter
@@ -403,7 +402,8 @@ class AdapterConformance:
         commander = self.commander(persistence, clock, flow)
         handle = await commander.start(flow, {})
         buffered = await handle.signal("go", {"ok": True})
-        assert buffered.status is MissionStatus.WAITING and buffered.current_node == "pause"
+        assert buffered.status is MissionStatus.WAITING
+        assert buffered.current_node == "pause"
         assert TimelineKind.SIGNAL_BUFFERED in [e.kind for e in await handle.timeline()]
         clock.advance(60)
         await drain_due(commander)
@@ -519,7 +519,8 @@ class AdapterConformance:
         handle = await commander.start(flow, {}, start_at=T0 + timedelta(minutes=5))
         snapshot = await handle.inspect()
         assert snapshot.status is MissionStatus.WAITING
-        assert snapshot.wait is not None and snapshot.wait.kind is WaitKind.START
+        assert snapshot.wait is not None
+        assert snapshot.wait.kind is WaitKind.START
         assert ran == []
         clock.advance(timedelta(minutes=5))
         await drain_due(commander)
