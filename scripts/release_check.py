@@ -97,10 +97,6 @@ def parse_requirement(requirement: str) -> tuple[str, str] | None:
     return normalize_name(match["name"]), re.sub(r"\s+", "", match["spec"])
 
 
-def is_internal(name: str) -> bool:
-    return normalize_name(name).startswith(INTERNAL_PREFIX)
-
-
 def _table(value: object) -> dict[str, Any]:
     return cast("dict[str, Any]", value) if isinstance(value, dict) else {}
 
