@@ -121,6 +121,9 @@ class MissionDefinition(Generic[RawT, InT, OutT]):
         """The node called ``name``; ``KeyError`` when there is none."""
         return self._index[name]
 
+    def has_node(self, name: str) -> bool:
+        return name in self._index
+
     def next_node(self, name: str) -> Node | None:
         """The node that follows ``name`` (``None`` after the end)."""
         return self._next[name]

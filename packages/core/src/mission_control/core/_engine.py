@@ -267,6 +267,22 @@ class Engine:
                 pending.extend(entries)
                 return await self._write(snapshot, pending, inserted, consumed)
 
+            current = snapshot.current_node
+            if current is not None and not definition.has_node(current):
+                snapshot, entries = self._failed(
+                    snapshot,
+                    current,
+                    ErrorInfo(
+                        "MissingNodeError",
+                        f"definition {definition.name!r} version {definition.version} has no "
+                        f"node {current!r} (the mission was started on version "
+                        f"{snapshot.definition_version})",
+                    ),
+                    self.clock.now(),
+                )
+                pending.extend(entries)
+                return await self._write(snapshot, pending, inserted, consumed)
+
             if snapshot.status is MissionStatus.WAITING:
                 wait = snapshot.wait
                 assert wait is not None
@@ -327,22 +343,7 @@ class Engine:
             # Running: execute the current node.
             name = snapshot.current_node
             assert name is not None
-            try:
-                node = definition.node(name)
-            except KeyError:
-                snapshot, entries = self._failed(
-                    snapshot,
-                    name,
-                    ErrorInfo(
-                        "MissingNodeError",
-                        f"definition {definition.name!r} version {definition.version} has no "
-                        f"node {name!r} (the mission was started on version "
-                        f"{snapshot.definition_version})",
-                    ),
-                    self.clock.now(),
-                )
-                pending.extend(entries)
-                return await self._write(snapshot, pending, inserted, consumed)
+            node = definition.node(name)
             if isinstance(node, StartNode | StepNode):
                 snapshot = await self._run_node(definition, snapshot, node, pending)
                 # A step's result is written together with the transition that follows it.

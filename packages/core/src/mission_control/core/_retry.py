@@ -49,7 +49,10 @@ class Backoff:
         n = max(failed_attempt, 1)
         if self.kind == "exponential":
             # Compute in floating point so a large attempt number caps instead of overflowing.
-            seconds = self.initial.total_seconds() * self.factor ** (n - 1)
+            try:
+                seconds = self.initial.total_seconds() * self.factor ** (n - 1)
+            except OverflowError:
+                seconds = float("inf")
             if self.cap is not None:
                 seconds = min(seconds, self.cap.total_seconds())
             delay = timedelta(seconds=min(seconds, timedelta.max.total_seconds() / 2))

@@ -1,0 +1,107 @@
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from mission_control.core import (
+    InvalidDefinitionError,
+    MissionDefinition,
+    NodeDescription,
+    RetryPolicy,
+    m,
+)
+
+
+def identity(value: Any) -> Any:
+    return value
+
+
+async def noop(ctx: Any) -> None:
+    return None
+
+
+def test_builder_makes_an_ordered_immutable_definition() -> None:
+    """Each builder call returns a new builder, so a shared prefix can grow two definitions."""
+    base = m.define("flow", version=2).start(parse=identity).step("a", noop)
+    first = base.step("b", noop).end()
+    second = base.need_to("c", parse=identity).end()
+    assert isinstance(first, MissionDefinition)
+    assert [n.name for n in first.nodes] == ["start", "a", "b", "end"]
+    assert [n.name for n in second.nodes] == ["start", "a", "c", "end"]
+    assert first.version == 2
+    assert first.next_node("a") is first.node("b")
+    assert first.next_node("end") is None
+
+
+def test_every_node_kind_is_described_statically() -> None:
+    """describe() lists every node with its kind, successor and policy."""
+    flow = (
+        m.define("flow")
+        .start(parse=identity)
+        .step("call", noop, retry=m.retry(4, m.fixed(1)), timeout=2.5)
+        .need_to("approve", parse=identity)
+        .sleep("pause", timedelta(minutes=1))
+        .sleep_until("later", lambda ctx: ctx.now)
+        .end()
+    )
+    described = flow.describe()
+    assert described.name == "flow"
+    assert described.nodes == (
+        NodeDescription("start", "start", "call"),
+        NodeDescription("call", "step", "approve", max_attempts=4, timeout_seconds=2.5),
+        NodeDescription("approve", "need_to", "pause", signal="approve"),
+        NodeDescription("pause", "sleep", "later", sleep_seconds=60.0),
+        NodeDescription("later", "sleep", "end"),
+        NodeDescription("end", "end", None),
+    )
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (
+            lambda: m.define("x").start(parse=identity).step("a", noop).step("a", noop),
+            "two nodes named 'a'",
+        ),
+        (lambda: m.define("x").end(), "has no start"),
+        (lambda: m.define("x").step("a", noop), "has no start"),
+        (lambda: m.define("x").start(parse=identity).need_to("approve"), "needs a parse function"),
+        (lambda: m.define("x").start(parse=identity).step("", noop), "non-empty string"),
+        (lambda: m.define("x").start(parse=identity).step("a/b", noop), "must not contain '/'"),
+        (lambda: m.define("x").start(parse=identity).step("a", "not callable"), "must be callable"),
+        (
+            lambda: m.define("x").start(parse=identity).step("a", noop, timeout=0),
+            "must be positive",
+        ),
+        (lambda: m.define("x").start(parse=identity).step("a", noop, retry="3"), "retry must be"),
+        (lambda: m.define("x").start(parse=identity).sleep("p", -1), "must not be negative"),
+        (lambda: m.define("x").start(parse=identity).sleep("p", "soon"), "seconds or a timedelta"),
+        (
+            lambda: m.define("x").start(parse=identity).sleep_until("p", datetime(2030, 1, 1)),
+            "timezone-aware",
+        ),
+        (
+            lambda: m.define("x").start(parse=identity).step("start", noop),
+            "two nodes named 'start'",
+        ),
+        (lambda: m.define(""), "non-empty string"),
+        (lambda: m.define("x", version=0), "version must be"),
+        (lambda: m.retry(0), "max_attempts"),
+        (lambda: m.retry(3, retry_on=(ValueError, "nope")), "exception classes"),
+        (lambda: m.exponential(1, factor=0.5), "factor"),
+    ],
+)
+def test_invalid_definitions_fail_at_build_time_with_a_clear_message(
+    build: Any, message: str
+) -> None:
+    """Malformed definitions raise InvalidDefinitionError naming what is wrong."""
+    with pytest.raises(InvalidDefinitionError, match=message):
+        build()
+
+
+def test_retry_given_as_a_number_is_that_many_attempts() -> None:
+    """retry=3 means three attempts with the default backoff; no retry means one attempt."""
+    flow = m.define("x").start(parse=identity).step("a", noop, retry=3).step("b", noop).end()
+    a, b = flow.node("a"), flow.node("b")
+    assert isinstance(a.retry, RetryPolicy)  # type: ignore[union-attr]
+    assert a.retry.max_attempts == 3  # type: ignore[union-attr]
+    assert b.retry.max_attempts == 1  # type: ignore[union-attr]

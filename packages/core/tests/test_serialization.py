@@ -1,0 +1,93 @@
+import enum
+from datetime import UTC, datetime, timedelta
+
+import attrs
+import pytest
+from mission_control.core import (
+    CancelRequest,
+    ErrorInfo,
+    MissionSnapshot,
+    MissionStatus,
+    NodeRecord,
+    NodeStatus,
+    OutputNotSerializableError,
+    TimelineEntry,
+    TimelineKind,
+    Wait,
+    WaitKind,
+    snapshot_from_json,
+    snapshot_to_json,
+    timeline_entry_from_json,
+    timeline_entry_to_json,
+    to_json_value,
+)
+
+T0 = datetime(2030, 1, 1, tzinfo=UTC)
+
+
+class Colour(enum.Enum):
+    RED = "red"
+
+
+@attrs.frozen
+class Receipt:
+    amount: int
+    at: datetime
+    colour: Colour
+
+
+def test_to_json_value_converts_attrs_enums_datetimes_and_tuples() -> None:
+    """Structured values become plain JSON values through the converter."""
+    value = {"receipt": Receipt(5, T0, Colour.RED), "items": (1, 2.5, None, True)}
+    assert to_json_value(value) == {
+        "receipt": {"amount": 5, "at": "2030-01-01T00:00:00+00:00", "colour": "red"},
+        "items": [1, 2.5, None, True],
+    }
+
+
+@pytest.mark.parametrize(
+    ("value", "where"),
+    [
+        ({"a": [1, object()]}, r"output\['a'\]\[1\]"),
+        ({1: "x"}, "JSON keys are strings"),
+        (float("nan"), "JSON cannot hold"),
+        ({"s": 1j}, r"output\['s'\]"),
+    ],
+)
+def test_values_json_cannot_hold_are_rejected_naming_where(value: object, where: str) -> None:
+    """A value with no JSON form raises OutputNotSerializableError pointing inside it."""
+    with pytest.raises(OutputNotSerializableError, match=where):
+        to_json_value(value, what="output")
+
+
+def test_snapshot_round_trips_through_json() -> None:
+    """Every field of a snapshot survives JSON and back, and the JSON is plain text."""
+    snapshot = MissionSnapshot(
+        id="m-1",
+        definition="flow",
+        definition_version=3,
+        status=MissionStatus.WAITING,
+        current_node="call",
+        input={"email": "a@example.com"},
+        created_at=T0,
+        updated_at=T0 + timedelta(seconds=1),
+        nodes={
+            "start": NodeRecord("start", "start", NodeStatus.COMPLETED, 1, output=[1, "x"]),
+            "call": NodeRecord(
+                "call",
+                "step",
+                NodeStatus.WAITING,
+                2,
+                error=ErrorInfo("Boom", "bad", 2),
+                due_at=T0 + timedelta(hours=1),
+            ),
+        },
+        wait=Wait(WaitKind.RETRY, "call", due_at=T0 + timedelta(hours=1)),
+        cancel_request=CancelRequest(T0, "why"),
+        revision=7,
+    )
+    text = snapshot_to_json(snapshot)
+    assert '"status":"waiting"' in text
+    assert snapshot_from_json(text) == snapshot
+    entry = TimelineEntry(T0, TimelineKind.RETRY_SCHEDULED, "call", 2, {"due_at": "x"})
+    assert timeline_entry_from_json(timeline_entry_to_json(entry)) == entry
