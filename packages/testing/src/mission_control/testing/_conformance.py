@@ -67,16 +67,29 @@ class FatalError(Exception):
     """Raised by test steps to fail without retrying."""
 
 
+def _accept(value: Any) -> Any:
+    return value
+
+
+def _text_field(value: Any, field: str) -> str | None:
+    if not isinstance(value, dict):
+        return None
+    item: object = value.get(field)  # pyright: ignore[reportUnknownMemberType]
+    return item if isinstance(item, str) else None
+
+
 def _parse_email(value: Any) -> dict[str, str]:
-    if not isinstance(value, dict) or "@" not in str(value.get("email", "")):  # pyright: ignore[reportUnknownMemberType]
+    email = _text_field(value, "email")
+    if email is None or "@" not in email:
         raise ValueError("input needs an 'email' containing '@'")
-    return {"email": str(value["email"])}  # pyright: ignore[reportUnknownArgumentType]
+    return {"email": email}
 
 
 def _parse_approval(value: Any) -> dict[str, str]:
-    if not isinstance(value, dict) or not isinstance(value.get("approvedBy"), str):  # pyright: ignore[reportUnknownMemberType]
+    approved_by = _text_field(value, "approvedBy")
+    if approved_by is None:
         raise ValueError("approval needs 'approvedBy' as a string")
-    return {"approvedBy": value["approvedBy"]}
+    return {"approvedBy": approved_by}
 
 
 def approval_definition() -> MissionDefinition[Any, dict[str, str], dict[str, str]]:
@@ -343,7 +356,7 @@ class AdapterConformance:
         async def step(ctx: Context[Any, Any]) -> None:
             runs.append(ctx.mission_id)
 
-        once = m.define("once").start(parse=lambda v: v).step("work", step).end()
+        once = m.define("once").start(parse=_accept).step("work", step).end()
         commander = self.commander(persistence, clock, once)
         first = await commander.start(once, {"n": 1}, id="order-42")
         again = await commander.start(once, {"n": 2}, id="order-42")
@@ -394,9 +407,9 @@ class AdapterConformance:
         """A signal sent before its need_to is stored and consumed when the mission gets there."""
         flow = (
             m.define("early")
-            .start(parse=lambda v: v)
+            .start(parse=_accept)
             .sleep("pause", 60)
-            .need_to("go", parse=lambda v: v)
+            .need_to("go", parse=_accept)
             .end()
         )
         commander = self.commander(persistence, clock, flow)
@@ -423,7 +436,7 @@ class AdapterConformance:
 
         flow = (
             m.define("flaky")
-            .start(parse=lambda v: v)
+            .start(parse=_accept)
             .step("call", flaky, retry=m.retry(3, m.fixed(5)))
             .end()
         )
@@ -462,13 +475,13 @@ class AdapterConformance:
 
         lucky = (
             m.define("lucky")
-            .start(parse=lambda v: v)
+            .start(parse=_accept)
             .step("call", second_time_lucky, retry=m.retry(5, m.exponential(2, cap=10)))
             .end()
         )
         doomed = (
             m.define("doomed")
-            .start(parse=lambda v: v)
+            .start(parse=_accept)
             .step("call", fatal, retry=m.retry(5, fail_on=FatalError))
             .end()
         )
@@ -489,7 +502,7 @@ class AdapterConformance:
         """A sleeping mission is not due a moment early and moves on once its time has come."""
         flow = (
             m.define("timer")
-            .start(parse=lambda v: v)
+            .start(parse=_accept)
             .sleep("pause", timedelta(hours=1))
             .step("after", lambda ctx: "done")
             .end()
@@ -514,7 +527,7 @@ class AdapterConformance:
     ) -> None:
         """A mission started with start_at runs nothing until that time comes."""
         ran: list[str] = []
-        flow = m.define("later").start(parse=lambda v: v, run=lambda ctx: ran.append("start")).end()
+        flow = m.define("later").start(parse=_accept, run=lambda ctx: ran.append("start")).end()
         commander = self.commander(persistence, clock, flow)
         handle = await commander.start(flow, {}, start_at=T0 + timedelta(minutes=5))
         snapshot = await handle.inspect()
@@ -550,7 +563,7 @@ class AdapterConformance:
         """A step returning a value JSON cannot hold fails its mission naming the step."""
         flow = (
             m.define("bad-output")
-            .start(parse=lambda v: v)
+            .start(parse=_accept)
             .step("make", lambda ctx: {"when": object()}, retry=3)
             .end()
         )
@@ -576,7 +589,7 @@ class AdapterConformance:
 
         trial = (
             m.define("trial")
-            .start(parse=lambda v: v)
+            .start(parse=_accept)
             .sleep("trial-period", timedelta(days=30))
             .step("charge", charge, retry=m.retry(5, m.exponential(3600, factor=2)))
             .end()
