@@ -74,7 +74,7 @@ def _accept(value: Any) -> Any:
 def _text_field(value: Any, field: str) -> str | None:
     if not isinstance(value, dict):
         return None
-    item: object = value.get(field)  # pyright: ignore[reportUnknownMemberType]
+    item: object = value.get(field)  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
     return item if isinstance(item, str) else None
 
 
