@@ -2,6 +2,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+
 from mission_control.core import (
     InvalidDefinitionError,
     MissionDefinition,

@@ -1,6 +1,7 @@
 from datetime import timedelta
 
 import pytest
+
 from mission_control.core import InvalidDefinitionError, m
 
 

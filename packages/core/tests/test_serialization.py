@@ -3,6 +3,7 @@ from datetime import UTC, datetime, timedelta
 
 import attrs
 import pytest
+
 from mission_control.core import (
     CancelRequest,
     ErrorInfo,

@@ -1,6 +1,7 @@
 from collections.abc import AsyncIterator
 
 import pytest
+
 from mission_control.in_memory_commander import InMemoryPersistenceAdapter
 from mission_control.testing import AdapterConformance
 

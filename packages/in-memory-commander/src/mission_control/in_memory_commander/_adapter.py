@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 import attrs
+
 from mission_control.core import (
     BufferedSignal,
     CancelRequest,

@@ -18,6 +18,7 @@ from typing import Any
 
 import attrs
 import pytest
+
 from mission_control.core import (
     CancelRequest,
     Commander,
