@@ -4,21 +4,33 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, overload
 
 from ._errors import UnknownEventError
 from ._keys import EventKey
-from ._snapshot import NodeStatus
+from ._snapshot import NodeRecord, NodeStatus
 
 if TYPE_CHECKING:
     from ._definition import MissionDefinition
-    from ._snapshot import MissionSnapshot
 
 T = TypeVar("T")
 InT = TypeVar("InT", covariant=True)
 OutT = TypeVar("OutT", covariant=True)
 
 _UNSET: Any = object()
+
+
+class MissionView(Protocol):
+    """What a context reads of a mission: a snapshot, or the engine's working copy of one."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def definition(self) -> str: ...
+    @property
+    def input(self) -> Any: ...
+    @property
+    def nodes(self) -> Mapping[str, NodeRecord]: ...
 
 
 class NodeEvent(Generic[T]):
@@ -75,7 +87,7 @@ class Events(Generic[InT, OutT]):
 
     __slots__ = ("_cache", "_definition", "_parsed", "_snapshot")
 
-    def __init__(self, definition: MissionDefinition[Any, Any, Any], snapshot: MissionSnapshot):
+    def __init__(self, definition: MissionDefinition[Any, Any, Any], snapshot: MissionView):
         self._definition = definition
         self._snapshot = snapshot
         self._parsed: Any = _UNSET
@@ -142,18 +154,18 @@ class Context(Generic[InT, OutT]):
         self,
         *,
         definition: MissionDefinition[Any, Any, Any],
-        snapshot: MissionSnapshot,
+        mission: MissionView,
         node: str,
         attempt: int,
         now: datetime,
     ) -> None:
-        self.mission_id: str = snapshot.id
+        self.mission_id: str = mission.id
         self.definition: str = definition.name
         self.node: str = node
         self.attempt: int = attempt
         self.now: datetime = now
-        self.idempotency_key: str = f"{snapshot.id}:{node}"
-        self.events: Events[InT, OutT] = Events(definition, snapshot)
+        self.idempotency_key: str = f"{mission.id}:{node}"
+        self.events: Events[InT, OutT] = Events(definition, mission)
 
     @property
     def input(self) -> InT:

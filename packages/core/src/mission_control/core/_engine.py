@@ -10,7 +10,7 @@ poke is never missed.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -21,6 +21,7 @@ import trio
 from ._clock import Clock
 from ._context import Context
 from ._definition import MissionDefinition
+from ._draft import Draft
 from ._errors import (
     InvalidInputError,
     InvalidSignalPayloadError,
@@ -41,8 +42,6 @@ from ._snapshot import (
     JsonValue,
     MissionSnapshot,
     MissionStatus,
-    NodeRecord,
-    NodeStatus,
     TimelineEntry,
     TimelineKind,
     Wait,
@@ -64,6 +63,14 @@ class _Hold:
         if self.released is None:
             self.released = trio.Event()
         await self.released.wait()
+
+
+class _LostRace(Exception):
+    """Internal: another start inserted the same mission id first."""
+
+    def __init__(self, existing: MissionSnapshot) -> None:
+        super().__init__(existing.id)
+        self.existing = existing
 
 
 async def _call(function: Callable[..., Any], ctx: Context[Any, Any]) -> Any:
@@ -122,7 +129,7 @@ class Engine:
             raise MissionNotFoundError(f"no mission with id {mission_id!r}")
         return snapshot
 
-    # -- start ---------------------------------------------------------------------------------
+    # -- entry points --------------------------------------------------------------------------
 
     async def start(
         self,
@@ -141,7 +148,9 @@ class Engine:
             raise InvalidInputError(
                 f"mission {definition.name!r} rejected its input: {error}"
             ) from error
-        if mission_id is not None:
+        if mission_id is None:
+            mission_id = self.new_id()
+        else:
             if not isinstance(mission_id, str) or not mission_id:
                 raise InvalidInputError(
                     f"mission id must be a non-empty string, got {mission_id!r}"
@@ -155,39 +164,35 @@ class Engine:
                     return existing
                 if mission_id not in self._holds:
                     break
-        else:
-            mission_id = self.new_id()
         with self._hold(mission_id) as hold:
             now = self.clock.now()
-            snapshot = MissionSnapshot(
-                id=mission_id,
-                definition=definition.name,
-                definition_version=definition.version,
-                status=MissionStatus.RUNNING,
-                current_node="start",
-                input=input_json,
-                created_at=now,
-                updated_at=now,
+            draft = Draft(
+                MissionSnapshot(
+                    id=mission_id,
+                    definition=definition.name,
+                    definition_version=definition.version,
+                    status=MissionStatus.RUNNING,
+                    current_node="start",
+                    input=input_json,
+                    created_at=now,
+                    updated_at=now,
+                ),
+                stored=False,
             )
             if start_at is not None and start_at > now:
-                record = NodeRecord("start", "start", NodeStatus.WAITING, due_at=start_at)
-                scheduled = attrs.evolve(
-                    snapshot,
-                    status=MissionStatus.WAITING,
-                    wait=Wait(WaitKind.START, "start", due_at=start_at),
-                    nodes={"start": record},
-                    revision=1,
-                )
-                entry = TimelineEntry(
+                draft.log(
                     now,
                     TimelineKind.MISSION_SCHEDULED,
                     "start",
                     detail={"start_at": start_at.isoformat()},
                 )
-                existing = await self.persistence.insert(scheduled, [entry])
-                return existing if existing is not None else scheduled
-            snapshot, pending = self._begin_start(snapshot, now)
-            snapshot = await self._drive(definition, snapshot, hold, pending, inserted=False)
+                draft.waiting("start", "start", Wait(WaitKind.START, "start", due_at=start_at), now)
+            else:
+                draft.begin_start(now)
+            try:
+                snapshot = await self._drive(definition, draft, hold)
+            except _LostRace as race:
+                return race.existing
             return await self._settle(definition, snapshot, hold)
 
     async def _existing(self, definition: Definition, mission_id: str) -> MissionSnapshot | None:
@@ -199,21 +204,6 @@ class Engine:
             )
         return existing
 
-    def _begin_start(
-        self, snapshot: MissionSnapshot, now: datetime
-    ) -> tuple[MissionSnapshot, list[TimelineEntry]]:
-        record = NodeRecord("start", "start", NodeStatus.RUNNING, started_at=now)
-        snapshot = attrs.evolve(
-            snapshot,
-            status=MissionStatus.RUNNING,
-            current_node="start",
-            wait=None,
-            nodes={**snapshot.nodes, "start": record},
-        )
-        return snapshot, [TimelineEntry(now, TimelineKind.MISSION_STARTED, "start")]
-
-    # -- advancing -----------------------------------------------------------------------------
-
     async def advance(self, mission_id: str) -> MissionSnapshot | None:
         """Move a due or interrupted mission forward; ``None`` when it is held in this process
         already (its holder moves it)."""
@@ -224,14 +214,10 @@ class Engine:
             if snapshot.is_terminal:
                 return snapshot
             definition = self.definition_for(snapshot)
-            pending: list[TimelineEntry] = []
+            draft = Draft(snapshot)
             if snapshot.status is MissionStatus.RUNNING:
-                pending.append(
-                    TimelineEntry(
-                        self.clock.now(), TimelineKind.MISSION_RESUMED, snapshot.current_node
-                    )
-                )
-            snapshot = await self._drive(definition, snapshot, hold, pending)
+                draft.log(self.clock.now(), TimelineKind.MISSION_RESUMED, snapshot.current_node)
+            snapshot = await self._drive(definition, draft, hold, snapshot)
             return await self._settle(definition, snapshot, hold)
 
     async def _settle(
@@ -240,161 +226,138 @@ class Engine:
         # Runs until no poke is left; the caller's release follows with no checkpoint between.
         while hold.poked and not snapshot.is_terminal:
             hold.poked = False
-            snapshot = await self._drive(definition, snapshot, hold, [])
+            snapshot = await self._drive(definition, Draft(snapshot), hold, snapshot)
         if snapshot.is_terminal:
             self._on_terminal(snapshot)
         return snapshot
 
+    # -- the drive loop ------------------------------------------------------------------------
+
     async def _drive(
         self,
         definition: Definition,
-        snapshot: MissionSnapshot,
+        draft: Draft,
         hold: _Hold,
-        pending: list[TimelineEntry],
-        *,
-        inserted: bool = True,
-        consumed: int | None = None,
+        last: MissionSnapshot | None = None,
     ) -> MissionSnapshot:
-        """Run nodes until the mission waits or ends, committing at each durable boundary.
+        """Run nodes until the mission waits or ends, writing at each durable boundary.
 
-        ``pending`` holds timeline entries not yet written; ``inserted`` says whether the
-        mission exists in the store yet (a fresh start is inserted by its first commit).
+        ``last`` is the stored snapshot the draft was made from, returned as is when nothing
+        changes.
         """
         while True:
-            cancel = hold.cancel or snapshot.cancel_request
-            if cancel is not None and not snapshot.is_terminal:
-                snapshot, entries = self._cancelled(snapshot, cancel)
-                pending.extend(entries)
-                return await self._write(snapshot, pending, inserted, consumed)
+            cancel = hold.cancel or draft.cancel_request
+            if cancel is not None and not draft.is_terminal:
+                draft.cancelled(cancel, self.clock.now())
+                return await self._write(draft)
 
-            current = snapshot.current_node
+            current = draft.current_node
             if current is not None and not definition.has_node(current):
-                snapshot, entries = self._failed(
-                    snapshot,
+                draft.failed(
                     current,
                     ErrorInfo(
                         "MissingNodeError",
                         f"definition {definition.name!r} version {definition.version} has no "
                         f"node {current!r} (the mission was started on version "
-                        f"{snapshot.definition_version})",
+                        f"{draft.definition_version})",
                     ),
                     self.clock.now(),
                 )
-                pending.extend(entries)
-                return await self._write(snapshot, pending, inserted, consumed)
+                return await self._write(draft)
 
-            if snapshot.status is MissionStatus.WAITING:
-                wait = snapshot.wait
-                assert wait is not None
-                now = self.clock.now()
-                if wait.kind is WaitKind.SIGNAL:
-                    assert wait.signal is not None
-                    signal = await self.persistence.next_signal(snapshot.id, wait.signal)
-                    if signal is None:
-                        return await self._write(snapshot, pending, inserted, consumed)
-                    if consumed is not None:
-                        # One consumed signal per transaction: write the earlier one first.
-                        snapshot = await self._write(snapshot, pending, inserted, consumed)
-                        inserted, consumed = True, None
-                        pending = []
-                    snapshot = self._receive(
-                        definition, snapshot, wait.node, signal.payload, now, pending
-                    )
-                    consumed = signal.seq
-                    snapshot = await self._write(snapshot, pending, inserted, consumed)
-                    inserted, consumed, pending = True, None, []
-                    continue
-                assert wait.due_at is not None
-                if wait.due_at > now:
-                    return await self._write(snapshot, pending, inserted, consumed)
-                # A due time that has passed needs no write of its own: if the process stops
-                # before the next write, the mission is still due and does the same again.
-                if wait.kind is WaitKind.TIMER:
-                    pending.append(TimelineEntry(now, TimelineKind.TIMER_FIRED, wait.node))
-                    snapshot = self._complete(snapshot, wait.node, None, None, now, attempts=1)
-                    snapshot = await self._enter_after(
-                        definition, snapshot, wait.node, now, pending
-                    )
-                    continue
-                if wait.kind is WaitKind.START:
-                    snapshot, entries = self._begin_start(snapshot, now)
-                    pending.extend(entries)
+            status = draft.status
+            if status is MissionStatus.RUNNING:
+                assert current is not None
+                node = definition.node(current)
+                if isinstance(node, StartNode | StepNode):
+                    await self._run_node(definition, draft, node)
+                    # A step's result is written with the transition that follows it, before the
+                    # next step runs.
+                    if draft.status is MissionStatus.RUNNING:
+                        last = await self._write(draft)
                 else:
-                    record = snapshot.nodes[wait.node]
-                    snapshot = attrs.evolve(
-                        snapshot,
-                        status=MissionStatus.RUNNING,
-                        wait=None,
-                        nodes={
-                            **snapshot.nodes,
-                            wait.node: attrs.evolve(record, status=NodeStatus.RUNNING, due_at=None),
-                        },
-                    )
-                    pending.append(
-                        TimelineEntry(
-                            now, TimelineKind.STEP_STARTED, wait.node, attempt=record.attempts + 1
-                        )
-                    )
+                    # A node entered without being settled (after a signal, or a resume).
+                    await self._enter(definition, draft, node, self.clock.now())
                 continue
 
-            if snapshot.status is not MissionStatus.RUNNING:
-                return await self._write(snapshot, pending, inserted, consumed)
+            if status is not MissionStatus.WAITING:
+                return await self._write(draft) if draft.dirty else self._unchanged(draft, last)
 
-            # Running: execute the current node.
-            name = snapshot.current_node
-            assert name is not None
-            node = definition.node(name)
-            if isinstance(node, StartNode | StepNode):
-                snapshot = await self._run_node(definition, snapshot, node, pending)
-                # A step's result is written together with the transition that follows it.
-                if not snapshot.is_terminal and snapshot.status is MissionStatus.RUNNING:
-                    snapshot = await self._write(snapshot, pending, inserted, consumed)
-                    inserted, consumed, pending = True, None, []
+            wait = draft.wait
+            assert wait is not None
+            if wait.kind is WaitKind.SIGNAL:
+                assert wait.signal is not None
+                signal = (
+                    await self.persistence.next_signal(draft.id, wait.signal)
+                    if draft.stored
+                    else None
+                )
+                if signal is None:
+                    return await self._write(draft) if draft.dirty else self._unchanged(draft, last)
+                if draft.consumed is not None:
+                    # One consumed signal per write: write the earlier one first.
+                    last = await self._write(draft)
+                self._receive(definition, draft, wait.node, signal.payload, self.clock.now())
+                draft.consumed = signal.seq
+                last = await self._write(draft)
                 continue
-            # Entered a node that is not a function (after a resume, say): enter it afresh.
+
             now = self.clock.now()
-            snapshot = await self._enter(definition, snapshot, node, now, pending)
+            assert wait.due_at is not None
+            if wait.due_at > now:
+                return await self._write(draft) if draft.dirty else self._unchanged(draft, last)
+            # A due time that has passed needs no write of its own: if the process stops before
+            # the next write, the mission is still due and does the same again.
+            if wait.kind is WaitKind.TIMER:
+                node = definition.node(wait.node)
+                draft.log(now, TimelineKind.TIMER_FIRED, wait.node)
+                draft.complete(wait.node, node.kind, now, attempts=1)
+                await self._enter_after(definition, draft, wait.node, now)
+            elif wait.kind is WaitKind.START:
+                draft.begin_start(now)
+            else:
+                draft.retry_due(wait.node, now)
 
-    async def _write(
-        self,
-        snapshot: MissionSnapshot,
-        pending: Sequence[TimelineEntry],
-        inserted: bool,
-        consumed: int | None,
-    ) -> MissionSnapshot:
-        if not inserted:
-            snapshot = attrs.evolve(snapshot, revision=1)
-            existing = await self.persistence.insert(snapshot, pending)
+    def _unchanged(self, draft: Draft, last: MissionSnapshot | None) -> MissionSnapshot:
+        return last if last is not None else draft.freeze(draft.revision)
+
+    async def _write(self, draft: Draft) -> MissionSnapshot:
+        if not draft.stored:
+            snapshot = draft.freeze(1)
+            existing = await self.persistence.insert(snapshot, draft.pending)
             if existing is not None:
-                # Lost a race for the same id with another starter; theirs stands.
-                return existing
-            return snapshot
-        if not pending and consumed is None:
-            return snapshot
-        stored = attrs.evolve(snapshot, revision=snapshot.revision + 1)
-        await self.persistence.commit(
-            stored, expected_revision=snapshot.revision, timeline=pending, consumed_signal=consumed
-        )
-        return stored
+                raise _LostRace(existing)
+            draft.stored = True
+        else:
+            snapshot = draft.freeze(draft.revision + 1)
+            await self.persistence.commit(
+                snapshot,
+                expected_revision=draft.revision,
+                timeline=draft.pending,
+                consumed_signal=draft.consumed,
+            )
+        draft.revision = snapshot.revision
+        draft.pending = []
+        draft.consumed = None
+        return snapshot
 
     # -- node execution ------------------------------------------------------------------------
 
     async def _run_node(
-        self,
-        definition: Definition,
-        snapshot: MissionSnapshot,
-        node: StartNode | StepNode,
-        pending: list[TimelineEntry],
-    ) -> MissionSnapshot:
-        record = snapshot.nodes.get(node.name)
+        self, definition: Definition, draft: Draft, node: StartNode | StepNode
+    ) -> None:
+        record = draft.nodes.get(node.name)
         attempt = (record.attempts if record is not None else 0) + 1
-        now = self.clock.now()
         function = node.run
         output: JsonValue = None
-        error: BaseException | None = None
+        error: Exception | None = None
         if function is not None:
             ctx: Context[Any, Any] = Context(
-                definition=definition, snapshot=snapshot, node=node.name, attempt=attempt, now=now
+                definition=definition,
+                mission=draft,
+                node=node.name,
+                attempt=attempt,
+                now=self.clock.now(),
             )
             try:
                 if isinstance(node, StepNode) and node.timeout is not None:
@@ -413,144 +376,77 @@ class Engine:
                 error = raised
         now = self.clock.now()
         if error is None:
-            pending.append(TimelineEntry(now, TimelineKind.STEP_COMPLETED, node.name, attempt))
-            snapshot = self._complete(snapshot, node.name, None, output, now, attempts=attempt)
-            return await self._enter_after(definition, snapshot, node.name, now, pending)
+            draft.log(now, TimelineKind.STEP_COMPLETED, node.name, attempt)
+            draft.complete(node.name, node.kind, now, attempts=attempt, output=output)
+            await self._enter_after(definition, draft, node.name, now)
+            return
         info = ErrorInfo.from_exception(error, attempt)
-        pending.append(
-            TimelineEntry(
-                now,
-                TimelineKind.STEP_FAILED,
-                node.name,
-                attempt,
-                detail={"type": info.type, "message": info.message},
-            )
+        draft.log(
+            now,
+            TimelineKind.STEP_FAILED,
+            node.name,
+            attempt,
+            detail={"type": info.type, "message": info.message},
         )
-        retryable = (
+        if (
             isinstance(node, StepNode)
             and not isinstance(error, OutputNotSerializableError)
             and node.retry.should_retry(error, attempt)
-        )
-        if not retryable:
-            snapshot, entries = self._failed(snapshot, node.name, info, now, attempts=attempt)
-            pending.extend(entries)
-            return snapshot
-        assert isinstance(node, StepNode)
-        due = now + node.retry.backoff.delay(attempt)
-        pending.append(
-            TimelineEntry(
+        ):
+            due = now + node.retry.backoff.delay(attempt)
+            draft.log(
                 now,
                 TimelineKind.RETRY_SCHEDULED,
                 node.name,
                 attempt + 1,
                 detail={"due_at": due.isoformat()},
             )
-        )
-        previous = snapshot.nodes[node.name]
-        return attrs.evolve(
-            snapshot,
-            status=MissionStatus.WAITING,
-            wait=Wait(WaitKind.RETRY, node.name, due_at=due),
-            updated_at=now,
-            nodes={
-                **snapshot.nodes,
-                node.name: attrs.evolve(
-                    previous, status=NodeStatus.WAITING, attempts=attempt, error=info, due_at=due
-                ),
-            },
-        )
+            draft.retry_later(
+                node.name, attempt, info, due, Wait(WaitKind.RETRY, node.name, due_at=due), now
+            )
+        else:
+            draft.failed(node.name, info, now, attempts=attempt)
 
     async def _enter_after(
-        self,
-        definition: Definition,
-        snapshot: MissionSnapshot,
-        name: str,
-        now: datetime,
-        pending: list[TimelineEntry],
-    ) -> MissionSnapshot:
+        self, definition: Definition, draft: Draft, name: str, now: datetime
+    ) -> None:
         following = definition.next_node(name)
         assert following is not None, "a definition always ends with its end node"
-        return await self._enter(definition, snapshot, following, now, pending)
+        await self._enter(definition, draft, following, now)
 
-    async def _enter(
-        self,
-        definition: Definition,
-        snapshot: MissionSnapshot,
-        node: Node,
-        now: datetime,
-        pending: list[TimelineEntry],
-    ) -> MissionSnapshot:
+    async def _enter(self, definition: Definition, draft: Draft, node: Node, now: datetime) -> None:
         """Move the cursor onto ``node``, settling at once what needs no outside event."""
         if isinstance(node, StepNode | StartNode):
-            previous = snapshot.nodes.get(node.name)
-            attempts = previous.attempts if previous is not None else 0
-            pending.append(TimelineEntry(now, TimelineKind.STEP_STARTED, node.name, attempts + 1))
-            return attrs.evolve(
-                snapshot,
-                status=MissionStatus.RUNNING,
-                current_node=node.name,
-                wait=None,
-                updated_at=now,
-                nodes={
-                    **snapshot.nodes,
-                    node.name: NodeRecord(
-                        node.name, node.kind, NodeStatus.RUNNING, attempts, started_at=now
-                    ),
-                },
+            draft.run_node(node.name, node.kind, now)
+        elif isinstance(node, NeedToNode):
+            draft.log(now, TimelineKind.WAIT_STARTED, node.name, detail={"signal": node.name})
+            draft.waiting(
+                node.name, node.kind, Wait(WaitKind.SIGNAL, node.name, signal=node.name), now
             )
-        if isinstance(node, NeedToNode):
-            pending.append(
-                TimelineEntry(
-                    now, TimelineKind.WAIT_STARTED, node.name, detail={"signal": node.name}
-                )
-            )
-            return self._waiting(
-                snapshot, node, Wait(WaitKind.SIGNAL, node.name, signal=node.name), now
-            )
-        if isinstance(node, SleepNode):
-            due = self._sleep_due(definition, snapshot, node, now)
-            pending.append(
-                TimelineEntry(
-                    now, TimelineKind.WAIT_STARTED, node.name, detail={"due_at": due.isoformat()}
-                )
-            )
-            return self._waiting(snapshot, node, Wait(WaitKind.TIMER, node.name, due_at=due), now)
-        assert isinstance(node, EndNode)
-        output: JsonValue = None
-        if node.output is not None:
-            ctx: Context[Any, Any] = Context(
-                definition=definition, snapshot=snapshot, node=node.name, attempt=1, now=now
-            )
+        elif isinstance(node, SleepNode):
             try:
-                output = to_json_value(await _call(node.output, ctx), what="mission output")
+                due = self._sleep_due(definition, draft, node, now)
             except Exception as error:
-                snapshot, entries = self._failed(
-                    snapshot, node.name, ErrorInfo.from_exception(error, 1), now, attempts=1
+                draft.failed(node.name, ErrorInfo.from_exception(error, 1), now, attempts=1)
+                return
+            draft.log(now, TimelineKind.WAIT_STARTED, node.name, detail={"due_at": due.isoformat()})
+            draft.waiting(node.name, node.kind, Wait(WaitKind.TIMER, node.name, due_at=due), now)
+        else:
+            assert isinstance(node, EndNode)
+            output: JsonValue = None
+            if node.output is not None:
+                ctx: Context[Any, Any] = Context(
+                    definition=definition, mission=draft, node=node.name, attempt=1, now=now
                 )
-                pending.extend(entries)
-                return snapshot
-        pending.append(TimelineEntry(now, TimelineKind.MISSION_COMPLETED, node.name))
-        record = NodeRecord(
-            node.name,
-            node.kind,
-            NodeStatus.COMPLETED,
-            1,
-            output=output,
-            started_at=now,
-            finished_at=now,
-        )
-        return attrs.evolve(
-            snapshot,
-            status=MissionStatus.COMPLETED,
-            current_node=None,
-            wait=None,
-            output=output,
-            updated_at=now,
-            nodes={**snapshot.nodes, node.name: record},
-        )
+                try:
+                    output = to_json_value(await _call(node.output, ctx), what="mission output")
+                except Exception as error:
+                    draft.failed(node.name, ErrorInfo.from_exception(error, 1), now, attempts=1)
+                    return
+            draft.completed(output, now)
 
     def _sleep_due(
-        self, definition: Definition, snapshot: MissionSnapshot, node: SleepNode, now: datetime
+        self, definition: Definition, draft: Draft, node: SleepNode, now: datetime
     ) -> datetime:
         if node.duration is not None:
             return now + node.duration
@@ -559,7 +455,7 @@ class Engine:
             return until
         assert until is not None
         ctx: Context[Any, Any] = Context(
-            definition=definition, snapshot=snapshot, node=node.name, attempt=1, now=now
+            definition=definition, mission=draft, node=node.name, attempt=1, now=now
         )
         when = until(ctx)
         if not isinstance(when, datetime) or when.tzinfo is None:
@@ -568,145 +464,24 @@ class Engine:
             )
         return when
 
-    def _waiting(
-        self, snapshot: MissionSnapshot, node: Node, wait: Wait, now: datetime
-    ) -> MissionSnapshot:
-        record = NodeRecord(
-            node.name, node.kind, NodeStatus.WAITING, started_at=now, due_at=wait.due_at
-        )
-        return attrs.evolve(
-            snapshot,
-            status=MissionStatus.WAITING,
-            current_node=node.name,
-            wait=wait,
-            updated_at=now,
-            nodes={**snapshot.nodes, node.name: record},
-        )
-
     def _receive(
-        self,
-        definition: Definition,
-        snapshot: MissionSnapshot,
-        node_name: str,
-        payload: JsonValue,
-        now: datetime,
-        pending: list[TimelineEntry],
-    ) -> MissionSnapshot:
-        node = definition.node(node_name)
+        self, definition: Definition, draft: Draft, name: str, payload: JsonValue, now: datetime
+    ) -> None:
+        """Complete the need_to ``name`` with ``payload`` and put the cursor on the next node
+        (a function node there runs on the drive loop's next turn, after this is written)."""
+        node = definition.node(name)
         assert isinstance(node, NeedToNode)
-        parsed = to_json_value(node.parse(payload), what=f"parsed payload of {node_name!r}")
-        pending.append(TimelineEntry(now, TimelineKind.SIGNAL_RECEIVED, node_name))
-        snapshot = self._complete(snapshot, node_name, payload, parsed, now, attempts=1)
-        snapshot = attrs.evolve(snapshot, status=MissionStatus.RUNNING, wait=None)
-        following = definition.next_node(node_name)
+        parsed = to_json_value(node.parse(payload), what=f"parsed payload of {name!r}")
+        draft.log(now, TimelineKind.SIGNAL_RECEIVED, name)
+        draft.complete(name, node.kind, now, attempts=1, input=payload, output=parsed)
+        following = definition.next_node(name)
         assert following is not None
-        # Entering a function node here only moves the cursor; it runs on the next loop turn.
         if isinstance(following, StepNode | StartNode):
-            previous = snapshot.nodes.get(following.name)
-            attempts = previous.attempts if previous is not None else 0
-            pending.append(
-                TimelineEntry(now, TimelineKind.STEP_STARTED, following.name, attempts + 1)
-            )
-            return attrs.evolve(
-                snapshot,
-                current_node=following.name,
-                nodes={
-                    **snapshot.nodes,
-                    following.name: NodeRecord(
-                        following.name,
-                        following.kind,
-                        NodeStatus.RUNNING,
-                        attempts,
-                        started_at=now,
-                    ),
-                },
-            )
-        return attrs.evolve(snapshot, current_node=following.name)
-
-    def _complete(
-        self,
-        snapshot: MissionSnapshot,
-        name: str,
-        input: JsonValue,
-        output: JsonValue,
-        now: datetime,
-        *,
-        attempts: int,
-    ) -> MissionSnapshot:
-        previous = snapshot.nodes.get(name)
-        record = NodeRecord(
-            name,
-            previous.kind if previous is not None else "step",
-            NodeStatus.COMPLETED,
-            attempts,
-            input=input if input is not None else (previous.input if previous else None),
-            output=output,
-            started_at=previous.started_at if previous is not None else now,
-            finished_at=now,
-        )
-        return attrs.evolve(snapshot, updated_at=now, nodes={**snapshot.nodes, name: record})
-
-    def _failed(
-        self,
-        snapshot: MissionSnapshot,
-        name: str,
-        error: ErrorInfo,
-        now: datetime,
-        *,
-        attempts: int | None = None,
-    ) -> tuple[MissionSnapshot, list[TimelineEntry]]:
-        previous = snapshot.nodes.get(name)
-        kind = previous.kind if previous is not None else "step"
-        record = NodeRecord(
-            name,
-            kind,
-            NodeStatus.FAILED,
-            attempts if attempts is not None else (previous.attempts if previous else 0),
-            input=previous.input if previous is not None else None,
-            error=error,
-            started_at=previous.started_at if previous is not None else now,
-            finished_at=now,
-        )
-        failed = attrs.evolve(
-            snapshot,
-            status=MissionStatus.FAILED,
-            wait=None,
-            error=error,
-            updated_at=now,
-            nodes={**snapshot.nodes, name: record},
-        )
-        entry = TimelineEntry(
-            now,
-            TimelineKind.MISSION_FAILED,
-            name,
-            detail={"type": error.type, "message": error.message},
-        )
-        return failed, [entry]
-
-    def _cancelled(
-        self, snapshot: MissionSnapshot, request: CancelRequest
-    ) -> tuple[MissionSnapshot, list[TimelineEntry]]:
-        now = self.clock.now()
-        nodes = dict(snapshot.nodes)
-        current = snapshot.current_node
-        if current is not None and current in nodes:
-            record = nodes[current]
-            if record.status is not NodeStatus.COMPLETED:
-                nodes[current] = attrs.evolve(
-                    record, status=NodeStatus.CANCELLED, finished_at=now, due_at=None
-                )
-        cancelled = attrs.evolve(
-            snapshot,
-            status=MissionStatus.CANCELLED,
-            wait=None,
-            cancel_request=request,
-            updated_at=now,
-            nodes=nodes,
-        )
-        entry = TimelineEntry(
-            now, TimelineKind.MISSION_CANCELLED, current, detail={"reason": request.reason}
-        )
-        return cancelled, [entry]
+            draft.run_node(following.name, following.kind, now)
+        else:
+            draft.status = MissionStatus.RUNNING
+            draft.wait = None
+            draft.current_node = following.name
 
     # -- signals and cancellation -------------------------------------------------------------
 
@@ -728,9 +503,8 @@ class Engine:
             ) from error
         self._ensure_active(snapshot, f"signal {name!r}")
         now = self.clock.now()
-        hold = self._holds.get(mission_id)
-        if hold is not None:
-            return await self._buffer(snapshot, name, payload_json, now, hold)
+        if mission_id in self._holds:
+            return await self._buffer(snapshot, name, payload_json, now, held=True)
         with self._hold(mission_id) as hold:
             snapshot = await self.load(mission_id)
             self._ensure_active(snapshot, f"signal {name!r}")
@@ -741,24 +515,19 @@ class Engine:
                 and wait.kind is WaitKind.SIGNAL
                 and wait.signal == name
             ):
-                pending: list[TimelineEntry] = []
-                snapshot = self._receive(definition, snapshot, name, payload_json, now, pending)
-                snapshot = await self._write(snapshot, pending, True, None)
-                snapshot = await self._drive(definition, snapshot, hold, [])
+                draft = Draft(snapshot)
+                self._receive(definition, draft, name, payload_json, now)
+                snapshot = await self._write(draft)
+                snapshot = await self._drive(definition, draft, hold, snapshot)
                 return await self._settle(definition, snapshot, hold)
-            return await self._buffer(snapshot, name, payload_json, now, None)
+            return await self._buffer(snapshot, name, payload_json, now, held=False)
 
     async def _buffer(
-        self,
-        snapshot: MissionSnapshot,
-        name: str,
-        payload: JsonValue,
-        now: datetime,
-        hold: _Hold | None,
+        self, snapshot: MissionSnapshot, name: str, payload: JsonValue, now: datetime, *, held: bool
     ) -> MissionSnapshot:
         entry = TimelineEntry(now, TimelineKind.SIGNAL_BUFFERED, name)
         await self.persistence.append_signal(snapshot.id, name, payload, now, [entry])
-        if hold is not None:
+        if held:
             holder = self._holds.get(snapshot.id)
             if holder is not None:
                 holder.poked = True
@@ -776,8 +545,7 @@ class Engine:
         entry = TimelineEntry(
             now, TimelineKind.CANCEL_REQUESTED, snapshot.current_node, detail={"reason": reason}
         )
-        hold = self._holds.get(mission_id)
-        if hold is not None:
+        if mission_id in self._holds:
             await self.persistence.request_cancel(mission_id, request, [entry])
             holder = self._holds.get(mission_id)
             if holder is not None:
@@ -790,8 +558,10 @@ class Engine:
             self._ensure_active(snapshot, "cancel")
             # Nothing runs this mission (it waits, or a crash interrupted it), so the cancellation
             # takes effect now, in the same transaction as its request.
-            snapshot, entries = self._cancelled(snapshot, request)
-            snapshot = await self._write(snapshot, [entry, *entries], True, None)
+            draft = Draft(snapshot)
+            draft.pending.append(entry)
+            draft.cancelled(request, now)
+            snapshot = await self._write(draft)
             self._on_terminal(snapshot)
             return snapshot
 

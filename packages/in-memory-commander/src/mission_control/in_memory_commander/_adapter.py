@@ -61,7 +61,8 @@ class InMemoryPersistenceAdapter:
         # The cancellation request has one writer, request_cancel; a snapshot can only add one.
         if snapshot.cancel_request is not None:
             self._cancels.setdefault(snapshot.id, snapshot.cancel_request)
-        self._missions[snapshot.id] = attrs.evolve(snapshot, cancel_request=None)
+            snapshot = attrs.evolve(snapshot, cancel_request=None)
+        self._missions[snapshot.id] = snapshot
         self._index(snapshot)
 
     async def insert(

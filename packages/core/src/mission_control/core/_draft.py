@@ -1,0 +1,255 @@
+"""The working copy of a mission while the engine moves it, and the transitions applied to it.
+
+The engine mutates one draft per run and freezes it into an immutable snapshot only when it
+writes, so a transition costs a few attribute assignments rather than a new snapshot each.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from ._snapshot import (
+    CancelRequest,
+    ErrorInfo,
+    JsonValue,
+    MissionSnapshot,
+    MissionStatus,
+    NodeRecord,
+    NodeStatus,
+    TimelineEntry,
+    TimelineKind,
+    Wait,
+)
+
+
+class Draft:
+    """A mission being moved forward, with the timeline entries not yet written."""
+
+    __slots__ = (
+        "cancel_request",
+        "consumed",
+        "created_at",
+        "current_node",
+        "definition",
+        "definition_version",
+        "error",
+        "id",
+        "input",
+        "nodes",
+        "output",
+        "pending",
+        "revision",
+        "status",
+        "stored",
+        "updated_at",
+        "wait",
+    )
+
+    def __init__(self, snapshot: MissionSnapshot, *, stored: bool = True) -> None:
+        self.id = snapshot.id
+        self.definition = snapshot.definition
+        self.definition_version = snapshot.definition_version
+        self.status = snapshot.status
+        self.current_node = snapshot.current_node
+        self.input: JsonValue = snapshot.input
+        self.created_at = snapshot.created_at
+        self.updated_at = snapshot.updated_at
+        self.nodes: dict[str, NodeRecord] = dict(snapshot.nodes)
+        self.wait = snapshot.wait
+        self.output: JsonValue = snapshot.output
+        self.error = snapshot.error
+        self.cancel_request = snapshot.cancel_request
+        self.revision = snapshot.revision
+        self.stored = stored
+        """Whether the mission exists in the store (a fresh start is inserted by its first
+        write)."""
+        self.pending: list[TimelineEntry] = []
+        self.consumed: int | None = None
+        """The buffered signal this transition consumes (deleted by the same write)."""
+
+    @property
+    def dirty(self) -> bool:
+        return bool(self.pending) or self.consumed is not None or not self.stored
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status.is_terminal
+
+    def freeze(self, revision: int) -> MissionSnapshot:
+        return MissionSnapshot(
+            self.id,
+            self.definition,
+            self.definition_version,
+            self.status,
+            self.current_node,
+            self.input,
+            self.created_at,
+            self.updated_at,
+            dict(self.nodes),
+            self.wait,
+            self.output,
+            self.error,
+            self.cancel_request,
+            revision,
+        )
+
+    def log(
+        self,
+        at: datetime,
+        kind: TimelineKind,
+        node: str | None = None,
+        attempt: int | None = None,
+        detail: Any = None,
+    ) -> None:
+        self.pending.append(TimelineEntry(at, kind, node, attempt, detail))
+
+    # -- transitions ---------------------------------------------------------------------------
+
+    def run_node(self, name: str, kind: str, now: datetime) -> None:
+        """Put the cursor on a function node, marking it running (attempts so far are kept)."""
+        previous = self.nodes.get(name)
+        attempts = previous.attempts if previous is not None else 0
+        self.log(now, TimelineKind.STEP_STARTED, name, attempts + 1)
+        self.nodes[name] = NodeRecord(
+            name,
+            kind,
+            NodeStatus.RUNNING,
+            attempts,
+            error=previous.error if previous is not None else None,
+            started_at=now,
+        )
+        self.status = MissionStatus.RUNNING
+        self.current_node = name
+        self.wait = None
+        self.updated_at = now
+
+    def begin_start(self, now: datetime) -> None:
+        self.log(now, TimelineKind.MISSION_STARTED, "start")
+        self.nodes["start"] = NodeRecord("start", "start", NodeStatus.RUNNING, started_at=now)
+        self.status = MissionStatus.RUNNING
+        self.current_node = "start"
+        self.wait = None
+        self.updated_at = now
+
+    def retry_due(self, name: str, now: datetime) -> None:
+        """A retry's time has come: the node runs again."""
+        record = self.nodes[name]
+        self.log(now, TimelineKind.STEP_STARTED, name, record.attempts + 1)
+        self.nodes[name] = NodeRecord(
+            name,
+            record.kind,
+            NodeStatus.RUNNING,
+            record.attempts,
+            error=record.error,
+            started_at=record.started_at,
+        )
+        self.status = MissionStatus.RUNNING
+        self.wait = None
+        self.updated_at = now
+
+    def complete(
+        self,
+        name: str,
+        kind: str,
+        now: datetime,
+        *,
+        attempts: int,
+        input: JsonValue = None,
+        output: JsonValue = None,
+    ) -> None:
+        previous = self.nodes.get(name)
+        self.nodes[name] = NodeRecord(
+            name,
+            kind,
+            NodeStatus.COMPLETED,
+            attempts,
+            input=input,
+            output=output,
+            started_at=previous.started_at if previous is not None else now,
+            finished_at=now,
+        )
+        self.updated_at = now
+
+    def waiting(self, name: str, kind: str, wait: Wait, now: datetime) -> None:
+        self.nodes[name] = NodeRecord(
+            name, kind, NodeStatus.WAITING, started_at=now, due_at=wait.due_at
+        )
+        self.status = MissionStatus.WAITING
+        self.current_node = name
+        self.wait = wait
+        self.updated_at = now
+
+    def retry_later(
+        self, name: str, attempt: int, error: ErrorInfo, due: datetime, wait: Wait, now: datetime
+    ) -> None:
+        previous = self.nodes[name]
+        self.nodes[name] = NodeRecord(
+            name,
+            previous.kind,
+            NodeStatus.WAITING,
+            attempt,
+            input=previous.input,
+            error=error,
+            started_at=previous.started_at,
+            due_at=due,
+        )
+        self.status = MissionStatus.WAITING
+        self.wait = wait
+        self.updated_at = now
+
+    def completed(self, output: JsonValue, now: datetime) -> None:
+        self.log(now, TimelineKind.MISSION_COMPLETED, "end")
+        self.nodes["end"] = NodeRecord(
+            "end", "end", NodeStatus.COMPLETED, 1, output=output, started_at=now, finished_at=now
+        )
+        self.status = MissionStatus.COMPLETED
+        self.current_node = None
+        self.wait = None
+        self.output = output
+        self.updated_at = now
+
+    def failed(
+        self, name: str, error: ErrorInfo, now: datetime, *, attempts: int | None = None
+    ) -> None:
+        previous = self.nodes.get(name)
+        self.log(
+            now,
+            TimelineKind.MISSION_FAILED,
+            name,
+            detail={"type": error.type, "message": error.message},
+        )
+        self.nodes[name] = NodeRecord(
+            name,
+            previous.kind if previous is not None else "step",
+            NodeStatus.FAILED,
+            attempts if attempts is not None else (previous.attempts if previous else 0),
+            input=previous.input if previous is not None else None,
+            error=error,
+            started_at=previous.started_at if previous is not None else now,
+            finished_at=now,
+        )
+        self.status = MissionStatus.FAILED
+        self.wait = None
+        self.error = error
+        self.updated_at = now
+
+    def cancelled(self, request: CancelRequest, now: datetime) -> None:
+        current = self.current_node
+        self.log(now, TimelineKind.MISSION_CANCELLED, current, detail={"reason": request.reason})
+        record = self.nodes.get(current) if current is not None else None
+        if current is not None and record is not None and record.status is not NodeStatus.COMPLETED:
+            self.nodes[current] = NodeRecord(
+                current,
+                record.kind,
+                NodeStatus.CANCELLED,
+                record.attempts,
+                input=record.input,
+                error=record.error,
+                started_at=record.started_at,
+                finished_at=now,
+            )
+        self.status = MissionStatus.CANCELLED
+        self.wait = None
+        self.cancel_request = request
+        self.updated_at = now
