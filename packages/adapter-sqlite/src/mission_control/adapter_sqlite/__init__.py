@@ -1,3 +1,19 @@
-"""mission_control.adapter_sqlite."""
+"""Mission Control on SQLite: a durable persistence adapter (apsw, WAL) and ``SQLiteCommander``.
 
-__all__: list[str] = []
+from mission_control.adapter_sqlite import SQLiteCommander
+
+async with SQLiteCommander("missions.sqlite", [approval]) as commander:
+    handle = await commander.start(approval, {"user": "ada"})
+"""
+
+from ._adapter import SQLitePersistenceAdapter, Synchronous, create_sqlite_persistence_adapter
+from ._commander import SQLiteCommander
+from ._schema import SCHEMA_VERSION
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "SQLiteCommander",
+    "SQLitePersistenceAdapter",
+    "Synchronous",
+    "create_sqlite_persistence_adapter",
+]

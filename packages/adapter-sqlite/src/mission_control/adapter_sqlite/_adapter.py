@@ -1,0 +1,725 @@
+"""The SQLite persistence adapter: missions, timelines, signal inboxes and cancellation requests
+in one SQLite file, through apsw.
+
+apsw calls take microseconds, so the async methods call it inline: no thread hop, no checkpoint.
+Each method that writes runs exactly one ``BEGIN IMMEDIATE … COMMIT`` transaction and rolls it
+back on any error, so a failed call leaves the file as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import Any, Final, Literal, Self
+
+import apsw
+
+from mission_control.core import (
+    BufferedSignal,
+    CancelRequest,
+    ConfigurationError,
+    JsonValue,
+    MissionSnapshot,
+    MissionStatus,
+    PersistenceError,
+    RevisionConflictError,
+    TimelineEntry,
+    converter,
+    from_json_value,
+    snapshot_from_json,
+    snapshot_to_json,
+    timeline_entry_from_json,
+    timeline_entry_to_json,
+    to_json_value,
+)
+
+from ._lock import WriterLock
+from ._schema import current_version, migrate, read_version
+from ._sqlite import Connection, Cursor, connect
+
+Synchronous = Literal["NORMAL", "FULL"]
+"""How hard SQLite pushes each commit to disk; see ``docs/sqlite.md``."""
+
+MEMORY: Final = ":memory:"
+
+_SQLITE_HEADER: Final = b"SQLite format 3\x00"
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND: Final = timedelta(microseconds=1)
+_WAITING: Final = MissionStatus.WAITING
+
+_INSERT_MISSION: Final = (
+    "INSERT INTO missions (id, definition, status, due_at, revision, snapshot, cancel_request) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
+)
+# The revision in the WHERE clause is the compare-and-set; coalesce keeps a stored cancellation
+# request, which nothing but request_cancel (or the first snapshot carrying one) may write.
+_UPDATE_MISSION: Final = (
+    "UPDATE missions SET status = ?, due_at = ?, revision = ?, snapshot = ?, "
+    "cancel_request = coalesce(cancel_request, ?) WHERE id = ? AND revision = ?"
+)
+_INSERT_ENTRY: Final = (
+    "INSERT INTO timeline (mission_id, revision, position, entry) VALUES (?, ?, ?, ?)"
+)
+_NEXT_POSITION: Final = (
+    "SELECT coalesce(max(position) + 1, 0) FROM timeline WHERE mission_id = ? AND revision = ?"
+)
+_DELETE_SIGNAL: Final = "DELETE FROM inbox WHERE seq = ? AND mission_id = ?"
+_INSERT_SIGNAL: Final = (
+    "INSERT INTO inbox (mission_id, name, payload, received_at) VALUES (?, ?, ?, ?)"
+)
+_REVISION: Final = "SELECT revision FROM missions WHERE id = ?"
+_LOAD: Final = "SELECT revision, snapshot, cancel_request FROM missions WHERE id = ?"
+_REQUEST_CANCEL: Final = (
+    "UPDATE missions SET cancel_request = coalesce(cancel_request, ?) WHERE id = ?"
+)
+_NEXT_SIGNAL: Final = (
+    "SELECT seq, payload, received_at FROM inbox WHERE mission_id = ? AND name = ? "
+    "ORDER BY seq LIMIT 1"
+)
+# ``due_at IS NOT NULL`` lets SQLite use the partial index missions_due.
+_DUE: Final = (
+    "SELECT id FROM missions WHERE due_at IS NOT NULL AND due_at <= ? ORDER BY due_at, id LIMIT ?"
+)
+_NEXT_DUE: Final = "SELECT due_at FROM missions WHERE due_at IS NOT NULL ORDER BY due_at LIMIT 1"
+_RUNNING: Final = "SELECT id FROM missions WHERE status = 'running' ORDER BY id LIMIT ?"
+_RUNNING_AFTER: Final = (
+    "SELECT id FROM missions WHERE status = 'running' AND id > ? ORDER BY id LIMIT ?"
+)
+_TIMELINE: Final = "SELECT entry FROM timeline WHERE mission_id = ? ORDER BY revision, position"
+
+
+def _dumps(value: JsonValue) -> str:
+    return json.dumps(value, separators=(",", ":"), allow_nan=False)
+
+
+def _micros(when: datetime, what: str) -> int:
+    if when.utcoffset() is None:
+        raise ValueError(f"{what} must be a timezone-aware datetime, got naive {when!r}")
+    return (when - _EPOCH) // _MICROSECOND
+
+
+def _from_micros(value: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=value)
+
+
+def _database_path(path: str | os.PathLike[str]) -> str:
+    try:
+        text = os.fspath(path)
+    except TypeError:
+        raise ConfigurationError(f"path must be a str or os.PathLike, got {path!r}") from None
+    if not isinstance(text, str) or not text:
+        raise ConfigurationError(f"path must be a non-empty str path, got {path!r}")
+    return text
+
+
+def _synchronous(value: str) -> Synchronous:
+    mode = value.upper() if isinstance(value, str) else None
+    if mode == "NORMAL":
+        return "NORMAL"
+    if mode == "FULL":
+        return "FULL"
+    raise ConfigurationError(f'synchronous must be "NORMAL" or "FULL", got {value!r}')
+
+
+def _busy_timeout_ms(seconds: float) -> int:
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds >= 0:
+        raise ConfigurationError(f"busy_timeout must be seconds >= 0, got {seconds!r}")
+    return min(round(seconds * 1000), 2**31 - 1)
+
+
+def _check_file(path: str, read_only: bool) -> None:
+    """Refuse what is plainly not a database before anything is created next to it."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        if read_only:
+            raise PersistenceError(f"there is no database at {path} to open read-only") from None
+        parent = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(parent):
+            raise PersistenceError(
+                f"cannot create the database {path}: the directory {parent} does not exist"
+            ) from None
+        return
+    except OSError as error:
+        raise PersistenceError(f"cannot open the database {path}: {error.strerror}") from error
+    if stat.S_ISDIR(info.st_mode):
+        raise PersistenceError(f"{path} is a directory, not a database file")
+    if info.st_size == 0:
+        return
+    try:
+        with open(path, "rb") as file:
+            header = file.read(len(_SQLITE_HEADER))
+    except OSError as error:
+        raise PersistenceError(f"cannot read the database {path}: {error.strerror}") from error
+    if header != _SQLITE_HEADER:
+        raise PersistenceError(
+            f"{path} is not a SQLite database (it does not start with the SQLite header); "
+            "nothing was changed"
+        )
+
+
+class _Transaction:
+    """``with transaction:`` runs the block as one ``BEGIN IMMEDIATE … COMMIT``, rolled back
+    when the block raises. Not reentrant; a class rather than a generator for speed."""
+
+    __slots__ = ("_cursor", "_db")
+
+    def __init__(self, db: Connection, cursor: Cursor) -> None:
+        self._db = db
+        self._cursor = cursor
+
+    def __enter__(self) -> None:
+        # IMMEDIATE takes the write lock up front: a busy database fails here, before any work.
+        self._cursor.execute("BEGIN IMMEDIATE")
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            try:
+                self._cursor.execute("COMMIT")
+            except BaseException:
+                self._rollback()
+                raise
+        else:
+            self._rollback()
+
+    def _rollback(self) -> None:
+        # A failed COMMIT or statement may have ended the transaction already.
+        if not self._db.get_autocommit():
+            self._cursor.execute("ROLLBACK")
+
+
+class SQLitePersistenceAdapter:
+    """Stores missions in one SQLite file (WAL mode), for ``create_commander(persistence=...)``.
+
+    Make one with :func:`create_sqlite_persistence_adapter`. One adapter at a time may open a
+    database for writing (another one fails fast with :class:`PersistenceError`); any number may
+    open it with ``read_only=True`` to inspect it, also from other processes while the owner runs.
+    Close it with :meth:`aclose` (or ``async with``), which releases the database.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        synchronous: Synchronous = "NORMAL",
+        busy_timeout: float = 5.0,
+        read_only: bool = False,
+    ) -> None:
+        self._path = _database_path(path)
+        self._synchronous: Synchronous = _synchronous(synchronous)
+        self._busy_timeout = busy_timeout
+        timeout_ms = _busy_timeout_ms(busy_timeout)
+        self._read_only = bool(read_only)
+        self._closed = True
+        self._lock: WriterLock | None = None
+        memory = self._path == MEMORY
+        if memory and self._read_only:
+            raise ConfigurationError("an in-memory database cannot be opened read-only")
+        if not memory:
+            _check_file(self._path, self._read_only)
+            if not self._read_only:
+                self._lock = WriterLock.acquire(self._path, os.path.realpath(self._path) + ".lock")
+        try:
+            self._db, self._schema_version = self._connect(timeout_ms, memory)
+        except BaseException:
+            if self._lock is not None:
+                self._lock.release()
+            raise
+        self._cursor = self._db.cursor()
+        self._transaction = _Transaction(self._db, self._cursor)
+        self._closed = False
+
+    def _connect(self, timeout_ms: int, memory: bool) -> tuple[Connection, int]:
+        path = self._path
+        try:
+            db = connect(path, read_only=self._read_only)
+        except apsw.Error as error:
+            raise PersistenceError(f"cannot open the database {path}: {error}") from error
+        try:
+            version = self._prepare(db, timeout_ms, memory)
+        except apsw.NotADBError as error:
+            db.close()
+            raise PersistenceError(
+                f"{path} is not a SQLite database ({error}); nothing was changed"
+            ) from error
+        except apsw.Error as error:
+            db.close()
+            raise PersistenceError(f"cannot open the database {path}: {error}") from error
+        except BaseException:
+            db.close()
+            raise
+        return db, version
+
+    def _prepare(self, db: Connection, timeout_ms: int, memory: bool) -> int:
+        """Check the open database, set it up for this connection and migrate it; return its
+        schema version. Nothing is written before the version check has passed."""
+        path = self._path
+        db.set_busy_timeout(timeout_ms)
+        if not self._read_only and db.readonly("main"):
+            # SQLite falls back to read-only when it may not write the file.
+            raise PersistenceError(
+                f"{path} cannot be written (check the permissions of the file and its "
+                "directory); open it with read_only=True to inspect it"
+            )
+        version = read_version(db, path, read_only=self._read_only)
+        if self._read_only:
+            return version
+        if not memory:
+            mode = str(db.pragma("journal_mode", "wal")).lower()
+            if mode != "wal":
+                raise PersistenceError(
+                    f"{path} cannot use write-ahead logging (journal mode stayed {mode!r}); "
+                    "keep it on a local file system"
+                )
+        db.pragma("synchronous", self._synchronous)
+        if version < current_version():
+            migrate(db, path)
+            version = current_version()
+        return version
+
+    # -- properties ----------------------------------------------------------------------------
+
+    @property
+    def path(self) -> str:
+        """The database file as it was given."""
+        return self._path
+
+    @property
+    def read_only(self) -> bool:
+        return self._read_only
+
+    @property
+    def synchronous(self) -> Synchronous:
+        return self._synchronous
+
+    @property
+    def schema_version(self) -> int:
+        """The schema version of the open database."""
+        return self._schema_version
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise PersistenceError(f"the SQLite adapter for {self._path} is closed")
+
+    def _check_writable(self, action: str) -> None:
+        if self._closed:
+            raise PersistenceError(f"the SQLite adapter for {self._path} is closed")
+        if self._read_only:
+            raise PersistenceError(f"cannot {action}: {self._path} is open read-only")
+
+    def _failure(self, action: str, error: apsw.Error) -> PersistenceError:
+        hint = ""
+        if isinstance(error, apsw.BusyError | apsw.LockedError):
+            hint = (
+                f"; another connection kept the database locked for longer than "
+                f"busy_timeout={self._busy_timeout!r} s"
+            )
+        elif isinstance(error, apsw.FullError):
+            hint = "; the disk is full"
+        elif isinstance(error, apsw.ReadOnlyError):
+            hint = "; the file or its directory is not writable"
+        elif isinstance(error, apsw.CorruptError | apsw.NotADBError):
+            hint = "; the database file is damaged (see docs/sqlite.md, recovering from errors)"
+        return PersistenceError(
+            f"{action} failed on {self._path}: {type(error).__name__}: {error}{hint}"
+        )
+
+    def _corrupt(self, mission_id: str, what: str, error: BaseException) -> PersistenceError:
+        return PersistenceError(
+            f"mission {mission_id!r} in {self._path} cannot be read: its stored {what} is "
+            f"corrupt ({type(error).__name__}: {error}); other missions are not affected"
+        )
+
+    def _decode(
+        self, mission_id: str, revision: int, text: str, cancel: str | None
+    ) -> MissionSnapshot:
+        try:
+            if cancel is None:
+                snapshot = snapshot_from_json(text)
+            else:
+                data = json.loads(text)
+                data["cancel_request"] = json.loads(cancel)
+                snapshot = converter.structure(data, MissionSnapshot)
+        except Exception as error:
+            raise self._corrupt(mission_id, "snapshot", error) from error
+        if snapshot.id != mission_id or snapshot.revision != revision:
+            raise PersistenceError(
+                f"mission {mission_id!r} in {self._path} cannot be read: its stored snapshot "
+                f"says id {snapshot.id!r} at revision {snapshot.revision}, its row says "
+                f"revision {revision}; other missions are not affected"
+            )
+        return snapshot
+
+    @staticmethod
+    def _encode(snapshot: MissionSnapshot) -> tuple[int | None, str, str | None]:
+        """The mission's due time, its snapshot JSON without the cancellation request, and the
+        cancellation request's JSON."""
+        wait = snapshot.wait
+        due = None
+        if snapshot.status is _WAITING and wait is not None and wait.due_at is not None:
+            due = _micros(wait.due_at, f"due time of mission {snapshot.id!r}")
+        request = snapshot.cancel_request
+        if request is None:
+            return due, snapshot_to_json(snapshot), None
+        # The request is stored in its own column only, so that one source of truth remains.
+        data = converter.unstructure(snapshot, MissionSnapshot)
+        data["cancel_request"] = None
+        return due, _dumps(data), _dumps(to_json_value(request))
+
+    def _revision(self, mission_id: str, action: str) -> int:
+        rows = self._cursor.execute(_REVISION, (mission_id,)).fetchall()
+        if not rows:
+            raise PersistenceError(f"{action} unknown mission {mission_id!r}")
+        return int(rows[0][0])
+
+    def _append_entries(
+        self, mission_id: str, revision: int, timeline: Sequence[TimelineEntry]
+    ) -> None:
+        """Append entries outside a commit, after those written at the current revision."""
+        if not timeline:
+            return
+        cursor = self._cursor
+        start = int(cursor.execute(_NEXT_POSITION, (mission_id, revision)).fetchall()[0][0])
+        cursor.executemany(
+            _INSERT_ENTRY,
+            [
+                (mission_id, revision, start + i, timeline_entry_to_json(entry))
+                for i, entry in enumerate(timeline)
+            ],
+        )
+
+    # -- the PersistenceAdapter protocol -------------------------------------------------------
+
+    async def insert(
+        self, snapshot: MissionSnapshot, timeline: Sequence[TimelineEntry]
+    ) -> MissionSnapshot | None:
+        """Store a new mission; when its id exists already, store nothing and return it."""
+        self._check_writable("insert a mission")
+        mission_id = snapshot.id
+        revision = snapshot.revision
+        due, text, cancel = self._encode(snapshot)
+        row = (mission_id, snapshot.definition, snapshot.status.value, due, revision, text, cancel)
+        entries = [
+            (mission_id, revision, i, timeline_entry_to_json(entry))
+            for i, entry in enumerate(timeline)
+        ]
+        try:
+            with self._transaction:
+                inserted = self._write_insert(row, entries)
+        except apsw.Error as error:
+            raise self._failure(f"inserting mission {mission_id!r}", error) from error
+        if inserted:
+            return None
+        return await self.load(mission_id)
+
+    def _write_insert(self, row: tuple[Any, ...], entries: list[tuple[Any, ...]]) -> bool:
+        self._cursor.execute(_INSERT_MISSION, row)
+        if self._db.changes() != 1:
+            return False
+        if entries:
+            self._cursor.executemany(_INSERT_ENTRY, entries)
+        return True
+
+    async def load(self, mission_id: str) -> MissionSnapshot | None:
+        """The stored mission, or ``None``; :class:`PersistenceError` when its row is corrupt."""
+        self._check_open()
+        try:
+            rows = self._cursor.execute(_LOAD, (mission_id,)).fetchall()
+        except apsw.Error as error:
+            raise self._failure(f"loading mission {mission_id!r}", error) from error
+        if not rows:
+            return None
+        revision, text, cancel = rows[0]
+        return self._decode(mission_id, revision, text, cancel)
+
+    async def commit(
+        self,
+        snapshot: MissionSnapshot,
+        *,
+        expected_revision: int,
+        timeline: Sequence[TimelineEntry],
+        consumed_signal: int | None = None,
+    ) -> None:
+        """Compare-and-set the mission to ``snapshot``, append ``timeline`` and delete the
+        consumed signal, in one transaction; :class:`RevisionConflictError` stores nothing."""
+        self._check_writable("commit a mission")
+        mission_id = snapshot.id
+        revision = snapshot.revision
+        if revision != expected_revision + 1:
+            raise RevisionConflictError(
+                f"mission {mission_id!r}: a commit expecting revision {expected_revision} must "
+                f"carry revision {expected_revision + 1}, not {revision}"
+            )
+        due, text, cancel = self._encode(snapshot)
+        update = (snapshot.status.value, due, revision, text, cancel, mission_id, expected_revision)
+        entries = [
+            (mission_id, revision, i, timeline_entry_to_json(entry))
+            for i, entry in enumerate(timeline)
+        ]
+        try:
+            with self._transaction:
+                self._write_commit(update, entries, consumed_signal)
+        except apsw.Error as error:
+            raise self._failure(f"committing mission {mission_id!r}", error) from error
+
+    def _write_commit(
+        self, update: tuple[Any, ...], entries: list[tuple[Any, ...]], consumed_signal: int | None
+    ) -> None:
+        cursor = self._cursor
+        cursor.execute(_UPDATE_MISSION, update)
+        mission_id: str = update[5]
+        if self._db.changes() != 1:
+            raise self._conflict(mission_id, update[6])
+        if consumed_signal is not None:
+            cursor.execute(_DELETE_SIGNAL, (consumed_signal, mission_id))
+            if self._db.changes() != 1:
+                raise RevisionConflictError(
+                    f"mission {mission_id!r} has no buffered signal {consumed_signal}"
+                )
+        if len(entries) == 1:
+            cursor.execute(_INSERT_ENTRY, entries[0])
+        elif entries:
+            cursor.executemany(_INSERT_ENTRY, entries)
+
+    def _conflict(self, mission_id: str, expected_revision: int) -> RevisionConflictError:
+        rows = self._cursor.execute(_REVISION, (mission_id,)).fetchall()
+        if not rows:
+            return RevisionConflictError(f"mission {mission_id!r} does not exist")
+        return RevisionConflictError(
+            f"mission {mission_id!r} is at revision {rows[0][0]}, the commit expected "
+            f"{expected_revision}"
+        )
+
+    async def append_signal(
+        self,
+        mission_id: str,
+        name: str,
+        payload: JsonValue,
+        received_at: datetime,
+        timeline: Sequence[TimelineEntry],
+    ) -> BufferedSignal:
+        """Buffer a signal for the mission (one transaction)."""
+        self._check_writable("buffer a signal")
+        try:
+            payload_text = _dumps(payload)
+        except (TypeError, ValueError) as error:
+            raise PersistenceError(
+                f"signal {name!r} for mission {mission_id!r}: its payload cannot be stored as "
+                f"JSON ({error})"
+            ) from error
+        row = (mission_id, name, payload_text, to_json_value(received_at, what="received_at"))
+        try:
+            with self._transaction:
+                seq = self._write_signal(row, timeline)
+        except apsw.Error as error:
+            raise self._failure(
+                f"buffering signal {name!r} for mission {mission_id!r}", error
+            ) from error
+        return BufferedSignal(seq, name, payload, received_at)
+
+    def _write_signal(self, row: tuple[Any, ...], timeline: Sequence[TimelineEntry]) -> int:
+        mission_id: str = row[0]
+        revision = self._revision(mission_id, "cannot buffer a signal for")
+        self._cursor.execute(_INSERT_SIGNAL, row)
+        seq = self._db.last_insert_rowid()
+        self._append_entries(mission_id, revision, timeline)
+        return seq
+
+    async def next_signal(self, mission_id: str, name: str) -> BufferedSignal | None:
+        """The oldest buffered signal called ``name`` for the mission, if any."""
+        self._check_open()
+        try:
+            rows = self._cursor.execute(_NEXT_SIGNAL, (mission_id, name)).fetchall()
+        except apsw.Error as error:
+            raise self._failure(
+                f"reading signal {name!r} of mission {mission_id!r}", error
+            ) from error
+        if not rows:
+            return None
+        seq, payload, received_at = rows[0]
+        try:
+            return BufferedSignal(
+                seq, name, json.loads(payload), from_json_value(received_at, datetime)
+            )
+        except Exception as error:
+            raise self._corrupt(mission_id, f"signal {seq} ({name!r})", error) from error
+
+    async def request_cancel(
+        self, mission_id: str, request: CancelRequest, timeline: Sequence[TimelineEntry]
+    ) -> None:
+        """Record a cancellation request (the first one stands) without changing the revision."""
+        self._check_writable("request cancellation")
+        request_text = _dumps(to_json_value(request, what="cancellation request"))
+        try:
+            with self._transaction:
+                self._write_cancel(mission_id, request_text, timeline)
+        except apsw.Error as error:
+            raise self._failure(
+                f"requesting cancellation of mission {mission_id!r}", error
+            ) from error
+
+    def _write_cancel(
+        self, mission_id: str, request_text: str, timeline: Sequence[TimelineEntry]
+    ) -> None:
+        revision = self._revision(mission_id, "cannot cancel")
+        self._cursor.execute(_REQUEST_CANCEL, (request_text, mission_id))
+        self._append_entries(mission_id, revision, timeline)
+
+    async def list_missions(
+        self,
+        *,
+        status: MissionStatus | None = None,
+        definition: str | None = None,
+        limit: int | None = None,
+        after_id: str | None = None,
+    ) -> list[MissionSnapshot]:
+        """Missions ordered by id, optionally filtered, starting after ``after_id``.
+
+        Raises :class:`PersistenceError` naming the first listed mission whose row is corrupt.
+        """
+        self._check_open()
+        if limit is not None:
+            if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+                raise ValueError(f"limit must be a whole number >= 0, got {limit!r}")
+            if limit == 0:
+                return []
+        clauses: list[str] = []
+        params: list[Any] = []
+        if status is not None:
+            clauses.append("status = ?")
+            params.append(MissionStatus(status).value)
+        if definition is not None:
+            clauses.append("definition = ?")
+            params.append(definition)
+        if after_id is not None:
+            clauses.append("id > ?")
+            params.append(after_id)
+        sql = "SELECT id, revision, snapshot, cancel_request FROM missions"
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        sql += " ORDER BY id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        try:
+            rows = self._cursor.execute(sql, params).fetchall()
+        except apsw.Error as error:
+            raise self._failure("listing missions", error) from error
+        return [self._decode(*row) for row in rows]
+
+    async def due_missions(self, now: datetime, limit: int) -> list[str]:
+        """Ids of waiting missions due at or before ``now``, earliest first."""
+        self._check_open()
+        if limit <= 0:
+            return []
+        try:
+            rows = self._cursor.execute(_DUE, (_micros(now, "now"), limit)).fetchall()
+        except apsw.Error as error:
+            raise self._failure("querying due missions", error) from error
+        return [row[0] for row in rows]
+
+    async def next_due_at(self) -> datetime | None:
+        """The earliest due time of any waiting mission."""
+        self._check_open()
+        try:
+            rows = self._cursor.execute(_NEXT_DUE).fetchall()
+        except apsw.Error as error:
+            raise self._failure("querying the next due time", error) from error
+        return _from_micros(rows[0][0]) if rows else None
+
+    async def running_missions(self, limit: int, after_id: str | None = None) -> list[str]:
+        """Ids of missions stored as running, by id."""
+        self._check_open()
+        if limit <= 0:
+            return []
+        try:
+            if after_id is None:
+                rows = self._cursor.execute(_RUNNING, (limit,)).fetchall()
+            else:
+                rows = self._cursor.execute(_RUNNING_AFTER, (after_id, limit)).fetchall()
+        except apsw.Error as error:
+            raise self._failure("querying running missions", error) from error
+        return [row[0] for row in rows]
+
+    async def timeline(self, mission_id: str) -> list[TimelineEntry]:
+        """The mission's timeline in the order it was written."""
+        self._check_open()
+        try:
+            rows = self._cursor.execute(_TIMELINE, (mission_id,)).fetchall()
+        except apsw.Error as error:
+            raise self._failure(f"reading the timeline of mission {mission_id!r}", error) from error
+        try:
+            return [timeline_entry_from_json(row[0]) for row in rows]
+        except Exception as error:
+            raise self._corrupt(mission_id, "timeline", error) from error
+
+    async def aclose(self) -> None:
+        """Close the database and release it for another writer. Idempotent."""
+        self.close()
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """:meth:`aclose` for synchronous code (cleanup paths, ``atexit``)."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._db.close()
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else ("read-only" if self._read_only else "open")
+        return f"<SQLitePersistenceAdapter {self._path!r} {state}>"
+
+
+def create_sqlite_persistence_adapter(
+    path: str | os.PathLike[str],
+    *,
+    synchronous: Synchronous = "NORMAL",
+    busy_timeout: float = 5.0,
+    read_only: bool = False,
+) -> SQLitePersistenceAdapter:
+    """Open (creating and migrating when needed) the Mission Control database at ``path``.
+
+    - ``synchronous``: ``"NORMAL"`` (default) makes each commit durable against a crash of the
+      process; ``"FULL"`` also against power loss, at the cost of an fsync per commit.
+    - ``busy_timeout``: seconds to wait for a lock another connection holds (a checkpoint, an
+      inspector) before failing with :class:`PersistenceError`.
+    - ``read_only``: inspect a database another process may own; every write raises
+      :class:`PersistenceError`.
+
+    Raises :class:`PersistenceError` when another adapter has the database open for writing, when
+    the file is not a Mission Control database, or was written by a newer version.
+    """
+    return SQLitePersistenceAdapter(
+        path, synchronous=synchronous, busy_timeout=busy_timeout, read_only=read_only
+    )

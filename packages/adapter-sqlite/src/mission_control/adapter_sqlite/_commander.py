@@ -1,0 +1,56 @@
+"""``SQLiteCommander``: the core commander on a SQLite database, opened in one call."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from mission_control.core import Clock, Commander, MissionDefinition, SortableIds, SystemClock
+
+from ._adapter import SQLitePersistenceAdapter, Synchronous
+
+
+class SQLiteCommander(Commander):
+    """A :class:`mission_control.core.Commander` whose missions live in the SQLite file ``path``.
+
+    The same commander :func:`mission_control.core.create_commander` makes, with a
+    :class:`SQLitePersistenceAdapter` it opens itself and closes in :meth:`aclose` (or at the end
+    of ``async with``). The keyword arguments after ``ids`` are those of
+    :func:`create_sqlite_persistence_adapter`.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        definitions: Iterable[MissionDefinition[Any, Any, Any]],
+        *,
+        clock: Clock | None = None,
+        ids: Callable[[], str] | None = None,
+        synchronous: Synchronous = "NORMAL",
+        busy_timeout: float = 5.0,
+        read_only: bool = False,
+    ) -> None:
+        adapter = SQLitePersistenceAdapter(
+            path, synchronous=synchronous, busy_timeout=busy_timeout, read_only=read_only
+        )
+        try:
+            super().__init__(
+                definitions,
+                adapter,
+                clock if clock is not None else SystemClock(),
+                ids if ids is not None else SortableIds(),
+            )
+        except BaseException:
+            # Bad definitions must not leave the database locked.
+            adapter.close()
+            raise
+        self._sqlite = adapter
+
+    @property
+    def persistence(self) -> SQLitePersistenceAdapter:
+        """The adapter this commander opened."""
+        return self._sqlite
+
+    def __repr__(self) -> str:
+        return f"<SQLiteCommander {self._sqlite.path!r}>"

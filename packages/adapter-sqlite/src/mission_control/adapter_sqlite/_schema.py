@@ -1,0 +1,178 @@
+"""The database schema and its numbered, append-only migrations.
+
+``PRAGMA user_version`` holds the number of the last migration applied: SQLite keeps it in the
+file header and changes it inside the migration's transaction, so a file is never half-migrated.
+``schema_migrations`` keeps a readable history of when each migration ran.
+``PRAGMA application_id`` marks the file as Mission Control's, so a database that belongs to
+something else is refused instead of being written into.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Final
+
+from mission_control.core import PersistenceError
+
+from ._sqlite import Connection
+
+APPLICATION_ID: Final = 0x4D43_5059
+"""``PRAGMA application_id`` of a Mission Control database ("MCPY")."""
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One step of the schema's history. Never edit a released migration: append a new one."""
+
+    version: int
+    description: str
+    statements: tuple[str, ...]
+
+
+MIGRATIONS: Final[tuple[Migration, ...]] = (
+    Migration(
+        1,
+        "missions, timeline and signal inbox",
+        (
+            """
+            CREATE TABLE schema_migrations (
+                version INTEGER PRIMARY KEY,
+                description TEXT NOT NULL,
+                applied_at TEXT NOT NULL
+            ) STRICT
+            """,
+            # due_at (epoch microseconds) is set only while the mission waits for a due time, so
+            # the partial index below holds exactly the missions a tick may have to run.
+            # cancel_request lives outside the snapshot JSON: request_cancel writes it without
+            # touching the snapshot or its revision.
+            """
+            CREATE TABLE missions (
+                id TEXT PRIMARY KEY NOT NULL,
+                definition TEXT NOT NULL,
+                status TEXT NOT NULL,
+                due_at INTEGER,
+                revision INTEGER NOT NULL,
+                snapshot TEXT NOT NULL,
+                cancel_request TEXT
+            ) STRICT
+            """,
+            "CREATE INDEX missions_by_status ON missions (status, id)",
+            "CREATE INDEX missions_by_definition ON missions (definition, id)",
+            "CREATE INDEX missions_due ON missions (due_at, id) WHERE due_at IS NOT NULL",
+            # Entries are keyed by the revision they were written at and their position in that
+            # write: a commit writes a revision no entry has yet, so it needs no read to number
+            # its entries, and the key is also the order they were written in.
+            """
+            CREATE TABLE timeline (
+                mission_id TEXT NOT NULL,
+                revision INTEGER NOT NULL,
+                position INTEGER NOT NULL,
+                entry TEXT NOT NULL,
+                PRIMARY KEY (mission_id, revision, position)
+            ) WITHOUT ROWID, STRICT
+            """,
+            # AUTOINCREMENT: a consumed signal's seq is never handed out again.
+            """
+            CREATE TABLE inbox (
+                seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                mission_id TEXT NOT NULL,
+                name TEXT NOT NULL,
+                payload TEXT NOT NULL,
+                received_at TEXT NOT NULL
+            ) STRICT
+            """,
+            "CREATE INDEX inbox_by_mission ON inbox (mission_id, name, seq)",
+        ),
+    ),
+)
+
+SCHEMA_VERSION: Final = MIGRATIONS[-1].version
+"""The schema version this code writes (the number of its last migration)."""
+
+
+def check_migrations(migrations: Sequence[Migration]) -> None:
+    for expected, migration in enumerate(migrations, start=1):
+        if migration.version != expected:
+            raise AssertionError(
+                f"migration {migration.version} is at position {expected}: "
+                "migrations are numbered 1, 2, 3, … without gaps"
+            )
+
+
+def read_version(connection: Connection, path: str, *, read_only: bool) -> int:
+    """The schema version of the open database, after checking it is Mission Control's and not
+    newer than this code. Reads only."""
+    application_id = int(connection.pragma("application_id"))
+    version = int(connection.pragma("user_version"))
+    if application_id == APPLICATION_ID:
+        latest = current_version()
+        if version > latest:
+            raise PersistenceError(
+                f"{path} has schema version {version}, written by a newer "
+                f"mission-control-adapter-sqlite; this version knows schema versions up to "
+                f"{latest}. Upgrade mission-control-adapter-sqlite to open it (nothing was changed)"
+            )
+        if read_only and version < latest:
+            raise PersistenceError(
+                f"{path} has schema version {version} and this code needs {latest}: open it "
+                "for writing once to migrate it, then inspect it read-only"
+            )
+        return version
+    if application_id != 0:
+        raise PersistenceError(
+            f"{path} is a SQLite database of another application (application_id "
+            f"{application_id:#x}), not a Mission Control database; nothing was changed"
+        )
+    tables = connection.execute(
+        "SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name LIMIT 5"
+    ).fetchall()
+    if tables or version != 0:
+        names = ", ".join(str(row[0]) for row in tables)
+        raise PersistenceError(
+            f"{path} is a SQLite database but not a Mission Control one (tables: {names or 'none'}"
+            f", user_version {version}); nothing was changed"
+        )
+    if read_only:
+        raise PersistenceError(
+            f"{path} is an empty database, not a Mission Control one: open it for writing to "
+            "create the schema"
+        )
+    return 0
+
+
+def current_version() -> int:
+    # Looked up at call time so that tests can extend the migrations.
+    return MIGRATIONS[-1].version
+
+
+def migrate(connection: Connection, path: str) -> int:
+    """Bring the database to the current schema version in one transaction; return the version
+    it was at. A database at the current version is left untouched."""
+    migrations = MIGRATIONS
+    check_migrations(migrations)
+    latest = migrations[-1].version
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        # Read again inside the transaction: the version read before it is a hint only.
+        found = read_version(connection, path, read_only=False)
+        if found < latest:
+            if found == 0:
+                connection.pragma("application_id", APPLICATION_ID)
+            applied_at = datetime.now(UTC).isoformat()
+            for migration in migrations[found:]:
+                for statement in migration.statements:
+                    connection.execute(statement)
+                connection.execute(
+                    "INSERT INTO schema_migrations (version, description, applied_at) "
+                    "VALUES (?, ?, ?)",
+                    (migration.version, migration.description, applied_at),
+                )
+            connection.pragma("user_version", latest)
+        connection.execute("COMMIT")
+    except BaseException:
+        if not connection.get_autocommit():
+            connection.execute("ROLLBACK")
+        raise
+    return found
