@@ -1,9 +1,20 @@
 """Testing helpers for Mission Control: the adapter conformance suite, pytest fixtures and
 clocks that make timer tests instant."""
 
+from ._clocks import TrioClock
 from ._conformance import AdapterConformance, approval_definition, drain_due
+from ._fixtures import CommanderFactory, RuntimeFactory, RuntimeOptions
+from ._recorders import LoggedEvent, Measurement, RecordingLogger, RecordingMetrics
 
 __all__ = [
+    "CommanderFactory",
+    "LoggedEvent",
+    "Measurement",
+    "RecordingLogger",
+    "RecordingMetrics",
+    "RuntimeFactory",
+    "RuntimeOptions",
+    "TrioClock",
     "AdapterConformance",
     "approval_definition",
     "drain_due",

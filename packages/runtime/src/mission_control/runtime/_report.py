@@ -1,0 +1,58 @@
+"""What a tick reports when it ends."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+import attrs
+
+
+class TickTrigger(enum.StrEnum):
+    """Why a tick ran."""
+
+    STARTUP = "startup"
+    """The tick :meth:`CommanderRuntime.start` runs."""
+    SCHEDULED = "scheduled"
+    """A tick asked for with ``set_next_tick_at`` / ``set_next_tick_in`` (or scheduled by
+    ``start()`` or ``auto_schedule``) whose time came."""
+    DIRECT = "direct"
+    """A call to :meth:`CommanderRuntime.tick`."""
+
+
+@attrs.frozen(kw_only=True)
+class TickReport:
+    """What one tick did.
+
+    Counts are of missions, each moved at most once per tick. ``resumed`` and ``advanced`` count
+    missions moved without error (resumed: left mid-node by a crash; advanced: due by time);
+    ``completed``, ``failed`` and ``cancelled`` count those among them that ended in this tick;
+    ``errored`` counts missions whose resume or advance raised (they are logged and left as they
+    were); ``skipped`` counts due missions another task of this process was moving already.
+    """
+
+    trigger: TickTrigger
+    started_at: datetime
+    """The commander's clock when the tick began."""
+    duration: float
+    """Seconds the tick took, measured on trio's clock."""
+    resumed: int = 0
+    advanced: int = 0
+    completed: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    errored: int = 0
+    skipped: int = 0
+    errored_missions: tuple[str, ...] = ()
+    """Ids of the missions counted in ``errored``."""
+    more_due: bool = False
+    """When the tick ended, missions were due already that this tick did not move (it reached
+    ``max_missions_per_tick``, or they keep raising). The runtime does not tick again by itself
+    for them; schedule a tick (``set_next_tick_in(0)``) or use ``auto_schedule=True``."""
+    next_due_at: datetime | None = None
+    """The earliest persisted due time (timer, retry or delayed start) when the tick ended."""
+
+    @property
+    def moved(self) -> int:
+        """Missions resumed or advanced without error."""
+        return self.resumed + self.advanced

@@ -1,0 +1,694 @@
+"""The single-instance tick runtime: startup recovery, single-flight ticks and explicit
+scheduling, on trio."""
+
+from __future__ import annotations
+
+import enum
+import logging
+import math
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import Any, Self, cast
+
+import attrs
+import trio
+
+from mission_control.core import CommanderProtocol, ConfigurationError, MissionStatus
+
+from ._errors import RuntimeStateError, TickFailedError
+from ._hooks import (
+    LoggingRuntimeLogger,
+    NoMetrics,
+    RuntimeEvent,
+    RuntimeLogger,
+    RuntimeMetric,
+    RuntimeMetrics,
+)
+from ._report import TickReport, TickTrigger
+from ._schedule import PendingTicks
+
+DEFAULT_MAX_MISSIONS_PER_TICK = 100
+DEFAULT_MAX_CONCURRENCY = 10
+DEFAULT_STALLED_TICK_DELAY = 10.0
+
+
+class RuntimeState(enum.StrEnum):
+    """Where a runtime is in its life."""
+
+    NEW = "new"
+    STARTING = "starting"
+    """``start()`` is running the startup tick."""
+    RUNNING = "running"
+    STOPPING = "stopping"
+    """``stop()`` is draining the in-flight tick."""
+    STOPPED = "stopped"
+
+
+@attrs.define(eq=False)
+class _TickPass:
+    """One run of a tick, shared by every caller that asked for it."""
+
+    trigger: TickTrigger
+    resume_all: bool = False
+    done: trio.Event = attrs.field(factory=trio.Event)
+    report: TickReport | None = None
+    error: Exception | None = None
+
+    def result(self) -> TickReport:
+        if self.report is not None:
+            return self.report
+        if self.error is not None:
+            raise TickFailedError(
+                f"the {self.trigger.value} tick failed: "
+                f"{type(self.error).__qualname__}: {self.error}"
+            ) from self.error
+        raise TickFailedError(f"the {self.trigger.value} tick was cancelled before it finished")
+
+
+@attrs.define
+class _Tally:
+    """What a tick has done so far."""
+
+    seen: set[str] = attrs.field(factory=set[str])
+    resumed: int = 0
+    advanced: int = 0
+    completed: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    skipped: int = 0
+    errored: list[str] = attrs.field(factory=list[str])
+    interrupted_left: bool = False
+
+    def ended(self, status: MissionStatus) -> None:
+        if status is MissionStatus.COMPLETED:
+            self.completed += 1
+        elif status is MissionStatus.FAILED:
+            self.failed += 1
+        elif status is MissionStatus.CANCELLED:
+            self.cancelled += 1
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__qualname__}: {error}"
+
+
+class CommanderRuntime:
+    """Drives one commander's missions with explicit ticks, in one process.
+
+    Make one with :func:`create_commander_runtime` and use it as ``async with runtime:`` (it owns
+    a nursery for its scheduled ticks), or ``await runtime.start(nursery=...)`` and
+    ``await runtime.stop()`` with a nursery of your own.
+
+    A **tick** resumes missions left mid-node (by a crash or a cancelled caller), then advances
+    the missions whose timer, retry or delayed start is due — at most ``max_missions_per_tick``
+    of them, ``max_concurrency`` at a time — and returns a :class:`TickReport`. Ticks never
+    overlap. A tick never schedules another tick: ticks run when
+
+    - ``start()`` runs the startup tick and then schedules one tick for the earliest persisted
+      due time;
+    - application code calls :meth:`tick`, :meth:`set_next_tick_at` or :meth:`set_next_tick_in`
+      (the :mod:`mission_control.client` helpers do this for you);
+    - ``auto_schedule=True`` was given: then every tick is followed by one scheduled for the next
+      persisted due time (an opt-in departure from the explicit model).
+
+    The commander's clock says what is due; the runtime sleeps on trio's clock. A tick due at
+    ``D`` fires once ``commander.clock.now() >= D``: the runtime sleeps ``D - now`` seconds of
+    trio time and looks again, so the commander's clock must move with trio time (the system
+    clock does; in tests use ``mission_control.testing.TrioClock`` with trio's ``MockClock``).
+    """
+
+    def __init__(
+        self,
+        commander: CommanderProtocol,
+        *,
+        logger: RuntimeLogger,
+        metrics: RuntimeMetrics,
+        max_missions_per_tick: int,
+        max_concurrency: int,
+        auto_schedule: bool,
+        stalled_tick_delay: float,
+    ) -> None:
+        self._commander = commander
+        self._logger = logger
+        self._metrics = metrics
+        self._max_missions = max_missions_per_tick
+        self._limiter = trio.CapacityLimiter(max_concurrency)
+        self._auto_schedule = auto_schedule
+        self._stalled_delay = timedelta(seconds=stalled_tick_delay)
+        self._state = RuntimeState.NEW
+        self._nursery: trio.Nursery | None = None
+        self._nursery_manager: Any = None
+        self._running_pass: _TickPass | None = None
+        self._queued_pass: _TickPass | None = None
+        self._pending = PendingTicks()
+        self._wakeup = trio.Event()
+        self._scheduler_done: trio.Event | None = None
+        self._stopped = trio.Event()
+        self._last_report: TickReport | None = None
+
+    # -- state ---------------------------------------------------------------------------------
+
+    @property
+    def commander(self) -> CommanderProtocol:
+        """The commander this runtime drives."""
+        return self._commander
+
+    @property
+    def state(self) -> RuntimeState:
+        return self._state
+
+    @property
+    def is_running(self) -> bool:
+        """Whether the runtime has started (or is starting) and is not stopping."""
+        return self._state in (RuntimeState.STARTING, RuntimeState.RUNNING)
+
+    @property
+    def is_tick_running(self) -> bool:
+        """Whether a tick is running now."""
+        return self._running_pass is not None
+
+    @property
+    def auto_schedule(self) -> bool:
+        return self._auto_schedule
+
+    @property
+    def next_tick_at(self) -> datetime | None:
+        """When the next scheduled tick fires (on the commander's clock), if one is scheduled."""
+        return self._pending.earliest()
+
+    @property
+    def scheduled_ticks(self) -> tuple[datetime, ...]:
+        """Every requested tick time that has not been reached by a tick yet, earliest first."""
+        return self._pending.sorted()
+
+    @property
+    def last_report(self) -> TickReport | None:
+        """The report of the most recent tick that finished."""
+        return self._last_report
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self, *, nursery: trio.Nursery) -> TickReport:
+        """Run the startup tick and schedule a tick for the earliest persisted due time.
+
+        The startup tick resumes every mission a crash left mid-node (``mission-resume-*``
+        events), then advances what is due. Scheduled ticks run as tasks in ``nursery``, which
+        stays open until :meth:`stop` is called. ``async with runtime:`` does all this with a
+        nursery of its own. Returns the startup tick's report; raises :class:`TickFailedError`
+        (after stopping the runtime) when the startup tick cannot run.
+        """
+        if self._state is not RuntimeState.NEW:
+            raise RuntimeStateError(f"start() needs a new runtime; this one is {self._state}")
+        self._state = RuntimeState.STARTING
+        self._nursery = nursery
+        self._log(
+            RuntimeEvent.RUNTIME_STARTING,
+            max_missions_per_tick=self._max_missions,
+            max_concurrency=int(self._limiter.total_tokens),
+            auto_schedule=self._auto_schedule,
+        )
+        self._scheduler_done = trio.Event()
+        nursery.start_soon(self._run_scheduler)
+        startup = self._request_tick(TickTrigger.STARTUP, resume_all=True)
+        await startup.done.wait()
+        try:
+            report = startup.result()
+        except TickFailedError:
+            await self.stop()
+            raise
+        if self._state is RuntimeState.STARTING:
+            self._state = RuntimeState.RUNNING
+            self._log(RuntimeEvent.RUNTIME_STARTED, next_tick_at=_iso(self.next_tick_at))
+        return report
+
+    async def stop(self) -> None:
+        """Stop: drop every scheduled tick, wait for the in-flight tick (and one a caller is
+        waiting for) to finish, and let the scheduler end. No scheduled tick remains afterwards.
+
+        Safe to call more than once and from several tasks. To bound the wait, wrap it in
+        ``trio.move_on_after``; an interrupted stop can be called again.
+        """
+        if self._state is RuntimeState.STOPPED:
+            return
+        if self._state is RuntimeState.NEW:
+            self._pending.clear()
+            self._state = RuntimeState.STOPPED
+            self._stopped.set()
+            return
+        if self._state is not RuntimeState.STOPPING:
+            self._state = RuntimeState.STOPPING
+            self._log(
+                RuntimeEvent.RUNTIME_STOPPING,
+                scheduled_ticks=len(self._pending),
+                tick_running=self.is_tick_running,
+            )
+            self._pending.clear()
+            self._wakeup.set()
+        while (running := self._running_pass) is not None:
+            await running.done.wait()
+        if self._scheduler_done is not None:
+            await self._scheduler_done.wait()
+        if self._state is RuntimeState.STOPPING:
+            self._state = RuntimeState.STOPPED
+            self._log(RuntimeEvent.RUNTIME_STOPPED)
+            self._stopped.set()
+
+    async def __aenter__(self) -> Self:
+        if self._state is not RuntimeState.NEW:
+            raise RuntimeStateError(f"async with needs a new runtime; this one is {self._state}")
+        manager = trio.open_nursery()
+        nursery = await manager.__aenter__()
+        try:
+            await self.start(nursery=nursery)
+        except BaseException as error:
+            self._abandon()
+            await _exit_nursery(manager, error)
+            raise
+        self._nursery_manager = manager
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        manager, self._nursery_manager = self._nursery_manager, None
+        if exc is not None:
+            # Leaving with an error cancels the in-flight tick, as a nursery does; missions it
+            # interrupted are stored as running and are resumed at the next start.
+            self._abandon()
+            return await _exit_nursery(manager, exc)
+        try:
+            await self.stop()
+        except BaseException as error:
+            self._abandon()
+            if not await _exit_nursery(manager, error):
+                raise
+            return False
+        await _exit_nursery(manager, None)
+        return False
+
+    def _abandon(self) -> None:
+        if self._state is RuntimeState.STOPPED:
+            return
+        self._pending.clear()
+        self._wakeup.set()
+        self._state = RuntimeState.STOPPED
+        self._log(RuntimeEvent.RUNTIME_STOPPED, abandoned=True)
+        self._stopped.set()
+
+    # -- ticks ---------------------------------------------------------------------------------
+
+    async def tick(self) -> TickReport:
+        """Run one tick and return its report.
+
+        Ticks never overlap. Called while a tick runs, this waits for it and then for one fresh
+        tick that every caller who arrived meanwhile shares, so the pass it reports began after
+        the call. Cancelling the caller stops the waiting, not the tick. Raises
+        :class:`TickFailedError` when the tick cannot run and :class:`RuntimeStateError` when the
+        runtime is not running.
+        """
+        if not self.is_running:
+            raise RuntimeStateError(
+                f"tick() needs a running runtime (this one is {self._state}): use "
+                "`async with runtime:` or `await runtime.start(nursery=...)` first"
+            )
+        tick_pass = self._request_tick(TickTrigger.DIRECT)
+        await tick_pass.done.wait()
+        return tick_pass.result()
+
+    def _request_tick(self, trigger: TickTrigger, *, resume_all: bool = False) -> _TickPass:
+        if self._running_pass is None:
+            tick_pass = _TickPass(trigger, resume_all)
+            self._launch(tick_pass)
+            return tick_pass
+        if self._queued_pass is None:
+            self._queued_pass = _TickPass(trigger, resume_all)
+        return self._queued_pass
+
+    def _launch(self, tick_pass: _TickPass) -> None:
+        assert self._nursery is not None
+        self._running_pass = tick_pass
+        # The tick runs in the runtime's nursery so that a caller giving up on it (a cancelled
+        # web request) does not cancel missions mid-step.
+        self._nursery.start_soon(self._run_pass, tick_pass)
+
+    async def _run_pass(self, tick_pass: _TickPass) -> None:
+        try:
+            tick_pass.report = await self._execute(tick_pass)
+        except Exception as error:
+            tick_pass.error = error
+        finally:
+            self._running_pass = None
+            queued, self._queued_pass = self._queued_pass, None
+            if queued is not None:
+                self._launch(queued)
+            tick_pass.done.set()
+
+    async def _execute(self, tick_pass: _TickPass) -> TickReport:
+        clock = self._commander.clock
+        started_at = clock.now()
+        began = trio.current_time()
+        if self._pending.discard_through(started_at):
+            self._wakeup.set()
+        trigger = tick_pass.trigger
+        self._log(RuntimeEvent.TICK_STARTED, trigger=trigger)
+        tally = _Tally()
+        try:
+            await self._resume_interrupted(tally, everything=tick_pass.resume_all)
+            await self._advance_due(tally)
+            next_due_at = await self._commander.next_due_at()
+        except Exception as error:
+            duration = trio.current_time() - began
+            attributes = {"trigger": str(trigger), "outcome": "failed"}
+            self._count(RuntimeMetric.TICKS, 1, attributes)
+            self._observe(RuntimeMetric.TICK_DURATION, duration, attributes)
+            self._log(
+                RuntimeEvent.TICK_FAILED,
+                error=error,
+                trigger=trigger,
+                duration=round(duration, 6),
+                reason=_describe(error),
+            )
+            if self._auto_schedule and self._state is RuntimeState.RUNNING:
+                self._schedule(clock.now() + self._stalled_delay, source="auto")
+            raise
+        duration = trio.current_time() - began
+        more_due = tally.interrupted_left or (
+            next_due_at is not None and next_due_at <= clock.now()
+        )
+        report = TickReport(
+            trigger=trigger,
+            started_at=started_at,
+            duration=duration,
+            resumed=tally.resumed,
+            advanced=tally.advanced,
+            completed=tally.completed,
+            failed=tally.failed,
+            cancelled=tally.cancelled,
+            errored=len(tally.errored),
+            skipped=tally.skipped,
+            errored_missions=tuple(tally.errored),
+            more_due=more_due,
+            next_due_at=next_due_at,
+        )
+        self._last_report = report
+        attributes = {"trigger": str(trigger), "outcome": "completed"}
+        self._count(RuntimeMetric.TICKS, 1, attributes)
+        self._observe(RuntimeMetric.TICK_DURATION, duration, attributes)
+        self._log(
+            RuntimeEvent.TICK_COMPLETED,
+            trigger=trigger,
+            duration=round(duration, 6),
+            resumed=report.resumed,
+            advanced=report.advanced,
+            completed=report.completed,
+            failed=report.failed,
+            cancelled=report.cancelled,
+            errored=report.errored,
+            skipped=report.skipped,
+            more_due=more_due,
+            next_due_at=_iso(next_due_at),
+        )
+        if trigger is TickTrigger.STARTUP or self._auto_schedule:
+            self._follow_up(report, source="startup" if trigger is TickTrigger.STARTUP else "auto")
+        return report
+
+    async def _resume_interrupted(self, tally: _Tally, *, everything: bool) -> None:
+        page = self._max_missions
+        after: str | None = None
+        while True:
+            ids = await self._commander.running_missions(page, after)
+            if not ids:
+                return
+            async with trio.open_nursery() as nursery:
+                for mission_id in ids:
+                    if mission_id not in tally.seen:
+                        tally.seen.add(mission_id)
+                        nursery.start_soon(self._resume_one, mission_id, tally)
+            if not everything:
+                tally.interrupted_left = len(ids) >= page
+                return
+            # Page on until a page comes back empty: the commander drops missions this process
+            # holds from a page after limiting it, so a short page does not mean the last one.
+            after = ids[-1]
+
+    async def _resume_one(self, mission_id: str, tally: _Tally) -> None:
+        async with self._limiter:
+            self._log(RuntimeEvent.MISSION_RESUME_STARTED, mission_id=mission_id)
+            self._count(RuntimeMetric.MISSION_RESUMES, 1, {"outcome": "started"})
+            began = trio.current_time()
+            try:
+                snapshot = await self._commander.advance(mission_id)
+            except Exception as error:
+                duration = trio.current_time() - began
+                tally.errored.append(mission_id)
+                self._count(RuntimeMetric.MISSION_RESUMES, 1, {"outcome": "failed"})
+                self._observe(
+                    RuntimeMetric.MISSION_RESUME_DURATION, duration, {"outcome": "failed"}
+                )
+                self._count(RuntimeMetric.MISSIONS_ADVANCED, 1, {"status": "error"})
+                self._log(
+                    RuntimeEvent.MISSION_RESUME_FAILED,
+                    error=error,
+                    mission_id=mission_id,
+                    duration=round(duration, 6),
+                    reason=_describe(error),
+                )
+                return
+            duration = trio.current_time() - began
+            if snapshot is None:
+                tally.skipped += 1
+                status = "skipped"
+            else:
+                tally.resumed += 1
+                tally.ended(snapshot.status)
+                status = str(snapshot.status)
+            self._count(RuntimeMetric.MISSION_RESUMES, 1, {"outcome": "completed"})
+            self._observe(RuntimeMetric.MISSION_RESUME_DURATION, duration, {"outcome": "completed"})
+            self._count(RuntimeMetric.MISSIONS_ADVANCED, 1, {"status": status})
+            self._log(
+                RuntimeEvent.MISSION_RESUME_COMPLETED,
+                mission_id=mission_id,
+                status=status,
+                duration=round(duration, 6),
+            )
+
+    async def _advance_due(self, tally: _Tally) -> None:
+        ids = await self._commander.due_missions(self._max_missions)
+        async with trio.open_nursery() as nursery:
+            for mission_id in ids:
+                if mission_id not in tally.seen:
+                    tally.seen.add(mission_id)
+                    nursery.start_soon(self._advance_one, mission_id, tally)
+
+    async def _advance_one(self, mission_id: str, tally: _Tally) -> None:
+        async with self._limiter:
+            try:
+                snapshot = await self._commander.advance(mission_id)
+            except Exception as error:
+                tally.errored.append(mission_id)
+                self._count(RuntimeMetric.MISSIONS_ADVANCED, 1, {"status": "error"})
+                self._log(
+                    RuntimeEvent.MISSION_ADVANCE_FAILED,
+                    error=error,
+                    mission_id=mission_id,
+                    reason=_describe(error),
+                )
+                return
+            if snapshot is None:
+                tally.skipped += 1
+                status = "skipped"
+            else:
+                tally.advanced += 1
+                tally.ended(snapshot.status)
+                status = str(snapshot.status)
+            self._count(RuntimeMetric.MISSIONS_ADVANCED, 1, {"status": status})
+
+    # -- scheduling ----------------------------------------------------------------------------
+
+    def set_next_tick_at(self, when: datetime) -> None:
+        """Ask for a tick at ``when`` (an aware datetime on the commander's clock; a past time
+        means as soon as possible).
+
+        Requests accumulate: each is kept until a tick starts at or after its time, so a later
+        request never cancels an earlier one, and one tick satisfies every request whose time it
+        reached (asking twice for the same time gives one tick). Allowed before ``start()``;
+        raises :class:`RuntimeStateError` once the runtime is stopping.
+        """
+        if not isinstance(when, datetime) or when.tzinfo is None or when.utcoffset() is None:
+            raise ValueError(f"set_next_tick_at needs a timezone-aware datetime, got {when!r}")
+        self._schedule(when.astimezone(UTC), source="explicit")
+
+    def set_next_tick_in(self, seconds: float) -> None:
+        """Ask for a tick ``seconds`` from now on the commander's clock; see
+        :meth:`set_next_tick_at`."""
+        if (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, int | float)
+            or not math.isfinite(seconds)
+            or seconds < 0
+        ):
+            raise ValueError(f"set_next_tick_in needs a finite number >= 0, got {seconds!r}")
+        when = self._commander.clock.now() + timedelta(seconds=seconds)
+        self._schedule(when.astimezone(UTC), source="explicit")
+
+    def _schedule(self, when: datetime, *, source: str) -> None:
+        if self._state in (RuntimeState.STOPPING, RuntimeState.STOPPED):
+            raise RuntimeStateError(f"cannot schedule a tick: the runtime is {self._state}")
+        if when in self._pending:
+            return
+        if self._pending.add(when):
+            self._wakeup.set()
+        delay = (when - self._commander.clock.now()).total_seconds()
+        self._log(
+            RuntimeEvent.TICK_SCHEDULED,
+            at=when.isoformat(),
+            in_seconds=round(max(delay, 0.0), 6),
+            source=source,
+        )
+
+    def _follow_up(self, report: TickReport, *, source: str) -> None:
+        if self._state in (RuntimeState.STOPPING, RuntimeState.STOPPED):
+            return
+        now = self._commander.clock.now()
+        if report.more_due:
+            # Missions that are due but could not be moved (they raise, or another task holds
+            # them) would make an immediate follow-up spin; give them a pause instead.
+            when = now if report.moved else now + self._stalled_delay
+        elif report.next_due_at is not None:
+            when = report.next_due_at
+        else:
+            return
+        self._schedule(when, source=source)
+
+    async def _run_scheduler(self) -> None:
+        clock = self._commander.clock
+        assert self._scheduler_done is not None
+        try:
+            while self.is_running:
+                wakeup = self._wakeup = trio.Event()
+                target = self._pending.earliest()
+                if target is None:
+                    await wakeup.wait()
+                    continue
+                remaining = (target - clock.now()).total_seconds()
+                if remaining > 0:
+                    # The commander's clock decides; trio's only tells when to look again.
+                    with trio.move_on_after(remaining):
+                        await wakeup.wait()
+                    continue
+                scheduled = self._request_tick(TickTrigger.SCHEDULED)
+                await scheduled.done.wait()
+        finally:
+            self._scheduler_done.set()
+
+    # -- hooks ---------------------------------------------------------------------------------
+
+    def _count(self, name: RuntimeMetric, value: int, attributes: Mapping[str, str]) -> None:
+        try:
+            self._metrics.count(name, value, attributes)
+        except Exception:
+            logging.getLogger(__name__).exception("runtime metrics hook raised on %s", name)
+
+    def _observe(self, name: RuntimeMetric, value: float, attributes: Mapping[str, str]) -> None:
+        try:
+            self._metrics.observe(name, value, attributes)
+        except Exception:
+            logging.getLogger(__name__).exception("runtime metrics hook raised on %s", name)
+
+    def _log(
+        self, event: RuntimeEvent, *, error: BaseException | None = None, **fields: Any
+    ) -> None:
+        try:
+            self._logger.log(event, fields, error=error)
+        except Exception:
+            # A broken log hook must not take the runtime down with it.
+            logging.getLogger(__name__).exception("runtime logger hook raised on %s", event)
+
+
+def _is_only(raised: BaseException, original: BaseException) -> bool:
+    if raised is original:
+        return True
+    if isinstance(raised, BaseExceptionGroup):
+        group = cast("BaseExceptionGroup[BaseException]", raised)
+        return len(group.exceptions) == 1 and _is_only(group.exceptions[0], original)
+    return False
+
+
+async def _exit_nursery(manager: Any, error: BaseException | None) -> bool:
+    """Close a nursery the body of which ended with ``error``; ``True`` when the nursery absorbed
+    it. Raises only what is not ``error`` itself, so that callers see their own exception rather
+    than the group trio wraps it in."""
+    try:
+        if error is None:
+            return bool(await manager.__aexit__(None, None, None))
+        return bool(await manager.__aexit__(type(error), error, error.__traceback__))
+    except BaseException as raised:
+        if error is not None and _is_only(raised, error):
+            return False
+        raise
+
+
+def create_commander_runtime(
+    commander: CommanderProtocol,
+    *,
+    logger: RuntimeLogger | logging.Logger | None = None,
+    metrics: RuntimeMetrics | None = None,
+    max_missions_per_tick: int = DEFAULT_MAX_MISSIONS_PER_TICK,
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+    auto_schedule: bool = False,
+    stalled_tick_delay: float = DEFAULT_STALLED_TICK_DELAY,
+) -> CommanderRuntime:
+    """Make the tick runtime for ``commander``.
+
+    - ``logger``: a :class:`RuntimeLogger`, or a stdlib logger to write to (default: the stdlib
+      logger ``mission_control.runtime``).
+    - ``metrics``: a :class:`RuntimeMetrics` (default: record nothing).
+    - ``max_missions_per_tick``: how many due missions one tick advances at most; the report's
+      ``more_due`` says when more were due.
+    - ``max_concurrency``: how many missions a tick advances at the same time.
+    - ``auto_schedule``: after every tick, schedule one for the next persisted due time. Off by
+      default: then only ``start()`` and your calls schedule ticks.
+    - ``stalled_tick_delay``: with ``auto_schedule``, seconds to wait before ticking again when
+      missions are due but the last tick could move none of them.
+    """
+    if not isinstance(commander, CommanderProtocol):
+        raise ConfigurationError(
+            f"create_commander_runtime needs a commander (see create_commander), got {commander!r}"
+        )
+    for name, value in (
+        ("max_missions_per_tick", max_missions_per_tick),
+        ("max_concurrency", max_concurrency),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigurationError(f"{name} must be a whole number >= 1, got {value!r}")
+    if (
+        isinstance(stalled_tick_delay, bool)
+        or not isinstance(stalled_tick_delay, int | float)
+        or not math.isfinite(stalled_tick_delay)
+        or stalled_tick_delay < 0
+    ):
+        raise ConfigurationError(
+            "stalled_tick_delay must be a finite number of seconds >= 0, "
+            f"got {stalled_tick_delay!r}"
+        )
+    if logger is None or isinstance(logger, logging.Logger):
+        runtime_logger: RuntimeLogger = LoggingRuntimeLogger(logger)
+    else:
+        runtime_logger = logger
+    return CommanderRuntime(
+        commander,
+        logger=runtime_logger,
+        metrics=metrics if metrics is not None else NoMetrics(),
+        max_missions_per_tick=max_missions_per_tick,
+        max_concurrency=max_concurrency,
+        auto_schedule=bool(auto_schedule),
+        stalled_tick_delay=float(stalled_tick_delay),
+    )
