@@ -1,0 +1,268 @@
+"""Ticks: single flight, what they move, what they report, and that none follows unasked."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import trio
+from trio.testing import MockClock
+
+from mission_control.core import Commander, MissionStatus, PersistenceError
+from mission_control.in_memory_commander import InMemoryPersistenceAdapter
+from mission_control.runtime import (
+    RuntimeEvent,
+    RuntimeMetric,
+    RuntimeStateError,
+    TickFailedError,
+    TickTrigger,
+    create_commander_runtime,
+)
+from mission_control.testing import (
+    CommanderFactory,
+    RecordingLogger,
+    RecordingMetrics,
+    RuntimeFactory,
+)
+
+
+def tick_events(log: RecordingLogger) -> list[str]:
+    return [
+        event
+        for event in log.events
+        if event in (RuntimeEvent.TICK_STARTED, RuntimeEvent.TICK_COMPLETED)
+    ]
+
+
+async def test_a_tick_runs_when_nothing_is_due(
+    autojump_clock: MockClock, make_runtime: RuntimeFactory, log: RecordingLogger
+) -> None:
+    """A tick with nothing due still runs, is logged, and reports that it moved nothing."""
+    runtime = await make_runtime(logger=log)
+    log.clear()
+
+    report = await runtime.tick()
+
+    assert report.trigger is TickTrigger.DIRECT
+    assert (report.moved, report.completed, report.errored, report.more_due) == (0, 0, 0, False)
+    assert report.next_due_at is None
+    assert tick_events(log) == ["tick-started", "tick-completed"]
+    assert runtime.last_report is report
+
+
+async def test_concurrent_ticks_never_overlap(
+    autojump_clock: MockClock,
+    commander: Commander,
+    make_runtime: RuntimeFactory,
+    log: RecordingLogger,
+    slow_after_timer: Any,
+) -> None:
+    """Ticks asked for at the same time run one after another, never at once."""
+    runtime = await make_runtime(logger=log)
+    for n in range(3):
+        await commander.start(slow_after_timer, {}, id=f"slow-{n}")
+    await trio.sleep(10)
+    log.clear()
+
+    async def call_tick() -> None:
+        await runtime.tick()
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(5):
+            nursery.start_soon(call_tick)
+
+    events = tick_events(log)
+    assert events == ["tick-started", "tick-completed"] * (len(events) // 2)
+    assert not runtime.is_tick_running
+    assert [s.status for s in await commander.list()] == [MissionStatus.COMPLETED] * 3
+
+
+async def test_callers_arriving_during_a_tick_share_one_fresh_tick(
+    autojump_clock: MockClock,
+    commander: Commander,
+    make_runtime: RuntimeFactory,
+    slow_after_timer: Any,
+) -> None:
+    """Every caller that arrives while a tick runs gets the one tick that starts after it."""
+    runtime = await make_runtime()
+    await commander.start(slow_after_timer, {})
+    await trio.sleep(10)
+    reports: dict[str, Any] = {}
+
+    async def call_tick(name: str) -> None:
+        reports[name] = await runtime.tick()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(call_tick, "first")
+        await trio.sleep(1)
+        asked_at = commander.clock.now()
+        for name in ("second", "third", "fourth"):
+            nursery.start_soon(call_tick, name)
+
+    assert reports["first"].advanced == 1
+    assert reports["second"] is reports["third"] is reports["fourth"]
+    assert reports["second"] is not reports["first"]
+    assert reports["second"].started_at >= asked_at
+
+
+async def test_no_tick_follows_a_tick_unless_scheduled(
+    autojump_clock: MockClock,
+    commander: Commander,
+    make_runtime: RuntimeFactory,
+    log: RecordingLogger,
+    timer: Any,
+) -> None:
+    """A tick that leaves a timer pending does not schedule the tick that would fire it."""
+    runtime = await make_runtime(logger=log)
+    handle = await commander.start(timer, {})
+    due = (await handle.inspect()).due_at
+    log.clear()
+
+    report = await runtime.tick()
+    await trio.sleep(3600)
+
+    assert report.next_due_at == due
+    assert not report.more_due
+    assert runtime.next_tick_at is None
+    assert tick_events(log) == ["tick-started", "tick-completed"]
+    assert (await handle.inspect()).status is MissionStatus.WAITING
+
+
+async def test_a_tick_moves_at_most_max_missions_per_tick_and_says_more_are_due(
+    autojump_clock: MockClock, commander: Commander, make_runtime: RuntimeFactory, timer: Any
+) -> None:
+    """A tick advances at most its limit of due missions and reports that more are due."""
+    runtime = await make_runtime(max_missions_per_tick=2)
+    for n in range(3):
+        await commander.start(timer, {}, id=f"timer-{n}")
+    await trio.sleep(60)
+
+    first = await runtime.tick()
+    second = await runtime.tick()
+
+    assert (first.advanced, first.completed, first.more_due) == (2, 2, True)
+    assert (second.advanced, second.completed, second.more_due) == (1, 1, False)
+
+
+async def test_cancelling_a_caller_does_not_cancel_its_tick(
+    autojump_clock: MockClock,
+    commander: Commander,
+    make_runtime: RuntimeFactory,
+    slow_after_timer: Any,
+) -> None:
+    """A caller that stops waiting for a tick leaves the tick to finish its missions."""
+    runtime = await make_runtime()
+    handle = await commander.start(slow_after_timer, {})
+    await trio.sleep(10)
+
+    with trio.move_on_after(1):
+        await runtime.tick()
+    assert runtime.is_tick_running
+
+    snapshot = await handle.wait_for_completion()
+    assert snapshot.status is MissionStatus.COMPLETED
+
+
+async def test_a_mission_that_cannot_be_advanced_is_counted_logged_and_skipped_over(
+    autojump_clock: MockClock,
+    make_commander: CommanderFactory,
+    make_runtime: RuntimeFactory,
+    log: RecordingLogger,
+    metrics: RecordingMetrics,
+    slow_after_timer: Any,
+    timer: Any,
+) -> None:
+    """A due mission whose advance raises is counted and logged, and the other due ones move."""
+    store = InMemoryPersistenceAdapter()
+    earlier = make_commander([timer], persistence=store)
+    later = make_commander([slow_after_timer], persistence=store)
+    runtime = await make_runtime(later, logger=log, metrics=metrics)
+    await earlier.start(timer, {}, id="orphan")
+    await later.start(slow_after_timer, {}, id="known")
+    await trio.sleep(60)
+
+    report = await runtime.tick()
+
+    assert (report.advanced, report.errored, report.errored_missions) == (1, 1, ("orphan",))
+    assert report.more_due
+    [failure] = log.of(RuntimeEvent.MISSION_ADVANCE_FAILED)
+    assert failure.fields["mission_id"] == "orphan"
+    assert "UnknownDefinitionError" in str(failure.fields["reason"])
+    assert metrics.total(RuntimeMetric.MISSIONS_ADVANCED, status="error") == 1
+    assert (await later.inspect("known")).status is MissionStatus.COMPLETED
+
+
+class FailingQueries:
+    """A commander whose due query fails while ``failing`` is set."""
+
+    def __init__(self, commander: Commander) -> None:
+        self.commander = commander
+        self.failing = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.commander, name)
+
+    @property
+    def clock(self) -> Any:
+        return self.commander.clock
+
+    @property
+    def definitions(self) -> Any:
+        return self.commander.definitions
+
+    async def due_missions(self, limit: int, now: Any = None) -> list[str]:
+        if self.failing:
+            raise PersistenceError("database is locked")
+        return await self.commander.due_missions(limit, now)
+
+
+async def test_a_tick_whose_queries_fail_raises_and_the_runtime_keeps_going(
+    autojump_clock: MockClock,
+    commander: Commander,
+    make_runtime: RuntimeFactory,
+    log: RecordingLogger,
+    metrics: RecordingMetrics,
+) -> None:
+    """A tick that cannot query the store fails with TickFailedError; later ticks still run."""
+    flaky = FailingQueries(commander)
+    runtime = await make_runtime(flaky, logger=log, metrics=metrics)  # type: ignore[arg-type]
+    flaky.failing = True
+
+    with pytest.raises(TickFailedError) as raised:
+        await runtime.tick()
+
+    assert isinstance(raised.value.__cause__, PersistenceError)
+    [failure] = log.of(RuntimeEvent.TICK_FAILED)
+    assert isinstance(failure.error, PersistenceError)
+    assert metrics.total(RuntimeMetric.TICKS, outcome="failed") == 1
+    flaky.failing = False
+    assert (await runtime.tick()).errored == 0
+
+
+async def test_tick_needs_a_running_runtime(
+    autojump_clock: MockClock, commander: Commander
+) -> None:
+    """tick() before start() and after stop() raises RuntimeStateError."""
+    runtime = create_commander_runtime(commander)
+    with pytest.raises(RuntimeStateError, match="start"):
+        await runtime.tick()
+    async with runtime:
+        await runtime.tick()
+    with pytest.raises(RuntimeStateError):
+        await runtime.tick()
+
+
+async def test_report_counts_missions_by_how_they_ended(
+    autojump_clock: MockClock, commander: Commander, make_runtime: RuntimeFactory, timer: Any
+) -> None:
+    """The report counts completed and cancelled missions among those it moved."""
+    runtime = await make_runtime()
+    await commander.start(timer, {}, id="a")
+    await commander.start(timer, {}, id="b")
+    await trio.sleep(60)
+
+    report = await runtime.tick()
+
+    assert (report.advanced, report.completed, report.failed, report.cancelled) == (2, 2, 0, 0)
+    assert report.started_at == commander.clock.now()
+    assert report.duration == 0
