@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
 
+import apsw
+
 from mission_control.core import PersistenceError
 
 from ._sqlite import Connection
@@ -152,27 +154,37 @@ def migrate(connection: Connection, path: str) -> int:
     it was at. A database at the current version is left untouched."""
     migrations = MIGRATIONS
     check_migrations(migrations)
-    latest = migrations[-1].version
     connection.execute("BEGIN IMMEDIATE")
     try:
         # Read again inside the transaction: the version read before it is a hint only.
         found = read_version(connection, path, read_only=False)
-        if found < latest:
-            if found == 0:
-                connection.pragma("application_id", APPLICATION_ID)
-            applied_at = datetime.now(UTC).isoformat()
-            for migration in migrations[found:]:
-                for statement in migration.statements:
-                    connection.execute(statement)
-                connection.execute(
-                    "INSERT INTO schema_migrations (version, description, applied_at) "
-                    "VALUES (?, ?, ?)",
-                    (migration.version, migration.description, applied_at),
-                )
-            connection.pragma("user_version", latest)
+        _apply(connection, path, migrations, found)
         connection.execute("COMMIT")
     except BaseException:
         if not connection.get_autocommit():
             connection.execute("ROLLBACK")
         raise
     return found
+
+
+def _apply(connection: Connection, path: str, migrations: Sequence[Migration], found: int) -> None:
+    latest = migrations[-1].version
+    if found >= latest:
+        return
+    if found == 0:
+        connection.pragma("application_id", APPLICATION_ID)
+    applied_at = datetime.now(UTC).isoformat()
+    for migration in migrations[found:]:
+        try:
+            for statement in migration.statements:
+                connection.execute(statement)
+        except apsw.Error as error:
+            raise PersistenceError(
+                f"migrating {path} from schema version {found} to {latest} failed in migration "
+                f"{migration.version} ({migration.description}): {error}; nothing was changed"
+            ) from error
+        connection.execute(
+            "INSERT INTO schema_migrations (version, description, applied_at) VALUES (?, ?, ?)",
+            (migration.version, migration.description, applied_at),
+        )
+    connection.pragma("user_version", latest)

@@ -1,0 +1,173 @@
+"""A child process for the crash tests: runs missions on a SQLite file and dies at a chosen point.
+
+    python crash_child.py DB LOG MODE
+
+Every step appends ``"<step> <mission id>"`` to LOG before it returns, so the parent can count
+how often each step ran. Modes:
+
+- ``block-in-b``: run ``m1`` to completion, then start ``m2`` and block forever inside its step
+  ``b`` (after printing ``STEP-RAN``) for the parent to SIGKILL: a crash before the commit.
+- ``die-after-commit-b``: run ``m1``, then start ``m2`` and SIGKILL itself right after the
+  commit that stored ``m2``'s step ``b``: a crash after the commit.
+- ``waits-then-die``: leave missions waiting for a signal, a timer, a retry and a delayed start,
+  one with a buffered signal, and one mid-step with a cancellation request, then SIGKILL itself.
+- ``recover``: resume what a crash left running, send the signals missions wait for, move the
+  clock on an hour at a time running what is due, and print every mission's status as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+import trio
+
+from mission_control.adapter_sqlite import SQLiteCommander
+from mission_control.core import (
+    Context,
+    MissionSnapshot,
+    MissionStatus,
+    NodeStatus,
+    TimelineEntry,
+    m,
+)
+from mission_control.in_memory_commander import ManualClock
+
+DB, LOG, MODE = sys.argv[1:4]
+CLOCK = ManualClock()
+
+
+def parse(raw: Any) -> Any:
+    return raw
+
+
+def record(step: str, mission_id: str) -> None:
+    with open(LOG, "a", encoding="utf-8") as log:
+        log.write(f"{step} {mission_id}\n")
+
+
+def die() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+async def step_a(ctx: Context[Any, Any]) -> str:
+    record("a", ctx.mission_id)
+    return "a-done"
+
+
+async def step_b(ctx: Context[Any, Any]) -> str:
+    record("b", ctx.mission_id)
+    if MODE == "block-in-b" and ctx.mission_id == "m2":
+        print("STEP-RAN", flush=True)
+        await trio.sleep_forever()
+    if MODE == "waits-then-die" and ctx.mission_id == "p-cancel":
+        # The mission is held by this step, so the request is stored for its next boundary.
+        await COMMANDER.cancel(ctx.mission_id, "crash test")
+        print("WAITING", flush=True)
+        die()
+    return "b-done"
+
+
+async def step_c(ctx: Context[Any, Any]) -> str:
+    record("c", ctx.mission_id)
+    return "c-done"
+
+
+async def flaky(ctx: Context[Any, Any]) -> str:
+    record("flaky", ctx.mission_id)
+    if ctx.attempt == 1:
+        raise RuntimeError("the first attempt fails")
+    return "flaky-done"
+
+
+PIPELINE = (
+    m.define("pipeline")
+    .start(parse=parse)
+    .step("a", step_a)
+    .step("b", step_b)
+    .step("c", step_c)
+    .end()
+)
+
+WAITS = (
+    m.define("waits")
+    .start(parse=parse)
+    .need_to("go", parse=parse)
+    .sleep("nap", timedelta(minutes=10))
+    .step("flaky", flaky, retry=m.retry(3, m.fixed(60)))
+    .end()
+)
+
+COMMANDER = SQLiteCommander(DB, [PIPELINE, WAITS], clock=CLOCK)
+
+
+async def commit_then_die(
+    snapshot: MissionSnapshot,
+    *,
+    expected_revision: int,
+    timeline: Sequence[TimelineEntry],
+    consumed_signal: int | None = None,
+) -> None:
+    await ORIGINAL_COMMIT(
+        snapshot,
+        expected_revision=expected_revision,
+        timeline=timeline,
+        consumed_signal=consumed_signal,
+    )
+    node = snapshot.nodes.get("b")
+    if snapshot.id == "m2" and node is not None and node.status is NodeStatus.COMPLETED:
+        print("COMMITTED", flush=True)
+        die()
+
+
+ORIGINAL_COMMIT = COMMANDER.persistence.commit
+
+
+async def run() -> None:
+    commander = COMMANDER
+    if MODE in {"block-in-b", "die-after-commit-b"}:
+        if MODE == "die-after-commit-b":
+            commander.persistence.commit = commit_then_die  # type: ignore[method-assign]
+        await commander.start(PIPELINE, {}, id="m1")
+        await commander.start(PIPELINE, {}, id="m2")
+        raise AssertionError("the child should have died inside m2")
+    if MODE == "waits-then-die":
+        await commander.start(WAITS, {}, id="w-signal")
+        await commander.start(WAITS, {}, id="w-timer")
+        await commander.signal("w-timer", "go", {})
+        await commander.start(WAITS, {}, id="w-retry")
+        await commander.signal("w-retry", "go", {})
+        CLOCK.advance(timedelta(minutes=10))
+        await commander.advance("w-retry")
+        start_at = CLOCK.now() + timedelta(minutes=5)
+        await commander.start(WAITS, {}, id="w-delayed", start_at=start_at)
+        await commander.start(WAITS, {}, id="w-buffered", start_at=start_at)
+        await commander.signal("w-buffered", "go", {"early": True})
+        await commander.start(PIPELINE, {}, id="p-cancel")
+        raise AssertionError("the child should have died inside p-cancel")
+    if MODE == "recover":
+        for _ in range(4):
+            for mission_id in await commander.running_missions(100):
+                await commander.advance(mission_id)
+            for snapshot in await commander.list(status=MissionStatus.WAITING):
+                if snapshot.wait is not None and snapshot.wait.signal == "go":
+                    await commander.signal(snapshot.id, "go", {})
+            CLOCK.advance(timedelta(hours=1))
+            for mission_id in await commander.due_missions(100):
+                await commander.advance(mission_id)
+        print(json.dumps({s.id: s.status.value for s in await commander.list()}), flush=True)
+        return
+    raise SystemExit(f"unknown mode {MODE!r}")
+
+
+async def main() -> None:
+    async with COMMANDER:
+        await run()
+
+
+trio.run(main)

@@ -1,0 +1,173 @@
+"""Numbered migrations recorded in the file: a fresh database gets the whole schema, an older
+one is migrated in one transaction, and a newer or foreign one is refused untouched."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import apsw
+import pytest
+import trio
+
+from mission_control.adapter_sqlite import SCHEMA_VERSION, create_sqlite_persistence_adapter
+from mission_control.adapter_sqlite import _schema as schema
+from mission_control.core import MissionSnapshot, PersistenceError
+
+Make = Callable[..., MissionSnapshot]
+Dump = Callable[[Path], dict[str, list[tuple[Any, ...]]]]
+
+
+def raw(path: Path) -> apsw.Connection:
+    return apsw.Connection(str(path))
+
+
+def extra_migration(*statements: str) -> tuple[schema.Migration, ...]:
+    return (*schema.MIGRATIONS, schema.Migration(SCHEMA_VERSION + 1, "test", statements))
+
+
+async def test_a_fresh_database_gets_the_current_schema(db_path: Path) -> None:
+    """Opening a new file creates every table and index, records each migration, and stamps
+    the file with the schema version and Mission Control's application id."""
+    async with create_sqlite_persistence_adapter(db_path) as adapter:
+        assert adapter.schema_version == SCHEMA_VERSION
+    connection = raw(db_path)
+    assert connection.pragma("user_version") == SCHEMA_VERSION
+    assert connection.pragma("application_id") == schema.APPLICATION_ID
+    names = {row[0] for row in connection.execute("SELECT name FROM sqlite_schema")}
+    assert {"missions", "timeline", "inbox", "schema_migrations", "missions_due"} <= names
+    recorded = [row[0] for row in connection.execute("SELECT version FROM schema_migrations")]
+    assert recorded == list(range(1, SCHEMA_VERSION + 1))
+
+
+async def test_reopening_a_current_database_changes_nothing(
+    db_path: Path, make_snapshot: Make, dump: Dump
+) -> None:
+    """A database already at the current version is opened without any migration write."""
+    async with create_sqlite_persistence_adapter(db_path) as adapter:
+        await adapter.insert(make_snapshot("m"), [])
+    before = dump(db_path)
+    async with create_sqlite_persistence_adapter(db_path):
+        pass
+    assert dump(db_path) == before
+
+
+async def test_an_older_database_is_migrated_keeping_its_missions(
+    db_path: Path, make_snapshot: Make, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database written before a new migration existed is migrated on open, in one
+    transaction, and its missions are still there."""
+    async with create_sqlite_persistence_adapter(db_path) as adapter:
+        await adapter.insert(make_snapshot("m"), [])
+
+    monkeypatch.setattr(
+        schema,
+        "MIGRATIONS",
+        extra_migration(
+            "ALTER TABLE missions ADD COLUMN tenant TEXT",
+            "CREATE INDEX missions_by_tenant ON missions (tenant, id)",
+        ),
+    )
+    async with create_sqlite_persistence_adapter(db_path) as adapter:
+        assert adapter.schema_version == SCHEMA_VERSION + 1
+        assert await adapter.load("m") == make_snapshot("m")
+    connection = raw(db_path)
+    assert connection.pragma("user_version") == SCHEMA_VERSION + 1
+    columns = [row[1] for row in connection.execute("PRAGMA table_info(missions)")]
+    assert "tenant" in columns
+    recorded = [row[0] for row in connection.execute("SELECT version FROM schema_migrations")]
+    assert recorded == list(range(1, SCHEMA_VERSION + 2))
+
+
+async def test_a_failing_migration_changes_nothing(
+    db_path: Path, make_snapshot: Make, dump: Dump, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When a migration fails part-way, its earlier statements are rolled back with it, the
+    error names the file, and the database still opens with the code it was written by."""
+    async with create_sqlite_persistence_adapter(db_path) as adapter:
+        await adapter.insert(make_snapshot("m"), [])
+    before = dump(db_path)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(
+            schema,
+            "MIGRATIONS",
+            extra_migration("ALTER TABLE missions ADD COLUMN tenant TEXT", "THIS IS NOT SQL"),
+        )
+        with pytest.raises(PersistenceError) as raised:
+            create_sqlite_persistence_adapter(db_path)
+    message = str(raised.value)
+    assert str(db_path) in message
+    assert f"failed in migration {SCHEMA_VERSION + 1} (test)" in message
+    assert dump(db_path) == before
+    async with create_sqlite_persistence_adapter(db_path) as adapter:
+        assert await adapter.load("m") == make_snapshot("m")
+
+
+@pytest.mark.parametrize("read_only", [False, True])
+async def test_a_database_from_a_newer_version_is_refused_untouched(
+    db_path: Path, make_snapshot: Make, read_only: bool
+) -> None:
+    """A file whose schema version is newer than this code raises ``PersistenceError`` naming
+    both versions, and not one byte of it changes."""
+    async with create_sqlite_persistence_adapter(db_path) as adapter:
+        await adapter.insert(make_snapshot("m"), [])
+    connection = raw(db_path)
+    connection.pragma("user_version", SCHEMA_VERSION + 41)
+    connection.close()
+    content = await trio.Path(db_path).read_bytes()
+
+    with pytest.raises(PersistenceError) as raised:
+        create_sqlite_persistence_adapter(db_path, read_only=read_only)
+    message = str(raised.value)
+    assert f"schema version {SCHEMA_VERSION + 41}" in message
+    assert f"up to {SCHEMA_VERSION}" in message
+    assert str(db_path) in message
+    assert await trio.Path(db_path).read_bytes() == content
+
+
+async def test_read_only_needs_a_migrated_database(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Read-only inspection of a database older than the code asks for one writable open to
+    migrate it, instead of migrating or misreading it."""
+    create_sqlite_persistence_adapter(db_path).close()
+    monkeypatch.setattr(schema, "MIGRATIONS", extra_migration("SELECT 1"))
+    with pytest.raises(PersistenceError, match="open it for writing once to migrate"):
+        create_sqlite_persistence_adapter(db_path, read_only=True)
+
+
+def test_a_database_of_another_application_is_refused_untouched(db_path: Path, dump: Dump) -> None:
+    """A SQLite file with someone else's tables, or another application id, is not written
+    into: opening it raises ``PersistenceError`` and it stays as it was."""
+    connection = raw(db_path)
+    connection.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)")
+    connection.execute("INSERT INTO users (name) VALUES ('ada')")
+    connection.close()
+    before = dump(db_path)
+    with pytest.raises(PersistenceError, match=r"not a Mission Control one.*users"):
+        create_sqlite_persistence_adapter(db_path)
+    assert dump(db_path) == before
+
+    connection = raw(db_path)
+    connection.execute("DROP TABLE users")
+    connection.pragma("application_id", 0x12345678)
+    connection.close()
+    with pytest.raises(PersistenceError, match="another application"):
+        create_sqlite_persistence_adapter(db_path)
+
+
+def test_an_empty_database_cannot_be_inspected_read_only(db_path: Path) -> None:
+    """Read-only opening of a file with no Mission Control schema yet says so."""
+    db_path.touch()
+    with pytest.raises(PersistenceError, match="empty database"):
+        create_sqlite_persistence_adapter(db_path, read_only=True)
+
+
+def test_migrations_are_numbered_without_gaps() -> None:
+    """The migration list is numbered 1, 2, 3, … and its last number is ``SCHEMA_VERSION``."""
+    schema.check_migrations(schema.MIGRATIONS)
+    assert schema.MIGRATIONS[-1].version == SCHEMA_VERSION
+    with pytest.raises(AssertionError, match="without gaps"):
+        schema.check_migrations((schema.Migration(2, "two", ()),))
