@@ -1,0 +1,298 @@
+"""Bad files give clear errors and lose nothing; one writer owns a database while read-only
+inspectors look on, from this process or another."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import apsw
+import pytest
+import trio
+
+from mission_control.adapter_sqlite import create_sqlite_persistence_adapter
+from mission_control.core import (
+    CancelRequest,
+    MissionSnapshot,
+    MissionStatus,
+    PersistenceError,
+    TimelineEntry,
+)
+
+START_ISO = "2030-01-01T00:00:00+00:00"
+Make = Callable[..., MissionSnapshot]
+Entry = Callable[..., TimelineEntry]
+Dump = Callable[[Path], dict[str, list[tuple[Any, ...]]]]
+
+
+async def run_python(code: str, *args: str) -> tuple[int, str, str]:
+    """Run ``code`` in a fresh interpreter (another process, as a second program would be);
+    return its exit code, stdout and stderr."""
+    with trio.fail_after(60):
+        result = await trio.run_process(
+            [sys.executable, "-c", textwrap.dedent(code), *args],
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+    return result.returncode, result.stdout.decode(), result.stderr.decode()
+
+
+def tamper(path: Path, sql: str, *params: Any) -> None:
+    connection = apsw.Connection(str(path))
+    connection.execute(sql, params)
+    connection.close()
+
+
+# -- files that are not (our) databases ---------------------------------------------------------
+
+
+def test_a_file_that_is_not_a_database_is_refused_untouched(tmp_path: Path) -> None:
+    """A text file raises ``PersistenceError`` naming its path, keeps its bytes, and gets no
+    lock file next to it."""
+    path = tmp_path / "notes.txt"
+    path.write_text("shopping list: eggs, milk\n" * 10)
+    for read_only in (False, True):
+        with pytest.raises(PersistenceError, match=r"notes\.txt is not a SQLite database"):
+            create_sqlite_persistence_adapter(path, read_only=read_only)
+    assert path.read_text() == "shopping list: eggs, milk\n" * 10
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_a_damaged_database_is_reported_with_its_path(tmp_path: Path) -> None:
+    """A file with the SQLite header but garbage after it raises ``PersistenceError`` naming
+    the path instead of a raw SQLite error."""
+    path = tmp_path / "damaged.sqlite"
+    path.write_bytes(b"SQLite format 3\x00" + b"\xff" * 4080)
+    with pytest.raises(PersistenceError, match=r"damaged\.sqlite"):
+        create_sqlite_persistence_adapter(path)
+
+
+def test_a_directory_or_a_missing_directory_is_refused(tmp_path: Path) -> None:
+    """A directory, a file in a directory that does not exist, and a missing file opened
+    read-only each give a clear ``PersistenceError``."""
+    with pytest.raises(PersistenceError, match="is a directory"):
+        create_sqlite_persistence_adapter(tmp_path)
+    with pytest.raises(PersistenceError, match=r"directory .* does not exist"):
+        create_sqlite_persistence_adapter(tmp_path / "nowhere" / "x.sqlite")
+    with pytest.raises(PersistenceError, match="no database at"):
+        create_sqlite_persistence_adapter(tmp_path / "missing.sqlite", read_only=True)
+    assert list(tmp_path.iterdir()) == []
+
+
+async def test_a_read_only_file_is_refused_for_writing_but_can_be_inspected(
+    db_path: Path, make_snapshot: Make, read_only_file: Callable[[Path], None]
+) -> None:
+    """A database file the process may not write raises ``PersistenceError`` that suggests
+    ``read_only=True``, and read-only inspection of it works."""
+    async with create_sqlite_persistence_adapter(db_path) as adapter:
+        await adapter.insert(make_snapshot("m"), [])
+    read_only_file(db_path)
+    with pytest.raises(PersistenceError, match=r"cannot be written.*read_only=True"):
+        create_sqlite_persistence_adapter(db_path)
+    async with create_sqlite_persistence_adapter(db_path, read_only=True) as inspector:
+        assert [s.id for s in await inspector.list_missions()] == ["m"]
+
+
+def test_an_unwritable_directory_is_refused_for_writing(
+    tmp_path: Path, read_only_file: Callable[[Path], None]
+) -> None:
+    """When the database's directory is not writable (no lock file, no WAL), opening for
+    writing fails with a clear ``PersistenceError``."""
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    read_only_file(folder)
+    with pytest.raises(PersistenceError, match="directory must be writable"):
+        create_sqlite_persistence_adapter(folder / "x.sqlite")
+
+
+# -- corrupt rows ---------------------------------------------------------------------------------
+
+
+async def test_a_corrupt_mission_is_reported_and_the_others_keep_working(
+    db_path: Path, make_snapshot: Make, dump: Dump
+) -> None:
+    """A mission whose stored JSON is corrupt raises ``PersistenceError`` naming it from
+    ``load`` and ``list_missions``; the tick queries still return ids, and other missions load
+    and commit as before."""
+    async with create_sqlite_persistence_adapter(db_path) as adapter:
+        await adapter.insert(make_snapshot("bad", status=MissionStatus.WAITING, due_in=1), [])
+        await adapter.insert(make_snapshot("good", status=MissionStatus.WAITING, due_in=2), [])
+        await adapter.insert(make_snapshot("running"), [])
+    tamper(db_path, "UPDATE missions SET snapshot = '{\"id\": \"bad\", trunc' WHERE id = 'bad'")
+    before = dump(db_path)
+
+    async with create_sqlite_persistence_adapter(db_path) as adapter:
+        with pytest.raises(PersistenceError, match=r"mission 'bad' .* corrupt"):
+            await adapter.load("bad")
+        with pytest.raises(PersistenceError, match="mission 'bad'"):
+            await adapter.list_missions()
+        assert [s.id for s in await adapter.list_missions(after_id="bad")] == ["good", "running"]
+        later = make_snapshot("good", status=MissionStatus.WAITING, due_in=2).wait
+        assert later is not None
+        assert later.due_at is not None
+        assert await adapter.due_missions(later.due_at, 10) == ["bad", "good"]
+        assert await adapter.running_missions(10) == ["running"]
+        assert await adapter.load("good") == make_snapshot(
+            "good", status=MissionStatus.WAITING, due_in=2
+        )
+    assert dump(db_path) == before
+
+
+async def test_a_snapshot_that_does_not_match_its_row_is_reported(
+    db_path: Path, make_snapshot: Make
+) -> None:
+    """A row whose JSON names another id or revision is reported as unreadable rather than
+    handed to the engine."""
+    async with create_sqlite_persistence_adapter(db_path) as adapter:
+        await adapter.insert(make_snapshot("m"), [])
+    tamper(db_path, "UPDATE missions SET revision = 7 WHERE id = 'm'")
+    async with create_sqlite_persistence_adapter(db_path) as adapter:
+        with pytest.raises(PersistenceError, match="revision 1, its row says revision 7"):
+            await adapter.load("m")
+
+
+async def test_corrupt_timeline_entries_and_signals_name_their_mission(
+    db_path: Path, make_snapshot: Make, make_entry: Entry
+) -> None:
+    """A corrupt timeline entry, signal payload or cancellation request raises
+    ``PersistenceError`` naming the mission it belongs to."""
+    async with create_sqlite_persistence_adapter(db_path) as adapter:
+        await adapter.insert(make_snapshot("m"), [make_entry()])
+        await adapter.append_signal("m", "go", {"ok": True}, make_entry().at, [])
+        await adapter.insert(make_snapshot("c"), [])
+        await adapter.request_cancel("c", CancelRequest(make_entry().at), [])
+    tamper(db_path, "UPDATE timeline SET entry = 'nope'")
+    tamper(db_path, "UPDATE inbox SET payload = '{'")
+    tamper(db_path, "UPDATE missions SET cancel_request = '[1]' WHERE id = 'c'")
+    async with create_sqlite_persistence_adapter(db_path) as adapter:
+        with pytest.raises(PersistenceError, match=r"mission 'm' .* timeline"):
+            await adapter.timeline("m")
+        with pytest.raises(PersistenceError, match=r"mission 'm' .* signal"):
+            await adapter.next_signal("m", "go")
+        with pytest.raises(PersistenceError, match="mission 'c'"):
+            await adapter.load("c")
+
+
+# -- one writer, many readers ---------------------------------------------------------------------
+
+
+async def test_a_second_writer_fails_fast_until_the_first_closes(
+    db_path: Path, make_snapshot: Make
+) -> None:
+    """A second adapter opening the same database for writing (also through another spelling
+    of its path or a symlink) raises ``PersistenceError`` at once; after ``aclose`` it may
+    open."""
+    first = create_sqlite_persistence_adapter(db_path)
+    await first.insert(make_snapshot("m"), [])
+    alias = db_path.with_name("alias.sqlite")
+    alias.symlink_to(db_path)
+    spellings = (db_path, str(db_path), os.path.join(db_path.parent, ".", db_path.name), alias)
+    for path in spellings:
+        with pytest.raises(PersistenceError, match="already open for writing") as raised:
+            create_sqlite_persistence_adapter(path)
+        assert "read_only=True" in str(raised.value)
+    assert await first.load("m") is not None
+    await first.aclose()
+    async with create_sqlite_persistence_adapter(db_path) as second:
+        assert await second.load("m") is not None
+
+
+async def test_a_second_writer_in_another_process_fails_fast(
+    db_path: Path, make_snapshot: Make
+) -> None:
+    """Another process cannot open the database for writing while this one owns it; the error
+    names the owning process."""
+    async with create_sqlite_persistence_adapter(db_path) as adapter:
+        await adapter.insert(make_snapshot("m"), [])
+        code, out, err = await run_python(
+            """
+            import sys
+            from mission_control.adapter_sqlite import create_sqlite_persistence_adapter
+            from mission_control.core import PersistenceError
+            try:
+                create_sqlite_persistence_adapter(sys.argv[1])
+            except PersistenceError as error:
+                print(error)
+                sys.exit(3)
+            """,
+            str(db_path),
+        )
+    assert code == 3, err
+    assert "already open for writing" in out
+    assert f"process {os.getpid()}" in out
+
+
+async def test_read_only_inspection_works_while_the_writer_runs(
+    db_path: Path, make_snapshot: Make, make_entry: Entry, dump: Dump
+) -> None:
+    """While the owner has the database open, a read-only adapter in this process and one in
+    another process see every commit as it happens, and cannot write."""
+    async with create_sqlite_persistence_adapter(db_path) as writer:
+        await writer.insert(make_snapshot("m"), [make_entry()])
+        async with create_sqlite_persistence_adapter(db_path, read_only=True) as inspector:
+            assert inspector.read_only
+            assert [s.revision for s in await inspector.list_missions()] == [1]
+            await writer.commit(make_snapshot("m", revision=2), expected_revision=1, timeline=[])
+            loaded = await inspector.load("m")
+            assert loaded is not None
+            assert loaded.revision == 2
+
+            before = dump(db_path)
+            writes: list[Any] = [
+                inspector.insert(make_snapshot("x"), []),
+                inspector.commit(make_snapshot("m", revision=3), expected_revision=2, timeline=[]),
+                inspector.append_signal("m", "go", None, make_entry().at, []),
+                inspector.request_cancel("m", CancelRequest(make_entry().at), []),
+            ]
+            for write in writes:
+                with pytest.raises(PersistenceError, match="open read-only"):
+                    await write
+            assert dump(db_path) == before
+
+        code, out, err = await run_python(
+            """
+            import json, sys, trio
+            from mission_control.adapter_sqlite import create_sqlite_persistence_adapter
+            async def main():
+                async with create_sqlite_persistence_adapter(sys.argv[1], read_only=True) as a:
+                    missions = await a.list_missions()
+                    entries = await a.timeline("m")
+                    print(json.dumps({"revisions": [s.revision for s in missions],
+                                      "entries": len(entries)}))
+            trio.run(main)
+            """,
+            str(db_path),
+        )
+        assert code == 0, err
+        assert json.loads(out) == {"revisions": [2], "entries": 1}
+        # The owner keeps writing after the inspector has gone.
+        await writer.commit(make_snapshot("m", revision=3), expected_revision=2, timeline=[])
+
+
+def test_the_lock_is_released_when_the_owning_process_dies(db_path: Path) -> None:
+    """A process killed while it owns the database leaves no stale lock: the next writer opens
+    at once."""
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(
+                """
+                import os, signal, sys
+                from mission_control.adapter_sqlite import create_sqlite_persistence_adapter
+                adapter = create_sqlite_persistence_adapter(sys.argv[1])
+                os.kill(os.getpid(), signal.SIGKILL)
+                """
+            ),
+            str(db_path),
+        ],
+    )
+    assert process.wait(timeout=60) == -9
+    create_sqlite_persistence_adapter(db_path).close()
