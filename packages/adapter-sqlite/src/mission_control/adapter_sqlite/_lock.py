@@ -63,6 +63,11 @@ class WriterLock:
             # Closing the descriptor drops the lock.
             os.close(fd)
 
+    def __del__(self) -> None:
+        # An adapter dropped without aclose() must not keep its database locked until exit.
+        with contextlib.suppress(OSError):
+            self.release()
+
 
 if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
     import msvcrt
