@@ -1,9 +1,9 @@
 """The SQLite persistence adapter: missions, timelines, signal inboxes and cancellation requests
 in one SQLite file, through apsw.
 
-apsw calls take microseconds, so the async methods call it inline: no thread hop, no checkpoint.
-Each method that writes runs exactly one ``BEGIN IMMEDIATE … COMMIT`` transaction and rolls it
-back on any error, so a failed call leaves the file as it was.
+apsw calls take microseconds, so the async methods call apsw inline: no thread hop, and no trio
+checkpoint inside a write. Each method that writes runs exactly one ``BEGIN IMMEDIATE … COMMIT``
+transaction and rolls it back on any error, so a failed call leaves the file as it was.
 """
 
 from __future__ import annotations
