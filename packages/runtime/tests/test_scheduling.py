@@ -108,12 +108,15 @@ async def test_a_direct_tick_satisfies_requests_whose_time_it_reached(
 ) -> None:
     """A tick that starts after a requested time satisfies that request; no extra tick runs."""
     runtime = await make_runtime(logger=log)
+    log.clear()
     runtime.set_next_tick_at(commander.clock.now())
     runtime.set_next_tick_in(100)
 
     await runtime.tick()
+    await trio.sleep(99)
 
-    assert runtime.scheduled_ticks == (commander.clock.now() + timedelta(seconds=100),)
+    assert runtime.scheduled_ticks == (commander.clock.now() + timedelta(seconds=1),)
+    assert log.events.count(RuntimeEvent.TICK_STARTED) == 1
 
 
 async def test_scheduling_rejects_bad_times(

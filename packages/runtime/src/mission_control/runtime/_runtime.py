@@ -148,7 +148,6 @@ class CommanderRuntime:
         self._pending = PendingTicks()
         self._wakeup = trio.Event()
         self._scheduler_done: trio.Event | None = None
-        self._stopped = trio.Event()
         self._last_report: TickReport | None = None
 
     # -- state ---------------------------------------------------------------------------------
@@ -238,7 +237,6 @@ class CommanderRuntime:
         if self._state is RuntimeState.NEW:
             self._pending.clear()
             self._state = RuntimeState.STOPPED
-            self._stopped.set()
             return
         if self._state is not RuntimeState.STOPPING:
             self._state = RuntimeState.STOPPING
@@ -256,7 +254,6 @@ class CommanderRuntime:
         if self._state is RuntimeState.STOPPING:
             self._state = RuntimeState.STOPPED
             self._log(RuntimeEvent.RUNTIME_STOPPED)
-            self._stopped.set()
 
     async def __aenter__(self) -> Self:
         if self._state is not RuntimeState.NEW:
@@ -280,8 +277,8 @@ class CommanderRuntime:
     ) -> bool:
         manager, self._nursery_manager = self._nursery_manager, None
         if exc is not None:
-            # Leaving with an error cancels the in-flight tick, as a nursery does; missions it
-            # interrupted are stored as running and are resumed at the next start.
+            # Leaving with an error cancels the in-flight tick, as a nursery does: a step it
+            # interrupted committed nothing, so it runs again at the next start.
             self._abandon()
             return await _exit_nursery(manager, exc)
         try:
@@ -301,7 +298,6 @@ class CommanderRuntime:
         self._wakeup.set()
         self._state = RuntimeState.STOPPED
         self._log(RuntimeEvent.RUNTIME_STOPPED, abandoned=True)
-        self._stopped.set()
 
     # -- ticks ---------------------------------------------------------------------------------
 
@@ -335,6 +331,10 @@ class CommanderRuntime:
     def _launch(self, tick_pass: _TickPass) -> None:
         assert self._nursery is not None
         self._running_pass = tick_pass
+        # The pass will start at or after now, so it satisfies every request due by now; dropping
+        # them here keeps the scheduler from queueing a second tick for them meanwhile.
+        if self._pending.discard_through(self._commander.clock.now()):
+            self._wakeup.set()
         # The tick runs in the runtime's nursery so that a caller giving up on it (a cancelled
         # web request) does not cancel missions mid-step.
         self._nursery.start_soon(self._run_pass, tick_pass)
@@ -355,8 +355,6 @@ class CommanderRuntime:
         clock = self._commander.clock
         started_at = clock.now()
         began = trio.current_time()
-        if self._pending.discard_through(started_at):
-            self._wakeup.set()
         trigger = tick_pass.trigger
         self._log(RuntimeEvent.TICK_STARTED, trigger=trigger)
         tally = _Tally()
