@@ -119,8 +119,8 @@ async def test_a_corrupt_mission_is_reported_and_the_others_keep_working(
     db_path: Path, make_snapshot: Make, dump: Dump
 ) -> None:
     """A mission whose stored JSON is corrupt raises ``PersistenceError`` naming it from
-    ``load`` and ``list_missions``; the tick queries still return ids, and other missions load
-    and commit as before."""
+    ``load`` and ``list_missions``, while the tick queries still return ids, other missions
+    still load, and nothing in the file changes."""
     async with create_sqlite_persistence_adapter(db_path) as adapter:
         await adapter.insert(make_snapshot("bad", status=MissionStatus.WAITING, due_in=1), [])
         await adapter.insert(make_snapshot("good", status=MissionStatus.WAITING, due_in=2), [])
