@@ -6,7 +6,7 @@ from __future__ import annotations
 import enum
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self, cast
@@ -425,11 +425,7 @@ class CommanderRuntime:
             ids = await self._commander.running_missions(page, after)
             if not ids:
                 return
-            async with trio.open_nursery() as nursery:
-                for mission_id in ids:
-                    if mission_id not in tally.seen:
-                        tally.seen.add(mission_id)
-                        nursery.start_soon(self._resume_one, mission_id, tally)
+            await self._move_each(ids, self._resume_one, tally)
             if not everything:
                 tally.interrupted_left = len(ids) >= page
                 return
@@ -438,76 +434,91 @@ class CommanderRuntime:
             after = ids[-1]
 
     async def _resume_one(self, mission_id: str, tally: _Tally) -> None:
-        async with self._limiter:
-            self._log(RuntimeEvent.MISSION_RESUME_STARTED, mission_id=mission_id)
-            self._count(RuntimeMetric.MISSION_RESUMES, 1, {"outcome": "started"})
-            began = trio.current_time()
-            try:
-                snapshot = await self._commander.advance(mission_id)
-            except Exception as error:
-                duration = trio.current_time() - began
-                tally.errored.append(mission_id)
-                self._count(RuntimeMetric.MISSION_RESUMES, 1, {"outcome": "failed"})
-                self._observe(
-                    RuntimeMetric.MISSION_RESUME_DURATION, duration, {"outcome": "failed"}
-                )
-                self._count(RuntimeMetric.MISSIONS_ADVANCED, 1, {"status": "error"})
-                self._log(
-                    RuntimeEvent.MISSION_RESUME_FAILED,
-                    error=error,
-                    mission_id=mission_id,
-                    duration=round(duration, 6),
-                    reason=_describe(error),
-                )
-                return
+        self._log(RuntimeEvent.MISSION_RESUME_STARTED, mission_id=mission_id)
+        self._count(RuntimeMetric.MISSION_RESUMES, 1, {"outcome": "started"})
+        began = trio.current_time()
+        try:
+            snapshot = await self._commander.advance(mission_id)
+        except Exception as error:
             duration = trio.current_time() - began
-            if snapshot is None:
-                tally.skipped += 1
-                status = "skipped"
-            else:
-                tally.resumed += 1
-                tally.ended(snapshot.status)
-                status = str(snapshot.status)
-            self._count(RuntimeMetric.MISSION_RESUMES, 1, {"outcome": "completed"})
-            self._observe(RuntimeMetric.MISSION_RESUME_DURATION, duration, {"outcome": "completed"})
-            self._count(RuntimeMetric.MISSIONS_ADVANCED, 1, {"status": status})
+            tally.errored.append(mission_id)
+            self._count(RuntimeMetric.MISSION_RESUMES, 1, {"outcome": "failed"})
+            self._observe(RuntimeMetric.MISSION_RESUME_DURATION, duration, {"outcome": "failed"})
+            self._count(RuntimeMetric.MISSIONS_ADVANCED, 1, {"status": "error"})
             self._log(
-                RuntimeEvent.MISSION_RESUME_COMPLETED,
+                RuntimeEvent.MISSION_RESUME_FAILED,
+                error=error,
                 mission_id=mission_id,
-                status=status,
                 duration=round(duration, 6),
+                reason=_describe(error),
             )
+            return
+        duration = trio.current_time() - began
+        if snapshot is None:
+            tally.skipped += 1
+            status = "skipped"
+        else:
+            tally.resumed += 1
+            tally.ended(snapshot.status)
+            status = str(snapshot.status)
+        self._count(RuntimeMetric.MISSION_RESUMES, 1, {"outcome": "completed"})
+        self._observe(RuntimeMetric.MISSION_RESUME_DURATION, duration, {"outcome": "completed"})
+        self._count(RuntimeMetric.MISSIONS_ADVANCED, 1, {"status": status})
+        self._log(
+            RuntimeEvent.MISSION_RESUME_COMPLETED,
+            mission_id=mission_id,
+            status=status,
+            duration=round(duration, 6),
+        )
 
     async def _advance_due(self, tally: _Tally) -> None:
         ids = await self._commander.due_missions(self._max_missions)
+        await self._move_each(ids, self._advance_one, tally)
+
+    async def _move_each(
+        self,
+        ids: list[str],
+        move: Callable[[str, _Tally], Awaitable[None]],
+        tally: _Tally,
+    ) -> None:
+        fresh = [mission_id for mission_id in ids if mission_id not in tally.seen]
+        tally.seen.update(fresh)
+        if not fresh:
+            return
+        # A few workers sharing one iterator cost less than a task per mission; the limiter
+        # bounds how many missions move at once.
+        queue = iter(fresh)
+
+        async def worker() -> None:
+            for mission_id in queue:
+                async with self._limiter:
+                    await move(mission_id, tally)
+
         async with trio.open_nursery() as nursery:
-            for mission_id in ids:
-                if mission_id not in tally.seen:
-                    tally.seen.add(mission_id)
-                    nursery.start_soon(self._advance_one, mission_id, tally)
+            for _ in range(min(int(self._limiter.total_tokens), len(fresh))):
+                nursery.start_soon(worker)
 
     async def _advance_one(self, mission_id: str, tally: _Tally) -> None:
-        async with self._limiter:
-            try:
-                snapshot = await self._commander.advance(mission_id)
-            except Exception as error:
-                tally.errored.append(mission_id)
-                self._count(RuntimeMetric.MISSIONS_ADVANCED, 1, {"status": "error"})
-                self._log(
-                    RuntimeEvent.MISSION_ADVANCE_FAILED,
-                    error=error,
-                    mission_id=mission_id,
-                    reason=_describe(error),
-                )
-                return
-            if snapshot is None:
-                tally.skipped += 1
-                status = "skipped"
-            else:
-                tally.advanced += 1
-                tally.ended(snapshot.status)
-                status = str(snapshot.status)
-            self._count(RuntimeMetric.MISSIONS_ADVANCED, 1, {"status": status})
+        try:
+            snapshot = await self._commander.advance(mission_id)
+        except Exception as error:
+            tally.errored.append(mission_id)
+            self._count(RuntimeMetric.MISSIONS_ADVANCED, 1, {"status": "error"})
+            self._log(
+                RuntimeEvent.MISSION_ADVANCE_FAILED,
+                error=error,
+                mission_id=mission_id,
+                reason=_describe(error),
+            )
+            return
+        if snapshot is None:
+            tally.skipped += 1
+            status = "skipped"
+        else:
+            tally.advanced += 1
+            tally.ended(snapshot.status)
+            status = str(snapshot.status)
+        self._count(RuntimeMetric.MISSIONS_ADVANCED, 1, {"status": status})
 
     # -- scheduling ----------------------------------------------------------------------------
 
