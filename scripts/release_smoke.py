@@ -24,8 +24,9 @@ import sys
 import sysconfig
 import tempfile
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 # distribution name -> import name
 DISTRIBUTIONS: dict[str, str] = {
@@ -116,33 +117,108 @@ def check_packages() -> list[str]:
     return problems
 
 
-def run_smoke_missions(workdir: Path) -> None:
-    """Run a real mission end to end on the installed packages.
+T0 = datetime(2030, 1, 1, tzinfo=UTC)
 
-    ------------------------------------------------------------------------------------
-    ENGINE SMOKE TEST: TO BE ADDED HERE.
-    It must:
-      * define a small mission with the DSL, start it on the in-memory commander, drive it
-        with explicit ticks (advancing the controllable clock, no real sleeps) and check
-        it completes with the expected result;
-      * run a mission on SQLite across two processes: phase 1 (this process) starts a
-        mission in ``workdir / "smoke.sqlite"`` and stops at a wait/timer; then
-        ``spawn_self("--sqlite-phase", "2", str(db_path))`` resumes it in a fresh process,
-        which exits non-zero unless it reaches the expected final state. Use
-        ``run_sqlite_phase`` below for the child's side.
-    Raise an exception (or ``SystemExit(1)``) on any failure.
-    ------------------------------------------------------------------------------------
-    """
-    del workdir  # unused until the engine smoke test is added
+
+def _smoke_output(ctx: Any) -> dict[str, Any]:
+    return {"charge": ctx.events["charge"].output, "by": ctx.events["confirm"].output}
+
+
+def _smoke_definition() -> Any:
+    """A mission that touches every node kind: a retried step, a timer and a signal."""
+    from mission_control.core import m
+
+    def parse(value: Any) -> dict[str, Any]:
+        order = cast("dict[str, object]", value).get("order") if isinstance(value, dict) else None
+        if not isinstance(order, int):
+            raise ValueError("smoke input needs an integer 'order'")
+        return {"order": order}
+
+    def charge(ctx: Any) -> dict[str, Any]:
+        if ctx.attempt == 1:
+            raise RuntimeError("first attempt fails on purpose")
+        return {"charged": ctx.input["order"], "attempt": ctx.attempt}
+
+    return (
+        m.define("smoke")
+        .start(parse=parse)
+        .step("charge", charge, retry=m.retry(3, m.fixed(60)))
+        .sleep("cool-down", timedelta(hours=1))
+        .need_to("confirm", parse=lambda payload: payload)
+        .end(output=_smoke_output)
+    )
+
+
+EXPECTED_OUTPUT = {"charge": {"charged": 7, "attempt": 2}, "by": {"who": "smoke"}}
+
+
+async def _drive_due(commander: Any) -> None:
+    for mission_id in await commander.due_missions(100):
+        await commander.advance(mission_id)
+
+
+async def _in_memory_smoke() -> None:
+    from mission_control.core import MissionStatus
+    from mission_control.in_memory_commander import ManualClock, create_in_memory_commander
+
+    definition = _smoke_definition()
+    clock = ManualClock(T0)
+    commander = create_in_memory_commander([definition], clock=clock)
+    mission = await commander.start(definition, {"order": 7})
+    clock.advance(60)
+    await _drive_due(commander)
+    clock.advance(timedelta(hours=1))
+    await _drive_due(commander)
+    await mission.signal("confirm", {"who": "smoke"})
+    done = await mission.wait_for_completion()
+    if done.status is not MissionStatus.COMPLETED or done.output != EXPECTED_OUTPUT:
+        raise SystemExit(f"smoke: in-memory mission ended as {done}")
+    print("smoke: in-memory mission completed", flush=True)
+
+
+def run_smoke_missions(workdir: Path) -> None:
+    """Run real missions end to end on the installed packages: one in memory, and one on
+    SQLite that is started in this process and finished by a second one."""
+    import trio
+
+    trio.run(_in_memory_smoke)
+    db_path = workdir / "smoke.sqlite"
+    if run_sqlite_phase(1, db_path) != 0:
+        raise SystemExit("smoke: sqlite phase 1 failed")
+    result = spawn_self("--sqlite-phase", "2", str(db_path))
+    print(result.stdout, end="", flush=True)
+
+
+async def _sqlite_phase(phase: int, db_path: Path) -> int:
+    from mission_control.adapter_sqlite import create_sqlite_persistence_adapter
+    from mission_control.core import MissionStatus, create_commander
+    from mission_control.in_memory_commander import ManualClock
+
+    definition = _smoke_definition()
+    clock = ManualClock(T0 if phase == 1 else T0 + timedelta(minutes=1))
+    adapter = create_sqlite_persistence_adapter(db_path)
+    async with create_commander([definition], persistence=adapter, clock=clock) as commander:
+        if phase == 1:
+            mission = await commander.start(definition, {"order": 7}, id="smoke-1")
+            snapshot = await mission.inspect()
+            ok = snapshot.status is MissionStatus.WAITING and snapshot.current_node == "charge"
+            print(f"smoke: sqlite phase 1 left the mission {snapshot.status.value}", flush=True)
+            return 0 if ok else 1
+        await _drive_due(commander)
+        clock.advance(timedelta(hours=1))
+        await _drive_due(commander)
+        await commander.signal("smoke-1", "confirm", {"who": "smoke"})
+        done = await commander.inspect("smoke-1")
+        ok = done.status is MissionStatus.COMPLETED and done.output == EXPECTED_OUTPUT
+        print(f"smoke: sqlite phase 2 finished the mission: {done.status.value}", flush=True)
+        return 0 if ok else 1
 
 
 def run_sqlite_phase(phase: int, db_path: Path) -> int:
-    """The child-process side of the SQLite smoke mission (``--sqlite-phase N PATH``).
+    """One process's part of the SQLite smoke mission (``--sqlite-phase N PATH``)."""
+    import trio
 
-    ENGINE SMOKE TEST: TO BE ADDED HERE, see ``run_smoke_missions``. Returns an exit code.
-    """
-    print(f"smoke: sqlite phase {phase} for {db_path} is not implemented yet", file=sys.stderr)
-    return 2
+    return trio.run(_sqlite_phase, phase, db_path)
 
 
 def spawn_self(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
