@@ -36,7 +36,16 @@ from ._errors import (
 from ._ids import SortableIds
 from ._keys import EventKey, key
 from ._persistence import PersistenceAdapter
-from ._retry import Backoff, RetryPolicy, custom_backoff, exponential, fixed, linear, retry
+from ._retry import (
+    MAX_DELAY,
+    Backoff,
+    RetryPolicy,
+    custom_backoff,
+    exponential,
+    fixed,
+    linear,
+    retry,
+)
 from ._serialization import (
     buffered_signal_from_json,
     buffered_signal_to_json,
@@ -64,6 +73,7 @@ from ._snapshot import (
 )
 
 __all__ = [
+    "MAX_DELAY",
     "Backoff",
     "BufferedSignal",
     "CancelRequest",

@@ -205,9 +205,11 @@ class Commander:
         """
         self._registered(definition)
         if start_at is not None:
+            if not isinstance(start_at, datetime):
+                raise InvalidInputError(f"start_at must be a datetime, got {start_at!r}")
             try:
                 start_at = ensure_aware(start_at, what="start_at")
-            except (ValueError, AttributeError) as error:
+            except ValueError as error:
                 raise InvalidInputError(str(error)) from None
         snapshot = await self._engine.start(definition, input, id, start_at)
         return MissionHandle(self, snapshot.id)

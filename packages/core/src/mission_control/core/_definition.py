@@ -16,7 +16,7 @@ from ._errors import InvalidDefinitionError
 from ._keys import EventKey
 from ._nodes import EndNode, NeedToNode, Node, SleepNode, StartNode, StepNode
 from ._retry import NO_RETRY, RetryPolicy, Seconds, retry, to_timedelta
-from ._serialization import from_json_value
+from ._serialization import copy_json, from_json_value
 from ._snapshot import NodeRecord
 
 RawT = TypeVar("RawT")
@@ -129,17 +129,18 @@ class MissionDefinition(Generic[RawT, InT, OutT]):
         return self._next[name]
 
     def parse_input(self, raw: Any) -> InT:
-        return self.start_node.parse(raw)
+        return self.start_node.parse(copy_json(raw))
 
     def read_output(self, name: str, record: NodeRecord) -> Any:
-        """A completed node's output as its function returned it, rebuilt from storage."""
+        """A completed node's output as its function returned it, rebuilt from storage (a copy:
+        changing it changes nothing stored)."""
         node = self._index.get(name)
         if isinstance(node, NeedToNode):
-            return node.parse(record.input)
+            return node.parse(copy_json(record.input))
         output_type = node.output_type if isinstance(node, StartNode | StepNode) else None
         if output_type is None:
-            return record.output
-        return from_json_value(record.output, output_type)
+            return copy_json(record.output)
+        return from_json_value(copy_json(record.output), output_type)
 
     def describe(self) -> DefinitionDescription:
         """A static description of the definition (names, kinds, order, policies)."""

@@ -126,7 +126,9 @@ class Draft:
 
     def begin_start(self, now: datetime) -> None:
         self.log(now, TimelineKind.MISSION_STARTED, "start")
-        self.nodes["start"] = NodeRecord("start", "start", NodeStatus.RUNNING, started_at=now)
+        self.nodes["start"] = NodeRecord(
+            "start", "start", NodeStatus.RUNNING, input=self.input, started_at=now
+        )
         self.status = MissionStatus.RUNNING
         self.current_node = "start"
         self.wait = None
@@ -159,6 +161,8 @@ class Draft:
         output: JsonValue = None,
     ) -> None:
         previous = self.nodes.get(name)
+        if input is None and previous is not None:
+            input = previous.input
         self.nodes[name] = NodeRecord(
             name,
             kind,
@@ -210,8 +214,9 @@ class Draft:
         self.updated_at = now
 
     def failed(
-        self, name: str, error: ErrorInfo, now: datetime, *, attempts: int | None = None
+        self, name: str, kind: str, error: ErrorInfo, now: datetime, *, attempts: int
     ) -> None:
+        """The mission fails at node ``name``, which becomes its current node."""
         previous = self.nodes.get(name)
         self.log(
             now,
@@ -221,15 +226,16 @@ class Draft:
         )
         self.nodes[name] = NodeRecord(
             name,
-            previous.kind if previous is not None else "step",
+            kind,
             NodeStatus.FAILED,
-            attempts if attempts is not None else (previous.attempts if previous else 0),
+            attempts,
             input=previous.input if previous is not None else None,
             error=error,
             started_at=previous.started_at if previous is not None else now,
             finished_at=now,
         )
         self.status = MissionStatus.FAILED
+        self.current_node = name
         self.wait = None
         self.error = error
         self.updated_at = now

@@ -12,7 +12,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Generator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import attrs
@@ -31,11 +31,12 @@ from ._errors import (
     OutputNotSerializableError,
     StepTimeoutError,
     UnknownDefinitionError,
+    UnknownEventError,
     UnknownSignalError,
 )
 from ._nodes import EndNode, NeedToNode, Node, SleepNode, StartNode, StepNode
 from ._persistence import PersistenceAdapter
-from ._serialization import to_json_value
+from ._serialization import copy_json, to_json_value
 from ._snapshot import (
     CancelRequest,
     ErrorInfo,
@@ -63,6 +64,10 @@ class _Hold:
         if self.released is None:
             self.released = trio.Event()
         await self.released.wait()
+
+
+_NEVER_RETRIED = (OutputNotSerializableError, UnknownEventError)
+"""Errors that say the definition is wrong: another attempt cannot succeed."""
 
 
 class _LostRace(Exception):
@@ -253,8 +258,10 @@ class Engine:
 
             current = draft.current_node
             if current is not None and not definition.has_node(current):
+                record = draft.nodes.get(current)
                 draft.failed(
                     current,
+                    record.kind if record is not None else "unknown",
                     ErrorInfo(
                         "MissingNodeError",
                         f"definition {definition.name!r} version {definition.version} has no "
@@ -262,6 +269,7 @@ class Engine:
                         f"{draft.definition_version})",
                     ),
                     self.clock.now(),
+                    attempts=record.attempts if record is not None else 0,
                 )
                 return await self._write(draft)
 
@@ -297,7 +305,20 @@ class Engine:
                 if draft.consumed is not None:
                     # One consumed signal per write: write the earlier one first.
                     last = await self._write(draft)
-                self._receive(definition, draft, wait.node, signal.payload, self.clock.now())
+                now = self.clock.now()
+                try:
+                    parsed = self._parse_payload(definition, wait.node, signal.payload)
+                except Exception as error:
+                    # Accepted when it was sent, rejected now (the parser changed since): the
+                    # signal is used up with a record of why, and the mission keeps waiting.
+                    draft.log(
+                        now,
+                        TimelineKind.SIGNAL_REJECTED,
+                        wait.node,
+                        detail={"type": type(error).__qualname__, "message": str(error)},
+                    )
+                else:
+                    self._receive(definition, draft, wait.node, signal.payload, parsed, now)
                 draft.consumed = signal.seq
                 last = await self._write(draft)
                 continue
@@ -390,10 +411,22 @@ class Engine:
         )
         if (
             isinstance(node, StepNode)
-            and not isinstance(error, OutputNotSerializableError)
+            and not isinstance(error, _NEVER_RETRIED)
             and node.retry.should_retry(error, attempt)
         ):
-            due = now + node.retry.backoff.delay(attempt)
+            try:
+                due = now + node.retry.backoff.delay(attempt)
+            except Exception as backoff_error:
+                # A custom backoff that raises cannot schedule the retry: the step fails for
+                # good, with the backoff's error and the step's error both in the record.
+                failure = ErrorInfo(
+                    type(backoff_error).__qualname__,
+                    f"retry backoff of step {node.name!r} failed ({backoff_error}) after: "
+                    f"{info.type}: {info.message}",
+                    attempt,
+                )
+                draft.failed(node.name, node.kind, failure, now, attempts=attempt)
+                return
             draft.log(
                 now,
                 TimelineKind.RETRY_SCHEDULED,
@@ -405,7 +438,7 @@ class Engine:
                 node.name, attempt, info, due, Wait(WaitKind.RETRY, node.name, due_at=due), now
             )
         else:
-            draft.failed(node.name, info, now, attempts=attempt)
+            draft.failed(node.name, node.kind, info, now, attempts=attempt)
 
     async def _enter_after(
         self, definition: Definition, draft: Draft, name: str, now: datetime
@@ -427,7 +460,9 @@ class Engine:
             try:
                 due = self._sleep_due(definition, draft, node, now)
             except Exception as error:
-                draft.failed(node.name, ErrorInfo.from_exception(error, 1), now, attempts=1)
+                draft.failed(
+                    node.name, node.kind, ErrorInfo.from_exception(error, 1), now, attempts=1
+                )
                 return
             draft.log(now, TimelineKind.WAIT_STARTED, node.name, detail={"due_at": due.isoformat()})
             draft.waiting(node.name, node.kind, Wait(WaitKind.TIMER, node.name, due_at=due), now)
@@ -441,7 +476,9 @@ class Engine:
                 try:
                     output = to_json_value(await _call(node.output, ctx), what="mission output")
                 except Exception as error:
-                    draft.failed(node.name, ErrorInfo.from_exception(error, 1), now, attempts=1)
+                    draft.failed(
+                        node.name, node.kind, ErrorInfo.from_exception(error, 1), now, attempts=1
+                    )
                     return
             draft.completed(output, now)
 
@@ -458,20 +495,29 @@ class Engine:
             definition=definition, mission=draft, node=node.name, attempt=1, now=now
         )
         when = until(ctx)
-        if not isinstance(when, datetime) or when.tzinfo is None:
+        if not isinstance(when, datetime) or when.utcoffset() is None:
             raise TypeError(
                 f"sleep_until {node.name!r} must compute an aware datetime, got {when!r}"
             )
-        return when
+        return when.astimezone(UTC)
+
+    def _parse_payload(self, definition: Definition, name: str, payload: JsonValue) -> JsonValue:
+        """The need_to's parser applied to ``payload``, as JSON (raises what the parser does)."""
+        node = definition.signals[name]
+        return to_json_value(node.parse(copy_json(payload)), what=f"parsed payload of {name!r}")
 
     def _receive(
-        self, definition: Definition, draft: Draft, name: str, payload: JsonValue, now: datetime
+        self,
+        definition: Definition,
+        draft: Draft,
+        name: str,
+        payload: JsonValue,
+        parsed: JsonValue,
+        now: datetime,
     ) -> None:
         """Complete the need_to ``name`` with ``payload`` and put the cursor on the next node
         (a function node there runs on the drive loop's next turn, after this is written)."""
         node = definition.node(name)
-        assert isinstance(node, NeedToNode)
-        parsed = to_json_value(node.parse(payload), what=f"parsed payload of {name!r}")
         draft.log(now, TimelineKind.SIGNAL_RECEIVED, name)
         draft.complete(name, node.kind, now, attempts=1, input=payload, output=parsed)
         following = definition.next_node(name)
@@ -494,14 +540,14 @@ class Engine:
                 f"mission {snapshot.definition!r} has no need_to {name!r} "
                 f"(signals it takes: {', '.join(definition.signals) or 'none'})"
             )
+        self._ensure_active(snapshot, f"signal {name!r}")
         try:
             payload_json = to_json_value(payload, what=f"signal {name!r} payload")
-            node.parse(payload_json)
+            parsed = self._parse_payload(definition, name, payload_json)
         except Exception as error:
             raise InvalidSignalPayloadError(
                 f"signal {name!r} for mission {mission_id!r} rejected its payload: {error}"
             ) from error
-        self._ensure_active(snapshot, f"signal {name!r}")
         now = self.clock.now()
         if mission_id in self._holds:
             return await self._buffer(snapshot, name, payload_json, now, held=True)
@@ -515,10 +561,16 @@ class Engine:
                 and wait.kind is WaitKind.SIGNAL
                 and wait.signal == name
             ):
-                draft = Draft(snapshot)
-                self._receive(definition, draft, name, payload_json, now)
-                snapshot = await self._write(draft)
-                snapshot = await self._drive(definition, draft, hold, snapshot)
+                if await self.persistence.next_signal(mission_id, name) is None:
+                    draft = Draft(snapshot)
+                    self._receive(definition, draft, name, payload_json, parsed, now)
+                    snapshot = await self._write(draft)
+                    snapshot = await self._drive(definition, draft, hold, snapshot)
+                    return await self._settle(definition, snapshot, hold)
+                # An older signal of this name is still buffered (a crash came between its
+                # buffering and its use): it goes first, this one queues behind it.
+                await self._buffer(snapshot, name, payload_json, now, held=False)
+                snapshot = await self._drive(definition, Draft(snapshot), hold, snapshot)
                 return await self._settle(definition, snapshot, hold)
             return await self._buffer(snapshot, name, payload_json, now, held=False)
 

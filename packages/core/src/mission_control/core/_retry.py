@@ -3,6 +3,7 @@ deterministic under any clock."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -45,27 +46,30 @@ class Backoff:
     function: Callable[[int], Seconds] | None = attrs.field(default=None, eq=False)
 
     def delay(self, failed_attempt: int) -> timedelta:
-        """The delay after the ``failed_attempt``-th attempt (1-based) failed."""
+        """The delay after the ``failed_attempt``-th attempt (1-based) failed, never more than
+        the cap, nor more than :data:`MAX_DELAY`."""
         n = max(failed_attempt, 1)
-        if self.kind == "exponential":
-            # Compute in floating point so a large attempt number caps instead of overflowing.
-            try:
-                seconds = self.initial.total_seconds() * self.factor ** (n - 1)
-            except OverflowError:
-                seconds = float("inf")
-            if self.cap is not None:
-                seconds = min(seconds, self.cap.total_seconds())
-            delay = timedelta(seconds=min(seconds, timedelta.max.total_seconds() / 2))
-        elif self.kind == "linear":
-            delay = self.initial + self.step * (n - 1)
-        elif self.kind == "custom":
+        limit = MAX_DELAY if self.cap is None else min(self.cap, MAX_DELAY)
+        if self.kind == "custom":
             assert self.function is not None
-            delay = to_timedelta(self.function(n), what="custom backoff result")
+            return min(to_timedelta(self.function(n), what="custom backoff result"), limit)
+        # Computed in float seconds so that large attempt numbers reach the limit instead of
+        # overflowing timedelta.
+        initial = self.initial.total_seconds()
+        if self.kind == "exponential":
+            try:
+                seconds = initial * self.factor ** (n - 1)
+            except OverflowError:
+                seconds = math.inf
+        elif self.kind == "linear":
+            seconds = initial + self.step.total_seconds() * (n - 1)
         else:
-            delay = self.initial
-        if self.cap is not None and delay > self.cap:
-            delay = self.cap
-        return delay
+            seconds = initial
+        return timedelta(seconds=min(seconds, limit.total_seconds()))
+
+
+MAX_DELAY = timedelta(days=3650)
+"""The longest delay any backoff gives (ten years), so that due times stay representable."""
 
 
 def fixed(delay: Seconds) -> Backoff:

@@ -59,6 +59,17 @@ def to_json_value(value: Any, *, what: str = "value") -> JsonValue:
     return _normalise(value, what)
 
 
+def copy_json(value: JsonValue) -> JsonValue:
+    """A copy of a JSON value whose lists and dicts are new, so user code can change what it is
+    given without changing what is stored."""
+    kind = type(value)
+    if kind is dict:
+        return {k: copy_json(v) for k, v in value.items()}
+    if kind is list:
+        return [copy_json(v) for v in value]
+    return value
+
+
 def from_json_value(value: JsonValue, type_: type[T]) -> T:
     """Rebuild a typed value from its JSON form."""
     return converter.structure(value, type_)

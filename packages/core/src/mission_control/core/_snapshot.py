@@ -144,6 +144,8 @@ class TimelineKind(enum.StrEnum):
     RETRY_SCHEDULED = "retry-scheduled"
     SIGNAL_RECEIVED = "signal-received"
     SIGNAL_BUFFERED = "signal-buffered"
+    SIGNAL_REJECTED = "signal-rejected"
+    """A buffered signal whose payload the need_to's parser refused when it came to use it."""
     WAIT_STARTED = "wait-started"
     TIMER_FIRED = "timer-fired"
     CANCEL_REQUESTED = "cancel-requested"

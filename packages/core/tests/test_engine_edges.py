@@ -1,0 +1,210 @@
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from mission_control.core import (
+    MAX_DELAY,
+    Context,
+    InvalidInputError,
+    InvalidSignalPayloadError,
+    MissionStatus,
+    NodeStatus,
+    TimelineKind,
+    m,
+)
+from mission_control.in_memory_commander import (
+    InMemoryPersistenceAdapter,
+    ManualClock,
+    create_in_memory_commander,
+)
+
+T0 = datetime(2030, 1, 1, tzinfo=UTC)
+
+
+def identity(value: Any) -> Any:
+    return value
+
+
+async def always_fails(ctx: Context[Any, Any]) -> None:
+    raise RuntimeError(f"attempt {ctx.attempt}")
+
+
+async def test_a_custom_backoff_that_raises_fails_the_mission_instead_of_sticking() -> None:
+    """A backoff error ends the mission as failed, with both errors named in the record."""
+
+    def broken(attempt: int) -> float:
+        raise ZeroDivisionError("bad backoff")
+
+    flow = (
+        m.define("b")
+        .start(parse=identity)
+        .step("s", always_fails, retry=m.retry(3, m.custom_backoff(broken)))
+        .end()
+    )
+    snapshot = await (await create_in_memory_commander([flow]).start(flow, {})).inspect()
+    assert snapshot.status is MissionStatus.FAILED
+    assert snapshot.error is not None
+    assert snapshot.error.type == "ZeroDivisionError"
+    assert "bad backoff" in snapshot.error.message
+    assert "RuntimeError: attempt 1" in snapshot.error.message
+
+
+async def test_an_uncapped_backoff_is_limited_so_due_times_stay_representable() -> None:
+    """Attempt 60 of an uncapped exponential backoff waits MAX_DELAY, not an overflow."""
+    assert m.exponential(1).delay(60) == MAX_DELAY
+    assert m.linear(10**9).delay(10**6) == MAX_DELAY
+    clock = ManualClock(T0)
+    flow = (
+        m.define("u")
+        .start(parse=identity)
+        .step("s", always_fails, retry=m.retry(100, m.exponential(1)))
+        .end()
+    )
+    commander = create_in_memory_commander([flow], clock=clock)
+    handle = await commander.start(flow, {})
+    for _ in range(40):
+        snapshot = await handle.inspect()
+        assert snapshot.due_at is not None
+        clock.set(snapshot.due_at)
+        await commander.advance(handle.id)
+    assert (await handle.inspect()).due_at == clock.now() + MAX_DELAY
+
+
+async def test_a_need_to_parser_returning_non_json_rejects_the_payload() -> None:
+    """A parsed payload JSON cannot hold is an invalid payload, and nothing is stored."""
+    flow = m.define("p").start(parse=identity).need_to("go", parse=lambda v: object()).end()
+    commander = create_in_memory_commander([flow])
+    handle = await commander.start(flow, {})
+    before = (await handle.inspect(), await handle.timeline())
+    with pytest.raises(InvalidSignalPayloadError, match="JSON"):
+        await handle.signal("go", {})
+    assert (await handle.inspect(), await handle.timeline()) == before
+
+
+async def test_a_buffered_signal_the_parser_now_refuses_is_used_up_and_recorded() -> None:
+    """A buffered payload refused at use time is consumed with signal-rejected; the wait stays."""
+    store = InMemoryPersistenceAdapter()
+    clock = ManualClock(T0)
+    lenient = m.define("f").start(parse=identity).sleep("pause", 10).need_to("go", identity).end()
+
+    def strict(payload: Any) -> Any:
+        if payload != {"ok": True}:
+            raise ValueError("payload must be {'ok': True}")
+        return payload
+
+    strict_flow = (
+        m.define("f", version=2)
+        .start(parse=identity)
+        .sleep("pause", 10)
+        .need_to("go", strict)
+        .end()
+    )
+    first = create_in_memory_commander([lenient], persistence=store, clock=clock)
+    handle = await first.start(lenient, {})
+    await handle.signal("go", {"ok": "maybe"})
+    clock.advance(10)
+    second = create_in_memory_commander([strict_flow], persistence=store, clock=clock)
+    snapshot = await second.advance(handle.id)
+    assert snapshot is not None
+    assert snapshot.status is MissionStatus.WAITING
+    assert snapshot.current_node == "go"
+    assert await store.next_signal(handle.id, "go") is None
+    rejected = [
+        e for e in await second.timeline(handle.id) if e.kind is TimelineKind.SIGNAL_REJECTED
+    ]
+    assert len(rejected) == 1
+    assert "must be" in rejected[0].detail["message"]
+    done = await second.signal(handle.id, "go", {"ok": True})
+    assert done.status is MissionStatus.COMPLETED
+
+
+async def test_an_older_buffered_signal_is_consumed_before_a_new_one() -> None:
+    """Signals of one name are used in the order they arrived, even after a crash."""
+    store = InMemoryPersistenceAdapter()
+    flow = (
+        m.define("fifo")
+        .start(parse=identity)
+        .need_to("go", parse=identity)
+        .need_to("again", parse=identity)
+        .end()
+    )
+    commander = create_in_memory_commander([flow], persistence=store)
+    handle = await commander.start(flow, {})
+    # What a crash between buffering a signal and its holder's next look leaves behind.
+    await store.append_signal(handle.id, "go", {"n": 1}, T0, [])
+    snapshot = await handle.signal("go", {"n": 2})
+    assert snapshot.nodes["go"].input == {"n": 1}
+    assert (await store.next_signal(handle.id, "go")) is not None
+
+
+async def test_a_failing_end_output_fails_at_the_end_node() -> None:
+    """An end output that raises fails the mission with the end node as its current node."""
+    flow = m.define("e").start(parse=identity).end(output=lambda ctx: 1 / 0)
+    snapshot = await (await create_in_memory_commander([flow]).start(flow, {})).inspect()
+    assert snapshot.status is MissionStatus.FAILED
+    assert snapshot.current_node == "end"
+    assert snapshot.nodes["end"].kind == "end"
+    assert snapshot.nodes["end"].status is NodeStatus.FAILED
+
+
+async def test_changing_values_given_to_steps_changes_nothing_stored() -> None:
+    """Steps get copies of inputs and outputs, so mutating them leaves the store intact."""
+
+    async def vandal(ctx: Context[Any, Any]) -> None:
+        ctx.input["email"] = "changed"
+        ctx.events["first"].output.append("changed")
+
+    flow = (
+        m.define("v")
+        .start(parse=identity)
+        .step("first", lambda ctx: ["original"])
+        .step("vandal", vandal)
+        .end()
+    )
+    snapshot = await (
+        await create_in_memory_commander([flow]).start(flow, {"email": "a@b"})
+    ).inspect()
+    assert snapshot.status is MissionStatus.COMPLETED
+    assert snapshot.input == {"email": "a@b"}
+    assert snapshot.nodes["first"].output == ["original"]
+    assert snapshot.nodes["start"].input == {"email": "a@b"}
+
+
+async def test_reading_a_missing_event_is_not_retried() -> None:
+    """A step that reads a node that does not exist fails at once despite its retry policy."""
+    flow = (
+        m.define("r")
+        .start(parse=identity)
+        .step("s", lambda ctx: ctx.events["nope"].output, retry=5)
+        .end()
+    )
+    snapshot = await (await create_in_memory_commander([flow]).start(flow, {})).inspect()
+    assert snapshot.status is MissionStatus.FAILED
+    assert snapshot.nodes["s"].attempts == 1
+
+
+async def test_start_at_that_is_not_a_datetime_is_refused() -> None:
+    """A start_at of the wrong type raises InvalidInputError naming it; nothing is stored."""
+    flow = m.define("d").start(parse=identity).end()
+    commander = create_in_memory_commander([flow])
+    with pytest.raises(InvalidInputError, match="start_at must be a datetime"):
+        await commander.start(flow, {}, start_at="tomorrow")  # type: ignore[arg-type]
+    assert await commander.list() == []
+
+
+async def test_sleep_until_in_another_zone_is_stored_in_utc() -> None:
+    """A computed wake-up time in another time zone is kept as the same instant in UTC."""
+    from datetime import timezone
+
+    zone = timezone(timedelta(hours=2))
+    flow = (
+        m.define("z")
+        .start(parse=identity)
+        .sleep_until("wake", lambda ctx: datetime(2030, 1, 2, 2, tzinfo=zone))
+        .end()
+    )
+    snapshot = await (await create_in_memory_commander([flow]).start(flow, {})).inspect()
+    assert snapshot.due_at == datetime(2030, 1, 2, tzinfo=UTC)
+    assert snapshot.due_at is not None
+    assert snapshot.due_at.tzinfo is UTC
