@@ -62,7 +62,7 @@ def to_json_value(value: Any, *, what: str = "value") -> JsonValue:
 def copy_json(value: JsonValue) -> JsonValue:
     """A copy of a JSON value whose lists and dicts are new, so user code can change what it is
     given without changing what is stored."""
-    kind = type(value)
+    kind: type[Any] = type(value)  # pyright: ignore[reportUnknownVariableType]
     if kind is dict:
         return {k: copy_json(v) for k, v in value.items()}
     if kind is list:
