@@ -1,4 +1,5 @@
 import enum
+import json
 from datetime import UTC, datetime, timedelta
 
 import attrs
@@ -17,6 +18,7 @@ from mission_control.core import (
     Wait,
     WaitKind,
     snapshot_from_json,
+    snapshot_to_dict,
     snapshot_to_json,
     timeline_entry_from_json,
     timeline_entry_to_json,
@@ -90,5 +92,8 @@ def test_snapshot_round_trips_through_json() -> None:
     text = snapshot_to_json(snapshot)
     assert '"status":"waiting"' in text
     assert snapshot_from_json(text) == snapshot
+    assert json.loads(text) == snapshot_to_dict(snapshot)
+    # Encoded again (from each record's kept text), the document is the same.
+    assert snapshot_to_json(snapshot) == text
     entry = TimelineEntry(T0, TimelineKind.RETRY_SCHEDULED, "call", 2, {"due_at": "x"})
     assert timeline_entry_from_json(timeline_entry_to_json(entry)) == entry

@@ -10,7 +10,16 @@ import cattrs
 from cattrs.preconf.json import make_converter
 
 from ._errors import OutputNotSerializableError
-from ._snapshot import BufferedSignal, JsonValue, MissionSnapshot, TimelineEntry
+from ._snapshot import (
+    BufferedSignal,
+    CancelRequest,
+    ErrorInfo,
+    JsonValue,
+    MissionSnapshot,
+    NodeRecord,
+    TimelineEntry,
+    Wait,
+)
 
 T = TypeVar("T")
 
@@ -83,9 +92,44 @@ def snapshot_from_dict(data: dict[str, Any]) -> MissionSnapshot:
     return converter.structure(data, MissionSnapshot)
 
 
+_encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+
+
+def _encode_record(record: NodeRecord) -> str:
+    return _encode(converter.unstructure(record, NodeRecord))
+
+
 def snapshot_to_json(snapshot: MissionSnapshot) -> str:
-    """The snapshot as a JSON document (what durable adapters store)."""
-    return json.dumps(snapshot_to_dict(snapshot), separators=(",", ":"), allow_nan=False)
+    """The snapshot as a JSON document (what durable adapters store).
+
+    The same document as ``json.dumps(snapshot_to_dict(snapshot))``, built faster: each node
+    record's text is encoded once and reused by every later commit of the mission.
+    """
+    wait, error, request = snapshot.wait, snapshot.error, snapshot.cancel_request
+    head = _encode(
+        {
+            "id": snapshot.id,
+            "definition": snapshot.definition,
+            "definition_version": snapshot.definition_version,
+            "status": snapshot.status.value,
+            "current_node": snapshot.current_node,
+            "input": snapshot.input,
+            "created_at": snapshot.created_at.isoformat(),
+            "updated_at": snapshot.updated_at.isoformat(),
+            "wait": None if wait is None else converter.unstructure(wait, Wait),
+            "output": snapshot.output,
+            "error": None if error is None else converter.unstructure(error, ErrorInfo),
+            "cancel_request": None
+            if request is None
+            else converter.unstructure(request, CancelRequest),
+            "revision": snapshot.revision,
+        }
+    )
+    nodes = ",".join(
+        f"{_encode(name)}:{record.json_text(_encode_record)}"
+        for name, record in snapshot.nodes.items()
+    )
+    return f'{head[:-1]},"nodes":{{{nodes}}}}}'
 
 
 def snapshot_from_json(text: str | bytes) -> MissionSnapshot:
@@ -93,8 +137,21 @@ def snapshot_from_json(text: str | bytes) -> MissionSnapshot:
     return snapshot_from_dict(json.loads(text))
 
 
+def _unstructure_entry(entry: TimelineEntry) -> dict[str, Any]:
+    return {
+        "at": entry.at.isoformat(),
+        "kind": entry.kind.value,
+        "node": entry.node,
+        "attempt": entry.attempt,
+        "detail": entry.detail,
+    }
+
+
+converter.register_unstructure_hook(TimelineEntry, _unstructure_entry)
+
+
 def timeline_entry_to_json(entry: TimelineEntry) -> str:
-    return json.dumps(converter.unstructure(entry, TimelineEntry), separators=(",", ":"))
+    return _encode(_unstructure_entry(entry))
 
 
 def timeline_entry_from_json(text: str | bytes) -> TimelineEntry:

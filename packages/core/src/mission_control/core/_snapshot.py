@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, TypeAlias
 
@@ -98,6 +98,17 @@ class NodeRecord:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     due_at: datetime | None = None
+    # The record's JSON text, written once: a record never changes, and a mission's records are
+    # stored again at every commit, so each is encoded only the first time.
+    _json: str | None = attrs.field(default=None, init=False, eq=False, repr=False)
+
+    def json_text(self, encode: Callable[[NodeRecord], str]) -> str:
+        """This record as JSON text, encoded by ``encode`` on first use and kept."""
+        text = self._json
+        if text is None:
+            text = encode(self)
+            object.__setattr__(self, "_json", text)
+        return text
 
 
 @attrs.frozen
