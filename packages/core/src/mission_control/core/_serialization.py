@@ -96,7 +96,8 @@ _encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 
 
 def _encode_record(record: NodeRecord) -> str:
-    return _encode(converter.unstructure(record, NodeRecord))
+    # The record's entry in the snapshot's "nodes" object; its key is the record's name.
+    return f"{_encode(record.name)}:{_encode(converter.unstructure(record, NodeRecord))}"
 
 
 def snapshot_to_json(snapshot: MissionSnapshot) -> str:
@@ -126,7 +127,9 @@ def snapshot_to_json(snapshot: MissionSnapshot) -> str:
         }
     )
     nodes = ",".join(
-        f"{_encode(name)}:{record.json_text(_encode_record)}"
+        record.json_text(_encode_record)
+        if record.name == name
+        else f"{_encode(name)}:{_encode(converter.unstructure(record, NodeRecord))}"
         for name, record in snapshot.nodes.items()
     )
     return f'{head[:-1]},"nodes":{{{nodes}}}}}'

@@ -103,7 +103,7 @@ class NodeRecord:
     _json: str | None = attrs.field(default=None, init=False, eq=False, repr=False)
 
     def json_text(self, encode: Callable[[NodeRecord], str]) -> str:
-        """This record as JSON text, encoded by ``encode`` on first use and kept."""
+        """This record encoded by ``encode`` on first use, and the same text after."""
         text = self._json
         if text is None:
             text = encode(self)
