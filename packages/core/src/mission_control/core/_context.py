@@ -148,7 +148,17 @@ class Context(Generic[InT, OutT]):
     pass it to external systems so that a step run again after a crash does its effect once.
     """
 
-    __slots__ = ("attempt", "definition", "events", "idempotency_key", "mission_id", "node", "now")
+    __slots__ = (
+        "_definition",
+        "_events",
+        "_mission",
+        "attempt",
+        "definition",
+        "idempotency_key",
+        "mission_id",
+        "node",
+        "now",
+    )
 
     def __init__(
         self,
@@ -165,7 +175,18 @@ class Context(Generic[InT, OutT]):
         self.attempt: int = attempt
         self.now: datetime = now
         self.idempotency_key: str = f"{mission.id}:{node}"
-        self.events: Events[InT, OutT] = Events(definition, mission)
+        self._definition = definition
+        self._mission = mission
+        self._events: Events[InT, OutT] | None = None
+
+    @property
+    def events(self) -> Events[InT, OutT]:
+        """The events of the mission's completed nodes (made on first use: most functions
+        never read them)."""
+        events = self._events
+        if events is None:
+            events = self._events = Events(self._definition, self._mission)
+        return events
 
     @property
     def input(self) -> InT:

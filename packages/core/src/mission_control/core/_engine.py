@@ -78,13 +78,6 @@ class _LostRace(Exception):
         self.existing = existing
 
 
-async def _call(function: Callable[..., Any], ctx: Context[Any, Any]) -> Any:
-    result = function(ctx)
-    if inspect.isawaitable(result):
-        result = await result
-    return result
-
-
 class Engine:
     """Moves missions forward and writes each transition through the persistence adapter."""
 
@@ -281,11 +274,15 @@ class Engine:
                     await self._run_node(definition, draft, node)
                     # A step's result is written with the transition that follows it, before the
                     # next step runs.
-                    if draft.status is MissionStatus.RUNNING:
+                    if draft.status is MissionStatus.RUNNING and isinstance(
+                        definition.node(draft.current_node or ""), StartNode | StepNode
+                    ):
                         last = await self._write(draft)
+                elif isinstance(node, EndNode) and node.output is not None:
+                    await self._end(definition, draft, node)
                 else:
                     # A node entered without being settled (after a signal, or a resume).
-                    await self._enter(definition, draft, node, self.clock.now())
+                    self._enter(definition, draft, node, self.clock.now())
                 continue
 
             if status is not MissionStatus.WAITING:
@@ -333,7 +330,7 @@ class Engine:
                 node = definition.node(wait.node)
                 draft.log(now, TimelineKind.TIMER_FIRED, wait.node)
                 draft.complete(wait.node, node.kind, now, attempts=1)
-                await self._enter_after(definition, draft, wait.node, now)
+                self._enter_after(definition, draft, wait.node, now)
             elif wait.kind is WaitKind.START:
                 draft.begin_start(now)
             else:
@@ -384,14 +381,18 @@ class Engine:
                 if isinstance(node, StepNode) and node.timeout is not None:
                     try:
                         with trio.fail_after(node.timeout.total_seconds()):
-                            result = await _call(function, ctx)
+                            result = function(ctx)
+                            if inspect.isawaitable(result):
+                                result = await result
                     except trio.TooSlowError:
                         raise StepTimeoutError(
                             f"step {node.name!r} did not finish within "
                             f"{node.timeout.total_seconds():g} s"
                         ) from None
                 else:
-                    result = await _call(function, ctx)
+                    result = function(ctx)
+                    if inspect.isawaitable(result):
+                        result = await result
                 output = to_json_value(result, what=f"output of {node.kind} {node.name!r}")
             except Exception as raised:
                 error = raised
@@ -399,7 +400,7 @@ class Engine:
         if error is None:
             draft.log(now, TimelineKind.STEP_COMPLETED, node.name, attempt)
             draft.complete(node.name, node.kind, now, attempts=attempt, output=output)
-            await self._enter_after(definition, draft, node.name, now)
+            self._enter_after(definition, draft, node.name, now)
             return
         info = ErrorInfo.from_exception(error, attempt)
         draft.log(
@@ -440,15 +441,14 @@ class Engine:
         else:
             draft.failed(node.name, node.kind, info, now, attempts=attempt)
 
-    async def _enter_after(
-        self, definition: Definition, draft: Draft, name: str, now: datetime
-    ) -> None:
+    def _enter_after(self, definition: Definition, draft: Draft, name: str, now: datetime) -> None:
         following = definition.next_node(name)
         assert following is not None, "a definition always ends with its end node"
-        await self._enter(definition, draft, following, now)
+        self._enter(definition, draft, following, now)
 
-    async def _enter(self, definition: Definition, draft: Draft, node: Node, now: datetime) -> None:
-        """Move the cursor onto ``node``, settling at once what needs no outside event."""
+    def _enter(self, definition: Definition, draft: Draft, node: Node, now: datetime) -> None:
+        """Move the cursor onto ``node``, settling at once what needs no outside event or
+        function call."""
         if isinstance(node, StepNode | StartNode):
             draft.run_node(node.name, node.kind, now)
         elif isinstance(node, NeedToNode):
@@ -468,19 +468,30 @@ class Engine:
             draft.waiting(node.name, node.kind, Wait(WaitKind.TIMER, node.name, due_at=due), now)
         else:
             assert isinstance(node, EndNode)
-            output: JsonValue = None
-            if node.output is not None:
-                ctx: Context[Any, Any] = Context(
-                    definition=definition, mission=draft, node=node.name, attempt=1, now=now
-                )
-                try:
-                    output = to_json_value(await _call(node.output, ctx), what="mission output")
-                except Exception as error:
-                    draft.failed(
-                        node.name, node.kind, ErrorInfo.from_exception(error, 1), now, attempts=1
-                    )
-                    return
-            draft.completed(output, now)
+            if node.output is None:
+                draft.completed(None, now)
+            else:
+                # The output function runs on the drive loop's next turn.
+                draft.status = MissionStatus.RUNNING
+                draft.wait = None
+                draft.current_node = node.name
+
+    async def _end(self, definition: Definition, draft: Draft, node: EndNode) -> None:
+        """Compute the mission's output with the end node's function, and complete."""
+        assert node.output is not None
+        now = self.clock.now()
+        ctx: Context[Any, Any] = Context(
+            definition=definition, mission=draft, node=node.name, attempt=1, now=now
+        )
+        try:
+            result = node.output(ctx)
+            if inspect.isawaitable(result):
+                result = await result
+            output = to_json_value(result, what="mission output")
+        except Exception as error:
+            draft.failed(node.name, node.kind, ErrorInfo.from_exception(error, 1), now, attempts=1)
+            return
+        draft.completed(output, now)
 
     def _sleep_due(
         self, definition: Definition, draft: Draft, node: SleepNode, now: datetime
