@@ -7,6 +7,8 @@ from mission_control.testing import AdapterConformance
 
 
 class TestInMemoryConformance(AdapterConformance):
+    """The in-memory adapter keeps the whole persistence adapter contract."""
+
     @pytest.fixture
     async def persistence(self) -> AsyncIterator[InMemoryPersistenceAdapter]:
         adapter = InMemoryPersistenceAdapter()
