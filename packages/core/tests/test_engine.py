@@ -346,3 +346,27 @@ async def test_start_at_must_be_timezone_aware() -> None:
     with pytest.raises(InvalidInputError, match="timezone-aware"):
         await commander.start(flow, {}, start_at=datetime(2030, 1, 1) + timedelta(1))
     assert await commander.list() == []
+
+
+async def test_running_missions_fills_its_page_past_missions_held_here() -> None:
+    """Missions this process is moving are skipped without shortening the page."""
+    store = InMemoryPersistenceAdapter()
+    gate = trio.Event()
+
+    async def blocked(ctx: Context[Any, Any]) -> None:
+        await gate.wait()
+
+    flow = m.define("held").start(parse=identity).step("wait", blocked).end()
+    first = create_in_memory_commander([flow], persistence=store)
+    for mission_id in ("a", "b", "c"):
+        # Each start is cut off inside its step, leaving the mission stored as running.
+        with trio.move_on_after(0.01):
+            await first.start(flow, {}, id=mission_id)
+    commander = create_in_memory_commander([flow], persistence=store)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(commander.advance, "a")
+        await trio.testing.wait_all_tasks_blocked()
+        assert commander.is_held("a")
+        assert await commander.running_missions(1) == ["b"]
+        assert await commander.running_missions(2) == ["b", "c"]
+        gate.set()

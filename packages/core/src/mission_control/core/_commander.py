@@ -297,9 +297,19 @@ class Commander:
         return await self._persistence.due_missions(now or self._clock.now(), limit)
 
     async def running_missions(self, limit: int, after: str | None = None) -> list[str]:
-        """Ids of missions stored as running and not being moved by this process."""
-        ids = await self._persistence.running_missions(limit, after)
-        return [mission_id for mission_id in ids if not self._engine.is_held(mission_id)]
+        """Ids of missions stored as running and not being moved by this process (up to
+        ``limit``, by id, after ``after``)."""
+        found: list[str] = []
+        cursor = after
+        while len(found) < limit:
+            # Held missions are left out after the store's page is cut, so read on until the
+            # page is full or the store has no more.
+            ids = await self._persistence.running_missions(limit, cursor)
+            found.extend(mission_id for mission_id in ids if not self._engine.is_held(mission_id))
+            if len(ids) < limit:
+                break
+            cursor = ids[-1]
+        return found[:limit]
 
     async def next_due_at(self) -> datetime | None:
         """The earliest time any waiting mission becomes due."""
