@@ -193,6 +193,7 @@ async def _sqlite_phase(phase: int, db_path: Path) -> int:
     from mission_control.adapter_sqlite import create_sqlite_persistence_adapter
     from mission_control.core import MissionStatus, create_commander
     from mission_control.in_memory_commander import ManualClock
+    from mission_control.runtime import create_commander_runtime
 
     definition = _smoke_definition()
     clock = ManualClock(T0 if phase == 1 else T0 + timedelta(minutes=1))
@@ -204,9 +205,10 @@ async def _sqlite_phase(phase: int, db_path: Path) -> int:
             ok = snapshot.status is MissionStatus.WAITING and snapshot.current_node == "charge"
             print(f"smoke: sqlite phase 1 left the mission {snapshot.status.value}", flush=True)
             return 0 if ok else 1
-        await _drive_due(commander)
-        clock.advance(timedelta(hours=1))
-        await _drive_due(commander)
+        # The runtime's startup tick runs the retry that came due while no process ran.
+        async with create_commander_runtime(commander) as runtime:
+            clock.advance(timedelta(hours=1))
+            await runtime.tick()
         await commander.signal("smoke-1", "confirm", {"who": "smoke"})
         done = await commander.inspect("smoke-1")
         ok = done.status is MissionStatus.COMPLETED and done.output == EXPECTED_OUTPUT
