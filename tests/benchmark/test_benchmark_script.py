@@ -1,0 +1,33 @@
+"""scripts/benchmark.py runs and writes its JSON. Only that: no timing is checked here (the
+figures are in docs/performance.md)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "benchmark.py"
+
+
+def test_quick_scenario_1_runs_and_prints_json() -> None:
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--quick", "--scenario", "1", "--repeat", "1", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    document = json.loads(done.stdout)
+    (scenario,) = document["scenarios"]
+    assert scenario["scenario"] == 1
+    labels = [row["label"] for row in scenario["rows"]]
+    assert any("SQLite NORMAL" in label for label in labels)
+    for row in scenario["rows"]:
+        assert row["value"]["median"] > 0
+        assert row["bare"]["median"] > 0
+    # The bare loop does as many commits per mission as the engine: counted, not assumed.
+    assert scenario["details"]["adapter_calls_per_mission"] == {"commit": 3, "insert": 1}
+    assert "in-memory, missions one after another" in done.stderr  # the table
