@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import io
 import json
 import os
@@ -771,6 +772,30 @@ async def _check_completed(commander: Commander, definition: Definition, count: 
         raise RuntimeError(f"{definition.name}: only {done} of {count} missions completed")
 
 
+class GcTimer:
+    """Time spent in Python's cyclic garbage collector while in ``with`` (cProfile does not see
+    it: it lands on whatever function happened to allocate)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.collections: Counter[int] = Counter()
+        self._began = 0.0
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._began = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._began
+            self.collections[info["generation"]] += 1
+
+    def __enter__(self) -> Self:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._callback)
+
+
 def _at_least(value: float, bound: float) -> bool:
     return value >= bound
 
@@ -806,9 +831,12 @@ async def scenario_1(cfg: Config, directory: str, profiles: Profiles) -> Result:
         await _bare_sequential(bare_normal, writes, cfg.warm_up)
         await _bare_sequential(bare_full, writes, cfg.warm_up)
         samples: dict[str, list[float]] = {k: [] for k in ("mem", "n", "bn", "f", "bf")}
+        gc_memory, gc_normal = GcTimer(), GcTimer()
         for _ in range(cfg.repeat):
-            samples["mem"].append(await _sequential(memory, THREE_STEPS, n))
-            samples["n"].append(await _sequential(normal, THREE_STEPS, n))
+            with gc_memory:
+                samples["mem"].append(await _sequential(memory, THREE_STEPS, n))
+            with gc_normal:
+                samples["n"].append(await _sequential(normal, THREE_STEPS, n))
             samples["bn"].append(await _bare_sequential(bare_normal, writes, n))
             samples["f"].append(await _sequential(full, THREE_STEPS, n_full))
             samples["bf"].append(await _bare_sequential(bare_full, writes, n_full))
@@ -821,6 +849,16 @@ async def scenario_1(cfg: Config, directory: str, profiles: Profiles) -> Result:
         bare_normal.close()
         bare_full.close()
 
+    # The share of the engine's time spent in the cyclic GC; the in-memory store keeps every
+    # mission's objects alive, so its full collections grow with the missions it holds.
+    result.details["gc_share"] = {
+        "memory": gc_memory.seconds / sum(n / rate for rate in samples["mem"]),
+        "NORMAL": gc_normal.seconds / sum(n / rate for rate in samples["n"]),
+    }
+    result.details["gc_collections"] = {
+        "memory": dict(gc_memory.collections),
+        "NORMAL": dict(gc_normal.collections),
+    }
     mem, nor, bn = Stats.of(samples["mem"]), Stats.of(samples["n"]), Stats.of(samples["bn"])
     ful, bf = Stats.of(samples["f"]), Stats.of(samples["bf"])
     mem_ratio = paired_ratio(samples["mem"], samples["bn"])
@@ -984,6 +1022,7 @@ async def scenario_3(cfg: Config, directory: str, profiles: Profiles) -> Result:
     sqlite = _sqlite_commander(os.path.join(directory, "s3.sqlite"), [SIGNALLED])
     bare = BareDb(os.path.join(directory, "s3-bare.sqlite"))
     try:
+        await _signal_all(memory, await _start_waiting(memory, cfg.warm_up))
         await _signal_all(sqlite, await _start_waiting(sqlite, cfg.warm_up))
         await _bare_signal_all(bare, start_writes[0], writes, cfg.warm_up)
         mem: list[float] = []
@@ -1652,6 +1691,26 @@ def scenario_8(cfg: Config, shared: Shared) -> Result:
 # -- main ---------------------------------------------------------------------------------------
 
 
+NOTES = (
+    "writes_per_mission",
+    "tick_writes_per_mission",
+    "transition",
+    "gc_share",
+    "history_lengths",
+    "build_seconds",
+)
+"""Details printed under the table (the JSON has them all)."""
+
+
+def _note(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    if isinstance(value, dict):
+        items = cast(dict[str, object], value).items()
+        return ", ".join(f"{k}: {_note(v)}" for k, v in items)
+    return str(value)
+
+
 def machine() -> dict[str, Any]:
     cpu = platform.processor() or platform.machine()
     try:
@@ -1760,6 +1819,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = sys.stderr if args.json else sys.stdout
     print(heading, file=out)
     print(table, file=out)
+    print(file=out)
+    for result in results:
+        for key in NOTES:
+            if key in result.details:
+                print(f"{result.number}  {key}: {_note(result.details[key])}", file=out)
     if cfg.profile:
         print(
             "\nWhere the time goes (cProfile of one engine run; " + ", ".join(CATEGORIES) + "):",
