@@ -97,3 +97,27 @@ def test_snapshot_round_trips_through_json() -> None:
     assert snapshot_to_json(snapshot) == text
     entry = TimelineEntry(T0, TimelineKind.RETRY_SCHEDULED, "call", 2, {"due_at": "x"})
     assert timeline_entry_from_json(timeline_entry_to_json(entry)) == entry
+
+
+def test_hand_written_record_and_entry_forms_match_the_generic_converter() -> None:
+    """The fast unstructure hooks give exactly what a plain cattrs converter would."""
+    from cattrs.preconf.json import make_converter
+
+    from mission_control.core import converter
+
+    generic = make_converter()
+    record = NodeRecord(
+        "call",
+        "step",
+        NodeStatus.FAILED,
+        3,
+        input={"a": 1},
+        output=[1],
+        error=ErrorInfo("Boom", "bad", 3),
+        started_at=T0,
+        finished_at=T0,
+        due_at=T0,
+    )
+    entry = TimelineEntry(T0, TimelineKind.STEP_FAILED, "call", 3, {"type": "Boom"})
+    assert converter.unstructure(record) == generic.unstructure(record)
+    assert converter.unstructure(entry) == generic.unstructure(entry)
