@@ -123,8 +123,19 @@ def _make_encoder() -> Callable[[Any], str]:
 _encode = _make_encoder()
 
 
+_last_iso: tuple[datetime | None, str | None] = (None, None)
+
+
 def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
+    # One transition stamps several fields with the same ``now``: format it once.
+    global _last_iso
+    if value is None:
+        return None
+    last, text = _last_iso
+    if value is not last:
+        text = value.isoformat()
+        _last_iso = (value, text)
+    return text
 
 
 def _unstructure_record(record: NodeRecord) -> dict[str, Any]:
@@ -168,8 +179,8 @@ def snapshot_to_json(snapshot: MissionSnapshot) -> str:
             "status": snapshot.status.value,
             "current_node": snapshot.current_node,
             "input": snapshot.input,
-            "created_at": snapshot.created_at.isoformat(),
-            "updated_at": snapshot.updated_at.isoformat(),
+            "created_at": _iso(snapshot.created_at),
+            "updated_at": _iso(snapshot.updated_at),
             "wait": None if wait is None else converter.unstructure(wait, Wait),
             "output": snapshot.output,
             "error": None if error is None else converter.unstructure(error, ErrorInfo),
@@ -195,7 +206,7 @@ def snapshot_from_json(text: str | bytes) -> MissionSnapshot:
 
 def _unstructure_entry(entry: TimelineEntry) -> dict[str, Any]:
     return {
-        "at": entry.at.isoformat(),
+        "at": _iso(entry.at),
         "kind": entry.kind.value,
         "node": entry.node,
         "attempt": entry.attempt,
