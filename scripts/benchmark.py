@@ -286,7 +286,7 @@ def _format_ratio(row: Row) -> str:
     return f"{ratio:.0%}" if row.higher_is_better else f"{ratio:.2f}x"
 
 
-def render_table(results: Sequence[Result]) -> str:
+def render_table(results: Sequence[Result], *, markdown: bool = False) -> str:
     header = ("#", "measure", "median", "spread", "bare loop", "vs bare", "target", "met")
     lines: list[tuple[str, ...]] = [header]
     for result in results:
@@ -304,6 +304,8 @@ def render_table(results: Sequence[Result]) -> str:
                     met,
                 )
             )
+    if markdown:  # keep the indent of a row that details the one above
+        lines = [tuple(cell.replace("  ", "&nbsp;&nbsp;", 1) for cell in line) for line in lines]
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     right = {2, 3, 4, 5}
     out: list[str] = []
@@ -312,9 +314,17 @@ def render_table(results: Sequence[Result]) -> str:
             cell.rjust(widths[i]) if i in right else cell.ljust(widths[i])
             for i, cell in enumerate(line)
         ]
-        out.append("  ".join(cells).rstrip())
-        if n == 0:
-            out.append("  ".join("-" * w for w in widths))
+        if markdown:
+            out.append("| " + " | ".join(cells) + " |")
+            if n == 0:
+                rules = [
+                    ("-" * (w - 1) + ":") if i in right else "-" * w for i, w in enumerate(widths)
+                ]
+                out.append("| " + " | ".join(rules) + " |")
+        else:
+            out.append("  ".join(cells).rstrip())
+            if n == 0:
+                out.append("  ".join("-" * w for w in widths))
     return "\n".join(out)
 
 
@@ -1783,6 +1793,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--repeat", type=int, help="runs per figure (default 5, quick 2)")
     parser.add_argument("--json", action="store_true", help="JSON on stdout, the table on stderr")
+    parser.add_argument("--markdown", action="store_true", help="the table in Markdown")
     parser.add_argument(
         "--profile", action="store_true", help="cProfile one engine run each: where time goes"
     )
@@ -1810,7 +1821,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         results = run(cfg, scenarios, directory)
         shutil.rmtree(directory, ignore_errors=True)
     info = machine()
-    table = render_table(results)
+    table = render_table(results, markdown=args.markdown)
     heading = (
         f"{info['cpus']} x {info['cpu']}, Python {info['python']}, SQLite {info['sqlite']}, "
         f"{'quick' if cfg.quick else 'full'} run, {cfg.repeat} runs per figure, "
