@@ -17,7 +17,14 @@ from mission_control.core import (
     PersistenceError,
     RevisionConflictError,
     TimelineEntry,
+    TimelineKind,
 )
+
+_Entry = tuple[datetime, str, str | None, int | None, JsonValue]
+
+
+def _pack(entry: TimelineEntry) -> _Entry:
+    return (entry.at, entry.kind.value, entry.node, entry.attempt, entry.detail)
 
 
 class InMemoryPersistenceAdapter:
@@ -30,7 +37,9 @@ class InMemoryPersistenceAdapter:
 
     def __init__(self) -> None:
         self._missions: dict[str, MissionSnapshot] = {}
-        self._timelines: dict[str, list[TimelineEntry]] = {}
+        # Timelines are kept as tuples of atoms (the kind as its string): the garbage collector
+        # stops tracking such tuples, so a large store does not slow every full collection.
+        self._timelines: dict[str, list[_Entry]] = {}
         self._inboxes: dict[str, list[BufferedSignal]] = {}
         self._cancels: dict[str, CancelRequest] = {}
         self._running: set[str] = set()
@@ -72,7 +81,7 @@ class InMemoryPersistenceAdapter:
         if snapshot.id in self._missions:
             return await self.load(snapshot.id)
         self._store(snapshot)
-        self._timelines[snapshot.id] = list(timeline)
+        self._timelines[snapshot.id] = [_pack(entry) for entry in timeline]
         return None
 
     async def load(self, mission_id: str) -> MissionSnapshot | None:
@@ -108,7 +117,7 @@ class InMemoryPersistenceAdapter:
                 )
             inbox[:] = [s for s in inbox if s.seq != consumed_signal]
         self._store(snapshot)
-        self._timelines[snapshot.id].extend(timeline)
+        self._timelines[snapshot.id].extend(map(_pack, timeline))
 
     async def append_signal(
         self,
@@ -124,7 +133,7 @@ class InMemoryPersistenceAdapter:
         self._signal_seq += 1
         signal = BufferedSignal(self._signal_seq, name, payload, received_at)
         self._inboxes.setdefault(mission_id, []).append(signal)
-        self._timelines[mission_id].extend(timeline)
+        self._timelines[mission_id].extend(map(_pack, timeline))
         return signal
 
     async def next_signal(self, mission_id: str, name: str) -> BufferedSignal | None:
@@ -141,7 +150,7 @@ class InMemoryPersistenceAdapter:
         if mission_id not in self._missions:
             raise PersistenceError(f"cannot cancel unknown mission {mission_id!r}")
         self._cancels.setdefault(mission_id, request)
-        self._timelines[mission_id].extend(timeline)
+        self._timelines[mission_id].extend(map(_pack, timeline))
 
     async def list_missions(
         self,
@@ -197,7 +206,10 @@ class InMemoryPersistenceAdapter:
 
     async def timeline(self, mission_id: str) -> list[TimelineEntry]:
         self._check_open()
-        return list(self._timelines.get(mission_id, ()))
+        return [
+            TimelineEntry(at, TimelineKind(kind), node, attempt, detail)
+            for at, kind, node, attempt, detail in self._timelines.get(mission_id, ())
+        ]
 
     async def aclose(self) -> None:
         self._closed = True
