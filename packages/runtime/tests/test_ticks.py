@@ -199,8 +199,52 @@ class FailingQueries:
         self.commander = commander
         self.failing = False
 
+    # Spelled out rather than forwarded by __getattr__: from Python 3.12 on, isinstance() with a
+    # runtime-checkable protocol looks members up statically.
     def __getattr__(self, name: str) -> Any:
         return getattr(self.commander, name)
+
+    async def start(self, *args: Any, **kwargs: Any) -> Any:
+        return await self.commander.start(*args, **kwargs)
+
+    async def get(self, mission_id: str) -> Any:
+        return await self.commander.get(mission_id)
+
+    async def inspect(self, mission_id: str) -> Any:
+        return await self.commander.inspect(mission_id)
+
+    async def list(self, **kwargs: Any) -> Any:
+        return await self.commander.list(**kwargs)
+
+    async def signal(self, mission_id: str, name: str, payload: Any = None) -> Any:
+        return await self.commander.signal(mission_id, name, payload)
+
+    async def cancel(self, mission_id: str, reason: str | None = None) -> Any:
+        return await self.commander.cancel(mission_id, reason)
+
+    async def wait_for_completion(self, mission_id: str) -> Any:
+        return await self.commander.wait_for_completion(mission_id)
+
+    async def result(self, mission_id: str) -> Any:
+        return await self.commander.result(mission_id)
+
+    async def timeline(self, mission_id: str) -> Any:
+        return await self.commander.timeline(mission_id)
+
+    async def advance(self, mission_id: str) -> Any:
+        return await self.commander.advance(mission_id)
+
+    async def running_missions(self, limit: int, after: str | None = None) -> list[str]:
+        return await self.commander.running_missions(limit, after)
+
+    async def next_due_at(self) -> Any:
+        return await self.commander.next_due_at()
+
+    def is_held(self, mission_id: str) -> bool:
+        return self.commander.is_held(mission_id)
+
+    async def aclose(self) -> None:
+        await self.commander.aclose()
 
     @property
     def clock(self) -> Any:
