@@ -1,6 +1,7 @@
 import enum
 import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import attrs
 import pytest
@@ -121,3 +122,52 @@ def test_hand_written_record_and_entry_forms_match_the_generic_converter() -> No
     entry = TimelineEntry(T0, TimelineKind.STEP_FAILED, "call", 3, {"type": "Boom"})
     assert converter.unstructure(record) == generic.unstructure(record)
     assert converter.unstructure(entry) == generic.unstructure(entry)
+    assert converter.structure(generic.unstructure(record), NodeRecord) == record
+    snapshot = MissionSnapshot(
+        "m",
+        "flow",
+        2,
+        MissionStatus.WAITING,
+        "call",
+        {"i": [1]},
+        T0,
+        T0,
+        {"call": record},
+        Wait(WaitKind.SIGNAL, "call", signal="go"),
+        None,
+        ErrorInfo("Boom", "bad", 1),
+        CancelRequest(T0, None),
+        4,
+    )
+    data = generic.unstructure(snapshot)
+    assert converter.structure(data, MissionSnapshot) == generic.structure(data, MissionSnapshot)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda d: d.pop("id"),
+        lambda d: d.update(status="sleeping"),
+        lambda d: d.update(created_at="yesterday"),
+        lambda d: d["nodes"]["start"].update(attempts="many"),
+        lambda d: d.update(wait={"kind": "signal"}),
+    ],
+)
+def test_damaged_snapshot_documents_are_refused(damage: Any) -> None:
+    """A stored snapshot with a missing or mistyped field raises instead of loading."""
+    data = snapshot_to_dict(
+        MissionSnapshot(
+            "m",
+            "flow",
+            1,
+            MissionStatus.RUNNING,
+            "start",
+            None,
+            T0,
+            T0,
+            {"start": NodeRecord("start", "start", NodeStatus.RUNNING)},
+        )
+    )
+    damage(data)
+    with pytest.raises((KeyError, ValueError, TypeError)):
+        snapshot_from_json(json.dumps(data))

@@ -542,11 +542,12 @@ class Engine:
 
     # -- signals and cancellation -------------------------------------------------------------
 
-    async def signal(self, mission_id: str, name: str, payload: Any) -> MissionSnapshot:
-        snapshot = await self.load(mission_id)
+    def _check_signal(
+        self, snapshot: MissionSnapshot, name: str, payload: Any
+    ) -> tuple[Definition, JsonValue, JsonValue]:
+        """The definition, the payload as JSON and as parsed, or the error the signal earns."""
         definition = self.definition_for(snapshot)
-        node = definition.signals.get(name)
-        if node is None:
+        if name not in definition.signals:
             raise UnknownSignalError(
                 f"mission {snapshot.definition!r} has no need_to {name!r} "
                 f"(signals it takes: {', '.join(definition.signals) or 'none'})"
@@ -557,14 +558,20 @@ class Engine:
             parsed = self._parse_payload(definition, name, payload_json)
         except Exception as error:
             raise InvalidSignalPayloadError(
-                f"signal {name!r} for mission {mission_id!r} rejected its payload: {error}"
+                f"signal {name!r} for mission {snapshot.id!r} rejected its payload: {error}"
             ) from error
-        now = self.clock.now()
+        return definition, payload_json, parsed
+
+    async def signal(self, mission_id: str, name: str, payload: Any) -> MissionSnapshot:
         if mission_id in self._holds:
-            return await self._buffer(snapshot, name, payload_json, now, held=True)
+            snapshot = await self.load(mission_id)
+            _, payload_json, _ = self._check_signal(snapshot, name, payload)
+            return await self._buffer(snapshot, name, payload_json, self.clock.now(), held=True)
+        # Held from before the load, so the snapshot checked is the one acted on.
         with self._hold(mission_id) as hold:
             snapshot = await self.load(mission_id)
-            self._ensure_active(snapshot, f"signal {name!r}")
+            definition, payload_json, parsed = self._check_signal(snapshot, name, payload)
+            now = self.clock.now()
             wait = snapshot.wait
             if (
                 snapshot.status is MissionStatus.WAITING
@@ -601,14 +608,10 @@ class Engine:
         return snapshot
 
     async def cancel(self, mission_id: str, reason: str | None) -> MissionSnapshot:
-        snapshot = await self.load(mission_id)
-        self._ensure_active(snapshot, "cancel")
-        now = self.clock.now()
-        request = CancelRequest(requested_at=now, reason=reason)
-        entry = TimelineEntry(
-            now, TimelineKind.CANCEL_REQUESTED, snapshot.current_node, detail={"reason": reason}
-        )
         if mission_id in self._holds:
+            snapshot = await self.load(mission_id)
+            self._ensure_active(snapshot, "cancel")
+            request, entry = self._cancel_request(snapshot, reason)
             await self.persistence.request_cancel(mission_id, request, [entry])
             holder = self._holds.get(mission_id)
             if holder is not None:
@@ -619,14 +622,24 @@ class Engine:
         with self._hold(mission_id):
             snapshot = await self.load(mission_id)
             self._ensure_active(snapshot, "cancel")
+            request, entry = self._cancel_request(snapshot, reason)
             # Nothing runs this mission (it waits, or a crash interrupted it), so the cancellation
             # takes effect now, in the same transaction as its request.
             draft = Draft(snapshot)
             draft.pending.append(entry)
-            draft.cancelled(request, now)
+            draft.cancelled(request, request.requested_at)
             snapshot = await self._write(draft)
             self._on_terminal(snapshot)
             return snapshot
+
+    def _cancel_request(
+        self, snapshot: MissionSnapshot, reason: str | None
+    ) -> tuple[CancelRequest, TimelineEntry]:
+        now = self.clock.now()
+        entry = TimelineEntry(
+            now, TimelineKind.CANCEL_REQUESTED, snapshot.current_node, detail={"reason": reason}
+        )
+        return CancelRequest(requested_at=now, reason=reason), entry
 
     def _ensure_active(self, snapshot: MissionSnapshot, action: str) -> None:
         if snapshot.is_terminal:

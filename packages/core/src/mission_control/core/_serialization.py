@@ -18,9 +18,12 @@ from ._snapshot import (
     ErrorInfo,
     JsonValue,
     MissionSnapshot,
+    MissionStatus,
     NodeRecord,
+    NodeStatus,
     TimelineEntry,
     Wait,
+    WaitKind,
 )
 
 T = TypeVar("T")
@@ -157,6 +160,67 @@ def _unstructure_record(record: NodeRecord) -> dict[str, Any]:
 
 
 converter.register_unstructure_hook(NodeRecord, _unstructure_record)
+
+
+def _structure_time(value: Any) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+def _structure_error(value: Any) -> ErrorInfo | None:
+    if value is None:
+        return None
+    return ErrorInfo(str(value["type"]), str(value["message"]), int(value.get("attempt", 0)))
+
+
+def _structure_record(data: Any, _: Any = None) -> NodeRecord:
+    return NodeRecord(
+        str(data["name"]),
+        str(data["kind"]),
+        NodeStatus(data["status"]),
+        int(data.get("attempts", 0)),
+        data.get("input"),
+        data.get("output"),
+        _structure_error(data.get("error")),
+        _structure_time(data.get("started_at")),
+        _structure_time(data.get("finished_at")),
+        _structure_time(data.get("due_at")),
+    )
+
+
+def _structure_snapshot(data: Any, _: Any = None) -> MissionSnapshot:
+    wait, request = data.get("wait"), data.get("cancel_request")
+    return MissionSnapshot(
+        str(data["id"]),
+        str(data["definition"]),
+        int(data["definition_version"]),
+        MissionStatus(data["status"]),
+        data["current_node"],
+        data["input"],
+        datetime.fromisoformat(data["created_at"]),
+        datetime.fromisoformat(data["updated_at"]),
+        {str(name): _structure_record(record) for name, record in data.get("nodes", {}).items()},
+        None
+        if wait is None
+        else Wait(
+            WaitKind(wait["kind"]),
+            str(wait["node"]),
+            wait.get("signal"),
+            _structure_time(wait.get("due_at")),
+        ),
+        data.get("output"),
+        _structure_error(data.get("error")),
+        None
+        if request is None
+        else CancelRequest(datetime.fromisoformat(request["requested_at"]), request.get("reason")),
+        int(data.get("revision", 0)),
+    )
+
+
+# Snapshots are read at every load: these hand-written forms do what the generated ones do
+# (same fields, same conversions), several times faster. A test holds them to the generic
+# converter's output.
+converter.register_structure_hook(NodeRecord, _structure_record)
+converter.register_structure_hook(MissionSnapshot, _structure_snapshot)
 
 
 def _encode_record(record: NodeRecord) -> str:
