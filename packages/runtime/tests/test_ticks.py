@@ -310,3 +310,31 @@ async def test_report_counts_missions_by_how_they_ended(
     assert (report.advanced, report.completed, report.failed, report.cancelled) == (2, 2, 0, 0)
     assert report.started_at == commander.clock.now()
     assert report.duration == 0
+
+
+async def test_missions_that_cannot_move_do_not_crowd_out_the_others(
+    autojump_clock: MockClock,
+    make_commander: Any,
+    make_runtime: RuntimeFactory,
+) -> None:
+    """Due missions whose advance fails are passed over for a while, so later ones still run."""
+    from mission_control.core import m
+
+    store = InMemoryPersistenceAdapter()
+    orphan = m.define("orphan").start(parse=lambda v: v).sleep("nap", 10).end()
+    healthy = m.define("healthy").start(parse=lambda v: v).sleep("nap", 20).end()
+    first = make_commander([orphan, healthy], persistence=store)
+    for i in range(3):
+        await first.start(orphan, {}, id=f"orphan-{i}")
+    await first.start(healthy, {}, id="healthy")
+    # A new deployment no longer knows "orphan": its missions fail to advance when due.
+    commander = make_commander([healthy], persistence=store)
+    await trio.sleep(20)
+    runtime = await make_runtime(commander, max_missions_per_tick=2, stalled_tick_delay=3600)
+    startup = runtime.last_report
+    assert startup is not None
+    assert (startup.errored, startup.advanced) == (2, 0)
+    second = await runtime.tick()
+    assert second.errored_missions == ("orphan-2",)
+    assert second.advanced == 1
+    assert (await commander.inspect("healthy")).status is MissionStatus.COMPLETED

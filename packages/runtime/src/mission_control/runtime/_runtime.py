@@ -138,6 +138,9 @@ class CommanderRuntime:
         self._metrics = metrics
         self._max_missions = max_missions_per_tick
         self._max_concurrency = max_concurrency
+        # Missions whose advance raised, and when to try them again: until then a tick passes
+        # over them, so that due missions that cannot move never crowd out those that can.
+        self._failing: dict[str, datetime] = {}
         self._auto_schedule = auto_schedule
         self._stalled_delay = timedelta(seconds=stalled_tick_delay)
         self._state = RuntimeState.NEW
@@ -472,8 +475,14 @@ class CommanderRuntime:
         )
 
     async def _advance_due(self, tally: _Tally) -> None:
-        ids = await self._commander.due_missions(self._max_missions)
-        await self._move_each(ids, self._advance_one, tally)
+        now = self._commander.clock.now()
+        failing = self._failing
+        for mission_id, retry_at in list(failing.items()):
+            if retry_at <= now:
+                del failing[mission_id]
+        ids = await self._commander.due_missions(self._max_missions + len(failing))
+        ids = [mission_id for mission_id in ids if mission_id not in failing]
+        await self._move_each(ids[: self._max_missions], self._advance_one, tally)
 
     async def _move_each(
         self,
@@ -503,6 +512,7 @@ class CommanderRuntime:
             snapshot = await self._commander.advance(mission_id)
         except Exception as error:
             tally.errored.append(mission_id)
+            self._failing[mission_id] = self._commander.clock.now() + self._stalled_delay
             self._count(RuntimeMetric.MISSIONS_ADVANCED, 1, {"status": "error"})
             self._log(
                 RuntimeEvent.MISSION_ADVANCE_FAILED,
@@ -665,7 +675,9 @@ def create_commander_runtime(
     - ``max_concurrency``: how many missions a tick advances at the same time.
     - ``auto_schedule``: after every tick, schedule one for the next persisted due time. Off by
       default: then only ``start()`` and your calls schedule ticks.
-    - ``stalled_tick_delay``: with ``auto_schedule``, seconds to wait before ticking again when
+    - ``stalled_tick_delay``: seconds during which ticks pass over a mission whose advance
+      raised (so that missions which cannot move never crowd out those that can); and, with
+      ``auto_schedule``, seconds to wait before ticking again when
       missions are due but the last tick could move none of them.
     """
     if not isinstance(commander, CommanderProtocol):
