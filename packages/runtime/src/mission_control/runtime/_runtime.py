@@ -495,13 +495,14 @@ class CommanderRuntime:
         if not fresh:
             return
         # At most max_concurrency workers share one iterator: that bounds how many missions move
-        # at once, costs less than a task per mission, and (unlike a limiter taken per mission)
-        # adds no scheduling round trip to a mission that never blocks.
+        # at once and costs less than a task per mission. Each worker yields once per mission,
+        # so a tick of missions that never block still lets the application's tasks run.
         queue = iter(fresh)
 
         async def worker() -> None:
             for mission_id in queue:
                 await move(mission_id, tally)
+                await trio.lowlevel.checkpoint()
 
         async with trio.open_nursery() as nursery:
             for _ in range(min(self._max_concurrency, len(fresh))):
