@@ -208,3 +208,21 @@ async def test_sleep_until_in_another_zone_is_stored_in_utc() -> None:
     assert snapshot.due_at == datetime(2030, 1, 2, tzinfo=UTC)
     assert snapshot.due_at is not None
     assert snapshot.due_at.tzinfo is UTC
+
+
+async def test_a_signal_followed_by_a_wait_is_one_write() -> None:
+    """Taking a signal and entering the sleep after it are written in one transaction."""
+    flow = (
+        m.define("one-write")
+        .start(parse=identity)
+        .need_to("go", parse=identity)
+        .sleep("pause", 60)
+        .end()
+    )
+    commander = create_in_memory_commander([flow])
+    handle = await commander.start(flow, {})
+    before = (await handle.inspect()).revision
+    after = await handle.signal("go", {})
+    assert after.status is MissionStatus.WAITING
+    assert after.current_node == "pause"
+    assert after.revision == before + 1

@@ -533,12 +533,9 @@ class Engine:
         draft.complete(name, node.kind, now, attempts=1, input=payload, output=parsed)
         following = definition.next_node(name)
         assert following is not None
-        if isinstance(following, StepNode | StartNode):
-            draft.run_node(following.name, following.kind, now)
-        else:
-            draft.status = MissionStatus.RUNNING
-            draft.wait = None
-            draft.current_node = following.name
+        # Settled in the same write as the signal: a wait or the end that follows needs no write
+        # of its own; a function node runs on the drive loop's next turn, after this write.
+        self._enter(definition, draft, following, now)
 
     # -- signals and cancellation -------------------------------------------------------------
 
