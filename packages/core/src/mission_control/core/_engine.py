@@ -10,8 +10,7 @@ poke is never missed.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Generator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -52,13 +51,28 @@ from ._snapshot import (
 Definition = MissionDefinition[Any, Any, Any]
 
 
-@attrs.define
 class _Hold:
-    """The in-process claim on a mission, and the pokes left for its holder."""
+    """The in-process claim on a mission while a task moves it, and the pokes left for that
+    task. Used as ``with _Hold(holds, mission_id) as hold:``; leaving releases the claim."""
 
-    poked: bool = False
-    cancel: CancelRequest | None = None
-    released: trio.Event | None = None
+    __slots__ = ("_holds", "cancel", "mission_id", "poked", "released")
+
+    def __init__(self, holds: dict[str, _Hold], mission_id: str) -> None:
+        self._holds = holds
+        self.mission_id = mission_id
+        self.poked = False
+        self.cancel: CancelRequest | None = None
+        self.released: trio.Event | None = None
+
+    def __enter__(self) -> _Hold:
+        assert self.mission_id not in self._holds, f"mission {self.mission_id!r} is held already"
+        self._holds[self.mission_id] = self
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        del self._holds[self.mission_id]
+        if self.released is not None:
+            self.released.set()
 
     async def wait_released(self) -> None:
         if self.released is None:
@@ -101,16 +115,8 @@ class Engine:
     def is_held(self, mission_id: str) -> bool:
         return mission_id in self._holds
 
-    @contextmanager
-    def _hold(self, mission_id: str) -> Generator[_Hold]:
-        assert mission_id not in self._holds, f"mission {mission_id!r} is held already"
-        hold = self._holds[mission_id] = _Hold()
-        try:
-            yield hold
-        finally:
-            del self._holds[mission_id]
-            if hold.released is not None:
-                hold.released.set()
+    def _hold(self, mission_id: str) -> _Hold:
+        return _Hold(self._holds, mission_id)
 
     def definition_for(self, snapshot: MissionSnapshot) -> Definition:
         definition = self.definitions.get(snapshot.definition)
