@@ -1,0 +1,34 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def run(name: str) -> str:
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / name)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_approval_example_shows_the_snapshot_after_the_signal() -> None:
+    """The approval example ends with the completed snapshot, including the approval."""
+    output = run("approval.py")
+    assert "is waiting" in output
+    after = output.split("--- snapshot after the signal", 1)[1]
+    assert '"status": "completed"' in after
+    assert '"approvedBy": "reviewer-1"' in after
+
+
+@pytest.mark.parametrize("name", ["timer_and_retry.py", "restart_recovery.py"])
+def test_runtime_and_recovery_examples_complete_their_missions(name: str) -> None:
+    """The runtime and restart examples run to a completed mission."""
+    assert "mission-completed" in run(name)
