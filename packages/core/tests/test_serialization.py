@@ -171,3 +171,20 @@ def test_damaged_snapshot_documents_are_refused(damage: Any) -> None:
     damage(data)
     with pytest.raises((KeyError, ValueError, TypeError)):
         snapshot_from_json(json.dumps(data))
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        TimelineEntry(T0, TimelineKind.STEP_STARTED, 'send "mail" ✓', 2),
+        TimelineEntry(T0, TimelineKind.MISSION_COMPLETED, None, None),
+        TimelineEntry(T0, TimelineKind.STEP_FAILED, "call", 1, {"type": "Boom"}),
+    ],
+)
+def test_timeline_entry_text_is_the_generic_encoding(entry: TimelineEntry) -> None:
+    """The written-out entry text is exactly the JSON of the entry's unstructured form."""
+    from mission_control.core import converter
+
+    text = timeline_entry_to_json(entry)
+    assert json.loads(text) == converter.unstructure(entry)
+    assert timeline_entry_from_json(text) == entry

@@ -281,8 +281,30 @@ def _unstructure_entry(entry: TimelineEntry) -> dict[str, Any]:
 converter.register_unstructure_hook(TimelineEntry, _unstructure_entry)
 
 
+_encoded_names: dict[str | None, str] = {}
+
+
+def _encoded_name(name: str | None) -> str:
+    # Node names recur in every entry of every mission: each is escaped once.
+    text = _encoded_names.get(name)
+    if text is None:
+        text = _encode(name)
+        if len(_encoded_names) < 10_000:
+            _encoded_names[name] = text
+    return text
+
+
 def timeline_entry_to_json(entry: TimelineEntry) -> str:
-    return _encode(_unstructure_entry(entry))
+    """The entry as JSON text; the same document as encoding its unstructured form."""
+    if entry.detail is not None:
+        return _encode(_unstructure_entry(entry))
+    attempt = entry.attempt
+    # Written out for the common entry without detail: every field is a known atom.
+    return (
+        f'{{"at":"{_iso(entry.at)}","kind":"{entry.kind.value}",'
+        f'"node":{_encoded_name(entry.node)},'
+        f'"attempt":{"null" if attempt is None else int(attempt)},"detail":null}}'
+    )
 
 
 def timeline_entry_from_json(text: str | bytes) -> TimelineEntry:
