@@ -228,6 +228,19 @@ def _encode_record(record: NodeRecord) -> str:
     return _encode({record.name: _unstructure_record(record)})[1:-1]
 
 
+_encoded_names: dict[str | None, str] = {}
+
+
+def _encoded_name(name: str | None) -> str:
+    # Node names recur in every entry of every mission: each is escaped once.
+    text = _encoded_names.get(name)
+    if text is None:
+        text = _encode(name)
+        if len(_encoded_names) < 10_000:
+            _encoded_names[name] = text
+    return text
+
+
 def snapshot_to_json(snapshot: MissionSnapshot) -> str:
     """The snapshot as a JSON document (what durable adapters store).
 
@@ -235,24 +248,27 @@ def snapshot_to_json(snapshot: MissionSnapshot) -> str:
     record's text is encoded once and reused by every later commit of the mission.
     """
     wait, error, request = snapshot.wait, snapshot.error, snapshot.cancel_request
-    head = _encode(
-        {
-            "id": snapshot.id,
-            "definition": snapshot.definition,
-            "definition_version": snapshot.definition_version,
-            "status": snapshot.status.value,
-            "current_node": snapshot.current_node,
-            "input": snapshot.input,
-            "created_at": _iso(snapshot.created_at),
-            "updated_at": _iso(snapshot.updated_at),
-            "wait": None if wait is None else converter.unstructure(wait, Wait),
-            "output": snapshot.output,
-            "error": None if error is None else converter.unstructure(error, ErrorInfo),
-            "cancel_request": None
-            if request is None
-            else converter.unstructure(request, CancelRequest),
-            "revision": snapshot.revision,
-        }
+    if wait is None:
+        wait_text = "null"
+    else:
+        wait_text = (
+            f'{{"kind":"{wait.kind.value}","node":{_encoded_name(wait.node)},'
+            f'"signal":{_encoded_name(wait.signal)},"due_at":{_encode(_iso(wait.due_at))}}}'
+        )
+    # Written out key by key (the same document as encoding snapshot_to_dict without "nodes"):
+    # the head is encoded at every commit.
+    head = (
+        f'{{"id":{_encode(snapshot.id)},"definition":{_encoded_name(snapshot.definition)},'
+        f'"definition_version":{int(snapshot.definition_version)},'
+        f'"status":"{snapshot.status.value}",'
+        f'"current_node":{_encoded_name(snapshot.current_node)},'
+        f'"input":{_encode(snapshot.input)},'
+        f'"created_at":"{_iso(snapshot.created_at)}","updated_at":"{_iso(snapshot.updated_at)}",'
+        f'"wait":{wait_text},"output":{_encode(snapshot.output)},'
+        f'"error":{"null" if error is None else _encode(converter.unstructure(error, ErrorInfo))},'
+        f'"cancel_request":'
+        f"{'null' if request is None else _encode(converter.unstructure(request, CancelRequest))},"
+        f'"revision":{int(snapshot.revision)}}}'
     )
     nodes = ",".join(
         record.json_text(_encode_record)
@@ -279,19 +295,6 @@ def _unstructure_entry(entry: TimelineEntry) -> dict[str, Any]:
 
 
 converter.register_unstructure_hook(TimelineEntry, _unstructure_entry)
-
-
-_encoded_names: dict[str | None, str] = {}
-
-
-def _encoded_name(name: str | None) -> str:
-    # Node names recur in every entry of every mission: each is escaped once.
-    text = _encoded_names.get(name)
-    if text is None:
-        text = _encode(name)
-        if len(_encoded_names) < 10_000:
-            _encoded_names[name] = text
-    return text
 
 
 def timeline_entry_to_json(entry: TimelineEntry) -> str:
