@@ -126,18 +126,23 @@ def _make_encoder() -> Callable[[Any], str]:
 _encode = _make_encoder()
 
 
-_last_iso: tuple[datetime | None, str | None] = (None, None)
+# One transition stamps several fields and entries with the same ``now``, and a record keeps its
+# start time when it is replaced: each datetime object is formatted once. Keyed by identity
+# (equal instants in different time zones format differently); the entry keeps its datetime
+# alive, so an id is never reused while it is cached.
+_iso_texts: dict[int, tuple[datetime, str]] = {}
 
 
 def _iso(value: datetime | None) -> str | None:
-    # One transition stamps several fields with the same ``now``: format it once.
-    global _last_iso
     if value is None:
         return None
-    last, text = _last_iso
-    if value is not last:
-        text = value.isoformat()
-        _last_iso = (value, text)
+    cached = _iso_texts.get(id(value))
+    if cached is not None and cached[0] is value:
+        return cached[1]
+    text = value.isoformat()
+    if len(_iso_texts) >= 256:
+        _iso_texts.clear()
+    _iso_texts[id(value)] = (value, text)
     return text
 
 
