@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,6 +13,10 @@ from typing import Any
 import apsw
 import pytest
 
+from mission_control.adapter_sqlite import (
+    SQLitePersistenceAdapter,
+    create_sqlite_persistence_adapter,
+)
 from mission_control.core import (
     MissionSnapshot,
     MissionStatus,
@@ -32,6 +36,13 @@ EntryFactory = Callable[..., TimelineEntry]
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
     return tmp_path / "missions.sqlite"
+
+
+@pytest.fixture
+async def adapter(db_path: Path) -> AsyncIterator[SQLitePersistenceAdapter]:
+    """An open adapter on ``db_path``, closed after the test."""
+    async with create_sqlite_persistence_adapter(db_path) as opened:
+        yield opened
 
 
 @pytest.fixture

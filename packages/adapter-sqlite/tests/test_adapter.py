@@ -4,7 +4,7 @@ nothing on failure, the cancellation column, indexed queries and its lifecycle."
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -33,12 +33,6 @@ START = datetime.fromisoformat("2030-01-01T00:00:00+00:00")
 Make = Callable[..., MissionSnapshot]
 Entry = Callable[..., TimelineEntry]
 Dump = Callable[[Path], dict[str, list[tuple[Any, ...]]]]
-
-
-@pytest.fixture
-async def adapter(db_path: Path) -> AsyncIterator[SQLitePersistenceAdapter]:
-    async with create_sqlite_persistence_adapter(db_path) as opened:
-        yield opened
 
 
 async def test_the_adapter_satisfies_the_persistence_protocol(

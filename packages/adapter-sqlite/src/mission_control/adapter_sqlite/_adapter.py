@@ -2,8 +2,11 @@
 in one SQLite file, through apsw.
 
 apsw calls take microseconds, so the async methods call apsw inline: no thread hop, and no trio
-checkpoint inside a write. Each method that writes runs exactly one ``BEGIN IMMEDIATE … COMMIT``
-transaction and rolls it back on any error, so a failed call leaves the file as it was.
+checkpoint inside a write. Each method that writes is all-or-nothing: it runs in a
+``BEGIN IMMEDIATE … COMMIT`` transaction rolled back on any error, so a failed call leaves the file
+as it was. Mission writes (``insert``, ``commit``) that arrive together may share one transaction,
+each in a savepoint of its own (group commit, see ``_group.py``); every caller still returns only
+once its write is committed.
 """
 
 from __future__ import annotations
@@ -37,9 +40,10 @@ from mission_control.core import (
     to_json_value,
 )
 
+from ._group import GroupCommit, Transaction
 from ._lock import WriterLock
 from ._schema import current_version, migrate, read_version
-from ._sqlite import Connection, Cursor, connect
+from ._sqlite import Connection, connect
 
 Synchronous = Literal["NORMAL", "FULL"]
 """How hard SQLite pushes each commit to disk; see ``docs/sqlite.md``."""
@@ -162,41 +166,6 @@ def _check_file(path: str, read_only: bool) -> None:
         )
 
 
-class _Transaction:
-    """``with transaction:`` runs the block as one ``BEGIN IMMEDIATE … COMMIT``, rolled back
-    when the block raises. Not reentrant; a class rather than a generator for speed."""
-
-    __slots__ = ("_cursor", "_db")
-
-    def __init__(self, db: Connection, cursor: Cursor) -> None:
-        self._db = db
-        self._cursor = cursor
-
-    def __enter__(self) -> None:
-        # IMMEDIATE takes the write lock up front: a busy database fails here, before any work.
-        self._cursor.execute("BEGIN IMMEDIATE")
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc_type is None:
-            try:
-                self._cursor.execute("COMMIT")
-            except BaseException:
-                self._rollback()
-                raise
-        else:
-            self._rollback()
-
-    def _rollback(self) -> None:
-        # A failed COMMIT or statement may have ended the transaction already.
-        if not self._db.get_autocommit():
-            self._cursor.execute("ROLLBACK")
-
-
 class SQLitePersistenceAdapter:
     """Stores missions in one SQLite file (WAL mode), for ``create_commander(persistence=...)``.
 
@@ -235,7 +204,8 @@ class SQLitePersistenceAdapter:
                 self._lock.release()
             raise
         self._cursor = self._db.cursor()
-        self._transaction = _Transaction(self._db, self._cursor)
+        self._transaction = Transaction(self._db, self._cursor)
+        self._group = GroupCommit(self._db, self._cursor, self._transaction, self._failure)
         self._closed = False
 
     def _connect(self, timeout_ms: int, memory: bool) -> tuple[Connection, int]:
@@ -309,6 +279,13 @@ class SQLitePersistenceAdapter:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def transactions(self) -> int:
+        """How many write transactions this adapter has begun. Mission writes that arrive
+        together share one (group commit), so under concurrency this grows slower than the
+        number of writes."""
+        return self._transaction.begun
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -418,11 +395,9 @@ class SQLitePersistenceAdapter:
             (mission_id, revision, i, timeline_entry_to_json(entry))
             for i, entry in enumerate(timeline)
         ]
-        try:
-            with self._transaction:
-                inserted = self._write_insert(row, entries)
-        except apsw.Error as error:
-            raise self._failure(f"inserting mission {mission_id!r}", error) from error
+        inserted = await self._group.run(
+            lambda: self._write_insert(row, entries), f"inserting mission {mission_id!r}"
+        )
         if inserted:
             return None
         return await self.load(mission_id)
@@ -471,11 +446,10 @@ class SQLitePersistenceAdapter:
             (mission_id, revision, i, timeline_entry_to_json(entry))
             for i, entry in enumerate(timeline)
         ]
-        try:
-            with self._transaction:
-                self._write_commit(update, entries, consumed_signal)
-        except apsw.Error as error:
-            raise self._failure(f"committing mission {mission_id!r}", error) from error
+        await self._group.run(
+            lambda: self._write_commit(update, entries, consumed_signal),
+            f"committing mission {mission_id!r}",
+        )
 
     def _write_commit(
         self, update: tuple[Any, ...], entries: list[tuple[Any, ...]], consumed_signal: int | None

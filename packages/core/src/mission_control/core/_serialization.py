@@ -177,11 +177,29 @@ def _structure_error(value: Any) -> ErrorInfo | None:
     return ErrorInfo(str(value["type"]), str(value["message"]), int(value.get("attempt", 0)))
 
 
-def _structure_record(data: Any, _: Any = None) -> NodeRecord:
-    return NodeRecord(
+_RECORD_KEYS = (
+    "name",
+    "kind",
+    "status",
+    "attempts",
+    "input",
+    "output",
+    "error",
+    "started_at",
+    "finished_at",
+    "due_at",
+)
+# Enum lookups by value without the enum machinery (a call costs about a microsecond).
+_NODE_STATUSES = {status.value: status for status in NodeStatus}
+_MISSION_STATUSES = {status.value: status for status in MissionStatus}
+_WAIT_KINDS = {kind.value: kind for kind in WaitKind}
+
+
+def _structure_record(data: Any, _: Any = None, *, keep_source: bool = False) -> NodeRecord:
+    record = NodeRecord(
         str(data["name"]),
         str(data["kind"]),
-        NodeStatus(data["status"]),
+        _NODE_STATUSES.get(data["status"]) or NodeStatus(data["status"]),
         int(data.get("attempts", 0)),
         data.get("input"),
         data.get("output"),
@@ -190,24 +208,32 @@ def _structure_record(data: Any, _: Any = None) -> NodeRecord:
         _structure_time(data.get("finished_at")),
         _structure_time(data.get("due_at")),
     )
+    if keep_source and tuple(data) == _RECORD_KEYS:
+        # Read from storage in this very form, and owned by nobody else: the record's next
+        # encoding can start from it (see NodeRecord).
+        object.__setattr__(record, "_source", data)
+    return record
 
 
-def _structure_snapshot(data: Any, _: Any = None) -> MissionSnapshot:
+def _structure_snapshot(data: Any, _: Any = None, *, keep_sources: bool = False) -> MissionSnapshot:
     wait, request = data.get("wait"), data.get("cancel_request")
     return MissionSnapshot(
         str(data["id"]),
         str(data["definition"]),
         int(data["definition_version"]),
-        MissionStatus(data["status"]),
+        _MISSION_STATUSES.get(data["status"]) or MissionStatus(data["status"]),
         data["current_node"],
         data["input"],
         datetime.fromisoformat(data["created_at"]),
         datetime.fromisoformat(data["updated_at"]),
-        {str(name): _structure_record(record) for name, record in data.get("nodes", {}).items()},
+        {
+            str(name): _structure_record(record, keep_source=keep_sources)
+            for name, record in data.get("nodes", {}).items()
+        },
         None
         if wait is None
         else Wait(
-            WaitKind(wait["kind"]),
+            _WAIT_KINDS.get(wait["kind"]) or WaitKind(wait["kind"]),
             str(wait["node"]),
             wait.get("signal"),
             _structure_time(wait.get("due_at")),
@@ -228,9 +254,9 @@ converter.register_structure_hook(NodeRecord, _structure_record)
 converter.register_structure_hook(MissionSnapshot, _structure_snapshot)
 
 
-def _encode_record(record: NodeRecord) -> str:
+def _encode_record(record: NodeRecord, source: dict[str, Any] | None) -> str:
     # The record's entry in the snapshot's "nodes" object: ``"name":{...}``.
-    return _encode({record.name: _unstructure_record(record)})[1:-1]
+    return _encode({record.name: _unstructure_record(record) if source is None else source})[1:-1]
 
 
 _encoded_names: dict[str | None, str] = {}
@@ -286,7 +312,7 @@ def snapshot_to_json(snapshot: MissionSnapshot) -> str:
 
 def snapshot_from_json(text: str | bytes) -> MissionSnapshot:
     """Rebuild a snapshot stored by :func:`snapshot_to_json`."""
-    return snapshot_from_dict(json.loads(text))
+    return _structure_snapshot(json.loads(text), keep_sources=True)
 
 
 def _unstructure_entry(entry: TimelineEntry) -> dict[str, Any]:

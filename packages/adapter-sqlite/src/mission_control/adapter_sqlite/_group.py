@@ -1,0 +1,208 @@
+"""Group commit: mission writes that arrive together share one transaction.
+
+A transaction's ``COMMIT`` is most of what a small write costs. When several missions are being
+moved at once (a runtime tick's workers, concurrent ``start`` calls), the first write to arrive
+yields once to the other tasks; the writes they reach in the meantime join it, and all of them are
+stored by one ``BEGIN … COMMIT``. Each write still keeps its own all-or-nothing: it runs inside a
+savepoint, so a write that fails (a revision conflict, a broken row) is undone alone and the
+others are committed. No caller returns before its write is committed.
+
+Yielding costs a trip through trio's scheduler, which a program that writes one mission at a time
+should not pay. So writes go straight to their own transaction until a probe (every
+``_PROBE_EVERY``-th write yields anyway) finds that other writes join; grouping then stays on until
+``_SOLO_LIMIT`` groups in a row had no one to join them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import TracebackType
+from typing import Final, TypeVar, cast
+
+import apsw
+import trio
+
+from mission_control.core import PersistenceError
+
+from ._sqlite import Connection, Cursor
+
+T = TypeVar("T")
+
+_PROBE_EVERY: Final = 16
+_SOLO_LIMIT: Final = 16
+
+
+class Transaction:
+    """``with transaction:`` runs the block as one ``BEGIN IMMEDIATE … COMMIT``, rolled back
+    when the block raises. Not reentrant; a class rather than a generator for speed."""
+
+    __slots__ = ("_cursor", "_db", "begun")
+
+    def __init__(self, db: Connection, cursor: Cursor) -> None:
+        self._db = db
+        self._cursor = cursor
+        self.begun = 0
+        """How many transactions were begun."""
+
+    def __enter__(self) -> None:
+        self.begun += 1
+        # IMMEDIATE takes the write lock up front: a busy database fails here, before any work.
+        self._cursor.execute("BEGIN IMMEDIATE")
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            try:
+                self._cursor.execute("COMMIT")
+            except BaseException:
+                self._rollback()
+                raise
+        else:
+            self._rollback()
+
+    def _rollback(self) -> None:
+        # A failed COMMIT or statement may have ended the transaction already.
+        if not self._db.get_autocommit():
+            self._cursor.execute("ROLLBACK")
+
+
+class _Write:
+    """One caller's write in a group, and how it ended."""
+
+    __slots__ = ("action", "done", "error", "result", "run")
+
+    def __init__(self, run: Callable[[], object], action: str, done: trio.Event | None) -> None:
+        self.run = run
+        self.action = action
+        self.done = done
+        self.result: object = None
+        self.error: BaseException | None = None
+
+    def outcome(self) -> object:
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+class GroupCommit:
+    """Runs writes in transactions, grouping those that arrive together.
+
+    ``failure(action, error)`` turns an apsw error into the :class:`PersistenceError` a caller
+    sees; any other exception a write raises (a revision conflict) reaches its caller as is.
+    """
+
+    def __init__(
+        self,
+        db: Connection,
+        cursor: Cursor,
+        transaction: Transaction,
+        failure: Callable[[str, apsw.Error], PersistenceError],
+    ) -> None:
+        self._db = db
+        self._cursor = cursor
+        self._transaction = transaction
+        self._failure = failure
+        self._open: list[_Write] | None = None
+        self._grouping = False
+        self._solo_groups = 0
+        self._until_probe = _PROBE_EVERY
+
+    async def run(self, write: Callable[[], T], action: str) -> T:
+        """Run ``write`` (apsw statements, no checkpoint) in a transaction and return its result;
+        raise what it raised, or a :class:`PersistenceError` for an apsw error, with nothing of it
+        stored."""
+        group = self._open
+        if group is not None:
+            done = trio.Event()
+            joined = _Write(write, action, done)
+            group.append(joined)
+            # The leader commits right after its one yield: waiting is short, and a cancelled
+            # caller must not leave without knowing whether its write was stored.
+            with trio.CancelScope(shield=True):
+                await done.wait()
+            return cast(T, joined.outcome())
+        own = _Write(write, action, None)
+        if not self._grouping:
+            self._until_probe -= 1
+            if self._until_probe:
+                self._commit_one(own)
+                return cast(T, own.outcome())
+            self._until_probe = _PROBE_EVERY
+        await self._lead(own)
+        return cast(T, own.outcome())
+
+    async def _lead(self, own: _Write) -> None:
+        group = [own]
+        self._open = group
+        try:
+            with trio.CancelScope(shield=True):
+                await trio.lowlevel.checkpoint()
+        finally:
+            self._open = None
+        try:
+            if len(group) == 1:
+                self._commit_one(own)
+            else:
+                self._commit_group(group)
+        finally:
+            for joined in group[1:]:
+                assert joined.done is not None
+                joined.done.set()
+        if len(group) > 1:
+            self._grouping = True
+            self._solo_groups = 0
+        elif self._grouping:
+            self._solo_groups += 1
+            if self._solo_groups >= _SOLO_LIMIT:
+                self._grouping = False
+
+    def _commit_one(self, write: _Write) -> None:
+        try:
+            with self._transaction:
+                write.result = write.run()
+        except apsw.Error as error:
+            write.error = self._mapped(write, error)
+        except Exception as error:
+            write.error = error
+
+    def _commit_group(self, group: list[_Write]) -> None:
+        cursor = self._cursor
+        try:
+            with self._transaction:
+                for write in group:
+                    cursor.execute("SAVEPOINT mission_write")
+                    try:
+                        write.result = write.run()
+                    except Exception as error:
+                        if self._db.get_autocommit():
+                            # SQLite ended the whole transaction (a full disk, an I/O error).
+                            raise
+                        cursor.execute("ROLLBACK TO mission_write")
+                        write.error = (
+                            self._mapped(write, error) if isinstance(error, apsw.Error) else error
+                        )
+                    cursor.execute("RELEASE mission_write")
+        except BaseException as error:
+            # Nothing of the group was stored: each write without an error of its own fails
+            # with the group's.
+            for write in group:
+                if write.error is None:
+                    write.error = (
+                        self._mapped(write, error)
+                        if isinstance(error, apsw.Error)
+                        else PersistenceError(
+                            f"{write.action} failed: the transaction it shared was not "
+                            f"committed ({type(error).__name__}: {error})"
+                        )
+                    )
+            if not isinstance(error, Exception):
+                raise
+
+    def _mapped(self, write: _Write, error: apsw.Error) -> PersistenceError:
+        mapped = self._failure(write.action, error)
+        mapped.__cause__ = error
+        return mapped

@@ -1,0 +1,224 @@
+"""Group commit: mission writes that arrive together share a transaction, each still stored
+all-or-nothing, and a program writing one mission at a time keeps one transaction per write."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import apsw
+import trio
+
+from mission_control.adapter_sqlite import (
+    SQLitePersistenceAdapter,
+    create_sqlite_persistence_adapter,
+)
+from mission_control.core import (
+    MissionSnapshot,
+    MissionStatus,
+    PersistenceError,
+    RevisionConflictError,
+    TimelineEntry,
+    create_commander,
+    m,
+)
+
+Make = Callable[..., MissionSnapshot]
+Entry = Callable[..., TimelineEntry]
+Dump = Callable[[Path], dict[str, list[tuple[Any, ...]]]]
+
+
+async def _insert_all(
+    adapter: SQLitePersistenceAdapter, make_snapshot: Make, ids: list[str]
+) -> None:
+    for mission_id in ids:
+        await adapter.insert(make_snapshot(mission_id), [])
+
+
+async def _warm_up(adapter: SQLitePersistenceAdapter, make_snapshot: Make) -> None:
+    """Rounds of concurrent writes, so that the adapter groups from then on (a lone write
+    probes for company only every so often)."""
+    ids = [f"warm-{i}" for i in range(4)]
+    await _insert_all(adapter, make_snapshot, ids)
+    for revision in range(2, 22):
+        async with trio.open_nursery() as nursery:
+            for mission_id in ids:
+                nursery.start_soon(
+                    lambda i, r: adapter.commit(
+                        make_snapshot(i, revision=r), expected_revision=r - 1, timeline=[]
+                    ),
+                    mission_id,
+                    revision,
+                )
+
+
+async def _commit_concurrently(
+    adapter: SQLitePersistenceAdapter,
+    writes: list[tuple[MissionSnapshot, int, list[TimelineEntry]]],
+) -> dict[str, BaseException | None]:
+    """Commit every write from its own task, all started together; each write's outcome."""
+    outcomes: dict[str, BaseException | None] = {}
+
+    async def one(snapshot: MissionSnapshot, expected: int, entries: list[TimelineEntry]) -> None:
+        try:
+            await adapter.commit(snapshot, expected_revision=expected, timeline=entries)
+        except Exception as error:
+            outcomes[snapshot.id] = error
+        else:
+            outcomes[snapshot.id] = None
+
+    async with trio.open_nursery() as nursery:
+        for snapshot, expected, entries in writes:
+            nursery.start_soon(one, snapshot, expected, entries)
+    return outcomes
+
+
+async def test_concurrent_commits_share_transactions_and_are_all_stored(
+    adapter: SQLitePersistenceAdapter, make_snapshot: Make, make_entry: Entry
+) -> None:
+    """Commits made by many tasks at once take fewer transactions than writes, and every one of
+    them is stored with its timeline."""
+    ids = [f"m{i}" for i in range(20)]
+    await _insert_all(adapter, make_snapshot, ids)
+    await _warm_up(adapter, make_snapshot)
+    before = adapter.transactions
+
+    outcomes = await _commit_concurrently(
+        adapter,
+        [(make_snapshot(i, revision=2), 1, [make_entry(), make_entry()]) for i in ids],
+    )
+
+    assert outcomes == dict.fromkeys(ids)
+    assert adapter.transactions - before < len(ids)
+    for mission_id in ids:
+        stored = await adapter.load(mission_id)
+        assert stored is not None
+        assert stored.revision == 2
+        assert len(await adapter.timeline(mission_id)) == 2
+
+
+async def test_a_group_takes_one_transaction(
+    adapter: SQLitePersistenceAdapter, make_snapshot: Make, make_entry: Entry
+) -> None:
+    """Once writes have been seen to come together, a burst of ten is stored by one
+    transaction."""
+    ids = [f"m{i}" for i in range(10)]
+    await _insert_all(adapter, make_snapshot, ids)
+    await _warm_up(adapter, make_snapshot)
+    before = adapter.transactions
+
+    async with trio.open_nursery() as nursery:
+        for mission_id in ids:
+            nursery.start_soon(
+                lambda i: adapter.commit(
+                    make_snapshot(i, revision=2), expected_revision=1, timeline=[make_entry()]
+                ),
+                mission_id,
+            )
+
+    assert adapter.transactions - before == 1
+
+
+async def test_a_conflict_in_a_group_fails_only_that_write(
+    adapter: SQLitePersistenceAdapter,
+    db_path: Path,
+    make_snapshot: Make,
+    make_entry: Entry,
+) -> None:
+    """A write in a group that expects a stale revision raises RevisionConflictError and stores
+    nothing; the other writes of its group are stored."""
+    ids = [f"m{i}" for i in range(6)]
+    await _insert_all(adapter, make_snapshot, ids)
+    await _warm_up(adapter, make_snapshot)
+    writes = [(make_snapshot(i, revision=2), 1, [make_entry()]) for i in ids]
+    writes[3] = (make_snapshot("m3", revision=6), 5, [make_entry()])
+
+    outcomes = await _commit_concurrently(adapter, writes)
+
+    assert isinstance(outcomes.pop("m3"), RevisionConflictError)
+    assert outcomes == dict.fromkeys(i for i in ids if i != "m3")
+    stored = await adapter.load("m3")
+    assert stored is not None
+    assert stored.revision == 1
+    assert await adapter.timeline("m3") == []
+    for mission_id in ids:
+        if mission_id != "m3":
+            assert len(await adapter.timeline(mission_id)) == 1
+
+
+async def test_a_database_error_in_a_group_undoes_only_that_write(
+    adapter: SQLitePersistenceAdapter,
+    db_path: Path,
+    make_snapshot: Make,
+    make_entry: Entry,
+) -> None:
+    """A write whose statements fail half-way (its timeline row collides) raises
+    PersistenceError with its row and timeline unchanged; its group's other writes are stored."""
+    ids = [f"m{i}" for i in range(6)]
+    await _insert_all(adapter, make_snapshot, ids)
+    # A timeline row already where m2's commit will put its entry: the mission row is updated
+    # first, then the entry fails, and the update must be undone with it.
+    raw = apsw.Connection(str(db_path))
+    raw.execute("INSERT INTO timeline VALUES ('m2', 2, 0, '{}')")
+    raw.close()
+    await _warm_up(adapter, make_snapshot)
+
+    outcomes = await _commit_concurrently(
+        adapter, [(make_snapshot(i, revision=2), 1, [make_entry()]) for i in ids]
+    )
+
+    error = outcomes.pop("m2")
+    assert isinstance(error, PersistenceError)
+    assert "committing mission 'm2'" in str(error)
+    assert outcomes == dict.fromkeys(i for i in ids if i != "m2")
+    stored = await adapter.load("m2")
+    assert stored is not None
+    assert stored.revision == 1
+    for mission_id in ids:
+        if mission_id != "m2":
+            stored = await adapter.load(mission_id)
+            assert stored is not None
+            assert stored.revision == 2
+
+
+async def test_writes_made_one_at_a_time_take_one_transaction_each(
+    adapter: SQLitePersistenceAdapter, make_snapshot: Make, make_entry: Entry
+) -> None:
+    """With no other task writing, each write is its own transaction and nothing is grouped,
+    also right after a burst of concurrent writes."""
+    await _warm_up(adapter, make_snapshot)
+    ids = [f"m{i}" for i in range(40)]
+    before = adapter.transactions
+    await _insert_all(adapter, make_snapshot, ids)
+    for mission_id in ids:
+        await adapter.commit(
+            make_snapshot(mission_id, revision=2), expected_revision=1, timeline=[make_entry()]
+        )
+    assert adapter.transactions - before == 80
+
+
+async def test_missions_moved_by_concurrent_tasks_are_grouped_and_complete(
+    db_path: Path,
+) -> None:
+    """Missions started from many tasks at once all complete, with fewer transactions than
+    their writes, and each has its whole timeline."""
+    flow = m.define("grouped").start(parse=lambda raw: raw).step("a", _checkpointing).end()
+    adapter = create_sqlite_persistence_adapter(db_path)
+    async with create_commander([flow], persistence=adapter) as commander:
+        async with trio.open_nursery() as nursery:
+            for i in range(50):
+                nursery.start_soon(lambda i: commander.start(flow, {"i": i}, id=f"m{i:02}"), i)
+        missions = await commander.list(definition=flow)
+        assert [s.status for s in missions] == [MissionStatus.COMPLETED] * 50
+        # An insert and two commits per mission.
+        assert adapter.transactions < 150
+        for snapshot in missions:
+            kinds = [e.kind for e in await commander.timeline(snapshot.id)]
+            assert kinds[0] == "mission-started"
+            assert kinds[-1] == "mission-completed"
+
+
+async def _checkpointing(ctx: object) -> int:
+    await trio.lowlevel.checkpoint()
+    return 1
