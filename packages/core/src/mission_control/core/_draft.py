@@ -46,7 +46,7 @@ class Draft:
         "wait",
     )
 
-    def __init__(self, snapshot: MissionSnapshot, *, stored: bool = True) -> None:
+    def __init__(self, snapshot: MissionSnapshot) -> None:
         self.id = snapshot.id
         self.definition = snapshot.definition
         self.definition_version = snapshot.definition_version
@@ -61,12 +61,37 @@ class Draft:
         self.error = snapshot.error
         self.cancel_request = snapshot.cancel_request
         self.revision = snapshot.revision
-        self.stored = stored
+        self.stored = True
         """Whether the mission exists in the store (a fresh start is inserted by its first
         write)."""
         self.pending: list[TimelineEntry] = []
         self.consumed: int | None = None
         """The buffered signal this transition consumes (deleted by the same write)."""
+
+    @classmethod
+    def new(
+        cls, mission_id: str, definition: str, version: int, input: JsonValue, now: datetime
+    ) -> Draft:
+        """A mission about to start, not yet stored (its first write inserts it)."""
+        draft = cls.__new__(cls)
+        draft.id = mission_id
+        draft.definition = definition
+        draft.definition_version = version
+        draft.status = MissionStatus.RUNNING
+        draft.current_node = "start"
+        draft.input = input
+        draft.created_at = now
+        draft.updated_at = now
+        draft.nodes = {}
+        draft.wait = None
+        draft.output = None
+        draft.error = None
+        draft.cancel_request = None
+        draft.revision = 0
+        draft.stored = False
+        draft.pending = []
+        draft.consumed = None
+        return draft
 
     @property
     def dirty(self) -> bool:

@@ -170,19 +170,7 @@ class Engine:
                     break
         with self._hold(mission_id) as hold:
             now = self.clock.now()
-            draft = Draft(
-                MissionSnapshot(
-                    id=mission_id,
-                    definition=definition.name,
-                    definition_version=definition.version,
-                    status=MissionStatus.RUNNING,
-                    current_node="start",
-                    input=input_json,
-                    created_at=now,
-                    updated_at=now,
-                ),
-                stored=False,
-            )
+            draft = Draft.new(mission_id, definition.name, definition.version, input_json, now)
             if start_at is not None and start_at > now:
                 draft.log(
                     now,

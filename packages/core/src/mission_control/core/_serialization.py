@@ -126,24 +126,37 @@ def _make_encoder() -> Callable[[Any], str]:
 _encode = _make_encoder()
 
 
-# One transition stamps several fields and entries with the same ``now``, and a record keeps its
-# start time when it is replaced: each datetime object is formatted once. Keyed by identity
-# (equal instants in different time zones format differently); the entry keeps its datetime
-# alive, so an id is never reused while it is cached.
-_iso_texts: dict[int, tuple[datetime, str]] = {}
+# Texts made once per object: a transition stamps several fields and entries with the same
+# ``now``, a replaced record keeps its start time, and a mission's id and input are the same
+# objects at every commit. Keyed by identity (equal instants in different time zones format
+# differently); each entry keeps its object alive, so an id is never reused while it is cached.
+_texts: dict[int, tuple[object, str]] = {}
+
+
+def _remember(value: object, text: str) -> str:
+    if len(_texts) >= 512:
+        _texts.clear()
+    _texts[id(value)] = (value, text)
+    return text
 
 
 def _iso(value: datetime | None) -> str | None:
     if value is None:
         return None
-    cached = _iso_texts.get(id(value))
+    cached = _texts.get(id(value))
     if cached is not None and cached[0] is value:
         return cached[1]
-    text = value.isoformat()
-    if len(_iso_texts) >= 256:
-        _iso_texts.clear()
-    _iso_texts[id(value)] = (value, text)
-    return text
+    return _remember(value, value.isoformat())
+
+
+def _encode_kept(value: JsonValue) -> str:
+    """JSON of a value that is never changed once stored (an id, an input)."""
+    if value is None:
+        return "null"
+    cached = _texts.get(id(value))
+    if cached is not None and cached[0] is value:
+        return cached[1]
+    return _remember(value, _encode(value))
 
 
 def _unstructure_record(record: NodeRecord) -> dict[str, Any]:
@@ -254,9 +267,31 @@ converter.register_structure_hook(NodeRecord, _structure_record)
 converter.register_structure_hook(MissionSnapshot, _structure_snapshot)
 
 
+def _json_or_null(value: Any) -> str:
+    return "null" if value is None else _encode(value)
+
+
+def _time_or_null(value: datetime | None) -> str:
+    return "null" if value is None else f'"{_iso(value)}"'
+
+
 def _encode_record(record: NodeRecord, source: dict[str, Any] | None) -> str:
     # The record's entry in the snapshot's "nodes" object: ``"name":{...}``.
-    return _encode({record.name: _unstructure_record(record) if source is None else source})[1:-1]
+    if source is not None:
+        return f"{_encoded_name(record.name)}:{_encode(source)}"
+    # Written out key by key (the same text as encoding _unstructure_record's dict): two new
+    # records are encoded at a typical commit.
+    error = record.error
+    name = _encoded_name(record.name)
+    return (
+        f'{name}:{{"name":{name},"kind":{_encoded_name(record.kind)},'
+        f'"status":"{record.status.value}","attempts":{int(record.attempts)},'
+        f'"input":{_encode_kept(record.input)},"output":{_json_or_null(record.output)},'
+        f'"error":{"null" if error is None else _encode(converter.unstructure(error, ErrorInfo))},'
+        f'"started_at":{_time_or_null(record.started_at)},'
+        f'"finished_at":{_time_or_null(record.finished_at)},'
+        f'"due_at":{_time_or_null(record.due_at)}}}'
+    )
 
 
 _encoded_names: dict[str | None, str] = {}
@@ -289,13 +324,13 @@ def snapshot_to_json(snapshot: MissionSnapshot) -> str:
     # Written out key by key (the same document as encoding snapshot_to_dict without "nodes"):
     # the head is encoded at every commit.
     head = (
-        f'{{"id":{_encode(snapshot.id)},"definition":{_encoded_name(snapshot.definition)},'
+        f'{{"id":{_encode_kept(snapshot.id)},"definition":{_encoded_name(snapshot.definition)},'
         f'"definition_version":{int(snapshot.definition_version)},'
         f'"status":"{snapshot.status.value}",'
         f'"current_node":{_encoded_name(snapshot.current_node)},'
-        f'"input":{_encode(snapshot.input)},'
+        f'"input":{_encode_kept(snapshot.input)},'
         f'"created_at":"{_iso(snapshot.created_at)}","updated_at":"{_iso(snapshot.updated_at)}",'
-        f'"wait":{wait_text},"output":{_encode(snapshot.output)},'
+        f'"wait":{wait_text},"output":{_json_or_null(snapshot.output)},'
         f'"error":{"null" if error is None else _encode(converter.unstructure(error, ErrorInfo))},'
         f'"cancel_request":'
         f"{'null' if request is None else _encode(converter.unstructure(request, CancelRequest))},"
