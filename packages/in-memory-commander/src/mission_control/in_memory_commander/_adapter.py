@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 from collections.abc import Sequence
 from datetime import datetime
@@ -20,6 +21,8 @@ from mission_control.core import (
     TimelineKind,
 )
 
+from ._packed import DEFINITION, REVISION, STATUS, Packed, pack, unpack
+
 _Entry = tuple[datetime, str, str | None, int | None, JsonValue]
 
 
@@ -31,15 +34,19 @@ class InMemoryPersistenceAdapter:
     """Keeps missions in dictionaries. Nothing survives the process; everything else about it
     (atomic writes, compare-and-set, due queries, signal inbox) behaves like a durable store.
 
-    Snapshots are immutable and stored as given, so reads cost nothing; the JSON values inside
-    them (inputs, outputs) must not be mutated by callers.
+    Snapshots are immutable and stored as given, so reads of active missions cost nothing;
+    finished ones are packed into plain tuples that the garbage collector need not walk (see
+    ``_packed.py``) and rebuilt when read. The JSON values inside snapshots (inputs, outputs)
+    must not be mutated by callers.
     """
 
     def __init__(self) -> None:
-        self._missions: dict[str, MissionSnapshot] = {}
-        # Timelines are kept as tuples of atoms (the kind as its string): the garbage collector
-        # stops tracking such tuples, so a large store does not slow every full collection.
-        self._timelines: dict[str, list[_Entry]] = {}
+        # Active missions as snapshots, finished ones packed.
+        self._missions: dict[str, MissionSnapshot | Packed] = {}
+        # Timeline entries are kept as tuples of atoms (the kind as its string), and a finished
+        # mission's timeline as a tuple of them: the garbage collector stops tracking such
+        # tuples, so a large store does not slow every full collection.
+        self._timelines: dict[str, list[_Entry] | tuple[_Entry, ...]] = {}
         self._inboxes: dict[str, list[BufferedSignal]] = {}
         self._cancels: dict[str, CancelRequest] = {}
         self._running: set[str] = set()
@@ -71,8 +78,28 @@ class InMemoryPersistenceAdapter:
         if snapshot.cancel_request is not None:
             self._cancels.setdefault(snapshot.id, snapshot.cancel_request)
             snapshot = attrs.evolve(snapshot, cancel_request=None)
-        self._missions[snapshot.id] = snapshot
+        stored: MissionSnapshot | Packed = snapshot
+        if snapshot.status.is_terminal:
+            # A value that is not plain JSON cannot be packed: that mission is kept as it is.
+            with contextlib.suppress(ValueError):
+                stored = pack(snapshot)
+        self._missions[snapshot.id] = stored
         self._index(snapshot)
+
+    def _log(
+        self, mission_id: str, timeline: Sequence[TimelineEntry], *, finished: bool = False
+    ) -> None:
+        entries = self._timelines[mission_id]
+        if isinstance(entries, tuple):
+            entries = list(entries)
+        entries.extend(map(_pack, timeline))
+        self._timelines[mission_id] = tuple(entries) if finished else entries
+
+    def _stored(self, mission_id: str) -> MissionSnapshot | None:
+        stored = self._missions.get(mission_id)
+        if stored is None or isinstance(stored, MissionSnapshot):
+            return stored
+        return unpack(stored)
 
     async def insert(
         self, snapshot: MissionSnapshot, timeline: Sequence[TimelineEntry]
@@ -81,12 +108,13 @@ class InMemoryPersistenceAdapter:
         if snapshot.id in self._missions:
             return await self.load(snapshot.id)
         self._store(snapshot)
-        self._timelines[snapshot.id] = [_pack(entry) for entry in timeline]
+        self._timelines[snapshot.id] = ()
+        self._log(snapshot.id, timeline, finished=snapshot.status.is_terminal)
         return None
 
     async def load(self, mission_id: str) -> MissionSnapshot | None:
         self._check_open()
-        snapshot = self._missions.get(mission_id)
+        snapshot = self._stored(mission_id)
         if snapshot is None:
             return None
         cancel = self._cancels.get(mission_id)
@@ -104,9 +132,10 @@ class InMemoryPersistenceAdapter:
         stored = self._missions.get(snapshot.id)
         if stored is None:
             raise RevisionConflictError(f"mission {snapshot.id!r} does not exist")
-        if stored.revision != expected_revision or snapshot.revision != expected_revision + 1:
+        revision: int = stored.revision if isinstance(stored, MissionSnapshot) else stored[REVISION]
+        if revision != expected_revision or snapshot.revision != expected_revision + 1:
             raise RevisionConflictError(
-                f"mission {snapshot.id!r} is at revision {stored.revision}, the commit expected "
+                f"mission {snapshot.id!r} is at revision {revision}, the commit expected "
                 f"{expected_revision} and carried {snapshot.revision}"
             )
         inbox = self._inboxes.get(snapshot.id)
@@ -117,7 +146,7 @@ class InMemoryPersistenceAdapter:
                 )
             inbox[:] = [s for s in inbox if s.seq != consumed_signal]
         self._store(snapshot)
-        self._timelines[snapshot.id].extend(map(_pack, timeline))
+        self._log(snapshot.id, timeline, finished=snapshot.status.is_terminal)
 
     async def append_signal(
         self,
@@ -133,7 +162,7 @@ class InMemoryPersistenceAdapter:
         self._signal_seq += 1
         signal = BufferedSignal(self._signal_seq, name, payload, received_at)
         self._inboxes.setdefault(mission_id, []).append(signal)
-        self._timelines[mission_id].extend(map(_pack, timeline))
+        self._log(mission_id, timeline)
         return signal
 
     async def next_signal(self, mission_id: str, name: str) -> BufferedSignal | None:
@@ -150,7 +179,7 @@ class InMemoryPersistenceAdapter:
         if mission_id not in self._missions:
             raise PersistenceError(f"cannot cancel unknown mission {mission_id!r}")
         self._cancels.setdefault(mission_id, request)
-        self._timelines[mission_id].extend(map(_pack, timeline))
+        self._log(mission_id, timeline)
 
     async def list_missions(
         self,
@@ -165,10 +194,16 @@ class InMemoryPersistenceAdapter:
         for mission_id in sorted(self._missions):
             if after_id is not None and mission_id <= after_id:
                 continue
-            snapshot = self._missions[mission_id]
-            if status is not None and snapshot.status is not status:
+            stored = self._missions[mission_id]
+            stored_status: str
+            stored_definition: str
+            if isinstance(stored, MissionSnapshot):
+                stored_status, stored_definition = stored.status.value, stored.definition
+            else:
+                stored_status, stored_definition = stored[STATUS], stored[DEFINITION]
+            if status is not None and stored_status != status.value:
                 continue
-            if definition is not None and snapshot.definition != definition:
+            if definition is not None and stored_definition != definition:
                 continue
             if limit is not None and len(result) >= limit:
                 break

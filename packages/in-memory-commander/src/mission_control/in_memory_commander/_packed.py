@@ -1,0 +1,139 @@
+"""Finished missions kept as flat tuples of plain values.
+
+A store that keeps every mission it ever ran holds mostly finished ones, and Python's cyclic
+garbage collector visits every reference of every object it tracks at each full collection: a
+snapshot and its node records are a dozen such objects with about a hundred references, each
+visit likely a cache miss. A tuple holding only strings, numbers, datetimes and bytes is untracked
+by the collector the first time it looks at it, so a finished mission then costs it nothing. JSON
+containers (dicts and lists, which the collector always tracks) are kept as ``marshal`` bytes:
+exact for JSON values, fast both ways, and never written anywhere (nothing in this adapter
+outlives the process). Reading a finished mission back builds its snapshot again.
+"""
+
+from __future__ import annotations
+
+import marshal
+from typing import Any
+
+from mission_control.core import (
+    ErrorInfo,
+    MissionSnapshot,
+    MissionStatus,
+    NodeRecord,
+    NodeStatus,
+    Wait,
+    WaitKind,
+)
+
+Packed = tuple[Any, ...]
+"""One flat tuple: the collector untracks a tuple only once the tuples inside it are untracked,
+one level per collection, so nested tuples would stay tracked for several full collections."""
+
+_MISSION_STATUSES = {status.value: status for status in MissionStatus}
+_NODE_STATUSES = {status.value: status for status in NodeStatus}
+_WAIT_KINDS = {kind.value: kind for kind in WaitKind}
+
+DEFINITION = 1
+STATUS = 3
+"""Where a packed mission holds its definition name and its status (as text)."""
+REVISION = 16
+_HEAD = 17
+_RECORD = 13
+
+
+def pack(snapshot: MissionSnapshot) -> Packed:
+    """The snapshot without its cancellation request (the adapter keeps that apart); raises
+    ``ValueError`` when a value in it is not plain JSON."""
+    wait, error = snapshot.wait, snapshot.error
+    fields: list[Any] = [
+        snapshot.id,
+        snapshot.definition,
+        snapshot.definition_version,
+        snapshot.status.value,
+        snapshot.current_node,
+        _freeze(snapshot.input),
+        snapshot.created_at,
+        snapshot.updated_at,
+        *((None, None, None, None) if wait is None else _wait_fields(wait)),
+        _freeze(snapshot.output),
+        *_error_fields(error),
+        snapshot.revision,
+    ]
+    for path, record in snapshot.nodes.items():
+        fields += (
+            path,
+            record.name,
+            record.kind,
+            record.status.value,
+            record.attempts,
+            _freeze(record.input),
+            _freeze(record.output),
+            *_error_fields(record.error),
+            record.started_at,
+            record.finished_at,
+            record.due_at,
+        )
+    return tuple(fields)
+
+
+def _freeze(value: Any) -> Any:
+    # JSON values hold no bytes, so bytes here always mean a frozen container.
+    kind: type[Any] = type(value)  # pyright: ignore[reportUnknownVariableType]
+    if kind is dict or kind is list:
+        return marshal.dumps(value)  # ValueError for what marshal cannot hold
+    if kind is bytes:
+        raise ValueError("bytes are not a JSON value")
+    return value
+
+
+def _thaw(value: Any) -> Any:
+    return marshal.loads(value) if type(value) is bytes else value
+
+
+def _wait_fields(wait: Wait) -> tuple[str, str, str | None, Any]:
+    return (wait.kind.value, wait.node, wait.signal, wait.due_at)
+
+
+def _error_fields(error: ErrorInfo | None) -> tuple[str | None, str | None, int | None]:
+    return (None, None, None) if error is None else (error.type, error.message, error.attempt)
+
+
+def _error(type_: str | None, message: str | None, attempt: int | None) -> ErrorInfo | None:
+    return None if type_ is None else ErrorInfo(type_, str(message), int(attempt or 0))
+
+
+def unpack(packed: Packed) -> MissionSnapshot:
+    nodes: dict[str, NodeRecord] = {}
+    for at in range(_HEAD, len(packed), _RECORD):
+        (path, name, kind, status, attempts, input, output, e_type, e_message, e_attempt) = packed[
+            at : at + 10
+        ]
+        nodes[path] = NodeRecord(
+            name,
+            kind,
+            _NODE_STATUSES[status],
+            attempts,
+            _thaw(input),
+            _thaw(output),
+            _error(e_type, e_message, e_attempt),
+            *packed[at + 10 : at + _RECORD],
+        )
+    wait_kind = packed[8]
+    return MissionSnapshot(
+        packed[0],
+        packed[1],
+        packed[2],
+        _MISSION_STATUSES[packed[3]],
+        packed[4],
+        _thaw(packed[5]),
+        packed[6],
+        packed[7],
+        nodes,
+        None
+        if wait_kind is None
+        else Wait(_WAIT_KINDS[wait_kind], packed[9], packed[10], packed[11]),
+        _thaw(packed[12]),
+        _error(*packed[13:16]),
+        None,
+        packed[REVISION],
+    )

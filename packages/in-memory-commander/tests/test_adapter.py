@@ -1,0 +1,130 @@
+"""The in-memory adapter beyond the shared conformance suite: finished missions are stored
+packed and read back as they were written."""
+
+from __future__ import annotations
+
+import gc
+from datetime import UTC, datetime, timedelta
+
+import attrs
+
+from mission_control.core import (
+    CancelRequest,
+    ErrorInfo,
+    MissionSnapshot,
+    MissionStatus,
+    NodeRecord,
+    NodeStatus,
+    TimelineEntry,
+    TimelineKind,
+    Wait,
+    WaitKind,
+)
+from mission_control.in_memory_commander import InMemoryPersistenceAdapter
+
+T0 = datetime(2030, 1, 1, tzinfo=UTC)
+
+
+def _finished(status: MissionStatus) -> MissionSnapshot:
+    failure = ErrorInfo("Boom", "it broke", 2)
+    return MissionSnapshot(
+        "m-1",
+        "flow",
+        3,
+        status,
+        "call",
+        {"email": "a@example.com", "tags": ["x", "y"]},
+        T0,
+        T0 + timedelta(seconds=5),
+        {
+            "start": NodeRecord(
+                "start", "start", NodeStatus.COMPLETED, 1, {"n": 1}, {"ok": True}, None, T0, T0
+            ),
+            "call": NodeRecord(
+                "call",
+                "step",
+                NodeStatus.FAILED,
+                2,
+                error=failure,
+                started_at=T0,
+                finished_at=T0 + timedelta(seconds=5),
+                due_at=T0 + timedelta(seconds=3),
+            ),
+        },
+        Wait(WaitKind.RETRY, "call", None, T0 + timedelta(seconds=3)),
+        [1, 2.5, None],
+        failure,
+        None,
+        4,
+    )
+
+
+async def test_a_finished_mission_reads_back_equal_to_what_was_written() -> None:
+    """Every field of a completed, failed or cancelled mission survives being stored packed."""
+    for status in (MissionStatus.COMPLETED, MissionStatus.FAILED, MissionStatus.CANCELLED):
+        adapter = InMemoryPersistenceAdapter()
+        written = _finished(status)
+        await adapter.insert(written, [])
+        assert await adapter.load("m-1") == written
+        listed = await adapter.list_missions(status=status, definition="flow")
+        assert listed == [written]
+        assert await adapter.list_missions(status=MissionStatus.RUNNING) == []
+
+
+async def test_a_cancelled_mission_keeps_its_request_beside_the_packed_snapshot() -> None:
+    """The cancellation request of a finished mission is read back with it."""
+    adapter = InMemoryPersistenceAdapter()
+    request = CancelRequest(T0, "no longer needed")
+    running = attrs.evolve(_finished(MissionStatus.RUNNING), revision=1)
+    await adapter.insert(running, [])
+    await adapter.request_cancel("m-1", request, [])
+    cancelled = attrs.evolve(running, status=MissionStatus.CANCELLED, revision=2)
+    await adapter.commit(cancelled, expected_revision=1, timeline=[])
+    assert await adapter.load("m-1") == attrs.evolve(cancelled, cancel_request=request)
+
+
+async def test_finished_missions_hold_no_objects_the_collector_must_walk() -> None:
+    """Once stored, a finished mission (its JSON values, node records and timeline included)
+    leaves nothing for the cyclic garbage collector to track, and still reads back whole."""
+    adapter = InMemoryPersistenceAdapter()
+    written = _finished(MissionStatus.COMPLETED)
+    entries = [TimelineEntry(T0, TimelineKind.MISSION_COMPLETED, "end")]
+    await adapter.insert(written, entries)
+    # A tuple is untracked once the tuples in it are: one level per collection.
+    gc.collect()
+    gc.collect()
+    stored = adapter._missions["m-1"]  # pyright: ignore[reportPrivateUsage]
+    timeline = adapter._timelines["m-1"]  # pyright: ignore[reportPrivateUsage]
+    assert not gc.is_tracked(stored)
+    assert not gc.is_tracked(timeline)
+    assert await adapter.load("m-1") == written
+    assert await adapter.timeline("m-1") == entries
+
+
+async def test_reading_a_finished_mission_gives_values_of_its_own() -> None:
+    """Each read of a finished mission gives fresh JSON values: changing one read's input does
+    not change the next."""
+    adapter = InMemoryPersistenceAdapter()
+    await adapter.insert(_finished(MissionStatus.COMPLETED), [])
+    first = await adapter.load("m-1")
+    assert first is not None
+    first.input["tags"].append("z")
+    again = await adapter.load("m-1")
+    assert again is not None
+    assert again.input == {"email": "a@example.com", "tags": ["x", "y"]}
+
+
+async def test_a_finished_mission_holding_values_beyond_json_is_kept_as_written() -> None:
+    """A snapshot whose values are not plain JSON (the adapter is called directly) is stored and
+    read back unchanged rather than packed."""
+    adapter = InMemoryPersistenceAdapter()
+    odd = object()
+    written = attrs.evolve(_finished(MissionStatus.COMPLETED), output={"thing": odd})
+    await adapter.insert(written, [])
+    loaded = await adapter.load("m-1")
+    assert loaded == written
+    assert loaded is not None
+    assert loaded.output["thing"] is odd
+    raw = attrs.evolve(_finished(MissionStatus.FAILED), id="m-2", output=b"\x00raw")
+    await adapter.insert(raw, [])
+    assert await adapter.load("m-2") == raw
