@@ -12,6 +12,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from datetime import UTC, datetime
+from types import CoroutineType
 from typing import Any
 
 import attrs
@@ -49,6 +50,17 @@ from ._snapshot import (
 )
 
 Definition = MissionDefinition[Any, Any, Any]
+
+# What a plain (not async) user function returns, which can never be awaited: checked by exact
+# type before inspect.isawaitable, which for these ends in a slow abc check.
+_PLAIN_RESULTS: frozenset[type] = frozenset({type(None), bool, int, float, str, dict, list, tuple})
+
+
+def _is_awaitable(value: object) -> bool:
+    kind = type(value)
+    if kind is CoroutineType:
+        return True
+    return kind not in _PLAIN_RESULTS and inspect.isawaitable(value)
 
 
 class _Hold:
@@ -376,7 +388,7 @@ class Engine:
                     try:
                         with trio.fail_after(node.timeout.total_seconds()):
                             result = function(ctx)
-                            if inspect.isawaitable(result):
+                            if _is_awaitable(result):
                                 result = await result
                     except trio.TooSlowError:
                         raise StepTimeoutError(
@@ -385,7 +397,7 @@ class Engine:
                         ) from None
                 else:
                     result = function(ctx)
-                    if inspect.isawaitable(result):
+                    if _is_awaitable(result):
                         result = await result
                 output = to_json_value(result, what=f"output of {node.kind} {node.name!r}")
             except Exception as raised:
@@ -479,7 +491,7 @@ class Engine:
         )
         try:
             result = node.output(ctx)
-            if inspect.isawaitable(result):
+            if _is_awaitable(result):
                 result = await result
             output = to_json_value(result, what="mission output")
         except Exception as error:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import heapq
 from collections.abc import Sequence
 from datetime import datetime
@@ -80,9 +79,10 @@ class InMemoryPersistenceAdapter:
             snapshot = attrs.evolve(snapshot, cancel_request=None)
         stored: MissionSnapshot | Packed = snapshot
         if snapshot.status.is_terminal:
-            # A value that is not plain JSON cannot be packed: that mission is kept as it is.
-            with contextlib.suppress(ValueError):
+            try:
                 stored = pack(snapshot)
+            except ValueError:
+                stored = snapshot  # a value that is not plain JSON: kept as it is
         self._missions[snapshot.id] = stored
         self._index(snapshot)
 

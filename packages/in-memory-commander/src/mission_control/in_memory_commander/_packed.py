@@ -39,6 +39,11 @@ STATUS = 3
 REVISION = 16
 _HEAD = 17
 _RECORD = 13
+_NO_ERROR = (None, None, None)
+# Status and kind names as plain strings: an enum member is an object the collector tracks.
+_TEXT: dict[str, str] = {
+    member: member.value for kinds in (MissionStatus, NodeStatus, WaitKind) for member in kinds
+}
 
 
 def pack(snapshot: MissionSnapshot) -> Packed:
@@ -49,35 +54,39 @@ def pack(snapshot: MissionSnapshot) -> Packed:
         snapshot.id,
         snapshot.definition,
         snapshot.definition_version,
-        snapshot.status.value,
+        _TEXT[snapshot.status],
         snapshot.current_node,
         _freeze(snapshot.input),
         snapshot.created_at,
         snapshot.updated_at,
-        *((None, None, None, None) if wait is None else _wait_fields(wait)),
-        _freeze(snapshot.output),
-        *_error_fields(error),
-        snapshot.revision,
     ]
+    if wait is None:
+        fields += (None, None, None, None)
+    else:
+        fields += (_TEXT[wait.kind], wait.node, wait.signal, wait.due_at)
+    fields.append(_freeze(snapshot.output))
+    fields += _NO_ERROR if error is None else (error.type, error.message, error.attempt)
+    fields.append(snapshot.revision)
     for path, record in snapshot.nodes.items():
+        error = record.error
         fields += (
             path,
             record.name,
             record.kind,
-            record.status.value,
+            _TEXT[record.status],
             record.attempts,
             _freeze(record.input),
             _freeze(record.output),
-            *_error_fields(record.error),
-            record.started_at,
-            record.finished_at,
-            record.due_at,
         )
+        fields += _NO_ERROR if error is None else (error.type, error.message, error.attempt)
+        fields += (record.started_at, record.finished_at, record.due_at)
     return tuple(fields)
 
 
 def _freeze(value: Any) -> Any:
     # JSON values hold no bytes, so bytes here always mean a frozen container.
+    if value is None:
+        return None
     kind: type[Any] = type(value)  # pyright: ignore[reportUnknownVariableType]
     if kind is dict or kind is list:
         return marshal.dumps(value)  # ValueError for what marshal cannot hold
@@ -88,14 +97,6 @@ def _freeze(value: Any) -> Any:
 
 def _thaw(value: Any) -> Any:
     return marshal.loads(value) if type(value) is bytes else value
-
-
-def _wait_fields(wait: Wait) -> tuple[str, str, str | None, Any]:
-    return (wait.kind.value, wait.node, wait.signal, wait.due_at)
-
-
-def _error_fields(error: ErrorInfo | None) -> tuple[str | None, str | None, int | None]:
-    return (None, None, None) if error is None else (error.type, error.message, error.attempt)
 
 
 def _error(type_: str | None, message: str | None, attempt: int | None) -> ErrorInfo | None:
