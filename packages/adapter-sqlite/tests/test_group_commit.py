@@ -222,3 +222,34 @@ async def test_missions_moved_by_concurrent_tasks_are_grouped_and_complete(
 async def _checkpointing(ctx: object) -> int:
     await trio.lowlevel.checkpoint()
     return 1
+
+
+async def test_a_caller_cancelled_while_its_write_is_grouped_learns_it_was_stored(
+    adapter: SQLitePersistenceAdapter, make_snapshot: Make, make_entry: Entry
+) -> None:
+    """A commit made under an already cancelled scope, inside a group, is stored and returns
+    normally; the cancellation arrives at the caller's next checkpoint."""
+    ids = [f"m{i}" for i in range(4)]
+    await _insert_all(adapter, make_snapshot, ids)
+    await _warm_up(adapter, make_snapshot)
+    returned: list[str] = []
+
+    async def cancelled_commit(mission_id: str) -> None:
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await adapter.commit(
+                make_snapshot(mission_id, revision=2), expected_revision=1, timeline=[make_entry()]
+            )
+            returned.append(mission_id)
+            await trio.lowlevel.checkpoint()
+        assert scope.cancelled_caught
+
+    async with trio.open_nursery() as nursery:
+        for mission_id in ids:
+            nursery.start_soon(cancelled_commit, mission_id)
+
+    assert sorted(returned) == ids
+    for mission_id in ids:
+        stored = await adapter.load(mission_id)
+        assert stored is not None
+        assert stored.revision == 2

@@ -73,12 +73,15 @@ class Transaction:
 class _Write:
     """One caller's write in a group, and how it ended."""
 
-    __slots__ = ("action", "done", "error", "result", "run")
+    __slots__ = ("action", "error", "result", "run", "waiting")
 
-    def __init__(self, run: Callable[[], object], action: str, done: trio.Event | None) -> None:
+    def __init__(
+        self, run: Callable[[], object], action: str, waiting: trio.lowlevel.Task | None
+    ) -> None:
         self.run = run
         self.action = action
-        self.done = done
+        self.waiting = waiting
+        """The task waiting for the group's commit (``None`` for the leader)."""
         self.result: object = None
         self.error: BaseException | None = None
 
@@ -86,6 +89,10 @@ class _Write:
         if self.error is not None:
             raise self.error
         return self.result
+
+
+def _cannot_abort(_: object) -> trio.lowlevel.Abort:
+    return trio.lowlevel.Abort.FAILED
 
 
 class GroupCommit:
@@ -117,13 +124,12 @@ class GroupCommit:
         stored."""
         group = self._open
         if group is not None:
-            done = trio.Event()
-            joined = _Write(write, action, done)
+            joined = _Write(write, action, trio.lowlevel.current_task())
             group.append(joined)
-            # The leader commits right after its one yield: waiting is short, and a cancelled
+            # The leader commits right after its one yield, then reschedules this task: the
+            # wait is short, and it cannot be cancelled (Abort.FAILED), because a cancelled
             # caller must not leave without knowing whether its write was stored.
-            with trio.CancelScope(shield=True):
-                await done.wait()
+            await trio.lowlevel.wait_task_rescheduled(_cannot_abort)
             return cast(T, joined.outcome())
         own = _Write(write, action, None)
         if not self._grouping:
@@ -139,8 +145,7 @@ class GroupCommit:
         group = [own]
         self._open = group
         try:
-            with trio.CancelScope(shield=True):
-                await trio.lowlevel.checkpoint()
+            await trio.lowlevel.cancel_shielded_checkpoint()
         finally:
             self._open = None
         try:
@@ -150,8 +155,8 @@ class GroupCommit:
                 self._commit_group(group)
         finally:
             for joined in group[1:]:
-                assert joined.done is not None
-                joined.done.set()
+                assert joined.waiting is not None
+                trio.lowlevel.reschedule(joined.waiting)
         if len(group) > 1:
             self._grouping = True
             self._solo_groups = 0
