@@ -2,7 +2,7 @@
 
 A transaction's ``COMMIT`` is most of what a small write costs. When several missions are being
 moved at once (a runtime tick's workers, concurrent ``start`` calls), the first write to arrive
-yields once to the other tasks; the writes they reach in the meantime join it, and all of them are
+yields to the other tasks; the writes they reach in the meantime join it, and all of them are
 stored by one ``BEGIN … COMMIT``. Each write still keeps its own all-or-nothing: it runs inside a
 savepoint, so a write that fails (a revision conflict, a broken row) is undone alone and the
 others are committed. No caller returns before its write is committed.
@@ -126,7 +126,7 @@ class GroupCommit:
         if group is not None:
             joined = _Write(write, action, trio.lowlevel.current_task())
             group.append(joined)
-            # The leader commits right after its one yield, then reschedules this task: the
+            # The leader commits right after its yields, then reschedules this task: the
             # wait is short, and it cannot be cancelled (Abort.FAILED), because a cancelled
             # caller must not leave without knowing whether its write was stored.
             await trio.lowlevel.wait_task_rescheduled(_cannot_abort)
@@ -145,6 +145,10 @@ class GroupCommit:
         group = [own]
         self._open = group
         try:
+            # Two trips through the scheduler: the first lets the tasks that are ready now reach
+            # their writes, the second those that became ready meanwhile (a previous group's
+            # writers, woken by its commit).
+            await trio.lowlevel.cancel_shielded_checkpoint()
             await trio.lowlevel.cancel_shielded_checkpoint()
         finally:
             self._open = None
