@@ -131,13 +131,17 @@ class GroupCommit:
             # caller must not leave without knowing whether its write was stored.
             await trio.lowlevel.wait_task_rescheduled(_cannot_abort)
             return cast(T, joined.outcome())
-        own = _Write(write, action, None)
         if not self._grouping:
             self._until_probe -= 1
             if self._until_probe:
-                self._commit_one(own)
-                return cast(T, own.outcome())
+                # The common case of one writer: its own transaction, nothing else.
+                try:
+                    with self._transaction:
+                        return write()
+                except apsw.Error as error:
+                    raise self._failure(action, error) from error
             self._until_probe = _PROBE_EVERY
+        own = _Write(write, action, None)
         await self._lead(own)
         return cast(T, own.outcome())
 
