@@ -124,6 +124,10 @@ class MissionDefinition(Generic[RawT, InT, OutT]):
     def has_node(self, name: str) -> bool:
         return name in self._index
 
+    def find(self, name: str) -> Node | None:
+        """The node called ``name``, or ``None``."""
+        return self._index.get(name)
+
     def next_node(self, name: str) -> Node | None:
         """The node that follows ``name`` (``None`` after the end)."""
         return self._next[name]

@@ -52,6 +52,10 @@ from ._snapshot import (
 
 Definition = MissionDefinition[Any, Any, Any]
 
+# The nodes that run a function (as a tuple: isinstance with ``A | B`` written inline builds the
+# union at every call).
+_FUNCTION_NODES = (StartNode, StepNode)
+
 # What a plain (not async) user function returns, which can never be awaited: checked by exact
 # type before inspect.isawaitable, which for these ends in a slow abc check.
 _PLAIN_RESULTS: frozenset[type] = frozenset({type(None), bool, int, float, str, dict, list, tuple})
@@ -261,7 +265,8 @@ class Engine:
                 return await self._write(draft)
 
             current = draft.current_node
-            if current is not None and not definition.has_node(current):
+            node = definition.find(current) if current is not None else None
+            if current is not None and node is None:
                 record = draft.nodes.get(current)
                 draft.failed(
                     current,
@@ -279,14 +284,13 @@ class Engine:
 
             status = draft.status
             if status is MissionStatus.RUNNING:
-                assert current is not None
-                node = definition.node(current)
-                if isinstance(node, StartNode | StepNode):
+                assert node is not None
+                if isinstance(node, _FUNCTION_NODES):
                     await self._run_node(definition, draft, node)
                     # A step's result is written with the transition that follows it, before the
                     # next step runs.
                     if draft.status is MissionStatus.RUNNING and isinstance(
-                        definition.node(draft.current_node or ""), StartNode | StepNode
+                        definition.find(draft.current_node or ""), _FUNCTION_NODES
                     ):
                         last = await self._write(draft)
                 elif isinstance(node, EndNode) and node.output is not None:
@@ -460,7 +464,7 @@ class Engine:
     def _enter(self, definition: Definition, draft: Draft, node: Node, now: datetime) -> None:
         """Move the cursor onto ``node``, settling at once what needs no outside event or
         function call."""
-        if isinstance(node, StepNode | StartNode):
+        if isinstance(node, _FUNCTION_NODES):
             draft.run_node(node.name, node.kind, now)
         elif isinstance(node, NeedToNode):
             draft.log(now, TimelineKind.WAIT_STARTED, node.name, detail={"signal": node.name})

@@ -23,10 +23,7 @@ from mission_control.core import (
 from ._packed import DEFINITION, REVISION, STATUS, Packed, pack, unpack
 
 _Entry = tuple[datetime, str, str | None, int | None, JsonValue]
-
-
-def _pack(entry: TimelineEntry) -> _Entry:
-    return (entry.at, entry.kind.value, entry.node, entry.attempt, entry.detail)
+_KIND_TEXT: dict[str, str] = {kind: kind.value for kind in TimelineKind}
 
 
 class InMemoryPersistenceAdapter:
@@ -92,7 +89,9 @@ class InMemoryPersistenceAdapter:
         entries = self._timelines[mission_id]
         if isinstance(entries, tuple):
             entries = list(entries)
-        entries.extend(map(_pack, timeline))
+        # The kind as its plain text, looked up rather than read through the enum's property.
+        kinds = _KIND_TEXT
+        entries.extend([(e.at, kinds[e.kind], e.node, e.attempt, e.detail) for e in timeline])
         self._timelines[mission_id] = tuple(entries) if finished else entries
 
     def _stored(self, mission_id: str) -> MissionSnapshot | None:

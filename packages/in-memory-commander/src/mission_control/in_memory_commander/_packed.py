@@ -56,7 +56,7 @@ def pack(snapshot: MissionSnapshot) -> Packed:
         snapshot.definition_version,
         _TEXT[snapshot.status],
         snapshot.current_node,
-        _freeze(snapshot.input),
+        None if snapshot.input is None else _freeze(snapshot.input),
         snapshot.created_at,
         snapshot.updated_at,
     ]
@@ -64,7 +64,7 @@ def pack(snapshot: MissionSnapshot) -> Packed:
         fields += (None, None, None, None)
     else:
         fields += (_TEXT[wait.kind], wait.node, wait.signal, wait.due_at)
-    fields.append(_freeze(snapshot.output))
+    fields.append(None if snapshot.output is None else _freeze(snapshot.output))
     fields += _NO_ERROR if error is None else (error.type, error.message, error.attempt)
     fields.append(snapshot.revision)
     for path, record in snapshot.nodes.items():
@@ -75,8 +75,8 @@ def pack(snapshot: MissionSnapshot) -> Packed:
             record.kind,
             _TEXT[record.status],
             record.attempts,
-            _freeze(record.input),
-            _freeze(record.output),
+            None if record.input is None else _freeze(record.input),
+            None if record.output is None else _freeze(record.output),
         )
         fields += _NO_ERROR if error is None else (error.type, error.message, error.attempt)
         fields += (record.started_at, record.finished_at, record.due_at)
@@ -85,8 +85,6 @@ def pack(snapshot: MissionSnapshot) -> Packed:
 
 def _freeze(value: Any) -> Any:
     # JSON values hold no bytes, so bytes here always mean a frozen container.
-    if value is None:
-        return None
     kind: type[Any] = type(value)  # pyright: ignore[reportUnknownVariableType]
     if kind is dict or kind is list:
         return marshal.dumps(value)  # ValueError for what marshal cannot hold
