@@ -394,7 +394,7 @@ class SQLitePersistenceAdapter:
         self._due_rows.pop(mission_id, None)
         revision = snapshot.revision
         due, text, cancel = self._encode(snapshot)
-        row = (mission_id, snapshot.definition, snapshot.status.value, due, revision, text, cancel)
+        row = (mission_id, snapshot.definition, str(snapshot.status), due, revision, text, cancel)
         entries = [
             (mission_id, revision, i, timeline_entry_to_json(entry))
             for i, entry in enumerate(timeline)
@@ -449,7 +449,7 @@ class SQLitePersistenceAdapter:
                 f"carry revision {expected_revision + 1}, not {revision}"
             )
         due, text, cancel = self._encode(snapshot)
-        update = (snapshot.status.value, due, revision, text, cancel, mission_id, expected_revision)
+        update = (str(snapshot.status), due, revision, text, cancel, mission_id, expected_revision)
         entries = [
             (mission_id, revision, i, timeline_entry_to_json(entry))
             for i, entry in enumerate(timeline)

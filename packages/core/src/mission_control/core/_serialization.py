@@ -22,6 +22,7 @@ from ._snapshot import (
     NodeRecord,
     NodeStatus,
     TimelineEntry,
+    TimelineKind,
     Wait,
     WaitKind,
 )
@@ -202,7 +203,13 @@ _RECORD_KEYS = (
     "finished_at",
     "due_at",
 )
-# Enum lookups by value without the enum machinery (a call costs about a microsecond).
+# Enum lookups by value, and values by member, without the enum machinery (``Status(text)`` and
+# ``member.value`` go through Python-level enum code at every call).
+_TEXT: dict[str, str] = {
+    member: member.value
+    for kinds in (MissionStatus, NodeStatus, WaitKind, TimelineKind)
+    for member in kinds
+}
 _NODE_STATUSES = {status.value: status for status in NodeStatus}
 _MISSION_STATUSES = {status.value: status for status in MissionStatus}
 _WAIT_KINDS = {kind.value: kind for kind in WaitKind}
@@ -285,7 +292,7 @@ def _encode_record(record: NodeRecord, source: dict[str, Any] | None) -> str:
     name = _encoded_name(record.name)
     return (
         f'{name}:{{"name":{name},"kind":{_encoded_name(record.kind)},'
-        f'"status":"{record.status.value}","attempts":{int(record.attempts)},'
+        f'"status":"{_TEXT[record.status]}","attempts":{int(record.attempts)},'
         f'"input":{_encode_kept(record.input)},"output":{_json_or_null(record.output)},'
         f'"error":{"null" if error is None else _encode(converter.unstructure(error, ErrorInfo))},'
         f'"started_at":{_time_or_null(record.started_at)},'
@@ -318,7 +325,7 @@ def snapshot_to_json(snapshot: MissionSnapshot) -> str:
         wait_text = "null"
     else:
         wait_text = (
-            f'{{"kind":"{wait.kind.value}","node":{_encoded_name(wait.node)},'
+            f'{{"kind":"{_TEXT[wait.kind]}","node":{_encoded_name(wait.node)},'
             f'"signal":{_encoded_name(wait.signal)},"due_at":{_encode(_iso(wait.due_at))}}}'
         )
     # Written out key by key (the same document as encoding snapshot_to_dict without "nodes"):
@@ -326,7 +333,7 @@ def snapshot_to_json(snapshot: MissionSnapshot) -> str:
     head = (
         f'{{"id":{_encode_kept(snapshot.id)},"definition":{_encoded_name(snapshot.definition)},'
         f'"definition_version":{int(snapshot.definition_version)},'
-        f'"status":"{snapshot.status.value}",'
+        f'"status":"{_TEXT[snapshot.status]}",'
         f'"current_node":{_encoded_name(snapshot.current_node)},'
         f'"input":{_encode_kept(snapshot.input)},'
         f'"created_at":"{_iso(snapshot.created_at)}","updated_at":"{_iso(snapshot.updated_at)}",'
@@ -370,7 +377,7 @@ def timeline_entry_to_json(entry: TimelineEntry) -> str:
     attempt = entry.attempt
     # Written out for the common entry without detail: every field is a known atom.
     return (
-        f'{{"at":"{_iso(entry.at)}","kind":"{entry.kind.value}",'
+        f'{{"at":"{_iso(entry.at)}","kind":"{_TEXT[entry.kind]}",'
         f'"node":{_encoded_name(entry.node)},'
         f'"attempt":{"null" if attempt is None else int(attempt)},"detail":null}}'
     )
