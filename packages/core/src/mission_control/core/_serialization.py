@@ -141,13 +141,19 @@ def _remember(value: object, text: str) -> str:
     return text
 
 
-def _iso(value: datetime | None) -> str | None:
+def _time_json(value: datetime | None) -> str:
+    """A datetime as JSON text (its ISO 8601 form, quoted: nothing in it needs escaping), or
+    ``null``."""
     if value is None:
-        return None
+        return "null"
     cached = _texts.get(id(value))
     if cached is not None and cached[0] is value:
         return cached[1]
-    return _remember(value, value.isoformat())
+    return _remember(value, f'"{value.isoformat()}"')
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else _time_json(value)[1:-1]
 
 
 def _encode_kept(value: JsonValue) -> str:
@@ -278,10 +284,6 @@ def _json_or_null(value: Any) -> str:
     return "null" if value is None else _encode(value)
 
 
-def _time_or_null(value: datetime | None) -> str:
-    return "null" if value is None else f'"{_iso(value)}"'
-
-
 def _encode_record(record: NodeRecord, source: dict[str, Any] | None) -> str:
     # The record's entry in the snapshot's "nodes" object: ``"name":{...}``.
     if source is not None:
@@ -295,9 +297,9 @@ def _encode_record(record: NodeRecord, source: dict[str, Any] | None) -> str:
         f'"status":"{_TEXT[record.status]}","attempts":{int(record.attempts)},'
         f'"input":{_encode_kept(record.input)},"output":{_json_or_null(record.output)},'
         f'"error":{"null" if error is None else _encode(converter.unstructure(error, ErrorInfo))},'
-        f'"started_at":{_time_or_null(record.started_at)},'
-        f'"finished_at":{_time_or_null(record.finished_at)},'
-        f'"due_at":{_time_or_null(record.due_at)}}}'
+        f'"started_at":{_time_json(record.started_at)},'
+        f'"finished_at":{_time_json(record.finished_at)},'
+        f'"due_at":{_time_json(record.due_at)}}}'
     )
 
 
@@ -326,7 +328,7 @@ def snapshot_to_json(snapshot: MissionSnapshot) -> str:
     else:
         wait_text = (
             f'{{"kind":"{_TEXT[wait.kind]}","node":{_encoded_name(wait.node)},'
-            f'"signal":{_encoded_name(wait.signal)},"due_at":{_encode(_iso(wait.due_at))}}}'
+            f'"signal":{_encoded_name(wait.signal)},"due_at":{_time_json(wait.due_at)}}}'
         )
     # Written out key by key (the same document as encoding snapshot_to_dict without "nodes"):
     # the head is encoded at every commit.
@@ -336,7 +338,8 @@ def snapshot_to_json(snapshot: MissionSnapshot) -> str:
         f'"status":"{_TEXT[snapshot.status]}",'
         f'"current_node":{_encoded_name(snapshot.current_node)},'
         f'"input":{_encode_kept(snapshot.input)},'
-        f'"created_at":"{_iso(snapshot.created_at)}","updated_at":"{_iso(snapshot.updated_at)}",'
+        f'"created_at":{_time_json(snapshot.created_at)},'
+        f'"updated_at":{_time_json(snapshot.updated_at)},'
         f'"wait":{wait_text},"output":{_json_or_null(snapshot.output)},'
         f'"error":{"null" if error is None else _encode(converter.unstructure(error, ErrorInfo))},'
         f'"cancel_request":'
@@ -377,7 +380,7 @@ def timeline_entry_to_json(entry: TimelineEntry) -> str:
     attempt = entry.attempt
     # Written out for the common entry without detail: every field is a known atom.
     return (
-        f'{{"at":"{_iso(entry.at)}","kind":"{_TEXT[entry.kind]}",'
+        f'{{"at":{_time_json(entry.at)},"kind":"{_TEXT[entry.kind]}",'
         f'"node":{_encoded_name(entry.node)},'
         f'"attempt":{"null" if attempt is None else int(attempt)},"detail":null}}'
     )
