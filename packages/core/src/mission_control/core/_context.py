@@ -154,7 +154,6 @@ class Context(Generic[InT, OutT]):
         "_mission",
         "attempt",
         "definition",
-        "idempotency_key",
         "mission_id",
         "node",
         "now",
@@ -174,10 +173,14 @@ class Context(Generic[InT, OutT]):
         self.node: str = node
         self.attempt: int = attempt
         self.now: datetime = now
-        self.idempotency_key: str = f"{mission.id}:{node}"
         self._definition = definition
         self._mission = mission
         self._events: Events[InT, OutT] | None = None
+
+    @property
+    def idempotency_key(self) -> str:
+        """``"<mission id>:<node>"``: the same for every attempt of this node of this mission."""
+        return f"{self.mission_id}:{self.node}"
 
     @property
     def events(self) -> Events[InT, OutT]:

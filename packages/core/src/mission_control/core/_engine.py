@@ -37,7 +37,7 @@ from ._errors import (
 )
 from ._nodes import EndNode, NeedToNode, Node, SleepNode, StartNode, StepNode
 from ._persistence import PersistenceAdapter
-from ._serialization import copy_json, to_json_value
+from ._serialization import JSON_SCALARS, copy_json, to_json_value
 from ._snapshot import (
     CancelRequest,
     ErrorInfo,
@@ -408,7 +408,11 @@ class Engine:
                     result = function(ctx)
                     if _is_awaitable(result):
                         result = await result
-                output = to_json_value(result, what=f"output of {node.kind} {node.name!r}")
+                output = (
+                    result
+                    if type(result) in JSON_SCALARS
+                    else to_json_value(result, what=f"output of {node.kind} {node.name!r}")
+                )
             except Exception as raised:
                 error = raised
         now = self.now()

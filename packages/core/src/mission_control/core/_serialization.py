@@ -32,12 +32,13 @@ T = TypeVar("T")
 converter: cattrs.Converter = make_converter()
 """The converter that turns user values and mission records into JSON values and back."""
 
-_SCALARS = (str, int, bool, type(None))
+JSON_SCALARS: frozenset[type] = frozenset({str, int, bool, type(None)})
+"""Types whose values are JSON values as they are (floats are checked for NaN and infinity)."""
 
 
 def _normalise(value: Any, path: str) -> JsonValue:
     kind: type[Any] = type(value)  # pyright: ignore[reportUnknownVariableType]
-    if kind in _SCALARS:
+    if kind in JSON_SCALARS:
         return value
     if kind is float:
         if not math.isfinite(value):
@@ -50,7 +51,8 @@ def _normalise(value: Any, path: str) -> JsonValue:
                 raise OutputNotSerializableError(
                     f"{path} has the key {k!r} of type {type(k).__name__}; JSON keys are strings"
                 )
-            result[k] = _normalise(v, f"{path}[{k!r}]")
+            # A scalar needs no conversion, nor the path that only an error would show.
+            result[k] = v if type(v) in JSON_SCALARS else _normalise(v, f"{path}[{k!r}]")
         return result
     if kind is list or kind is tuple:
         return [_normalise(v, f"{path}[{i}]") for i, v in enumerate(value)]
