@@ -69,19 +69,22 @@ class InMemoryPersistenceAdapter:
             self._due[mission_id] = due
             heapq.heappush(self._due_heap, (due, mission_id))
 
-    def _store(self, snapshot: MissionSnapshot) -> None:
+    def _store(self, snapshot: MissionSnapshot, timeline: Sequence[TimelineEntry]) -> None:
+        """Keep the snapshot and append its timeline entries."""
         # The cancellation request has one writer, request_cancel; a snapshot can only add one.
         if snapshot.cancel_request is not None:
             self._cancels.setdefault(snapshot.id, snapshot.cancel_request)
             snapshot = attrs.evolve(snapshot, cancel_request=None)
         stored: MissionSnapshot | Packed = snapshot
-        if snapshot.status.is_terminal:
+        finished = snapshot.status.is_terminal
+        if finished:
             try:
                 stored = pack(snapshot)
             except ValueError:
                 stored = snapshot  # a value that is not plain JSON: kept as it is
         self._missions[snapshot.id] = stored
         self._index(snapshot)
+        self._log(snapshot.id, timeline, finished=finished)
 
     def _log(
         self, mission_id: str, timeline: Sequence[TimelineEntry], *, finished: bool = False
@@ -106,9 +109,8 @@ class InMemoryPersistenceAdapter:
         self._check_open()
         if snapshot.id in self._missions:
             return await self.load(snapshot.id)
-        self._store(snapshot)
         self._timelines[snapshot.id] = ()
-        self._log(snapshot.id, timeline, finished=snapshot.status.is_terminal)
+        self._store(snapshot, timeline)
         return None
 
     async def load(self, mission_id: str) -> MissionSnapshot | None:
@@ -144,8 +146,7 @@ class InMemoryPersistenceAdapter:
                     f"mission {snapshot.id!r} has no buffered signal {consumed_signal}"
                 )
             inbox[:] = [s for s in inbox if s.seq != consumed_signal]
-        self._store(snapshot)
-        self._log(snapshot.id, timeline, finished=snapshot.status.is_terminal)
+        self._store(snapshot, timeline)
 
     async def append_signal(
         self,
