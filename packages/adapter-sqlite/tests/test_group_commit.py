@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import apsw
+import pytest
 import trio
 
 from mission_control.adapter_sqlite import (
@@ -253,3 +254,62 @@ async def test_a_caller_cancelled_while_its_write_is_grouped_learns_it_was_store
         stored = await adapter.load(mission_id)
         assert stored is not None
         assert stored.revision == 2
+
+
+class _Interrupt(BaseException):
+    """Stands for a KeyboardInterrupt delivered at the leader's checkpoint."""
+
+
+async def test_writers_waiting_on_an_interrupted_leader_are_told_nothing_was_stored(
+    adapter: SQLitePersistenceAdapter,
+    make_snapshot: Make,
+    make_entry: Entry,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """When the task leading a group is interrupted before writing it, the writes that joined
+    it fail with PersistenceError instead of waiting forever, and nothing of the group is
+    stored."""
+    ids = [f"m{i}" for i in range(4)]
+    await _insert_all(adapter, make_snapshot, ids)
+    await _warm_up(adapter, make_snapshot)
+    real = trio.lowlevel.cancel_shielded_checkpoint
+    calls = 0
+
+    async def interrupted() -> None:
+        nonlocal calls
+        await real()
+        calls += 1
+        if calls == 2:
+            raise _Interrupt
+
+    monkeypatch.setattr(trio.lowlevel, "cancel_shielded_checkpoint", interrupted)
+    outcomes: dict[str, BaseException | None] = {}
+
+    async def one(mission_id: str) -> None:
+        try:
+            await adapter.commit(
+                make_snapshot(mission_id, revision=2), expected_revision=1, timeline=[make_entry()]
+            )
+        except Exception as error:
+            outcomes[mission_id] = error
+        else:
+            outcomes[mission_id] = None
+
+    async def all_at_once() -> None:
+        async with trio.open_nursery() as nursery:
+            for mission_id in ids:
+                nursery.start_soon(one, mission_id)
+
+    with pytest.raises(BaseExceptionGroup) as raised:
+        await all_at_once()
+    monkeypatch.undo()
+
+    assert raised.group_contains(_Interrupt)
+    assert len(outcomes) == 3
+    for error in outcomes.values():
+        assert isinstance(error, PersistenceError)
+        assert "interrupted" in str(error)
+    for mission_id in ids:
+        stored = await adapter.load(mission_id)
+        assert stored is not None
+        assert stored.revision == 1

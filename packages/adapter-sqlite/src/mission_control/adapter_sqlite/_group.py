@@ -7,10 +7,11 @@ stored by one ``BEGIN … COMMIT``. Each write still keeps its own all-or-nothin
 savepoint, so a write that fails (a revision conflict, a broken row) is undone alone and the
 others are committed. No caller returns before its write is committed.
 
-Yielding costs a trip through trio's scheduler, which a program that writes one mission at a time
-should not pay. So writes go straight to their own transaction until a probe (every
-``_PROBE_EVERY``-th write yields anyway) finds that other writes join; grouping then stays on until
-``_SOLO_LIMIT`` groups in a row had no one to join them.
+Yielding costs trips through trio's scheduler, which a program that writes one mission at a time
+should not pay. So writes go straight to their own transaction while they come from the task that
+made the previous one; a write from another task is a sign of concurrency and yields to see
+whether others join it (a probe). Once some did, grouping stays on until ``_SOLO_LIMIT`` groups in
+a row had no one to join them.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from ._sqlite import Connection, Cursor
 
 T = TypeVar("T")
 
-_PROBE_EVERY: Final = 16
 _SOLO_LIMIT: Final = 16
 
 
@@ -116,7 +116,9 @@ class GroupCommit:
         self._open: list[_Write] | None = None
         self._grouping = False
         self._solo_groups = 0
-        self._until_probe = _PROBE_EVERY
+        # The id of the task that made the last write (an id, not the task: nothing is kept
+        # alive; were an id reused, a probe would be skipped, nothing worse).
+        self._last_writer = 0
 
     async def run(self, write: Callable[[], T], action: str) -> T:
         """Run ``write`` (apsw statements, no checkpoint) in a transaction and return its result;
@@ -132,15 +134,15 @@ class GroupCommit:
             await trio.lowlevel.wait_task_rescheduled(_cannot_abort)
             return cast(T, joined.outcome())
         if not self._grouping:
-            self._until_probe -= 1
-            if self._until_probe:
+            writer = id(trio.lowlevel.current_task())
+            if writer == self._last_writer:
                 # The common case of one writer: its own transaction, nothing else.
                 try:
                     with self._transaction:
                         return write()
                 except apsw.Error as error:
                     raise self._failure(action, error) from error
-            self._until_probe = _PROBE_EVERY
+            self._last_writer = writer
         own = _Write(write, action, None)
         await self._lead(own)
         return cast(T, own.outcome())
@@ -148,21 +150,30 @@ class GroupCommit:
     async def _lead(self, own: _Write) -> None:
         group = [own]
         self._open = group
+        ran = False
         try:
-            # Two trips through the scheduler: the first lets the tasks that are ready now reach
-            # their writes, the second those that became ready meanwhile (a previous group's
-            # writers, woken by its commit).
-            await trio.lowlevel.cancel_shielded_checkpoint()
-            await trio.lowlevel.cancel_shielded_checkpoint()
-        finally:
-            self._open = None
-        try:
+            try:
+                # Two trips through the scheduler: the first lets the tasks that are ready now
+                # reach their writes, the second those that became ready meanwhile (a previous
+                # group's writers, woken by its commit).
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                await trio.lowlevel.cancel_shielded_checkpoint()
+            finally:
+                self._open = None
+            ran = True
             if len(group) == 1:
                 self._commit_one(own)
             else:
                 self._commit_group(group)
         finally:
+            # Whatever happens to this task (even a KeyboardInterrupt at its checkpoint), the
+            # writers waiting on it are woken: they cannot be cancelled, so nobody else would.
             for joined in group[1:]:
+                if not ran:
+                    joined.error = PersistenceError(
+                        f"{joined.action} failed: the task committing its group was interrupted "
+                        "before the group was written; nothing of it was stored"
+                    )
                 assert joined.waiting is not None
                 trio.lowlevel.reschedule(joined.waiting)
         if len(group) > 1:
