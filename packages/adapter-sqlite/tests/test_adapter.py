@@ -231,42 +231,6 @@ async def test_list_missions_filters_pages_and_rejects_bad_limits(
         await adapter.list_missions(limit=-1)
 
 
-async def test_loads_after_a_due_query_see_every_later_write(
-    adapter: SQLitePersistenceAdapter, db_path: Path, make_snapshot: Make, make_entry: Entry
-) -> None:
-    """A due mission loaded after the due query (which reads its row ahead) is what is stored,
-    also when it was committed, cancelled or signalled in between, and each time it is loaded."""
-    ids = ["a", "b", "c", "d"]
-    for mission_id in ids:
-        await adapter.insert(
-            make_snapshot(mission_id, status=MissionStatus.WAITING, due_in=1), [make_entry()]
-        )
-    assert await adapter.due_missions(START + timedelta(seconds=5), 10) == ids
-
-    await adapter.commit(
-        make_snapshot("b", revision=2, status=MissionStatus.COMPLETED),
-        expected_revision=1,
-        timeline=[],
-    )
-    await adapter.request_cancel("c", CancelRequest(START, "stop"), [])
-    await adapter.append_signal("d", "go", {"x": 1}, START, [])
-
-    plain = await create_sqlite_persistence_adapter(db_path, read_only=True).__aenter__()
-    try:
-        for mission_id in ids:
-            expected = await plain.load(mission_id)
-            assert await adapter.load(mission_id) == expected
-            assert await adapter.load(mission_id) == expected
-    finally:
-        await plain.aclose()
-    loaded_b = await adapter.load("b")
-    loaded_c = await adapter.load("c")
-    assert loaded_b is not None
-    assert loaded_b.status is MissionStatus.COMPLETED
-    assert loaded_c is not None
-    assert loaded_c.cancel_request == CancelRequest(START, "stop")
-
-
 async def test_due_and_running_queries(
     adapter: SQLitePersistenceAdapter, make_snapshot: Make
 ) -> None:

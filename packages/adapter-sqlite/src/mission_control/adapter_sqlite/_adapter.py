@@ -84,11 +84,9 @@ _NEXT_SIGNAL: Final = (
     "SELECT seq, payload, received_at FROM inbox WHERE mission_id = ? AND name = ? "
     "ORDER BY seq LIMIT 1"
 )
-# ``due_at IS NOT NULL`` lets SQLite use the partial index missions_due. The rows come with what
-# ``load`` reads, kept for the loads that follow (see SQLitePersistenceAdapter.due_missions).
+# ``due_at IS NOT NULL`` lets SQLite use the partial index missions_due.
 _DUE: Final = (
-    "SELECT id, revision, snapshot, cancel_request FROM missions "
-    "WHERE due_at IS NOT NULL AND due_at <= ? ORDER BY due_at, id LIMIT ?"
+    "SELECT id FROM missions WHERE due_at IS NOT NULL AND due_at <= ? ORDER BY due_at, id LIMIT ?"
 )
 _NEXT_DUE: Final = "SELECT due_at FROM missions WHERE due_at IS NOT NULL ORDER BY due_at LIMIT 1"
 _RUNNING: Final = "SELECT id FROM missions WHERE status = 'running' ORDER BY id LIMIT ?"
@@ -207,7 +205,6 @@ class SQLitePersistenceAdapter:
             raise
         self._cursor = self._db.cursor()
         self._transaction = Transaction(self._db, self._cursor)
-        self._due_rows: dict[str, tuple[Any, ...]] = {}
         self._group = GroupCommit(self._db, self._cursor, self._transaction, self._failure)
         self._closed = False
 
@@ -391,7 +388,6 @@ class SQLitePersistenceAdapter:
         """Store a new mission; when its id exists already, store nothing and return it."""
         self._check_writable("insert a mission")
         mission_id = snapshot.id
-        self._due_rows.pop(mission_id, None)
         revision = snapshot.revision
         due, text, cancel = self._encode(snapshot)
         row = (mission_id, snapshot.definition, str(snapshot.status), due, revision, text, cancel)
@@ -417,9 +413,6 @@ class SQLitePersistenceAdapter:
     async def load(self, mission_id: str) -> MissionSnapshot | None:
         """The stored mission, or ``None``; :class:`PersistenceError` when its row is corrupt."""
         self._check_open()
-        kept = self._due_rows.pop(mission_id, None)
-        if kept is not None:
-            return self._decode(mission_id, kept[1], kept[2], kept[3])
         try:
             rows = self._cursor.execute(_LOAD, (mission_id,)).fetchall()
         except apsw.Error as error:
@@ -441,7 +434,6 @@ class SQLitePersistenceAdapter:
         consumed signal, in one transaction; :class:`RevisionConflictError` stores nothing."""
         self._check_writable("commit a mission")
         mission_id = snapshot.id
-        self._due_rows.pop(mission_id, None)
         revision = snapshot.revision
         if revision != expected_revision + 1:
             raise RevisionConflictError(
@@ -497,7 +489,6 @@ class SQLitePersistenceAdapter:
     ) -> BufferedSignal:
         """Buffer a signal for the mission (one transaction)."""
         self._check_writable("buffer a signal")
-        self._due_rows.pop(mission_id, None)
         try:
             payload_text = _dumps(payload)
         except (TypeError, ValueError) as error:
@@ -547,7 +538,6 @@ class SQLitePersistenceAdapter:
     ) -> None:
         """Record a cancellation request (the first one stands) without changing the revision."""
         self._check_writable("request cancellation")
-        self._due_rows.pop(mission_id, None)
         request_text = _dumps(to_json_value(request, what="cancellation request"))
         try:
             with self._transaction:
@@ -615,11 +605,6 @@ class SQLitePersistenceAdapter:
             rows = self._cursor.execute(_DUE, (_micros(now, "now"), limit)).fetchall()
         except apsw.Error as error:
             raise self._failure("querying due missions", error) from error
-        if not self._read_only:
-            # Due missions are about to be loaded, one by one: their rows are kept for those
-            # loads. This adapter is the only writer of the file, and each of its writes drops
-            # the kept row of the mission it writes, so a kept row is never stale.
-            self._due_rows = {row[0]: row for row in rows}
         return [row[0] for row in rows]
 
     async def next_due_at(self) -> datetime | None:
@@ -668,7 +653,6 @@ class SQLitePersistenceAdapter:
         if self._closed:
             return
         self._closed = True
-        self._due_rows.clear()
         try:
             self._db.close()
         finally:
