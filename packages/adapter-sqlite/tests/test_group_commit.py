@@ -148,11 +148,22 @@ async def test_a_conflict_in_a_group_fails_only_that_write(
             assert len(await adapter.timeline(mission_id)) == 1
 
 
+def _rows_of(tables: dict[str, list[tuple[Any, ...]]], mission_id: str) -> list[tuple[Any, ...]]:
+    """Every stored row about one mission: its mission row, timeline and inbox."""
+    return [
+        row
+        for table in ("missions", "timeline", "inbox")
+        for row in tables[table]
+        if mission_id in row[:2]
+    ]
+
+
 async def test_a_database_error_in_a_group_undoes_only_that_write(
     adapter: SQLitePersistenceAdapter,
     db_path: Path,
     make_snapshot: Make,
     make_entry: Entry,
+    dump: Dump,
 ) -> None:
     """A write whose statements fail half-way (its timeline row collides) raises
     PersistenceError with its row and timeline unchanged; its group's other writes are stored."""
@@ -164,6 +175,7 @@ async def test_a_database_error_in_a_group_undoes_only_that_write(
     raw.execute("INSERT INTO timeline VALUES ('m2', 2, 0, '{}')")
     raw.close()
     await _warm_up(adapter, make_snapshot)
+    before = _rows_of(dump(db_path), "m2")
 
     outcomes = await _commit_concurrently(
         adapter, [(make_snapshot(i, revision=2), 1, [make_entry()]) for i in ids]
@@ -173,14 +185,63 @@ async def test_a_database_error_in_a_group_undoes_only_that_write(
     assert isinstance(error, PersistenceError)
     assert "committing mission 'm2'" in str(error)
     assert outcomes == dict.fromkeys(i for i in ids if i != "m2")
-    stored = await adapter.load("m2")
-    assert stored is not None
-    assert stored.revision == 1
+    assert _rows_of(dump(db_path), "m2") == before
     for mission_id in ids:
         if mission_id != "m2":
             stored = await adapter.load(mission_id)
             assert stored is not None
             assert stored.revision == 2
+
+
+async def test_a_group_whose_transaction_fails_stores_none_of_its_writes(
+    adapter: SQLitePersistenceAdapter,
+    db_path: Path,
+    make_snapshot: Make,
+    make_entry: Entry,
+    dump: Dump,
+) -> None:
+    """When SQLite ends a group's transaction (as it does on a full disk), every write of the
+    group fails with PersistenceError and the file is exactly as it was."""
+    ids = [f"m{i}" for i in range(4)]
+    await _insert_all(adapter, make_snapshot, ids)
+    await _warm_up(adapter, make_snapshot)
+    before = dump(db_path)
+
+    def full_disk() -> None:
+        # What a full disk does to a transaction: SQLite rolls it back, and the call fails.
+        adapter._cursor.execute("ROLLBACK")  # pyright: ignore[reportPrivateUsage]
+        raise apsw.FullError("database or disk is full")
+
+    outcomes: dict[str, BaseException | None] = {}
+
+    async def failing_write() -> None:
+        try:
+            await adapter._group.run(full_disk, "writing mission 'x'")  # pyright: ignore[reportPrivateUsage]
+        except Exception as error:
+            outcomes["x"] = error
+
+    async def commit(mission_id: str) -> None:
+        try:
+            await adapter.commit(
+                make_snapshot(mission_id, revision=2), expected_revision=1, timeline=[make_entry()]
+            )
+        except Exception as error:
+            outcomes[mission_id] = error
+        else:
+            outcomes[mission_id] = None
+
+    async with trio.open_nursery() as nursery:
+        for mission_id in ids[:2]:
+            nursery.start_soon(commit, mission_id)
+        nursery.start_soon(failing_write)
+        for mission_id in ids[2:]:
+            nursery.start_soon(commit, mission_id)
+
+    assert sorted(outcomes) == [*ids, "x"]
+    for error in outcomes.values():
+        assert isinstance(error, PersistenceError)
+        assert "disk is full" in str(error)
+    assert dump(db_path) == before
 
 
 async def test_writes_made_one_at_a_time_take_one_transaction_each(

@@ -137,11 +137,7 @@ class GroupCommit:
             writer = id(trio.lowlevel.current_task())
             if writer == self._last_writer:
                 # The common case of one writer: its own transaction, nothing else.
-                try:
-                    with self._transaction:
-                        return write()
-                except apsw.Error as error:
-                    raise self._failure(action, error) from error
+                return self._alone(write, action)
             self._last_writer = writer
         own = _Write(write, action, None)
         await self._lead(own)
@@ -184,12 +180,16 @@ class GroupCommit:
             if self._solo_groups >= _SOLO_LIMIT:
                 self._grouping = False
 
-    def _commit_one(self, write: _Write) -> None:
+    def _alone(self, write: Callable[[], T], action: str) -> T:
         try:
             with self._transaction:
-                write.result = write.run()
+                return write()
         except apsw.Error as error:
-            write.error = self._mapped(write, error)
+            raise self._failure(action, error) from error
+
+    def _commit_one(self, write: _Write) -> None:
+        try:
+            write.result = self._alone(write.run, write.action)
         except Exception as error:
             write.error = error
 
@@ -206,9 +206,7 @@ class GroupCommit:
                             # SQLite ended the whole transaction (a full disk, an I/O error).
                             raise
                         cursor.execute("ROLLBACK TO mission_write")
-                        write.error = (
-                            self._mapped(write, error) if isinstance(error, apsw.Error) else error
-                        )
+                        write.error = self._mapped(write, error)
                     cursor.execute("RELEASE mission_write")
         except BaseException as error:
             # Nothing of the group was stored: each write without an error of its own fails
@@ -226,7 +224,11 @@ class GroupCommit:
             if not isinstance(error, Exception):
                 raise
 
-    def _mapped(self, write: _Write, error: apsw.Error) -> PersistenceError:
+    def _mapped(self, write: _Write, error: Exception) -> Exception:
+        """What ``write``'s caller sees for ``error``: an apsw error as PersistenceError, any
+        other as it is."""
+        if not isinstance(error, apsw.Error):
+            return error
         mapped = self._failure(write.action, error)
         mapped.__cause__ = error
         return mapped
