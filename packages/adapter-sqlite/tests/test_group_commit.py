@@ -60,19 +60,26 @@ async def _commit_concurrently(
 ) -> dict[str, BaseException | None]:
     """Commit every write from its own task, all started together; each write's outcome."""
     outcomes: dict[str, BaseException | None] = {}
-
-    async def one(snapshot: MissionSnapshot, expected: int, entries: list[TimelineEntry]) -> None:
-        try:
-            await adapter.commit(snapshot, expected_revision=expected, timeline=entries)
-        except Exception as error:
-            outcomes[snapshot.id] = error
-        else:
-            outcomes[snapshot.id] = None
-
     async with trio.open_nursery() as nursery:
         for snapshot, expected, entries in writes:
-            nursery.start_soon(one, snapshot, expected, entries)
+            nursery.start_soon(_commit, adapter, outcomes, snapshot, expected, entries)
     return outcomes
+
+
+async def _commit(
+    adapter: SQLitePersistenceAdapter,
+    outcomes: dict[str, BaseException | None],
+    snapshot: MissionSnapshot,
+    expected: int,
+    entries: list[TimelineEntry],
+) -> None:
+    """One commit, its outcome recorded under the mission's id (``None``: stored)."""
+    try:
+        await adapter.commit(snapshot, expected_revision=expected, timeline=entries)
+    except Exception as error:
+        outcomes[snapshot.id] = error
+    else:
+        outcomes[snapshot.id] = None
 
 
 async def test_concurrent_commits_share_transactions_and_are_all_stored(
@@ -220,22 +227,16 @@ async def test_a_group_whose_transaction_fails_stores_none_of_its_writes(
         except Exception as error:
             outcomes["x"] = error
 
-    async def commit(mission_id: str) -> None:
-        try:
-            await adapter.commit(
-                make_snapshot(mission_id, revision=2), expected_revision=1, timeline=[make_entry()]
-            )
-        except Exception as error:
-            outcomes[mission_id] = error
-        else:
-            outcomes[mission_id] = None
-
     async with trio.open_nursery() as nursery:
         for mission_id in ids[:2]:
-            nursery.start_soon(commit, mission_id)
+            nursery.start_soon(
+                _commit, adapter, outcomes, make_snapshot(mission_id, revision=2), 1, [make_entry()]
+            )
         nursery.start_soon(failing_write)
         for mission_id in ids[2:]:
-            nursery.start_soon(commit, mission_id)
+            nursery.start_soon(
+                _commit, adapter, outcomes, make_snapshot(mission_id, revision=2), 1, [make_entry()]
+            )
 
     assert sorted(outcomes) == [*ids, "x"]
     for error in outcomes.values():
@@ -346,20 +347,17 @@ async def test_writers_waiting_on_an_interrupted_leader_are_told_nothing_was_sto
     monkeypatch.setattr(trio.lowlevel, "cancel_shielded_checkpoint", interrupted)
     outcomes: dict[str, BaseException | None] = {}
 
-    async def one(mission_id: str) -> None:
-        try:
-            await adapter.commit(
-                make_snapshot(mission_id, revision=2), expected_revision=1, timeline=[make_entry()]
-            )
-        except Exception as error:
-            outcomes[mission_id] = error
-        else:
-            outcomes[mission_id] = None
-
     async def all_at_once() -> None:
         async with trio.open_nursery() as nursery:
             for mission_id in ids:
-                nursery.start_soon(one, mission_id)
+                nursery.start_soon(
+                    _commit,
+                    adapter,
+                    outcomes,
+                    make_snapshot(mission_id, revision=2),
+                    1,
+                    [make_entry()],
+                )
 
     with pytest.raises(BaseExceptionGroup) as raised:
         await all_at_once()
