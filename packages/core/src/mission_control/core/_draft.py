@@ -46,22 +46,40 @@ class Draft:
         "wait",
     )
 
-    def __init__(self, snapshot: MissionSnapshot) -> None:
-        self.id = snapshot.id
-        self.definition = snapshot.definition
-        self.definition_version = snapshot.definition_version
-        self.status = snapshot.status
-        self.current_node = snapshot.current_node
-        self.input: JsonValue = snapshot.input
-        self.created_at = snapshot.created_at
-        self.updated_at = snapshot.updated_at
-        self.nodes: dict[str, NodeRecord] = dict(snapshot.nodes)
-        self.wait = snapshot.wait
-        self.output: JsonValue = snapshot.output
-        self.error = snapshot.error
-        self.cancel_request = snapshot.cancel_request
-        self.revision = snapshot.revision
-        self.stored = True
+    def __init__(
+        self,
+        mission_id: str,
+        definition: str,
+        definition_version: int,
+        status: MissionStatus,
+        current_node: str | None,
+        input: JsonValue,
+        created_at: datetime,
+        updated_at: datetime,
+        nodes: dict[str, NodeRecord],
+        wait: Wait | None,
+        output: JsonValue,
+        error: ErrorInfo | None,
+        cancel_request: CancelRequest | None,
+        revision: int,
+        *,
+        stored: bool,
+    ) -> None:
+        self.id = mission_id
+        self.definition = definition
+        self.definition_version = definition_version
+        self.status = status
+        self.current_node = current_node
+        self.input: JsonValue = input
+        self.created_at = created_at
+        self.updated_at = updated_at
+        self.nodes = nodes
+        self.wait = wait
+        self.output: JsonValue = output
+        self.error = error
+        self.cancel_request = cancel_request
+        self.revision = revision
+        self.stored = stored
         """Whether the mission exists in the store (a fresh start is inserted by its first
         write)."""
         self.pending: list[TimelineEntry] = []
@@ -69,29 +87,48 @@ class Draft:
         """The buffered signal this transition consumes (deleted by the same write)."""
 
     @classmethod
+    def of(cls, snapshot: MissionSnapshot) -> Draft:
+        """A stored mission, to move on from."""
+        return cls(
+            snapshot.id,
+            snapshot.definition,
+            snapshot.definition_version,
+            snapshot.status,
+            snapshot.current_node,
+            snapshot.input,
+            snapshot.created_at,
+            snapshot.updated_at,
+            dict(snapshot.nodes),
+            snapshot.wait,
+            snapshot.output,
+            snapshot.error,
+            snapshot.cancel_request,
+            snapshot.revision,
+            stored=True,
+        )
+
+    @classmethod
     def new(
         cls, mission_id: str, definition: str, version: int, input: JsonValue, now: datetime
     ) -> Draft:
         """A mission about to start, not yet stored (its first write inserts it)."""
-        draft = cls.__new__(cls)
-        draft.id = mission_id
-        draft.definition = definition
-        draft.definition_version = version
-        draft.status = MissionStatus.RUNNING
-        draft.current_node = "start"
-        draft.input = input
-        draft.created_at = now
-        draft.updated_at = now
-        draft.nodes = {}
-        draft.wait = None
-        draft.output = None
-        draft.error = None
-        draft.cancel_request = None
-        draft.revision = 0
-        draft.stored = False
-        draft.pending = []
-        draft.consumed = None
-        return draft
+        return cls(
+            mission_id,
+            definition,
+            version,
+            MissionStatus.RUNNING,
+            "start",
+            input,
+            now,
+            now,
+            {},
+            None,
+            None,
+            None,
+            None,
+            0,
+            stored=False,
+        )
 
     @property
     def dirty(self) -> bool:

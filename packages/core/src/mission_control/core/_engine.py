@@ -227,7 +227,7 @@ class Engine:
             if snapshot.is_terminal:
                 return snapshot
             definition = self.definition_for(snapshot)
-            draft = Draft(snapshot)
+            draft = Draft.of(snapshot)
             if snapshot.status is MissionStatus.RUNNING:
                 draft.log(self.now(), TimelineKind.MISSION_RESUMED, snapshot.current_node)
             snapshot = await self._drive(definition, draft, hold, snapshot)
@@ -239,7 +239,7 @@ class Engine:
         # Runs until no poke is left; the caller's release follows with no checkpoint between.
         while hold.poked and not snapshot.is_terminal:
             hold.poked = False
-            snapshot = await self._drive(definition, Draft(snapshot), hold, snapshot)
+            snapshot = await self._drive(definition, Draft.of(snapshot), hold, snapshot)
         if snapshot.is_terminal:
             self._on_terminal(snapshot)
         return snapshot
@@ -596,7 +596,7 @@ class Engine:
                 and wait.signal == name
             ):
                 if await self.persistence.next_signal(mission_id, name) is None:
-                    draft = Draft(snapshot)
+                    draft = Draft.of(snapshot)
                     self._receive(definition, draft, name, payload_json, parsed, now)
                     snapshot = await self._write(draft)
                     snapshot = await self._drive(definition, draft, hold, snapshot)
@@ -604,7 +604,7 @@ class Engine:
                 # An older signal of this name is still buffered (a crash came between its
                 # buffering and its use): it goes first, this one queues behind it.
                 await self._buffer(snapshot, name, payload_json, now, held=False)
-                snapshot = await self._drive(definition, Draft(snapshot), hold, snapshot)
+                snapshot = await self._drive(definition, Draft.of(snapshot), hold, snapshot)
                 return await self._settle(definition, snapshot, hold)
             return await self._buffer(snapshot, name, payload_json, now, held=False)
 
@@ -641,7 +641,7 @@ class Engine:
             request, entry = self._cancel_request(snapshot, reason)
             # Nothing runs this mission (it waits, or a crash interrupted it), so the cancellation
             # takes effect now, in the same transaction as its request.
-            draft = Draft(snapshot)
+            draft = Draft.of(snapshot)
             draft.pending.append(entry)
             draft.cancelled(request, request.requested_at)
             snapshot = await self._write(draft)
