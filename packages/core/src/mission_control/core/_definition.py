@@ -121,9 +121,6 @@ class MissionDefinition(Generic[RawT, InT, OutT]):
         """The node called ``name``; ``KeyError`` when there is none."""
         return self._index[name]
 
-    def has_node(self, name: str) -> bool:
-        return name in self._index
-
     def find(self, name: str) -> Node | None:
         """The node called ``name``, or ``None``."""
         return self._index.get(name)
