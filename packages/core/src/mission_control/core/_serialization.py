@@ -286,19 +286,22 @@ def _json_or_null(value: Any) -> str:
     return "null" if value is None else _encode(value)
 
 
+def _error_json(error: ErrorInfo | None) -> str:
+    return "null" if error is None else _encode(converter.unstructure(error, ErrorInfo))
+
+
 def _encode_record(record: NodeRecord, source: dict[str, Any] | None) -> str:
     # The record's entry in the snapshot's "nodes" object: ``"name":{...}``.
     if source is not None:
         return f"{_encoded_name(record.name)}:{_encode(source)}"
     # Written out key by key (the same text as encoding _unstructure_record's dict): two new
     # records are encoded at a typical commit.
-    error = record.error
     name = _encoded_name(record.name)
     return (
         f'{name}:{{"name":{name},"kind":{_encoded_name(record.kind)},'
         f'"status":"{_TEXT[record.status]}","attempts":{int(record.attempts)},'
         f'"input":{_encode_kept(record.input)},"output":{_json_or_null(record.output)},'
-        f'"error":{"null" if error is None else _encode(converter.unstructure(error, ErrorInfo))},'
+        f'"error":{_error_json(record.error)},'
         f'"started_at":{_time_json(record.started_at)},'
         f'"finished_at":{_time_json(record.finished_at)},'
         f'"due_at":{_time_json(record.due_at)}}}'
@@ -324,7 +327,7 @@ def snapshot_to_json(snapshot: MissionSnapshot) -> str:
     The same document as ``json.dumps(snapshot_to_dict(snapshot))``, built faster: each node
     record's text is encoded once and reused by every later commit of the mission.
     """
-    wait, error, request = snapshot.wait, snapshot.error, snapshot.cancel_request
+    wait, request = snapshot.wait, snapshot.cancel_request
     if wait is None:
         wait_text = "null"
     else:
@@ -343,7 +346,7 @@ def snapshot_to_json(snapshot: MissionSnapshot) -> str:
         f'"created_at":{_time_json(snapshot.created_at)},'
         f'"updated_at":{_time_json(snapshot.updated_at)},'
         f'"wait":{wait_text},"output":{_json_or_null(snapshot.output)},'
-        f'"error":{"null" if error is None else _encode(converter.unstructure(error, ErrorInfo))},'
+        f'"error":{_error_json(snapshot.error)},'
         f'"cancel_request":'
         f"{'null' if request is None else _encode(converter.unstructure(request, CancelRequest))},"
         f'"revision":{int(snapshot.revision)}}}'
