@@ -20,10 +20,9 @@ from mission_control.core import (
     TimelineKind,
 )
 
-from ._packed import DEFINITION, REVISION, STATUS, Packed, pack, unpack
+from ._packed import DEFINITION, REVISION, STATUS, TEXT, Packed, pack, unpack
 
 _Entry = tuple[datetime, str, str | None, int | None, JsonValue]
-_KIND_TEXT: dict[str, str] = {kind: kind.value for kind in TimelineKind}
 
 
 class InMemoryPersistenceAdapter:
@@ -92,8 +91,7 @@ class InMemoryPersistenceAdapter:
         entries = self._timelines[mission_id]
         if isinstance(entries, tuple):
             entries = list(entries)
-        # The kind as its plain text, looked up rather than read through the enum's property.
-        kinds = _KIND_TEXT
+        kinds = TEXT
         entries.extend([(e.at, kinds[e.kind], e.node, e.attempt, e.detail) for e in timeline])
         self._timelines[mission_id] = tuple(entries) if finished else entries
 

@@ -21,6 +21,7 @@ from mission_control.core import (
     MissionStatus,
     NodeRecord,
     NodeStatus,
+    TimelineKind,
     Wait,
     WaitKind,
 )
@@ -40,9 +41,12 @@ REVISION = 16
 _HEAD = 17
 _RECORD = 13
 _NO_ERROR = (None, None, None)
-# Status and kind names as plain strings: an enum member is an object the collector tracks.
-_TEXT: dict[str, str] = {
-    member: member.value for kinds in (MissionStatus, NodeStatus, WaitKind) for member in kinds
+# Status and kind names as plain strings (looked up rather than read through the enum property):
+# an enum member is an object the collector tracks.
+TEXT: dict[str, str] = {
+    member: member.value
+    for kinds in (MissionStatus, NodeStatus, WaitKind, TimelineKind)
+    for member in kinds
 }
 
 
@@ -54,7 +58,7 @@ def pack(snapshot: MissionSnapshot) -> Packed:
         snapshot.id,
         snapshot.definition,
         snapshot.definition_version,
-        _TEXT[snapshot.status],
+        TEXT[snapshot.status],
         snapshot.current_node,
         None if snapshot.input is None else _freeze(snapshot.input),
         snapshot.created_at,
@@ -63,7 +67,7 @@ def pack(snapshot: MissionSnapshot) -> Packed:
     if wait is None:
         fields += (None, None, None, None)
     else:
-        fields += (_TEXT[wait.kind], wait.node, wait.signal, wait.due_at)
+        fields += (TEXT[wait.kind], wait.node, wait.signal, wait.due_at)
     fields.append(None if snapshot.output is None else _freeze(snapshot.output))
     fields += _NO_ERROR if error is None else (error.type, error.message, error.attempt)
     fields.append(snapshot.revision)
@@ -73,7 +77,7 @@ def pack(snapshot: MissionSnapshot) -> Packed:
             path,
             record.name,
             record.kind,
-            _TEXT[record.status],
+            TEXT[record.status],
             record.attempts,
             None if record.input is None else _freeze(record.input),
             None if record.output is None else _freeze(record.output),
