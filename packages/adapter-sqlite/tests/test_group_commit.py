@@ -245,20 +245,35 @@ async def test_a_group_whose_transaction_fails_stores_none_of_its_writes(
     assert dump(db_path) == before
 
 
-async def test_writes_made_one_at_a_time_take_one_transaction_each(
+async def test_writes_made_one_at_a_time_take_one_transaction_each_and_never_yield(
     adapter: SQLitePersistenceAdapter, make_snapshot: Make, make_entry: Entry
 ) -> None:
-    """With no other task writing, each write is its own transaction and nothing is grouped,
-    also right after a burst of concurrent writes."""
+    """A task writing on its own, once a burst of concurrent writes is over, gets one
+    transaction per write and never lets another task run in the middle of one."""
     await _warm_up(adapter, make_snapshot)
+    # Writes that find no company turn grouping off again.
+    await _insert_all(adapter, make_snapshot, [f"lone-{i}" for i in range(20)])
     ids = [f"m{i}" for i in range(40)]
-    before = adapter.transactions
-    await _insert_all(adapter, make_snapshot, ids)
-    for mission_id in ids:
-        await adapter.commit(
-            make_snapshot(mission_id, revision=2), expected_revision=1, timeline=[make_entry()]
-        )
-    assert adapter.transactions - before == 80
+    turns = 0
+
+    async def bystander() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await trio.lowlevel.checkpoint()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(bystander)
+        await trio.lowlevel.checkpoint()
+        turns_before, transactions_before = turns, adapter.transactions
+        await _insert_all(adapter, make_snapshot, ids)
+        for mission_id in ids:
+            await adapter.commit(
+                make_snapshot(mission_id, revision=2), expected_revision=1, timeline=[make_entry()]
+            )
+        assert turns == turns_before
+        assert adapter.transactions - transactions_before == 80
+        nursery.cancel_scope.cancel()
 
 
 async def test_missions_moved_by_concurrent_tasks_are_grouped_and_complete(
