@@ -1,3 +1,4 @@
+import os
 import re
 import time
 
@@ -48,3 +49,22 @@ def test_the_digits_spell_the_value(value: int, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(ids_module.time, "time_ns", lambda: ms * 1_000_000)
     monkeypatch.setattr(ids_module._random, "getrandbits", lambda _bits: randomness)
     assert _decode(SortableIds()()) == value
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_draws_other_ids_than_its_parent() -> None:
+    """After a fork, parent and child do not make the same random part in the same
+    millisecond: the child's generator is seeded afresh."""
+    import mission_control.core._ids as ids_module
+
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.write(write_end, str(ids_module._random.getrandbits(79)).encode())
+        os._exit(0)
+    os.close(write_end)
+    parent = ids_module._random.getrandbits(79)
+    with os.fdopen(read_end) as pipe:
+        child = int(pipe.read())
+    os.waitpid(pid, 0)
+    assert parent != child

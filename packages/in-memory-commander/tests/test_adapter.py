@@ -7,6 +7,7 @@ import gc
 from datetime import UTC, datetime, timedelta
 
 import attrs
+import pytest
 
 from mission_control.core import (
     CancelRequest,
@@ -15,6 +16,7 @@ from mission_control.core import (
     MissionStatus,
     NodeRecord,
     NodeStatus,
+    RevisionConflictError,
     TimelineEntry,
     TimelineKind,
     Wait,
@@ -128,3 +130,20 @@ async def test_a_finished_mission_holding_values_beyond_json_is_kept_as_written(
     raw = attrs.evolve(_finished(MissionStatus.FAILED), id="m-2", output=b"\x00raw")
     await adapter.insert(raw, [])
     assert await adapter.load("m-2") == raw
+
+
+async def test_a_conflicting_commit_to_a_finished_mission_changes_nothing() -> None:
+    """A commit against a finished (packed) mission with a stale revision raises
+    RevisionConflictError, and the mission and its timeline read back as before."""
+    adapter = InMemoryPersistenceAdapter()
+    written = _finished(MissionStatus.COMPLETED)
+    entries = [TimelineEntry(T0, TimelineKind.MISSION_COMPLETED, "end")]
+    await adapter.insert(written, entries)
+    with pytest.raises(RevisionConflictError, match="is at revision 4"):
+        await adapter.commit(
+            attrs.evolve(written, revision=4, status=MissionStatus.FAILED),
+            expected_revision=3,
+            timeline=entries,
+        )
+    assert await adapter.load("m-1") == written
+    assert await adapter.timeline("m-1") == entries
