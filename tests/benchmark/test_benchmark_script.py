@@ -31,3 +31,25 @@ def test_quick_scenario_1_runs_and_prints_json() -> None:
     # The bare loop does as many commits per mission as the engine: counted, not assumed.
     assert scenario["details"]["adapter_calls_per_mission"] == {"commit": 3, "insert": 1}
     assert "in-memory, missions one after another" in done.stderr  # the table
+
+
+def test_the_bare_loop_runs_the_adapters_own_statements() -> None:
+    """The bare loop's SQL is word for word the SQLite adapter's, so that it measures the same
+    statements (the script keeps copies; this catches one drifting)."""
+    import importlib.util
+
+    # The adapter's statements are private to it: read here only to hold the copies to them.
+    from mission_control.adapter_sqlite import _adapter as adapter
+
+    spec = importlib.util.spec_from_file_location("benchmark_script", SCRIPT)
+    assert spec is not None
+    assert spec.loader is not None
+    script = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = script
+    try:
+        spec.loader.exec_module(script)
+    finally:
+        del sys.modules[spec.name]
+    statements = ("_INSERT_MISSION", "_UPDATE_MISSION", "_INSERT_ENTRY", "_LOAD", "_DUE")
+    for name in (*statements, "_NEXT_DUE", "_RUNNING"):
+        assert getattr(script, name) == getattr(adapter, name), name
