@@ -229,6 +229,89 @@ async def test_a_second_writer_in_another_process_fails_fast(
     assert f"process {os.getpid()}" in out
 
 
+def _integrity(path: Path) -> str:
+    connection = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
+    try:
+        return str(connection.execute("PRAGMA integrity_check").fetchall()[0][0])
+    finally:
+        connection.close()
+
+
+async def test_a_hard_link_does_not_open_a_second_writer(
+    db_path: Path, make_snapshot: Make, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The single-writer guard follows the file, not its name: while a database is open for
+    writing, no second writer opens it through a hard link, a symlink or a relative path, nor
+    later through one of two names, and the file stays intact."""
+    first = create_sqlite_persistence_adapter(db_path)
+    await first.insert(make_snapshot("m"), [])
+    link = db_path.with_name("link.sqlite")
+    os.link(db_path, link)
+    with pytest.raises(PersistenceError, match="already has open for writing") as raised:
+        create_sqlite_persistence_adapter(link)
+    assert "read_only=True" in str(raised.value)
+    assert str(db_path) in str(raised.value)
+    symlink = db_path.with_name("symlink.sqlite")
+    symlink.symlink_to(link)
+    monkeypatch.chdir(db_path.parent)
+    for name in (symlink, "link.sqlite", "./symlink.sqlite"):
+        with pytest.raises(PersistenceError, match="already (has )?open for writing"):
+            create_sqlite_persistence_adapter(name)
+    await first.commit(make_snapshot("m", revision=2), expected_revision=1, timeline=[])
+    await first.aclose()
+    assert _integrity(link) == "ok"
+    with pytest.raises(PersistenceError, match=r"has 2 names \(hard links\)"):
+        create_sqlite_persistence_adapter(link)
+    db_path.unlink()
+    async with create_sqlite_persistence_adapter(link) as second:
+        loaded = await second.load("m")
+        assert loaded is not None
+        assert loaded.revision == 2
+
+
+async def test_a_new_database_is_guarded_from_the_moment_it_is_created(
+    db_path: Path, make_snapshot: Make
+) -> None:
+    """A database the adapter creates is keyed on its identity at once: a hard link made to it
+    right after does not open a second writer, even once the first name is removed (the link
+    is then the file's only name, and no lock file is next to it)."""
+    async with create_sqlite_persistence_adapter(db_path) as first:
+        link = db_path.with_name("link.sqlite")
+        os.link(db_path, link)
+        os.unlink(db_path)
+        with pytest.raises(PersistenceError, match="already has open for writing"):
+            create_sqlite_persistence_adapter(link)
+    assert _integrity(link) == "ok"
+
+
+async def test_a_hard_link_does_not_open_a_second_writer_in_another_process(
+    db_path: Path, make_snapshot: Make
+) -> None:
+    """Another process cannot open the database for writing through a hard link while this one
+    owns it under its first name."""
+    async with create_sqlite_persistence_adapter(db_path) as adapter:
+        await adapter.insert(make_snapshot("m"), [])
+        link = db_path.with_name("link.sqlite")
+        os.link(db_path, link)
+        code, out, err = await run_python(
+            """
+            import sys
+            from mission_control.adapter_sqlite import create_sqlite_persistence_adapter
+            from mission_control.core import PersistenceError
+            try:
+                create_sqlite_persistence_adapter(sys.argv[1])
+            except PersistenceError as error:
+                print(error)
+                sys.exit(3)
+            """,
+            str(link),
+        )
+        assert code == 3, err
+        assert "hard links" in out
+        await adapter.commit(make_snapshot("m", revision=2), expected_revision=1, timeline=[])
+    assert _integrity(db_path) == "ok"
+
+
 async def test_read_only_inspection_works_while_the_writer_runs(
     db_path: Path, make_snapshot: Make, make_entry: Entry, dump: Dump
 ) -> None:

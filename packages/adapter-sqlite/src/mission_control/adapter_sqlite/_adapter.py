@@ -215,6 +215,8 @@ class SQLitePersistenceAdapter:
         except apsw.Error as error:
             raise PersistenceError(f"cannot open the database {path}: {error}") from error
         try:
+            if self._lock is not None:
+                self._lock.claim(path)
             version = self._prepare(db, timeout_ms, memory)
         except apsw.NotADBError as error:
             db.close()
