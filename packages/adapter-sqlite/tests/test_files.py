@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +112,73 @@ def test_an_unwritable_directory_is_refused_for_writing(
     read_only_file(folder)
     with pytest.raises(PersistenceError, match="directory must be writable"):
         create_sqlite_persistence_adapter(folder / "x.sqlite")
+
+
+async def test_read_only_opens_a_database_in_a_read_only_directory(
+    tmp_path: Path,
+    make_snapshot: Make,
+    make_entry: Entry,
+    read_only_file: Callable[[Path], None],
+) -> None:
+    """``read_only=True`` reads a database whose directory cannot be written (so SQLite can
+    create no ``-shm`` file), refuses writes, and leaves the directory as it was."""
+    folder = tmp_path / "media"
+    folder.mkdir()
+    path = folder / "missions.sqlite"
+    async with create_sqlite_persistence_adapter(path) as writer:
+        await writer.insert(make_snapshot("m"), [make_entry()])
+        await writer.insert(make_snapshot("n", status=MissionStatus.WAITING, due_in=5), [])
+    (folder / "missions.sqlite.lock").unlink()
+    read_only_file(folder)
+    async with create_sqlite_persistence_adapter(path, read_only=True) as inspector:
+        assert [s.id for s in await inspector.list_missions()] == ["m", "n"]
+        assert len(await inspector.timeline("m")) == 1
+        assert await inspector.due_missions(datetime(2100, 1, 1, tzinfo=UTC), 10) == ["n"]
+        with pytest.raises(PersistenceError, match="open read-only"):
+            await inspector.insert(make_snapshot("x"), [])
+    assert sorted(p.name for p in folder.iterdir()) == ["missions.sqlite"]
+
+
+async def test_read_only_refuses_a_read_only_directory_whose_log_it_cannot_read(
+    tmp_path: Path, read_only_file: Callable[[Path], None]
+) -> None:
+    """A writer killed mid-run leaves commits in its ``-wal`` file; in a read-only directory
+    ``read_only=True`` reads them through the ``-shm`` file left next to it, and without that
+    file it refuses with a clear error rather than show the database without them."""
+    folder = tmp_path / "media"
+    folder.mkdir()
+    path = folder / "missions.sqlite"
+    code, _, err = await run_python(
+        """
+        import os, signal, sys, trio
+        from mission_control.adapter_sqlite import create_sqlite_persistence_adapter
+        from mission_control.core import SortableIds, MissionSnapshot, MissionStatus
+        from datetime import datetime, UTC
+        async def main():
+            adapter = create_sqlite_persistence_adapter(sys.argv[1])
+            now = datetime(2030, 1, 1, tzinfo=UTC)
+            snapshot = MissionSnapshot(
+                id="m", definition="test", definition_version=1, status=MissionStatus.RUNNING,
+                current_node="work", input=None, created_at=now, updated_at=now, revision=1,
+            )
+            await adapter.insert(snapshot, [])
+            os.kill(os.getpid(), signal.SIGKILL)
+        trio.run(main)
+        """,
+        str(path),
+    )
+    assert code == -9, err
+    assert (folder / "missions.sqlite-wal").stat().st_size > 0
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for name in ("missions.sqlite", "missions.sqlite-wal"):
+        shutil.copy(folder / name, bare / name)
+    read_only_file(folder)
+    read_only_file(bare)
+    async with create_sqlite_persistence_adapter(path, read_only=True) as inspector:
+        assert [s.id for s in await inspector.list_missions()] == ["m"]
+    with pytest.raises(PersistenceError, match=r"log .* holds commits that are not in the"):
+        create_sqlite_persistence_adapter(bare / "missions.sqlite", read_only=True)
 
 
 # -- corrupt rows ---------------------------------------------------------------------------------
@@ -255,14 +324,14 @@ async def test_a_hard_link_does_not_open_a_second_writer(
     symlink.symlink_to(link)
     monkeypatch.chdir(db_path.parent)
     for name in (symlink, "link.sqlite", "./symlink.sqlite"):
-        with pytest.raises(PersistenceError, match="already (has )?open for writing"):
+        with pytest.raises(PersistenceError, match=r"already (has )?open for writing"):
             create_sqlite_persistence_adapter(name)
     await first.commit(make_snapshot("m", revision=2), expected_revision=1, timeline=[])
     await first.aclose()
     assert _integrity(link) == "ok"
     with pytest.raises(PersistenceError, match=r"has 2 names \(hard links\)"):
         create_sqlite_persistence_adapter(link)
-    db_path.unlink()
+    os.unlink(db_path)
     async with create_sqlite_persistence_adapter(link) as second:
         loaded = await second.load("m")
         assert loaded is not None
@@ -275,7 +344,7 @@ async def test_a_new_database_is_guarded_from_the_moment_it_is_created(
     """A database the adapter creates is keyed on its identity at once: a hard link made to it
     right after does not open a second writer, even once the first name is removed (the link
     is then the file's only name, and no lock file is next to it)."""
-    async with create_sqlite_persistence_adapter(db_path) as first:
+    async with create_sqlite_persistence_adapter(db_path):
         link = db_path.with_name("link.sqlite")
         os.link(db_path, link)
         os.unlink(db_path)

@@ -166,6 +166,11 @@ def _check_file(path: str, read_only: bool) -> None:
         )
 
 
+class _NoSharedMemory(Exception):
+    """The read-only database cannot be read through SQLite's shared memory; read it
+    immutable."""
+
+
 class SQLitePersistenceAdapter:
     """Stores missions in one SQLite file (WAL mode), for ``create_commander(persistence=...)``.
 
@@ -209,15 +214,29 @@ class SQLitePersistenceAdapter:
         self._closed = False
 
     def _connect(self, timeout_ms: int, memory: bool) -> tuple[Connection, int]:
+        try:
+            return self._open(timeout_ms, memory, immutable=False)
+        except _NoSharedMemory:
+            return self._open(timeout_ms, memory, immutable=True)
+
+    def _open(self, timeout_ms: int, memory: bool, *, immutable: bool) -> tuple[Connection, int]:
         path = self._path
         try:
-            db = connect(path, read_only=self._read_only)
+            db = connect(path, read_only=self._read_only, immutable=immutable)
         except apsw.Error as error:
             raise PersistenceError(f"cannot open the database {path}: {error}") from error
         try:
             if self._lock is not None:
                 self._lock.claim(path)
             version = self._prepare(db, timeout_ms, memory)
+        except (apsw.ReadOnlyError, apsw.CantOpenError) as error:
+            db.close()
+            if not self._read_only or immutable:
+                raise PersistenceError(f"cannot open the database {path}: {error}") from error
+            # A WAL database is read through its -shm file, which SQLite could neither open nor
+            # create: the directory (or the medium) is read-only.
+            self._check_no_log(error)
+            raise _NoSharedMemory from error
         except apsw.NotADBError as error:
             db.close()
             raise PersistenceError(
@@ -230,6 +249,28 @@ class SQLitePersistenceAdapter:
             db.close()
             raise
         return db, version
+
+    def _check_no_log(self, error: apsw.Error) -> None:
+        """Refuse to read the file alone while its write-ahead log holds commits that are not
+        in it yet."""
+        log = os.path.realpath(self._path) + "-wal"
+        try:
+            size = os.stat(log).st_size
+        except FileNotFoundError:
+            return
+        except OSError as stat_error:
+            raise PersistenceError(
+                f"cannot open the database {self._path}: {error}; and its write-ahead log {log} "
+                f"cannot be examined: {stat_error.strerror}"
+            ) from error
+        if size > 0:
+            raise PersistenceError(
+                f"cannot open the database {self._path} read-only: SQLite cannot create the "
+                f"shared-memory file it needs to read the write-ahead log {log} (the directory "
+                "is read-only), and that log holds commits that are not in the database file "
+                "yet. Open it for writing once where it can be written (which folds the log into "
+                "the file), or copy the database with its -wal file to a writable directory"
+            ) from error
 
     def _prepare(self, db: Connection, timeout_ms: int, memory: bool) -> int:
         """Check the open database, set it up for this connection and migrate it; return its

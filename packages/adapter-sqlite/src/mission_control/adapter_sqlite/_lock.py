@@ -24,7 +24,6 @@ import threading
 
 from mission_control.core import PersistenceError
 
-
 _Identity = tuple[int, int]
 
 # The files this process has open for writing, by identity, with the path each was opened by.

@@ -7,6 +7,8 @@ this package makes; :func:`connect` is the one place an apsw object is seen thro
 
 from __future__ import annotations
 
+import os
+import pathlib
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol, Self, cast
 
@@ -45,8 +47,17 @@ class Connection(Protocol):
     def close(self) -> None: ...
 
 
-def connect(path: str, *, read_only: bool) -> Connection:
-    """Open ``path``: read-only, or read-write and created when missing."""
+def connect(path: str, *, read_only: bool, immutable: bool = False) -> Connection:
+    """Open ``path``: read-only, or read-write and created when missing.
+
+    ``immutable`` (read-only only) tells SQLite the file cannot change, so it reads it without
+    locks, ``-wal`` or ``-shm`` files: the only way to read a WAL database whose directory cannot
+    be written, and right only while nobody writes the file and its log is empty.
+    """
+    if immutable:
+        uri = pathlib.Path(os.path.abspath(path)).as_uri() + "?mode=ro&immutable=1"
+        flags = apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI
+        return cast(Connection, apsw.Connection(uri, flags=flags))
     if read_only:
         flags = apsw.SQLITE_OPEN_READONLY
     else:
