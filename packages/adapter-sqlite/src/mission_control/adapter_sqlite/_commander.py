@@ -6,7 +6,14 @@ import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from mission_control.core import Clock, Commander, MissionDefinition, SortableIds, SystemClock
+from mission_control.core import (
+    DEFAULT_MAX_RECOVERY_ATTEMPTS,
+    Clock,
+    Commander,
+    MissionDefinition,
+    SortableIds,
+    SystemClock,
+)
 
 from ._adapter import SQLitePersistenceAdapter, Synchronous
 
@@ -30,6 +37,7 @@ class SQLiteCommander(Commander):
         synchronous: Synchronous = "NORMAL",
         busy_timeout: float = 5.0,
         read_only: bool = False,
+        max_recovery_attempts: int = DEFAULT_MAX_RECOVERY_ATTEMPTS,
     ) -> None:
         adapter = SQLitePersistenceAdapter(
             path, synchronous=synchronous, busy_timeout=busy_timeout, read_only=read_only
@@ -40,6 +48,7 @@ class SQLiteCommander(Commander):
                 adapter,
                 clock if clock is not None else SystemClock(),
                 ids if ids is not None else SortableIds(),
+                max_recovery_attempts=max_recovery_attempts,
             )
         except BaseException:
             # Bad definitions must not leave the database locked.

@@ -13,6 +13,7 @@ from ._definition import (
     define,
 )
 from ._dsl import m
+from ._engine import DEFAULT_MAX_RECOVERY_ATTEMPTS
 from ._errors import (
     ConfigurationError,
     InvalidDefinitionError,
@@ -27,6 +28,7 @@ from ._errors import (
     MissionNotFoundError,
     OutputNotSerializableError,
     PersistenceError,
+    RecoveryAttemptsExceededError,
     RevisionConflictError,
     StepTimeoutError,
     UnknownDefinitionError,
@@ -74,6 +76,7 @@ from ._snapshot import (
 )
 
 __all__ = [
+    "DEFAULT_MAX_RECOVERY_ATTEMPTS",
     "MAX_DELAY",
     "Backoff",
     "BufferedSignal",
@@ -111,6 +114,7 @@ __all__ = [
     "OutputNotSerializableError",
     "PersistenceAdapter",
     "PersistenceError",
+    "RecoveryAttemptsExceededError",
     "RetryPolicy",
     "RevisionConflictError",
     "SortableIds",

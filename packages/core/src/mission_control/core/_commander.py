@@ -12,7 +12,7 @@ import trio
 
 from ._clock import Clock, SystemClock, ensure_aware
 from ._definition import MissionDefinition
-from ._engine import Engine
+from ._engine import DEFAULT_MAX_RECOVERY_ATTEMPTS, Engine
 from ._errors import (
     ConfigurationError,
     InvalidDefinitionError,
@@ -146,7 +146,17 @@ class Commander:
         persistence: PersistenceAdapter,
         clock: Clock,
         ids: Callable[[], str],
+        *,
+        max_recovery_attempts: int = DEFAULT_MAX_RECOVERY_ATTEMPTS,
     ) -> None:
+        if (
+            isinstance(max_recovery_attempts, bool)
+            or not isinstance(max_recovery_attempts, int)
+            or max_recovery_attempts < 0
+        ):
+            raise ConfigurationError(
+                f"max_recovery_attempts must be a whole number >= 0, got {max_recovery_attempts!r}"
+            )
         registry: dict[str, MissionDefinition[Any, Any, Any]] = {}
         for definition in definitions:
             if not isinstance(definition, MissionDefinition):
@@ -162,7 +172,9 @@ class Commander:
         self._persistence = persistence
         self._clock = clock
         self._completion: dict[str, trio.Event] = {}
-        self._engine = Engine(registry, persistence, clock, ids, self._finished)
+        self._engine = Engine(
+            registry, persistence, clock, ids, self._finished, max_recovery_attempts
+        )
 
     @property
     def clock(self) -> Clock:
@@ -354,15 +366,20 @@ def create_commander(
     persistence: PersistenceAdapter | None = None,
     clock: Clock | None = None,
     ids: Callable[[], str] | None = None,
+    max_recovery_attempts: int = DEFAULT_MAX_RECOVERY_ATTEMPTS,
 ) -> Commander:
     """Make a commander for ``definitions``.
 
     ``persistence`` defaults to the in-memory adapter (when mission-control-in-memory-commander
     is installed), ``clock`` to the system clock and ``ids`` to sortable random ids.
+    ``max_recovery_attempts``: how many times in a row a mission found running with nobody
+    moving it (a crash, a stopped process or a cancelled caller left it mid-node) has that node
+    run again; the next time it fails with :class:`RecoveryAttemptsExceededError` instead.
     """
     return Commander(
         definitions,
         persistence if persistence is not None else _default_persistence(),
         clock if clock is not None else SystemClock(),
         ids if ids is not None else SortableIds(),
+        max_recovery_attempts=max_recovery_attempts,
     )

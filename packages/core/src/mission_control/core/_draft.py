@@ -39,6 +39,7 @@ class Draft:
         "nodes",
         "output",
         "pending",
+        "recovery_attempts",
         "revision",
         "status",
         "stored",
@@ -64,6 +65,7 @@ class Draft:
         revision: int,
         *,
         stored: bool,
+        recovery_attempts: int = 0,
     ) -> None:
         self.id = mission_id
         self.definition = definition
@@ -79,6 +81,7 @@ class Draft:
         self.error = error
         self.cancel_request = cancel_request
         self.revision = revision
+        self.recovery_attempts = recovery_attempts
         self.stored = stored
         """Whether the mission exists in the store (a fresh start is inserted by its first
         write)."""
@@ -105,6 +108,7 @@ class Draft:
             snapshot.cancel_request,
             snapshot.revision,
             stored=True,
+            recovery_attempts=snapshot.recovery_attempts,
         )
 
     @classmethod
@@ -154,6 +158,7 @@ class Draft:
             self.error,
             self.cancel_request,
             revision,
+            self.recovery_attempts,
         )
 
     def log(
@@ -235,6 +240,8 @@ class Draft:
             started_at=previous.started_at if previous is not None else now,
             finished_at=now,
         )
+        # Moved past the node: later crashes count afresh.
+        self.recovery_attempts = 0
         self.updated_at = now
 
     def waiting(self, name: str, kind: str, wait: Wait, now: datetime) -> None:
@@ -244,6 +251,7 @@ class Draft:
         self.status = MissionStatus.WAITING
         self.current_node = name
         self.wait = wait
+        self.recovery_attempts = 0
         self.updated_at = now
 
     def retry_later(
@@ -262,6 +270,7 @@ class Draft:
         )
         self.status = MissionStatus.WAITING
         self.wait = wait
+        self.recovery_attempts = 0
         self.updated_at = now
 
     def completed(self, output: JsonValue, now: datetime) -> None:
@@ -273,6 +282,7 @@ class Draft:
         self.current_node = None
         self.wait = None
         self.output = output
+        self.recovery_attempts = 0
         self.updated_at = now
 
     def failed(

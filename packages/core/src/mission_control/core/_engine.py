@@ -30,6 +30,7 @@ from ._errors import (
     MissionNotActiveError,
     MissionNotFoundError,
     OutputNotSerializableError,
+    RecoveryAttemptsExceededError,
     StepTimeoutError,
     UnknownDefinitionError,
     UnknownEventError,
@@ -100,6 +101,35 @@ class _Hold:
 _NEVER_RETRIED = (OutputNotSerializableError, UnknownEventError)
 """Errors that say the definition is wrong: another attempt cannot succeed."""
 
+DEFAULT_MAX_RECOVERY_ATTEMPTS = 5
+"""How many times, by default, a mission found running with nobody moving it has its node run
+again before it fails with :class:`RecoveryAttemptsExceededError`."""
+
+_PROCESS_STOPS = (KeyboardInterrupt, SystemExit)
+
+
+def _stops_process(error: BaseException) -> bool:
+    if isinstance(error, BaseExceptionGroup):
+        group: BaseExceptionGroup[BaseException] = error  # pyright: ignore[reportUnknownVariableType]
+        return group.subgroup(_PROCESS_STOPS) is not None
+    return isinstance(error, _PROCESS_STOPS)
+
+
+async def _raised_by_function(raised: BaseException) -> BaseException:
+    """``raised``, a BaseException that is no Exception, as the failure of the user function
+    that raised it; re-raised when it stops the process, and a cancellation of this task
+    propagates instead.
+
+    A cancellation is told apart by the cancel scopes around the function, not by the
+    exception's type: a function may raise a cancellation exception it caught itself (or
+    GeneratorExit, or its own BaseException subclass) while nothing around it is cancelled.
+    """
+    if _stops_process(raised):
+        raise raised
+    # Raises the task's own cancellation when a scope around this call is cancelled.
+    await trio.lowlevel.checkpoint_if_cancelled()
+    return raised
+
 
 class _LostRace(Exception):
     """Internal: another start inserted the same mission id first."""
@@ -119,8 +149,10 @@ class Engine:
         clock: Clock,
         new_id: Callable[[], str],
         on_terminal: Callable[[MissionSnapshot], None],
+        max_recovery_attempts: int = DEFAULT_MAX_RECOVERY_ATTEMPTS,
     ) -> None:
         self.definitions = definitions
+        self.max_recovery_attempts = max_recovery_attempts
         self.persistence = persistence
         # The engine reads the clock at every transition: the system clock is read by calling
         # datetime.now from C, at half the cost of the method that does the same.
@@ -229,9 +261,48 @@ class Engine:
             definition = self.definition_for(snapshot)
             draft = Draft.of(snapshot)
             if snapshot.status is MissionStatus.RUNNING:
-                draft.log(self.now(), TimelineKind.MISSION_RESUMED, snapshot.current_node)
+                if snapshot.cancel_request is None:
+                    snapshot = await self._recover(definition, draft)
+                else:
+                    # Cancelled at once by the drive, nothing runs again.
+                    draft.log(self.now(), TimelineKind.MISSION_RESUMED, snapshot.current_node)
             snapshot = await self._drive(definition, draft, hold, snapshot)
             return await self._settle(definition, snapshot, hold)
+
+    async def _recover(self, definition: Definition, draft: Draft) -> MissionSnapshot:
+        """Count a re-run of the node a mission was left running at, or fail the mission when it
+        has had ``max_recovery_attempts`` already.
+
+        The count is written before the node runs again, so that a node which takes the process
+        down with it (SIGKILL, KeyboardInterrupt, SystemExit) or whose result cannot be written is
+        counted all the same, and stops being re-run after the limit.
+        """
+        now = self.now()
+        name = draft.current_node
+        assert name is not None, "a running mission is at a node"
+        attempts = draft.recovery_attempts + 1
+        draft.recovery_attempts = attempts
+        if attempts <= self.max_recovery_attempts:
+            draft.log(
+                now,
+                TimelineKind.MISSION_RESUMED,
+                name,
+                detail={"recovery_attempt": attempts},
+            )
+            return await self._write(draft)
+        record = draft.nodes.get(name)
+        found = definition.find(name)
+        kind = record.kind if record is not None else found.kind if found is not None else "node"
+        tried = (record.attempts if record is not None else 0) + 1
+        error = RecoveryAttemptsExceededError(
+            f"mission {draft.id!r} was left running at {kind} {name!r} {attempts} times in a row "
+            f"(max_recovery_attempts={self.max_recovery_attempts}), so it is not run again: "
+            f"the {kind} stops the process (a crash, SIGKILL, KeyboardInterrupt, SystemExit) or "
+            f"its result cannot be stored. Fix the {kind} and start the mission again; if these "
+            f"were unrelated crashes, raise max_recovery_attempts"
+        )
+        draft.failed(name, kind, ErrorInfo.from_exception(error, tried), now, attempts=tried)
+        return await self._write(draft)
 
     async def _settle(
         self, definition: Definition, snapshot: MissionSnapshot, hold: _Hold
@@ -286,15 +357,30 @@ class Engine:
             if status is MissionStatus.RUNNING:
                 assert node is not None
                 if isinstance(node, _FUNCTION_NODES):
-                    await self._run_node(definition, draft, node)
-                    # A step's result is written with the transition that follows it, before the
-                    # next step runs.
-                    if draft.status is MissionStatus.RUNNING and isinstance(
-                        definition.find(draft.current_node or ""), _FUNCTION_NODES
-                    ):
+                    if draft.stored or node.run is None:
+                        await self._run_node(definition, draft, node, hold)
+                        # A step's result is written with the transition that follows it, before
+                        # the next step runs (a cancellation is that transition, on the next turn).
+                        if (
+                            draft.status is MissionStatus.RUNNING
+                            and hold.cancel is None
+                            and isinstance(
+                                definition.find(draft.current_node or ""), _FUNCTION_NODES
+                            )
+                        ):
+                            last = await self._write(draft)
+                    else:
+                        # The write rule for a start that runs a function: the mission is
+                        # inserted before the function runs, so it is durable from the moment
+                        # start accepted its input, and the start's result goes with the next
+                        # transition (after the first step, when one follows). A mission thus
+                        # costs the same writes as when it was inserted after its start; a crash
+                        # inside the first step runs the start again (at least once, as any
+                        # node).
                         last = await self._write(draft)
+                        await self._run_node(definition, draft, node, hold)
                 elif isinstance(node, EndNode) and node.output is not None:
-                    await self._end(definition, draft, node)
+                    await self._end(definition, draft, node, hold)
                 else:
                     # A node entered without being settled (after a signal, or a resume).
                     self._enter(definition, draft, node, self.now())
@@ -377,13 +463,13 @@ class Engine:
     # -- node execution ------------------------------------------------------------------------
 
     async def _run_node(
-        self, definition: Definition, draft: Draft, node: StartNode | StepNode
+        self, definition: Definition, draft: Draft, node: StartNode | StepNode, hold: _Hold
     ) -> None:
         record = draft.nodes.get(node.name)
         attempt = (record.attempts if record is not None else 0) + 1
         function = node.run
         output: JsonValue = None
-        error: Exception | None = None
+        error: BaseException | None = None
         if function is not None:
             ctx: Context[Any, Any] = Context(
                 definition=definition,
@@ -415,11 +501,18 @@ class Engine:
                 )
             except Exception as raised:
                 error = raised
+            except BaseException as raised:
+                error = await _raised_by_function(raised)
         now = self.now()
         if error is None:
             draft.log(now, TimelineKind.STEP_COMPLETED, node.name, attempt)
             draft.complete(node.name, node.kind, now, attempts=attempt, output=output)
-            self._enter_after(definition, draft, node.name, now)
+            following = definition.next_node(node.name)
+            assert following is not None, "a definition always ends with its end node"
+            # A cancellation acknowledged while the node ran ends the mission at this boundary
+            # (on the drive loop's next turn): entering the end node would complete it first.
+            if hold.cancel is None or not isinstance(following, EndNode):
+                self._enter(definition, draft, following, now)
             return
         info = ErrorInfo.from_exception(error, attempt)
         draft.log(
@@ -495,8 +588,9 @@ class Engine:
                 draft.wait = None
                 draft.current_node = node.name
 
-    async def _end(self, definition: Definition, draft: Draft, node: EndNode) -> None:
-        """Compute the mission's output with the end node's function, and complete."""
+    async def _end(self, definition: Definition, draft: Draft, node: EndNode, hold: _Hold) -> None:
+        """Compute the mission's output with the end node's function, and complete (unless a
+        cancellation came meanwhile: the drive loop's next turn applies it)."""
         assert node.output is not None
         now = self.now()
         ctx: Context[Any, Any] = Context(
@@ -507,10 +601,12 @@ class Engine:
             if _is_awaitable(result):
                 result = await result
             output = to_json_value(result, what="mission output")
-        except Exception as error:
+        except BaseException as raised:
+            error = raised if isinstance(raised, Exception) else await _raised_by_function(raised)
             draft.failed(node.name, node.kind, ErrorInfo.from_exception(error, 1), now, attempts=1)
             return
-        draft.completed(output, now)
+        if hold.cancel is None:
+            draft.completed(output, now)
 
     def _sleep_due(
         self, definition: Definition, draft: Draft, node: SleepNode, now: datetime

@@ -64,6 +64,12 @@ class StepTimeoutError(MissionControlError):
     """A step ran longer than its ``timeout``; it counts as a failed attempt."""
 
 
+class RecoveryAttemptsExceededError(MissionControlError):
+    """A mission was found running with nobody moving it more than ``max_recovery_attempts``
+    times in a row at the same node, so it failed instead of running that node again (it is
+    stored in the failed mission's ``error``, never raised)."""
+
+
 class RevisionConflictError(MissionControlError):
     """A commit expected a revision the stored mission no longer has."""
 

@@ -272,6 +272,7 @@ def _structure_snapshot(data: Any, _: Any = None, *, keep_sources: bool = False)
         if request is None
         else CancelRequest(datetime.fromisoformat(request["requested_at"]), request.get("reason")),
         int(data.get("revision", 0)),
+        int(data.get("recovery_attempts", 0)),
     )
 
 
@@ -349,7 +350,8 @@ def snapshot_to_json(snapshot: MissionSnapshot) -> str:
         f'"error":{_error_json(snapshot.error)},'
         f'"cancel_request":'
         f"{'null' if request is None else _encode(converter.unstructure(request, CancelRequest))},"
-        f'"revision":{int(snapshot.revision)}}}'
+        f'"revision":{int(snapshot.revision)},'
+        f'"recovery_attempts":{int(snapshot.recovery_attempts)}}}'
     )
     nodes = ",".join(
         record.json_text(_encode_record)

@@ -138,6 +138,10 @@ class MissionSnapshot:
     error: ErrorInfo | None = None
     cancel_request: CancelRequest | None = None
     revision: int = 0
+    recovery_attempts: int = 0
+    """How many times the mission was found running with nobody moving it (after a crash, a
+    stopped process or a cancelled caller) and its current node run again; back to 0 once it
+    moves past that node. See ``max_recovery_attempts`` of :func:`create_commander`."""
 
     @property
     def due_at(self) -> datetime | None:

@@ -5,7 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from mission_control.core import Clock, Commander, MissionDefinition, create_commander
+from mission_control.core import (
+    DEFAULT_MAX_RECOVERY_ATTEMPTS,
+    Clock,
+    Commander,
+    MissionDefinition,
+    create_commander,
+)
 
 from ._adapter import InMemoryPersistenceAdapter
 from ._clock import ManualClock
@@ -18,6 +24,7 @@ def create_in_memory_commander(
     clock: Clock | None = None,
     ids: Callable[[], str] | None = None,
     persistence: InMemoryPersistenceAdapter | None = None,
+    max_recovery_attempts: int = DEFAULT_MAX_RECOVERY_ATTEMPTS,
 ) -> Commander:
     """A commander on in-memory storage with a :class:`ManualClock` and :class:`SequentialIds`
     unless others are given: fully deterministic, nothing touches the disk or the wall clock."""
@@ -26,4 +33,5 @@ def create_in_memory_commander(
         persistence=persistence if persistence is not None else InMemoryPersistenceAdapter(),
         clock=clock if clock is not None else ManualClock(),
         ids=ids if ids is not None else SequentialIds(),
+        max_recovery_attempts=max_recovery_attempts,
     )

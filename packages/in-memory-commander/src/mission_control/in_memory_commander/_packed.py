@@ -38,7 +38,8 @@ DEFINITION = 1
 STATUS = 3
 """Where a packed mission holds its definition name and its status (as text)."""
 REVISION = 16
-_HEAD = 17
+_RECOVERY_ATTEMPTS = 17
+_HEAD = 18
 _RECORD = 13
 _NO_ERROR = (None, None, None)
 # Status and kind names as plain strings (looked up rather than read through the enum property):
@@ -70,7 +71,7 @@ def pack(snapshot: MissionSnapshot) -> Packed:
         fields += (TEXT[wait.kind], wait.node, wait.signal, wait.due_at)
     fields.append(None if snapshot.output is None else _freeze(snapshot.output))
     fields += _NO_ERROR if error is None else (error.type, error.message, error.attempt)
-    fields.append(snapshot.revision)
+    fields += (snapshot.revision, snapshot.recovery_attempts)
     for path, record in snapshot.nodes.items():
         error = record.error
         fields += (
@@ -139,4 +140,5 @@ def unpack(packed: Packed) -> MissionSnapshot:
         _error(*packed[13:16]),
         None,
         packed[REVISION],
+        packed[_RECOVERY_ATTEMPTS],
     )
