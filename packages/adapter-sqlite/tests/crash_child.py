@@ -13,6 +13,12 @@ how often each step ran. Modes:
   one with a buffered signal, and one mid-step with a cancellation request, then SIGKILL itself.
 - ``recover``: resume what a crash left running, send the signals missions wait for, move the
   clock on an hour at a time running what is due, and print every mission's status as JSON.
+- ``block-in-start``: start ``s1``, whose start node runs a function, and block forever inside
+  that function (after printing ``START-RAN``) for the parent to SIGKILL.
+- ``poison``: complete ``h-done``, leave ``h-run-1`` and ``z-run`` mid-step (their callers
+  cancelled), then start ``p-poison``, whose step SIGKILLs the process every time it runs.
+- ``runtime``: start a runtime on the file (its startup resumes what was left running, one
+  mission at a time), stop it, and print every mission's status as JSON.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from mission_control.core import (
     m,
 )
 from mission_control.in_memory_commander import ManualClock
+from mission_control.runtime import create_commander_runtime
 
 DB, LOG, MODE = sys.argv[1:4]
 CLOCK = ManualClock()
@@ -60,8 +67,16 @@ async def step_a(ctx: Context[Any, Any]) -> str:
     return "a-done"
 
 
+LEFT_RUNNING: dict[str, trio.CancelScope] = {}
+"""Missions whose caller is cancelled while their step ``b`` runs (mode ``poison``)."""
+
+
 async def step_b(ctx: Context[Any, Any]) -> str:
     record("b", ctx.mission_id)
+    scope = LEFT_RUNNING.get(ctx.mission_id)
+    if scope is not None:
+        scope.cancel()
+        await trio.sleep_forever()
     if MODE == "block-in-b" and ctx.mission_id == "m2":
         print("STEP-RAN", flush=True)
         await trio.sleep_forever()
@@ -85,6 +100,31 @@ async def flaky(ctx: Context[Any, Any]) -> str:
     return "flaky-done"
 
 
+async def started(ctx: Context[Any, Any]) -> str:
+    record("start", ctx.mission_id)
+    if MODE == "block-in-start":
+        print("START-RAN", flush=True)
+        await trio.sleep_forever()
+    return "started"
+
+
+async def kill_the_process(ctx: Context[Any, Any]) -> str:
+    record("die", ctx.mission_id)
+    die()
+    return "never"
+
+
+STARTED = (
+    m.define("started")
+    .start(parse=parse, run=started)
+    .step("a", step_a)
+    .step("b", step_b)
+    .step("c", step_c)
+    .end()
+)
+
+POISON = m.define("poison").start(parse=parse).step("die", kill_the_process).end()
+
 PIPELINE = (
     m.define("pipeline")
     .start(parse=parse)
@@ -103,7 +143,7 @@ WAITS = (
     .end()
 )
 
-COMMANDER = SQLiteCommander(DB, [PIPELINE, WAITS], clock=CLOCK)
+COMMANDER = SQLiteCommander(DB, [PIPELINE, WAITS, STARTED, POISON], clock=CLOCK)
 
 
 async def commit_then_die(
@@ -150,6 +190,23 @@ async def run() -> None:
         await commander.signal("w-buffered", "go", {"early": True})
         await commander.start(PIPELINE, {}, id="p-cancel")
         raise AssertionError("the child should have died inside p-cancel")
+    if MODE == "block-in-start":
+        await commander.start(STARTED, {}, id="s1")
+        raise AssertionError("the child should have been killed inside the start")
+    if MODE == "poison":
+        await commander.start(PIPELINE, {}, id="h-done")
+        for mission_id in ("h-run-1", "z-run"):
+            with trio.CancelScope() as scope:
+                LEFT_RUNNING[mission_id] = scope
+                await commander.start(PIPELINE, {}, id=mission_id)
+        await commander.start(POISON, {}, id="p-poison")
+        raise AssertionError("the child should have died inside p-poison")
+    if MODE == "runtime":
+        # One mission at a time, in id order: what a SIGKILL interrupts is then known exactly.
+        async with create_commander_runtime(commander, max_concurrency=1):
+            pass
+        print(json.dumps({s.id: s.status.value for s in await commander.list()}), flush=True)
+        return
     if MODE == "recover":
         for _ in range(4):
             for mission_id in await commander.running_missions(100):

@@ -14,7 +14,13 @@ import pytest
 import trio
 
 from mission_control.adapter_sqlite import create_sqlite_persistence_adapter
-from mission_control.core import MissionStatus, NodeStatus, TimelineKind
+from mission_control.core import (
+    DEFAULT_MAX_RECOVERY_ATTEMPTS,
+    MissionStatus,
+    NodeStatus,
+    RecoveryAttemptsExceededError,
+    TimelineKind,
+)
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs SIGKILL")
 
@@ -54,13 +60,19 @@ async def run_until_killed(db: Path, log: Path, mode: str, *, kill_on: str | Non
     assert process.returncode == -signal.SIGKILL, (output, errors.decode())
 
 
-async def recover(db: Path, log: Path) -> dict[str, str]:
+async def run_child(db: Path, log: Path, mode: str) -> tuple[int, str, str]:
+    """Run the child in ``mode`` to its end: its return code, stdout and stderr."""
     with trio.fail_after(DEADLINE):
         result = await trio.run_process(
-            child(db, log, "recover"), capture_stdout=True, capture_stderr=True, check=False
+            child(db, log, mode), capture_stdout=True, capture_stderr=True, check=False
         )
-    assert result.returncode == 0, result.stderr.decode()
-    statuses: dict[str, str] = json.loads(result.stdout.decode().strip().splitlines()[-1])
+    return result.returncode, result.stdout.decode(), result.stderr.decode()
+
+
+async def recover(db: Path, log: Path, mode: str = "recover") -> dict[str, str]:
+    code, out, errors = await run_child(db, log, mode)
+    assert code == 0, errors
+    statuses: dict[str, str] = json.loads(out.strip().splitlines()[-1])
     return statuses
 
 
@@ -148,3 +160,55 @@ async def test_waits_buffered_signals_and_cancellation_requests_survive_a_crash(
         assert counts[f"flaky {mission_id}"] == 2
     async with create_sqlite_persistence_adapter(db, read_only=True) as inspector:
         assert await inspector.next_signal("w-buffered", "go") is None
+
+
+async def test_a_start_killed_inside_its_run_is_stored_and_the_runtime_completes_it(
+    tmp_path: Path,
+) -> None:
+    """A process SIGKILLed inside the start node's run leaves the mission stored as running at
+    its start; the next process's runtime runs the start again and completes the mission."""
+    db, log = tmp_path / "crash.sqlite", tmp_path / "steps.log"
+    await run_until_killed(db, log, "block-in-start", kill_on="START-RAN")
+
+    async with create_sqlite_persistence_adapter(db, read_only=True) as inspector:
+        stored = await inspector.load("s1")
+        assert stored is not None
+        assert (stored.status, stored.current_node) == (MissionStatus.RUNNING, "start")
+        assert await inspector.running_missions(10) == ["s1"]
+
+    assert await recover(db, log, "runtime") == {"s1": "completed"}
+    assert runs(log) == Counter({"start s1": 2, "a s1": 1, "b s1": 1, "c s1": 1})
+
+
+async def test_a_step_that_kills_its_process_fails_after_max_recovery_attempts(
+    tmp_path: Path,
+) -> None:
+    """A step that SIGKILLs its process is re-run by each new runtime only until
+    max_recovery_attempts is used up; the runtime after that starts, fails the mission with
+    RecoveryAttemptsExceededError without running the step, and moves the healthy missions."""
+    db, log = tmp_path / "crash.sqlite", tmp_path / "steps.log"
+    await run_until_killed(db, log, "poison", kill_on=None)
+
+    for _ in range(DEFAULT_MAX_RECOVERY_ATTEMPTS):
+        code, _, errors = await run_child(db, log, "runtime")
+        assert code == -signal.SIGKILL, errors
+    expected = {"h-done": "completed", "h-run-1": "completed", "p-poison": "failed"}
+    assert await recover(db, log, "runtime") == {**expected, "z-run": "completed"}
+    assert runs(log)["die p-poison"] == 1 + DEFAULT_MAX_RECOVERY_ATTEMPTS
+
+    async with create_sqlite_persistence_adapter(db, read_only=True) as inspector:
+        poisoned = await inspector.load("p-poison")
+        assert poisoned is not None
+        assert poisoned.error is not None
+        assert poisoned.error.type == RecoveryAttemptsExceededError.__qualname__
+        assert "max_recovery_attempts=5" in poisoned.error.message
+        assert "Fix the step" in poisoned.error.message
+        assert poisoned.recovery_attempts == 1 + DEFAULT_MAX_RECOVERY_ATTEMPTS
+        assert poisoned.nodes["die"].status is NodeStatus.FAILED
+        healthy = await inspector.load("z-run")
+        assert healthy is not None
+        assert healthy.recovery_attempts == 0
+
+    # Later runtimes leave the failed mission alone.
+    assert await recover(db, log, "runtime") == {**expected, "z-run": "completed"}
+    assert runs(log)["die p-poison"] == 1 + DEFAULT_MAX_RECOVERY_ATTEMPTS

@@ -89,6 +89,7 @@ def test_snapshot_round_trips_through_json() -> None:
         wait=Wait(WaitKind.RETRY, "call", due_at=T0 + timedelta(hours=1)),
         cancel_request=CancelRequest(T0, "why"),
         revision=7,
+        recovery_attempts=2,
     )
     text = snapshot_to_json(snapshot)
     assert '"status":"waiting"' in text
@@ -179,9 +180,12 @@ def test_hand_written_record_and_entry_forms_match_the_generic_converter() -> No
         ErrorInfo("Boom", "bad", 1),
         CancelRequest(T0, None),
         4,
+        3,
     )
     data = generic.unstructure(snapshot)
+    assert data["recovery_attempts"] == 3
     assert converter.structure(data, MissionSnapshot) == generic.structure(data, MissionSnapshot)
+    assert json.loads(snapshot_to_json(snapshot)) == data
 
 
 @pytest.mark.parametrize(

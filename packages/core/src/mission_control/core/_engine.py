@@ -380,6 +380,10 @@ class Engine:
                         last = await self._write(draft)
                         await self._run_node(definition, draft, node, hold)
                 elif isinstance(node, EndNode) and node.output is not None:
+                    if not draft.stored:
+                        # Right after a start: stored before the output function runs, as for a
+                        # start's function.
+                        last = await self._write(draft)
                     await self._end(definition, draft, node, hold)
                 else:
                     # A node entered without being settled (after a signal, or a resume).

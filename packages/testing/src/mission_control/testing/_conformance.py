@@ -209,6 +209,23 @@ class AdapterConformance:
         assert await persistence.load("m-1") == snapshot
         assert await persistence.load("missing") is None
 
+    async def test_the_recovery_count_round_trips_running_and_finished(
+        self, persistence: PersistenceAdapter
+    ) -> None:
+        """A snapshot's recovery_attempts loads back as stored, running and once finished."""
+        running = _snapshot("m-1", recovery_attempts=2)
+        assert await persistence.insert(running, []) is None
+        assert await persistence.load("m-1") == running
+        failed = attrs.evolve(
+            running,
+            status=MissionStatus.FAILED,
+            error=ErrorInfo("RecoveryAttemptsExceededError", "left running", 1),
+            recovery_attempts=6,
+            revision=2,
+        )
+        await persistence.commit(failed, expected_revision=1, timeline=[])
+        assert await persistence.load("m-1") == failed
+
     async def test_insert_of_an_existing_id_returns_it_and_stores_nothing(
         self, persistence: PersistenceAdapter
     ) -> None:
