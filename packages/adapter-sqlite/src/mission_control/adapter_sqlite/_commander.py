@@ -23,8 +23,9 @@ class SQLiteCommander(Commander):
 
     The same commander :func:`mission_control.core.create_commander` makes, with a
     :class:`SQLitePersistenceAdapter` it opens itself and closes in :meth:`aclose` (or at the end
-    of ``async with``). The keyword arguments after ``ids`` are those of
-    :func:`create_sqlite_persistence_adapter`.
+    of ``async with``). ``synchronous``, ``busy_timeout`` and ``read_only`` are those of
+    :func:`create_sqlite_persistence_adapter`; ``max_recovery_attempts`` is that of
+    :func:`mission_control.core.create_commander`.
     """
 
     def __init__(
