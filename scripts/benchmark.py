@@ -77,6 +77,8 @@ from mission_control.core import (
     TimelineKind,
     create_commander,
     m,
+)
+from mission_control.core.storage import (
     snapshot_from_json,
     snapshot_to_json,
     timeline_entry_to_json,

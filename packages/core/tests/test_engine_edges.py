@@ -5,12 +5,14 @@ import pytest
 
 from mission_control.core import (
     MAX_DELAY,
+    ConfigurationError,
     Context,
     InvalidInputError,
     InvalidSignalPayloadError,
     MissionStatus,
     NodeStatus,
     TimelineKind,
+    create_commander,
     m,
 )
 from mission_control.in_memory_commander import (
@@ -226,3 +228,26 @@ async def test_a_signal_followed_by_a_wait_is_one_write() -> None:
     assert after.status is MissionStatus.WAITING
     assert after.current_node == "pause"
     assert after.revision == before + 1
+
+
+class _NaiveClock:
+    def now(self) -> datetime:
+        return datetime(2030, 1, 1)
+
+
+class _NoClock:
+    def now(self) -> object:
+        return "soon"
+
+
+@pytest.mark.parametrize("clock", [_NaiveClock(), _NoClock()], ids=["naive", "not a datetime"])
+def test_a_clock_without_aware_datetimes_is_refused_when_the_commander_is_made(
+    clock: Any,
+) -> None:
+    """A clock whose now() is naive (or no datetime) raises ConfigurationError at once, not in
+    the middle of a mission."""
+    flow = m.define("c").start(parse=identity).end()
+    with pytest.raises(ConfigurationError, match="timezone-aware"):
+        create_commander([flow], clock=clock)
+    with pytest.raises(ConfigurationError, match="timezone-aware"):
+        create_in_memory_commander([flow], clock=clock)

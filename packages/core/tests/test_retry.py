@@ -2,7 +2,7 @@ from datetime import timedelta
 
 import pytest
 
-from mission_control.core import InvalidDefinitionError, m
+from mission_control.core import MAX_DELAY, InvalidDefinitionError, m
 
 
 def seconds(values: list[timedelta]) -> list[float]:
@@ -43,3 +43,54 @@ def test_retry_on_and_fail_on_decide_which_errors_retry() -> None:
     assert not policy.should_retry(TimeoutError(), 3)
     assert not policy.should_retry(ConnectionRefusedError(), 1)
     assert not policy.should_retry(ValueError(), 1)
+
+
+_BAD_SECONDS = [
+    pytest.param(float("nan"), id="nan"),
+    pytest.param(float("inf"), id="inf"),
+    pytest.param(-1, id="negative"),
+    pytest.param(10**20, id="beyond timedelta"),
+]
+
+
+@pytest.mark.parametrize("value", _BAD_SECONDS)
+def test_definitions_refuse_durations_and_backoffs_out_of_range(value: float) -> None:
+    """NaN, infinite, negative and unrepresentable durations raise InvalidDefinitionError
+    wherever a definition takes one, as do backoff factors that are not finite numbers >= 1."""
+    start = m.define("d").start(parse=dict)
+    makers = [
+        lambda: start.sleep("s", value),
+        lambda: start.step("s", lambda ctx: None, timeout=value),
+        lambda: m.fixed(value),
+        lambda: m.linear(value),
+        lambda: m.linear(1, value),
+        lambda: m.exponential(value),
+        lambda: m.exponential(1, cap=value),
+        lambda: m.custom_backoff(lambda n: 1, cap=value),
+    ]
+    for make in makers:
+        with pytest.raises(InvalidDefinitionError):
+            make()
+    for factor in (float("nan"), float("inf"), 10**400, 0.5):
+        with pytest.raises(InvalidDefinitionError, match="factor"):
+            m.exponential(1, factor=factor)
+
+
+def test_sleeps_and_timeouts_longer_than_max_delay_are_refused() -> None:
+    """A sleep or step timeout longer than MAX_DELAY is refused (a due time past it may not be
+    representable); MAX_DELAY itself is accepted."""
+    start = m.define("d").start(parse=dict)
+    start.sleep("ok", MAX_DELAY)
+    with pytest.raises(InvalidDefinitionError, match="MAX_DELAY"):
+        start.sleep("s", MAX_DELAY + timedelta(seconds=1))
+    with pytest.raises(InvalidDefinitionError, match="MAX_DELAY"):
+        start.step("s", lambda ctx: None, timeout=MAX_DELAY.total_seconds() + 1)
+
+
+@pytest.mark.parametrize(
+    "result", [1e20, float("inf"), 10**30, timedelta.max], ids=["1e20", "inf", "10**30", "max"]
+)
+def test_a_custom_backoff_delay_is_capped_at_max_delay(result: float | timedelta) -> None:
+    """A custom backoff returning more than MAX_DELAY (however large) waits MAX_DELAY."""
+    assert m.custom_backoff(lambda n: result).delay(1) == MAX_DELAY
+    assert m.custom_backoff(lambda n: result, cap=60).delay(1) == timedelta(seconds=60)

@@ -18,12 +18,15 @@ from mission_control.core import (
     TimelineKind,
     Wait,
     WaitKind,
+    to_json_value,
+)
+from mission_control.core._serialization import _codec  # pyright: ignore[reportPrivateUsage]
+from mission_control.core.storage import (
     snapshot_from_json,
     snapshot_to_dict,
     snapshot_to_json,
     timeline_entry_from_json,
     timeline_entry_to_json,
-    to_json_value,
 )
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
@@ -146,8 +149,7 @@ def test_hand_written_record_and_entry_forms_match_the_generic_converter() -> No
     """The fast unstructure hooks give exactly what a plain cattrs converter would."""
     from cattrs.preconf.json import make_converter
 
-    from mission_control.core import converter
-
+    converter = _codec
     generic = make_converter()
     record = NodeRecord(
         "call",
@@ -228,8 +230,6 @@ def test_damaged_snapshot_documents_are_refused(damage: Any) -> None:
 )
 def test_timeline_entry_text_is_the_generic_encoding(entry: TimelineEntry) -> None:
     """The written-out entry text is exactly the JSON of the entry's unstructured form."""
-    from mission_control.core import converter
-
     text = timeline_entry_to_json(entry)
-    assert json.loads(text) == converter.unstructure(entry)
+    assert json.loads(text) == _codec.unstructure(entry)
     assert timeline_entry_from_json(text) == entry

@@ -20,6 +20,7 @@ from types import TracebackType
 from typing import Any, Final, Literal, Self
 
 import apsw
+import attrs
 
 from mission_control.core import (
     BufferedSignal,
@@ -31,13 +32,15 @@ from mission_control.core import (
     PersistenceError,
     RevisionConflictError,
     TimelineEntry,
-    converter,
-    from_json_value,
+)
+from mission_control.core.storage import (
+    cancel_request_from_json,
+    cancel_request_to_json,
     snapshot_from_json,
     snapshot_to_json,
     timeline_entry_from_json,
     timeline_entry_to_json,
-    to_json_value,
+    value_to_json,
 )
 
 from ._group import GroupCommit, Transaction
@@ -94,10 +97,6 @@ _RUNNING_AFTER: Final = (
     "SELECT id FROM missions WHERE status = 'running' AND id > ? ORDER BY id LIMIT ?"
 )
 _TIMELINE: Final = "SELECT entry FROM timeline WHERE mission_id = ? ORDER BY revision, position"
-
-
-def _dumps(value: JsonValue) -> str:
-    return json.dumps(value, separators=(",", ":"), allow_nan=False)
 
 
 def _micros(when: datetime, what: str) -> int:
@@ -369,12 +368,9 @@ class SQLitePersistenceAdapter:
         self, mission_id: str, revision: int, text: str, cancel: str | None
     ) -> MissionSnapshot:
         try:
-            if cancel is None:
-                snapshot = snapshot_from_json(text)
-            else:
-                data = json.loads(text)
-                data["cancel_request"] = json.loads(cancel)
-                snapshot = converter.structure(data, MissionSnapshot)
+            snapshot = snapshot_from_json(text)
+            if cancel is not None:
+                snapshot = attrs.evolve(snapshot, cancel_request=cancel_request_from_json(cancel))
         except Exception as error:
             raise self._corrupt(mission_id, "snapshot", error) from error
         if snapshot.id != mission_id or snapshot.revision != revision:
@@ -397,9 +393,8 @@ class SQLitePersistenceAdapter:
         if request is None:
             return due, snapshot_to_json(snapshot), None
         # The request is stored in its own column only, so that one source of truth remains.
-        data = converter.unstructure(snapshot, MissionSnapshot)
-        data["cancel_request"] = None
-        return due, _dumps(data), _dumps(to_json_value(request))
+        text = snapshot_to_json(attrs.evolve(snapshot, cancel_request=None))
+        return due, text, cancel_request_to_json(request)
 
     def _revision(self, mission_id: str, action: str) -> int:
         rows = self._cursor.execute(_REVISION, (mission_id,)).fetchall()
@@ -533,13 +528,13 @@ class SQLitePersistenceAdapter:
         """Buffer a signal for the mission (one transaction)."""
         self._check_writable("buffer a signal")
         try:
-            payload_text = _dumps(payload)
+            payload_text = value_to_json(payload)
         except (TypeError, ValueError) as error:
             raise PersistenceError(
                 f"signal {name!r} for mission {mission_id!r}: its payload cannot be stored as "
                 f"JSON ({error})"
             ) from error
-        row = (mission_id, name, payload_text, to_json_value(received_at, what="received_at"))
+        row = (mission_id, name, payload_text, received_at.isoformat())
         try:
             with self._transaction:
                 seq = self._write_signal(row, timeline)
@@ -571,7 +566,7 @@ class SQLitePersistenceAdapter:
         seq, payload, received_at = rows[0]
         try:
             return BufferedSignal(
-                seq, name, json.loads(payload), from_json_value(received_at, datetime)
+                seq, name, json.loads(payload), datetime.fromisoformat(received_at)
             )
         except Exception as error:
             raise self._corrupt(mission_id, f"signal {seq} ({name!r})", error) from error
@@ -581,7 +576,7 @@ class SQLitePersistenceAdapter:
     ) -> None:
         """Record a cancellation request (the first one stands) without changing the revision."""
         self._check_writable("request cancellation")
-        request_text = _dumps(to_json_value(request, what="cancellation request"))
+        request_text = cancel_request_to_json(request)
         try:
             with self._transaction:
                 self._write_cancel(mission_id, request_text, timeline)

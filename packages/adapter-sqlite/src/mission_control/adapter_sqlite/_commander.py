@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mission_control.core import (
     DEFAULT_MAX_RECOVERY_ATTEMPTS,
@@ -17,6 +17,9 @@ from mission_control.core import (
 
 from ._adapter import SQLitePersistenceAdapter, Synchronous
 
+if TYPE_CHECKING:
+    import cattrs
+
 
 class SQLiteCommander(Commander):
     """A :class:`mission_control.core.Commander` whose missions live in the SQLite file ``path``.
@@ -24,8 +27,8 @@ class SQLiteCommander(Commander):
     The same commander :func:`mission_control.core.create_commander` makes, with a
     :class:`SQLitePersistenceAdapter` it opens itself and closes in :meth:`aclose` (or at the end
     of ``async with``). ``synchronous``, ``busy_timeout`` and ``read_only`` are those of
-    :func:`create_sqlite_persistence_adapter`; ``max_recovery_attempts`` is that of
-    :func:`mission_control.core.create_commander`.
+    :func:`create_sqlite_persistence_adapter`; ``max_recovery_attempts`` and ``converter`` are
+    those of :func:`mission_control.core.create_commander`.
     """
 
     def __init__(
@@ -35,6 +38,7 @@ class SQLiteCommander(Commander):
         *,
         clock: Clock | None = None,
         ids: Callable[[], str] | None = None,
+        converter: cattrs.Converter | None = None,
         synchronous: Synchronous = "NORMAL",
         busy_timeout: float = 5.0,
         read_only: bool = False,
@@ -50,6 +54,7 @@ class SQLiteCommander(Commander):
                 clock if clock is not None else SystemClock(),
                 ids if ids is not None else SortableIds(),
                 max_recovery_attempts=max_recovery_attempts,
+                converter=converter,
             )
         except BaseException:
             # Bad definitions must not leave the database locked.

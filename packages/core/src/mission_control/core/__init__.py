@@ -1,5 +1,6 @@
 """Mission Control core: the mission DSL, the engine, the commander and the contracts that
-adapters, the runtime and the client share."""
+adapters, the runtime and the client share (adapter authors' storage codec:
+``mission_control.core.storage``)."""
 
 from ._clock import Clock, SystemClock
 from ._commander import Commander, CommanderProtocol, MissionHandle, create_commander
@@ -48,18 +49,6 @@ from ._retry import (
     linear,
     retry,
 )
-from ._serialization import (
-    buffered_signal_from_json,
-    buffered_signal_to_json,
-    converter,
-    from_json_value,
-    snapshot_from_json,
-    snapshot_to_dict,
-    snapshot_to_json,
-    timeline_entry_from_json,
-    timeline_entry_to_json,
-    to_json_value,
-)
 from ._snapshot import (
     BufferedSignal,
     CancelRequest,
@@ -74,10 +63,13 @@ from ._snapshot import (
     Wait,
     WaitKind,
 )
+from ._values import MAX_INT_DIGITS, MAX_NESTING, converter, from_json_value, to_json_value
 
 __all__ = [
     "DEFAULT_MAX_RECOVERY_ATTEMPTS",
     "MAX_DELAY",
+    "MAX_INT_DIGITS",
+    "MAX_NESTING",
     "Backoff",
     "BufferedSignal",
     "CancelRequest",
@@ -128,8 +120,6 @@ __all__ = [
     "UnknownSignalError",
     "Wait",
     "WaitKind",
-    "buffered_signal_from_json",
-    "buffered_signal_to_json",
     "converter",
     "create_commander",
     "custom_backoff",
@@ -141,10 +131,5 @@ __all__ = [
     "linear",
     "m",
     "retry",
-    "snapshot_from_json",
-    "snapshot_to_dict",
-    "snapshot_to_json",
-    "timeline_entry_from_json",
-    "timeline_entry_to_json",
     "to_json_value",
 ]

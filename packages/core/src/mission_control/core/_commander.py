@@ -8,6 +8,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Protocol, Self, TypeVar, runtime_checkable
 
+import cattrs
 import trio
 
 from ._clock import Clock, SystemClock, ensure_aware
@@ -24,6 +25,8 @@ from ._errors import (
 from ._ids import SortableIds
 from ._persistence import PersistenceAdapter
 from ._snapshot import MissionSnapshot, MissionStatus, TimelineEntry
+from ._values import converter as default_converter
+from ._values import detached
 
 RawT = TypeVar("RawT")
 
@@ -148,7 +151,11 @@ class Commander:
         ids: Callable[[], str],
         *,
         max_recovery_attempts: int = DEFAULT_MAX_RECOVERY_ATTEMPTS,
+        converter: cattrs.Converter | None = None,
     ) -> None:
+        _check_clock(clock)
+        if converter is not None and not isinstance(converter, cattrs.BaseConverter):
+            raise ConfigurationError(f"converter must be a cattrs converter, got {converter!r}")
         if (
             isinstance(max_recovery_attempts, bool)
             or not isinstance(max_recovery_attempts, int)
@@ -172,13 +179,25 @@ class Commander:
         self._persistence = persistence
         self._clock = clock
         self._completion: dict[str, trio.Event] = {}
+        self._converter = converter if converter is not None else default_converter
         self._engine = Engine(
-            registry, persistence, clock, ids, self._finished, max_recovery_attempts
+            registry,
+            persistence,
+            clock,
+            ids,
+            self._finished,
+            max_recovery_attempts,
+            self._converter,
         )
 
     @property
     def clock(self) -> Clock:
         return self._clock
+
+    @property
+    def converter(self) -> cattrs.Converter:
+        """The converter user types in inputs, outputs and payloads go through."""
+        return self._converter
 
     @property
     def persistence(self) -> PersistenceAdapter:
@@ -261,12 +280,12 @@ class Commander:
         :class:`UnknownSignalError`, :class:`InvalidSignalPayloadError` or
         :class:`MissionNotActiveError`, storing nothing.
         """
-        return await self._engine.signal(mission_id, name, payload)
+        return detached(await self._engine.signal(mission_id, name, payload))
 
     async def cancel(self, mission_id: str, reason: str | None = None) -> MissionSnapshot:
         """Request cancellation: a waiting mission is cancelled now, a running one at its next
         node boundary. Raises :class:`MissionNotActiveError` for a finished mission."""
-        return await self._engine.cancel(mission_id, reason)
+        return detached(await self._engine.cancel(mission_id, reason))
 
     async def result(self, mission_id: str) -> MissionSnapshot:
         """Wait until the mission ends and return its final snapshot, however it ended."""
@@ -302,7 +321,9 @@ class Commander:
         """Move a mission forward if it is due or was interrupted; a no-op for one that waits
         for something that has not happened. ``None`` when another task of this process is
         moving it already."""
-        return await self._engine.advance(mission_id)
+        snapshot = await self._engine.advance(mission_id)
+        # The engine's snapshot holds the values it gave the store: the caller gets its own.
+        return None if snapshot is None else detached(snapshot)
 
     async def due_missions(self, limit: int, now: datetime | None = None) -> list[str]:
         """Ids of missions whose timer, retry or delayed start is due, earliest first."""
@@ -347,6 +368,24 @@ class Commander:
         await self.aclose()
 
 
+def _check_clock(clock: Clock) -> None:
+    """Refuse a clock whose time is not an aware datetime: due times compared with it would
+    raise in the middle of a mission, or be read in the wrong zone."""
+    reader = getattr(clock, "now", None)
+    if not callable(reader):
+        raise ConfigurationError(f"clock must have a now() method, got {clock!r}")
+    try:
+        now = reader()
+    except RuntimeError:
+        # A clock that can only be read inside the event loop (a trio-driven test clock, made
+        # in a synchronous fixture): nothing to check before it runs.
+        return
+    if not isinstance(now, datetime) or now.utcoffset() is None:
+        raise ConfigurationError(
+            f"clock {clock!r} must return timezone-aware datetimes from now(), got {now!r}"
+        )
+
+
 def _default_persistence() -> PersistenceAdapter:
     try:
         module = importlib.import_module("mission_control.in_memory_commander")
@@ -367,6 +406,7 @@ def create_commander(
     clock: Clock | None = None,
     ids: Callable[[], str] | None = None,
     max_recovery_attempts: int = DEFAULT_MAX_RECOVERY_ATTEMPTS,
+    converter: cattrs.Converter | None = None,
 ) -> Commander:
     """Make a commander for ``definitions``.
 
@@ -375,6 +415,10 @@ def create_commander(
     ``max_recovery_attempts``: how many times in a row a mission found running with nobody
     moving it (a crash, a stopped process or a cancelled caller left it mid-node) has that node
     run again; the next time it fails with :class:`RecoveryAttemptsExceededError` instead.
+    ``converter`` (a cattrs converter, by default ``mission_control.core.converter``) turns the
+    user types in inputs, outputs and signal payloads into JSON values and back; the library's
+    own records never go through it. Raises :class:`ConfigurationError` for a clock whose
+    ``now()`` is not a timezone-aware datetime.
     """
     return Commander(
         definitions,
@@ -382,4 +426,5 @@ def create_commander(
         clock if clock is not None else SystemClock(),
         ids if ids is not None else SortableIds(),
         max_recovery_attempts=max_recovery_attempts,
+        converter=converter,
     )

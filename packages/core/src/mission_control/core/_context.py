@@ -6,9 +6,12 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, overload
 
+import cattrs
+
 from ._errors import UnknownEventError
 from ._keys import EventKey
 from ._snapshot import NodeRecord, NodeStatus
+from ._values import copy_json
 
 if TYPE_CHECKING:
     from ._definition import MissionDefinition
@@ -40,13 +43,18 @@ class NodeEvent(Generic[T]):
     node's parser made of it.
     """
 
-    __slots__ = ("_output", "_read", "input", "name")
+    __slots__ = ("_input", "_output", "_read", "name")
 
     def __init__(self, name: str, input: Any, read: Any) -> None:
         self.name = name
-        self.input: Any = input
+        self._input: Any = input
         self._read = read
         self._output: Any = _UNSET
+
+    @property
+    def input(self) -> Any:
+        """The node's recorded input (a copy: changing it changes nothing stored)."""
+        return copy_json(self._input)
 
     @property
     def output(self) -> T:
@@ -85,10 +93,16 @@ class Events(Generic[InT, OutT]):
     straight through or was resumed after a restart.
     """
 
-    __slots__ = ("_cache", "_definition", "_parsed", "_snapshot")
+    __slots__ = ("_cache", "_converter", "_definition", "_parsed", "_snapshot")
 
-    def __init__(self, definition: MissionDefinition[Any, Any, Any], snapshot: MissionView):
+    def __init__(
+        self,
+        definition: MissionDefinition[Any, Any, Any],
+        snapshot: MissionView,
+        converter: cattrs.Converter | None = None,
+    ):
         self._definition = definition
+        self._converter = converter
         self._snapshot = snapshot
         self._parsed: Any = _UNSET
         self._cache: dict[str, NodeEvent[Any]] = {}
@@ -120,9 +134,9 @@ class Events(Generic[InT, OutT]):
                 f"mission {self._snapshot.definition!r} has no completed node {node_name!r} "
                 f"to read an event from (completed so far: {known or 'none'})"
             )
-        definition = self._definition
+        definition, converter = self._definition, self._converter
         event: NodeEvent[Any] = NodeEvent(
-            node_name, record.input, lambda: definition.read_output(node_name, record)
+            node_name, record.input, lambda: definition.read_output(node_name, record, converter)
         )
         self._cache[node_name] = event
         return event
@@ -149,6 +163,7 @@ class Context(Generic[InT, OutT]):
     """
 
     __slots__ = (
+        "_converter",
         "_definition",
         "_events",
         "_mission",
@@ -167,6 +182,7 @@ class Context(Generic[InT, OutT]):
         node: str,
         attempt: int,
         now: datetime,
+        converter: cattrs.Converter | None = None,
     ) -> None:
         self.mission_id: str = mission.id
         self.definition: str = definition.name
@@ -176,6 +192,7 @@ class Context(Generic[InT, OutT]):
         self._definition = definition
         self._mission = mission
         self._events: Events[InT, OutT] | None = None
+        self._converter = converter
 
     @property
     def idempotency_key(self) -> str:
@@ -188,7 +205,7 @@ class Context(Generic[InT, OutT]):
         never read them)."""
         events = self._events
         if events is None:
-            events = self._events = Events(self._definition, self._mission)
+            events = self._events = Events(self._definition, self._mission, self._converter)
         return events
 
     @property

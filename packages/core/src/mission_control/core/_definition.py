@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any, Generic, TypeVar, overload
 
 import attrs
+import cattrs
 
 from ._clock import ensure_aware
 from ._context import Context
@@ -16,8 +17,8 @@ from ._errors import InvalidDefinitionError
 from ._keys import EventKey
 from ._nodes import EndNode, NeedToNode, Node, SleepNode, StartNode, StepNode
 from ._retry import NO_RETRY, RetryPolicy, Seconds, retry, to_timedelta
-from ._serialization import copy_json, from_json_value
 from ._snapshot import NodeRecord
+from ._values import copy_json, from_json_value, is_text
 
 RawT = TypeVar("RawT")
 InT = TypeVar("InT")
@@ -58,8 +59,10 @@ def _node_name(name: str | EventKey[Any], *, what: str) -> tuple[str, Any]:
     if isinstance(name, EventKey):
         declared = name.type
         name = name.name
-    if not isinstance(name, str) or not name.strip():
-        raise InvalidDefinitionError(f"{what} name must be a non-empty string, got {name!r}")
+    if not isinstance(name, str) or not name.strip() or not is_text(name):
+        raise InvalidDefinitionError(
+            f"{what} name must be a non-empty string UTF-8 can encode, got {name!r}"
+        )
     if "/" in name:
         raise InvalidDefinitionError(f"{what} name {name!r} must not contain '/'")
     return name, declared
@@ -132,16 +135,19 @@ class MissionDefinition(Generic[RawT, InT, OutT]):
     def parse_input(self, raw: Any) -> InT:
         return self.start_node.parse(copy_json(raw))
 
-    def read_output(self, name: str, record: NodeRecord) -> Any:
-        """A completed node's output as its function returned it, rebuilt from storage (a copy:
-        changing it changes nothing stored)."""
+    def read_output(
+        self, name: str, record: NodeRecord, converter: cattrs.Converter | None = None
+    ) -> Any:
+        """A completed node's output as its function returned it, rebuilt from storage with
+        ``converter`` (the default user converter when ``None``): a copy, changing it changes
+        nothing stored."""
         node = self._index.get(name)
         if isinstance(node, NeedToNode):
             return node.parse(copy_json(record.input))
         output_type = node.output_type if isinstance(node, StartNode | StepNode) else None
         if output_type is None:
             return copy_json(record.output)
-        return from_json_value(copy_json(record.output), output_type)
+        return from_json_value(copy_json(record.output), output_type, converter=converter)
 
     def describe(self) -> DefinitionDescription:
         """A static description of the definition (names, kinds, order, policies)."""
@@ -314,8 +320,10 @@ class DefinitionBuilder:
 
 def define(name: str, *, version: int = 1) -> DefinitionBuilder:
     """Begin a mission definition called ``name``."""
-    if not isinstance(name, str) or not name.strip():
-        raise InvalidDefinitionError(f"mission name must be a non-empty string, got {name!r}")
+    if not isinstance(name, str) or not name.strip() or not is_text(name):
+        raise InvalidDefinitionError(
+            f"mission name must be a non-empty string UTF-8 can encode, got {name!r}"
+        )
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise InvalidDefinitionError(
             f"mission {name!r} version must be a whole number >= 1, got {version!r}"

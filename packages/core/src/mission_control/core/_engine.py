@@ -17,6 +17,7 @@ from types import CoroutineType
 from typing import Any
 
 import attrs
+import cattrs
 import trio
 
 from ._clock import Clock, SystemClock
@@ -35,10 +36,10 @@ from ._errors import (
     UnknownDefinitionError,
     UnknownEventError,
     UnknownSignalError,
+    message_of,
 )
 from ._nodes import EndNode, NeedToNode, Node, SleepNode, StartNode, StepNode
 from ._persistence import PersistenceAdapter
-from ._serialization import JSON_SCALARS, copy_json, to_json_value
 from ._snapshot import (
     CancelRequest,
     ErrorInfo,
@@ -50,6 +51,8 @@ from ._snapshot import (
     Wait,
     WaitKind,
 )
+from ._values import INT_FLOOR, INT_LIMIT, STORED_AS_IS, copy_json, is_text, to_json_value
+from ._values import converter as default_converter
 
 Definition = MissionDefinition[Any, Any, Any]
 
@@ -150,9 +153,12 @@ class Engine:
         new_id: Callable[[], str],
         on_terminal: Callable[[MissionSnapshot], None],
         max_recovery_attempts: int = DEFAULT_MAX_RECOVERY_ATTEMPTS,
+        converter: cattrs.Converter | None = None,
     ) -> None:
         self.definitions = definitions
         self.max_recovery_attempts = max_recovery_attempts
+        # The user's converter: user types in inputs, outputs and payloads, never the records.
+        self.converter = converter if converter is not None else default_converter
         self.persistence = persistence
         # The engine reads the clock at every transition: the system clock is read by calling
         # datetime.now from C, at half the cost of the method that does the same.
@@ -181,6 +187,10 @@ class Engine:
         return definition
 
     async def load(self, mission_id: str) -> MissionSnapshot:
+        # An id UTF-8 cannot encode was never stored (start refuses it), and a store cannot
+        # even be asked about it.
+        if type(mission_id) is str and not is_text(mission_id):
+            raise MissionNotFoundError(f"no mission with id {mission_id!r}")
         snapshot = await self.persistence.load(mission_id)
         if snapshot is None:
             raise MissionNotFoundError(f"no mission with id {mission_id!r}")
@@ -196,21 +206,21 @@ class Engine:
         start_at: datetime | None,
     ) -> MissionSnapshot:
         try:
-            input_json = to_json_value(raw_input, what="mission input")
+            input_json = to_json_value(raw_input, what="mission input", converter=self.converter)
         except OutputNotSerializableError as error:
             raise InvalidInputError(str(error)) from None
         try:
             definition.parse_input(input_json)
         except Exception as error:
             raise InvalidInputError(
-                f"mission {definition.name!r} rejected its input: {error}"
+                f"mission {definition.name!r} rejected its input: {message_of(error)}"
             ) from error
         if mission_id is None:
             mission_id = self.new_id()
         else:
-            if not isinstance(mission_id, str) or not mission_id:
+            if not isinstance(mission_id, str) or not mission_id or not is_text(mission_id):
                 raise InvalidInputError(
-                    f"mission id must be a non-empty string, got {mission_id!r}"
+                    f"mission id must be a non-empty string UTF-8 can encode, got {mission_id!r}"
                 )
             while True:
                 while (other := self._holds.get(mission_id)) is not None:
@@ -417,7 +427,7 @@ class Engine:
                         now,
                         TimelineKind.SIGNAL_REJECTED,
                         wait.node,
-                        detail={"type": type(error).__qualname__, "message": str(error)},
+                        detail={"type": type(error).__qualname__, "message": message_of(error)},
                     )
                 else:
                     self._receive(definition, draft, wait.node, signal.payload, parsed, now)
@@ -466,6 +476,18 @@ class Engine:
 
     # -- node execution ------------------------------------------------------------------------
 
+    def _context(
+        self, definition: Definition, draft: Draft, node: str, attempt: int, now: datetime
+    ) -> Context[Any, Any]:
+        return Context(
+            definition=definition,
+            mission=draft,
+            node=node,
+            attempt=attempt,
+            now=now,
+            converter=self.converter,
+        )
+
     async def _run_node(
         self, definition: Definition, draft: Draft, node: StartNode | StepNode, hold: _Hold
     ) -> None:
@@ -475,13 +497,7 @@ class Engine:
         output: JsonValue = None
         error: BaseException | None = None
         if function is not None:
-            ctx: Context[Any, Any] = Context(
-                definition=definition,
-                mission=draft,
-                node=node.name,
-                attempt=attempt,
-                now=self.now(),
-            )
+            ctx = self._context(definition, draft, node.name, attempt, self.now())
             try:
                 if isinstance(node, StepNode) and node.timeout is not None:
                     try:
@@ -498,10 +514,15 @@ class Engine:
                     result = function(ctx)
                     if _is_awaitable(result):
                         result = await result
+                kind: type[Any] = type(result)  # pyright: ignore[reportUnknownVariableType]
                 output = (
                     result
-                    if type(result) in JSON_SCALARS
-                    else to_json_value(result, what=f"output of {node.kind} {node.name!r}")
+                    if kind in STORED_AS_IS or (kind is int and INT_FLOOR < result < INT_LIMIT)
+                    else to_json_value(
+                        result,
+                        what=f"output of {node.kind} {node.name!r}",
+                        converter=self.converter,
+                    )
                 )
             except Exception as raised:
                 error = raised
@@ -538,7 +559,8 @@ class Engine:
                 # good, with the backoff's error and the step's error both in the record.
                 failure = ErrorInfo(
                     type(backoff_error).__qualname__,
-                    f"retry backoff of step {node.name!r} failed ({backoff_error}) after: "
+                    f"retry backoff of step {node.name!r} failed ({message_of(backoff_error)}) "
+                    "after: "
                     f"{info.type}: {info.message}",
                     attempt,
                 )
@@ -597,14 +619,12 @@ class Engine:
         cancellation came meanwhile: the drive loop's next turn applies it)."""
         assert node.output is not None
         now = self.now()
-        ctx: Context[Any, Any] = Context(
-            definition=definition, mission=draft, node=node.name, attempt=1, now=now
-        )
+        ctx = self._context(definition, draft, node.name, 1, now)
         try:
             result = node.output(ctx)
             if _is_awaitable(result):
                 result = await result
-            output = to_json_value(result, what="mission output")
+            output = to_json_value(result, what="mission output", converter=self.converter)
         except BaseException as raised:
             error = raised if isinstance(raised, Exception) else await _raised_by_function(raised)
             draft.failed(node.name, node.kind, ErrorInfo.from_exception(error, 1), now, attempts=1)
@@ -621,9 +641,7 @@ class Engine:
         if isinstance(until, datetime):
             return until
         assert until is not None
-        ctx: Context[Any, Any] = Context(
-            definition=definition, mission=draft, node=node.name, attempt=1, now=now
-        )
+        ctx = self._context(definition, draft, node.name, 1, now)
         when = until(ctx)
         if not isinstance(when, datetime) or when.utcoffset() is None:
             raise TypeError(
@@ -634,7 +652,11 @@ class Engine:
     def _parse_payload(self, definition: Definition, name: str, payload: JsonValue) -> JsonValue:
         """The need_to's parser applied to ``payload``, as JSON (raises what the parser does)."""
         node = definition.signals[name]
-        return to_json_value(node.parse(copy_json(payload)), what=f"parsed payload of {name!r}")
+        return to_json_value(
+            node.parse(copy_json(payload)),
+            what=f"parsed payload of {name!r}",
+            converter=self.converter,
+        )
 
     def _receive(
         self,
@@ -670,11 +692,14 @@ class Engine:
             )
         self._ensure_active(snapshot, f"signal {name!r}")
         try:
-            payload_json = to_json_value(payload, what=f"signal {name!r} payload")
+            payload_json = to_json_value(
+                payload, what=f"signal {name!r} payload", converter=self.converter
+            )
             parsed = self._parse_payload(definition, name, payload_json)
         except Exception as error:
             raise InvalidSignalPayloadError(
-                f"signal {name!r} for mission {snapshot.id!r} rejected its payload: {error}"
+                f"signal {name!r} for mission {snapshot.id!r} rejected its payload: "
+                f"{message_of(error)}"
             ) from error
         return definition, payload_json, parsed
 

@@ -8,6 +8,18 @@ if TYPE_CHECKING:
     from ._snapshot import MissionSnapshot
 
 
+def message_of(error: BaseException) -> str:
+    """``str(error)``, made safe to store: never raises (an exception's ``__str__`` is user
+    code), and a lone surrogate in it is written as its escape."""
+    try:
+        message = str(error)
+    except Exception as failure:
+        return f"<str() of {type(error).__qualname__} raised {type(failure).__qualname__}>"
+    if message.isascii():
+        return message
+    return message.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 class MissionControlError(Exception):
     """Base class of every error Mission Control raises on purpose."""
 

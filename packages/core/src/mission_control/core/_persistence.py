@@ -29,6 +29,13 @@ class PersistenceAdapter(Protocol):
     - A cancellation request is written by ``request_cancel`` (or carried by a committed
       snapshot) and never cleared; ``load`` returns it in ``snapshot.cancel_request``.
     - Queries for due and running missions cost what they return, not what is stored.
+    - A snapshot ``load`` or ``list_missions`` returns is the caller's own: changing its lists
+      and dicts changes nothing stored (``mission_control.core.storage.detached`` copies them).
+      A snapshot given to ``insert`` or ``commit`` may be kept as it is: the caller gives up
+      its values.
+    - The user values in what is written (inputs, outputs, payloads) have passed the
+      commander's checks, so the storage codec (``mission_control.core.storage``) always
+      writes them, and reads them back equal.
     """
 
     async def insert(

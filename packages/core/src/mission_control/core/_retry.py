@@ -13,22 +13,36 @@ from ._errors import InvalidDefinitionError
 
 Seconds = float | int | timedelta
 
+MAX_DELAY = timedelta(days=3650)
+"""The longest delay any backoff gives and the longest sleep or timeout a definition takes (ten
+years), so that due times stay representable."""
+_BACKOFF_RANGE = timedelta.max
+"""Backoff settings may be longer than MAX_DELAY (the delays they give are capped at it)."""
 
-def to_timedelta(value: Seconds, *, what: str) -> timedelta:
-    """Read a duration given as seconds or a ``timedelta``; reject negative ones."""
+
+def to_timedelta(value: Seconds, *, what: str, at_most: timedelta = MAX_DELAY) -> timedelta:
+    """Read a duration given as seconds or a ``timedelta``: from zero to ``at_most`` (by default
+    :data:`MAX_DELAY`, so that every due time computed from it is representable)."""
     if isinstance(value, timedelta):
-        delta = value
+        seconds = value.total_seconds()
     elif isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidDefinitionError(f"{what} must be seconds or a timedelta, got {value!r}")
     else:
-        delta = timedelta(seconds=value)
-    if delta < timedelta(0):
+        seconds = value
+    if math.isnan(seconds):
+        raise InvalidDefinitionError(f"{what} must be a number of seconds, got {value!r}")
+    if seconds < 0:
         raise InvalidDefinitionError(f"{what} must not be negative, got {value!r}")
-    return delta
+    if seconds > at_most.total_seconds():
+        limit = f"MAX_DELAY ({MAX_DELAY.days} days)" if at_most == MAX_DELAY else str(at_most)
+        raise InvalidDefinitionError(f"{what} must be at most {limit}, got {value!r}")
+    return value if isinstance(value, timedelta) else timedelta(seconds=value)
 
 
 def _optional_cap(value: Seconds | None) -> timedelta | None:
-    return None if value is None else to_timedelta(value, what="backoff cap")
+    return (
+        None if value is None else to_timedelta(value, what="backoff cap", at_most=_BACKOFF_RANGE)
+    )
 
 
 @attrs.frozen
@@ -52,7 +66,19 @@ class Backoff:
         limit = MAX_DELAY if self.cap is None else min(self.cap, MAX_DELAY)
         if self.kind == "custom":
             assert self.function is not None
-            return min(to_timedelta(self.function(n), what="custom backoff result"), limit)
+            result = self.function(n)
+            # Past MAX_DELAY (infinity included) is the cap's business, not an error.
+            if isinstance(result, timedelta) and result > limit:
+                return limit
+            if (
+                isinstance(result, int | float)
+                and not isinstance(result, bool)
+                and result > limit.total_seconds()
+            ):
+                return limit
+            return min(
+                to_timedelta(result, what="custom backoff result", at_most=_BACKOFF_RANGE), limit
+            )
         # Computed in float seconds so that large attempt numbers reach the limit instead of
         # overflowing timedelta.
         initial = self.initial.total_seconds()
@@ -68,20 +94,23 @@ class Backoff:
         return timedelta(seconds=min(seconds, limit.total_seconds()))
 
 
-MAX_DELAY = timedelta(days=3650)
-"""The longest delay any backoff gives (ten years), so that due times stay representable."""
-
-
 def fixed(delay: Seconds) -> Backoff:
     """The same delay before every retry."""
-    return Backoff(kind="fixed", initial=to_timedelta(delay, what="fixed backoff delay"))
+    return Backoff(
+        kind="fixed",
+        initial=to_timedelta(delay, what="fixed backoff delay", at_most=_BACKOFF_RANGE),
+    )
 
 
 def linear(initial: Seconds, step: Seconds | None = None, *, cap: Seconds | None = None) -> Backoff:
     """``initial``, then ``initial + step``, ``initial + 2*step``, … (``step`` defaults to
     ``initial``), never more than ``cap``."""
-    first = to_timedelta(initial, what="linear backoff initial delay")
-    increment = first if step is None else to_timedelta(step, what="linear backoff step")
+    first = to_timedelta(initial, what="linear backoff initial delay", at_most=_BACKOFF_RANGE)
+    increment = (
+        first
+        if step is None
+        else to_timedelta(step, what="linear backoff step", at_most=_BACKOFF_RANGE)
+    )
     return Backoff(kind="linear", initial=first, step=increment, cap=_optional_cap(cap))
 
 
@@ -89,12 +118,22 @@ def exponential(
     initial: Seconds = 1.0, *, factor: float = 2.0, cap: Seconds | None = None
 ) -> Backoff:
     """``initial``, then multiplied by ``factor`` after each failure, never more than ``cap``."""
-    if isinstance(factor, bool) or not isinstance(factor, int | float) or factor < 1:
-        raise InvalidDefinitionError(f"exponential backoff factor must be >= 1, got {factor!r}")
+    number = math.nan
+    if isinstance(factor, int | float) and not isinstance(factor, bool):
+        try:
+            number = float(factor)
+        except OverflowError:
+            number = math.inf
+    if not (math.isfinite(number) and number >= 1):
+        raise InvalidDefinitionError(
+            f"exponential backoff factor must be a finite number >= 1, got {factor!r}"
+        )
     return Backoff(
         kind="exponential",
-        initial=to_timedelta(initial, what="exponential backoff initial delay"),
-        factor=float(factor),
+        initial=to_timedelta(
+            initial, what="exponential backoff initial delay", at_most=_BACKOFF_RANGE
+        ),
+        factor=number,
         cap=_optional_cap(cap),
     )
 

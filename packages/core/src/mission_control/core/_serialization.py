@@ -1,17 +1,22 @@
-"""JSON conversion of everything a mission stores, through one cattrs converter."""
+"""The storage codec: the JSON documents adapters write for snapshots, timeline entries,
+buffered signals and cancellation requests.
+
+Private to the library: it has a converter of its own that user code never reaches, so no hook
+a user registers changes how the library's records are written or read. Adapters reach it
+through ``mission_control.core.storage``. The user values inside a record (inputs, outputs,
+payloads) are JSON values already, checked at the boundary (``_values.py``).
+"""
 
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import cattrs
 from cattrs.preconf.json import make_converter
 
-from ._errors import OutputNotSerializableError
 from ._snapshot import (
     BufferedSignal,
     CancelRequest,
@@ -27,77 +32,17 @@ from ._snapshot import (
     WaitKind,
 )
 
-T = TypeVar("T")
-
-converter: cattrs.Converter = make_converter()
-"""The converter that turns user values and mission records into JSON values and back."""
-
-JSON_SCALARS: frozenset[type] = frozenset({str, int, bool, type(None)})
-"""Types whose values are JSON values as they are (floats are checked for NaN and infinity)."""
-
-
-def _normalise(value: Any, path: str) -> JsonValue:
-    kind: type[Any] = type(value)  # pyright: ignore[reportUnknownVariableType]
-    if kind in JSON_SCALARS:
-        return value
-    if kind is float:
-        if not math.isfinite(value):
-            raise OutputNotSerializableError(f"{path} is {value!r}, which JSON cannot hold")
-        return value
-    if kind is dict:
-        result: dict[str, JsonValue] = {}
-        for k, v in value.items():
-            if type(k) is not str:
-                raise OutputNotSerializableError(
-                    f"{path} has the key {k!r} of type {type(k).__name__}; JSON keys are strings"
-                )
-            # A scalar needs no conversion, nor the path that only an error would show.
-            result[k] = v if type(v) in JSON_SCALARS else _normalise(v, f"{path}[{k!r}]")
-        return result
-    if kind is list or kind is tuple:
-        return [_normalise(v, f"{path}[{i}]") for i, v in enumerate(value)]
-    try:
-        unstructured = converter.unstructure(value)
-    except Exception as error:
-        raise OutputNotSerializableError(
-            f"{path} of type {kind.__qualname__} cannot be converted to JSON: {error}"
-        ) from error
-    if type(unstructured) is kind:
-        raise OutputNotSerializableError(
-            f"{path} of type {kind.__qualname__} cannot be converted to JSON"
-        )
-    return _normalise(unstructured, path)
-
-
-def to_json_value(value: Any, *, what: str = "value") -> JsonValue:
-    """Convert ``value`` (JSON values, attrs classes, dataclasses, enums, datetimes, …) into a
-    plain JSON value, or raise :class:`OutputNotSerializableError` naming ``what`` and where
-    inside it the problem is."""
-    return _normalise(value, what)
-
-
-def copy_json(value: JsonValue) -> JsonValue:
-    """A copy of a JSON value whose lists and dicts are new, so user code can change what it is
-    given without changing what is stored."""
-    kind: type[Any] = type(value)  # pyright: ignore[reportUnknownVariableType]
-    if kind is dict:
-        return {k: copy_json(v) for k, v in value.items()}
-    if kind is list:
-        return [copy_json(v) for v in value]
-    return value
-
-
-def from_json_value(value: JsonValue, type_: type[T]) -> T:
-    """Rebuild a typed value from its JSON form."""
-    return converter.structure(value, type_)
+_codec: cattrs.Converter = make_converter()
+"""The storage codec's converter: the library's records only, never a user's hook (users convert
+their own types with the commander's converter, see ``_values.py``)."""
 
 
 def snapshot_to_dict(snapshot: MissionSnapshot) -> dict[str, Any]:
-    return converter.unstructure(snapshot, MissionSnapshot)
+    return _codec.unstructure(snapshot, MissionSnapshot)
 
 
 def snapshot_from_dict(data: dict[str, Any]) -> MissionSnapshot:
-    return converter.structure(data, MissionSnapshot)
+    return _codec.structure(data, MissionSnapshot)
 
 
 def _make_encoder() -> Callable[[Any], str]:
@@ -186,7 +131,7 @@ def _unstructure_record(record: NodeRecord) -> dict[str, Any]:
     }
 
 
-converter.register_unstructure_hook(NodeRecord, _unstructure_record)
+_codec.register_unstructure_hook(NodeRecord, _unstructure_record)
 
 
 def _structure_time(value: Any) -> datetime | None:
@@ -279,8 +224,8 @@ def _structure_snapshot(data: Any, _: Any = None, *, keep_sources: bool = False)
 # Snapshots are read at every load: these hand-written forms do what the generated ones do
 # (same fields, same conversions), several times faster. A test holds them to the generic
 # converter's output.
-converter.register_structure_hook(NodeRecord, _structure_record)
-converter.register_structure_hook(MissionSnapshot, _structure_snapshot)
+_codec.register_structure_hook(NodeRecord, _structure_record)
+_codec.register_structure_hook(MissionSnapshot, _structure_snapshot)
 
 
 def _json_or_null(value: Any) -> str:
@@ -288,7 +233,7 @@ def _json_or_null(value: Any) -> str:
 
 
 def _error_json(error: ErrorInfo | None) -> str:
-    return "null" if error is None else _encode(converter.unstructure(error, ErrorInfo))
+    return "null" if error is None else _encode(_codec.unstructure(error, ErrorInfo))
 
 
 def _encode_record(record: NodeRecord, source: dict[str, Any] | None) -> str:
@@ -349,7 +294,7 @@ def snapshot_to_json(snapshot: MissionSnapshot) -> str:
         f'"wait":{wait_text},"output":{_json_or_null(snapshot.output)},'
         f'"error":{_error_json(snapshot.error)},'
         f'"cancel_request":'
-        f"{'null' if request is None else _encode(converter.unstructure(request, CancelRequest))},"
+        f"{'null' if request is None else cancel_request_to_json(request)},"
         f'"revision":{int(snapshot.revision)},'
         f'"recovery_attempts":{int(snapshot.recovery_attempts)}}}'
     )
@@ -377,7 +322,7 @@ def _unstructure_entry(entry: TimelineEntry) -> dict[str, Any]:
     }
 
 
-converter.register_unstructure_hook(TimelineEntry, _unstructure_entry)
+_codec.register_unstructure_hook(TimelineEntry, _unstructure_entry)
 
 
 def timeline_entry_to_json(entry: TimelineEntry) -> str:
@@ -394,12 +339,26 @@ def timeline_entry_to_json(entry: TimelineEntry) -> str:
 
 
 def timeline_entry_from_json(text: str | bytes) -> TimelineEntry:
-    return converter.structure(json.loads(text), TimelineEntry)
+    return _codec.structure(json.loads(text), TimelineEntry)
 
 
 def buffered_signal_to_json(signal: BufferedSignal) -> str:
-    return json.dumps(converter.unstructure(signal, BufferedSignal), separators=(",", ":"))
+    return _encode(_codec.unstructure(signal, BufferedSignal))
 
 
 def buffered_signal_from_json(text: str | bytes) -> BufferedSignal:
-    return converter.structure(json.loads(text), BufferedSignal)
+    return _codec.structure(json.loads(text), BufferedSignal)
+
+
+def cancel_request_to_json(request: CancelRequest) -> str:
+    return _encode(_codec.unstructure(request, CancelRequest))
+
+
+def cancel_request_from_json(text: str | bytes) -> CancelRequest:
+    return _codec.structure(json.loads(text), CancelRequest)
+
+
+def value_to_json(value: JsonValue) -> str:
+    """A JSON value (a payload checked at the boundary, or one read back from storage) as JSON
+    text, written as the codec writes the same value inside a snapshot."""
+    return _encode(value)

@@ -9,6 +9,8 @@ from typing import Any, TypeAlias
 
 import attrs
 
+from ._errors import message_of
+
 JsonValue: TypeAlias = Any
 """A value made of ``dict`` (string keys), ``list``, ``str``, ``int``, ``float``, ``bool`` and
 ``None``: what a mission stores for inputs, outputs and payloads."""
@@ -63,7 +65,7 @@ class ErrorInfo:
 
     @classmethod
     def from_exception(cls, error: BaseException, attempt: int = 0) -> ErrorInfo:
-        return cls(type=type(error).__qualname__, message=str(error), attempt=attempt)
+        return cls(type=type(error).__qualname__, message=message_of(error), attempt=attempt)
 
 
 @attrs.frozen

@@ -19,6 +19,7 @@ from mission_control.core import (
     TimelineEntry,
     TimelineKind,
 )
+from mission_control.core.storage import detached
 
 from ._packed import DEFINITION, REVISION, STATUS, TEXT, Packed, pack, unpack
 
@@ -31,8 +32,9 @@ class InMemoryPersistenceAdapter:
 
     Snapshots are immutable and stored as given, so reads of active missions cost nothing;
     finished ones are packed into plain tuples that the garbage collector need not walk (see
-    ``_packed.py``) and rebuilt when read. The JSON values inside snapshots (inputs, outputs)
-    must not be mutated by callers.
+    ``_packed.py``) and rebuilt when read. A snapshot given to ``insert`` or ``commit`` is kept
+    as it is (the caller gives its values up); one returned is the caller's own (see
+    ``_stored``).
     """
 
     def __init__(self) -> None:
@@ -96,9 +98,13 @@ class InMemoryPersistenceAdapter:
         self._timelines[mission_id] = tuple(entries) if finished else entries
 
     def _stored(self, mission_id: str) -> MissionSnapshot | None:
+        """The mission as the caller's own: the lists and dicts of an active one copied, a
+        finished one rebuilt from its packed form (new objects already)."""
         stored = self._missions.get(mission_id)
-        if stored is None or isinstance(stored, MissionSnapshot):
-            return stored
+        if stored is None:
+            return None
+        if isinstance(stored, MissionSnapshot):
+            return detached(stored)
         return unpack(stored)
 
     async def insert(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mission_control.core import (
     DEFAULT_MAX_RECOVERY_ATTEMPTS,
@@ -17,6 +17,9 @@ from ._adapter import InMemoryPersistenceAdapter
 from ._clock import ManualClock
 from ._ids import SequentialIds
 
+if TYPE_CHECKING:
+    import cattrs
+
 
 def create_in_memory_commander(
     definitions: Iterable[MissionDefinition[Any, Any, Any]],
@@ -25,6 +28,7 @@ def create_in_memory_commander(
     ids: Callable[[], str] | None = None,
     persistence: InMemoryPersistenceAdapter | None = None,
     max_recovery_attempts: int = DEFAULT_MAX_RECOVERY_ATTEMPTS,
+    converter: cattrs.Converter | None = None,
 ) -> Commander:
     """A commander on in-memory storage with a :class:`ManualClock` and :class:`SequentialIds`
     unless others are given: fully deterministic, nothing touches the disk or the wall clock."""
@@ -34,4 +38,5 @@ def create_in_memory_commander(
         clock=clock if clock is not None else ManualClock(),
         ids=ids if ids is not None else SequentialIds(),
         max_recovery_attempts=max_recovery_attempts,
+        converter=converter,
     )

@@ -13,13 +13,20 @@ An adapter's own tests run it by subclassing :class:`AdapterConformance` and pro
 
 from __future__ import annotations
 
+import dataclasses
+import sys
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import attrs
+import cattrs
 import pytest
+from cattrs.preconf.json import make_converter
 
 from mission_control.core import (
+    MAX_NESTING,
     CancelRequest,
     Commander,
     Context,
@@ -142,6 +149,51 @@ def _waiting(mission_id: str, due: datetime | None, revision: int = 1) -> Missio
     )
 
 
+def _nested(levels: int) -> Any:
+    value: Any = "leaf"
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+_UNSTORABLE: list[Any] = [
+    pytest.param(lambda: {"n": 10**4300}, id="an int of 4,301 digits"),
+    pytest.param(lambda: {"n": -(10**5000)}, id="a negative int of 5,001 digits"),
+    pytest.param(lambda: {"deep": _nested(sys.getrecursionlimit() - 10)}, id="recursion-deep"),
+    pytest.param(lambda: {"deep": _nested(MAX_NESTING + 1)}, id="one level past MAX_NESTING"),
+    pytest.param(lambda: {"name": "caf\udce9"}, id="a lone surrogate in a string"),
+    pytest.param(lambda: {"caf\udce9": 1}, id="a lone surrogate in a key"),
+]
+"""Values no adapter can both write and read back; each maker is called once per use."""
+
+
+class _Unprintable(Exception):
+    """An exception whose ``str()`` raises."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("no text for you")
+
+
+@attrs.frozen
+class _Parcel:
+    weight: Decimal
+    label: str
+
+
+@dataclasses.dataclass(frozen=True)
+class _Address:
+    city: str
+    lines: tuple[str, ...]
+
+
+def _user_converter() -> cattrs.Converter:
+    """A user's converter: JSON's, plus Decimal written as its text."""
+    converter = make_converter()
+    converter.register_unstructure_hook(Decimal, str)
+    converter.register_structure_hook(Decimal, lambda value, _: Decimal(value))
+    return converter
+
+
 class AdapterConformance:
     """Tests every persistence adapter must pass. Subclass it and provide ``persistence``."""
 
@@ -158,12 +210,14 @@ class AdapterConformance:
         persistence: PersistenceAdapter,
         clock: ManualClock,
         *definitions: MissionDefinition[Any, Any, Any],
+        converter: cattrs.Converter | None = None,
     ) -> Commander:
         return create_commander(
             definitions or [approval_definition()],
             persistence=persistence,
             clock=clock,
             ids=SequentialIds(),
+            converter=converter,
         )
 
     async def _state(self, commander: Commander, mission_id: str) -> tuple[Any, ...]:
@@ -592,6 +646,235 @@ class AdapterConformance:
         assert snapshot.error.type == "OutputNotSerializableError"
         assert "'make'" in snapshot.error.message
         assert snapshot.nodes["make"].output is None
+
+    # -- values: checked once at the boundary, the same on every adapter ----------------------
+
+    @pytest.mark.parametrize("make", _UNSTORABLE)
+    async def test_an_input_no_store_can_hold_is_refused_and_nothing_stored(
+        self, persistence: PersistenceAdapter, clock: ManualClock, make: Callable[[], Any]
+    ) -> None:
+        """An input no adapter can write and read back raises InvalidInputError, storing
+        nothing."""
+        flow = m.define("values").start(parse=_accept).end()
+        commander = self.commander(persistence, clock, flow)
+        with pytest.raises(InvalidInputError, match="mission input"):
+            await commander.start(flow, make(), id="m-1")
+        with pytest.raises(MissionNotFoundError):
+            await commander.inspect("m-1")
+        assert await commander.list() == []
+
+    async def test_an_id_utf8_cannot_encode_is_refused(
+        self, persistence: PersistenceAdapter, clock: ManualClock
+    ) -> None:
+        """A mission id with a lone surrogate raises InvalidInputError; looking it up finds
+        nothing."""
+        flow = m.define("values").start(parse=_accept).end()
+        commander = self.commander(persistence, clock, flow)
+        with pytest.raises(InvalidInputError, match="mission id"):
+            await commander.start(flow, {}, id="m-\udce9")
+        with pytest.raises(MissionNotFoundError):
+            await commander.inspect("m-\udce9")
+        assert await commander.list() == []
+
+    @pytest.mark.parametrize("make", _UNSTORABLE)
+    async def test_a_payload_no_store_can_hold_is_refused_buffered_or_not(
+        self, persistence: PersistenceAdapter, clock: ManualClock, make: Callable[[], Any]
+    ) -> None:
+        """Such a payload raises InvalidSignalPayloadError whether the mission waits for the
+        signal or would buffer it; nothing changes, and the mission takes a good one later."""
+        flow = (
+            m.define("values")
+            .start(parse=_accept)
+            .sleep("pause", 60)
+            .need_to("go", parse=_accept)
+            .end()
+        )
+        commander = self.commander(persistence, clock, flow)
+        sleeping = await commander.start(flow, {})
+        before = await self._state(commander, sleeping.id)
+        with pytest.raises(InvalidSignalPayloadError, match="signal 'go' payload"):
+            await sleeping.signal("go", make())
+        assert await self._state(commander, sleeping.id) == before
+        clock.advance(60)
+        await drain_due(commander)
+        waiting = await self._state(commander, sleeping.id)
+        assert waiting[0].current_node == "go"
+        with pytest.raises(InvalidSignalPayloadError, match="signal 'go' payload"):
+            await sleeping.signal("go", make())
+        assert await self._state(commander, sleeping.id) == waiting
+        done = await sleeping.signal("go", {"ok": True})
+        assert done.status is MissionStatus.COMPLETED
+        assert done.nodes["go"].input == {"ok": True}
+
+    @pytest.mark.parametrize("make", _UNSTORABLE)
+    async def test_a_step_output_no_store_can_hold_fails_the_step_once(
+        self, persistence: PersistenceAdapter, clock: ManualClock, make: Callable[[], Any]
+    ) -> None:
+        """Such a step output fails the mission with OutputNotSerializableError at the first
+        attempt (no retry), never leaving it running."""
+        flow = (
+            m.define("values").start(parse=_accept).step("make", lambda ctx: make(), retry=3).end()
+        )
+        commander = self.commander(persistence, clock, flow)
+        snapshot = await (await commander.start(flow, {})).inspect()
+        assert snapshot.status is MissionStatus.FAILED
+        assert snapshot.error is not None
+        assert snapshot.error.type == "OutputNotSerializableError"
+        assert "output of step 'make'" in snapshot.error.message
+        assert snapshot.nodes["make"].attempts == 1
+
+    async def test_values_nested_to_max_nesting_are_stored_and_read_back(
+        self, persistence: PersistenceAdapter, clock: ManualClock
+    ) -> None:
+        """An input, a payload and an output nested MAX_NESTING deep are stored and read back
+        equal, and so are ints of MAX_INT_DIGITS digits and non-ASCII text."""
+        deep = _nested(MAX_NESTING - 1)
+        big = 10**4300 - 1
+        flow = (
+            m.define("values")
+            .start(parse=_accept, run=lambda ctx: {"deep": deep})
+            .need_to("go", parse=_accept)
+            .end()
+        )
+        commander = self.commander(persistence, clock, flow)
+        handle = await commander.start(flow, {"deep": deep, "big": -big, "text": "café ✓"})
+        await handle.signal("go", {"deep": deep, "big": big})
+        done = await handle.inspect()
+        assert done.status is MissionStatus.COMPLETED
+        assert done.input == {"deep": deep, "big": -big, "text": "café ✓"}
+        assert done.nodes["start"].output == {"deep": deep}
+        assert done.nodes["go"].input == {"deep": deep, "big": big}
+
+    async def test_an_exception_whose_str_raises_fails_the_attempt_clearly(
+        self, persistence: PersistenceAdapter, clock: ManualClock
+    ) -> None:
+        """A step, parser or input parser raising an exception whose str() raises fails the
+        attempt or the call like any other error, naming the exception's type."""
+
+        def refuse(value: Any) -> Any:
+            raise _Unprintable()
+
+        def fail(ctx: Context[Any, Any]) -> None:
+            raise _Unprintable()
+
+        flow = (
+            m.define("values")
+            .start(parse=_accept)
+            .need_to("go", parse=refuse)
+            .step("fail", fail)
+            .end()
+        )
+        strict = m.define("strict").start(parse=refuse).end()
+        failing = m.define("failing").start(parse=_accept).step("fail", fail).end()
+        commander = self.commander(persistence, clock, flow, strict, failing)
+        with pytest.raises(InvalidInputError, match="_Unprintable"):
+            await commander.start(strict, {})
+        handle = await commander.start(flow, {})
+        with pytest.raises(InvalidSignalPayloadError, match="_Unprintable"):
+            await handle.signal("go", {})
+        assert (await handle.inspect()).status is MissionStatus.WAITING
+        snapshot = await (await commander.start(failing, {})).inspect()
+        assert snapshot.status is MissionStatus.FAILED
+        assert snapshot.error is not None
+        assert snapshot.error.type == "_Unprintable"
+        assert "str()" in snapshot.error.message
+
+    async def test_user_types_round_trip_through_the_commanders_converter(
+        self, persistence: PersistenceAdapter, clock: ManualClock
+    ) -> None:
+        """attrs classes, dataclasses and Decimal travel through an input, outputs and a payload
+        with the converter given to the commander: stored as JSON, rebuilt as the types; a
+        commander without it refuses them."""
+        seen: dict[str, Any] = {}
+
+        def pack(ctx: Context[Any, Any]) -> _Parcel:
+            return _Parcel(ctx.input["declared"], ctx.input["label"])
+
+        def quote(ctx: Context[Any, Any]) -> Decimal:
+            parcel: _Parcel = ctx.events.start.output
+            seen["parcel"] = parcel
+            return parcel.weight * 2
+
+        def deliver(ctx: Context[Any, Any]) -> _Address:
+            seen["quote"] = ctx.events["quote"].output
+            address = ctx.events["address"].output
+            return _Address(address["city"], tuple(address["lines"]))
+
+        def parse(raw: dict[str, Any]) -> dict[str, Any]:
+            return {**raw, "declared": Decimal(raw["declared"])}
+
+        flow = (
+            m.define("parcel")
+            .start(parse=parse, run=pack)
+            .step("quote", quote)
+            .need_to("address", parse=_accept)
+            .step("deliver", deliver)
+            .end(output=lambda ctx: ctx.events["deliver"].output)
+        )
+        commander = self.commander(persistence, clock, flow, converter=_user_converter())
+        handle = await commander.start(flow, {"declared": Decimal("1.50"), "label": "fragile"})
+        await handle.signal("address", _Address("Oslo", ("1 Main St",)))
+        done = await handle.wait_for_completion()
+        assert done.input == {"declared": "1.50", "label": "fragile"}
+        assert done.nodes["start"].output == {"weight": "1.50", "label": "fragile"}
+        assert done.nodes["quote"].output == "3.00"
+        assert done.nodes["address"].input == {"city": "Oslo", "lines": ["1 Main St"]}
+        assert done.output == {"city": "Oslo", "lines": ["1 Main St"]}
+        assert seen == {"parcel": _Parcel(Decimal("1.50"), "fragile"), "quote": Decimal("3.00")}
+        plain = self.commander(persistence, clock, flow)
+        with pytest.raises(InvalidInputError, match="Decimal"):
+            await plain.start(flow, {"declared": Decimal("1"), "label": "x"}, id="plain")
+
+    async def test_a_returned_snapshot_is_independent_of_the_store(
+        self, persistence: PersistenceAdapter, clock: ManualClock
+    ) -> None:
+        """Changing the lists and dicts of any snapshot handed back (load, list, inspect,
+        signal, cancel, advance, a step's event input) changes nothing stored."""
+        events: list[Any] = []
+
+        def touch(ctx: Context[Any, Any]) -> dict[str, Any]:
+            payload = ctx.events["go"].input
+            payload["by"].append("step")
+            events.append(payload)
+            return {"seen": ["x"]}
+
+        flow = (
+            m.define("values")
+            .start(parse=_accept, run=lambda ctx: {"items": [1]})
+            .need_to("go", parse=_accept)
+            .step("touch", touch)
+            .sleep("pause", 60)
+            .end()
+        )
+        commander = self.commander(persistence, clock, flow)
+
+        def scribble(snapshot: MissionSnapshot | None) -> None:
+            assert snapshot is not None
+            snapshot.input["tags"].append("changed")
+            snapshot.nodes["start"].output["items"].append(2)
+            for record in snapshot.nodes.values():
+                for value in (record.input, record.output):
+                    if isinstance(value, dict):
+                        value["scribbled"] = True  # pyright: ignore[reportArgumentType]
+
+        handle = await commander.start(flow, {"tags": ["a"]})
+        scribble(await persistence.load(handle.id))
+        scribble(await handle.inspect())
+        scribble((await commander.list())[0])
+        scribble(await handle.signal("go", {"by": ["me"]}))
+        clock.advance(60)
+        scribble(await commander.advance(handle.id))
+        other = await commander.start(flow, {"tags": ["a"]})
+        scribble(await other.cancel("done"))
+        for mission_id in (handle.id, other.id):
+            snapshot = await commander.inspect(mission_id)
+            assert snapshot.input == {"tags": ["a"]}
+            assert snapshot.nodes["start"].output == {"items": [1]}
+        done = await handle.inspect()
+        assert done.status is MissionStatus.COMPLETED
+        assert done.nodes["go"].input == {"by": ["me"]}
+        assert done.nodes["touch"].output == {"seen": ["x"]}
+        assert events == [{"by": ["me", "step"]}]
 
     async def test_thirty_day_wait_with_retries_completes_in_virtual_time(
         self, persistence: PersistenceAdapter, clock: ManualClock

@@ -1,0 +1,39 @@
+"""For persistence adapter authors: the storage codec, the JSON documents the library's records
+are stored as.
+
+Applications need none of this (their API is ``mission_control.core``). The codec is the
+library's own: its functions write and read the records (:class:`MissionSnapshot`,
+:class:`TimelineEntry`, :class:`BufferedSignal`, :class:`CancelRequest`) the same way whatever
+hooks a user registers on a converter. The user values inside them (inputs, outputs, payloads)
+are plain JSON values by then, checked by the commander before they reach an adapter.
+"""
+
+from ._serialization import (
+    buffered_signal_from_json,
+    buffered_signal_to_json,
+    cancel_request_from_json,
+    cancel_request_to_json,
+    snapshot_from_dict,
+    snapshot_from_json,
+    snapshot_to_dict,
+    snapshot_to_json,
+    timeline_entry_from_json,
+    timeline_entry_to_json,
+    value_to_json,
+)
+from ._values import detached
+
+__all__ = [
+    "buffered_signal_from_json",
+    "buffered_signal_to_json",
+    "cancel_request_from_json",
+    "cancel_request_to_json",
+    "detached",
+    "snapshot_from_dict",
+    "snapshot_from_json",
+    "snapshot_to_dict",
+    "snapshot_to_json",
+    "timeline_entry_from_json",
+    "timeline_entry_to_json",
+    "value_to_json",
+]
