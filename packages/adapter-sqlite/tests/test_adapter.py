@@ -336,18 +336,19 @@ async def test_a_busy_database_fails_with_a_clear_error_and_stores_nothing(
 
 async def test_durability_settings_are_applied(db_path: Path) -> None:
     """The database is in WAL mode, ``synchronous`` is NORMAL by default or FULL on request,
-    and the busy timeout is set."""
+    and the busy timeout is kept by the adapter, SQLite itself not waiting for locks."""
     async with create_sqlite_persistence_adapter(db_path) as adapter:
         assert adapter.synchronous == "NORMAL"
         assert adapter._db.pragma("synchronous") == 1
         assert adapter._db.pragma("journal_mode") == "wal"
-        assert adapter._db.pragma("busy_timeout") == 5000
+        assert adapter.busy_timeout == 5.0
+        assert adapter._db.pragma("busy_timeout") == 0
     async with create_sqlite_persistence_adapter(
         db_path, synchronous="FULL", busy_timeout=0.25
     ) as adapter:
         assert adapter.synchronous == "FULL"
         assert adapter._db.pragma("synchronous") == 2
-        assert adapter._db.pragma("busy_timeout") == 250
+        assert adapter.busy_timeout == 0.25
 
 
 @pytest.mark.parametrize(

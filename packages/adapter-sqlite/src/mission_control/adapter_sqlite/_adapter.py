@@ -2,7 +2,8 @@
 in one SQLite file, through apsw.
 
 apsw calls take microseconds, so the async methods call apsw inline: no thread hop, and no trio
-checkpoint inside a write. Each method that writes is all-or-nothing: it runs in a
+checkpoint inside a write (only a database locked by another connection is waited for, on trio's
+clock: see ``_group.py``). Each method that writes is all-or-nothing: it runs in a
 ``BEGIN IMMEDIATE … COMMIT`` transaction rolled back on any error, so a failed call leaves the file
 as it was. Mission writes (``insert``, ``commit``) that arrive together may share one transaction,
 each in a savepoint of its own (group commit, see ``_group.py``); every caller still returns only
@@ -43,10 +44,10 @@ from mission_control.core.storage import (
     value_to_json,
 )
 
-from ._group import GroupCommit, Transaction
+from ._group import GroupCommit, Transaction, when_free
 from ._lock import WriterLock
 from ._schema import current_version, migrate, read_version
-from ._sqlite import Connection, connect
+from ._sqlite import Connection, Row, connect
 
 Synchronous = Literal["NORMAL", "FULL"]
 """How hard SQLite pushes each commit to disk; see ``docs/sqlite.md``."""
@@ -189,8 +190,8 @@ class SQLitePersistenceAdapter:
     ) -> None:
         self._path = _database_path(path)
         self._synchronous: Synchronous = _synchronous(synchronous)
-        self._busy_timeout = busy_timeout
         timeout_ms = _busy_timeout_ms(busy_timeout)
+        self._busy_timeout = float(busy_timeout)
         self._read_only = bool(read_only)
         self._closed = True
         self._lock: WriterLock | None = None
@@ -207,9 +208,14 @@ class SQLitePersistenceAdapter:
             if self._lock is not None:
                 self._lock.release()
             raise
+        # From here on SQLite does not wait for another connection's lock (it would wait in C,
+        # freezing the event loop): the calls below retry on trio's clock instead.
+        self._db.set_busy_timeout(0)
         self._cursor = self._db.cursor()
         self._transaction = Transaction(self._db, self._cursor)
-        self._group = GroupCommit(self._db, self._cursor, self._transaction, self._failure)
+        self._group = GroupCommit(
+            self._db, self._cursor, self._transaction, self._failure, self._busy_timeout
+        )
         self._closed = False
 
     def _connect(self, timeout_ms: int, memory: bool) -> tuple[Connection, int]:
@@ -314,6 +320,11 @@ class SQLitePersistenceAdapter:
         return self._synchronous
 
     @property
+    def busy_timeout(self) -> float:
+        """Seconds a call waits for a lock another connection holds, on trio's clock."""
+        return self._busy_timeout
+
+    @property
     def schema_version(self) -> int:
         """The schema version of the open database."""
         return self._schema_version
@@ -346,7 +357,7 @@ class SQLitePersistenceAdapter:
         if isinstance(error, apsw.BusyError | apsw.LockedError):
             hint = (
                 f"; another connection kept the database locked for longer than "
-                f"busy_timeout={self._busy_timeout!r} s"
+                f"busy_timeout={self._busy_timeout:g} s"
             )
         elif isinstance(error, apsw.FullError):
             hint = "; the disk is full"
@@ -357,6 +368,22 @@ class SQLitePersistenceAdapter:
         return PersistenceError(
             f"{action} failed on {self._path}: {type(error).__name__}: {error}{hint}"
         )
+
+    async def _rows_when_free(
+        self, error: apsw.Error, sql: str, params: Sequence[Any], action: str
+    ) -> list[Row]:
+        """The rows of ``sql``, whose first run raised ``error``: run again while the database is
+        busy (see ``when_free``); any other error as :class:`PersistenceError`."""
+        if isinstance(error, apsw.BusyError):
+            try:
+                return await when_free(
+                    lambda: self._cursor.execute(sql, params).fetchall(),
+                    self._busy_timeout,
+                    error,
+                )
+            except apsw.Error as again:
+                error = again
+        raise self._failure(action, error) from error
 
     def _corrupt(self, mission_id: str, what: str, error: BaseException) -> PersistenceError:
         return PersistenceError(
@@ -451,10 +478,13 @@ class SQLitePersistenceAdapter:
     async def load(self, mission_id: str) -> MissionSnapshot | None:
         """The stored mission, or ``None``; :class:`PersistenceError` when its row is corrupt."""
         self._check_open()
+        params = (mission_id,)
         try:
-            rows = self._cursor.execute(_LOAD, (mission_id,)).fetchall()
+            rows = self._cursor.execute(_LOAD, params).fetchall()
         except apsw.Error as error:
-            raise self._failure(f"loading mission {mission_id!r}", error) from error
+            rows = await self._rows_when_free(
+                error, _LOAD, params, f"loading mission {mission_id!r}"
+            )
         if not rows:
             return None
         revision, text, cancel = rows[0]
@@ -535,13 +565,10 @@ class SQLitePersistenceAdapter:
                 f"JSON ({error})"
             ) from error
         row = (mission_id, name, payload_text, received_at.isoformat())
-        try:
-            with self._transaction:
-                seq = self._write_signal(row, timeline)
-        except apsw.Error as error:
-            raise self._failure(
-                f"buffering signal {name!r} for mission {mission_id!r}", error
-            ) from error
+        seq = await self._group.run_alone(
+            lambda: self._write_signal(row, timeline),
+            f"buffering signal {name!r} for mission {mission_id!r}",
+        )
         return BufferedSignal(seq, name, payload, received_at)
 
     def _write_signal(self, row: tuple[Any, ...], timeline: Sequence[TimelineEntry]) -> int:
@@ -555,12 +582,13 @@ class SQLitePersistenceAdapter:
     async def next_signal(self, mission_id: str, name: str) -> BufferedSignal | None:
         """The oldest buffered signal called ``name`` for the mission, if any."""
         self._check_open()
+        params = (mission_id, name)
         try:
-            rows = self._cursor.execute(_NEXT_SIGNAL, (mission_id, name)).fetchall()
+            rows = self._cursor.execute(_NEXT_SIGNAL, params).fetchall()
         except apsw.Error as error:
-            raise self._failure(
-                f"reading signal {name!r} of mission {mission_id!r}", error
-            ) from error
+            rows = await self._rows_when_free(
+                error, _NEXT_SIGNAL, params, f"reading signal {name!r} of mission {mission_id!r}"
+            )
         if not rows:
             return None
         seq, payload, received_at = rows[0]
@@ -577,13 +605,10 @@ class SQLitePersistenceAdapter:
         """Record a cancellation request (the first one stands) without changing the revision."""
         self._check_writable("request cancellation")
         request_text = cancel_request_to_json(request)
-        try:
-            with self._transaction:
-                self._write_cancel(mission_id, request_text, timeline)
-        except apsw.Error as error:
-            raise self._failure(
-                f"requesting cancellation of mission {mission_id!r}", error
-            ) from error
+        await self._group.run_alone(
+            lambda: self._write_cancel(mission_id, request_text, timeline),
+            f"requesting cancellation of mission {mission_id!r}",
+        )
 
     def _write_cancel(
         self, mission_id: str, request_text: str, timeline: Sequence[TimelineEntry]
@@ -631,7 +656,7 @@ class SQLitePersistenceAdapter:
         try:
             rows = self._cursor.execute(sql, params).fetchall()
         except apsw.Error as error:
-            raise self._failure("listing missions", error) from error
+            rows = await self._rows_when_free(error, sql, params, "listing missions")
         return [self._decode(*row) for row in rows]
 
     async def due_missions(self, now: datetime, limit: int) -> list[str]:
@@ -639,10 +664,11 @@ class SQLitePersistenceAdapter:
         self._check_open()
         if limit <= 0:
             return []
+        params = (_micros(now, "now"), limit)
         try:
-            rows = self._cursor.execute(_DUE, (_micros(now, "now"), limit)).fetchall()
+            rows = self._cursor.execute(_DUE, params).fetchall()
         except apsw.Error as error:
-            raise self._failure("querying due missions", error) from error
+            rows = await self._rows_when_free(error, _DUE, params, "querying due missions")
         return [row[0] for row in rows]
 
     async def next_due_at(self) -> datetime | None:
@@ -651,7 +677,7 @@ class SQLitePersistenceAdapter:
         try:
             rows = self._cursor.execute(_NEXT_DUE).fetchall()
         except apsw.Error as error:
-            raise self._failure("querying the next due time", error) from error
+            rows = await self._rows_when_free(error, _NEXT_DUE, (), "querying the next due time")
         return _from_micros(rows[0][0]) if rows else None
 
     async def running_missions(self, limit: int, after_id: str | None = None) -> list[str]:
@@ -659,22 +685,25 @@ class SQLitePersistenceAdapter:
         self._check_open()
         if limit <= 0:
             return []
+        sql, params = (
+            (_RUNNING, (limit,)) if after_id is None else (_RUNNING_AFTER, (after_id, limit))
+        )
         try:
-            if after_id is None:
-                rows = self._cursor.execute(_RUNNING, (limit,)).fetchall()
-            else:
-                rows = self._cursor.execute(_RUNNING_AFTER, (after_id, limit)).fetchall()
+            rows = self._cursor.execute(sql, params).fetchall()
         except apsw.Error as error:
-            raise self._failure("querying running missions", error) from error
+            rows = await self._rows_when_free(error, sql, params, "querying running missions")
         return [row[0] for row in rows]
 
     async def timeline(self, mission_id: str) -> list[TimelineEntry]:
         """The mission's timeline in the order it was written."""
         self._check_open()
+        params = (mission_id,)
         try:
-            rows = self._cursor.execute(_TIMELINE, (mission_id,)).fetchall()
+            rows = self._cursor.execute(_TIMELINE, params).fetchall()
         except apsw.Error as error:
-            raise self._failure(f"reading the timeline of mission {mission_id!r}", error) from error
+            rows = await self._rows_when_free(
+                error, _TIMELINE, params, f"reading the timeline of mission {mission_id!r}"
+            )
         try:
             return [timeline_entry_from_json(row[0]) for row in rows]
         except Exception as error:
@@ -725,8 +754,10 @@ def create_sqlite_persistence_adapter(
     - ``synchronous``: ``"NORMAL"`` (default) makes each commit durable against a crash of the
       process; ``"FULL"`` also against power loss, at the cost of an fsync per commit.
     - ``busy_timeout``: seconds to wait for a lock another connection holds (a checkpoint, an
-      inspector) before failing with :class:`PersistenceError`.
-    - ``read_only``: inspect a database another process may own; every write raises
+      inspector) before failing with :class:`PersistenceError`; calls wait on trio's clock, so
+      the event loop runs meanwhile.
+    - ``read_only``: inspect a database another process may own, also on read-only media or in
+      a read-only directory; every write raises
       :class:`PersistenceError`.
 
     Raises :class:`PersistenceError` when another adapter has the database open for writing, when

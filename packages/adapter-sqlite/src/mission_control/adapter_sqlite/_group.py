@@ -7,6 +7,11 @@ stored by one ``BEGIN … COMMIT``. Each write still keeps its own all-or-nothin
 savepoint, so a write that fails (a revision conflict, a broken row) is undone alone and the
 others are committed. No caller returns before its write is committed.
 
+Another connection (an inspector, the ``sqlite3`` shell) may hold the database's write lock.
+SQLite's own busy timeout would wait for it inside C, freezing the event loop; so SQLite is
+told not to wait, and a write that finds the database busy retries from :func:`when_free`,
+which sleeps on trio's clock between tries, until ``busy_timeout`` has passed.
+
 Yielding costs trips through trio's scheduler, which a program that writes one mission at a time
 should not pay. So writes go straight to their own transaction while they come from the task that
 made the previous one; a write from another task is a sign of concurrency and yields to see
@@ -30,6 +35,27 @@ from ._sqlite import Connection, Cursor
 T = TypeVar("T")
 
 _SOLO_LIMIT: Final = 16
+_FIRST_PAUSE: Final = 0.001
+_LONGEST_PAUSE: Final = 0.05
+
+
+async def when_free(attempt: Callable[[], T], patience: float, error: apsw.BusyError) -> T:
+    """Call ``attempt``, which raised ``error`` (another connection holds the lock and nothing of
+    it was stored), again until it does not raise :class:`apsw.BusyError`, sleeping on trio's
+    clock between tries with a growing pause, so other tasks run meanwhile. Once ``patience``
+    seconds have passed, raise the last :class:`apsw.BusyError`."""
+    deadline = trio.current_time() + patience
+    pause = _FIRST_PAUSE
+    while True:
+        left = deadline - trio.current_time()
+        if left <= 0:
+            raise error
+        await trio.sleep(min(pause, left))
+        pause = min(pause * 2, _LONGEST_PAUSE)
+        try:
+            return attempt()
+        except apsw.BusyError as busy:
+            error = busy
 
 
 class Transaction:
@@ -108,11 +134,13 @@ class GroupCommit:
         cursor: Cursor,
         transaction: Transaction,
         failure: Callable[[str, apsw.Error], PersistenceError],
+        busy_timeout: float,
     ) -> None:
         self._db = db
         self._cursor = cursor
         self._transaction = transaction
         self._failure = failure
+        self._busy_timeout = busy_timeout
         self._open: list[_Write] | None = None
         self._grouping = False
         self._solo_groups = 0
@@ -137,7 +165,10 @@ class GroupCommit:
             writer = id(trio.lowlevel.current_task())
             if writer == self._last_writer:
                 # The common case of one writer: its own transaction, nothing else.
-                return self._alone(write, action)
+                try:
+                    return self._alone(write, action)
+                except apsw.BusyError as error:
+                    return await self._alone_when_free(write, action, error)
             self._last_writer = writer
         own = _Write(write, action, None)
         await self._lead(own)
@@ -156,11 +187,16 @@ class GroupCommit:
                 await trio.lowlevel.cancel_shielded_checkpoint()
             finally:
                 self._open = None
+            commit = self._commit_one if len(group) == 1 else self._commit_group
+            try:
+                commit(group)
+            except apsw.BusyError as error:
+                try:
+                    await when_free(lambda: commit(group), self._busy_timeout, error)
+                except apsw.BusyError as busy:
+                    for write in group:
+                        write.error = self._mapped(write, busy)
             ran = True
-            if len(group) == 1:
-                self._commit_one(own)
-            else:
-                self._commit_group(group)
         finally:
             # Whatever happens to this task (even a KeyboardInterrupt at its checkpoint), the
             # writers waiting on it are woken: they cannot be cancelled, so nobody else would.
@@ -180,20 +216,44 @@ class GroupCommit:
             if self._solo_groups >= _SOLO_LIMIT:
                 self._grouping = False
 
+    async def run_alone(self, write: Callable[[], T], action: str) -> T:
+        """Run ``write`` in a transaction of its own, as :meth:`run` does."""
+        try:
+            return self._alone(write, action)
+        except apsw.BusyError as error:
+            return await self._alone_when_free(write, action, error)
+
     def _alone(self, write: Callable[[], T], action: str) -> T:
+        """Run ``write`` in a transaction; a busy database raises :class:`apsw.BusyError`, with
+        nothing stored."""
         try:
             with self._transaction:
                 return write()
+        except apsw.BusyError:
+            raise
         except apsw.Error as error:
             raise self._failure(action, error) from error
 
-    def _commit_one(self, write: _Write) -> None:
+    async def _alone_when_free(
+        self, write: Callable[[], T], action: str, error: apsw.BusyError
+    ) -> T:
+        try:
+            return await when_free(lambda: self._alone(write, action), self._busy_timeout, error)
+        except apsw.BusyError as busy:
+            raise self._failure(action, busy) from busy
+
+    def _commit_one(self, group: list[_Write]) -> None:
+        write = group[0]
         try:
             write.result = self._alone(write.run, write.action)
+        except apsw.BusyError:
+            raise
         except Exception as error:
             write.error = error
 
     def _commit_group(self, group: list[_Write]) -> None:
+        """Commit the group's writes in one transaction; a busy database raises
+        :class:`apsw.BusyError`, with nothing stored."""
         cursor = self._cursor
         try:
             with self._transaction:
@@ -210,7 +270,11 @@ class GroupCommit:
                     cursor.execute("RELEASE mission_write")
         except BaseException as error:
             # Nothing of the group was stored: each write without an error of its own fails
-            # with the group's.
+            # with the group's, unless the database was busy and the group is tried again.
+            if isinstance(error, apsw.BusyError):
+                for write in group:
+                    write.error = None
+                raise
             for write in group:
                 if write.error is None:
                     write.error = (
