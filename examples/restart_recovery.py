@@ -95,7 +95,8 @@ async def phase_one(database: Path) -> None:
 
 async def phase_two(database: Path) -> None:
     async with SQLiteCommander(database, [onboarding]) as commander:
-        for snapshot in await commander.list():
+        # iter_missions reads the store a page at a time, however many missions it holds.
+        async for snapshot in commander.iter_missions():
             say(f"found {snapshot.id}: {snapshot.status.value} at {snapshot.current_node!r}")
 
         for mission_id in await commander.running_missions(100):
@@ -105,7 +106,7 @@ async def phase_two(database: Path) -> None:
         while True:
             waiting = {
                 s.id: s.wait.signal
-                for s in await commander.list(status=MissionStatus.WAITING)
+                async for s in commander.iter_missions(status=MissionStatus.WAITING)
                 if s.wait is not None and s.wait.signal is not None
             }
             for mission_id, signal in waiting.items():
@@ -120,7 +121,7 @@ async def phase_two(database: Path) -> None:
             for mission_id in await commander.due_missions(100):
                 await commander.advance(mission_id)
 
-        for snapshot in await commander.list():
+        async for snapshot in commander.iter_missions():
             say(f"{snapshot.id} is {snapshot.status.value} with output {snapshot.output}")
         print("\n  bob's timeline:")
         for entry in await commander.timeline("bob"):

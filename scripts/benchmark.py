@@ -576,7 +576,7 @@ class RecordingAdapter:
         *,
         status: MissionStatus | None = None,
         definition: str | None = None,
-        limit: int | None = None,
+        limit: int,
         after_id: str | None = None,
     ) -> list[MissionSnapshot]:
         self.calls["list_missions"] += 1
@@ -773,8 +773,8 @@ async def _bare_sequential(db: BareDb, writes: Sequence[Write], count: int) -> f
 
 
 async def _check_completed(commander: Commander, definition: Definition, count: int) -> None:
-    missions = await commander.list(definition=definition)
-    done = sum(1 for s in missions if s.status is MissionStatus.COMPLETED)
+    missions = commander.iter_missions(definition=definition, status=MissionStatus.COMPLETED)
+    done = sum([1 async for _ in missions])
     if done < count:
         raise RuntimeError(f"{definition.name}: only {done} of {count} missions completed")
 

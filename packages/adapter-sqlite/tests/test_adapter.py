@@ -220,12 +220,14 @@ async def test_list_missions_filters_pages_and_rejects_bad_limits(
     def ids(snapshots: list[MissionSnapshot]) -> list[str]:
         return [s.id for s in snapshots]
 
-    assert ids(await adapter.list_missions()) == ["a", "b", "c", "d"]
-    assert ids(await adapter.list_missions(definition="x")) == ["a", "c", "d"]
-    assert ids(await adapter.list_missions(status=MissionStatus.WAITING)) == ["b", "c"]
-    assert ids(await adapter.list_missions(status=MissionStatus.WAITING, definition="x")) == ["c"]
+    assert ids(await adapter.list_missions(limit=100)) == ["a", "b", "c", "d"]
+    assert ids(await adapter.list_missions(definition="x", limit=100)) == ["a", "c", "d"]
+    assert ids(await adapter.list_missions(status=MissionStatus.WAITING, limit=100)) == ["b", "c"]
+    assert ids(
+        await adapter.list_missions(status=MissionStatus.WAITING, definition="x", limit=100)
+    ) == ["c"]
     assert ids(await adapter.list_missions(after_id="a", limit=2)) == ["b", "c"]
-    assert ids(await adapter.list_missions(definition="x", after_id="c")) == ["d"]
+    assert ids(await adapter.list_missions(definition="x", after_id="c", limit=100)) == ["d"]
     assert await adapter.list_missions(limit=0) == []
     with pytest.raises(ValueError, match="limit"):
         await adapter.list_missions(limit=-1)
@@ -301,7 +303,7 @@ async def test_a_closed_adapter_refuses_every_call(db_path: Path, make_snapshot:
         adapter.append_signal("m", "go", None, START, []),
         adapter.next_signal("m", "go"),
         adapter.request_cancel("m", CancelRequest(START), []),
-        adapter.list_missions(),
+        adapter.list_missions(limit=100),
         adapter.due_missions(START, 1),
         adapter.next_due_at(),
         adapter.running_missions(1),

@@ -99,7 +99,7 @@ async def test_a_read_only_file_is_refused_for_writing_but_can_be_inspected(
     with pytest.raises(PersistenceError, match=r"cannot be written.*read_only=True"):
         create_sqlite_persistence_adapter(db_path)
     async with create_sqlite_persistence_adapter(db_path, read_only=True) as inspector:
-        assert [s.id for s in await inspector.list_missions()] == ["m"]
+        assert [s.id for s in await inspector.list_missions(limit=100)] == ["m"]
 
 
 def test_an_unwritable_directory_is_refused_for_writing(
@@ -131,7 +131,7 @@ async def test_read_only_opens_a_database_in_a_read_only_directory(
     (folder / "missions.sqlite.lock").unlink()
     read_only_file(folder)
     async with create_sqlite_persistence_adapter(path, read_only=True) as inspector:
-        assert [s.id for s in await inspector.list_missions()] == ["m", "n"]
+        assert [s.id for s in await inspector.list_missions(limit=100)] == ["m", "n"]
         assert len(await inspector.timeline("m")) == 1
         assert await inspector.due_missions(datetime(2100, 1, 1, tzinfo=UTC), 10) == ["n"]
         with pytest.raises(PersistenceError, match="open read-only"):
@@ -176,7 +176,7 @@ async def test_read_only_refuses_a_read_only_directory_whose_log_it_cannot_read(
     read_only_file(folder)
     read_only_file(bare)
     async with create_sqlite_persistence_adapter(path, read_only=True) as inspector:
-        assert [s.id for s in await inspector.list_missions()] == ["m"]
+        assert [s.id for s in await inspector.list_missions(limit=100)] == ["m"]
     with pytest.raises(PersistenceError, match=r"log .* holds commits that are not in the"):
         create_sqlite_persistence_adapter(bare / "missions.sqlite", read_only=True)
 
@@ -201,8 +201,11 @@ async def test_a_corrupt_mission_is_reported_and_the_others_keep_working(
         with pytest.raises(PersistenceError, match=r"mission 'bad' .* corrupt"):
             await adapter.load("bad")
         with pytest.raises(PersistenceError, match="mission 'bad'"):
-            await adapter.list_missions()
-        assert [s.id for s in await adapter.list_missions(after_id="bad")] == ["good", "running"]
+            await adapter.list_missions(limit=100)
+        assert [s.id for s in await adapter.list_missions(after_id="bad", limit=100)] == [
+            "good",
+            "running",
+        ]
         later = make_snapshot("good", status=MissionStatus.WAITING, due_in=2).wait
         assert later is not None
         assert later.due_at is not None
@@ -390,7 +393,7 @@ async def test_read_only_inspection_works_while_the_writer_runs(
         await writer.insert(make_snapshot("m"), [make_entry()])
         async with create_sqlite_persistence_adapter(db_path, read_only=True) as inspector:
             assert inspector.read_only
-            assert [s.revision for s in await inspector.list_missions()] == [1]
+            assert [s.revision for s in await inspector.list_missions(limit=100)] == [1]
             await writer.commit(make_snapshot("m", revision=2), expected_revision=1, timeline=[])
             loaded = await inspector.load("m")
             assert loaded is not None
@@ -414,7 +417,7 @@ async def test_read_only_inspection_works_while_the_writer_runs(
             from mission_control.adapter_sqlite import create_sqlite_persistence_adapter
             async def main():
                 async with create_sqlite_persistence_adapter(sys.argv[1], read_only=True) as a:
-                    missions = await a.list_missions()
+                    missions = await a.list_missions(limit=100)
                     entries = await a.timeline("m")
                     print(json.dumps({"revisions": [s.revision for s in missions],
                                       "entries": len(entries)}))

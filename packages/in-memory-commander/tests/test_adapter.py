@@ -68,9 +68,9 @@ async def test_a_finished_mission_reads_back_equal_to_what_was_written() -> None
         written = _finished(status)
         await adapter.insert(written, [])
         assert await adapter.load("m-1") == written
-        listed = await adapter.list_missions(status=status, definition="flow")
+        listed = await adapter.list_missions(status=status, definition="flow", limit=100)
         assert listed == [written]
-        assert await adapter.list_missions(status=MissionStatus.RUNNING) == []
+        assert await adapter.list_missions(status=MissionStatus.RUNNING, limit=100) == []
 
 
 async def test_a_cancelled_mission_keeps_its_request_beside_the_packed_snapshot() -> None:

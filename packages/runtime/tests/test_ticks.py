@@ -216,6 +216,9 @@ class FailingQueries:
     async def list(self, **kwargs: Any) -> Any:
         return await self.commander.list(**kwargs)
 
+    def iter_missions(self, **kwargs: Any) -> Any:
+        return self.commander.iter_missions(**kwargs)
+
     async def signal(self, mission_id: str, name: str, payload: Any = None) -> Any:
         return await self.commander.signal(mission_id, name, payload)
 

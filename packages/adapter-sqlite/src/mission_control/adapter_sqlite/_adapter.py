@@ -622,19 +622,19 @@ class SQLitePersistenceAdapter:
         *,
         status: MissionStatus | None = None,
         definition: str | None = None,
-        limit: int | None = None,
+        limit: int,
         after_id: str | None = None,
     ) -> list[MissionSnapshot]:
-        """Missions ordered by id, optionally filtered, starting after ``after_id``.
+        """At most ``limit`` missions ordered by id, optionally filtered, starting after
+        ``after_id`` (an index range scan: the cost is the page's, not the store's).
 
         Raises :class:`PersistenceError` naming the first listed mission whose row is corrupt.
         """
         self._check_open()
-        if limit is not None:
-            if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
-                raise ValueError(f"limit must be a whole number >= 0, got {limit!r}")
-            if limit == 0:
-                return []
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+            raise ValueError(f"limit must be a whole number >= 0, got {limit!r}")
+        if limit == 0:
+            return []
         clauses: list[str] = []
         params: list[Any] = []
         if status is not None:
@@ -649,10 +649,8 @@ class SQLitePersistenceAdapter:
         sql = "SELECT id, revision, snapshot, cancel_request FROM missions"
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
-        sql += " ORDER BY id"
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(limit)
+        sql += " ORDER BY id LIMIT ?"
+        params.append(limit)
         try:
             rows = self._cursor.execute(sql, params).fetchall()
         except apsw.Error as error:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, Unpack
 
 from mission_control.core import (
+    LIST_LIMIT,
     Clock,
     CommanderProtocol,
+    ListFilters,
     MissionDefinition,
     MissionHandle,
     MissionSnapshot,
@@ -87,12 +90,17 @@ class MissionClient:
         *,
         status: MissionStatus | None = None,
         definition: str | MissionDefinition[Any, Any, Any] | None = None,
-        limit: int | None = None,
+        limit: int = LIST_LIMIT,
         after: str | None = None,
     ) -> list[MissionSnapshot]:
         return await self._commander.list(
             status=status, definition=definition, limit=limit, after=after
         )
+
+    def iter_missions(
+        self, *, page_size: int = LIST_LIMIT, **filters: Unpack[ListFilters]
+    ) -> AsyncIterator[MissionSnapshot]:
+        return self._commander.iter_missions(page_size=page_size, **filters)
 
     async def signal(self, mission_id: str, name: str, payload: Any = None) -> MissionSnapshot:
         """Send a signal (see ``Commander.signal``) and schedule a tick for the timer or retry the

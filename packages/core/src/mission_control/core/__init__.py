@@ -3,7 +3,13 @@ adapters, the runtime and the client share (adapter authors' storage codec:
 ``mission_control.core.storage``)."""
 
 from ._clock import Clock, SystemClock
-from ._commander import Commander, CommanderProtocol, MissionHandle, create_commander
+from ._commander import (
+    Commander,
+    CommanderProtocol,
+    ListFilters,
+    MissionHandle,
+    create_commander,
+)
 from ._context import Context, Events, NodeEvent, StartEvent
 from ._definition import (
     DefinitionBuilder,
@@ -38,7 +44,7 @@ from ._errors import (
 )
 from ._ids import SortableIds
 from ._keys import EventKey, key
-from ._persistence import PersistenceAdapter
+from ._persistence import LIST_LIMIT, MAX_LIST_LIMIT, PersistenceAdapter
 from ._retry import (
     MAX_DELAY,
     Backoff,
@@ -67,9 +73,12 @@ from ._values import MAX_INT_DIGITS, MAX_NESTING, converter, from_json_value, to
 
 __all__ = [
     "DEFAULT_MAX_RECOVERY_ATTEMPTS",
+    "LIST_LIMIT",
     "MAX_DELAY",
     "MAX_INT_DIGITS",
+    "MAX_LIST_LIMIT",
     "MAX_NESTING",
+    "ListFilters",
     "Backoff",
     "BufferedSignal",
     "CancelRequest",

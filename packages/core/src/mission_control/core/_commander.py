@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Protocol, Self, TypeVar, runtime_checkable
+from typing import Any, Protocol, Self, TypedDict, TypeVar, Unpack, runtime_checkable
 
 import cattrs
 import trio
@@ -23,12 +23,21 @@ from ._errors import (
     UnknownDefinitionError,
 )
 from ._ids import SortableIds
-from ._persistence import PersistenceAdapter
+from ._persistence import LIST_LIMIT, MAX_LIST_LIMIT, PersistenceAdapter
 from ._snapshot import MissionSnapshot, MissionStatus, TimelineEntry
 from ._values import converter as default_converter
 from ._values import detached
 
 RawT = TypeVar("RawT")
+
+
+class ListFilters(TypedDict, total=False):
+    """Which missions ``iter_missions`` goes through: the keyword arguments of ``list`` that
+    select them."""
+
+    status: MissionStatus | None
+    definition: str | MissionDefinition[Any, Any, Any] | None
+    after: str | None
 
 
 @runtime_checkable
@@ -62,9 +71,13 @@ class CommanderProtocol(Protocol):
         *,
         status: MissionStatus | None = None,
         definition: str | MissionDefinition[Any, Any, Any] | None = None,
-        limit: int | None = None,
+        limit: int = LIST_LIMIT,
         after: str | None = None,
     ) -> list[MissionSnapshot]: ...
+
+    def iter_missions(
+        self, *, page_size: int = LIST_LIMIT, **filters: Unpack[ListFilters]
+    ) -> AsyncIterator[MissionSnapshot]: ...
 
     async def signal(self, mission_id: str, name: str, payload: Any = None) -> MissionSnapshot: ...
 
@@ -259,18 +272,38 @@ class Commander:
         *,
         status: MissionStatus | None = None,
         definition: str | MissionDefinition[Any, Any, Any] | None = None,
-        limit: int | None = None,
+        limit: int = LIST_LIMIT,
         after: str | None = None,
     ) -> list[MissionSnapshot]:
-        """Missions ordered by id, filtered by status and definition, paged with ``after``."""
+        """One page of missions: at most ``limit`` (100 by default, 1,000 at most), ordered by
+        id, filtered by status and definition, starting after the id ``after``. Pass the last
+        id of a page as ``after`` for the next, or use :meth:`iter_missions`."""
         name = definition.name if isinstance(definition, MissionDefinition) else definition
         if status is not None:
             status = MissionStatus(status)
-        if limit is not None and (isinstance(limit, bool) or limit < 0):
-            raise ValueError(f"limit must be a whole number >= 0, got {limit!r}")
+        _check_limit(limit, "limit")
         return await self._persistence.list_missions(
             status=status, definition=name, limit=limit, after_id=after
         )
+
+    async def iter_missions(
+        self, *, page_size: int = LIST_LIMIT, **filters: Unpack[ListFilters]
+    ) -> AsyncIterator[MissionSnapshot]:
+        """Every mission ordered by id, selected by ``status``, ``definition`` and ``after`` as
+        :meth:`list` selects them, read ``page_size`` at a time: memory holds one page, and
+        other tasks run between pages. A mission stored meanwhile is visited if its id sorts
+        after the page being read."""
+        _check_limit(page_size, "page_size")
+        if page_size == 0:
+            raise ValueError("page_size must be at least 1, got 0")
+        while True:
+            page = await self.list(limit=page_size, **filters)
+            for snapshot in page:
+                yield snapshot
+            if len(page) < page_size:
+                return
+            filters["after"] = page[-1].id
+            await trio.lowlevel.checkpoint()
 
     async def signal(self, mission_id: str, name: str, payload: Any = None) -> MissionSnapshot:
         """Send the signal ``name`` with ``payload``.
@@ -428,3 +461,11 @@ def create_commander(
         max_recovery_attempts=max_recovery_attempts,
         converter=converter,
     )
+
+
+def _check_limit(value: object, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_LIST_LIMIT:
+        raise ValueError(
+            f"{name} must be a whole number from 0 to {MAX_LIST_LIMIT}, got {value!r} "
+            "(iter_missions() goes through any number of missions, a page at a time)"
+        )

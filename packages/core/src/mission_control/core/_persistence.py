@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import Final, Protocol, runtime_checkable
 
 from ._snapshot import (
     BufferedSignal,
@@ -14,6 +14,13 @@ from ._snapshot import (
     MissionStatus,
     TimelineEntry,
 )
+
+LIST_LIMIT: Final = 100
+"""How many missions ``list()`` returns by default: one page."""
+
+MAX_LIST_LIMIT: Final = 1000
+"""The most missions one ``list()`` call returns, so that no call holds the event loop for long
+or loads a large store into memory; ``iter_missions()`` pages through any number."""
 
 
 @runtime_checkable
@@ -28,7 +35,8 @@ class PersistenceAdapter(Protocol):
       raises ``RevisionConflictError`` and stores nothing.
     - A cancellation request is written by ``request_cancel`` (or carried by a committed
       snapshot) and never cleared; ``load`` returns it in ``snapshot.cancel_request``.
-    - Queries for due and running missions cost what they return, not what is stored.
+    - Queries for due and running missions cost what they return, not what is stored, and so
+      does ``list_missions`` (at most ``limit``, from ``after_id`` on), filtered or not.
     - A snapshot ``load`` or ``list_missions`` returns is the caller's own: changing its lists
       and dicts changes nothing stored (``mission_control.core.storage.detached`` copies them).
       A snapshot given to ``insert`` or ``commit`` may be kept as it is: the caller gives up
@@ -87,10 +95,11 @@ class PersistenceAdapter(Protocol):
         *,
         status: MissionStatus | None = None,
         definition: str | None = None,
-        limit: int | None = None,
+        limit: int,
         after_id: str | None = None,
     ) -> list[MissionSnapshot]:
-        """Missions ordered by id, optionally filtered, starting after ``after_id``."""
+        """At most ``limit`` missions ordered by id, optionally filtered, starting after
+        ``after_id``."""
         ...
 
     async def due_missions(self, now: datetime, limit: int) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import heapq
 from collections.abc import Sequence
 from datetime import datetime
@@ -52,6 +53,9 @@ class InMemoryPersistenceAdapter:
         self._due_heap: list[tuple[datetime, str]] = []
         self._signal_seq = 0
         self._closed = False
+        # Mission ids in order, for listing a page without sorting the store; None when an id
+        # was inserted out of order (sorted again by the next listing).
+        self._ordered: list[str] | None = []
 
     def _check_open(self) -> None:
         if self._closed:
@@ -115,6 +119,12 @@ class InMemoryPersistenceAdapter:
             return await self.load(snapshot.id)
         self._timelines[snapshot.id] = ()
         self._store(snapshot, timeline)
+        ordered = self._ordered
+        if ordered is not None:
+            if not ordered or snapshot.id > ordered[-1]:
+                ordered.append(snapshot.id)
+            else:
+                self._ordered = None
         return None
 
     async def load(self, mission_id: str) -> MissionSnapshot | None:
@@ -190,14 +200,21 @@ class InMemoryPersistenceAdapter:
         *,
         status: MissionStatus | None = None,
         definition: str | None = None,
-        limit: int | None = None,
+        limit: int,
         after_id: str | None = None,
     ) -> list[MissionSnapshot]:
         self._check_open()
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+            raise ValueError(f"limit must be a whole number >= 0, got {limit!r}")
+        ordered = self._ordered
+        if ordered is None:
+            ordered = self._ordered = sorted(self._missions)
+        start = 0 if after_id is None else bisect.bisect_right(ordered, after_id)
         result: list[MissionSnapshot] = []
-        for mission_id in sorted(self._missions):
-            if after_id is not None and mission_id <= after_id:
-                continue
+        for index in range(start, len(ordered)):
+            if len(result) >= limit:
+                break
+            mission_id = ordered[index]
             stored = self._missions[mission_id]
             stored_status: str
             stored_definition: str
@@ -209,8 +226,6 @@ class InMemoryPersistenceAdapter:
                 continue
             if definition is not None and stored_definition != definition:
                 continue
-            if limit is not None and len(result) >= limit:
-                break
             loaded = await self.load(mission_id)
             assert loaded is not None
             result.append(loaded)

@@ -23,9 +23,12 @@ from typing import Any
 import attrs
 import cattrs
 import pytest
+import trio
 from cattrs.preconf.json import make_converter
 
 from mission_control.core import (
+    LIST_LIMIT,
+    MAX_LIST_LIMIT,
     MAX_NESTING,
     CancelRequest,
     Commander,
@@ -192,6 +195,19 @@ def _user_converter() -> cattrs.Converter:
     converter.register_unstructure_hook(Decimal, str)
     converter.register_structure_hook(Decimal, lambda value, _: Decimal(value))
     return converter
+
+
+class _TaskSteps(trio.abc.Instrument):
+    """Counts how many times trio ran ``task``: once more each time it went back to the
+    scheduler and was resumed."""
+
+    def __init__(self, task: trio.lowlevel.Task) -> None:
+        self.task = task
+        self.count = 0
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        if task is self.task:
+            self.count += 1
 
 
 class AdapterConformance:
@@ -384,13 +400,56 @@ class AdapterConformance:
         await persistence.insert(_snapshot("c", definition="other"), [])
         assert await persistence.running_missions(10) == ["b", "c"]
         assert await persistence.running_missions(10, after_id="b") == ["c"]
-        assert [s.id for s in await persistence.list_missions()] == ["a", "b", "c"]
-        listed = await persistence.list_missions(status=MissionStatus.RUNNING)
+        assert [s.id for s in await persistence.list_missions(limit=100)] == ["a", "b", "c"]
+        listed = await persistence.list_missions(status=MissionStatus.RUNNING, limit=100)
         assert [s.id for s in listed] == ["b", "c"]
-        assert [s.id for s in await persistence.list_missions(definition="other")] == ["c"]
+        other = await persistence.list_missions(definition="other", limit=100)
+        assert [s.id for s in other] == ["c"]
         assert [s.id for s in await persistence.list_missions(limit=1, after_id="a")] == ["b"]
 
     # -- the commander on this adapter --------------------------------------------------------
+
+    async def test_listing_is_paged_and_iterating_visits_every_mission_once(
+        self, persistence: PersistenceAdapter, clock: ManualClock
+    ) -> None:
+        """``list()`` returns one bounded page (``LIST_LIMIT`` by default, ``MAX_LIST_LIMIT`` at
+        most); ``iter_missions()`` visits every mission once, in id order and with its filters,
+        reading a page at a time and letting other tasks run between pages, never within one."""
+        ids = [f"m{i:03}" for i in range(250)]
+        for i, mission_id in enumerate(reversed(ids)):
+            snapshot = _waiting(mission_id, None) if i % 3 == 0 else _snapshot(mission_id)
+            await persistence.insert(snapshot, [])
+        waiting = [
+            s.id for s in await persistence.list_missions(status=MissionStatus.WAITING, limit=250)
+        ]
+        commander = self.commander(persistence, clock)
+        assert [s.id for s in await commander.list()] == ids[:LIST_LIMIT]
+        assert [s.id for s in await commander.list(limit=MAX_LIST_LIMIT)] == ids
+        for bad in (MAX_LIST_LIMIT + 1, -1, None, True):
+            with pytest.raises(ValueError, match="iter_missions"):
+                await commander.list(limit=bad)  # type: ignore[arg-type]
+
+        steps = _TaskSteps(trio.lowlevel.current_task())
+        seen: list[str] = []
+        step_seen: list[int] = []
+        trio.lowlevel.add_instrument(steps)
+        try:
+            async for snapshot in commander.iter_missions(page_size=100):
+                seen.append(snapshot.id)
+                step_seen.append(steps.count)
+        finally:
+            trio.lowlevel.remove_instrument(steps)
+        assert seen == ids
+        # The task went back to trio's scheduler (so other tasks ran) between pages, never
+        # while one page was read.
+        pages = [step_seen[i : i + 100] for i in range(0, 250, 100)]
+        assert all(len(set(page)) == 1 for page in pages)
+        assert pages[0][0] < pages[1][0] < pages[2][0]
+
+        filtered = commander.iter_missions(status=MissionStatus.WAITING, after="m100", page_size=7)
+        assert [s.id async for s in filtered] == [i for i in waiting if i > "m100"]
+        by_definition = commander.iter_missions(definition="approval", page_size=1000)
+        assert len([s async for s in by_definition]) == 250
 
     async def test_approval_mission_runs_to_its_signal_and_completes(
         self, persistence: PersistenceAdapter, clock: ManualClock
