@@ -7,11 +7,11 @@ restart in the middle would pick up the timer or the retry where it was.
 
 Who asks for which tick:
 
-- ``client.start`` stores the mission waiting on its 0.3 s timer and asks the runtime for a tick
-  at the timer's due time;
-- that tick fires the timer and runs ``charge``, which fails and leaves a retry due in 0.2 s.
-  A tick never schedules another by itself; ``auto_schedule=True`` makes the runtime schedule
-  one for the next persisted due time after each tick, and that tick runs the retry.
+- ``client.start`` stores the mission waiting on its 0.3 s timer; the commander's notice arms
+  the runtime's tick for the timer's due time;
+- that tick fires the timer and runs ``charge``, which fails and leaves a retry due in 0.2 s;
+  after the tick the runtime re-arms for the store's next due time, and that tick runs the
+  retry.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ async def main() -> None:
     logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="  [runtime] %(message)s")
     logging.getLogger("mission_control.runtime").setLevel(logging.DEBUG)
     commander = create_in_memory_commander([trial], clock=SystemClock())
-    async with commander, create_commander_runtime(commander, auto_schedule=True) as runtime:
+    async with commander, create_commander_runtime(commander) as runtime:
         client = create_mission_client(runtime)
         handle = await client.start(trial, {"user": "ada"})
         print(f"started {handle.id}; next tick at {runtime.next_tick_at}")

@@ -92,7 +92,7 @@ async def test_ticks_are_measured(
     metrics: RecordingMetrics,
 ) -> None:
     """Every tick is counted and timed, and every mission it moves is counted by its status."""
-    runtime = await make_runtime(metrics=metrics)
+    runtime = await make_runtime(metrics=metrics, auto_schedule=False)
     await commander.start(timer, {})
     await trio.sleep(60)
     await runtime.tick()
@@ -125,7 +125,7 @@ async def test_hooks_that_raise_do_not_break_ticks(
 ) -> None:
     """A logger or metrics hook that raises is reported on stdlib logging; ticks go on."""
     broken = Exploding()
-    runtime = await make_runtime(logger=broken, metrics=broken)
+    runtime = await make_runtime(logger=broken, metrics=broken, auto_schedule=False)
     handle = await commander.start(timer, {})
     await trio.sleep(60)
 

@@ -1,4 +1,5 @@
-"""Scheduling: explicit ticks fire on time in virtual time; start() and auto_schedule add theirs."""
+"""Scheduling in virtual time: every persisted due time gets a tick; explicit requests; the
+manual mode."""
 
 from __future__ import annotations
 
@@ -144,20 +145,21 @@ async def test_scheduling_is_refused_once_the_runtime_stopped(
         runtime.set_next_tick_in(5)
 
 
-async def test_start_schedules_one_tick_for_the_earliest_persisted_due_time(
+async def test_in_the_manual_mode_start_schedules_one_tick_for_the_earliest_due_time(
     autojump_clock: MockClock,
     commander: Commander,
     make_runtime: RuntimeFactory,
     timer: Any,
     log: RecordingLogger,
 ) -> None:
-    """start() schedules exactly one tick, at the earliest due time stored before it ran."""
+    """With auto_schedule=False, start() schedules exactly one tick, at the earliest due time
+    stored before it ran, and nothing follows it."""
     first = await commander.start(timer, {}, id="first")
     await trio.sleep(30)
     second = await commander.start(timer, {}, id="second")
     first_due = (await first.inspect()).due_at
 
-    runtime = await make_runtime(logger=log)
+    runtime = await make_runtime(logger=log, auto_schedule=False)
 
     assert runtime.scheduled_ticks == (first_due,)
     await trio.sleep(30.001)
@@ -184,7 +186,7 @@ LONG_SLEEP = (
 )
 
 
-async def test_timers_and_retries_stored_before_start_fire_after_it_with_auto_schedule(
+async def test_timers_and_retries_stored_before_start_fire_after_it(
     autojump_clock: MockClock,
     make_commander: CommanderFactory,
     make_runtime: RuntimeFactory,
@@ -195,7 +197,7 @@ async def test_timers_and_retries_stored_before_start_fire_after_it_with_auto_sc
     handle = await commander.start(LONG_SLEEP, {})
     began = mission_clock.now()
 
-    await make_runtime(commander, auto_schedule=True)
+    await make_runtime(commander)
     snapshot = await handle.wait_for_completion()
 
     assert snapshot.output == "charged"
@@ -203,14 +205,14 @@ async def test_timers_and_retries_stored_before_start_fire_after_it_with_auto_sc
     assert mission_clock.now() - began == timedelta(days=30, hours=2)
 
 
-async def test_without_auto_schedule_the_application_drives_follow_up_ticks(
+async def test_in_the_manual_mode_the_application_drives_follow_up_ticks(
     autojump_clock: MockClock,
     make_commander: CommanderFactory,
     make_runtime: RuntimeFactory,
 ) -> None:
-    """In the explicit model each tick's next_due_at is scheduled by the application."""
+    """With auto_schedule=False each tick's next_due_at is scheduled by the application."""
     commander = make_commander([LONG_SLEEP])
-    runtime = await make_runtime(commander)
+    runtime = await make_runtime(commander, auto_schedule=False)
     handle = await commander.start(LONG_SLEEP, {})
     ticks = 0
 
@@ -233,14 +235,14 @@ async def always_fails(ctx: Context[Any, Any]) -> None:
     raise RuntimeError("nope")
 
 
-async def test_auto_schedule_pauses_instead_of_spinning_on_missions_that_keep_failing(
+async def test_the_scheduler_pauses_instead_of_spinning_on_missions_that_keep_failing(
     autojump_clock: MockClock,
     make_commander: CommanderFactory,
     make_runtime: RuntimeFactory,
     timer: Any,
     log: RecordingLogger,
 ) -> None:
-    """With auto_schedule, due missions that cannot be advanced are retried after a pause."""
+    """Due missions that cannot be advanced are retried after stalled_tick_delay."""
     from mission_control.in_memory_commander import InMemoryPersistenceAdapter
 
     store = InMemoryPersistenceAdapter()
@@ -248,7 +250,7 @@ async def test_auto_schedule_pauses_instead_of_spinning_on_missions_that_keep_fa
     stranger = make_commander([], persistence=store)
     await trio.sleep(60)
 
-    await make_runtime(stranger, auto_schedule=True, stalled_tick_delay=10, logger=log)
+    await make_runtime(stranger, stalled_tick_delay=10, logger=log)
     await trio.sleep(35)
 
     assert len(log.of(RuntimeEvent.TICK_COMPLETED)) == 4

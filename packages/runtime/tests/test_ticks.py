@@ -84,7 +84,7 @@ async def test_callers_arriving_during_a_tick_share_one_fresh_tick(
     slow_after_timer: Any,
 ) -> None:
     """Every caller that arrives while a tick runs gets the one tick that starts after it."""
-    runtime = await make_runtime()
+    runtime = await make_runtime(auto_schedule=False)
     await commander.start(slow_after_timer, {})
     await trio.sleep(10)
     reports: dict[str, Any] = {}
@@ -105,15 +105,16 @@ async def test_callers_arriving_during_a_tick_share_one_fresh_tick(
     assert reports["second"].started_at >= asked_at
 
 
-async def test_no_tick_follows_a_tick_unless_scheduled(
+async def test_in_the_manual_mode_no_tick_follows_a_tick_unless_scheduled(
     autojump_clock: MockClock,
     commander: Commander,
     make_runtime: RuntimeFactory,
     log: RecordingLogger,
     timer: Any,
 ) -> None:
-    """A tick that leaves a timer pending does not schedule the tick that would fire it."""
-    runtime = await make_runtime(logger=log)
+    """With auto_schedule=False, a tick that leaves a timer pending does not schedule the tick
+    that would fire it."""
+    runtime = await make_runtime(logger=log, auto_schedule=False)
     handle = await commander.start(timer, {})
     due = (await handle.inspect()).due_at
     log.clear()
@@ -132,7 +133,7 @@ async def test_a_tick_moves_at_most_max_missions_per_tick_and_says_more_are_due(
     autojump_clock: MockClock, commander: Commander, make_runtime: RuntimeFactory, timer: Any
 ) -> None:
     """A tick advances at most its limit of due missions and reports that more are due."""
-    runtime = await make_runtime(max_missions_per_tick=2)
+    runtime = await make_runtime(max_missions_per_tick=2, auto_schedule=False)
     for n in range(3):
         await commander.start(timer, {}, id=f"timer-{n}")
     await trio.sleep(60)
@@ -176,7 +177,7 @@ async def test_a_mission_that_cannot_be_advanced_is_counted_logged_and_skipped_o
     store = InMemoryPersistenceAdapter()
     earlier = make_commander([timer], persistence=store)
     later = make_commander([slow_after_timer], persistence=store)
-    runtime = await make_runtime(later, logger=log, metrics=metrics)
+    runtime = await make_runtime(later, logger=log, metrics=metrics, auto_schedule=False)
     await earlier.start(timer, {}, id="orphan")
     await later.start(slow_after_timer, {}, id="known")
     await trio.sleep(60)
@@ -303,7 +304,7 @@ async def test_report_counts_missions_by_how_they_ended(
     autojump_clock: MockClock, commander: Commander, make_runtime: RuntimeFactory, timer: Any
 ) -> None:
     """The report counts completed and cancelled missions among those it moved."""
-    runtime = await make_runtime()
+    runtime = await make_runtime(auto_schedule=False)
     await commander.start(timer, {}, id="a")
     await commander.start(timer, {}, id="b")
     await trio.sleep(60)

@@ -6,11 +6,17 @@ async with SQLiteCommander("missions.sqlite", [approval]) as commander:
     handle = await commander.start(approval, {"user": "ada"})
 """
 
-from ._adapter import SQLitePersistenceAdapter, Synchronous, create_sqlite_persistence_adapter
+from ._adapter import (
+    READ_ONLY_REREAD_INTERVAL,
+    SQLitePersistenceAdapter,
+    Synchronous,
+    create_sqlite_persistence_adapter,
+)
 from ._commander import SQLiteCommander
 from ._schema import SCHEMA_VERSION
 
 __all__ = [
+    "READ_ONLY_REREAD_INTERVAL",
     "SCHEMA_VERSION",
     "SQLiteCommander",
     "SQLitePersistenceAdapter",

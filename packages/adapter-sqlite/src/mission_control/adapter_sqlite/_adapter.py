@@ -33,6 +33,7 @@ from mission_control.core import (
     PersistenceError,
     RevisionConflictError,
     TimelineEntry,
+    notices_for,
 )
 from mission_control.core.storage import (
     cancel_request_from_json,
@@ -166,6 +167,10 @@ def _check_file(path: str, read_only: bool) -> None:
         )
 
 
+READ_ONLY_REREAD_INTERVAL: Final = 1.0
+"""Seconds between re-reads of a mission ``result()`` waits for on a read-only adapter."""
+
+
 class _NoSharedMemory(Exception):
     """The read-only database cannot be read through SQLite's shared memory; read it
     immutable."""
@@ -217,6 +222,10 @@ class SQLitePersistenceAdapter:
             self._db, self._cursor, self._transaction, self._failure, self._busy_timeout
         )
         self._closed = False
+        if self._read_only:
+            # Another process writes this database, and no notice of its writes reaches this
+            # one: result() re-reads the missions it waits for instead.
+            notices_for(self).reread_interval = READ_ONLY_REREAD_INTERVAL
 
     def _connect(self, timeout_ms: int, memory: bool) -> tuple[Connection, int]:
         try:
@@ -755,8 +764,10 @@ def create_sqlite_persistence_adapter(
       inspector) before failing with :class:`PersistenceError`; calls wait on trio's clock, so
       the event loop runs meanwhile.
     - ``read_only``: inspect a database another process may own, also on read-only media or in
-      a read-only directory; every write raises
-      :class:`PersistenceError`.
+      a read-only directory; every write raises :class:`PersistenceError`. ``result()`` and
+      ``wait_for_completion()`` on such an adapter re-read the mission every
+      ``READ_ONLY_REREAD_INTERVAL`` seconds (1 s), so they return at most that long after the
+      owner ended it (set ``notices_for(adapter).reread_interval`` to change it).
 
     Raises :class:`PersistenceError` when another adapter has the database open for writing, when
     the file is not a Mission Control database, or was written by a newer version.

@@ -1,4 +1,4 @@
-"""The mission client: the commander's API for application code, with tick scheduling handled."""
+"""The mission client: the commander's API for application code beside a runtime."""
 
 from __future__ import annotations
 
@@ -15,9 +15,10 @@ from mission_control.core import (
     MissionHandle,
     MissionSnapshot,
     MissionStatus,
+    Notices,
     TimelineEntry,
 )
-from mission_control.runtime import CommanderRuntime, RuntimeStateError
+from mission_control.runtime import CommanderRuntime
 
 RawT = TypeVar("RawT")
 
@@ -26,11 +27,9 @@ class MissionClient:
     """Start, signal, cancel, inspect and wait for missions from application code (a web handler,
     a CLI, a queue consumer) in the process that runs the :class:`CommanderRuntime`.
 
-    Every call goes to the runtime's commander. After a call that leaves a mission waiting for a
-    time — a delayed start, a timer, a retry — the client asks the runtime for a tick at that
-    time (``runtime.set_next_tick_at``), so application code never schedules ticks itself. When
-    the runtime is not running (not started yet, or stopped), nothing is scheduled: the due time
-    is stored with the mission, and the next ``runtime.start()`` schedules it.
+    Every call goes to the runtime's commander. The client schedules nothing itself: a due time
+    a call leaves behind (a delayed start, a timer, a retry) reaches the runtime through the
+    commander's notices, as it does for calls made on the commander directly.
 
     The client satisfies :class:`~mission_control.core.CommanderProtocol`, so code written for a
     commander accepts it, and the handles it returns send their signals and cancellations through
@@ -61,6 +60,10 @@ class MissionClient:
     def definitions(self) -> dict[str, MissionDefinition[Any, Any, Any]]:
         return self._commander.definitions
 
+    @property
+    def notices(self) -> Notices:
+        return self._commander.notices
+
     # -- application API -----------------------------------------------------------------------
 
     async def start(
@@ -71,10 +74,8 @@ class MissionClient:
         id: str | None = None,
         start_at: datetime | None = None,
     ) -> MissionHandle:
-        """Start a mission (see ``Commander.start``) and schedule a tick for its first due time
-        (``start_at``, or a timer or retry it reached while running inline)."""
+        """Start a mission (see ``Commander.start``); the handle is bound to this client."""
         handle = await self._commander.start(definition, input, id=id, start_at=start_at)
-        self._follow(await self._commander.inspect(handle.id))
         return MissionHandle(self, handle.id)
 
     async def get(self, mission_id: str) -> MissionHandle:
@@ -103,11 +104,8 @@ class MissionClient:
         return self._commander.iter_missions(page_size=page_size, **filters)
 
     async def signal(self, mission_id: str, name: str, payload: Any = None) -> MissionSnapshot:
-        """Send a signal (see ``Commander.signal``) and schedule a tick for the timer or retry the
-        mission reached because of it."""
-        snapshot = await self._commander.signal(mission_id, name, payload)
-        self._follow(snapshot)
-        return snapshot
+        """Send a signal (see ``Commander.signal``)."""
+        return await self._commander.signal(mission_id, name, payload)
 
     async def cancel(self, mission_id: str, reason: str | None = None) -> MissionSnapshot:
         """Request cancellation (see ``Commander.cancel``)."""
@@ -128,10 +126,7 @@ class MissionClient:
     # -- the rest of CommanderProtocol, for code written against a commander -------------------
 
     async def advance(self, mission_id: str) -> MissionSnapshot | None:
-        snapshot = await self._commander.advance(mission_id)
-        if snapshot is not None:
-            self._follow(snapshot)
-        return snapshot
+        return await self._commander.advance(mission_id)
 
     async def due_missions(self, limit: int, now: datetime | None = None) -> list[str]:
         return await self._commander.due_missions(limit, now)
@@ -147,19 +142,6 @@ class MissionClient:
 
     async def aclose(self) -> None:
         """Does nothing: the commander and the runtime belong to the code that made them."""
-
-    # -- scheduling ----------------------------------------------------------------------------
-
-    def _follow(self, snapshot: MissionSnapshot) -> None:
-        due = snapshot.due_at
-        if due is None or snapshot.status is not MissionStatus.WAITING:
-            return
-        try:
-            self._runtime.set_next_tick_at(due)
-        except RuntimeStateError:
-            # A stopping or stopped runtime takes no ticks; the due time is stored with the
-            # mission, and the next start() schedules it.
-            return
 
     def __repr__(self) -> str:
         return f"MissionClient({self._runtime!r})"

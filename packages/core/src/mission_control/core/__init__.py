@@ -44,6 +44,7 @@ from ._errors import (
 )
 from ._ids import SortableIds
 from ._keys import EventKey, key
+from ._notices import NoticeListener, Notices, notices_for
 from ._persistence import LIST_LIMIT, MAX_LIST_LIMIT, PersistenceAdapter
 from ._retry import (
     MAX_DELAY,
@@ -112,6 +113,8 @@ __all__ = [
     "NodeEvent",
     "NodeRecord",
     "NodeStatus",
+    "NoticeListener",
+    "Notices",
     "OutputNotSerializableError",
     "PersistenceAdapter",
     "PersistenceError",
@@ -139,6 +142,7 @@ __all__ = [
     "key",
     "linear",
     "m",
+    "notices_for",
     "retry",
     "to_json_value",
 ]

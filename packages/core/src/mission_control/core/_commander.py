@@ -23,6 +23,7 @@ from ._errors import (
     UnknownDefinitionError,
 )
 from ._ids import SortableIds
+from ._notices import Notices, notices_for
 from ._persistence import LIST_LIMIT, MAX_LIST_LIMIT, PersistenceAdapter
 from ._snapshot import MissionSnapshot, MissionStatus, TimelineEntry
 from ._values import converter as default_converter
@@ -52,6 +53,9 @@ class CommanderProtocol(Protocol):
 
     @property
     def definitions(self) -> dict[str, MissionDefinition[Any, Any, Any]]: ...
+
+    @property
+    def notices(self) -> Notices: ...
 
     async def start(
         self,
@@ -191,14 +195,14 @@ class Commander:
         self._definitions = registry
         self._persistence = persistence
         self._clock = clock
-        self._completion: dict[str, trio.Event] = {}
+        self._notices = notices_for(persistence)
         self._converter = converter if converter is not None else default_converter
         self._engine = Engine(
             registry,
             persistence,
             clock,
             ids,
-            self._finished,
+            self._notices,
             max_recovery_attempts,
             self._converter,
         )
@@ -220,10 +224,11 @@ class Commander:
     def definitions(self) -> dict[str, MissionDefinition[Any, Any, Any]]:
         return dict(self._definitions)
 
-    def _finished(self, snapshot: MissionSnapshot) -> None:
-        event = self._completion.pop(snapshot.id, None)
-        if event is not None:
-            event.set()
+    @property
+    def notices(self) -> Notices:
+        """The notice hub of this commander's store, shared by every commander of the process
+        on the same persistence adapter (the runtime listens to it)."""
+        return self._notices
 
     def _registered(self, definition: MissionDefinition[Any, Any, Any]) -> None:
         if self._definitions.get(getattr(definition, "name", None)) is not definition:  # type: ignore[arg-type]
@@ -321,15 +326,21 @@ class Commander:
         return detached(await self._engine.cancel(mission_id, reason))
 
     async def result(self, mission_id: str) -> MissionSnapshot:
-        """Wait until the mission ends and return its final snapshot, however it ended."""
+        """Wait until the mission ends and return its final snapshot, however it ended (by any
+        commander of this process on the same adapter; see ``Notices.reread_interval`` for
+        other processes)."""
+        notices = self._notices
         while True:
-            event = self._completion.get(mission_id)
-            if event is None:
-                event = self._completion[mission_id] = trio.Event()
+            event = notices.end_of(mission_id)
             snapshot = await self._engine.load(mission_id)
             if snapshot.is_terminal:
                 return snapshot
-            await event.wait()
+            interval = notices.reread_interval
+            if interval is None:
+                await event.wait()
+            else:
+                with trio.move_on_after(interval):
+                    await event.wait()
 
     async def wait_for_completion(self, mission_id: str) -> MissionSnapshot:
         """Wait until the mission ends. Returns the snapshot when it completed; raises

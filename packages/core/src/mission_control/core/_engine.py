@@ -39,6 +39,7 @@ from ._errors import (
     message_of,
 )
 from ._nodes import EndNode, NeedToNode, Node, SleepNode, StartNode, StepNode
+from ._notices import Notices
 from ._persistence import PersistenceAdapter
 from ._snapshot import (
     CancelRequest,
@@ -76,10 +77,11 @@ class _Hold:
     """The in-process claim on a mission while a task moves it, and the pokes left for that
     task. Used as ``with _Hold(holds, mission_id) as hold:``; leaving releases the claim."""
 
-    __slots__ = ("_holds", "cancel", "mission_id", "poked", "released")
+    __slots__ = ("_holds", "_notices", "cancel", "mission_id", "poked", "released")
 
-    def __init__(self, holds: dict[str, _Hold], mission_id: str) -> None:
+    def __init__(self, holds: dict[str, _Hold], mission_id: str, notices: Notices) -> None:
         self._holds = holds
+        self._notices = notices
         self.mission_id = mission_id
         self.poked = False
         self.cancel: CancelRequest | None = None
@@ -90,10 +92,14 @@ class _Hold:
         self._holds[self.mission_id] = self
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc_info: object) -> None:
         del self._holds[self.mission_id]
         if self.released is not None:
             self.released.set()
+        if exc_type is not None:
+            # Let go mid-move (a cancelled caller, an error): the mission may be stored running
+            # with nobody moving it, which only a tick resumes.
+            self._notices.left_running(self.mission_id, failed=issubclass(exc_type, Exception))
 
     async def wait_released(self) -> None:
         if self.released is None:
@@ -151,7 +157,7 @@ class Engine:
         persistence: PersistenceAdapter,
         clock: Clock,
         new_id: Callable[[], str],
-        on_terminal: Callable[[MissionSnapshot], None],
+        notices: Notices,
         max_recovery_attempts: int = DEFAULT_MAX_RECOVERY_ATTEMPTS,
         converter: cattrs.Converter | None = None,
     ) -> None:
@@ -166,7 +172,7 @@ class Engine:
             functools.partial(datetime.now, UTC) if type(clock) is SystemClock else clock.now
         )
         self.new_id = new_id
-        self._on_terminal = on_terminal
+        self.notices = notices
         self._holds: dict[str, _Hold] = {}
 
     # -- holding -------------------------------------------------------------------------------
@@ -175,7 +181,7 @@ class Engine:
         return mission_id in self._holds
 
     def _hold(self, mission_id: str) -> _Hold:
-        return _Hold(self._holds, mission_id)
+        return _Hold(self._holds, mission_id, self.notices)
 
     def definition_for(self, snapshot: MissionSnapshot) -> Definition:
         definition = self.definitions.get(snapshot.definition)
@@ -322,7 +328,9 @@ class Engine:
             hold.poked = False
             snapshot = await self._drive(definition, Draft.of(snapshot), hold, snapshot)
         if snapshot.is_terminal:
-            self._on_terminal(snapshot)
+            self.notices.ended(snapshot)
+        elif (due := snapshot.due_at) is not None:
+            self.notices.due(due)
         return snapshot
 
     # -- the drive loop ------------------------------------------------------------------------
@@ -770,7 +778,7 @@ class Engine:
             draft.pending.append(entry)
             draft.cancelled(request, request.requested_at)
             snapshot = await self._write(draft)
-            self._on_terminal(snapshot)
+            self.notices.ended(snapshot)
             return snapshot
 
     def _cancel_request(

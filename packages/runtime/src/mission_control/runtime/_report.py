@@ -14,8 +14,8 @@ class TickTrigger(enum.StrEnum):
     STARTUP = "startup"
     """The tick :meth:`CommanderRuntime.start` runs."""
     SCHEDULED = "scheduled"
-    """A tick asked for with ``set_next_tick_at`` / ``set_next_tick_in`` (or scheduled by
-    ``start()`` or ``auto_schedule``) whose time came."""
+    """A tick the scheduler armed (for the store's next due time, a notice, ``start()``, or a
+    ``set_next_tick_at`` / ``set_next_tick_in`` request) whose time came."""
     DIRECT = "direct"
     """A call to :meth:`CommanderRuntime.tick`."""
 
@@ -47,8 +47,9 @@ class TickReport:
     """Ids of the missions counted in ``errored``."""
     more_due: bool = False
     """When the tick ended, missions were due already that this tick did not move (it reached
-    ``max_missions_per_tick``, or they keep raising). The runtime does not tick again by itself
-    for them; schedule a tick (``set_next_tick_in(0)``) or use ``auto_schedule=True``."""
+    ``max_missions_per_tick``, or they keep raising). The runtime ticks again at once when this
+    tick moved at least one mission, otherwise after ``stalled_tick_delay`` (in the manual mode,
+    ``auto_schedule=False``, schedule that tick yourself)."""
     next_due_at: datetime | None = None
     """The earliest persisted due time (timer, retry or delayed start) when the tick ended."""
 

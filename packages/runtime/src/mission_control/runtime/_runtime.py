@@ -14,7 +14,7 @@ from typing import Any, Self, cast
 import attrs
 import trio
 
-from mission_control.core import CommanderProtocol, ConfigurationError, MissionStatus
+from mission_control.core import CommanderProtocol, ConfigurationError, MissionStatus, Notices
 
 from ._errors import RuntimeStateError, TickFailedError
 from ._hooks import (
@@ -93,6 +93,26 @@ class _Tally:
             self.cancelled += 1
 
 
+class _Listener:
+    """The runtime's ear on its commander's notices (a separate object, so that the notice
+    methods stay off the runtime's public API)."""
+
+    __slots__ = ("_runtime",)
+
+    def __init__(self, runtime: CommanderRuntime) -> None:
+        self._runtime = runtime
+
+    def due(self, when: datetime) -> None:
+        self._runtime._noticed(when)  # pyright: ignore[reportPrivateUsage]
+
+    def left_running(self, mission_id: str, *, failed: bool) -> None:
+        runtime = self._runtime
+        # A cancelled caller's mission is resumed at once; one whose move raised after a pause,
+        # as a due mission whose advance raised is.
+        delay = runtime._stalled_delay if failed else timedelta(0)  # pyright: ignore[reportPrivateUsage]
+        runtime._noticed(runtime.commander.clock.now() + delay)  # pyright: ignore[reportPrivateUsage]
+
+
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
@@ -111,14 +131,13 @@ class CommanderRuntime:
     A **tick** resumes missions left mid-node (by a crash or a cancelled caller), then advances
     the missions whose timer, retry or delayed start is due — at most ``max_missions_per_tick``
     of them, ``max_concurrency`` at a time — and returns a :class:`TickReport`. Ticks never
-    overlap. A tick never schedules another tick: ticks run when
-
-    - ``start()`` runs the startup tick and then schedules one tick for the earliest persisted
-      due time;
-    - application code calls :meth:`tick`, :meth:`set_next_tick_at` or :meth:`set_next_tick_in`
-      (the :mod:`mission_control.client` helpers do this for you);
-    - ``auto_schedule=True`` was given: then every tick is followed by one scheduled for the next
-      persisted due time (an opt-in departure from the explicit model).
+    overlap, and a tick never schedules another tick: the runtime's scheduler does. It runs the
+    startup tick in ``start()``; it re-arms at the store's next due time after every tick, and
+    whenever the commander's notices say a mission became due or was left mid-node (by any
+    commander of this process on the same persistence adapter), so every persisted due time
+    gets a tick; and it runs the ticks application code asks for (:meth:`tick`,
+    :meth:`set_next_tick_at`, :meth:`set_next_tick_in`). With ``auto_schedule=False`` (the
+    manual mode) only the startup tick's follow-up and the application's requests remain.
 
     The commander's clock says what is due; the runtime sleeps on trio's clock. A tick due at
     ``D`` fires once ``commander.clock.now() >= D``: the runtime sleeps ``D - now`` seconds of
@@ -156,6 +175,8 @@ class CommanderRuntime:
         self._wakeup = trio.Event()
         self._scheduler_done: trio.Event | None = None
         self._last_report: TickReport | None = None
+        self._notices: Notices | None = None
+        self._listener = _Listener(self)
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -219,6 +240,11 @@ class CommanderRuntime:
             auto_schedule=self._auto_schedule,
         )
         self._scheduler_done = trio.Event()
+        if self._auto_schedule:
+            # Before the startup tick: a due time written while it runs is noticed too.
+            self._notices = self._commander.notices
+            self._notices.listen(self._listener)
+            self._arm()
         nursery.start_soon(self._run_scheduler)
         startup = self._request_tick(TickTrigger.STARTUP, resume_all=True)
         await startup.done.wait()
@@ -253,6 +279,7 @@ class CommanderRuntime:
                 tick_running=self.is_tick_running,
             )
             self._pending.clear()
+            self._unlisten()
             self._wakeup.set()
         while (running := self._running_pass) is not None:
             await running.done.wait()
@@ -302,6 +329,7 @@ class CommanderRuntime:
         if self._state is RuntimeState.STOPPED:
             return
         self._pending.clear()
+        self._unlisten()
         self._wakeup.set()
         self._state = RuntimeState.STOPPED
         self._log(RuntimeEvent.RUNTIME_STOPPED, abandoned=True)
@@ -342,15 +370,25 @@ class CommanderRuntime:
         # them here keeps the scheduler from queueing a second tick for them meanwhile.
         if self._pending.discard_through(self._commander.clock.now()):
             self._wakeup.set()
+            self._arm()
         # The tick runs in the runtime's nursery so that a caller giving up on it (a cancelled
         # web request) does not cancel missions mid-step.
         self._nursery.start_soon(self._run_pass, tick_pass)
 
     async def _run_pass(self, tick_pass: _TickPass) -> None:
         try:
-            tick_pass.report = await self._execute(tick_pass)
+            tick_pass.report = report = await self._execute(tick_pass)
         except Exception as error:
             tick_pass.error = error
+            if self._auto_schedule and self._state is RuntimeState.RUNNING:
+                self._schedule(self._commander.clock.now() + self._stalled_delay, source="auto")
+        else:
+            # The scheduler re-arms after the tick, from what the tick found (a tick itself
+            # never schedules).
+            if tick_pass.trigger is TickTrigger.STARTUP:
+                self._follow_up(report, source="startup")
+            elif self._auto_schedule:
+                self._follow_up(report, source="auto")
         finally:
             self._running_pass = None
             queued, self._queued_pass = self._queued_pass, None
@@ -381,8 +419,6 @@ class CommanderRuntime:
                 duration=round(duration, 6),
                 reason=_describe(error),
             )
-            if self._auto_schedule and self._state is RuntimeState.RUNNING:
-                self._schedule(clock.now() + self._stalled_delay, source="auto")
             raise
         duration = trio.current_time() - began
         more_due = tally.interrupted_left or (
@@ -421,8 +457,6 @@ class CommanderRuntime:
             more_due=more_due,
             next_due_at=_iso(next_due_at),
         )
-        if trigger is TickTrigger.STARTUP or self._auto_schedule:
-            self._follow_up(report, source="startup" if trigger is TickTrigger.STARTUP else "auto")
         return report
 
     async def _resume_interrupted(self, tally: _Tally, *, everything: bool) -> None:
@@ -571,6 +605,7 @@ class CommanderRuntime:
             return
         if self._pending.add(when):
             self._wakeup.set()
+            self._arm()
         delay = (when - self._commander.clock.now()).total_seconds()
         self._log(
             RuntimeEvent.TICK_SCHEDULED,
@@ -578,6 +613,24 @@ class CommanderRuntime:
             in_seconds=round(max(delay, 0.0), 6),
             source=source,
         )
+
+    def _noticed(self, when: datetime) -> None:
+        """A notice of work due at ``when``: arm a tick for it unless one is armed by then
+        (whose own re-arming covers it)."""
+        if not self.is_running:
+            return
+        earliest = self._pending.earliest()
+        if earliest is None or when < earliest:
+            self._schedule(when.astimezone(UTC), source="notice")
+
+    def _arm(self) -> None:
+        if self._notices is not None:
+            self._notices.arm(self._listener, self._pending.earliest())
+
+    def _unlisten(self) -> None:
+        notices, self._notices = self._notices, None
+        if notices is not None:
+            notices.unlisten(self._listener)
 
     def _follow_up(self, report: TickReport, *, source: str) -> None:
         if self._state in (RuntimeState.STOPPING, RuntimeState.STOPPED):
@@ -668,7 +721,7 @@ def create_commander_runtime(
     metrics: RuntimeMetrics | None = None,
     max_missions_per_tick: int = DEFAULT_MAX_MISSIONS_PER_TICK,
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
-    auto_schedule: bool = False,
+    auto_schedule: bool = True,
     stalled_tick_delay: float = DEFAULT_STALLED_TICK_DELAY,
 ) -> CommanderRuntime:
     """Make the tick runtime for ``commander``.
@@ -679,12 +732,15 @@ def create_commander_runtime(
     - ``max_missions_per_tick``: how many due missions one tick advances at most; the report's
       ``more_due`` says when more were due.
     - ``max_concurrency``: how many missions a tick advances at the same time.
-    - ``auto_schedule``: after every tick, schedule one for the next persisted due time. Off by
-      default: then only ``start()`` and your calls schedule ticks.
+    - ``auto_schedule``: on (the default), every persisted due time gets a tick: the runtime
+      re-arms at the store's next due time after every tick and whenever the commander's
+      notices say a mission became due or was left mid-node. ``False`` is the manual mode:
+      after the startup tick's follow-up only your calls schedule ticks, and a due time nobody
+      asks a tick for waits (see docs/runtime.md).
     - ``stalled_tick_delay``: seconds during which ticks pass over a mission whose advance
-      raised (so that missions which cannot move never crowd out those that can); and, with
-      ``auto_schedule``, seconds to wait before ticking again when
-      missions are due but the last tick could move none of them.
+      raised (so that missions which cannot move never crowd out those that can), and seconds
+      to wait before ticking again when missions are due but the last tick could move none of
+      them.
     """
     if not isinstance(commander, CommanderProtocol):
         raise ConfigurationError(

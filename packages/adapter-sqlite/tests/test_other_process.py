@@ -1,0 +1,71 @@
+"""A mission ended by another process: a read-only view's result() sees it within the
+documented re-read interval."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import trio
+import trio.testing
+
+from mission_control.adapter_sqlite import READ_ONLY_REREAD_INTERVAL, SQLiteCommander
+from mission_control.core import MissionSnapshot, MissionStatus, m
+
+
+def identity(value: Any) -> Any:
+    return value
+
+
+FLOW = m.define("w").start(parse=identity).need_to("go", parse=identity).end()
+
+OWNER = """
+import sys
+
+import trio
+
+from mission_control.adapter_sqlite import SQLiteCommander
+from mission_control.core import m
+
+FLOW = m.define("w").start(parse=lambda v: v).need_to("go", parse=lambda v: v).end()
+
+
+async def main() -> None:
+    async with SQLiteCommander(sys.argv[1], [FLOW]) as commander:
+        await commander.signal("m-1", "go", {})
+
+
+trio.run(main)
+"""
+
+
+async def test_result_on_a_read_only_view_sees_an_end_written_by_another_process(
+    autojump_clock: trio.testing.MockClock, db_path: Path
+) -> None:
+    """A read-only view's result() returns at most READ_ONLY_REREAD_INTERVAL seconds after
+    another process (the database's writer) ended the mission."""
+    async with SQLiteCommander(db_path, [FLOW]) as owner:
+        await owner.start(FLOW, {}, id="m-1")
+    ended: list[MissionSnapshot] = []
+    seen = trio.Event()
+
+    async with SQLiteCommander(db_path, [FLOW], read_only=True) as viewer:
+
+        async def wait() -> None:
+            ended.append(await viewer.result("m-1"))
+            seen.set()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(wait)
+            await trio.testing.wait_all_tasks_blocked()
+            # Real time passes while the other process runs: no virtual deadline around it.
+            await trio.run_process(
+                [sys.executable, "-c", textwrap.dedent(OWNER), str(db_path)], check=True
+            )
+            # The re-read due by then fires first: virtual time moves only to the next deadline.
+            with trio.fail_after(READ_ONLY_REREAD_INTERVAL + 0.01):
+                await seen.wait()
+
+    assert ended[0].status is MissionStatus.COMPLETED

@@ -1,0 +1,155 @@
+"""No stalls: every persisted due time gets a tick, whoever made it, and a mission whose caller
+was cancelled mid-step is resumed at once."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import trio
+from trio.testing import MockClock
+
+from mission_control.core import Context, MissionStatus, TimelineKind, m
+from mission_control.in_memory_commander import InMemoryPersistenceAdapter
+from mission_control.testing import CommanderFactory, RuntimeFactory, TrioClock
+
+
+def parse_any(raw: Any) -> Any:
+    return raw
+
+
+async def take_five(ctx: Context[Any, Any]) -> str:
+    await trio.sleep(5)
+    return "done"
+
+
+SLOW_STEP = m.define("slow-step").start(parse=parse_any).step("work", take_five).end()
+"""Runs a 5-second step as soon as it starts."""
+
+SIGNAL_THEN_TIMER = (
+    m.define("signal-then-timer")
+    .start(parse=parse_any)
+    .need_to("go", parse=parse_any)
+    .sleep("wait", timedelta(seconds=60))
+    .end()
+)
+"""Waits for the signal ``go``, then 60 seconds."""
+
+
+async def test_every_delayed_start_persisted_before_start_up_gets_a_tick(
+    autojump_clock: MockClock,
+    make_commander: CommanderFactory,
+    make_runtime: RuntimeFactory,
+    timer: Any,
+    mission_clock: TrioClock,
+) -> None:
+    """Two delayed starts stored before the runtime started both start at their own times."""
+    commander = make_commander([timer])
+    began = mission_clock.now()
+    await commander.start(timer, {}, id="first", start_at=began + timedelta(hours=1))
+    await commander.start(timer, {}, id="second", start_at=began + timedelta(hours=2))
+
+    await make_runtime(commander)
+    with trio.fail_after(timedelta(hours=3).total_seconds()):
+        first = await commander.result("first")
+        second = await commander.result("second")
+
+    assert (first.status, second.status) == (MissionStatus.COMPLETED, MissionStatus.COMPLETED)
+    assert second.updated_at - began == timedelta(hours=2, seconds=60)
+
+
+async def test_due_times_made_by_the_commander_in_the_same_process_get_a_tick(
+    autojump_clock: MockClock,
+    make_commander: CommanderFactory,
+    make_runtime: RuntimeFactory,
+    timer: Any,
+    mission_clock: TrioClock,
+) -> None:
+    """A delayed start, a timer reached in start and one reached by a signal, all made through
+    the commander (not the client) while the runtime runs, fire on time."""
+    commander = make_commander([timer, SIGNAL_THEN_TIMER])
+    await make_runtime(commander)
+    began = mission_clock.now()
+
+    await commander.start(timer, {}, id="delayed", start_at=began + timedelta(minutes=5))
+    await commander.start(timer, {}, id="timer")
+    await commander.start(SIGNAL_THEN_TIMER, {}, id="signalled")
+    await commander.signal("signalled", "go")
+    with trio.fail_after(3600):
+        ended = [await commander.result(name) for name in ("timer", "signalled", "delayed")]
+
+    assert [snapshot.status for snapshot in ended] == [MissionStatus.COMPLETED] * 3
+    assert [snapshot.updated_at - began for snapshot in ended] == [
+        timedelta(seconds=60),
+        timedelta(seconds=60),
+        timedelta(minutes=6),
+    ]
+
+
+async def test_a_commander_on_the_same_adapter_reaches_the_runtime_of_another(
+    autojump_clock: MockClock,
+    make_commander: CommanderFactory,
+    make_runtime: RuntimeFactory,
+    timer: Any,
+) -> None:
+    """A due time made by one commander is ticked by the runtime of another on the same store."""
+    store = InMemoryPersistenceAdapter()
+    driven = make_commander([timer], persistence=store)
+    other = make_commander([timer], persistence=store)
+    await make_runtime(driven)
+
+    await other.start(timer, {}, id="elsewhere")
+    with trio.fail_after(120):
+        snapshot = await driven.result("elsewhere")
+
+    assert snapshot.status is MissionStatus.COMPLETED
+
+
+async def test_a_tick_at_its_limit_that_moved_missions_is_followed_at_once(
+    autojump_clock: MockClock,
+    make_commander: CommanderFactory,
+    make_runtime: RuntimeFactory,
+    timer: Any,
+    mission_clock: TrioClock,
+) -> None:
+    """A backlog larger than max_missions_per_tick is worked off in ticks that follow each
+    other at once, with nobody asking for them."""
+    commander = make_commander([timer])
+    began = mission_clock.now()
+    for n in range(7):
+        await commander.start(timer, {}, id=f"timer-{n}")
+    await make_runtime(commander, max_missions_per_tick=2)
+
+    await trio.sleep(60)
+    await trio.testing.wait_all_tasks_blocked()
+
+    missions = await commander.list()
+    assert [snapshot.status for snapshot in missions] == [MissionStatus.COMPLETED] * 7
+    assert {snapshot.updated_at - began for snapshot in missions} == {timedelta(seconds=60)}
+
+
+async def test_a_mission_whose_caller_was_cancelled_mid_step_is_resumed_at_once(
+    autojump_clock: MockClock,
+    make_commander: CommanderFactory,
+    make_runtime: RuntimeFactory,
+    mission_clock: TrioClock,
+) -> None:
+    """A start whose caller gives up while the step runs (a web request timing out) leaves the
+    mission to the running runtime, which runs the step again right away."""
+    commander = make_commander([SLOW_STEP])
+    runtime = await make_runtime(commander)
+
+    with trio.move_on_after(1) as request:
+        await commander.start(SLOW_STEP, {}, id="web")
+    assert request.cancelled_caught
+    gave_up = mission_clock.now()
+    with trio.fail_after(60):
+        snapshot = await commander.result("web")
+
+    assert snapshot.status is MissionStatus.COMPLETED
+    assert snapshot.updated_at - gave_up == timedelta(seconds=5)
+    await trio.testing.wait_all_tasks_blocked()
+    assert runtime.last_report is not None
+    assert runtime.last_report.resumed == 1
+    timeline = await commander.timeline("web")
+    assert [entry.kind for entry in timeline].count(TimelineKind.MISSION_RESUMED) == 1
