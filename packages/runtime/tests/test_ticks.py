@@ -258,6 +258,10 @@ class FailingQueries:
     def definitions(self) -> Any:
         return self.commander.definitions
 
+    @property
+    def notices(self) -> Any:
+        return self.commander.notices
+
     async def due_missions(self, limit: int, now: Any = None) -> list[str]:
         if self.failing:
             raise PersistenceError("database is locked")
