@@ -291,7 +291,7 @@ class Commander:
             status=status, definition=name, limit=limit, after_id=after
         )
 
-    async def iter_missions(
+    def iter_missions(
         self, *, page_size: int = LIST_LIMIT, **filters: Unpack[ListFilters]
     ) -> AsyncIterator[MissionSnapshot]:
         """Every mission ordered by id, selected by ``status``, ``definition`` and ``after`` as
@@ -301,14 +301,7 @@ class Commander:
         _check_limit(page_size, "page_size")
         if page_size == 0:
             raise ValueError("page_size must be at least 1, got 0")
-        while True:
-            page = await self.list(limit=page_size, **filters)
-            for snapshot in page:
-                yield snapshot
-            if len(page) < page_size:
-                return
-            filters["after"] = page[-1].id
-            await trio.lowlevel.checkpoint()
+        return _Pages(self, page_size, filters)
 
     async def signal(self, mission_id: str, name: str, payload: Any = None) -> MissionSnapshot:
         """Send the signal ``name`` with ``payload``.
@@ -480,3 +473,37 @@ def _check_limit(value: object, name: str) -> None:
             f"{name} must be a whole number from 0 to {MAX_LIST_LIMIT}, got {value!r} "
             "(iter_missions() goes through any number of missions, a page at a time)"
         )
+
+
+class _Pages:
+    """The iterator :meth:`Commander.iter_missions` returns. A class rather than an async
+    generator: it holds nothing that needs closing, so leaving a loop early is free."""
+
+    __slots__ = ("_commander", "_filters", "_last", "_page", "_size")
+
+    def __init__(self, commander: Commander, size: int, filters: ListFilters) -> None:
+        self._commander = commander
+        self._size = size
+        self._filters = filters
+        self._page: list[MissionSnapshot] = []  # the rest of the page, last first
+        self._last: bool | None = None  # None before the first page
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> MissionSnapshot:
+        if self._page:
+            return self._page.pop()
+        if self._last:
+            raise StopAsyncIteration
+        if self._last is not None:
+            # Other tasks run between pages, never while one is read.
+            await trio.lowlevel.checkpoint()
+        page = await self._commander.list(limit=self._size, **self._filters)
+        self._last = len(page) < self._size
+        if not page:
+            raise StopAsyncIteration
+        self._filters["after"] = page[-1].id
+        page.reverse()
+        self._page = page
+        return page.pop()
