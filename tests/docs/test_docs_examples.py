@@ -120,7 +120,11 @@ def _bounded_run(original: Callable[..., Any]) -> Callable[..., Any]:
 
 def run_block(block: Block, namespace: dict[str, Any]) -> None:
     """Run one block in ``namespace`` (see the module's docstring for how)."""
-    code = compile(block.code, block.name, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+    # dont_inherit: a block runs as the user's own module would, not under this file's
+    # ``from __future__ import annotations`` (which turns its annotations into strings).
+    code = compile(
+        block.code, block.name, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True
+    )
     run = _bounded_run(trio.run)
     original = trio.run
     trio.run = run  # the block's own ``trio.run(main)`` gets the bound and the virtual clock
