@@ -27,7 +27,7 @@ from ._notices import Notices, notices_for
 from ._persistence import LIST_LIMIT, MAX_LIST_LIMIT, PersistenceAdapter
 from ._snapshot import MissionSnapshot, MissionStatus, TimelineEntry
 from ._values import converter as default_converter
-from ._values import detached
+from ._values import detached, is_text
 
 RawT = TypeVar("RawT")
 
@@ -315,7 +315,12 @@ class Commander:
 
     async def cancel(self, mission_id: str, reason: str | None = None) -> MissionSnapshot:
         """Request cancellation: a waiting mission is cancelled now, a running one at its next
-        node boundary. Raises :class:`MissionNotActiveError` for a finished mission."""
+        node boundary. Raises :class:`MissionNotActiveError` for a finished mission, and
+        :class:`InvalidInputError` for a ``reason`` that is not a string UTF-8 can encode."""
+        if reason is not None and not (isinstance(reason, str) and is_text(reason)):
+            raise InvalidInputError(
+                f"cancel reason must be a string UTF-8 can encode or None, got {reason!r}"
+            )
         return detached(await self._engine.cancel(mission_id, reason))
 
     async def result(self, mission_id: str) -> MissionSnapshot:

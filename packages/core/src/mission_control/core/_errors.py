@@ -37,7 +37,8 @@ class UnknownDefinitionError(MissionControlError):
 
 
 class InvalidInputError(MissionControlError):
-    """The input given to ``start`` was rejected by the definition's parser."""
+    """The input given to ``start`` was rejected (no storable JSON form, or the definition's
+    parser refused it), or another argument of a call was (a mission id, a cancel reason)."""
 
 
 class UnknownSignalError(MissionControlError):

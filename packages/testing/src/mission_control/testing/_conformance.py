@@ -804,6 +804,20 @@ class AdapterConformance:
         assert done.nodes["start"].output == {"deep": deep}
         assert done.nodes["go"].input == {"deep": deep, "big": big}
 
+    async def test_a_cancel_reason_that_is_not_text_is_refused(
+        self, persistence: PersistenceAdapter, clock: ManualClock
+    ) -> None:
+        """A cancel reason that is not a string UTF-8 can encode raises InvalidInputError and
+        changes nothing."""
+        approval = approval_definition()
+        commander = self.commander(persistence, clock, approval)
+        handle = await commander.start(approval, {"email": "a@example.com"})
+        before = await self._state(commander, handle.id)
+        for reason in (object(), 42, "caf\udce9"):
+            with pytest.raises(InvalidInputError, match="cancel reason"):
+                await handle.cancel(reason)  # pyright: ignore[reportArgumentType]
+        assert await self._state(commander, handle.id) == before
+
     async def test_an_exception_whose_str_raises_fails_the_attempt_clearly(
         self, persistence: PersistenceAdapter, clock: ManualClock
     ) -> None:
