@@ -85,7 +85,7 @@ def test_snapshot_round_trips_through_json() -> None:
                 "step",
                 NodeStatus.WAITING,
                 2,
-                error=ErrorInfo("Boom", "bad", 2),
+                error=ErrorInfo("Boom", "bad", 2, "Traceback ...\nBoom: bad\n"),
                 due_at=T0 + timedelta(hours=1),
             ),
         },
@@ -158,7 +158,7 @@ def test_hand_written_record_and_entry_forms_match_the_generic_converter() -> No
         3,
         input={"a": 1},
         output=[1],
-        error=ErrorInfo("Boom", "bad", 3),
+        error=ErrorInfo("Boom", "bad", 3, "Traceback ...\nBoom: bad\n"),
         started_at=T0,
         finished_at=T0,
         due_at=T0,
@@ -186,6 +186,7 @@ def test_hand_written_record_and_entry_forms_match_the_generic_converter() -> No
     )
     data = generic.unstructure(snapshot)
     assert data["recovery_attempts"] == 3
+    assert data["nodes"]["call"]["error"]["traceback"] == "Traceback ...\nBoom: bad\n"
     assert converter.structure(data, MissionSnapshot) == generic.structure(data, MissionSnapshot)
     assert json.loads(snapshot_to_json(snapshot)) == data
 
@@ -233,3 +234,27 @@ def test_timeline_entry_text_is_the_generic_encoding(entry: TimelineEntry) -> No
     text = timeline_entry_to_json(entry)
     assert json.loads(text) == _codec.unstructure(entry)
     assert timeline_entry_from_json(text) == entry
+
+
+def test_an_error_stored_before_tracebacks_were_kept_loads_without_one() -> None:
+    """A stored error without the traceback field (written by 0.1.0) loads, with traceback None,
+    and is written back with the field."""
+    text = (
+        '{"id":"m","definition":"flow","definition_version":1,"status":"failed",'
+        '"current_node":"call","input":null,"created_at":"2030-01-01T00:00:00+00:00",'
+        '"updated_at":"2030-01-01T00:00:00+00:00","wait":null,"output":null,'
+        '"error":{"type":"Boom","message":"bad","attempt":1},"cancel_request":null,'
+        '"revision":2,"nodes":{"call":{"name":"call","kind":"step","status":"failed",'
+        '"attempts":1,"input":null,"output":null,'
+        '"error":{"type":"Boom","message":"bad","attempt":1},'
+        '"started_at":"2030-01-01T00:00:00+00:00","finished_at":"2030-01-01T00:00:00+00:00",'
+        '"due_at":null}}}'
+    )
+    snapshot = snapshot_from_json(text)
+    assert snapshot.error == ErrorInfo("Boom", "bad", 1)
+    assert snapshot.error.traceback is None
+    assert snapshot.nodes["call"].error == ErrorInfo("Boom", "bad", 1)
+    from cattrs.preconf.json import make_converter
+
+    assert make_converter().structure(json.loads(text), MissionSnapshot) == snapshot
+    assert json.loads(snapshot_to_json(snapshot))["error"]["traceback"] is None

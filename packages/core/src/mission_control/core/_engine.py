@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 from types import CoroutineType
@@ -56,6 +57,11 @@ from ._values import INT_FLOOR, INT_LIMIT, STORED_AS_IS, copy_json, is_text, to_
 from ._values import converter as default_converter
 
 Definition = MissionDefinition[Any, Any, Any]
+
+step_logger = logging.getLogger("mission_control.steps")
+"""A WARNING for each failed attempt of a start ``run`` or a step, with its traceback."""
+mission_logger = logging.getLogger("mission_control.missions")
+"""An ERROR for each mission that fails, with the stored traceback of what failed it."""
 
 # The nodes that run a function (as a tuple: isinstance with ``A | B`` written inline builds the
 # union at every call).
@@ -146,6 +152,37 @@ class _LostRace(Exception):
     def __init__(self, existing: MissionSnapshot) -> None:
         super().__init__(existing.id)
         self.existing = existing
+
+
+def _log_attempt_failed(
+    mission_id: str, node: StartNode | StepNode, attempt: int, error: BaseException, then: str
+) -> None:
+    of = f" of {node.retry.max_attempts}" if isinstance(node, StepNode) else ""
+    step_logger.warning(
+        "%s %r of mission %r failed on attempt %d%s: %s",
+        node.kind,
+        node.name,
+        mission_id,
+        attempt,
+        of,
+        then,
+        exc_info=error,
+    )
+
+
+def _log_mission_failed(snapshot: MissionSnapshot) -> None:
+    error = snapshot.error
+    if error is None:
+        return
+    mission_logger.error(
+        "mission %r (%s) failed at %r: %s: %s%s",
+        snapshot.id,
+        snapshot.definition,
+        snapshot.current_node,
+        error.type,
+        error.message,
+        "" if error.traceback is None else "\n" + error.traceback.rstrip("\n"),
+    )
 
 
 class Engine:
@@ -328,6 +365,8 @@ class Engine:
             hold.poked = False
             snapshot = await self._drive(definition, Draft.of(snapshot), hold, snapshot)
         if snapshot.is_terminal:
+            if snapshot.status is MissionStatus.FAILED:
+                _log_mission_failed(snapshot)
             self.notices.ended(snapshot)
         elif (due := snapshot.due_at) is not None:
             self.notices.due(due)
@@ -565,15 +604,16 @@ class Engine:
             except Exception as backoff_error:
                 # A custom backoff that raises cannot schedule the retry: the step fails for
                 # good, with the backoff's error and the step's error both in the record.
-                failure = ErrorInfo(
-                    type(backoff_error).__qualname__,
-                    f"retry backoff of step {node.name!r} failed ({message_of(backoff_error)}) "
-                    "after: "
-                    f"{info.type}: {info.message}",
-                    attempt,
+                failure = ErrorInfo.from_exception(backoff_error, attempt)
+                failure = attrs.evolve(
+                    failure,
+                    message=f"retry backoff of step {node.name!r} failed ({failure.message}) "
+                    f"after: {info.type}: {info.message}",
                 )
+                _log_attempt_failed(draft.id, node, attempt, error, "its retry backoff raised")
                 draft.failed(node.name, node.kind, failure, now, attempts=attempt)
                 return
+            _log_attempt_failed(draft.id, node, attempt, error, f"retry at {due.isoformat()}")
             draft.log(
                 now,
                 TimelineKind.RETRY_SCHEDULED,
@@ -585,6 +625,7 @@ class Engine:
                 node.name, attempt, info, due, Wait(WaitKind.RETRY, node.name, due_at=due), now
             )
         else:
+            _log_attempt_failed(draft.id, node, attempt, error, "not retried")
             draft.failed(node.name, node.kind, info, now, attempts=attempt)
 
     def _enter_after(self, definition: Definition, draft: Draft, name: str, now: datetime) -> None:

@@ -124,7 +124,12 @@ def _unstructure_record(record: NodeRecord) -> dict[str, Any]:
         "output": record.output,
         "error": None
         if error is None
-        else {"type": error.type, "message": error.message, "attempt": error.attempt},
+        else {
+            "type": error.type,
+            "message": error.message,
+            "attempt": error.attempt,
+            "traceback": error.traceback,
+        },
         "started_at": _iso(record.started_at),
         "finished_at": _iso(record.finished_at),
         "due_at": _iso(record.due_at),
@@ -141,7 +146,13 @@ def _structure_time(value: Any) -> datetime | None:
 def _structure_error(value: Any) -> ErrorInfo | None:
     if value is None:
         return None
-    return ErrorInfo(str(value["type"]), str(value["message"]), int(value.get("attempt", 0)))
+    traceback = value.get("traceback")
+    return ErrorInfo(
+        str(value["type"]),
+        str(value["message"]),
+        int(value.get("attempt", 0)),
+        None if traceback is None else str(traceback),
+    )
 
 
 _RECORD_KEYS = (

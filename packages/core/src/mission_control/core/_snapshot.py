@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import traceback
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, TypeAlias
@@ -55,17 +56,46 @@ class WaitKind(enum.StrEnum):
     """A mission started with ``start_at`` that has not run yet."""
 
 
+TRACEBACK_FRAMES = 10
+"""How many of an exception's innermost frames ``ErrorInfo.traceback`` keeps (per exception of
+its chain)."""
+TRACEBACK_CHARS = 4000
+"""The longest ``ErrorInfo.traceback`` text; a longer one keeps its end, where the error was
+raised."""
+
+
+def _traceback_text(error: BaseException) -> str | None:
+    if error.__traceback__ is None:
+        return None  # never raised: nothing says where it came from
+    # TracebackException reads str(error) itself and survives a __str__ that raises.
+    text = "".join(traceback.format_exception(error, limit=-TRACEBACK_FRAMES))
+    if len(text) > TRACEBACK_CHARS:
+        text = "..." + text[len(text) - TRACEBACK_CHARS + 3 :]
+    # A lone surrogate (in a message or a source line) could not be written as UTF-8.
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 @attrs.frozen
 class ErrorInfo:
-    """An error as it is stored: its type name, message and the attempt that raised it."""
+    """An error as it is stored: its type name, message and the attempt that raised it, and
+    where it was raised."""
 
     type: str
     message: str
     attempt: int = 0
+    traceback: str | None = attrs.field(default=None, repr=False)
+    """The formatted traceback of the exception, bounded by ``TRACEBACK_FRAMES`` and
+    ``TRACEBACK_CHARS``; ``None`` for an error the library recorded without an exception (and in
+    records stored before this field existed)."""
 
     @classmethod
     def from_exception(cls, error: BaseException, attempt: int = 0) -> ErrorInfo:
-        return cls(type=type(error).__qualname__, message=message_of(error), attempt=attempt)
+        return cls(
+            type=type(error).__qualname__,
+            message=message_of(error),
+            attempt=attempt,
+            traceback=_traceback_text(error),
+        )
 
 
 @attrs.frozen

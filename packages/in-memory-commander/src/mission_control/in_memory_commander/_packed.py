@@ -37,11 +37,11 @@ _WAIT_KINDS = {kind.value: kind for kind in WaitKind}
 DEFINITION = 1
 STATUS = 3
 """Where a packed mission holds its definition name and its status (as text)."""
-REVISION = 16
-_RECOVERY_ATTEMPTS = 17
-_HEAD = 18
-_RECORD = 13
-_NO_ERROR = (None, None, None)
+REVISION = 17
+_RECOVERY_ATTEMPTS = 18
+_HEAD = 19
+_RECORD = 14
+_NO_ERROR = (None, None, None, None)
 # Status and kind names as plain strings (looked up rather than read through the enum property):
 # an enum member is an object the collector tracks.
 TEXT: dict[str, str] = {
@@ -70,7 +70,7 @@ def pack(snapshot: MissionSnapshot) -> Packed:
     else:
         fields += (TEXT[wait.kind], wait.node, wait.signal, wait.due_at)
     fields.append(None if snapshot.output is None else _freeze(snapshot.output))
-    fields += _NO_ERROR if error is None else (error.type, error.message, error.attempt)
+    fields += _NO_ERROR if error is None else _error_fields(error)
     fields += (snapshot.revision, snapshot.recovery_attempts)
     for path, record in snapshot.nodes.items():
         error = record.error
@@ -83,7 +83,7 @@ def pack(snapshot: MissionSnapshot) -> Packed:
             None if record.input is None else _freeze(record.input),
             None if record.output is None else _freeze(record.output),
         )
-        fields += _NO_ERROR if error is None else (error.type, error.message, error.attempt)
+        fields += _NO_ERROR if error is None else _error_fields(error)
         fields += (record.started_at, record.finished_at, record.due_at)
     return tuple(fields)
 
@@ -102,16 +102,20 @@ def _thaw(value: Any) -> Any:
     return marshal.loads(value) if type(value) is bytes else value
 
 
-def _error(type_: str | None, message: str | None, attempt: int | None) -> ErrorInfo | None:
-    return None if type_ is None else ErrorInfo(type_, str(message), int(attempt or 0))
+def _error_fields(error: ErrorInfo) -> tuple[str, str, int, str | None]:
+    return (error.type, error.message, error.attempt, error.traceback)
+
+
+def _error(
+    type_: str | None, message: str | None, attempt: int | None, traceback: str | None
+) -> ErrorInfo | None:
+    return None if type_ is None else ErrorInfo(type_, str(message), int(attempt or 0), traceback)
 
 
 def unpack(packed: Packed) -> MissionSnapshot:
     nodes: dict[str, NodeRecord] = {}
     for at in range(_HEAD, len(packed), _RECORD):
-        (path, name, kind, status, attempts, input, output, e_type, e_message, e_attempt) = packed[
-            at : at + 10
-        ]
+        (path, name, kind, status, attempts, input, output, *error) = packed[at : at + 11]
         nodes[path] = NodeRecord(
             name,
             kind,
@@ -119,8 +123,8 @@ def unpack(packed: Packed) -> MissionSnapshot:
             attempts,
             _thaw(input),
             _thaw(output),
-            _error(e_type, e_message, e_attempt),
-            *packed[at + 10 : at + _RECORD],
+            _error(*error),
+            *packed[at + 11 : at + _RECORD],
         )
     wait_kind = packed[8]
     return MissionSnapshot(
@@ -137,7 +141,7 @@ def unpack(packed: Packed) -> MissionSnapshot:
         if wait_kind is None
         else Wait(_WAIT_KINDS[wait_kind], packed[9], packed[10], packed[11]),
         _thaw(packed[12]),
-        _error(*packed[13:16]),
+        _error(*packed[13:REVISION]),
         None,
         packed[REVISION],
         packed[_RECOVERY_ATTEMPTS],

@@ -210,6 +210,14 @@ class _TaskSteps(trio.abc.Instrument):
             self.count += 1
 
 
+_TRACEBACK = (
+    "Traceback (most recent call last):\n"
+    '  File "app.py", line 3, in send\n'
+    "    raise TransientError('boom')\n"
+    "TransientError: boom \u00e9\n"
+)
+
+
 class AdapterConformance:
     """Tests every persistence adapter must pass. Subclass it and provide ``persistence``."""
 
@@ -264,7 +272,7 @@ class AdapterConformance:
                     "step",
                     NodeStatus.WAITING,
                     2,
-                    error=ErrorInfo("TransientError", "boom", 2),
+                    error=ErrorInfo("TransientError", "boom", 2, traceback=_TRACEBACK),
                     due_at=T0 + timedelta(1),
                 ),
             },
@@ -289,7 +297,7 @@ class AdapterConformance:
         failed = attrs.evolve(
             running,
             status=MissionStatus.FAILED,
-            error=ErrorInfo("RecoveryAttemptsExceededError", "left running", 1),
+            error=ErrorInfo("RecoveryAttemptsExceededError", "left running", 1, _TRACEBACK),
             recovery_attempts=6,
             revision=2,
         )
@@ -583,7 +591,17 @@ class AdapterConformance:
         failed = await handle.inspect()
         assert attempts == [1, 2, 3]
         assert failed.status is MissionStatus.FAILED
-        assert failed.error == ErrorInfo("TransientError", "attempt 3 failed", 3)
+        assert failed.error is not None
+        assert (failed.error.type, failed.error.message, failed.error.attempt) == (
+            "TransientError",
+            "attempt 3 failed",
+            3,
+        )
+        # Where the step raised, kept with the error through the store.
+        assert failed.error.traceback is not None
+        assert "in flaky" in failed.error.traceback
+        assert failed.error.traceback.endswith("TransientError: attempt 3 failed\n")
+        assert failed.nodes["call"].error == failed.error
         assert failed.nodes["call"].status is NodeStatus.FAILED
         assert failed.nodes["call"].attempts == 3
         with pytest.raises(MissionFailedError, match="attempt 3 failed") as raised:
