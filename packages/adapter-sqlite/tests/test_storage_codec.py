@@ -1,5 +1,6 @@
 """The storage codec is the library's own: hooks a user registers on the public converter never
-change how the SQLite adapter writes or reads records."""
+change how the SQLite adapter writes or reads records, while a commander's own converter
+carries user types through the store."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import apsw
+from cattrs.preconf.json import make_converter
+from pydantic import BaseModel
 
 from mission_control.adapter_sqlite import SQLiteCommander
-from mission_control.core import MissionStatus, converter, m
+from mission_control.core import Context, MissionStatus, converter, m
 from mission_control.in_memory_commander import ManualClock
 
 _HOOK_ON = {"on": False}
@@ -66,3 +69,53 @@ async def test_a_hook_on_the_public_converter_changes_no_record(
     assert '"requested_at":"2030-01-01T00:00:00+00:00"' in str(request)
     assert '"created_at":"2030-01-01T00:00:00+00:00"' in str(text)
     assert signals == [(f'{{"at":{clock.now().timestamp()}}}', "2030-01-01T00:00:00+00:00")]
+
+
+def _is_model(cls: object) -> bool:
+    return isinstance(cls, type) and issubclass(cls, BaseModel)
+
+
+class Order(BaseModel):
+    sku: str
+    quantity: int
+
+
+class Shipment(BaseModel):
+    order: Order
+    carrier: str
+
+
+async def test_pydantic_models_round_trip_through_a_commanders_converter(
+    db_path: Path, clock: ManualClock
+) -> None:
+    """pydantic models pass through an input, an output and a payload with the hooks a
+    commander's converter has for them, and are rebuilt as models after a reopen."""
+    models = make_converter()
+    models.register_unstructure_hook_func(_is_model, lambda model: model.model_dump(mode="json"))
+    models.register_structure_hook_func(_is_model, lambda value, cls: cls.model_validate(value))
+    seen: list[Any] = []
+
+    def ship(ctx: Context[Order, None]) -> Shipment:
+        return Shipment(order=ctx.input, carrier="post")
+
+    def record(ctx: Context[Order, None]) -> None:
+        seen.extend([ctx.events["ship"].output, ctx.events["carrier"].output])
+
+    flow = (
+        m.define("shipping")
+        .start(parse=Order.model_validate)
+        .step("ship", ship)
+        .need_to("carrier", parse=Shipment.model_validate)
+        .step("record", record)
+        .end()
+    )
+    async with SQLiteCommander(db_path, [flow], clock=clock, converter=models) as commander:
+        handle = await commander.start(flow, Order(sku="A-1", quantity=2))
+    shipment = Shipment(order=Order(sku="A-1", quantity=2), carrier="express")
+    async with SQLiteCommander(db_path, [flow], clock=clock, converter=models) as commander:
+        await commander.signal(handle.id, "carrier", shipment)
+        done = await commander.wait_for_completion(handle.id)
+    assert done.input == {"sku": "A-1", "quantity": 2}
+    assert done.nodes["ship"].output == {"order": {"sku": "A-1", "quantity": 2}, "carrier": "post"}
+    assert done.nodes["carrier"].input == shipment.model_dump(mode="json")
+    assert seen == [Shipment(order=Order(sku="A-1", quantity=2), carrier="post"), shipment]
