@@ -367,7 +367,7 @@ class Engine:
         if snapshot.is_terminal:
             if snapshot.status is MissionStatus.FAILED:
                 _log_mission_failed(snapshot)
-            self.notices.ended(snapshot)
+            self.notices.ended(snapshot.id)
         elif (due := snapshot.due_at) is not None:
             self.notices.due(due)
         return snapshot
@@ -819,7 +819,7 @@ class Engine:
             draft.pending.append(entry)
             draft.cancelled(request, request.requested_at)
             snapshot = await self._write(draft)
-            self.notices.ended(snapshot)
+            self.notices.ended(snapshot.id)
             return snapshot
 
     def _cancel_request(

@@ -22,8 +22,6 @@ from typing import Protocol
 
 import trio
 
-from ._snapshot import MissionSnapshot
-
 # Below every due time: the threshold when nobody listens, so that a notice costs one
 # comparison.
 _NOBODY = datetime.min.replace(tzinfo=UTC)
@@ -108,9 +106,9 @@ class Notices:
         for listener in tuple(self._listeners):
             listener.left_running(mission_id, failed=failed)
 
-    def ended(self, snapshot: MissionSnapshot) -> None:
+    def ended(self, mission_id: str) -> None:
         """The mission ended: wake whoever waits for it."""
-        event = self._waiters.pop(snapshot.id, None)
+        event = self._waiters.pop(mission_id, None)
         if event is not None:
             event.set()
 
