@@ -19,10 +19,15 @@ how often each step ran. Modes:
   cancelled), then start ``p-poison``, whose step SIGKILLs the process every time it runs.
 - ``runtime``: start a runtime on the file (its startup resumes what was left running, one
   mission at a time), stop it, and print every mission's status as JSON.
+- ``crowd``: start ``c-1`` to ``c-3``, whose step takes many scheduler turns, and ``p-crowd``,
+  whose step SIGKILLs the process once the three are in their step beside it (or at once when
+  they are not running).
+- ``runtime-concurrent``: as ``runtime``, with the runtime's default concurrency.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -114,6 +119,32 @@ async def kill_the_process(ctx: Context[Any, Any]) -> str:
     return "never"
 
 
+CROWD = ("c-1", "c-2", "c-3")
+IN_CROWD_STEP: set[str] = set()
+
+
+async def crowd_step(ctx: Context[Any, Any]) -> str:
+    record("crowd", ctx.mission_id)
+    IN_CROWD_STEP.add(ctx.mission_id)
+    try:
+        for _ in range(200):
+            await trio.lowlevel.checkpoint()
+    finally:
+        IN_CROWD_STEP.discard(ctx.mission_id)
+    return "crowd-done"
+
+
+async def kill_amid_the_crowd(ctx: Context[Any, Any]) -> str:
+    record("die", ctx.mission_id)
+    # Bounded: alone (the crowd done or not running), the step kills the process all the same.
+    for _ in range(100):
+        if len(IN_CROWD_STEP) == len(CROWD):
+            break
+        await trio.lowlevel.checkpoint()
+    die()
+    return "never"
+
+
 STARTED = (
     m.define("started")
     .start(parse=parse, run=started)
@@ -124,6 +155,8 @@ STARTED = (
 )
 
 POISON = m.define("poison").start(parse=parse).step("die", kill_the_process).end()
+CROWDED = m.define("crowded").start(parse=parse).step("work", crowd_step).end()
+CROWD_POISON = m.define("crowd-poison").start(parse=parse).step("die", kill_amid_the_crowd).end()
 
 PIPELINE = (
     m.define("pipeline")
@@ -143,7 +176,9 @@ WAITS = (
     .end()
 )
 
-COMMANDER = SQLiteCommander(DB, [PIPELINE, WAITS, STARTED, POISON], clock=CLOCK)
+COMMANDER = SQLiteCommander(
+    DB, [PIPELINE, WAITS, STARTED, POISON, CROWDED, CROWD_POISON], clock=CLOCK
+)
 
 
 async def commit_then_die(
@@ -201,6 +236,17 @@ async def run() -> None:
                 await commander.start(PIPELINE, {}, id=mission_id)
         await commander.start(POISON, {}, id="p-poison")
         raise AssertionError("the child should have died inside p-poison")
+    if MODE == "crowd":
+        async with trio.open_nursery() as nursery:
+            for mission_id in CROWD:
+                nursery.start_soon(functools.partial(commander.start, CROWDED, {}, id=mission_id))
+            nursery.start_soon(functools.partial(commander.start, CROWD_POISON, {}, id="p-crowd"))
+        raise AssertionError("the child should have died inside p-crowd")
+    if MODE == "runtime-concurrent":
+        async with create_commander_runtime(commander):
+            pass
+        print(json.dumps({s.id: s.status.value for s in await commander.list()}), flush=True)
+        return
     if MODE == "runtime":
         # One mission at a time, in id order: what a SIGKILL interrupts is then known exactly.
         async with create_commander_runtime(commander, max_concurrency=1):

@@ -212,3 +212,32 @@ async def test_a_step_that_kills_its_process_fails_after_max_recovery_attempts(
     # Later runtimes leave the failed mission alone.
     assert await recover(db, log, "runtime") == {**expected, "z-run": "completed"}
     assert runs(log)["die p-poison"] == 1 + DEFAULT_MAX_RECOVERY_ATTEMPTS
+
+
+async def test_a_step_that_kills_its_process_does_not_use_up_the_recoveries_of_its_neighbours(
+    tmp_path: Path,
+) -> None:
+    """Missions interrupted beside a step that kills the process, with the runtime's default
+    concurrency, complete: a mission recovered before is resumed alone, so only the poison
+    mission uses up its recovery attempts and fails."""
+    db, log = tmp_path / "crash.sqlite", tmp_path / "steps.log"
+    await run_until_killed(db, log, "crowd", kill_on=None)
+    assert {f"crowd {mission_id}" for mission_id in ("c-1", "c-2", "c-3")} <= set(runs(log))
+
+    killed = 0
+    while True:
+        code, out, errors = await run_child(db, log, "runtime-concurrent")
+        if code == 0:
+            break
+        assert code == -signal.SIGKILL, errors
+        killed += 1
+        assert killed <= DEFAULT_MAX_RECOVERY_ATTEMPTS, "the poison mission was never failed"
+    statuses = json.loads(out.strip().splitlines()[-1])
+    assert statuses == {
+        "c-1": "completed",
+        "c-2": "completed",
+        "c-3": "completed",
+        "p-crowd": "failed",
+    }
+    assert killed == DEFAULT_MAX_RECOVERY_ATTEMPTS
+    assert runs(log)["die p-crowd"] == 1 + DEFAULT_MAX_RECOVERY_ATTEMPTS

@@ -462,17 +462,43 @@ class CommanderRuntime:
     async def _resume_interrupted(self, tally: _Tally, *, everything: bool) -> None:
         page = self._max_missions
         after: str | None = None
+        suspects: list[tuple[int, str]] = []
         while True:
             ids = await self._commander.running_missions(page, after)
             if not ids:
-                return
-            await self._move_each(ids, self._resume_one, tally)
+                break
+            fresh = await self._set_suspects_apart(ids, suspects)
+            await self._move_each(fresh, self._resume_one, tally)
             if not everything:
                 tally.interrupted_left = len(ids) >= page
-                return
+                break
             # Page on until a page comes back empty: the commander drops missions this process
             # holds from a page after limiting it, so a short page does not mean the last one.
             after = ids[-1]
+        # A mission recovered before and found running again may be the one that takes the
+        # process down (a poison step). Run alone, it interrupts nothing else, so its neighbours'
+        # recovery counts do not climb with its own; fewest recoveries first, so that the
+        # likeliest culprit comes last.
+        for _, mission_id in sorted(suspects):
+            await self._move_each([mission_id], self._resume_one, tally)
+
+    async def _set_suspects_apart(
+        self, ids: list[str], suspects: list[tuple[int, str]]
+    ) -> list[str]:
+        """The missions of ``ids`` never recovered before; the others go to ``suspects`` with
+        their recovery count."""
+        fresh: list[str] = []
+        for mission_id in ids:
+            try:
+                recoveries = (await self._commander.inspect(mission_id)).recovery_attempts
+            except Exception:
+                # Unreadable here: its resume reports the error.
+                recoveries = 0
+            if recoveries:
+                suspects.append((recoveries, mission_id))
+            else:
+                fresh.append(mission_id)
+        return fresh
 
     async def _resume_one(self, mission_id: str, tally: _Tally) -> None:
         self._log(RuntimeEvent.MISSION_RESUME_STARTED, mission_id=mission_id)
