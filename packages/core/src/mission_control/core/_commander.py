@@ -153,6 +153,10 @@ class MissionHandle:
         return hash(self.id)
 
 
+def _as_is(snapshot: MissionSnapshot) -> MissionSnapshot:
+    return snapshot
+
+
 class Commander:
     """Starts, signals, cancels and inspects missions stored through one persistence adapter.
 
@@ -194,6 +198,11 @@ class Commander:
             registry[definition.name] = definition
         self._definitions = registry
         self._persistence = persistence
+        # What the engine returns shares its lists and dicts with the store when the adapter
+        # keeps the snapshots it is given: callers then get copies.
+        self._detached: Callable[[MissionSnapshot], MissionSnapshot] = (
+            detached if getattr(persistence, "keeps_given_values", True) else _as_is
+        )
         self._clock = clock
         self._notices = notices_for(persistence)
         self._converter = converter if converter is not None else default_converter
@@ -311,7 +320,7 @@ class Commander:
         :class:`UnknownSignalError`, :class:`InvalidSignalPayloadError` or
         :class:`MissionNotActiveError`, storing nothing.
         """
-        return detached(await self._engine.signal(mission_id, name, payload))
+        return self._detached(await self._engine.signal(mission_id, name, payload))
 
     async def cancel(self, mission_id: str, reason: str | None = None) -> MissionSnapshot:
         """Request cancellation: a waiting mission is cancelled now, a running one at its next
@@ -321,7 +330,7 @@ class Commander:
             raise InvalidInputError(
                 f"cancel reason must be a string UTF-8 can encode or None, got {reason!r}"
             )
-        return detached(await self._engine.cancel(mission_id, reason))
+        return self._detached(await self._engine.cancel(mission_id, reason))
 
     async def result(self, mission_id: str) -> MissionSnapshot:
         """Wait until the mission ends and return its final snapshot, however it ended (by any
@@ -365,7 +374,7 @@ class Commander:
         moving it already."""
         snapshot = await self._engine.advance(mission_id)
         # The engine's snapshot holds the values it gave the store: the caller gets its own.
-        return None if snapshot is None else detached(snapshot)
+        return None if snapshot is None else self._detached(snapshot)
 
     async def due_missions(self, limit: int, now: datetime | None = None) -> list[str]:
         """Ids of missions whose timer, retry or delayed start is due, earliest first."""

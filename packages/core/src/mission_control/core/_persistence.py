@@ -40,7 +40,9 @@ class PersistenceAdapter(Protocol):
     - A snapshot ``load`` or ``list_missions`` returns is the caller's own: changing its lists
       and dicts changes nothing stored (``mission_control.core.storage.detached`` copies them).
       A snapshot given to ``insert`` or ``commit`` may be kept as it is: the caller gives up
-      its values.
+      its values (and copies what it hands on). An adapter that never keeps them (it writes
+      them out) says so with a class attribute ``keeps_given_values = False``, and callers then
+      need no copy.
     - The user values in what is written (inputs, outputs, payloads) have passed the
       commander's checks, so the storage codec (``mission_control.core.storage``) always
       writes them, and reads them back equal.
