@@ -50,6 +50,8 @@ _BAD_SECONDS = [
     pytest.param(float("inf"), id="inf"),
     pytest.param(-1, id="negative"),
     pytest.param(10**20, id="beyond timedelta"),
+    # Equal to timedelta.max in a float comparison, yet past what timedelta can hold.
+    pytest.param(timedelta.max.total_seconds(), id="timedelta.max in seconds"),
 ]
 
 

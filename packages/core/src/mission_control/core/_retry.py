@@ -36,7 +36,14 @@ def to_timedelta(value: Seconds, *, what: str, at_most: timedelta = MAX_DELAY) -
     if seconds > at_most.total_seconds():
         limit = f"MAX_DELAY ({MAX_DELAY.days} days)" if at_most == MAX_DELAY else str(at_most)
         raise InvalidDefinitionError(f"{what} must be at most {limit}, got {value!r}")
-    return value if isinstance(value, timedelta) else timedelta(seconds=value)
+    if isinstance(value, timedelta):
+        return value
+    try:
+        return timedelta(seconds=value)
+    except OverflowError:
+        # The float comparison above rounds: a number of seconds at the very top of the range
+        # passes it and still overflows timedelta.
+        raise InvalidDefinitionError(f"{what} is too long for a timedelta, got {value!r}") from None
 
 
 def _optional_cap(value: Seconds | None) -> timedelta | None:
