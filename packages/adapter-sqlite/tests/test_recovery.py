@@ -2,42 +2,85 @@
 
 from __future__ import annotations
 
-import contextlib
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import apsw
+import pytest
+
 from mission_control.adapter_sqlite import SQLiteCommander
-from mission_control.core import DEFAULT_MAX_RECOVERY_ATTEMPTS, Context, MissionStatus, m
+from mission_control.core import (
+    DEFAULT_MAX_RECOVERY_ATTEMPTS,
+    Context,
+    MissionStatus,
+    PersistenceError,
+    RecoveryAttemptsExceededError,
+    m,
+)
 from mission_control.in_memory_commander import ManualClock
 from mission_control.runtime import create_commander_runtime
 
+STALLED = 10.0
 
-async def test_a_step_whose_output_cannot_be_written_is_not_rerun_by_every_tick(
+# SQLite itself refuses the write that would store the step's result (but not the recovery
+# count, nor the failure): the step runs, and its mission is left running, every time.
+REFUSE_THE_RESULT = """
+    CREATE TRIGGER refuse_the_result BEFORE UPDATE ON missions
+    WHEN NEW.id = 'poison'
+        AND json_extract(NEW.snapshot, '$.nodes.write-refused.status') = 'completed'
+    BEGIN
+        SELECT RAISE(ABORT, 'refused by the test trigger');
+    END
+"""
+
+
+async def test_a_step_whose_result_the_store_refuses_fails_after_max_recovery_attempts(
     db_path: Path,
 ) -> None:
-    """A step whose output the store cannot write runs at most 1 + max_recovery_attempts times
-    however many ticks follow, the mission ends failed, and a healthy mission still moves."""
-    runs: list[int] = []
+    """A step whose result SQLite refuses to store runs exactly 1 + max_recovery_attempts times
+    however many ticks follow, then the mission fails with RecoveryAttemptsExceededError, and a
+    healthy mission still moves."""
+    runs: list[str] = []
 
-    async def huge(ctx: Context[Any, Any]) -> int:
-        runs.append(ctx.attempt)
-        return 10**5000  # more digits than Python will turn into JSON text
+    async def begin(ctx: Context[Any, Any]) -> str:
+        return "begun"
 
-    async def fine(ctx: Context[Any, Any]) -> str:
-        return "fine"
+    async def step(ctx: Context[Any, Any]) -> str:
+        runs.append(ctx.mission_id)
+        return "done"
 
-    poison = m.define("huge").start(parse=lambda raw: raw).step("huge", huge).end()
-    healthy = m.define("fine").start(parse=lambda raw: raw).step("fine", fine).end()
-    async with SQLiteCommander(db_path, [poison, healthy], clock=ManualClock()) as commander:
-        # Whichever error the failed write gives (or none, if the step's attempt fails
-        # instead), the mission must end.
-        with contextlib.suppress(Exception):
+    # The step before stores the mission running at the refused step: that is where every
+    # recovery finds it.
+    poison = (
+        m.define("refused")
+        .start(parse=lambda raw: raw, run=begin)
+        .step("before", begin)
+        .step("write-refused", step)
+        .end()
+    )
+    healthy = m.define("fine").start(parse=lambda raw: raw).step("fine", step).end()
+    clock = ManualClock()
+    async with SQLiteCommander(db_path, [poison, healthy], clock=clock):
+        pass  # creates the schema
+    connection = apsw.Connection(str(db_path))
+    connection.execute(REFUSE_THE_RESULT)
+    connection.close()
+
+    async with SQLiteCommander(db_path, [poison, healthy], clock=clock) as commander:
+        with pytest.raises(PersistenceError, match="refused by the test trigger"):
             await commander.start(poison, {}, id="poison")
-        async with create_commander_runtime(commander) as runtime:
+        assert (await commander.inspect("poison")).status is MissionStatus.RUNNING
+        async with create_commander_runtime(commander, stalled_tick_delay=STALLED) as runtime:
             for _ in range(3 * DEFAULT_MAX_RECOVERY_ATTEMPTS):
+                # Past the pause a runtime gives a mission whose move raised.
+                clock.advance(timedelta(seconds=STALLED + 1))
                 await runtime.tick()
             handle = await commander.start(healthy, {}, id="healthy")
             assert (await handle.inspect()).status is MissionStatus.COMPLETED
         snapshot = await commander.inspect("poison")
+    assert runs == ["poison"] * (1 + DEFAULT_MAX_RECOVERY_ATTEMPTS) + ["healthy"]
     assert snapshot.status is MissionStatus.FAILED
-    assert 1 <= len(runs) <= 1 + DEFAULT_MAX_RECOVERY_ATTEMPTS
+    assert snapshot.error is not None
+    assert snapshot.error.type == RecoveryAttemptsExceededError.__qualname__
+    assert snapshot.recovery_attempts == 1 + DEFAULT_MAX_RECOVERY_ATTEMPTS
