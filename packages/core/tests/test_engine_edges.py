@@ -251,3 +251,28 @@ def test_a_clock_without_aware_datetimes_is_refused_when_the_commander_is_made(
         create_commander([flow], clock=clock)
     with pytest.raises(ConfigurationError, match="timezone-aware"):
         create_in_memory_commander([flow], clock=clock)
+
+
+class _NaiveLaterClock:
+    """Naive, and unreadable until ``ready`` (like a trio-driven clock made before the loop)."""
+
+    ready = False
+
+    def now(self) -> datetime:
+        if not self.ready:
+            raise RuntimeError("must be called from async context")
+        return datetime(2030, 1, 1)
+
+
+async def test_a_clock_unreadable_when_the_commander_is_made_is_checked_at_its_first_reading() -> (
+    None
+):
+    """A naive clock that cannot be read when the commander is made is refused with
+    ConfigurationError at its first reading, and the mission being started is not stored."""
+    flow = m.define("c").start(parse=identity).end()
+    clock = _NaiveLaterClock()
+    async with create_commander([flow], clock=clock) as commander:
+        clock.ready = True
+        with pytest.raises(ConfigurationError, match="timezone-aware"):
+            await commander.start(flow, {}, id="never")
+        assert await commander.list() == []

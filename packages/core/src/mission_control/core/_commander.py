@@ -174,7 +174,7 @@ class Commander:
         max_recovery_attempts: int = DEFAULT_MAX_RECOVERY_ATTEMPTS,
         converter: cattrs.Converter | None = None,
     ) -> None:
-        _check_clock(clock)
+        clock_checked = _check_clock(clock)
         if converter is not None and not isinstance(converter, cattrs.BaseConverter):
             raise ConfigurationError(f"converter must be a cattrs converter, got {converter!r}")
         if (
@@ -215,6 +215,8 @@ class Commander:
             max_recovery_attempts,
             self._converter,
         )
+        if not clock_checked:
+            self._engine.now = _checked_first(self._engine, clock)
 
     @property
     def clock(self) -> Clock:
@@ -419,9 +421,10 @@ class Commander:
         await self.aclose()
 
 
-def _check_clock(clock: Clock) -> None:
+def _check_clock(clock: Clock) -> bool:
     """Refuse a clock whose time is not an aware datetime: due times compared with it would
-    raise in the middle of a mission, or be read in the wrong zone."""
+    raise in the middle of a mission, or be read in the wrong zone. ``False`` when the clock
+    cannot be read yet (its first reading is then checked: see :func:`_checked_first`)."""
     reader = getattr(clock, "now", None)
     if not callable(reader):
         raise ConfigurationError(f"clock must have a now() method, got {clock!r}")
@@ -429,12 +432,32 @@ def _check_clock(clock: Clock) -> None:
         now = reader()
     except RuntimeError:
         # A clock that can only be read inside the event loop (a trio-driven test clock, made
-        # in a synchronous fixture): nothing to check before it runs.
-        return
+        # in a synchronous fixture).
+        return False
+    _check_reading(clock, now)
+    return True
+
+
+def _check_reading(clock: Clock, now: object) -> None:
     if not isinstance(now, datetime) or now.utcoffset() is None:
         raise ConfigurationError(
             f"clock {clock!r} must return timezone-aware datetimes from now(), got {now!r}"
         )
+
+
+def _checked_first(engine: Engine, clock: Clock) -> Callable[[], datetime]:
+    """The engine's clock reading for a clock that could not be read when the commander was
+    made: its first reading is checked (before anything is written), then the engine reads
+    the clock directly."""
+    read = engine.now
+
+    def first() -> datetime:
+        now = read()
+        _check_reading(clock, now)
+        engine.now = read
+        return now
+
+    return first
 
 
 def _default_persistence() -> PersistenceAdapter:
