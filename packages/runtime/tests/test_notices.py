@@ -3,13 +3,22 @@ was cancelled mid-step is resumed at once."""
 
 from __future__ import annotations
 
+import functools
 from datetime import timedelta
 from typing import Any
 
+import pytest
 import trio
 from trio.testing import MockClock
 
-from mission_control.core import Context, MissionStatus, TimelineKind, m
+from mission_control.core import (
+    Context,
+    MissionNotActiveError,
+    MissionStatus,
+    TimelineKind,
+    UnknownSignalError,
+    m,
+)
 from mission_control.in_memory_commander import InMemoryPersistenceAdapter
 from mission_control.testing import CommanderFactory, RuntimeFactory, TrioClock
 
@@ -153,3 +162,71 @@ async def test_a_mission_whose_caller_was_cancelled_mid_step_is_resumed_at_once(
     assert runtime.last_report.resumed == 1
     timeline = await commander.timeline("web")
     assert [entry.kind for entry in timeline].count(TimelineKind.MISSION_RESUMED) == 1
+
+
+async def test_a_mission_in_flight_in_one_commander_is_not_resumed_by_the_runtime_of_another(
+    autojump_clock: MockClock,
+    make_commander: CommanderFactory,
+    make_runtime: RuntimeFactory,
+    timer: Any,
+    mission_clock: TrioClock,
+) -> None:
+    """While one commander runs a long step, the ticks of a runtime on another commander of the
+    same adapter leave that mission alone: the step runs once and the mission completes."""
+    runs: list[str] = []
+
+    async def take_a_hundred_seconds(ctx: Context[Any, Any]) -> str:
+        runs.append(ctx.mission_id)
+        await trio.sleep(100)
+        return "done"
+
+    slow = m.define("long-step").start(parse=parse_any).step("work", take_a_hundred_seconds).end()
+    store = InMemoryPersistenceAdapter()
+    starting = make_commander([slow, timer], persistence=store)
+    driven = make_commander([slow, timer], persistence=store)
+    await make_runtime(driven)
+    began = mission_clock.now()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(functools.partial(starting.start, slow, {}, id="slow"))
+        await trio.testing.wait_all_tasks_blocked()
+        # Each delayed start makes the other runtime tick while the step runs.
+        for n in range(1, 10):
+            await starting.start(
+                timer, {}, id=f"tick-{n}", start_at=began + timedelta(seconds=10 * n)
+            )
+
+    snapshot = await driven.inspect("slow")
+    assert runs == ["slow"]
+    assert (snapshot.status, snapshot.recovery_attempts) == (MissionStatus.COMPLETED, 0)
+    assert snapshot.updated_at - began == timedelta(seconds=100)
+    # The runtime did tick while the step ran: it started the first delayed start at 10 s and
+    # completed it at 70 s.
+    ticked = await driven.inspect("tick-1")
+    assert (ticked.status, ticked.updated_at - began) == (
+        MissionStatus.COMPLETED,
+        timedelta(seconds=70),
+    )
+
+
+async def test_a_refused_signal_or_cancel_schedules_no_tick(
+    autojump_clock: MockClock,
+    make_commander: CommanderFactory,
+    make_runtime: RuntimeFactory,
+) -> None:
+    """Signals and cancellations refused before anything is written arm no tick, even with no
+    pause after stalled ticks: a stream of bad calls does not make the runtime tick."""
+    commander = make_commander([SIGNAL_THEN_TIMER])
+    runtime = await make_runtime(commander, stalled_tick_delay=0)
+    await commander.start(SIGNAL_THEN_TIMER, {}, id="waiting")
+    await commander.start(SIGNAL_THEN_TIMER, {}, id="ended")
+    await commander.cancel("ended")
+    await trio.testing.wait_all_tasks_blocked()
+    assert runtime.scheduled_ticks == ()
+
+    for _ in range(3):
+        with pytest.raises(UnknownSignalError):
+            await commander.signal("waiting", "stop")
+        with pytest.raises(MissionNotActiveError):
+            await commander.cancel("ended")
+        assert runtime.scheduled_ticks == ()

@@ -340,16 +340,16 @@ class Commander:
         other processes)."""
         notices = self._notices
         while True:
-            event = notices.end_of(mission_id)
-            snapshot = await self._engine.load(mission_id)
-            if snapshot.is_terminal:
-                return snapshot
-            interval = notices.reread_interval
-            if interval is None:
-                await event.wait()
-            else:
-                with trio.move_on_after(interval):
+            with notices.end_of(mission_id) as event:
+                snapshot = await self._engine.load(mission_id)
+                if snapshot.is_terminal:
+                    return snapshot
+                interval = notices.reread_interval
+                if interval is None:
                     await event.wait()
+                else:
+                    with trio.move_on_after(interval):
+                        await event.wait()
 
     async def wait_for_completion(self, mission_id: str) -> MissionSnapshot:
         """Wait until the mission ends. Returns the snapshot when it completed; raises

@@ -1,10 +1,11 @@
 """The one engine that interprets every node kind, for every adapter.
 
 A mission is moved forward by whoever *holds* it in this process (a ``start`` call, a signal, a
-cancellation or the runtime). Only the holder writes the mission's snapshot; callers that find it
-held leave their signal or cancellation in the durable mailbox and poke the holder, which looks
-again before it lets go. The check and the release happen with no checkpoint in between, so a
-poke is never missed.
+cancellation or the runtime), through any commander on the same persistence adapter object: the
+holds are kept per adapter object, in its notice hub. Only the holder writes the mission's
+snapshot; callers that find it held leave their signal or cancellation in the durable mailbox
+and poke the holder, which looks again before it lets go. The check and the release happen with
+no checkpoint in between, so a poke is never missed.
 """
 
 from __future__ import annotations
@@ -83,7 +84,15 @@ class _Hold:
     """The in-process claim on a mission while a task moves it, and the pokes left for that
     task. Used as ``with _Hold(holds, mission_id) as hold:``; leaving releases the claim."""
 
-    __slots__ = ("_holds", "_notices", "cancel", "mission_id", "poked", "released")
+    __slots__ = (
+        "_holds",
+        "_notices",
+        "cancel",
+        "may_leave_running",
+        "mission_id",
+        "poked",
+        "released",
+    )
 
     def __init__(self, holds: dict[str, _Hold], mission_id: str, notices: Notices) -> None:
         self._holds = holds
@@ -92,20 +101,28 @@ class _Hold:
         self.poked = False
         self.cancel: CancelRequest | None = None
         self.released: trio.Event | None = None
+        self.may_leave_running = False
+        """Whether letting go mid-move may leave the mission stored ``running`` with nobody
+        moving it: set once a user function may have started, a write may have been tried, or
+        the hold took over a mission stored ``running``. A refusal before that leaves the
+        mission as it was."""
 
     def __enter__(self) -> _Hold:
         assert self.mission_id not in self._holds, f"mission {self.mission_id!r} is held already"
         self._holds[self.mission_id] = self
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, *exc_info: object) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, error: BaseException | None, *tb: object
+    ) -> None:
         del self._holds[self.mission_id]
         if self.released is not None:
             self.released.set()
-        if exc_type is not None:
+        if error is not None and self.may_leave_running and not _stops_process(error):
             # Let go mid-move (a cancelled caller, an error): the mission may be stored running
-            # with nobody moving it, which only a tick resumes.
-            self._notices.left_running(self.mission_id, failed=issubclass(exc_type, Exception))
+            # with nobody moving it, which only a tick resumes. Not when the process is
+            # stopping: the next start-up resumes it.
+            self._notices.left_running(self.mission_id, failed=isinstance(error, Exception))
 
     async def wait_released(self) -> None:
         if self.released is None:
@@ -210,7 +227,9 @@ class Engine:
         )
         self.new_id = new_id
         self.notices = notices
-        self._holds: dict[str, _Hold] = {}
+        # Shared by every engine on this adapter object, so that none moves a mission another
+        # holds.
+        self._holds: dict[str, _Hold] = notices.holds
 
     # -- holding -------------------------------------------------------------------------------
 
@@ -311,6 +330,8 @@ class Engine:
             snapshot = await self.load(mission_id)
             if snapshot.is_terminal:
                 return snapshot
+            if snapshot.status is MissionStatus.RUNNING:
+                hold.may_leave_running = True
             definition = self.definition_for(snapshot)
             draft = Draft.of(snapshot)
             if snapshot.status is MissionStatus.RUNNING:
@@ -386,6 +407,7 @@ class Engine:
         ``last`` is the stored snapshot the draft was made from, returned as is when nothing
         changes.
         """
+        hold.may_leave_running = True
         while True:
             cancel = hold.cancel or draft.cancel_request
             if cancel is not None and not draft.is_terminal:
@@ -772,6 +794,7 @@ class Engine:
                 if await self.persistence.next_signal(mission_id, name) is None:
                     draft = Draft.of(snapshot)
                     self._receive(definition, draft, name, payload_json, parsed, now)
+                    hold.may_leave_running = True
                     snapshot = await self._write(draft)
                     snapshot = await self._drive(definition, draft, hold, snapshot)
                     return await self._settle(definition, snapshot, hold)
@@ -809,7 +832,7 @@ class Engine:
                 holder.poked = True
                 return attrs.evolve(snapshot, cancel_request=request)
             return await self.advance(mission_id) or snapshot
-        with self._hold(mission_id):
+        with self._hold(mission_id) as hold:
             snapshot = await self.load(mission_id)
             self._ensure_active(snapshot, "cancel")
             request, entry = self._cancel_request(snapshot, reason)
@@ -818,6 +841,7 @@ class Engine:
             draft = Draft.of(snapshot)
             draft.pending.append(entry)
             draft.cancelled(request, request.requested_at)
+            hold.may_leave_running = True
             snapshot = await self._write(draft)
             self.notices.ended(snapshot.id)
             return snapshot

@@ -7,7 +7,10 @@ write that made them true; the runtime listens for the first two and arms a tick
 ``result()`` waits for the third.
 
 One hub serves every commander of the process that uses the same persistence adapter object:
-see :func:`notices_for`. Notices are in-process: a mission changed by another process is not
+see :func:`notices_for`. It also keeps the holds: which missions a task of this process is moving
+now. Every commander on the adapter sees them, so one never moves (or resumes as interrupted) a
+mission another is moving, and a signal or cancellation for it pokes its holder whichever
+commander took it. Notices are in-process: a mission changed by another process is not
 noticed here unless the adapter raises it into the hub (an adapter that hears other writers,
 PostgreSQL's LISTEN for instance, calls the same methods the engine does), or unless the adapter
 sets :attr:`Notices.reread_interval` so that waiters re-read the store (a read-only view of a
@@ -16,9 +19,11 @@ database another process writes).
 
 from __future__ import annotations
 
+import contextlib
 import weakref
+from collections.abc import Generator
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 import trio
 
@@ -42,17 +47,32 @@ class NoticeListener(Protocol):
         ...
 
 
+class _Waiters:
+    """The tasks waiting for one mission to end: their event, and how many of them wait."""
+
+    __slots__ = ("count", "event")
+
+    def __init__(self) -> None:
+        self.event = trio.Event()
+        self.count = 0
+
+
 class Notices:
     """The notice hub of one store in this process."""
 
-    __slots__ = ("_armed", "_listeners", "_threshold", "_waiters", "reread_interval")
+    __slots__ = ("_armed", "_listeners", "_threshold", "_waiters", "holds", "reread_interval")
 
     def __init__(self) -> None:
         self._listeners: list[NoticeListener] = []
         self._armed: dict[int, datetime | None] = {}
         # A due notice earlier than this reaches the listeners; ``None``: every one does.
         self._threshold: datetime | None = _NOBODY
-        self._waiters: dict[str, trio.Event] = {}
+        self._waiters: dict[str, _Waiters] = {}
+        # Typed by the engine, which alone puts claims here: the hub only keeps them where
+        # every commander on the adapter finds them.
+        self.holds: dict[str, Any] = {}
+        """The missions a task of this process is moving now, by id, each with the engine's
+        claim on it (internal: read by every commander on this adapter)."""
         self.reread_interval: float | None = None
         """Seconds between re-reads of a mission ``result()`` waits for, when missions of this
         store may end where no notice reaches this process (set by the adapter); ``None``:
@@ -108,19 +128,28 @@ class Notices:
 
     def ended(self, mission_id: str) -> None:
         """The mission ended: wake whoever waits for it."""
-        event = self._waiters.pop(mission_id, None)
-        if event is not None:
-            event.set()
+        waiters = self._waiters.pop(mission_id, None)
+        if waiters is not None:
+            waiters.event.set()
 
     # -- waiting -------------------------------------------------------------------------------
 
-    def end_of(self, mission_id: str) -> trio.Event:
-        """The event :meth:`ended` sets for ``mission_id``; read the mission after taking it,
-        so that an end written in between is not missed."""
-        event = self._waiters.get(mission_id)
-        if event is None:
-            event = self._waiters[mission_id] = trio.Event()
-        return event
+    @contextlib.contextmanager
+    def end_of(self, mission_id: str) -> Generator[trio.Event]:
+        """The event :meth:`ended` sets for ``mission_id``, for the ``with`` block that waits
+        for it; read the mission inside the block, so that an end written in between is not
+        missed. The event is forgotten when the mission ends or when its last waiter leaves (a
+        cancelled wait on a mission that lives on leaves nothing behind)."""
+        waiters = self._waiters.get(mission_id)
+        if waiters is None:
+            waiters = self._waiters[mission_id] = _Waiters()
+        waiters.count += 1
+        try:
+            yield waiters.event
+        finally:
+            waiters.count -= 1
+            if not waiters.count and self._waiters.get(mission_id) is waiters:
+                del self._waiters[mission_id]
 
 
 # The hub is keyed on the adapter object, not owned by it: the adapter is the store as this
