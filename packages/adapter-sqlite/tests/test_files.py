@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -276,31 +277,6 @@ async def test_a_second_writer_fails_fast_until_the_first_closes(
         assert await second.load("m") is not None
 
 
-async def test_a_second_writer_in_another_process_fails_fast(
-    db_path: Path, make_snapshot: Make
-) -> None:
-    """Another process cannot open the database for writing while this one owns it; the error
-    names the owning process."""
-    async with create_sqlite_persistence_adapter(db_path) as adapter:
-        await adapter.insert(make_snapshot("m"), [])
-        code, out, err = await run_python(
-            """
-            import sys
-            from mission_control.adapter_sqlite import create_sqlite_persistence_adapter
-            from mission_control.core import PersistenceError
-            try:
-                create_sqlite_persistence_adapter(sys.argv[1])
-            except PersistenceError as error:
-                print(error)
-                sys.exit(3)
-            """,
-            str(db_path),
-        )
-    assert code == 3, err
-    assert "already open for writing" in out
-    assert f"process {os.getpid()}" in out
-
-
 def _integrity(path: Path) -> str:
     connection = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
     try:
@@ -356,32 +332,140 @@ async def test_a_new_database_is_guarded_from_the_moment_it_is_created(
     assert _integrity(link) == "ok"
 
 
-async def test_a_hard_link_does_not_open_a_second_writer_in_another_process(
-    db_path: Path, make_snapshot: Make
+_OPEN_FOR_WRITING = """
+import sys, attrs, trio
+from mission_control.adapter_sqlite import create_sqlite_persistence_adapter
+from mission_control.core import PersistenceError
+async def main():
+    try:
+        adapter = create_sqlite_persistence_adapter(sys.argv[1])
+    except PersistenceError as error:
+        print(error)
+        sys.exit(3)
+    async with adapter:
+        m = await adapter.load("m")
+        after = attrs.evolve(m, revision=m.revision + 1)
+        await adapter.commit(after, expected_revision=m.revision, timeline=[])
+        print(m.revision + 1)
+trio.run(main)
+"""
+
+
+def _same_name(db_path: Path) -> Path:
+    return db_path
+
+
+def _hard_link(db_path: Path) -> Path:
+    link = db_path.with_name("link.sqlite")
+    os.link(db_path, link)
+    return link
+
+
+def _renamed(db_path: Path) -> Path:
+    renamed = db_path.with_name("renamed.sqlite")
+    os.rename(db_path, renamed)
+    return renamed
+
+
+async def _nothing_left(db_path: Path, name: Path) -> None:
+    pass
+
+
+async def _remove_the_other_link(db_path: Path, name: Path) -> None:
+    code, out, err = await run_python(_OPEN_FOR_WRITING, str(name))
+    assert code == 3, err
+    assert "has 2 names (hard links)" in out
+    os.unlink(db_path)
+
+
+async def _move_the_log_along(db_path: Path, name: Path) -> None:
+    # SQLite does not fold the log into a file that was renamed while open.
+    os.rename(f"{db_path}-wal", f"{name}-wal")
+    os.unlink(f"{db_path}-shm")
+
+
+@pytest.mark.parametrize(
+    ("reach", "refusal", "after_close"),
+    [
+        (
+            _same_name,
+            rf"open for writing by another Mission Control adapter \(process {os.getpid()}\)",
+            _nothing_left,
+        ),
+        (
+            _hard_link,
+            "open for writing by another process, under this name or another one",
+            _remove_the_other_link,
+        ),
+        (
+            _renamed,
+            "open for writing by another process, under this name or another one",
+            _move_the_log_along,
+        ),
+    ],
+    ids=["same name", "hard link", "renamed"],
+)
+async def test_another_process_cannot_open_the_database_for_writing_by_any_name(
+    db_path: Path,
+    make_snapshot: Make,
+    reach: Callable[[Path], Path],
+    refusal: str,
+    after_close: Callable[[Path, Path], Awaitable[None]],
 ) -> None:
-    """Another process cannot open the database for writing through a hard link while this one
-    owns it under its first name."""
+    """While this process owns a database, another process cannot open it for writing, neither by
+    its name, nor through a hard link, nor by the name it got from a rename under the writer; once
+    the owner has closed it, another process writes it by one name, and nothing is lost."""
     async with create_sqlite_persistence_adapter(db_path) as adapter:
         await adapter.insert(make_snapshot("m"), [])
-        link = db_path.with_name("link.sqlite")
-        os.link(db_path, link)
-        code, out, err = await run_python(
-            """
-            import sys
-            from mission_control.adapter_sqlite import create_sqlite_persistence_adapter
-            from mission_control.core import PersistenceError
-            try:
-                create_sqlite_persistence_adapter(sys.argv[1])
-            except PersistenceError as error:
-                print(error)
-                sys.exit(3)
-            """,
-            str(link),
-        )
+        name = reach(db_path)
+        code, out, err = await run_python(_OPEN_FOR_WRITING, str(name))
         assert code == 3, err
-        assert "hard links" in out
+        assert re.search(refusal, out), out
+        assert "read_only=True" in out
         await adapter.commit(make_snapshot("m", revision=2), expected_revision=1, timeline=[])
-    assert _integrity(db_path) == "ok"
+    await after_close(db_path, name)
+    code, out, err = await run_python(_OPEN_FOR_WRITING, str(name))
+    assert (code, out) == (0, "3\n"), err
+    assert _integrity(name) == "ok"
+
+
+def _locks(path: Path) -> list[str]:
+    """The kinds of lock this process holds on the file at ``path``, from ``/proc/locks``."""
+    identity = f":{os.stat(path).st_ino}"
+    with open("/proc/locks") as table:
+        rows = [line.split() for line in table]
+    return sorted(
+        f"{row[1]} {row[3]} {row[6]}-{row[7]}"
+        for row in rows
+        if row[4] == str(os.getpid()) and row[5].endswith(identity)
+    )
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/locks"), reason="reads Linux's /proc/locks")
+async def test_the_guard_never_drops_the_locks_sqlite_holds(
+    db_path: Path, make_snapshot: Make
+) -> None:
+    """Closing a descriptor drops every POSIX lock the process holds on the file, so the guard
+    closes none while a connection of this process uses the file: a refused second writer and a
+    writer closing leave the SQLite locks of the other connections in place, and the writer's
+    lock on the file itself goes with it."""
+    writer = create_sqlite_persistence_adapter(db_path)
+    await writer.insert(make_snapshot("m"), [])
+    inspector = create_sqlite_persistence_adapter(db_path, read_only=True)
+    assert await inspector.load("m") is not None
+    held = _locks(db_path)
+    assert "FLOCK WRITE 0-EOF" in held
+    assert any(lock.startswith("POSIX READ") for lock in held)
+    link = _hard_link(db_path)
+    for name in (db_path, link):
+        with pytest.raises(PersistenceError, match=r"already (has )?open for writing"):
+            create_sqlite_persistence_adapter(name)
+        assert _locks(db_path) == held
+    writer.close()
+    assert _locks(db_path) == [lock for lock in held if not lock.startswith("FLOCK")]
+    assert await inspector.load("m") is not None
+    inspector.close()
+    assert _locks(db_path) == []
 
 
 async def test_read_only_inspection_works_while_the_writer_runs(

@@ -46,7 +46,7 @@ from mission_control.core.storage import (
 )
 
 from ._group import GroupCommit, Transaction, when_free
-from ._lock import WriterLock
+from ._lock import Reader, WriterLock, read_header
 from ._schema import current_version, migrate, read_version
 from ._sqlite import Connection, Row, connect
 
@@ -156,8 +156,7 @@ def _check_file(path: str, read_only: bool) -> None:
     if info.st_size == 0:
         return
     try:
-        with open(path, "rb") as file:
-            header = file.read(len(_SQLITE_HEADER))
+        header = read_header(path, len(_SQLITE_HEADER))
     except OSError as error:
         raise PersistenceError(f"cannot read the database {path}: {error.strerror}") from error
     if header != _SQLITE_HEADER:
@@ -204,18 +203,20 @@ class SQLitePersistenceAdapter:
         self._read_only = bool(read_only)
         self._closed = True
         self._lock: WriterLock | None = None
+        self._reader: Reader | None = None
         memory = self._path == MEMORY
         if memory and self._read_only:
             raise ConfigurationError("an in-memory database cannot be opened read-only")
         if not memory:
             _check_file(self._path, self._read_only)
-            if not self._read_only:
+            if self._read_only:
+                self._reader = Reader(self._path)
+            else:
                 self._lock = WriterLock.acquire(self._path, os.path.realpath(self._path) + ".lock")
         try:
             self._db, self._schema_version = self._connect(timeout_ms, memory)
         except BaseException:
-            if self._lock is not None:
-                self._lock.release()
+            self._release()
             raise
         # From here on SQLite does not wait for another connection's lock (it would wait in C,
         # freezing the event loop): the calls below retry on trio's clock instead.
@@ -734,8 +735,14 @@ class SQLitePersistenceAdapter:
         try:
             self._db.close()
         finally:
-            if self._lock is not None:
-                self._lock.release()
+            self._release()
+
+    def _release(self) -> None:
+        """Release the file, once the connection is closed."""
+        if self._lock is not None:
+            self._lock.release()
+        if self._reader is not None:
+            self._reader.release()
 
     async def __aenter__(self) -> Self:
         return self

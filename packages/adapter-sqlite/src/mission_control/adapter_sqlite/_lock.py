@@ -1,18 +1,34 @@
 """The single-writer rule: one adapter at a time may open a database for writing.
 
-The lock is an exclusive ``flock`` on a sidecar file ``<database>.lock``, taken without
-waiting. The kernel drops it when its holder closes it or dies (even by SIGKILL), so a crash
-never leaves a stale lock behind, and two adapters in one process exclude each other too.
-The file is never deleted: unlinking it would let a newcomer lock a fresh file while the
-holder still locks the old one.
+Two writers reaching one file corrupt it, also through two names (a hard link, a name the
+file got by a rename while open, a bind mount): SQLite keeps a database's write-ahead log next
+to the name it was opened by, so each would write its own log into the same pages. So the guard
+belongs to the file itself, not to a name:
 
-The lock file is found by the database's path, but SQLite keeps a database's write-ahead log
-and shared memory next to the name it was opened by, so two writers reaching one file through
-two names (a hard link, a file renamed or linked anew while open, a bind mount) would each write
-their own log into the same pages and corrupt it. So the guard is also keyed on the file's
-identity (device and inode): :meth:`WriterLock.claim` refuses a file this process already writes
-under another name, and a file that has more than one name at all, since a process that reached
-it through the other name would lock another lock file.
+- On Linux the writer holds an exclusive ``flock`` on a descriptor of the database file, taken
+  without waiting right after SQLite has opened (and, when missing, created) it and before
+  anything is written. It follows the inode whatever the file is called, in every process, and
+  the kernel drops it when its holder closes it or dies (even by SIGKILL), so a crash never
+  leaves a stale lock. ``flock`` locks are independent of the POSIX ``fcntl`` locks SQLite takes
+  on the same file (they do interact on the BSDs and macOS, and on NFS, where ``flock`` is
+  emulated with ``fcntl``: there only the two checks below apply).
+- In this process, the files open for writing are known by identity (device and inode), so a
+  second adapter is told which name the file is open under.
+- The writer also holds an exclusive ``flock`` on a sidecar file ``<realpath>.lock``, which
+  0.1.0 used alone: an older process and this one still exclude each other. The sidecar is never
+  deleted: unlinking it would let a newcomer lock a fresh file while the holder locks the old
+  one.
+- A file with more than one name (hard links) is refused for writing: a writer killed while
+  it wrote through one name leaves its log under that name, and a writer coming later through
+  the other name would not see that log, write its own, and corrupt the file when the first
+  log is replayed.
+
+The trap of POSIX locks: closing *any* descriptor of a file drops every POSIX lock the process
+holds on it, SQLite's included. So a descriptor this module opens on a database that an
+adapter of this process has open (for writing or read-only) is not closed until the last such
+adapter has closed its SQLite connection; SQLite defers its own closes the same way (its
+``unixInodeInfo`` keeps "pending" descriptors). SQLite connections made outside this package are
+beyond its reach.
 """
 
 from __future__ import annotations
@@ -22,27 +38,109 @@ import os
 import sys
 import threading
 
+import attrs
+
 from mission_control.core import PersistenceError
 
 _Identity = tuple[int, int]
 
-# The files this process has open for writing, by identity, with the path each was opened by.
-_writing: dict[_Identity, str] = {}
-_writing_lock = threading.Lock()
+
+@attrs.define
+class _OpenFile:
+    """A database file adapters of this process have open, by identity."""
+
+    users: int = 0
+    writer: str | None = None
+    """The name the file is open for writing under, if it is."""
+    unclosed: list[int] = attrs.field(factory=list[int])
+    """Descriptors to close once the last user has closed its connection."""
+
+
+_open_files: dict[_Identity, _OpenFile] = {}
+_open_files_lock = threading.Lock()
+
+
+def _identity(info: os.stat_result) -> _Identity:
+    return (info.st_dev, info.st_ino)
+
+
+def _close(fd: int, identity: _Identity | None) -> None:
+    """Close ``fd``, or keep it open until no adapter of this process uses its file."""
+    with _open_files_lock:
+        entry = None if identity is None else _open_files.get(identity)
+        if entry is not None:
+            entry.unclosed.append(fd)
+            return
+    os.close(fd)
+
+
+def _leave(identity: _Identity, fd: int | None = None) -> None:
+    """One user of the file has closed its connection; close what waited for the last one."""
+    with _open_files_lock:
+        entry = _open_files[identity]
+        entry.users -= 1
+        if fd is not None:
+            entry.unclosed.append(fd)
+        if entry.users > 0:
+            return
+        del _open_files[identity]
+    for waiting in entry.unclosed:
+        with contextlib.suppress(OSError):
+            os.close(waiting)
+
+
+def read_header(path: str, size: int) -> bytes:
+    """The first ``size`` bytes of the file at ``path``."""
+    fd = os.open(path, os.O_RDONLY)
+    identity: _Identity | None = None
+    try:
+        identity = _identity(os.fstat(fd))
+        return os.pread(fd, size, 0)
+    finally:
+        _close(fd, identity)
+
+
+class Reader:
+    """Registers a read-only adapter's database file while its connection is open."""
+
+    __slots__ = ("_identity",)
+
+    def __init__(self, database: str) -> None:
+        try:
+            identity = _identity(os.stat(database))
+        except OSError:
+            identity = None
+        if identity is not None:
+            with _open_files_lock:
+                _open_files.setdefault(identity, _OpenFile()).users += 1
+        self._identity = identity
+
+    def release(self) -> None:
+        """Call after the connection is closed."""
+        identity, self._identity = self._identity, None
+        if identity is not None:
+            _leave(identity)
+
+    def __del__(self) -> None:
+        # An adapter dropped without aclose() must not keep a writer's descriptors open.
+        self.release()
 
 
 class WriterLock:
-    """An exclusive, non-blocking lock held from :meth:`acquire` until :meth:`release`."""
+    """The writer's locks, held from :meth:`acquire` (and :meth:`claim`) until :meth:`release`,
+    which is called after the SQLite connection is closed."""
 
-    __slots__ = ("_fd", "_identity", "path")
+    __slots__ = ("_fd", "_file_fd", "_identity", "path")
 
     def __init__(self, path: str, fd: int) -> None:
         self.path = path
         self._fd: int | None = fd
+        self._file_fd: int | None = None
         self._identity: _Identity | None = None
 
     @classmethod
     def acquire(cls, database: str, lock_path: str) -> WriterLock:
+        """Lock the sidecar file, before SQLite opens the database."""
         try:
             fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as error:
@@ -70,32 +168,39 @@ class WriterLock:
         return cls(lock_path, fd)
 
     def claim(self, database: str) -> None:
-        """Key the lock on the identity of the file SQLite has just opened (and created when it
-        was missing), before anything is written to it."""
+        """Lock the file SQLite has just opened (and created when it was missing), before
+        anything is written to it; its connection holds no lock yet."""
         try:
-            info = os.stat(database)
+            fd = os.open(database, os.O_RDONLY)
         except OSError as error:
             raise PersistenceError(
                 f"cannot open the database {database}: {error.strerror}"
             ) from error
-        identity = (info.st_dev, info.st_ino)
-        with _writing_lock:
-            other = _writing.get(identity)
-            if other is not None:
-                raise PersistenceError(
-                    f"{database} is the file {other}, which this process already has open for "
-                    "writing under that name; only one adapter may own a database. Close the "
-                    "other one, or open this one with read_only=True to inspect it"
-                )
-            if info.st_nlink > 1:
-                raise PersistenceError(
-                    f"{database} has {info.st_nlink} names (hard links), so another process "
-                    "could open it for writing under another name without seeing this one's "
-                    "lock, and two writers corrupt it; remove the other links before writing "
-                    "to it (read_only=True inspects it as it is)"
-                )
-            _writing[identity] = database
-            self._identity = identity
+        try:
+            info = os.fstat(fd)
+        except OSError as error:
+            os.close(fd)
+            raise PersistenceError(
+                f"cannot open the database {database}: {error.strerror}"
+            ) from error
+        identity = _identity(info)
+        with _open_files_lock:
+            entry = _open_files.setdefault(identity, _OpenFile())
+            entry.users += 1
+            other = entry.writer
+            if other is None:
+                entry.writer = database
+        try:
+            _check_claim(database, fd, info, other)
+        except BaseException:
+            if other is None:
+                with _open_files_lock:
+                    entry.writer = None
+            _unlock_file(fd)
+            _leave(identity, fd)
+            raise
+        self._file_fd = fd
+        self._identity = identity
 
     @property
     def held(self) -> bool:
@@ -103,9 +208,14 @@ class WriterLock:
 
     def release(self) -> None:
         identity, self._identity = self._identity, None
-        if identity is not None:
-            with _writing_lock:
-                del _writing[identity]
+        file_fd, self._file_fd = self._file_fd, None
+        if identity is not None and file_fd is not None:
+            # Unlocked now, so that another writer may open the file; closed only when no
+            # connection of this process holds SQLite's locks on it any more.
+            _unlock_file(file_fd)
+            with _open_files_lock:
+                _open_files[identity].writer = None
+            _leave(identity, file_fd)
         fd, self._fd = self._fd, None
         if fd is not None:
             # Closing the descriptor drops the lock.
@@ -115,6 +225,36 @@ class WriterLock:
         # An adapter dropped without aclose() must not keep its database locked until exit.
         with contextlib.suppress(OSError):
             self.release()
+
+
+def _check_claim(database: str, fd: int, info: os.stat_result, other: str | None) -> None:
+    """Raise unless the writer may have the file ``fd`` is open on, ``other`` being the name
+    this process already writes it under, if any."""
+    if other is not None:
+        raise PersistenceError(
+            f"{database} is the file {other}, which this process already has open for "
+            "writing under that name; only one adapter may own a database. Close the "
+            "other one, or open this one with read_only=True to inspect it"
+        )
+    try:
+        _lock_file(fd)
+    except BlockingIOError:
+        raise PersistenceError(
+            f"{database} is already open for writing by another process, under this "
+            "name or another one (a hard link, or the name it had before it was "
+            "renamed); only one process may own a database. Stop the other one, or "
+            "open this one with read_only=True to inspect it"
+        ) from None
+    except OSError as error:
+        raise PersistenceError(f"cannot lock the database {database}: {error.strerror}") from error
+    if info.st_nlink > 1:
+        raise PersistenceError(
+            f"{database} has {info.st_nlink} names (hard links): a writer stopped by a "
+            "crash leaves its write-ahead log under the name it used, a writer coming "
+            "through the other name would not see it, and the file would be corrupted; "
+            "remove the other links before writing to it (read_only=True inspects it "
+            "as it is)"
+        )
 
 
 if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
@@ -131,6 +271,14 @@ if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
 
     def _read_holder(fd: int) -> str:
         return ""
+
+    # Windows refuses to rename or delete a file SQLite has open; its locks are mandatory, so
+    # the database file itself is not locked.
+    def _lock_file(fd: int) -> None:
+        pass
+
+    def _unlock_file(fd: int) -> None:
+        pass
 
 else:
     import fcntl
@@ -150,3 +298,20 @@ else:
         except OSError:
             return ""
         return f" (process {text})" if text.isdigit() else ""
+
+    if sys.platform == "linux":
+
+        def _lock_file(fd: int) -> None:
+            _lock(fd)
+
+        def _unlock_file(fd: int) -> None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(fd, fcntl.LOCK_UN)
+
+    else:  # pragma: no cover - on the BSDs and macOS, flock and SQLite's fcntl locks conflict
+
+        def _lock_file(fd: int) -> None:
+            pass
+
+        def _unlock_file(fd: int) -> None:
+            pass
