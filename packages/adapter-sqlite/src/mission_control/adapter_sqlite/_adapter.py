@@ -640,7 +640,8 @@ class SQLitePersistenceAdapter:
         after_id: str | None = None,
     ) -> list[MissionSnapshot]:
         """At most ``limit`` missions ordered by id, optionally filtered, starting after
-        ``after_id`` (an index range scan: the cost is the page's, not the store's).
+        ``after_id``: a range scan of one index (one of the two when both filters are given,
+        the other checked row by row), which reads the rows it passes until ``limit`` match.
 
         Raises :class:`PersistenceError` naming the first listed mission whose row is corrupt.
         """

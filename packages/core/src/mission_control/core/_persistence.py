@@ -36,7 +36,10 @@ class PersistenceAdapter(Protocol):
     - A cancellation request is written by ``request_cancel`` (or carried by a committed
       snapshot) and never cleared; ``load`` returns it in ``snapshot.cancel_request``.
     - Queries for due and running missions cost what they return, not what is stored, and so
-      does ``list_missions`` (at most ``limit``, from ``after_id`` on), filtered or not.
+      does an unfiltered ``list_missions`` page (at most ``limit``, from ``after_id`` on). A
+      filtered page costs what the adapter reads to find ``limit`` matches, up to every mission
+      after ``after_id`` when few match (SQLite reads one index, the other filter checked row by
+      row; the in-memory adapter walks the ids).
     - A snapshot ``load`` or ``list_missions`` returns is the caller's own: changing its lists
       and dicts changes nothing stored (``mission_control.core.storage.detached`` copies them).
       A snapshot given to ``insert`` or ``commit`` may be kept as it is: the caller gives up
