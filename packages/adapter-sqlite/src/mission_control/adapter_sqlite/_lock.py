@@ -57,7 +57,9 @@ class _OpenFile:
 
 
 _open_files: dict[_Identity, _OpenFile] = {}
-_open_files_lock = threading.Lock()
+# Reentrant: a dropped adapter's __del__ may release its file from a garbage collection that
+# runs while this thread holds the lock.
+_open_files_lock = threading.RLock()
 
 
 def _identity(info: os.stat_result) -> _Identity:
