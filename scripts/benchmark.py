@@ -588,9 +588,9 @@ class RecordingAdapter:
         self.calls["due_missions"] += 1
         return await self.inner.due_missions(now, limit)
 
-    async def next_due_at(self) -> datetime | None:
+    async def next_due_at(self, after: datetime | None = None) -> datetime | None:
         self.calls["next_due_at"] += 1
-        return await self.inner.next_due_at()
+        return await self.inner.next_due_at(after)
 
     async def running_missions(self, limit: int, after_id: str | None = None) -> list[str]:
         self.calls["running_missions"] += 1

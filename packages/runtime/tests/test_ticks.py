@@ -241,8 +241,8 @@ class FailingQueries:
     async def running_missions(self, limit: int, after: str | None = None) -> list[str]:
         return await self.commander.running_missions(limit, after)
 
-    async def next_due_at(self) -> Any:
-        return await self.commander.next_due_at()
+    async def next_due_at(self, after: Any = None) -> Any:
+        return await self.commander.next_due_at(after)
 
     def is_held(self, mission_id: str) -> bool:
         return self.commander.is_held(mission_id)

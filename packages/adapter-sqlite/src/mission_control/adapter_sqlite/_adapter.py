@@ -94,6 +94,9 @@ _DUE: Final = (
     "SELECT id FROM missions WHERE due_at IS NOT NULL AND due_at <= ? ORDER BY due_at, id LIMIT ?"
 )
 _NEXT_DUE: Final = "SELECT due_at FROM missions WHERE due_at IS NOT NULL ORDER BY due_at LIMIT 1"
+_NEXT_DUE_AFTER: Final = (
+    "SELECT due_at FROM missions WHERE due_at IS NOT NULL AND due_at > ? ORDER BY due_at LIMIT 1"
+)
 _RUNNING: Final = "SELECT id FROM missions WHERE status = 'running' ORDER BY id LIMIT ?"
 _RUNNING_AFTER: Final = (
     "SELECT id FROM missions WHERE status = 'running' AND id > ? ORDER BY id LIMIT ?"
@@ -684,13 +687,17 @@ class SQLitePersistenceAdapter:
             rows = await self._rows_when_free(error, _DUE, params, "querying due missions")
         return [row[0] for row in rows]
 
-    async def next_due_at(self) -> datetime | None:
-        """The earliest due time of any waiting mission."""
+    async def next_due_at(self, after: datetime | None = None) -> datetime | None:
+        """The earliest due time of any waiting mission (later than ``after`` if given): one
+        seek in the missions_due index."""
         self._check_open()
+        sql, params = (
+            (_NEXT_DUE, ()) if after is None else (_NEXT_DUE_AFTER, (_micros(after, "after"),))
+        )
         try:
-            rows = self._cursor.execute(_NEXT_DUE).fetchall()
+            rows = self._cursor.execute(sql, params).fetchall()
         except apsw.Error as error:
-            rows = await self._rows_when_free(error, _NEXT_DUE, (), "querying the next due time")
+            rows = await self._rows_when_free(error, sql, params, "querying the next due time")
         return _from_micros(rows[0][0]) if rows else None
 
     async def running_missions(self, limit: int, after_id: str | None = None) -> list[str]:

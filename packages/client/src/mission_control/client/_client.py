@@ -134,8 +134,8 @@ class MissionClient:
     async def running_missions(self, limit: int, after: str | None = None) -> list[str]:
         return await self._commander.running_missions(limit, after)
 
-    async def next_due_at(self) -> datetime | None:
-        return await self._commander.next_due_at()
+    async def next_due_at(self, after: datetime | None = None) -> datetime | None:
+        return await self._commander.next_due_at(after)
 
     def is_held(self, mission_id: str) -> bool:
         return self._commander.is_held(mission_id)

@@ -99,7 +99,7 @@ class CommanderProtocol(Protocol):
 
     async def running_missions(self, limit: int, after: str | None = None) -> list[str]: ...
 
-    async def next_due_at(self) -> datetime | None: ...
+    async def next_due_at(self, after: datetime | None = None) -> datetime | None: ...
 
     def is_held(self, mission_id: str) -> bool: ...
 
@@ -397,9 +397,10 @@ class Commander:
             cursor = ids[-1]
         return found[:limit]
 
-    async def next_due_at(self) -> datetime | None:
-        """The earliest time any waiting mission becomes due."""
-        return await self._persistence.next_due_at()
+    async def next_due_at(self, after: datetime | None = None) -> datetime | None:
+        """The earliest time any waiting mission becomes due; with ``after``, the earliest one
+        later than ``after``."""
+        return await self._persistence.next_due_at(after)
 
     def is_held(self, mission_id: str) -> bool:
         """Whether a task of this process is moving the mission right now."""

@@ -111,8 +111,9 @@ class PersistenceAdapter(Protocol):
         """Ids of waiting missions whose due time is at or before ``now``, earliest first."""
         ...
 
-    async def next_due_at(self) -> datetime | None:
-        """The earliest due time of any waiting mission."""
+    async def next_due_at(self, after: datetime | None = None) -> datetime | None:
+        """The earliest due time of any waiting mission; with ``after``, the earliest one later
+        than ``after`` (so that due times stuck in the past do not hide the next one)."""
         ...
 
     async def running_missions(self, limit: int, after_id: str | None = None) -> list[str]:

@@ -246,12 +246,28 @@ class InMemoryPersistenceAdapter:
             heapq.heappush(heap, entry)
         return result
 
-    async def next_due_at(self) -> datetime | None:
+    async def next_due_at(self, after: datetime | None = None) -> datetime | None:
         self._check_open()
         heap = self._due_heap
         while heap and self._due.get(heap[0][1]) != heap[0][0]:
             heapq.heappop(heap)
-        return heap[0][0] if heap else None
+        if not heap or after is None or heap[0][0] > after:
+            return heap[0][0] if heap else None
+        # A walk down the heap's tree: a child is never earlier than its parent, so only the
+        # entries due by ``after`` (and stale ones) are looked through, and none is moved.
+        best: datetime | None = None
+        size = len(heap)
+        stack = [0]
+        while stack:
+            index = stack.pop()
+            due, mission_id = heap[index]
+            if best is not None and due >= best:
+                continue
+            if due > after and self._due.get(mission_id) == due:
+                best = due
+                continue
+            stack.extend(child for child in (2 * index + 1, 2 * index + 2) if child < size)
+        return best
 
     async def running_missions(self, limit: int, after_id: str | None = None) -> list[str]:
         self._check_open()

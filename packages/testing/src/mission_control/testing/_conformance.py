@@ -401,6 +401,46 @@ class AdapterConformance:
         assert await persistence.due_missions(now, 10) == ["exact", "late"]
         assert await persistence.next_due_at() == T0 + timedelta(seconds=20)
 
+    async def test_next_due_at_after_an_instant_is_the_first_due_time_later_than_it(
+        self, persistence: PersistenceAdapter
+    ) -> None:
+        """next_due_at(after=...) skips due times at or before the instant, follows a due time
+        that moved and forgets one that ended, so past due times never hide the next one."""
+        for n in range(6):
+            await persistence.insert(_waiting(f"past-{n}", T0 + timedelta(seconds=n)), [])
+        await persistence.insert(_waiting("twin-a", T0 + timedelta(seconds=20)), [])
+        await persistence.insert(_waiting("twin-b", T0 + timedelta(seconds=20)), [])
+        await persistence.insert(_waiting("moves", T0 + timedelta(seconds=10)), [])
+        await persistence.insert(_waiting("far", T0 + timedelta(days=1)), [])
+        await persistence.insert(_waiting("signal", None), [])
+        await persistence.insert(_snapshot("running"), [])
+        assert await persistence.next_due_at(after=T0 - timedelta(seconds=1)) == T0
+        assert await persistence.next_due_at(after=T0 + timedelta(seconds=5)) == T0 + timedelta(
+            seconds=10
+        )
+        assert await persistence.next_due_at(after=T0 + timedelta(seconds=10)) == T0 + timedelta(
+            seconds=20
+        )
+        assert await persistence.next_due_at(after=T0 + timedelta(days=1)) is None
+        await persistence.commit(
+            _waiting("moves", T0 + timedelta(seconds=15), revision=2),
+            expected_revision=1,
+            timeline=[],
+        )
+        assert await persistence.next_due_at(after=T0 + timedelta(seconds=5)) == T0 + timedelta(
+            seconds=15
+        )
+        for twin in ("twin-a", "twin-b"):
+            await persistence.commit(
+                _snapshot(twin, status=MissionStatus.COMPLETED, current_node=None, revision=2),
+                expected_revision=1,
+                timeline=[],
+            )
+        assert await persistence.next_due_at(after=T0 + timedelta(seconds=15)) == T0 + timedelta(
+            days=1
+        )
+        assert await persistence.next_due_at() == T0
+
     async def test_running_missions_and_listing(self, persistence: PersistenceAdapter) -> None:
         """Running missions are found by status; listing filters, orders by id and pages."""
         await persistence.insert(_snapshot("b"), [])
@@ -661,6 +701,8 @@ class AdapterConformance:
         due = T0 + timedelta(hours=1)
         assert (await handle.inspect()).due_at == due
         assert await commander.next_due_at() == due
+        assert await commander.next_due_at(after=due - timedelta(microseconds=1)) == due
+        assert await commander.next_due_at(after=due) is None
         clock.advance(timedelta(hours=1) - timedelta(microseconds=1))
         assert await drain_due(commander) == []
         assert (await handle.inspect()).status is MissionStatus.WAITING
