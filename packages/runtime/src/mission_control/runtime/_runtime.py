@@ -58,6 +58,9 @@ class _TickPass:
     done: trio.Event = attrs.field(factory=trio.Event)
     report: TickReport | None = None
     error: Exception | None = None
+    later_due_at: datetime | None = None
+    """The store's next due time after the tick ended, read only when the tick moved nothing
+    while work was due (see ``_follow_up``)."""
 
     def result(self) -> TickReport:
         if self.report is not None:
@@ -95,22 +98,19 @@ class _Tally:
 
 class _Listener:
     """The runtime's ear on its commander's notices (a separate object, so that the notice
-    methods stay off the runtime's public API)."""
+    methods stay off the runtime's public API): it forwards each notice to the runtime, which
+    decides when to tick for it."""
 
-    __slots__ = ("_runtime",)
+    __slots__ = ("_noticed",)
 
-    def __init__(self, runtime: CommanderRuntime) -> None:
-        self._runtime = runtime
+    def __init__(self, noticed: Callable[[datetime | None, bool], None]) -> None:
+        self._noticed = noticed
 
     def due(self, when: datetime) -> None:
-        self._runtime._noticed(when)  # pyright: ignore[reportPrivateUsage]
+        self._noticed(when, False)
 
     def left_running(self, mission_id: str, *, failed: bool) -> None:
-        runtime = self._runtime
-        # A cancelled caller's mission is resumed at once; one whose move raised after a pause,
-        # as a due mission whose advance raised is.
-        delay = runtime._stalled_delay if failed else timedelta(0)  # pyright: ignore[reportPrivateUsage]
-        runtime._noticed(runtime.commander.clock.now() + delay)  # pyright: ignore[reportPrivateUsage]
+        self._noticed(None, failed)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -161,8 +161,8 @@ class CommanderRuntime:
         self._metrics = metrics
         self._max_missions = max_missions_per_tick
         self._max_concurrency = max_concurrency
-        # Missions whose advance raised, and when to try them again: until then a tick passes
-        # over them, so that due missions that cannot move never crowd out those that can.
+        # Missions whose resume or advance raised, and when to try them again: until then a tick
+        # passes over them, so that missions that cannot move never crowd out those that can.
         self._failing: dict[str, datetime] = {}
         self._auto_schedule = auto_schedule
         self._stalled_delay = timedelta(seconds=stalled_tick_delay)
@@ -176,7 +176,7 @@ class CommanderRuntime:
         self._scheduler_done: trio.Event | None = None
         self._last_report: TickReport | None = None
         self._notices: Notices | None = None
-        self._listener = _Listener(self)
+        self._listener = _Listener(self._noticed)
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -385,10 +385,11 @@ class CommanderRuntime:
         else:
             # The scheduler re-arms after the tick, from what the tick found (a tick itself
             # never schedules).
+            later = tick_pass.later_due_at
             if tick_pass.trigger is TickTrigger.STARTUP:
-                self._follow_up(report, source="startup")
+                self._follow_up(report, later, source="startup")
             elif self._auto_schedule:
-                self._follow_up(report, source="auto")
+                self._follow_up(report, later, source="auto")
         finally:
             self._running_pass = None
             queued, self._queued_pass = self._queued_pass, None
@@ -403,10 +404,17 @@ class CommanderRuntime:
         trigger = tick_pass.trigger
         self._log(RuntimeEvent.TICK_STARTED, trigger=trigger)
         tally = _Tally()
+        self._forget_old_failures(started_at)
         try:
             await self._resume_interrupted(tally, everything=tick_pass.resume_all)
             await self._advance_due(tally)
             next_due_at = await self._commander.next_due_at()
+            now = clock.now()
+            more_due = tally.interrupted_left or (next_due_at is not None and next_due_at <= now)
+            if more_due and not (tally.resumed or tally.advanced):
+                # Stuck due times hide the next one from next_due_at: look past them (one seek
+                # in the due index, only on a tick that moved nothing).
+                tick_pass.later_due_at = await self._commander.next_due_at(after=now)
         except Exception as error:
             duration = trio.current_time() - began
             attributes = {"trigger": str(trigger), "outcome": "failed"}
@@ -421,9 +429,6 @@ class CommanderRuntime:
             )
             raise
         duration = trio.current_time() - began
-        more_due = tally.interrupted_left or (
-            next_due_at is not None and next_due_at <= clock.now()
-        )
         report = TickReport(
             trigger=trigger,
             started_at=started_at,
@@ -463,15 +468,16 @@ class CommanderRuntime:
         page = self._max_missions
         after: str | None = None
         suspects: list[tuple[int, str]] = []
-        while True:
+        if not everything:
+            ids = await self._running_to_resume(tally)
+            fresh = await self._set_suspects_apart(ids, suspects)
+            await self._move_each(fresh, self._resume_one, tally)
+        while everything:
             ids = await self._commander.running_missions(page, after)
             if not ids:
                 break
             fresh = await self._set_suspects_apart(ids, suspects)
             await self._move_each(fresh, self._resume_one, tally)
-            if not everything:
-                tally.interrupted_left = len(ids) >= page
-                break
             # Page on until a page comes back empty: the commander drops missions this process
             # holds from a page after limiting it, so a short page does not mean the last one.
             after = ids[-1]
@@ -481,6 +487,61 @@ class CommanderRuntime:
         # likeliest culprit comes last.
         for _, mission_id in sorted(suspects):
             await self._move_each([mission_id], self._resume_one, tally)
+
+    async def _running_to_resume(self, tally: _Tally) -> list[str]:
+        """At most ``max_missions_per_tick`` missions left running, to resume in a tick after
+        the startup one: pages are read past the missions whose resume raised and is paused, so
+        that those never keep the others waiting (the work is bounded by the limit plus the
+        paused missions)."""
+        limit = self._max_missions
+        failing = self._failing
+        found: list[str] = []
+        unpaused = 0
+        after: str | None = None
+        while True:
+            ids = await self._commander.running_missions(limit, after)
+            found += ids
+            unpaused += sum(1 for mission_id in ids if mission_id not in failing)
+            if len(ids) < limit or unpaused >= limit:
+                break
+            after = ids[-1]
+        chosen, left = self._choose(found)
+        tally.interrupted_left = left or len(ids) >= limit
+        return chosen
+
+    def _choose(self, ids: list[str]) -> tuple[list[str], bool]:
+        """Up to ``max_missions_per_tick`` of ``ids`` to move, and whether any that could move
+        were left: missions whose move never raised first, then those whose pause is over
+        (longest waiting first, so that failing missions take turns instead of crowding out the
+        rest); missions in their pause are passed over."""
+        limit = self._max_missions
+        failing = self._failing
+        now = self._commander.clock.now()
+        chosen: list[str] = []
+        again: list[tuple[datetime, str]] = []
+        for mission_id in ids:
+            retry_at = failing.get(mission_id)
+            if retry_at is None:
+                chosen.append(mission_id)
+            elif retry_at <= now:
+                again.append((retry_at, mission_id))
+        if len(chosen) < limit and again:
+            again.sort()
+            for _, mission_id in again[: limit - len(chosen)]:
+                # Tried again now: a new failure starts a new pause.
+                del failing[mission_id]
+                chosen.append(mission_id)
+        return chosen[:limit], len(chosen) + len(again) > limit
+
+    def _forget_old_failures(self, now: datetime) -> None:
+        """Forget a failure whose pause ended a whole pause ago without its mission being tried
+        again (it ended or moved elsewhere, or waits behind others like any mission), so that the
+        record stays small."""
+        failing = self._failing
+        if failing:
+            cutoff = now - self._stalled_delay
+            for mission_id in [key for key, retry_at in failing.items() if retry_at <= cutoff]:
+                del failing[mission_id]
 
     async def _set_suspects_apart(
         self, ids: list[str], suspects: list[tuple[int, str]]
@@ -509,6 +570,7 @@ class CommanderRuntime:
         except Exception as error:
             duration = trio.current_time() - began
             tally.errored.append(mission_id)
+            self._failing[mission_id] = self._commander.clock.now() + self._stalled_delay
             self._count(RuntimeMetric.MISSION_RESUMES, 1, {"outcome": "failed"})
             self._observe(RuntimeMetric.MISSION_RESUME_DURATION, duration, {"outcome": "failed"})
             self._count(RuntimeMetric.MISSIONS_ADVANCED, 1, {"status": "error"})
@@ -539,14 +601,10 @@ class CommanderRuntime:
         )
 
     async def _advance_due(self, tally: _Tally) -> None:
-        now = self._commander.clock.now()
-        failing = self._failing
-        for mission_id, retry_at in list(failing.items()):
-            if retry_at <= now:
-                del failing[mission_id]
-        ids = await self._commander.due_missions(self._max_missions + len(failing))
-        ids = [mission_id for mission_id in ids if mission_id not in failing]
-        await self._move_each(ids[: self._max_missions], self._advance_one, tally)
+        # Enough ids to pass over every paused mission and still fill the tick.
+        ids = await self._commander.due_missions(self._max_missions + len(self._failing))
+        chosen, _ = self._choose(ids)
+        await self._move_each(chosen, self._advance_one, tally)
 
     async def _move_each(
         self,
@@ -640,11 +698,18 @@ class CommanderRuntime:
             source=source,
         )
 
-    def _noticed(self, when: datetime) -> None:
-        """A notice of work due at ``when``: arm a tick for it unless one is armed by then
-        (whose own re-arming covers it)."""
+    def _noticed(self, when: datetime | None, failed: bool) -> None:
+        """A notice of work due at ``when``, or (``None``) of a mission left mid-node, whose move
+        raised if ``failed``: arm a tick for it unless one is armed by then (whose own re-arming
+        covers it)."""
         if not self.is_running:
             return
+        if when is None:
+            # A cancelled caller's mission is resumed at once; one whose move raised after a
+            # pause, as a due mission whose advance raised is.
+            when = self._commander.clock.now()
+            if failed:
+                when += self._stalled_delay
         earliest = self._pending.earliest()
         if earliest is None or when < earliest:
             self._schedule(when.astimezone(UTC), source="notice")
@@ -658,14 +723,17 @@ class CommanderRuntime:
         if notices is not None:
             notices.unlisten(self._listener)
 
-    def _follow_up(self, report: TickReport, *, source: str) -> None:
+    def _follow_up(self, report: TickReport, later_due_at: datetime | None, *, source: str) -> None:
         if self._state in (RuntimeState.STOPPING, RuntimeState.STOPPED):
             return
         now = self._commander.clock.now()
         if report.more_due:
             # Missions that are due but could not be moved (they raise, or another task holds
-            # them) would make an immediate follow-up spin; give them a pause instead.
+            # them) would make an immediate follow-up spin; give them a pause instead, but never
+            # past a due time still to come: they must not hold the others back.
             when = now if report.moved else now + self._stalled_delay
+            if later_due_at is not None and later_due_at < when:
+                when = later_due_at
         elif report.next_due_at is not None:
             when = report.next_due_at
         else:
