@@ -48,9 +48,10 @@ class TickReport:
     more_due: bool = False
     """When the tick ended, missions were due already that this tick did not move (it reached
     ``max_missions_per_tick``, or they keep raising). The runtime ticks again at once when this
-    tick moved at least one mission, otherwise after ``stalled_tick_delay`` or at the store's
-    next due time still to come, whichever is earlier (in the manual mode,
-    ``auto_schedule=False``, schedule that tick yourself)."""
+    tick moved at least one mission (or reached the limit with missions whose move raised, now
+    paused), otherwise after ``stalled_tick_delay`` or at the store's next due time still to
+    come, whichever is earlier (in the manual mode, ``auto_schedule=False``, schedule that tick
+    yourself)."""
     next_due_at: datetime | None = None
     """The earliest persisted due time (timer, retry or delayed start) when the tick ended."""
 

@@ -58,9 +58,12 @@ class _TickPass:
     done: trio.Event = attrs.field(factory=trio.Event)
     report: TickReport | None = None
     error: Exception | None = None
+    progressed: bool = False
+    """The tick moved a mission, or took ``max_missions_per_tick`` missions with more left and
+    some raised: paused now, they let the next tick reach further (see ``_follow_up``)."""
     later_due_at: datetime | None = None
-    """The store's next due time after the tick ended, read only when the tick moved nothing
-    while work was due (see ``_follow_up``)."""
+    """The store's next due time after the tick ended, read only when work was due and the
+    tick did not progress."""
 
     def result(self) -> TickReport:
         if self.report is not None:
@@ -86,6 +89,8 @@ class _Tally:
     skipped: int = 0
     errored: list[str] = attrs.field(factory=list[str])
     interrupted_left: bool = False
+    limit_reached: bool = False
+    """A step of the tick took ``max_missions_per_tick`` missions and left more it could take."""
 
     def ended(self, status: MissionStatus) -> None:
         if status is MissionStatus.COMPLETED:
@@ -163,7 +168,10 @@ class CommanderRuntime:
         self._max_concurrency = max_concurrency
         # Missions whose resume or advance raised, and when to try them again: until then a tick
         # passes over them, so that missions that cannot move never crowd out those that can.
-        self._failing: dict[str, datetime] = {}
+        # One record per step of a tick, as each step reads its own list of missions and forgets
+        # what is no longer on it.
+        self._failing_resumes: dict[str, datetime] = {}
+        self._failing_advances: dict[str, datetime] = {}
         self._auto_schedule = auto_schedule
         self._stalled_delay = timedelta(seconds=stalled_tick_delay)
         self._state = RuntimeState.NEW
@@ -385,11 +393,10 @@ class CommanderRuntime:
         else:
             # The scheduler re-arms after the tick, from what the tick found (a tick itself
             # never schedules).
-            later = tick_pass.later_due_at
             if tick_pass.trigger is TickTrigger.STARTUP:
-                self._follow_up(report, later, source="startup")
+                self._follow_up(tick_pass, report, source="startup")
             elif self._auto_schedule:
-                self._follow_up(report, later, source="auto")
+                self._follow_up(tick_pass, report, source="auto")
         finally:
             self._running_pass = None
             queued, self._queued_pass = self._queued_pass, None
@@ -404,16 +411,18 @@ class CommanderRuntime:
         trigger = tick_pass.trigger
         self._log(RuntimeEvent.TICK_STARTED, trigger=trigger)
         tally = _Tally()
-        self._forget_old_failures(started_at)
         try:
             await self._resume_interrupted(tally, everything=tick_pass.resume_all)
             await self._advance_due(tally)
             next_due_at = await self._commander.next_due_at()
             now = clock.now()
             more_due = tally.interrupted_left or (next_due_at is not None and next_due_at <= now)
-            if more_due and not (tally.resumed or tally.advanced):
+            tick_pass.progressed = bool(
+                tally.resumed or tally.advanced or (tally.errored and tally.limit_reached)
+            )
+            if more_due and not tick_pass.progressed:
                 # Stuck due times hide the next one from next_due_at: look past them (one seek
-                # in the due index, only on a tick that moved nothing).
+                # in the due index, only on a tick that did not progress).
                 tick_pass.later_due_at = await self._commander.next_due_at(after=now)
         except Exception as error:
             duration = trio.current_time() - began
@@ -494,7 +503,7 @@ class CommanderRuntime:
         that those never keep the others waiting (the work is bounded by the limit plus the
         paused missions)."""
         limit = self._max_missions
-        failing = self._failing
+        failing = self._failing_resumes
         found: list[str] = []
         unpaused = 0
         after: str | None = None
@@ -505,17 +514,25 @@ class CommanderRuntime:
             if len(ids) < limit or unpaused >= limit:
                 break
             after = ids[-1]
-        chosen, left = self._choose(found)
-        tally.interrupted_left = left or len(ids) >= limit
+        more = len(ids) >= limit
+        if failing:
+            # A paused mission not found where the pages were read is running no longer.
+            listed, last = set(found), found[-1] if more else None
+            for mission_id in [key for key in failing if key not in listed]:
+                if last is None or mission_id <= last:
+                    del failing[mission_id]
+        chosen, tally.interrupted_left = self._choose(found, failing, more=more, tally=tally)
         return chosen
 
-    def _choose(self, ids: list[str]) -> tuple[list[str], bool]:
+    def _choose(
+        self, ids: list[str], failing: dict[str, datetime], *, more: bool, tally: _Tally
+    ) -> tuple[list[str], bool]:
         """Up to ``max_missions_per_tick`` of ``ids`` to move, and whether any that could move
-        were left: missions whose move never raised first, then those whose pause is over
-        (longest waiting first, so that failing missions take turns instead of crowding out the
-        rest); missions in their pause are passed over."""
+        were left (or, ``more``, may be after ``ids``): missions whose move never raised first,
+        then those whose pause is over (longest waiting first, so that failing missions take
+        turns instead of crowding out the rest); missions in their pause (in ``failing``) are
+        passed over."""
         limit = self._max_missions
-        failing = self._failing
         now = self._commander.clock.now()
         chosen: list[str] = []
         again: list[tuple[datetime, str]] = []
@@ -525,23 +542,16 @@ class CommanderRuntime:
                 chosen.append(mission_id)
             elif retry_at <= now:
                 again.append((retry_at, mission_id))
+        left = more or len(chosen) + len(again) > limit
         if len(chosen) < limit and again:
             again.sort()
             for _, mission_id in again[: limit - len(chosen)]:
                 # Tried again now: a new failure starts a new pause.
                 del failing[mission_id]
                 chosen.append(mission_id)
-        return chosen[:limit], len(chosen) + len(again) > limit
-
-    def _forget_old_failures(self, now: datetime) -> None:
-        """Forget a failure whose pause ended a whole pause ago without its mission being tried
-        again (it ended or moved elsewhere, or waits behind others like any mission), so that the
-        record stays small."""
-        failing = self._failing
-        if failing:
-            cutoff = now - self._stalled_delay
-            for mission_id in [key for key, retry_at in failing.items() if retry_at <= cutoff]:
-                del failing[mission_id]
+        if left and len(chosen) >= limit:
+            tally.limit_reached = True
+        return chosen[:limit], left
 
     async def _set_suspects_apart(
         self, ids: list[str], suspects: list[tuple[int, str]]
@@ -570,7 +580,7 @@ class CommanderRuntime:
         except Exception as error:
             duration = trio.current_time() - began
             tally.errored.append(mission_id)
-            self._failing[mission_id] = self._commander.clock.now() + self._stalled_delay
+            self._failing_resumes[mission_id] = self._commander.clock.now() + self._stalled_delay
             self._count(RuntimeMetric.MISSION_RESUMES, 1, {"outcome": "failed"})
             self._observe(RuntimeMetric.MISSION_RESUME_DURATION, duration, {"outcome": "failed"})
             self._count(RuntimeMetric.MISSIONS_ADVANCED, 1, {"status": "error"})
@@ -601,9 +611,23 @@ class CommanderRuntime:
         )
 
     async def _advance_due(self, tally: _Tally) -> None:
+        limit = self._max_missions
+        failing = self._failing_advances
         # Enough ids to pass over every paused mission and still fill the tick.
-        ids = await self._commander.due_missions(self._max_missions + len(self._failing))
-        chosen, _ = self._choose(ids)
+        wanted = limit + len(failing)
+        ids = await self._commander.due_missions(wanted)
+        more = len(ids) >= wanted
+        if failing:
+            # A mission whose pause is over and that is not among the earliest due ones is
+            # either not due any more or behind at least ``limit`` others: forgotten, it waits
+            # in line like any mission.
+            listed = set(ids)
+            now = self._commander.clock.now()
+            for mission_id in [
+                key for key, retry_at in failing.items() if retry_at <= now and key not in listed
+            ]:
+                del failing[mission_id]
+        chosen, _ = self._choose(ids, failing, more=more, tally=tally)
         await self._move_each(chosen, self._advance_one, tally)
 
     async def _move_each(
@@ -636,7 +660,7 @@ class CommanderRuntime:
             snapshot = await self._commander.advance(mission_id)
         except Exception as error:
             tally.errored.append(mission_id)
-            self._failing[mission_id] = self._commander.clock.now() + self._stalled_delay
+            self._failing_advances[mission_id] = self._commander.clock.now() + self._stalled_delay
             self._count(RuntimeMetric.MISSIONS_ADVANCED, 1, {"status": "error"})
             self._log(
                 RuntimeEvent.MISSION_ADVANCE_FAILED,
@@ -723,17 +747,19 @@ class CommanderRuntime:
         if notices is not None:
             notices.unlisten(self._listener)
 
-    def _follow_up(self, report: TickReport, later_due_at: datetime | None, *, source: str) -> None:
+    def _follow_up(self, tick_pass: _TickPass, report: TickReport, *, source: str) -> None:
         if self._state in (RuntimeState.STOPPING, RuntimeState.STOPPED):
             return
         now = self._commander.clock.now()
         if report.more_due:
             # Missions that are due but could not be moved (they raise, or another task holds
             # them) would make an immediate follow-up spin; give them a pause instead, but never
-            # past a due time still to come: they must not hold the others back.
-            when = now if report.moved else now + self._stalled_delay
-            if later_due_at is not None and later_due_at < when:
-                when = later_due_at
+            # past a due time still to come: they must not hold the others back. A tick that
+            # progressed cannot spin: what raised is paused, so the next one reaches further.
+            when = now if tick_pass.progressed else now + self._stalled_delay
+            later = tick_pass.later_due_at
+            if later is not None and later < when:
+                when = later
         elif report.next_due_at is not None:
             when = report.next_due_at
         else:
