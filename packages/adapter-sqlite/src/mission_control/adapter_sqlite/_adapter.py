@@ -187,10 +187,6 @@ class SQLitePersistenceAdapter:
     Close it with :meth:`aclose` (or ``async with``), which releases the database.
     """
 
-    keeps_given_values = False
-    """The snapshots given to ``insert`` and ``commit`` are written out, never kept: the commander
-    hands what the engine returns to its callers without copying it."""
-
     def __init__(
         self,
         path: str | os.PathLike[str],

@@ -198,10 +198,11 @@ class Commander:
             registry[definition.name] = definition
         self._definitions = registry
         self._persistence = persistence
-        # What the engine returns shares its lists and dicts with the store when the adapter
-        # keeps the snapshots it is given: callers then get copies.
+        # What the engine returns and the adapter reads share their lists and dicts with the
+        # store when the adapter keeps the snapshots it is given: callers then get copies, made
+        # here once (the engine never changes a value it reads).
         self._detached: Callable[[MissionSnapshot], MissionSnapshot] = (
-            detached if getattr(persistence, "keeps_given_values", True) else _as_is
+            detached if getattr(persistence, "keeps_given_values", False) else _as_is
         )
         self._clock = clock
         self._notices = notices_for(persistence)
@@ -281,7 +282,7 @@ class Commander:
 
     async def inspect(self, mission_id: str) -> MissionSnapshot:
         """The mission as stored now; raises :class:`MissionNotFoundError`."""
-        return await self._engine.load(mission_id)
+        return self._detached(await self._engine.load(mission_id))
 
     async def list(
         self,
@@ -298,9 +299,10 @@ class Commander:
         if status is not None:
             status = MissionStatus(status)
         _check_limit(limit, "limit")
-        return await self._persistence.list_missions(
+        page = await self._persistence.list_missions(
             status=status, definition=name, limit=limit, after_id=after
         )
+        return [self._detached(snapshot) for snapshot in page]
 
     def iter_missions(
         self, *, page_size: int = LIST_LIMIT, **filters: Unpack[ListFilters]
@@ -343,7 +345,7 @@ class Commander:
             with notices.end_of(mission_id) as event:
                 snapshot = await self._engine.load(mission_id)
                 if snapshot.is_terminal:
-                    return snapshot
+                    return self._detached(snapshot)
                 interval = notices.reread_interval
                 if interval is None:
                     await event.wait()

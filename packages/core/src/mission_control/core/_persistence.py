@@ -40,12 +40,13 @@ class PersistenceAdapter(Protocol):
       filtered page costs what the adapter reads to find ``limit`` matches, up to every mission
       after ``after_id`` when few match (SQLite reads one index, the other filter checked row by
       row; the in-memory adapter walks the ids).
-    - A snapshot ``load`` or ``list_missions`` returns is the caller's own: changing its lists
-      and dicts changes nothing stored (``mission_control.core.storage.detached`` copies them).
-      A snapshot given to ``insert`` or ``commit`` may be kept as it is: the caller gives up
-      its values (and copies what it hands on). An adapter that never keeps them (it writes
-      them out) says so with a class attribute ``keeps_given_values = False``, and callers then
-      need no copy.
+    - A snapshot given to ``insert`` or ``commit`` may be kept as it is: the caller gives up
+      its values. An adapter that keeps them (in memory) may hand them out again from ``load``
+      and ``list_missions``, and says so with a class attribute ``keeps_given_values = True``:
+      its callers then treat what it returns as read-only, and the commander hands its own
+      callers copies (``mission_control.core.storage.detached``). Without the attribute (or
+      with ``False``: an adapter that writes values out and reads them back anew), a returned
+      snapshot is the caller's own and nothing is copied.
     - The user values in what is written (inputs, outputs, payloads) have passed the
       commander's checks, so the storage codec (``mission_control.core.storage``) always
       writes them, and reads them back equal.

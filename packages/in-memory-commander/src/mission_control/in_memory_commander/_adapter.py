@@ -20,7 +20,6 @@ from mission_control.core import (
     TimelineEntry,
     TimelineKind,
 )
-from mission_control.core.storage import detached
 
 from ._packed import DEFINITION, REVISION, STATUS, TEXT, Packed, pack, unpack
 
@@ -34,9 +33,14 @@ class InMemoryPersistenceAdapter:
     Snapshots are immutable and stored as given, so reads of active missions cost nothing;
     finished ones are packed into plain tuples that the garbage collector need not walk (see
     ``_packed.py``) and rebuilt when read. A snapshot given to ``insert`` or ``commit`` is kept
-    as it is (the caller gives its values up); one returned is the caller's own (see
-    ``_stored``).
+    as it is (the caller gives its values up), and one returned shares its lists and dicts
+    with the store (``keeps_given_values``): the commander copies what it hands to its callers.
     """
+
+    keeps_given_values = True
+    """What ``load`` and ``list_missions`` return may share lists and dicts with the store (an
+    active mission is returned as stored): callers treat it as read-only, and the commander
+    hands its own callers copies."""
 
     def __init__(self) -> None:
         # Active missions as snapshots, finished ones packed.
@@ -102,13 +106,13 @@ class InMemoryPersistenceAdapter:
         self._timelines[mission_id] = tuple(entries) if finished else entries
 
     def _stored(self, mission_id: str) -> MissionSnapshot | None:
-        """The mission as the caller's own: the lists and dicts of an active one copied, a
-        finished one rebuilt from its packed form (new objects already)."""
+        """The mission: an active one as stored (read-only for the caller, see
+        ``keeps_given_values``), a finished one rebuilt from its packed form."""
         stored = self._missions.get(mission_id)
         if stored is None:
             return None
         if isinstance(stored, MissionSnapshot):
-            return detached(stored)
+            return stored
         return unpack(stored)
 
     async def insert(
