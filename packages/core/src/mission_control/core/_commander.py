@@ -27,9 +27,10 @@ from ._notices import Notices, notices_for
 from ._persistence import LIST_LIMIT, MAX_LIST_LIMIT, PersistenceAdapter
 from ._snapshot import MissionSnapshot, MissionStatus, TimelineEntry
 from ._values import converter as default_converter
-from ._values import detached, is_text
+from ._values import detached, detached_entries, is_text
 
 RawT = TypeVar("RawT")
+_T = TypeVar("_T")
 
 
 class ListFilters(TypedDict, total=False):
@@ -153,8 +154,8 @@ class MissionHandle:
         return hash(self.id)
 
 
-def _as_is(snapshot: MissionSnapshot) -> MissionSnapshot:
-    return snapshot
+def _as_is(value: _T) -> _T:
+    return value
 
 
 class Commander:
@@ -201,8 +202,12 @@ class Commander:
         # What the engine returns and the adapter reads share their lists and dicts with the
         # store when the adapter keeps the snapshots it is given: callers then get copies, made
         # here once (the engine never changes a value it reads).
+        copies = bool(getattr(persistence, "keeps_given_values", False))
         self._detached: Callable[[MissionSnapshot], MissionSnapshot] = (
-            detached if getattr(persistence, "keeps_given_values", False) else _as_is
+            detached if copies else _as_is
+        )
+        self._detached_entries: Callable[[list[TimelineEntry]], list[TimelineEntry]] = (
+            detached_entries if copies else _as_is
         )
         self._clock = clock
         self._notices = notices_for(persistence)
@@ -370,7 +375,7 @@ class Commander:
     async def timeline(self, mission_id: str) -> list[TimelineEntry]:
         """What happened to the mission, in order."""
         await self._engine.load(mission_id)
-        return await self._persistence.timeline(mission_id)
+        return self._detached_entries(await self._persistence.timeline(mission_id))
 
     async def advance(self, mission_id: str) -> MissionSnapshot | None:
         """Move a mission forward if it is due or was interrupted; a no-op for one that waits

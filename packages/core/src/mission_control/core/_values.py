@@ -19,7 +19,7 @@ import cattrs
 from cattrs.preconf.json import make_converter
 
 from ._errors import OutputNotSerializableError, message_of
-from ._snapshot import JsonValue, MissionSnapshot, NodeRecord
+from ._snapshot import JsonValue, MissionSnapshot, NodeRecord, TimelineEntry
 
 T = TypeVar("T")
 
@@ -184,21 +184,20 @@ def _record_detached(record: NodeRecord) -> NodeRecord:
 
 
 def detached(snapshot: MissionSnapshot) -> MissionSnapshot:
-    """``snapshot`` with copies of the lists and dicts in it (input, output, node inputs and
-    outputs): what a caller may change without changing the snapshot it came from. Everything
-    else in a snapshot is immutable and shared; a snapshot holding no list or dict is returned
-    as it is."""
-    nodes = snapshot.nodes
-    records = {path: _record_detached(record) for path, record in nodes.items()}
-    if not (
-        _mutable(snapshot.input)
-        or _mutable(snapshot.output)
-        or any(records[path] is not record for path, record in nodes.items())
-    ):
-        return snapshot
+    """``snapshot`` with copies of the lists and dicts in it (its ``nodes`` mapping, input,
+    output, node inputs and outputs): what a caller may change without changing the snapshot it
+    came from. Everything else in a snapshot is immutable and shared."""
     return attrs.evolve(
         snapshot,
         input=copy_json(snapshot.input),
         output=copy_json(snapshot.output),
-        nodes=records,
+        nodes={path: _record_detached(record) for path, record in snapshot.nodes.items()},
     )
+
+
+def detached_entries(entries: list[TimelineEntry]) -> list[TimelineEntry]:
+    """``entries`` with copies of their ``detail`` dicts (see :func:`detached`)."""
+    return [
+        entry if entry.detail is None else attrs.evolve(entry, detail=copy_json(entry.detail))
+        for entry in entries
+    ]

@@ -962,7 +962,8 @@ class AdapterConformance:
         self, persistence: PersistenceAdapter, clock: ManualClock
     ) -> None:
         """Changing the lists and dicts of any snapshot the commander hands back (inspect, list,
-        signal, cancel, advance, result, a step's event input) changes nothing stored."""
+        signal, cancel, advance, result, a step's event input), its ``nodes`` mapping included,
+        or of a timeline entry's detail, changes nothing stored."""
         events: list[Any] = []
 
         def touch(ctx: Context[Any, Any]) -> dict[str, Any]:
@@ -979,7 +980,9 @@ class AdapterConformance:
             .sleep("pause", 60)
             .end()
         )
-        commander = self.commander(persistence, clock, flow)
+        # No list or dict anywhere in its missions: only the nodes mapping can be shared.
+        scalars = m.define("scalars").start(parse=_accept).need_to("go", parse=_accept).end()
+        commander = self.commander(persistence, clock, flow, scalars)
 
         def scribble(snapshot: MissionSnapshot | None) -> None:
             assert snapshot is not None
@@ -998,6 +1001,13 @@ class AdapterConformance:
         scribble(await commander.advance(handle.id))
         other = await commander.start(flow, {"tags": ["a"]})
         scribble(await other.cancel("done"))
+        plain = await commander.start(scalars, "plain")
+        (await plain.inspect()).nodes.clear()
+        assert "start" in (await plain.inspect()).nodes
+        for entry in await handle.timeline():
+            if entry.detail is not None:
+                entry.detail["scribbled"] = True
+        assert all("scribbled" not in (e.detail or {}) for e in await handle.timeline())
         for mission_id in (handle.id, other.id):
             snapshot = await commander.inspect(mission_id)
             assert snapshot.input == {"tags": ["a"]}
