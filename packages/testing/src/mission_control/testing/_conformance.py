@@ -18,7 +18,7 @@ import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import attrs
 import cattrs
@@ -1002,7 +1002,8 @@ class AdapterConformance:
         other = await commander.start(flow, {"tags": ["a"]})
         scribble(await other.cancel("done"))
         plain = await commander.start(scalars, "plain")
-        (await plain.inspect()).nodes.clear()
+        # Typed as a read-only Mapping, but a dict all the same.
+        cast("dict[str, Any]", (await plain.inspect()).nodes).clear()
         assert "start" in (await plain.inspect()).nodes
         for entry in await handle.timeline():
             if entry.detail is not None:
