@@ -295,7 +295,9 @@ async def test_a_hard_link_does_not_open_a_second_writer(
     await first.insert(make_snapshot("m"), [])
     link = db_path.with_name("link.sqlite")
     os.link(db_path, link)
-    with pytest.raises(PersistenceError, match="already has open for writing") as raised:
+    with pytest.raises(
+        PersistenceError, match="already open for writing in this process"
+    ) as raised:
         create_sqlite_persistence_adapter(link)
     assert "read_only=True" in str(raised.value)
     assert str(db_path) in str(raised.value)
@@ -303,7 +305,7 @@ async def test_a_hard_link_does_not_open_a_second_writer(
     symlink.symlink_to(link)
     monkeypatch.chdir(db_path.parent)
     for name in (symlink, "link.sqlite", "./symlink.sqlite"):
-        with pytest.raises(PersistenceError, match=r"already (has )?open for writing"):
+        with pytest.raises(PersistenceError, match="already open for writing"):
             create_sqlite_persistence_adapter(name)
     await first.commit(make_snapshot("m", revision=2), expected_revision=1, timeline=[])
     await first.aclose()
@@ -327,7 +329,7 @@ async def test_a_new_database_is_guarded_from_the_moment_it_is_created(
         link = db_path.with_name("link.sqlite")
         os.link(db_path, link)
         os.unlink(db_path)
-        with pytest.raises(PersistenceError, match="already has open for writing"):
+        with pytest.raises(PersistenceError, match="already open for writing in this process"):
             create_sqlite_persistence_adapter(link)
     assert _integrity(link) == "ok"
 
@@ -458,7 +460,7 @@ async def test_the_guard_never_drops_the_locks_sqlite_holds(
     assert any(lock.startswith("POSIX READ") for lock in held)
     link = _hard_link(db_path)
     for name in (db_path, link):
-        with pytest.raises(PersistenceError, match=r"already (has )?open for writing"):
+        with pytest.raises(PersistenceError, match="already open for writing"):
             create_sqlite_persistence_adapter(name)
         assert _locks(db_path) == held
     writer.close()
@@ -466,6 +468,38 @@ async def test_the_guard_never_drops_the_locks_sqlite_holds(
     assert await inspector.load("m") is not None
     inspector.close()
     assert _locks(db_path) == []
+
+
+def _descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/fd"), reason="counts /proc/self/fd")
+async def test_adapters_coming_and_going_do_not_add_descriptors_while_a_writer_runs(
+    db_path: Path, make_snapshot: Make
+) -> None:
+    """While a writer has the database open, read-only adapters opened and closed and second
+    writers refused (by the same name or a hard link) leave the process's descriptor count
+    flat, instead of keeping one descriptor each until the writer closes."""
+    async with create_sqlite_persistence_adapter(db_path) as writer:
+        await writer.insert(make_snapshot("m"), [])
+        for _ in range(3):
+            async with create_sqlite_persistence_adapter(db_path, read_only=True) as inspector:
+                assert await inspector.load("m") is not None
+        link = _hard_link(db_path)
+        for name in (db_path, link):
+            with pytest.raises(PersistenceError, match=r"already (has )?open for writing"):
+                create_sqlite_persistence_adapter(name)
+        before = _descriptors()
+        for _ in range(100):
+            async with create_sqlite_persistence_adapter(db_path, read_only=True) as inspector:
+                assert await inspector.load("m") is not None
+            for name in (db_path, link):
+                with pytest.raises(PersistenceError, match=r"already (has )?open for writing"):
+                    create_sqlite_persistence_adapter(name)
+        assert _descriptors() == before
+        assert await writer.load("m") is not None
+    os.unlink(link)
 
 
 async def test_read_only_inspection_works_while_the_writer_runs(

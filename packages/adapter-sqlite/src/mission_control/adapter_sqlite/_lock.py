@@ -10,10 +10,15 @@ belongs to the file itself, not to a name:
   anything is written. It follows the inode whatever the file is called, in every process, and
   the kernel drops it when its holder closes it or dies (even by SIGKILL), so a crash never
   leaves a stale lock. ``flock`` locks are independent of the POSIX ``fcntl`` locks SQLite takes
-  on the same file (they do interact on the BSDs and macOS, and on NFS, where ``flock`` is
-  emulated with ``fcntl``: there only the two checks below apply).
+  on the same file. On the BSDs and macOS they interact, so the file is not locked there and only
+  the two checks below apply. Network file systems are not detected: Linux's NFS client emulates
+  ``flock`` with a whole-file POSIX lock, which needs a descriptor open for writing to be
+  exclusive, so on NFS the lock on this read-only descriptor fails (``EBADF``) and the writer is
+  refused, unless the mount has ``local_lock=flock``, where the lock is local to this machine.
+  SQLite's write-ahead log does not work over a network file system anyway.
 - In this process, the files open for writing are known by identity (device and inode), so a
-  second adapter is told which name the file is open under.
+  second adapter is refused before it opens anything, and told which name the file is open
+  under.
 - The writer also holds an exclusive ``flock`` on a sidecar file ``<realpath>.lock``, which
   0.1.0 used alone: an older process and this one still exclude each other. The sidecar is never
   deleted: unlinking it would let a newcomer lock a fresh file while the holder locks the old
@@ -24,16 +29,19 @@ belongs to the file itself, not to a name:
   log is replayed.
 
 The trap of POSIX locks: closing *any* descriptor of a file drops every POSIX lock the process
-holds on it, SQLite's included. So a descriptor this module opens on a database that an
-adapter of this process has open (for writing or read-only) is not closed until the last such
-adapter has closed its SQLite connection; SQLite defers its own closes the same way (its
-``unixInodeInfo`` keeps "pending" descriptors). SQLite connections made outside this package are
-beyond its reach.
+holds on it, SQLite's included. So this module holds one descriptor per database file that
+adapters of this process have open (for writing or read-only), shared by all of them (headers are
+read through it, the writer's ``flock`` is taken on it), and closes it only once the last of them
+has closed its SQLite connection; SQLite defers its own closes the same way (its
+``unixInodeInfo`` keeps "pending" descriptors). Opening and closing adapters therefore never adds
+descriptors while one stays open. SQLite connections made outside this package are beyond its
+reach.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import sys
 import threading
@@ -52,8 +60,11 @@ class _OpenFile:
     users: int = 0
     writer: str | None = None
     """The name the file is open for writing under, if it is."""
+    fd: int | None = None
+    """The one descriptor this module holds on the file (headers are read and the writer's
+    lock is taken through it), so that users coming and going never add descriptors."""
     unclosed: list[int] = attrs.field(factory=list[int])
-    """Descriptors to close once the last user has closed its connection."""
+    """Descriptors opened by a user that lost a race to register the file first."""
 
 
 _open_files: dict[_Identity, _OpenFile] = {}
@@ -66,40 +77,51 @@ def _identity(info: os.stat_result) -> _Identity:
     return (info.st_dev, info.st_ino)
 
 
-def _close(fd: int, identity: _Identity | None) -> None:
-    """Close ``fd``, or keep it open until no adapter of this process uses its file."""
+def _enter(path: str) -> tuple[_Identity, int]:
+    """Count one more user of the file at ``path``; return its identity and the descriptor its
+    entry holds, opening one only when the entry has none yet."""
+    known = _identity(os.stat(path))
     with _open_files_lock:
-        entry = None if identity is None else _open_files.get(identity)
-        if entry is not None:
+        entry = _open_files.get(known)
+        if entry is not None and entry.fd is not None:
+            entry.users += 1
+            return known, entry.fd
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        identity = _identity(os.fstat(fd))
+    except BaseException:
+        os.close(fd)
+        raise
+    with _open_files_lock:
+        entry = _open_files.setdefault(identity, _OpenFile())
+        entry.users += 1
+        if entry.fd is None:
+            entry.fd = fd
+        else:
             entry.unclosed.append(fd)
-            return
-    os.close(fd)
+        return identity, entry.fd
 
 
-def _leave(identity: _Identity, fd: int | None = None) -> None:
-    """One user of the file has closed its connection; close what waited for the last one."""
+def _leave(identity: _Identity) -> None:
+    """One user of the file has closed its connection; the last one closes the descriptors."""
     with _open_files_lock:
         entry = _open_files[identity]
         entry.users -= 1
-        if fd is not None:
-            entry.unclosed.append(fd)
         if entry.users > 0:
             return
         del _open_files[identity]
-    for waiting in entry.unclosed:
+    for waiting in [*entry.unclosed, *([] if entry.fd is None else [entry.fd])]:
         with contextlib.suppress(OSError):
             os.close(waiting)
 
 
 def read_header(path: str, size: int) -> bytes:
     """The first ``size`` bytes of the file at ``path``."""
-    fd = os.open(path, os.O_RDONLY)
-    identity: _Identity | None = None
+    identity, fd = _enter(path)
     try:
-        identity = _identity(os.fstat(fd))
         return os.pread(fd, size, 0)
     finally:
-        _close(fd, identity)
+        _leave(identity)
 
 
 class Reader:
@@ -142,7 +164,16 @@ class WriterLock:
 
     @classmethod
     def acquire(cls, database: str, lock_path: str) -> WriterLock:
-        """Lock the sidecar file, before SQLite opens the database."""
+        """Lock the sidecar file, before SQLite opens the database. A file this process
+        already writes is refused by its identity before anything is opened."""
+        try:
+            identity = _identity(os.stat(database))
+        except OSError:
+            identity = None
+        with _open_files_lock:
+            entry = None if identity is None else _open_files.get(identity)
+            if entry is not None and entry.writer is not None:
+                raise _open_here(database, entry.writer)
         try:
             fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as error:
@@ -173,33 +204,26 @@ class WriterLock:
         """Lock the file SQLite has just opened (and created when it was missing), before
         anything is written to it; its connection holds no lock yet."""
         try:
-            fd = os.open(database, os.O_RDONLY)
+            identity, fd = _enter(database)
         except OSError as error:
             raise PersistenceError(
                 f"cannot open the database {database}: {error.strerror}"
             ) from error
-        try:
-            info = os.fstat(fd)
-        except OSError as error:
-            os.close(fd)
-            raise PersistenceError(
-                f"cannot open the database {database}: {error.strerror}"
-            ) from error
-        identity = _identity(info)
         with _open_files_lock:
-            entry = _open_files.setdefault(identity, _OpenFile())
-            entry.users += 1
+            entry = _open_files[identity]
             other = entry.writer
             if other is None:
                 entry.writer = database
         try:
-            _check_claim(database, fd, info, other)
+            _check_claim(database, fd, other)
         except BaseException:
             if other is None:
+                # Only this claim may have locked the descriptor; the other writer's lock, on
+                # the same descriptor, stays.
                 with _open_files_lock:
                     entry.writer = None
-            _unlock_file(fd)
-            _leave(identity, fd)
+                _unlock_file(fd)
+            _leave(identity)
             raise
         self._file_fd = fd
         self._identity = identity
@@ -217,7 +241,7 @@ class WriterLock:
             _unlock_file(file_fd)
             with _open_files_lock:
                 _open_files[identity].writer = None
-            _leave(identity, file_fd)
+            _leave(identity)
         fd, self._fd = self._fd, None
         if fd is not None:
             # Closing the descriptor drops the lock.
@@ -229,15 +253,19 @@ class WriterLock:
             self.release()
 
 
-def _check_claim(database: str, fd: int, info: os.stat_result, other: str | None) -> None:
+def _open_here(database: str, other: str) -> PersistenceError:
+    return PersistenceError(
+        f"{database} is already open for writing in this process, under the name {other}; "
+        "only one adapter may own a database. Close the other one, or open this one with "
+        "read_only=True to inspect it"
+    )
+
+
+def _check_claim(database: str, fd: int, other: str | None) -> None:
     """Raise unless the writer may have the file ``fd`` is open on, ``other`` being the name
     this process already writes it under, if any."""
     if other is not None:
-        raise PersistenceError(
-            f"{database} is the file {other}, which this process already has open for "
-            "writing under that name; only one adapter may own a database. Close the "
-            "other one, or open this one with read_only=True to inspect it"
-        )
+        raise _open_here(database, other)
     try:
         _lock_file(fd)
     except BlockingIOError:
@@ -248,7 +276,18 @@ def _check_claim(database: str, fd: int, info: os.stat_result, other: str | None
             "open this one with read_only=True to inspect it"
         ) from None
     except OSError as error:
-        raise PersistenceError(f"cannot lock the database {database}: {error.strerror}") from error
+        hint = (
+            " (is it on a network file system? keep the database on a local one)"
+            if error.errno == errno.EBADF
+            else ""
+        )
+        raise PersistenceError(
+            f"cannot lock the database {database}: {error.strerror}{hint}"
+        ) from error
+    try:
+        info = os.fstat(fd)
+    except OSError as error:
+        raise PersistenceError(f"cannot open the database {database}: {error.strerror}") from error
     if info.st_nlink > 1:
         raise PersistenceError(
             f"{database} has {info.st_nlink} names (hard links): a writer stopped by a "
