@@ -73,8 +73,8 @@ async def test_a_step_whose_result_the_store_refuses_fails_after_max_recovery_at
         assert (await commander.inspect("poison")).status is MissionStatus.RUNNING
         async with create_commander_runtime(commander, stalled_tick_delay=STALLED) as runtime:
             for _ in range(3 * DEFAULT_MAX_RECOVERY_ATTEMPTS):
-                # Past the pause a runtime gives a mission whose move raised.
-                clock.advance(timedelta(seconds=STALLED + 1))
+                # Past the longest pause a runtime gives a mission whose move keeps raising.
+                clock.advance(timedelta(seconds=64 * STALLED + 1))
                 await runtime.tick()
             handle = await commander.start(healthy, {}, id="healthy")
             assert (await handle.inspect()).status is MissionStatus.COMPLETED

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -326,7 +327,8 @@ async def test_missions_that_cannot_move_do_not_crowd_out_the_others(
     make_runtime: RuntimeFactory,
     log: RecordingLogger,
 ) -> None:
-    """Due missions whose advance fails are passed over for a while, so later ones still run."""
+    """Due missions whose advance fails are passed over for a while, so later ones still run:
+    the next tick, stalled_tick_delay later, tries those never tried before the paused ones."""
     from mission_control.core import m
 
     store = InMemoryPersistenceAdapter()
@@ -345,14 +347,16 @@ async def test_missions_that_cannot_move_do_not_crowd_out_the_others(
     startup = runtime.last_report
     assert startup is not None
     assert (startup.errored, startup.advanced) == (2, 0)
-    # The startup tick reached its limit and what raised is paused: the next tick follows at
-    # once and reaches past them.
-    await trio.testing.wait_all_tasks_blocked()
+    # Failures are no progress: the next tick comes stalled_tick_delay later (when the pauses
+    # end), not at once, and tries the missions never tried first.
+    assert runtime.next_tick_at == startup.started_at + timedelta(seconds=3600)
+    with trio.fail_after(3601):
+        snapshot = await commander.result("healthy")
     failures = log.of(RuntimeEvent.MISSION_ADVANCE_FAILED)
     assert [failure.fields["mission_id"] for failure in failures] == [
         "orphan-0",
         "orphan-1",
         "orphan-2",
     ]
-    assert commander.clock.now() == startup.started_at
-    assert (await commander.inspect("healthy")).status is MissionStatus.COMPLETED
+    assert snapshot.status is MissionStatus.COMPLETED
+    assert snapshot.updated_at == startup.started_at + timedelta(seconds=3600)

@@ -35,6 +35,14 @@ DEFAULT_STALLED_TICK_DELAY = 10.0
 # tick of missions that never block (tens of microseconds each) cannot starve them, rarely
 # enough that the yields cost little.
 _YIELD_EVERY = 4
+# A failing mission's pause doubles with each failure in a row, up to this many times
+# stalled_tick_delay (10 minutes at the default): a mission that cannot move is retried, and
+# logged, less and less often, yet never more than that long after it could move again.
+_MAX_PAUSE_FACTOR = 64
+# A mission found running again after this many recoveries in a row was interrupted again right
+# after it was resumed: the likely poison, resumed on its own. One recovery proves nothing (a
+# crash interrupts every mission under way), so once-recovered missions resume together.
+_SUSPECT_RECOVERIES = 2
 
 
 class RuntimeState(enum.StrEnum):
@@ -59,8 +67,7 @@ class _TickPass:
     report: TickReport | None = None
     error: Exception | None = None
     progressed: bool = False
-    """The tick moved a mission, or took ``max_missions_per_tick`` missions with more left and
-    some raised: paused now, they let the next tick reach further (see ``_follow_up``)."""
+    """The tick moved a mission (see ``_follow_up``)."""
     later_due_at: datetime | None = None
     """The store's next due time after the tick ended, read only when work was due and the
     tick did not progress."""
@@ -76,6 +83,15 @@ class _TickPass:
         raise TickFailedError(f"the {self.trigger.value} tick was cancelled before it finished")
 
 
+@attrs.frozen
+class _Pause:
+    """A mission whose resume or advance raised ``failures`` times in a row: ticks pass over it
+    until ``until``."""
+
+    until: datetime
+    failures: int
+
+
 @attrs.define
 class _Tally:
     """What a tick has done so far."""
@@ -89,8 +105,6 @@ class _Tally:
     skipped: int = 0
     errored: list[str] = attrs.field(factory=list[str])
     interrupted_left: bool = False
-    limit_reached: bool = False
-    """A step of the tick took ``max_missions_per_tick`` missions and left more it could take."""
 
     def ended(self, status: MissionStatus) -> None:
         if status is MissionStatus.COMPLETED:
@@ -170,8 +184,8 @@ class CommanderRuntime:
         # passes over them, so that missions that cannot move never crowd out those that can.
         # One record per step of a tick, as each step reads its own list of missions and forgets
         # what is no longer on it.
-        self._failing_resumes: dict[str, datetime] = {}
-        self._failing_advances: dict[str, datetime] = {}
+        self._failing_resumes: dict[str, _Pause] = {}
+        self._failing_advances: dict[str, _Pause] = {}
         self._auto_schedule = auto_schedule
         self._stalled_delay = timedelta(seconds=stalled_tick_delay)
         self._state = RuntimeState.NEW
@@ -389,7 +403,10 @@ class CommanderRuntime:
         except Exception as error:
             tick_pass.error = error
             if self._auto_schedule and self._state is RuntimeState.RUNNING:
-                self._schedule(self._commander.clock.now() + self._stalled_delay, source="auto")
+                now = self._commander.clock.now()
+                when = self._covering_pauses(now + self._stalled_delay, now)
+                assert when is not None
+                self._schedule(when, source="auto")
         else:
             # The scheduler re-arms after the tick, from what the tick found (a tick itself
             # never schedules).
@@ -417,9 +434,9 @@ class CommanderRuntime:
             next_due_at = await self._commander.next_due_at()
             now = clock.now()
             more_due = tally.interrupted_left or (next_due_at is not None and next_due_at <= now)
-            tick_pass.progressed = bool(
-                tally.resumed or tally.advanced or (tally.errored and tally.limit_reached)
-            )
+            # Missions whose move raised are no progress: following such a tick at once would
+            # retry and re-read them in a loop.
+            tick_pass.progressed = bool(tally.resumed or tally.advanced)
             if more_due and not tick_pass.progressed:
                 # Stuck due times hide the next one from next_due_at: look past them (one seek
                 # in the due index, only on a tick that did not progress).
@@ -490,10 +507,10 @@ class CommanderRuntime:
             # Page on until a page comes back empty: the commander drops missions this process
             # holds from a page after limiting it, so a short page does not mean the last one.
             after = ids[-1]
-        # A mission recovered before and found running again may be the one that takes the
-        # process down (a poison step). Run alone, it interrupts nothing else, so its neighbours'
-        # recovery counts do not climb with its own; fewest recoveries first, so that the
-        # likeliest culprit comes last.
+        # A mission recovered again and again may be the one that takes the process down (a
+        # poison step). Run alone (after the others of this tick), it interrupts no other
+        # mission, so its neighbours' recovery counts do not climb with its own; fewest
+        # recoveries first, so that the likeliest culprit comes last.
         for _, mission_id in sorted(suspects):
             await self._move_each([mission_id], self._resume_one, tally)
 
@@ -521,11 +538,11 @@ class CommanderRuntime:
             for mission_id in [key for key in failing if key not in listed]:
                 if last is None or mission_id <= last:
                     del failing[mission_id]
-        chosen, tally.interrupted_left = self._choose(found, failing, more=more, tally=tally)
+        chosen, tally.interrupted_left = self._choose(found, failing, more=more)
         return chosen
 
     def _choose(
-        self, ids: list[str], failing: dict[str, datetime], *, more: bool, tally: _Tally
+        self, ids: list[str], failing: dict[str, _Pause], *, more: bool
     ) -> tuple[list[str], bool]:
         """Up to ``max_missions_per_tick`` of ``ids`` to move, and whether any that could move
         were left (or, ``more``, may be after ``ids``): missions whose move never raised first,
@@ -537,27 +554,43 @@ class CommanderRuntime:
         chosen: list[str] = []
         again: list[tuple[datetime, str]] = []
         for mission_id in ids:
-            retry_at = failing.get(mission_id)
-            if retry_at is None:
+            pause = failing.get(mission_id)
+            if pause is None:
                 chosen.append(mission_id)
-            elif retry_at <= now:
-                again.append((retry_at, mission_id))
+            elif pause.until <= now:
+                again.append((pause.until, mission_id))
         left = more or len(chosen) + len(again) > limit
         if len(chosen) < limit and again:
+            # Tried again now, its record kept: a new failure doubles the pause, a move that
+            # goes through forgets it.
             again.sort()
-            for _, mission_id in again[: limit - len(chosen)]:
-                # Tried again now: a new failure starts a new pause.
-                del failing[mission_id]
-                chosen.append(mission_id)
-        if left and len(chosen) >= limit:
-            tally.limit_reached = True
+            chosen += [mission_id for _, mission_id in again[: limit - len(chosen)]]
         return chosen[:limit], left
+
+    def _pause(self, failing: dict[str, _Pause], mission_id: str) -> None:
+        previous = failing.get(mission_id)
+        failures = 1 if previous is None else previous.failures + 1
+        factor = min(2 ** (failures - 1), _MAX_PAUSE_FACTOR)
+        until = self._commander.clock.now() + self._stalled_delay * factor
+        failing[mission_id] = _Pause(until, failures)
+
+    def _covering_pauses(self, when: datetime | None, now: datetime) -> datetime | None:
+        """``when``, or the earliest end of a pause when that comes first: a paused mission is
+        work the runtime owes, armed like a due time. A pause already over that the tick did not
+        retry (others filled it) is covered ``stalled_tick_delay`` from now, so it cannot spin."""
+        stalled = now + self._stalled_delay
+        for failing in (self._failing_resumes, self._failing_advances):
+            for pause in failing.values():
+                end = pause.until if pause.until > now else stalled
+                if when is None or end < when:
+                    when = end
+        return when
 
     async def _set_suspects_apart(
         self, ids: list[str], suspects: list[tuple[int, str]]
     ) -> list[str]:
-        """The missions of ``ids`` never recovered before; the others go to ``suspects`` with
-        their recovery count."""
+        """The missions of ``ids`` recovered fewer than ``_SUSPECT_RECOVERIES`` times; the
+        others go to ``suspects`` with their recovery count."""
         fresh: list[str] = []
         for mission_id in ids:
             try:
@@ -565,7 +598,7 @@ class CommanderRuntime:
             except Exception:
                 # Unreadable here: its resume reports the error.
                 recoveries = 0
-            if recoveries:
+            if recoveries >= _SUSPECT_RECOVERIES:
                 suspects.append((recoveries, mission_id))
             else:
                 fresh.append(mission_id)
@@ -580,7 +613,7 @@ class CommanderRuntime:
         except Exception as error:
             duration = trio.current_time() - began
             tally.errored.append(mission_id)
-            self._failing_resumes[mission_id] = self._commander.clock.now() + self._stalled_delay
+            self._pause(self._failing_resumes, mission_id)
             self._count(RuntimeMetric.MISSION_RESUMES, 1, {"outcome": "failed"})
             self._observe(RuntimeMetric.MISSION_RESUME_DURATION, duration, {"outcome": "failed"})
             self._count(RuntimeMetric.MISSIONS_ADVANCED, 1, {"status": "error"})
@@ -593,6 +626,8 @@ class CommanderRuntime:
             )
             return
         duration = trio.current_time() - began
+        if self._failing_resumes:
+            self._failing_resumes.pop(mission_id, None)
         if snapshot is None:
             tally.skipped += 1
             status = "skipped"
@@ -624,10 +659,10 @@ class CommanderRuntime:
             listed = set(ids)
             now = self._commander.clock.now()
             for mission_id in [
-                key for key, retry_at in failing.items() if retry_at <= now and key not in listed
+                key for key, pause in failing.items() if pause.until <= now and key not in listed
             ]:
                 del failing[mission_id]
-        chosen, _ = self._choose(ids, failing, more=more, tally=tally)
+        chosen, _ = self._choose(ids, failing, more=more)
         await self._move_each(chosen, self._advance_one, tally)
 
     async def _move_each(
@@ -660,7 +695,7 @@ class CommanderRuntime:
             snapshot = await self._commander.advance(mission_id)
         except Exception as error:
             tally.errored.append(mission_id)
-            self._failing_advances[mission_id] = self._commander.clock.now() + self._stalled_delay
+            self._pause(self._failing_advances, mission_id)
             self._count(RuntimeMetric.MISSIONS_ADVANCED, 1, {"status": "error"})
             self._log(
                 RuntimeEvent.MISSION_ADVANCE_FAILED,
@@ -669,6 +704,8 @@ class CommanderRuntime:
                 reason=_describe(error),
             )
             return
+        if self._failing_advances:
+            self._failing_advances.pop(mission_id, None)
         if snapshot is None:
             tally.skipped += 1
             status = "skipped"
@@ -751,20 +788,20 @@ class CommanderRuntime:
         if self._state in (RuntimeState.STOPPING, RuntimeState.STOPPED):
             return
         now = self._commander.clock.now()
+        when: datetime | None
         if report.more_due:
             # Missions that are due but could not be moved (they raise, or another task holds
             # them) would make an immediate follow-up spin; give them a pause instead, but never
-            # past a due time still to come: they must not hold the others back. A tick that
-            # progressed cannot spin: what raised is paused, so the next one reaches further.
+            # past a due time still to come: they must not hold the others back.
             when = now if tick_pass.progressed else now + self._stalled_delay
             later = tick_pass.later_due_at
             if later is not None and later < when:
                 when = later
-        elif report.next_due_at is not None:
-            when = report.next_due_at
         else:
-            return
-        self._schedule(when, source=source)
+            when = report.next_due_at
+        when = self._covering_pauses(when, now)
+        if when is not None:
+            self._schedule(when, source=source)
 
     async def _run_scheduler(self) -> None:
         clock = self._commander.clock
@@ -857,10 +894,10 @@ def create_commander_runtime(
       notices say a mission became due or was left mid-node. ``False`` is the manual mode:
       after the startup tick's follow-up only your calls schedule ticks, and a due time nobody
       asks a tick for waits (see docs/runtime.md).
-    - ``stalled_tick_delay``: seconds during which ticks pass over a mission whose advance
-      raised (so that missions which cannot move never crowd out those that can), and seconds
-      to wait before ticking again when missions are due but the last tick could move none of
-      them.
+    - ``stalled_tick_delay``: seconds (> 0) during which ticks pass over a mission whose resume
+      or advance raised (so that missions which cannot move never crowd out those that can),
+      doubling with each failure in a row up to 64 times this, and seconds to wait before
+      ticking again when missions are due but the last tick could move none of them.
     """
     if not isinstance(commander, CommanderProtocol):
         raise ConfigurationError(
@@ -876,10 +913,11 @@ def create_commander_runtime(
         isinstance(stalled_tick_delay, bool)
         or not isinstance(stalled_tick_delay, int | float)
         or not math.isfinite(stalled_tick_delay)
-        or stalled_tick_delay < 0
+        or stalled_tick_delay <= 0
     ):
         raise ConfigurationError(
-            "stalled_tick_delay must be a finite number of seconds >= 0, "
+            "stalled_tick_delay must be a finite number of seconds > 0 (it paces the retries of "
+            "missions that cannot move; 0 would make the runtime tick without pause), "
             f"got {stalled_tick_delay!r}"
         )
     if logger is None or isinstance(logger, logging.Logger):
