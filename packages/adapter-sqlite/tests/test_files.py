@@ -3,6 +3,7 @@ inspectors look on, from this process or another."""
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import re
@@ -468,6 +469,59 @@ async def test_the_guard_never_drops_the_locks_sqlite_holds(
     assert await inspector.load("m") is not None
     inspector.close()
     assert _locks(db_path) == []
+
+
+class _LocksAtClose(apsw.VFS):
+    """SQLite's own unix VFS, noting which locks this process holds on a database file at the
+    moment SQLite closes it."""
+
+    def __init__(self) -> None:
+        super().__init__("locks-at-close", base="unix", makedefault=True)
+        self.seen: list[list[str]] = []
+
+    def xOpen(self, name: str | apsw.URIFilename | None, flags: list[int]) -> apsw.VFSFile:
+        main = isinstance(name, apsw.URIFilename) and bool(flags[0] & apsw.SQLITE_OPEN_MAIN_DB)
+        return _NotingFile(self, name, flags, main)
+
+
+class _NotingFile(apsw.VFSFile):
+    def __init__(
+        self,
+        vfs: _LocksAtClose,
+        name: str | apsw.URIFilename | None,
+        flags: list[int],
+        main: bool,
+    ) -> None:
+        super().__init__("unix", name, flags)
+        self._vfs = vfs
+        self._path = Path(name.filename()) if main and isinstance(name, apsw.URIFilename) else None
+
+    def xClose(self) -> None:
+        if self._path is not None:
+            self._vfs.seen.append(_locks(self._path))
+        super().xClose()
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/locks"), reason="reads Linux's /proc/locks")
+async def test_a_writer_dropped_without_aclose_closes_its_connection_before_its_guard(
+    db_path: Path, make_snapshot: Make
+) -> None:
+    """A writer dropped without ``aclose()`` and collected still holds its lock on the file when
+    SQLite closes the database, and afterwards nothing of it is left: no lock, and another
+    process opens the database for writing."""
+    vfs = _LocksAtClose()
+    try:
+        writer = create_sqlite_persistence_adapter(db_path)
+        await writer.insert(make_snapshot("m"), [])
+        del writer
+        gc.collect()
+    finally:
+        vfs.unregister()
+    assert vfs.seen == [["FLOCK WRITE 0-EOF"]]
+    assert _locks(db_path) == []
+    code, out, err = await run_python(_OPEN_FOR_WRITING, str(db_path))
+    assert (code, out) == (0, "2\n"), err
+    assert _integrity(db_path) == "ok"
 
 
 def _descriptors() -> int:

@@ -741,6 +741,15 @@ class SQLitePersistenceAdapter:
         finally:
             self._release()
 
+    def __del__(self) -> None:
+        # An adapter dropped without aclose() must not keep its database locked until exit,
+        # and must close its connection before it releases the file: the guard's locks and
+        # descriptors have no finalizers of their own, since a garbage collection runs those
+        # in no set order, and one run before the connection closes would drop the locks
+        # SQLite holds and let another writer in while this connection still writes.
+        if not getattr(self, "_closed", True):
+            self.close()
+
     def _release(self) -> None:
         """Release the file, once the connection is closed."""
         if self._lock is not None:

@@ -145,10 +145,6 @@ class Reader:
         if identity is not None:
             _leave(identity)
 
-    def __del__(self) -> None:
-        # An adapter dropped without aclose() must not keep a writer's descriptors open.
-        self.release()
-
 
 class WriterLock:
     """The writer's locks, held from :meth:`acquire` (and :meth:`claim`) until :meth:`release`,
@@ -246,11 +242,6 @@ class WriterLock:
         if fd is not None:
             # Closing the descriptor drops the lock.
             os.close(fd)
-
-    def __del__(self) -> None:
-        # An adapter dropped without aclose() must not keep its database locked until exit.
-        with contextlib.suppress(OSError):
-            self.release()
 
 
 def _open_here(database: str, other: str) -> PersistenceError:
