@@ -217,15 +217,20 @@ class SQLitePersistenceAdapter:
         except BaseException:
             self._release()
             raise
-        # From here on SQLite does not wait for another connection's lock (it would wait in C,
-        # freezing the event loop): the calls below retry on trio's clock instead.
-        self._db.set_busy_timeout(0)
-        self._cursor = self._db.cursor()
-        self._transaction = Transaction(self._db, self._cursor)
-        self._group = GroupCommit(
-            self._db, self._cursor, self._transaction, self._failure, self._busy_timeout
-        )
+        # Open from here on: close() (and __del__) close the connection, then release the file.
         self._closed = False
+        try:
+            # SQLite no longer waits for another connection's lock (it would wait in C,
+            # freezing the event loop): the calls below retry on trio's clock instead.
+            self._db.set_busy_timeout(0)
+            self._cursor = self._db.cursor()
+            self._transaction = Transaction(self._db, self._cursor)
+            self._group = GroupCommit(
+                self._db, self._cursor, self._transaction, self._failure, self._busy_timeout
+            )
+        except BaseException:
+            self.close()
+            raise
         if self._read_only:
             # Another process writes this database, and no notice of its writes reaches this
             # one: result() re-reads the missions it waits for instead.

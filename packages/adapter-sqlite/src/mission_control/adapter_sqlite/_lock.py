@@ -110,9 +110,11 @@ def _leave(identity: _Identity) -> None:
         if entry.users > 0:
             return
         del _open_files[identity]
-    for waiting in [*entry.unclosed, *([] if entry.fd is None else [entry.fd])]:
-        with contextlib.suppress(OSError):
-            os.close(waiting)
+        # Closed before the lock is let go: a thread registering the file anew must not open a
+        # connection (whose POSIX locks any close of the file would drop) before these are gone.
+        for waiting in [*entry.unclosed, *([] if entry.fd is None else [entry.fd])]:
+            with contextlib.suppress(OSError):
+                os.close(waiting)
 
 
 def read_header(path: str, size: int) -> bytes:

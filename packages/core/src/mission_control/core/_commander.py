@@ -229,6 +229,12 @@ class Commander:
         return self._clock
 
     @property
+    def max_recovery_attempts(self) -> int:
+        """How many times a mission found running with nobody moving it has its node run again
+        before it fails with :class:`RecoveryAttemptsExceededError`."""
+        return self._engine.max_recovery_attempts
+
+    @property
     def converter(self) -> cattrs.Converter:
         """The converter user types in inputs, outputs and payloads go through."""
         return self._converter

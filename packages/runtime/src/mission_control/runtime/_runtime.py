@@ -41,7 +41,8 @@ _YIELD_EVERY = 4
 _MAX_PAUSE_FACTOR = 64
 # A mission found running again after this many recoveries in a row was interrupted again right
 # after it was resumed: the likely poison, resumed on its own. One recovery proves nothing (a
-# crash interrupts every mission under way), so once-recovered missions resume together.
+# crash interrupts every mission under way), so once-recovered missions resume together, unless
+# the commander's max_recovery_attempts is so low that a second shared crash would use it up.
 _SUSPECT_RECOVERIES = 2
 
 
@@ -176,6 +177,13 @@ class CommanderRuntime:
         stalled_tick_delay: float,
     ) -> None:
         self._commander = commander
+        limit = getattr(commander, "max_recovery_attempts", None)
+        # Below the limit, so that a healthy mission never shares the crash that would use up
+        # its last attempt; a commander that does not say its limit is taken at its word after
+        # one recovery.
+        self._suspect_recoveries = (
+            min(_SUSPECT_RECOVERIES, max(limit - 1, 0)) if isinstance(limit, int) else 1
+        )
         self._logger = logger
         self._metrics = metrics
         self._max_missions = max_missions_per_tick
@@ -589,7 +597,7 @@ class CommanderRuntime:
     async def _set_suspects_apart(
         self, ids: list[str], suspects: list[tuple[int, str]]
     ) -> list[str]:
-        """The missions of ``ids`` recovered fewer than ``_SUSPECT_RECOVERIES`` times; the
+        """The missions of ``ids`` recovered fewer than ``_suspect_recoveries`` times; the
         others go to ``suspects`` with their recovery count."""
         fresh: list[str] = []
         for mission_id in ids:
@@ -598,7 +606,7 @@ class CommanderRuntime:
             except Exception:
                 # Unreadable here: its resume reports the error.
                 recoveries = 0
-            if recoveries >= _SUSPECT_RECOVERIES:
+            if recoveries >= self._suspect_recoveries:
                 suspects.append((recoveries, mission_id))
             else:
                 fresh.append(mission_id)
