@@ -55,7 +55,6 @@ from ._snapshot import (
     WaitKind,
 )
 from ._values import INT_FLOOR, INT_LIMIT, STORED_AS_IS, copy_json, is_text, to_json_value
-from ._values import converter as default_converter
 
 Definition = MissionDefinition[Any, Any, Any]
 
@@ -82,7 +81,7 @@ def _is_awaitable(value: object) -> bool:
 
 class _Hold:
     """The in-process claim on a mission while a task moves it, and the pokes left for that
-    task. Used as ``with _Hold(holds, mission_id) as hold:``; leaving releases the claim."""
+    task. Used as ``with _Hold(notices, mission_id) as hold:``; leaving releases the claim."""
 
     __slots__ = (
         "_holds",
@@ -94,8 +93,8 @@ class _Hold:
         "released",
     )
 
-    def __init__(self, holds: dict[str, _Hold], mission_id: str, notices: Notices) -> None:
-        self._holds = holds
+    def __init__(self, notices: Notices, mission_id: str) -> None:
+        self._holds: dict[str, _Hold] = notices.holds
         self._notices = notices
         self.mission_id = mission_id
         self.poked = False
@@ -212,13 +211,13 @@ class Engine:
         clock: Clock,
         new_id: Callable[[], str],
         notices: Notices,
-        max_recovery_attempts: int = DEFAULT_MAX_RECOVERY_ATTEMPTS,
-        converter: cattrs.Converter | None = None,
+        max_recovery_attempts: int,
+        converter: cattrs.Converter,
     ) -> None:
         self.definitions = definitions
         self.max_recovery_attempts = max_recovery_attempts
         # The user's converter: user types in inputs, outputs and payloads, never the records.
-        self.converter = converter if converter is not None else default_converter
+        self.converter = converter
         self.persistence = persistence
         # The engine reads the clock at every transition: the system clock is read by calling
         # datetime.now from C, at half the cost of the method that does the same.
@@ -237,7 +236,7 @@ class Engine:
         return mission_id in self._holds
 
     def _hold(self, mission_id: str) -> _Hold:
-        return _Hold(self._holds, mission_id, self.notices)
+        return _Hold(self.notices, mission_id)
 
     def definition_for(self, snapshot: MissionSnapshot) -> Definition:
         definition = self.definitions.get(snapshot.definition)
@@ -330,11 +329,13 @@ class Engine:
             snapshot = await self.load(mission_id)
             if snapshot.is_terminal:
                 return snapshot
-            if snapshot.status is MissionStatus.RUNNING:
-                hold.may_leave_running = True
+            running = snapshot.status is MissionStatus.RUNNING
+            # Set before the definition is looked up: a running mission whose definition is
+            # unknown here is still left running when that raises.
+            hold.may_leave_running = running
             definition = self.definition_for(snapshot)
             draft = Draft.of(snapshot)
-            if snapshot.status is MissionStatus.RUNNING:
+            if running:
                 if snapshot.cancel_request is None:
                     snapshot = await self._recover(definition, draft)
                 else:
@@ -743,11 +744,9 @@ class Engine:
         node = definition.node(name)
         draft.log(now, TimelineKind.SIGNAL_RECEIVED, name)
         draft.complete(name, node.kind, now, attempts=1, input=payload, output=parsed)
-        following = definition.next_node(name)
-        assert following is not None
         # Settled in the same write as the signal: a wait or the end that follows needs no write
         # of its own; a function node runs on the drive loop's next turn, after this write.
-        self._enter(definition, draft, following, now)
+        self._enter_after(definition, draft, name, now)
 
     # -- signals and cancellation -------------------------------------------------------------
 

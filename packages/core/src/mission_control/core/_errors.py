@@ -15,9 +15,14 @@ def message_of(error: BaseException) -> str:
         message = str(error)
     except Exception as failure:
         return f"<str() of {type(error).__qualname__} raised {type(failure).__qualname__}>"
-    if message.isascii():
-        return message
-    return message.encode("utf-8", "backslashreplace").decode("utf-8")
+    return escape_surrogates(message)
+
+
+def escape_surrogates(text: str) -> str:
+    """``text`` with any lone surrogate escaped, so that it can be written as UTF-8."""
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 class MissionControlError(Exception):

@@ -122,14 +122,7 @@ def _unstructure_record(record: NodeRecord) -> dict[str, Any]:
         "attempts": record.attempts,
         "input": record.input,
         "output": record.output,
-        "error": None
-        if error is None
-        else {
-            "type": error.type,
-            "message": error.message,
-            "attempt": error.attempt,
-            "traceback": error.traceback,
-        },
+        "error": None if error is None else _codec.unstructure(error, ErrorInfo),
         "started_at": _iso(record.started_at),
         "finished_at": _iso(record.finished_at),
         "due_at": _iso(record.due_at),

@@ -10,7 +10,7 @@ from typing import Any, TypeAlias
 
 import attrs
 
-from ._errors import message_of
+from ._errors import escape_surrogates, message_of
 
 JsonValue: TypeAlias = Any
 """A value made of ``dict`` (string keys), ``list``, ``str``, ``int``, ``float``, ``bool`` and
@@ -72,7 +72,7 @@ def _traceback_text(error: BaseException) -> str | None:
     if len(text) > TRACEBACK_CHARS:
         text = "..." + text[len(text) - TRACEBACK_CHARS + 3 :]
     # A lone surrogate (in a message or a source line) could not be written as UTF-8.
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return escape_surrogates(text)
 
 
 @attrs.frozen
