@@ -67,8 +67,6 @@ class _TickPass:
     done: trio.Event = attrs.field(factory=trio.Event)
     report: TickReport | None = None
     error: Exception | None = None
-    progressed: bool = False
-    """The tick moved a mission (see ``_follow_up``)."""
     later_due_at: datetime | None = None
     """The store's next due time after the tick ended, read only when work was due and the
     tick did not progress."""
@@ -444,8 +442,7 @@ class CommanderRuntime:
             more_due = tally.interrupted_left or (next_due_at is not None and next_due_at <= now)
             # Missions whose move raised are no progress: following such a tick at once would
             # retry and re-read them in a loop.
-            tick_pass.progressed = bool(tally.resumed or tally.advanced)
-            if more_due and not tick_pass.progressed:
+            if more_due and not (tally.resumed or tally.advanced):
                 # Stuck due times hide the next one from next_due_at: look past them (one seek
                 # in the due index, only on a tick that did not progress).
                 tick_pass.later_due_at = await self._commander.next_due_at(after=now)
@@ -500,21 +497,21 @@ class CommanderRuntime:
 
     async def _resume_interrupted(self, tally: _Tally, *, everything: bool) -> None:
         page = self._max_missions
-        after: str | None = None
         suspects: list[tuple[int, str]] = []
-        if not everything:
-            ids = await self._running_to_resume(tally)
+
+        async def resume(ids: list[str]) -> None:
             fresh = await self._set_suspects_apart(ids, suspects)
             await self._move_each(fresh, self._resume_one, tally)
-        while everything:
-            ids = await self._commander.running_missions(page, after)
-            if not ids:
-                break
-            fresh = await self._set_suspects_apart(ids, suspects)
-            await self._move_each(fresh, self._resume_one, tally)
+
+        if everything:
+            after: str | None = None
             # Page on until a page comes back empty: the commander drops missions this process
             # holds from a page after limiting it, so a short page does not mean the last one.
-            after = ids[-1]
+            while ids := await self._commander.running_missions(page, after):
+                await resume(ids)
+                after = ids[-1]
+        else:
+            await resume(await self._running_to_resume(tally))
         # A mission recovered again and again may be the one that takes the process down (a
         # poison step). Run alone (after the others of this tick), it interrupts no other
         # mission, so its neighbours' recovery counts do not climb with its own; fewest
@@ -659,7 +656,6 @@ class CommanderRuntime:
         # Enough ids to pass over every paused mission and still fill the tick.
         wanted = limit + len(failing)
         ids = await self._commander.due_missions(wanted)
-        more = len(ids) >= wanted
         if failing:
             # A mission whose pause is over and that is not among the earliest due ones is
             # either not due any more or behind at least ``limit`` others: forgotten, it waits
@@ -670,7 +666,7 @@ class CommanderRuntime:
                 key for key, pause in failing.items() if pause.until <= now and key not in listed
             ]:
                 del failing[mission_id]
-        chosen, _ = self._choose(ids, failing, more=more)
+        chosen, _ = self._choose(ids, failing, more=False)
         await self._move_each(chosen, self._advance_one, tally)
 
     async def _move_each(
@@ -801,7 +797,8 @@ class CommanderRuntime:
             # Missions that are due but could not be moved (they raise, or another task holds
             # them) would make an immediate follow-up spin; give them a pause instead, but never
             # past a due time still to come: they must not hold the others back.
-            when = now if tick_pass.progressed else now + self._stalled_delay
+            progressed = report.resumed or report.advanced
+            when = now if progressed else now + self._stalled_delay
             later = tick_pass.later_due_at
             if later is not None and later < when:
                 when = later
