@@ -98,7 +98,10 @@ async def run(path: str, missions: int, directory: str) -> None:
             for number in range(missions):
                 await commander.start(SLEEPER, {"n": number})
             clock.advance(timedelta(days=2))
-            runtime = create_commander_runtime(commander, max_missions_per_tick=100)
+            # Ticks only when asked: the runtime's own follow-ups would race this loop.
+            runtime = create_commander_runtime(
+                commander, max_missions_per_tick=100, auto_schedule=False
+            )
             async with runtime:
                 while await commander.due_missions(1):
                     await runtime.tick()
