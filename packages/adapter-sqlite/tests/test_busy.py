@@ -19,7 +19,7 @@ from mission_control.adapter_sqlite import (
     SQLitePersistenceAdapter,
     create_sqlite_persistence_adapter,
 )
-from mission_control.core import MissionSnapshot, PersistenceError
+from mission_control.core import CancelRequest, MissionSnapshot, PersistenceError
 
 Make = Callable[..., MissionSnapshot]
 Dump = Callable[[Path], dict[str, list[tuple[Any, ...]]]]
@@ -72,6 +72,9 @@ async def test_a_write_waits_for_a_lock_without_freezing_the_loop(
         await blocked(
             lambda: adapter.append_signal("m", "go", None, make_snapshot("m").created_at, [])
         )
+        await blocked(
+            lambda: adapter.request_cancel("m", CancelRequest(make_snapshot("m").created_at), [])
+        )
 
         async def together() -> None:
             async with trio.open_nursery() as nursery:
@@ -83,6 +86,7 @@ async def test_a_write_waits_for_a_lock_without_freezing_the_loop(
         loaded = await adapter.load("m")
         assert loaded is not None
         assert loaded.revision == 2
+        assert loaded.cancel_request is not None
         assert await adapter.next_signal("m", "go") is not None
 
 
@@ -91,7 +95,7 @@ async def test_a_lock_held_past_busy_timeout_fails_the_write_after_waiting_on_th
 ) -> None:
     """When the lock is held past ``busy_timeout``, the write raises ``PersistenceError`` naming
     the timeout once that much of trio's time has passed, other tasks having run meanwhile, and
-    nothing is stored."""
+    nothing is stored: a write alone, a signal, or a group of writes sharing a transaction."""
     adapter: SQLitePersistenceAdapter
     async with create_sqlite_persistence_adapter(db_path, busy_timeout=2) as adapter:
         await adapter.insert(make_snapshot("m"), [])
@@ -112,10 +116,25 @@ async def test_a_lock_held_past_busy_timeout_fails_the_write_after_waiting_on_th
                     await adapter.commit(
                         make_snapshot("m", revision=2), expected_revision=1, timeline=[]
                     )
+                with pytest.raises(PersistenceError, match="busy_timeout=2 s"):
+                    await adapter.append_signal("m", "go", None, make_snapshot("m").created_at, [])
+                refused: list[str] = []
+
+                async def insert(name: str) -> None:
+                    try:
+                        await adapter.insert(make_snapshot(name), [])
+                    except PersistenceError as error:
+                        refused.append(f"{name}: {error}")
+
+                async with trio.open_nursery() as group:
+                    for name in ("a", "b", "c"):
+                        group.start_soon(insert, name)
+                assert len(refused) == 3
+                assert all("busy_timeout=2 s" in line for line in refused), refused
                 nursery.cancel_scope.cancel()
         finally:
             intruder.release()
         assert trio.current_time() - started >= 2
-        assert len(ticks) >= 19
+        assert len(ticks) >= 3 * 19
         assert dump(db_path) == before
         await adapter.commit(make_snapshot("m", revision=2), expected_revision=1, timeline=[])

@@ -71,9 +71,10 @@ class Transaction:
         """How many transactions were begun."""
 
     def __enter__(self) -> None:
-        self.begun += 1
-        # IMMEDIATE takes the write lock up front: a busy database fails here, before any work.
+        # IMMEDIATE takes the write lock up front: a busy database fails here, before any work
+        # (and before it is counted: a retry on a busy database begins nothing).
         self._cursor.execute("BEGIN IMMEDIATE")
+        self.begun += 1
 
     def __exit__(
         self,

@@ -152,10 +152,9 @@ class WriterLock:
     """The writer's locks, held from :meth:`acquire` (and :meth:`claim`) until :meth:`release`,
     which is called after the SQLite connection is closed."""
 
-    __slots__ = ("_fd", "_file_fd", "_identity", "path")
+    __slots__ = ("_fd", "_file_fd", "_identity")
 
-    def __init__(self, path: str, fd: int) -> None:
-        self.path = path
+    def __init__(self, fd: int) -> None:
         self._fd: int | None = fd
         self._file_fd: int | None = None
         self._identity: _Identity | None = None
@@ -196,7 +195,7 @@ class WriterLock:
                 f"cannot lock {lock_path} for {database}: {error.strerror}"
             ) from error
         _record_holder(fd)
-        return cls(lock_path, fd)
+        return cls(fd)
 
     def claim(self, database: str) -> None:
         """Lock the file SQLite has just opened (and created when it was missing), before
@@ -225,10 +224,6 @@ class WriterLock:
             raise
         self._file_fd = fd
         self._identity = identity
-
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
 
     def release(self) -> None:
         identity, self._identity = self._identity, None
