@@ -27,26 +27,34 @@ or loads a large store into memory; ``iter_missions()`` pages through any number
 class PersistenceAdapter(Protocol):
     """Durable storage of missions, their timelines, signal inboxes and cancellation requests.
 
-    Contract every adapter keeps (the conformance suite in ``mission_control.testing`` checks it):
+    Contract every adapter keeps (``PersistenceProtocolConformance`` in
+    ``mission_control.testing`` checks it on the adapter alone):
 
     - Each method that writes is one atomic transaction: all of it is stored, or none.
     - ``commit`` is a compare-and-set on ``revision``: it stores ``snapshot`` only when the stored
       revision equals ``expected_revision`` (and ``snapshot.revision`` is that plus one), else it
-      raises ``RevisionConflictError`` and stores nothing.
+      raises ``RevisionConflictError`` and stores nothing. A ``consumed_signal`` the mission has
+      not buffered (consumed already, or another mission's) is a conflict too.
+    - ``append_signal`` and ``request_cancel`` for a mission that does not exist raise
+      ``PersistenceError`` and store nothing.
+    - Timeline entries come back in the order they were written, whichever method wrote them.
     - A cancellation request is written by ``request_cancel`` (or carried by a committed
-      snapshot) and never cleared; ``load`` returns it in ``snapshot.cancel_request``.
+      snapshot) and never cleared or replaced: the first one stands. ``load`` and
+      ``list_missions`` return it in ``snapshot.cancel_request``.
     - Queries for due and running missions cost what they return, not what is stored, and so
       does an unfiltered ``list_missions`` page (at most ``limit``, from ``after_id`` on). A
       filtered page costs what the adapter reads to find ``limit`` matches, up to every mission
       after ``after_id`` when few match (SQLite reads one index, the other filter checked row by
       row; the in-memory adapter walks the ids).
     - A snapshot given to ``insert`` or ``commit`` may be kept as it is: the caller gives up
-      its values. An adapter that keeps them (in memory) may hand them out again from ``load``
-      and ``list_missions``, and says so with a class attribute ``keeps_given_values = True``:
-      its callers then treat what it returns as read-only, and the commander hands its own
-      callers copies (``mission_control.core.storage.detached``). Without the attribute (or
-      with ``False``: an adapter that writes values out and reads them back anew), a returned
-      snapshot is the caller's own and nothing is copied.
+      its values. An adapter that keeps them (in memory) may hand them out again from ``load``,
+      ``list_missions`` and ``insert`` (and a timeline entry's ``detail`` from ``timeline``, a
+      payload from ``next_signal``), and says so with a class attribute
+      ``keeps_given_values = True``: its callers then treat what it returns as read-only, and
+      the commander hands its own callers copies (``mission_control.core.storage.detached``).
+      Without the attribute (or with ``False``: an adapter that writes values out and reads
+      them back anew), what it returns is the caller's own and nothing is copied. Either way,
+      the lists a method returns are new ones.
     - The user values in what is written (inputs, outputs, payloads) have passed the
       commander's checks, so the storage codec (``mission_control.core.storage``) always
       writes them, and reads them back equal.
@@ -72,7 +80,8 @@ class PersistenceAdapter(Protocol):
         consumed_signal: int | None = None,
     ) -> None:
         """Replace the mission with ``snapshot``, append ``timeline`` and delete the buffered
-        signal ``consumed_signal`` (if given), all in one transaction."""
+        signal ``consumed_signal`` (if given), all in one transaction; or, on a conflict (see
+        the contract above), raise ``RevisionConflictError`` and store nothing."""
         ...
 
     async def append_signal(
@@ -126,5 +135,6 @@ class PersistenceAdapter(Protocol):
         ...
 
     async def aclose(self) -> None:
-        """Release the store. Further calls are errors."""
+        """Release the store. Calling it again does nothing; every other method called after it
+        raises ``PersistenceError``."""
         ...

@@ -2,8 +2,10 @@
 clocks that make timer tests instant."""
 
 from ._clocks import TrioClock
-from ._conformance import AdapterConformance, approval_definition, drain_due
+from ._conformance import AdapterConformance
+from ._engine_scenarios import EngineScenarioConformance, approval_definition, drain_due
 from ._fixtures import CommanderFactory, RuntimeFactory, RuntimeOptions
+from ._protocol_battery import PersistenceProtocolConformance
 from ._recorders import LoggedEvent, Measurement, RecordingLogger, RecordingMetrics
 
 __all__ = [
@@ -16,6 +18,8 @@ __all__ = [
     "RuntimeOptions",
     "TrioClock",
     "AdapterConformance",
+    "EngineScenarioConformance",
+    "PersistenceProtocolConformance",
     "approval_definition",
     "drain_due",
 ]
