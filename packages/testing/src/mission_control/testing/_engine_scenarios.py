@@ -340,7 +340,7 @@ class EngineScenarioConformance:
         handle = await commander.start(flow, {})
         buffered = await handle.signal("go", {"ok": True})
         assert buffered.status is MissionStatus.WAITING
-        assert buffered.current_node == "pause"
+        assert buffered.wait == Wait(WaitKind.TIMER, "pause", due_at=T0 + timedelta(seconds=60))
         assert TimelineKind.SIGNAL_BUFFERED in [e.kind for e in await handle.timeline()]
         clock.advance(60)
         await drain_due(commander)
@@ -562,7 +562,7 @@ class EngineScenarioConformance:
         clock.advance(60)
         await drain_due(commander)
         waiting = await self._state(commander, sleeping.id)
-        assert waiting[0].current_node == "go"
+        assert waiting[0].wait == Wait(WaitKind.SIGNAL, "go", signal="go")
         with pytest.raises(InvalidSignalPayloadError, match="signal 'go' payload"):
             await sleeping.signal("go", make())
         assert await self._state(commander, sleeping.id) == waiting
