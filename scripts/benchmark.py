@@ -63,7 +63,6 @@ from mission_control.adapter_sqlite import (
 )
 from mission_control.client import create_mission_client
 from mission_control.core import (
-    BufferedSignal,
     CancelRequest,
     Commander,
     Context,
@@ -71,7 +70,6 @@ from mission_control.core import (
     MissionDefinition,
     MissionSnapshot,
     MissionStatus,
-    PersistenceAdapter,
     SortableIds,
     TimelineEntry,
     TimelineKind,
@@ -79,6 +77,8 @@ from mission_control.core import (
     m,
 )
 from mission_control.core.storage import (
+    BufferedSignal,
+    PersistenceAdapter,
     snapshot_from_json,
     snapshot_to_json,
     timeline_entry_to_json,

@@ -35,7 +35,8 @@ from typing import Any
 import trio
 
 from mission_control.adapter_sqlite import create_sqlite_persistence_adapter
-from mission_control.core import Context, PersistenceAdapter, create_commander, m
+from mission_control.core import Context, create_commander, m
+from mission_control.core.storage import PersistenceAdapter
 from mission_control.in_memory_commander import InMemoryPersistenceAdapter, ManualClock
 from mission_control.runtime import create_commander_runtime
 

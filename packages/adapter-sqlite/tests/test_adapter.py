@@ -22,11 +22,10 @@ from mission_control.core import (
     ConfigurationError,
     MissionSnapshot,
     MissionStatus,
-    PersistenceAdapter,
     PersistenceError,
-    RevisionConflictError,
     TimelineEntry,
 )
+from mission_control.core.storage import PersistenceAdapter, RevisionConflictError
 
 START = datetime.fromisoformat("2030-01-01T00:00:00+00:00")
 Make = Callable[..., MissionSnapshot]

@@ -21,6 +21,7 @@ from mission_control.core import (
     create_commander,
     m,
 )
+from mission_control.core.lowlevel import MissionDriver
 from mission_control.in_memory_commander import ManualClock, SequentialIds
 
 
@@ -39,10 +40,11 @@ GREETING = (
 async def test_sqlite_commander_is_the_core_commander_on_a_file(
     db_path: Path, clock: ManualClock
 ) -> None:
-    """``SQLiteCommander`` satisfies ``CommanderProtocol``, is a core ``Commander`` and runs a
-    mission to completion on its file."""
+    """``SQLiteCommander`` satisfies ``CommanderProtocol`` and ``MissionDriver``, is a core
+    ``Commander`` and runs a mission to completion on its file."""
     async with SQLiteCommander(db_path, [GREETING], clock=clock, ids=SequentialIds()) as commander:
         assert isinstance(commander, CommanderProtocol)
+        assert isinstance(commander, MissionDriver)
         assert isinstance(commander, Commander)
         assert isinstance(commander.persistence, SQLitePersistenceAdapter)
         assert commander.clock is clock

@@ -15,7 +15,6 @@ import trio.testing
 
 from mission_control.adapter_sqlite import SQLiteCommander
 from mission_control.core import (
-    CommanderProtocol,
     Context,
     MissionStatus,
     NodeStatus,
@@ -23,6 +22,7 @@ from mission_control.core import (
     WaitKind,
     m,
 )
+from mission_control.core.lowlevel import MissionDriver
 from mission_control.in_memory_commander import ManualClock
 
 RUNS: Counter[str] = Counter()
@@ -78,7 +78,7 @@ def reopen(db_path: Path, clock: ManualClock) -> SQLiteCommander:
     return SQLiteCommander(db_path, DEFINITIONS, clock=clock)
 
 
-async def run_due(commander: CommanderProtocol) -> None:
+async def run_due(commander: MissionDriver) -> None:
     for mission_id in await commander.due_missions(100):
         await commander.advance(mission_id)
 

@@ -19,11 +19,11 @@ from mission_control.core import (
     MissionSnapshot,
     MissionStatus,
     PersistenceError,
-    RevisionConflictError,
     TimelineEntry,
     create_commander,
     m,
 )
+from mission_control.core.storage import RevisionConflictError
 
 Make = Callable[..., MissionSnapshot]
 Entry = Callable[..., TimelineEntry]

@@ -190,6 +190,55 @@ async def test_the_client_is_a_commander(client: MissionClient, commander: Comma
     assert set(client.definitions) == {"approval", "reminder", "retrying"}
 
 
+def test_the_client_inherits_the_application_api_instead_of_forwarding_it() -> None:
+    """Every CommanderProtocol member of the client is the commander's own, except aclose."""
+    members = [name for name in vars(CommanderProtocol) if not name.startswith("_")]
+
+    assert {"start", "signal", "iter_missions", "definitions"} <= set(members)
+    for name in members:
+        if name != "aclose":
+            assert getattr(MissionClient, name) is getattr(Commander, name), name
+
+
+async def test_closing_the_client_leaves_the_commanders_store_open(
+    client: MissionClient, commander: Commander
+) -> None:
+    """Leaving ``async with client`` does not close the store the runtime's commander uses."""
+    async with client:
+        handle = await client.start(REMINDER, {})
+
+    assert (await commander.inspect(handle.id)).status is MissionStatus.COMPLETED
+    assert (await client.inspect(handle.id)).status is MissionStatus.COMPLETED
+
+
+async def test_handles_from_the_client_are_bound_to_it(client: MissionClient) -> None:
+    """start, get and iter_missions of the client work on the client, not on the commander."""
+    handle = await client.start(REMINDER, {}, id="r-9")
+
+    assert handle == await client.get("r-9")
+    assert handle != await client.commander.get("r-9")
+    assert [snapshot.id async for snapshot in client.iter_missions(page_size=1)] == ["r-9"]
+
+
+def test_a_runtime_driving_something_else_than_a_commander_is_refused(
+    commander: Commander,
+) -> None:
+    """A client needs a runtime whose driver is a commander made by create_commander."""
+
+    class Driver:
+        clock = commander.clock
+        notices = commander.notices
+        max_recovery_attempts = 1
+        inspect = commander.inspect
+        advance = commander.advance
+        due_missions = commander.due_missions
+        running_missions = commander.running_missions
+        next_due_at = commander.next_due_at
+
+    with pytest.raises(TypeError, match="create_commander"):
+        MissionClient(create_commander_runtime(Driver()))
+
+
 async def test_a_stopped_runtime_gets_no_ticks_and_calls_still_work(
     autojump_clock: MockClock, commander: Commander, mission_clock: TrioClock
 ) -> None:

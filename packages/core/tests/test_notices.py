@@ -16,12 +16,11 @@ from mission_control.core import (
     MissionNotActiveError,
     MissionNotFoundError,
     MissionStatus,
-    Notices,
     UnknownSignalError,
     create_commander,
     m,
-    notices_for,
 )
+from mission_control.core.lowlevel import Notices, notices_for
 from mission_control.in_memory_commander import InMemoryPersistenceAdapter
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)

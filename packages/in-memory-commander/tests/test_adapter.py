@@ -16,12 +16,12 @@ from mission_control.core import (
     MissionStatus,
     NodeRecord,
     NodeStatus,
-    RevisionConflictError,
     TimelineEntry,
     TimelineKind,
     Wait,
     WaitKind,
 )
+from mission_control.core.storage import RevisionConflictError
 from mission_control.in_memory_commander import InMemoryPersistenceAdapter
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)

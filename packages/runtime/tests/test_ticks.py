@@ -9,7 +9,7 @@ import pytest
 import trio
 from trio.testing import MockClock
 
-from mission_control.core import Commander, MissionStatus, PersistenceError
+from mission_control.core import Commander, ConfigurationError, MissionStatus, PersistenceError
 from mission_control.in_memory_commander import InMemoryPersistenceAdapter
 from mission_control.runtime import (
     RuntimeEvent,
@@ -195,46 +195,27 @@ async def test_a_mission_that_cannot_be_advanced_is_counted_logged_and_skipped_o
 
 
 class FailingQueries:
-    """A commander whose due query fails while ``failing`` is set."""
+    """A driver whose due query fails while ``failing`` is set: the members of
+    ``MissionDriver``, nothing of the application API."""
 
     def __init__(self, commander: Commander) -> None:
         self.commander = commander
         self.failing = False
 
-    # Spelled out rather than forwarded by __getattr__: from Python 3.12 on, isinstance() with a
-    # runtime-checkable protocol looks members up statically.
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.commander, name)
+    @property
+    def clock(self) -> Any:
+        return self.commander.clock
 
-    async def start(self, *args: Any, **kwargs: Any) -> Any:
-        return await self.commander.start(*args, **kwargs)
+    @property
+    def notices(self) -> Any:
+        return self.commander.notices
 
-    async def get(self, mission_id: str) -> Any:
-        return await self.commander.get(mission_id)
+    @property
+    def max_recovery_attempts(self) -> int:
+        return self.commander.max_recovery_attempts
 
     async def inspect(self, mission_id: str) -> Any:
         return await self.commander.inspect(mission_id)
-
-    async def list(self, **kwargs: Any) -> Any:
-        return await self.commander.list(**kwargs)
-
-    def iter_missions(self, **kwargs: Any) -> Any:
-        return self.commander.iter_missions(**kwargs)
-
-    async def signal(self, mission_id: str, name: str, payload: Any = None) -> Any:
-        return await self.commander.signal(mission_id, name, payload)
-
-    async def cancel(self, mission_id: str, reason: str | None = None) -> Any:
-        return await self.commander.cancel(mission_id, reason)
-
-    async def wait_for_completion(self, mission_id: str) -> Any:
-        return await self.commander.wait_for_completion(mission_id)
-
-    async def result(self, mission_id: str) -> Any:
-        return await self.commander.result(mission_id)
-
-    async def timeline(self, mission_id: str) -> Any:
-        return await self.commander.timeline(mission_id)
 
     async def advance(self, mission_id: str) -> Any:
         return await self.commander.advance(mission_id)
@@ -244,24 +225,6 @@ class FailingQueries:
 
     async def next_due_at(self, after: Any = None) -> Any:
         return await self.commander.next_due_at(after)
-
-    def is_held(self, mission_id: str) -> bool:
-        return self.commander.is_held(mission_id)
-
-    async def aclose(self) -> None:
-        await self.commander.aclose()
-
-    @property
-    def clock(self) -> Any:
-        return self.commander.clock
-
-    @property
-    def definitions(self) -> Any:
-        return self.commander.definitions
-
-    @property
-    def notices(self) -> Any:
-        return self.commander.notices
 
     async def due_missions(self, limit: int, now: Any = None) -> list[str]:
         if self.failing:
@@ -278,7 +241,7 @@ async def test_a_tick_whose_queries_fail_raises_and_the_runtime_keeps_going(
 ) -> None:
     """A tick that cannot query the store fails with TickFailedError; later ticks still run."""
     flaky = FailingQueries(commander)
-    runtime = await make_runtime(flaky, logger=log, metrics=metrics)  # type: ignore[arg-type]
+    runtime = await make_runtime(flaky, logger=log, metrics=metrics)
     flaky.failing = True
 
     with pytest.raises(TickFailedError) as raised:
@@ -290,6 +253,26 @@ async def test_a_tick_whose_queries_fail_raises_and_the_runtime_keeps_going(
     assert metrics.total(RuntimeMetric.TICKS, outcome="failed") == 1
     flaky.failing = False
     assert (await runtime.tick()).errored == 0
+
+
+async def test_the_runtime_drives_a_mission_driver_without_the_application_api(
+    autojump_clock: MockClock, commander: Commander, make_runtime: RuntimeFactory, timer: Any
+) -> None:
+    """A runtime made for an object with only MissionDriver's members runs its due missions."""
+    handle = await commander.start(timer, {})
+    driver = FailingQueries(commander)
+    assert not hasattr(driver, "start")
+
+    await make_runtime(driver)
+    await trio.sleep(61)
+
+    assert (await handle.inspect()).status is MissionStatus.COMPLETED
+
+
+def test_the_runtime_refuses_an_object_that_cannot_drive_missions(commander: Commander) -> None:
+    """create_commander_runtime names MissionDriver when given something that is not one."""
+    with pytest.raises(ConfigurationError, match="MissionDriver"):
+        create_commander_runtime(object())  # type: ignore[arg-type]
 
 
 async def test_tick_needs_a_running_runtime(

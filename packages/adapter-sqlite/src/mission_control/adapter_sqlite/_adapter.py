@@ -24,18 +24,18 @@ import apsw
 import attrs
 
 from mission_control.core import (
-    BufferedSignal,
     CancelRequest,
     ConfigurationError,
     JsonValue,
     MissionSnapshot,
     MissionStatus,
     PersistenceError,
-    RevisionConflictError,
     TimelineEntry,
-    notices_for,
 )
+from mission_control.core.lowlevel import notices_for
 from mission_control.core.storage import (
+    BufferedSignal,
+    RevisionConflictError,
     cancel_request_from_json,
     cancel_request_to_json,
     snapshot_from_json,

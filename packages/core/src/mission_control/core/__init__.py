@@ -1,6 +1,17 @@
-"""Mission Control core: the mission DSL, the engine, the commander and the contracts that
-adapters, the runtime and the client share (adapter authors' storage codec:
-``mission_control.core.storage``)."""
+"""Mission Control core: the mission DSL, the commander, the records it returns and the errors it
+raises — everything an application uses.
+
+Two submodules serve other audiences, as ``trio.abc`` and ``trio.lowlevel`` do for trio:
+``mission_control.core.storage`` is for persistence adapter authors (the persistence protocol,
+``RevisionConflictError``, ``BufferedSignal``, the storage codec) and
+``mission_control.core.lowlevel`` for drivers of missions such as the tick runtime
+(``MissionDriver``, the notices). The names that moved there in 0.2 still import from here, with a
+``DeprecationWarning`` (see docs/migration-0.2.md).
+"""
+
+import importlib
+import warnings
+from typing import TYPE_CHECKING, Any
 
 from ._clock import Clock, SystemClock
 from ._commander import (
@@ -36,7 +47,6 @@ from ._errors import (
     OutputNotSerializableError,
     PersistenceError,
     RecoveryAttemptsExceededError,
-    RevisionConflictError,
     StepTimeoutError,
     UnknownDefinitionError,
     UnknownEventError,
@@ -44,8 +54,7 @@ from ._errors import (
 )
 from ._ids import SortableIds
 from ._keys import EventKey, key
-from ._notices import NoticeListener, Notices, notices_for
-from ._persistence import LIST_LIMIT, MAX_LIST_LIMIT, PersistenceAdapter
+from ._persistence import LIST_LIMIT, MAX_LIST_LIMIT
 from ._retry import (
     MAX_DELAY,
     Backoff,
@@ -57,7 +66,6 @@ from ._retry import (
     retry,
 )
 from ._snapshot import (
-    BufferedSignal,
     CancelRequest,
     ErrorInfo,
     JsonValue,
@@ -81,7 +89,6 @@ __all__ = [
     "MAX_NESTING",
     "ListFilters",
     "Backoff",
-    "BufferedSignal",
     "CancelRequest",
     "Clock",
     "Commander",
@@ -113,14 +120,10 @@ __all__ = [
     "NodeEvent",
     "NodeRecord",
     "NodeStatus",
-    "NoticeListener",
-    "Notices",
     "OutputNotSerializableError",
-    "PersistenceAdapter",
     "PersistenceError",
     "RecoveryAttemptsExceededError",
     "RetryPolicy",
-    "RevisionConflictError",
     "SortableIds",
     "StartEvent",
     "StepTimeoutError",
@@ -142,7 +145,52 @@ __all__ = [
     "key",
     "linear",
     "m",
-    "notices_for",
     "retry",
     "to_json_value",
 ]
+
+# Names that moved in 0.2 to the modules of the audience that needs them, and where they went.
+_MOVED = {
+    "BufferedSignal": "mission_control.core.storage",
+    "PersistenceAdapter": "mission_control.core.storage",
+    "RevisionConflictError": "mission_control.core.storage",
+    "buffered_signal_from_json": "mission_control.core.storage",
+    "buffered_signal_to_json": "mission_control.core.storage",
+    "snapshot_from_json": "mission_control.core.storage",
+    "snapshot_to_dict": "mission_control.core.storage",
+    "snapshot_to_json": "mission_control.core.storage",
+    "timeline_entry_from_json": "mission_control.core.storage",
+    "timeline_entry_to_json": "mission_control.core.storage",
+    "NoticeListener": "mission_control.core.lowlevel",
+    "Notices": "mission_control.core.lowlevel",
+    "notices_for": "mission_control.core.lowlevel",
+}
+
+if TYPE_CHECKING:
+    # Type checkers see the deprecated names with their real types; only the run time warns.
+    from .lowlevel import NoticeListener as NoticeListener
+    from .lowlevel import Notices as Notices
+    from .lowlevel import notices_for as notices_for
+    from .storage import BufferedSignal as BufferedSignal
+    from .storage import PersistenceAdapter as PersistenceAdapter
+    from .storage import RevisionConflictError as RevisionConflictError
+    from .storage import buffered_signal_from_json as buffered_signal_from_json
+    from .storage import buffered_signal_to_json as buffered_signal_to_json
+    from .storage import snapshot_from_json as snapshot_from_json
+    from .storage import snapshot_to_dict as snapshot_to_dict
+    from .storage import snapshot_to_json as snapshot_to_json
+    from .storage import timeline_entry_from_json as timeline_entry_from_json
+    from .storage import timeline_entry_to_json as timeline_entry_to_json
+else:
+
+    def __getattr__(name: str) -> Any:
+        module = _MOVED.get(name)
+        if module is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        warnings.warn(
+            f"mission_control.core.{name} is deprecated: import it from {module} "
+            "(see docs/migration-0.2.md)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(importlib.import_module(module), name)

@@ -1,4 +1,12 @@
-"""The commander: the one API for starting, signalling, cancelling and inspecting missions."""
+"""The commander: the one API for starting, signalling, cancelling and inspecting missions.
+
+Two protocols describe it, for two kinds of callers: :class:`CommanderProtocol` is what
+applications call (``mission_control.core``); :class:`MissionDriver` is the smaller set a driver
+such as the tick runtime needs to move missions forward (``mission_control.core.lowlevel``).
+:class:`Commander` implements both, once; ``MissionClient`` is a :class:`Commander` sharing the
+runtime's commander's state (see :meth:`Commander._share_state_of`), so the API is never
+forwarded method by method.
+"""
 
 from __future__ import annotations
 
@@ -44,9 +52,13 @@ class ListFilters(TypedDict, total=False):
 
 @runtime_checkable
 class CommanderProtocol(Protocol):
-    """What the runtime, the client and the testing helpers program against.
+    """The commander's API for applications: start, find, signal, cancel, inspect and wait for
+    missions.
 
-    The commander made by :func:`create_commander` implements it for every adapter.
+    The commander made by :func:`create_commander` (and so ``SQLiteCommander`` and the in-memory
+    commander) implements it, and so does ``mission_control.client.MissionClient``; code written
+    for a commander accepts any of them. What moves missions forward on its own (ticks,
+    recovery) is the driver's side: :class:`mission_control.core.lowlevel.MissionDriver`.
     """
 
     @property
@@ -54,9 +66,6 @@ class CommanderProtocol(Protocol):
 
     @property
     def definitions(self) -> dict[str, MissionDefinition[Any, Any, Any]]: ...
-
-    @property
-    def notices(self) -> Notices: ...
 
     async def start(
         self,
@@ -94,6 +103,35 @@ class CommanderProtocol(Protocol):
 
     async def timeline(self, mission_id: str) -> list[TimelineEntry]: ...
 
+    async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class MissionDriver(Protocol):
+    """What a driver of missions (the tick runtime, a crash sweep) needs from a commander: find
+    the missions that are due or were left mid-node, move one forward, and hear of new work.
+
+    The commander made by :func:`create_commander` implements it beside
+    :class:`CommanderProtocol`. Public as ``mission_control.core.lowlevel.MissionDriver``.
+    """
+
+    @property
+    def clock(self) -> Clock:
+        """The clock that says what is due."""
+        ...
+
+    @property
+    def notices(self) -> Notices:
+        """The notice hub of the commander's store (due times, missions left mid-node)."""
+        ...
+
+    @property
+    def max_recovery_attempts(self) -> int:
+        """How many times a mission left mid-node is resumed before it fails."""
+        ...
+
+    async def inspect(self, mission_id: str) -> MissionSnapshot: ...
+
     async def advance(self, mission_id: str) -> MissionSnapshot | None: ...
 
     async def due_missions(self, limit: int, now: datetime | None = None) -> list[str]: ...
@@ -101,10 +139,6 @@ class CommanderProtocol(Protocol):
     async def running_missions(self, limit: int, after: str | None = None) -> list[str]: ...
 
     async def next_due_at(self, after: datetime | None = None) -> datetime | None: ...
-
-    def is_held(self, mission_id: str) -> bool: ...
-
-    async def aclose(self) -> None: ...
 
 
 class MissionHandle:
@@ -161,8 +195,9 @@ def _as_is(value: _T) -> _T:
 class Commander:
     """Starts, signals, cancels and inspects missions stored through one persistence adapter.
 
-    Make one with :func:`create_commander`. It is an async context manager that closes its
-    persistence adapter on exit.
+    It implements :class:`CommanderProtocol` (what applications call) and :class:`MissionDriver`
+    (what the runtime calls). Make one with :func:`create_commander`. It is an async context
+    manager that closes its persistence adapter on exit.
     """
 
     def __init__(
@@ -223,6 +258,17 @@ class Commander:
         )
         if not clock_checked:
             self._engine.now = _checked_first(self._engine, clock)
+
+    def _share_state_of(self, commander: Commander) -> None:
+        """Become another face of ``commander``: the same store, engine (and so the same
+        missions held by a task), definitions, clock, notices and converter.
+
+        For subclasses made from an existing commander instead of from a store
+        (``mission_control.client.MissionClient``): they inherit the whole API unchanged, and
+        handles they return are bound to them. The state is taken whole, not field by field, so
+        that a field added to a commander is never left behind by a view of it.
+        """
+        vars(self).update(vars(commander))
 
     @property
     def clock(self) -> Clock:

@@ -1,13 +1,24 @@
-"""For persistence adapter authors: the storage codec, the JSON documents the library's records
-are stored as.
+"""For persistence adapter authors: the persistence protocol, the error a refused compare-and-set
+raises, the records only adapters handle, and the storage codec (the JSON documents the library's
+records are stored as).
 
-Applications need none of this (their API is ``mission_control.core``). The codec is the
-library's own: its functions write and read the records (:class:`MissionSnapshot`,
+Applications need none of this (their API is ``mission_control.core``; drivers such as the
+runtime have ``mission_control.core.lowlevel``). An adapter implements
+:class:`PersistenceAdapter` (the contract is in its docstring; ``mission_control.testing``'s
+conformance suite checks it) and raises :class:`RevisionConflictError` when a commit's expected
+revision is not the stored one. The records users also see (``MissionSnapshot``,
+``TimelineEntry``, ``CancelRequest``, ``MissionStatus``, ``JsonValue``) are imported from
+``mission_control.core``; :class:`BufferedSignal`, a signal stored before its ``need_to`` was
+reached, is only ever handled by adapters.
+
+The codec is the library's own: its functions write and read the records (:class:`MissionSnapshot`,
 :class:`TimelineEntry`, :class:`BufferedSignal`, :class:`CancelRequest`) the same way whatever
 hooks a user registers on a converter. The user values inside them (inputs, outputs, payloads)
 are plain JSON values by then, checked by the commander before they reach an adapter.
 """
 
+from ._errors import RevisionConflictError
+from ._persistence import PersistenceAdapter
 from ._serialization import (
     buffered_signal_from_json,
     buffered_signal_to_json,
@@ -21,9 +32,13 @@ from ._serialization import (
     timeline_entry_to_json,
     value_to_json,
 )
+from ._snapshot import BufferedSignal
 from ._values import detached
 
 __all__ = [
+    "BufferedSignal",
+    "PersistenceAdapter",
+    "RevisionConflictError",
     "buffered_signal_from_json",
     "buffered_signal_to_json",
     "cancel_request_from_json",

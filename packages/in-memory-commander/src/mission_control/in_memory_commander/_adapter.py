@@ -10,16 +10,15 @@ from datetime import datetime
 import attrs
 
 from mission_control.core import (
-    BufferedSignal,
     CancelRequest,
     JsonValue,
     MissionSnapshot,
     MissionStatus,
     PersistenceError,
-    RevisionConflictError,
     TimelineEntry,
     TimelineKind,
 )
+from mission_control.core.storage import BufferedSignal, RevisionConflictError
 
 from ._packed import DEFINITION, REVISION, STATUS, TEXT, Packed, pack, unpack
 

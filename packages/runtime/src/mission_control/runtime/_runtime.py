@@ -14,7 +14,8 @@ from typing import Any, Self, cast
 import attrs
 import trio
 
-from mission_control.core import CommanderProtocol, ConfigurationError, MissionStatus, Notices
+from mission_control.core import ConfigurationError, MissionStatus
+from mission_control.core.lowlevel import MissionDriver, Notices
 
 from ._errors import RuntimeStateError, TickFailedError
 from ._hooks import (
@@ -165,7 +166,7 @@ class CommanderRuntime:
 
     def __init__(
         self,
-        commander: CommanderProtocol,
+        commander: MissionDriver,
         *,
         logger: RuntimeLogger,
         metrics: RuntimeMetrics,
@@ -175,12 +176,10 @@ class CommanderRuntime:
         stalled_tick_delay: float,
     ) -> None:
         self._commander = commander
-        limit = getattr(commander, "max_recovery_attempts", None)
         # Below the limit, so that a healthy mission never shares the crash that would use up
-        # its last attempt; a commander that does not say its limit is taken at its word after
-        # one recovery.
-        self._suspect_recoveries = (
-            min(_SUSPECT_RECOVERIES, max(limit - 1, 0)) if isinstance(limit, int) else 1
+        # its last attempt.
+        self._suspect_recoveries = min(
+            _SUSPECT_RECOVERIES, max(commander.max_recovery_attempts - 1, 0)
         )
         self._logger = logger
         self._metrics = metrics
@@ -209,7 +208,7 @@ class CommanderRuntime:
     # -- state ---------------------------------------------------------------------------------
 
     @property
-    def commander(self) -> CommanderProtocol:
+    def commander(self) -> MissionDriver:
         """The commander this runtime drives."""
         return self._commander
 
@@ -877,7 +876,7 @@ async def _exit_nursery(manager: Any, error: BaseException | None) -> bool:
 
 
 def create_commander_runtime(
-    commander: CommanderProtocol,
+    commander: MissionDriver,
     *,
     logger: RuntimeLogger | logging.Logger | None = None,
     metrics: RuntimeMetrics | None = None,
@@ -886,7 +885,8 @@ def create_commander_runtime(
     auto_schedule: bool = True,
     stalled_tick_delay: float = DEFAULT_STALLED_TICK_DELAY,
 ) -> CommanderRuntime:
-    """Make the tick runtime for ``commander``.
+    """Make the tick runtime for ``commander``: the commander ``mission_control.core`` makes, or
+    any other :class:`mission_control.core.lowlevel.MissionDriver` (the runtime uses no more).
 
     - ``logger``: a :class:`RuntimeLogger`, or a stdlib logger to write to (default: the stdlib
       logger ``mission_control.runtime``).
@@ -904,9 +904,10 @@ def create_commander_runtime(
       doubling with each failure in a row up to 64 times this, and seconds to wait before
       ticking again when missions are due but the last tick could move none of them.
     """
-    if not isinstance(commander, CommanderProtocol):
+    if not isinstance(commander, MissionDriver):
         raise ConfigurationError(
-            f"create_commander_runtime needs a commander (see create_commander), got {commander!r}"
+            "create_commander_runtime needs a commander (see create_commander) or another "
+            f"mission_control.core.lowlevel.MissionDriver, got {commander!r}"
         )
     for name, value in (
         ("max_missions_per_tick", max_missions_per_tick),

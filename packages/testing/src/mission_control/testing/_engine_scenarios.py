@@ -37,7 +37,6 @@ from mission_control.core import (
     MissionSnapshot,
     MissionStatus,
     NodeStatus,
-    PersistenceAdapter,
     TimelineKind,
     UnknownSignalError,
     Wait,
@@ -45,6 +44,7 @@ from mission_control.core import (
     create_commander,
     m,
 )
+from mission_control.core.storage import PersistenceAdapter
 from mission_control.in_memory_commander import ManualClock, SequentialIds
 
 from ._protocol_battery import T0, build_snapshot, build_waiting

@@ -13,7 +13,8 @@ from typing import Any, Protocol, TypedDict, Unpack
 import pytest
 import trio
 
-from mission_control.core import Clock, Commander, CommanderProtocol, MissionDefinition
+from mission_control.core import Clock, Commander, MissionDefinition
+from mission_control.core.lowlevel import MissionDriver
 from mission_control.in_memory_commander import (
     InMemoryPersistenceAdapter,
     SequentialIds,
@@ -57,7 +58,7 @@ class RuntimeFactory(Protocol):
     """What the ``make_runtime`` fixture returns."""
 
     async def __call__(
-        self, commander: CommanderProtocol | None = None, **options: Unpack[RuntimeOptions]
+        self, commander: MissionDriver | None = None, **options: Unpack[RuntimeOptions]
     ) -> CommanderRuntime: ...
 
 
@@ -114,7 +115,7 @@ async def make_runtime(commander: Commander) -> AsyncIterator[RuntimeFactory]:
     async with trio.open_nursery() as nursery:
 
         async def make(
-            commander: CommanderProtocol | None = None, **options: Unpack[RuntimeOptions]
+            commander: MissionDriver | None = None, **options: Unpack[RuntimeOptions]
         ) -> CommanderRuntime:
             runtime = create_commander_runtime(
                 default if commander is None else commander, **options

@@ -22,15 +22,13 @@ from mission_control.core import (
     MissionStatus,
     NodeRecord,
     NodeStatus,
-    PersistenceAdapter,
     PersistenceError,
-    RevisionConflictError,
     TimelineEntry,
     TimelineKind,
     Wait,
     WaitKind,
 )
-from mission_control.core.storage import detached
+from mission_control.core.storage import PersistenceAdapter, RevisionConflictError, detached
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 

@@ -1,0 +1,16 @@
+"""For code that drives missions rather than starts them: the tick runtime, and any other driver
+(a crash sweep, a CLI that resumes missions).
+
+Applications need none of this (their API is ``mission_control.core``; adapter authors have
+``mission_control.core.storage``). A driver programs against :class:`MissionDriver`, which the
+commander made by ``mission_control.core.create_commander`` implements beside the application API:
+it finds the missions that are due or were left mid-node, moves one forward with ``advance``, and
+listens to the store's :class:`Notices` to hear of new due times (:class:`NoticeListener`).
+:func:`notices_for` gives the notice hub of a persistence adapter object, the one every commander
+on that object shares.
+"""
+
+from ._commander import MissionDriver
+from ._notices import NoticeListener, Notices, notices_for
+
+__all__ = ["MissionDriver", "NoticeListener", "Notices", "notices_for"]
