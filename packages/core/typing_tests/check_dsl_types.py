@@ -11,7 +11,8 @@ from typing import TypedDict
 
 import attrs
 
-from mission_control.core import Commander, Context, m
+from mission_control.core import Commander, CommanderProtocol, Context, m
+from mission_control.core.lowlevel import MissionDriver
 
 
 class Request(TypedDict):
@@ -66,3 +67,15 @@ async def use(commander: Commander) -> None:
     await commander.start(definition, {"email": "a@example.com"})
     await commander.start(definition, {"mail": "a@example.com"})  # pyright: ignore[reportArgumentType]
     await commander.start(definition, "a@example.com")  # pyright: ignore[reportArgumentType]
+
+
+async def split(commander: Commander, app: CommanderProtocol, driver: MissionDriver) -> None:
+    # The commander is both; the application protocol cannot drive, the driver cannot start.
+    as_app: CommanderProtocol = commander
+    as_driver: MissionDriver = commander
+    await as_app.start(definition, {"email": "a@example.com"})
+    await as_driver.advance("m-1")
+    await app.start(definition, {"mail": "a@example.com"})  # pyright: ignore[reportArgumentType]
+    await app.advance("m-1")  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType]
+    await app.due_missions(10)  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType]
+    await driver.start(definition, {"email": "a@example.com"})  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType]

@@ -9,7 +9,9 @@ conformance suite checks it) and raises :class:`RevisionConflictError` when a co
 revision is not the stored one. The records users also see (``MissionSnapshot``,
 ``TimelineEntry``, ``CancelRequest``, ``MissionStatus``, ``JsonValue``) are imported from
 ``mission_control.core``; :class:`BufferedSignal`, a signal stored before its ``need_to`` was
-reached, is only ever handled by adapters.
+reached, is only ever handled by adapters. An adapter that hears writes made elsewhere (another
+process) tells the commanders of this one through the store's notices
+(``mission_control.core.lowlevel.notices_for``).
 
 The codec is the library's own: its functions write and read the records (:class:`MissionSnapshot`,
 :class:`TimelineEntry`, :class:`BufferedSignal`, :class:`CancelRequest`) the same way whatever
