@@ -78,7 +78,8 @@ def make_snapshot() -> SnapshotFactory:
             "input": {"n": 1},
             "created_at": START,
             "updated_at": START,
-            "wait": wait,
+            "waits": () if wait is None else (wait,),
+            "active": () if status.is_terminal else ("nap" if wait is not None else "work",),
             "revision": revision,
         }
         return MissionSnapshot(**(values | fields))

@@ -23,6 +23,10 @@ how often each step ran. Modes:
   whose step SIGKILLs the process once the three are in their step beside it (or at once when
   they are not running).
 - ``runtime-concurrent``: as ``runtime``, with the runtime's default concurrency.
+- ``parallel``: start ``par``, a parallel of three branches: ``fast`` (step ``p-fast``) and
+  ``slow`` (``p-first``, which waits until ``p-fast`` has returned, then ``p-block``, which
+  blocks forever after printing ``BLOCK-RAN`` for the parent to SIGKILL), and ``waiting`` (a
+  need_to ``go``, then step ``p-after``). ``recover`` then completes it.
 """
 
 from __future__ import annotations
@@ -176,8 +180,52 @@ WAITS = (
     .end()
 )
 
+FAST_RETURNED = trio.Event()
+
+
+async def parallel_fast(ctx: Context[Any, Any]) -> str:
+    record("p-fast", ctx.mission_id)
+    FAST_RETURNED.set()
+    return "fast"
+
+
+async def parallel_first(ctx: Context[Any, Any]) -> str:
+    await FAST_RETURNED.wait()
+    # p-fast's result reached the engine before this one: it is written first.
+    await trio.lowlevel.checkpoint()
+    record("p-first", ctx.mission_id)
+    return "first"
+
+
+async def parallel_block(ctx: Context[Any, Any]) -> str:
+    record("p-block", ctx.mission_id)
+    if MODE == "parallel":
+        print("BLOCK-RAN", flush=True)
+        await trio.sleep_forever()
+    return "block"
+
+
+async def parallel_after(ctx: Context[Any, Any]) -> str:
+    record("p-after", ctx.mission_id)
+    return f"after {ctx.events['go'].output}"
+
+
+PARALLEL = (
+    m.define("parallel")
+    .start(parse=parse)
+    .parallel(
+        "work",
+        {
+            "fast": lambda b: b.step("p-fast", parallel_fast),
+            "slow": lambda b: b.step("p-first", parallel_first).step("p-block", parallel_block),
+            "waiting": lambda b: b.need_to("go", parse=parse).step("p-after", parallel_after),
+        },
+    )
+    .end(output=lambda ctx: ctx.events["work"].output)
+)
+
 COMMANDER = SQLiteCommander(
-    DB, [PIPELINE, WAITS, STARTED, POISON, CROWDED, CROWD_POISON], clock=CLOCK
+    DB, [PIPELINE, WAITS, STARTED, POISON, CROWDED, CROWD_POISON, PARALLEL], clock=CLOCK
 )
 
 
@@ -225,6 +273,9 @@ async def run() -> None:
         await commander.signal("w-buffered", "go", {"early": True})
         await commander.start(PIPELINE, {}, id="p-cancel")
         raise AssertionError("the child should have died inside p-cancel")
+    if MODE == "parallel":
+        await commander.start(PARALLEL, {}, id="par")
+        raise AssertionError("the child should have been killed inside p-block")
     if MODE == "block-in-start":
         await commander.start(STARTED, {}, id="s1")
         raise AssertionError("the child should have been killed inside the start")

@@ -241,3 +241,19 @@ async def test_a_step_that_kills_its_process_does_not_use_up_the_recoveries_of_i
     }
     assert killed == DEFAULT_MAX_RECOVERY_ATTEMPTS
     assert runs(log)["die p-crowd"] == 1 + DEFAULT_MAX_RECOVERY_ATTEMPTS
+
+
+async def test_a_parallel_killed_in_one_branch_runs_only_its_unfinished_work_again(
+    tmp_path: Path,
+) -> None:
+    """A SIGKILL while one branch of a parallel runs its second step, once the other branch's
+    step and this branch's first were written, runs again only the interrupted step; the
+    mission then completes, its waiting branch included."""
+    db, log = tmp_path / "missions.db", tmp_path / "steps.log"
+    await run_until_killed(db, log, "parallel", kill_on="BLOCK-RAN")
+    assert runs(log) == Counter({"p-fast par": 1, "p-first par": 1, "p-block par": 1})
+    statuses = await recover(db, log)
+    assert statuses["par"] == "completed"
+    assert runs(log) == Counter(
+        {"p-fast par": 1, "p-first par": 1, "p-block par": 2, "p-after par": 1}
+    )

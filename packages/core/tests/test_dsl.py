@@ -47,12 +47,14 @@ def test_every_node_kind_is_described_statically() -> None:
     described = flow.describe()
     assert described.name == "flow"
     assert described.nodes == (
-        NodeDescription("start", "start", "call"),
-        NodeDescription("call", "step", "approve", max_attempts=4, timeout_seconds=2.5),
-        NodeDescription("approve", "need_to", "pause", signal="approve"),
-        NodeDescription("pause", "sleep", "later", sleep_seconds=60.0),
-        NodeDescription("later", "sleep", "end"),
-        NodeDescription("end", "end", None),
+        NodeDescription("start", "start", "call", path="start"),
+        NodeDescription(
+            "call", "step", "approve", max_attempts=4, timeout_seconds=2.5, path="call"
+        ),
+        NodeDescription("approve", "need_to", "pause", signal="approve", path="approve"),
+        NodeDescription("pause", "sleep", "later", sleep_seconds=60.0, path="pause"),
+        NodeDescription("later", "sleep", "end", path="later"),
+        NodeDescription("end", "end", None, path="end"),
     )
 
 

@@ -14,6 +14,7 @@ from mission_control.core import (
     NodeRecord,
     NodeStatus,
     OutputNotSerializableError,
+    ParentLink,
     TimelineEntry,
     TimelineKind,
     Wait,
@@ -89,10 +90,15 @@ def test_snapshot_round_trips_through_json() -> None:
                 due_at=T0 + timedelta(hours=1),
             ),
         },
-        wait=Wait(WaitKind.RETRY, "call", due_at=T0 + timedelta(hours=1)),
+        active=("call",),
+        waits=(Wait(WaitKind.RETRY, "call", due_at=T0 + timedelta(hours=1)),),
         cancel_request=CancelRequest(T0, "why"),
         revision=7,
         recovery_attempts=2,
+        deadline=T0 + timedelta(days=1),
+        tenant="acme",
+        parent=ParentLink("m-0", "child"),
+        definition_fingerprint="sha256:0",
     )
     text = snapshot_to_json(snapshot)
     assert '"status":"waiting"' in text
@@ -130,7 +136,8 @@ def test_a_loaded_snapshot_encodes_to_the_text_it_was_read_from() -> None:
             "start": NodeRecord("start", "start", NodeStatus.COMPLETED, 1, output="ok"),
             "call": record,
         },
-        Wait(WaitKind.RETRY, "call", due_at=T0 + timedelta(minutes=5)),
+        active=("call",),
+        waits=(Wait(WaitKind.RETRY, "call", due_at=T0 + timedelta(minutes=5)),),
     )
     text = snapshot_to_json(original)
     loaded = snapshot_from_json(text)
@@ -145,12 +152,7 @@ def test_a_loaded_snapshot_encodes_to_the_text_it_was_read_from() -> None:
     assert json.loads(snapshot_to_json(done))["nodes"]["call"]["status"] == "completed"
 
 
-def test_hand_written_record_and_entry_forms_match_the_generic_converter() -> None:
-    """The fast unstructure hooks give exactly what a plain cattrs converter would."""
-    from cattrs.preconf.json import make_converter
-
-    converter = _codec
-    generic = make_converter()
+def _every_field_set() -> MissionSnapshot:
     record = NodeRecord(
         "call",
         "step",
@@ -163,32 +165,95 @@ def test_hand_written_record_and_entry_forms_match_the_generic_converter() -> No
         finished_at=T0,
         due_at=T0,
     )
+    values: dict[str, Any] = {
+        "id": "m",
+        "definition": "flow",
+        "definition_version": 2,
+        "status": MissionStatus.WAITING,
+        "current_node": "checks",
+        "input": {"i": [1]},
+        "created_at": T0,
+        "updated_at": T0 + timedelta(seconds=1),
+        "nodes": {"call": record, "checks/a/go": record},
+        "active": ("checks/a/go", "checks/b/wait"),
+        "waits": (
+            Wait(WaitKind.SIGNAL, "checks/a/go", signal="go", due_at=T0),
+            Wait(WaitKind.TIMER, "checks/b/wait", due_at=T0),
+        ),
+        "output": {"o": None},
+        "error": ErrorInfo("Boom", "bad", 1),
+        "cancel_request": CancelRequest(T0, None),
+        "revision": 4,
+        "recovery_attempts": 3,
+        "deadline": T0 + timedelta(days=3),
+        "tenant": "acme",
+        "parent": ParentLink("p", "spawn"),
+        "definition_fingerprint": "sha256:1",
+    }
+    # Every field of the declaration is set here, to a value that is not its default.
+    assert set(values) == {field.name for field in attrs.fields(MissionSnapshot)}
+    return MissionSnapshot(**values)
+
+
+def test_the_fast_codec_writes_and_reads_every_field_as_the_generic_converter() -> None:
+    """The snapshot document the codec writes field by field holds, for every field, what a
+    plain cattrs converter makes of it, and reads back as that converter would."""
+    from cattrs.preconf.json import make_converter
+
+    generic = make_converter()
+    snapshot = _every_field_set()
+    expected = json.loads(json.dumps(generic.unstructure(snapshot)))
+    written = json.loads(snapshot_to_json(snapshot))
+    assert written.pop("format") == 2
+    for field in attrs.fields(MissionSnapshot):
+        assert written[field.name] == expected[field.name], field.name
+    assert set(written) == set(expected)
+    read = snapshot_from_json(snapshot_to_json(snapshot))
+    for field in attrs.fields(MissionSnapshot):
+        assert getattr(read, field.name) == getattr(snapshot, field.name), field.name
+    assert read == generic.structure(expected, MissionSnapshot)
+
+
+def test_hand_written_record_and_entry_forms_match_the_generic_converter() -> None:
+    """The fast unstructure hooks give exactly what a plain cattrs converter would."""
+    from cattrs.preconf.json import make_converter
+
+    generic = make_converter()
+    record = _every_field_set().nodes["call"]
     entry = TimelineEntry(T0, TimelineKind.STEP_FAILED, "call", 3, {"type": "Boom"})
-    assert converter.unstructure(record) == generic.unstructure(record)
-    assert converter.unstructure(entry) == generic.unstructure(entry)
-    assert converter.structure(generic.unstructure(record), NodeRecord) == record
-    snapshot = MissionSnapshot(
-        "m",
-        "flow",
-        2,
-        MissionStatus.WAITING,
-        "call",
-        {"i": [1]},
-        T0,
-        T0,
-        {"call": record},
-        Wait(WaitKind.SIGNAL, "call", signal="go"),
-        None,
-        ErrorInfo("Boom", "bad", 1),
-        CancelRequest(T0, None),
-        4,
-        3,
-    )
-    data = generic.unstructure(snapshot)
-    assert data["recovery_attempts"] == 3
-    assert data["nodes"]["call"]["error"]["traceback"] == "Traceback ...\nBoom: bad\n"
-    assert converter.structure(data, MissionSnapshot) == generic.structure(data, MissionSnapshot)
-    assert json.loads(snapshot_to_json(snapshot)) == data
+    assert _codec.unstructure(record) == generic.unstructure(record)
+    assert _codec.unstructure(entry) == generic.unstructure(entry)
+    assert _codec.structure(generic.unstructure(record), NodeRecord) == record
+
+
+def test_a_snapshot_written_by_0_1_reads_as_one_position() -> None:
+    """A 0.1 document (format 1: ``current_node`` and one ``wait``) loads with that node as its
+    one active position and that wait as its one wait; a finished one has none."""
+    document = {
+        "id": "m",
+        "definition": "flow",
+        "definition_version": 1,
+        "status": "waiting",
+        "current_node": "approve",
+        "input": None,
+        "created_at": T0.isoformat(),
+        "updated_at": T0.isoformat(),
+        "wait": {"kind": "signal", "node": "approve", "signal": "approve", "due_at": None},
+        "output": None,
+        "error": None,
+        "cancel_request": None,
+        "revision": 3,
+        "nodes": {"approve": {"name": "approve", "kind": "need_to", "status": "waiting"}},
+    }
+    snapshot = snapshot_from_json(json.dumps(document))
+    assert snapshot.active == ("approve",)
+    assert snapshot.waits == (Wait(WaitKind.SIGNAL, "approve", signal="approve"),)
+    assert snapshot.recovery_attempts == 0
+    assert snapshot.tenant is None
+    finished = {**document, "status": "completed", "current_node": None, "wait": None}
+    assert snapshot_from_json(json.dumps(finished)).active == ()
+    # Written again, it is a format-2 document.
+    assert json.loads(snapshot_to_json(snapshot))["format"] == 2
 
 
 @pytest.mark.parametrize(
@@ -198,7 +263,8 @@ def test_hand_written_record_and_entry_forms_match_the_generic_converter() -> No
         lambda d: d.update(status="sleeping"),
         lambda d: d.update(created_at="yesterday"),
         lambda d: d["nodes"]["start"].update(attempts="many"),
-        lambda d: d.update(wait={"kind": "signal"}),
+        lambda d: d.update(waits=[{"kind": "signal"}]),
+        lambda d: d.update(format=3),
     ],
 )
 def test_damaged_snapshot_documents_are_refused(damage: Any) -> None:
@@ -258,3 +324,11 @@ def test_an_error_stored_before_tracebacks_were_kept_loads_without_one() -> None
 
     assert make_converter().structure(json.loads(text), MissionSnapshot) == snapshot
     assert json.loads(snapshot_to_json(snapshot))["error"]["traceback"] is None
+
+
+def test_snapshot_is_immutable() -> None:
+    """A snapshot's fields cannot be assigned, though they are declared on a mutable base that
+    the engine's working copy shares."""
+    snapshot = _every_field_set()
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        snapshot.status = MissionStatus.FAILED  # pyright: ignore[reportAttributeAccessIssue]

@@ -58,7 +58,6 @@ MEMORY: Final = ":memory:"
 _SQLITE_HEADER: Final = b"SQLite format 3\x00"
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND: Final = timedelta(microseconds=1)
-_WAITING: Final = MissionStatus.WAITING
 
 _INSERT_MISSION: Final = (
     "INSERT INTO missions (id, definition, status, due_at, revision, snapshot, cancel_request) "
@@ -430,10 +429,8 @@ class SQLitePersistenceAdapter:
     def _encode(snapshot: MissionSnapshot) -> tuple[int | None, str, str | None]:
         """The mission's due time, its snapshot JSON without the cancellation request, and the
         cancellation request's JSON."""
-        wait = snapshot.wait
-        due = None
-        if snapshot.status is _WAITING and wait is not None and wait.due_at is not None:
-            due = _micros(wait.due_at, f"due time of mission {snapshot.id!r}")
+        due_at = snapshot.due_at
+        due = None if due_at is None else _micros(due_at, f"due time of mission {snapshot.id!r}")
         request = snapshot.cancel_request
         if request is None:
             return due, snapshot_to_json(snapshot), None

@@ -23,6 +23,8 @@ from ._commander import (
 )
 from ._context import Context, Events, NodeEvent, StartEvent
 from ._definition import (
+    Branch,
+    ChainBuilder,
     DefinitionBuilder,
     DefinitionDescription,
     MissionBuilder,
@@ -33,7 +35,9 @@ from ._definition import (
 from ._dsl import m
 from ._engine import DEFAULT_MAX_RECOVERY_ATTEMPTS
 from ._errors import (
+    ChoiceError,
     ConfigurationError,
+    DeadlineExceededError,
     InvalidDefinitionError,
     InvalidInputError,
     InvalidSignalPayloadError,
@@ -47,6 +51,7 @@ from ._errors import (
     OutputNotSerializableError,
     PersistenceError,
     RecoveryAttemptsExceededError,
+    SignalTimeoutError,
     StepTimeoutError,
     UnknownDefinitionError,
     UnknownEventError,
@@ -54,6 +59,7 @@ from ._errors import (
 )
 from ._ids import SortableIds
 from ._keys import EventKey, key
+from ._nodes import ParallelMode
 from ._persistence import LIST_LIMIT, MAX_LIST_LIMIT
 from ._retry import (
     MAX_DELAY,
@@ -73,6 +79,7 @@ from ._snapshot import (
     MissionStatus,
     NodeRecord,
     NodeStatus,
+    ParentLink,
     TimelineEntry,
     TimelineKind,
     Wait,
@@ -89,6 +96,13 @@ __all__ = [
     "MAX_NESTING",
     "ListFilters",
     "Backoff",
+    "Branch",
+    "ChainBuilder",
+    "ChoiceError",
+    "DeadlineExceededError",
+    "ParallelMode",
+    "ParentLink",
+    "SignalTimeoutError",
     "CancelRequest",
     "Clock",
     "Commander",

@@ -125,7 +125,8 @@ class Events(Generic[InT, OutT]):
         cached = self._cache.get(node_name)
         if cached is not None:
             return cached
-        record = self._snapshot.nodes.get(node_name)
+        path = self._definition.path_of(node_name) or node_name
+        record = self._snapshot.nodes.get(path)
         if record is None or record.status is not NodeStatus.COMPLETED:
             known = ", ".join(
                 n for n, r in self._snapshot.nodes.items() if r.status is NodeStatus.COMPLETED
@@ -136,21 +137,23 @@ class Events(Generic[InT, OutT]):
             )
         definition, converter = self._definition, self._converter
         event: NodeEvent[Any] = NodeEvent(
-            node_name, record.input, lambda: definition.read_output(node_name, record, converter)
+            node_name, record.input, lambda: definition.read_output(path, record, converter)
         )
         self._cache[node_name] = event
         return event
 
     def __contains__(self, name: object) -> bool:
         node_name = name.name if isinstance(name, EventKey) else name
-        record = self._snapshot.nodes.get(node_name) if isinstance(node_name, str) else None
+        if not isinstance(node_name, str):
+            return False
+        record = self._snapshot.nodes.get(self._definition.path_of(node_name) or node_name)
         return record is not None and record.status is NodeStatus.COMPLETED
 
     def as_dict(self) -> Mapping[str, NodeEvent[Any]]:
         """Every completed node's event, by node name."""
         return {
-            name: self[name]
-            for name, record in self._snapshot.nodes.items()
+            record.name: self[record.name]
+            for record in self._snapshot.nodes.values()
             if record.status is NodeStatus.COMPLETED
         }
 
@@ -160,6 +163,8 @@ class Context(Generic[InT, OutT]):
 
     ``idempotency_key`` is the same for every attempt of the same node of the same mission:
     pass it to external systems so that a step run again after a crash does its effect once.
+    ``node`` is the node's name and ``path`` its path (the same at the top level; see
+    :class:`MissionSnapshot` for the paths of nodes in branches and paths).
     """
 
     __slots__ = (
@@ -172,6 +177,7 @@ class Context(Generic[InT, OutT]):
         "mission_id",
         "node",
         "now",
+        "path",
     )
 
     def __init__(
@@ -183,10 +189,12 @@ class Context(Generic[InT, OutT]):
         attempt: int,
         now: datetime,
         converter: cattrs.Converter | None = None,
+        path: str | None = None,
     ) -> None:
         self.mission_id: str = mission.id
         self.definition: str = definition.name
         self.node: str = node
+        self.path: str = node if path is None else path
         self.attempt: int = attempt
         self.now: datetime = now
         self._definition = definition
@@ -196,8 +204,10 @@ class Context(Generic[InT, OutT]):
 
     @property
     def idempotency_key(self) -> str:
-        """``"<mission id>:<node>"``: the same for every attempt of this node of this mission."""
-        return f"{self.mission_id}:{self.node}"
+        """``"<mission id>:<path>"``: the same for every attempt of this node of this mission
+        (for a top-level node the path is its name, so the key is ``"<mission id>:<node>"``, as in
+        0.1)."""
+        return f"{self.mission_id}:{self.path}"
 
     @property
     def events(self) -> Events[InT, OutT]:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import collections.abc
+import copy
 import typing
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import datetime
-from typing import Any, Generic, TypeVar, overload
+from datetime import datetime, timedelta
+from typing import Any, Generic, Self, TypeVar, assert_never, overload
 
 import attrs
 import cattrs
@@ -15,7 +16,20 @@ from ._clock import ensure_aware
 from ._context import Context
 from ._errors import InvalidDefinitionError
 from ._keys import EventKey
-from ._nodes import EndNode, NeedToNode, Node, SleepNode, StartNode, StepNode
+from ._nodes import (
+    AnyFunction,
+    Chain,
+    ChoiceNode,
+    EndNode,
+    NeedToNode,
+    Node,
+    ParallelMode,
+    ParallelNode,
+    SleepNode,
+    StartNode,
+    StepNode,
+    function_of,
+)
 from ._retry import NO_RETRY, RetryPolicy, Seconds, retry, to_timedelta
 from ._snapshot import NodeRecord
 from ._values import copy_json, from_json_value, is_text
@@ -84,6 +98,13 @@ class NodeDescription:
     max_attempts: int | None = None
     timeout_seconds: float | None = None
     sleep_seconds: float | None = None
+    path: str = ""
+    """The node's path (its name at the top level)."""
+    mode: str | None = None
+    """A parallel's mode (``"all"`` or ``"first"``)."""
+    branches: tuple[tuple[str, tuple[NodeDescription, ...]], ...] = ()
+    """A parallel's branches, a choice's paths, or a need_to's ``"timeout"`` path: each name
+    with the nodes it runs in order."""
 
 
 @attrs.frozen
@@ -93,6 +114,51 @@ class DefinitionDescription:
     name: str
     version: int
     nodes: tuple[NodeDescription, ...]
+    deadline_seconds: float | None = None
+    on_deadline: tuple[NodeDescription, ...] = ()
+
+
+@attrs.frozen
+class Place:
+    """Where one node sits in a definition: its path, the node after it in its chain, and the
+    node whose branch (or path) holds that chain."""
+
+    node: Node
+    path: str
+    next: str | None
+    """The path of the next node in the same chain; ``None`` at the chain's end."""
+    container: str | None
+    """The path of the parallel, choice or need_to whose chain this is (``None``: the top
+    level)."""
+    branch: str | None
+    """The name of that chain in its container (a branch, a path, ``"timeout"``, ``"deadline"``)."""
+    function: AnyFunction | None
+    """The user function the node runs when reached, if any (see ``function_of``)."""
+
+
+TIMEOUT_PATH = "timeout"
+"""The name of a need_to's timeout chain in its nodes' paths."""
+DEADLINE_PATH = "end/deadline"
+"""Where the nodes of a definition's deadline chain sit: ``"end/deadline/<name>"``."""
+
+
+def chain_path(container: str, branch: str, name: str) -> str:
+    """The path of node ``name`` in the chain ``branch`` of the node at ``container``."""
+    return f"{container}/{branch}/{name}"
+
+
+def _sub_chains(node: Node) -> Mapping[str, Chain]:
+    match node:
+        case ParallelNode(branches=branches):
+            return branches
+        case ChoiceNode(paths=paths):
+            return paths
+        case NeedToNode(on_timeout=on_timeout):
+            return {} if on_timeout is None else {TIMEOUT_PATH: on_timeout}
+        case StartNode() | StepNode() | SleepNode() | EndNode():
+            return {}
+        case _:
+            assert_never(node)
 
 
 class MissionDefinition(Generic[RawT, InT, OutT]):
@@ -102,46 +168,110 @@ class MissionDefinition(Generic[RawT, InT, OutT]):
     ``OutT`` what the start node's ``run`` returns.
     """
 
-    __slots__ = ("_index", "_next", "name", "nodes", "signals", "start_node", "version")
+    __slots__ = (
+        "_firsts",
+        "_paths",
+        "_places",
+        "deadline",
+        "name",
+        "nodes",
+        "on_deadline",
+        "places",
+        "signals",
+        "start_node",
+        "version",
+    )
 
-    def __init__(self, name: str, version: int, nodes: tuple[Node, ...]) -> None:
+    def __init__(
+        self,
+        name: str,
+        version: int,
+        nodes: Chain,
+        deadline: timedelta | None = None,
+        on_deadline: Chain | None = None,
+    ) -> None:
         self.name = name
         self.version = version
         self.nodes = nodes
+        self.deadline = deadline
+        self.on_deadline = on_deadline
         start = nodes[0]
         assert isinstance(start, StartNode)
         self.start_node: StartNode = start
-        self._index: dict[str, Node] = {node.name: node for node in nodes}
-        self._next: dict[str, Node | None] = {
-            node.name: (nodes[i + 1] if i + 1 < len(nodes) else None)
-            for i, node in enumerate(nodes)
-        }
+        self._places: dict[str, Place] = {}
+        # The first node's path of each chain, by (container path, chain name).
+        self._firsts: dict[tuple[str | None, str | None], str | None] = {}
+        self._add_chain(nodes, None, None)
+        if on_deadline is not None:
+            self._add_chain(on_deadline, "end", "deadline")
+        self.places: Mapping[str, Place] = self._places
+        """Every node's place, by path."""
+        # Node names are unique in a definition, so signals and events are looked up by name.
+        self._paths: dict[str, str] = {}
+        for path, place in self._places.items():
+            if place.node.name in self._paths:
+                raise InvalidDefinitionError(
+                    f"mission {name!r} has two nodes named {place.node.name!r}; "
+                    "node names must be unique (in branches and paths too)"
+                )
+            self._paths[place.node.name] = path
         self.signals: Mapping[str, NeedToNode] = {
-            node.name: node for node in nodes if isinstance(node, NeedToNode)
+            place.node.name: place.node
+            for place in self._places.values()
+            if isinstance(place.node, NeedToNode)
         }
 
-    def node(self, name: str) -> Node:
-        """The node called ``name``; ``KeyError`` when there is none."""
-        return self._index[name]
+    def _add_chain(self, chain: Chain, container: str | None, branch: str | None) -> None:
+        paths = [
+            node.name if container is None else chain_path(container, branch or "", node.name)
+            for node in chain
+        ]
+        self._firsts[(container, branch)] = paths[0] if paths else None
+        for i, node in enumerate(chain):
+            following = paths[i + 1] if i + 1 < len(paths) else None
+            self._places[paths[i]] = Place(
+                node, paths[i], following, container, branch, function_of(node)
+            )
+            for sub, sub_chain in _sub_chains(node).items():
+                self._add_chain(sub_chain, paths[i], sub)
 
-    def find(self, name: str) -> Node | None:
-        """The node called ``name``, or ``None``."""
-        return self._index.get(name)
+    def node(self, path: str) -> Node:
+        """The node at ``path``; ``KeyError`` when there is none."""
+        return self._places[path].node
 
-    def next_node(self, name: str) -> Node | None:
-        """The node that follows ``name`` (``None`` after the end)."""
-        return self._next[name]
+    def find(self, path: str) -> Node | None:
+        """The node at ``path``, or ``None``."""
+        place = self._places.get(path)
+        return None if place is None else place.node
+
+    def place(self, path: str) -> Place | None:
+        """Where the node at ``path`` sits, or ``None`` when there is no such node."""
+        return self._places.get(path)
+
+    def first_in(self, container: str | None, branch: str | None) -> str | None:
+        """The path of the first node of chain ``branch`` of the node at ``container`` (``None``
+        for both: the top level); ``None`` for an empty chain."""
+        return self._firsts[(container, branch)]
+
+    def path_of(self, name: str) -> str | None:
+        """The path of the node called ``name``, or ``None``."""
+        return self._paths.get(name)
+
+    def next_node(self, path: str) -> Node | None:
+        """The node that follows ``path`` in its chain (``None`` at the chain's end)."""
+        following = self._places[path].next
+        return None if following is None else self._places[following].node
 
     def parse_input(self, raw: Any) -> InT:
         return self.start_node.parse(copy_json(raw))
 
     def read_output(
-        self, name: str, record: NodeRecord, converter: cattrs.Converter | None = None
+        self, path: str, record: NodeRecord, converter: cattrs.Converter | None = None
     ) -> Any:
         """A completed node's output as its function returned it, rebuilt from storage with
         ``converter`` (the default user converter when ``None``): a copy, changing it changes
         nothing stored."""
-        node = self._index.get(name)
+        node = self.find(path)
         if isinstance(node, NeedToNode):
             return node.parse(copy_json(record.input))
         output_type = node.output_type if isinstance(node, StartNode | StepNode) else None
@@ -150,54 +280,105 @@ class MissionDefinition(Generic[RawT, InT, OutT]):
         return from_json_value(copy_json(record.output), output_type, converter=converter)
 
     def describe(self) -> DefinitionDescription:
-        """A static description of the definition (names, kinds, order, policies)."""
+        """A static description of the definition (names, kinds, order, policies, branches)."""
+        deadline = self.deadline.total_seconds() if self.deadline is not None else None
+        on_deadline = (
+            ()
+            if self.on_deadline is None
+            else self._describe_chain(self.on_deadline, "end", "deadline")
+        )
+        return DefinitionDescription(
+            self.name,
+            self.version,
+            self._describe_chain(self.nodes, None, None),
+            deadline,
+            on_deadline,
+        )
+
+    def _describe_chain(
+        self, chain: Chain, container: str | None, branch: str | None
+    ) -> tuple[NodeDescription, ...]:
         described: list[NodeDescription] = []
-        for node in self.nodes:
-            following = self._next[node.name]
-            next_name = following.name if following is not None else None
-            if isinstance(node, StepNode):
-                described.append(
-                    NodeDescription(
-                        node.name,
-                        node.kind,
-                        next_name,
-                        max_attempts=node.retry.max_attempts,
-                        timeout_seconds=node.timeout.total_seconds() if node.timeout else None,
-                    )
+        path = self.first_in(container, branch)
+        for node in chain:
+            assert path is not None
+            place = self._places[path]
+            following = place.next
+            next_name = self._places[following].node.name if following is not None else None
+            branches = tuple(
+                (sub, self._describe_chain(sub_chain, path, sub))
+                for sub, sub_chain in _sub_chains(node).items()
+            )
+            match node:
+                case StepNode(retry=policy, timeout=timeout):
+                    extra: dict[str, Any] = {
+                        "max_attempts": policy.max_attempts,
+                        "timeout_seconds": timeout.total_seconds() if timeout else None,
+                    }
+                case NeedToNode(timeout=timeout):
+                    extra = {
+                        "signal": node.name,
+                        "timeout_seconds": timeout.total_seconds() if timeout else None,
+                    }
+                case SleepNode(duration=duration):
+                    extra = {
+                        "sleep_seconds": duration.total_seconds() if duration is not None else None
+                    }
+                case ParallelNode(mode=mode):
+                    extra = {"mode": mode.value}
+                case StartNode() | ChoiceNode() | EndNode():
+                    extra = {}
+                case _:
+                    assert_never(node)
+            described.append(
+                NodeDescription(
+                    node.name, node.kind, next_name, path=path, branches=branches, **extra
                 )
-            elif isinstance(node, NeedToNode):
-                described.append(NodeDescription(node.name, node.kind, next_name, node.name))
-            elif isinstance(node, SleepNode):
-                seconds = node.duration.total_seconds() if node.duration is not None else None
-                described.append(
-                    NodeDescription(node.name, node.kind, next_name, sleep_seconds=seconds)
-                )
-            else:
-                described.append(NodeDescription(node.name, node.kind, next_name))
-        return DefinitionDescription(self.name, self.version, tuple(described))
+            )
+            path = following
+        return tuple(described)
 
     def __repr__(self) -> str:
         return f"MissionDefinition({self.name!r}, version={self.version}, nodes={len(self.nodes)})"
 
 
-class MissionBuilder(Generic[RawT, InT, OutT]):
-    """Adds nodes after ``start``; each call returns a new builder, so a builder can be reused."""
+Branch = Callable[["ChainBuilder[InT, OutT]"], "ChainBuilder[InT, OutT]"]
+"""A function that adds a branch's (or a path's) nodes to the empty chain it is given, e.g.
+``lambda b: b.step("charge", charge).need_to("receipt", parse=...)``."""
 
-    __slots__ = ("_name", "_nodes", "_version")
 
-    def __init__(self, name: str, version: int, nodes: tuple[Node, ...]) -> None:
-        self._name = name
-        self._version = version
+class ChainBuilder(Generic[InT, OutT]):
+    """Adds nodes to a chain; each call returns a new builder, so a builder can be reused.
+
+    The top level of a mission is one (:class:`MissionBuilder`), and so is each branch of a
+    parallel, each path of a choice and a need_to's timeout path.
+    """
+
+    __slots__ = ("_mission", "_nodes")
+
+    def __init__(self, mission: str, nodes: Chain = ()) -> None:
+        self._mission = mission
         self._nodes = nodes
 
-    def _with(self, node: Node) -> MissionBuilder[RawT, InT, OutT]:
+    def _with(self, node: Node) -> Self:
         for existing in self._nodes:
             if existing.name == node.name:
                 raise InvalidDefinitionError(
-                    f"mission {self._name!r} has two nodes named {node.name!r}; "
+                    f"mission {self._mission!r} has two nodes named {node.name!r}; "
                     "node names must be unique"
                 )
-        return MissionBuilder(self._name, self._version, (*self._nodes, node))
+        clone = copy.copy(self)
+        clone._nodes = (*self._nodes, node)
+        return clone
+
+    def _chain(self, build: Branch[InT, OutT], *, what: str) -> Chain:
+        _require_callable(build, what=what)
+        built = build(ChainBuilder(self._mission))
+        if not isinstance(built, ChainBuilder):
+            raise InvalidDefinitionError(
+                f"{what} must return the builder it was given with its nodes added, got {built!r}"
+            )
+        return built._nodes
 
     def step(
         self,
@@ -206,7 +387,7 @@ class MissionBuilder(Generic[RawT, InT, OutT]):
         *,
         retry: RetryPolicy | int | None = None,
         timeout: Seconds | None = None,
-    ) -> MissionBuilder[RawT, InT, OutT]:
+    ) -> Self:
         """Run ``run(ctx)``; its return value is stored as the node's output.
 
         ``retry`` is a :class:`RetryPolicy` or a number of attempts (default: one attempt).
@@ -224,19 +405,40 @@ class MissionBuilder(Generic[RawT, InT, OutT]):
         return self._with(StepNode(node_name, run, policy, limit, _output_type(run, declared)))
 
     def need_to(
-        self, name: str | EventKey[R], parse: Callable[[Any], R] | None = None
-    ) -> MissionBuilder[RawT, InT, OutT]:
-        """Wait for the signal ``name``; ``parse`` validates its payload (raise to reject it)."""
+        self,
+        name: str | EventKey[R],
+        parse: Callable[[Any], R] | None = None,
+        *,
+        timeout: Seconds | None = None,
+        on_timeout: Branch[InT, OutT] | None = None,
+    ) -> Self:
+        """Wait for the signal ``name``; ``parse`` validates its payload (raise to reject it).
+
+        With ``timeout`` (seconds or ``timedelta`` from reaching the node), stop waiting once it
+        has passed: the mission fails with :class:`SignalTimeoutError`, or, given
+        ``on_timeout``, runs the nodes ``on_timeout`` adds and goes on after this node (the
+        need_to's event is then missing: ``name in ctx.events`` is false).
+        """
         node_name, _ = _node_name(name, what="need_to")
         if parse is None:
             raise InvalidDefinitionError(
-                f"need_to {node_name!r} in mission {self._name!r} needs a parse function "
+                f"need_to {node_name!r} in mission {self._mission!r} needs a parse function "
                 "for its signal payload"
             )
         _require_callable(parse, what=f"need_to {node_name!r} parse")
-        return self._with(NeedToNode(node_name, parse))
+        limit = None
+        if timeout is not None:
+            limit = to_timedelta(timeout, what=f"need_to {node_name!r} timeout")
+            if not limit:
+                raise InvalidDefinitionError(f"need_to {node_name!r} timeout must be positive")
+        chain = None
+        if on_timeout is not None:
+            if limit is None:
+                raise InvalidDefinitionError(f"need_to {node_name!r} has on_timeout but no timeout")
+            chain = self._chain(on_timeout, what=f"need_to {node_name!r} on_timeout")
+        return self._with(NeedToNode(node_name, parse, limit, chain))
 
-    def sleep(self, name: str, duration: Seconds) -> MissionBuilder[RawT, InT, OutT]:
+    def sleep(self, name: str, duration: Seconds) -> Self:
         """Wait durably for ``duration`` (seconds or ``timedelta``) from reaching the node."""
         node_name, _ = _node_name(name, what="sleep")
         delta = to_timedelta(duration, what=f"sleep {node_name!r} duration")
@@ -244,7 +446,7 @@ class MissionBuilder(Generic[RawT, InT, OutT]):
 
     def sleep_until(
         self, name: str, when: datetime | Callable[[Context[InT, OutT]], datetime]
-    ) -> MissionBuilder[RawT, InT, OutT]:
+    ) -> Self:
         """Wait durably until ``when``: an aware datetime, or a function of the context."""
         node_name, _ = _node_name(name, what="sleep_until")
         if isinstance(when, datetime):
@@ -256,6 +458,85 @@ class MissionBuilder(Generic[RawT, InT, OutT]):
             _require_callable(when, what=f"sleep_until {node_name!r} time")
         return self._with(SleepNode(node_name, None, when))
 
+    def parallel(
+        self,
+        name: str | EventKey[R],
+        branches: Mapping[str, Branch[InT, OutT]],
+        *,
+        mode: ParallelMode | str = ParallelMode.ALL,
+    ) -> Self:
+        """Run ``branches`` (each a name and a function that adds the branch's nodes) at the
+        same time. With ``mode="all"`` the node ends when every branch has; with ``"first"``,
+        when one has, and the others are cancelled. Its output maps each branch that ended to
+        its last node's output. A branch that fails fails the node (after its own retries).
+        """
+        node_name, _ = _node_name(name, what="parallel")
+        try:
+            parallel_mode = ParallelMode(mode)
+        except ValueError:
+            raise InvalidDefinitionError(
+                f"parallel {node_name!r} mode must be 'all' or 'first', got {mode!r}"
+            ) from None
+        chains = self._chains(branches, what=f"parallel {node_name!r}", part="branch")
+        return self._with(ParallelNode(node_name, chains, parallel_mode))
+
+    def choice(
+        self,
+        name: str | EventKey[R],
+        choose: Callable[[Context[InT, OutT]], str],
+        paths: Mapping[str, Branch[InT, OutT]],
+    ) -> Self:
+        """Run the one of ``paths`` whose name ``choose(ctx)`` returns, then go on after this
+        node. The pick is recorded durably (it is the node's output) and never made again for
+        the same mission, even after a restart."""
+        node_name, _ = _node_name(name, what="choice")
+        _require_callable(choose, what=f"choice {node_name!r} choose")
+        chains = self._chains(paths, what=f"choice {node_name!r}", part="path")
+        return self._with(ChoiceNode(node_name, choose, chains))
+
+    def _chains(
+        self, builders: Mapping[str, Branch[InT, OutT]], *, what: str, part: str
+    ) -> dict[str, Chain]:
+        if not isinstance(builders, Mapping) or not builders:
+            raise InvalidDefinitionError(
+                f"{what} needs a mapping of {part} names to {part} functions, got {builders!r}"
+            )
+        chains: dict[str, Chain] = {}
+        for branch, build in builders.items():
+            _node_name(branch, what=f"{what} {part}")
+            chains[branch] = self._chain(build, what=f"{what} {part} {branch!r}")
+        return chains
+
+
+class MissionBuilder(ChainBuilder[InT, OutT], Generic[RawT, InT, OutT]):
+    """The top level of a mission after ``start``: adds nodes, then ``end()`` makes the
+    definition."""
+
+    __slots__ = ("_deadline", "_on_deadline", "_version")
+
+    def __init__(self, name: str, version: int, nodes: Chain) -> None:
+        super().__init__(name, nodes)
+        self._version = version
+        self._deadline: timedelta | None = None
+        self._on_deadline: Chain | None = None
+
+    def deadline(self, after: Seconds, *, on_deadline: Branch[InT, OutT] | None = None) -> Self:
+        """Give the whole mission until ``after`` (seconds or ``timedelta``) from its start to
+        end. Past it, what runs is stopped and the mission fails with
+        :class:`DeadlineExceededError`, or, given ``on_deadline``, runs the nodes it adds and
+        then ends as its end node says."""
+        limit = to_timedelta(after, what=f"mission {self._mission!r} deadline")
+        if not limit:
+            raise InvalidDefinitionError(f"mission {self._mission!r} deadline must be positive")
+        clone = copy.copy(self)
+        clone._deadline = limit
+        clone._on_deadline = (
+            None
+            if on_deadline is None
+            else self._chain(on_deadline, what=f"mission {self._mission!r} on_deadline")
+        )
+        return clone
+
     def end(
         self, output: Callable[[Context[InT, OutT]], Returns[Any]] | None = None
     ) -> MissionDefinition[RawT, InT, OutT]:
@@ -263,7 +544,9 @@ class MissionBuilder(Generic[RawT, InT, OutT]):
         if output is not None:
             _require_callable(output, what="end output")
         nodes = self._with(EndNode("end", output))._nodes
-        return MissionDefinition(self._name, self._version, nodes)
+        return MissionDefinition(
+            self._mission, self._version, nodes, self._deadline, self._on_deadline
+        )
 
 
 def _retry_policy(value: RetryPolicy | int | None, node: str) -> RetryPolicy:
@@ -310,7 +593,16 @@ class DefinitionBuilder:
         return MissionBuilder(self._name, self._version, (node,))
 
     def __getattr__(self, attribute: str) -> Any:
-        if attribute in {"step", "need_to", "sleep", "sleep_until", "end"}:
+        if attribute in {
+            "step",
+            "need_to",
+            "sleep",
+            "sleep_until",
+            "parallel",
+            "choice",
+            "deadline",
+            "end",
+        }:
             raise InvalidDefinitionError(
                 f"mission {self._name!r} has no start: call .start(parse=..., run=...) "
                 f"before .{attribute}(...)"

@@ -1,18 +1,25 @@
 """The working copy of a mission while the engine moves it, and the transitions applied to it.
 
 The engine mutates one draft per run and freezes it into an immutable snapshot only when it
-writes, so a transition costs a few attribute assignments rather than a new snapshot each.
+writes, so a transition costs a few attribute assignments rather than a new snapshot each. The
+draft is made of the same fields as the snapshot (:class:`MissionFields`, declared once); it
+adds what the engine keeps between writes.
 """
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
+
+import attrs
 
 from ._snapshot import (
     CancelRequest,
     ErrorInfo,
     JsonValue,
+    MissionFields,
     MissionSnapshot,
     MissionStatus,
     NodeRecord,
@@ -20,100 +27,77 @@ from ._snapshot import (
     TimelineEntry,
     TimelineKind,
     Wait,
+    WaitKind,
 )
 
+FIELD_NAMES: tuple[str, ...] = tuple(field.name for field in attrs.fields(MissionFields))
+"""The mission's fields in declaration order (the positional order of ``MissionSnapshot``)."""
+_field_values = operator.attrgetter(*FIELD_NAMES)
 
-class Draft:
+
+def _compile_snapshot_of() -> Callable[[MissionFields, int], MissionSnapshot]:
+    # ``MissionSnapshot(draft.id, ..., dict(draft.nodes), ..., revision, ...)``, written out from
+    # the field list once (as attrs writes ``__init__``): a draft is frozen at every write.
+    arguments = [
+        "dict(d.nodes)" if name == "nodes" else "revision" if name == "revision" else f"d.{name}"
+        for name in FIELD_NAMES
+    ]
+    source = f"def snapshot_of(d, revision):\n    return Snapshot({', '.join(arguments)})\n"
+    namespace: dict[str, Any] = {"Snapshot": MissionSnapshot}
+    exec(compile(source, "<snapshot of a draft>", "exec"), namespace)
+    return namespace["snapshot_of"]
+
+
+_snapshot_of = _compile_snapshot_of()
+
+_IN_PROGRESS = (NodeStatus.RUNNING, NodeStatus.WAITING)
+
+
+def top_level(path: str) -> str:
+    """The top-level node a path is in (the path itself at the top level)."""
+    return path.partition("/")[0]
+
+
+@attrs.define
+class Draft(MissionFields):
     """A mission being moved forward, with the timeline entries not yet written."""
 
-    __slots__ = (
-        "cancel_request",
-        "consumed",
-        "created_at",
-        "current_node",
-        "definition",
-        "definition_version",
-        "error",
-        "id",
-        "input",
-        "nodes",
-        "output",
-        "pending",
-        "recovery_attempts",
-        "revision",
-        "status",
-        "stored",
-        "updated_at",
-        "wait",
-    )
-
-    def __init__(
-        self,
-        mission_id: str,
-        definition: str,
-        definition_version: int,
-        status: MissionStatus,
-        current_node: str | None,
-        input: JsonValue,
-        created_at: datetime,
-        updated_at: datetime,
-        nodes: dict[str, NodeRecord],
-        wait: Wait | None,
-        output: JsonValue,
-        error: ErrorInfo | None,
-        cancel_request: CancelRequest | None,
-        revision: int,
-        *,
-        stored: bool,
-        recovery_attempts: int = 0,
-    ) -> None:
-        self.id = mission_id
-        self.definition = definition
-        self.definition_version = definition_version
-        self.status = status
-        self.current_node = current_node
-        self.input: JsonValue = input
-        self.created_at = created_at
-        self.updated_at = updated_at
-        self.nodes = nodes
-        self.wait = wait
-        self.output: JsonValue = output
-        self.error = error
-        self.cancel_request = cancel_request
-        self.revision = revision
-        self.recovery_attempts = recovery_attempts
-        self.stored = stored
-        """Whether the mission exists in the store (a fresh start is inserted by its first
-        write)."""
-        self.pending: list[TimelineEntry] = []
-        self.consumed: int | None = None
-        """The buffered signal this transition consumes (deleted by the same write)."""
+    stored: bool = attrs.field(default=True, kw_only=True)
+    """Whether the mission exists in the store (a fresh start is inserted by its first write)."""
+    pending: list[TimelineEntry] = attrs.field(init=False, factory=list[TimelineEntry])
+    consumed: int | None = attrs.field(init=False, default=None)
+    """The buffered signal this transition consumes (deleted by the same write)."""
+    changed: bool = attrs.field(init=False, default=False)
+    """Whether anything changed since the last write."""
+    step_unwritten: bool = attrs.field(init=False, default=False)
+    """Whether a step's result waits for the next write (see ``Engine._write_before_running``)."""
+    unchecked: set[str] = attrs.field(init=False, factory=set[str])
+    """The signal waits whose inbox has not been looked at since they began (or since a poke)."""
+    last: MissionSnapshot | None = attrs.field(init=False, default=None)
+    """The snapshot last written or read, returned when nothing changes."""
+    ended: bool = attrs.field(init=False, default=False)
+    """Whether the mission has ended (completed, failed or cancelled)."""
 
     @classmethod
     def of(cls, snapshot: MissionSnapshot) -> Draft:
         """A stored mission, to move on from."""
-        return cls(
-            snapshot.id,
-            snapshot.definition,
-            snapshot.definition_version,
-            snapshot.status,
-            snapshot.current_node,
-            snapshot.input,
-            snapshot.created_at,
-            snapshot.updated_at,
-            dict(snapshot.nodes),
-            snapshot.wait,
-            snapshot.output,
-            snapshot.error,
-            snapshot.cancel_request,
-            snapshot.revision,
-            stored=True,
-            recovery_attempts=snapshot.recovery_attempts,
-        )
+        draft = cls(*_field_values(snapshot))
+        draft.nodes = dict(snapshot.nodes)
+        draft.last = snapshot
+        draft.ended = snapshot.status.is_terminal
+        # A signal may have been buffered while nobody held the mission.
+        draft.unchecked = {wait.node for wait in snapshot.waits if wait.kind is WaitKind.SIGNAL}
+        return draft
 
     @classmethod
     def new(
-        cls, mission_id: str, definition: str, version: int, input: JsonValue, now: datetime
+        cls,
+        mission_id: str,
+        definition: str,
+        version: int,
+        input: JsonValue,
+        now: datetime,
+        deadline: datetime | None,
     ) -> Draft:
         """A mission about to start, not yet stored (its first write inserts it)."""
         return cls(
@@ -126,40 +110,37 @@ class Draft:
             now,
             now,
             {},
-            None,
-            None,
-            None,
-            None,
-            0,
+            deadline=deadline,
             stored=False,
         )
 
     @property
     def dirty(self) -> bool:
-        return bool(self.pending) or self.consumed is not None or not self.stored
-
-    @property
-    def is_terminal(self) -> bool:
-        return self.status.is_terminal
+        return self.changed or bool(self.pending) or self.consumed is not None or not self.stored
 
     def freeze(self, revision: int) -> MissionSnapshot:
-        return MissionSnapshot(
-            self.id,
-            self.definition,
-            self.definition_version,
-            self.status,
-            self.current_node,
-            self.input,
-            self.created_at,
-            self.updated_at,
-            dict(self.nodes),
-            self.wait,
-            self.output,
-            self.error,
-            self.cancel_request,
-            revision,
-            self.recovery_attempts,
-        )
+        if not self.ended:
+            # Running while any position runs a function; waiting when every one waits.
+            records = self.nodes
+            active = self.active
+            if len(active) == 1:
+                waiting = records[active[0]].status is NodeStatus.WAITING
+            else:
+                waiting = bool(active) and all(
+                    records[path].status is NodeStatus.WAITING for path in active
+                )
+            self.status = MissionStatus.WAITING if waiting else MissionStatus.RUNNING
+        return _snapshot_of(self, revision)
+
+    def wrote(self, snapshot: MissionSnapshot) -> None:
+        """``snapshot``, frozen from this draft, is stored now."""
+        self.stored = True
+        self.revision = snapshot.revision
+        self.pending = []
+        self.consumed = None
+        self.changed = False
+        self.step_unwritten = False
+        self.last = snapshot
 
     def log(
         self,
@@ -171,54 +152,109 @@ class Draft:
     ) -> None:
         self.pending.append(TimelineEntry(at, kind, node, attempt, detail))
 
+    def wait_of(self, path: str) -> Wait | None:
+        for wait in self.waits:
+            if wait.node == path:
+                return wait
+        return None
+
+    def under(self, container: str) -> list[str]:
+        """The active paths inside the node at ``container``."""
+        prefix = container + "/"
+        return [path for path in self.active if path.startswith(prefix)]
+
+    # -- positions -----------------------------------------------------------------------------
+
+    # The mission's status follows from its positions: ``freeze`` sets it from them.
+
+    def _begin(self, path: str, record: NodeRecord, now: datetime) -> None:
+        self.nodes[path] = record  # pyright: ignore[reportIndexIssue] (the draft's own dict)
+        active = self.active
+        if path not in active:
+            self.active = (*active, path)
+        self.current_node = path if "/" not in path else top_level(path)
+        self.updated_at = now
+        self.changed = True
+
+    def _end(self, path: str, record: NodeRecord, now: datetime) -> None:
+        self.nodes[path] = record  # pyright: ignore[reportIndexIssue] (the draft's own dict)
+        active = self.active
+        if active == (path,):
+            self.active = ()
+        elif path in active:
+            self.active = tuple(p for p in active if p != path)
+        if self.waits:
+            self.waits = tuple(w for w in self.waits if w.node != path)
+            self.unchecked.discard(path)
+        self.updated_at = now
+        self.changed = True
+
     # -- transitions ---------------------------------------------------------------------------
 
-    def run_node(self, name: str, kind: str, now: datetime) -> None:
-        """Put the cursor on a function node, marking it running (attempts so far are kept)."""
-        previous = self.nodes.get(name)
+    def run_node(self, path: str, name: str, kind: str, now: datetime) -> None:
+        """Put a position on a function node, marking it running (attempts so far are kept)."""
+        previous = self.nodes.get(path)
         attempts = previous.attempts if previous is not None else 0
-        self.log(now, TimelineKind.STEP_STARTED, name, attempts + 1)
-        self.nodes[name] = NodeRecord(
-            name,
-            kind,
-            NodeStatus.RUNNING,
-            attempts,
-            error=previous.error if previous is not None else None,
-            started_at=now,
+        self.log(now, TimelineKind.STEP_STARTED, path, attempts + 1)
+        self._begin(
+            path,
+            NodeRecord(
+                name,
+                kind,
+                NodeStatus.RUNNING,
+                attempts,
+                error=previous.error if previous is not None else None,
+                started_at=now,
+            ),
+            now,
         )
-        self.status = MissionStatus.RUNNING
-        self.current_node = name
-        self.wait = None
-        self.updated_at = now
+
+    def at_end(self, now: datetime) -> None:
+        """Put a position on the end node (completed by the engine, after its output function
+        when it has one)."""
+        self._begin("end", NodeRecord("end", "end", NodeStatus.RUNNING, started_at=now), now)
 
     def begin_start(self, now: datetime) -> None:
         self.log(now, TimelineKind.MISSION_STARTED, "start")
-        self.nodes["start"] = NodeRecord(
-            "start", "start", NodeStatus.RUNNING, input=self.input, started_at=now
+        self.waits = ()
+        self._begin(
+            "start",
+            NodeRecord("start", "start", NodeStatus.RUNNING, input=self.input, started_at=now),
+            now,
         )
-        self.status = MissionStatus.RUNNING
-        self.current_node = "start"
-        self.wait = None
-        self.updated_at = now
 
-    def retry_due(self, name: str, now: datetime) -> None:
-        """A retry's time has come: the node runs again."""
-        record = self.nodes[name]
-        self.log(now, TimelineKind.STEP_STARTED, name, record.attempts + 1)
-        self.nodes[name] = NodeRecord(
-            name,
-            record.kind,
-            NodeStatus.RUNNING,
-            record.attempts,
-            error=record.error,
-            started_at=record.started_at,
+    def open(
+        self, path: str, name: str, kind: str, now: datetime, output: JsonValue = None
+    ) -> None:
+        """Mark a parallel or choice running; its nodes are positions of their own."""
+        self.nodes[path] = NodeRecord(  # pyright: ignore[reportIndexIssue]
+            name, kind, NodeStatus.RUNNING, 1, output=output, started_at=now
         )
-        self.status = MissionStatus.RUNNING
-        self.wait = None
+        self.current_node = top_level(path)
         self.updated_at = now
+        self.changed = True
+
+    def retry_due(self, path: str, now: datetime) -> None:
+        """A retry's time has come: the node runs again."""
+        record = self.nodes[path]
+        self.log(now, TimelineKind.STEP_STARTED, path, record.attempts + 1)
+        self.waits = tuple(w for w in self.waits if w.node != path)
+        self._begin(
+            path,
+            NodeRecord(
+                record.name,
+                record.kind,
+                NodeStatus.RUNNING,
+                record.attempts,
+                error=record.error,
+                started_at=record.started_at,
+            ),
+            now,
+        )
 
     def complete(
         self,
+        path: str,
         name: str,
         kind: str,
         now: datetime,
@@ -227,107 +263,173 @@ class Draft:
         input: JsonValue = None,
         output: JsonValue = None,
     ) -> None:
-        previous = self.nodes.get(name)
+        previous = self.nodes.get(path)
         if input is None and previous is not None:
             input = previous.input
-        self.nodes[name] = NodeRecord(
-            name,
-            kind,
-            NodeStatus.COMPLETED,
-            attempts,
-            input=input,
-            output=output,
-            started_at=previous.started_at if previous is not None else now,
-            finished_at=now,
+        self._end(
+            path,
+            NodeRecord(
+                name,
+                kind,
+                NodeStatus.COMPLETED,
+                attempts,
+                input=input,
+                output=output,
+                started_at=previous.started_at if previous is not None else now,
+                finished_at=now,
+            ),
+            now,
         )
         # Moved past the node: later crashes count afresh.
         self.recovery_attempts = 0
-        self.updated_at = now
 
-    def waiting(self, name: str, kind: str, wait: Wait, now: datetime) -> None:
-        self.nodes[name] = NodeRecord(
-            name, kind, NodeStatus.WAITING, started_at=now, due_at=wait.due_at
+    def timed_out(self, path: str, now: datetime) -> None:
+        record = self.nodes[path]
+        self.log(now, TimelineKind.SIGNAL_TIMED_OUT, path)
+        self._end(
+            path,
+            NodeRecord(
+                record.name,
+                record.kind,
+                NodeStatus.TIMED_OUT,
+                record.attempts,
+                started_at=record.started_at,
+                finished_at=now,
+                due_at=record.due_at,
+            ),
+            now,
         )
-        self.status = MissionStatus.WAITING
-        self.current_node = name
-        self.wait = wait
         self.recovery_attempts = 0
-        self.updated_at = now
+
+    def wait_at(self, path: str, name: str, kind: str, wait: Wait, now: datetime) -> None:
+        self.waits = (*(w for w in self.waits if w.node != path), wait)
+        self._begin(
+            path,
+            NodeRecord(name, kind, NodeStatus.WAITING, started_at=now, due_at=wait.due_at),
+            now,
+        )
+        self.recovery_attempts = 0
 
     def retry_later(
-        self, name: str, attempt: int, error: ErrorInfo, due: datetime, wait: Wait, now: datetime
+        self, path: str, attempt: int, error: ErrorInfo, wait: Wait, now: datetime
     ) -> None:
-        previous = self.nodes[name]
-        self.nodes[name] = NodeRecord(
-            name,
-            previous.kind,
-            NodeStatus.WAITING,
-            attempt,
-            input=previous.input,
-            error=error,
-            started_at=previous.started_at,
-            due_at=due,
+        previous = self.nodes[path]
+        self.waits = (*(w for w in self.waits if w.node != path), wait)
+        self._begin(
+            path,
+            NodeRecord(
+                previous.name,
+                previous.kind,
+                NodeStatus.WAITING,
+                attempt,
+                input=previous.input,
+                error=error,
+                started_at=previous.started_at,
+                due_at=wait.due_at,
+            ),
+            now,
         )
-        self.status = MissionStatus.WAITING
-        self.wait = wait
         self.recovery_attempts = 0
-        self.updated_at = now
+
+    def stop(self, paths: Iterable[str], now: datetime, *, branches: bool = False) -> None:
+        """Cancel the nodes at ``paths`` (in progress, or parallels and choices left open), and
+        their positions; with ``branches``, each is logged as a cancelled branch."""
+        for path in list(paths):
+            record = self.nodes.get(path)
+            if record is None or record.status not in _IN_PROGRESS:
+                continue
+            if branches:
+                self.log(now, TimelineKind.BRANCH_CANCELLED, path)
+            self._end(
+                path,
+                NodeRecord(
+                    record.name,
+                    record.kind,
+                    NodeStatus.CANCELLED,
+                    record.attempts,
+                    input=record.input,
+                    output=record.output,
+                    error=record.error,
+                    started_at=record.started_at,
+                    finished_at=now,
+                ),
+                now,
+            )
+
+    def _stop_everything(self, now: datetime) -> None:
+        self.stop(
+            [p for p, r in self.nodes.items() if r.status in _IN_PROGRESS and p not in self.active]
+            + list(self.active),
+            now,
+        )
+        self.active = ()
+        self.waits = ()
+        self.unchecked.clear()
 
     def completed(self, output: JsonValue, now: datetime) -> None:
         self.log(now, TimelineKind.MISSION_COMPLETED, "end")
-        self.nodes["end"] = NodeRecord(
-            "end", "end", NodeStatus.COMPLETED, 1, output=output, started_at=now, finished_at=now
+        self._end(
+            "end",
+            NodeRecord(
+                "end",
+                "end",
+                NodeStatus.COMPLETED,
+                1,
+                output=output,
+                started_at=now,
+                finished_at=now,
+            ),
+            now,
         )
         self.status = MissionStatus.COMPLETED
+        self.ended = True
         self.current_node = None
-        self.wait = None
         self.output = output
         self.recovery_attempts = 0
-        self.updated_at = now
+        # Nothing else is in progress: the end is reached once every branch, path and the
+        # deadline's nodes have ended.
 
     def failed(
-        self, name: str, kind: str, error: ErrorInfo, now: datetime, *, attempts: int
+        self, path: str, name: str, kind: str, error: ErrorInfo, now: datetime, *, attempts: int
     ) -> None:
-        """The mission fails at node ``name``, which becomes its current node."""
-        previous = self.nodes.get(name)
+        """The mission fails at the node at ``path``; whatever else is in progress is
+        cancelled."""
+        previous = self.nodes.get(path)
         self.log(
             now,
             TimelineKind.MISSION_FAILED,
-            name,
+            path,
             detail={"type": error.type, "message": error.message},
         )
-        self.nodes[name] = NodeRecord(
-            name,
-            kind,
-            NodeStatus.FAILED,
-            attempts,
-            input=previous.input if previous is not None else None,
-            error=error,
-            started_at=previous.started_at if previous is not None else now,
-            finished_at=now,
+        self._end(
+            path,
+            NodeRecord(
+                name,
+                kind,
+                NodeStatus.FAILED,
+                attempts,
+                input=previous.input if previous is not None else None,
+                error=error,
+                started_at=previous.started_at if previous is not None else now,
+                finished_at=now,
+            ),
+            now,
         )
         self.status = MissionStatus.FAILED
-        self.current_node = name
-        self.wait = None
+        self.ended = True
+        self.current_node = top_level(path)
         self.error = error
-        self.updated_at = now
+        self._stop_everything(now)
 
     def cancelled(self, request: CancelRequest, now: datetime) -> None:
-        current = self.current_node
-        self.log(now, TimelineKind.MISSION_CANCELLED, current, detail={"reason": request.reason})
-        record = self.nodes.get(current) if current is not None else None
-        if current is not None and record is not None and record.status is not NodeStatus.COMPLETED:
-            self.nodes[current] = NodeRecord(
-                current,
-                record.kind,
-                NodeStatus.CANCELLED,
-                record.attempts,
-                input=record.input,
-                error=record.error,
-                started_at=record.started_at,
-                finished_at=now,
-            )
+        self.log(
+            now,
+            TimelineKind.MISSION_CANCELLED,
+            self.current_node,
+            detail={"reason": request.reason},
+        )
         self.status = MissionStatus.CANCELLED
-        self.wait = None
+        self.ended = True
         self.cancel_request = request
-        self.updated_at = now
+        self.changed = True
+        self._stop_everything(now)

@@ -13,10 +13,11 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 from types import CoroutineType
-from typing import Any
+from typing import Any, assert_never
 
 import attrs
 import cattrs
@@ -24,9 +25,11 @@ import trio
 
 from ._clock import Clock, SystemClock
 from ._context import Context
-from ._definition import MissionDefinition
+from ._definition import TIMEOUT_PATH, MissionDefinition
 from ._draft import Draft
 from ._errors import (
+    ChoiceError,
+    DeadlineExceededError,
     InvalidInputError,
     InvalidSignalPayloadError,
     MissionAlreadyExistsError,
@@ -34,13 +37,24 @@ from ._errors import (
     MissionNotFoundError,
     OutputNotSerializableError,
     RecoveryAttemptsExceededError,
+    SignalTimeoutError,
     StepTimeoutError,
     UnknownDefinitionError,
     UnknownEventError,
     UnknownSignalError,
     message_of,
 )
-from ._nodes import EndNode, NeedToNode, Node, SleepNode, StartNode, StepNode
+from ._nodes import (
+    ChoiceNode,
+    EndNode,
+    NeedToNode,
+    Node,
+    ParallelMode,
+    ParallelNode,
+    SleepNode,
+    StartNode,
+    StepNode,
+)
 from ._notices import Notices
 from ._persistence import PersistenceAdapter
 from ._snapshot import (
@@ -49,6 +63,7 @@ from ._snapshot import (
     JsonValue,
     MissionSnapshot,
     MissionStatus,
+    NodeStatus,
     TimelineEntry,
     TimelineKind,
     Wait,
@@ -62,10 +77,6 @@ step_logger = logging.getLogger("mission_control.steps")
 """A WARNING for each failed attempt of a start ``run`` or a step, with its traceback."""
 mission_logger = logging.getLogger("mission_control.missions")
 """An ERROR for each mission that fails, with the stored traceback of what failed it."""
-
-# The nodes that run a function (as a tuple: isinstance with ``A | B`` written inline builds the
-# union at every call).
-_FUNCTION_NODES = (StartNode, StepNode)
 
 # What a plain (not async) user function returns, which can never be awaited: checked by exact
 # type before inspect.isawaitable, which for these ends in a slow abc check.
@@ -91,6 +102,7 @@ class _Hold:
         "mission_id",
         "poked",
         "released",
+        "wake",
     )
 
     def __init__(self, notices: Notices, mission_id: str) -> None:
@@ -100,6 +112,8 @@ class _Hold:
         self.poked = False
         self.cancel: CancelRequest | None = None
         self.released: trio.Event | None = None
+        self.wake: trio.MemorySendChannel[Any] | None = None
+        """Where a poke wakes the holder while it waits on several running nodes."""
         self.may_leave_running = False
         """Whether letting go mid-move may leave the mission stored ``running`` with nobody
         moving it: set once a user function may have started, a write may have been tried, or
@@ -122,6 +136,13 @@ class _Hold:
             # with nobody moving it, which only a tick resumes. Not when the process is
             # stopping: the next start-up resumes it.
             self._notices.left_running(self.mission_id, failed=isinstance(error, Exception))
+
+    def poke(self) -> None:
+        """Ask the holder to look at the mission again (a signal, a cancellation or a due time
+        came) before it lets go."""
+        self.poked = True
+        if self.wake is not None:
+            self.wake.send_nowait(None)
 
     async def wait_released(self) -> None:
         if self.released is None:
@@ -201,8 +222,24 @@ def _log_mission_failed(snapshot: MissionSnapshot) -> None:
     )
 
 
+# As a tuple: isinstance with ``A | B`` written inline builds the union at every call.
+_FUNCTION_NODES = (StartNode, StepNode)
+
+_Outcome = tuple[JsonValue, BaseException | None, int]
+"""What running a node's function gave: its output as JSON, the error it raised, the attempt."""
+
+
 class Engine:
-    """Moves missions forward and writes each transition through the persistence adapter."""
+    """Moves missions forward and writes each transition through the persistence adapter.
+
+    How a mission moves: a mission has one or more *positions* (``draft.active``), each a node in
+    progress. :meth:`_enter` puts a position on a node, :meth:`_apply` applies what a node's
+    function gave, :meth:`_leave` moves past a finished node (to the next in its chain, or out of
+    a branch), and :meth:`_settle` applies everything that needs no function call (cancellation,
+    the deadline, due timers and retries, buffered signals). :meth:`_drive` runs the functions and
+    :meth:`_write` is the one place a transition is committed; when it happens is decided by
+    :meth:`_write_before_running`.
+    """
 
     def __init__(
         self,
@@ -294,22 +331,30 @@ class Engine:
                     break
         with self._hold(mission_id) as hold:
             now = self.now()
-            draft = Draft.new(mission_id, definition.name, definition.version, input_json, now)
-            if start_at is not None and start_at > now:
+            begins = start_at if start_at is not None and start_at > now else None
+            deadline = (
+                None if definition.deadline is None else (begins or now) + definition.deadline
+            )
+            draft = Draft.new(
+                mission_id, definition.name, definition.version, input_json, now, deadline
+            )
+            if begins is not None:
                 draft.log(
                     now,
                     TimelineKind.MISSION_SCHEDULED,
                     "start",
-                    detail={"start_at": start_at.isoformat()},
+                    detail={"start_at": begins.isoformat()},
                 )
-                draft.waiting("start", "start", Wait(WaitKind.START, "start", due_at=start_at), now)
+                draft.wait_at(
+                    "start", "start", "start", Wait(WaitKind.START, "start", due_at=begins), now
+                )
             else:
                 draft.begin_start(now)
             try:
                 snapshot = await self._drive(definition, draft, hold)
             except _LostRace as race:
                 return race.existing
-            return await self._settle(definition, snapshot, hold)
+            return await self._finish(definition, snapshot, hold)
 
     async def _existing(self, definition: Definition, mission_id: str) -> MissionSnapshot | None:
         existing = await self.persistence.load(mission_id)
@@ -322,8 +367,10 @@ class Engine:
 
     async def advance(self, mission_id: str) -> MissionSnapshot | None:
         """Move a due or interrupted mission forward; ``None`` when it is held in this process
-        already (its holder moves it)."""
-        if mission_id in self._holds:
+        already (its holder is asked to look at it again, and moves it)."""
+        holder = self._holds.get(mission_id)
+        if holder is not None:
+            holder.poke()
             return None
         with self._hold(mission_id) as hold:
             snapshot = await self.load(mission_id)
@@ -337,55 +384,57 @@ class Engine:
             draft = Draft.of(snapshot)
             if running:
                 if snapshot.cancel_request is None:
-                    snapshot = await self._recover(definition, draft)
+                    await self._recover(definition, draft)
                 else:
                     # Cancelled at once by the drive, nothing runs again.
                     draft.log(self.now(), TimelineKind.MISSION_RESUMED, snapshot.current_node)
-            snapshot = await self._drive(definition, draft, hold, snapshot)
-            return await self._settle(definition, snapshot, hold)
+            snapshot = await self._drive(definition, draft, hold)
+            return await self._finish(definition, snapshot, hold)
 
-    async def _recover(self, definition: Definition, draft: Draft) -> MissionSnapshot:
-        """Count a re-run of the node a mission was left running at, or fail the mission when it
+    async def _recover(self, definition: Definition, draft: Draft) -> None:
+        """Count a re-run of the nodes a mission was left running at, or fail the mission when it
         has had ``max_recovery_attempts`` already.
 
-        The count is written before the node runs again, so that a node which takes the process
+        The count is written before the nodes run again, so that a node which takes the process
         down with it (SIGKILL, KeyboardInterrupt, SystemExit) or whose result cannot be written is
         counted all the same, and stops being re-run after the limit.
         """
         now = self.now()
-        name = draft.current_node
-        assert name is not None, "a running mission is at a node"
+        running = [p for p in draft.active if draft.nodes[p].status is NodeStatus.RUNNING]
+        path = running[0] if running else draft.current_node or "start"
         attempts = draft.recovery_attempts + 1
         draft.recovery_attempts = attempts
         if attempts <= self.max_recovery_attempts:
             draft.log(
                 now,
                 TimelineKind.MISSION_RESUMED,
-                name,
+                draft.current_node,
                 detail={"recovery_attempt": attempts},
             )
-            return await self._write(draft)
-        record = draft.nodes.get(name)
-        found = definition.find(name)
+            await self._write(draft)
+            return
+        record = draft.nodes.get(path)
+        found = definition.find(path)
         kind = record.kind if record is not None else found.kind if found is not None else "node"
+        name = record.name if record is not None else path
         tried = (record.attempts if record is not None else 0) + 1
         error = RecoveryAttemptsExceededError(
-            f"mission {draft.id!r} was left running at {kind} {name!r} {attempts} times in a row "
+            f"mission {draft.id!r} was left running at {kind} {path!r} {attempts} times in a row "
             f"(max_recovery_attempts={self.max_recovery_attempts}), so it is not run again: "
             f"the {kind} stops the process (a crash, SIGKILL, KeyboardInterrupt, SystemExit) or "
             f"its result cannot be stored. Fix the {kind} and start the mission again; if these "
             f"were unrelated crashes, raise max_recovery_attempts"
         )
-        draft.failed(name, kind, ErrorInfo.from_exception(error, tried), now, attempts=tried)
-        return await self._write(draft)
+        draft.failed(path, name, kind, ErrorInfo.from_exception(error, tried), now, attempts=tried)
+        await self._write(draft)
 
-    async def _settle(
+    async def _finish(
         self, definition: Definition, snapshot: MissionSnapshot, hold: _Hold
     ) -> MissionSnapshot:
         # Runs until no poke is left; the caller's release follows with no checkpoint between.
         while hold.poked and not snapshot.is_terminal:
             hold.poked = False
-            snapshot = await self._drive(definition, Draft.of(snapshot), hold, snapshot)
+            snapshot = await self._drive(definition, Draft.of(snapshot), hold)
         if snapshot.is_terminal:
             if snapshot.status is MissionStatus.FAILED:
                 _log_mission_failed(snapshot)
@@ -396,141 +445,107 @@ class Engine:
 
     # -- the drive loop ------------------------------------------------------------------------
 
-    async def _drive(
+    async def _drive(self, definition: Definition, draft: Draft, hold: _Hold) -> MissionSnapshot:
+        """Run the mission's functions until it waits or ends, writing at each durable
+        boundary; returns the last snapshot written (or read, when nothing changed)."""
+        hold.may_leave_running = True
+        while True:
+            runnable = await self._settle(definition, draft, hold)
+            if draft.ended or not runnable:
+                if draft.dirty:
+                    return await self._write(draft)
+                return draft.last if draft.last is not None else draft.freeze(draft.revision)
+            if len(draft.active) > 1:
+                await self._run_together(definition, draft, hold)
+                continue
+            # One position: its function runs here, as it would alone in a task of its own.
+            path = runnable[0]
+            if self._write_before_running(draft):
+                await self._write(draft)
+            outcome = await self._call(definition, draft, path)
+            self._apply(definition, draft, path, outcome, hold)
+
+    @staticmethod
+    def _write_before_running(draft: Draft) -> bool:
+        """The durability rule: a function runs only once the mission is stored, and once the
+        result of every step before it is stored too (a step's result is written with the
+        transition that follows it). The start's and the end's functions are the exception:
+        their results go with the next write, so a mission costs one write per step; a crash
+        before that write runs them again, as it would any node (at least once)."""
+        return not draft.stored or draft.step_unwritten
+
+    def _stopping(self, draft: Draft, hold: _Hold) -> bool:
+        """Whether no new function may start: a cancellation or the deadline waits for the
+        running ones to finish (a running function is never interrupted by either)."""
+        if hold.cancel is not None or draft.cancel_request is not None:
+            return True
+        deadline = draft.deadline
+        return deadline is not None and deadline <= self.now()
+
+    async def _run_together(self, definition: Definition, draft: Draft, hold: _Hold) -> None:
+        """Run the functions of several positions at once (the branches of a parallel), each in
+        a task of its own, applying and writing each result as it comes; returns once at most
+        one position is left and nothing runs."""
+        send, receive = trio.open_memory_channel[tuple[str, trio.CancelScope, _Outcome] | None](
+            math.inf
+        )
+        running: dict[str, trio.CancelScope] = {}
+        hold.wake = send
+        runnable = await self._settle(definition, draft, hold)
+        try:
+            async with trio.open_nursery() as nursery:
+                while True:
+                    if not self._stopping(draft, hold):
+                        for path in runnable:
+                            if path in running:
+                                continue
+                            if self._write_before_running(draft):
+                                await self._write(draft)
+                            scope = trio.CancelScope()
+                            running[path] = scope
+                            nursery.start_soon(
+                                self._call_into, definition, draft, path, scope, send
+                            )
+                    if not running:
+                        return
+                    message = await receive.receive()
+                    if message is not None:
+                        path, scope, outcome = message
+                        if running.get(path) is scope:
+                            del running[path]
+                            self._apply(definition, draft, path, outcome, hold)
+                    runnable = await self._settle(definition, draft, hold, busy=running)
+                    # Nodes a transition stopped (a branch cancelled, the mission ended).
+                    for path in [p for p in running if p not in draft.active]:
+                        running.pop(path).cancel()
+                    if draft.dirty:
+                        snapshot = await self._write(draft)
+                        if (due := snapshot.due_at) is not None and not snapshot.is_terminal:
+                            self.notices.due(due)
+                    if not running and (draft.ended or len(draft.active) <= 1):
+                        return
+        finally:
+            hold.wake = None
+
+    async def _call_into(
         self,
         definition: Definition,
         draft: Draft,
-        hold: _Hold,
-        last: MissionSnapshot | None = None,
-    ) -> MissionSnapshot:
-        """Run nodes until the mission waits or ends, writing at each durable boundary.
-
-        ``last`` is the stored snapshot the draft was made from, returned as is when nothing
-        changes.
-        """
-        hold.may_leave_running = True
-        while True:
-            cancel = hold.cancel or draft.cancel_request
-            if cancel is not None and not draft.is_terminal:
-                draft.cancelled(cancel, self.now())
-                return await self._write(draft)
-
-            current = draft.current_node
-            node = definition.find(current) if current is not None else None
-            if current is not None and node is None:
-                record = draft.nodes.get(current)
-                draft.failed(
-                    current,
-                    record.kind if record is not None else "unknown",
-                    ErrorInfo(
-                        "MissingNodeError",
-                        f"definition {definition.name!r} version {definition.version} has no "
-                        f"node {current!r} (the mission was started on version "
-                        f"{draft.definition_version})",
-                    ),
-                    self.now(),
-                    attempts=record.attempts if record is not None else 0,
-                )
-                return await self._write(draft)
-
-            status = draft.status
-            if status is MissionStatus.RUNNING:
-                assert node is not None
-                if isinstance(node, _FUNCTION_NODES):
-                    if draft.stored or node.run is None:
-                        await self._run_node(definition, draft, node, hold)
-                        # A step's result is written with the transition that follows it, before
-                        # the next step runs (a cancellation is that transition, on the next turn).
-                        if (
-                            draft.status is MissionStatus.RUNNING
-                            and hold.cancel is None
-                            and isinstance(
-                                definition.find(draft.current_node or ""), _FUNCTION_NODES
-                            )
-                        ):
-                            last = await self._write(draft)
-                    else:
-                        # The write rule for a start that runs a function: the mission is
-                        # inserted before the function runs, so it is durable from the moment
-                        # start accepted its input, and the start's result goes with the next
-                        # transition (after the first step, when one follows). A mission thus
-                        # costs the same writes as when it was inserted after its start; a crash
-                        # inside the first step runs the start again (at least once, as any
-                        # node).
-                        last = await self._write(draft)
-                        await self._run_node(definition, draft, node, hold)
-                elif isinstance(node, EndNode) and node.output is not None:
-                    if not draft.stored:
-                        # Right after a start: stored before the output function runs, as for a
-                        # start's function.
-                        last = await self._write(draft)
-                    await self._end(definition, draft, node, hold)
-                else:
-                    # A node entered without being settled (after a signal, or a resume).
-                    self._enter(definition, draft, node, self.now())
-                continue
-
-            if status is not MissionStatus.WAITING:
-                return await self._write(draft) if draft.dirty else self._unchanged(draft, last)
-
-            wait = draft.wait
-            assert wait is not None
-            if wait.kind is WaitKind.SIGNAL:
-                assert wait.signal is not None
-                signal = (
-                    await self.persistence.next_signal(draft.id, wait.signal)
-                    if draft.stored
-                    else None
-                )
-                if signal is None:
-                    return await self._write(draft) if draft.dirty else self._unchanged(draft, last)
-                if draft.consumed is not None:
-                    # One consumed signal per write: write the earlier one first.
-                    last = await self._write(draft)
-                now = self.now()
-                try:
-                    parsed = self._parse_payload(definition, wait.node, signal.payload)
-                except Exception as error:
-                    # Accepted when it was sent, rejected now (the parser changed since): the
-                    # signal is used up with a record of why, and the mission keeps waiting.
-                    draft.log(
-                        now,
-                        TimelineKind.SIGNAL_REJECTED,
-                        wait.node,
-                        detail={"type": type(error).__qualname__, "message": message_of(error)},
-                    )
-                else:
-                    self._receive(definition, draft, wait.node, signal.payload, parsed, now)
-                draft.consumed = signal.seq
-                last = await self._write(draft)
-                continue
-
-            now = self.now()
-            assert wait.due_at is not None
-            if wait.due_at > now:
-                return await self._write(draft) if draft.dirty else self._unchanged(draft, last)
-            # A due time that has passed needs no write of its own: if the process stops before
-            # the next write, the mission is still due and does the same again.
-            if wait.kind is WaitKind.TIMER:
-                node = definition.node(wait.node)
-                draft.log(now, TimelineKind.TIMER_FIRED, wait.node)
-                draft.complete(wait.node, node.kind, now, attempts=1)
-                self._enter_after(definition, draft, wait.node, now)
-            elif wait.kind is WaitKind.START:
-                draft.begin_start(now)
-            else:
-                draft.retry_due(wait.node, now)
-
-    def _unchanged(self, draft: Draft, last: MissionSnapshot | None) -> MissionSnapshot:
-        return last if last is not None else draft.freeze(draft.revision)
+        path: str,
+        scope: trio.CancelScope,
+        send: trio.MemorySendChannel[tuple[str, trio.CancelScope, _Outcome] | None],
+    ) -> None:
+        with scope:
+            outcome = await self._call(definition, draft, path)
+            send.send_nowait((path, scope, outcome))
 
     async def _write(self, draft: Draft) -> MissionSnapshot:
+        """Commit the draft: the one place a transition becomes durable."""
         if not draft.stored:
             snapshot = draft.freeze(1)
             existing = await self.persistence.insert(snapshot, draft.pending)
             if existing is not None:
                 raise _LostRace(existing)
-            draft.stored = True
         else:
             snapshot = draft.freeze(draft.revision + 1)
             await self.persistence.commit(
@@ -539,81 +554,450 @@ class Engine:
                 timeline=draft.pending,
                 consumed_signal=draft.consumed,
             )
-        draft.revision = snapshot.revision
-        draft.pending = []
-        draft.consumed = None
+        draft.wrote(snapshot)
         return snapshot
 
-    # -- node execution ------------------------------------------------------------------------
+    # -- transitions ---------------------------------------------------------------------------
+
+    async def _settle(
+        self, definition: Definition, draft: Draft, hold: _Hold, busy: Collection[str] = ()
+    ) -> list[str]:
+        """Apply every transition that needs no function call, until none is left: a
+        cancellation, the deadline, due timers, retries and delayed starts, buffered signals and
+        signal timeouts, and the nodes that complete by themselves. ``busy`` are the positions
+        whose function runs now (a cancellation and the deadline wait for them). Returns the
+        positions whose function is to run (``busy`` among them)."""
+        runnable = self._settle_in_memory(definition, draft, hold, busy)
+        # Only signal waits need the store (their inbox): most turns have none.
+        while (
+            draft.waits
+            and not draft.ended
+            and await self._settle_signals(definition, draft, self.now())
+        ):
+            runnable = self._settle_in_memory(definition, draft, hold, busy)
+        return runnable
+
+    def _settle_in_memory(
+        self, definition: Definition, draft: Draft, hold: _Hold, busy: Collection[str]
+    ) -> list[str]:
+        """What :meth:`_settle` does without the store: all but buffered signals."""
+        while not draft.ended:
+            if hold.poked:
+                hold.poked = False
+                draft.unchecked.update(w.node for w in draft.waits if w.kind is WaitKind.SIGNAL)
+            cancel = hold.cancel or draft.cancel_request
+            if cancel is not None:
+                if not busy:
+                    draft.cancelled(cancel, self.now())
+                return []
+            deadline = draft.deadline
+            if deadline is not None and deadline <= self.now():
+                if not busy:
+                    self._deadline_passed(definition, draft, self.now())
+                    continue
+                return []
+            runnable = self._settle_positions(definition, draft)
+            if runnable is not None:
+                return runnable
+        return []
+
+    def _settle_positions(self, definition: Definition, draft: Draft) -> list[str] | None:
+        """Settle one position that needs neither a function nor the store and return
+        ``None``; when none does, the positions whose function is to run."""
+        records = draft.nodes
+        places = definition.places
+        runnable: list[str] = []
+        for path in draft.active:
+            place = places.get(path)
+            record = records[path]
+            if place is None:
+                draft.failed(
+                    path,
+                    record.name,
+                    record.kind,
+                    ErrorInfo(
+                        "MissingNodeError",
+                        f"definition {definition.name!r} version {definition.version} has no "
+                        f"node {path!r} (the mission was started on version "
+                        f"{draft.definition_version})",
+                    ),
+                    self.now(),
+                    attempts=record.attempts,
+                )
+                return None
+            if record.status is NodeStatus.RUNNING:
+                if place.function is not None:
+                    runnable.append(path)
+                    continue
+                # A start without a function, or an end without one: nothing to wait for.
+                if isinstance(place.node, EndNode):
+                    draft.completed(None, self.now())
+                else:
+                    self._apply(definition, draft, path, (None, None, 1), None)
+                return None
+            wait = draft.wait_of(path)
+            if wait is None or wait.due_at is None:
+                continue
+            now = self.now()
+            if wait.due_at > now:
+                continue
+            # A due time that has passed needs no write of its own: if the process stops before
+            # the next write, the mission is still due and does the same again.
+            match wait.kind:
+                case WaitKind.TIMER:
+                    draft.log(now, TimelineKind.TIMER_FIRED, path)
+                    node = place.node
+                    draft.complete(path, node.name, node.kind, now, attempts=1)
+                    self._leave(definition, draft, path, now)
+                case WaitKind.RETRY:
+                    draft.retry_due(path, now)
+                case WaitKind.START:
+                    draft.begin_start(now)
+                case WaitKind.SIGNAL:
+                    continue  # a signal buffered before the timeout still wins: see below
+                case _:
+                    assert_never(wait.kind)
+            return None
+        return runnable
+
+    async def _settle_signals(self, definition: Definition, draft: Draft, now: datetime) -> bool:
+        """Use one buffered signal, or time out one signal wait; whether one was."""
+        for wait in draft.waits:
+            if wait.kind is not WaitKind.SIGNAL:
+                continue
+            path = wait.node
+            due = wait.due_at is not None and wait.due_at <= now
+            if path not in draft.unchecked and not due:
+                continue
+            draft.unchecked.discard(path)
+            assert wait.signal is not None
+            signal = (
+                await self.persistence.next_signal(draft.id, wait.signal) if draft.stored else None
+            )
+            if signal is not None:
+                if draft.consumed is not None:
+                    # One consumed signal per write: write the earlier one first.
+                    await self._write(draft)
+                try:
+                    parsed = self._parse_payload(definition, wait.signal, signal.payload)
+                except Exception as error:
+                    # Accepted when it was sent, rejected now (the parser changed since): the
+                    # signal is used up with a record of why, and the node keeps waiting.
+                    draft.log(
+                        now,
+                        TimelineKind.SIGNAL_REJECTED,
+                        path,
+                        detail={"type": type(error).__qualname__, "message": message_of(error)},
+                    )
+                    draft.unchecked.add(path)
+                else:
+                    self._receive(definition, draft, path, signal.payload, parsed, now)
+                draft.consumed = signal.seq
+                await self._write(draft)
+                return True
+            if due:
+                self._time_out(definition, draft, path, now)
+                return True
+        return False
+
+    def _enter(self, definition: Definition, draft: Draft, path: str, now: datetime) -> None:
+        """Put a position on the node at ``path``, settling at once what needs no outside event
+        or function call."""
+        node = definition.places[path].node
+        match node:
+            case StartNode():
+                draft.begin_start(now)
+            case StepNode():
+                draft.run_node(path, node.name, node.kind, now)
+            case EndNode(output=None) if draft.cancel_request is None:
+                draft.completed(None, now)
+            case EndNode():
+                # Its output function runs on the drive loop's next turn (or a cancellation
+                # that came meanwhile ends the mission there instead).
+                draft.at_end(now)
+            case NeedToNode(timeout=timeout):
+                due = None if timeout is None else now + timeout
+                detail: dict[str, Any] = {"signal": node.name}
+                if due is not None:
+                    detail["due_at"] = due.isoformat()
+                draft.log(now, TimelineKind.WAIT_STARTED, path, detail=detail)
+                wait = Wait(WaitKind.SIGNAL, path, signal=node.name, due_at=due)
+                draft.wait_at(path, node.name, node.kind, wait, now)
+                draft.unchecked.add(path)
+            case SleepNode():
+                try:
+                    due = self._sleep_due(definition, draft, node, path, now)
+                except Exception as error:
+                    info = ErrorInfo.from_exception(error, 1)
+                    draft.failed(path, node.name, node.kind, info, now, attempts=1)
+                    return
+                draft.log(now, TimelineKind.WAIT_STARTED, path, detail={"due_at": due.isoformat()})
+                wait = Wait(WaitKind.TIMER, path, due_at=due)
+                draft.wait_at(path, node.name, node.kind, wait, now)
+            case ParallelNode(branches=branches):
+                draft.open(path, node.name, node.kind, now)
+                for branch in branches:
+                    first = definition.first_in(path, branch)
+                    if first is not None and not draft.ended:
+                        self._enter(definition, draft, first, now)
+                if not draft.ended and not draft.under(path):
+                    self._branch_ended(definition, draft, path, None, now)
+            case ChoiceNode():
+                try:
+                    picked = self._choose(definition, draft, node, path, now)
+                except Exception as error:
+                    info = ErrorInfo.from_exception(error, 1)
+                    draft.failed(path, node.name, node.kind, info, now, attempts=1)
+                    return
+                draft.log(now, TimelineKind.PATH_CHOSEN, path, detail={"path": picked})
+                draft.open(path, node.name, node.kind, now, output=picked)
+                first = definition.first_in(path, picked)
+                if first is None:
+                    self._branch_ended(definition, draft, path, picked, now)
+                else:
+                    self._enter(definition, draft, first, now)
+            case _:
+                assert_never(node)
+
+    def _leave(self, definition: Definition, draft: Draft, path: str, now: datetime) -> None:
+        """Move past the finished node at ``path``: to the next node of its chain, or out of
+        the branch (or path) the chain is."""
+        if draft.ended:
+            return
+        place = definition.places[path]
+        if place.next is not None:
+            self._enter(definition, draft, place.next, now)
+        elif place.container is None:
+            raise AssertionError(f"the top-level chain ends with its end node, not {path!r}")
+        else:
+            self._branch_ended(definition, draft, place.container, place.branch, now)
+
+    def _branch_ended(
+        self,
+        definition: Definition,
+        draft: Draft,
+        container: str,
+        branch: str | None,
+        now: datetime,
+    ) -> None:
+        """The chain ``branch`` of the node at ``container`` has run to its end."""
+        node = definition.node(container)
+        match node:
+            case ParallelNode(branches=branches, mode=mode):
+                if mode is ParallelMode.FIRST and branch is not None:
+                    draft.stop(draft.under(container), now, branches=True)
+                elif draft.under(container):
+                    return  # other branches still run
+                ended = [branch] if mode is ParallelMode.FIRST and branch is not None else branches
+                output = {
+                    name: self._chain_output(definition, draft, container, name) for name in ended
+                }
+                draft.complete(container, node.name, node.kind, now, attempts=1, output=output)
+            case ChoiceNode():
+                picked = draft.nodes[container].output
+                draft.complete(container, node.name, node.kind, now, attempts=1, output=picked)
+            case NeedToNode():
+                pass  # its record says it timed out; the mission goes on after it
+            case EndNode():
+                # The deadline path has run: the mission ends as its end node says.
+                draft.at_end(now)
+                return
+            case StartNode() | StepNode() | SleepNode():
+                raise AssertionError(f"a {node.kind} holds no chain")
+            case _:
+                assert_never(node)
+        self._leave(definition, draft, container, now)
+
+    @staticmethod
+    def _chain_output(
+        definition: Definition, draft: Draft, container: str, branch: str
+    ) -> JsonValue:
+        """The output of the last node of a chain that has run (``None`` for an empty one)."""
+        path = definition.first_in(container, branch)
+        last = None
+        while path is not None:
+            last = path
+            place = definition.place(path)
+            assert place is not None
+            path = place.next
+        record = draft.nodes.get(last) if last is not None else None
+        return None if record is None else record.output
+
+    def _time_out(self, definition: Definition, draft: Draft, path: str, now: datetime) -> None:
+        node = definition.places[path].node
+        assert isinstance(node, NeedToNode)
+        assert node.timeout is not None
+        draft.timed_out(path, now)
+        if node.on_timeout is None:
+            error = SignalTimeoutError(
+                f"need_to {node.name!r} of mission {draft.id!r} got no signal within "
+                f"{node.timeout.total_seconds():g} s"
+            )
+            draft.failed(
+                path, node.name, node.kind, ErrorInfo.from_exception(error, 1), now, attempts=1
+            )
+            return
+        first = definition.first_in(path, TIMEOUT_PATH)
+        if first is None:
+            self._leave(definition, draft, path, now)
+        else:
+            self._enter(definition, draft, first, now)
+
+    def _deadline_passed(self, definition: Definition, draft: Draft, now: datetime) -> None:
+        deadline = draft.deadline
+        assert deadline is not None
+        draft.deadline = None
+        draft.log(
+            now,
+            TimelineKind.DEADLINE_PASSED,
+            draft.current_node,
+            detail={"deadline": deadline.isoformat()},
+        )
+        in_progress = [
+            p
+            for p, r in draft.nodes.items()
+            if r.status in (NodeStatus.RUNNING, NodeStatus.WAITING)
+        ]
+        if definition.on_deadline is None:
+            path = draft.active[0] if draft.active else draft.current_node or "start"
+            record = draft.nodes.get(path)
+            error = DeadlineExceededError(
+                f"mission {draft.id!r} did not end by its deadline {deadline.isoformat()}"
+            )
+            draft.failed(
+                path,
+                record.name if record is not None else path,
+                record.kind if record is not None else "node",
+                ErrorInfo.from_exception(error, 1),
+                now,
+                attempts=record.attempts if record is not None else 0,
+            )
+            return
+        draft.stop(in_progress, now)
+        first = definition.first_in("end", "deadline")
+        if first is None:
+            draft.at_end(now)
+        else:
+            self._enter(definition, draft, first, now)
+
+    def _receive(
+        self,
+        definition: Definition,
+        draft: Draft,
+        path: str,
+        payload: JsonValue,
+        parsed: JsonValue,
+        now: datetime,
+    ) -> None:
+        """Complete the need_to at ``path`` with ``payload`` and move past it (a function node
+        after it runs on the drive loop's next turn, after this is written)."""
+        node = definition.places[path].node
+        draft.log(now, TimelineKind.SIGNAL_RECEIVED, path)
+        draft.complete(path, node.name, node.kind, now, attempts=1, input=payload, output=parsed)
+        self._leave(definition, draft, path, now)
+
+    # -- node functions ------------------------------------------------------------------------
 
     def _context(
-        self, definition: Definition, draft: Draft, node: str, attempt: int, now: datetime
+        self,
+        definition: Definition,
+        draft: Draft,
+        node: Node,
+        path: str,
+        attempt: int,
+        now: datetime,
     ) -> Context[Any, Any]:
         return Context(
             definition=definition,
             mission=draft,
-            node=node,
+            node=node.name,
             attempt=attempt,
             now=now,
             converter=self.converter,
+            path=path,
         )
 
-    async def _run_node(
-        self, definition: Definition, draft: Draft, node: StartNode | StepNode, hold: _Hold
-    ) -> None:
-        record = draft.nodes.get(node.name)
+    async def _call(self, definition: Definition, draft: Draft, path: str) -> _Outcome:
+        """Run the function of the node at ``path``: what it returned (as JSON) or raised."""
+        place = definition.places[path]
+        node = place.node
+        function = place.function
+        assert function is not None
+        record = draft.nodes.get(path)
         attempt = (record.attempts if record is not None else 0) + 1
-        function = node.run
-        output: JsonValue = None
-        error: BaseException | None = None
-        if function is not None:
-            ctx = self._context(definition, draft, node.name, attempt, self.now())
-            try:
-                if isinstance(node, StepNode) and node.timeout is not None:
-                    try:
-                        with trio.fail_after(node.timeout.total_seconds()):
-                            result = function(ctx)
-                            if _is_awaitable(result):
-                                result = await result
-                    except trio.TooSlowError:
-                        raise StepTimeoutError(
-                            f"step {node.name!r} did not finish within "
-                            f"{node.timeout.total_seconds():g} s"
-                        ) from None
-                else:
-                    result = function(ctx)
-                    if _is_awaitable(result):
-                        result = await result
-                kind: type[Any] = type(result)  # pyright: ignore[reportUnknownVariableType]
-                output = (
-                    result
-                    if kind in STORED_AS_IS or (kind is int and INT_FLOOR < result < INT_LIMIT)
-                    else to_json_value(
-                        result,
-                        what=f"output of {node.kind} {node.name!r}",
-                        converter=self.converter,
-                    )
+        ctx = self._context(definition, draft, node, path, attempt, self.now())
+        try:
+            if isinstance(node, StepNode) and node.timeout is not None:
+                try:
+                    with trio.fail_after(node.timeout.total_seconds()):
+                        result = function(ctx)
+                        if _is_awaitable(result):
+                            result = await result
+                except trio.TooSlowError:
+                    raise StepTimeoutError(
+                        f"step {node.name!r} did not finish within "
+                        f"{node.timeout.total_seconds():g} s"
+                    ) from None
+            else:
+                result = function(ctx)
+                if _is_awaitable(result):
+                    result = await result
+            kind: type[Any] = type(result)  # pyright: ignore[reportUnknownVariableType]
+            output = (
+                result
+                if kind in STORED_AS_IS or (kind is int and INT_FLOOR < result < INT_LIMIT)
+                else to_json_value(
+                    result,
+                    what="mission output"
+                    if isinstance(node, EndNode)
+                    else f"output of {node.kind} {node.name!r}",
+                    converter=self.converter,
                 )
-            except Exception as raised:
-                error = raised
-            except BaseException as raised:
-                error = await _raised_by_function(raised)
+            )
+        except Exception as raised:
+            return None, raised, attempt
+        except BaseException as raised:
+            return None, await _raised_by_function(raised), attempt
+        return output, None, attempt
+
+    def _apply(
+        self,
+        definition: Definition,
+        draft: Draft,
+        path: str,
+        outcome: _Outcome,
+        hold: _Hold | None,
+    ) -> None:
+        """Apply what the function of the node at ``path`` gave: move past the node, retry it
+        later, or fail the mission."""
+        output, error, attempt = outcome
+        node = definition.places[path].node
         now = self.now()
+        if hold is not None and hold.cancel is not None:
+            # A cancellation acknowledged while the function ran ends the mission at this
+            # boundary: known to the draft now, nothing after the node completes it first.
+            draft.cancel_request = hold.cancel
+        if isinstance(node, EndNode):
+            if error is not None:
+                info = ErrorInfo.from_exception(error, 1)
+                draft.failed(path, node.name, node.kind, info, now, attempts=1)
+            elif draft.cancel_request is None:
+                # (A cancellation that came meanwhile ends the mission instead, on the next turn.)
+                draft.completed(output, now)
+            return
+        assert isinstance(node, _FUNCTION_NODES)
         if error is None:
-            draft.log(now, TimelineKind.STEP_COMPLETED, node.name, attempt)
-            draft.complete(node.name, node.kind, now, attempts=attempt, output=output)
-            following = definition.next_node(node.name)
-            assert following is not None, "a definition always ends with its end node"
-            # A cancellation acknowledged while the node ran ends the mission at this boundary
-            # (on the drive loop's next turn): entering the end node would complete it first.
-            if hold.cancel is None or not isinstance(following, EndNode):
-                self._enter(definition, draft, following, now)
+            draft.log(now, TimelineKind.STEP_COMPLETED, path, attempt)
+            draft.complete(path, node.name, node.kind, now, attempts=attempt, output=output)
+            if isinstance(node, StepNode):
+                draft.step_unwritten = True
+            self._leave(definition, draft, path, now)
             return
         info = ErrorInfo.from_exception(error, attempt)
         draft.log(
             now,
             TimelineKind.STEP_FAILED,
-            node.name,
+            path,
             attempt,
             detail={"type": info.type, "message": info.message},
         )
@@ -634,78 +1018,43 @@ class Engine:
                     f"after: {info.type}: {info.message}",
                 )
                 _log_attempt_failed(draft.id, node, attempt, error, "its retry backoff raised")
-                draft.failed(node.name, node.kind, failure, now, attempts=attempt)
+                draft.failed(path, node.name, node.kind, failure, now, attempts=attempt)
                 return
             _log_attempt_failed(draft.id, node, attempt, error, f"retry at {due.isoformat()}")
             draft.log(
                 now,
                 TimelineKind.RETRY_SCHEDULED,
-                node.name,
+                path,
                 attempt + 1,
                 detail={"due_at": due.isoformat()},
             )
-            draft.retry_later(
-                node.name, attempt, info, due, Wait(WaitKind.RETRY, node.name, due_at=due), now
-            )
+            draft.retry_later(path, attempt, info, Wait(WaitKind.RETRY, path, due_at=due), now)
+            # The failed attempt is written with the retry's due time.
+            draft.step_unwritten = True
         else:
             _log_attempt_failed(draft.id, node, attempt, error, "not retried")
-            draft.failed(node.name, node.kind, info, now, attempts=attempt)
+            draft.failed(path, node.name, node.kind, info, now, attempts=attempt)
 
-    def _enter_after(self, definition: Definition, draft: Draft, name: str, now: datetime) -> None:
-        following = definition.next_node(name)
-        assert following is not None, "a definition always ends with its end node"
-        self._enter(definition, draft, following, now)
-
-    def _enter(self, definition: Definition, draft: Draft, node: Node, now: datetime) -> None:
-        """Move the cursor onto ``node``, settling at once what needs no outside event or
-        function call."""
-        if isinstance(node, _FUNCTION_NODES):
-            draft.run_node(node.name, node.kind, now)
-        elif isinstance(node, NeedToNode):
-            draft.log(now, TimelineKind.WAIT_STARTED, node.name, detail={"signal": node.name})
-            draft.waiting(
-                node.name, node.kind, Wait(WaitKind.SIGNAL, node.name, signal=node.name), now
-            )
-        elif isinstance(node, SleepNode):
-            try:
-                due = self._sleep_due(definition, draft, node, now)
-            except Exception as error:
-                draft.failed(
-                    node.name, node.kind, ErrorInfo.from_exception(error, 1), now, attempts=1
-                )
-                return
-            draft.log(now, TimelineKind.WAIT_STARTED, node.name, detail={"due_at": due.isoformat()})
-            draft.waiting(node.name, node.kind, Wait(WaitKind.TIMER, node.name, due_at=due), now)
-        else:
-            assert isinstance(node, EndNode)
-            if node.output is None:
-                draft.completed(None, now)
-            else:
-                # The output function runs on the drive loop's next turn.
-                draft.status = MissionStatus.RUNNING
-                draft.wait = None
-                draft.current_node = node.name
-
-    async def _end(self, definition: Definition, draft: Draft, node: EndNode, hold: _Hold) -> None:
-        """Compute the mission's output with the end node's function, and complete (unless a
-        cancellation came meanwhile: the drive loop's next turn applies it)."""
-        assert node.output is not None
-        now = self.now()
-        ctx = self._context(definition, draft, node.name, 1, now)
+    def _choose(
+        self, definition: Definition, draft: Draft, node: ChoiceNode, path: str, now: datetime
+    ) -> str:
+        ctx = self._context(definition, draft, node, path, 1, now)
         try:
-            result = node.output(ctx)
-            if _is_awaitable(result):
-                result = await result
-            output = to_json_value(result, what="mission output", converter=self.converter)
-        except BaseException as raised:
-            error = raised if isinstance(raised, Exception) else await _raised_by_function(raised)
-            draft.failed(node.name, node.kind, ErrorInfo.from_exception(error, 1), now, attempts=1)
-            return
-        if hold.cancel is None:
-            draft.completed(output, now)
+            picked = node.choose(ctx)
+        except Exception as error:
+            raise ChoiceError(
+                f"choice {node.name!r} could not pick a path: {type(error).__qualname__}: "
+                f"{message_of(error)}"
+            ) from error
+        if not isinstance(picked, str) or picked not in node.paths:
+            raise ChoiceError(
+                f"choice {node.name!r} picked {picked!r}, which is none of its paths "
+                f"({', '.join(map(repr, node.paths))})"
+            )
+        return picked
 
     def _sleep_due(
-        self, definition: Definition, draft: Draft, node: SleepNode, now: datetime
+        self, definition: Definition, draft: Draft, node: SleepNode, path: str, now: datetime
     ) -> datetime:
         if node.duration is not None:
             return now + node.duration
@@ -713,7 +1062,7 @@ class Engine:
         if isinstance(until, datetime):
             return until
         assert until is not None
-        ctx = self._context(definition, draft, node.name, 1, now)
+        ctx = self._context(definition, draft, node, path, 1, now)
         when = until(ctx)
         if not isinstance(when, datetime) or when.utcoffset() is None:
             raise TypeError(
@@ -729,24 +1078,6 @@ class Engine:
             what=f"parsed payload of {name!r}",
             converter=self.converter,
         )
-
-    def _receive(
-        self,
-        definition: Definition,
-        draft: Draft,
-        name: str,
-        payload: JsonValue,
-        parsed: JsonValue,
-        now: datetime,
-    ) -> None:
-        """Complete the need_to ``name`` with ``payload`` and put the cursor on the next node
-        (a function node there runs on the drive loop's next turn, after this is written)."""
-        node = definition.node(name)
-        draft.log(now, TimelineKind.SIGNAL_RECEIVED, name)
-        draft.complete(name, node.kind, now, attempts=1, input=payload, output=parsed)
-        # Settled in the same write as the signal: a wait or the end that follows needs no write
-        # of its own; a function node runs on the drive loop's next turn, after this write.
-        self._enter_after(definition, draft, name, now)
 
     # -- signals and cancellation -------------------------------------------------------------
 
@@ -783,25 +1114,24 @@ class Engine:
             snapshot = await self.load(mission_id)
             definition, payload_json, parsed = self._check_signal(snapshot, name, payload)
             now = self.now()
-            wait = snapshot.wait
-            if (
-                snapshot.status is MissionStatus.WAITING
-                and wait is not None
-                and wait.kind is WaitKind.SIGNAL
-                and wait.signal == name
-            ):
+            wait = next(
+                (w for w in snapshot.waits if w.kind is WaitKind.SIGNAL and w.signal == name),
+                None,
+            )
+            if snapshot.status is MissionStatus.WAITING and wait is not None:
                 if await self.persistence.next_signal(mission_id, name) is None:
                     draft = Draft.of(snapshot)
-                    self._receive(definition, draft, name, payload_json, parsed, now)
+                    draft.unchecked.discard(wait.node)
+                    self._receive(definition, draft, wait.node, payload_json, parsed, now)
                     hold.may_leave_running = True
-                    snapshot = await self._write(draft)
-                    snapshot = await self._drive(definition, draft, hold, snapshot)
-                    return await self._settle(definition, snapshot, hold)
+                    await self._write(draft)
+                    snapshot = await self._drive(definition, draft, hold)
+                    return await self._finish(definition, snapshot, hold)
                 # An older signal of this name is still buffered (a crash came between its
                 # buffering and its use): it goes first, this one queues behind it.
                 await self._buffer(snapshot, name, payload_json, now, held=False)
-                snapshot = await self._drive(definition, Draft.of(snapshot), hold, snapshot)
-                return await self._settle(definition, snapshot, hold)
+                snapshot = await self._drive(definition, Draft.of(snapshot), hold)
+                return await self._finish(definition, snapshot, hold)
             return await self._buffer(snapshot, name, payload_json, now, held=False)
 
     async def _buffer(
@@ -812,7 +1142,7 @@ class Engine:
         if held:
             holder = self._holds.get(snapshot.id)
             if holder is not None:
-                holder.poked = True
+                holder.poke()
             else:
                 # The holder let go while the signal was being stored: take the mission over
                 # so the signal is not left waiting for a run that already ended.
@@ -828,7 +1158,7 @@ class Engine:
             holder = self._holds.get(mission_id)
             if holder is not None:
                 holder.cancel = request
-                holder.poked = True
+                holder.poke()
                 return attrs.evolve(snapshot, cancel_request=request)
             return await self.advance(mission_id) or snapshot
         with self._hold(mission_id) as hold:

@@ -88,6 +88,21 @@ class RecoveryAttemptsExceededError(MissionControlError):
     stored in the failed mission's ``error``, never raised)."""
 
 
+class SignalTimeoutError(MissionControlError):
+    """A need_to's timeout passed before its signal came (stored as the mission's error when the
+    need_to has no ``on_timeout`` path)."""
+
+
+class DeadlineExceededError(MissionControlError):
+    """A mission's deadline passed before it ended (stored as its error when the definition has
+    no ``on_deadline`` path)."""
+
+
+class ChoiceError(MissionControlError):
+    """A choice's function raised, or named no path of the choice (stored as the mission's
+    error)."""
+
+
 class RevisionConflictError(MissionControlError):
     """A commit expected a revision the stored mission no longer has."""
 

@@ -3,9 +3,10 @@ interprets."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import enum
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from typing import Any, ClassVar
+from typing import Any, ClassVar, assert_never
 
 import attrs
 
@@ -39,11 +40,17 @@ class StepNode:
 
 @attrs.frozen
 class NeedToNode:
-    """Waits for the signal of the same name; its output is the parsed payload."""
+    """Waits for the signal of the same name; its output is the parsed payload.
+
+    With a ``timeout``, gives up waiting once it has passed: the mission fails, or, with an
+    ``on_timeout`` chain, runs that chain and goes on after the node.
+    """
 
     kind: ClassVar[str] = "need_to"
     name: str
     parse: AnyFunction
+    timeout: timedelta | None = None
+    on_timeout: Chain | None = None
 
 
 @attrs.frozen
@@ -65,4 +72,49 @@ class EndNode:
     output: AnyFunction | None
 
 
-Node = StartNode | StepNode | NeedToNode | SleepNode | EndNode
+class ParallelMode(enum.StrEnum):
+    """When a parallel node ends."""
+
+    ALL = "all"
+    """When every branch has ended; its output maps each branch to its last node's output."""
+    FIRST = "first"
+    """When one branch has ended (the others are cancelled); its output maps that branch to its
+    last node's output."""
+
+
+@attrs.frozen
+class ParallelNode:
+    """Runs named branches, each a chain of nodes, at the same time."""
+
+    kind: ClassVar[str] = "parallel"
+    name: str
+    branches: Mapping[str, Chain]
+    mode: ParallelMode
+
+
+@attrs.frozen
+class ChoiceNode:
+    """Runs one of named paths, picked by a function of the context; the pick is recorded and
+    never made again for the same mission."""
+
+    kind: ClassVar[str] = "choice"
+    name: str
+    choose: AnyFunction
+    paths: Mapping[str, Chain]
+
+
+Node = StartNode | StepNode | NeedToNode | SleepNode | ParallelNode | ChoiceNode | EndNode
+
+Chain = tuple[Node, ...]
+"""Nodes run one after the other: a definition's top level, a branch, a path."""
+
+
+def function_of(node: Node) -> AnyFunction | None:
+    """The user function a node runs when reached (``None``: it settles by itself or waits)."""
+    match node:
+        case StartNode(run=function) | StepNode(run=function) | EndNode(output=function):
+            return function
+        case NeedToNode() | SleepNode() | ParallelNode() | ChoiceNode():
+            return None
+        case _:
+            assert_never(node)

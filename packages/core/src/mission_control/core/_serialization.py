@@ -9,15 +9,18 @@ payloads) are JSON values already, checked at the boundary (``_values.py``).
 
 from __future__ import annotations
 
+import enum
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
+import attrs
 import cattrs
 from cattrs.preconf.json import make_converter
 
 from ._snapshot import (
+    KEPT,
     BufferedSignal,
     CancelRequest,
     ErrorInfo,
@@ -26,6 +29,7 @@ from ._snapshot import (
     MissionStatus,
     NodeRecord,
     NodeStatus,
+    ParentLink,
     TimelineEntry,
     TimelineKind,
     Wait,
@@ -38,7 +42,8 @@ their own types with the commander's converter, see ``_values.py``)."""
 
 
 def snapshot_to_dict(snapshot: MissionSnapshot) -> dict[str, Any]:
-    return _codec.unstructure(snapshot, MissionSnapshot)
+    """The snapshot as the JSON value :func:`snapshot_to_json` writes."""
+    return json.loads(snapshot_to_json(snapshot))
 
 
 def snapshot_from_dict(data: dict[str, Any]) -> MissionSnapshot:
@@ -113,23 +118,17 @@ def _encode_kept(value: JsonValue) -> str:
     return _remember(value, _encode(value))
 
 
-def _unstructure_record(record: NodeRecord) -> dict[str, Any]:
-    error = record.error
-    return {
-        "name": record.name,
-        "kind": record.kind,
-        "status": record.status.value,
-        "attempts": record.attempts,
-        "input": record.input,
-        "output": record.output,
-        "error": None if error is None else _codec.unstructure(error, ErrorInfo),
-        "started_at": _iso(record.started_at),
-        "finished_at": _iso(record.finished_at),
-        "due_at": _iso(record.due_at),
-    }
+_encoded_names: dict[str | None, str] = {}
 
 
-_codec.register_unstructure_hook(NodeRecord, _unstructure_record)
+def _encoded_name(name: str | None) -> str:
+    # Node names recur in every entry of every mission: each is escaped once.
+    text = _encoded_names.get(name)
+    if text is None:
+        text = _encode(name)
+        if len(_encoded_names) < 10_000:
+            _encoded_names[name] = text
+    return text
 
 
 def _structure_time(value: Any) -> datetime | None:
@@ -148,18 +147,10 @@ def _structure_error(value: Any) -> ErrorInfo | None:
     )
 
 
-_RECORD_KEYS = (
-    "name",
-    "kind",
-    "status",
-    "attempts",
-    "input",
-    "output",
-    "error",
-    "started_at",
-    "finished_at",
-    "due_at",
-)
+def _json_or_null(value: Any) -> str:
+    return "null" if value is None else _encode(value)
+
+
 # Enum lookups by value, and values by member, without the enum machinery (``Status(text)`` and
 # ``member.value`` go through Python-level enum code at every call).
 _TEXT: dict[str, str] = {
@@ -167,24 +158,175 @@ _TEXT: dict[str, str] = {
     for kinds in (MissionStatus, NodeStatus, WaitKind, TimelineKind)
     for member in kinds
 }
-_NODE_STATUSES = {status.value: status for status in NodeStatus}
-_MISSION_STATUSES = {status.value: status for status in MissionStatus}
-_WAIT_KINDS = {kind.value: kind for kind in WaitKind}
+
+
+def _enum_reader(kind: type[enum.StrEnum]) -> Callable[[Any], Any]:
+    members = {member.value: member for member in kind}
+
+    def read(value: Any) -> Any:
+        return members.get(value) or kind(value)
+
+    return read
+
+
+def _wait_json(wait: Wait) -> str:
+    return (
+        f'{{"kind":"{_TEXT[wait.kind]}","node":{_encoded_name(wait.node)},'
+        f'"signal":{_encoded_name(wait.signal)},"due_at":{_time_json(wait.due_at)}}}'
+    )
+
+
+def _read_wait(data: Any) -> Wait:
+    return Wait(
+        _read_wait_kind(data["kind"]),
+        str(data["node"]),
+        data.get("signal"),
+        _structure_time(data.get("due_at")),
+    )
+
+
+_read_wait_kind = _enum_reader(WaitKind)
+
+
+# How each type a record's field may have is written as JSON text and read back from its JSON
+# value: the codec's fast forms below are derived from the records' field declarations with these
+# tables, so a field added to a record needs no change here unless its type is new. A test holds
+# the derived forms to the generic converter's output, field by field. A writer is a piece of an
+# f-string, ``V`` standing for the field's value, using the helpers in ``_WRITER_HELPERS``.
+_WRITERS: dict[Any, str] = {
+    str: "{name(V)}",
+    str | None: "{name(V)}",
+    int: "{int(V)}",
+    datetime: "{time(V)}",
+    datetime | None: "{time(V)}",
+    MissionStatus: '"{TEXT[V]}"',
+    NodeStatus: '"{TEXT[V]}"',
+    ErrorInfo | None: "{error(V)}",
+    CancelRequest | None: '{"null" if V is None else cancel(V)}',
+    ParentLink | None: '{"null" if V is None else parent(V)}',
+    tuple[str, ...]: '{"[]" if not V else strings(V)}',
+    tuple[Wait, ...]: '{"[]" if not V else waits(V)}',
+    Mapping[str, NodeRecord]: "{nodes(V)}",
+}
+
+
+def _parent_json(value: ParentLink) -> str:
+    return _encode(_codec.unstructure(value, ParentLink))
+
+
+def _strings_json(value: tuple[str, ...]) -> str:
+    return f"[{','.join(map(_encoded_name, value))}]"
+
+
+def _waits_json(value: tuple[Wait, ...]) -> str:
+    return f"[{','.join(map(_wait_json, value))}]"
+
+
+_READERS: dict[Any, Callable[[Any], Any]] = {
+    str: str,
+    str | None: lambda value: None if value is None else str(value),
+    int: int,
+    datetime: datetime.fromisoformat,
+    datetime | None: _structure_time,
+    MissionStatus: _enum_reader(MissionStatus),
+    NodeStatus: _enum_reader(NodeStatus),
+    ErrorInfo | None: _structure_error,
+    CancelRequest | None: lambda value: (
+        None
+        if value is None
+        else CancelRequest(datetime.fromisoformat(value["requested_at"]), value.get("reason"))
+    ),
+    ParentLink | None: lambda value: (
+        None if value is None else ParentLink(str(value["mission_id"]), str(value["node"]))
+    ),
+    tuple[str, ...]: lambda value: tuple(map(str, value)),
+    tuple[Wait, ...]: lambda value: tuple(map(_read_wait, value)),
+}
+
+
+def _value_writer(field: attrs.Attribute[Any]) -> str:
+    if field.metadata.get(KEPT):
+        return "{kept(V)}"
+    if field.type is Any:
+        return "{json(V)}"
+    return _WRITERS[field.type]
+
+
+def _value_reader(field: attrs.Attribute[Any]) -> Callable[[Any], Any]:
+    return _READERS.get(field.type, _as_is)
+
+
+def _as_is(value: Any) -> Any:
+    return value
+
+
+def _stored_fields(cls: type[Any]) -> tuple[attrs.Attribute[Any], ...]:
+    attrs.resolve_types(cls)
+    return tuple(field for field in attrs.fields(cls) if field.init)
+
+
+def _compile_writer(cls: type[Any], head: str = "") -> Callable[[Any], str]:
+    """A function writing an instance of the attrs class ``cls`` as a JSON object, its fields
+    in declaration order, each by the writer of its type; ``head`` (``'"key":value,'``) comes
+    first. Generated from the field list, as attrs generates ``__init__``: one f-string, no loop
+    per call."""
+    namespace: dict[str, Any] = dict(_WRITER_HELPERS)
+    parts = [
+        f'"{field.name}":' + _value_writer(field).replace("V", f"o.{field.name}")
+        for field in _stored_fields(cls)
+    ]
+    source = f"def write(o):\n    return f'''{{{{{head}{','.join(parts)}}}}}'''\n"
+    exec(compile(source, f"<codec writer of {cls.__name__}>", "exec"), namespace)
+    return namespace["write"]
+
+
+def _compile_reader(
+    cls: type[Any], readers: dict[Any, Callable[[Any], Any]] | None = None
+) -> Callable[[dict[str, Any]], Any]:
+    """A function making an instance of the attrs class ``cls`` from a JSON object, each field
+    read by the reader of its type; a field the object lacks (written before the field existed)
+    gets its default. ``readers`` adds to (or overrides) the readers by type. Generated from the
+    field list, like :func:`_compile_writer`."""
+    namespace: dict[str, Any] = {"cls": cls}
+    arguments: list[str] = []
+    for i, field in enumerate(_stored_fields(cls)):
+        namespace[f"r{i}"] = (readers or {}).get(field.type) or _value_reader(field)
+        value = f"r{i}(d[{field.name!r}])"
+        default = _default_of(field)
+        if default is not None:
+            namespace[f"d{i}"] = default
+            value = f"({value} if {field.name!r} in d else d{i}())"
+        arguments.append(value)
+    source = f"def read(d):\n    return cls({', '.join(arguments)})\n"
+    exec(compile(source, f"<codec reader of {cls.__name__}>", "exec"), namespace)
+    return namespace["read"]
+
+
+def _default_of(field: attrs.Attribute[Any]) -> Callable[[], Any] | None:
+    """What makes the value of a field missing from a document (one written before the field
+    existed); ``None`` for a field every document has."""
+    default: Any = field.default
+    if default is attrs.NOTHING:
+        return None
+    factory = getattr(default, "factory", None)  # an attrs Factory
+    if callable(factory):
+        return factory
+    return lambda: default
+
+
+_RECORD_KEYS = tuple(field.name for field in _stored_fields(NodeRecord))
+_read_record = _compile_reader(NodeRecord)
+
+
+def _unstructure_record(record: NodeRecord) -> dict[str, Any]:
+    return json.loads(_record_json(record))
+
+
+_codec.register_unstructure_hook(NodeRecord, _unstructure_record)
 
 
 def _structure_record(data: Any, _: Any = None, *, keep_source: bool = False) -> NodeRecord:
-    record = NodeRecord(
-        str(data["name"]),
-        str(data["kind"]),
-        _NODE_STATUSES.get(data["status"]) or NodeStatus(data["status"]),
-        int(data.get("attempts", 0)),
-        data.get("input"),
-        data.get("output"),
-        _structure_error(data.get("error")),
-        _structure_time(data.get("started_at")),
-        _structure_time(data.get("finished_at")),
-        _structure_time(data.get("due_at")),
-    )
+    record = _read_record(data)
     if keep_source and tuple(data) == _RECORD_KEYS:
         # Read from storage in this very form, and owned by nobody else: the record's next
         # encoding can start from it (see NodeRecord).
@@ -192,48 +334,59 @@ def _structure_record(data: Any, _: Any = None, *, keep_source: bool = False) ->
     return record
 
 
+SNAPSHOT_FORMAT = 2
+"""The version of the stored snapshot document: 1 is 0.1's (one position: ``current_node`` and
+a single ``wait``), 2 adds positions (``active``, ``waits``) and the fields after them. A
+document of format 1 is read as the format-2 snapshot it means; every write is format 2."""
+
+
+def _upgrade_format_1(data: dict[str, Any]) -> None:
+    """Turn a 0.1 document into a format-2 one, in place."""
+    wait = data.pop("wait", None)
+    data["waits"] = [] if wait is None else [wait]
+    current = data.get("current_node")
+    in_progress = data.get("status") in (MissionStatus.RUNNING.value, MissionStatus.WAITING.value)
+    data["active"] = [current] if in_progress and current is not None else []
+    nodes = data.setdefault("nodes", {})
+    if in_progress and current is not None and current not in nodes:
+        # 0.1 kept no record for an end node whose output function was about to run.
+        nodes[current] = {"name": current, "kind": current, "status": NodeStatus.RUNNING.value}
+
+
 def _structure_snapshot(data: Any, _: Any = None, *, keep_sources: bool = False) -> MissionSnapshot:
-    wait, request = data.get("wait"), data.get("cancel_request")
-    return MissionSnapshot(
-        str(data["id"]),
-        str(data["definition"]),
-        int(data["definition_version"]),
-        _MISSION_STATUSES.get(data["status"]) or MissionStatus(data["status"]),
-        data["current_node"],
-        data["input"],
-        datetime.fromisoformat(data["created_at"]),
-        datetime.fromisoformat(data["updated_at"]),
-        {
-            str(name): _structure_record(record, keep_source=keep_sources)
-            for name, record in data.get("nodes", {}).items()
-        },
-        None
-        if wait is None
-        else Wait(
-            _WAIT_KINDS.get(wait["kind"]) or WaitKind(wait["kind"]),
-            str(wait["node"]),
-            wait.get("signal"),
-            _structure_time(wait.get("due_at")),
-        ),
-        data.get("output"),
-        _structure_error(data.get("error")),
-        None
-        if request is None
-        else CancelRequest(datetime.fromisoformat(request["requested_at"]), request.get("reason")),
-        int(data.get("revision", 0)),
-        int(data.get("recovery_attempts", 0)),
-    )
+    format = data.get("format", 1)
+    if format == 1:
+        data = dict(data)
+        _upgrade_format_1(data)
+    elif format != SNAPSHOT_FORMAT:
+        raise ValueError(
+            f"snapshot document format {format!r} is newer than this version of Mission Control "
+            f"reads (format {SNAPSHOT_FORMAT}): upgrade mission-control-core"
+        )
+    return (_read_kept_snapshot if keep_sources else _read_snapshot)(data)
 
 
-# Snapshots are read at every load: these hand-written forms do what the generated ones do
-# (same fields, same conversions), several times faster. A test holds them to the generic
-# converter's output.
+_read_snapshot = _compile_reader(
+    MissionSnapshot,
+    {
+        Mapping[str, NodeRecord]: lambda value: {
+            str(path): _structure_record(record) for path, record in value.items()
+        }
+    },
+)
+_read_kept_snapshot = _compile_reader(
+    MissionSnapshot,
+    {
+        Mapping[str, NodeRecord]: lambda value: {
+            str(path): _structure_record(record, keep_source=True) for path, record in value.items()
+        }
+    },
+)
+
+# Snapshots are read at every load: these forms do what the generated ones do (same fields,
+# same conversions), several times faster. A test holds them to the generic converter's output.
 _codec.register_structure_hook(NodeRecord, _structure_record)
 _codec.register_structure_hook(MissionSnapshot, _structure_snapshot)
-
-
-def _json_or_null(value: Any) -> str:
-    return "null" if value is None else _encode(value)
 
 
 def _error_json(error: ErrorInfo | None) -> str:
@@ -241,78 +394,35 @@ def _error_json(error: ErrorInfo | None) -> str:
 
 
 def _encode_record(record: NodeRecord, source: dict[str, Any] | None) -> str:
-    # The record's entry in the snapshot's "nodes" object: ``"name":{...}``.
     if source is not None:
-        return f"{_encoded_name(record.name)}:{_encode(source)}"
-    # Written out key by key (the same text as encoding _unstructure_record's dict): two new
-    # records are encoded at a typical commit.
-    name = _encoded_name(record.name)
+        return _encode(source)
+    return _record_json(record)
+
+
+def _nodes_json(nodes: Mapping[str, NodeRecord]) -> str:
+    # Each record's text is made once and reused by every later commit of the mission.
     return (
-        f'{name}:{{"name":{name},"kind":{_encoded_name(record.kind)},'
-        f'"status":"{_TEXT[record.status]}","attempts":{int(record.attempts)},'
-        f'"input":{_encode_kept(record.input)},"output":{_json_or_null(record.output)},'
-        f'"error":{_error_json(record.error)},'
-        f'"started_at":{_time_json(record.started_at)},'
-        f'"finished_at":{_time_json(record.finished_at)},'
-        f'"due_at":{_time_json(record.due_at)}}}'
+        "{"
+        + ",".join(
+            f"{_encoded_name(path)}:{record.json_text(_encode_record)}"
+            for path, record in nodes.items()
+        )
+        + "}"
     )
-
-
-_encoded_names: dict[str | None, str] = {}
-
-
-def _encoded_name(name: str | None) -> str:
-    # Node names recur in every entry of every mission: each is escaped once.
-    text = _encoded_names.get(name)
-    if text is None:
-        text = _encode(name)
-        if len(_encoded_names) < 10_000:
-            _encoded_names[name] = text
-    return text
 
 
 def snapshot_to_json(snapshot: MissionSnapshot) -> str:
     """The snapshot as a JSON document (what durable adapters store).
 
-    The same document as ``json.dumps(snapshot_to_dict(snapshot))``, built faster: each node
-    record's text is encoded once and reused by every later commit of the mission.
+    The same document as a generic converter would write (a test compares them field by field),
+    built faster: each field is written by the writer of its type, and each node record's text
+    is encoded once and reused by every later commit of the mission.
     """
-    wait, request = snapshot.wait, snapshot.cancel_request
-    if wait is None:
-        wait_text = "null"
-    else:
-        wait_text = (
-            f'{{"kind":"{_TEXT[wait.kind]}","node":{_encoded_name(wait.node)},'
-            f'"signal":{_encoded_name(wait.signal)},"due_at":{_time_json(wait.due_at)}}}'
-        )
-    # Written out key by key (the same document as encoding snapshot_to_dict without "nodes"):
-    # the head is encoded at every commit.
-    head = (
-        f'{{"id":{_encode_kept(snapshot.id)},"definition":{_encoded_name(snapshot.definition)},'
-        f'"definition_version":{int(snapshot.definition_version)},'
-        f'"status":"{_TEXT[snapshot.status]}",'
-        f'"current_node":{_encoded_name(snapshot.current_node)},'
-        f'"input":{_encode_kept(snapshot.input)},'
-        f'"created_at":{_time_json(snapshot.created_at)},'
-        f'"updated_at":{_time_json(snapshot.updated_at)},'
-        f'"wait":{wait_text},"output":{_json_or_null(snapshot.output)},'
-        f'"error":{_error_json(snapshot.error)},'
-        f'"cancel_request":'
-        f"{'null' if request is None else cancel_request_to_json(request)},"
-        f'"revision":{int(snapshot.revision)},'
-        f'"recovery_attempts":{int(snapshot.recovery_attempts)}}}'
-    )
-    nodes = ",".join(
-        record.json_text(_encode_record)
-        if record.name == name
-        else _encode({name: _unstructure_record(record)})[1:-1]
-        for name, record in snapshot.nodes.items()
-    )
-    return f'{head[:-1]},"nodes":{{{nodes}}}}}'
+    return _snapshot_json(snapshot)
 
 
 def snapshot_from_json(text: str | bytes) -> MissionSnapshot:
-    """Rebuild a snapshot stored by :func:`snapshot_to_json`."""
+    """Rebuild a snapshot stored by :func:`snapshot_to_json` (or by 0.1)."""
     return _structure_snapshot(json.loads(text), keep_sources=True)
 
 
@@ -366,3 +476,21 @@ def value_to_json(value: JsonValue) -> str:
     """A JSON value (a payload checked at the boundary, or one read back from storage) as JSON
     text, written as the codec writes the same value inside a snapshot."""
     return _encode(value)
+
+
+# Made last: the writers use helpers defined anywhere in this module.
+_WRITER_HELPERS: dict[str, Any] = {
+    "kept": _encode_kept,
+    "name": _encoded_name,
+    "json": _json_or_null,
+    "time": _time_json,
+    "TEXT": _TEXT,
+    "error": _error_json,
+    "cancel": cancel_request_to_json,
+    "parent": _parent_json,
+    "strings": _strings_json,
+    "waits": _waits_json,
+    "nodes": _nodes_json,
+}
+_record_json = _compile_writer(NodeRecord)
+_snapshot_json = _compile_writer(MissionSnapshot, f'"format":{SNAPSHOT_FORMAT},')

@@ -44,6 +44,8 @@ class NodeStatus(enum.StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    TIMED_OUT = "timed_out"
+    """A need_to whose timeout passed before its signal came."""
 
 
 class WaitKind(enum.StrEnum):
@@ -100,10 +102,12 @@ class ErrorInfo:
 
 @attrs.frozen
 class Wait:
-    """What a waiting mission waits for: a signal by name, or a due time."""
+    """What one position of a waiting mission waits for: a signal by name, or a due time (a
+    signal with a timeout has both)."""
 
     kind: WaitKind
     node: str
+    """The path of the node that waits (see :class:`MissionSnapshot`)."""
     signal: str | None = None
     due_at: datetime | None = None
 
@@ -114,6 +118,14 @@ class CancelRequest:
 
     requested_at: datetime
     reason: str | None = None
+
+
+@attrs.frozen
+class ParentLink:
+    """The mission, and the node in it, that started this mission (kept for child missions)."""
+
+    mission_id: str
+    node: str
 
 
 @attrs.frozen
@@ -148,37 +160,78 @@ class NodeRecord:
         return text
 
 
-@attrs.frozen
-class MissionSnapshot:
-    """One mission as stored: immutable, and round-trips through JSON.
+KEPT = "kept"
+"""Field metadata: the value never changes once stored, so its JSON text may be reused."""
 
-    ``nodes`` is keyed by node path (today a node's name) so that nodes nested in future node
-    kinds have a place of their own.
-    """
 
-    id: str
+@attrs.define
+class MissionFields:
+    """The fields of a mission, declared once: :class:`MissionSnapshot` is their immutable form,
+    the engine's working copy their mutable one, and the storage codec is derived from this
+    list (``attrs.fields``)."""
+
+    id: str = attrs.field(metadata={KEPT: True})
     definition: str
     definition_version: int
     status: MissionStatus
     current_node: str | None
-    input: JsonValue
+    """The top-level node the mission is at (a parallel or choice while its nodes run); after it
+    failed or was cancelled, the node where that happened; ``None`` once completed."""
+    input: JsonValue = attrs.field(metadata={KEPT: True})
     created_at: datetime
     updated_at: datetime
     nodes: Mapping[str, NodeRecord] = attrs.field(factory=dict[str, NodeRecord])
-    wait: Wait | None = None
+    """Every node reached so far, keyed by its path: a top-level node's path is its name; a node
+    inside a parallel's branch, a choice's path or a timeout's path is
+    ``"<container path>/<branch or path name>/<name>"``."""
+    active: tuple[str, ...] = ()
+    """The paths of the nodes in progress (running or waiting), in the order they were
+    entered: one for a mission in a single chain, one per unfinished branch in a parallel."""
+    waits: tuple[Wait, ...] = ()
+    """What the active nodes wait for, one entry per waiting node (in ``active``'s order)."""
     output: JsonValue = None
     error: ErrorInfo | None = None
     cancel_request: CancelRequest | None = None
     revision: int = 0
     recovery_attempts: int = 0
     """How many times the mission was found running with nobody moving it (after a crash, a
-    stopped process or a cancelled caller) and its current node run again; back to 0 once it
-    moves past that node. See ``max_recovery_attempts`` of :func:`create_commander`."""
+    stopped process or a cancelled caller) and its running nodes run again; back to 0 once one
+    of them moves on. See ``max_recovery_attempts`` of :func:`create_commander`."""
+    deadline: datetime | None = None
+    """When the mission fails (or runs its deadline path) if it has not ended by then."""
+    tenant: str | None = None
+    """Reserved for tenants (stored, not yet used)."""
+    parent: ParentLink | None = None
+    """Reserved for child missions: the mission and node that started this one."""
+    definition_fingerprint: str | None = None
+    """Reserved for definition versions: a digest of the definition the mission started on."""
+
+
+# attrs makes a frozen class of a mutable base's fields (pyright applies dataclasses' rule, which
+# forbids it); test_snapshot_is_immutable holds it to being frozen.
+@attrs.frozen  # pyright: ignore[reportGeneralTypeIssues]
+class MissionSnapshot(MissionFields):
+    """One mission as stored: immutable, and round-trips through JSON (see
+    :class:`MissionFields` for what each field holds)."""
+
+    @property
+    def wait(self) -> Wait | None:
+        """The first of ``waits`` (all there is for a mission in a single chain)."""
+        waits = self.waits
+        return waits[0] if waits else None
 
     @property
     def due_at(self) -> datetime | None:
-        """When the mission is next due to run on its own (``None`` when it is not)."""
-        return self.wait.due_at if self.wait is not None else None
+        """When the mission is next due to run on its own (``None`` when it is not): the
+        earliest due time of its waits and of its deadline."""
+        due = self.deadline
+        if due is not None and self.status.is_terminal:
+            due = None
+        for wait in self.waits:
+            at = wait.due_at
+            if at is not None and (due is None or at < due):
+                due = at
+        return due
 
     @property
     def is_terminal(self) -> bool:
@@ -202,6 +255,12 @@ class TimelineKind(enum.StrEnum):
     TIMER_FIRED = "timer-fired"
     CANCEL_REQUESTED = "cancel-requested"
     MISSION_RESUMED = "mission-resumed"
+    PATH_CHOSEN = "path-chosen"
+    """A choice picked its path (``detail``: the path's name)."""
+    BRANCH_CANCELLED = "branch-cancelled"
+    """A parallel's unfinished branch was cancelled (another ended first, or one failed)."""
+    SIGNAL_TIMED_OUT = "signal-timed-out"
+    DEADLINE_PASSED = "deadline-passed"
     MISSION_COMPLETED = "mission-completed"
     MISSION_FAILED = "mission-failed"
     MISSION_CANCELLED = "mission-cancelled"

@@ -16,12 +16,16 @@ process) tells the commanders of this one through the store's notices
 The codec is the library's own: its functions write and read the records (:class:`MissionSnapshot`,
 :class:`TimelineEntry`, :class:`BufferedSignal`, :class:`CancelRequest`) the same way whatever
 hooks a user registers on a converter. The user values inside them (inputs, outputs, payloads)
-are plain JSON values by then, checked by the commander before they reach an adapter.
+are plain JSON values by then, checked by the commander before they reach an adapter. A
+snapshot's fields are declared once, by :class:`MissionFields`; the codec writes every one of them
+(and ``"format": SNAPSHOT_FORMAT``), so an adapter that stores the document as the codec gives it
+needs no change when fields or node kinds are added, and reads documents of earlier formats.
 """
 
 from ._errors import RevisionConflictError
 from ._persistence import PersistenceAdapter
 from ._serialization import (
+    SNAPSHOT_FORMAT,
     buffered_signal_from_json,
     buffered_signal_to_json,
     cancel_request_from_json,
@@ -34,11 +38,13 @@ from ._serialization import (
     timeline_entry_to_json,
     value_to_json,
 )
-from ._snapshot import BufferedSignal
+from ._snapshot import BufferedSignal, MissionFields
 from ._values import detached
 
 __all__ = [
+    "SNAPSHOT_FORMAT",
     "BufferedSignal",
+    "MissionFields",
     "PersistenceAdapter",
     "RevisionConflictError",
     "buffered_signal_from_json",

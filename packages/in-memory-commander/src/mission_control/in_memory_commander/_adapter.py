@@ -20,20 +20,21 @@ from mission_control.core import (
 )
 from mission_control.core.storage import BufferedSignal, RevisionConflictError
 
-from ._packed import DEFINITION, REVISION, STATUS, TEXT, Packed, pack, unpack
-
 _Entry = tuple[datetime, str, str | None, int | None, JsonValue]
+# Kinds kept as plain strings: an enum member is an object the garbage collector tracks, and so
+# would be the tuple holding it.
+_KIND_TEXT = {kind: kind.value for kind in TimelineKind}
+_TEXT_KIND = {kind.value: kind for kind in TimelineKind}
 
 
 class InMemoryPersistenceAdapter:
     """Keeps missions in dictionaries. Nothing survives the process; everything else about it
     (atomic writes, compare-and-set, due queries, signal inbox) behaves like a durable store.
 
-    Snapshots are immutable and stored as given, so reads of active missions cost nothing;
-    finished ones are packed into plain tuples that the garbage collector need not walk (see
-    ``_packed.py``) and rebuilt when read. A snapshot given to ``insert`` or ``commit`` is kept
-    as it is (the caller gives its values up), and one returned shares its lists and dicts
-    with the store (``keeps_given_values``): the commander copies what it hands to its callers.
+    Snapshots are immutable and stored as given, so reads cost nothing: a snapshot given to
+    ``insert`` or ``commit`` is kept as it is (the caller gives its values up), and one returned
+    shares its lists and dicts with the store (``keeps_given_values``): the commander copies
+    what it hands to its callers.
     """
 
     keeps_given_values = True
@@ -42,16 +43,15 @@ class InMemoryPersistenceAdapter:
     hands its own callers copies."""
 
     def __init__(self) -> None:
-        # Active missions as snapshots, finished ones packed.
-        self._missions: dict[str, MissionSnapshot | Packed] = {}
-        # Timeline entries are kept as tuples of atoms (the kind as its string), and a finished
-        # mission's timeline as a tuple of them: the garbage collector stops tracking such
-        # tuples, so a large store does not slow every full collection.
+        self._missions: dict[str, MissionSnapshot] = {}
+        # Timeline entries are kept as tuples of their fields, and a finished mission's timeline
+        # as a tuple of them: the garbage collector stops tracking such tuples, so a large store
+        # does not slow every full collection.
         self._timelines: dict[str, list[_Entry] | tuple[_Entry, ...]] = {}
         self._inboxes: dict[str, list[BufferedSignal]] = {}
         self._cancels: dict[str, CancelRequest] = {}
         self._running: set[str] = set()
-        # Due times of waiting missions, and a heap over them with stale entries skipped lazily.
+        # Due times of missions, and a heap over them with stale entries skipped lazily.
         self._due: dict[str, datetime] = {}
         self._due_heap: list[tuple[datetime, str]] = []
         self._signal_seq = 0
@@ -70,7 +70,7 @@ class InMemoryPersistenceAdapter:
             self._running.add(mission_id)
         else:
             self._running.discard(mission_id)
-        due = snapshot.due_at if snapshot.status is MissionStatus.WAITING else None
+        due = snapshot.due_at
         if due is None:
             self._due.pop(mission_id, None)
         elif self._due.get(mission_id) != due:
@@ -83,16 +83,9 @@ class InMemoryPersistenceAdapter:
         if snapshot.cancel_request is not None:
             self._cancels.setdefault(snapshot.id, snapshot.cancel_request)
             snapshot = attrs.evolve(snapshot, cancel_request=None)
-        stored: MissionSnapshot | Packed = snapshot
-        finished = snapshot.status.is_terminal
-        if finished:
-            try:
-                stored = pack(snapshot)
-            except ValueError:
-                stored = snapshot  # a value that is not plain JSON: kept as it is
-        self._missions[snapshot.id] = stored
+        self._missions[snapshot.id] = snapshot
         self._index(snapshot)
-        self._log(snapshot.id, timeline, finished=finished)
+        self._log(snapshot.id, timeline, finished=snapshot.status.is_terminal)
 
     def _log(
         self, mission_id: str, timeline: Sequence[TimelineEntry], *, finished: bool = False
@@ -100,19 +93,9 @@ class InMemoryPersistenceAdapter:
         entries = self._timelines[mission_id]
         if isinstance(entries, tuple):
             entries = list(entries)
-        kinds = TEXT
+        kinds = _KIND_TEXT
         entries.extend([(e.at, kinds[e.kind], e.node, e.attempt, e.detail) for e in timeline])
         self._timelines[mission_id] = tuple(entries) if finished else entries
-
-    def _stored(self, mission_id: str) -> MissionSnapshot | None:
-        """The mission: an active one as stored (read-only for the caller, see
-        ``keeps_given_values``), a finished one rebuilt from its packed form."""
-        stored = self._missions.get(mission_id)
-        if stored is None:
-            return None
-        if isinstance(stored, MissionSnapshot):
-            return stored
-        return unpack(stored)
 
     async def insert(
         self, snapshot: MissionSnapshot, timeline: Sequence[TimelineEntry]
@@ -132,7 +115,8 @@ class InMemoryPersistenceAdapter:
 
     async def load(self, mission_id: str) -> MissionSnapshot | None:
         self._check_open()
-        snapshot = self._stored(mission_id)
+        # Read-only for the caller: see keeps_given_values.
+        snapshot = self._missions.get(mission_id)
         if snapshot is None:
             return None
         cancel = self._cancels.get(mission_id)
@@ -150,7 +134,7 @@ class InMemoryPersistenceAdapter:
         stored = self._missions.get(snapshot.id)
         if stored is None:
             raise RevisionConflictError(f"mission {snapshot.id!r} does not exist")
-        revision: int = stored.revision if isinstance(stored, MissionSnapshot) else stored[REVISION]
+        revision = stored.revision
         if revision != expected_revision or snapshot.revision != expected_revision + 1:
             raise RevisionConflictError(
                 f"mission {snapshot.id!r} is at revision {revision}, the commit expected "
@@ -219,15 +203,9 @@ class InMemoryPersistenceAdapter:
                 break
             mission_id = ordered[index]
             stored = self._missions[mission_id]
-            stored_status: str
-            stored_definition: str
-            if isinstance(stored, MissionSnapshot):
-                stored_status, stored_definition = stored.status.value, stored.definition
-            else:
-                stored_status, stored_definition = stored[STATUS], stored[DEFINITION]
-            if status is not None and stored_status != status.value:
+            if status is not None and stored.status is not status:
                 continue
-            if definition is not None and stored_definition != definition:
+            if definition is not None and stored.definition != definition:
                 continue
             loaded = await self.load(mission_id)
             assert loaded is not None
@@ -280,7 +258,7 @@ class InMemoryPersistenceAdapter:
     async def timeline(self, mission_id: str) -> list[TimelineEntry]:
         self._check_open()
         return [
-            TimelineEntry(at, TimelineKind(kind), node, attempt, detail)
+            TimelineEntry(at, _TEXT_KIND[kind], node, attempt, detail)
             for at, kind, node, attempt, detail in self._timelines.get(mission_id, ())
         ]
 

@@ -3,6 +3,7 @@ clocks that make timer tests instant."""
 
 from ._clocks import TrioClock
 from ._conformance import AdapterConformance
+from ._control_flow_scenarios import ControlFlowConformance
 from ._engine_scenarios import EngineScenarioConformance, approval_definition, drain_due
 from ._fixtures import CommanderFactory, RuntimeFactory, RuntimeOptions
 from ._protocol_battery import PersistenceProtocolConformance
@@ -18,6 +19,7 @@ __all__ = [
     "RuntimeOptions",
     "TrioClock",
     "AdapterConformance",
+    "ControlFlowConformance",
     "EngineScenarioConformance",
     "PersistenceProtocolConformance",
     "approval_definition",

@@ -14,11 +14,15 @@ An adapter's own tests run it by subclassing :class:`AdapterConformance` and pro
 
 from __future__ import annotations
 
+from ._control_flow_scenarios import ControlFlowConformance
 from ._engine_scenarios import EngineScenarioConformance
 from ._protocol_battery import PersistenceProtocolConformance
 
 
-class AdapterConformance(PersistenceProtocolConformance, EngineScenarioConformance):
+class AdapterConformance(
+    PersistenceProtocolConformance, EngineScenarioConformance, ControlFlowConformance
+):
     """Every test of the conformance suite: the protocol battery
     (:class:`PersistenceProtocolConformance`), then the engine scenarios
-    (:class:`EngineScenarioConformance`). Subclass it and provide ``persistence``."""
+    (:class:`EngineScenarioConformance`) and the control-flow ones
+    (:class:`ControlFlowConformance`). Subclass it and provide ``persistence``."""

@@ -169,9 +169,9 @@ class _TaskSteps(trio.abc.Instrument):
             self.count += 1
 
 
-class EngineScenarioConformance:
-    """Engine scenarios every persistence adapter must pass: a commander runs missions on it.
-    Subclass it and provide ``persistence``."""
+class ScenarioFixtures:
+    """The fixtures the scenario classes share: the adapter under test (a subclass provides
+    ``persistence``) and a manual clock at ``T0``."""
 
     @pytest.fixture
     def persistence(self) -> PersistenceAdapter:
@@ -180,6 +180,11 @@ class EngineScenarioConformance:
     @pytest.fixture
     def clock(self) -> ManualClock:
         return ManualClock(T0)
+
+
+class EngineScenarioConformance(ScenarioFixtures):
+    """Engine scenarios every persistence adapter must pass: a commander runs missions on it.
+    Subclass it and provide ``persistence``."""
 
     def commander(
         self,

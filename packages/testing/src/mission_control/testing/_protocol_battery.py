@@ -45,15 +45,15 @@ def build_snapshot(
     definition at ``revision``. Where it stands follows from ``status`` and ``wait``: a
     running mission is at its start node, a waiting one at ``wait``'s node, a finished one
     nowhere. ``fields`` sets any other field by name."""
+    position = None if status.is_terminal else (wait.node if wait is not None else "start")
     values: dict[str, Any] = {
         "id": mission_id,
         "definition": "approval",
         "definition_version": 1,
         "status": status,
-        "current_node": None
-        if status.is_terminal
-        else (wait.node if wait is not None else "start"),
-        "wait": wait,
+        "current_node": position,
+        "active": () if position is None else (position,),
+        "waits": () if wait is None else (wait,),
         "input": {"email": "a@example.com"},
         "created_at": T0,
         "updated_at": T0,
