@@ -118,12 +118,14 @@ class PersistenceAdapter(Protocol):
         ...
 
     async def due_missions(self, now: datetime, limit: int) -> list[str]:
-        """Ids of waiting missions whose due time is at or before ``now``, earliest first."""
+        """Ids of missions whose due time (``snapshot.due_at``, whatever the mission's status: a
+        running mission may have a waiting branch) is at or before ``now``, earliest first."""
         ...
 
     async def next_due_at(self, after: datetime | None = None) -> datetime | None:
-        """The earliest due time of any waiting mission; with ``after``, the earliest one later
-        than ``after`` (so that due times stuck in the past do not hide the next one)."""
+        """The earliest due time (``snapshot.due_at``) of any mission; with ``after``, the
+        earliest one later than ``after`` (so that due times stuck in the past do not hide the
+        next one)."""
         ...
 
     async def running_missions(self, limit: int, after_id: str | None = None) -> list[str]:
