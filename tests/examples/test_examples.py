@@ -32,3 +32,14 @@ def test_approval_example_shows_the_snapshot_after_the_signal() -> None:
 def test_runtime_and_recovery_examples_complete_their_missions(name: str) -> None:
     """The runtime and restart examples run to a completed mission."""
     assert "mission-completed" in run(name)
+
+
+def test_order_example_runs_its_checks_takes_each_path_and_refunds_what_did_not_ship() -> None:
+    """The order example ships the order signalled in time, rejects the one its parallel checks
+    refused, and refunds the one whose shipment did not come within seven virtual days."""
+    output = run("order.py")
+    assert "order-1: shipped (TRK-1)" in output
+    assert "order-2: rejected" in output
+    assert "order-3: refunded" in output
+    assert "checks/stock/reserve-stock" in output
+    assert "signal-timed-out" in output
