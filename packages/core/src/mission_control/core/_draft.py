@@ -179,7 +179,7 @@ class Draft(MissionFields):
     def _end(self, path: str, record: NodeRecord, now: datetime) -> None:
         self.nodes[path] = record  # pyright: ignore[reportIndexIssue] (the draft's own dict)
         active = self.active
-        if active == (path,):
+        if len(active) == 1 and active[0] == path:
             self.active = ()
         elif path in active:
             self.active = tuple(p for p in active if p != path)
