@@ -128,6 +128,10 @@ class ParentLink:
     node: str
 
 
+KEPT = "kept"
+"""Field metadata: the value never changes once stored, so its JSON text may be reused."""
+
+
 @attrs.frozen
 class NodeRecord:
     """What happened at one node of one mission."""
@@ -136,7 +140,7 @@ class NodeRecord:
     kind: str
     status: NodeStatus
     attempts: int = 0
-    input: JsonValue = None
+    input: JsonValue = attrs.field(default=None, metadata={KEPT: True})
     output: JsonValue = None
     error: ErrorInfo | None = None
     started_at: datetime | None = None
@@ -158,10 +162,6 @@ class NodeRecord:
             object.__setattr__(self, "_json", text)
             object.__setattr__(self, "_source", None)
         return text
-
-
-KEPT = "kept"
-"""Field metadata: the value never changes once stored, so its JSON text may be reused."""
 
 
 @attrs.define
