@@ -108,3 +108,113 @@ def test_retry_given_as_a_number_is_that_many_attempts() -> None:
     assert isinstance(a.retry, RetryPolicy)  # type: ignore[union-attr]
     assert a.retry.max_attempts == 3  # type: ignore[union-attr]
     assert b.retry.max_attempts == 1  # type: ignore[union-attr]
+
+
+def test_control_flow_nodes_are_described_with_their_branches_and_paths() -> None:
+    """describe() lists a parallel's branches, a choice's paths, a need_to's timeout path and
+    the deadline path, each node with its path."""
+    flow = (
+        m.define("shape")
+        .start(parse=identity)
+        .parallel(
+            "checks",
+            {"a": lambda b: b.step("check-a", noop), "b": lambda b: b.sleep("nap", 5)},
+            mode="first",
+        )
+        .choice("route", lambda ctx: "x", {"x": lambda p: p.step("go-x", noop), "y": lambda p: p})
+        .need_to("reply", parse=identity, timeout=60, on_timeout=lambda p: p.step("nudge", noop))
+        .deadline(timedelta(days=1), on_deadline=lambda p: p.step("expire", noop))
+        .end()
+    )
+    described = flow.describe()
+    checks, route, reply = described.nodes[1:4]
+    assert checks == NodeDescription(
+        "checks",
+        "parallel",
+        "route",
+        path="checks",
+        mode="first",
+        branches=(
+            (
+                "a",
+                (
+                    NodeDescription(
+                        "check-a", "step", None, max_attempts=1, path="checks/a/check-a"
+                    ),
+                ),
+            ),
+            ("b", (NodeDescription("nap", "sleep", None, sleep_seconds=5.0, path="checks/b/nap"),)),
+        ),
+    )
+    assert [name for name, _ in route.branches] == ["x", "y"]
+    assert route.branches[0][1][0].path == "route/x/go-x"
+    assert route.branches[1][1] == ()
+    assert reply.timeout_seconds == 60.0
+    assert reply.branches[0][1][0].path == "reply/timeout/nudge"
+    assert described.deadline_seconds == 86400.0
+    assert [n.path for n in described.on_deadline] == ["end/deadline/expire"]
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (
+            lambda: (
+                m.define("f")
+                .start(parse=identity)
+                .step("same", noop)
+                .parallel("p", {"a": lambda b: b.step("same", noop)})
+                .end()
+            ),
+            "two nodes named 'same'",
+        ),
+        (
+            lambda: m.define("f").start(parse=identity).parallel("p", {}).end(),
+            "parallel 'p' needs a mapping",
+        ),
+        (
+            lambda: (
+                m.define("f")
+                .start(parse=identity)
+                .parallel("p", {"a": lambda b: b}, mode="some")
+                .end()
+            ),
+            "mode must be 'all' or 'first'",
+        ),
+        (
+            lambda: m.define("f").start(parse=identity).parallel("p", {"a/b": lambda b: b}).end(),
+            "must not contain '/'",
+        ),
+        (
+            lambda: m.define("f").start(parse=identity).parallel("p", {"a": lambda b: None}).end(),
+            "must return the builder it was given",
+        ),
+        (
+            lambda: (
+                m.define("f")
+                .start(parse=identity)
+                .need_to("n", parse=identity, on_timeout=lambda p: p)
+                .end()
+            ),
+            "on_timeout but no timeout",
+        ),
+        (
+            lambda: (
+                m.define("f").start(parse=identity).need_to("n", parse=identity, timeout=0).end()
+            ),
+            "timeout must be positive",
+        ),
+        (
+            lambda: m.define("f").start(parse=identity).choice("c", "x", {"x": lambda p: p}).end(),
+            "choose must be callable",
+        ),
+        (
+            lambda: m.define("f").start(parse=identity).deadline(0).end(),
+            "deadline must be positive",
+        ),
+    ],
+)
+def test_malformed_control_flow_is_refused_when_built(build: Any, message: str) -> None:
+    """A control-flow node built wrong raises InvalidDefinitionError saying what is wrong."""
+    with pytest.raises(InvalidDefinitionError, match=message):
+        build()
