@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections.abc
 import copy
+import inspect
 import typing
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
@@ -491,6 +492,11 @@ class ChainBuilder(Generic[InT, OutT]):
         the same mission, even after a restart."""
         node_name, _ = _node_name(name, what="choice")
         _require_callable(choose, what=f"choice {node_name!r} choose")
+        if inspect.iscoroutinefunction(choose):
+            raise InvalidDefinitionError(
+                f"choice {node_name!r} choose must be a plain function of the context (it "
+                "decides from what the mission has recorded), not an async one"
+            )
         chains = self._chains(paths, what=f"choice {node_name!r}", part="path")
         return self._with(ChoiceNode(node_name, choose, chains))
 

@@ -69,8 +69,12 @@ class Draft(MissionFields):
     """The buffered signal this transition consumes (deleted by the same write)."""
     changed: bool = attrs.field(init=False, default=False)
     """Whether anything changed since the last write."""
-    step_unwritten: bool = attrs.field(init=False, default=False)
-    """Whether a step's result waits for the next write (see ``Engine._write_before_running``)."""
+    must_write: bool = attrs.field(init=False, default=False)
+    """Whether a step's result or a choice waits for the next write, which must come before
+    another function runs (see ``Engine._write_before_running``)."""
+    opening: dict[str, list[str]] = attrs.field(init=False, factory=dict[str, list[str]])
+    """The parallels whose branches are being entered, each with the branches that ended while
+    it was (they are looked at once every branch has been entered)."""
     unchecked: set[str] = attrs.field(init=False, factory=set[str])
     """The signal waits whose inbox has not been looked at since they began (or since a poke)."""
     last: MissionSnapshot | None = attrs.field(init=False, default=None)
@@ -139,7 +143,7 @@ class Draft(MissionFields):
         self.pending = []
         self.consumed = None
         self.changed = False
-        self.step_unwritten = False
+        self.must_write = False
         self.last = snapshot
 
     def log(
@@ -356,12 +360,21 @@ class Draft(MissionFields):
                 now,
             )
 
-    def _stop_everything(self, now: datetime) -> None:
+    def stop_under(self, container: str, now: datetime) -> None:
+        """Cancel every node in progress inside the node at ``container`` (its branches'
+        positions and the parallels and choices open in them), each logged as a cancelled
+        branch node."""
+        prefix = container + "/"
         self.stop(
-            [p for p, r in self.nodes.items() if r.status in _IN_PROGRESS and p not in self.active]
-            + list(self.active),
+            [p for p, r in self.nodes.items() if p.startswith(prefix) and r.status in _IN_PROGRESS],
             now,
+            branches=True,
         )
+
+    def _stop_everything(self, now: datetime) -> None:
+        in_progress = [p for p, r in self.nodes.items() if r.status in _IN_PROGRESS]
+        if in_progress:
+            self.stop(in_progress, now)
         self.active = ()
         self.waits = ()
         self.unchecked.clear()
@@ -386,8 +399,7 @@ class Draft(MissionFields):
         self.current_node = None
         self.output = output
         self.recovery_attempts = 0
-        # Nothing else is in progress: the end is reached once every branch, path and the
-        # deadline's nodes have ended.
+        self._stop_everything(now)
 
     def failed(
         self, path: str, name: str, kind: str, error: ErrorInfo, now: datetime, *, attempts: int

@@ -468,11 +468,13 @@ class Engine:
     @staticmethod
     def _write_before_running(draft: Draft) -> bool:
         """The durability rule: a function runs only once the mission is stored, and once the
-        result of every step before it is stored too (a step's result is written with the
-        transition that follows it). The start's and the end's functions are the exception:
-        their results go with the next write, so a mission costs one write per step; a crash
-        before that write runs them again, as it would any node (at least once)."""
-        return not draft.stored or draft.step_unwritten
+        result of every step and every choice before it is stored too (a step's result is
+        written with the transition that follows it; a choice is never made twice). The start's
+        and the end's functions are the exception: their results go with the next write, so a
+        mission costs one write per step; a crash before that write runs them again, as it would
+        any node (at least once). So is a due time that fired: a mission still stored waiting
+        for it does the same again after a crash."""
+        return not draft.stored or draft.must_write
 
     def _stopping(self, draft: Draft, hold: _Hold) -> bool:
         """Whether no new function may start: a cancellation or the deadline waits for the
@@ -489,43 +491,55 @@ class Engine:
         send, receive = trio.open_memory_channel[tuple[str, trio.CancelScope, _Outcome] | None](
             math.inf
         )
-        running: dict[str, trio.CancelScope] = {}
         hold.wake = send
-        runnable = await self._settle(definition, draft, hold)
         try:
-            async with trio.open_nursery() as nursery:
-                while True:
-                    if not self._stopping(draft, hold):
-                        for path in runnable:
-                            if path in running:
-                                continue
-                            if self._write_before_running(draft):
-                                await self._write(draft)
-                            scope = trio.CancelScope()
-                            running[path] = scope
-                            nursery.start_soon(
-                                self._call_into, definition, draft, path, scope, send
-                            )
-                    if not running:
-                        return
-                    message = await receive.receive()
-                    if message is not None:
-                        path, scope, outcome = message
-                        if running.get(path) is scope:
-                            del running[path]
-                            self._apply(definition, draft, path, outcome, hold)
-                    runnable = await self._settle(definition, draft, hold, busy=running)
-                    # Nodes a transition stopped (a branch cancelled, the mission ended).
-                    for path in [p for p in running if p not in draft.active]:
-                        running.pop(path).cancel()
-                    if draft.dirty:
-                        snapshot = await self._write(draft)
-                        if (due := snapshot.due_at) is not None and not snapshot.is_terminal:
-                            self.notices.due(due)
-                    if not running and (draft.ended or len(draft.active) <= 1):
-                        return
+            await self._run_in_tasks(definition, draft, hold, send, receive)
+        except BaseExceptionGroup as group:
+            # What escapes the tasks' nursery (an error of the store, a step's SystemExit)
+            # reaches the caller as itself, as it does from a mission in one chain.
+            if len(group.exceptions) == 1:
+                raise group.exceptions[0] from None
+            raise
         finally:
             hold.wake = None
+
+    async def _run_in_tasks(
+        self,
+        definition: Definition,
+        draft: Draft,
+        hold: _Hold,
+        send: trio.MemorySendChannel[tuple[str, trio.CancelScope, _Outcome] | None],
+        receive: trio.MemoryReceiveChannel[tuple[str, trio.CancelScope, _Outcome] | None],
+    ) -> None:
+        running: dict[str, trio.CancelScope] = {}
+        runnable = await self._settle(definition, draft, hold)
+        async with trio.open_nursery() as nursery:
+            while True:
+                if not self._stopping(draft, hold):
+                    for path in runnable:
+                        if path in running:
+                            continue
+                        if self._write_before_running(draft):
+                            await self._write(draft)
+                        scope = trio.CancelScope()
+                        running[path] = scope
+                        nursery.start_soon(self._call_into, definition, draft, path, scope, send)
+                if not running:
+                    return
+                message = await receive.receive()
+                if message is not None:
+                    path, scope, outcome = message
+                    if running.get(path) is scope:
+                        del running[path]
+                        self._apply(definition, draft, path, outcome, hold)
+                runnable = await self._settle(definition, draft, hold, busy=running)
+                # Nodes a transition stopped (a branch cancelled, the mission ended).
+                for path in [p for p in running if p not in draft.active]:
+                    running.pop(path).cancel()
+                if draft.dirty:
+                    await self._write(draft)
+                if not running and (draft.ended or len(draft.active) <= 1):
+                    return
 
     async def _call_into(
         self,
@@ -555,6 +569,10 @@ class Engine:
                 consumed_signal=draft.consumed,
             )
         draft.wrote(snapshot)
+        if len(draft.active) > 1 and (due := snapshot.due_at) is not None:
+            # The mission stays held while other positions run: the runtime is told now (with
+            # one position, a due time means the mission waits, and _finish tells it).
+            self.notices.due(due)
         return snapshot
 
     # -- transitions ---------------------------------------------------------------------------
@@ -572,6 +590,7 @@ class Engine:
         while (
             draft.waits
             and not draft.ended
+            and not self._stopping(draft, hold)
             and await self._settle_signals(definition, draft, self.now())
         ):
             runnable = self._settle_in_memory(definition, draft, hold, busy)
@@ -666,7 +685,8 @@ class Engine:
             if wait.kind is not WaitKind.SIGNAL:
                 continue
             path = wait.node
-            due = wait.due_at is not None and wait.due_at <= now
+            due_at = wait.due_at
+            due = due_at is not None and due_at <= now
             if path not in draft.unchecked and not due:
                 continue
             draft.unchecked.discard(path)
@@ -674,6 +694,8 @@ class Engine:
             signal = (
                 await self.persistence.next_signal(draft.id, wait.signal) if draft.stored else None
             )
+            if signal is not None and due_at is not None and due and signal.received_at > due_at:
+                signal = None  # came after the timeout: the timeout wins, the signal stays
             if signal is not None:
                 if draft.consumed is not None:
                     # One consumed signal per write: write the earlier one first.
@@ -736,12 +758,20 @@ class Engine:
                 draft.wait_at(path, node.name, node.kind, wait, now)
             case ParallelNode(branches=branches):
                 draft.open(path, node.name, node.kind, now)
+                # Every branch is entered before any that ends at once (an empty branch, an
+                # empty path chosen) can end the parallel: see _branch_ended.
+                ended = draft.opening[path] = []
                 for branch in branches:
                     first = definition.first_in(path, branch)
-                    if first is not None and not draft.ended:
+                    if draft.ended:
+                        break
+                    if first is None:
+                        ended.append(branch)
+                    else:
                         self._enter(definition, draft, first, now)
-                if not draft.ended and not draft.under(path):
-                    self._branch_ended(definition, draft, path, None, now)
+                del draft.opening[path]
+                if not draft.ended and ended:
+                    self._branch_ended(definition, draft, path, ended[0], now)
             case ChoiceNode():
                 try:
                     picked = self._choose(definition, draft, node, path, now)
@@ -751,6 +781,8 @@ class Engine:
                     return
                 draft.log(now, TimelineKind.PATH_CHOSEN, path, detail={"path": picked})
                 draft.open(path, node.name, node.kind, now, output=picked)
+                # Never made again: written before anything on the path runs.
+                draft.must_write = True
                 first = definition.first_in(path, picked)
                 if first is None:
                     self._branch_ended(definition, draft, path, picked, now)
@@ -784,11 +816,15 @@ class Engine:
         node = definition.node(container)
         match node:
             case ParallelNode(branches=branches, mode=mode):
-                if mode is ParallelMode.FIRST and branch is not None:
-                    draft.stop(draft.under(container), now, branches=True)
+                opening = draft.opening.get(container)
+                if opening is not None:
+                    opening.append(branch or "")
+                    return  # looked at once every branch is entered
+                if mode is ParallelMode.FIRST:
+                    draft.stop_under(container, now)
                 elif draft.under(container):
                     return  # other branches still run
-                ended = [branch] if mode is ParallelMode.FIRST and branch is not None else branches
+                ended = [branch or ""] if mode is ParallelMode.FIRST else branches
                 output = {
                     name: self._chain_output(definition, draft, container, name) for name in ended
                 }
@@ -990,7 +1026,7 @@ class Engine:
             draft.log(now, TimelineKind.STEP_COMPLETED, path, attempt)
             draft.complete(path, node.name, node.kind, now, attempts=attempt, output=output)
             if isinstance(node, StepNode):
-                draft.step_unwritten = True
+                draft.must_write = True
             self._leave(definition, draft, path, now)
             return
         info = ErrorInfo.from_exception(error, attempt)
@@ -1030,7 +1066,7 @@ class Engine:
             )
             draft.retry_later(path, attempt, info, Wait(WaitKind.RETRY, path, due_at=due), now)
             # The failed attempt is written with the retry's due time.
-            draft.step_unwritten = True
+            draft.must_write = True
         else:
             _log_attempt_failed(draft.id, node, attempt, error, "not retried")
             draft.failed(path, node.name, node.kind, info, now, attempts=attempt)
@@ -1046,7 +1082,12 @@ class Engine:
                 f"choice {node.name!r} could not pick a path: {type(error).__qualname__}: "
                 f"{message_of(error)}"
             ) from error
-        if not isinstance(picked, str) or picked not in node.paths:
+        if not isinstance(picked, str):
+            raise ChoiceError(
+                f"choice {node.name!r} must pick a path by its name, a str; it returned a "
+                f"{type(picked).__qualname__} (paths: {', '.join(map(repr, node.paths))})"
+            )
+        if picked not in node.paths:
             raise ChoiceError(
                 f"choice {node.name!r} picked {picked!r}, which is none of its paths "
                 f"({', '.join(map(repr, node.paths))})"
@@ -1118,8 +1159,9 @@ class Engine:
                 (w for w in snapshot.waits if w.kind is WaitKind.SIGNAL and w.signal == name),
                 None,
             )
+            in_time = wait is not None and (wait.due_at is None or now < wait.due_at)
             if snapshot.status is MissionStatus.WAITING and wait is not None:
-                if await self.persistence.next_signal(mission_id, name) is None:
+                if in_time and await self.persistence.next_signal(mission_id, name) is None:
                     draft = Draft.of(snapshot)
                     draft.unchecked.discard(wait.node)
                     self._receive(definition, draft, wait.node, payload_json, parsed, now)
@@ -1128,7 +1170,8 @@ class Engine:
                     snapshot = await self._drive(definition, draft, hold)
                     return await self._finish(definition, snapshot, hold)
                 # An older signal of this name is still buffered (a crash came between its
-                # buffering and its use): it goes first, this one queues behind it.
+                # buffering and its use): it goes first, this one queues behind it. Or the wait
+                # timed out before this signal came: the drive applies the timeout.
                 await self._buffer(snapshot, name, payload_json, now, held=False)
                 snapshot = await self._drive(definition, Draft.of(snapshot), hold)
                 return await self._finish(definition, snapshot, hold)

@@ -355,6 +355,8 @@ def _upgrade_format_1(data: dict[str, Any]) -> None:
 
 def _structure_snapshot(data: Any, _: Any = None, *, keep_sources: bool = False) -> MissionSnapshot:
     format = data.get("format", 1)
+    if type(format) is not int:
+        raise ValueError(f"snapshot document format must be a whole number, got {format!r}")
     if format == 1:
         data = dict(data)
         _upgrade_format_1(data)

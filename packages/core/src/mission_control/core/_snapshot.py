@@ -224,9 +224,9 @@ class MissionSnapshot(MissionFields):
     def due_at(self) -> datetime | None:
         """When the mission is next due to run on its own (``None`` when it is not): the
         earliest due time of its waits and of its deadline."""
+        if self.status.is_terminal:
+            return None
         due = self.deadline
-        if due is not None and self.status.is_terminal:
-            due = None
         for wait in self.waits:
             at = wait.due_at
             if at is not None and (due is None or at < due):

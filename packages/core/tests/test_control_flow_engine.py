@@ -1,0 +1,422 @@
+"""Control flow in the engine: decisions kept across a crash, branches that end on entry,
+signal timeouts, cancellation and process stops inside a parallel."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from functools import partial
+from typing import Any
+
+import trio
+import trio.lowlevel
+import trio.testing
+
+from mission_control.core import (
+    Context,
+    MissionStatus,
+    NodeStatus,
+    create_commander,
+    m,
+)
+from mission_control.in_memory_commander import (
+    InMemoryPersistenceAdapter,
+    ManualClock,
+    SequentialIds,
+)
+
+
+def identity(value: Any) -> Any:
+    return value
+
+
+async def cancel_caller_when(run: Any, entered: trio.Event) -> None:
+    """Run ``run()``; once ``entered`` is set, cancel it as a crashed/timed-out caller would."""
+    async with trio.open_nursery() as nursery:
+
+        async def go() -> None:
+            await run()
+            nursery.cancel_scope.cancel()
+
+        nursery.start_soon(go)
+        await entered.wait()
+        nursery.cancel_scope.cancel()
+
+
+def commander_for(*flows: Any, persistence: Any = None, clock: Any = None, **kw: Any) -> Any:
+    return create_commander(
+        list(flows),
+        persistence=persistence or InMemoryPersistenceAdapter(),
+        clock=clock or ManualClock(),
+        ids=SequentialIds(),
+        **kw,
+    )
+
+
+async def test_choice_after_start_run_is_not_re_evaluated_on_recovery() -> None:
+    """start(run) -> choice -> path step. The step is interrupted (a crash); recovery must not
+    call choose again (issue 11: 'recorded durably and never re-evaluated on recovery')."""
+    picks: list[str] = []
+    entered = trio.Event()
+
+    def choose(ctx: Context[Any, Any]) -> str:
+        picked = "a" if not picks else "b"
+        picks.append(picked)
+        return picked
+
+    runs: list[str] = []
+
+    async def work(ctx: Context[Any, Any]) -> str:
+        entered.set()
+        runs.append(ctx.node)
+        if len(runs) == 1:
+            await trio.sleep_forever()
+        return ctx.node
+
+    flow = (
+        m.define("pick")
+        .start(parse=identity, run=lambda ctx: "begun")
+        .choice(
+            "route",
+            choose,
+            {"a": lambda b: b.step("do-a", work), "b": lambda b: b.step("do-b", work)},
+        )
+        .end()
+    )
+    commander = commander_for(flow)
+    await cancel_caller_when(partial(commander.start, flow, None, id="m-1"), entered)
+    stored = await commander.inspect("m-1")
+    recovered = await commander.advance("m-1")
+    assert recovered is not None
+    assert picks == ["a"], (picks, stored.nodes)
+    assert recovered.nodes["route"].output == "a"
+
+
+async def test_choice_after_a_timer_is_not_re_evaluated_on_recovery() -> None:
+    """sleep -> choice -> path step: the timer fires, the choice is made, the path's step runs
+    and is interrupted. Recovery must not make the choice again."""
+    picks: list[str] = []
+    entered = trio.Event()
+    clock = ManualClock()
+
+    def choose(ctx: Context[Any, Any]) -> str:
+        picked = "a" if not picks else "b"
+        picks.append(picked)
+        return picked
+
+    runs: list[str] = []
+
+    async def work(ctx: Context[Any, Any]) -> str:
+        entered.set()
+        runs.append(ctx.node)
+        if len(runs) == 1:
+            await trio.sleep_forever()
+        return ctx.node
+
+    flow = (
+        m.define("pick")
+        .start(parse=identity)
+        .sleep("nap", 10)
+        .choice(
+            "route",
+            choose,
+            {"a": lambda b: b.step("do-a", work), "b": lambda b: b.step("do-b", work)},
+        )
+        .end()
+    )
+    commander = commander_for(flow, clock=clock)
+    await commander.start(flow, None, id="m-1")
+    clock.advance(11)
+    await cancel_caller_when(partial(commander.advance, "m-1"), entered)
+    stored = await commander.inspect("m-1")
+    recovered = await commander.advance("m-1")
+    assert recovered is not None
+    assert picks == ["a"], (picks, stored.status, stored.nodes.get("route"))
+
+
+async def test_max_recovery_attempts_with_two_running_branches() -> None:
+    """Both branches' steps are interrupted every time (a crash each run): after
+    max_recovery_attempts the mission fails instead of re-running for ever."""
+    entered = trio.Event()
+    runs: list[str] = []
+
+    async def hang(ctx: Context[Any, Any]) -> str:
+        runs.append(ctx.node)
+        entered.set()
+        await trio.sleep_forever()
+        return "never"
+
+    flow = (
+        m.define("par-poison")
+        .start(parse=identity)
+        .parallel("p", {"a": lambda b: b.step("sa", hang), "b": lambda b: b.step("sb", hang)})
+        .end()
+    )
+    commander = commander_for(flow, max_recovery_attempts=2)
+    await cancel_caller_when(partial(commander.start, flow, None, id="m-1"), entered)
+    for _ in range(5):
+        entered = trio.Event()
+        snapshot = await commander.inspect("m-1")
+        if snapshot.is_terminal:
+            break
+        await cancel_caller_when(partial(commander.advance, "m-1"), entered)
+    snapshot = await commander.inspect("m-1")
+    assert snapshot.status is MissionStatus.FAILED, (snapshot.status, snapshot.recovery_attempts)
+    assert snapshot.error is not None
+    assert snapshot.error.type == "RecoveryAttemptsExceededError"
+
+
+async def test_first_mode_leaves_no_nested_container_running() -> None:
+    """mode='first': branch a ends while branch b is inside a nested parallel; every record in
+    b is cancelled, the nested parallel's too."""
+    gate = trio.Event()
+
+    async def slow(ctx: Context[Any, Any]) -> str:
+        await gate.wait()
+        return "slow"
+
+    flow = (
+        m.define("first-nested")
+        .start(parse=identity)
+        .parallel(
+            "race",
+            {
+                "a": lambda b: b.step("fast", lambda ctx: "fast"),
+                "b": lambda b: b.parallel(
+                    "inner",
+                    {"x": lambda c: c.step("ix", slow), "y": lambda c: c.need_to("iy", identity)},
+                ),
+            },
+            mode="first",
+        )
+        .end()
+    )
+    commander = commander_for(flow)
+    with trio.fail_after(5):
+        await commander.start(flow, None, id="m-1")
+    done = await commander.inspect("m-1")
+    assert done.status is MissionStatus.COMPLETED
+    still = {p: r.status for p, r in done.nodes.items() if r.status is NodeStatus.RUNNING}
+    assert not still, still
+
+
+async def test_signal_after_the_need_to_timeout_passed_is_not_taken() -> None:
+    """need_to with timeout 10 s and an on_timeout path: a signal sent at 60 s, before any
+    tick, should not be received as if it came in time."""
+    clock = ManualClock()
+    flow = (
+        m.define("timeout")
+        .start(parse=identity)
+        .need_to("ship", identity, timeout=10, on_timeout=lambda b: b.step("refund", lambda c: "r"))
+        .end()
+    )
+    commander = commander_for(flow, clock=clock)
+    await commander.start(flow, None, id="m-1")
+    clock.advance(60)
+    try:
+        after = await commander.signal("m-1", "ship", "late")
+    except Exception as error:  # a clear refusal is fine too
+        after = await commander.inspect("m-1")
+        print("refused:", error)
+    assert after.nodes["ship"].status is NodeStatus.TIMED_OUT, after.nodes["ship"]
+
+
+async def test_a_branch_that_ends_on_entry_does_not_end_the_parallel_before_the_others() -> None:
+    """parallel(all): branch a is a choice that picks an empty path (ends at once); branch b
+    runs a step. The parallel must wait for b, and the node after it must run once."""
+    after_runs: list[str] = []
+    b_runs: list[str] = []
+
+    def after(ctx: Context[Any, Any]) -> Any:
+        after_runs.append(ctx.path)
+        return ctx.events["par"].output
+
+    flow = (
+        m.define("empty-path")
+        .start(parse=identity)
+        .parallel(
+            "par",
+            {
+                "a": lambda b: b.choice(
+                    "pick",
+                    lambda ctx: "nothing",
+                    {"nothing": lambda p: p, "gift": lambda p: p.step("g", lambda c: 1)},
+                ),
+                "b": lambda b: b.step("work", lambda ctx: b_runs.append(ctx.path) or "worked"),
+            },
+        )
+        .step("after", after)
+        .end(output=lambda ctx: ctx.events["after"].output)
+    )
+    commander = commander_for(flow)
+    with trio.fail_after(5):
+        await commander.start(flow, None, id="m-1")
+    done = await commander.inspect("m-1")
+    assert done.status is MissionStatus.COMPLETED, (done.status, done.error)
+    assert done.output == {"a": "nothing", "b": "worked"}, done.output
+    assert after_runs == ["after"], after_runs
+
+
+async def test_first_mode_a_branch_that_ends_on_entry_leaves_no_orphan_branch() -> None:
+    """parallel(first): branch a ends on entry (choice with an empty path): the parallel ends
+    with a, branch b is never entered (or is cancelled), the next node runs once."""
+    after_runs: list[str] = []
+    flow = (
+        m.define("empty-path-first")
+        .start(parse=identity)
+        .parallel(
+            "par",
+            {
+                "a": lambda b: b.choice("pick", lambda ctx: "none", {"none": lambda p: p}),
+                "b": lambda b: b.sleep("nap", 10),
+            },
+            mode="first",
+        )
+        .step("after", lambda ctx: after_runs.append(ctx.path) or "ok")
+        .end()
+    )
+    commander = commander_for(flow)
+    with trio.fail_after(5):
+        await commander.start(flow, None, id="m-1")
+    done = await commander.inspect("m-1")
+    assert done.status is MissionStatus.COMPLETED, (done.status, done.active, done.waits)
+    assert after_runs == ["after"]
+    # A completed mission with a position and a due time left: it stays in the due index.
+    assert done.active == ()
+    assert done.waits == ()
+    assert done.due_at is None, done.due_at
+
+
+async def test_cancel_while_two_branches_run_waits_for_both_then_cancels() -> None:
+    gates = {"a": trio.Event(), "b": trio.Event()}
+    started: list[str] = []
+    later: list[str] = []
+
+    def gated(name: str) -> Any:
+        async def run(ctx: Context[Any, Any]) -> str:
+            started.append(name)
+            await gates[name].wait()
+            return name
+
+        return run
+
+    flow = (
+        m.define("cancel-par")
+        .start(parse=identity)
+        .parallel(
+            "p",
+            {
+                "a": lambda b: b.step("sa", gated("a")).step("sa2", lambda c: later.append("a2")),
+                "b": lambda b: b.step("sb", gated("b")),
+            },
+        )
+        .end()
+    )
+    commander = commander_for(flow)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(partial(commander.start, flow, None, id="m-1"))
+        while len(started) < 2:
+            await trio.lowlevel.checkpoint()
+        await commander.cancel("m-1", "stop")
+        gates["a"].set()
+        await trio.testing.wait_all_tasks_blocked()
+        gates["b"].set()
+    with trio.fail_after(1):
+        done = await commander.inspect("m-1")
+    assert done.status is MissionStatus.CANCELLED, done.status
+    assert later == []
+    assert done.nodes["p/a/sa"].status is NodeStatus.COMPLETED
+    assert done.nodes["p/b/sb"].status is NodeStatus.COMPLETED
+    assert done.active == ()
+    assert done.waits == ()
+
+
+async def test_signal_for_a_branch_while_another_branch_runs_is_taken_at_once() -> None:
+    gate = trio.Event()
+    got: list[Any] = []
+
+    async def slow(ctx: Context[Any, Any]) -> str:
+        await gate.wait()
+        return "slow"
+
+    flow = (
+        m.define("sig-par")
+        .start(parse=identity)
+        .parallel(
+            "p",
+            {
+                "a": lambda b: b.step("sa", slow),
+                "b": lambda b: b.need_to("go", identity).step(
+                    "after-go", lambda c: got.append(c.events["go"].output) or "ok"
+                ),
+            },
+        )
+        .end()
+    )
+    commander = commander_for(flow)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(partial(commander.start, flow, None, id="m-1"))
+        await trio.testing.wait_all_tasks_blocked()
+        await commander.signal("m-1", "go", "payload")
+        await trio.testing.wait_all_tasks_blocked()
+        assert got == ["payload"]
+        gate.set()
+    done = await commander.inspect("m-1")
+    assert done.status is MissionStatus.COMPLETED
+
+
+async def test_deadline_path_that_waits_then_ends() -> None:
+    clock = ManualClock()
+    flow = (
+        m.define("dl")
+        .start(parse=identity)
+        .need_to("approve", identity)
+        .deadline(
+            60,
+            on_deadline=lambda b: b.need_to("ack", identity).step("notify", lambda c: "told"),
+        )
+        .end(output=lambda ctx: "ended")
+    )
+    commander = commander_for(flow, clock=clock)
+    await commander.start(flow, None, id="m-1", start_at=clock.now() + timedelta(seconds=30))
+    clock.advance(31)
+    await commander.advance("m-1")
+    clock.advance(31)  # 62 s: before start_at + deadline (90 s)
+    s = await commander.advance("m-1")
+    assert s is not None
+    assert s.status is MissionStatus.WAITING
+    assert "end/deadline/ack" not in s.active
+    clock.advance(30)  # 92 s
+    s = await commander.advance("m-1")
+    assert s is not None
+    assert s.active == ("end/deadline/ack",)
+    s = await commander.signal("m-1", "ack", "ok")
+    assert s.status is MissionStatus.COMPLETED
+    assert s.output == "ended"
+    assert s.nodes["approve"].status is NodeStatus.CANCELLED
+
+
+async def test_system_exit_in_a_branch_reaches_the_caller_as_itself() -> None:
+    """A step that raises SystemExit(3) stops the process with code 3 in a single chain; in a
+    parallel the caller gets BaseExceptionGroup([SystemExit(3)]) (the interpreter then exits
+    with 1, and `except SystemExit`/`except KeyboardInterrupt` no longer match)."""
+
+    def die(ctx: Context[Any, Any]) -> None:
+        raise SystemExit(3)
+
+    async def other(ctx: Context[Any, Any]) -> int:
+        await trio.lowlevel.checkpoint()
+        return 1
+
+    flow = (
+        m.define("exit-in-branch")
+        .start(parse=identity)
+        .parallel("p", {"a": lambda b: b.step("sa", die), "b": lambda b: b.step("sb", other)})
+        .end()
+    )
+    commander = commander_for(flow)
+    raised: BaseException | None = None
+    try:
+        await commander.start(flow, None, id="m-1")
+    except BaseException as error:
+        raised = error
+    assert type(raised) is SystemExit, repr(raised)
