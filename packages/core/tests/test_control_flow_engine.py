@@ -7,6 +7,7 @@ from datetime import timedelta
 from functools import partial
 from typing import Any
 
+import pytest
 import trio
 import trio.lowlevel
 import trio.testing
@@ -52,85 +53,46 @@ def commander_for(*flows: Any, persistence: Any = None, clock: Any = None, **kw:
     )
 
 
-async def test_choice_after_start_run_is_not_re_evaluated_on_recovery() -> None:
-    """start(run) -> choice -> path step. The step is interrupted (a crash); recovery must not
-    call choose again (issue 11: 'recorded durably and never re-evaluated on recovery')."""
+@pytest.mark.parametrize("before", ["a start's run", "a timer"])
+async def test_a_choice_is_never_made_again_after_a_crash_on_its_path(before: str) -> None:
+    """A choice reached right after a start's run or a timer is written before its path's first
+    step runs, so recovery after that step is interrupted goes on along the same path without
+    choosing again."""
     picks: list[str] = []
-    entered = trio.Event()
-
-    def choose(ctx: Context[Any, Any]) -> str:
-        picked = "a" if not picks else "b"
-        picks.append(picked)
-        return picked
-
     runs: list[str] = []
-
-    async def work(ctx: Context[Any, Any]) -> str:
-        entered.set()
-        runs.append(ctx.node)
-        if len(runs) == 1:
-            await trio.sleep_forever()
-        return ctx.node
-
-    flow = (
-        m.define("pick")
-        .start(parse=identity, run=lambda ctx: "begun")
-        .choice(
-            "route",
-            choose,
-            {"a": lambda b: b.step("do-a", work), "b": lambda b: b.step("do-b", work)},
-        )
-        .end()
-    )
-    commander = commander_for(flow)
-    await cancel_caller_when(partial(commander.start, flow, None, id="m-1"), entered)
-    stored = await commander.inspect("m-1")
-    recovered = await commander.advance("m-1")
-    assert recovered is not None
-    assert picks == ["a"], (picks, stored.nodes)
-    assert recovered.nodes["route"].output == "a"
-
-
-async def test_choice_after_a_timer_is_not_re_evaluated_on_recovery() -> None:
-    """sleep -> choice -> path step: the timer fires, the choice is made, the path's step runs
-    and is interrupted. Recovery must not make the choice again."""
-    picks: list[str] = []
     entered = trio.Event()
     clock = ManualClock()
 
     def choose(ctx: Context[Any, Any]) -> str:
-        picked = "a" if not picks else "b"
-        picks.append(picked)
-        return picked
-
-    runs: list[str] = []
+        picks.append("a" if not picks else "b")
+        return picks[-1]
 
     async def work(ctx: Context[Any, Any]) -> str:
         entered.set()
         runs.append(ctx.node)
         if len(runs) == 1:
-            await trio.sleep_forever()
+            await trio.sleep_forever()  # interrupted: its caller is cancelled
         return ctx.node
 
-    flow = (
-        m.define("pick")
-        .start(parse=identity)
-        .sleep("nap", 10)
-        .choice(
-            "route",
-            choose,
-            {"a": lambda b: b.step("do-a", work), "b": lambda b: b.step("do-b", work)},
-        )
-        .end()
-    )
+    begun = m.define("pick").start(parse=identity, run=lambda ctx: "begun")
+    if before == "a timer":
+        begun = begun.sleep("nap", 10)
+    flow = begun.choice(
+        "route", choose, {"a": lambda b: b.step("do-a", work), "b": lambda b: b.step("do-b", work)}
+    ).end()
     commander = commander_for(flow, clock=clock)
-    await commander.start(flow, None, id="m-1")
-    clock.advance(11)
-    await cancel_caller_when(partial(commander.advance, "m-1"), entered)
-    stored = await commander.inspect("m-1")
+    if before == "a timer":
+        await commander.start(flow, None, id="m-1")
+        clock.advance(10)
+        await cancel_caller_when(partial(commander.advance, "m-1"), entered)
+    else:
+        await cancel_caller_when(partial(commander.start, flow, None, id="m-1"), entered)
     recovered = await commander.advance("m-1")
     assert recovered is not None
-    assert picks == ["a"], (picks, stored.status, stored.nodes.get("route"))
+    assert recovered.status is MissionStatus.COMPLETED
+    assert picks == ["a"]
+    assert runs == ["do-a", "do-a"]
+    assert recovered.nodes["route"].output == "a"
 
 
 async def test_max_recovery_attempts_with_two_running_branches() -> None:
