@@ -399,7 +399,10 @@ class Draft(MissionFields):
         self.current_node = None
         self.output = output
         self.recovery_attempts = 0
-        self._stop_everything(now)
+        if self.active:
+            # A position left in progress (a container holds no other: each ends with its
+            # chains) is stopped with the mission.
+            self._stop_everything(now)
 
     def failed(
         self, path: str, name: str, kind: str, error: ErrorInfo, now: datetime, *, attempts: int
