@@ -53,6 +53,20 @@ _snapshot_of = _compile_snapshot_of()
 _IN_PROGRESS = (NodeStatus.RUNNING, NodeStatus.WAITING)
 
 
+# The drafts' empty collections, made by plain functions: calling a generic alias such as
+# ``list[TimelineEntry]`` costs several times as much, and a draft is made for every move.
+def _no_entries() -> list[TimelineEntry]:
+    return []
+
+
+def _no_openings() -> dict[str, list[str]]:
+    return {}
+
+
+def _no_paths() -> set[str]:
+    return set()
+
+
 def top_level(path: str) -> str:
     """The top-level node a path is in (the path itself at the top level)."""
     return path.partition("/")[0]
@@ -64,7 +78,7 @@ class Draft(MissionFields):
 
     stored: bool = attrs.field(default=True, kw_only=True)
     """Whether the mission exists in the store (a fresh start is inserted by its first write)."""
-    pending: list[TimelineEntry] = attrs.field(init=False, factory=list[TimelineEntry])
+    pending: list[TimelineEntry] = attrs.field(init=False, factory=_no_entries)
     consumed: int | None = attrs.field(init=False, default=None)
     """The buffered signal this transition consumes (deleted by the same write)."""
     changed: bool = attrs.field(init=False, default=False)
@@ -72,10 +86,10 @@ class Draft(MissionFields):
     must_write: bool = attrs.field(init=False, default=False)
     """Whether a step's result or a choice waits for the next write, which must come before
     another function runs (see ``Engine._write_before_running``)."""
-    opening: dict[str, list[str]] = attrs.field(init=False, factory=dict[str, list[str]])
+    opening: dict[str, list[str]] = attrs.field(init=False, factory=_no_openings)
     """The parallels whose branches are being entered, each with the branches that ended while
     it was (they are looked at once every branch has been entered)."""
-    unchecked: set[str] = attrs.field(init=False, factory=set[str])
+    unchecked: set[str] = attrs.field(init=False, factory=_no_paths)
     """The signal waits whose inbox has not been looked at since they began (or since a poke)."""
     last: MissionSnapshot | None = attrs.field(init=False, default=None)
     """The snapshot last written or read, returned when nothing changes."""
