@@ -249,6 +249,8 @@ async def test_first_mode_a_branch_that_ends_on_entry_leaves_no_orphan_branch() 
 
 
 async def test_cancel_while_two_branches_run_waits_for_both_then_cancels() -> None:
+    """A cancellation requested while two branches' steps run lets both finish, then cancels
+    the mission before anything after them starts."""
     gates = {"a": trio.Event(), "b": trio.Event()}
     started: list[str] = []
     later: list[str] = []
@@ -293,6 +295,7 @@ async def test_cancel_while_two_branches_run_waits_for_both_then_cancels() -> No
 
 
 async def test_signal_for_a_branch_while_another_branch_runs_is_taken_at_once() -> None:
+    """A signal for a branch that waits is taken while another branch's step still runs."""
     gate = trio.Event()
     got: list[Any] = []
 
@@ -327,6 +330,8 @@ async def test_signal_for_a_branch_while_another_branch_runs_is_taken_at_once() 
 
 
 async def test_deadline_path_that_waits_then_ends() -> None:
+    """A deadline path may wait for a signal; with a delayed start the deadline counts from
+    the start time, and the mission ends after the path."""
     clock = ManualClock()
     flow = (
         m.define("dl")

@@ -492,7 +492,10 @@ class ChainBuilder(Generic[InT, OutT]):
         the same mission, even after a restart."""
         node_name, _ = _node_name(name, what="choice")
         _require_callable(choose, what=f"choice {node_name!r} choose")
-        if inspect.iscoroutinefunction(choose):
+        # (A callable object's async __call__ too.)
+        if inspect.iscoroutinefunction(choose) or inspect.iscoroutinefunction(
+            type(choose).__call__
+        ):
             raise InvalidDefinitionError(
                 f"choice {node_name!r} choose must be a plain function of the context (it "
                 "decides from what the mission has recorded), not an async one"

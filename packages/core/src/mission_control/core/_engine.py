@@ -167,6 +167,14 @@ def _stops_process(error: BaseException) -> bool:
     return isinstance(error, _PROCESS_STOPS)
 
 
+def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first exception in ``group`` that is no group itself."""
+    first = group.exceptions[0]
+    if isinstance(first, BaseExceptionGroup):
+        return _first_leaf(first)  # pyright: ignore[reportUnknownArgumentType]
+    return first
+
+
 async def _raised_by_function(raised: BaseException) -> BaseException:
     """``raised``, a BaseException that is no Exception, as the failure of the user function
     that raised it; re-raised when it stops the process, and a cancellation of this task
@@ -496,9 +504,12 @@ class Engine:
             await self._run_in_tasks(definition, draft, hold, send, receive)
         except BaseExceptionGroup as group:
             # What escapes the tasks' nursery (an error of the store, a step's SystemExit)
-            # reaches the caller as itself, as it does from a mission in one chain.
-            if len(group.exceptions) == 1:
-                raise group.exceptions[0] from None
+            # reaches the caller as itself, as it does from a mission in one chain; a process
+            # stop first, whatever else came with it.
+            stops = group.subgroup(_PROCESS_STOPS)
+            first = _first_leaf(stops if stops is not None else group)
+            if stops is not None or len(group.exceptions) == 1:
+                raise first from None
             raise
         finally:
             hold.wake = None
@@ -694,7 +705,7 @@ class Engine:
             signal = (
                 await self.persistence.next_signal(draft.id, wait.signal) if draft.stored else None
             )
-            if signal is not None and due_at is not None and due and signal.received_at > due_at:
+            if signal is not None and due_at is not None and signal.received_at >= due_at:
                 signal = None  # came after the timeout: the timeout wins, the signal stays
             if signal is not None:
                 if draft.consumed is not None:
@@ -762,9 +773,9 @@ class Engine:
                 # empty path chosen) can end the parallel: see _branch_ended.
                 ended = draft.opening[path] = []
                 for branch in branches:
+                    if draft.ended or (ended and node.mode is ParallelMode.FIRST):
+                        break  # (with "first", a branch that ended already won)
                     first = definition.first_in(path, branch)
-                    if draft.ended:
-                        break
                     if first is None:
                         ended.append(branch)
                     else:
@@ -795,6 +806,11 @@ class Engine:
         """Move past the finished node at ``path``: to the next node of its chain, or out of
         the branch (or path) the chain is."""
         if draft.ended:
+            return
+        deadline = draft.deadline
+        if draft.cancel_request is not None or (deadline is not None and deadline <= now):
+            # Nothing new is entered (no choice made, no time computed, no end reached): the
+            # drive's next turn applies the cancellation or the deadline first.
             return
         place = definition.places[path]
         if place.next is not None:
@@ -1159,7 +1175,10 @@ class Engine:
                 (w for w in snapshot.waits if w.kind is WaitKind.SIGNAL and w.signal == name),
                 None,
             )
-            in_time = wait is not None and (wait.due_at is None or now < wait.due_at)
+            # Taken at once only while nothing of the mission is due (its deadline, a timer in
+            # another branch, this wait's own timeout): otherwise the drive settles those first.
+            due = snapshot.due_at
+            in_time = wait is not None and (due is None or now < due)
             if snapshot.status is MissionStatus.WAITING and wait is not None:
                 if in_time and await self.persistence.next_signal(mission_id, name) is None:
                     draft = Draft.of(snapshot)
