@@ -120,7 +120,7 @@ async def test_cancellation_requests_live_outside_the_snapshot(
     carrying_another = make_snapshot("m", revision=2, cancel_request=CancelRequest(START, "next"))
     await adapter.commit(carrying_another, expected_revision=1, timeline=[])
     raw = apsw.Connection(str(db_path)).execute("SELECT snapshot FROM missions").fetchall()
-    assert json.loads(raw[0][0])["cancel_request"] is None
+    assert json.loads(raw[0][0]).get("cancel_request") is None
 
 
 async def test_writes_for_unknown_missions_raise_and_store_nothing(

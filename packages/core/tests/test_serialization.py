@@ -332,3 +332,38 @@ def test_snapshot_is_immutable() -> None:
     snapshot = _every_field_set()
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         snapshot.status = MissionStatus.FAILED  # pyright: ignore[reportAttributeAccessIssue]
+
+
+def test_fields_at_a_none_default_are_left_out_and_read_back() -> None:
+    """A snapshot's and a record's fields whose default is None are not written while None, and
+    read back as None; every other field is always written."""
+    snapshot = MissionSnapshot(
+        id="m",
+        definition="flow",
+        definition_version=1,
+        status=MissionStatus.RUNNING,
+        current_node="start",
+        input=None,
+        created_at=T0,
+        updated_at=T0,
+        nodes={"start": NodeRecord("start", "start", NodeStatus.RUNNING)},
+        active=("start",),
+    )
+    document = json.loads(snapshot_to_json(snapshot))
+    left_out = {
+        field.name
+        for field in attrs.fields(MissionSnapshot)
+        if field.default is None and field.name not in document
+    }
+    assert left_out == {
+        "output",
+        "error",
+        "cancel_request",
+        "deadline",
+        "tenant",
+        "parent",
+        "definition_fingerprint",
+    }
+    assert document["input"] is None  # no default: always written
+    assert set(document["nodes"]["start"]) == {"name", "kind", "status", "attempts"}
+    assert snapshot_from_json(snapshot_to_json(snapshot)) == snapshot

@@ -265,17 +265,28 @@ def _stored_fields(cls: type[Any]) -> tuple[attrs.Attribute[Any], ...]:
     return tuple(field for field in attrs.fields(cls) if field.init)
 
 
-def _compile_writer(cls: type[Any], head: str = "") -> Callable[[Any], str]:
+def _compile_writer(
+    cls: type[Any], head: str = "", *, omit_none: bool = False
+) -> Callable[[Any], str]:
     """A function writing an instance of the attrs class ``cls`` as a JSON object, its fields
     in declaration order, each by the writer of its type; ``head`` (``'"key":value,'``) comes
-    first. Generated from the field list, as attrs generates ``__init__``: one f-string, no loop
-    per call."""
+    first. With ``omit_none``, a field whose default is ``None`` is left out while it is
+    ``None`` (a reader gives it its default back). Generated from the field list, as attrs
+    generates ``__init__``: one f-string, no loop per call."""
     namespace: dict[str, Any] = dict(_WRITER_HELPERS)
-    parts = [
-        f'"{field.name}":' + _value_writer(field).replace("V", f"o.{field.name}")
-        for field in _stored_fields(cls)
-    ]
-    source = f"def write(o):\n    return f'''{{{{{head}{','.join(parts)}}}}}'''\n"
+    parts: list[str] = []
+    for i, field in enumerate(_stored_fields(cls)):
+        template = _value_writer(field)
+        comma = "," if parts else ""
+        if omit_none and field.default is None:
+            # ``{"" if o.F is None else piece(o.F)}``, the piece a function of its own.
+            namespace[f"piece{i}"] = eval(
+                f"lambda V: f'''{comma}\"{field.name}\":{template}'''", namespace
+            )
+            parts.append(f'{{"" if o.{field.name} is None else piece{i}(o.{field.name})}}')
+        else:
+            parts.append(f'{comma}"{field.name}":' + template.replace("V", f"o.{field.name}"))
+    source = f"def write(o):\n    return f'''{{{{{head}{''.join(parts)}}}}}'''\n"
     exec(compile(source, f"<codec writer of {cls.__name__}>", "exec"), namespace)
     return namespace["write"]
 
@@ -314,7 +325,7 @@ def _default_of(field: attrs.Attribute[Any]) -> Callable[[], Any] | None:
     return lambda: default
 
 
-_RECORD_KEYS = tuple(field.name for field in _stored_fields(NodeRecord))
+_RECORD_KEYS = frozenset(field.name for field in _stored_fields(NodeRecord))
 _read_record = _compile_reader(NodeRecord)
 
 
@@ -327,7 +338,7 @@ _codec.register_unstructure_hook(NodeRecord, _unstructure_record)
 
 def _structure_record(data: Any, _: Any = None, *, keep_source: bool = False) -> NodeRecord:
     record = _read_record(data)
-    if keep_source and tuple(data) == _RECORD_KEYS:
+    if keep_source and data.keys() <= _RECORD_KEYS:
         # Read from storage in this very form, and owned by nobody else: the record's next
         # encoding can start from it (see NodeRecord).
         object.__setattr__(record, "_source", data)
@@ -336,8 +347,11 @@ def _structure_record(data: Any, _: Any = None, *, keep_source: bool = False) ->
 
 SNAPSHOT_FORMAT = 2
 """The version of the stored snapshot document: 1 is 0.1's (one position: ``current_node`` and
-a single ``wait``), 2 adds positions (``active``, ``waits``) and the fields after them. A
-document of format 1 is read as the format-2 snapshot it means; every write is format 2."""
+a single ``wait``), 2 adds positions (``active``, ``waits``) and the fields after them, and
+leaves out a snapshot's or a record's field whose default is ``None`` while it is ``None``
+(``output``, ``error``, ``deadline``, the reserved fields...; a reader gives a missing field its
+default). A document of format 1 is read as the format-2 snapshot it means; every write is
+format 2."""
 
 
 def _upgrade_format_1(data: dict[str, Any]) -> None:
@@ -494,5 +508,5 @@ _WRITER_HELPERS: dict[str, Any] = {
     "waits": _waits_json,
     "nodes": _nodes_json,
 }
-_record_json = _compile_writer(NodeRecord)
-_snapshot_json = _compile_writer(MissionSnapshot, f'"format":{SNAPSHOT_FORMAT},')
+_record_json = _compile_writer(NodeRecord, omit_none=True)
+_snapshot_json = _compile_writer(MissionSnapshot, f'"format":{SNAPSHOT_FORMAT},', omit_none=True)
