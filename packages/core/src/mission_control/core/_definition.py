@@ -139,8 +139,10 @@ class Place:
 
 TIMEOUT_PATH = "timeout"
 """The name of a need_to's timeout chain in its nodes' paths."""
-DEADLINE_PATH = "end/deadline"
-"""Where the nodes of a definition's deadline chain sit: ``"end/deadline/<name>"``."""
+DEADLINE_CHAIN = ("end", "deadline")
+"""The container and chain name of a definition's deadline chain: its nodes sit at
+``"end/deadline/<name>"`` (the path belongs to the end node, which the mission reaches after
+it)."""
 
 
 def chain_path(container: str, branch: str, name: str) -> str:
@@ -204,7 +206,7 @@ class MissionDefinition(Generic[RawT, InT, OutT]):
         self._firsts: dict[tuple[str | None, str | None], str | None] = {}
         self._add_chain(nodes, None, None)
         if on_deadline is not None:
-            self._add_chain(on_deadline, "end", "deadline")
+            self._add_chain(on_deadline, *DEADLINE_CHAIN)
         self.places: Mapping[str, Place] = self._places
         """Every node's place, by path."""
         # Node names are unique in a definition, so signals and events are looked up by name.
@@ -245,10 +247,6 @@ class MissionDefinition(Generic[RawT, InT, OutT]):
         place = self._places.get(path)
         return None if place is None else place.node
 
-    def place(self, path: str) -> Place | None:
-        """Where the node at ``path`` sits, or ``None`` when there is no such node."""
-        return self._places.get(path)
-
     def first_in(self, container: str | None, branch: str | None) -> str | None:
         """The path of the first node of chain ``branch`` of the node at ``container`` (``None``
         for both: the top level); ``None`` for an empty chain."""
@@ -286,7 +284,7 @@ class MissionDefinition(Generic[RawT, InT, OutT]):
         on_deadline = (
             ()
             if self.on_deadline is None
-            else self._describe_chain(self.on_deadline, "end", "deadline")
+            else self._describe_chain(self.on_deadline, *DEADLINE_CHAIN)
         )
         return DefinitionDescription(
             self.name,

@@ -132,6 +132,14 @@ class Draft(MissionFields):
             stored=False,
         )
 
+    def deadline_passed(self, now: datetime) -> bool:
+        return self.deadline is not None and self.deadline <= now
+
+    def stopping(self, now: datetime) -> bool:
+        """Whether the mission is to stop where it is: a cancellation was acknowledged or the
+        deadline has passed (what runs finishes; nothing new is entered or started)."""
+        return self.cancel_request is not None or self.deadline_passed(now)
+
     @property
     def dirty(self) -> bool:
         return self.changed or bool(self.pending) or self.consumed is not None or not self.stored

@@ -25,7 +25,7 @@ import trio
 
 from ._clock import Clock, SystemClock
 from ._context import Context
-from ._definition import TIMEOUT_PATH, MissionDefinition
+from ._definition import DEADLINE_CHAIN, TIMEOUT_PATH, MissionDefinition
 from ._draft import Draft
 from ._errors import (
     ChoiceError,
@@ -487,10 +487,7 @@ class Engine:
     def _stopping(self, draft: Draft, hold: _Hold) -> bool:
         """Whether no new function may start: a cancellation or the deadline waits for the
         running ones to finish (a running function is never interrupted by either)."""
-        if hold.cancel is not None or draft.cancel_request is not None:
-            return True
-        deadline = draft.deadline
-        return deadline is not None and deadline <= self.now()
+        return hold.cancel is not None or draft.stopping(self.now())
 
     async def _run_together(self, definition: Definition, draft: Draft, hold: _Hold) -> None:
         """Run the functions of several positions at once (the branches of a parallel), each in
@@ -620,8 +617,7 @@ class Engine:
                 if not busy:
                     draft.cancelled(cancel, self.now())
                 return []
-            deadline = draft.deadline
-            if deadline is not None and deadline <= self.now():
+            if draft.deadline is not None and draft.deadline_passed(self.now()):
                 if not busy:
                     self._deadline_passed(definition, draft, self.now())
                     continue
@@ -807,8 +803,7 @@ class Engine:
         the branch (or path) the chain is."""
         if draft.ended:
             return
-        deadline = draft.deadline
-        if draft.cancel_request is not None or (deadline is not None and deadline <= now):
+        if draft.stopping(now):
             # Nothing new is entered (no choice made, no time computed, no end reached): the
             # drive's next turn applies the cancellation or the deadline first.
             return
@@ -829,7 +824,7 @@ class Engine:
         now: datetime,
     ) -> None:
         """The chain ``branch`` of the node at ``container`` has run to its end."""
-        node = definition.node(container)
+        node = definition.places[container].node
         match node:
             case ParallelNode(branches=branches, mode=mode):
                 opening = draft.opening.get(container)
@@ -869,8 +864,7 @@ class Engine:
         last = None
         while path is not None:
             last = path
-            place = definition.place(path)
-            assert place is not None
+            place = definition.places[path]
             path = place.next
         record = draft.nodes.get(last) if last is not None else None
         return None if record is None else record.output
@@ -926,7 +920,7 @@ class Engine:
             )
             return
         draft.stop(in_progress, now)
-        first = definition.first_in("end", "deadline")
+        first = definition.first_in(*DEADLINE_CHAIN)
         if first is None:
             draft.at_end(now)
         else:

@@ -382,22 +382,25 @@ def _structure_snapshot(data: Any, _: Any = None, *, keep_sources: bool = False)
     return (_read_kept_snapshot if keep_sources else _read_snapshot)(data)
 
 
-_read_snapshot = _compile_reader(
-    MissionSnapshot,
-    {
-        Mapping[str, NodeRecord]: lambda value: {
-            str(path): _structure_record(record) for path, record in value.items()
+def _nodes_reader(*, keep_source: bool) -> Callable[[Any], dict[str, NodeRecord]]:
+    def read(value: Any) -> dict[str, NodeRecord]:
+        return {
+            str(path): _structure_record(record, keep_source=keep_source)
+            for path, record in value.items()
         }
-    },
+
+    return read
+
+
+# Two readers: one keeps each record's JSON value for its next encoding (a document read from
+# storage, owned by nobody else), one does not (a dict a caller gave).
+_read_snapshot = _compile_reader(
+    MissionSnapshot, {Mapping[str, NodeRecord]: _nodes_reader(keep_source=False)}
 )
 _read_kept_snapshot = _compile_reader(
-    MissionSnapshot,
-    {
-        Mapping[str, NodeRecord]: lambda value: {
-            str(path): _structure_record(record, keep_source=True) for path, record in value.items()
-        }
-    },
+    MissionSnapshot, {Mapping[str, NodeRecord]: _nodes_reader(keep_source=True)}
 )
+
 
 # Snapshots are read at every load: these forms do what the generated ones do (same fields,
 # same conversions), several times faster. A test holds them to the generic converter's output.
