@@ -6,6 +6,7 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
+import pytest
 import trio
 from trio.testing import MockClock
 
@@ -30,72 +31,41 @@ def stamp(seen: dict[str, float]) -> Any:
     return run
 
 
+@pytest.mark.parametrize("after_a_signal", [False, True])
 async def test_a_sleeping_branch_fires_on_time_while_another_branch_runs(
     autojump_clock: MockClock,
     make_commander: CommanderFactory,
     make_runtime: RuntimeFactory,
     mission_clock: TrioClock,
+    after_a_signal: bool,
 ) -> None:
-    """parallel: A runs a 1000 s step, B sleeps 10 s then runs a step. With a runtime running,
-    B's timer is due at 10 s: B's step should run then, not once A's step is over."""
+    """A branch's 10 s sleep, begun while another branch runs a 1000 s step (at once, or after a
+    signal the holder takes), fires on time under a runtime, not once the long step is over."""
     seen: dict[str, float] = {}
-    flow = (
-        m.define("par-timer")
-        .start(parse=parse_any)
-        .parallel(
-            "both",
-            {
-                "a": lambda b: b.step("a-long", long_step),
-                "b": lambda b: b.sleep("b-nap", 10).step("b-work", stamp(seen)),
-            },
-        )
-        .end()
-    )
-    commander = make_commander([flow])
-    await make_runtime(commander)
-    began = trio.current_time()
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(partial(commander.start, flow, None, id="m-1"))
-        await trio.sleep(5)
-        await trio.sleep(45)
-        assert "b-work" in seen, "B's 10 s timer did not fire while A's step ran"
-        nursery.cancel_scope.cancel()
-    assert seen["b-work"] - began < 20
-
-
-async def test_a_timer_reached_by_a_signal_fires_on_time_while_another_branch_runs(
-    autojump_clock: MockClock,
-    make_commander: CommanderFactory,
-    make_runtime: RuntimeFactory,
-    mission_clock: TrioClock,
-) -> None:
-    """Same, the sleep reached after a signal consumed by the holder (a poke)."""
-    seen: dict[str, float] = {}
-    flow = (
-        m.define("par-signal-timer")
-        .start(parse=parse_any, run=lambda ctx: "begun")
-        .parallel(
-            "both",
-            {
-                "a": lambda b: b.step("a-long", long_step),
-                "b": lambda b: (
-                    b.need_to("go", parse=parse_any).sleep("b-nap", 10).step("b-work", stamp(seen))
-                ),
-            },
-        )
-        .end()
-    )
+    waiting = m.define("par-timer").start(parse=parse_any, run=lambda ctx: "begun")
+    flow = waiting.parallel(
+        "both",
+        {
+            "a": lambda b: b.step("a-long", long_step),
+            "b": lambda b: (
+                (b.need_to("go", parse=parse_any) if after_a_signal else b)
+                .sleep("b-nap", 10)
+                .step("b-work", stamp(seen))
+            ),
+        },
+    ).end()
     commander = make_commander([flow])
     await make_runtime(commander)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(partial(commander.start, flow, None, id="m-1"))
         await trio.sleep(1)
-        sent = trio.current_time()
-        await commander.signal("m-1", "go", "x")
+        began = trio.current_time()
+        if after_a_signal:
+            await commander.signal("m-1", "go", "x")
         await trio.sleep(50)
         assert "b-work" in seen, "B's 10 s timer did not fire while A's step ran"
         nursery.cancel_scope.cancel()
-    assert seen["b-work"] - sent < 20
+    assert seen["b-work"] - began < 20
 
 
 async def test_a_completed_mission_is_not_ticked_for_ever(

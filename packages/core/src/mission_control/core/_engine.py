@@ -534,6 +534,10 @@ class Engine:
                         nursery.start_soon(self._call_into, definition, draft, path, scope, send)
                 if not running:
                     return
+                if draft.dirty:
+                    # Before waiting on the functions, what was decided is stored (a due time
+                    # above all: the runtime ticks only for due times it can read).
+                    await self._write(draft)
                 message = await receive.receive()
                 if message is not None:
                     path, scope, outcome = message
