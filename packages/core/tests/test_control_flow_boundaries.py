@@ -10,26 +10,15 @@ import trio
 import trio.lowlevel
 import trio.testing
 
-from mission_control.core import Context, MissionStatus, create_commander, m
+from mission_control.core import Context, MissionStatus, m
 from mission_control.in_memory_commander import (
-    InMemoryPersistenceAdapter,
     ManualClock,
-    SequentialIds,
+    create_in_memory_commander,
 )
 
 
 def identity(value: Any) -> Any:
     return value
-
-
-def commander_for(*flows: Any, clock: Any = None, **kw: Any) -> Any:
-    return create_commander(
-        list(flows),
-        persistence=InMemoryPersistenceAdapter(),
-        clock=clock or ManualClock(),
-        ids=SequentialIds(),
-        **kw,
-    )
 
 
 async def test_signal_after_deadline_does_not_complete_the_mission() -> None:
@@ -39,7 +28,7 @@ async def test_signal_after_deadline_does_not_complete_the_mission() -> None:
     flow = (
         m.define("dl").start(parse=identity).deadline(10).need_to("approve", parse=identity).end()
     )
-    commander = commander_for(flow, clock=clock)
+    commander = create_in_memory_commander([flow], clock=clock)
     await commander.start(flow, None, id="m-1")
     clock.advance(20)
     snapshot = await commander.signal("m-1", "approve", "ok")
@@ -65,7 +54,7 @@ async def test_choose_not_called_after_deadline() -> None:
         .choice("route", choose, {"a": lambda p: p.step("ship", lambda ctx: "shipped")})
         .end()
     )
-    commander = commander_for(flow, clock=clock)
+    commander = create_in_memory_commander([flow], clock=clock)
     await commander.start(flow, None, id="m-1")
     clock.advance(20)
     snapshot = await commander.signal("m-1", "approve", "ok")
@@ -84,7 +73,7 @@ async def test_signal_after_need_to_timeout_via_deadline_path() -> None:
         .need_to("approve", parse=identity, timeout=30)
         .end()
     )
-    commander = commander_for(flow, clock=clock)
+    commander = create_in_memory_commander([flow], clock=clock)
     await commander.start(flow, None, id="m-1")
     clock.advance(20)
     snapshot = await commander.signal("m-1", "approve", "ok")
@@ -104,7 +93,7 @@ async def test_signal_exactly_at_timeout(held: bool) -> None:
         )
         .end(output=lambda ctx: "x" if "x" in ctx.events else "timeout")
     )
-    commander = commander_for(flow, clock=clock)
+    commander = create_in_memory_commander([flow], clock=clock)
     await commander.start(flow, None, id="m-1")
     clock.advance(10)
     snapshot = await commander.signal("m-1", "x", 1)
@@ -129,7 +118,7 @@ async def test_two_system_exits_in_two_branches() -> None:
         )
         .end()
     )
-    commander = commander_for(flow)
+    commander = create_in_memory_commander([flow])
     with pytest.raises(SystemExit):
         await commander.start(flow, None, id="m-1")
 
@@ -146,7 +135,7 @@ async def test_last_step_finishing_after_deadline(end_output: bool) -> None:
 
     builder = m.define(f"dl-end-{end_output}").start(parse=identity).deadline(10).step("slow", slow)
     flow = builder.end(output=lambda ctx: "out") if end_output else builder.end()
-    commander = commander_for(flow, clock=clock)
+    commander = create_in_memory_commander([flow], clock=clock)
     await commander.start(flow, None, id="m-1")
     snapshot = await commander.inspect("m-1")
     assert snapshot.status is MissionStatus.FAILED
@@ -176,7 +165,7 @@ async def test_choose_not_called_once_cancel_requested() -> None:
         .choice("route", choose, {"a": lambda p: p.step("ship", lambda ctx: "shipped")})
         .end()
     )
-    commander = commander_for(flow, clock=clock)
+    commander = create_in_memory_commander([flow], clock=clock)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(lambda: commander.start(flow, None, id="m-1"))
         await entered.wait()
@@ -204,7 +193,7 @@ async def test_first_mode_empty_winner_and_failing_choice() -> None:
         )
         .end()
     )
-    commander = commander_for(flow)
+    commander = create_in_memory_commander([flow])
     await commander.start(flow, None, id="m-1")
     snapshot = await commander.inspect("m-1")
     assert snapshot.status is MissionStatus.COMPLETED
@@ -226,7 +215,7 @@ async def test_outside_cancel_with_two_running_branches_is_absorbed() -> None:
         .parallel("p", {"a": lambda b: b.step("sa", hang), "b": lambda b: b.step("sb", hang)})
         .end()
     )
-    commander = commander_for(flow)
+    commander = create_in_memory_commander([flow])
     with trio.CancelScope() as scope:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(lambda: commander.start(flow, None, id="m-1"))
@@ -253,6 +242,6 @@ async def test_keyboard_interrupt_and_error_in_write() -> None:
         .parallel("p", {"a": lambda b: b.step("sa", ki), "b": lambda b: b.step("sb", hang)})
         .end()
     )
-    commander = commander_for(flow)
+    commander = create_in_memory_commander([flow])
     with pytest.raises(KeyboardInterrupt):
         await commander.start(flow, None, id="m-1")

@@ -16,13 +16,11 @@ from mission_control.core import (
     Context,
     MissionStatus,
     NodeStatus,
-    create_commander,
     m,
 )
 from mission_control.in_memory_commander import (
-    InMemoryPersistenceAdapter,
     ManualClock,
-    SequentialIds,
+    create_in_memory_commander,
 )
 
 
@@ -41,16 +39,6 @@ async def cancel_caller_when(run: Any, entered: trio.Event) -> None:
         nursery.start_soon(go)
         await entered.wait()
         nursery.cancel_scope.cancel()
-
-
-def commander_for(*flows: Any, persistence: Any = None, clock: Any = None, **kw: Any) -> Any:
-    return create_commander(
-        list(flows),
-        persistence=persistence or InMemoryPersistenceAdapter(),
-        clock=clock or ManualClock(),
-        ids=SequentialIds(),
-        **kw,
-    )
 
 
 @pytest.mark.parametrize("before", ["a start's run", "a timer"])
@@ -80,7 +68,7 @@ async def test_a_choice_is_never_made_again_after_a_crash_on_its_path(before: st
     flow = begun.choice(
         "route", choose, {"a": lambda b: b.step("do-a", work), "b": lambda b: b.step("do-b", work)}
     ).end()
-    commander = commander_for(flow, clock=clock)
+    commander = create_in_memory_commander([flow], clock=clock)
     if before == "a timer":
         await commander.start(flow, None, id="m-1")
         clock.advance(10)
@@ -113,7 +101,7 @@ async def test_max_recovery_attempts_with_two_running_branches() -> None:
         .parallel("p", {"a": lambda b: b.step("sa", hang), "b": lambda b: b.step("sb", hang)})
         .end()
     )
-    commander = commander_for(flow, max_recovery_attempts=2)
+    commander = create_in_memory_commander([flow], max_recovery_attempts=2)
     await cancel_caller_when(partial(commander.start, flow, None, id="m-1"), entered)
     for _ in range(5):
         entered = trio.Event()
@@ -152,7 +140,7 @@ async def test_first_mode_leaves_no_nested_container_running() -> None:
         )
         .end()
     )
-    commander = commander_for(flow)
+    commander = create_in_memory_commander([flow])
     with trio.fail_after(5):
         await commander.start(flow, None, id="m-1")
     done = await commander.inspect("m-1")
@@ -171,7 +159,7 @@ async def test_signal_after_the_need_to_timeout_passed_is_not_taken() -> None:
         .need_to("ship", identity, timeout=10, on_timeout=lambda b: b.step("refund", lambda c: "r"))
         .end()
     )
-    commander = commander_for(flow, clock=clock)
+    commander = create_in_memory_commander([flow], clock=clock)
     await commander.start(flow, None, id="m-1")
     clock.advance(60)
     try:
@@ -209,7 +197,7 @@ async def test_a_branch_that_ends_on_entry_does_not_end_the_parallel_before_the_
         .step("after", after)
         .end(output=lambda ctx: ctx.events["after"].output)
     )
-    commander = commander_for(flow)
+    commander = create_in_memory_commander([flow])
     with trio.fail_after(5):
         await commander.start(flow, None, id="m-1")
     done = await commander.inspect("m-1")
@@ -236,7 +224,7 @@ async def test_first_mode_a_branch_that_ends_on_entry_leaves_no_orphan_branch() 
         .step("after", lambda ctx: after_runs.append(ctx.path) or "ok")
         .end()
     )
-    commander = commander_for(flow)
+    commander = create_in_memory_commander([flow])
     with trio.fail_after(5):
         await commander.start(flow, None, id="m-1")
     done = await commander.inspect("m-1")
@@ -275,7 +263,7 @@ async def test_cancel_while_two_branches_run_waits_for_both_then_cancels() -> No
         )
         .end()
     )
-    commander = commander_for(flow)
+    commander = create_in_memory_commander([flow])
     async with trio.open_nursery() as nursery:
         nursery.start_soon(partial(commander.start, flow, None, id="m-1"))
         while len(started) < 2:
@@ -317,7 +305,7 @@ async def test_signal_for_a_branch_while_another_branch_runs_is_taken_at_once() 
         )
         .end()
     )
-    commander = commander_for(flow)
+    commander = create_in_memory_commander([flow])
     async with trio.open_nursery() as nursery:
         nursery.start_soon(partial(commander.start, flow, None, id="m-1"))
         await trio.testing.wait_all_tasks_blocked()
@@ -343,7 +331,7 @@ async def test_deadline_path_that_waits_then_ends() -> None:
         )
         .end(output=lambda ctx: "ended")
     )
-    commander = commander_for(flow, clock=clock)
+    commander = create_in_memory_commander([flow], clock=clock)
     await commander.start(flow, None, id="m-1", start_at=clock.now() + timedelta(seconds=30))
     clock.advance(31)
     await commander.advance("m-1")
@@ -380,7 +368,7 @@ async def test_system_exit_in_a_branch_reaches_the_caller_as_itself() -> None:
         .parallel("p", {"a": lambda b: b.step("sa", die), "b": lambda b: b.step("sb", other)})
         .end()
     )
-    commander = commander_for(flow)
+    commander = create_in_memory_commander([flow])
     raised: BaseException | None = None
     try:
         await commander.start(flow, None, id="m-1")
