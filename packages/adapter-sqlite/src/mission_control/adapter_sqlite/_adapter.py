@@ -1,13 +1,13 @@
 """The SQLite persistence adapter: missions, timelines, signal inboxes and cancellation requests
 in one SQLite file, through apsw.
 
-apsw calls take microseconds, so the async methods call apsw inline: no thread hop, and no trio
-checkpoint inside a write (only a database locked by another connection is waited for, on trio's
-clock: see ``_group.py``). Each method that writes is all-or-nothing: it runs in a
-``BEGIN IMMEDIATE … COMMIT`` transaction rolled back on any error, so a failed call leaves the file
-as it was. Mission writes (``insert``, ``commit``) that arrive together may share one transaction,
-each in a savepoint of its own (group commit, see ``_group.py``); every caller still returns only
-once its write is committed.
+It runs on trio and asyncio alike. apsw calls take microseconds, so the async methods call apsw
+inline: no thread hop, and no checkpoint inside a write (only a database locked by another
+connection is waited for, on the event loop's clock: see ``_group.py``). Each method that writes
+is all-or-nothing: it runs in a ``BEGIN IMMEDIATE … COMMIT`` transaction rolled back on any error,
+so a failed call leaves the file as it was. Mission writes (``insert``, ``commit``) that arrive
+together may share one transaction, each in a savepoint of its own (group commit, see
+``_group.py``); every caller still returns only once its write is committed.
 """
 
 from __future__ import annotations
@@ -220,7 +220,7 @@ class SQLitePersistenceAdapter:
         self._closed = False
         try:
             # SQLite no longer waits for another connection's lock (it would wait in C,
-            # freezing the event loop): the calls below retry on trio's clock instead.
+            # freezing the event loop): the calls below retry on the loop's clock instead.
             self._db.set_busy_timeout(0)
             self._cursor = self._db.cursor()
             self._transaction = Transaction(self._db, self._cursor)
@@ -338,7 +338,7 @@ class SQLitePersistenceAdapter:
 
     @property
     def busy_timeout(self) -> float:
-        """Seconds a call waits for a lock another connection holds, on trio's clock."""
+        """Seconds a call waits for a lock another connection holds, on the event loop's clock."""
         return self._busy_timeout
 
     @property
@@ -787,8 +787,8 @@ def create_sqlite_persistence_adapter(
     - ``synchronous``: ``"NORMAL"`` (default) makes each commit durable against a crash of the
       process; ``"FULL"`` also against power loss, at the cost of an fsync per commit.
     - ``busy_timeout``: seconds to wait for a lock another connection holds (a checkpoint, an
-      inspector) before failing with :class:`PersistenceError`; calls wait on trio's clock, so
-      the event loop runs meanwhile.
+      inspector) before failing with :class:`PersistenceError`; calls wait on the event loop's
+      clock, so the loop runs meanwhile.
     - ``read_only``: inspect a database another process may own, also on read-only media or in
       a read-only directory; every write raises :class:`PersistenceError`. ``result()`` and
       ``wait_for_completion()`` on such an adapter re-read the mission every

@@ -10,13 +10,13 @@ others are committed. No caller returns before its write is committed.
 Another connection (an inspector, the ``sqlite3`` shell) may hold the database's write lock.
 SQLite's own busy timeout would wait for it inside C, freezing the event loop; so SQLite is
 told not to wait, and a write that finds the database busy retries from :func:`when_free`,
-which sleeps on trio's clock between tries, until ``busy_timeout`` has passed.
+which sleeps on the event loop's clock between tries, until ``busy_timeout`` has passed.
 
-Yielding costs trips through trio's scheduler, which a program that writes one mission at a time
-should not pay. So writes go straight to their own transaction while they come from the task that
-made the previous one; a write from another task is a sign of concurrency and yields to see
-whether others join it (a probe). Once some did, grouping stays on until ``_SOLO_LIMIT`` groups in
-a row had no one to join them.
+Yielding costs trips through the event loop's scheduler, which a program that writes one mission at
+a time should not pay. So writes go straight to their own transaction while they come from the task
+that made the previous one; a write from another task is a sign of concurrency and yields to see
+whether others join it (a probe). Once some did, grouping stays on until ``_SOLO_LIMIT`` groups in a
+row had no one to join them.
 """
 
 from __future__ import annotations
@@ -25,10 +25,12 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Final, TypeVar, cast
 
+import anyio
+import anyio.lowlevel
 import apsw
-import trio
 
 from mission_control.core import PersistenceError
+from mission_control.core.lowlevel import current_task_key
 
 from ._sqlite import Connection, Cursor
 
@@ -41,16 +43,16 @@ _LONGEST_PAUSE: Final = 0.05
 
 async def when_free(attempt: Callable[[], T], patience: float, error: apsw.BusyError) -> T:
     """Call ``attempt``, which raised ``error`` (another connection holds the lock and nothing of
-    it was stored), again until it does not raise :class:`apsw.BusyError`, sleeping on trio's
-    clock between tries with a growing pause, so other tasks run meanwhile. Once ``patience``
+    it was stored), again until it does not raise :class:`apsw.BusyError`, sleeping on the event
+    loop's clock between tries with a growing pause, so other tasks run meanwhile. Once ``patience``
     seconds have passed, raise the last :class:`apsw.BusyError`."""
-    deadline = trio.current_time() + patience
+    deadline = anyio.current_time() + patience
     pause = _FIRST_PAUSE
     while True:
-        left = deadline - trio.current_time()
+        left = deadline - anyio.current_time()
         if left <= 0:
             raise error
-        await trio.sleep(min(pause, left))
+        await anyio.sleep(min(pause, left))
         pause = min(pause * 2, _LONGEST_PAUSE)
         try:
             return attempt()
@@ -100,15 +102,14 @@ class Transaction:
 class _Write:
     """One caller's write in a group, and how it ended."""
 
-    __slots__ = ("action", "error", "result", "run", "waiting")
+    __slots__ = ("action", "committed", "error", "result", "run")
 
-    def __init__(
-        self, run: Callable[[], object], action: str, waiting: trio.lowlevel.Task | None
-    ) -> None:
+    def __init__(self, run: Callable[[], object], action: str, joined: bool) -> None:
         self.run = run
         self.action = action
-        self.waiting = waiting
-        """The task waiting for the group's commit (``None`` for the leader)."""
+        self.committed = anyio.Event() if joined else None
+        """Set once the group's commit is over, for a write that joined it (the leader's
+        write has none)."""
         self.result: object = None
         self.error: BaseException | None = None
 
@@ -116,10 +117,6 @@ class _Write:
         if self.error is not None:
             raise self.error
         return self.result
-
-
-def _cannot_abort(_: object) -> trio.lowlevel.Abort:
-    return trio.lowlevel.Abort.FAILED
 
 
 class GroupCommit:
@@ -155,15 +152,17 @@ class GroupCommit:
         stored."""
         group = self._open
         if group is not None:
-            joined = _Write(write, action, trio.lowlevel.current_task())
+            joined = _Write(write, action, joined=True)
             group.append(joined)
-            # The leader commits right after its yields, then reschedules this task: the
-            # wait is short, and it cannot be cancelled (Abort.FAILED), because a cancelled
-            # caller must not leave without knowing whether its write was stored.
-            await trio.lowlevel.wait_task_rescheduled(_cannot_abort)
+            assert joined.committed is not None
+            # The leader commits right after its yields, then wakes this task: the wait is
+            # short, and it is shielded, because a cancelled caller must not leave without
+            # knowing whether its write was stored.
+            with anyio.CancelScope(shield=True):
+                await joined.committed.wait()
             return cast(T, joined.outcome())
         if not self._grouping:
-            writer = id(trio.lowlevel.current_task())
+            writer = current_task_key()
             if writer == self._last_writer:
                 # The common case of one writer: its own transaction, nothing else.
                 try:
@@ -171,7 +170,7 @@ class GroupCommit:
                 except apsw.BusyError as error:
                     return await self._alone_when_free(write, action, error)
             self._last_writer = writer
-        own = _Write(write, action, None)
+        own = _Write(write, action, joined=False)
         await self._lead(own)
         return cast(T, own.outcome())
 
@@ -184,8 +183,8 @@ class GroupCommit:
                 # Two trips through the scheduler: the first lets the tasks that are ready now
                 # reach their writes, the second those that became ready meanwhile (a previous
                 # group's writers, woken by its commit).
-                await trio.lowlevel.cancel_shielded_checkpoint()
-                await trio.lowlevel.cancel_shielded_checkpoint()
+                await anyio.lowlevel.cancel_shielded_checkpoint()
+                await anyio.lowlevel.cancel_shielded_checkpoint()
             finally:
                 self._open = None
             commit = self._commit_one if len(group) == 1 else self._commit_group
@@ -207,8 +206,8 @@ class GroupCommit:
                         f"{joined.action} failed: the task committing its group was interrupted "
                         "before the group was written; nothing of it was stored"
                     )
-                assert joined.waiting is not None
-                trio.lowlevel.reschedule(joined.waiting)
+                assert joined.committed is not None
+                joined.committed.set()
         if len(group) > 1:
             self._grouping = True
             self._solo_groups = 0

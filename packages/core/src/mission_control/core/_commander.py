@@ -16,8 +16,9 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Protocol, Self, TypedDict, TypeVar, Unpack, runtime_checkable
 
+import anyio
+import anyio.lowlevel
 import cattrs
-import trio
 
 from ._clock import Clock, SystemClock, ensure_aware
 from ._definition import MissionDefinition
@@ -321,6 +322,7 @@ class Commander:
         mission waits until then (the runtime starts it). Raises :class:`InvalidInputError`
         (nothing stored) when the input is rejected.
         """
+        self._engine.loop.check("commander.start()")
         self._registered(definition)
         if start_at is not None:
             if not isinstance(start_at, datetime):
@@ -334,11 +336,13 @@ class Commander:
 
     async def get(self, mission_id: str) -> MissionHandle:
         """A handle to an existing mission; raises :class:`MissionNotFoundError`."""
+        self._engine.loop.check("commander.get()")
         await self._engine.load(mission_id)
         return MissionHandle(self, mission_id)
 
     async def inspect(self, mission_id: str) -> MissionSnapshot:
         """The mission as stored now; raises :class:`MissionNotFoundError`."""
+        self._engine.loop.check("commander.inspect()")
         return self._detached(await self._engine.load(mission_id))
 
     async def list(
@@ -352,6 +356,7 @@ class Commander:
         """One page of missions: at most ``limit`` (100 by default, 1,000 at most), ordered by
         id, filtered by status and definition, starting after the id ``after``. Pass the last
         id of a page as ``after`` for the next, or use :meth:`iter_missions`."""
+        self._engine.loop.check("commander.list()")
         name = definition.name if isinstance(definition, MissionDefinition) else definition
         if status is not None:
             status = MissionStatus(status)
@@ -381,12 +386,14 @@ class Commander:
         :class:`UnknownSignalError`, :class:`InvalidSignalPayloadError` or
         :class:`MissionNotActiveError`, storing nothing.
         """
+        self._engine.loop.check("commander.signal()")
         return self._detached(await self._engine.signal(mission_id, name, payload))
 
     async def cancel(self, mission_id: str, reason: str | None = None) -> MissionSnapshot:
         """Request cancellation: a waiting mission is cancelled now, a running one at its next
         node boundary. Raises :class:`MissionNotActiveError` for a finished mission, and
         :class:`InvalidInputError` for a ``reason`` that is not a string UTF-8 can encode."""
+        self._engine.loop.check("commander.cancel()")
         if reason is not None and not (isinstance(reason, str) and is_text(reason)):
             raise InvalidInputError(
                 f"cancel reason must be a string UTF-8 can encode or None, got {reason!r}"
@@ -397,6 +404,7 @@ class Commander:
         """Wait until the mission ends and return its final snapshot, however it ended (by any
         commander of this process on the same adapter; see ``Notices.reread_interval`` for
         other processes)."""
+        self._engine.loop.check("commander.result()")
         notices = self._notices
         while True:
             with notices.end_of(mission_id) as event:
@@ -407,7 +415,7 @@ class Commander:
                 if interval is None:
                     await event.wait()
                 else:
-                    with trio.move_on_after(interval):
+                    with anyio.move_on_after(interval):
                         await event.wait()
 
     async def wait_for_completion(self, mission_id: str) -> MissionSnapshot:
@@ -426,6 +434,7 @@ class Commander:
 
     async def timeline(self, mission_id: str) -> list[TimelineEntry]:
         """What happened to the mission, in order."""
+        self._engine.loop.check("commander.timeline()")
         await self._engine.load(mission_id)
         return self._detached_entries(await self._persistence.timeline(mission_id))
 
@@ -433,17 +442,20 @@ class Commander:
         """Move a mission forward if it is due or was interrupted; a no-op for one that waits
         for something that has not happened. ``None`` when another task of this process is
         moving it already."""
+        self._engine.loop.check("commander.advance()")
         snapshot = await self._engine.advance(mission_id)
         # The engine's snapshot holds the values it gave the store: the caller gets its own.
         return None if snapshot is None else self._detached(snapshot)
 
     async def due_missions(self, limit: int, now: datetime | None = None) -> list[str]:
         """Ids of missions whose timer, retry or delayed start is due, earliest first."""
+        self._engine.loop.check("commander.due_missions()")
         return await self._persistence.due_missions(now or self._clock.now(), limit)
 
     async def running_missions(self, limit: int, after: str | None = None) -> list[str]:
         """Ids of missions stored as running and not being moved by this process (up to
         ``limit``, by id, after ``after``)."""
+        self._engine.loop.check("commander.running_missions()")
         found: list[str] = []
         cursor = after
         while len(found) < limit:
@@ -459,6 +471,7 @@ class Commander:
     async def next_due_at(self, after: datetime | None = None) -> datetime | None:
         """The earliest time any waiting mission becomes due; with ``after``, the earliest one
         later than ``after``."""
+        self._engine.loop.check("commander.next_due_at()")
         return await self._persistence.next_due_at(after)
 
     def is_held(self, mission_id: str) -> bool:
@@ -467,6 +480,7 @@ class Commander:
 
     async def aclose(self) -> None:
         """Close the persistence adapter."""
+        self._engine.loop.check("commander.aclose()")
         await self._persistence.aclose()
 
     async def __aenter__(self) -> Self:
@@ -595,7 +609,7 @@ class _Pages:
             raise StopAsyncIteration
         if self._last is not None:
             # Other tasks run between pages, never while one is read.
-            await trio.lowlevel.checkpoint()
+            await anyio.lowlevel.checkpoint()
         page = await self._commander.list(limit=self._size, **self._filters)
         self._last = len(page) < self._size
         if not page:

@@ -19,9 +19,10 @@ from datetime import UTC, datetime
 from types import CoroutineType
 from typing import Any, assert_never
 
+import anyio
 import attrs
 import cattrs
-import trio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._clock import Clock, SystemClock
 from ._context import Context
@@ -44,6 +45,7 @@ from ._errors import (
     UnknownSignalError,
     message_of,
 )
+from ._loop import LoopBinding, raise_if_cancelled
 from ._nodes import (
     ChoiceNode,
     EndNode,
@@ -111,8 +113,8 @@ class _Hold:
         self.mission_id = mission_id
         self.poked = False
         self.cancel: CancelRequest | None = None
-        self.released: trio.Event | None = None
-        self.wake: trio.MemorySendChannel[Any] | None = None
+        self.released: anyio.Event | None = None
+        self.wake: MemoryObjectSendStream[Any] | None = None
         """Where a poke wakes the holder while it waits on several running nodes."""
         self.may_leave_running = False
         """Whether letting go mid-move may leave the mission stored ``running`` with nobody
@@ -146,7 +148,7 @@ class _Hold:
 
     async def wait_released(self) -> None:
         if self.released is None:
-            self.released = trio.Event()
+            self.released = anyio.Event()
         await self.released.wait()
 
 
@@ -186,9 +188,19 @@ async def _raised_by_function(raised: BaseException) -> BaseException:
     """
     if _stops_process(raised):
         raise raised
-    # Raises the task's own cancellation when a scope around this call is cancelled.
-    await trio.lowlevel.checkpoint_if_cancelled()
+    await raise_if_cancelled(raised)
     return raised
+
+
+async def _within_timeout(
+    node: StepNode, seconds: float, function: Callable[[Any], Any], ctx: Context[Any, Any]
+) -> Any:
+    """What the step's function gave, or :class:`StepTimeoutError` once ``seconds`` passed."""
+    # The scope tells its own timeout from a TimeoutError the function raised.
+    with anyio.move_on_after(seconds):
+        result = function(ctx)
+        return (await result) if _is_awaitable(result) else result
+    raise StepTimeoutError(f"step {node.name!r} did not finish within {seconds:g} s")
 
 
 class _LostRace(Exception):
@@ -235,6 +247,8 @@ _FUNCTION_NODES = (StartNode, StepNode)
 
 _Outcome = tuple[JsonValue, BaseException | None, int]
 """What running a node's function gave: its output as JSON, the error it raised, the attempt."""
+_Message = tuple[str, anyio.CancelScope, _Outcome]
+"""A branch function's outcome, sent to the drive: its path, its task's scope, the outcome."""
 
 
 class Engine:
@@ -271,6 +285,8 @@ class Engine:
         )
         self.new_id = new_id
         self.notices = notices
+        self.loop = LoopBinding("commander")
+        """The event loop the commanders sharing this engine serve."""
         # Shared by every engine on this adapter object, so that none moves a mission another
         # holds.
         self._holds: dict[str, _Hold] = notices.holds
@@ -493,12 +509,11 @@ class Engine:
         """Run the functions of several positions at once (the branches of a parallel), each in
         a task of its own, applying and writing each result as it comes; returns once at most
         one position is left and nothing runs."""
-        send, receive = trio.open_memory_channel[tuple[str, trio.CancelScope, _Outcome] | None](
-            math.inf
-        )
+        send, receive = anyio.create_memory_object_stream[_Message | None](math.inf)
         hold.wake = send
         try:
-            await self._run_in_tasks(definition, draft, hold, send, receive)
+            with send, receive:
+                await self._run_in_tasks(definition, draft, hold, send, receive)
         except BaseExceptionGroup as group:
             # What escapes the tasks' nursery (an error of the store, a step's SystemExit)
             # reaches the caller as itself, as it does from a mission in one chain; a process
@@ -516,12 +531,12 @@ class Engine:
         definition: Definition,
         draft: Draft,
         hold: _Hold,
-        send: trio.MemorySendChannel[tuple[str, trio.CancelScope, _Outcome] | None],
-        receive: trio.MemoryReceiveChannel[tuple[str, trio.CancelScope, _Outcome] | None],
+        send: MemoryObjectSendStream[_Message | None],
+        receive: MemoryObjectReceiveStream[_Message | None],
     ) -> None:
-        running: dict[str, trio.CancelScope] = {}
+        running: dict[str, anyio.CancelScope] = {}
         runnable = await self._settle(definition, draft, hold)
-        async with trio.open_nursery() as nursery:
+        async with anyio.create_task_group() as nursery:
             while True:
                 if not self._stopping(draft, hold):
                     for path in runnable:
@@ -529,7 +544,7 @@ class Engine:
                             continue
                         if self._write_before_running(draft):
                             await self._write(draft)
-                        scope = trio.CancelScope()
+                        scope = anyio.CancelScope()
                         running[path] = scope
                         nursery.start_soon(self._call_into, definition, draft, path, scope, send)
                 if not running:
@@ -558,8 +573,8 @@ class Engine:
         definition: Definition,
         draft: Draft,
         path: str,
-        scope: trio.CancelScope,
-        send: trio.MemorySendChannel[tuple[str, trio.CancelScope, _Outcome] | None],
+        scope: anyio.CancelScope,
+        send: MemoryObjectSendStream[_Message | None],
     ) -> None:
         with scope:
             outcome = await self._call(definition, draft, path)
@@ -978,16 +993,7 @@ class Engine:
         ctx = self._context(definition, draft, node, path, attempt, self.now())
         try:
             if isinstance(node, StepNode) and node.timeout is not None:
-                try:
-                    with trio.fail_after(node.timeout.total_seconds()):
-                        result = function(ctx)
-                        if _is_awaitable(result):
-                            result = await result
-                except trio.TooSlowError:
-                    raise StepTimeoutError(
-                        f"step {node.name!r} did not finish within "
-                        f"{node.timeout.total_seconds():g} s"
-                    ) from None
+                result = await _within_timeout(node, node.timeout.total_seconds(), function, ctx)
             else:
                 result = function(ctx)
                 if _is_awaitable(result):

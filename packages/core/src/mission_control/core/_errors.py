@@ -33,6 +33,12 @@ class ConfigurationError(MissionControlError):
     """A commander or runtime was set up with something missing or inconsistent."""
 
 
+class EventLoopError(MissionControlError):
+    """The library was used where it cannot run: outside a running trio or asyncio event loop
+    (synchronous code, a thread without a loop), or on a loop other than the one the object
+    serves. Nothing was read or stored."""
+
+
 class InvalidDefinitionError(MissionControlError):
     """A mission definition is malformed (raised while it is being built)."""
 

@@ -25,7 +25,7 @@ from collections.abc import Generator
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-import trio
+import anyio
 
 # Below every due time: the threshold when nobody listens, so that a notice costs one
 # comparison.
@@ -53,7 +53,7 @@ class _Waiters:
     __slots__ = ("count", "event")
 
     def __init__(self) -> None:
-        self.event = trio.Event()
+        self.event = anyio.Event()
         self.count = 0
 
 
@@ -135,7 +135,7 @@ class Notices:
     # -- waiting -------------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def end_of(self, mission_id: str) -> Generator[trio.Event]:
+    def end_of(self, mission_id: str) -> Generator[anyio.Event]:
         """The event :meth:`ended` sets for ``mission_id``, for the ``with`` block that waits
         for it; read the mission inside the block, so that an end written in between is not
         missed. The event is forgotten when the mission ends or when its last waiter leaves (a

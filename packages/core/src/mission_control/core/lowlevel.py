@@ -7,10 +7,20 @@ commander made by ``mission_control.core.create_commander`` implements beside th
 it finds the missions that are due or were left mid-node, moves one forward with ``advance``, and
 listens to the store's :class:`Notices` to hear of new due times (:class:`NoticeListener`).
 :func:`notices_for` gives the notice hub of a persistence adapter object, the one every commander
-on that object shares.
+on that object shares. :class:`LoopBinding` refuses a call made outside the event loop an
+object serves (outside any loop, or from another thread's loop) with a clear ``EventLoopError``;
+:func:`current_task_key` tells tasks apart cheaply (an adapter grouping writes per task).
 """
 
 from ._commander import MissionDriver
+from ._loop import LoopBinding, current_task_key
 from ._notices import NoticeListener, Notices, notices_for
 
-__all__ = ["MissionDriver", "NoticeListener", "Notices", "notices_for"]
+__all__ = [
+    "LoopBinding",
+    "MissionDriver",
+    "NoticeListener",
+    "Notices",
+    "current_task_key",
+    "notices_for",
+]

@@ -1,5 +1,5 @@
 """The single-instance tick runtime: startup recovery, single-flight ticks and explicit
-scheduling, on trio."""
+scheduling, on trio or asyncio (through AnyIO)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,14 @@ from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self, cast
 
+import anyio
+import anyio.abc
+import anyio.lowlevel
 import attrs
 import trio
 
 from mission_control.core import ConfigurationError, MissionStatus
-from mission_control.core.lowlevel import MissionDriver, Notices
+from mission_control.core.lowlevel import LoopBinding, MissionDriver, Notices
 
 from ._errors import RuntimeStateError, TickFailedError
 from ._hooks import (
@@ -65,7 +68,7 @@ class _TickPass:
 
     trigger: TickTrigger
     resume_all: bool = False
-    done: trio.Event = attrs.field(factory=trio.Event)
+    done: anyio.Event = attrs.field(factory=anyio.Event)
     report: TickReport | None = None
     error: Exception | None = None
     later_due_at: datetime | None = None
@@ -136,6 +139,10 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
+TaskStarter = anyio.abc.TaskGroup | trio.Nursery
+"""Where the runtime starts its tasks: an AnyIO task group, or a trio nursery on trio."""
+
+
 def _describe(error: BaseException) -> str:
     return f"{type(error).__qualname__}: {error}"
 
@@ -144,8 +151,9 @@ class CommanderRuntime:
     """Drives one commander's missions with explicit ticks, in one process.
 
     Make one with :func:`create_commander_runtime` and use it as ``async with runtime:`` (it owns
-    a nursery for its scheduled ticks), or ``await runtime.start(nursery=...)`` and
-    ``await runtime.stop()`` with a nursery of your own.
+    a task group for its scheduled ticks), or ``await runtime.start(nursery=...)`` and
+    ``await runtime.stop()`` with a task group of your own (AnyIO's, or a trio nursery). It runs
+    on trio and on asyncio, on the loop that starts it.
 
     A **tick** resumes missions left mid-node (by a crash or a cancelled caller), then advances
     the missions whose timer, retry or delayed start is due — at most ``max_missions_per_tick``
@@ -158,10 +166,11 @@ class CommanderRuntime:
     :meth:`set_next_tick_at`, :meth:`set_next_tick_in`). With ``auto_schedule=False`` (the
     manual mode) only the startup tick's follow-up and the application's requests remain.
 
-    The commander's clock says what is due; the runtime sleeps on trio's clock. A tick due at
-    ``D`` fires once ``commander.clock.now() >= D``: the runtime sleeps ``D - now`` seconds of
-    trio time and looks again, so the commander's clock must move with trio time (the system
-    clock does; in tests use ``mission_control.testing.TrioClock`` with trio's ``MockClock``).
+    The commander's clock says what is due; the runtime sleeps on the event loop's clock. A tick
+    due at ``D`` fires once ``commander.clock.now() >= D``: the runtime sleeps ``D - now`` seconds
+    of loop time and looks again, so the commander's clock must move with the loop's time (the
+    system clock does; in tests use ``mission_control.testing.LoopClock`` with a virtual-time
+    loop: trio's ``MockClock``, or the testing package's virtual-time asyncio loop).
     """
 
     def __init__(
@@ -194,13 +203,15 @@ class CommanderRuntime:
         self._auto_schedule = auto_schedule
         self._stalled_delay = timedelta(seconds=stalled_tick_delay)
         self._state = RuntimeState.NEW
-        self._nursery: trio.Nursery | None = None
+        self._nursery: TaskStarter | None = None
         self._nursery_manager: Any = None
         self._running_pass: _TickPass | None = None
         self._queued_pass: _TickPass | None = None
         self._pending = PendingTicks()
-        self._wakeup = trio.Event()
-        self._scheduler_done: trio.Event | None = None
+        # Made by the scheduler, inside the loop: a runtime may be made outside one.
+        self._wakeup: anyio.Event | None = None
+        self._scheduler_done: anyio.Event | None = None
+        self._loop = LoopBinding("runtime")
         self._last_report: TickReport | None = None
         self._notices: Notices | None = None
         self._listener = _Listener(self._noticed)
@@ -247,7 +258,7 @@ class CommanderRuntime:
 
     # -- lifecycle -----------------------------------------------------------------------------
 
-    async def start(self, *, nursery: trio.Nursery) -> TickReport:
+    async def start(self, *, nursery: TaskStarter) -> TickReport:
         """Run the startup tick and schedule a tick for the earliest persisted due time.
 
         The startup tick resumes every mission a crash left mid-node (``mission-resume-*``
@@ -256,6 +267,7 @@ class CommanderRuntime:
         nursery of its own. Returns the startup tick's report; raises :class:`TickFailedError`
         (after stopping the runtime) when the startup tick cannot run.
         """
+        self._loop.check("runtime.start()")
         if self._state is not RuntimeState.NEW:
             raise RuntimeStateError(f"start() needs a new runtime; this one is {self._state}")
         self._state = RuntimeState.STARTING
@@ -266,7 +278,7 @@ class CommanderRuntime:
             max_concurrency=self._max_concurrency,
             auto_schedule=self._auto_schedule,
         )
-        self._scheduler_done = trio.Event()
+        self._scheduler_done = anyio.Event()
         if self._auto_schedule:
             # Before the startup tick: a due time written while it runs is noticed too.
             self._notices = self._commander.notices
@@ -290,7 +302,7 @@ class CommanderRuntime:
         waiting for) to finish, and let the scheduler end. No scheduled tick remains afterwards.
 
         Safe to call more than once and from several tasks. To bound the wait, wrap it in
-        ``trio.move_on_after``; an interrupted stop can be called again.
+        ``anyio.move_on_after``; an interrupted stop can be called again.
         """
         if self._state is RuntimeState.STOPPED:
             return
@@ -307,7 +319,7 @@ class CommanderRuntime:
             )
             self._pending.clear()
             self._unlisten()
-            self._wakeup.set()
+            self._wake_scheduler()
         while (running := self._running_pass) is not None:
             await running.done.wait()
         if self._scheduler_done is not None:
@@ -319,7 +331,7 @@ class CommanderRuntime:
     async def __aenter__(self) -> Self:
         if self._state is not RuntimeState.NEW:
             raise RuntimeStateError(f"async with needs a new runtime; this one is {self._state}")
-        manager = trio.open_nursery()
+        manager = anyio.create_task_group()
         nursery = await manager.__aenter__()
         try:
             await self.start(nursery=nursery)
@@ -357,7 +369,7 @@ class CommanderRuntime:
             return
         self._pending.clear()
         self._unlisten()
-        self._wakeup.set()
+        self._wake_scheduler()
         self._state = RuntimeState.STOPPED
         self._log(RuntimeEvent.RUNTIME_STOPPED, abandoned=True)
 
@@ -372,6 +384,7 @@ class CommanderRuntime:
         :class:`TickFailedError` when the tick cannot run and :class:`RuntimeStateError` when the
         runtime is not running.
         """
+        self._loop.check("runtime.tick()")
         if not self.is_running:
             raise RuntimeStateError(
                 f"tick() needs a running runtime (this one is {self._state}): use "
@@ -396,7 +409,7 @@ class CommanderRuntime:
         # The pass will start at or after now, so it satisfies every request due by now; dropping
         # them here keeps the scheduler from queueing a second tick for them meanwhile.
         if self._pending.discard_through(self._commander.clock.now()):
-            self._wakeup.set()
+            self._wake_scheduler()
             self._arm()
         # The tick runs in the runtime's nursery so that a caller giving up on it (a cancelled
         # web request) does not cancel missions mid-step.
@@ -429,7 +442,7 @@ class CommanderRuntime:
     async def _execute(self, tick_pass: _TickPass) -> TickReport:
         clock = self._commander.clock
         started_at = clock.now()
-        began = trio.current_time()
+        began = anyio.current_time()
         trigger = tick_pass.trigger
         self._log(RuntimeEvent.TICK_STARTED, trigger=trigger)
         tally = _Tally()
@@ -446,7 +459,7 @@ class CommanderRuntime:
                 # in the due index, only on a tick that did not progress).
                 tick_pass.later_due_at = await self._commander.next_due_at(after=now)
         except Exception as error:
-            duration = trio.current_time() - began
+            duration = anyio.current_time() - began
             attributes = {"trigger": str(trigger), "outcome": "failed"}
             self._count(RuntimeMetric.TICKS, 1, attributes)
             self._observe(RuntimeMetric.TICK_DURATION, duration, attributes)
@@ -458,7 +471,7 @@ class CommanderRuntime:
                 reason=_describe(error),
             )
             raise
-        duration = trio.current_time() - began
+        duration = anyio.current_time() - began
         report = TickReport(
             trigger=trigger,
             started_at=started_at,
@@ -611,11 +624,11 @@ class CommanderRuntime:
     async def _resume_one(self, mission_id: str, tally: _Tally) -> None:
         self._log(RuntimeEvent.MISSION_RESUME_STARTED, mission_id=mission_id)
         self._count(RuntimeMetric.MISSION_RESUMES, 1, {"outcome": "started"})
-        began = trio.current_time()
+        began = anyio.current_time()
         try:
             snapshot = await self._commander.advance(mission_id)
         except Exception as error:
-            duration = trio.current_time() - began
+            duration = anyio.current_time() - began
             tally.errored.append(mission_id)
             self._pause(self._failing_resumes, mission_id)
             self._count(RuntimeMetric.MISSION_RESUMES, 1, {"outcome": "failed"})
@@ -629,7 +642,7 @@ class CommanderRuntime:
                 reason=_describe(error),
             )
             return
-        duration = trio.current_time() - began
+        duration = anyio.current_time() - began
         if self._failing_resumes:
             self._failing_resumes.pop(mission_id, None)
         if snapshot is None:
@@ -687,9 +700,9 @@ class CommanderRuntime:
             for moved, mission_id in enumerate(queue, 1):
                 await move(mission_id, tally)
                 if not moved % _YIELD_EVERY:
-                    await trio.lowlevel.checkpoint()
+                    await anyio.lowlevel.checkpoint()
 
-        async with trio.open_nursery() as nursery:
+        async with anyio.create_task_group() as nursery:
             for _ in range(min(self._max_concurrency, len(fresh))):
                 nursery.start_soon(worker)
 
@@ -752,7 +765,7 @@ class CommanderRuntime:
         if when in self._pending:
             return
         if self._pending.add(when):
-            self._wakeup.set()
+            self._wake_scheduler()
             self._arm()
         delay = (when - self._commander.clock.now()).total_seconds()
         self._log(
@@ -807,20 +820,24 @@ class CommanderRuntime:
         if when is not None:
             self._schedule(when, source=source)
 
+    def _wake_scheduler(self) -> None:
+        if self._wakeup is not None:
+            self._wakeup.set()
+
     async def _run_scheduler(self) -> None:
         clock = self._commander.clock
         assert self._scheduler_done is not None
         try:
             while self.is_running:
-                wakeup = self._wakeup = trio.Event()
+                wakeup = self._wakeup = anyio.Event()
                 target = self._pending.earliest()
                 if target is None:
                     await wakeup.wait()
                     continue
                 remaining = (target - clock.now()).total_seconds()
                 if remaining > 0:
-                    # The commander's clock decides; trio's only tells when to look again.
-                    with trio.move_on_after(remaining):
+                    # The commander's clock decides; the loop's only tells when to look again.
+                    with anyio.move_on_after(remaining):
                         await wakeup.wait()
                     continue
                 scheduled = self._request_tick(TickTrigger.SCHEDULED)
@@ -864,7 +881,7 @@ def _is_only(raised: BaseException, original: BaseException) -> bool:
 async def _exit_nursery(manager: Any, error: BaseException | None) -> bool:
     """Close a nursery the body of which ended with ``error``; ``True`` when the nursery absorbed
     it. Raises only what is not ``error`` itself, so that callers see their own exception rather
-    than the group trio wraps it in."""
+    than the group the task group wraps it in."""
     try:
         if error is None:
             return bool(await manager.__aexit__(None, None, None))
