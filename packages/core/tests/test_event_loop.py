@@ -21,7 +21,10 @@ from mission_control.core import (
     NodeStatus,
     m,
 )
-from mission_control.in_memory_commander import create_in_memory_commander
+from mission_control.in_memory_commander import (
+    InMemoryPersistenceAdapter,
+    create_in_memory_commander,
+)
 
 
 def identity(value: Any) -> Any:
@@ -63,6 +66,23 @@ async def test_a_call_from_another_threads_loop_raises_and_stores_nothing() -> N
     with pytest.raises(EventLoopError, match="another loop"):
         await trio.to_thread.run_sync(from_a_worker_thread)
     assert await commander.list() == []
+
+
+@pytest.mark.trio
+async def test_commanders_sharing_a_store_serve_one_loop() -> None:
+    """A store's missions belong to one loop: a second commander on the same adapter object,
+    called from another thread's loop, is refused as the first would be."""
+    persistence = InMemoryPersistenceAdapter()
+    first = create_in_memory_commander([flow], persistence=persistence)
+    second = create_in_memory_commander([flow], persistence=persistence)
+    assert await first.list() == []
+
+    def from_a_worker_thread() -> object:
+        return asyncio.run(second.start(flow, {}, id="m-1"))
+
+    with pytest.raises(EventLoopError, match="another loop"):
+        await trio.to_thread.run_sync(from_a_worker_thread)
+    assert await first.list() == []
 
 
 def test_a_commander_serves_the_next_loop_once_the_first_has_ended() -> None:

@@ -45,7 +45,7 @@ from ._errors import (
     UnknownSignalError,
     message_of,
 )
-from ._loop import LoopBinding, raise_if_cancelled
+from ._loop import raise_if_cancelled
 from ._nodes import (
     ChoiceNode,
     EndNode,
@@ -285,8 +285,7 @@ class Engine:
         )
         self.new_id = new_id
         self.notices = notices
-        self.loop = LoopBinding("commander")
-        """The event loop the commanders sharing this engine serve."""
+        self.loop = notices.loop
         # Shared by every engine on this adapter object, so that none moves a mission another
         # holds.
         self._holds: dict[str, _Hold] = notices.holds

@@ -27,6 +27,8 @@ from typing import Any, Protocol
 
 import anyio
 
+from ._loop import LoopBinding
+
 # Below every due time: the threshold when nobody listens, so that a notice costs one
 # comparison.
 _NOBODY = datetime.min.replace(tzinfo=UTC)
@@ -60,7 +62,15 @@ class _Waiters:
 class Notices:
     """The notice hub of one store in this process."""
 
-    __slots__ = ("_armed", "_listeners", "_threshold", "_waiters", "holds", "reread_interval")
+    __slots__ = (
+        "_armed",
+        "_listeners",
+        "_threshold",
+        "_waiters",
+        "holds",
+        "loop",
+        "reread_interval",
+    )
 
     def __init__(self) -> None:
         self._listeners: list[NoticeListener] = []
@@ -70,6 +80,9 @@ class Notices:
         self._waiters: dict[str, _Waiters] = {}
         # Typed by the engine, which alone puts claims here: the hub only keeps them where
         # every commander on the adapter finds them.
+        self.loop = LoopBinding("commander")
+        """The event loop the commanders on this adapter serve: their held missions and the
+        tasks waiting here belong to it."""
         self.holds: dict[str, Any] = {}
         """The missions a task of this process is moving now, by id, each with the engine's
         claim on it (internal: read by every commander on this adapter)."""
