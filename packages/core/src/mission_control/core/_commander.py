@@ -75,6 +75,7 @@ class CommanderProtocol(Protocol):
         *,
         id: str | None = None,
         start_at: datetime | None = None,
+        background: bool = False,
     ) -> MissionHandle: ...
 
     async def get(self, mission_id: str) -> MissionHandle: ...
@@ -314,16 +315,22 @@ class Commander:
         *,
         id: str | None = None,
         start_at: datetime | None = None,
+        background: bool = False,
     ) -> MissionHandle:
         """Start a mission and run it until its first wait; return its handle.
 
         With ``id``, starting is idempotent: if that mission exists it is returned unchanged and
         nothing runs. With ``start_at`` in the future, the input is validated now and the
-        mission waits until then (the runtime starts it). Raises :class:`InvalidInputError`
-        (nothing stored) when the input is rejected.
+        mission waits until then (the runtime starts it). With ``background=True`` nothing runs
+        in the caller's task either: the mission is stored as a delayed start due now (or at a
+        later ``start_at``) and the handle returned at once; a running runtime hears of it
+        through the commander's notices and starts it in its next tick. Raises
+        :class:`InvalidInputError` (nothing stored) when the input is rejected.
         """
         self._engine.loop.check("commander.start()")
         self._registered(definition)
+        if not isinstance(background, bool):
+            raise TypeError(f"background must be True or False, got {background!r}")
         if start_at is not None:
             if not isinstance(start_at, datetime):
                 raise InvalidInputError(f"start_at must be a datetime, got {start_at!r}")
@@ -331,7 +338,7 @@ class Commander:
                 start_at = ensure_aware(start_at, what="start_at")
             except ValueError as error:
                 raise InvalidInputError(str(error)) from None
-        snapshot = await self._engine.start(definition, input, id, start_at)
+        snapshot = await self._engine.start(definition, input, id, start_at, background)
         return MissionHandle(self, snapshot.id)
 
     async def get(self, mission_id: str) -> MissionHandle:

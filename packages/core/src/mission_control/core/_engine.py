@@ -325,7 +325,11 @@ class Engine:
         raw_input: Any,
         mission_id: str | None,
         start_at: datetime | None,
+        background: bool = False,
     ) -> MissionSnapshot:
+        """Store a new mission (or return the one stored under ``mission_id``) and run it until
+        its first wait; with ``start_at`` in the future, or ``background``, store it waiting for
+        its start (due then, or now) and run nothing: the runtime starts it."""
         try:
             input_json = to_json_value(raw_input, what="mission input", converter=self.converter)
         except OutputNotSerializableError as error:
@@ -355,6 +359,8 @@ class Engine:
         with self._hold(mission_id) as hold:
             now = self.now()
             begins = start_at if start_at is not None and start_at > now else None
+            if background and begins is None:
+                begins = now
             deadline = (
                 None if definition.deadline is None else (begins or now) + definition.deadline
             )
@@ -374,9 +380,18 @@ class Engine:
             else:
                 draft.begin_start(now)
             try:
-                snapshot = await self._drive(definition, draft, hold)
+                if background:
+                    # Stored as it is, even when due now: driving it would fire the start.
+                    snapshot = await self._write(draft)
+                else:
+                    snapshot = await self._drive(definition, draft, hold)
             except _LostRace as race:
                 return race.existing
+            if background:
+                # A tick that found the mission while it was held asked for it again (a poke):
+                # the notice gets it a tick of its own instead of a run in the caller's task.
+                self.notices.due(begins or now)
+                return snapshot
             return await self._finish(definition, snapshot, hold)
 
     async def _existing(self, definition: Definition, mission_id: str) -> MissionSnapshot | None:
