@@ -1,0 +1,414 @@
+"""The blocking client: the commander's API for synchronous code (scripts, Flask or Django views,
+Celery tasks), served by a commander and a runtime on an event loop in one thread it owns.
+
+Design: everything that touches the store runs on that loop, in the thread
+:func:`start_blocking_client` starts (an AnyIO blocking portal), and the caller's thread only
+waits for results. The commander is made there too, by the factory the caller gives, because a
+commander and its store serve the loop that first uses them. Each call is a task of the portal,
+so several caller threads wait side by side; the loop side (:class:`_Calls`) counts them, so that
+:meth:`BlockingMissionClient.close` can refuse new calls, end those that only wait, let the others
+finish, and then stop the runtime, close the store and join the thread, in that order.
+
+A client nobody closed is closed when the interpreter exits (``atexit``), while the loop's
+thread still runs: otherwise the portal's clean-up would run during finalisation, when that
+thread can no longer run, and the process would hang on exit.
+"""
+
+from __future__ import annotations
+
+import atexit
+import inspect
+import threading
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from concurrent.futures import Future
+from contextlib import ExitStack
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Literal, Self, TypeVar, Unpack
+
+import anyio
+from anyio.abc import TaskStatus
+from anyio.from_thread import BlockingPortal, start_blocking_portal
+
+from mission_control.core import (
+    LIST_LIMIT,
+    Commander,
+    ConfigurationError,
+    EventLoopError,
+    ListFilters,
+    MissionControlError,
+    MissionDefinition,
+    MissionSnapshot,
+    MissionStatus,
+    TimelineEntry,
+)
+from mission_control.runtime import CommanderRuntime, create_commander_runtime
+
+from ._client import MissionClient
+
+_T = TypeVar("_T")
+RawT = TypeVar("RawT")
+
+Backend = Literal["trio", "asyncio"]
+CommanderFactory = Callable[[], Commander | Awaitable[Commander]]
+"""Makes the client's commander on its loop: a function or async function returning one (such as
+``SQLiteCommander``, or ``functools.partial(SQLiteCommander, path, definitions)``)."""
+
+
+class ClientClosedError(MissionControlError, RuntimeError):
+    """The blocking client was closed (or its loop stopped) before or during the call."""
+
+
+class _Calls:
+    """The loop side of a blocking client: runs each call as a task of the portal, and counts
+    them so that closing can end the waits and drain the rest."""
+
+    def __init__(self, client: MissionClient) -> None:
+        self.client = client
+        self.closing = False
+        self.stopped = anyio.Event()  # closing has drained the calls: the runtime may stop
+        self._running = 0
+        self._drained = anyio.Event()
+        self._waits: set[anyio.CancelScope] = set()
+
+    async def run(
+        self,
+        call: Callable[[MissionClient], Awaitable[_T]],
+        within: float | None,
+        waits: bool,
+    ) -> _T:
+        if self.closing:
+            raise ClientClosedError("the blocking client is closed")
+        self._running += 1
+        scope = anyio.CancelScope()
+        if waits:
+            self._waits.add(scope)
+        try:
+            with scope:
+                with anyio.fail_after(within):
+                    return await call(self.client)
+        finally:
+            self._running -= 1
+            self._waits.discard(scope)
+            if self.closing and not self._running:
+                self._drained.set()
+        # Only close() cancels this scope: the caller's own cancellation passes through it.
+        raise ClientClosedError("the blocking client was closed while this call waited")
+
+    async def close(self) -> None:
+        """Refuse new calls, end those that wait for a mission to end, let the others finish,
+        then let the runtime stop."""
+        self.closing = True
+        for scope in self._waits:
+            scope.cancel()
+        if self._running:
+            await self._drained.wait()
+        self.stopped.set()
+
+
+async def _serve(
+    factory: CommanderFactory,
+    make_runtime: Callable[[Commander], CommanderRuntime],
+    *,
+    task_status: TaskStatus[_Calls],
+) -> None:
+    """The client's main task on its loop: make the commander, run the runtime beside it until
+    the calls are drained, then stop the runtime (draining its tick) and close the store."""
+    made = factory()
+    commander = await made if inspect.isawaitable(made) else made
+    if not isinstance(commander, Commander):
+        raise TypeError(
+            "the blocking client's factory must return a commander made by "
+            f"mission_control.core.create_commander (or SQLiteCommander, ...), got {commander!r}"
+        )
+    async with commander, make_runtime(commander) as runtime:
+        calls = _Calls(MissionClient(runtime))
+        try:
+            task_status.started(calls)
+            await calls.stopped.wait()
+        finally:
+            calls.closing = True
+
+
+class BlockingMissionClient:
+    """Start, signal, cancel, inspect and wait for missions from synchronous code.
+
+    Made by :func:`start_blocking_client`, which runs a commander and its runtime on an event loop
+    in a thread of their own. Every method blocks its caller until the loop has done the work, and
+    is safe to call from several threads at once; errors raised on the loop
+    (:class:`~mission_control.core.InvalidInputError`,
+    :class:`~mission_control.core.MissionFailedError`, ...) are raised to the caller unchanged.
+    The methods are those of :class:`~mission_control.core.Commander`, returning
+    :class:`BlockingMissionHandle` for handles; ``wait_for_completion`` and ``result`` also take
+    a ``timeout`` in seconds (then :class:`TimeoutError`).
+
+    Close it (``close()`` or ``with``) to stop cleanly: the runtime stops after its in-flight tick,
+    the store is closed and the thread joined. A client still open when the interpreter exits is
+    closed then. Calls after ``close()`` raise :class:`ClientClosedError`, and so do waits
+    interrupted by it. Calling it from its own loop's thread (a step of one of its missions)
+    raises :class:`~mission_control.core.EventLoopError`: it would wait for the loop it blocks.
+    """
+
+    def __init__(
+        self, stack: ExitStack, portal: BlockingPortal, serving: Future[None], calls: _Calls
+    ) -> None:
+        # Made by start_blocking_client, which has started the loop and the runtime.
+        self._stack = stack
+        self._portal = portal
+        self._serving = serving
+        self._calls = calls
+        self._loop_thread, self._definitions = portal.call(
+            lambda: (threading.get_ident(), calls.client.definitions)
+        )
+        self._lock = threading.Lock()
+        self._closed = False
+        atexit.register(self.close)
+
+    @property
+    def definitions(self) -> dict[str, MissionDefinition[Any, Any, Any]]:
+        """The definitions the commander was made with, by name."""
+        return dict(self._definitions)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _call(
+        self,
+        call: Callable[[MissionClient], Awaitable[_T]],
+        *,
+        timeout: float | None = None,
+        waits: bool = False,
+    ) -> _T:
+        self._refuse_loop_thread()
+        if self._closed:
+            raise ClientClosedError("the blocking client is closed")
+        try:
+            future = self._portal.start_task_soon(self._calls.run, call, timeout, waits)
+        except RuntimeError as error:  # the portal has stopped
+            raise ClientClosedError("the blocking client is closed") from error
+        try:
+            return future.result()
+        except BaseException:
+            # The caller was interrupted (KeyboardInterrupt): its call is cancelled on the loop
+            # too, as an async caller's would be.
+            future.cancel()
+            raise
+
+    def _refuse_loop_thread(self) -> None:
+        if threading.get_ident() == self._loop_thread:
+            raise EventLoopError(
+                "the blocking client was called from its own event loop's thread (a step of one "
+                "of its missions, or a function running on that loop): it would wait for the "
+                "loop it blocks. Code on that loop awaits an async commander API instead"
+            )
+
+    def start(
+        self,
+        definition: MissionDefinition[RawT, Any, Any],
+        input: RawT,
+        *,
+        id: str | None = None,
+        start_at: datetime | None = None,
+        background: bool = False,
+    ) -> BlockingMissionHandle:
+        """Start a mission; see :meth:`mission_control.core.Commander.start`. With
+        ``background=True`` it returns once the mission is stored, and the runtime runs it."""
+        handle = self._call(
+            lambda client: client.start(
+                definition, input, id=id, start_at=start_at, background=background
+            )
+        )
+        return BlockingMissionHandle(self, handle.id)
+
+    def get(self, mission_id: str) -> BlockingMissionHandle:
+        """A handle to an existing mission; raises ``MissionNotFoundError``."""
+        handle = self._call(lambda client: client.get(mission_id))
+        return BlockingMissionHandle(self, handle.id)
+
+    def inspect(self, mission_id: str) -> MissionSnapshot:
+        """The mission as stored now; raises ``MissionNotFoundError``."""
+        return self._call(lambda client: client.inspect(mission_id))
+
+    def list(
+        self,
+        *,
+        status: MissionStatus | None = None,
+        definition: str | MissionDefinition[Any, Any, Any] | None = None,
+        limit: int = LIST_LIMIT,
+        after: str | None = None,
+    ) -> list[MissionSnapshot]:
+        """One page of missions; see :meth:`mission_control.core.Commander.list`."""
+        return self._call(
+            lambda client: client.list(
+                status=status, definition=definition, limit=limit, after=after
+            )
+        )
+
+    def iter_missions(
+        self, *, page_size: int = LIST_LIMIT, **filters: Unpack[ListFilters]
+    ) -> Iterator[MissionSnapshot]:
+        """Every mission, read a page at a time; see
+        :meth:`mission_control.core.Commander.iter_missions`."""
+
+        async def open_pages(client: MissionClient) -> Any:
+            return client.iter_missions(page_size=page_size, **filters)
+
+        return self._pages(self._call(open_pages))
+
+    def _pages(self, pages: Any) -> Iterator[MissionSnapshot]:
+        async def next_of(_: MissionClient) -> MissionSnapshot:
+            snapshot: MissionSnapshot = await pages.__anext__()
+            return snapshot
+
+        while True:
+            try:
+                yield self._call(next_of)
+            except StopAsyncIteration:
+                return
+
+    def signal(self, mission_id: str, name: str, payload: Any = None) -> MissionSnapshot:
+        """Send the signal ``name``; see :meth:`mission_control.core.Commander.signal`."""
+        return self._call(lambda client: client.signal(mission_id, name, payload))
+
+    def cancel(self, mission_id: str, reason: str | None = None) -> MissionSnapshot:
+        """Request cancellation; see :meth:`mission_control.core.Commander.cancel`."""
+        return self._call(lambda client: client.cancel(mission_id, reason))
+
+    def wait_for_completion(
+        self, mission_id: str, *, timeout: float | None = None
+    ) -> MissionSnapshot:
+        """Wait until the mission ends: its snapshot when it completed, else
+        ``MissionFailedError`` or ``MissionCancelledError``; :class:`TimeoutError` after
+        ``timeout`` seconds (the mission goes on)."""
+        return self._call(
+            lambda client: client.wait_for_completion(mission_id), timeout=timeout, waits=True
+        )
+
+    def result(self, mission_id: str, *, timeout: float | None = None) -> MissionSnapshot:
+        """Wait until the mission ends and return its final snapshot, however it ended;
+        :class:`TimeoutError` after ``timeout`` seconds (the mission goes on)."""
+        return self._call(lambda client: client.result(mission_id), timeout=timeout, waits=True)
+
+    def timeline(self, mission_id: str) -> list[TimelineEntry]:
+        """What happened to the mission, in order."""
+        return self._call(lambda client: client.timeline(mission_id))
+
+    def close(self) -> None:
+        """Stop cleanly: refuse new calls, end the waits in progress (they raise
+        :class:`ClientClosedError`), let the other calls finish, stop the runtime after its
+        in-flight tick, close the store and join the loop's thread. Safe to call again."""
+        self._refuse_loop_thread()
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            atexit.unregister(self.close)
+            try:
+                self._portal.call(self._calls.close)
+                self._serving.result()
+            finally:
+                self._stack.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<BlockingMissionClient {state}, {len(self._definitions)} definitions>"
+
+
+class BlockingMissionHandle:
+    """A reference to one mission through the :class:`BlockingMissionClient` that returned it:
+    the methods of :class:`~mission_control.core.MissionHandle`, blocking."""
+
+    __slots__ = ("_client", "id")
+
+    def __init__(self, client: BlockingMissionClient, mission_id: str) -> None:
+        self._client = client
+        self.id = mission_id
+
+    def inspect(self) -> MissionSnapshot:
+        """The mission as stored now."""
+        return self._client.inspect(self.id)
+
+    def signal(self, name: str, payload: Any = None) -> MissionSnapshot:
+        """Send the signal ``name``; see :meth:`BlockingMissionClient.signal`."""
+        return self._client.signal(self.id, name, payload)
+
+    def cancel(self, reason: str | None = None) -> MissionSnapshot:
+        """Request cancellation; see :meth:`BlockingMissionClient.cancel`."""
+        return self._client.cancel(self.id, reason)
+
+    def wait_for_completion(self, *, timeout: float | None = None) -> MissionSnapshot:
+        """Wait until the mission ends; raise if it failed or was cancelled."""
+        return self._client.wait_for_completion(self.id, timeout=timeout)
+
+    def result(self, *, timeout: float | None = None) -> MissionSnapshot:
+        """Wait until the mission ends and return its final snapshot, however it ended."""
+        return self._client.result(self.id, timeout=timeout)
+
+    def timeline(self) -> list[TimelineEntry]:
+        """What happened to the mission, in order."""
+        return self._client.timeline(self.id)
+
+    def __repr__(self) -> str:
+        return f"BlockingMissionHandle({self.id!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, BlockingMissionHandle)
+            and other.id == self.id
+            and other._client is self._client
+        )
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+
+def start_blocking_client(
+    factory: CommanderFactory,
+    *,
+    backend: Backend = "trio",
+    backend_options: Mapping[str, Any] | None = None,
+    make_runtime: Callable[[Commander], CommanderRuntime] = create_commander_runtime,
+) -> BlockingMissionClient:
+    """Start an event loop in a thread, make the commander there with ``factory`` and run a
+    runtime beside it; return the :class:`BlockingMissionClient` that reaches them.
+
+    ``factory`` is called on the loop (a commander and its store serve the loop that first uses
+    them): a function or async function returning a commander, for instance
+    ``lambda: SQLiteCommander("missions.sqlite", [approval])``. ``backend`` is ``"trio"`` (the
+    default) or ``"asyncio"``; ``backend_options`` are AnyIO's for it (``anyio.run``).
+    ``make_runtime`` makes the runtime from the commander; pass
+    ``functools.partial(create_commander_runtime, max_concurrency=4)`` for other options.
+
+    Errors raised while making the commander or starting the runtime are raised here, after the
+    thread has stopped.
+    """
+    if backend not in ("trio", "asyncio"):
+        raise ConfigurationError(f"backend must be 'trio' or 'asyncio', got {backend!r}")
+    if not callable(factory):
+        raise ConfigurationError(
+            f"factory must be a function that makes a commander, got {factory!r}"
+        )
+    stack = ExitStack()
+    try:
+        portal = stack.enter_context(
+            start_blocking_portal(
+                backend, dict(backend_options or {}), name="mission-control-client"
+            )
+        )
+        serving, calls = portal.start_task(_serve, factory, make_runtime)
+    except BaseException:
+        stack.close()
+        raise
+    return BlockingMissionClient(stack, portal, serving, calls)

@@ -1,0 +1,392 @@
+"""The blocking client: synchronous code starts, signals, inspects and waits for missions run by a
+commander and runtime on an event loop in a thread the client owns, on a real SQLite file."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import anyio.to_thread
+import pytest
+from trio.testing import MockClock
+
+from mission_control.adapter_sqlite import SQLiteCommander
+from mission_control.client import (
+    BlockingMissionClient,
+    BlockingMissionHandle,
+    ClientClosedError,
+    start_blocking_client,
+)
+from mission_control.core import (
+    ConfigurationError,
+    Context,
+    EventLoopError,
+    InvalidInputError,
+    MissionCancelledError,
+    MissionFailedError,
+    MissionNotFoundError,
+    MissionStatus,
+    TimelineKind,
+    UnknownSignalError,
+    m,
+)
+from mission_control.testing import TrioClock
+
+# Real seconds a test thread waits for another before the test fails (never reached when green).
+BOUND = 30.0
+
+
+def parse_approval(raw: Any) -> dict[str, str]:
+    if not isinstance(raw, dict) or not isinstance(raw.get("by"), str):
+        raise ValueError("an approval needs 'by'")
+    return {"by": raw["by"]}
+
+
+APPROVAL = (
+    m.define("approval")
+    .start(parse=dict)
+    .need_to("approve", parse=parse_approval)
+    .end(lambda ctx: {"approved_by": ctx.events["approve"].output["by"]})
+)
+
+
+async def refuse(ctx: Context[Any, Any]) -> None:
+    raise ConnectionError("upstream down")
+
+
+DOOMED = m.define("doomed").start(parse=dict).step("call", refuse).end()
+TRIAL = m.define("trial").start(parse=dict).sleep("trial-period", timedelta(days=30)).end()
+
+
+class Gate:
+    """A step that waits until the test thread opens the gate, without blocking the loop."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.opened = threading.Event()
+
+    async def step(self, ctx: Context[Any, Any]) -> str:
+        self.entered.set()
+        await anyio.to_thread.run_sync(self.opened.wait, BOUND)
+        return "through"
+
+
+GATE = Gate()
+GATED = m.define("gated").start(parse=dict).step("gate", GATE.step).end()
+
+CALLERS: list[BlockingMissionClient] = []
+
+
+async def call_back(ctx: Context[Any, Any]) -> None:
+    CALLERS[-1].inspect(ctx.mission_id)
+
+
+CALLS_BACK = m.define("calls-back").start(parse=dict).step("call-back", call_back).end()
+
+DEFINITIONS = [APPROVAL, DOOMED, TRIAL, GATED, CALLS_BACK]
+
+OpenClient = Callable[..., BlockingMissionClient]
+
+
+@pytest.fixture(params=["trio", "asyncio"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(autouse=True)
+def fresh_gate() -> Iterator[None]:
+    GATE.__init__()
+    yield
+    GATE.opened.set()  # a failed test must not leave a step waiting
+    CALLERS.clear()
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Path:
+    return tmp_path / "missions.sqlite"
+
+
+@pytest.fixture
+def open_client(database: Path, backend: str) -> Iterator[OpenClient]:
+    """Start blocking clients on the SQLite file; each is closed at the end of the test."""
+    clients: list[BlockingMissionClient] = []
+
+    def open_one(**options: Any) -> BlockingMissionClient:
+        client = start_blocking_client(
+            lambda: SQLiteCommander(database, DEFINITIONS), backend=backend, **options
+        )
+        clients.append(client)
+        return client
+
+    yield open_one
+    for client in clients:
+        client.close()
+
+
+@pytest.fixture
+def virtual_client(database: Path) -> Iterator[BlockingMissionClient]:
+    """A blocking client whose trio loop runs on a virtual clock: timers fire at once."""
+    client = start_blocking_client(
+        lambda: SQLiteCommander(database, DEFINITIONS, clock=TrioClock()),
+        backend_options={"clock": MockClock(autojump_threshold=0)},
+    )
+    with client:
+        yield client
+
+
+def loop_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "mission-control-client"]
+
+
+def test_sync_code_starts_signals_and_waits(open_client: OpenClient) -> None:
+    """A mission started from sync code waits for its signal, and the signal completes it."""
+    client = open_client()
+
+    handle = client.start(APPROVAL, {}, id="a-1")
+    assert isinstance(handle, BlockingMissionHandle)
+    assert handle.inspect().status is MissionStatus.WAITING
+    after = handle.signal("approve", {"by": "reviewer-1"})
+    snapshot = handle.wait_for_completion()
+
+    assert after.status is MissionStatus.COMPLETED
+    assert snapshot.output == {"approved_by": "reviewer-1"}
+    assert handle.result() == snapshot
+    assert handle.timeline()[0].kind is TimelineKind.MISSION_STARTED
+
+
+def test_reads_go_through_the_client(open_client: OpenClient) -> None:
+    """get, inspect, list, iter_missions and timeline read the commander's missions."""
+    client = open_client()
+    first = client.start(APPROVAL, {}, id="a-1")
+    client.start(APPROVAL, {}, id="a-2")
+    client.signal("a-2", "approve", {"by": "reviewer-2"})
+
+    assert client.get("a-1") == first
+    assert client.inspect("a-1").status is MissionStatus.WAITING
+    assert [s.id for s in client.list()] == ["a-1", "a-2"]
+    assert [s.id for s in client.list(status=MissionStatus.COMPLETED)] == ["a-2"]
+    assert [s.id for s in client.iter_missions(page_size=1)] == ["a-1", "a-2"]
+    assert [s.id for s in client.iter_missions(definition=APPROVAL, after="a-1")] == ["a-2"]
+    assert client.timeline("a-1") == first.timeline()
+    assert set(client.definitions) == {definition.name for definition in DEFINITIONS}
+
+
+def test_a_background_start_returns_while_the_runtime_runs_the_mission(
+    open_client: OpenClient,
+) -> None:
+    """start(background=True) returns before the mission's step has finished, and the runtime
+    runs the step on its loop without any tick asked for."""
+    client = open_client()
+
+    handle = client.start(GATED, {}, background=True)
+
+    assert handle.inspect().status is not MissionStatus.COMPLETED
+    assert GATE.entered.wait(BOUND)
+    GATE.opened.set()
+    assert handle.wait_for_completion().nodes["gate"].output == "through"
+    kinds = [entry.kind for entry in handle.timeline()]
+    assert kinds[:2] == [TimelineKind.MISSION_SCHEDULED, TimelineKind.MISSION_STARTED]
+
+
+def test_errors_raised_on_the_loop_reach_the_caller_unchanged(open_client: OpenClient) -> None:
+    """Refused inputs, unknown missions and signals, failures and cancellations raise the
+    library's own exceptions in the calling thread; a refused input stores nothing."""
+    client = open_client()
+
+    with pytest.raises(InvalidInputError):
+        client.start(APPROVAL, "not a dict", id="bad")
+    assert client.list() == []
+    with pytest.raises(MissionNotFoundError):
+        client.inspect("nobody")
+    handle = client.start(APPROVAL, {})
+    with pytest.raises(UnknownSignalError):
+        handle.signal("reject")
+    doomed = client.start(DOOMED, {})
+    with pytest.raises(MissionFailedError, match="upstream down") as failed:
+        doomed.wait_for_completion()
+    assert failed.value.snapshot.status is MissionStatus.FAILED
+    handle.cancel("withdrawn")
+    with pytest.raises(MissionCancelledError, match="withdrawn"):
+        handle.wait_for_completion()
+
+
+def test_several_threads_call_at_once(open_client: OpenClient) -> None:
+    """Twenty threads each start, signal and wait for a mission of their own at the same time,
+    while five more wait for one mission another thread signals."""
+    client = open_client()
+    shared = client.start(APPROVAL, {}, id="shared")
+
+    def one(n: int) -> Any:
+        handle = client.start(APPROVAL, {}, id=f"a-{n:02}")
+        handle.signal("approve", {"by": f"reviewer-{n}"})
+        return handle.wait_for_completion().output
+
+    with ThreadPoolExecutor(max_workers=26) as pool:
+        waiting = [pool.submit(shared.wait_for_completion) for _ in range(5)]
+        outputs = list(pool.map(one, range(20)))
+        pool.submit(shared.signal, "approve", {"by": "everyone"}).result(BOUND)
+        finals = [future.result(BOUND) for future in waiting]
+
+    assert outputs == [{"approved_by": f"reviewer-{n}"} for n in range(20)]
+    assert {snapshot.output["approved_by"] for snapshot in finals} == {"everyone"}
+    assert len(client.list()) == 21
+
+
+def test_timers_fire_in_virtual_time(virtual_client: BlockingMissionClient) -> None:
+    """A 30-day timer fires under the client's runtime while sync code waits, on a virtual
+    clock."""
+    handle = virtual_client.start(TRIAL, {})
+
+    snapshot = handle.wait_for_completion()
+
+    assert snapshot.status is MissionStatus.COMPLETED
+    assert snapshot.updated_at - snapshot.created_at == timedelta(days=30)
+
+
+def test_a_wait_gives_up_after_its_timeout(virtual_client: BlockingMissionClient) -> None:
+    """wait_for_completion and result raise TimeoutError after timeout seconds; the mission
+    goes on and completes when signalled."""
+    handle = virtual_client.start(APPROVAL, {})
+
+    with pytest.raises(TimeoutError):
+        handle.wait_for_completion(timeout=3600)
+    with pytest.raises(TimeoutError):
+        virtual_client.result(handle.id, timeout=60)
+    handle.signal("approve", {"by": "late"})
+
+    assert handle.wait_for_completion(timeout=3600).status is MissionStatus.COMPLETED
+
+
+def test_close_stops_everything_and_is_safe_twice(open_client: OpenClient) -> None:
+    """close() joins the loop's thread and releases the store (another client opens the file),
+    can be called again, and later calls raise ClientClosedError."""
+    client = open_client()
+    handle = client.start(APPROVAL, {}, id="a-1")
+
+    client.close()
+    client.close()
+
+    assert client.closed
+    assert loop_threads() == []
+    with pytest.raises(ClientClosedError):
+        client.inspect("a-1")
+    with pytest.raises(ClientClosedError):
+        handle.signal("approve", {"by": "too-late"})
+    with open_client() as again:
+        assert again.inspect("a-1").status is MissionStatus.WAITING
+
+
+def test_close_ends_waits_and_lets_a_running_call_finish(open_client: OpenClient) -> None:
+    """Closing while one thread waits for a mission and another is inside a start's step: the
+    wait raises ClientClosedError, the start finishes and its mission is stored completed."""
+    client = open_client()
+    waited = client.start(APPROVAL, {})
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        waiting = pool.submit(waited.wait_for_completion)
+        starting = pool.submit(client.start, GATED, {}, id="g-1")
+        assert GATE.entered.wait(BOUND)
+        closing = pool.submit(client.close)
+        with pytest.raises(ClientClosedError, match="closed while this call waited"):
+            waiting.result(BOUND)
+        GATE.opened.set()
+        assert starting.result(BOUND).id == "g-1"
+        closing.result(BOUND)
+
+    assert loop_threads() == []
+    with open_client() as again:
+        assert again.inspect("g-1").status is MissionStatus.COMPLETED
+
+
+def test_calls_from_the_clients_own_loop_are_refused(open_client: OpenClient) -> None:
+    """A step that calls the blocking client fails with EventLoopError instead of deadlocking
+    the loop it runs on."""
+    client = open_client()
+    CALLERS.append(client)
+
+    handle = client.start(CALLS_BACK, {})
+
+    with pytest.raises(MissionFailedError, match="its own event loop") as failed:
+        handle.wait_for_completion()
+    error = failed.value.snapshot.error
+    assert error is not None
+    assert error.type == EventLoopError.__name__
+
+
+def test_an_async_factory_is_awaited_on_the_loop(database: Path, backend: str) -> None:
+    """The factory may be an async function; it runs on the client's loop."""
+    made_in: list[str] = []
+
+    async def make() -> SQLiteCommander:
+        made_in.append(threading.current_thread().name)
+        return SQLiteCommander(database, [APPROVAL])
+
+    with start_blocking_client(make, backend=backend) as client:
+        client.start(APPROVAL, {}, id="a-1")
+
+    assert made_in == ["mission-control-client"]
+
+
+def test_a_failing_factory_raises_to_the_caller_and_stops_the_thread(database: Path) -> None:
+    """An error making the commander is raised by start_blocking_client itself, unchanged, and
+    leaves no thread behind; so is a factory that returns something else than a commander."""
+
+    def broken() -> SQLiteCommander:
+        raise PermissionError("no access to the database")
+
+    with pytest.raises(PermissionError, match="no access"):
+        start_blocking_client(broken)
+    with pytest.raises(TypeError, match="create_commander"):
+        start_blocking_client(lambda: "a commander")  # type: ignore[arg-type, return-value]
+    assert loop_threads() == []
+
+
+def test_unknown_backends_and_factories_are_refused() -> None:
+    """backend is 'trio' or 'asyncio', and the factory is callable."""
+    with pytest.raises(ConfigurationError, match="backend"):
+        start_blocking_client(lambda: SQLiteCommander("x", []), backend="curio")  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="factory"):
+        start_blocking_client("missions.sqlite")  # type: ignore[arg-type]
+
+
+# A script that leaves its client open: the interpreter closes it on exit instead of hanging.
+LEFT_OPEN = textwrap.dedent(
+    """
+    import sys
+
+    from mission_control.adapter_sqlite import SQLiteCommander
+    from mission_control.client import start_blocking_client
+    from mission_control.core import m
+
+    flow = m.define("flow").start(parse=dict).need_to("go", parse=dict).end()
+    path, backend = sys.argv[1:]
+    client = start_blocking_client(lambda: SQLiteCommander(path, [flow]), backend=backend)
+    client.start(flow, {}, id="left-open")
+    print("started")
+    """
+)
+
+
+def test_a_client_left_open_is_closed_when_the_interpreter_exits(
+    database: Path, backend: str
+) -> None:
+    """A script that never closes its client exits normally, and the store it leaves opens."""
+    done = subprocess.run(
+        [sys.executable, "-c", LEFT_OPEN, str(database), backend],
+        capture_output=True,
+        text=True,
+        timeout=BOUND,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "started\n"
+    with start_blocking_client(lambda: SQLiteCommander(database, [APPROVAL])) as client:
+        assert client.inspect("left-open").status is MissionStatus.WAITING
