@@ -43,3 +43,12 @@ def test_order_example_runs_its_checks_takes_each_path_and_refunds_what_did_not_
     assert "order-3: refunded" in output
     assert "checks/stock/reserve-stock" in output
     assert "signal-timed-out" in output
+
+
+def test_sync_script_refuses_a_bad_input_and_completes_its_background_start() -> None:
+    """The blocking-client script's bad input is refused, and the mission it starts in the
+    background completes once another thread has signalled it."""
+    output = run("sync_script.py")
+    assert "refused: mission 'monthly-report' rejected its input" in output
+    assert "2030-01 is completed: {'figures': 42, 'reviewed_by': 'grace'}" in output
+    assert "mission-scheduled" in output
