@@ -13,7 +13,8 @@ A block runs in a fresh namespace in an empty working directory. A block with to
 ``await`` / ``async with`` runs inside ``trio.run``; a block that calls ``trio.run`` itself
 gets the same treatment: trio's ``MockClock(autojump_threshold=0)``, under a
 ``trio.fail_after`` of ``BLOCK_BOUND`` virtual seconds, so that a block that waits for
-something nobody will do fails at once instead of hanging the suite.
+something nobody will do fails at once instead of hanging the suite. A loop the block starts in
+a thread of its own (the blocking client's) runs as it would in the user's program.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,7 +110,12 @@ def chains(blocks: list[Block]) -> Iterator[list[Block]]:
 def _bounded_run(original: Callable[..., Any]) -> Callable[..., Any]:
     """``trio.run`` on an autojumping MockClock, the async function bounded in virtual time."""
 
-    def run(async_fn: Callable[..., Awaitable[Any]], *args: Any, **_options: Any) -> Any:
+    def run(async_fn: Callable[..., Awaitable[Any]], *args: Any, **options: Any) -> Any:
+        if threading.current_thread() is not threading.main_thread():
+            # A loop the block starts in a thread of its own (the blocking client's) waits for
+            # calls from the block: bounded in virtual time, it would jump to its bound at once.
+            return original(async_fn, *args, **options)
+
         async def bounded() -> Any:
             with trio.fail_after(BLOCK_BOUND):
                 return await async_fn(*args)

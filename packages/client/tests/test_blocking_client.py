@@ -3,6 +3,7 @@ commander and runtime on an event loop in a thread the client owns, on a real SQ
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -81,6 +82,13 @@ class Gate:
 GATE = Gate()
 GATED = m.define("gated").start(parse=dict).step("gate", GATE.step).end()
 
+
+def stop_the_process(ctx: Context[Any, Any]) -> None:
+    raise SystemExit(3)
+
+
+STOPPING = m.define("stopping").start(parse=dict).step("stop", stop_the_process).end()
+
 CALLERS: list[BlockingMissionClient] = []
 
 
@@ -90,7 +98,7 @@ async def call_back(ctx: Context[Any, Any]) -> None:
 
 CALLS_BACK = m.define("calls-back").start(parse=dict).step("call-back", call_back).end()
 
-DEFINITIONS = [APPROVAL, DOOMED, TRIAL, GATED, CALLS_BACK]
+DEFINITIONS = [APPROVAL, DOOMED, TRIAL, GATED, CALLS_BACK, STOPPING]
 
 OpenClient = Callable[..., BlockingMissionClient]
 
@@ -320,6 +328,21 @@ def test_calls_from_the_clients_own_loop_are_refused(open_client: OpenClient) ->
     assert error.type == EventLoopError.__name__
 
 
+def test_a_step_that_stops_the_process_raises_in_the_callers_thread(
+    open_client: OpenClient,
+) -> None:
+    """SystemExit raised by a step reaches the calling thread as itself; the client's loop keeps
+    serving, and the mission stays stored running (the next start-up resumes it)."""
+    client = open_client()
+
+    with pytest.raises(SystemExit):
+        client.start(STOPPING, {}, id="s-1")
+
+    assert client.inspect("s-1").status is MissionStatus.RUNNING
+    client.close()
+    assert loop_threads() == []
+
+
 def test_an_async_factory_is_awaited_on_the_loop(database: Path, backend: str) -> None:
     """The factory may be an async function; it runs on the client's loop."""
     made_in: list[str] = []
@@ -390,3 +413,50 @@ def test_a_client_left_open_is_closed_when_the_interpreter_exits(
     assert done.stdout == "started\n"
     with start_blocking_client(lambda: SQLiteCommander(database, [APPROVAL])) as client:
         assert client.inspect("left-open").status is MissionStatus.WAITING
+
+
+# A script that forks after starting its client, as a pre-forking server does.
+FORKED = textwrap.dedent(
+    """
+    import os
+    import sys
+
+    from mission_control.adapter_sqlite import SQLiteCommander
+    from mission_control.client import ClientClosedError, start_blocking_client
+    from mission_control.core import m
+
+    flow = m.define("flow").start(parse=dict).need_to("go", parse=dict).end()
+    client = start_blocking_client(lambda: SQLiteCommander(sys.argv[1], [flow]))
+    client.start(flow, {}, id="before-fork")
+    child = os.fork()
+    if child == 0:
+        try:
+            client.inspect("before-fork")
+        except ClientClosedError as error:
+            print(f"child refused: {error}", flush=True)
+        sys.exit(0)  # runs atexit: closing the forked copy must not hang
+    _, status = os.waitpid(child, 0)
+    print(f"child exited {os.waitstatus_to_exitcode(status)}")
+    print(f"parent reads {client.inspect('before-fork').status.value}")
+    client.close()
+    """
+)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_client_used_after_a_fork_says_to_start_one_per_process(database: Path) -> None:
+    """In a process forked after the client started, calls raise ClientClosedError naming the
+    fix, and exiting that process does not hang; the parent's client still works."""
+    done = subprocess.run(
+        [sys.executable, "-c", FORKED, str(database)],
+        capture_output=True,
+        text=True,
+        timeout=BOUND,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("child refused: this blocking client was started in process")
+    assert "post_fork" in lines[0]
+    assert lines[1:] == ["child exited 0", "parent reads waiting"]

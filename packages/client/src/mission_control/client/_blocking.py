@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import atexit
 import inspect
+import os
 import threading
 from collections.abc import Awaitable, Callable, Iterator, Mapping
-from concurrent.futures import Future
-from contextlib import ExitStack
+from concurrent.futures import CancelledError, Future
+from contextlib import ExitStack, suppress
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar, Unpack
@@ -76,7 +77,7 @@ class _Calls:
         call: Callable[[MissionClient], Awaitable[_T]],
         within: float | None,
         waits: bool,
-    ) -> _T:
+    ) -> _T | _ProcessStop:
         if self.closing:
             raise ClientClosedError("the blocking client is closed")
         self._running += 1
@@ -87,6 +88,13 @@ class _Calls:
             with scope:
                 with anyio.fail_after(within):
                     return await call(self.client)
+        except (Exception, anyio.get_cancelled_exc_class()):
+            raise
+        except BaseException as stop:
+            # A step raised KeyboardInterrupt or SystemExit: the process is to stop. The caller's
+            # thread raises it; raised here, it would end the loop under the other callers and
+            # leave nothing for close() to stop cleanly.
+            return _ProcessStop(stop)
         finally:
             self._running -= 1
             self._waits.discard(scope)
@@ -104,6 +112,15 @@ class _Calls:
         if self._running:
             await self._drained.wait()
         self.stopped.set()
+
+
+class _ProcessStop:
+    """A ``BaseException`` a call raised on the loop, carried to the caller's thread."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
 
 
 async def _serve(
@@ -162,6 +179,7 @@ class BlockingMissionClient:
         )
         self._lock = threading.Lock()
         self._closed = False
+        self._pid = os.getpid()
         atexit.register(self.close)
 
     @property
@@ -183,17 +201,27 @@ class BlockingMissionClient:
         self._refuse_loop_thread()
         if self._closed:
             raise ClientClosedError("the blocking client is closed")
+        if os.getpid() != self._pid:
+            raise ClientClosedError(
+                f"this blocking client was started in process {self._pid}, and this process "
+                f"({os.getpid()}) was forked from it: its loop's thread does not run here. Start "
+                "a client in each process after the fork (gunicorn's post_fork hook, Celery's "
+                "worker_process_init signal)"
+            )
         try:
             future = self._portal.start_task_soon(self._calls.run, call, timeout, waits)
         except RuntimeError as error:  # the portal has stopped
             raise ClientClosedError("the blocking client is closed") from error
         try:
-            return future.result()
+            result = future.result()
         except BaseException:
             # The caller was interrupted (KeyboardInterrupt): its call is cancelled on the loop
             # too, as an async caller's would be.
             future.cancel()
             raise
+        if isinstance(result, _ProcessStop):
+            raise result.error
+        return result
 
     def _refuse_loop_thread(self) -> None:
         if threading.get_ident() == self._loop_thread:
@@ -304,9 +332,14 @@ class BlockingMissionClient:
                 return
             self._closed = True
             atexit.unregister(self.close)
-            try:
+            if os.getpid() != self._pid:
+                return  # a forked copy: the loop, the store and the thread are the parent's
+            with suppress(RuntimeError):  # the loop has stopped already: nothing to drain
                 self._portal.call(self._calls.close)
+            try:
                 self._serving.result()
+            except CancelledError:
+                pass  # the loop ended under it, with an error its caller got
             finally:
                 self._stack.close()
 
