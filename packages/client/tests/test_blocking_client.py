@@ -44,17 +44,17 @@ from mission_control.testing import TrioClock
 BOUND = 30.0
 
 
-def parse_approval(raw: Any) -> dict[str, str]:
-    if not isinstance(raw, dict) or not isinstance(raw.get("by"), str):
-        raise ValueError("an approval needs 'by'")
-    return {"by": raw["by"]}
+def reviewer(raw: Any) -> str:
+    if not isinstance(raw, str) or not raw:
+        raise ValueError("an approval is the reviewer's name")
+    return raw
 
 
 APPROVAL = (
     m.define("approval")
     .start(parse=dict)
-    .need_to("approve", parse=parse_approval)
-    .end(lambda ctx: {"approved_by": ctx.events["approve"].output["by"]})
+    .need_to("approve", parse=reviewer)
+    .end(lambda ctx: {"approved_by": ctx.events["approve"].output})
 )
 
 
@@ -160,7 +160,7 @@ def test_sync_code_starts_signals_and_waits(open_client: OpenClient) -> None:
     handle = client.start(APPROVAL, {}, id="a-1")
     assert isinstance(handle, BlockingMissionHandle)
     assert handle.inspect().status is MissionStatus.WAITING
-    after = handle.signal("approve", {"by": "reviewer-1"})
+    after = handle.signal("approve", "reviewer-1")
     snapshot = handle.wait_for_completion()
 
     assert after.status is MissionStatus.COMPLETED
@@ -174,7 +174,7 @@ def test_reads_go_through_the_client(open_client: OpenClient) -> None:
     client = open_client()
     first = client.start(APPROVAL, {}, id="a-1")
     client.start(APPROVAL, {}, id="a-2")
-    client.signal("a-2", "approve", {"by": "reviewer-2"})
+    client.signal("a-2", "approve", "reviewer-2")
 
     assert client.get("a-1") == first
     assert client.inspect("a-1").status is MissionStatus.WAITING
@@ -233,13 +233,13 @@ def test_several_threads_call_at_once(open_client: OpenClient) -> None:
 
     def one(n: int) -> Any:
         handle = client.start(APPROVAL, {}, id=f"a-{n:02}")
-        handle.signal("approve", {"by": f"reviewer-{n}"})
+        handle.signal("approve", f"reviewer-{n}")
         return handle.wait_for_completion().output
 
     with ThreadPoolExecutor(max_workers=26) as pool:
         waiting = [pool.submit(shared.wait_for_completion) for _ in range(5)]
         outputs = list(pool.map(one, range(20)))
-        pool.submit(shared.signal, "approve", {"by": "everyone"}).result(BOUND)
+        pool.submit(shared.signal, "approve", "everyone").result(BOUND)
         finals = [future.result(BOUND) for future in waiting]
 
     assert outputs == [{"approved_by": f"reviewer-{n}"} for n in range(20)]
@@ -267,7 +267,7 @@ def test_a_wait_gives_up_after_its_timeout(virtual_client: BlockingMissionClient
         handle.wait_for_completion(timeout=3600)
     with pytest.raises(TimeoutError):
         virtual_client.result(handle.id, timeout=60)
-    handle.signal("approve", {"by": "late"})
+    handle.signal("approve", "late")
 
     assert handle.wait_for_completion(timeout=3600).status is MissionStatus.COMPLETED
 
@@ -286,7 +286,7 @@ def test_close_stops_everything_and_is_safe_twice(open_client: OpenClient) -> No
     with pytest.raises(ClientClosedError):
         client.inspect("a-1")
     with pytest.raises(ClientClosedError):
-        handle.signal("approve", {"by": "too-late"})
+        handle.signal("approve", "too-late")
     with open_client() as again:
         assert again.inspect("a-1").status is MissionStatus.WAITING
 

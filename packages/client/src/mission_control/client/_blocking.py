@@ -24,10 +24,10 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from concurrent.futures import CancelledError, Future
 from contextlib import ExitStack, suppress
 from datetime import datetime
-from types import TracebackType
 from typing import Any, Literal, Self, TypeVar, Unpack
 
 import anyio
+import attrs
 from anyio.abc import TaskStatus
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
@@ -346,12 +346,7 @@ class BlockingMissionClient:
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     def __repr__(self) -> str:
@@ -359,52 +354,33 @@ class BlockingMissionClient:
         return f"<BlockingMissionClient {state}, {len(self._definitions)} definitions>"
 
 
+@attrs.frozen
 class BlockingMissionHandle:
     """A reference to one mission through the :class:`BlockingMissionClient` that returned it:
-    the methods of :class:`~mission_control.core.MissionHandle`, blocking."""
+    :class:`~mission_control.core.MissionHandle`'s methods, blocking (``wait_for_completion``
+    and ``result`` also take a ``timeout``). Equal to another handle to the same mission through
+    the same client."""
 
-    __slots__ = ("_client", "id")
-
-    def __init__(self, client: BlockingMissionClient, mission_id: str) -> None:
-        self._client = client
-        self.id = mission_id
+    _client: BlockingMissionClient = attrs.field(repr=False, alias="client")
+    id: str
 
     def inspect(self) -> MissionSnapshot:
-        """The mission as stored now."""
         return self._client.inspect(self.id)
 
     def signal(self, name: str, payload: Any = None) -> MissionSnapshot:
-        """Send the signal ``name``; see :meth:`BlockingMissionClient.signal`."""
         return self._client.signal(self.id, name, payload)
 
     def cancel(self, reason: str | None = None) -> MissionSnapshot:
-        """Request cancellation; see :meth:`BlockingMissionClient.cancel`."""
         return self._client.cancel(self.id, reason)
 
     def wait_for_completion(self, *, timeout: float | None = None) -> MissionSnapshot:
-        """Wait until the mission ends; raise if it failed or was cancelled."""
         return self._client.wait_for_completion(self.id, timeout=timeout)
 
     def result(self, *, timeout: float | None = None) -> MissionSnapshot:
-        """Wait until the mission ends and return its final snapshot, however it ended."""
         return self._client.result(self.id, timeout=timeout)
 
     def timeline(self) -> list[TimelineEntry]:
-        """What happened to the mission, in order."""
         return self._client.timeline(self.id)
-
-    def __repr__(self) -> str:
-        return f"BlockingMissionHandle({self.id!r})"
-
-    def __eq__(self, other: object) -> bool:
-        return (
-            isinstance(other, BlockingMissionHandle)
-            and other.id == self.id
-            and other._client is self._client
-        )
-
-    def __hash__(self) -> int:
-        return hash(self.id)
 
 
 def start_blocking_client(
