@@ -26,12 +26,12 @@ from types import TracebackType
 from typing import Final, TypeVar, cast
 
 import anyio
-import anyio.lowlevel
 import apsw
 
 from mission_control.core import PersistenceError
 from mission_control.core.lowlevel import current_task_key
 
+from ._parking import Parking, PlainParking, Spot, parking_for_this_loop
 from ._sqlite import Connection, Cursor
 
 T = TypeVar("T")
@@ -102,14 +102,13 @@ class Transaction:
 class _Write:
     """One caller's write in a group, and how it ended."""
 
-    __slots__ = ("action", "committed", "error", "result", "run")
+    __slots__ = ("action", "error", "result", "run", "spot")
 
-    def __init__(self, run: Callable[[], object], action: str, joined: bool) -> None:
+    def __init__(self, run: Callable[[], object], action: str, spot: Spot | None) -> None:
         self.run = run
         self.action = action
-        self.committed = anyio.Event() if joined else None
-        """Set once the group's commit is over, for a write that joined it (the leader's
-        write has none)."""
+        self.spot = spot
+        """Where a write that joined a group waits for its commit (the leader's has none)."""
         self.result: object = None
         self.error: BaseException | None = None
 
@@ -133,8 +132,13 @@ class GroupCommit:
         transaction: Transaction,
         failure: Callable[[str, apsw.Error], PersistenceError],
         busy_timeout: float,
+        parking: Parking | None = None,
     ) -> None:
+        """``parking``: how writers wait (default: the fastest for the running loop; tests
+        pass the plain reference)."""
         self._db = db
+        self._chosen_parking = parking
+        self._parking: Parking = PlainParking()
         self._cursor = cursor
         self._transaction = transaction
         self._failure = failure
@@ -152,14 +156,13 @@ class GroupCommit:
         stored."""
         group = self._open
         if group is not None:
-            joined = _Write(write, action, joined=True)
+            spot = self._parking.spot()
+            joined = _Write(write, action, spot)
             group.append(joined)
-            assert joined.committed is not None
             # The leader commits right after its yields, then wakes this task: the wait is
-            # short, and it is shielded, because a cancelled caller must not leave without
-            # knowing whether its write was stored.
-            with anyio.CancelScope(shield=True):
-                await joined.committed.wait()
+            # short, and it cannot be cancelled, because a cancelled caller must not leave
+            # without knowing whether its write was stored.
+            await spot.wait()
             return cast(T, joined.outcome())
         if not self._grouping:
             writer = current_task_key()
@@ -170,21 +173,23 @@ class GroupCommit:
                 except apsw.BusyError as error:
                     return await self._alone_when_free(write, action, error)
             self._last_writer = writer
-        own = _Write(write, action, joined=False)
+        own = _Write(write, action, None)
         await self._lead(own)
         return cast(T, own.outcome())
 
     async def _lead(self, own: _Write) -> None:
         group = [own]
         self._open = group
+        # Chosen per group: a store may serve one loop after another (trio, then asyncio).
+        parking = self._parking = self._chosen_parking or parking_for_this_loop()
         ran = False
         try:
             try:
                 # Two trips through the scheduler: the first lets the tasks that are ready now
                 # reach their writes, the second those that became ready meanwhile (a previous
                 # group's writers, woken by its commit).
-                await anyio.lowlevel.cancel_shielded_checkpoint()
-                await anyio.lowlevel.cancel_shielded_checkpoint()
+                await parking.yield_shielded()
+                await parking.yield_shielded()
             finally:
                 self._open = None
             commit = self._commit_one if len(group) == 1 else self._commit_group
@@ -206,8 +211,8 @@ class GroupCommit:
                         f"{joined.action} failed: the task committing its group was interrupted "
                         "before the group was written; nothing of it was stored"
                     )
-                assert joined.committed is not None
-                joined.committed.set()
+                assert joined.spot is not None
+                joined.spot.wake()
         if len(group) > 1:
             self._grouping = True
             self._solo_groups = 0
