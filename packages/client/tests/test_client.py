@@ -71,6 +71,7 @@ async def client(make_runtime: RuntimeFactory) -> MissionClient:
     return create_mission_client(await make_runtime())
 
 
+@pytest.mark.trio
 async def test_a_delayed_start_runs_at_its_time_without_scheduling_by_hand(
     autojump_clock: MockClock, client: MissionClient, mission_clock: TrioClock
 ) -> None:
@@ -86,6 +87,7 @@ async def test_a_delayed_start_runs_at_its_time_without_scheduling_by_hand(
     assert mission_clock.now() == start_at
 
 
+@pytest.mark.trio
 async def test_retries_reached_while_starting_are_scheduled(
     autojump_clock: MockClock, client: MissionClient, mission_clock: TrioClock
 ) -> None:
@@ -100,6 +102,7 @@ async def test_retries_reached_while_starting_are_scheduled(
     assert snapshot.status is MissionStatus.WAITING
 
 
+@pytest.mark.trio
 async def test_a_signal_that_leads_to_a_timer_schedules_its_tick(
     autojump_clock: MockClock, client: MissionClient, mission_clock: TrioClock
 ) -> None:
@@ -115,6 +118,7 @@ async def test_a_signal_that_leads_to_a_timer_schedules_its_tick(
     assert mission_clock.now() == after.due_at
 
 
+@pytest.mark.trio
 async def test_handles_from_the_client_signal_through_it(
     autojump_clock: MockClock, client: MissionClient
 ) -> None:
@@ -128,6 +132,7 @@ async def test_handles_from_the_client_signal_through_it(
     assert handle == await client.get(handle.id)
 
 
+@pytest.mark.trio
 async def test_cancel_and_wait(autojump_clock: MockClock, client: MissionClient) -> None:
     """A cancelled mission makes wait_for_completion raise and result return its snapshot."""
     handle = await client.start(APPROVAL, {})
@@ -146,6 +151,7 @@ async def test_cancel_and_wait(autojump_clock: MockClock, client: MissionClient)
     assert snapshot.status is MissionStatus.CANCELLED
 
 
+@pytest.mark.trio
 async def test_a_failed_mission_raises_from_wait(
     autojump_clock: MockClock, make_runtime: RuntimeFactory, make_commander: Any
 ) -> None:
@@ -167,6 +173,7 @@ async def test_a_failed_mission_raises_from_wait(
     assert (await handle.inspect()).nodes["call"].attempts == 3
 
 
+@pytest.mark.trio
 async def test_inspect_list_and_timeline_read_through(
     autojump_clock: MockClock, client: MissionClient
 ) -> None:
@@ -182,6 +189,7 @@ async def test_inspect_list_and_timeline_read_through(
     assert await first.timeline() == await client.timeline("a-1")
 
 
+@pytest.mark.trio
 async def test_the_client_is_a_commander(client: MissionClient, commander: Commander) -> None:
     """The client satisfies CommanderProtocol and exposes its runtime's commander."""
     assert isinstance(client, CommanderProtocol)
@@ -200,6 +208,7 @@ def test_the_client_inherits_the_application_api_instead_of_forwarding_it() -> N
             assert getattr(MissionClient, name) is getattr(Commander, name), name
 
 
+@pytest.mark.trio
 async def test_closing_the_client_leaves_the_commanders_store_open(
     client: MissionClient, commander: Commander
 ) -> None:
@@ -211,6 +220,7 @@ async def test_closing_the_client_leaves_the_commanders_store_open(
     assert (await client.inspect(handle.id)).status is MissionStatus.COMPLETED
 
 
+@pytest.mark.trio
 async def test_handles_from_the_client_are_bound_to_it(client: MissionClient) -> None:
     """start, get and iter_missions of the client work on the client, not on the commander."""
     handle = await client.start(REMINDER, {}, id="r-9")
@@ -239,6 +249,7 @@ def test_a_runtime_driving_something_else_than_a_commander_is_refused(
         MissionClient(create_commander_runtime(Driver()))
 
 
+@pytest.mark.trio
 async def test_a_stopped_runtime_gets_no_ticks_and_calls_still_work(
     autojump_clock: MockClock, commander: Commander, mission_clock: TrioClock
 ) -> None:
