@@ -181,3 +181,53 @@ def test_a_step_raising_cancelled_error_itself_fails_like_any_error() -> None:
     assert snapshot.status is MissionStatus.FAILED
     assert snapshot.error is not None
     assert snapshot.error.type == "CancelledError"
+
+
+@pytest.mark.parametrize("backend", ["trio", "asyncio"])
+def test_a_process_stop_raised_in_a_parallel_branch_reaches_the_caller_once(backend: str) -> None:
+    """A SystemExit a branch's step raises reaches the caller of ``start`` as itself, and the
+    loop does not raise it a second time once the caller has handled it."""
+
+    async def exits(ctx: Context[Any, Any]) -> None:
+        raise SystemExit(3)
+
+    async def waits(ctx: Context[Any, Any]) -> None:
+        await anyio.sleep_forever()
+
+    both = (
+        m.define("both")
+        .start(parse=identity)
+        .parallel(
+            "branches",
+            {"exit": lambda b: b.step("exit", exits), "wait": lambda b: b.step("wait", waits)},
+        )
+        .end()
+    )
+    commander = create_in_memory_commander([both])
+
+    async def main() -> int:
+        try:
+            await commander.start(both, {}, id="m-1")
+        except SystemExit as stop:
+            return int(str(stop))
+        return 0
+
+    assert anyio.run(main, backend=backend) == 3
+
+
+def test_an_idle_asyncio_loop_keeps_its_commander_until_it_is_closed() -> None:
+    """A loop driven by ``run_until_complete`` now and then still owns the commander between
+    runs; once it is closed, another loop may take the commander over."""
+    commander = create_in_memory_commander([flow])
+    first = asyncio.new_event_loop()
+    try:
+        first.run_until_complete(commander.list())
+        with pytest.raises(EventLoopError, match="another loop"):
+            asyncio.run(commander.start(flow, {}, id="m-1"))
+    finally:
+        first.close()
+
+    async def start() -> MissionStatus:
+        return (await (await commander.start(flow, {}, id="m-1")).inspect()).status
+
+    assert asyncio.run(start()) is MissionStatus.COMPLETED

@@ -21,7 +21,7 @@ row had no one to join them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Final, TypeVar, cast
 
@@ -41,18 +41,23 @@ _FIRST_PAUSE: Final = 0.001
 _LONGEST_PAUSE: Final = 0.05
 
 
-async def when_free(attempt: Callable[[], T], patience: float, error: apsw.BusyError) -> T:
+async def when_free(
+    attempt: Callable[[], T],
+    patience: float,
+    error: apsw.BusyError,
+    sleep: Callable[[float], Awaitable[object]] = anyio.sleep,
+) -> T:
     """Call ``attempt``, which raised ``error`` (another connection holds the lock and nothing of
     it was stored), again until it does not raise :class:`apsw.BusyError`, sleeping on the event
-    loop's clock between tries with a growing pause, so other tasks run meanwhile. Once ``patience``
-    seconds have passed, raise the last :class:`apsw.BusyError`."""
+    loop's clock between tries with a growing pause (through ``sleep``), so other tasks run
+    meanwhile. Once ``patience`` seconds have passed, raise the last :class:`apsw.BusyError`."""
     deadline = anyio.current_time() + patience
     pause = _FIRST_PAUSE
     while True:
         left = deadline - anyio.current_time()
         if left <= 0:
             raise error
-        await anyio.sleep(min(pause, left))
+        await sleep(min(pause, left))
         pause = min(pause * 2, _LONGEST_PAUSE)
         try:
             return attempt()
@@ -182,14 +187,22 @@ class GroupCommit:
         self._open = group
         # Chosen per group: a store may serve one loop after another (trio, then asyncio).
         parking = self._parking = self._chosen_parking or parking_for_this_loop()
+        # A cancellation of this task while others wait on it is raised once they are woken.
+        held_back: list[BaseException] = []
+
+        async def sleep(seconds: float) -> None:
+            if (cancelled := await parking.sleep_shielded(seconds)) is not None:
+                held_back.append(cancelled)
+
         ran = False
         try:
             try:
                 # Two trips through the scheduler: the first lets the tasks that are ready now
                 # reach their writes, the second those that became ready meanwhile (a previous
                 # group's writers, woken by its commit).
-                await parking.yield_shielded()
-                await parking.yield_shielded()
+                for _ in range(2):
+                    if (cancelled := await parking.yield_shielded()) is not None:
+                        held_back.append(cancelled)
             finally:
                 self._open = None
             commit = self._commit_one if len(group) == 1 else self._commit_group
@@ -197,7 +210,14 @@ class GroupCommit:
                 commit(group)
             except apsw.BusyError as error:
                 try:
-                    await when_free(lambda: commit(group), self._busy_timeout, error)
+                    # Alone, the leader may give up on a cancellation; with writers waiting on
+                    # it, it tries on until the busy timeout.
+                    await when_free(
+                        lambda: commit(group),
+                        self._busy_timeout,
+                        error,
+                        sleep if len(group) > 1 else anyio.sleep,
+                    )
                 except apsw.BusyError as busy:
                     for write in group:
                         write.error = self._mapped(write, busy)
@@ -220,6 +240,8 @@ class GroupCommit:
             self._solo_groups += 1
             if self._solo_groups >= _SOLO_LIMIT:
                 self._grouping = False
+        if held_back:
+            raise held_back[0]
 
     async def run_alone(self, write: Callable[[], T], action: str) -> T:
         """Run ``write`` in a transaction of its own, as :meth:`run` does."""

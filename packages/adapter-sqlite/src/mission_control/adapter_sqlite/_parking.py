@@ -2,15 +2,23 @@
 
 A writer that joined a group waits, uncancellably, until the group's leader has committed (a
 cancelled caller must not leave without knowing whether its write was stored), and the leader
-yields twice to the scheduler to let writers join. :class:`PlainParking` does this with AnyIO
-primitives on any loop: it is the reference. On trio, :class:`TrioParking` does the same with
+yields twice to the scheduler to let writers join, and sleeps between tries on a busy database,
+uncancellably too (the writers that joined it wait on it). A cancellation that comes meanwhile
+is held back and raised once the wait is over.
+
+On asyncio a shielded cancel scope stops AnyIO's cancellations but not ``Task.cancel()`` (what
+``asyncio.timeout``, ``wait_for`` and a server shutting down use): that one is caught, held back and
+raised afterwards, so it still reaches the caller, only later. :class:`PlainParking` does this with
+AnyIO primitives on any loop: it is the reference. On trio, :class:`TrioParking` does the same with
 trio's own low-level calls, which cost a fraction (an AnyIO event and shielded cancel scope per
-joined writer came to about 8% of a tick's instructions); the group-commit tests run on both, and
-on trio with the plain parking too, to hold them equal.
+joined writer came to about 8% of a tick's instructions); the group-commit tests run on both, and on
+trio with the plain parking too, to hold them equal.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable
 from typing import Protocol
 
 import anyio
@@ -23,7 +31,8 @@ class Spot(Protocol):
     """Where one joined writer waits."""
 
     async def wait(self) -> None:
-        """Wait until :meth:`wake` is called; a cancellation does not end the wait."""
+        """Wait until :meth:`wake` is called; a cancellation does not end the wait, and is
+        raised once it is over."""
         ...
 
     def wake(self) -> None:
@@ -38,8 +47,14 @@ class Parking(Protocol):
         """A place for the calling task to wait in."""
         ...
 
-    async def yield_shielded(self) -> None:
-        """Let every other ready task run once; never raises a cancellation."""
+    async def yield_shielded(self) -> BaseException | None:
+        """Let every other ready task run once; return (never raise) a cancellation that came
+        meanwhile, for the caller to raise when its work is done."""
+        ...
+
+    async def sleep_shielded(self, seconds: float) -> BaseException | None:
+        """Sleep ``seconds`` (less when a cancellation is held back); as :meth:`yield_shielded`
+        for cancellations."""
         ...
 
 
@@ -50,11 +65,25 @@ class _PlainSpot:
         self._woken = anyio.Event()
 
     async def wait(self) -> None:
-        with anyio.CancelScope(shield=True):
-            await self._woken.wait()
+        held_back: BaseException | None = None
+        while not self._woken.is_set():
+            held_back = await _shielded(self._woken.wait()) or held_back
+        if held_back is not None:
+            raise held_back
 
     def wake(self) -> None:
         self._woken.set()
+
+
+async def _shielded(waiting: Awaitable[object]) -> BaseException | None:
+    """Await ``waiting`` shielded from cancel scopes; return a ``Task.cancel()`` that ended it
+    early instead of raising it."""
+    try:
+        with anyio.CancelScope(shield=True):
+            await waiting
+    except asyncio.CancelledError as cancelled:
+        return cancelled
+    return None
 
 
 class PlainParking:
@@ -63,8 +92,11 @@ class PlainParking:
     def spot(self) -> Spot:
         return _PlainSpot()
 
-    async def yield_shielded(self) -> None:
-        await anyio.lowlevel.cancel_shielded_checkpoint()
+    async def yield_shielded(self) -> BaseException | None:
+        return await _shielded(anyio.lowlevel.checkpoint())
+
+    async def sleep_shielded(self, seconds: float) -> BaseException | None:
+        return await _shielded(anyio.sleep(seconds))
 
 
 def _cannot_abort(_: object) -> trio.lowlevel.Abort:
@@ -91,8 +123,14 @@ class TrioParking:
     def spot(self) -> Spot:
         return _TrioSpot()
 
-    async def yield_shielded(self) -> None:
+    async def yield_shielded(self) -> BaseException | None:
         await trio.lowlevel.cancel_shielded_checkpoint()
+        return None
+
+    async def sleep_shielded(self, seconds: float) -> BaseException | None:
+        with trio.CancelScope(shield=True):
+            await trio.sleep(seconds)
+        return None
 
 
 def parking_for_this_loop() -> Parking:

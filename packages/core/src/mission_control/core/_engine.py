@@ -247,8 +247,9 @@ _FUNCTION_NODES = (StartNode, StepNode)
 
 _Outcome = tuple[JsonValue, BaseException | None, int]
 """What running a node's function gave: its output as JSON, the error it raised, the attempt."""
-_Message = tuple[str, anyio.CancelScope, _Outcome]
-"""A branch function's outcome, sent to the drive: its path, its task's scope, the outcome."""
+_Message = tuple[str, anyio.CancelScope, _Outcome | BaseException]
+"""A branch function's outcome, sent to the drive: its path, its task's scope, the outcome (or
+the process stop it raised, for the drive to raise)."""
 
 
 class Engine:
@@ -570,6 +571,8 @@ class Engine:
                 message = await receive.receive()
                 if message is not None:
                     path, scope, outcome = message
+                    if isinstance(outcome, BaseException):
+                        raise outcome
                     if running.get(path) is scope:
                         del running[path]
                         self._apply(definition, draft, path, outcome, hold)
@@ -591,7 +594,14 @@ class Engine:
         send: MemoryObjectSendStream[_Message | None],
     ) -> None:
         with scope:
-            outcome = await self._call(definition, draft, path)
+            try:
+                outcome = await self._call(definition, draft, path)
+            except _PROCESS_STOPS as stop:
+                # Raised by the drive's task instead: asyncio raises a KeyboardInterrupt or
+                # SystemExit out of the whole loop from the task it ended, after the caller got
+                # it too; from the drive's task it propagates once, as on trio.
+                send.send_nowait((path, scope, stop))
+                return
             send.send_nowait((path, scope, outcome))
 
     async def _write(self, draft: Draft) -> MissionSnapshot:

@@ -49,16 +49,20 @@ class LoopBinding:
     A commander's store, its held missions and the tasks waiting on them belong to one loop;
     reached from another running loop (a second ``asyncio.run`` in a worker thread, a loop made
     per request), they would be shared by two schedulers that know nothing of each other. So
-    that is refused before anything is read or stored. Once the first loop has ended (a script
-    that calls ``asyncio.run`` twice in a row), the next loop takes the object over.
+    that is refused before anything is read or stored. Once the first loop has ended (trio's run
+    returned; an asyncio loop closed, as ``asyncio.run`` does), the next loop takes the object
+    over: a script may run one loop after another. An asyncio loop that is only idle (driven by
+    ``run_until_complete`` now and then) has not ended: its tasks may still hold missions.
     """
 
-    __slots__ = ("_loop", "_owner", "_thread")
+    __slots__ = ("_lock", "_loop", "_owner", "_thread", "_thread_id")
 
     def __init__(self, owner: str) -> None:
         self._owner = owner
         self._loop: object | None = None
         self._thread = ""
+        self._thread_id: int | None = None
+        self._lock = threading.Lock()
 
     def check(self, what: str) -> None:
         """Raise :class:`EventLoopError` unless the caller runs on this object's loop (binding
@@ -66,20 +70,39 @@ class LoopBinding:
         loop = _running_loop(what)
         if loop is self._loop:
             return
-        if self._loop is not None and not _has_ended(self._loop):
-            raise EventLoopError(
-                f"{what}: this {self._owner} serves the event loop that first used it (running "
-                f"in thread {self._thread!r}), and this call runs on another loop (in thread "
-                f"{threading.current_thread().name!r}); reach it from other threads through "
-                f"anyio.from_thread with that loop's token, or {_HOW_FROM_SYNC}"
-            )
-        self._loop = loop
-        self._thread = threading.current_thread().name
+        # Two threads may bind at once: one wins, the other is refused.
+        with self._lock:
+            if self._loop is not None and self._loop is not loop and not _has_ended(self._loop):
+                raise EventLoopError(
+                    f"{what}: this {self._owner} serves the event loop that first used it "
+                    f"(running in thread {self._thread!r}), and this call runs on another loop (in "
+                    f"thread {threading.current_thread().name!r}); reach it from other threads "
+                    f"through anyio.from_thread with that loop's token, or {_HOW_FROM_SYNC}"
+                )
+            self._loop = loop
+            self._thread = threading.current_thread().name
+            self._thread_id = threading.get_ident()
+
+    def check_thread(self, what: str) -> None:
+        """Raise :class:`EventLoopError` when a synchronous call comes from a thread other than
+        the one the bound loop runs in (nothing there is safe from another thread); allowed
+        before any loop used the object, and once that loop has ended."""
+        thread_id = self._thread_id
+        if thread_id is None or thread_id == threading.get_ident():
+            return
+        loop = self._loop
+        if loop is not None and _has_ended(loop):
+            return
+        raise EventLoopError(
+            f"{what} was called from thread {threading.current_thread().name!r}, but this "
+            f"{self._owner} serves the event loop running in thread {self._thread!r}; call it "
+            "there (from another thread: anyio.from_thread.run_sync with that loop's token)"
+        )
 
 
 def _has_ended(loop: object) -> bool:
     if isinstance(loop, asyncio.AbstractEventLoop):
-        return loop.is_closed() or not loop.is_running()
+        return loop.is_closed()
     assert isinstance(loop, trio.lowlevel.TrioToken)
     try:
         loop.run_sync_soon(_nothing)

@@ -211,7 +211,8 @@ class CommanderRuntime:
         # Made by the scheduler, inside the loop: a runtime may be made outside one.
         self._wakeup: anyio.Event | None = None
         self._scheduler_done: anyio.Event | None = None
-        self._loop = LoopBinding("runtime")
+        # The commander's: the runtime serves the loop its store serves.
+        self._loop: LoopBinding = commander.notices.loop
         self._last_report: TickReport | None = None
         self._notices: Notices | None = None
         self._listener = _Listener(self._noticed)
@@ -268,6 +269,12 @@ class CommanderRuntime:
         (after stopping the runtime) when the startup tick cannot run.
         """
         self._loop.check("runtime.start()")
+        if not isinstance(nursery, anyio.abc.TaskGroup | trio.Nursery):
+            raise ConfigurationError(
+                "runtime.start(nursery=...) needs an AnyIO task group (anyio.create_task_group())"
+                f" or, on trio, a trio nursery; got {nursery!r} (an asyncio.TaskGroup cannot be "
+                "used: use `async with runtime:` or an AnyIO task group)"
+            )
         if self._state is not RuntimeState.NEW:
             raise RuntimeStateError(f"start() needs a new runtime; this one is {self._state}")
         self._state = RuntimeState.STARTING
@@ -284,7 +291,14 @@ class CommanderRuntime:
             self._notices = self._commander.notices
             self._notices.listen(self._listener)
             self._arm()
-        nursery.start_soon(self._run_scheduler)
+        try:
+            nursery.start_soon(self._run_scheduler)
+        except BaseException:
+            # A task group that cannot start tasks (one that has ended): nothing runs, and
+            # stop() must not wait for a scheduler that never started.
+            self._abandon()
+            self._scheduler_done.set()
+            raise
         startup = self._request_tick(TickTrigger.STARTUP, resume_all=True)
         await startup.done.wait()
         try:
@@ -310,6 +324,7 @@ class CommanderRuntime:
             self._pending.clear()
             self._state = RuntimeState.STOPPED
             return
+        self._loop.check("runtime.stop()")
         if self._state is not RuntimeState.STOPPING:
             self._state = RuntimeState.STOPPING
             self._log(
@@ -329,6 +344,7 @@ class CommanderRuntime:
             self._log(RuntimeEvent.RUNTIME_STOPPED)
 
     async def __aenter__(self) -> Self:
+        self._loop.check("async with runtime")
         if self._state is not RuntimeState.NEW:
             raise RuntimeStateError(f"async with needs a new runtime; this one is {self._state}")
         manager = anyio.create_task_group()
@@ -384,12 +400,12 @@ class CommanderRuntime:
         :class:`TickFailedError` when the tick cannot run and :class:`RuntimeStateError` when the
         runtime is not running.
         """
-        self._loop.check("runtime.tick()")
         if not self.is_running:
             raise RuntimeStateError(
                 f"tick() needs a running runtime (this one is {self._state}): use "
                 "`async with runtime:` or `await runtime.start(nursery=...)` first"
             )
+        self._loop.check("runtime.tick()")
         tick_pass = self._request_tick(TickTrigger.DIRECT)
         await tick_pass.done.wait()
         return tick_pass.result()
@@ -760,6 +776,8 @@ class CommanderRuntime:
         self._schedule(when.astimezone(UTC), source="explicit")
 
     def _schedule(self, when: datetime, *, source: str) -> None:
+        # A synchronous call from another thread would race the scheduler and lose its wake-up.
+        self._loop.check_thread("set_next_tick_at()/set_next_tick_in()")
         if self._state in (RuntimeState.STOPPING, RuntimeState.STOPPED):
             raise RuntimeStateError(f"cannot schedule a tick: the runtime is {self._state}")
         if when in self._pending:
