@@ -1,27 +1,39 @@
-"""Testing helpers for Mission Control: the adapter conformance suite, pytest fixtures and
-clocks that make timer tests instant."""
+"""Testing helpers for Mission Control: the adapter conformance suite, pytest fixtures, and
+virtual time on trio and asyncio that makes timer tests instant."""
 
-from ._clocks import TrioClock
+from ._clocks import LoopClock, TrioClock
 from ._conformance import AdapterConformance
 from ._control_flow_scenarios import ControlFlowConformance
 from ._engine_scenarios import EngineScenarioConformance, approval_definition, drain_due
-from ._fixtures import CommanderFactory, RuntimeFactory, RuntimeOptions
+from ._fixtures import (
+    VIRTUAL_TIME_BACKENDS,
+    CommanderFactory,
+    RuntimeFactory,
+    RuntimeOptions,
+    virtual_time_backend,
+)
 from ._protocol_battery import PersistenceProtocolConformance
 from ._recorders import LoggedEvent, Measurement, RecordingLogger, RecordingMetrics
+from ._virtual_loop import VirtualTimeEventLoop, virtual_time_loop
 
 __all__ = [
+    "VIRTUAL_TIME_BACKENDS",
     "CommanderFactory",
     "LoggedEvent",
+    "LoopClock",
     "Measurement",
     "RecordingLogger",
     "RecordingMetrics",
     "RuntimeFactory",
     "RuntimeOptions",
     "TrioClock",
+    "VirtualTimeEventLoop",
     "AdapterConformance",
     "ControlFlowConformance",
     "EngineScenarioConformance",
     "PersistenceProtocolConformance",
     "approval_definition",
     "drain_due",
+    "virtual_time_backend",
+    "virtual_time_loop",
 ]

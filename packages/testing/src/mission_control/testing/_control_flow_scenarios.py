@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-import trio
+import anyio
 
 from mission_control.core import (
     Commander,
@@ -51,7 +51,7 @@ class ControlFlowConformance(ScenarioFixtures):
     ) -> None:
         """Each branch's steps run concurrently (each waits for the other to have started), and
         the parallel's output maps every branch to its last node's output."""
-        started = {"a": trio.Event(), "b": trio.Event()}
+        started = {"a": anyio.Event(), "b": anyio.Event()}
         keys: dict[str, str] = {}
 
         def branch_step(mine: str, other: str) -> Any:
@@ -79,7 +79,7 @@ class ControlFlowConformance(ScenarioFixtures):
             .end(output=lambda ctx: ctx.events["combine"].output)
         )
         commander = _commander(persistence, clock, flow)
-        with trio.fail_after(5):
+        with anyio.fail_after(5):
             handle = await commander.start(flow, None)
         done = await handle.wait_for_completion()
         assert done.output == {"a": "a done", "b": "b done!"}

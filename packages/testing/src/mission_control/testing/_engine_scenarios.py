@@ -14,10 +14,11 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any, cast
 
+import anyio
+import anyio.lowlevel
 import attrs
 import cattrs
 import pytest
-import trio
 from cattrs.preconf.json import make_converter
 
 from mission_control.core import (
@@ -156,16 +157,16 @@ def _user_converter() -> cattrs.Converter:
     return converter
 
 
-class _TaskSteps(trio.abc.Instrument):
-    """Counts how many times trio ran ``task``: once more each time it went back to the
-    scheduler and was resumed."""
+class _Turns:
+    """Counts the turns a busy task got from the scheduler: it runs again each time the other
+    tasks let it, so its count moves only while the task under watch waits."""
 
-    def __init__(self, task: trio.lowlevel.Task) -> None:
-        self.task = task
+    def __init__(self) -> None:
         self.count = 0
 
-    def before_task_step(self, task: trio.lowlevel.Task) -> None:
-        if task is self.task:
+    async def take(self) -> None:
+        while True:
+            await anyio.lowlevel.checkpoint()
             self.count += 1
 
 
@@ -227,20 +228,19 @@ class EngineScenarioConformance(ScenarioFixtures):
             with pytest.raises(ValueError, match="iter_missions"):
                 await commander.list(limit=bad)  # type: ignore[arg-type]
 
-        steps = _TaskSteps(trio.lowlevel.current_task())
+        turns = _Turns()
         seen: list[str] = []
-        step_seen: list[int] = []
-        trio.lowlevel.add_instrument(steps)
-        try:
+        turns_seen: list[int] = []
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(turns.take)
             async for snapshot in commander.iter_missions(page_size=100):
                 seen.append(snapshot.id)
-                step_seen.append(steps.count)
-        finally:
-            trio.lowlevel.remove_instrument(steps)
+                turns_seen.append(turns.count)
+            task_group.cancel_scope.cancel()
         assert seen == ids
-        # The task went back to trio's scheduler (so other tasks ran) between pages, never
-        # while one page was read.
-        pages = [step_seen[i : i + 100] for i in range(0, 250, 100)]
+        # The iterating task went back to the scheduler (so another task ran) between pages,
+        # never while one page was read.
+        pages = [turns_seen[i : i + 100] for i in range(0, 250, 100)]
         assert all(len(set(page)) == 1 for page in pages)
         assert pages[0][0] < pages[1][0] < pages[2][0]
 

@@ -1,7 +1,10 @@
-"""pytest fixtures: a trio-linked clock, in-memory commanders and started runtimes.
+"""pytest fixtures: a loop-linked clock, in-memory commanders and started runtimes, and the
+``anyio_backend`` values that run a test on trio and asyncio in virtual time.
 
-Ask for pytest-trio's ``autojump_clock`` fixture in the test as well, and timers and retries
-under the runtime fire in virtual time: no test waits for real.
+The async fixtures run under pytest-trio (trio-marked tests, or ``trio_mode``) and under AnyIO's
+pytest plugin (anyio-marked tests). On a virtual-time loop (pytest-trio's ``autojump_clock``, or
+an ``anyio_backend`` made by :func:`virtual_time_backend`) timers and retries under the runtime
+fire at once: no test waits for real.
 """
 
 from __future__ import annotations
@@ -10,8 +13,9 @@ import logging
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any, Protocol, TypedDict, Unpack
 
+import anyio
 import pytest
-import trio
+from trio.testing import MockClock
 
 from mission_control.core import Clock, Commander, MissionDefinition
 from mission_control.core.lowlevel import MissionDriver
@@ -27,7 +31,29 @@ from mission_control.runtime import (
     create_commander_runtime,
 )
 
-from ._clocks import TrioClock
+from ._clocks import LoopClock
+from ._virtual_loop import virtual_time_loop
+
+VIRTUAL_TIME_BACKENDS = ("trio", "asyncio")
+"""The backends :func:`virtual_time_backend` knows, to parametrize ``anyio_backend`` over."""
+
+
+def virtual_time_backend(name: str) -> tuple[str, dict[str, Any]]:
+    """The ``anyio_backend`` value that runs a test on ``name`` (``"trio"`` or ``"asyncio"``)
+    in virtual time, with a new clock each call: trio with
+    ``MockClock(autojump_threshold=0)``, asyncio on :func:`virtual_time_loop`.
+
+    Define the fixture in your ``conftest.py`` (so it replaces AnyIO's own)::
+
+        @pytest.fixture(params=VIRTUAL_TIME_BACKENDS)
+        def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]:
+            return virtual_time_backend(request.param)
+    """
+    if name == "trio":
+        return "trio", {"clock": MockClock(autojump_threshold=0)}
+    if name == "asyncio":
+        return "asyncio", {"loop_factory": virtual_time_loop}
+    raise ValueError(f"virtual time runs on {' or '.join(VIRTUAL_TIME_BACKENDS)}, not {name!r}")
 
 
 class RuntimeOptions(TypedDict, total=False):
@@ -63,9 +89,10 @@ class RuntimeFactory(Protocol):
 
 
 @pytest.fixture
-def mission_clock() -> TrioClock:
-    """A commander clock driven by trio's clock (pair it with ``autojump_clock``)."""
-    return TrioClock()
+def mission_clock() -> LoopClock:
+    """A commander clock driven by the event loop's clock (virtual time on a virtual-time
+    loop)."""
+    return LoopClock()
 
 
 @pytest.fixture
@@ -76,7 +103,7 @@ def mission_definitions() -> list[MissionDefinition[Any, Any, Any]]:
 
 @pytest.fixture
 def make_commander(
-    mission_clock: TrioClock, mission_definitions: list[MissionDefinition[Any, Any, Any]]
+    mission_clock: LoopClock, mission_definitions: list[MissionDefinition[Any, Any, Any]]
 ) -> CommanderFactory:
     """Make in-memory commanders on ``mission_clock`` with sequential ids.
 
@@ -108,11 +135,11 @@ def commander(make_commander: CommanderFactory) -> Commander:
 
 @pytest.fixture
 async def make_runtime(commander: Commander) -> AsyncIterator[RuntimeFactory]:
-    """Start runtimes (for ``commander`` unless told otherwise) in a nursery the fixture owns;
-    every one is stopped when the test ends."""
+    """Start runtimes (for ``commander`` unless told otherwise) in a task group the fixture
+    owns; every one is stopped when the test ends."""
     default = commander
     started: list[CommanderRuntime] = []
-    async with trio.open_nursery() as nursery:
+    async with anyio.create_task_group() as task_group:
 
         async def make(
             commander: MissionDriver | None = None, **options: Unpack[RuntimeOptions]
@@ -121,7 +148,7 @@ async def make_runtime(commander: Commander) -> AsyncIterator[RuntimeFactory]:
                 default if commander is None else commander, **options
             )
             started.append(runtime)
-            await runtime.start(nursery=nursery)
+            await runtime.start(nursery=task_group)
             return runtime
 
         yield make

@@ -11,9 +11,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
+import anyio
 import attrs
 import pytest
-import trio
 
 from mission_control.core import (
     CancelRequest,
@@ -199,9 +199,9 @@ class PersistenceProtocolConformance:
             else:
                 outcomes[name] = None
 
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(commit, "a", by_a, signal.seq)
-            nursery.start_soon(commit, "b", by_b, None)
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(commit, "a", by_a, signal.seq)
+            task_group.start_soon(commit, "b", by_b, None)
         winners = [name for name, raised in outcomes.items() if raised is None]
         assert len(winners) == 1, outcomes
         winner = winners[0]

@@ -1,0 +1,101 @@
+"""An asyncio event loop on virtual time: asyncio's counterpart of trio's
+``MockClock(autojump_threshold=0)``.
+
+asyncio's loop asks its selector to wait ``timeout`` seconds for I/O when its next timer is due
+that far ahead (``None`` when no timer waits, ``0`` when callbacks are ready). The selector here
+looks for I/O without waiting first; when nothing is ready and a timer waits, it moves the loop's
+clock to that timer instead of sleeping, so a 30-day timer fires at once. I/O that is ready (a
+socket on 127.0.0.1, a thread waking the loop through its self-pipe) always goes first, and with
+no timer at all the loop waits for real until I/O comes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import selectors
+from collections.abc import Mapping
+from typing import Any
+
+
+class _VirtualTime:
+    """The clock a loop and its selector share."""
+
+    __slots__ = ("now",)
+
+    def __init__(self, start: float) -> None:
+        self.now = start
+
+
+class _JumpingSelector(selectors.BaseSelector):
+    """A selector that jumps virtual time to the next timer instead of waiting for it."""
+
+    def __init__(self, inner: selectors.BaseSelector, time: _VirtualTime) -> None:
+        self._inner = inner
+        self._time = time
+
+    def register(
+        self, fileobj: selectors.FileDescriptorLike, events: int, data: Any = None
+    ) -> selectors.SelectorKey:
+        return self._inner.register(fileobj, events, data)
+
+    def unregister(self, fileobj: selectors.FileDescriptorLike) -> selectors.SelectorKey:
+        return self._inner.unregister(fileobj)
+
+    def modify(
+        self, fileobj: selectors.FileDescriptorLike, events: int, data: Any = None
+    ) -> selectors.SelectorKey:
+        return self._inner.modify(fileobj, events, data)
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        ready = self._inner.select(0)
+        if ready or (timeout is not None and timeout <= 0):
+            return ready
+        if timeout is None:
+            # Nothing is scheduled: only I/O (or another thread, through the self-pipe) can
+            # wake the loop, so wait for it for real.
+            return self._inner.select(None)
+        # Everything waits and a timer is due in ``timeout`` seconds: it is due now.
+        self._time.now += timeout
+        return []
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def get_key(self, fileobj: selectors.FileDescriptorLike) -> selectors.SelectorKey:
+        return self._inner.get_key(fileobj)
+
+    def get_map(self) -> Mapping[selectors.FileDescriptorLike, selectors.SelectorKey]:
+        return self._inner.get_map()
+
+
+class VirtualTimeEventLoop(asyncio.SelectorEventLoop):
+    """An asyncio selector event loop whose clock is virtual: whenever every task waits and a
+    timer is pending, the clock jumps to that timer (trio's ``MockClock(autojump_threshold=0)``
+    on asyncio). I/O that is ready is always handled first; with no timer pending the loop waits
+    for I/O for real.
+
+    ``time()`` (hence ``anyio.current_time()`` and ``loop.call_later``) starts at ``start``
+    seconds. Make one with :func:`virtual_time_loop`.
+    """
+
+    def __init__(
+        self, selector: selectors.BaseSelector | None = None, *, start: float = 0.0
+    ) -> None:
+        # Set before the base class starts, which may read the clock.
+        self._virtual_time = _VirtualTime(start)
+        inner = selectors.DefaultSelector() if selector is None else selector
+        super().__init__(selector=_JumpingSelector(inner, self._virtual_time))
+
+    def time(self) -> float:
+        return self._virtual_time.now
+
+
+def virtual_time_loop() -> VirtualTimeEventLoop:
+    """A new asyncio event loop on virtual time (see :class:`VirtualTimeEventLoop`).
+
+    It fits wherever an event loop factory is taken: AnyIO's
+    ``anyio.run(main, backend="asyncio", backend_options={"loop_factory": virtual_time_loop})``
+    and its pytest plugin's ``("asyncio", {"loop_factory": virtual_time_loop})``, or
+    ``asyncio.Runner(loop_factory=virtual_time_loop)``.
+    """
+    return VirtualTimeEventLoop()

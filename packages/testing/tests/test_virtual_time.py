@@ -1,0 +1,181 @@
+"""Virtual time on both backends: the asyncio loop of the testing package and trio's MockClock,
+as the root conftest's ``anyio_backend`` gives them."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from datetime import timedelta
+from typing import Any
+
+import anyio
+import anyio.abc
+import pytest
+
+from mission_control.core import Context, MissionStatus, m
+from mission_control.testing import (
+    CommanderFactory,
+    LoopClock,
+    RuntimeFactory,
+    VirtualTimeEventLoop,
+    virtual_time_loop,
+)
+
+pytestmark = pytest.mark.anyio
+
+SERVER_PAUSE = 5.0
+"""Seconds the test server waits before it answers."""
+
+
+async def _answer_slowly(stream: anyio.abc.SocketStream) -> None:
+    async with stream:
+        request = await stream.receive()
+        await anyio.sleep(SERVER_PAUSE)
+        await stream.send(b"pong " + request)
+
+
+async def _port(listener: anyio.abc.SocketListener) -> int:
+    return listener.extra(anyio.abc.SocketAttribute.local_port)
+
+
+async def test_a_month_long_mission_whose_steps_use_a_real_socket_runs_in_under_a_second(
+    make_commander: CommanderFactory, make_runtime: RuntimeFactory, mission_clock: LoopClock
+) -> None:
+    """A mission that asks a TCP server on 127.0.0.1 (which sleeps before answering), sleeps 30
+    days, then retries a step twice an hour apart, each attempt asking the server again, ends
+    with every wait taken in full in virtual time and under a second of real time."""
+    async with (
+        await anyio.create_tcp_listener(local_host="127.0.0.1") as listener,
+        anyio.create_task_group() as server,
+    ):
+        server.start_soon(listener.serve, _answer_slowly)
+        port = await _port(listener)
+
+        async def ask(ctx: Context[Any, Any]) -> str:
+            async with await anyio.connect_tcp("127.0.0.1", port) as stream:
+                await stream.send(f"{ctx.node}#{ctx.attempt}".encode())
+                return (await stream.receive()).decode()
+
+        async def ask_then_fail_twice(ctx: Context[Any, Any]) -> str:
+            answer = await ask(ctx)
+            if ctx.attempt <= 2:
+                raise ConnectionError(f"attempt {ctx.attempt}: the gateway is down")
+            return answer
+
+        month = (
+            m.define("month")
+            .start(parse=lambda raw: raw)
+            .step("greet", ask)
+            .sleep("trial", timedelta(days=30))
+            .step("charge", ask_then_fail_twice, retry=m.retry(3, m.fixed(timedelta(hours=1))))
+            .end(lambda ctx: [ctx.events["greet"].output, ctx.events["charge"].output])
+        )
+        commander = make_commander([month])
+        await make_runtime(commander)
+        began_real = time.perf_counter()
+        began = mission_clock.now()
+
+        handle = await commander.start(month, {})
+        assert (await handle.inspect()).status is MissionStatus.WAITING
+        done = await handle.wait_for_completion()
+
+        took_real = time.perf_counter() - began_real
+        server.cancel_scope.cancel()
+    assert done.output == ["pong greet#1", "pong charge#3"]
+    assert done.nodes["charge"].attempts == 3
+    assert mission_clock.now() - began == timedelta(days=30, hours=2, seconds=4 * SERVER_PAUSE)
+    assert took_real < 1.0
+
+
+async def test_a_shorter_wait_inside_a_longer_deadline_ends_first() -> None:
+    """Inside fail_after(10) a 3-second sleep ends at 3 seconds; a 10-second sleep inside
+    fail_after(3) or move_on_after(3) is cut at 3 seconds, all in virtual time."""
+    began = anyio.current_time()
+    with anyio.fail_after(10):
+        await anyio.sleep(3)
+    assert anyio.current_time() - began == 3
+    with pytest.raises(TimeoutError), anyio.fail_after(3):
+        await anyio.sleep(10)
+    assert anyio.current_time() - began == 6
+    with anyio.move_on_after(3) as scope:
+        await anyio.sleep(10)
+    assert scope.cancelled_caught
+    assert anyio.current_time() - began == 9
+
+
+async def test_ready_io_goes_before_a_pending_timer() -> None:
+    """A reply a server sends at once arrives without the clock moving, although a task sleeps
+    an hour meanwhile: time jumps only when nothing is ready."""
+
+    async def answer_at_once(stream: anyio.abc.SocketStream) -> None:
+        async with stream:
+            await stream.send(b"pong " + await stream.receive())
+
+    async with (
+        await anyio.create_tcp_listener(local_host="127.0.0.1") as listener,
+        anyio.create_task_group() as tasks,
+    ):
+        tasks.start_soon(listener.serve, answer_at_once)
+        tasks.start_soon(anyio.sleep, 3600)
+        began = anyio.current_time()
+        for n in range(20):
+            async with await anyio.connect_tcp("127.0.0.1", await _port(listener)) as stream:
+                await stream.send(b"%d" % n)
+                assert await stream.receive() == b"pong %d" % n
+        assert anyio.current_time() == began
+        tasks.cancel_scope.cancel()
+
+
+async def test_a_thread_wakes_the_loop_when_no_timer_is_pending() -> None:
+    """With no timer pending the loop waits for a worker thread for real, and the clock does
+    not move."""
+    began = anyio.current_time()
+    finished = await anyio.to_thread.run_sync(lambda: time.sleep(0.05) or "slept")
+    assert finished == "slept"
+    assert anyio.current_time() == began
+
+
+def test_asyncio_timeouts_run_in_virtual_time_on_the_loop() -> None:
+    """On the virtual-time loop (through asyncio's own Runner), asyncio.timeout lets a shorter
+    sleep finish first and cuts a longer one at its deadline; a week passes at once."""
+
+    async def main() -> list[float]:
+        loop = asyncio.get_running_loop()
+        assert isinstance(loop, VirtualTimeEventLoop)
+        seen: list[float] = []
+        async with asyncio.timeout(10):
+            await asyncio.sleep(3)
+        seen.append(loop.time())
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(3):
+                await asyncio.sleep(10)
+        seen.append(loop.time())
+        await asyncio.sleep(7 * 24 * 3600)
+        seen.append(loop.time())
+        return seen
+
+    began = time.perf_counter()
+    with asyncio.Runner(loop_factory=virtual_time_loop) as runner:
+        assert runner.run(main()) == [3, 6, 6 + 7 * 24 * 3600]
+    assert time.perf_counter() - began < 1.0
+
+
+def test_a_thread_calling_into_the_loop_wakes_it() -> None:
+    """call_soon_threadsafe from another thread wakes a loop that waits with no timer."""
+
+    async def main() -> str:
+        loop = asyncio.get_running_loop()
+        woken: asyncio.Future[str] = loop.create_future()
+        thread = threading.Thread(
+            target=lambda: (time.sleep(0.05), loop.call_soon_threadsafe(woken.set_result, "hi"))
+        )
+        thread.start()
+        try:
+            return await woken
+        finally:
+            thread.join()
+
+    with asyncio.Runner(loop_factory=virtual_time_loop) as runner:
+        assert runner.run(main()) == "hi"
+        assert runner.get_loop().time() == 0
