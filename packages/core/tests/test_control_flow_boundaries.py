@@ -5,16 +5,18 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
+import anyio.lowlevel
 import pytest
-import trio
-import trio.lowlevel
-import trio.testing
 
 from mission_control.core import Context, MissionStatus, m
 from mission_control.in_memory_commander import (
     ManualClock,
     create_in_memory_commander,
 )
+from mission_control.testing import wait_all_tasks_blocked
+
+pytestmark = pytest.mark.anyio
 
 
 def identity(value: Any) -> Any:
@@ -146,8 +148,8 @@ async def test_choose_not_called_once_cancel_requested() -> None:
     choice after the step is never made."""
     clock = ManualClock()
     picks: list[str] = []
-    gate = trio.Event()
-    entered = trio.Event()
+    gate = anyio.Event()
+    entered = anyio.Event()
 
     async def slow(ctx: Context[Any, Any]) -> str:
         entered.set()
@@ -166,8 +168,8 @@ async def test_choose_not_called_once_cancel_requested() -> None:
         .end()
     )
     commander = create_in_memory_commander([flow], clock=clock)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(lambda: commander.start(flow, None, id="m-1"))
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(lambda: commander.start(flow, None, id="m-1"))
         await entered.wait()
         await commander.cancel("m-1", "stop")
         gate.set()
@@ -206,7 +208,7 @@ async def test_outside_cancel_with_two_running_branches_is_absorbed() -> None:
     mission is left running for recovery."""
 
     async def hang(ctx: Context[Any, Any]) -> str:
-        await trio.sleep_forever()
+        await anyio.sleep_forever()
         return "x"
 
     flow = (
@@ -216,24 +218,24 @@ async def test_outside_cancel_with_two_running_branches_is_absorbed() -> None:
         .end()
     )
     commander = create_in_memory_commander([flow])
-    with trio.CancelScope() as scope:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(lambda: commander.start(flow, None, id="m-1"))
-            await trio.testing.wait_all_tasks_blocked()
+    with anyio.CancelScope() as scope:
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(lambda: commander.start(flow, None, id="m-1"))
+            await wait_all_tasks_blocked()
             scope.cancel()
     assert scope.cancelled_caught
 
 
 async def test_keyboard_interrupt_and_error_in_write() -> None:
     """A step raising KeyboardInterrupt while another branch runs: the caller sees it as itself."""
-    trio.Event()
+    anyio.Event()
 
     async def ki(ctx: Context[Any, Any]) -> str:
-        await trio.lowlevel.checkpoint()
+        await anyio.lowlevel.checkpoint()
         raise KeyboardInterrupt
 
     async def hang(ctx: Context[Any, Any]) -> str:
-        await trio.sleep_forever()
+        await anyio.sleep_forever()
         return "x"
 
     flow = (

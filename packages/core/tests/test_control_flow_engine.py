@@ -7,10 +7,9 @@ from datetime import timedelta
 from functools import partial
 from typing import Any
 
+import anyio
+import anyio.lowlevel
 import pytest
-import trio
-import trio.lowlevel
-import trio.testing
 
 from mission_control.core import (
     Context,
@@ -22,23 +21,26 @@ from mission_control.in_memory_commander import (
     ManualClock,
     create_in_memory_commander,
 )
+from mission_control.testing import wait_all_tasks_blocked
+
+pytestmark = pytest.mark.anyio
 
 
 def identity(value: Any) -> Any:
     return value
 
 
-async def cancel_caller_when(run: Any, entered: trio.Event) -> None:
+async def cancel_caller_when(run: Any, entered: anyio.Event) -> None:
     """Run ``run()``; once ``entered`` is set, cancel it as a crashed/timed-out caller would."""
-    async with trio.open_nursery() as nursery:
+    async with anyio.create_task_group() as tasks:
 
         async def go() -> None:
             await run()
-            nursery.cancel_scope.cancel()
+            tasks.cancel_scope.cancel()
 
-        nursery.start_soon(go)
+        tasks.start_soon(go)
         await entered.wait()
-        nursery.cancel_scope.cancel()
+        tasks.cancel_scope.cancel()
 
 
 @pytest.mark.parametrize("before", ["a start's run", "a timer"])
@@ -48,7 +50,7 @@ async def test_a_choice_is_never_made_again_after_a_crash_on_its_path(before: st
     choosing again."""
     picks: list[str] = []
     runs: list[str] = []
-    entered = trio.Event()
+    entered = anyio.Event()
     clock = ManualClock()
 
     def choose(ctx: Context[Any, Any]) -> str:
@@ -59,7 +61,7 @@ async def test_a_choice_is_never_made_again_after_a_crash_on_its_path(before: st
         entered.set()
         runs.append(ctx.node)
         if len(runs) == 1:
-            await trio.sleep_forever()  # interrupted: its caller is cancelled
+            await anyio.sleep_forever()  # interrupted: its caller is cancelled
         return ctx.node
 
     begun = m.define("pick").start(parse=identity, run=lambda ctx: "begun")
@@ -86,13 +88,13 @@ async def test_a_choice_is_never_made_again_after_a_crash_on_its_path(before: st
 async def test_max_recovery_attempts_with_two_running_branches() -> None:
     """Both branches' steps are interrupted every time (a crash each run): after
     max_recovery_attempts the mission fails instead of re-running for ever."""
-    entered = trio.Event()
+    entered = anyio.Event()
     runs: list[str] = []
 
     async def hang(ctx: Context[Any, Any]) -> str:
         runs.append(ctx.node)
         entered.set()
-        await trio.sleep_forever()
+        await anyio.sleep_forever()
         return "never"
 
     flow = (
@@ -104,7 +106,7 @@ async def test_max_recovery_attempts_with_two_running_branches() -> None:
     commander = create_in_memory_commander([flow], max_recovery_attempts=2)
     await cancel_caller_when(partial(commander.start, flow, None, id="m-1"), entered)
     for _ in range(5):
-        entered = trio.Event()
+        entered = anyio.Event()
         snapshot = await commander.inspect("m-1")
         if snapshot.is_terminal:
             break
@@ -118,7 +120,7 @@ async def test_max_recovery_attempts_with_two_running_branches() -> None:
 async def test_first_mode_leaves_no_nested_container_running() -> None:
     """mode='first': branch a ends while branch b is inside a nested parallel; every record in
     b is cancelled, the nested parallel's too."""
-    gate = trio.Event()
+    gate = anyio.Event()
 
     async def slow(ctx: Context[Any, Any]) -> str:
         await gate.wait()
@@ -141,7 +143,7 @@ async def test_first_mode_leaves_no_nested_container_running() -> None:
         .end()
     )
     commander = create_in_memory_commander([flow])
-    with trio.fail_after(5):
+    with anyio.fail_after(5):
         await commander.start(flow, None, id="m-1")
     done = await commander.inspect("m-1")
     assert done.status is MissionStatus.COMPLETED
@@ -198,7 +200,7 @@ async def test_a_branch_that_ends_on_entry_does_not_end_the_parallel_before_the_
         .end(output=lambda ctx: ctx.events["after"].output)
     )
     commander = create_in_memory_commander([flow])
-    with trio.fail_after(5):
+    with anyio.fail_after(5):
         await commander.start(flow, None, id="m-1")
     done = await commander.inspect("m-1")
     assert done.status is MissionStatus.COMPLETED, (done.status, done.error)
@@ -225,7 +227,7 @@ async def test_first_mode_a_branch_that_ends_on_entry_leaves_no_orphan_branch() 
         .end()
     )
     commander = create_in_memory_commander([flow])
-    with trio.fail_after(5):
+    with anyio.fail_after(5):
         await commander.start(flow, None, id="m-1")
     done = await commander.inspect("m-1")
     assert done.status is MissionStatus.COMPLETED, (done.status, done.active, done.waits)
@@ -239,7 +241,7 @@ async def test_first_mode_a_branch_that_ends_on_entry_leaves_no_orphan_branch() 
 async def test_cancel_while_two_branches_run_waits_for_both_then_cancels() -> None:
     """A cancellation requested while two branches' steps run lets both finish, then cancels
     the mission before anything after them starts."""
-    gates = {"a": trio.Event(), "b": trio.Event()}
+    gates = {"a": anyio.Event(), "b": anyio.Event()}
     started: list[str] = []
     later: list[str] = []
 
@@ -264,15 +266,15 @@ async def test_cancel_while_two_branches_run_waits_for_both_then_cancels() -> No
         .end()
     )
     commander = create_in_memory_commander([flow])
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(partial(commander.start, flow, None, id="m-1"))
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(partial(commander.start, flow, None, id="m-1"))
         while len(started) < 2:
-            await trio.lowlevel.checkpoint()
+            await anyio.lowlevel.checkpoint()
         await commander.cancel("m-1", "stop")
         gates["a"].set()
-        await trio.testing.wait_all_tasks_blocked()
+        await wait_all_tasks_blocked()
         gates["b"].set()
-    with trio.fail_after(1):
+    with anyio.fail_after(1):
         done = await commander.inspect("m-1")
     assert done.status is MissionStatus.CANCELLED, done.status
     assert later == []
@@ -284,7 +286,7 @@ async def test_cancel_while_two_branches_run_waits_for_both_then_cancels() -> No
 
 async def test_signal_for_a_branch_while_another_branch_runs_is_taken_at_once() -> None:
     """A signal for a branch that waits is taken while another branch's step still runs."""
-    gate = trio.Event()
+    gate = anyio.Event()
     got: list[Any] = []
 
     async def slow(ctx: Context[Any, Any]) -> str:
@@ -306,11 +308,11 @@ async def test_signal_for_a_branch_while_another_branch_runs_is_taken_at_once() 
         .end()
     )
     commander = create_in_memory_commander([flow])
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(partial(commander.start, flow, None, id="m-1"))
-        await trio.testing.wait_all_tasks_blocked()
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(partial(commander.start, flow, None, id="m-1"))
+        await wait_all_tasks_blocked()
         await commander.signal("m-1", "go", "payload")
-        await trio.testing.wait_all_tasks_blocked()
+        await wait_all_tasks_blocked()
         assert got == ["payload"]
         gate.set()
     done = await commander.inspect("m-1")
@@ -359,7 +361,7 @@ async def test_system_exit_in_a_branch_reaches_the_caller_as_itself() -> None:
         raise SystemExit(3)
 
     async def other(ctx: Context[Any, Any]) -> int:
-        await trio.lowlevel.checkpoint()
+        await anyio.lowlevel.checkpoint()
         return 1
 
     flow = (

@@ -11,6 +11,8 @@ from mission_control.core import (
     m,
 )
 
+pytestmark = pytest.mark.anyio
+
 
 def identity(value: Any) -> Any:
     return value

@@ -2,10 +2,9 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
+import anyio
 import attrs
 import pytest
-import trio
-import trio.testing
 
 from mission_control.core import (
     ConfigurationError,
@@ -25,6 +24,9 @@ from mission_control.in_memory_commander import (
     ManualClock,
     create_in_memory_commander,
 )
+from mission_control.testing import wait_all_tasks_blocked
+
+pytestmark = pytest.mark.anyio
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 
@@ -124,11 +126,11 @@ async def test_sleep_until_a_computed_time() -> None:
     assert (await handle.inspect()).status is MissionStatus.COMPLETED
 
 
-async def test_step_timeout_is_a_failed_attempt(autojump_clock: trio.testing.MockClock) -> None:
+async def test_step_timeout_is_a_failed_attempt() -> None:
     """A step that outlives its timeout fails that attempt with StepTimeoutError."""
 
     async def slow(ctx: Context[Any, Any]) -> None:
-        await trio.sleep(10)
+        await anyio.sleep(10)
 
     flow = m.define("slow").start(parse=identity).step("slow", slow, timeout=1).end()
     commander = create_in_memory_commander([flow])
@@ -142,8 +144,8 @@ async def test_step_timeout_is_a_failed_attempt(autojump_clock: trio.testing.Moc
 async def test_cancel_of_a_running_mission_takes_effect_at_the_next_boundary() -> None:
     """Cancelling while a step runs lets that step finish, then cancels before the next one is
     entered."""
-    entered = trio.Event()
-    release = trio.Event()
+    entered = anyio.Event()
+    release = anyio.Event()
     ran: list[str] = []
 
     async def first(ctx: Context[Any, Any]) -> str:
@@ -157,8 +159,8 @@ async def test_cancel_of_a_running_mission_takes_effect_at_the_next_boundary() -
 
     flow = m.define("long").start(parse=identity).step("first", first).step("second", second).end()
     commander = create_in_memory_commander([flow])
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(partial(commander.start, flow, {}, id="m-1"))
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(partial(commander.start, flow, {}, id="m-1"))
         await entered.wait()
         requested = await commander.cancel("m-1", "stop please")
         assert requested.status is MissionStatus.RUNNING
@@ -175,8 +177,8 @@ async def test_cancel_of_a_running_mission_takes_effect_at_the_next_boundary() -
 
 async def test_signal_sent_while_a_step_runs_is_consumed_when_the_wait_begins() -> None:
     """A signal that arrives mid-step is buffered, and the need_to that follows consumes it."""
-    entered = trio.Event()
-    release = trio.Event()
+    entered = anyio.Event()
+    release = anyio.Event()
 
     async def work(ctx: Context[Any, Any]) -> None:
         entered.set()
@@ -190,8 +192,8 @@ async def test_signal_sent_while_a_step_runs_is_consumed_when_the_wait_begins() 
         .end()
     )
     commander = create_in_memory_commander([flow])
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(partial(commander.start, flow, {}, id="m-1"))
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(partial(commander.start, flow, {}, id="m-1"))
         await entered.wait()
         buffered = await commander.signal("m-1", "go", {"now": True})
         assert buffered.status is MissionStatus.RUNNING
@@ -211,9 +213,9 @@ async def test_wait_for_completion_wakes_when_another_task_finishes_the_mission(
     async def waiter() -> None:
         results.append((await handle.wait_for_completion()).status)
 
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(waiter)
-        await trio.testing.wait_all_tasks_blocked()
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(waiter)
+        await wait_all_tasks_blocked()
         assert results == []
         await handle.signal("go", {})
     assert results == [MissionStatus.COMPLETED]
@@ -222,7 +224,7 @@ async def test_wait_for_completion_wakes_when_another_task_finishes_the_mission(
 async def test_concurrent_starts_with_one_id_run_the_mission_once() -> None:
     """Two starts with the same id at once create one mission and run its steps once."""
     runs: list[int] = []
-    gate = trio.Event()
+    gate = anyio.Event()
 
     async def step(ctx: Context[Any, Any]) -> None:
         runs.append(1)
@@ -235,10 +237,10 @@ async def test_concurrent_starts_with_one_id_run_the_mission_once() -> None:
     async def start() -> None:
         ids.append((await commander.start(flow, {}, id="same")).id)
 
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(start)
-        nursery.start_soon(start)
-        await trio.testing.wait_all_tasks_blocked()
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(start)
+        tasks.start_soon(start)
+        await wait_all_tasks_blocked()
         gate.set()
     assert ids == ["same", "same"]
     assert runs == [1]
@@ -289,12 +291,12 @@ async def test_a_mission_interrupted_mid_step_resumes_and_reruns_the_step() -> N
     async def step(ctx: Context[Any, Any]) -> str:
         calls.append(ctx.attempt)
         if len(calls) == 1:
-            await trio.sleep_forever()
+            await anyio.sleep_forever()
         return "done"
 
     flow = m.define("resume").start(parse=identity).step("s", step).end()
     commander = create_in_memory_commander([flow], persistence=store)
-    with trio.move_on_after(0.01):
+    with anyio.move_on_after(0.01):
         await commander.start(flow, {}, id="m-1")
     assert (await commander.inspect("m-1")).status is MissionStatus.RUNNING
     restarted = create_in_memory_commander([flow], persistence=store)
@@ -354,7 +356,7 @@ async def test_start_at_must_be_timezone_aware() -> None:
 async def test_running_missions_fills_its_page_past_missions_held_here() -> None:
     """Missions this process is moving are skipped without shortening the page."""
     store = InMemoryPersistenceAdapter()
-    gate = trio.Event()
+    gate = anyio.Event()
 
     async def blocked(ctx: Context[Any, Any]) -> None:
         await gate.wait()
@@ -363,12 +365,12 @@ async def test_running_missions_fills_its_page_past_missions_held_here() -> None
     first = create_in_memory_commander([flow], persistence=store)
     for mission_id in ("a", "b", "c"):
         # Each start is cut off inside its step, leaving the mission stored as running.
-        with trio.move_on_after(0.01):
+        with anyio.move_on_after(0.01):
             await first.start(flow, {}, id=mission_id)
     commander = create_in_memory_commander([flow], persistence=store)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(commander.advance, "a")
-        await trio.testing.wait_all_tasks_blocked()
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(commander.advance, "a")
+        await wait_all_tasks_blocked()
         assert commander.is_held("a")
         assert await commander.running_missions(1) == ["b"]
         assert await commander.running_missions(2) == ["b", "c"]

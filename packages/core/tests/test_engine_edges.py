@@ -21,6 +21,8 @@ from mission_control.in_memory_commander import (
     create_in_memory_commander,
 )
 
+pytestmark = pytest.mark.anyio
+
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 
 

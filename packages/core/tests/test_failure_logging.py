@@ -10,6 +10,8 @@ from mission_control.core import Context, ErrorInfo, MissionStatus, m
 from mission_control.core._snapshot import TRACEBACK_CHARS, TRACEBACK_FRAMES
 from mission_control.in_memory_commander import ManualClock, create_in_memory_commander
 
+pytestmark = pytest.mark.anyio
+
 
 def accept(value: Any) -> Any:
     return value

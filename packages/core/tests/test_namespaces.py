@@ -14,6 +14,8 @@ from mission_control.core import CommanderProtocol, create_commander, m
 from mission_control.core.lowlevel import MissionDriver
 from mission_control.in_memory_commander import InMemoryPersistenceAdapter
 
+pytestmark = pytest.mark.anyio
+
 # Where each 0.1 name that moved went: core's own table, which its __getattr__ reads.
 MOVED: dict[str, str] = mission_control.core._MOVED  # type: ignore[attr-defined]
 

@@ -6,9 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import anyio
 import pytest
-import trio
-import trio.testing
 
 from mission_control.core import (
     Context,
@@ -22,6 +21,9 @@ from mission_control.core import (
 )
 from mission_control.core.lowlevel import Notices, notices_for
 from mission_control.in_memory_commander import InMemoryPersistenceAdapter
+from mission_control.testing import wait_all_tasks_blocked
+
+pytestmark = pytest.mark.anyio
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 
@@ -40,7 +42,7 @@ FLOW = m.define("w").start(parse=identity).need_to("go", parse=identity).end()
 
 
 async def hundred_seconds(ctx: Context[Any, Any]) -> str:
-    await trio.sleep(100)
+    await anyio.sleep(100)
     return "done"
 
 
@@ -50,9 +52,7 @@ COUNTED = m.define("counted").start(parse=identity).need_to("count", parse=posit
 """Waits for ``count``, whose payload must be a positive int."""
 
 
-async def test_result_returns_when_another_commander_on_the_store_ends_the_mission(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
+async def test_result_returns_when_another_commander_on_the_store_ends_the_mission() -> None:
     """result() and wait_for_completion() return when another commander of the process, on the
     same adapter, ends the mission (by a signal or a cancellation)."""
     store = InMemoryPersistenceAdapter()
@@ -65,11 +65,11 @@ async def test_result_returns_when_another_commander_on_the_store_ends_the_missi
     async def wait(mission_id: str) -> None:
         ended.append((await waiting.result(mission_id)).status)
 
-    with trio.fail_after(60):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(wait, "signalled")
-            nursery.start_soon(wait, "cancelled")
-            await trio.testing.wait_all_tasks_blocked()
+    with anyio.fail_after(60):
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(wait, "signalled")
+            tasks.start_soon(wait, "cancelled")
+            await wait_all_tasks_blocked()
             await ending.signal("signalled", "go", {})
             await ending.cancel("cancelled", "no longer needed")
 
@@ -118,9 +118,7 @@ def test_a_due_notice_reaches_a_listener_only_before_what_it_armed() -> None:
     assert recorder.due_times == [T0 + timedelta(hours=2), T0 + timedelta(minutes=30)]
 
 
-async def test_a_mission_one_commander_moves_is_held_for_every_commander_on_the_adapter(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
+async def test_a_mission_one_commander_moves_is_held_for_every_commander_on_the_adapter() -> None:
     """While a step runs in one commander's start, another commander on the same adapter sees
     the mission held: it is not listed as interrupted, not advanced, and a cancellation through
     it pokes the holder, which ends the mission cancelled after the step ran once."""
@@ -132,9 +130,9 @@ async def test_a_mission_one_commander_moves_is_held_for_every_commander_on_the_
     async def start() -> None:
         started.append((await (await moving.start(SLOW, {}, id="m")).inspect()).status)
 
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(start)
-        await trio.testing.wait_all_tasks_blocked()
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(start)
+        await wait_all_tasks_blocked()
         assert other.is_held("m")
         assert await other.running_missions(10) == []
         assert await other.advance("m") is None
@@ -195,24 +193,20 @@ async def test_a_process_stopping_mid_step_raises_no_left_running_notice(
     assert (await commander.inspect("m")).status is MissionStatus.RUNNING
 
 
-async def test_a_caller_cancelled_mid_step_raises_a_left_running_notice(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
+async def test_a_caller_cancelled_mid_step_raises_a_left_running_notice() -> None:
     """A start whose caller is cancelled while the step runs says the mission was left running,
     not failed, so a scheduler resumes it at once."""
     commander = create_commander([SLOW], persistence=InMemoryPersistenceAdapter())
     recorder = Recorder()
     commander.notices.listen(recorder)
 
-    with trio.move_on_after(1):
+    with anyio.move_on_after(1):
         await commander.start(SLOW, {}, id="m")
 
     assert recorder.left == [("m", False)]
 
 
-async def test_a_cancelled_wait_for_a_mission_leaves_nothing_behind(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
+async def test_a_cancelled_wait_for_a_mission_leaves_nothing_behind() -> None:
     """result() calls given up on a mission that lives on keep nothing in the hub, and a waiter
     still there is woken when the mission ends."""
     store = InMemoryPersistenceAdapter()
@@ -221,7 +215,7 @@ async def test_a_cancelled_wait_for_a_mission_leaves_nothing_behind(
     hub = notices_for(store)
 
     for _ in range(3):
-        with trio.move_on_after(1):
+        with anyio.move_on_after(1):
             await commander.result("long-lived")
     assert hub._waiters == {}  # pyright: ignore[reportPrivateUsage]
 
@@ -230,11 +224,11 @@ async def test_a_cancelled_wait_for_a_mission_leaves_nothing_behind(
     async def wait() -> None:
         ended.append((await commander.result("long-lived")).status)
 
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(wait)
-        with trio.move_on_after(1):
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(wait)
+        with anyio.move_on_after(1):
             await commander.result("long-lived")
-        await trio.testing.wait_all_tasks_blocked()
+        await wait_all_tasks_blocked()
         assert list(hub._waiters) == ["long-lived"]  # pyright: ignore[reportPrivateUsage]
         await commander.signal("long-lived", "go")
 

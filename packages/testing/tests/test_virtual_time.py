@@ -11,6 +11,7 @@ from typing import Any
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 import pytest
 
 from mission_control.core import Context, MissionStatus, m
@@ -20,6 +21,7 @@ from mission_control.testing import (
     RuntimeFactory,
     VirtualTimeEventLoop,
     virtual_time_loop,
+    wait_all_tasks_blocked,
 )
 
 pytestmark = pytest.mark.anyio
@@ -134,6 +136,37 @@ async def test_a_thread_wakes_the_loop_when_no_timer_is_pending() -> None:
     finished = await anyio.to_thread.run_sync(lambda: time.sleep(0.05) or "slept")
     assert finished == "slept"
     assert anyio.current_time() == began
+
+
+async def test_waiting_for_the_other_tasks_to_block_moves_no_time() -> None:
+    """wait_all_tasks_blocked returns once the other tasks wait, before a timer due in 0.01 s
+    fires: the clock stands still."""
+    release = anyio.Event()
+    progress: list[str] = []
+
+    async def busy_then_wait() -> None:
+        for _ in range(5):
+            await anyio.lowlevel.checkpoint()
+        progress.append("waiting")
+        await release.wait()
+        progress.append("released")
+
+    async def soon() -> None:
+        await anyio.sleep(0.01)
+        progress.append("timer")
+
+    began = anyio.current_time()
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(busy_then_wait)
+        tasks.start_soon(soon)
+        await wait_all_tasks_blocked()
+        assert progress == ["waiting"]
+        assert anyio.current_time() == began
+        release.set()
+        await wait_all_tasks_blocked()
+        assert progress == ["waiting", "released"]
+    assert progress == ["waiting", "released", "timer"]
+    assert anyio.current_time() - began == 0.01
 
 
 def test_asyncio_timeouts_run_in_virtual_time_on_the_loop() -> None:

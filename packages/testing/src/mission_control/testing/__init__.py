@@ -14,6 +14,7 @@ from ._fixtures import (
 )
 from ._protocol_battery import PersistenceProtocolConformance
 from ._recorders import LoggedEvent, Measurement, RecordingLogger, RecordingMetrics
+from ._tasks import wait_all_tasks_blocked
 from ._virtual_loop import VirtualTimeEventLoop, virtual_time_loop
 
 __all__ = [
@@ -36,4 +37,5 @@ __all__ = [
     "drain_due",
     "virtual_time_backend",
     "virtual_time_loop",
+    "wait_all_tasks_blocked",
 ]

@@ -14,7 +14,10 @@ from __future__ import annotations
 import asyncio
 import selectors
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from _typeshed import FileDescriptorLike
 
 
 class _VirtualTime:
@@ -34,15 +37,15 @@ class _JumpingSelector(selectors.BaseSelector):
         self._time = time
 
     def register(
-        self, fileobj: selectors.FileDescriptorLike, events: int, data: Any = None
+        self, fileobj: FileDescriptorLike, events: int, data: Any = None
     ) -> selectors.SelectorKey:
         return self._inner.register(fileobj, events, data)
 
-    def unregister(self, fileobj: selectors.FileDescriptorLike) -> selectors.SelectorKey:
+    def unregister(self, fileobj: FileDescriptorLike) -> selectors.SelectorKey:
         return self._inner.unregister(fileobj)
 
     def modify(
-        self, fileobj: selectors.FileDescriptorLike, events: int, data: Any = None
+        self, fileobj: FileDescriptorLike, events: int, data: Any = None
     ) -> selectors.SelectorKey:
         return self._inner.modify(fileobj, events, data)
 
@@ -61,10 +64,10 @@ class _JumpingSelector(selectors.BaseSelector):
     def close(self) -> None:
         self._inner.close()
 
-    def get_key(self, fileobj: selectors.FileDescriptorLike) -> selectors.SelectorKey:
+    def get_key(self, fileobj: FileDescriptorLike) -> selectors.SelectorKey:
         return self._inner.get_key(fileobj)
 
-    def get_map(self) -> Mapping[selectors.FileDescriptorLike, selectors.SelectorKey]:
+    def get_map(self) -> Mapping[FileDescriptorLike, selectors.SelectorKey]:
         return self._inner.get_map()
 
 

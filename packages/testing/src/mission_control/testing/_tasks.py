@@ -1,0 +1,33 @@
+"""Letting the other tasks settle, on trio and asyncio, without moving virtual time."""
+
+from __future__ import annotations
+
+import asyncio
+
+import trio
+import trio.testing
+
+
+def _blocked(task: asyncio.Task[object]) -> bool:
+    # What the task awaits (asyncio keeps it as ``_fut_waiter``; AnyIO reads it too): None while
+    # the task can run, a finished future while it is about to.
+    waiter: asyncio.Future[object] | None = getattr(task, "_fut_waiter", None)
+    return waiter is not None and not waiter.done()
+
+
+async def wait_all_tasks_blocked() -> None:
+    """Return once every other task of the running loop waits (for an event, a lock, a timer,
+    I/O, a thread), as ``trio.testing.wait_all_tasks_blocked`` does on trio.
+
+    On asyncio it only yields to the loop until then, so virtual time stands still: no timer
+    fires while it waits (``anyio.wait_all_tasks_blocked`` sleeps a tenth of a second between
+    looks, which moves virtual time and can fire a timer).
+    """
+    if trio.lowlevel.in_trio_run():
+        await trio.testing.wait_all_tasks_blocked()
+        return
+    this = asyncio.current_task()
+    while True:
+        await asyncio.sleep(0)
+        if all(task is this or _blocked(task) for task in asyncio.all_tasks()):
+            return
