@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import anyio
 import pytest
-import trio
 
 from mission_control.core import Context, m
 from mission_control.testing import RecordingLogger, RecordingMetrics
@@ -17,7 +17,7 @@ def parse_any(raw: Any) -> Any:
 
 
 async def pause_five_seconds(ctx: Context[Any, Any]) -> str:
-    await trio.sleep(5)
+    await anyio.sleep(5)
     return "done"
 
 

@@ -6,12 +6,14 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
+import anyio
+import anyio.lowlevel
 import pytest
-import trio
-from trio.testing import MockClock
 
 from mission_control.core import Context, m
-from mission_control.testing import CommanderFactory, RuntimeFactory, TrioClock
+from mission_control.testing import CommanderFactory, LoopClock, RuntimeFactory
+
+pytestmark = pytest.mark.anyio
 
 
 def parse_any(raw: Any) -> Any:
@@ -19,13 +21,13 @@ def parse_any(raw: Any) -> Any:
 
 
 async def long_step(ctx: Context[Any, Any]) -> str:
-    await trio.sleep(1000)
+    await anyio.sleep(1000)
     return "long"
 
 
 def stamp(seen: dict[str, float]) -> Any:
     def run(ctx: Context[Any, Any]) -> str:
-        seen[ctx.node] = trio.current_time()
+        seen[ctx.node] = anyio.current_time()
         return "ok"
 
     return run
@@ -33,10 +35,9 @@ def stamp(seen: dict[str, float]) -> Any:
 
 @pytest.mark.parametrize("after_a_signal", [False, True])
 async def test_a_sleeping_branch_fires_on_time_while_another_branch_runs(
-    autojump_clock: MockClock,
     make_commander: CommanderFactory,
     make_runtime: RuntimeFactory,
-    mission_clock: TrioClock,
+    mission_clock: LoopClock,
     after_a_signal: bool,
 ) -> None:
     """A branch's 10 s sleep, begun while another branch runs a 1000 s step (at once, or after a
@@ -56,23 +57,22 @@ async def test_a_sleeping_branch_fires_on_time_while_another_branch_runs(
     ).end()
     commander = make_commander([flow])
     await make_runtime(commander)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(partial(commander.start, flow, None, id="m-1"))
-        await trio.sleep(1)
-        began = trio.current_time()
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(partial(commander.start, flow, None, id="m-1"))
+        await anyio.sleep(1)
+        began = anyio.current_time()
         if after_a_signal:
             await commander.signal("m-1", "go", "x")
-        await trio.sleep(50)
+        await anyio.sleep(50)
         assert "b-work" in seen, "B's 10 s timer did not fire while A's step ran"
-        nursery.cancel_scope.cancel()
+        tasks.cancel_scope.cancel()
     assert seen["b-work"] - began < 20
 
 
 async def test_a_completed_mission_is_not_ticked_for_ever(
-    autojump_clock: MockClock,
     make_commander: CommanderFactory,
     make_runtime: RuntimeFactory,
-    mission_clock: TrioClock,
+    mission_clock: LoopClock,
 ) -> None:
     """parallel(first) whose branch a ends on entry (a choice with an empty path) and branch b
     sleeps 10 s: the mission completes at once but keeps b's due time, so every tick past 10 s
@@ -96,7 +96,7 @@ async def test_a_completed_mission_is_not_ticked_for_ever(
     await commander.start(flow, None, id="m-1")
     done = await commander.inspect("m-1")
     assert done.is_terminal
-    await trio.sleep(60)
+    await anyio.sleep(60)
     # One tick now (as a restart's startup tick would): it keeps following itself at once.
     await runtime.tick()
     ticks = [0]
@@ -108,16 +108,15 @@ async def test_a_completed_mission_is_not_ticked_for_ever(
 
     runtime._execute = counted  # type: ignore[method-assign]
     for _ in range(2000):
-        await trio.lowlevel.checkpoint()
+        await anyio.lowlevel.checkpoint()
     assert ticks[0] < 3, f"{ticks[0]} ticks in 2000 checkpoints of no virtual time: a tick loop"
     assert await commander.due_missions(10) == [], "a completed mission is still due"
 
 
 async def test_a_retry_in_a_branch_runs_on_time_while_another_branch_runs(
-    autojump_clock: MockClock,
     make_commander: CommanderFactory,
     make_runtime: RuntimeFactory,
-    mission_clock: TrioClock,
+    mission_clock: LoopClock,
 ) -> None:
     from mission_control.core import fixed, retry
 
@@ -128,7 +127,7 @@ async def test_a_retry_in_a_branch_runs_on_time_while_another_branch_runs(
         attempts.append(ctx.attempt)
         if ctx.attempt == 1:
             raise RuntimeError("once")
-        seen["flaky"] = trio.current_time()
+        seen["flaky"] = anyio.current_time()
         return "ok"
 
     flow = (
@@ -145,25 +144,24 @@ async def test_a_retry_in_a_branch_runs_on_time_while_another_branch_runs(
     )
     commander = make_commander([flow])
     await make_runtime(commander)
-    began = trio.current_time()
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(partial(commander.start, flow, None, id="m-1"))
-        await trio.sleep(50)
-        nursery.cancel_scope.cancel()
+    began = anyio.current_time()
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(partial(commander.start, flow, None, id="m-1"))
+        await anyio.sleep(50)
+        tasks.cancel_scope.cancel()
     assert attempts == [1, 2]
     assert seen["flaky"] - began < 10
 
 
 async def test_deadline_passes_while_a_branch_step_runs(
-    autojump_clock: MockClock,
     make_commander: CommanderFactory,
     make_runtime: RuntimeFactory,
-    mission_clock: TrioClock,
+    mission_clock: LoopClock,
 ) -> None:
     from mission_control.core import MissionStatus
 
     async def hundred(ctx: Context[Any, Any]) -> str:
-        await trio.sleep(100)
+        await anyio.sleep(100)
         return "done"
 
     flow = (
@@ -186,9 +184,9 @@ async def test_deadline_passes_while_a_branch_step_runs(
         return await execute(tick_pass)
 
     runtime._execute = counted  # type: ignore[method-assign]
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(partial(commander.start, flow, None, id="m-1"))
-        await trio.sleep(200)
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(partial(commander.start, flow, None, id="m-1"))
+        await anyio.sleep(200)
     done = await commander.inspect("m-1")
     assert done.status is MissionStatus.FAILED
     assert done.error is not None

@@ -6,9 +6,8 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+import anyio
 import pytest
-import trio
-from trio.testing import MockClock
 
 from mission_control.core import Commander, ConfigurationError
 from mission_control.runtime import (
@@ -20,6 +19,8 @@ from mission_control.runtime import (
     create_commander_runtime,
 )
 from mission_control.testing import RecordingLogger, RecordingMetrics, RuntimeFactory
+
+pytestmark = pytest.mark.anyio
 
 
 def test_event_names_are_stable() -> None:
@@ -47,7 +48,6 @@ def test_recorders_satisfy_the_hook_protocols() -> None:
 
 
 async def test_the_default_logger_is_the_stdlib_mission_control_runtime_logger(
-    autojump_clock: MockClock,
     commander: Commander,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -74,7 +74,7 @@ async def test_the_default_logger_is_the_stdlib_mission_control_runtime_logger(
 
 
 async def test_a_stdlib_logger_can_be_passed_as_the_logger(
-    autojump_clock: MockClock, commander: Commander, caplog: pytest.LogCaptureFixture
+    commander: Commander, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A logging.Logger given as logger receives the events."""
     caplog.set_level(logging.INFO, logger="my.app")
@@ -85,7 +85,6 @@ async def test_a_stdlib_logger_can_be_passed_as_the_logger(
 
 
 async def test_ticks_are_measured(
-    autojump_clock: MockClock,
     commander: Commander,
     make_runtime: RuntimeFactory,
     timer: Any,
@@ -94,7 +93,7 @@ async def test_ticks_are_measured(
     """Every tick is counted and timed, and every mission it moves is counted by its status."""
     runtime = await make_runtime(metrics=metrics, auto_schedule=False)
     await commander.start(timer, {})
-    await trio.sleep(60)
+    await anyio.sleep(60)
     await runtime.tick()
 
     assert metrics.total(RuntimeMetric.TICKS, outcome="completed") == 2
@@ -117,7 +116,6 @@ class Exploding:
 
 
 async def test_hooks_that_raise_do_not_break_ticks(
-    autojump_clock: MockClock,
     commander: Commander,
     make_runtime: RuntimeFactory,
     timer: Any,
@@ -127,7 +125,7 @@ async def test_hooks_that_raise_do_not_break_ticks(
     broken = Exploding()
     runtime = await make_runtime(logger=broken, metrics=broken, auto_schedule=False)
     handle = await commander.start(timer, {})
-    await trio.sleep(60)
+    await anyio.sleep(60)
 
     report = await runtime.tick()
 

@@ -7,9 +7,8 @@ import functools
 from datetime import timedelta
 from typing import Any
 
+import anyio
 import pytest
-import trio
-from trio.testing import MockClock
 
 from mission_control.core import (
     Context,
@@ -20,7 +19,14 @@ from mission_control.core import (
     m,
 )
 from mission_control.in_memory_commander import InMemoryPersistenceAdapter
-from mission_control.testing import CommanderFactory, RuntimeFactory, TrioClock
+from mission_control.testing import (
+    CommanderFactory,
+    LoopClock,
+    RuntimeFactory,
+    wait_all_tasks_blocked,
+)
+
+pytestmark = pytest.mark.anyio
 
 
 def parse_any(raw: Any) -> Any:
@@ -28,7 +34,7 @@ def parse_any(raw: Any) -> Any:
 
 
 async def take_five(ctx: Context[Any, Any]) -> str:
-    await trio.sleep(5)
+    await anyio.sleep(5)
     return "done"
 
 
@@ -46,11 +52,10 @@ SIGNAL_THEN_TIMER = (
 
 
 async def test_every_delayed_start_persisted_before_start_up_gets_a_tick(
-    autojump_clock: MockClock,
     make_commander: CommanderFactory,
     make_runtime: RuntimeFactory,
     timer: Any,
-    mission_clock: TrioClock,
+    mission_clock: LoopClock,
 ) -> None:
     """Two delayed starts stored before the runtime started both start at their own times."""
     commander = make_commander([timer])
@@ -59,7 +64,7 @@ async def test_every_delayed_start_persisted_before_start_up_gets_a_tick(
     await commander.start(timer, {}, id="second", start_at=began + timedelta(hours=2))
 
     await make_runtime(commander)
-    with trio.fail_after(timedelta(hours=3).total_seconds()):
+    with anyio.fail_after(timedelta(hours=3).total_seconds()):
         first = await commander.result("first")
         second = await commander.result("second")
 
@@ -68,11 +73,10 @@ async def test_every_delayed_start_persisted_before_start_up_gets_a_tick(
 
 
 async def test_due_times_made_by_the_commander_in_the_same_process_get_a_tick(
-    autojump_clock: MockClock,
     make_commander: CommanderFactory,
     make_runtime: RuntimeFactory,
     timer: Any,
-    mission_clock: TrioClock,
+    mission_clock: LoopClock,
 ) -> None:
     """A delayed start, a timer reached in start and one reached by a signal, all made through
     the commander (not the client) while the runtime runs, fire on time."""
@@ -84,7 +88,7 @@ async def test_due_times_made_by_the_commander_in_the_same_process_get_a_tick(
     await commander.start(timer, {}, id="timer")
     await commander.start(SIGNAL_THEN_TIMER, {}, id="signalled")
     await commander.signal("signalled", "go")
-    with trio.fail_after(3600):
+    with anyio.fail_after(3600):
         ended = [await commander.result(name) for name in ("timer", "signalled", "delayed")]
 
     assert [snapshot.status for snapshot in ended] == [MissionStatus.COMPLETED] * 3
@@ -96,7 +100,6 @@ async def test_due_times_made_by_the_commander_in_the_same_process_get_a_tick(
 
 
 async def test_a_commander_on_the_same_adapter_reaches_the_runtime_of_another(
-    autojump_clock: MockClock,
     make_commander: CommanderFactory,
     make_runtime: RuntimeFactory,
     timer: Any,
@@ -108,18 +111,17 @@ async def test_a_commander_on_the_same_adapter_reaches_the_runtime_of_another(
     await make_runtime(driven)
 
     await other.start(timer, {}, id="elsewhere")
-    with trio.fail_after(120):
+    with anyio.fail_after(120):
         snapshot = await driven.result("elsewhere")
 
     assert snapshot.status is MissionStatus.COMPLETED
 
 
 async def test_a_tick_at_its_limit_that_moved_missions_is_followed_at_once(
-    autojump_clock: MockClock,
     make_commander: CommanderFactory,
     make_runtime: RuntimeFactory,
     timer: Any,
-    mission_clock: TrioClock,
+    mission_clock: LoopClock,
 ) -> None:
     """A backlog larger than max_missions_per_tick is worked off in ticks that follow each
     other at once, with nobody asking for them."""
@@ -129,8 +131,8 @@ async def test_a_tick_at_its_limit_that_moved_missions_is_followed_at_once(
         await commander.start(timer, {}, id=f"timer-{n}")
     await make_runtime(commander, max_missions_per_tick=2)
 
-    await trio.sleep(60)
-    await trio.testing.wait_all_tasks_blocked()
+    await anyio.sleep(60)
+    await wait_all_tasks_blocked()
 
     missions = await commander.list()
     assert [snapshot.status for snapshot in missions] == [MissionStatus.COMPLETED] * 7
@@ -138,26 +140,25 @@ async def test_a_tick_at_its_limit_that_moved_missions_is_followed_at_once(
 
 
 async def test_a_mission_whose_caller_was_cancelled_mid_step_is_resumed_at_once(
-    autojump_clock: MockClock,
     make_commander: CommanderFactory,
     make_runtime: RuntimeFactory,
-    mission_clock: TrioClock,
+    mission_clock: LoopClock,
 ) -> None:
     """A start whose caller gives up while the step runs (a web request timing out) leaves the
     mission to the running runtime, which runs the step again right away."""
     commander = make_commander([SLOW_STEP])
     runtime = await make_runtime(commander)
 
-    with trio.move_on_after(1) as request:
+    with anyio.move_on_after(1) as request:
         await commander.start(SLOW_STEP, {}, id="web")
     assert request.cancelled_caught
     gave_up = mission_clock.now()
-    with trio.fail_after(60):
+    with anyio.fail_after(60):
         snapshot = await commander.result("web")
 
     assert snapshot.status is MissionStatus.COMPLETED
     assert snapshot.updated_at - gave_up == timedelta(seconds=5)
-    await trio.testing.wait_all_tasks_blocked()
+    await wait_all_tasks_blocked()
     assert runtime.last_report is not None
     assert runtime.last_report.resumed == 1
     timeline = await commander.timeline("web")
@@ -165,11 +166,10 @@ async def test_a_mission_whose_caller_was_cancelled_mid_step_is_resumed_at_once(
 
 
 async def test_a_mission_in_flight_in_one_commander_is_not_resumed_by_the_runtime_of_another(
-    autojump_clock: MockClock,
     make_commander: CommanderFactory,
     make_runtime: RuntimeFactory,
     timer: Any,
-    mission_clock: TrioClock,
+    mission_clock: LoopClock,
 ) -> None:
     """While one commander runs a long step, the ticks of a runtime on another commander of the
     same adapter leave that mission alone: the step runs once and the mission completes."""
@@ -177,7 +177,7 @@ async def test_a_mission_in_flight_in_one_commander_is_not_resumed_by_the_runtim
 
     async def take_a_hundred_seconds(ctx: Context[Any, Any]) -> str:
         runs.append(ctx.mission_id)
-        await trio.sleep(100)
+        await anyio.sleep(100)
         return "done"
 
     slow = m.define("long-step").start(parse=parse_any).step("work", take_a_hundred_seconds).end()
@@ -187,9 +187,9 @@ async def test_a_mission_in_flight_in_one_commander_is_not_resumed_by_the_runtim
     await make_runtime(driven)
     began = mission_clock.now()
 
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(functools.partial(starting.start, slow, {}, id="slow"))
-        await trio.testing.wait_all_tasks_blocked()
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(functools.partial(starting.start, slow, {}, id="slow"))
+        await wait_all_tasks_blocked()
         # Each delayed start makes the other runtime tick while the step runs.
         for n in range(1, 10):
             await starting.start(
@@ -210,7 +210,6 @@ async def test_a_mission_in_flight_in_one_commander_is_not_resumed_by_the_runtim
 
 
 async def test_a_refused_signal_or_cancel_schedules_no_tick(
-    autojump_clock: MockClock,
     make_commander: CommanderFactory,
     make_runtime: RuntimeFactory,
 ) -> None:
@@ -221,7 +220,7 @@ async def test_a_refused_signal_or_cancel_schedules_no_tick(
     await commander.start(SIGNAL_THEN_TIMER, {}, id="waiting")
     await commander.start(SIGNAL_THEN_TIMER, {}, id="ended")
     await commander.cancel("ended")
-    await trio.testing.wait_all_tasks_blocked()
+    await wait_all_tasks_blocked()
     assert runtime.scheduled_ticks == ()
 
     for _ in range(3):

@@ -6,14 +6,15 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+import anyio
 import pytest
-import trio
-from trio.testing import MockClock
 
 from mission_control.core import Commander, Context, MissionStatus, create_commander, m
 from mission_control.in_memory_commander import InMemoryPersistenceAdapter
 from mission_control.runtime import create_commander_runtime
-from mission_control.testing import TrioClock
+from mission_control.testing import LoopClock
+
+pytestmark = pytest.mark.anyio
 
 
 def parse_any(raw: Any) -> Any:
@@ -21,27 +22,25 @@ def parse_any(raw: Any) -> Any:
 
 
 @pytest.mark.parametrize("limit", [1, 2, 3, 5])
-async def test_a_healthy_neighbour_of_a_poison_mission_completes(
-    limit: int, autojump_clock: MockClock
-) -> None:
+async def test_a_healthy_neighbour_of_a_poison_mission_completes(limit: int) -> None:
     """Each 'process' (a commander and its runtime over one store) ends the moment the poison
     step runs, interrupting the healthy step beside it; the healthy mission completes and only
     the poison mission fails, for every max_recovery_attempts."""
-    process = trio.CancelScope()
+    process = anyio.CancelScope()
 
     async def healthy(ctx: Context[Any, Any]) -> str:
-        await trio.sleep(10)
+        await anyio.sleep(10)
         return "done"
 
     async def poison(ctx: Context[Any, Any]) -> str:
-        await trio.sleep(1)
+        await anyio.sleep(1)
         process.cancel()  # the process dies here, with whatever else it was running
-        await trio.sleep_forever()
+        await anyio.sleep_forever()
         raise AssertionError("unreachable")
 
     healthy_flow = m.define("healthy").start(parse=parse_any).step("work", healthy).end()
     poison_flow = m.define("poison").start(parse=parse_any).step("work", poison).end()
-    store, clock = InMemoryPersistenceAdapter(), TrioClock()
+    store, clock = InMemoryPersistenceAdapter(), LoopClock()
 
     def commander() -> Commander:
         return create_commander(
@@ -52,15 +51,15 @@ async def test_a_healthy_neighbour_of_a_poison_mission_completes(
         )
 
     with process:
-        async with trio.open_nursery() as nursery:
+        async with anyio.create_task_group() as tasks:
             first = commander()
-            nursery.start_soon(functools.partial(first.start, healthy_flow, {}, id="a-healthy"))
-            nursery.start_soon(functools.partial(first.start, poison_flow, {}, id="b-poison"))
+            tasks.start_soon(functools.partial(first.start, healthy_flow, {}, id="a-healthy"))
+            tasks.start_soon(functools.partial(first.start, poison_flow, {}, id="b-poison"))
     for _ in range(limit + 2):
-        process = trio.CancelScope()
+        process = anyio.CancelScope()
         with process:
             async with create_commander_runtime(commander()):
-                await trio.sleep(100)
+                await anyio.sleep(100)
     a, b = await store.load("a-healthy"), await store.load("b-poison")
     assert a is not None
     assert b is not None

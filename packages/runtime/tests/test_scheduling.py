@@ -6,9 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import anyio
 import pytest
-import trio
-from trio.testing import MockClock
 
 from mission_control.core import Commander, Context, MissionStatus, m
 from mission_control.runtime import (
@@ -19,10 +18,12 @@ from mission_control.runtime import (
 )
 from mission_control.testing import (
     CommanderFactory,
+    LoopClock,
     RecordingLogger,
     RuntimeFactory,
-    TrioClock,
 )
+
+pytestmark = pytest.mark.anyio
 
 
 def scheduled_ticks(log: RecordingLogger) -> list[Any]:
@@ -34,7 +35,6 @@ def scheduled_ticks(log: RecordingLogger) -> list[Any]:
 
 
 async def test_set_next_tick_in_fires_on_time(
-    autojump_clock: MockClock,
     commander: Commander,
     make_runtime: RuntimeFactory,
     timer: Any,
@@ -45,9 +45,9 @@ async def test_set_next_tick_in_fires_on_time(
 
     runtime.set_next_tick_in(60)
     assert runtime.next_tick_at == commander.clock.now() + timedelta(seconds=60)
-    await trio.sleep(59.999)
+    await anyio.sleep(59.999)
     assert (await handle.inspect()).status is MissionStatus.WAITING
-    await trio.sleep(0.002)
+    await anyio.sleep(0.002)
 
     assert (await handle.inspect()).status is MissionStatus.COMPLETED
     assert runtime.next_tick_at is None
@@ -56,7 +56,6 @@ async def test_set_next_tick_in_fires_on_time(
 
 
 async def test_set_next_tick_at_fires_on_time(
-    autojump_clock: MockClock,
     commander: Commander,
     make_runtime: RuntimeFactory,
     timer: Any,
@@ -74,7 +73,6 @@ async def test_set_next_tick_at_fires_on_time(
 
 
 async def test_a_later_request_does_not_cancel_an_earlier_one(
-    autojump_clock: MockClock,
     commander: Commander,
     make_runtime: RuntimeFactory,
     log: RecordingLogger,
@@ -90,19 +88,18 @@ async def test_a_later_request_does_not_cancel_an_earlier_one(
         start + timedelta(seconds=10),
         start + timedelta(seconds=20),
     )
-    await trio.sleep(9.999)
+    await anyio.sleep(9.999)
     assert scheduled_ticks(log) == []
-    await trio.sleep(0.002)
+    await anyio.sleep(0.002)
     assert len(scheduled_ticks(log)) == 1
-    await trio.sleep(9.998)
+    await anyio.sleep(9.998)
     assert len(scheduled_ticks(log)) == 1
-    await trio.sleep(0.002)
+    await anyio.sleep(0.002)
     assert len(scheduled_ticks(log)) == 2
     assert runtime.scheduled_ticks == ()
 
 
 async def test_a_direct_tick_satisfies_requests_whose_time_it_reached(
-    autojump_clock: MockClock,
     commander: Commander,
     make_runtime: RuntimeFactory,
     log: RecordingLogger,
@@ -114,14 +111,14 @@ async def test_a_direct_tick_satisfies_requests_whose_time_it_reached(
     runtime.set_next_tick_in(100)
 
     await runtime.tick()
-    await trio.sleep(99)
+    await anyio.sleep(99)
 
     assert runtime.scheduled_ticks == (commander.clock.now() + timedelta(seconds=1),)
     assert log.events.count(RuntimeEvent.TICK_STARTED) == 1
 
 
 async def test_scheduling_rejects_bad_times(
-    autojump_clock: MockClock, commander: Commander, make_runtime: RuntimeFactory
+    commander: Commander, make_runtime: RuntimeFactory
 ) -> None:
     """Naive datetimes and negative or infinite delays are refused with ValueError."""
     runtime = await make_runtime()
@@ -133,9 +130,7 @@ async def test_scheduling_rejects_bad_times(
     assert runtime.scheduled_ticks == ()
 
 
-async def test_scheduling_is_refused_once_the_runtime_stopped(
-    autojump_clock: MockClock, commander: Commander
-) -> None:
+async def test_scheduling_is_refused_once_the_runtime_stopped(commander: Commander) -> None:
     """A stopped runtime takes no scheduled ticks; one not started yet keeps them for later."""
     runtime = create_commander_runtime(commander)
     runtime.set_next_tick_in(5)
@@ -146,7 +141,6 @@ async def test_scheduling_is_refused_once_the_runtime_stopped(
 
 
 async def test_in_the_manual_mode_start_schedules_one_tick_for_the_earliest_due_time(
-    autojump_clock: MockClock,
     commander: Commander,
     make_runtime: RuntimeFactory,
     timer: Any,
@@ -155,17 +149,17 @@ async def test_in_the_manual_mode_start_schedules_one_tick_for_the_earliest_due_
     """With auto_schedule=False, start() schedules exactly one tick, at the earliest due time
     stored before it ran, and nothing follows it."""
     first = await commander.start(timer, {}, id="first")
-    await trio.sleep(30)
+    await anyio.sleep(30)
     second = await commander.start(timer, {}, id="second")
     first_due = (await first.inspect()).due_at
 
     runtime = await make_runtime(logger=log, auto_schedule=False)
 
     assert runtime.scheduled_ticks == (first_due,)
-    await trio.sleep(30.001)
+    await anyio.sleep(30.001)
     assert (await first.inspect()).status is MissionStatus.COMPLETED
     assert runtime.scheduled_ticks == ()
-    await trio.sleep(3600)
+    await anyio.sleep(3600)
     assert (await second.inspect()).status is MissionStatus.WAITING
     assert runtime.last_report is not None
     assert runtime.last_report.next_due_at == (await second.inspect()).due_at
@@ -187,10 +181,9 @@ LONG_SLEEP = (
 
 
 async def test_timers_and_retries_stored_before_start_fire_after_it(
-    autojump_clock: MockClock,
     make_commander: CommanderFactory,
     make_runtime: RuntimeFactory,
-    mission_clock: TrioClock,
+    mission_clock: LoopClock,
 ) -> None:
     """A 30-day sleep and two hourly retries stored before start() run to completion."""
     commander = make_commander([LONG_SLEEP])
@@ -206,7 +199,6 @@ async def test_timers_and_retries_stored_before_start_fire_after_it(
 
 
 async def test_in_the_manual_mode_the_application_drives_follow_up_ticks(
-    autojump_clock: MockClock,
     make_commander: CommanderFactory,
     make_runtime: RuntimeFactory,
 ) -> None:
@@ -219,7 +211,7 @@ async def test_in_the_manual_mode_the_application_drives_follow_up_ticks(
     report = await runtime.tick()
     while report.next_due_at is not None:
         runtime.set_next_tick_at(report.next_due_at)
-        await trio.sleep_until(trio.current_time() + runtime_delay(commander, report.next_due_at))
+        await anyio.sleep_until(anyio.current_time() + runtime_delay(commander, report.next_due_at))
         report = await runtime.tick()
         ticks += 1
 
@@ -236,7 +228,6 @@ async def always_fails(ctx: Context[Any, Any]) -> None:
 
 
 async def test_the_scheduler_pauses_instead_of_spinning_on_missions_that_keep_failing(
-    autojump_clock: MockClock,
     make_commander: CommanderFactory,
     make_runtime: RuntimeFactory,
     timer: Any,
@@ -250,21 +241,21 @@ async def test_the_scheduler_pauses_instead_of_spinning_on_missions_that_keep_fa
     store = InMemoryPersistenceAdapter()
     await make_commander([timer], persistence=store).start(timer, {}, id="orphan")
     stranger = make_commander([], persistence=store)
-    await trio.sleep(60)
+    await anyio.sleep(60)
 
     await make_runtime(stranger, stalled_tick_delay=10, logger=log)
-    await trio.sleep(35)
+    await anyio.sleep(35)
 
     assert len(log.of(RuntimeEvent.TICK_COMPLETED)) == 4
     assert len(log.of(RuntimeEvent.MISSION_ADVANCE_FAILED)) == 3
 
 
 class SkewedClock:
-    """A commander clock that follows trio's but can be set back, like a wall clock corrected
+    """A commander clock that follows the loop's but can be set back, like a wall clock corrected
     by NTP."""
 
     def __init__(self) -> None:
-        self.inner = TrioClock(datetime(2030, 1, 1, tzinfo=UTC))
+        self.inner = LoopClock(datetime(2030, 1, 1, tzinfo=UTC))
         self.skew = timedelta(0)
 
     def now(self) -> datetime:
@@ -272,12 +263,11 @@ class SkewedClock:
 
 
 async def test_a_tick_fires_when_the_commanders_clock_reaches_its_time(
-    autojump_clock: MockClock,
     make_commander: CommanderFactory,
     make_runtime: RuntimeFactory,
     timer: Any,
 ) -> None:
-    """When the commander's clock falls behind trio's, the scheduled tick waits for it."""
+    """When the commander's clock falls behind the loop's, the scheduled tick waits for it."""
     clock = SkewedClock()
     commander = make_commander([timer], clock=clock)
     runtime = await make_runtime(commander)
@@ -286,11 +276,11 @@ async def test_a_tick_fires_when_the_commanders_clock_reaches_its_time(
     assert due is not None
     runtime.set_next_tick_at(due)
 
-    await trio.sleep(30)
+    await anyio.sleep(30)
     clock.skew = -timedelta(seconds=5)
-    await trio.sleep(34.999)
+    await anyio.sleep(34.999)
     assert (await handle.inspect()).status is MissionStatus.WAITING
-    await trio.sleep(0.002)
+    await anyio.sleep(0.002)
 
     assert (await handle.inspect()).status is MissionStatus.COMPLETED
     assert runtime.last_report is not None

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
 import pytest
-import trio
-from trio.testing import MockClock
 
 from mission_control.core import (
     Commander,
@@ -34,6 +33,8 @@ from mission_control.testing import (
     RuntimeFactory,
 )
 
+pytestmark = pytest.mark.anyio
+
 
 class Payments:
     """A payment step whose first process hangs mid-charge until it is killed."""
@@ -45,7 +46,7 @@ class Payments:
     async def charge(self, ctx: Context[Any, Any]) -> str:
         self.attempts.append(ctx.attempt)
         if self.hang:
-            await trio.sleep_forever()
+            await anyio.sleep_forever()
         return f"charged:{ctx.idempotency_key}"
 
 
@@ -55,14 +56,13 @@ def checkout(payments: Payments, name: str = "checkout") -> MissionDefinition[An
 
 async def crash_mid_step(commander: Commander, definition: Any, mission_id: str) -> None:
     """Start a mission and kill its first process while the step runs, as a crash would."""
-    with trio.move_on_after(1):
+    with anyio.move_on_after(1):
         await commander.start(definition, {}, id=mission_id)
     snapshot = await commander.inspect(mission_id)
     assert (snapshot.status, snapshot.current_node) == (MissionStatus.RUNNING, "charge")
 
 
 async def test_startup_resumes_a_mission_left_mid_step_and_logs_and_measures_it(
-    autojump_clock: MockClock,
     make_commander: CommanderFactory,
     make_runtime: RuntimeFactory,
     log: RecordingLogger,
@@ -102,7 +102,6 @@ async def test_startup_resumes_a_mission_left_mid_step_and_logs_and_measures_it(
 
 
 async def test_a_resume_that_fails_is_logged_and_counted_without_stopping_the_runtime(
-    autojump_clock: MockClock,
     make_commander: CommanderFactory,
     make_runtime: RuntimeFactory,
     log: RecordingLogger,
@@ -132,7 +131,7 @@ async def test_a_resume_that_fails_is_logged_and_counted_without_stopping_the_ru
     assert (await restarted.inspect("old-order")).status is MissionStatus.RUNNING
     # Like a due mission whose advance raised, it is passed over for stalled_tick_delay.
     assert (await runtime.tick()).errored == 0
-    await trio.sleep(11)
+    await anyio.sleep(11)
     assert len(log.of(RuntimeEvent.MISSION_RESUME_FAILED)) == 2
 
 
@@ -151,7 +150,6 @@ class BrokenRow(InMemoryPersistenceAdapter):
 
 
 async def test_a_resume_the_store_fails_is_logged_and_counted(
-    autojump_clock: MockClock,
     make_commander: CommanderFactory,
     make_runtime: RuntimeFactory,
     log: RecordingLogger,
@@ -180,7 +178,6 @@ async def test_a_resume_the_store_fails_is_logged_and_counted(
 
 
 async def test_startup_resumes_every_interrupted_mission_page_by_page(
-    autojump_clock: MockClock,
     make_commander: CommanderFactory,
     make_runtime: RuntimeFactory,
 ) -> None:
@@ -202,7 +199,6 @@ async def test_startup_resumes_every_interrupted_mission_page_by_page(
 
 
 async def test_a_later_tick_resumes_a_mission_whose_caller_was_cancelled(
-    autojump_clock: MockClock,
     make_commander: CommanderFactory,
     make_runtime: RuntimeFactory,
 ) -> None:
@@ -225,7 +221,6 @@ class BrokenQueries(InMemoryPersistenceAdapter):
 
 
 async def test_start_raises_when_the_startup_tick_cannot_run(
-    autojump_clock: MockClock,
     make_commander: CommanderFactory,
     log: RecordingLogger,
 ) -> None:

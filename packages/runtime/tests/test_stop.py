@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
 import pytest
-import trio
-import trio.lowlevel
-from trio.testing import MockClock
 
 from mission_control.core import Commander, MissionStatus
 from mission_control.runtime import (
@@ -16,11 +14,12 @@ from mission_control.runtime import (
     RuntimeStateError,
     create_commander_runtime,
 )
-from mission_control.testing import RecordingLogger, RuntimeFactory
+from mission_control.testing import RecordingLogger, RuntimeFactory, wait_all_tasks_blocked
+
+pytestmark = pytest.mark.anyio
 
 
 async def test_stop_waits_for_the_running_tick_and_leaves_no_scheduled_tick(
-    autojump_clock: MockClock,
     commander: Commander,
     make_runtime: RuntimeFactory,
     slow_after_timer: Any,
@@ -31,7 +30,7 @@ async def test_stop_waits_for_the_running_tick_and_leaves_no_scheduled_tick(
     handle = await commander.start(slow_after_timer, {})
     runtime.set_next_tick_in(10)
     runtime.set_next_tick_in(3600)
-    await trio.sleep(11)
+    await anyio.sleep(11)
     assert runtime.is_tick_running
 
     await runtime.stop()
@@ -41,13 +40,12 @@ async def test_stop_waits_for_the_running_tick_and_leaves_no_scheduled_tick(
     assert runtime.scheduled_ticks == ()
     assert runtime.state is RuntimeState.STOPPED
     ticks = len(log.of(RuntimeEvent.TICK_STARTED))
-    await trio.sleep(7200)
+    await anyio.sleep(7200)
     assert len(log.of(RuntimeEvent.TICK_STARTED)) == ticks
     assert log.events[-3:] == ["runtime-stopping", "tick-completed", "runtime-stopped"]
 
 
 async def test_stop_also_runs_the_tick_a_caller_is_waiting_for(
-    autojump_clock: MockClock,
     commander: Commander,
     make_runtime: RuntimeFactory,
     slow_after_timer: Any,
@@ -55,18 +53,18 @@ async def test_stop_also_runs_the_tick_a_caller_is_waiting_for(
     """A tick queued behind the running one before stop() still runs and answers its caller."""
     runtime = await make_runtime()
     await commander.start(slow_after_timer, {})
-    await trio.sleep(10)
+    await anyio.sleep(10)
     reports: list[Any] = []
 
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(runtime.tick)
-        await trio.sleep(1)
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(runtime.tick)
+        await anyio.sleep(1)
 
         async def waiting_caller() -> None:
             reports.append(await runtime.tick())
 
-        nursery.start_soon(waiting_caller)
-        await trio.testing.wait_all_tasks_blocked()
+        tasks.start_soon(waiting_caller)
+        await wait_all_tasks_blocked()
         await runtime.stop()
 
     assert len(reports) == 1
@@ -74,7 +72,6 @@ async def test_stop_also_runs_the_tick_a_caller_is_waiting_for(
 
 
 async def test_stop_is_idempotent_and_safe_from_several_tasks(
-    autojump_clock: MockClock,
     commander: Commander,
     make_runtime: RuntimeFactory,
     slow_after_timer: Any,
@@ -83,19 +80,17 @@ async def test_stop_is_idempotent_and_safe_from_several_tasks(
     runtime = await make_runtime()
     await commander.start(slow_after_timer, {})
     runtime.set_next_tick_in(10)
-    await trio.sleep(11)
+    await anyio.sleep(11)
 
-    async with trio.open_nursery() as nursery:
+    async with anyio.create_task_group() as tasks:
         for _ in range(3):
-            nursery.start_soon(runtime.stop)
+            tasks.start_soon(runtime.stop)
     await runtime.stop()
 
     assert runtime.state is RuntimeState.STOPPED
 
 
-async def test_async_with_starts_and_stops_the_runtime(
-    autojump_clock: MockClock, commander: Commander, timer: Any
-) -> None:
+async def test_async_with_starts_and_stops_the_runtime(commander: Commander, timer: Any) -> None:
     """async with runs the startup tick on entry and drains and stops on exit."""
     handle = await commander.start(timer, {})
     async with create_commander_runtime(commander) as runtime:
@@ -107,9 +102,7 @@ async def test_async_with_starts_and_stops_the_runtime(
     assert runtime.scheduled_ticks == ()
 
 
-async def test_an_error_in_the_body_propagates_as_itself(
-    autojump_clock: MockClock, commander: Commander
-) -> None:
+async def test_an_error_in_the_body_propagates_as_itself(commander: Commander) -> None:
     """An exception leaving async with reaches the caller unwrapped, and the runtime stops."""
     runtime = create_commander_runtime(commander)
 
@@ -125,47 +118,45 @@ async def test_an_error_in_the_body_propagates_as_itself(
 
 
 async def test_cancelling_the_body_cancels_the_in_flight_tick(
-    autojump_clock: MockClock,
     commander: Commander,
     slow_after_timer: Any,
 ) -> None:
-    """Cancellation from outside ends the runtime at once, like any trio nursery; the mission
+    """Cancellation from outside ends the runtime at once, like any task group; the mission
     whose step it interrupted stays due for the next run."""
     runtime = create_commander_runtime(commander)
-    with trio.move_on_after(12):
+    with anyio.move_on_after(12):
         async with runtime:
             handle = await commander.start(slow_after_timer, {})
             runtime.set_next_tick_in(10)
-            await trio.sleep_forever()
+            await anyio.sleep_forever()
     assert runtime.state is RuntimeState.STOPPED
     assert (await handle.inspect()).status is not MissionStatus.COMPLETED
     assert await commander.due_missions(10) == [handle.id]
 
 
-async def test_start_with_a_nursery_of_your_own(
-    autojump_clock: MockClock, commander: Commander, timer: Any
-) -> None:
-    """start(nursery=...) runs scheduled ticks in that nursery, which closes after stop()."""
+async def test_start_with_a_task_group_of_your_own(commander: Commander, timer: Any) -> None:
+    """start(nursery=...) runs scheduled ticks in a task group of the caller's, which closes after
+    stop()."""
     runtime = create_commander_runtime(commander)
     handle = await commander.start(timer, {})
-    async with trio.open_nursery() as nursery:
-        report = await runtime.start(nursery=nursery)
+    async with anyio.create_task_group() as tasks:
+        report = await runtime.start(nursery=tasks)
         assert report.next_due_at == (await handle.inspect()).due_at
         await handle.wait_for_completion()
         await runtime.stop()
     assert runtime.state is RuntimeState.STOPPED
 
 
-async def test_a_runtime_starts_once(autojump_clock: MockClock, commander: Commander) -> None:
+async def test_a_runtime_starts_once(commander: Commander) -> None:
     """A second start() or async with on the same runtime raises RuntimeStateError."""
     runtime = create_commander_runtime(commander)
     async with runtime:
         with pytest.raises(RuntimeStateError):
             async with runtime:
                 pass
-    async with trio.open_nursery() as nursery:
+    async with anyio.create_task_group() as tasks:
         with pytest.raises(RuntimeStateError):
-            await runtime.start(nursery=nursery)
+            await runtime.start(nursery=tasks)
 
 
 async def test_stopping_a_runtime_that_never_started(commander: Commander) -> None:

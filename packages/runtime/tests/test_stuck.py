@@ -8,10 +8,9 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
+import anyio
 import attrs
 import pytest
-import trio
-from trio.testing import MockClock
 
 from mission_control.core import (
     ConfigurationError,
@@ -23,7 +22,9 @@ from mission_control.core import (
 )
 from mission_control.in_memory_commander import InMemoryPersistenceAdapter
 from mission_control.runtime import RuntimeEvent, create_commander_runtime
-from mission_control.testing import CommanderFactory, RecordingLogger, RuntimeFactory, TrioClock
+from mission_control.testing import CommanderFactory, LoopClock, RecordingLogger, RuntimeFactory
+
+pytestmark = pytest.mark.anyio
 
 
 def parse_any(raw: Any) -> Any:
@@ -42,7 +43,7 @@ QUICK = m.define("quick").start(parse=parse_any).step("work", done).end()
 
 
 async def hang(ctx: Context[Any, Any]) -> str:
-    await trio.sleep_forever()
+    await anyio.sleep_forever()
     raise AssertionError("unreachable")
 
 
@@ -51,7 +52,7 @@ HANGING = m.define("retired").start(parse=parse_any).step("work", hang).end()
 
 
 async def take_five(ctx: Context[Any, Any]) -> str:
-    await trio.sleep(5)
+    await anyio.sleep(5)
     return "done"
 
 
@@ -61,10 +62,9 @@ SLOW = m.define("slow").start(parse=parse_any).step("work", take_five).end()
 
 @pytest.mark.parametrize("stuck", [1, 3, 7])
 async def test_a_due_mission_that_cannot_move_does_not_delay_a_later_due_time(
-    autojump_clock: MockClock,
     make_commander: CommanderFactory,
     make_runtime: RuntimeFactory,
-    mission_clock: TrioClock,
+    mission_clock: LoopClock,
     stuck: int,
 ) -> None:
     """Delayed starts a deploy can no longer move, due at t+1 s, do not hold back another due
@@ -80,7 +80,7 @@ async def test_a_due_mission_that_cannot_move_does_not_delay_a_later_due_time(
     for n in range(stuck):
         await old.start(RETIRED, {}, id=f"retired-{n}", start_at=began + timedelta(seconds=1))
     await deployed.start(QUICK, {}, id="quick", start_at=began + timedelta(seconds=10))
-    with trio.fail_after(120):
+    with anyio.fail_after(120):
         snapshot = await deployed.result("quick")
 
     assert snapshot.status is MissionStatus.COMPLETED
@@ -92,7 +92,6 @@ async def test_a_due_mission_that_cannot_move_does_not_delay_a_later_due_time(
 
 
 async def test_missions_left_mid_node_are_resumed_past_those_whose_resume_keeps_failing(
-    autojump_clock: MockClock,
     make_commander: CommanderFactory,
     make_runtime: RuntimeFactory,
     log: RecordingLogger,
@@ -103,7 +102,7 @@ async def test_missions_left_mid_node_are_resumed_past_those_whose_resume_keeps_
     store = InMemoryPersistenceAdapter()
     old = make_commander([HANGING], persistence=store)
     for n in range(2):
-        with trio.move_on_after(1):
+        with anyio.move_on_after(1):
             await old.start(HANGING, {}, id=f"a-retired-{n}")
     deployed = make_commander([SLOW], persistence=store)
     runtime = await make_runtime(
@@ -111,9 +110,9 @@ async def test_missions_left_mid_node_are_resumed_past_those_whose_resume_keeps_
     )
     assert len(log.of(RuntimeEvent.MISSION_RESUME_FAILED)) == 2
 
-    with trio.move_on_after(1):
+    with anyio.move_on_after(1):
         await deployed.start(SLOW, {}, id="z-web")
-    with trio.fail_after(60):
+    with anyio.fail_after(60):
         snapshot = await deployed.result("z-web")
     await runtime.tick()
     await runtime.tick()
@@ -137,10 +136,9 @@ class FailsOnce(InMemoryPersistenceAdapter):
 
 
 async def test_a_mission_whose_resume_raised_is_resumed_when_its_pause_is_over(
-    autojump_clock: MockClock,
     make_commander: CommanderFactory,
     make_runtime: RuntimeFactory,
-    mission_clock: TrioClock,
+    mission_clock: LoopClock,
     log: RecordingLogger,
 ) -> None:
     """A mission left running whose resume raised once is resumed when its pause ends, also
@@ -151,7 +149,7 @@ async def test_a_mission_whose_resume_raised_is_resumed_when_its_pause_is_over(
     async def hangs_first(ctx: Context[Any, Any]) -> str:
         runs.append(ctx.mission_id)
         if len(runs) == 1:
-            await trio.sleep_forever()
+            await anyio.sleep_forever()
         return "done"
 
     flaky = m.define("flaky").start(parse=parse_any).step("work", hangs_first).end()
@@ -161,10 +159,10 @@ async def test_a_mission_whose_resume_raised_is_resumed_when_its_pause_is_over(
     began = mission_clock.now()
     await commander.start(QUICK, {}, id="later", start_at=began + timedelta(seconds=5))
     store.armed = True
-    with trio.move_on_after(1):
+    with anyio.move_on_after(1):
         await commander.start(flaky, {}, id="x")
 
-    with trio.fail_after(3600):
+    with anyio.fail_after(3600):
         snapshot = await commander.result("x")
 
     assert len(log.of(RuntimeEvent.MISSION_RESUME_FAILED)) == 1
@@ -174,7 +172,7 @@ async def test_a_mission_whose_resume_raised_is_resumed_when_its_pause_is_over(
 
 
 class FailureTimes:
-    """A runtime logger that notes when (on trio's clock) each advance failed."""
+    """A runtime logger that notes when (on the loop's clock) each advance failed."""
 
     def __init__(self) -> None:
         self.times: list[float] = []
@@ -183,14 +181,13 @@ class FailureTimes:
         self, event: RuntimeEvent, fields: Mapping[str, Any], error: BaseException | None = None
     ) -> None:
         if event is RuntimeEvent.MISSION_ADVANCE_FAILED:
-            self.times.append(trio.current_time())
+            self.times.append(anyio.current_time())
 
 
 async def test_a_stuck_mission_is_retried_less_and_less_often(
-    autojump_clock: MockClock,
     make_commander: CommanderFactory,
     make_runtime: RuntimeFactory,
-    mission_clock: TrioClock,
+    mission_clock: LoopClock,
 ) -> None:
     """The pause of a mission whose advance keeps raising doubles with each failure, from
     stalled_tick_delay up to 64 times it."""
@@ -198,20 +195,19 @@ async def test_a_stuck_mission_is_retried_less_and_less_often(
     old = make_commander([RETIRED], persistence=store)
     await old.start(RETIRED, {}, id="stuck", start_at=mission_clock.now() + timedelta(seconds=1))
     failures = FailureTimes()
-    began = trio.current_time()
+    began = anyio.current_time()
     deployed = make_commander([QUICK], persistence=store)
     await make_runtime(deployed, stalled_tick_delay=1, logger=failures)
 
-    await trio.sleep(1 + 127 + 64 * 3 + 0.5)
+    await anyio.sleep(1 + 127 + 64 * 3 + 0.5)
 
     assert [time - began for time in failures.times] == [1, 2, 4, 8, 16, 32, 64, 128, 192, 256, 320]
 
 
 async def test_many_stuck_missions_are_retried_and_read_in_bounded_amounts(
-    autojump_clock: MockClock,
     make_commander: CommanderFactory,
     make_runtime: RuntimeFactory,
-    mission_clock: TrioClock,
+    mission_clock: LoopClock,
     log: RecordingLogger,
 ) -> None:
     """2,000 due missions that cannot move, with max_missions_per_tick=100: each tick tries at
@@ -235,7 +231,7 @@ async def test_many_stuck_missions_are_retried_and_read_in_bounded_amounts(
     deployed = make_commander([QUICK], persistence=store)
     await make_runtime(deployed, stalled_tick_delay=10, max_missions_per_tick=100, logger=log)
 
-    await trio.sleep(61)
+    await anyio.sleep(61)
 
     ticks = log.of(RuntimeEvent.TICK_COMPLETED)
     assert len(ticks) <= 8
@@ -255,7 +251,7 @@ async def test_a_stalled_tick_delay_that_is_not_positive_is_refused(
 
 
 async def ten_seconds(ctx: Context[Any, Any]) -> str:
-    await trio.sleep(10)
+    await anyio.sleep(10)
     return "done"
 
 
@@ -263,7 +259,6 @@ SLOW = m.define("slow").start(parse=parse_any).step("work", ten_seconds).end()
 
 
 async def test_missions_recovered_once_before_resume_together_at_startup(
-    autojump_clock: MockClock,
     make_commander: CommanderFactory,
     make_runtime: RuntimeFactory,
 ) -> None:
@@ -272,7 +267,7 @@ async def test_missions_recovered_once_before_resume_together_at_startup(
     store = InMemoryPersistenceAdapter()
     old = make_commander([SLOW], persistence=store)
     for n in range(20):
-        with trio.move_on_after(1):
+        with anyio.move_on_after(1):
             await old.start(SLOW, {}, id=f"s-{n:02}")
         snapshot = await store.load(f"s-{n:02}")
         assert snapshot is not None
@@ -282,10 +277,10 @@ async def test_missions_recovered_once_before_resume_together_at_startup(
             expected_revision=snapshot.revision,
             timeline=[],
         )
-    began = trio.current_time()
+    began = anyio.current_time()
 
     await make_runtime(make_commander([SLOW], persistence=store), max_concurrency=10)
 
-    assert trio.current_time() - began == 20
+    assert anyio.current_time() - began == 20
     for n in range(20):
         assert (await store.load(f"s-{n:02}")).status is MissionStatus.COMPLETED  # type: ignore[union-attr]

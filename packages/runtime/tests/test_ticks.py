@@ -5,9 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import anyio
 import pytest
-import trio
-from trio.testing import MockClock
 
 from mission_control.core import Commander, ConfigurationError, MissionStatus, PersistenceError
 from mission_control.in_memory_commander import InMemoryPersistenceAdapter
@@ -26,6 +25,8 @@ from mission_control.testing import (
     RuntimeFactory,
 )
 
+pytestmark = pytest.mark.anyio
+
 
 def tick_events(log: RecordingLogger) -> list[str]:
     return [
@@ -36,7 +37,7 @@ def tick_events(log: RecordingLogger) -> list[str]:
 
 
 async def test_a_tick_runs_when_nothing_is_due(
-    autojump_clock: MockClock, make_runtime: RuntimeFactory, log: RecordingLogger
+    make_runtime: RuntimeFactory, log: RecordingLogger
 ) -> None:
     """A tick with nothing due still runs, is logged, and reports that it moved nothing."""
     runtime = await make_runtime(logger=log)
@@ -52,7 +53,6 @@ async def test_a_tick_runs_when_nothing_is_due(
 
 
 async def test_concurrent_ticks_never_overlap(
-    autojump_clock: MockClock,
     commander: Commander,
     make_runtime: RuntimeFactory,
     log: RecordingLogger,
@@ -62,15 +62,15 @@ async def test_concurrent_ticks_never_overlap(
     runtime = await make_runtime(logger=log)
     for n in range(3):
         await commander.start(slow_after_timer, {}, id=f"slow-{n}")
-    await trio.sleep(10)
+    await anyio.sleep(10)
     log.clear()
 
     async def call_tick() -> None:
         await runtime.tick()
 
-    async with trio.open_nursery() as nursery:
+    async with anyio.create_task_group() as tasks:
         for _ in range(5):
-            nursery.start_soon(call_tick)
+            tasks.start_soon(call_tick)
 
     events = tick_events(log)
     assert events == ["tick-started", "tick-completed"] * (len(events) // 2)
@@ -79,7 +79,6 @@ async def test_concurrent_ticks_never_overlap(
 
 
 async def test_callers_arriving_during_a_tick_share_one_fresh_tick(
-    autojump_clock: MockClock,
     commander: Commander,
     make_runtime: RuntimeFactory,
     slow_after_timer: Any,
@@ -87,18 +86,18 @@ async def test_callers_arriving_during_a_tick_share_one_fresh_tick(
     """Every caller that arrives while a tick runs gets the one tick that starts after it."""
     runtime = await make_runtime(auto_schedule=False)
     await commander.start(slow_after_timer, {})
-    await trio.sleep(10)
+    await anyio.sleep(10)
     reports: dict[str, Any] = {}
 
     async def call_tick(name: str) -> None:
         reports[name] = await runtime.tick()
 
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(call_tick, "first")
-        await trio.sleep(1)
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(call_tick, "first")
+        await anyio.sleep(1)
         asked_at = commander.clock.now()
         for name in ("second", "third", "fourth"):
-            nursery.start_soon(call_tick, name)
+            tasks.start_soon(call_tick, name)
 
     assert reports["first"].advanced == 1
     assert reports["second"] is reports["third"] is reports["fourth"]
@@ -107,7 +106,6 @@ async def test_callers_arriving_during_a_tick_share_one_fresh_tick(
 
 
 async def test_in_the_manual_mode_no_tick_follows_a_tick_unless_scheduled(
-    autojump_clock: MockClock,
     commander: Commander,
     make_runtime: RuntimeFactory,
     log: RecordingLogger,
@@ -121,7 +119,7 @@ async def test_in_the_manual_mode_no_tick_follows_a_tick_unless_scheduled(
     log.clear()
 
     report = await runtime.tick()
-    await trio.sleep(3600)
+    await anyio.sleep(3600)
 
     assert report.next_due_at == due
     assert not report.more_due
@@ -131,13 +129,13 @@ async def test_in_the_manual_mode_no_tick_follows_a_tick_unless_scheduled(
 
 
 async def test_a_tick_moves_at_most_max_missions_per_tick_and_says_more_are_due(
-    autojump_clock: MockClock, commander: Commander, make_runtime: RuntimeFactory, timer: Any
+    commander: Commander, make_runtime: RuntimeFactory, timer: Any
 ) -> None:
     """A tick advances at most its limit of due missions and reports that more are due."""
     runtime = await make_runtime(max_missions_per_tick=2, auto_schedule=False)
     for n in range(3):
         await commander.start(timer, {}, id=f"timer-{n}")
-    await trio.sleep(60)
+    await anyio.sleep(60)
 
     first = await runtime.tick()
     second = await runtime.tick()
@@ -147,7 +145,6 @@ async def test_a_tick_moves_at_most_max_missions_per_tick_and_says_more_are_due(
 
 
 async def test_cancelling_a_caller_does_not_cancel_its_tick(
-    autojump_clock: MockClock,
     commander: Commander,
     make_runtime: RuntimeFactory,
     slow_after_timer: Any,
@@ -155,9 +152,9 @@ async def test_cancelling_a_caller_does_not_cancel_its_tick(
     """A caller that stops waiting for a tick leaves the tick to finish its missions."""
     runtime = await make_runtime()
     handle = await commander.start(slow_after_timer, {})
-    await trio.sleep(10)
+    await anyio.sleep(10)
 
-    with trio.move_on_after(1):
+    with anyio.move_on_after(1):
         await runtime.tick()
     assert runtime.is_tick_running
 
@@ -166,7 +163,6 @@ async def test_cancelling_a_caller_does_not_cancel_its_tick(
 
 
 async def test_a_mission_that_cannot_be_advanced_is_counted_logged_and_skipped_over(
-    autojump_clock: MockClock,
     make_commander: CommanderFactory,
     make_runtime: RuntimeFactory,
     log: RecordingLogger,
@@ -181,7 +177,7 @@ async def test_a_mission_that_cannot_be_advanced_is_counted_logged_and_skipped_o
     runtime = await make_runtime(later, logger=log, metrics=metrics, auto_schedule=False)
     await earlier.start(timer, {}, id="orphan")
     await later.start(slow_after_timer, {}, id="known")
-    await trio.sleep(60)
+    await anyio.sleep(60)
 
     report = await runtime.tick()
 
@@ -233,7 +229,6 @@ class FailingQueries:
 
 
 async def test_a_tick_whose_queries_fail_raises_and_the_runtime_keeps_going(
-    autojump_clock: MockClock,
     commander: Commander,
     make_runtime: RuntimeFactory,
     log: RecordingLogger,
@@ -256,7 +251,7 @@ async def test_a_tick_whose_queries_fail_raises_and_the_runtime_keeps_going(
 
 
 async def test_the_runtime_drives_a_mission_driver_without_the_application_api(
-    autojump_clock: MockClock, commander: Commander, make_runtime: RuntimeFactory, timer: Any
+    commander: Commander, make_runtime: RuntimeFactory, timer: Any
 ) -> None:
     """A runtime made for an object with only MissionDriver's members runs its due missions."""
     handle = await commander.start(timer, {})
@@ -264,7 +259,7 @@ async def test_the_runtime_drives_a_mission_driver_without_the_application_api(
     assert not hasattr(driver, "start")
 
     await make_runtime(driver)
-    await trio.sleep(61)
+    await anyio.sleep(61)
 
     assert (await handle.inspect()).status is MissionStatus.COMPLETED
 
@@ -275,9 +270,7 @@ def test_the_runtime_refuses_an_object_that_cannot_drive_missions(commander: Com
         create_commander_runtime(object())  # type: ignore[arg-type]
 
 
-async def test_tick_needs_a_running_runtime(
-    autojump_clock: MockClock, commander: Commander
-) -> None:
+async def test_tick_needs_a_running_runtime(commander: Commander) -> None:
     """tick() before start() and after stop() raises RuntimeStateError."""
     runtime = create_commander_runtime(commander)
     with pytest.raises(RuntimeStateError, match="start"):
@@ -289,13 +282,13 @@ async def test_tick_needs_a_running_runtime(
 
 
 async def test_report_counts_missions_by_how_they_ended(
-    autojump_clock: MockClock, commander: Commander, make_runtime: RuntimeFactory, timer: Any
+    commander: Commander, make_runtime: RuntimeFactory, timer: Any
 ) -> None:
     """The report counts completed and cancelled missions among those it moved."""
     runtime = await make_runtime(auto_schedule=False)
     await commander.start(timer, {}, id="a")
     await commander.start(timer, {}, id="b")
-    await trio.sleep(60)
+    await anyio.sleep(60)
 
     report = await runtime.tick()
 
@@ -305,7 +298,6 @@ async def test_report_counts_missions_by_how_they_ended(
 
 
 async def test_missions_that_cannot_move_do_not_crowd_out_the_others(
-    autojump_clock: MockClock,
     make_commander: Any,
     make_runtime: RuntimeFactory,
     log: RecordingLogger,
@@ -323,7 +315,7 @@ async def test_missions_that_cannot_move_do_not_crowd_out_the_others(
     await first.start(healthy, {}, id="healthy")
     # A new deployment no longer knows "orphan": its missions fail to advance when due.
     commander = make_commander([healthy], persistence=store)
-    await trio.sleep(20)
+    await anyio.sleep(20)
     runtime = await make_runtime(
         commander, max_missions_per_tick=2, stalled_tick_delay=3600, logger=log
     )
@@ -333,7 +325,7 @@ async def test_missions_that_cannot_move_do_not_crowd_out_the_others(
     # Failures are no progress: the next tick comes stalled_tick_delay later (when the pauses
     # end), not at once, and tries the missions never tried first.
     assert runtime.next_tick_at == startup.started_at + timedelta(seconds=3600)
-    with trio.fail_after(3601):
+    with anyio.fail_after(3601):
         snapshot = await commander.result("healthy")
     failures = log.of(RuntimeEvent.MISSION_ADVANCE_FAILED)
     assert [failure.fields["mission_id"] for failure in failures] == [
