@@ -1,5 +1,5 @@
 """The backends every anyio-marked test runs on: trio and asyncio, each in virtual time (a new
-clock per test).
+clock per test), or in real time for a test marked ``real_time``.
 
 It lives here, at the root, because a conftest fixture reliably replaces AnyIO's own
 ``anyio_backend``, and every package's tests share it.
@@ -15,5 +15,7 @@ from mission_control.testing import VIRTUAL_TIME_BACKENDS, virtual_time_backend
 
 
 @pytest.fixture(params=VIRTUAL_TIME_BACKENDS)
-def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]:
+def anyio_backend(request: pytest.FixtureRequest) -> str | tuple[str, dict[str, Any]]:
+    if request.node.get_closest_marker("real_time") is not None:
+        return str(request.param)
     return virtual_time_backend(request.param)

@@ -1,6 +1,8 @@
 """A child process for the crash tests: runs missions on a SQLite file and dies at a chosen point.
 
-    python crash_child.py DB LOG MODE
+    python crash_child.py DB LOG MODE BACKEND
+
+BACKEND is the event loop it runs on: ``trio`` or ``asyncio``.
 
 Every step appends ``"<step> <mission id>"`` to LOG before it returns, so the parent can count
 how often each step ran. Modes:
@@ -40,7 +42,8 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-import trio
+import anyio
+import anyio.lowlevel
 
 from mission_control.adapter_sqlite import SQLiteCommander
 from mission_control.core import (
@@ -54,7 +57,7 @@ from mission_control.core import (
 from mission_control.in_memory_commander import ManualClock
 from mission_control.runtime import create_commander_runtime
 
-DB, LOG, MODE = sys.argv[1:4]
+DB, LOG, MODE, BACKEND = sys.argv[1:5]
 CLOCK = ManualClock()
 
 
@@ -76,7 +79,7 @@ async def step_a(ctx: Context[Any, Any]) -> str:
     return "a-done"
 
 
-LEFT_RUNNING: dict[str, trio.CancelScope] = {}
+LEFT_RUNNING: dict[str, anyio.CancelScope] = {}
 """Missions whose caller is cancelled while their step ``b`` runs (mode ``poison``)."""
 
 
@@ -85,10 +88,10 @@ async def step_b(ctx: Context[Any, Any]) -> str:
     scope = LEFT_RUNNING.get(ctx.mission_id)
     if scope is not None:
         scope.cancel()
-        await trio.sleep_forever()
+        await anyio.sleep_forever()
     if MODE == "block-in-b" and ctx.mission_id == "m2":
         print("STEP-RAN", flush=True)
-        await trio.sleep_forever()
+        await anyio.sleep_forever()
     if MODE == "waits-then-die" and ctx.mission_id == "p-cancel":
         # The mission is held by this step, so the request is stored for its next boundary.
         await COMMANDER.cancel(ctx.mission_id, "crash test")
@@ -113,7 +116,7 @@ async def started(ctx: Context[Any, Any]) -> str:
     record("start", ctx.mission_id)
     if MODE == "block-in-start":
         print("START-RAN", flush=True)
-        await trio.sleep_forever()
+        await anyio.sleep_forever()
     return "started"
 
 
@@ -132,7 +135,7 @@ async def crowd_step(ctx: Context[Any, Any]) -> str:
     IN_CROWD_STEP.add(ctx.mission_id)
     try:
         for _ in range(200):
-            await trio.lowlevel.checkpoint()
+            await anyio.lowlevel.checkpoint()
     finally:
         IN_CROWD_STEP.discard(ctx.mission_id)
     return "crowd-done"
@@ -144,7 +147,7 @@ async def kill_amid_the_crowd(ctx: Context[Any, Any]) -> str:
     for _ in range(100):
         if len(IN_CROWD_STEP) == len(CROWD):
             break
-        await trio.lowlevel.checkpoint()
+        await anyio.lowlevel.checkpoint()
     die()
     return "never"
 
@@ -180,19 +183,20 @@ WAITS = (
     .end()
 )
 
-FAST_RETURNED = trio.Event()
+FAST_RETURNED: list[anyio.Event] = []
+"""Set by ``p-fast`` when it returns (made inside the loop, by ``main``)."""
 
 
 async def parallel_fast(ctx: Context[Any, Any]) -> str:
     record("p-fast", ctx.mission_id)
-    FAST_RETURNED.set()
+    FAST_RETURNED[0].set()
     return "fast"
 
 
 async def parallel_first(ctx: Context[Any, Any]) -> str:
-    await FAST_RETURNED.wait()
+    await FAST_RETURNED[0].wait()
     # p-fast's result reached the engine before this one: it is written first.
-    await trio.lowlevel.checkpoint()
+    await anyio.lowlevel.checkpoint()
     record("p-first", ctx.mission_id)
     return "first"
 
@@ -201,7 +205,7 @@ async def parallel_block(ctx: Context[Any, Any]) -> str:
     record("p-block", ctx.mission_id)
     if MODE == "parallel":
         print("BLOCK-RAN", flush=True)
-        await trio.sleep_forever()
+        await anyio.sleep_forever()
     return "block"
 
 
@@ -282,16 +286,16 @@ async def run() -> None:
     if MODE == "poison":
         await commander.start(PIPELINE, {}, id="h-done")
         for mission_id in ("h-run-1", "z-run"):
-            with trio.CancelScope() as scope:
+            with anyio.CancelScope() as scope:
                 LEFT_RUNNING[mission_id] = scope
                 await commander.start(PIPELINE, {}, id=mission_id)
         await commander.start(POISON, {}, id="p-poison")
         raise AssertionError("the child should have died inside p-poison")
     if MODE == "crowd":
-        async with trio.open_nursery() as nursery:
+        async with anyio.create_task_group() as tasks:
             for mission_id in CROWD:
-                nursery.start_soon(functools.partial(commander.start, CROWDED, {}, id=mission_id))
-            nursery.start_soon(functools.partial(commander.start, CROWD_POISON, {}, id="p-crowd"))
+                tasks.start_soon(functools.partial(commander.start, CROWDED, {}, id=mission_id))
+            tasks.start_soon(functools.partial(commander.start, CROWD_POISON, {}, id="p-crowd"))
         raise AssertionError("the child should have died inside p-crowd")
     if MODE == "runtime-concurrent":
         async with create_commander_runtime(commander):
@@ -320,8 +324,9 @@ async def run() -> None:
 
 
 async def main() -> None:
+    FAST_RETURNED.append(anyio.Event())
     async with COMMANDER:
         await run()
 
 
-trio.run(main)
+anyio.run(main, backend=BACKEND)

@@ -27,6 +27,8 @@ from mission_control.core import (
 )
 from mission_control.core.storage import PersistenceAdapter, RevisionConflictError
 
+pytestmark = pytest.mark.anyio
+
 START = datetime.fromisoformat("2030-01-01T00:00:00+00:00")
 Make = Callable[..., MissionSnapshot]
 Entry = Callable[..., TimelineEntry]

@@ -1,8 +1,9 @@
 """Waiting for another connection's lock never freezes the event loop: the adapter retries on
-trio's clock, so other tasks run while it waits, and it gives up after ``busy_timeout``.
+the event loop's clock, so other tasks run while it waits, and it gives up after ``busy_timeout``.
 
-The lock is held by a real second SQLite connection. The waits are on trio's clock, which the
-``autojump_clock`` fixture moves as soon as every task is blocked: nothing here sleeps for real.
+The lock is held by a real second SQLite connection. The waits are on the loop's clock, which
+is virtual (trio's and asyncio's alike, see the root conftest) and moves as soon as every task is
+blocked: nothing here sleeps for real.
 """
 
 from __future__ import annotations
@@ -11,15 +12,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import anyio
 import apsw
 import pytest
-import trio
 
 from mission_control.adapter_sqlite import (
     SQLitePersistenceAdapter,
     create_sqlite_persistence_adapter,
 )
 from mission_control.core import CancelRequest, MissionSnapshot, PersistenceError
+
+pytestmark = pytest.mark.anyio
 
 Make = Callable[..., MissionSnapshot]
 Dump = Callable[[Path], dict[str, list[tuple[Any, ...]]]]
@@ -34,21 +37,21 @@ class Intruder:
         self.released_at: float | None = None
 
     def release(self) -> None:
-        self.released_at = trio.current_time()
+        self.released_at = anyio.current_time()
         self.connection.close()
 
 
 async def release_later(intruder: Intruder, ticks: list[float]) -> None:
-    """Another task of the program: it runs ten times on trio's clock while the adapter waits,
+    """Another task of the program: it runs ten times on the loop's clock while the adapter waits,
     then lets go of the lock."""
     for _ in range(10):
-        await trio.sleep(0.1)
-        ticks.append(trio.current_time())
+        await anyio.sleep(0.1)
+        ticks.append(anyio.current_time())
     intruder.release()
 
 
 async def test_a_write_waits_for_a_lock_without_freezing_the_loop(
-    db_path: Path, make_snapshot: Make, autojump_clock: trio.testing.MockClock
+    db_path: Path, make_snapshot: Make
 ) -> None:
     """A write that finds the database locked by another connection lets the other tasks run
     while it waits, and is stored once the lock is released: an insert, a commit, a signal and
@@ -59,8 +62,8 @@ async def test_a_write_waits_for_a_lock_without_freezing_the_loop(
         async def blocked(write: Callable[[], Any]) -> None:
             intruder = Intruder(db_path)
             ticks: list[float] = []
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(release_later, intruder, ticks)
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(release_later, intruder, ticks)
                 await write()
                 assert intruder.released_at is not None
                 assert len(ticks) == 10
@@ -77,9 +80,9 @@ async def test_a_write_waits_for_a_lock_without_freezing_the_loop(
         )
 
         async def together() -> None:
-            async with trio.open_nursery() as nursery:
+            async with anyio.create_task_group() as tasks:
                 for name in ("a", "b", "c"):
-                    nursery.start_soon(adapter.insert, make_snapshot(name), [])
+                    tasks.start_soon(adapter.insert, make_snapshot(name), [])
 
         await blocked(together)
         assert [s.id for s in await adapter.list_missions(limit=100)] == ["a", "b", "c", "m", "n"]
@@ -91,10 +94,10 @@ async def test_a_write_waits_for_a_lock_without_freezing_the_loop(
 
 
 async def test_a_lock_held_past_busy_timeout_fails_the_write_after_waiting_on_the_loop(
-    db_path: Path, make_snapshot: Make, dump: Dump, autojump_clock: trio.testing.MockClock
+    db_path: Path, make_snapshot: Make, dump: Dump
 ) -> None:
     """When the lock is held past ``busy_timeout``, the write raises ``PersistenceError`` naming
-    the timeout once that much of trio's time has passed, other tasks having run meanwhile, and
+    the timeout once that much of the loop's time has passed, other tasks having run meanwhile, and
     nothing is stored: a write alone, a signal, or a group of writes sharing a transaction."""
     adapter: SQLitePersistenceAdapter
     async with create_sqlite_persistence_adapter(db_path, busy_timeout=2) as adapter:
@@ -105,13 +108,13 @@ async def test_a_lock_held_past_busy_timeout_fails_the_write_after_waiting_on_th
 
         async def tick() -> None:
             while True:
-                await trio.sleep(0.1)
-                ticks.append(trio.current_time())
+                await anyio.sleep(0.1)
+                ticks.append(anyio.current_time())
 
-        started = trio.current_time()
+        started = anyio.current_time()
         try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(tick)
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(tick)
                 with pytest.raises(PersistenceError, match="busy_timeout=2 s"):
                     await adapter.commit(
                         make_snapshot("m", revision=2), expected_revision=1, timeline=[]
@@ -126,15 +129,15 @@ async def test_a_lock_held_past_busy_timeout_fails_the_write_after_waiting_on_th
                     except PersistenceError as error:
                         refused.append(f"{name}: {error}")
 
-                async with trio.open_nursery() as group:
+                async with anyio.create_task_group() as group:
                     for name in ("a", "b", "c"):
                         group.start_soon(insert, name)
                 assert len(refused) == 3
                 assert all("busy_timeout=2 s" in line for line in refused), refused
-                nursery.cancel_scope.cancel()
+                tasks.cancel_scope.cancel()
         finally:
             intruder.release()
-        assert trio.current_time() - started >= 2
+        assert anyio.current_time() - started >= 2
         assert len(ticks) >= 3 * 19
         assert dump(db_path) == before
         await adapter.commit(make_snapshot("m", revision=2), expected_revision=1, timeline=[])

@@ -24,6 +24,8 @@ from mission_control.core import (
 from mission_control.core.lowlevel import MissionDriver
 from mission_control.in_memory_commander import ManualClock, SequentialIds
 
+pytestmark = pytest.mark.anyio
+
 
 def parse(raw: Any) -> Any:
     return raw

@@ -9,6 +9,8 @@ from mission_control.adapter_sqlite import (
 )
 from mission_control.testing import AdapterConformance
 
+pytestmark = pytest.mark.anyio
+
 
 class TestSQLiteConformance(AdapterConformance):
     """The shared adapter contract, run against a SQLite file."""

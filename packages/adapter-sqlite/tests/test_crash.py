@@ -1,5 +1,10 @@
 """Crash tests: real child processes (tests/crash_child.py) killed with SIGKILL around a commit,
-then a new process recovers the database."""
+then a new process recovers the database.
+
+Each runs its children on the test's backend, in real time: the deadline around a child is a
+watchdog for a hung child, which virtual time would fire at once. Slow (many processes, many of
+them killed): CI runs them once.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import anyio
 import pytest
 import trio
 
@@ -22,20 +28,27 @@ from mission_control.core import (
     TimelineKind,
 )
 
-pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs SIGKILL")
+pytestmark = [
+    pytest.mark.skipif(sys.platform == "win32", reason="needs SIGKILL"),
+    pytest.mark.slow,
+    pytest.mark.anyio,
+    pytest.mark.real_time,
+]
 
 CHILD = Path(__file__).with_name("crash_child.py")
 DEADLINE = 60  # seconds; a watchdog for a hung child, never a wait the tests rely on
 
 
 def child(db: Path, log: Path, mode: str) -> list[str]:
-    return [sys.executable, str(CHILD), str(db), str(log), mode]
+    """The command that runs the child in ``mode`` on the backend the test runs on."""
+    backend = "trio" if trio.lowlevel.in_trio_run() else "asyncio"
+    return [sys.executable, str(CHILD), str(db), str(log), mode, backend]
 
 
 async def run_until_killed(db: Path, log: Path, mode: str, *, kill_on: str | None) -> None:
     """Run the child in ``mode``; SIGKILL it when it prints ``kill_on`` (or let it kill itself)."""
-    with trio.fail_after(DEADLINE):
-        process = await trio.lowlevel.open_process(
+    with anyio.fail_after(DEADLINE):
+        process = await anyio.open_process(
             child(db, log, mode), stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
         try:
@@ -52,7 +65,7 @@ async def run_until_killed(db: Path, log: Path, mode: str, *, kill_on: str | Non
         finally:
             if process.returncode is None:
                 process.kill()
-            with trio.CancelScope(shield=True):
+            with anyio.CancelScope(shield=True):
                 await process.wait()
                 for stream in (process.stdout, process.stderr):
                     if stream is not None:
@@ -62,10 +75,8 @@ async def run_until_killed(db: Path, log: Path, mode: str, *, kill_on: str | Non
 
 async def run_child(db: Path, log: Path, mode: str) -> tuple[int, str, str]:
     """Run the child in ``mode`` to its end: its return code, stdout and stderr."""
-    with trio.fail_after(DEADLINE):
-        result = await trio.run_process(
-            child(db, log, mode), capture_stdout=True, capture_stderr=True, check=False
-        )
+    with anyio.fail_after(DEADLINE):
+        result = await anyio.run_process(child(db, log, mode), check=False)
     return result.returncode, result.stdout.decode(), result.stderr.decode()
 
 

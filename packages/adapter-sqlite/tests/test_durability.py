@@ -9,9 +9,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
-import trio
-import trio.testing
 
 from mission_control.adapter_sqlite import SQLiteCommander
 from mission_control.core import (
@@ -24,9 +23,12 @@ from mission_control.core import (
 )
 from mission_control.core.lowlevel import MissionDriver
 from mission_control.in_memory_commander import ManualClock
+from mission_control.testing import wait_all_tasks_blocked
+
+pytestmark = pytest.mark.anyio
 
 RUNS: Counter[str] = Counter()
-GATE: dict[str, trio.Event] = {}
+GATE: dict[str, anyio.Event] = {}
 
 
 @pytest.fixture(autouse=True)
@@ -170,14 +172,14 @@ async def test_a_buffered_signal_survives_a_reopen(db_path: Path, clock: ManualC
 async def test_a_cancellation_request_survives_a_reopen(db_path: Path, clock: ManualClock) -> None:
     """A cancellation requested while a step runs is stored at once; if the process stops before
     the step's commit, the reopened mission is cancelled when it is resumed, not re-run."""
-    GATE["victim"] = trio.Event()
-    async with reopen(db_path, clock) as commander, trio.open_nursery() as nursery:
-        nursery.start_soon(partial(commander.start, GATED, {}, id="victim"))
-        await trio.testing.wait_all_tasks_blocked()
+    GATE["victim"] = anyio.Event()
+    async with reopen(db_path, clock) as commander, anyio.create_task_group() as tasks:
+        tasks.start_soon(partial(commander.start, GATED, {}, id="victim"))
+        await wait_all_tasks_blocked()
         assert commander.is_held("victim")
         await commander.cancel("victim", "changed my mind")
         # Stop the process's work before the step finishes: nothing more is committed.
-        nursery.cancel_scope.cancel()
+        tasks.cancel_scope.cancel()
 
     async with reopen(db_path, clock) as commander:
         snapshot = await commander.inspect("victim")
@@ -196,11 +198,11 @@ async def test_a_mission_interrupted_mid_step_resumes_after_a_reopen(
 ) -> None:
     """A mission whose step never committed is listed as running after a reopen and resuming it
     re-runs only that step."""
-    GATE["stuck"] = trio.Event()
-    async with reopen(db_path, clock) as commander, trio.open_nursery() as nursery:
-        nursery.start_soon(partial(commander.start, GATED, {}, id="stuck"))
-        await trio.testing.wait_all_tasks_blocked()
-        nursery.cancel_scope.cancel()
+    GATE["stuck"] = anyio.Event()
+    async with reopen(db_path, clock) as commander, anyio.create_task_group() as tasks:
+        tasks.start_soon(partial(commander.start, GATED, {}, id="stuck"))
+        await wait_all_tasks_blocked()
+        tasks.cancel_scope.cancel()
     assert RUNS["gated"] == 1
 
     GATE.clear()

@@ -1,5 +1,9 @@
 """Bad files give clear errors and lose nothing; one writer owns a database while read-only
-inspectors look on, from this process or another."""
+inspectors look on, from this process or another.
+
+On both backends in real time: the deadline around another process is a watchdog for a hung
+one, which virtual time would fire at once (the other processes are trio programs).
+"""
 
 from __future__ import annotations
 
@@ -16,9 +20,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import anyio
 import apsw
 import pytest
-import trio
 
 from mission_control.adapter_sqlite import create_sqlite_persistence_adapter
 from mission_control.core import (
@@ -34,15 +38,15 @@ Make = Callable[..., MissionSnapshot]
 Entry = Callable[..., TimelineEntry]
 Dump = Callable[[Path], dict[str, list[tuple[Any, ...]]]]
 
+pytestmark = [pytest.mark.anyio, pytest.mark.real_time]
+
 
 async def run_python(code: str, *args: str) -> tuple[int, str, str]:
     """Run ``code`` in a fresh interpreter (another process, as a second program would be);
     return its exit code, stdout and stderr."""
-    with trio.fail_after(60):
-        result = await trio.run_process(
+    with anyio.fail_after(60):
+        result = await anyio.run_process(
             [sys.executable, "-c", textwrap.dedent(code), *args],
-            capture_stdout=True,
-            capture_stderr=True,
             check=False,
         )
     return result.returncode, result.stdout.decode(), result.stderr.decode()

@@ -1,5 +1,8 @@
 """Group commit: mission writes that arrive together share a transaction, each still stored
-all-or-nothing, and a program writing one mission at a time keeps one transaction per write."""
+all-or-nothing, and a program writing one mission at a time keeps one transaction per write.
+
+On trio and asyncio: grouping relies on the scheduler letting the tasks that are ready reach
+their writes while the first one yields, which each backend does in its own order."""
 
 from __future__ import annotations
 
@@ -7,9 +10,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import anyio
+import anyio.lowlevel
 import apsw
 import pytest
-import trio
 
 from mission_control.adapter_sqlite import (
     SQLitePersistenceAdapter,
@@ -24,6 +28,8 @@ from mission_control.core import (
     m,
 )
 from mission_control.core.storage import RevisionConflictError
+
+pytestmark = pytest.mark.anyio
 
 Make = Callable[..., MissionSnapshot]
 Entry = Callable[..., TimelineEntry]
@@ -43,9 +49,9 @@ async def _warm_up(adapter: SQLitePersistenceAdapter, make_snapshot: Make) -> No
     ids = [f"warm-{i}" for i in range(4)]
     await _insert_all(adapter, make_snapshot, ids)
     for revision in range(2, 22):
-        async with trio.open_nursery() as nursery:
+        async with anyio.create_task_group() as tasks:
             for mission_id in ids:
-                nursery.start_soon(
+                tasks.start_soon(
                     lambda i, r: adapter.commit(
                         make_snapshot(i, revision=r), expected_revision=r - 1, timeline=[]
                     ),
@@ -60,9 +66,9 @@ async def _commit_concurrently(
 ) -> dict[str, BaseException | None]:
     """Commit every write from its own task, all started together; each write's outcome."""
     outcomes: dict[str, BaseException | None] = {}
-    async with trio.open_nursery() as nursery:
+    async with anyio.create_task_group() as tasks:
         for snapshot, expected, entries in writes:
-            nursery.start_soon(_commit, adapter, outcomes, snapshot, expected, entries)
+            tasks.start_soon(_commit, adapter, outcomes, snapshot, expected, entries)
     return outcomes
 
 
@@ -116,9 +122,9 @@ async def test_a_group_takes_one_transaction(
     await _warm_up(adapter, make_snapshot)
     before = adapter.transactions
 
-    async with trio.open_nursery() as nursery:
+    async with anyio.create_task_group() as tasks:
         for mission_id in ids:
-            nursery.start_soon(
+            tasks.start_soon(
                 lambda i: adapter.commit(
                     make_snapshot(i, revision=2), expected_revision=1, timeline=[make_entry()]
                 ),
@@ -227,14 +233,14 @@ async def test_a_group_whose_transaction_fails_stores_none_of_its_writes(
         except Exception as error:
             outcomes["x"] = error
 
-    async with trio.open_nursery() as nursery:
+    async with anyio.create_task_group() as tasks:
         for mission_id in ids[:2]:
-            nursery.start_soon(
+            tasks.start_soon(
                 _commit, adapter, outcomes, make_snapshot(mission_id, revision=2), 1, [make_entry()]
             )
-        nursery.start_soon(failing_write)
+        tasks.start_soon(failing_write)
         for mission_id in ids[2:]:
-            nursery.start_soon(
+            tasks.start_soon(
                 _commit, adapter, outcomes, make_snapshot(mission_id, revision=2), 1, [make_entry()]
             )
 
@@ -260,11 +266,11 @@ async def test_writes_made_one_at_a_time_take_one_transaction_each_and_never_yie
         nonlocal turns
         while True:
             turns += 1
-            await trio.lowlevel.checkpoint()
+            await anyio.lowlevel.checkpoint()
 
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(bystander)
-        await trio.lowlevel.checkpoint()
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(bystander)
+        await anyio.lowlevel.checkpoint()
         turns_before, transactions_before = turns, adapter.transactions
         await _insert_all(adapter, make_snapshot, ids)
         for mission_id in ids:
@@ -273,7 +279,7 @@ async def test_writes_made_one_at_a_time_take_one_transaction_each_and_never_yie
             )
         assert turns == turns_before
         assert adapter.transactions - transactions_before == 80
-        nursery.cancel_scope.cancel()
+        tasks.cancel_scope.cancel()
 
 
 async def test_missions_moved_by_concurrent_tasks_are_grouped_and_complete(
@@ -284,9 +290,9 @@ async def test_missions_moved_by_concurrent_tasks_are_grouped_and_complete(
     flow = m.define("grouped").start(parse=lambda raw: raw).step("a", _checkpointing).end()
     adapter = create_sqlite_persistence_adapter(db_path)
     async with create_commander([flow], persistence=adapter) as commander:
-        async with trio.open_nursery() as nursery:
+        async with anyio.create_task_group() as tasks:
             for i in range(50):
-                nursery.start_soon(lambda i: commander.start(flow, {"i": i}, id=f"m{i:02}"), i)
+                tasks.start_soon(lambda i: commander.start(flow, {"i": i}, id=f"m{i:02}"), i)
         missions = await commander.list(definition=flow)
         assert [s.status for s in missions] == [MissionStatus.COMPLETED] * 50
         # An insert and two commits per mission.
@@ -298,7 +304,7 @@ async def test_missions_moved_by_concurrent_tasks_are_grouped_and_complete(
 
 
 async def _checkpointing(ctx: object) -> int:
-    await trio.lowlevel.checkpoint()
+    await anyio.lowlevel.checkpoint()
     return 1
 
 
@@ -313,18 +319,18 @@ async def test_a_caller_cancelled_while_its_write_is_grouped_learns_it_was_store
     returned: list[str] = []
 
     async def cancelled_commit(mission_id: str) -> None:
-        with trio.CancelScope() as scope:
+        with anyio.CancelScope() as scope:
             scope.cancel()
             await adapter.commit(
                 make_snapshot(mission_id, revision=2), expected_revision=1, timeline=[make_entry()]
             )
             returned.append(mission_id)
-            await trio.lowlevel.checkpoint()
+            await anyio.lowlevel.checkpoint()
         assert scope.cancelled_caught
 
-    async with trio.open_nursery() as nursery:
+    async with anyio.create_task_group() as tasks:
         for mission_id in ids:
-            nursery.start_soon(cancelled_commit, mission_id)
+            tasks.start_soon(cancelled_commit, mission_id)
 
     assert sorted(returned) == ids
     for mission_id in ids:
@@ -349,7 +355,7 @@ async def test_writers_waiting_on_an_interrupted_leader_are_told_nothing_was_sto
     ids = [f"m{i}" for i in range(4)]
     await _insert_all(adapter, make_snapshot, ids)
     await _warm_up(adapter, make_snapshot)
-    real = trio.lowlevel.cancel_shielded_checkpoint
+    real = anyio.lowlevel.cancel_shielded_checkpoint
     calls = 0
 
     async def interrupted() -> None:
@@ -359,13 +365,13 @@ async def test_writers_waiting_on_an_interrupted_leader_are_told_nothing_was_sto
         if calls == 2:
             raise _Interrupt
 
-    monkeypatch.setattr(trio.lowlevel, "cancel_shielded_checkpoint", interrupted)
+    monkeypatch.setattr(anyio.lowlevel, "cancel_shielded_checkpoint", interrupted)
     outcomes: dict[str, BaseException | None] = {}
 
     async def all_at_once() -> None:
-        async with trio.open_nursery() as nursery:
+        async with anyio.create_task_group() as tasks:
             for mission_id in ids:
-                nursery.start_soon(
+                tasks.start_soon(
                     _commit,
                     adapter,
                     outcomes,

@@ -8,11 +8,14 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-import trio
-import trio.testing
+import anyio
+import pytest
 
 from mission_control.adapter_sqlite import READ_ONLY_REREAD_INTERVAL, SQLiteCommander
 from mission_control.core import MissionSnapshot, MissionStatus, m
+from mission_control.testing import wait_all_tasks_blocked
+
+pytestmark = pytest.mark.anyio
 
 
 def identity(value: Any) -> Any:
@@ -42,14 +45,14 @@ trio.run(main)
 
 
 async def test_result_on_a_read_only_view_sees_an_end_written_by_another_process(
-    autojump_clock: trio.testing.MockClock, db_path: Path
+    db_path: Path,
 ) -> None:
     """A read-only view's result() returns at most READ_ONLY_REREAD_INTERVAL seconds after
     another process (the database's writer) ended the mission."""
     async with SQLiteCommander(db_path, [FLOW]) as owner:
         await owner.start(FLOW, {}, id="m-1")
     ended: list[MissionSnapshot] = []
-    seen = trio.Event()
+    seen = anyio.Event()
 
     async with SQLiteCommander(db_path, [FLOW], read_only=True) as viewer:
 
@@ -57,15 +60,15 @@ async def test_result_on_a_read_only_view_sees_an_end_written_by_another_process
             ended.append(await viewer.result("m-1"))
             seen.set()
 
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(wait)
-            await trio.testing.wait_all_tasks_blocked()
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(wait)
+            await wait_all_tasks_blocked()
             # Real time passes while the other process runs: no virtual deadline around it.
-            await trio.run_process(
+            await anyio.run_process(
                 [sys.executable, "-c", textwrap.dedent(OWNER), str(db_path)], check=True
             )
             # The re-read due by then fires first: virtual time moves only to the next deadline.
-            with trio.fail_after(READ_ONLY_REREAD_INTERVAL + 0.01):
+            with anyio.fail_after(READ_ONLY_REREAD_INTERVAL + 0.01):
                 await seen.wait()
 
     assert ended[0].status is MissionStatus.COMPLETED

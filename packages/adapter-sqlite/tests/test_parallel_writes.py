@@ -5,9 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from mission_control.adapter_sqlite import SQLiteCommander, SQLitePersistenceAdapter
 from mission_control.core import Context, MissionStatus, m
 from mission_control.in_memory_commander import ManualClock
+
+pytestmark = pytest.mark.anyio
 
 BRANCHES = 10
 

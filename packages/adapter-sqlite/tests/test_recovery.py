@@ -21,6 +21,8 @@ from mission_control.core import (
 from mission_control.in_memory_commander import ManualClock
 from mission_control.runtime import create_commander_runtime
 
+pytestmark = pytest.mark.anyio
+
 STALLED = 10.0
 
 # SQLite itself refuses the write that would store the step's result (but not the recovery

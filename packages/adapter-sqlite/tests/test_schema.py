@@ -7,13 +7,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import anyio
 import apsw
 import pytest
-import trio
 
 from mission_control.adapter_sqlite import SCHEMA_VERSION, create_sqlite_persistence_adapter
 from mission_control.adapter_sqlite import _schema as schema
 from mission_control.core import MissionSnapshot, PersistenceError
+
+pytestmark = pytest.mark.anyio
 
 Make = Callable[..., MissionSnapshot]
 Dump = Callable[[Path], dict[str, list[tuple[Any, ...]]]]
@@ -116,7 +118,7 @@ async def test_a_database_from_a_newer_version_is_refused_untouched(
     connection = raw(db_path)
     connection.pragma("user_version", SCHEMA_VERSION + 41)
     connection.close()
-    content = await trio.Path(db_path).read_bytes()
+    content = await anyio.Path(db_path).read_bytes()
 
     with pytest.raises(PersistenceError) as raised:
         create_sqlite_persistence_adapter(db_path, read_only=read_only)
@@ -124,7 +126,7 @@ async def test_a_database_from_a_newer_version_is_refused_untouched(
     assert f"schema version {SCHEMA_VERSION + 41}" in message
     assert f"up to {SCHEMA_VERSION}" in message
     assert str(db_path) in message
-    assert await trio.Path(db_path).read_bytes() == content
+    assert await anyio.Path(db_path).read_bytes() == content
 
 
 async def test_read_only_needs_a_migrated_database(

@@ -9,12 +9,15 @@ from pathlib import Path
 from typing import Any
 
 import apsw
+import pytest
 from cattrs.preconf.json import make_converter
 from pydantic import BaseModel
 
 from mission_control.adapter_sqlite import SQLiteCommander
 from mission_control.core import Context, MissionStatus, converter, m
 from mission_control.in_memory_commander import ManualClock
+
+pytestmark = pytest.mark.anyio
 
 _HOOK_ON = {"on": False}
 

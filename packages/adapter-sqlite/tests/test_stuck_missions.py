@@ -7,13 +7,15 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import trio
-import trio.testing
+import anyio
+import pytest
 
 from mission_control.adapter_sqlite import SQLiteCommander
 from mission_control.core import Context, MissionStatus, m
 from mission_control.runtime import create_commander_runtime
-from mission_control.testing import TrioClock
+from mission_control.testing import LoopClock
+
+pytestmark = pytest.mark.anyio
 
 
 def parse_any(raw: Any) -> Any:
@@ -32,11 +34,11 @@ QUICK = m.define("quick").start(parse=parse_any).step("work", done).end()
 
 
 async def test_delayed_starts_of_a_removed_definition_do_not_delay_a_later_one(
-    autojump_clock: trio.testing.MockClock, db_path: Path
+    db_path: Path,
 ) -> None:
     """Delayed starts stored by the previous deploy, due at t+1 s, whose definition is gone, do
     not hold back one due at t+10 s: it starts at t+10 s, not after stalled_tick_delay."""
-    clock = TrioClock()
+    clock = LoopClock()
     began = clock.now()
     async with SQLiteCommander(db_path, [RETIRED], clock=clock) as old:
         for n in range(3):
@@ -47,7 +49,7 @@ async def test_delayed_starts_of_a_removed_definition_do_not_delay_a_later_one(
         create_commander_runtime(commander, max_missions_per_tick=2, stalled_tick_delay=30),
     ):
         await commander.start(QUICK, {}, id="quick", start_at=began + timedelta(seconds=10))
-        with trio.fail_after(120):
+        with anyio.fail_after(120):
             snapshot = await commander.result("quick")
 
     assert snapshot.status is MissionStatus.COMPLETED

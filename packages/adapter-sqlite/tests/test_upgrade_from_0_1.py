@@ -17,8 +17,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import trio
-import trio.testing
+import anyio
+import pytest
 
 from mission_control.adapter_sqlite import SQLiteCommander, create_sqlite_persistence_adapter
 from mission_control.core import (
@@ -30,7 +30,9 @@ from mission_control.core import (
     TimelineKind,
 )
 from mission_control.runtime import create_commander_runtime
-from mission_control.testing import TrioClock
+from mission_control.testing import LoopClock
+
+pytestmark = pytest.mark.anyio
 
 FIXTURES = Path(__file__).with_name("fixtures")
 FIXTURE = FIXTURES / "v010.sqlite"
@@ -94,13 +96,11 @@ def at(entries: Sequence[TimelineEntry], kind: TimelineKind, node: str) -> list[
     return [entry.at for entry in entries if entry.kind is kind and entry.node == node]
 
 
-async def sleep_until(clock: TrioClock, when: datetime) -> None:
-    await trio.sleep((when - clock.now()).total_seconds())
+async def sleep_until(clock: LoopClock, when: datetime) -> None:
+    await anyio.sleep((when - clock.now()).total_seconds())
 
 
-async def test_missions_stored_by_0_1_0_complete_on_todays_engine(
-    autojump_clock: trio.testing.MockClock, tmp_path: Path
-) -> None:
+async def test_missions_stored_by_0_1_0_complete_on_todays_engine(tmp_path: Path) -> None:
     """Every mission in a database 0.1.0 wrote (waiting for a signal, sleeping, mid-retry,
     mid-step after a SIGKILL, a buffered signal, a delayed start, completed) completes on today's
     engine with the outputs and timeline 0.1.0 would have given it, and the interrupted step
@@ -113,7 +113,7 @@ async def test_missions_stored_by_0_1_0_complete_on_todays_engine(
         ran.append((ctx.mission_id, ctx.node, ctx.attempt, ctx.idempotency_key))
 
     flow = flow_module.upgrade_flow(record)
-    clock = TrioClock(LEFT_AT)
+    clock = LoopClock(LEFT_AT)
     async with SQLiteCommander(db, [flow], clock=clock) as commander:
         stored = {snapshot.id: snapshot for snapshot in await commander.list()}
         assert {mission_id: s.status for mission_id, s in stored.items()} == STORED_STATUSES
@@ -133,7 +133,7 @@ async def test_missions_stored_by_0_1_0_complete_on_todays_engine(
         ]
 
         async with create_commander_runtime(commander):
-            with trio.fail_after(timedelta(hours=2).total_seconds()):
+            with anyio.fail_after(timedelta(hours=2).total_seconds()):
                 await commander.signal("need-to", "approve", {"by": "today"})
                 # Past the timers 0.1.0 set: the runtime has done all that was due by then.
                 await sleep_until(clock, BEGAN + timedelta(minutes=21))

@@ -23,6 +23,8 @@ from mission_control.core import (
 from mission_control.core.storage import RevisionConflictError
 from mission_control.in_memory_commander import InMemoryPersistenceAdapter
 
+pytestmark = pytest.mark.anyio
+
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 
 

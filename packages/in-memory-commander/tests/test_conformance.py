@@ -5,6 +5,8 @@ import pytest
 from mission_control.in_memory_commander import InMemoryPersistenceAdapter
 from mission_control.testing import AdapterConformance
 
+pytestmark = pytest.mark.anyio
+
 
 class TestInMemoryConformance(AdapterConformance):
     """The in-memory adapter keeps the whole persistence adapter contract."""

@@ -97,7 +97,7 @@ def mission_definitions() -> list[object]:
 
 
 async def test_the_commander_fixture_uses_the_mission_clock(
-    commander: Commander, mission_clock: TrioClock
+    commander: Commander, mission_clock: LoopClock
 ) -> None:
     """The commander fixture is in-memory, knows mission_definitions and reads mission_clock."""
     assert commander.clock is mission_clock

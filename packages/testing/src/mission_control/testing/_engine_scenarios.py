@@ -157,17 +157,19 @@ def _user_converter() -> cattrs.Converter:
     return converter
 
 
-class _Turns:
-    """Counts the turns a busy task got from the scheduler: it runs again each time the other
-    tasks let it, so its count moves only while the task under watch waits."""
+class _Bystander:
+    """A task that is always ready to run: each turn the scheduler gives it, it notes how many
+    missions the iteration under watch has visited, so its notes show where that iteration let
+    other tasks run."""
 
-    def __init__(self) -> None:
-        self.count = 0
+    def __init__(self, seen: list[str]) -> None:
+        self._seen = seen
+        self.ran_at: list[int] = []
 
-    async def take(self) -> None:
+    async def run(self) -> None:
         while True:
+            self.ran_at.append(len(self._seen))
             await anyio.lowlevel.checkpoint()
-            self.count += 1
 
 
 class ScenarioFixtures:
@@ -228,21 +230,26 @@ class EngineScenarioConformance(ScenarioFixtures):
             with pytest.raises(ValueError, match="iter_missions"):
                 await commander.list(limit=bad)  # type: ignore[arg-type]
 
-        turns = _Turns()
         seen: list[str] = []
-        turns_seen: list[int] = []
+        bystander = _Bystander(seen)
+        stopped_at: list[int] = []
+        pages = commander.iter_missions(page_size=100)
         async with anyio.create_task_group() as task_group:
-            task_group.start_soon(turns.take)
-            async for snapshot in commander.iter_missions(page_size=100):
-                seen.append(snapshot.id)
-                turns_seen.append(turns.count)
+            task_group.start_soon(bystander.run)
+            while len(seen) < len(ids) and len(stopped_at) < 5:
+                with anyio.CancelScope() as scope:
+                    async for snapshot in pages:
+                        seen.append(snapshot.id)
+                        # Delivered at the iteration's next checkpoint, which ends this loop.
+                        scope.cancel()
+                stopped_at.append(len(seen))
             task_group.cancel_scope.cancel()
         assert seen == ids
-        # The iterating task went back to the scheduler (so another task ran) between pages,
-        # never while one page was read.
-        pages = [turns_seen[i : i + 100] for i in range(0, 250, 100)]
-        assert all(len(set(page)) == 1 for page in pages)
-        assert pages[0][0] < pages[1][0] < pages[2][0]
+        # A pending cancellation is delivered at each page's end (the iteration checkpoints
+        # there), never within a page (no checkpoint while one page is handed out).
+        assert stopped_at == [100, 200, 250]
+        # Another task ran at each page boundary, never in the middle of a page.
+        assert {100, 200} <= set(bystander.ran_at) <= {0, 100, 200, 250}
 
         filtered = commander.iter_missions(status=MissionStatus.WAITING, after="m100", page_size=7)
         assert [s.id async for s in filtered] == [i for i in waiting if i > "m100"]
