@@ -7,7 +7,9 @@ The default is "runs". A comment on the line just before a fence changes that:
 - ``<!-- docs-test: continue -->``: runs in the namespace the previous block of the same page
   left, as the page reads (the two form one test).
 - ``<!-- docs-test: pytest -->``: a pytest test module; it runs under pytest in a child
-  process, with ``trio_mode = true`` as the docs tell users to set.
+  process, with pytest-trio's ``trio_mode = true`` as the docs tell trio users to set, unless
+  the module marks its tests for AnyIO's pytest plugin (``pytest.mark.anyio``), which
+  ``trio_mode`` would take over (it runs every async test on trio).
 
 A block runs in a fresh namespace in an empty working directory. A block with top-level
 ``await`` / ``async with`` runs inside ``trio.run``; a block that calls ``trio.run`` itself
@@ -152,7 +154,7 @@ _BOUND_TESTS = f"""
 import functools
 import inspect
 
-import trio
+import anyio
 
 
 def pytest_collection_modifyitems(items):
@@ -162,7 +164,7 @@ def pytest_collection_modifyitems(items):
 
             @functools.wraps(test)
             async def bounded(*args, __test=test, **kwargs):
-                with trio.fail_after({BLOCK_BOUND!r}):
+                with anyio.fail_after({BLOCK_BOUND!r}):
                     return await __test(*args, **kwargs)
 
             item.obj = bounded
@@ -170,8 +172,10 @@ def pytest_collection_modifyitems(items):
 
 
 def run_pytest_block(block: Block, directory: Path) -> None:
-    """Run a pytest-module block with ``trio_mode = true``, its tests bounded in virtual time."""
-    (directory / "pytest.ini").write_text("[pytest]\ntrio_mode = true\n")
+    """Run a pytest-module block (with ``trio_mode = true`` unless its tests are anyio-marked),
+    its tests bounded in virtual time."""
+    trio_mode = "" if "pytest.mark.anyio" in block.code else "trio_mode = true\n"
+    (directory / "pytest.ini").write_text(f"[pytest]\n{trio_mode}")
     (directory / "conftest.py").write_text(_BOUND_TESTS)
     (directory / "test_block.py").write_text(block.code)
     result = subprocess.run(
@@ -263,18 +267,45 @@ def test_a_hanging_block_fails_in_virtual_time(code: str) -> None:
         run_chain(chain, ROOT)
 
 
-def test_a_hanging_pytest_block_fails_in_virtual_time(tmp_path: Path) -> None:
-    """A docs test whose mission waits for a tick nobody schedules fails instead of hanging."""
-    (chain,) = _page(
-        """
-        <!-- docs-test: pytest -->
-        ```python
+HANGING_TESTS = {
+    "pytest-trio": """
         import trio
 
         async def test_waits(autojump_clock):
             await trio.Event().wait()
+    """,
+    "anyio": """
+        import anyio
+        import pytest
+
+        from mission_control.testing import VIRTUAL_TIME_BACKENDS, virtual_time_backend
+
+        pytestmark = pytest.mark.anyio
+
+
+        @pytest.fixture(params=VIRTUAL_TIME_BACKENDS)
+        def anyio_backend(request):
+            return virtual_time_backend(request.param)
+
+
+        async def test_waits():
+            await anyio.Event().wait()
+    """,
+}
+
+
+@pytest.mark.parametrize("code", HANGING_TESTS.values(), ids=HANGING_TESTS.keys())
+def test_a_hanging_pytest_block_fails_in_virtual_time(code: str, tmp_path: Path) -> None:
+    """A docs test whose mission waits for a tick nobody schedules fails instead of hanging,
+    under pytest-trio and under AnyIO's plugin (on both of its backends)."""
+    indented = textwrap.indent(textwrap.dedent(code), "        ")
+    (chain,) = _page(f"""
+        <!-- docs-test: pytest -->
+        ```python
+{indented}
         ```
-        """
-    )
-    with pytest.raises(AssertionError, match="TooSlowError"):
+        """)
+    with pytest.raises(AssertionError, match="TimeoutError") as failed:
         run_chain(chain, tmp_path)
+    if "anyio" in code:
+        assert "2 failed" in str(failed.value)

@@ -16,6 +16,8 @@ from mission_control.in_memory_commander import (
     create_in_memory_commander,
 )
 
+pytestmark = pytest.mark.anyio
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

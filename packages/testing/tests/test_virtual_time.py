@@ -106,6 +106,16 @@ async def test_a_shorter_wait_inside_a_longer_deadline_ends_first() -> None:
     assert anyio.current_time() - began == 9
 
 
+async def test_timers_years_away_fire_on_time() -> None:
+    """Sleeps of a year and of ten years end when due, however far the clock has gone (where a
+    nanosecond no longer changes the clock's value)."""
+    for seconds in (365 * 24 * 3600.0, 3650 * 24 * 3600.0):
+        began = anyio.current_time()
+        with anyio.fail_after(seconds + 1):
+            await anyio.sleep(seconds)
+        assert seconds <= anyio.current_time() - began < seconds + 1e-6
+
+
 async def test_ready_io_goes_before_a_pending_timer() -> None:
     """A reply a server sends at once arrives without the clock moving, although a task sleeps
     an hour meanwhile: time jumps only when nothing is ready."""

@@ -12,12 +12,18 @@ no timer at all the loop waits for real until I/O comes.
 from __future__ import annotations
 
 import asyncio
+import math
 import selectors
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from _typeshed import FileDescriptorLike
+
+
+_RESOLUTION = time.get_clock_info("monotonic").resolution
+"""What asyncio adds to its clock when it looks for the timers that are due."""
 
 
 class _VirtualTime:
@@ -27,6 +33,14 @@ class _VirtualTime:
 
     def __init__(self, start: float) -> None:
         self.now = start
+
+    def advance(self, seconds: float) -> None:
+        now = self.now + seconds
+        if now + _RESOLUTION == now:
+            # Far from zero (beyond about 100 days) the resolution vanishes in the sum, and asyncio
+            # would see a timer due exactly now as not due yet, for ever: step just past it.
+            now = math.nextafter(now, math.inf)
+        self.now = now
 
 
 class _JumpingSelector(selectors.BaseSelector):
@@ -58,7 +72,7 @@ class _JumpingSelector(selectors.BaseSelector):
             # wake the loop, so wait for it for real.
             return self._inner.select(None)
         # Everything waits and a timer is due in ``timeout`` seconds: it is due now.
-        self._time.now += timeout
+        self._time.advance(timeout)
         return []
 
     def close(self) -> None:
