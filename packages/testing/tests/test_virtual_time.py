@@ -179,6 +179,26 @@ async def test_waiting_for_the_other_tasks_to_block_moves_no_time() -> None:
     assert anyio.current_time() - began == 0.01
 
 
+async def test_a_parent_whose_children_just_finished_is_not_counted_as_blocked() -> None:
+    """A task whose task group's children have just finished is not counted as blocked:
+    wait_all_tasks_blocked returns only once it has gone on to its next wait."""
+    progress: list[str] = []
+
+    async def parent() -> None:
+        for round in range(3):
+            async with anyio.create_task_group() as children:
+                for _ in range(2):
+                    children.start_soon(anyio.lowlevel.checkpoint)
+            progress.append(f"round {round}")
+        await anyio.sleep_forever()
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(parent)
+        await wait_all_tasks_blocked()
+        assert progress == ["round 0", "round 1", "round 2"]
+        tasks.cancel_scope.cancel()
+
+
 def test_asyncio_timeouts_run_in_virtual_time_on_the_loop() -> None:
     """On the virtual-time loop (through asyncio's own Runner), asyncio.timeout lets a shorter
     sleep finish first and cuts a longer one at its deadline; a week passes at once."""

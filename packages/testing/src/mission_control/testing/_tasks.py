@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sized
 
 import trio
 import trio.testing
@@ -15,9 +16,17 @@ def _blocked(task: asyncio.Task[object]) -> bool:
     return waiter is not None and not waiter.done()
 
 
+def _idle(loop: asyncio.AbstractEventLoop, this: asyncio.Task[object] | None) -> bool:
+    # Callbacks waiting to run (asyncio's ``_ready``; a task group's "task done" among them)
+    # may finish what a blocked task waits for, so they count as work left.
+    ready: Sized = getattr(loop, "_ready", ())
+    return not ready and all(task is this or _blocked(task) for task in asyncio.all_tasks(loop))
+
+
 async def wait_all_tasks_blocked() -> None:
     """Return once every other task of the running loop waits (for an event, a lock, a timer,
-    I/O, a thread), as ``trio.testing.wait_all_tasks_blocked`` does on trio.
+    I/O, a thread) and no callback is waiting to run, as ``trio.testing.wait_all_tasks_blocked``
+    does on trio.
 
     On asyncio it only yields to the loop until then, so virtual time stands still: no timer
     fires while it waits (``anyio.wait_all_tasks_blocked`` sleeps a tenth of a second between
@@ -26,8 +35,9 @@ async def wait_all_tasks_blocked() -> None:
     if trio.lowlevel.in_trio_run():
         await trio.testing.wait_all_tasks_blocked()
         return
+    loop = asyncio.get_running_loop()
     this = asyncio.current_task()
     while True:
         await asyncio.sleep(0)
-        if all(task is this or _blocked(task) for task in asyncio.all_tasks()):
+        if _idle(loop, this):
             return
