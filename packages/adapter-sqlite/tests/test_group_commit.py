@@ -2,7 +2,9 @@
 all-or-nothing, and a program writing one mission at a time keeps one transaction per write.
 
 On trio and asyncio: grouping relies on the scheduler letting the tasks that are ready reach
-their writes while the first one yields, which each backend does in its own order."""
+their writes while the first one yields, which each backend does in its own order. On trio the
+writers wait through trio's own parking, and through the plain (AnyIO) one too, which asyncio
+uses, so that both keep the same promises."""
 
 from __future__ import annotations
 
@@ -17,8 +19,10 @@ import pytest
 
 from mission_control.adapter_sqlite import (
     SQLitePersistenceAdapter,
+    _group,
     create_sqlite_persistence_adapter,
 )
+from mission_control.adapter_sqlite._parking import Parking, PlainParking, Spot
 from mission_control.core import (
     MissionSnapshot,
     MissionStatus,
@@ -28,8 +32,21 @@ from mission_control.core import (
     m,
 )
 from mission_control.core.storage import RevisionConflictError
+from mission_control.testing import virtual_time_backend
 
 pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(params=["trio", "trio-plain-parking", "asyncio"])
+def anyio_backend(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> tuple[str, dict[str, Any]]:
+    """The root conftest's backends, and trio once more with the plain parking."""
+    backend, _, parking = str(request.param).partition("-")
+    if parking:
+        monkeypatch.setattr(_group, "parking_for_this_loop", PlainParking)
+    return virtual_time_backend(backend)
+
 
 Make = Callable[..., MissionSnapshot]
 Entry = Callable[..., TimelineEntry]
@@ -343,11 +360,25 @@ class _Interrupt(BaseException):
     """Stands for a KeyboardInterrupt delivered at the leader's checkpoint."""
 
 
+class _InterruptedParking:
+    """The loop's parking, with an :class:`_Interrupt` raised at the leader's second yield."""
+
+    def __init__(self, parking: Parking) -> None:
+        self._parking = parking
+        self._yields = 0
+
+    def spot(self) -> Spot:
+        return self._parking.spot()
+
+    async def yield_shielded(self) -> None:
+        await self._parking.yield_shielded()
+        self._yields += 1
+        if self._yields == 2:
+            raise _Interrupt
+
+
 async def test_writers_waiting_on_an_interrupted_leader_are_told_nothing_was_stored(
-    adapter: SQLitePersistenceAdapter,
-    make_snapshot: Make,
-    make_entry: Entry,
-    monkeypatch: pytest.MonkeyPatch,
+    adapter: SQLitePersistenceAdapter, make_snapshot: Make, make_entry: Entry
 ) -> None:
     """When the task leading a group is interrupted before writing it, the writes that joined
     it fail with PersistenceError instead of waiting forever, and nothing of the group is
@@ -355,17 +386,7 @@ async def test_writers_waiting_on_an_interrupted_leader_are_told_nothing_was_sto
     ids = [f"m{i}" for i in range(4)]
     await _insert_all(adapter, make_snapshot, ids)
     await _warm_up(adapter, make_snapshot)
-    real = anyio.lowlevel.cancel_shielded_checkpoint
-    calls = 0
-
-    async def interrupted() -> None:
-        nonlocal calls
-        await real()
-        calls += 1
-        if calls == 2:
-            raise _Interrupt
-
-    monkeypatch.setattr(anyio.lowlevel, "cancel_shielded_checkpoint", interrupted)
+    interrupted = _InterruptedParking(_group.parking_for_this_loop())
     outcomes: dict[str, BaseException | None] = {}
 
     async def all_at_once() -> None:
@@ -380,9 +401,10 @@ async def test_writers_waiting_on_an_interrupted_leader_are_told_nothing_was_sto
                     [make_entry()],
                 )
 
-    with pytest.raises(BaseExceptionGroup) as raised:
-        await all_at_once()
-    monkeypatch.undo()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_group, "parking_for_this_loop", lambda: interrupted)
+        with pytest.raises(BaseExceptionGroup) as raised:
+            await all_at_once()
 
     assert raised.group_contains(_Interrupt)
     assert len(outcomes) == 3
