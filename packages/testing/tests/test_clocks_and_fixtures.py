@@ -1,5 +1,6 @@
 """The loop-linked clock, the recorders and the fixtures the plugin registers, on trio and
-asyncio (and the fixtures under pytest-trio too)."""
+asyncio through AnyIO's plugin, and the fixtures under pytest-trio too (the one trio-marked test:
+it proves them for users who stay with pytest-trio)."""
 
 from __future__ import annotations
 
@@ -24,11 +25,10 @@ from mission_control.testing import (
     virtual_time_loop,
 )
 
-pytestmark = pytest.mark.anyio
-
 NAP = m.define("nap").start(parse=lambda raw: raw).sleep("nap", timedelta(days=7)).end()
 
 
+@pytest.mark.anyio
 async def test_loop_clock_moves_with_loop_time() -> None:
     """LoopClock reads its start plus the event loop time that has passed since it was made."""
     clock = LoopClock(datetime(2031, 5, 1, 12, tzinfo=UTC))
@@ -36,6 +36,7 @@ async def test_loop_clock_moves_with_loop_time() -> None:
     assert clock.now() == datetime(2031, 5, 1, 12, 1, 30, tzinfo=UTC)
 
 
+@pytest.mark.anyio
 async def test_a_loop_clock_made_outside_a_run_starts_at_its_first_read(
     mission_clock: LoopClock,
 ) -> None:
@@ -72,6 +73,7 @@ def test_virtual_time_backends_make_a_new_clock_each_time() -> None:
         virtual_time_backend("curio")
 
 
+@pytest.mark.anyio
 async def test_the_anyio_backend_runs_on_virtual_time(anyio_backend_name: str) -> None:
     """The test runs on the backend its parameter names, and a day passes at once."""
     assert trio.lowlevel.in_trio_run() == (anyio_backend_name == "trio")
@@ -96,6 +98,7 @@ def mission_definitions() -> list[object]:
     return [NAP]
 
 
+@pytest.mark.anyio
 async def test_the_commander_fixture_uses_the_mission_clock(
     commander: Commander, mission_clock: LoopClock
 ) -> None:
@@ -106,6 +109,7 @@ async def test_the_commander_fixture_uses_the_mission_clock(
     assert handle.id == "mission-000001"
 
 
+@pytest.mark.anyio
 async def test_make_commander_shares_a_store_between_commanders(
     make_commander: CommanderFactory,
 ) -> None:
@@ -115,10 +119,9 @@ async def test_make_commander_shares_a_store_between_commanders(
     assert (await make_commander(persistence=store).inspect(handle.id)).definition == "nap"
 
 
-async def test_the_runtime_fixture_runs_a_week_long_timer_in_virtual_time(
+async def _a_week_long_timer_fires(
     commander: Commander, runtime: CommanderRuntime, mission_clock: LoopClock
 ) -> None:
-    """In virtual time, a scheduled tick for a 7-day timer fires without a real wait."""
     assert runtime.state is RuntimeState.RUNNING
     handle = await commander.start(NAP, {})
     due = (await handle.inspect()).due_at
@@ -130,6 +133,28 @@ async def test_the_runtime_fixture_runs_a_week_long_timer_in_virtual_time(
     assert mission_clock.now() == due
 
 
+@pytest.mark.anyio
+async def test_the_runtime_fixture_runs_a_week_long_timer_in_virtual_time(
+    commander: Commander, runtime: CommanderRuntime, mission_clock: LoopClock
+) -> None:
+    """In virtual time, a scheduled tick for a 7-day timer fires without a real wait."""
+    await _a_week_long_timer_fires(commander, runtime, mission_clock)
+
+
+@pytest.mark.trio
+async def test_the_fixtures_run_under_pytest_trio_with_its_autojump_clock(
+    autojump_clock: MockClock,
+    commander: Commander,
+    runtime: CommanderRuntime,
+    mission_clock: LoopClock,
+) -> None:
+    """Under pytest-trio (a trio-marked test) the async fixtures work as well, and pytest-trio's
+    autojump_clock drives mission_clock: a 7-day timer fires without a real wait."""
+    await _a_week_long_timer_fires(commander, runtime, mission_clock)
+    assert trio.current_time() == autojump_clock.current_time()
+
+
+@pytest.mark.anyio
 async def test_make_runtime_passes_options_and_stops_runtimes_at_teardown(
     make_runtime: RuntimeFactory,
 ) -> None:
