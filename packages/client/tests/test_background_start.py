@@ -9,9 +9,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
-import trio
-from trio.testing import MockClock
 
 from mission_control.adapter_sqlite import SQLiteCommander
 from mission_control.client import create_mission_client
@@ -24,9 +23,9 @@ from mission_control.core import (
     m,
 )
 from mission_control.runtime import create_commander_runtime
-from mission_control.testing import RuntimeFactory, TrioClock
+from mission_control.testing import LoopClock, RuntimeFactory
 
-pytestmark = pytest.mark.trio
+pytestmark = pytest.mark.anyio
 
 packed_for: list[str] = []
 
@@ -61,7 +60,7 @@ def mission_definitions() -> list[Any]:
 
 
 async def test_a_background_start_returns_before_the_mission_runs_and_the_runtime_runs_it(
-    autojump_clock: MockClock, make_runtime: RuntimeFactory, mission_clock: TrioClock
+    make_runtime: RuntimeFactory, mission_clock: LoopClock
 ) -> None:
     """A background start returns a handle to a mission not yet started, and the running runtime
     completes it without a tick asked for by hand."""
@@ -82,9 +81,7 @@ async def test_a_background_start_returns_before_the_mission_runs_and_the_runtim
     assert mission_clock.now() == began
 
 
-async def test_a_background_start_is_idempotent_by_id(
-    autojump_clock: MockClock, make_runtime: RuntimeFactory
-) -> None:
+async def test_a_background_start_is_idempotent_by_id(make_runtime: RuntimeFactory) -> None:
     """Starting again with the id of a mission started in the background returns that mission,
     and its step runs once."""
     client = create_mission_client(await make_runtime())
@@ -99,9 +96,7 @@ async def test_a_background_start_is_idempotent_by_id(
     assert packed_for == ["o-1"]
 
 
-async def test_an_invalid_input_raises_and_stores_nothing(
-    autojump_clock: MockClock, make_runtime: RuntimeFactory
-) -> None:
+async def test_an_invalid_input_raises_and_stores_nothing(make_runtime: RuntimeFactory) -> None:
     """A background start whose input the definition rejects raises InvalidInputError, and no
     mission is stored."""
     client = create_mission_client(await make_runtime())
@@ -114,7 +109,7 @@ async def test_an_invalid_input_raises_and_stores_nothing(
 
 
 async def test_a_background_start_with_a_later_start_at_waits_for_it(
-    autojump_clock: MockClock, make_runtime: RuntimeFactory, mission_clock: TrioClock
+    make_runtime: RuntimeFactory, mission_clock: LoopClock
 ) -> None:
     """background=True with a start_at in the future is the delayed start: it runs then."""
     client = create_mission_client(await make_runtime())
@@ -128,12 +123,10 @@ async def test_a_background_start_with_a_later_start_at_waits_for_it(
     assert kinds[:2] == [TimelineKind.MISSION_SCHEDULED, TimelineKind.MISSION_STARTED]
 
 
-async def test_without_a_runtime_a_background_start_runs_nothing(
-    autojump_clock: MockClock, commander: Any
-) -> None:
+async def test_without_a_runtime_a_background_start_runs_nothing(commander: Any) -> None:
     """With no runtime, a mission started in the background stays stored, due, and not run."""
     handle = await commander.start(ORDER, {"item": "book"}, background=True)
-    await trio.sleep(3600)
+    await anyio.sleep(3600)
 
     assert (await handle.inspect()).status is MissionStatus.WAITING
     assert await commander.due_missions(10) == [handle.id]
@@ -153,7 +146,7 @@ CRASHING_PROCESS = textwrap.dedent(
     import os
     import sys
 
-    import trio
+    import anyio
 
     from mission_control.adapter_sqlite import SQLiteCommander
     from mission_control.core import m
@@ -167,17 +160,18 @@ CRASHING_PROCESS = textwrap.dedent(
         os._exit(70)
 
 
-    trio.run(main)
+    anyio.run(main, backend=sys.argv[2])
     """
 )
 
 
 @pytest.fixture
-def crashed_database(tmp_path: Path) -> Path:
-    """A SQLite file left by a process that died right after a background start of ``o-1``."""
+def crashed_database(tmp_path: Path, anyio_backend_name: str) -> Path:
+    """A SQLite file left by a process on the test's loop that died right after a background
+    start of ``o-1``."""
     database = tmp_path / "missions.sqlite"
     crashed = subprocess.run(
-        [sys.executable, "-c", CRASHING_PROCESS, str(database)],
+        [sys.executable, "-c", CRASHING_PROCESS, str(database), anyio_backend_name],
         capture_output=True,
         text=True,
         timeout=60,
@@ -187,13 +181,11 @@ def crashed_database(tmp_path: Path) -> Path:
     return database
 
 
-async def test_a_background_start_survives_a_crash_before_it_runs(
-    autojump_clock: MockClock, crashed_database: Path
-) -> None:
+async def test_a_background_start_survives_a_crash_before_it_runs(crashed_database: Path) -> None:
     """A mission started in the background by a process that then died is run by the runtime of
     the next process on the same SQLite file."""
     async with (
-        SQLiteCommander(crashed_database, [ORDER], clock=TrioClock()) as commander,
+        SQLiteCommander(crashed_database, [ORDER], clock=LoopClock()) as commander,
         create_commander_runtime(commander),
     ):
         snapshot = await commander.wait_for_completion("o-1")

@@ -16,7 +16,6 @@ from typing import Any
 
 import anyio.to_thread
 import pytest
-from trio.testing import MockClock
 
 from mission_control.adapter_sqlite import SQLiteCommander
 from mission_control.client import (
@@ -38,7 +37,7 @@ from mission_control.core import (
     UnknownSignalError,
     m,
 )
-from mission_control.testing import TrioClock
+from mission_control.testing import LoopClock, virtual_time_backend
 
 # Real seconds a test thread waits for another before the test fails (never reached when green).
 BOUND = 30.0
@@ -139,11 +138,13 @@ def open_client(database: Path, backend: str) -> Iterator[OpenClient]:
 
 
 @pytest.fixture
-def virtual_client(database: Path) -> Iterator[BlockingMissionClient]:
-    """A blocking client whose trio loop runs on a virtual clock: timers fire at once."""
+def virtual_client(database: Path, backend: str) -> Iterator[BlockingMissionClient]:
+    """A blocking client whose loop runs in virtual time: timers fire at once."""
+    name, options = virtual_time_backend(backend)
     client = start_blocking_client(
-        lambda: SQLiteCommander(database, DEFINITIONS, clock=TrioClock()),
-        backend_options={"clock": MockClock(autojump_threshold=0)},
+        lambda: SQLiteCommander(database, DEFINITIONS, clock=LoopClock()),
+        backend=name,
+        backend_options=options,
     )
     with client:
         yield client
@@ -374,7 +375,7 @@ def test_a_failing_factory_raises_to_the_caller_and_stops_the_thread(database: P
 def test_unknown_backends_and_factories_are_refused() -> None:
     """backend is 'trio' or 'asyncio', and the factory is callable."""
     with pytest.raises(ConfigurationError, match="backend"):
-        start_blocking_client(lambda: SQLiteCommander("x", []), backend="curio")  # type: ignore[arg-type]
+        start_blocking_client(lambda: SQLiteCommander("x", []), backend="curio")
     with pytest.raises(ConfigurationError, match="factory"):
         start_blocking_client("missions.sqlite")  # type: ignore[arg-type]
 

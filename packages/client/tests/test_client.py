@@ -5,9 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import anyio
 import pytest
-import trio
-from trio.testing import MockClock
 
 from mission_control.client import MissionClient, create_mission_client
 from mission_control.core import (
@@ -21,7 +20,7 @@ from mission_control.core import (
     m,
 )
 from mission_control.runtime import create_commander_runtime
-from mission_control.testing import RuntimeFactory, TrioClock
+from mission_control.testing import LoopClock, RuntimeFactory
 
 
 def parse_approval(raw: Any) -> dict[str, str]:
@@ -71,9 +70,9 @@ async def client(make_runtime: RuntimeFactory) -> MissionClient:
     return create_mission_client(await make_runtime())
 
 
-@pytest.mark.trio
+@pytest.mark.anyio
 async def test_a_delayed_start_runs_at_its_time_without_scheduling_by_hand(
-    autojump_clock: MockClock, client: MissionClient, mission_clock: TrioClock
+    client: MissionClient, mission_clock: LoopClock
 ) -> None:
     """A mission started with start_at runs when its time comes: the client scheduled it."""
     start_at = mission_clock.now() + timedelta(days=2)
@@ -87,24 +86,24 @@ async def test_a_delayed_start_runs_at_its_time_without_scheduling_by_hand(
     assert mission_clock.now() == start_at
 
 
-@pytest.mark.trio
+@pytest.mark.anyio
 async def test_retries_reached_while_starting_are_scheduled(
-    autojump_clock: MockClock, client: MissionClient, mission_clock: TrioClock
+    client: MissionClient, mission_clock: LoopClock
 ) -> None:
     """A first step that fails inline gets its retry tick; so does each retry after it."""
     began = mission_clock.now()
     handle = await client.start(RETRYING, {})
 
     assert client.runtime.next_tick_at == began + timedelta(seconds=30)
-    await trio.sleep(30.001)
+    await anyio.sleep(30.001)
     snapshot = await handle.inspect()
     assert snapshot.nodes["call"].attempts == 2
     assert snapshot.status is MissionStatus.WAITING
 
 
-@pytest.mark.trio
+@pytest.mark.anyio
 async def test_a_signal_that_leads_to_a_timer_schedules_its_tick(
-    autojump_clock: MockClock, client: MissionClient, mission_clock: TrioClock
+    client: MissionClient, mission_clock: LoopClock
 ) -> None:
     """Signalling an approval starts the cool-off timer, and the client schedules its tick."""
     handle = await client.start(APPROVAL, {})
@@ -118,10 +117,8 @@ async def test_a_signal_that_leads_to_a_timer_schedules_its_tick(
     assert mission_clock.now() == after.due_at
 
 
-@pytest.mark.trio
-async def test_handles_from_the_client_signal_through_it(
-    autojump_clock: MockClock, client: MissionClient
-) -> None:
+@pytest.mark.anyio
+async def test_handles_from_the_client_signal_through_it(client: MissionClient) -> None:
     """A handle the client returns schedules ticks too, so handle.signal needs no extra step."""
     handle = await client.start(APPROVAL, {})
 
@@ -132,18 +129,18 @@ async def test_handles_from_the_client_signal_through_it(
     assert handle == await client.get(handle.id)
 
 
-@pytest.mark.trio
-async def test_cancel_and_wait(autojump_clock: MockClock, client: MissionClient) -> None:
+@pytest.mark.anyio
+async def test_cancel_and_wait(client: MissionClient) -> None:
     """A cancelled mission makes wait_for_completion raise and result return its snapshot."""
     handle = await client.start(APPROVAL, {})
 
-    async with trio.open_nursery() as nursery:
+    async with anyio.create_task_group() as tasks:
 
         async def cancel_later() -> None:
-            await trio.sleep(60)
+            await anyio.sleep(60)
             await client.cancel(handle.id, "withdrawn")
 
-        nursery.start_soon(cancel_later)
+        tasks.start_soon(cancel_later)
         with pytest.raises(MissionCancelledError, match="withdrawn"):
             await client.wait_for_completion(handle.id)
 
@@ -151,9 +148,9 @@ async def test_cancel_and_wait(autojump_clock: MockClock, client: MissionClient)
     assert snapshot.status is MissionStatus.CANCELLED
 
 
-@pytest.mark.trio
+@pytest.mark.anyio
 async def test_a_failed_mission_raises_from_wait(
-    autojump_clock: MockClock, make_runtime: RuntimeFactory, make_commander: Any
+    make_runtime: RuntimeFactory, make_commander: Any
 ) -> None:
     """wait_for_completion raises MissionFailedError when retries run out under an
     auto-scheduling runtime (later retries are scheduled by ticks, not by client calls)."""
@@ -173,10 +170,8 @@ async def test_a_failed_mission_raises_from_wait(
     assert (await handle.inspect()).nodes["call"].attempts == 3
 
 
-@pytest.mark.trio
-async def test_inspect_list_and_timeline_read_through(
-    autojump_clock: MockClock, client: MissionClient
-) -> None:
+@pytest.mark.anyio
+async def test_inspect_list_and_timeline_read_through(client: MissionClient) -> None:
     """inspect, list, get and timeline read the commander's missions."""
     first = await client.start(APPROVAL, {}, id="a-1")
     await client.start(REMINDER, {}, id="r-1")
@@ -189,7 +184,7 @@ async def test_inspect_list_and_timeline_read_through(
     assert await first.timeline() == await client.timeline("a-1")
 
 
-@pytest.mark.trio
+@pytest.mark.anyio
 async def test_the_client_is_a_commander(client: MissionClient, commander: Commander) -> None:
     """The client satisfies CommanderProtocol and exposes its runtime's commander."""
     assert isinstance(client, CommanderProtocol)
@@ -208,7 +203,7 @@ def test_the_client_inherits_the_application_api_instead_of_forwarding_it() -> N
             assert getattr(MissionClient, name) is getattr(Commander, name), name
 
 
-@pytest.mark.trio
+@pytest.mark.anyio
 async def test_closing_the_client_leaves_the_commanders_store_open(
     client: MissionClient, commander: Commander
 ) -> None:
@@ -220,7 +215,7 @@ async def test_closing_the_client_leaves_the_commanders_store_open(
     assert (await client.inspect(handle.id)).status is MissionStatus.COMPLETED
 
 
-@pytest.mark.trio
+@pytest.mark.anyio
 async def test_handles_from_the_client_are_bound_to_it(client: MissionClient) -> None:
     """start, get and iter_missions of the client work on the client, not on the commander."""
     handle = await client.start(REMINDER, {}, id="r-9")
@@ -249,9 +244,9 @@ def test_a_runtime_driving_something_else_than_a_commander_is_refused(
         MissionClient(create_commander_runtime(Driver()))
 
 
-@pytest.mark.trio
+@pytest.mark.anyio
 async def test_a_stopped_runtime_gets_no_ticks_and_calls_still_work(
-    autojump_clock: MockClock, commander: Commander, mission_clock: TrioClock
+    commander: Commander, mission_clock: LoopClock
 ) -> None:
     """After the runtime stopped, the client still starts missions and schedules nothing."""
     runtime = create_commander_runtime(commander)

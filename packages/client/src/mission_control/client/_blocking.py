@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from concurrent.futures import CancelledError, Future
 from contextlib import ExitStack, suppress
 from datetime import datetime
-from typing import Any, Literal, Self, TypeVar, Unpack
+from typing import Any, Self, TypeVar, Unpack
 
 import anyio
 import attrs
@@ -50,7 +50,6 @@ from ._client import MissionClient
 _T = TypeVar("_T")
 RawT = TypeVar("RawT")
 
-Backend = Literal["trio", "asyncio"]
 CommanderFactory = Callable[[], Commander | Awaitable[Commander]]
 """Makes the client's commander on its loop: a function or async function returning one (such as
 ``SQLiteCommander``, or ``functools.partial(SQLiteCommander, path, definitions)``)."""
@@ -386,7 +385,7 @@ class BlockingMissionHandle:
 def start_blocking_client(
     factory: CommanderFactory,
     *,
-    backend: Backend = "trio",
+    backend: str = "trio",
     backend_options: Mapping[str, Any] | None = None,
     make_runtime: Callable[[Commander], CommanderRuntime] = create_commander_runtime,
 ) -> BlockingMissionClient:
