@@ -1,25 +1,30 @@
-"""Benchmarks: throughput, tick cost and memory of Mission Control, next to a bare loop.
+"""Benchmarks: throughput, tick cost and memory of Mission Control, on trio and on asyncio, next to
+a bare loop.
 
     uv run python scripts/benchmark.py                # every scenario, as a table (~2 minutes)
     uv run python scripts/benchmark.py --quick        # small counts: a smoke run of seconds
     uv run python scripts/benchmark.py --scenario 5   # one scenario (repeat the option for more)
+    uv run python scripts/benchmark.py --backends asyncio  # one event loop only (default: both)
     uv run python scripts/benchmark.py --json         # JSON on stdout (the table on stderr)
     uv run python scripts/benchmark.py --profile      # and cProfile one engine run per scenario
 
 Each figure is the median of several runs, with their spread (half the min-to-max range, as a
-share of the median). Each scenario also runs, in the same process and interleaved with the
-engine's runs, a *bare loop*: trio + apsw writing the same rows with the same statements and no
-engine, one transaction per write. The rows are the JSON the engine writes, captured from a real
-mission of the scenario, and the number of writes per mission is the one counted on the adapter,
-so each figure can also be read as a ratio to the bare loop, which holds better than absolute
-figures on a noisy machine. (Where missions move concurrently, the adapter's group commit puts
-several writes in one transaction; the bare loop does not, and the scenario records how many
-transactions the adapter took.)
+share of the median). The engine's runs are made on each backend (trio and asyncio, through
+AnyIO), one fresh event loop per run, the backends alternating round by round, so that both
+meet the same phases of a noisy machine; *asyncio/trio* pairs the two runs of each round. Each
+scenario also runs, in the same process and interleaved with the engine's runs, a *bare loop*:
+trio + apsw writing the same rows with the same statements and no engine, one transaction per
+write. It is trio's reference, and runs on trio only. The rows are the JSON the engine writes,
+captured from a real mission of the scenario, and the number of writes per mission is the one
+counted on the adapter, so each figure can also be read as a ratio to the bare loop, which holds
+better than absolute figures on a noisy machine. (Where missions move concurrently, the
+adapter's group commit puts several writes in one transaction; the bare loop does not, and the
+scenario records how many transactions the adapter took.)
 
 Scenarios (docs/performance.md has the targets and what dominates each):
 
 1. 3-step missions one after another: in-memory, SQLite NORMAL and FULL;
-2. 1,000 missions in flight at once (their steps yield to trio);
+2. 1,000 missions in flight at once (their steps yield to the event loop);
 3. 500 missions waiting on a signal, then all signalled at once;
 4. 200 missions sleeping 1 s then running a step, driven by the real runtime and system clock;
 5. a runtime tick over 100,000 waiting missions of which 100 are due;
@@ -48,11 +53,14 @@ import sysconfig
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol, Self, cast
+from importlib import metadata
+from typing import Any, Protocol, Self, TypeVar, TypeVarTuple, cast
 
+import anyio
+import anyio.lowlevel
 import apsw
 import trio
 
@@ -107,7 +115,7 @@ def _one(ctx: Context[object, Any]) -> int:
 
 
 async def _yield_one(ctx: Context[object, Any]) -> int:
-    await trio.lowlevel.checkpoint()
+    await anyio.lowlevel.checkpoint()
     return 1
 
 
@@ -129,7 +137,7 @@ IN_FLIGHT: Definition = (
     .step("c", _yield_one)
     .end()
 )
-"""(2): the same with steps that yield to trio, so that missions interleave."""
+"""(2): the same with steps that yield to the event loop, so that missions interleave."""
 
 SIGNALLED: Definition = (
     m.define("signalled")
@@ -206,31 +214,108 @@ def paired_ratio(engine: Sequence[float], bare: Sequence[float]) -> Stats:
     return Stats.of(e / b for e, b in zip(engine, bare, strict=True))
 
 
+ASYNCIO_MARGIN = 0.10
+"""How far asyncio's figure may be from trio's (DESIGN, issue 12): at most 10% slower."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """A bound on a row's median, or (``of_bare``) on its ratio to the bare loop."""
+
+    text: str
+    bound: float
+    at_most: bool
+    of_bare: bool = False
+
+    def met(self, value: Stats, vs_bare: Stats | None) -> bool:
+        figure = vs_bare if self.of_bare else value
+        if figure is None:
+            raise ValueError(f"target {self.text!r} needs the bare loop")
+        return figure.median <= self.bound if self.at_most else figure.median >= self.bound
+
+
 @dataclass
 class Row:
     scenario: int
     label: str
     unit: str
-    value: Stats
-    higher_is_better: bool
+    values: dict[str, Stats]
+    """The engine's figure on each backend that ran, by backend name; their samples are in
+    round order, so that the two backends' runs of a round pair up."""
     bare: Stats | None = None
-    ratio: Stats | None = None
-    """Engine / bare (of this row's unit), median of the runs paired in time."""
-    target: str | None = None
-    met: bool | None = None
+    vs_bare: dict[str, Stats] = field(default_factory=dict[str, Stats])
+    """Each backend's figure / the bare loop's (of this row's unit), median of the runs paired
+    in time."""
+    target: Target | None = None
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.unit == "missions/s"
+
+    @property
+    def vs_trio(self) -> Stats | None:
+        """asyncio / trio (of this row's unit), for each round's pair of runs."""
+        if "asyncio" not in self.values or "trio" not in self.values:
+            return None
+        return paired_ratio(self.values["asyncio"].samples, self.values["trio"].samples)
+
+    @property
+    def asyncio_within_margin(self) -> bool | None:
+        ratio = self.vs_trio
+        if ratio is None:
+            return None
+        if self.higher_is_better:
+            return ratio.median >= 1 - ASYNCIO_MARGIN
+        return ratio.median <= 1 + ASYNCIO_MARGIN
+
+    @property
+    def met(self) -> dict[str, bool]:
+        if self.target is None:
+            return {}
+        target = self.target
+        return {b: target.met(value, self.vs_bare.get(b)) for b, value in self.values.items()}
 
     def to_json(self) -> dict[str, Any]:
+        vs_trio = self.vs_trio
         return {
             "scenario": self.scenario,
             "label": self.label,
             "unit": self.unit,
             "higher_is_better": self.higher_is_better,
-            "value": self.value.to_json(),
+            "values": {b: value.to_json() for b, value in self.values.items()},
             "bare": self.bare.to_json() if self.bare is not None else None,
-            "ratio_to_bare": self.ratio.to_json() if self.ratio is not None else None,
-            "target": self.target,
+            "ratio_to_bare": {b: ratio.to_json() for b, ratio in self.vs_bare.items()},
+            "asyncio_to_trio": vs_trio.to_json() if vs_trio is not None else None,
+            "asyncio_within_margin": self.asyncio_within_margin,
+            "target": self.target.text if self.target is not None else None,
             "met": self.met,
         }
+
+
+def row(
+    scenario: int,
+    label: str,
+    unit: str,
+    samples: Mapping[str, Sequence[float]],
+    bare: Sequence[float] | None = None,
+    *,
+    target: Target | None = None,
+    paired_with_bare: bool = True,
+) -> Row:
+    """A row of the engine's ``samples`` by backend, next to the bare loop's (in the same
+    rounds) unless ``paired_with_bare`` is false (the bare figure is then only shown)."""
+    vs_bare: dict[str, Stats] = {}
+    if bare is not None and paired_with_bare:
+        vs_bare = {backend: paired_ratio(values, bare) for backend, values in samples.items()}
+    return Row(
+        scenario,
+        label,
+        unit,
+        {backend: Stats.of(values) for backend, values in samples.items()},
+        Stats.of(bare) if bare is not None else None,
+        vs_bare,
+        target,
+    )
 
 
 @dataclass
@@ -239,7 +324,8 @@ class Result:
     title: str
     rows: list[Row] = field(default_factory=list[Row])
     details: dict[str, Any] = field(default_factory=dict[str, Any])
-    profile: Profile | None = None
+    profiles: dict[str, Profile] = field(default_factory=dict[str, "Profile"])
+    """cProfile of one extra engine run, by backend (with ``--profile``)."""
     seconds: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
@@ -248,9 +334,10 @@ class Result:
             "title": self.title,
             "rows": [row.to_json() for row in self.rows],
             "details": self.details,
-            "profile": None
-            if self.profile is None
-            else {"shares": self.profile.shares, "text": self.profile.text},
+            "profiles": {
+                backend: {"shares": profile.shares, "text": profile.text}
+                for backend, profile in self.profiles.items()
+            },
             "seconds": self.seconds,
         }
 
@@ -271,35 +358,58 @@ def _format(value: float, unit: str) -> str:
     return f"{value:g} {unit}"
 
 
-def _format_ratio(row: Row) -> str:
-    if row.ratio is None:
+def _format_ratio(ratio: Stats | None, higher_is_better: bool) -> str:
+    if ratio is None:
         return ""
-    ratio = row.ratio.median
-    return f"{ratio:.0%}" if row.higher_is_better else f"{ratio:.2f}x"
+    return f"{ratio.median:.0%}" if higher_is_better else f"{ratio.median:.2f}x"
 
 
-def render_table(results: Sequence[Result], *, markdown: bool = False) -> str:
-    header = ("#", "measure", "median", "spread", "bare loop", "vs bare", "target", "met")
+def _yes_no(value: bool | None) -> str:
+    return "" if value is None else ("yes" if value else "NO")
+
+
+def _header(backends: Sequence[str]) -> tuple[tuple[str, ...], set[int]]:
+    """The table's column names, and which of them are right-aligned."""
+    columns = ["#", "measure"]
+    for backend in backends:
+        columns += [backend, "±"]
+    if len(backends) > 1:
+        columns += ["asyncio/trio", f"within {ASYNCIO_MARGIN:.0%}"]
+    columns += ["bare loop (trio only)", f"{backends[0]} vs bare", "target", "met"]
+    right = {i for i, name in enumerate(columns) if name not in ("#", "measure", "target", "met")}
+    return tuple(columns), right
+
+
+def _cells(row: Row, backends: Sequence[str]) -> tuple[str, ...]:
+    cells = [str(row.scenario), row.label]
+    for backend in backends:
+        value = row.values.get(backend)
+        cells += (
+            ["", ""] if value is None else [_format(value.median, row.unit), f"±{value.spread:.0%}"]
+        )
+    if len(backends) > 1:
+        cells += [_format_ratio(row.vs_trio, row.higher_is_better)]
+        cells += [_yes_no(row.asyncio_within_margin)]
+    met = row.met
+    cells += [
+        _format(row.bare.median, row.unit) if row.bare is not None else "",
+        _format_ratio(row.vs_bare.get(backends[0]), row.higher_is_better),
+        row.target.text if row.target is not None else "",
+        "/".join(_yes_no(met[b]) for b in backends if b in met),
+    ]
+    return tuple(cells)
+
+
+def render_table(
+    results: Sequence[Result], backends: Sequence[str], *, markdown: bool = False
+) -> str:
+    header, right = _header(backends)
     lines: list[tuple[str, ...]] = [header]
     for result in results:
-        for row in result.rows:
-            met = "" if row.met is None else ("yes" if row.met else "NO")
-            lines.append(
-                (
-                    str(row.scenario),
-                    row.label,
-                    _format(row.value.median, row.unit),
-                    f"±{row.value.spread:.0%}",
-                    _format(row.bare.median, row.unit) if row.bare is not None else "",
-                    _format_ratio(row),
-                    row.target or "",
-                    met,
-                )
-            )
+        lines += [_cells(row, backends) for row in result.rows]
     if markdown:  # keep the indent of a row that details the one above
         lines = [tuple(cell.replace("  ", "&nbsp;&nbsp;", 1) for cell in line) for line in lines]
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    right = {2, 3, 4, 5}
     out: list[str] = []
     for n, line in enumerate(lines):
         cells = [
@@ -318,6 +428,61 @@ def render_table(results: Sequence[Result], *, markdown: bool = False) -> str:
             if n == 0:
                 out.append("  ".join("-" * w for w in widths))
     return "\n".join(out)
+
+
+# -- event loops --------------------------------------------------------------------------------
+
+BACKENDS = ("trio", "asyncio")
+"""The event loops the engine is measured on, in the table's order."""
+
+T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
+
+
+class Loops:
+    """Where each piece of work runs: the one place that knows about event loops.
+
+    The engine's work runs through AnyIO on each chosen backend, in a fresh event loop per call
+    (a commander serves the next loop once the previous one has ended). Measurements go round by
+    round: in each round every backend makes one run, the first backend alternating from one
+    round to the next, so that both meet the same phases of a noisy machine and a round's runs
+    can be paired. The bare loop and the setting up (recording a mission's writes, building the
+    waiting database) run on trio, the reference, whatever the chosen backends.
+    """
+
+    def __init__(self, backends: Iterable[str]) -> None:
+        chosen = set(backends)
+        self.backends = tuple(backend for backend in BACKENDS if backend in chosen)
+        if not self.backends:
+            raise ValueError(f"no backend chosen of {', '.join(BACKENDS)}")
+
+    def run(self, backend: str, work: Callable[[*Ts], Awaitable[T]], *args: *Ts) -> T:
+        """``work(*args)`` in a fresh event loop of ``backend``."""
+        return anyio.run(work, *args, backend=backend)
+
+    def reference(self, work: Callable[[*Ts], Awaitable[T]], *args: *Ts) -> T:
+        """``work(*args)`` in a fresh trio loop: the bare loop and the setting up."""
+        return trio.run(work, *args)
+
+    def each(self, work: Callable[[str], Awaitable[T]]) -> dict[str, T]:
+        """``work(backend)`` once on every chosen backend."""
+        return {backend: self.run(backend, work, backend) for backend in self.backends}
+
+    def rounds(self, count: int) -> Iterator[tuple[str, ...]]:
+        """The order of the backends in each of ``count`` rounds."""
+        for n in range(count):
+            yield self.backends if n % 2 == 0 else self.backends[::-1]
+
+    def measure(
+        self, order: Sequence[str], into: dict[str, list[T]], work: Callable[[str], Awaitable[T]]
+    ) -> None:
+        """One round: ``work(backend)`` on each backend in ``order``, added to ``into``."""
+        for backend in order:
+            into[backend].append(self.run(backend, work, backend))
+
+    def samples(self) -> dict[str, list[Any]]:
+        """An empty list of samples per backend."""
+        return {backend: [] for backend in self.backends}
 
 
 # -- configuration ------------------------------------------------------------------------------
@@ -379,11 +544,12 @@ class Config:
 
 _StatsKey = tuple[str, int, str]
 _STDLIB = sysconfig.get_paths()["stdlib"].replace(os.sep, "/")
-CATEGORIES = ("sqlite", "json", "engine", "adapter", "runtime", "trio", "other")
+CATEGORIES = ("sqlite", "json", "engine", "adapter", "runtime", "loop", "other")
 """Where a profile's busy time goes: apsw calls; core's serialization with json and cattrs; the
-rest of core; the adapters; the runtime and client; trio; the rest (this script, ...). Time in
-builtins and the standard library (but json) counts for the category of their main caller; time
-trio spends waiting for I/O or a timer (``epoll``) is idle and left out."""
+rest of core; the adapters; the runtime and client; the event loop (trio, or asyncio, and AnyIO
+on either); the rest (this script, ...). Time in builtins and the standard library (but json
+and asyncio) counts for the category of their main caller; time the loop spends waiting for I/O
+or a timer (``epoll``) is idle and left out."""
 
 
 def _own_category(key: _StatsKey) -> str | None:
@@ -396,21 +562,21 @@ def _own_category(key: _StatsKey) -> str | None:
         return None
     path = filename.replace(os.sep, "/")
     if (
-        path.startswith("<cattrs")
+        path.startswith(("<cattrs", "<codec "))  # core's generated codec: "<codec writer of ...>"
         or "/cattrs/" in path
         or path.endswith("/_serialization.py")
         or (path.endswith("core/_snapshot.py") and name == "json_text")
         or path.startswith(_STDLIB + "/json/")
     ):
         return "json"
-    if "/packages/core/" in path or path.startswith("<attrs generated"):
+    if "/packages/core/" in path or path.startswith(("<attrs generated", "<snapshot of a draft")):
         return "engine"
     if "/packages/adapter-sqlite/" in path or "/packages/in-memory-commander/" in path:
         return "adapter"
     if "/packages/runtime/" in path or "/packages/client/" in path:
         return "runtime"
-    if "/trio/" in path or "/outcome/" in path:
-        return "trio"
+    if any(f"/{name}/" in path for name in ("trio", "outcome", "anyio", "sniffio", "asyncio")):
+        return "loop"
     if path.startswith(_STDLIB + "/"):
         return None
     return "other"
@@ -453,18 +619,23 @@ class Profile:
 
 
 class Profiles:
-    """cProfile of one extra engine run per scenario, when ``--profile`` is given."""
+    """cProfile of one extra engine run per scenario and backend, when ``--profile`` is given."""
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
 
-    async def run(self, work: Callable[[], Awaitable[object]]) -> Profile | None:
+    def each(self, loops: Loops, work: Callable[[str], Awaitable[object]]) -> dict[str, Profile]:
+        """A profile of ``work(backend)`` on each backend (none unless enabled)."""
         if not self.enabled:
-            return None
+            return {}
+        return loops.each(lambda backend: self._profile(work, backend))
+
+    @staticmethod
+    async def _profile(work: Callable[[str], Awaitable[object]], backend: str) -> Profile:
         profile = cProfile.Profile()
         profile.enable()
         try:
-            await work()
+            await work(backend)
         finally:
             profile.disable()
         stream = io.StringIO()
@@ -628,6 +799,36 @@ def _describe_writes(writes: Sequence[Write]) -> str:
     return f"{inserts} insert + {commits} commits, timeline entries {entries}"
 
 
+Recorded = tuple[list[Write], dict[str, int]]
+"""The writes and adapter calls of one stage of a mission."""
+
+
+async def record_start(definition: Definition) -> Recorded:
+    """The writes of starting one mission (to its end, or its first wait)."""
+    recorder = Recorder(definition)
+    await recorder.commander.start(definition, {"i": 0})
+    return recorder.adapter.stage()
+
+
+async def record_signal(definition: Definition) -> tuple[Recorded, Recorded]:
+    """The writes of starting one mission waiting at ``approve``, then of signalling it."""
+    recorder = Recorder(definition)
+    handle = await recorder.commander.start(definition, {"i": 0})
+    start = recorder.adapter.stage()
+    await handle.signal("approve", {"ok": True})
+    return start, recorder.adapter.stage()
+
+
+async def record_timer(definition: Definition, seconds: float) -> tuple[Recorded, Recorded]:
+    """The writes of starting one sleeping mission, then of advancing it once it is due."""
+    recorder = Recorder(definition)
+    handle = await recorder.commander.start(definition, {"i": 0})
+    start = recorder.adapter.stage()
+    recorder.clock.advance(seconds)
+    await recorder.commander.advance(handle.id)
+    return start, recorder.adapter.stage()
+
+
 # -- the bare loop ------------------------------------------------------------------------------
 
 _INSERT_MISSION = (
@@ -751,6 +952,31 @@ def _sqlite_commander(
     return create_commander(definitions, persistence=adapter, clock=clock)
 
 
+def _memory_commanders(loops: Loops, definition: Definition) -> dict[str, Commander]:
+    """An in-memory commander for each backend."""
+    return {
+        b: create_commander([definition], persistence=InMemoryPersistenceAdapter())
+        for b in loops.backends
+    }
+
+
+def _sqlite_commanders(
+    loops: Loops,
+    definition: Definition,
+    directory: str,
+    name: str,
+    synchronous: Synchronous = "NORMAL",
+) -> dict[str, Commander]:
+    """A SQLite commander for each backend, on a database of its own (``name-backend``), as
+    large as the one of a run on that backend alone."""
+    return {
+        b: _sqlite_commander(
+            os.path.join(directory, f"{name}-{b}.sqlite"), [definition], synchronous=synchronous
+        )
+        for b in loops.backends
+    }
+
+
 def _transactions(commander: Commander) -> int:
     """Write transactions the commander's SQLite adapter has begun so far."""
     return cast(SQLitePersistenceAdapter, commander.persistence).transactions
@@ -826,98 +1052,102 @@ def _remove_database(path: str) -> None:
             os.remove(path + suffix)
 
 
-def _at_least(value: float, bound: float) -> bool:
-    return value >= bound
-
-
-def _at_most(value: float, bound: float) -> bool:
-    return value <= bound
-
-
 # -- (1) 3-step missions one after another ----------------------------------------------------
 
 
-async def scenario_1(cfg: Config, directory: str, profiles: Profiles) -> Result:
+async def _close(*commanders: Commander) -> None:
+    for commander in commanders:
+        await commander.aclose()
+
+
+async def _warm_up(commanders: Sequence[Commander], definition: Definition, count: int) -> None:
+    for commander in commanders:
+        await _sequential(commander, definition, count)
+
+
+async def _with_gc(timer: GcTimer, work: Awaitable[float]) -> float:
+    with timer:
+        return await work
+
+
+def scenario_1(cfg: Config, directory: str, loops: Loops, profiles: Profiles) -> Result:
     result = Result(1, "3-step missions one after another")
-    recorder = Recorder(THREE_STEPS)
-    await recorder.commander.start(THREE_STEPS, {"i": 0})
-    writes, calls = recorder.adapter.stage()
+    writes, calls = loops.reference(record_start, THREE_STEPS)
     result.details["writes_per_mission"] = _describe_writes(writes)
     result.details["adapter_calls_per_mission"] = calls
     result.details["snapshot_bytes"] = [len(w.snapshot) for w in writes]
     n, n_full = cfg.s1_missions, cfg.s1_full_missions
     result.details["missions_per_run"] = {"memory": n, "NORMAL": n, "FULL": n_full}
 
-    memory = create_commander([THREE_STEPS], persistence=InMemoryPersistenceAdapter())
-    normal = _sqlite_commander(os.path.join(directory, "s1-normal.sqlite"), [THREE_STEPS])
-    full = _sqlite_commander(
-        os.path.join(directory, "s1-full.sqlite"), [THREE_STEPS], synchronous="FULL"
-    )
+    backends = loops.backends
+    memory = _memory_commanders(loops, THREE_STEPS)
+    normal = _sqlite_commanders(loops, THREE_STEPS, directory, "s1-normal")
+    full = _sqlite_commanders(loops, THREE_STEPS, directory, "s1-full", synchronous="FULL")
     bare_normal = BareDb(os.path.join(directory, "s1-bare-normal.sqlite"), "NORMAL")
     bare_full = BareDb(os.path.join(directory, "s1-bare-full.sqlite"), "FULL")
+    gc_memory = {b: GcTimer() for b in backends}
+    gc_normal = {b: GcTimer() for b in backends}
+    mem, nor, ful = loops.samples(), loops.samples(), loops.samples()
+    bn: list[float] = []
+    bf: list[float] = []
     try:
-        for commander in (memory, normal, full):
-            await _sequential(commander, THREE_STEPS, cfg.warm_up)
-        await _bare_sequential(bare_normal, writes, cfg.warm_up)
-        await _bare_sequential(bare_full, writes, cfg.warm_up)
-        samples: dict[str, list[float]] = {k: [] for k in ("mem", "n", "bn", "f", "bf")}
-        gc_memory, gc_normal = GcTimer(), GcTimer()
-        for _ in range(cfg.repeat):
-            with gc_memory:
-                samples["mem"].append(await _sequential(memory, THREE_STEPS, n))
-            with gc_normal:
-                samples["n"].append(await _sequential(normal, THREE_STEPS, n))
-            samples["bn"].append(await _bare_sequential(bare_normal, writes, n))
-            samples["f"].append(await _sequential(full, THREE_STEPS, n_full))
-            samples["bf"].append(await _bare_sequential(bare_full, writes, n_full))
-        for commander, count in ((memory, n), (normal, n), (full, n_full)):
-            await _check_completed(commander, THREE_STEPS, cfg.warm_up + cfg.repeat * count)
-        result.profile = await profiles.run(lambda: _sequential(normal, THREE_STEPS, n))
+        loops.each(lambda b: _warm_up((memory[b], normal[b], full[b]), THREE_STEPS, cfg.warm_up))
+        loops.reference(_bare_sequential, bare_normal, writes, cfg.warm_up)
+        loops.reference(_bare_sequential, bare_full, writes, cfg.warm_up)
+        for order in loops.rounds(cfg.repeat):
+            loops.measure(
+                order, mem, lambda b: _with_gc(gc_memory[b], _sequential(memory[b], THREE_STEPS, n))
+            )
+            loops.measure(
+                order, nor, lambda b: _with_gc(gc_normal[b], _sequential(normal[b], THREE_STEPS, n))
+            )
+            bn.append(loops.reference(_bare_sequential, bare_normal, writes, n))
+            loops.measure(order, ful, lambda b: _sequential(full[b], THREE_STEPS, n_full))
+            bf.append(loops.reference(_bare_sequential, bare_full, writes, n_full))
+
+        async def check(b: str) -> None:
+            for commander, count in ((memory[b], n), (normal[b], n), (full[b], n_full)):
+                await _check_completed(commander, THREE_STEPS, cfg.warm_up + cfg.repeat * count)
+
+        loops.each(check)
+        result.profiles = profiles.each(loops, lambda b: _sequential(normal[b], THREE_STEPS, n))
     finally:
-        for commander in (memory, normal, full):
-            await commander.aclose()
+        loops.each(lambda b: _close(memory[b], normal[b], full[b]))
         bare_normal.close()
         bare_full.close()
 
     # The share of the engine's time spent in the cyclic GC; the in-memory store keeps every
     # mission's objects alive, so its full collections grow with the missions it holds.
     result.details["gc_share"] = {
-        "memory": gc_memory.seconds / sum(n / rate for rate in samples["mem"]),
-        "NORMAL": gc_normal.seconds / sum(n / rate for rate in samples["n"]),
+        b: {
+            "memory": gc_memory[b].seconds / sum(n / rate for rate in mem[b]),
+            "NORMAL": gc_normal[b].seconds / sum(n / rate for rate in nor[b]),
+        }
+        for b in backends
     }
     result.details["gc_collections"] = {
-        "memory": dict(gc_memory.collections),
-        "NORMAL": dict(gc_normal.collections),
+        b: {"memory": dict(gc_memory[b].collections), "NORMAL": dict(gc_normal[b].collections)}
+        for b in backends
     }
-    mem, nor, bn = Stats.of(samples["mem"]), Stats.of(samples["n"]), Stats.of(samples["bn"])
-    ful, bf = Stats.of(samples["f"]), Stats.of(samples["bf"])
-    mem_ratio = paired_ratio(samples["mem"], samples["bn"])
-    normal_ratio = paired_ratio(samples["n"], samples["bn"])
-    full_ratio = paired_ratio(samples["f"], samples["bf"])
+    rate = "missions/s"
     result.rows += [
-        Row(
+        row(
             1,
             "in-memory, missions one after another",
-            "missions/s",
+            rate,
             mem,
-            True,
             bn,
-            mem_ratio,
-            ">= 20,000/s",
-            _at_least(mem.median, 20_000),
+            target=Target(">= 20,000/s", 20_000, at_most=False),
         ),
-        Row(
+        row(
             1,
             "SQLite NORMAL, missions one after another",
-            "missions/s",
+            rate,
             nor,
-            True,
             bn,
-            normal_ratio,
-            ">= 60% of bare",
-            _at_least(normal_ratio.median, 0.60),
+            target=Target(">= 60% of bare", 0.60, at_most=False, of_bare=True),
         ),
-        Row(1, "SQLite FULL, missions one after another", "missions/s", ful, True, bf, full_ratio),
+        row(1, "SQLite FULL, missions one after another", rate, ful, bf),
     ]
     return result
 
@@ -927,10 +1157,15 @@ async def scenario_1(cfg: Config, directory: str, profiles: Profiles) -> Result:
 
 async def _in_flight(commander: Commander, count: int) -> float:
     started = time.perf_counter()
-    async with trio.open_nursery() as nursery:
+    async with anyio.create_task_group() as tasks:
         for i in range(count):
-            nursery.start_soon(commander.start, IN_FLIGHT, {"i": i})
+            tasks.start_soon(commander.start, IN_FLIGHT, {"i": i})
     return count / (time.perf_counter() - started)
+
+
+async def _warm_up_in_flight(commanders: Sequence[Commander], count: int) -> None:
+    for commander in commanders:
+        await _in_flight(commander, count)
 
 
 async def _bare_in_flight(db: BareDb, writes: Sequence[Write], count: int) -> float:
@@ -946,59 +1181,43 @@ async def _bare_yielding(db: BareDb, mission_id: str, writes: Sequence[Write]) -
     await bare_mission(db, mission_id, writes, yield_between=True)
 
 
-async def scenario_2(cfg: Config, directory: str, profiles: Profiles) -> Result:
+def scenario_2(cfg: Config, directory: str, loops: Loops, profiles: Profiles) -> Result:
     n = cfg.s2_missions
     result = Result(2, f"{n:,} missions in flight at once")
-    recorder = Recorder(IN_FLIGHT)
-    await recorder.commander.start(IN_FLIGHT, {"i": 0})
-    writes, calls = recorder.adapter.stage()
+    writes, calls = loops.reference(record_start, IN_FLIGHT)
     result.details["writes_per_mission"] = _describe_writes(writes)
     result.details["adapter_calls_per_mission"] = calls
-    memory = create_commander([IN_FLIGHT], persistence=InMemoryPersistenceAdapter())
-    sqlite = _sqlite_commander(os.path.join(directory, "s2.sqlite"), [IN_FLIGHT])
+    backends = loops.backends
+    memory = _memory_commanders(loops, IN_FLIGHT)
+    sqlite = _sqlite_commanders(loops, IN_FLIGHT, directory, "s2")
     bare = BareDb(os.path.join(directory, "s2-bare.sqlite"))
+    mem, eng = loops.samples(), loops.samples()
+    ref: list[float] = []
     try:
-        await _in_flight(memory, cfg.warm_up)
-        await _in_flight(sqlite, cfg.warm_up)
-        await _bare_in_flight(bare, writes, cfg.warm_up)
-        mem: list[float] = []
-        eng: list[float] = []
-        ref: list[float] = []
-        transactions = 0
-        for _ in range(cfg.repeat):
-            mem.append(await _in_flight(memory, n))
-            before = _transactions(sqlite)
-            eng.append(await _in_flight(sqlite, n))
-            transactions += _transactions(sqlite) - before
-            ref.append(await _bare_in_flight(bare, writes, n))
+        loops.each(lambda b: _warm_up_in_flight((memory[b], sqlite[b]), cfg.warm_up))
+        loops.reference(_bare_in_flight, bare, writes, cfg.warm_up)
+        before = {b: _transactions(sqlite[b]) for b in backends}
+        for order in loops.rounds(cfg.repeat):
+            loops.measure(order, mem, lambda b: _in_flight(memory[b], n))
+            loops.measure(order, eng, lambda b: _in_flight(sqlite[b], n))
+            ref.append(loops.reference(_bare_in_flight, bare, writes, n))
         # The bare loop takes one per write; group commit shares them between missions.
-        result.details["sqlite_transactions_per_mission"] = transactions / (cfg.repeat * n)
-        for commander in (memory, sqlite):
-            await _check_completed(commander, IN_FLIGHT, cfg.warm_up + cfg.repeat * n)
-        result.profile = await profiles.run(lambda: _in_flight(sqlite, n))
+        result.details["sqlite_transactions_per_mission"] = {
+            b: (_transactions(sqlite[b]) - before[b]) / (cfg.repeat * n) for b in backends
+        }
+
+        async def check(b: str) -> None:
+            for commander in (memory[b], sqlite[b]):
+                await _check_completed(commander, IN_FLIGHT, cfg.warm_up + cfg.repeat * n)
+
+        loops.each(check)
+        result.profiles = profiles.each(loops, lambda b: _in_flight(sqlite[b], n))
     finally:
-        await memory.aclose()
-        await sqlite.aclose()
+        loops.each(lambda b: _close(memory[b], sqlite[b]))
         bare.close()
     result.rows += [
-        Row(
-            2,
-            f"in-memory, {n:,} in flight",
-            "missions/s",
-            Stats.of(mem),
-            True,
-            Stats.of(ref),
-            paired_ratio(mem, ref),
-        ),
-        Row(
-            2,
-            f"SQLite NORMAL, {n:,} in flight",
-            "missions/s",
-            Stats.of(eng),
-            True,
-            Stats.of(ref),
-            paired_ratio(eng, ref),
-        ),
+        row(2, f"in-memory, {n:,} in flight", "missions/s", mem, ref),
+        row(2, f"SQLite NORMAL, {n:,} in flight", "missions/s", eng, ref),
     ]
     return result
 
@@ -1020,12 +1239,25 @@ async def _signal_all(commander: Commander, ids: Sequence[str]) -> float:
             unfinished.append(mission_id)
 
     started = time.perf_counter()
-    async with trio.open_nursery() as nursery:
+    async with anyio.create_task_group() as tasks:
         for mission_id in ids:
-            nursery.start_soon(signal, mission_id)
+            tasks.start_soon(signal, mission_id)
     elapsed = time.perf_counter() - started
     if unfinished:
         raise RuntimeError(f"{len(unfinished)} signalled missions did not complete")
+    return elapsed
+
+
+async def _start_and_signal(
+    commander: Commander, count: int, transactions: list[int] | None = None
+) -> float:
+    """Start ``count`` waiting missions, then time signalling them all at once (and add the
+    SQLite transactions the signals took to ``transactions``)."""
+    ids = await _start_waiting(commander, count)
+    before = _transactions(commander) if transactions is not None else 0
+    elapsed = await _signal_all(commander, ids)
+    if transactions is not None:
+        transactions.append(_transactions(commander) - before)
     return elapsed
 
 
@@ -1041,66 +1273,51 @@ async def _bare_signal_all(db: BareDb, waiting: Write, after: Sequence[Write], c
     return time.perf_counter() - started
 
 
-async def scenario_3(cfg: Config, directory: str, profiles: Profiles) -> Result:
+def scenario_3(cfg: Config, directory: str, loops: Loops, profiles: Profiles) -> Result:
     n = cfg.s3_missions
     result = Result(3, f"{n} missions waiting on a signal, then all signalled")
-    recorder = Recorder(SIGNALLED)
-    handle = await recorder.commander.start(SIGNALLED, {"i": 0})
-    start_writes, start_calls = recorder.adapter.stage()
+    (start_writes, start_calls), (writes, calls) = loops.reference(record_signal, SIGNALLED)
     (start_write,) = start_writes  # starting one of these missions is one insert
-    await handle.signal("approve", {"ok": True})
-    writes, calls = recorder.adapter.stage()
     result.details["writes_per_mission"] = {
         "start": _describe_writes(start_writes),
         "signal": _describe_writes(writes),
     }
     result.details["adapter_calls_per_mission"] = {"start": start_calls, "signal": calls}
-    memory = create_commander([SIGNALLED], persistence=InMemoryPersistenceAdapter())
-    sqlite = _sqlite_commander(os.path.join(directory, "s3.sqlite"), [SIGNALLED])
+    backends = loops.backends
+    memory = _memory_commanders(loops, SIGNALLED)
+    sqlite = _sqlite_commanders(loops, SIGNALLED, directory, "s3")
     bare = BareDb(os.path.join(directory, "s3-bare.sqlite"))
+    mem, eng = loops.samples(), loops.samples()
+    ref: list[float] = []
+    transactions: dict[str, list[int]] = loops.samples()
     try:
-        await _signal_all(memory, await _start_waiting(memory, cfg.warm_up))
-        await _signal_all(sqlite, await _start_waiting(sqlite, cfg.warm_up))
-        await _bare_signal_all(bare, start_write, writes, cfg.warm_up)
-        mem: list[float] = []
-        eng: list[float] = []
-        ref: list[float] = []
-        transactions = 0
-        for _ in range(cfg.repeat):
-            mem.append(await _signal_all(memory, await _start_waiting(memory, n)))
-            waiting = await _start_waiting(sqlite, n)
-            before = _transactions(sqlite)
-            eng.append(await _signal_all(sqlite, waiting))
-            transactions += _transactions(sqlite) - before
-            ref.append(await _bare_signal_all(bare, start_write, writes, n))
-        result.details["sqlite_transactions_per_signal"] = transactions / (cfg.repeat * n)
-        ids = await _start_waiting(sqlite, n)
-        result.profile = await profiles.run(lambda: _signal_all(sqlite, ids))
+
+        async def warm_up(b: str) -> None:
+            await _start_and_signal(memory[b], cfg.warm_up)
+            await _start_and_signal(sqlite[b], cfg.warm_up)
+
+        loops.each(warm_up)
+        loops.reference(_bare_signal_all, bare, start_write, writes, cfg.warm_up)
+        for order in loops.rounds(cfg.repeat):
+            loops.measure(order, mem, lambda b: _start_and_signal(memory[b], n))
+            loops.measure(order, eng, lambda b: _start_and_signal(sqlite[b], n, transactions[b]))
+            ref.append(loops.reference(_bare_signal_all, bare, start_write, writes, n))
+        result.details["sqlite_transactions_per_signal"] = {
+            b: sum(transactions[b]) / (cfg.repeat * n) for b in backends
+        }
+        result.profiles = profiles.each(loops, lambda b: _start_and_signal(sqlite[b], n))
     finally:
-        await memory.aclose()
-        await sqlite.aclose()
+        loops.each(lambda b: _close(memory[b], sqlite[b]))
         bare.close()
-    engine = Stats.of(eng)
     result.rows += [
-        Row(
-            3,
-            f"in-memory, {n} signalled: all finished",
-            "s",
-            Stats.of(mem),
-            False,
-            Stats.of(ref),
-            paired_ratio(mem, ref),
-        ),
-        Row(
+        row(3, f"in-memory, {n} signalled: all finished", "s", mem, ref),
+        row(
             3,
             f"SQLite NORMAL, {n} signalled: all finished",
             "s",
-            engine,
-            False,
-            Stats.of(ref),
-            paired_ratio(eng, ref),
-            "<= 0.2 s",
-            _at_most(engine.median, 0.2),
+            eng,
+            ref,
+            target=Target("<= 0.2 s", 0.2, at_most=True),
         ),
     ]
     return result
@@ -1147,63 +1364,49 @@ async def _bare_sleepers(
     return time.perf_counter() - began
 
 
-async def scenario_4(cfg: Config, directory: str, profiles: Profiles) -> Result:
+def scenario_4(cfg: Config, directory: str, loops: Loops, profiles: Profiles) -> Result:
     n, seconds = cfg.s4_missions, cfg.s4_sleep
     definition = sleeper(seconds)
     result = Result(4, f"{n} missions sleeping {seconds:g} s then a step, real runtime")
-    recorder = Recorder(definition)
-    handle = await recorder.commander.start(definition, {"i": 0})
-    start_writes, start_calls = recorder.adapter.stage()
+    (start_writes, start_calls), (writes, calls) = loops.reference(
+        record_timer, definition, seconds
+    )
     (start_write,) = start_writes  # starting one of these missions is one insert
-    recorder.clock.advance(seconds)
-    await recorder.commander.advance(handle.id)
-    writes, calls = recorder.adapter.stage()
     result.details["writes_per_mission"] = {
         "start": _describe_writes(start_writes),
         "timer": _describe_writes(writes),
     }
     result.details["adapter_calls_per_mission"] = {"start": start_calls, "timer": calls}
-    commander = _sqlite_commander(os.path.join(directory, "s4.sqlite"), [definition])
+    backends = loops.backends
+    commanders = _sqlite_commanders(loops, definition, directory, "s4")
     bare = BareDb(os.path.join(directory, "s4-bare.sqlite"))
-    runs: list[dict[str, float]] = []
+    runs: dict[str, list[dict[str, float]]] = loops.samples()
     ref: list[float] = []
     try:
-        for _ in range(cfg.repeat):
-            runs.append(await _sleepers(commander, definition, n))
-            ref.append(await _bare_sleepers(bare, start_write, writes, n, seconds))
-        result.profile = await profiles.run(lambda: _sleepers(commander, definition, n))
+        for order in loops.rounds(cfg.repeat):
+            loops.measure(order, runs, lambda b: _sleepers(commanders[b], definition, n))
+            ref.append(loops.reference(_bare_sleepers, bare, start_write, writes, n, seconds))
+        result.profiles = profiles.each(loops, lambda b: _sleepers(commanders[b], definition, n))
     finally:
-        await commander.aclose()
+        loops.each(lambda b: _close(commanders[b]))
         bare.close()
-    total = Stats.of(r["total"] for r in runs)
     result.details["runs"] = runs
+
+    def part(name: str) -> dict[str, list[float]]:
+        return {b: [r[name] for r in runs[b]] for b in backends}
+
     limit = seconds * 1.2
     result.rows += [
-        Row(
+        row(
             4,
             f"SQLite NORMAL, {n} sleeping {seconds:g} s: all done",
             "s",
-            total,
-            False,
-            Stats.of(ref),
-            paired_ratio([r["total"] for r in runs], ref),
-            f"<= {limit:g} s",
-            _at_most(total.median, limit),
+            part("total"),
+            ref,
+            target=Target(f"<= {limit:g} s", limit, at_most=True),
         ),
-        Row(
-            4,
-            f"  of which starting {n} missions through the client",
-            "s",
-            Stats.of(r["starting"] for r in runs),
-            False,
-        ),
-        Row(
-            4,
-            "  of which after the last start (sleep + ticks)",
-            "s",
-            Stats.of(r["after_last_due"] for r in runs),
-            False,
-        ),
+        row(4, f"  of which starting {n} missions through the client", "s", part("starting")),
+        row(4, "  of which after the last start (sleep + ticks)", "s", part("after_last_due")),
     ]
     return result
 
@@ -1314,116 +1517,134 @@ async def build_waiting_db(path: str, waiting: int, due: int, batches: int) -> W
 class Shared:
     """What several scenarios use: the temporary directory and the waiting database."""
 
-    def __init__(self, cfg: Config, directory: str, rss_runs: int) -> None:
+    def __init__(self, cfg: Config, directory: str, loops: Loops, rss_runs: int) -> None:
         self.cfg = cfg
         self.directory = directory
+        self.loops = loops
         self.waiting_db: WaitingDb | None = None
         self.rss_runs = rss_runs
 
     def database(self) -> WaitingDb:
         if self.waiting_db is None:
             cfg = self.cfg
-            # Batches for (5)'s runs (a tick, by hand, bare), (8)'s runs and the profile.
-            batches = 3 * cfg.repeat + self.rss_runs + 1
+            # Batches for each backend's runs of (5) (a tick, by hand), its profile and its
+            # runs of (8); the bare loop takes the first batches of a copy of its own.
+            batches = len(self.loops.backends) * (2 * cfg.repeat + 1 + self.rss_runs)
             path = os.path.join(self.directory, "waiting.sqlite")
-            self.waiting_db = trio.run(build_waiting_db, path, cfg.waiting, cfg.due, batches)
+            self.waiting_db = self.loops.reference(
+                build_waiting_db, path, cfg.waiting, cfg.due, batches
+            )
         return self.waiting_db
 
 
 # -- (5) a tick over 100,000 waiting missions of which 100 are due ----------------------------
 
 
-async def scenario_5(cfg: Config, db: WaitingDb, profiles: Profiles) -> Result:
+@dataclass
+class TickRuns:
+    """Scenario (5)'s commander on the waiting database, its clock, and what its runs saw.
+
+    One commander serves every backend in turn: two connections writing one file in turn would
+    each find its page cache stale after the other's commit, which a single owner never does.
+    """
+
+    db: WaitingDb
+    clock: ManualClock
+    commander: Commander
+    transactions: dict[str, list[int]] = field(default_factory=dict[str, list[int]])
+    """SQLite transactions per tick, by backend (group commit: the bare loop takes one per
+    mission)."""
+
+    async def tick(self, backend: str) -> float:
+        """Milliseconds of one ``runtime.tick()`` that advances the next due batch."""
+        db, commander = self.db, self.commander
+        elapsed = 0.0
+        async with create_commander_runtime(commander) as runtime:
+            self.clock.set(WaitingDb.clock_for(db.take_batch()))
+            before = _transactions(commander)
+            began = time.perf_counter()
+            report = await runtime.tick()
+            elapsed = time.perf_counter() - began
+            taken = _transactions(commander) - before
+            self.transactions.setdefault(backend, []).append(taken)
+            if report.advanced != db.due or report.completed != db.due:
+                raise RuntimeError(f"the tick advanced {report.advanced}, not {db.due}")
+        return elapsed * 1000
+
+    async def by_hand(self, queries: list[float]) -> float:
+        """Milliseconds of ``due_missions`` and ``advance`` of each due mission of the next
+        batch, one after another, no runtime (and the due query's, added to ``queries``)."""
+        db, commander = self.db, self.commander
+        self.clock.set(WaitingDb.clock_for(db.take_batch()))
+        began = time.perf_counter()
+        ids = await commander.due_missions(db.due)
+        queries.append((time.perf_counter() - began) * 1000)
+        for mission_id in ids:
+            await commander.advance(mission_id)
+        elapsed = time.perf_counter() - began
+        if len(ids) != db.due:
+            raise RuntimeError(f"{len(ids)} missions were due, not {db.due}")
+        return elapsed * 1000
+
+
+class BareTicks:
+    """The bare loop of (5) on a copy of the waiting database, made before any batch was taken:
+    its ticks take its batches in order."""
+
+    def __init__(self, db: WaitingDb) -> None:
+        self.db = db
+        self.bare = BareDb(_copy_database(db.path, db.path + ".bare"))
+        self.batches = itertools.count()
+
+    def tick(self) -> float:
+        db, bare = self.db, self.bare
+        now = _micros(WaitingDb.clock_for(next(self.batches)))
+        began = time.perf_counter()
+        ids = [row[0] for row in bare.cursor.execute(_DUE, (now, db.due)).fetchall()]
+        for mission_id in ids:
+            bare.load(mission_id)
+            for write in db.tick_writes:
+                bare.write(mission_id, write)
+        elapsed = time.perf_counter() - began
+        if len(ids) != db.due:
+            raise RuntimeError(f"the bare tick found {len(ids)} due missions")
+        return elapsed * 1000
+
+    def close(self) -> None:
+        self.bare.close()
+        _remove_database(self.db.path + ".bare")
+
+
+def scenario_5(cfg: Config, db: WaitingDb, loops: Loops, profiles: Profiles) -> Result:
     result = Result(5, f"a tick over {db.waiting:,} waiting missions, {db.due} due")
     result.details["build_seconds"] = db.build_seconds
     result.details["tick_writes_per_mission"] = _describe_writes(db.tick_writes)
-    # The bare loop runs on a copy of the file, its runs alternating with the engine's: two
-    # connections writing one file in turn would each find its page cache stale after the
-    # other's commit, which a single owner never does.
-    bare = BareDb(_copy_database(db.path, db.path + ".bare"))
+    bare = BareTicks(db)
     clock = ManualClock(T0)
-    commander = _sqlite_commander(db.path, [PARKED], clock=clock)
-    ticks: list[float] = []
-    direct: list[float] = []
-    queries: list[float] = []
+    runs = TickRuns(db, clock, _sqlite_commander(db.path, [PARKED], clock=clock))
+    ticks, direct, queries = loops.samples(), loops.samples(), loops.samples()
     ref: list[float] = []
-    tick_transactions: list[int] = []
     try:
-        async with create_commander_runtime(commander) as runtime:
-
-            async def tick() -> float:
-                clock.set(WaitingDb.clock_for(db.take_batch()))
-                before = _transactions(commander)
-                began = time.perf_counter()
-                report = await runtime.tick()
-                elapsed = time.perf_counter() - began
-                tick_transactions.append(_transactions(commander) - before)
-                if report.advanced != db.due or report.completed != db.due:
-                    raise RuntimeError(f"the tick advanced {report.advanced}, not {db.due}")
-                return elapsed
-
-            async def by_hand() -> float:
-                clock.set(WaitingDb.clock_for(db.take_batch()))
-                began = time.perf_counter()
-                ids = await commander.due_missions(db.due)
-                queries.append((time.perf_counter() - began) * 1000)
-                for mission_id in ids:
-                    await commander.advance(mission_id)
-                elapsed = time.perf_counter() - began
-                if len(ids) != db.due:
-                    raise RuntimeError(f"{len(ids)} missions were due, not {db.due}")
-                return elapsed
-
-            # The copy was made before any batch was taken: its ticks take its batches in order.
-            bare_batches = itertools.count()
-
-            def bare_tick() -> float:
-                now = _micros(WaitingDb.clock_for(next(bare_batches)))
-                began = time.perf_counter()
-                ids = [row[0] for row in bare.cursor.execute(_DUE, (now, db.due)).fetchall()]
-                for mission_id in ids:
-                    bare.load(mission_id)
-                    for write in db.tick_writes:
-                        bare.write(mission_id, write)
-                elapsed = time.perf_counter() - began
-                if len(ids) != db.due:
-                    raise RuntimeError(f"the bare tick found {len(ids)} due missions")
-                return elapsed
-
-            for _ in range(cfg.repeat):
-                ticks.append(await tick() * 1000)
-                direct.append(await by_hand() * 1000)
-                ref.append(bare_tick() * 1000)
-            result.profile = await profiles.run(tick)
+        for order in loops.rounds(cfg.repeat):
+            loops.measure(order, ticks, runs.tick)
+            loops.measure(order, direct, lambda b: runs.by_hand(queries[b]))
+            ref.append(bare.tick())
+        result.profiles = profiles.each(loops, runs.tick)
     finally:
-        await commander.aclose()
+        loops.run(loops.backends[0], _close, runs.commander)
         bare.close()
-        _remove_database(db.path + ".bare")
-    # Group commit: the bare loop's tick takes one transaction per mission.
-    result.details["tick_transactions"] = tick_transactions
-    value = Stats.of(ticks)
+    result.details["tick_transactions"] = runs.transactions
     result.rows += [
-        Row(
+        row(
             5,
             f"runtime.tick(): {db.due} due of {db.waiting:,} waiting",
             "ms",
-            value,
-            False,
-            Stats.of(ref),
-            paired_ratio(ticks, ref),
-            "<= 10 ms",
-            _at_most(value.median, 10),
+            ticks,
+            ref,
+            target=Target("<= 10 ms", 10, at_most=True),
         ),
-        Row(
-            5,
-            f"  due_missions + advance() x {db.due}, no runtime",
-            "ms",
-            Stats.of(direct),
-            False,
-            Stats.of(ref),
-            paired_ratio(direct, ref),
-        ),
-        Row(5, "  of which the due query", "ms", Stats.of(queries), False),
+        row(5, f"  due_missions + advance() x {db.due}, no runtime", "ms", direct, ref),
+        row(5, "  of which the due query", "ms", queries),
     ]
     return result
 
@@ -1431,92 +1652,93 @@ async def scenario_5(cfg: Config, db: WaitingDb, profiles: Profiles) -> Result:
 # -- (6) runtime start-up over 100,000 waiting missions ---------------------------------------
 
 
-async def scenario_6(cfg: Config, db: WaitingDb, profiles: Profiles) -> Result:
-    result = Result(6, f"runtime start-up over {db.waiting:,} waiting missions")
-    starts: list[float] = []
-    opens: list[float] = []
-    ref: list[float] = []
-
-    async def start_once() -> tuple[float, float]:
-        began = time.perf_counter()
-        commander = _sqlite_commander(db.path, [PARKED], clock=ManualClock(T0))
-        try:
-            runtime = create_commander_runtime(commander)
-            async with trio.open_nursery() as nursery:
-                before = time.perf_counter()
-                report = await runtime.start(nursery=nursery)
-                up = time.perf_counter()
-                await runtime.stop()
+async def _start_up(db: WaitingDb) -> tuple[float, float]:
+    """Milliseconds of ``runtime.start()``, and of opening the database before it."""
+    began = time.perf_counter()
+    before = up = began
+    commander = _sqlite_commander(db.path, [PARKED], clock=ManualClock(T0))
+    try:
+        runtime = create_commander_runtime(commander)
+        async with anyio.create_task_group() as tasks:
+            before = time.perf_counter()
+            report = await runtime.start(nursery=tasks)
+            up = time.perf_counter()
+            await runtime.stop()
             if report.advanced or report.resumed:
                 raise RuntimeError("the start-up tick found work; it should find none")
-        finally:
-            await commander.aclose()
-        return up - before, up - began
+    finally:
+        await commander.aclose()
+    return (up - before) * 1000, (up - began) * 1000
 
-    for _ in range(cfg.repeat * 2):
-        start, opened = await start_once()
-        starts.append(start * 1000)
-        opens.append(opened * 1000)
-        bare = BareDb(db.path)
-        try:
-            began = time.perf_counter()
-            bare.cursor.execute(_RUNNING, (100,)).fetchall()
-            bare.cursor.execute(_DUE, (_micros(T0), 100)).fetchall()
-            bare.cursor.execute(_NEXT_DUE).fetchall()
-            ref.append((time.perf_counter() - began) * 1000)
-        finally:
-            bare.close()
-    result.profile = await profiles.run(start_once)
-    value = Stats.of(starts)
+
+def _bare_start_up(db: WaitingDb) -> float:
+    """Milliseconds of the start-up tick's three queries, on their own."""
+    bare = BareDb(db.path)
+    try:
+        began = time.perf_counter()
+        bare.cursor.execute(_RUNNING, (100,)).fetchall()
+        bare.cursor.execute(_DUE, (_micros(T0), 100)).fetchall()
+        bare.cursor.execute(_NEXT_DUE).fetchall()
+        return (time.perf_counter() - began) * 1000
+    finally:
+        bare.close()
+
+
+def scenario_6(cfg: Config, db: WaitingDb, loops: Loops, profiles: Profiles) -> Result:
+    result = Result(6, f"runtime start-up over {db.waiting:,} waiting missions")
+    runs: dict[str, list[tuple[float, float]]] = loops.samples()
+    ref: list[float] = []
+    for order in loops.rounds(cfg.repeat * 2):
+        loops.measure(order, runs, lambda b: _start_up(db))
+        ref.append(_bare_start_up(db))
+    result.profiles = profiles.each(loops, lambda b: _start_up(db))
+    starts = {b: [start for start, _ in runs[b]] for b in loops.backends}
+    opens = {b: [opened for _, opened in runs[b]] for b in loops.backends}
     result.rows += [
-        Row(
+        row(
             6,
             f"runtime.start() over {db.waiting:,} waiting",
             "ms",
-            value,
-            False,
-            Stats.of(ref),
-            paired_ratio(starts, ref),
-            "<= 100 ms",
-            _at_most(value.median, 100),
+            starts,
+            ref,
+            target=Target("<= 100 ms", 100, at_most=True),
         ),
-        Row(6, "  open the database + runtime.start()", "ms", Stats.of(opens), False),
+        row(6, "  open the database + runtime.start()", "ms", opens),
     ]
     return result
 
 
 # -- (7) a transition at history length 1 and 1,000 -------------------------------------------
 
+LENGTHS = ("1", "long")
+"""(7)'s two history lengths: one timeline entry, and ``s7_history`` entries."""
 
-async def scenario_7(cfg: Config, directory: str, profiles: Profiles) -> Result:
-    history, samples = cfg.s7_history, cfg.s7_samples
-    result = Result(7, f"a transition at history length 1 and {history:,}")
-    recorder = Recorder(SIGNALLED)
-    handle = await recorder.commander.start(SIGNALLED, {"i": 0})
-    start_writes, _ = recorder.adapter.stage()
-    (start_write,) = start_writes  # starting one of these missions is one insert
-    await handle.signal("approve", {"ok": True})
-    writes, calls = recorder.adapter.stage()
-    result.details["transition"] = (
-        f"signal a waiting mission: {_describe_writes(writes)}; adapter calls {calls}"
-    )
-    path = os.path.join(directory, "s7.sqlite")
-    commander = _sqlite_commander(path, [SIGNALLED])
-    groups: dict[str, list[str]] = {}
-    try:
-        for group in ("engine-1", "engine-long", "profile-long"):
-            groups[group] = await _start_waiting(commander, samples)
-    finally:
-        await commander.aclose()
-    bare = BareDb(path)
-    ids = SortableIds()
-    for group in ("bare-1", "bare-long"):
-        groups[group] = [ids() for _ in range(samples)]
-        for mission_id in groups[group]:
-            bare.write(mission_id, start_write)
-    # History: one entry, or `history` entries (what buffered signals of another name leave).
+
+async def _start_groups(
+    commander: Commander, names: Sequence[str], count: int
+) -> dict[str, list[str]]:
+    return {name: await _start_waiting(commander, count) for name in names}
+
+
+async def _signal_timed(commander: Commander, mission_id: str) -> float:
+    began = time.perf_counter()
+    await commander.signal(mission_id, "approve", {"ok": True})
+    return (time.perf_counter() - began) * 1e6
+
+
+def _bare_transition(bare: BareDb, writes: Sequence[Write], mission_id: str) -> float:
+    began = time.perf_counter()
+    bare.load(mission_id)
+    for write in writes:
+        bare.write(mission_id, write)
+    return (time.perf_counter() - began) * 1e6
+
+
+def _lengthen(bare: BareDb, groups: Mapping[str, list[str]], start: Write, history: int) -> None:
+    """Leave the missions of the groups named ``...-1`` with one timeline entry, and give the
+    others ``history`` entries (what buffered signals of another name leave)."""
     entry = timeline_entry_to_json(TimelineEntry(T0, TimelineKind.SIGNAL_BUFFERED, "other"))
-    first = len(start_write.entries)
+    first = len(start.entries)
     cursor = bare.cursor
     cursor.execute("BEGIN IMMEDIATE")
     for group, missions in groups.items():
@@ -1532,90 +1754,103 @@ async def scenario_7(cfg: Config, directory: str, profiles: Profiles) -> Result:
                     _INSERT_ENTRY, [(mission_id, 1, p, entry) for p in range(first, history)]
                 )
     cursor.execute("COMMIT")
+
+
+def scenario_7(cfg: Config, directory: str, loops: Loops, profiles: Profiles) -> Result:
+    history, samples = cfg.s7_history, cfg.s7_samples
+    result = Result(7, f"a transition at history length 1 and {history:,}")
+    (start_writes, _), (writes, calls) = loops.reference(record_signal, SIGNALLED)
+    (start_write,) = start_writes  # starting one of these missions is one insert
+    result.details["transition"] = (
+        f"signal a waiting mission: {_describe_writes(writes)}; adapter calls {calls}"
+    )
+    backends = loops.backends
+    path = os.path.join(directory, "s7.sqlite")
+    # One commander serves every backend in turn (one owner of the file: see TickRuns); each
+    # backend signals missions of its own.
+    commander = _sqlite_commander(path, [SIGNALLED])
+    names = [f"{b}-{length}" for b in backends for length in LENGTHS]
+    names += [f"profile-{b}-long" for b in backends]
+    try:
+        groups = loops.reference(_start_groups, commander, names, samples)
+    finally:
+        loops.reference(_close, commander)
+    bare = BareDb(path)
+    ids = SortableIds()
+    for length in LENGTHS:
+        groups[f"bare-{length}"] = [ids() for _ in range(samples)]
+        for mission_id in groups[f"bare-{length}"]:
+            bare.write(mission_id, start_write)
+    _lengthen(bare, groups, start_write, history)
     # The bare loop gets a copy of the file: two connections writing one file in turn would
     # each find its page cache stale after the other's commit, which a single owner never does.
     bare.close()
     bare = BareDb(_copy_database(path, os.path.join(directory, "s7-bare.sqlite")))
     commander = _sqlite_commander(path, [SIGNALLED])
-    times: dict[str, list[float]] = {group: [] for group in groups}
-    try:
-        lengths = {
-            group: len(await commander.timeline(groups[group][0]))
-            for group in ("engine-1", "engine-long")
-        }
-        result.details["history_lengths"] = lengths
-
-        async def signal(mission_id: str) -> float:
-            began = time.perf_counter()
-            await commander.signal(mission_id, "approve", {"ok": True})
-            return (time.perf_counter() - began) * 1e6
-
-        def bare_transition(mission_id: str) -> float:
-            began = time.perf_counter()
-            bare.load(mission_id)
-            for write in writes:
-                bare.write(mission_id, write)
-            return (time.perf_counter() - began) * 1e6
-
-        for i in range(samples):
-            # Alternate which length goes first, so that neither gains from the order.
-            order = ("1", "long") if i % 2 == 0 else ("long", "1")
-            for length in order:
-                group = f"engine-{length}"
-                times[group].append(await signal(groups[group][i]))
-            for length in order:
-                group = f"bare-{length}"
-                times[group].append(bare_transition(groups[group][i]))
-
-        async def profiled() -> None:
-            for mission_id in groups["profile-long"]:
-                await signal(mission_id)
-
-        result.profile = await profiles.run(profiled)
-    finally:
-        await commander.aclose()
-        bare.close()
     # A run is a run of consecutive samples; its figure is their median (single transitions
     # are too noisy to compare one by one: a WAL checkpoint lands on one now and then).
     runs = max(1, min(cfg.repeat, samples))
+    size = samples // runs
+    medians: dict[str, list[float]] = {name: [] for name in (*names, "bare-1", "bare-long")}
 
-    def by_run(group: str) -> list[float]:
-        values = times[group]
-        size = len(values) // runs
-        return [statistics.median(values[r * size : (r + 1) * size]) for r in range(runs)]
+    async def engine_run(backend: str, r: int) -> None:
+        times: dict[str, list[float]] = {length: [] for length in LENGTHS}
+        for i in range(r * size, (r + 1) * size):
+            # Alternate which length goes first, so that neither gains from the order.
+            for length in LENGTHS if i % 2 == 0 else LENGTHS[::-1]:
+                mission_id = groups[f"{backend}-{length}"][i]
+                times[length].append(await _signal_timed(commander, mission_id))
+        for length in LENGTHS:
+            medians[f"{backend}-{length}"].append(statistics.median(times[length]))
 
-    e1, el, b1, bl = (by_run(g) for g in ("engine-1", "engine-long", "bare-1", "bare-long"))
-    result.details["samples_per_run"] = len(times["engine-1"]) // runs
-    growth = paired_ratio(el, e1)
+    def bare_run(r: int) -> None:
+        times: dict[str, list[float]] = {length: [] for length in LENGTHS}
+        for i in range(r * size, (r + 1) * size):
+            for length in LENGTHS if i % 2 == 0 else LENGTHS[::-1]:
+                mission_id = groups[f"bare-{length}"][i]
+                times[length].append(_bare_transition(bare, writes, mission_id))
+        for length in LENGTHS:
+            medians[f"bare-{length}"].append(statistics.median(times[length]))
+
+    async def profiled(backend: str) -> None:
+        for mission_id in groups[f"profile-{backend}-long"]:
+            await _signal_timed(commander, mission_id)
+
+    async def lengths() -> dict[str, int]:
+        return {
+            length: len(await commander.timeline(groups[f"{backends[0]}-{length}"][0]))
+            for length in LENGTHS
+        }
+
+    try:
+        result.details["history_lengths"] = loops.run(backends[0], lengths)
+        for r, order in enumerate(loops.rounds(runs)):
+            for backend in order:
+                loops.run(backend, engine_run, backend, r)
+            bare_run(r)
+        result.profiles = profiles.each(loops, profiled)
+    finally:
+        loops.run(backends[0], _close, commander)
+        bare.close()
+    result.details["samples_per_run"] = size
+
+    def of(length: str) -> dict[str, list[float]]:
+        return {b: medians[f"{b}-{length}"] for b in backends}
+
+    b1, bl = medians["bare-1"], medians["bare-long"]
+    growth = {b: paired_ratio(medians[f"{b}-long"], medians[f"{b}-1"]).samples for b in backends}
+    label = "SQLite NORMAL, signal -> 2 commits, history"
     result.rows += [
-        Row(
-            7,
-            "SQLite NORMAL, signal -> 2 commits, history 1",
-            "us",
-            Stats.of(e1),
-            False,
-            Stats.of(b1),
-            paired_ratio(e1, b1),
-        ),
-        Row(
-            7,
-            f"SQLite NORMAL, signal -> 2 commits, history {history:,}",
-            "us",
-            Stats.of(el),
-            False,
-            Stats.of(bl),
-            paired_ratio(el, bl),
-        ),
-        Row(
+        row(7, f"{label} 1", "us", of("1"), b1),
+        row(7, f"{label} {history:,}", "us", of("long"), bl),
+        row(
             7,
             f"  history {history:,} / history 1",
             "x",
             growth,
-            False,
-            paired_ratio(bl, b1),
-            None,
-            "<= 1.5x",
-            _at_most(growth.median, 1.5),
+            paired_ratio(bl, b1).samples,
+            target=Target("<= 1.5x", 1.5, at_most=True),
+            paired_with_bare=False,
         ),
     ]
     return result
@@ -1689,70 +1924,58 @@ def _run_child(args: list[str]) -> dict[str, Any]:
     return cast(dict[str, Any], json.loads(done.stdout.strip().splitlines()[-1]))
 
 
-def scenario_8(cfg: Config, shared: Shared) -> Result:
+def scenario_8(cfg: Config, shared: Shared, loops: Loops) -> Result:
     result = Result(8, "peak RSS, a fresh process per measurement")
     db = shared.database()
     missions = cfg.s1_missions * cfg.repeat + cfg.warm_up
-    runs = shared.rss_runs
-    rss: dict[str, list[float]] = {k: [] for k in ("imports", "memory", "sqlite", "bare", "wait")}
+    kinds = ("imports", "memory", "sqlite", "waiting")
+    rss: dict[str, dict[str, list[float]]] = {kind: loops.samples() for kind in kinds}
+    bare: list[float] = []
     children: list[dict[str, Any]] = []
-    for run in range(runs):
+
+    def child(kind: str, backend: str, *args: str) -> float:
+        children.append(_run_child([kind, "--rss-backend", backend, *args]))
+        children[-1]["backend"] = backend
+        return float(children[-1]["max_rss_mb"])
+
+    for run, order in enumerate(loops.rounds(shared.rss_runs)):
         directory = shared.directory
-        for kind in ("imports", "memory", "sqlite", "bare"):
-            path = os.path.join(directory, f"rss-{kind}-{run}.sqlite")
-            children.append(_run_child([kind, "--rss-missions", str(missions), "--rss-db", path]))
-            rss[kind].append(children[-1]["max_rss_mb"])
-        batch = db.take_batch()
-        children.append(
-            _run_child(
-                [
+        for backend in order:
+            for kind in kinds[:3]:
+                path = os.path.join(directory, f"rss-{kind}-{backend}-{run}.sqlite")
+                size = str(missions)
+                rss[kind][backend].append(
+                    child(kind, backend, "--rss-missions", size, "--rss-db", path)
+                )
+            batch = str(db.take_batch())
+            rss["waiting"][backend].append(
+                child(
                     "waiting",
+                    backend,
                     "--rss-db",
                     db.path,
                     "--rss-batch",
-                    str(batch),
+                    batch,
                     "--rss-due",
                     str(db.due),
-                ]
+                )
             )
-        )
-        rss["wait"].append(children[-1]["max_rss_mb"])
+        path = os.path.join(directory, f"rss-bare-{run}.sqlite")
+        bare.append(child("bare", "trio", "--rss-missions", str(missions), "--rss-db", path))
     result.details["missions_per_run"] = missions
     # Each child process as it reported itself: its kind, time, VmHWM and ru_maxrss.
     result.details["children"] = children
-    bare = Stats.of(rss["bare"])
-    waiting = Stats.of(rss["wait"])
     result.rows += [
         # The bare loop of (1) is the reference of (1)'s rows only: the other two do other work.
-        Row(8, "python + imports only", "MB", Stats.of(rss["imports"]), False),
-        Row(
-            8,
-            f"(1) in-memory, {missions:,} missions",
-            "MB",
-            Stats.of(rss["memory"]),
-            False,
-            bare,
-            paired_ratio(rss["memory"], rss["bare"]),
-        ),
-        Row(
-            8,
-            f"(1) SQLite NORMAL, {missions:,} missions",
-            "MB",
-            Stats.of(rss["sqlite"]),
-            False,
-            bare,
-            paired_ratio(rss["sqlite"], rss["bare"]),
-        ),
-        Row(
+        row(8, "python + imports only", "MB", rss["imports"]),
+        row(8, f"(1) in-memory, {missions:,} missions", "MB", rss["memory"], bare),
+        row(8, f"(1) SQLite NORMAL, {missions:,} missions", "MB", rss["sqlite"], bare),
+        row(
             8,
             f"{db.waiting:,} persisted: open, start, tick {db.due}",
             "MB",
-            waiting,
-            False,
-            None,
-            None,
-            "<= 80 MB",
-            _at_most(waiting.median, 80),
+            rss["waiting"],
+            target=Target("<= 80 MB", 80, at_most=True),
         ),
     ]
     return result
@@ -1810,34 +2033,35 @@ def machine() -> dict[str, Any]:
         "sqlite": str(apsw_module.sqlite_lib_version()),
         "apsw": str(apsw_module.apsw_version()),
         "trio": trio.__version__,
+        "anyio": metadata.version("anyio"),
         "commit": commit,
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
 
-def run(cfg: Config, scenarios: Sequence[int], directory: str) -> list[Result]:
+def run(cfg: Config, scenarios: Sequence[int], directory: str, loops: Loops) -> list[Result]:
     profiles = Profiles(cfg.profile)
-    shared = Shared(cfg, directory, rss_runs=3)
+    shared = Shared(cfg, directory, loops, rss_runs=3)
     results: list[Result] = []
     for number in scenarios:
         began = time.perf_counter()
         print(f"scenario {number} ...", file=sys.stderr, flush=True)
         if number == 1:
-            result = trio.run(scenario_1, cfg, directory, profiles)
+            result = scenario_1(cfg, directory, loops, profiles)
         elif number == 2:
-            result = trio.run(scenario_2, cfg, directory, profiles)
+            result = scenario_2(cfg, directory, loops, profiles)
         elif number == 3:
-            result = trio.run(scenario_3, cfg, directory, profiles)
+            result = scenario_3(cfg, directory, loops, profiles)
         elif number == 4:
-            result = trio.run(scenario_4, cfg, directory, profiles)
+            result = scenario_4(cfg, directory, loops, profiles)
         elif number == 5:
-            result = trio.run(scenario_5, cfg, shared.database(), profiles)
+            result = scenario_5(cfg, shared.database(), loops, profiles)
         elif number == 6:
-            result = trio.run(scenario_6, cfg, shared.database(), profiles)
+            result = scenario_6(cfg, shared.database(), loops, profiles)
         elif number == 7:
-            result = trio.run(scenario_7, cfg, directory, profiles)
+            result = scenario_7(cfg, directory, loops, profiles)
         else:
-            result = scenario_8(cfg, shared)
+            result = scenario_8(cfg, shared, loops)
         result.seconds = time.perf_counter() - began
         results.append(result)
     return results
@@ -1852,6 +2076,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--scenario", type=int, action="append", choices=range(1, 9), help="run only these"
     )
     parser.add_argument("--repeat", type=int, help="runs per figure (default 5, quick 2)")
+    parser.add_argument(
+        "--backends",
+        nargs="+",
+        choices=BACKENDS,
+        default=list(BACKENDS),
+        help="the event loops to run the engine on (default: both; the bare loop is trio's)",
+    )
     parser.add_argument("--json", action="store_true", help="JSON on stdout, the table on stderr")
     parser.add_argument("--markdown", action="store_true", help="the table in Markdown")
     parser.add_argument(
@@ -1865,11 +2096,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rss-db", default="", help=argparse.SUPPRESS)
     parser.add_argument("--rss-batch", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--rss-due", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--rss-backend", default="trio", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    loops = Loops(args.backends)
     if args.rss_child:
-        info = trio.run(
-            rss_child, args.rss_child, args.rss_missions, args.rss_db, args.rss_batch, args.rss_due
-        )
+        child = (args.rss_child, args.rss_missions, args.rss_db, args.rss_batch, args.rss_due)
+        info = loops.run(args.rss_backend, rss_child, *child)
         print(json.dumps(info))
         return 0
     if args.repeat is not None and args.repeat < 1:
@@ -1878,13 +2110,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     scenarios = sorted(set(args.scenario or range(1, 9)))
     began = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="mission-control-bench-") as directory:
-        results = run(cfg, scenarios, directory)
+        results = run(cfg, scenarios, directory, loops)
     info = machine()
-    table = render_table(results, markdown=args.markdown)
+    table = render_table(results, loops.backends, markdown=args.markdown)
     heading = (
         f"{info['cpus']} x {info['cpu']}, Python {info['python']}, SQLite {info['sqlite']}, "
         f"{'quick' if cfg.quick else 'full'} run, {cfg.repeat} runs per figure, "
-        f"{time.perf_counter() - began:.0f} s"
+        f"{time.perf_counter() - began:.0f} s, at {info['commit']}; the engine on "
+        f"{' and '.join(loops.backends)} (trio {info['trio']}, AnyIO {info['anyio']}), "
+        "the bare loop on trio only"
     )
     out = sys.stderr if args.json else sys.stdout
     print(heading, file=out)
@@ -1900,18 +2134,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=out,
         )
         for result in results:
-            if result.profile is not None:
-                print(f"{result.number}  {format_shares(result.profile.shares)}", file=out)
+            for backend, profile in result.profiles.items():
+                shares = format_shares(profile.shares)
+                print(f"{result.number}  {backend:<8} {shares}", file=out)
         if args.profile_text:
             for result in results:
-                if result.profile is not None:
-                    print(f"\n== profile of scenario {result.number}: {result.title}", file=out)
-                    print(result.profile.text, file=out)
+                for backend, profile in result.profiles.items():
+                    title = f"scenario {result.number} on {backend}: {result.title}"
+                    print(f"\n== profile of {title}", file=out)
+                    print(profile.text, file=out)
     if args.json:
         document = {
             "machine": info,
             "quick": cfg.quick,
             "repeat": cfg.repeat,
+            "backends": list(loops.backends),
             "seconds": time.perf_counter() - began,
             "scenarios": [result.to_json() for result in results],
         }

@@ -11,7 +11,9 @@ from pathlib import Path
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "benchmark.py"
 
 
-def test_quick_scenario_1_runs_and_prints_json() -> None:
+def test_quick_scenario_1_runs_on_both_backends_and_prints_json() -> None:
+    """A quick run of scenario 1 measures every row on trio and on asyncio, with their ratio
+    and the bare loop's, and prints the JSON and a table with an asyncio column."""
     done = subprocess.run(
         [sys.executable, str(SCRIPT), "--quick", "--scenario", "1", "--repeat", "1", "--json"],
         capture_output=True,
@@ -21,16 +23,43 @@ def test_quick_scenario_1_runs_and_prints_json() -> None:
     )
     assert done.returncode == 0, done.stderr
     document = json.loads(done.stdout)
+    assert document["backends"] == ["trio", "asyncio"]
     (scenario,) = document["scenarios"]
     assert scenario["scenario"] == 1
     labels = [row["label"] for row in scenario["rows"]]
     assert any("SQLite NORMAL" in label for label in labels)
     for row in scenario["rows"]:
-        assert row["value"]["median"] > 0
+        assert set(row["values"]) == {"trio", "asyncio"}
+        assert all(value["median"] > 0 for value in row["values"].values())
+        assert row["asyncio_to_trio"]["median"] > 0
         assert row["bare"]["median"] > 0
+        assert set(row["ratio_to_bare"]) == {"trio", "asyncio"}
     # The bare loop does as many commits per mission as the engine: counted, not assumed.
     assert scenario["details"]["adapter_calls_per_mission"] == {"commit": 3, "insert": 1}
-    assert "in-memory, missions one after another" in done.stderr  # the table
+    table = done.stderr
+    assert "in-memory, missions one after another" in table
+    assert "asyncio/trio" in table
+    assert "bare loop (trio only)" in table
+
+
+def test_one_backend_can_be_chosen() -> None:
+    """``--backends asyncio`` measures on asyncio alone (the steps of scenario 2 yield to
+    whichever loop runs them), still next to trio's bare loop."""
+    quick = ["--quick", "--scenario", "2", "--repeat", "1", "--json"]
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), *quick, "--backends", "asyncio"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    (scenario,) = json.loads(done.stdout)["scenarios"]
+    for row in scenario["rows"]:
+        assert set(row["values"]) == {"asyncio"}
+        assert row["asyncio_to_trio"] is None
+        assert row["bare"]["median"] > 0
+    assert "asyncio/trio" not in done.stderr
 
 
 def test_the_bare_loop_runs_the_adapters_own_statements() -> None:
