@@ -4,8 +4,10 @@ as the root conftest's ``anyio_backend`` gives them."""
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 import time
+from collections.abc import Callable, Coroutine
 from datetime import timedelta
 from typing import Any
 
@@ -197,6 +199,104 @@ async def test_a_parent_whose_children_just_finished_is_not_counted_as_blocked()
         await wait_all_tasks_blocked()
         assert progress == ["round 0", "round 1", "round 2"]
         tasks.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("loop_factory", [asyncio.new_event_loop, virtual_time_loop])
+def test_waiting_for_the_other_tasks_to_block_lets_bytes_sent_on_127_0_0_1_arrive(
+    loop_factory: Callable[[], asyncio.AbstractEventLoop],
+) -> None:
+    """On asyncio's own loop and on the virtual-time one, bytes a task has just written to a
+    server on 127.0.0.1 reach the server's handler before wait_all_tasks_blocked returns."""
+
+    async def main() -> list[bytes]:
+        received: list[bytes] = []
+        handlers: list[asyncio.Task[Any]] = []
+
+        async def record(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            handler = asyncio.current_task()
+            assert handler is not None
+            handlers.append(handler)
+            received.append(await reader.read(100))
+            await reader.read(100)  # until the client closes
+            writer.close()
+            await writer.wait_closed()
+
+        server = await asyncio.start_server(record, "127.0.0.1", 0)
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", server.sockets[0].getsockname()[1]
+        )
+        await wait_all_tasks_blocked()
+
+        async def ask() -> None:
+            writer.write(b"ping")
+            await reader.read(100)
+
+        asker = asyncio.create_task(ask())
+        await wait_all_tasks_blocked()
+        seen = list(received)
+        asker.cancel()
+        writer.close()
+        await writer.wait_closed()
+        await asyncio.gather(asker, *handlers, return_exceptions=True)
+        server.close()
+        await server.wait_closed()
+        return seen
+
+    for _ in range(5):
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            assert runner.run(main()) == [b"ping"]
+
+
+def _run_with_watchdog(
+    loop: asyncio.AbstractEventLoop, main: Callable[[], Coroutine[Any, Any, list[float]]]
+) -> list[float]:
+    # A loop that spins never returns by itself: a thread stops it after ten seconds so that
+    # the test fails instead of hanging. It only wakes the loop if the test fails.
+    with asyncio.Runner(loop_factory=lambda: loop) as runner:
+        watchdog = threading.Timer(10, loop.call_soon_threadsafe, (loop.stop,))
+        watchdog.start()
+        try:
+            return runner.run(main())
+        finally:
+            watchdog.cancel()
+            watchdog.join()
+
+
+YEAR = 365 * 24 * 3600.0
+
+
+@pytest.mark.parametrize("start", [0.0, 200 * 24 * 3600.0, 10 * YEAR, 1000 * YEAR])
+def test_timers_due_now_fire_however_far_virtual_time_has_gone(start: float) -> None:
+    """Years into virtual time (where a nanosecond no longer changes the clock's value), a
+    timer due now (call_later(0), call_at(now), a zero timeout) and a nanosecond sleep fire
+    at once, and the clock moves by a few steps of its float at most."""
+    loop = VirtualTimeEventLoop(start=start)
+
+    async def main() -> list[float]:
+        await asyncio.sleep(YEAR)
+        began = loop.time()
+        fired = asyncio.Event()
+        loop.call_later(0, fired.set)
+        await fired.wait()
+        fired.clear()
+        loop.call_at(loop.time(), fired.set)
+        await fired.wait()
+        fired.clear()
+        loop.call_at(math.nextafter(loop.time(), math.inf), fired.set)
+        loop.call_at(loop.time(), lambda: None)
+        await fired.wait()
+        await asyncio.sleep(0)
+        await asyncio.sleep(1e-9)
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0):
+                await asyncio.sleep(YEAR)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(asyncio.sleep(YEAR), 0)
+        return [began, loop.time()]
+
+    began, ended = _run_with_watchdog(loop, main)
+    assert began >= start + YEAR
+    assert 0 <= ended - began <= max(1e-6, 4 * math.ulp(ended))
 
 
 def test_asyncio_timeouts_run_in_virtual_time_on_the_loop() -> None:

@@ -37,7 +37,13 @@ async def wait_all_tasks_blocked() -> None:
         return
     loop = asyncio.get_running_loop()
     this = asyncio.current_task()
+    # Idle twice in a row, with one turn of the loop between: that turn polled the selector
+    # (without waiting, as callbacks were ready), so bytes a task has just written to a socket
+    # of this loop are not left unread; their callbacks would be ready on the second look.
+    idle_before = False
     while True:
         await asyncio.sleep(0)
-        if _idle(loop, this):
+        idle = _idle(loop, this)
+        if idle and idle_before:
             return
+        idle_before = idle

@@ -35,12 +35,9 @@ class _VirtualTime:
         self.now = start
 
     def advance(self, seconds: float) -> None:
-        now = self.now + seconds
-        if now + _RESOLUTION == now:
-            # Far from zero (beyond about 100 days) the resolution vanishes in the sum, and asyncio
-            # would see a timer due exactly now as not due yet, for ever: step just past it.
-            now = math.nextafter(now, math.inf)
-        self.now = now
+        # ``seconds`` is at least one step of the clock's float (a timer due later than now
+        # is due at least one step later), so the clock always moves.
+        self.now += seconds
 
 
 class _JumpingSelector(selectors.BaseSelector):
@@ -105,6 +102,20 @@ class VirtualTimeEventLoop(asyncio.SelectorEventLoop):
 
     def time(self) -> float:
         return self._virtual_time.now
+
+    # asyncio runs the timers due before ``time() + _clock_resolution``. Far from zero (beyond
+    # about 100 days) the resolution vanishes in that sum, so a timer due exactly now (a
+    # ``call_later(0)``, a nanosecond sleep) would never be due while the loop, asked to wait
+    # 0 seconds for it, spins. One step of the clock's float at least keeps "due now" due.
+    @property
+    def _clock_resolution(self) -> float:  # pyright: ignore[reportIncompatibleVariableOverride]
+        return max(_RESOLUTION, math.ulp(self._virtual_time.now))
+
+    @_clock_resolution.setter
+    def _clock_resolution(self, _: float) -> None:  # pyright: ignore[reportIncompatibleVariableOverride]
+        # The base class sets the real clock's resolution when it starts; the property above
+        # already begins with it.
+        pass
 
 
 def virtual_time_loop() -> VirtualTimeEventLoop:
