@@ -7,6 +7,7 @@ import asyncio
 import math
 import threading
 import time
+import warnings
 from collections.abc import Callable, Coroutine
 from datetime import timedelta
 from typing import Any
@@ -322,6 +323,22 @@ def test_asyncio_timeouts_run_in_virtual_time_on_the_loop() -> None:
     with asyncio.Runner(loop_factory=virtual_time_loop) as runner:
         assert runner.run(main()) == [3, 6, 6 + 7 * 24 * 3600]
     assert time.perf_counter() - began < 1.0
+
+
+def test_closing_the_loop_waits_for_its_executor_threads_without_a_deadline() -> None:
+    """Closing a Runner on the virtual-time loop waits for the default executor's threads
+    without its 300-second deadline passing at once in virtual time (no warning)."""
+
+    async def main() -> str:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, lambda: time.sleep(0.01) or "done")
+
+    loop = virtual_time_loop()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with asyncio.Runner(loop_factory=lambda: loop) as runner:
+            assert runner.run(main()) == "done"
+    assert loop.time() == 0
 
 
 def test_a_thread_calling_into_the_loop_wakes_it() -> None:

@@ -103,6 +103,16 @@ class VirtualTimeEventLoop(asyncio.SelectorEventLoop):
     def time(self) -> float:
         return self._virtual_time.now
 
+    async def shutdown_default_executor(
+        self,
+        timeout: float | None = None,  # noqa: ASYNC109 (asyncio's own signature)
+    ) -> None:
+        # ``asyncio.Runner`` gives the executor's threads (name resolution's among them) 300
+        # seconds to finish: a thread's work does not hold virtual time still, so that deadline
+        # would pass at once, with a warning. Wait for them without one.
+        del timeout
+        await super().shutdown_default_executor()
+
     # asyncio runs the timers due before ``time() + _clock_resolution``. Far from zero (beyond
     # about 100 days) the resolution vanishes in that sum, so a timer due exactly now (a
     # ``call_later(0)``, a nanosecond sleep) would never be due while the loop, asked to wait
