@@ -97,7 +97,14 @@ async def call_back(ctx: Context[Any, Any]) -> None:
 
 CALLS_BACK = m.define("calls-back").start(parse=dict).step("call-back", call_back).end()
 
-DEFINITIONS = [APPROVAL, DOOMED, TRIAL, GATED, CALLS_BACK, STOPPING]
+
+async def close_back(ctx: Context[Any, Any]) -> None:
+    await anyio.to_thread.run_sync(CALLERS[-1].close)
+
+
+CLOSES = m.define("closes").start(parse=dict).step("close", close_back).end()
+
+DEFINITIONS = [APPROVAL, DOOMED, TRIAL, GATED, CALLS_BACK, STOPPING, CLOSES]
 
 OpenClient = Callable[..., BlockingMissionClient]
 
@@ -461,3 +468,213 @@ def test_a_client_used_after_a_fork_says_to_start_one_per_process(database: Path
     assert lines[0].startswith("child refused: this blocking client was started in process")
     assert "post_fork" in lines[0]
     assert lines[1:] == ["child exited 0", "parent reads waiting"]
+
+
+# A pre-forking server's worker: the client is a function's local, the fork's child returns from
+# that function (dropping its copy of the client) and exits normally.
+FORKED_LOCAL = textwrap.dedent(
+    """
+    import os
+    import sys
+
+    from mission_control.adapter_sqlite import SQLiteCommander
+    from mission_control.client import start_blocking_client
+    from mission_control.core import m
+
+    flow = m.define("flow").start(parse=dict).need_to("go", parse=dict).end()
+
+    def serve(path, backend):
+        client = start_blocking_client(lambda: SQLiteCommander(path, [flow]), backend=backend)
+        client.start(flow, {}, id="before-fork")
+        child = os.fork()
+        if child:
+            _, status = os.waitpid(child, 0)
+            print(f"child exited {os.waitstatus_to_exitcode(status)}")
+            client.close()
+
+    serve(*sys.argv[1:])
+    """
+)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_child_forked_with_a_local_client_exits_normally(database: Path, backend: str) -> None:
+    """A child forked after a function started its client, which drops the client and exits
+    normally, exits at once instead of waiting for the parent's loop thread."""
+    done = subprocess.run(
+        [sys.executable, "-c", FORKED_LOCAL, str(database), backend],
+        capture_output=True,
+        text=True,
+        timeout=BOUND,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "child exited 0\n"
+
+
+def test_a_background_step_that_stops_the_process_closes_the_client(
+    open_client: OpenClient,
+) -> None:
+    """SystemExit raised by a step running in the background ends the client: the thread
+    waiting then and later calls raise ClientClosedError caused by it, closed is true, and
+    close() raises the SystemExit itself and joins the loop's thread."""
+    client = open_client()
+    waited = client.start(APPROVAL, {})
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        waiting = pool.submit(waited.wait_for_completion)
+        client.start(STOPPING, {}, background=True)
+        with pytest.raises(ClientClosedError, match="SystemExit") as interrupted:
+            waiting.result(BOUND)
+
+    assert isinstance(interrupted.value.__cause__, SystemExit)
+    assert client.closed
+    with pytest.raises(ClientClosedError, match="SystemExit") as refused:
+        client.inspect(waited.id)
+    assert isinstance(refused.value.__cause__, SystemExit)
+    with pytest.raises(SystemExit) as stopped:
+        client.close()
+    assert stopped.value.code == 3
+    assert loop_threads() == []
+    client.close()  # once
+
+
+def test_a_step_closing_its_client_from_a_worker_thread_is_refused(
+    open_client: OpenClient,
+) -> None:
+    """A step that closes its own client from a worker thread fails with EventLoopError
+    instead of deadlocking (the close would wait for that step); the client goes on."""
+    client = open_client()
+    CALLERS.append(client)
+
+    with pytest.raises(MissionFailedError, match="worker thread of its own event loop"):
+        client.start(CLOSES, {}).wait_for_completion(timeout=BOUND)
+
+    assert not client.closed
+    assert client.start(APPROVAL, {}).inspect().status is MissionStatus.WAITING
+
+
+# Ctrl-C while the client stops a step that never ends by itself: leaving `with` on the
+# KeyboardInterrupt, inside close(), or while the factory is still making the commander. The
+# client abandons the runtime (cancels the step) instead of draining it, and leaves no thread.
+INTERRUPTED = textwrap.dedent(
+    """
+    import os
+    import signal
+    import sys
+    import threading
+    import time
+
+    import anyio
+
+    from mission_control.adapter_sqlite import SQLiteCommander
+    from mission_control.client import start_blocking_client
+    from mission_control.core import m
+
+    path, backend, moment = sys.argv[1:]
+    entered = threading.Event()
+
+    async def stall(ctx):
+        entered.set()
+        await anyio.sleep_forever()
+
+    stalled = m.define("stalled").start(parse=dict).step("stall", stall).end()
+
+    def ctrl_c_once(ready):
+        def send():
+            ready()
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+        threading.Thread(target=send, daemon=True).start()
+
+    async def make():
+        if moment == "factory":
+            entered.set()
+            await anyio.sleep_forever()
+        return SQLiteCommander(path, [stalled])
+
+    try:
+        if moment == "factory":
+            ctrl_c_once(entered.wait)
+            start_blocking_client(make, backend=backend)
+        client = start_blocking_client(make, backend=backend)
+        if moment == "with":
+            with client:
+                client.start(stalled, {}, id="s-1", background=True)
+                entered.wait()
+                raise KeyboardInterrupt
+        client.start(stalled, {}, id="s-1", background=True)
+        entered.wait()
+        def closing():
+            while not client.closed:  # Ctrl-C once close() has begun
+                time.sleep(0.001)
+
+        ctrl_c_once(closing)
+        client.close()
+    except KeyboardInterrupt:
+        print("interrupted")
+    print([t.name for t in threading.enumerate() if t.name == "mission-control-client"])
+    """
+)
+
+
+@pytest.mark.parametrize("moment", ["with", "close", "factory"])
+def test_ctrl_c_while_closing_abandons_the_runtime(
+    database: Path, backend: str, moment: str
+) -> None:
+    """KeyboardInterrupt leaving `with`, in close() or while the factory runs cancels what runs
+    on the loop (as the async runtime does when left on an error) instead of waiting for it,
+    and leaves no loop thread behind."""
+    done = subprocess.run(
+        [sys.executable, "-c", INTERRUPTED, str(database), backend, moment],
+        capture_output=True,
+        text=True,
+        timeout=BOUND,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "interrupted\n[]\n"
+
+
+# A program that leaves its client open while a thread of its own (not a daemon) waits on it.
+WAITED_ON = textwrap.dedent(
+    """
+    import sys
+    import threading
+
+    from mission_control.adapter_sqlite import SQLiteCommander
+    from mission_control.client import ClientClosedError, start_blocking_client
+    from mission_control.core import m
+
+    flow = m.define("flow").start(parse=dict).need_to("go", parse=dict).end()
+    path, backend = sys.argv[1:]
+    client = start_blocking_client(lambda: SQLiteCommander(path, [flow]), backend=backend)
+    handle = client.start(flow, {})
+
+    def notify_when_done():
+        try:
+            handle.wait_for_completion()
+        except ClientClosedError:
+            print("waiter: closed")
+
+    threading.Thread(target=notify_when_done).start()
+    """
+)
+
+
+def test_a_thread_waiting_on_a_client_left_open_does_not_keep_the_process_alive(
+    database: Path, backend: str
+) -> None:
+    """At interpreter exit the client is closed before the program's threads are joined: a
+    thread waiting on it gets ClientClosedError, and the process exits."""
+    done = subprocess.run(
+        [sys.executable, "-c", WAITED_ON, str(database), backend],
+        capture_output=True,
+        text=True,
+        timeout=BOUND,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "waiter: closed\n"

@@ -9,9 +9,14 @@ so several caller threads wait side by side; the loop side (:class:`_Calls`) cou
 :meth:`BlockingMissionClient.close` can refuse new calls, end those that only wait, let the others
 finish, and then stop the runtime, close the store and join the thread, in that order.
 
-A client nobody closed is closed when the interpreter exits (``atexit``), while the loop's
-thread still runs: otherwise the portal's clean-up would run during finalisation, when that
-thread can no longer run, and the process would hang on exit.
+The loop's thread and its portal are owned by :class:`_LoopThread`, not by AnyIO's
+``start_blocking_portal`` generator: a process forked after the client started has the client's
+objects but not the thread, and that generator, finalised there, would wait for the thread forever.
+
+A client nobody closed is closed when the interpreter exits, before it joins the program's own
+threads (``threading``'s exit hook, which runs before those joins, where ``atexit`` runs after):
+a thread still waiting on the client then gets :class:`ClientClosedError` instead of keeping the
+process alive.
 """
 
 from __future__ import annotations
@@ -22,14 +27,15 @@ import os
 import threading
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from concurrent.futures import CancelledError, Future
-from contextlib import ExitStack, suppress
+from contextlib import suppress
 from datetime import datetime
-from typing import Any, Self, TypeVar, Unpack
+from typing import Any, Self, TypeVar, Unpack, cast
 
 import anyio
+import anyio.from_thread
 import attrs
 from anyio.abc import TaskStatus
-from anyio.from_thread import BlockingPortal, start_blocking_portal
+from anyio.from_thread import BlockingPortal
 
 from mission_control.core import (
     LIST_LIMIT,
@@ -70,6 +76,17 @@ class _Calls:
         self._running = 0
         self._drained = anyio.Event()
         self._waits: set[anyio.CancelScope] = set()
+        self.ended_by: BaseException | None = None  # the process stop that ended the runtime
+
+    def refused(self, message: str) -> ClientClosedError:
+        if self.ended_by is None:
+            return ClientClosedError(message)
+        refused = ClientClosedError(
+            f"the blocking client has stopped: a step running in the background raised "
+            f"{self.ended_by!r}, which ended its runtime"
+        )
+        refused.__cause__ = self.ended_by
+        return refused
 
     async def run(
         self,
@@ -78,7 +95,7 @@ class _Calls:
         waits: bool,
     ) -> _T | _ProcessStop:
         if self.closing:
-            raise ClientClosedError("the blocking client is closed")
+            raise self.refused("the blocking client is closed")
         self._running += 1
         scope = anyio.CancelScope()
         if waits:
@@ -100,7 +117,14 @@ class _Calls:
             if self.closing and not self._running:
                 self._drained.set()
         # Only close() cancels this scope: the caller's own cancellation passes through it.
-        raise ClientClosedError("the blocking client was closed while this call waited")
+        raise self.refused("the blocking client was closed while this call waited")
+
+    def end(self, stop: BaseException) -> None:
+        """The runtime ended with a process stop: refuse new calls and end the waits."""
+        self.ended_by = stop
+        self.closing = True
+        for scope in self._waits:
+            scope.cancel()
 
     async def close(self) -> None:
         """Refuse new calls, end those that wait for a mission to end, let the others finish,
@@ -113,6 +137,15 @@ class _Calls:
         self.stopped.set()
 
 
+class _LoopStopped(Exception):
+    """The serving task's end by a process stop, as an ``Exception``: raised as itself, it would
+    end the loop under the other calls and leave nothing for close() to stop cleanly."""
+
+    def __init__(self, stop: BaseException) -> None:
+        super().__init__(stop)
+        self.stop = stop
+
+
 class _ProcessStop:
     """A ``BaseException`` a call raised on the loop, carried to the caller's thread."""
 
@@ -120,6 +153,78 @@ class _ProcessStop:
 
     def __init__(self, error: BaseException) -> None:
         self.error = error
+
+
+def _process_stop_in(error: BaseException | None) -> BaseException | None:
+    """The ``SystemExit`` or ``KeyboardInterrupt`` that ended the loop, found in its error."""
+    if isinstance(error, BaseExceptionGroup):
+        group = cast("BaseExceptionGroup[BaseException]", error)
+        inners = group.exceptions
+        for inner in inners:
+            found = _process_stop_in(inner)
+            if found is not None:
+                return found
+        return None
+    return error if isinstance(error, (SystemExit, KeyboardInterrupt)) else None
+
+
+class _LoopThread:
+    """The client's event loop in a thread of its own, and the portal that reaches it."""
+
+    def __init__(self, backend: str, options: dict[str, Any]) -> None:
+        started: Future[BlockingPortal] = Future()
+        self.error: BaseException | None = None  # what ended the loop, if not its portal's stop
+
+        async def serve_portal() -> None:
+            async with BlockingPortal() as portal:
+                started.set_result(portal)
+                await portal.sleep_until_stopped()
+
+        def run() -> None:
+            try:
+                anyio.run(serve_portal, backend=backend, backend_options=options)
+            except BaseException as error:
+                # On asyncio, a step's SystemExit or KeyboardInterrupt escapes the loop itself.
+                if not started.done():
+                    started.set_exception(error)
+                self.error = error
+
+        self.thread = threading.Thread(target=run, daemon=True, name="mission-control-client")
+        self.thread.start()
+        self.portal = started.result()
+
+    def stop(self, *, cancel: bool) -> None:
+        """Stop the portal (cancelling what still runs on it if ``cancel``) and join the thread."""
+        # Not portal.call: a loop that is ending already would never answer it.
+        with suppress(RuntimeError):  # the loop has stopped already
+            self.portal.start_task_soon(self.portal.stop, cancel)
+        self.thread.join()
+
+
+# The clients not closed yet, which the interpreter closes as it exits.
+_open_clients: set[BlockingMissionClient] = set()
+_exit_hook_lock = threading.Lock()
+_exit_hook_registered = False
+
+
+def _close_open_clients() -> None:
+    for client in list(_open_clients):
+        with suppress(Exception):
+            client.close()
+
+
+def _register_exit_hook() -> None:
+    global _exit_hook_registered
+    with _exit_hook_lock:
+        if _exit_hook_registered:
+            return
+        # threading's own exit hook (CPython 3.9+) runs before the interpreter joins non-daemon
+        # threads, which a thread still waiting on a client would otherwise keep alive.
+        register: Callable[[Callable[[], None]], object] = getattr(
+            threading, "_register_atexit", atexit.register
+        )
+        register(_close_open_clients)
+        _exit_hook_registered = True
 
 
 async def _serve(
@@ -130,20 +235,32 @@ async def _serve(
 ) -> None:
     """The client's main task on its loop: make the commander, run the runtime beside it until
     the calls are drained, then stop the runtime (draining its tick) and close the store."""
-    made = factory()
-    commander = await made if inspect.isawaitable(made) else made
-    if not isinstance(commander, Commander):
-        raise TypeError(
-            "the blocking client's factory must return a commander made by "
-            f"mission_control.core.create_commander (or SQLiteCommander, ...), got {commander!r}"
-        )
-    async with commander, make_runtime(commander) as runtime:
-        calls = _Calls(MissionClient(runtime))
-        try:
-            task_status.started(calls)
-            await calls.stopped.wait()
-        finally:
-            calls.closing = True
+    calls: _Calls | None = None
+    try:
+        made = factory()
+        commander = await made if inspect.isawaitable(made) else made
+        if not isinstance(commander, Commander):
+            raise TypeError(  # noqa: TRY301 - the same handler covers the factory's own errors
+                "the blocking client's factory must return a commander made by "
+                "mission_control.core.create_commander (or SQLiteCommander, ...), "
+                f"got {commander!r}"
+            )
+        async with commander, make_runtime(commander) as runtime:
+            calls = _Calls(MissionClient(runtime))
+            try:
+                task_status.started(calls)
+                await calls.stopped.wait()
+            finally:
+                calls.closing = True
+    except BaseException as error:
+        # A step running in the background (or the factory) raised SystemExit or
+        # KeyboardInterrupt: the runtime has ended, the loop keeps serving close().
+        stop = _process_stop_in(error)
+        if stop is None:
+            raise
+        if calls is not None:
+            calls.end(stop)
+        raise _LoopStopped(stop) from error
 
 
 class BlockingMissionClient:
@@ -159,27 +276,35 @@ class BlockingMissionClient:
     a ``timeout`` in seconds (then :class:`TimeoutError`).
 
     Close it (``close()`` or ``with``) to stop cleanly: the runtime stops after its in-flight tick,
-    the store is closed and the thread joined. A client still open when the interpreter exits is
-    closed then. Calls after ``close()`` raise :class:`ClientClosedError`, and so do waits
-    interrupted by it. Calling it from its own loop's thread (a step of one of its missions)
-    raises :class:`~mission_control.core.EventLoopError`: it would wait for the loop it blocks.
+    the store is closed and the thread joined. Interrupted while it closes (Ctrl-C), or leaving
+    ``with`` with an error, it abandons the runtime instead, as the async runtime does: the
+    in-flight tick is cancelled (its steps run again at the next start). A client still open when
+    the interpreter exits is closed then, before the interpreter waits for the program's threads.
+    Calls after ``close()`` raise :class:`ClientClosedError`, and so do waits interrupted by it.
+    Calling it from its own loop's thread (a step of one of its missions) raises
+    :class:`~mission_control.core.EventLoopError`: it would wait for the loop it blocks; so does
+    closing it from a worker thread of that loop (``anyio.to_thread.run_sync`` in a step).
+
+    A step running in the background that raises ``SystemExit`` or ``KeyboardInterrupt`` ends the
+    loop: the calls waiting then, and all later ones, raise :class:`ClientClosedError` caused by
+    it, ``closed`` is true, and ``close()`` raises that ``SystemExit`` or ``KeyboardInterrupt``
+    (once), so that the process stops as the step asked.
     """
 
-    def __init__(
-        self, stack: ExitStack, portal: BlockingPortal, serving: Future[None], calls: _Calls
-    ) -> None:
+    def __init__(self, loop: _LoopThread, serving: Future[None], calls: _Calls) -> None:
         # Made by start_blocking_client, which has started the loop and the runtime.
-        self._stack = stack
-        self._portal = portal
+        self._loop = loop
+        self._portal = loop.portal
         self._serving = serving
         self._calls = calls
-        self._loop_thread, self._definitions = portal.call(
+        self._loop_thread, self._definitions = loop.portal.call(
             lambda: (threading.get_ident(), calls.client.definitions)
         )
         self._lock = threading.Lock()
         self._closed = False
         self._pid = os.getpid()
-        atexit.register(self.close)
+        _register_exit_hook()
+        _open_clients.add(self)
 
     @property
     def definitions(self) -> dict[str, MissionDefinition[Any, Any, Any]]:
@@ -188,7 +313,8 @@ class BlockingMissionClient:
 
     @property
     def closed(self) -> bool:
-        return self._closed
+        """Closed by ``close()``, or its loop has ended (see the class's description)."""
+        return self._closed or self._serving.done() or not self._loop.thread.is_alive()
 
     def _call(
         self,
@@ -210,9 +336,22 @@ class BlockingMissionClient:
         try:
             future = self._portal.start_task_soon(self._calls.run, call, timeout, waits)
         except RuntimeError as error:  # the portal has stopped
-            raise ClientClosedError("the blocking client is closed") from error
+            raise self._calls.refused("the blocking client is closed") from (
+                self._calls.ended_by or error
+            )
         try:
             result = future.result()
+        except CancelledError as error:
+            if self._closed:  # close() abandoned the loop under the call
+                raise ClientClosedError(
+                    "the blocking client was closed during this call"
+                ) from error
+            # The loop itself ended under the call: on asyncio, a step's SystemExit or
+            # KeyboardInterrupt escapes it.
+            self._loop.thread.join()
+            raise self._calls.refused("the blocking client's loop has ended") from (
+                self._calls.ended_by or self._loop.error
+            )
         except BaseException:
             # The caller was interrupted (KeyboardInterrupt): its call is cancelled on the loop
             # too, as an async caller's would be.
@@ -221,6 +360,19 @@ class BlockingMissionClient:
         if isinstance(result, _ProcessStop):
             raise result.error
         return result
+
+    def _refuse_worker_thread(self) -> None:
+        try:
+            # A worker thread of an AnyIO loop reaches that loop; any other thread gets an error.
+            loop_thread = anyio.from_thread.run_sync(threading.get_ident)
+        except RuntimeError:
+            return
+        if loop_thread == self._loop_thread:
+            raise EventLoopError(
+                "the blocking client was closed from a worker thread of its own event loop (a "
+                "step's anyio.to_thread.run_sync): closing waits for that step, which waits for "
+                "the close. Close it from the code that started it"
+            )
 
     def _refuse_loop_thread(self) -> None:
         if threading.get_ident() == self._loop_thread:
@@ -324,29 +476,51 @@ class BlockingMissionClient:
     def close(self) -> None:
         """Stop cleanly: refuse new calls, end the waits in progress (they raise
         :class:`ClientClosedError`), let the other calls finish, stop the runtime after its
-        in-flight tick, close the store and join the loop's thread. Safe to call again."""
+        in-flight tick, close the store and join the loop's thread. Safe to call again.
+
+        Interrupted (Ctrl-C), it abandons the runtime instead: the in-flight tick is cancelled,
+        the store closed and the thread joined, and the interruption is raised."""
+        self._close(abandon=False)
+
+    def _close(self, *, abandon: bool) -> None:
         self._refuse_loop_thread()
+        if os.getpid() != self._pid:
+            # A forked copy: the loop, the store and the thread are the parent's (and so may be
+            # the lock, held by a parent's thread at the fork).
+            self._closed = True
+            _open_clients.discard(self)
+            return
+        self._refuse_worker_thread()
         with self._lock:
             if self._closed:
                 return
-            self._closed = True
-            atexit.unregister(self.close)
-            if os.getpid() != self._pid:
-                return  # a forked copy: the loop, the store and the thread are the parent's
-            with suppress(RuntimeError):  # the loop has stopped already: nothing to drain
-                self._portal.call(self._calls.close)
+            error: BaseException | None = None
             try:
-                self._serving.result()
-            except CancelledError:
-                pass  # the loop ended under it, with an error its caller got
-            finally:
-                self._stack.close()
+                self._closed = True
+                _open_clients.discard(self)
+                if abandon:
+                    self._loop.stop(cancel=True)
+                    return
+                with suppress(RuntimeError):  # the loop has stopped already: nothing to drain
+                    self._portal.start_task_soon(self._calls.close)
+                with suppress(CancelledError):  # the loop ended under it
+                    error = self._serving.exception()
+            except BaseException:
+                # Interrupted (Ctrl-C): stop now, as the async runtime does when left on an error.
+                self._loop.stop(cancel=True)
+                raise
+            self._loop.stop(cancel=False)
+            stop = self._calls.ended_by or _process_stop_in(self._loop.error)
+            if stop is not None:
+                raise stop
+            if error is not None:
+                raise error
 
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        self._close(abandon=exc is not None)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -408,15 +582,14 @@ def start_blocking_client(
         raise ConfigurationError(
             f"factory must be a function that makes a commander, got {factory!r}"
         )
-    stack = ExitStack()
+    loop = _LoopThread(backend, dict(backend_options or {}))
     try:
-        portal = stack.enter_context(
-            start_blocking_portal(
-                backend, dict(backend_options or {}), name="mission-control-client"
-            )
-        )
-        serving, calls = portal.start_task(_serve, factory, make_runtime)
+        try:
+            serving, calls = loop.portal.start_task(_serve, factory, make_runtime)
+        except _LoopStopped as stopped:
+            raise stopped.stop from None
     except BaseException:
-        stack.close()
+        # Cancelled, so that a factory still running (interrupted by Ctrl-C) ends with the thread.
+        loop.stop(cancel=True)
         raise
-    return BlockingMissionClient(stack, portal, serving, calls)
+    return BlockingMissionClient(loop, serving, calls)
