@@ -18,7 +18,7 @@ from typing import TypedDict, cast
 
 from mission_control.adapter_sqlite import SQLiteCommander
 from mission_control.client import BlockingMissionHandle, start_blocking_client
-from mission_control.core import Context, InvalidInputError, m
+from mission_control.core import Context, InvalidInputError, MissionStatus, m
 
 
 class Report(TypedDict):
@@ -77,10 +77,13 @@ def main(database: Path) -> None:
         handle = client.start(monthly_report, {"month": "2030-01"}, id="2030-01", background=True)
         print(f"started {handle.id} in the background")
 
-        thread = threading.Thread(target=reviewer, args=(handle,))
-        thread.start()
+        # Run again on the same database, the start above returns the mission already reviewed.
+        if handle.inspect().status is not MissionStatus.COMPLETED:
+            thread = threading.Thread(target=reviewer, args=(handle,))
+            thread.start()
+            handle.wait_for_completion(timeout=60)
+            thread.join()
         snapshot = handle.wait_for_completion(timeout=60)
-        thread.join()
         print(f"{handle.id} is {snapshot.status.value}: {snapshot.output}")
         for entry in handle.timeline():
             print(f"  {entry.kind.value:<18} {entry.node or ''}")

@@ -52,3 +52,20 @@ def test_sync_script_refuses_a_bad_input_and_completes_its_background_start() ->
     assert "refused: mission 'monthly-report' rejected its input" in output
     assert "2030-01 is completed: {'figures': 42, 'reviewed_by': 'grace'}" in output
     assert "mission-scheduled" in output
+
+
+def test_sync_script_run_twice_on_one_database_finds_its_mission_done(tmp_path: Path) -> None:
+    """Run again on the same database, the blocking-client script reports the mission it
+    completed the first time, with nothing on stderr."""
+    database = str(tmp_path / "missions.sqlite")
+    for _ in range(2):
+        result = subprocess.run(
+            [sys.executable, str(EXAMPLES / "sync_script.py"), database],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stderr == ""
+        assert "2030-01 is completed: {'figures': 42, 'reviewed_by': 'grace'}" in result.stdout
