@@ -157,6 +157,17 @@ def virtual_client(database: Path, backend: str) -> Iterator[BlockingMissionClie
         yield client
 
 
+def run_script(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` in a new interpreter with ``args``, bounded by BOUND."""
+    return subprocess.run(
+        [sys.executable, "-c", script, *args],
+        capture_output=True,
+        text=True,
+        timeout=BOUND,
+        check=False,
+    )
+
+
 def loop_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == "mission-control-client"]
 
@@ -409,13 +420,7 @@ def test_a_client_left_open_is_closed_when_the_interpreter_exits(
     database: Path, backend: str
 ) -> None:
     """A script that never closes its client exits normally, and the store it leaves opens."""
-    done = subprocess.run(
-        [sys.executable, "-c", LEFT_OPEN, str(database), backend],
-        capture_output=True,
-        text=True,
-        timeout=BOUND,
-        check=False,
-    )
+    done = run_script(LEFT_OPEN, str(database), backend)
 
     assert done.returncode == 0, done.stderr
     assert done.stdout == "started\n"
@@ -455,13 +460,7 @@ FORKED = textwrap.dedent(
 def test_a_client_used_after_a_fork_says_to_start_one_per_process(database: Path) -> None:
     """In a process forked after the client started, calls raise ClientClosedError naming the
     fix, and exiting that process does not hang; the parent's client still works."""
-    done = subprocess.run(
-        [sys.executable, "-c", FORKED, str(database)],
-        capture_output=True,
-        text=True,
-        timeout=BOUND,
-        check=False,
-    )
+    done = run_script(FORKED, str(database))
 
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
@@ -501,13 +500,7 @@ FORKED_LOCAL = textwrap.dedent(
 def test_a_child_forked_with_a_local_client_exits_normally(database: Path, backend: str) -> None:
     """A child forked after a function started its client, which drops the client and exits
     normally, exits at once instead of waiting for the parent's loop thread."""
-    done = subprocess.run(
-        [sys.executable, "-c", FORKED_LOCAL, str(database), backend],
-        capture_output=True,
-        text=True,
-        timeout=BOUND,
-        check=False,
-    )
+    done = run_script(FORKED_LOCAL, str(database), backend)
 
     assert done.returncode == 0, done.stderr
     assert done.stdout == "child exited 0\n"
@@ -625,13 +618,7 @@ def test_ctrl_c_while_closing_abandons_the_runtime(
     """KeyboardInterrupt leaving `with`, in close() or while the factory runs cancels what runs
     on the loop (as the async runtime does when left on an error) instead of waiting for it,
     and leaves no loop thread behind."""
-    done = subprocess.run(
-        [sys.executable, "-c", INTERRUPTED, str(database), backend, moment],
-        capture_output=True,
-        text=True,
-        timeout=BOUND,
-        check=False,
-    )
+    done = run_script(INTERRUPTED, str(database), backend, moment)
 
     assert done.returncode == 0, done.stderr
     assert done.stdout == "interrupted\n[]\n"
@@ -668,13 +655,7 @@ def test_a_thread_waiting_on_a_client_left_open_does_not_keep_the_process_alive(
 ) -> None:
     """At interpreter exit the client is closed before the program's threads are joined: a
     thread waiting on it gets ClientClosedError, and the process exits."""
-    done = subprocess.run(
-        [sys.executable, "-c", WAITED_ON, str(database), backend],
-        capture_output=True,
-        text=True,
-        timeout=BOUND,
-        check=False,
-    )
+    done = run_script(WAITED_ON, str(database), backend)
 
     assert done.returncode == 0, done.stderr
     assert done.stdout == "waiter: closed\n"
