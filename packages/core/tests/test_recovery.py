@@ -150,6 +150,33 @@ async def test_a_start_is_stored_before_its_run_without_a_write_more_per_mission
 # -- 6: recovery attempts ------------------------------------------------------------------------
 
 
+async def test_a_background_start_that_stops_the_process_is_counted_and_quarantined() -> None:
+    """A mission started in the background whose step stops the process is stored running
+    before its start runs, so each later advance counts a recovery attempt and it fails past
+    max_recovery_attempts instead of crash-looping (it never reaches the step a fifth time)."""
+    runs: list[int] = []
+
+    async def halt(ctx: Context[Any, Any]) -> None:
+        runs.append(ctx.attempt)
+        raise SystemExit
+
+    flow = m.define("halts").start(parse=identity).step("halt", halt).end()
+    commander = create_in_memory_commander([flow], max_recovery_attempts=2)
+    await commander.start(flow, {}, id="m-1", background=True)
+    assert (await commander.inspect("m-1")).status is MissionStatus.WAITING
+    for attempt in (0, 1, 2):
+        with pytest.raises(SystemExit):
+            await commander.advance("m-1")
+        stored = await commander.inspect("m-1")
+        assert (stored.status, stored.recovery_attempts) == (MissionStatus.RUNNING, attempt)
+    failed = await commander.advance("m-1")
+    assert failed is not None
+    assert failed.status is MissionStatus.FAILED
+    assert failed.error is not None
+    assert failed.error.type == RecoveryAttemptsExceededError.__qualname__
+    assert runs == [1, 1, 1]
+
+
 @pytest.mark.parametrize("stop", [SystemExit, KeyboardInterrupt])
 async def test_a_step_that_stops_the_process_fails_after_max_recovery_attempts(
     stop: type[BaseException],
@@ -393,3 +420,28 @@ async def test_a_cancel_acknowledged_while_the_last_node_runs_ends_the_mission_c
     kinds = [entry.kind for entry in await commander.timeline("m-1")]
     assert TimelineKind.MISSION_COMPLETED not in kinds
     assert kinds[-1] is TimelineKind.MISSION_CANCELLED
+
+
+async def test_starting_again_returns_the_stored_mission_while_its_step_runs() -> None:
+    """An idempotent start (background or not) of a mission whose step another task is running
+    returns that mission at once instead of waiting for the step."""
+    release = anyio.Event()
+    entered = anyio.Event()
+
+    async def slow(ctx: Context[Any, Any]) -> str:
+        entered.set()
+        await release.wait()
+        return "done"
+
+    flow = m.define("slow").start(parse=identity).step("slow", slow).end()
+    commander = create_in_memory_commander([flow])
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(partial(commander.start, flow, {}, id="m-1"))
+        await entered.wait()
+        with anyio.fail_after(1):  # in virtual time: fires at once if the start waited
+            again = await commander.start(flow, {}, id="m-1", background=True)
+            plain = await commander.start(flow, {}, id="m-1")
+        assert again.id == plain.id == "m-1"
+        assert (await commander.inspect("m-1")).status is MissionStatus.RUNNING
+        release.set()
+    assert (await commander.inspect("m-1")).status is MissionStatus.COMPLETED

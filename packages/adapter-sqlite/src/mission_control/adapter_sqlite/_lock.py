@@ -73,6 +73,19 @@ _open_files: dict[_Identity, _OpenFile] = {}
 _open_files_lock = threading.RLock()
 
 
+def _forget_after_fork() -> None:
+    """In a forked child: no adapter of this process has a file open. The parent's entries
+    (and its lock, which a thread of the parent may have held at the fork) are not the child's;
+    the child's copies of the parent's adapters must not unlock what the parent still holds
+    (``flock`` locks are shared with the parent through the inherited descriptors)."""
+    global _open_files_lock
+    _open_files.clear()
+    _open_files_lock = threading.RLock()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
+
+
 def _identity(info: os.stat_result) -> _Identity:
     return (info.st_dev, info.st_ino)
 
@@ -129,9 +142,10 @@ def read_header(path: str, size: int) -> bytes:
 class Reader:
     """Registers a read-only adapter's database file while its connection is open."""
 
-    __slots__ = ("_identity",)
+    __slots__ = ("_identity", "_pid")
 
     def __init__(self, database: str) -> None:
+        self._pid = os.getpid()
         try:
             identity = _identity(os.stat(database))
         except OSError:
@@ -144,7 +158,7 @@ class Reader:
     def release(self) -> None:
         """Call after the connection is closed."""
         identity, self._identity = self._identity, None
-        if identity is not None:
+        if identity is not None and self._pid == os.getpid():
             _leave(identity)
 
 
@@ -152,9 +166,10 @@ class WriterLock:
     """The writer's locks, held from :meth:`acquire` (and :meth:`claim`) until :meth:`release`,
     which is called after the SQLite connection is closed."""
 
-    __slots__ = ("_fd", "_file_fd", "_identity")
+    __slots__ = ("_fd", "_file_fd", "_identity", "_pid")
 
     def __init__(self, fd: int) -> None:
+        self._pid = os.getpid()
         self._fd: int | None = fd
         self._file_fd: int | None = None
         self._identity: _Identity | None = None
@@ -228,6 +243,13 @@ class WriterLock:
     def release(self) -> None:
         identity, self._identity = self._identity, None
         file_fd, self._file_fd = self._file_fd, None
+        if self._pid != os.getpid():
+            # A forked child's copy: the locks are the parent's, held through descriptors the
+            # child shares; unlocking them would let a second writer in beside the parent.
+            fd, self._fd = self._fd, None
+            if fd is not None:
+                os.close(fd)  # the parent's own descriptor keeps its lock
+            return
         if identity is not None and file_fd is not None:
             # Unlocked now, so that another writer may open the file; closed only when no
             # connection of this process holds SQLite's locks on it any more.

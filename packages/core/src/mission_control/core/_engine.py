@@ -349,14 +349,15 @@ class Engine:
                     f"mission id must be a non-empty string UTF-8 can encode, got {mission_id!r}"
                 )
             while True:
-                while (other := self._holds.get(mission_id)) is not None:
-                    # Another call is writing this mission now: wait, then look again.
-                    await other.wait_released()
+                # Read first: a stored mission is returned at once, even while a task moves it.
                 existing = await self._existing(definition, mission_id)
                 if existing is not None:
                     return existing
-                if mission_id not in self._holds:
+                other = self._holds.get(mission_id)
+                if other is None:
                     break
+                # Another start is inserting this mission now: wait, then look again.
+                await other.wait_released()
         with self._hold(mission_id) as hold:
             now = self.now()
             begins = start_at if start_at is not None and start_at > now else None
@@ -722,6 +723,10 @@ class Engine:
                     draft.retry_due(path, now)
                 case WaitKind.START:
                     draft.begin_start(now)
+                    # Stored running before its first function runs, so that a start that
+                    # takes the process down is counted as a recovery like any node left
+                    # running (a background start sends every start through here).
+                    draft.must_write = True
                 case WaitKind.SIGNAL:
                     continue  # a signal buffered before the timeout still wins: see below
                 case _:

@@ -1,0 +1,63 @@
+"""A process forked while an adapter is open (gunicorn's --preload, Celery's prefork) never
+lets a second writer in beside its parent."""
+
+from __future__ import annotations
+
+import gc
+import os
+import sys
+import textwrap
+from pathlib import Path
+
+import anyio
+import anyio.to_thread
+import pytest
+
+from mission_control.adapter_sqlite import SQLiteCommander
+from mission_control.core import m
+
+pytestmark = [
+    pytest.mark.anyio,
+    pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork"),
+]
+
+flow = m.define("flow").start(parse=dict).need_to("go", parse=dict).end()
+
+SECOND_WRITER = """
+import anyio
+from mission_control.adapter_sqlite import SQLiteCommander
+from mission_control.core import m
+flow = m.define("flow").start(parse=dict).need_to("go", parse=dict).end()
+async def main():
+    try:
+        async with SQLiteCommander({path!r}, [flow]) as commander:
+            await commander.start(flow, {{}}, id="second")
+            print("opened")
+    except Exception as error:
+        print("refused:", error)
+anyio.run(main)
+"""
+
+
+async def test_a_forked_child_dropping_its_copy_keeps_the_parents_lock(tmp_path: Path) -> None:
+    """A child that drops its copy of the parent's commander leaves the parent's lock on the
+    file in place: a second writer reaching the file under another name is still refused."""
+    database = tmp_path / "missions.sqlite"
+    commander = SQLiteCommander(database, [flow])
+    await commander.start(flow, {}, id="first")
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child's copy of the test
+        del commander
+        gc.collect()
+        os._exit(0)
+    _, status = await anyio.to_thread.run_sync(os.waitpid, child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    renamed = tmp_path / "renamed.sqlite"
+    os.rename(database, renamed)  # a new name: a new sidecar, so only the file's lock guards it
+    second = await anyio.run_process(
+        [sys.executable, "-c", textwrap.dedent(SECOND_WRITER.format(path=str(renamed)))]
+    )
+    said = second.stdout.decode()
+    assert said.startswith("refused:"), said + second.stderr.decode()
+    assert "already open for writing by another process" in said
+    await commander.aclose()
