@@ -10,7 +10,10 @@ Run it with ``uv run uvicorn fastapi_app:app --app-dir examples`` (the database 
     curl localhost:8000/expenses/<id>/result
 
 The commander and the tick runtime live as long as the application: its lifespan starts them on
-uvicorn's asyncio loop and stops them at shutdown. A request that submits an expense starts the
+uvicorn's asyncio loop and stops them at shutdown, giving the steps in flight a few seconds (a
+step cut short committed nothing, and runs again at the next start). Uvicorn first waits for open
+requests, such as a ``/result`` that waits for a decision (10 seconds at most here); pass
+``--timeout-graceful-shutdown`` to bound that too. A request that submits an expense starts the
 mission in the background: the mission is stored and the response sent at once, and the runtime
 runs its steps on the same loop. So steps may use asyncio-only libraries (aiohttp, asyncpg, an
 SDK), and no request waits for them.
@@ -21,9 +24,10 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncGenerator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from typing import Annotated, Any
 
+import anyio
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
@@ -37,9 +41,10 @@ from mission_control.core import (
     MissionSnapshot,
     m,
 )
-from mission_control.runtime import create_commander_runtime
+from mission_control.runtime import RuntimeState, create_commander_runtime
 
 DATABASE = os.environ.get("MISSIONS_DATABASE", "missions.sqlite")
+SHUTDOWN_GRACE = 5.0  # seconds the steps in flight have to finish at shutdown
 
 
 # -- the mission -----------------------------------------------------------------------------
@@ -83,14 +88,21 @@ expense = (
 # -- the application -------------------------------------------------------------------------
 
 
+class StepsCutShort(Exception):
+    """Raised out of the runtime's ``async with`` so that it cancels the steps still running."""
+
+
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncGenerator[None, None]:
-    async with (
-        SQLiteCommander(DATABASE, [expense]) as commander,
-        create_commander_runtime(commander) as runtime,
-    ):
-        app.state.missions = create_mission_client(runtime)
-        yield
+    async with SQLiteCommander(DATABASE, [expense]) as commander:
+        with suppress(StepsCutShort):
+            async with create_commander_runtime(commander) as runtime:
+                app.state.missions = create_mission_client(runtime)
+                yield
+                with anyio.move_on_after(SHUTDOWN_GRACE):
+                    await runtime.stop()
+                if runtime.state is not RuntimeState.STOPPED:
+                    raise StepsCutShort
 
 
 app = FastAPI(lifespan=lifespan)
@@ -150,9 +162,9 @@ async def read(mission_id: str, missions: Missions) -> ExpenseView:
 
 @app.get("/expenses/{mission_id}/result")
 async def result(mission_id: str, missions: Missions) -> ExpenseView:
-    # Wait for the mission to end, for at most 30 seconds (then 504: ask again later).
+    # Wait for the mission to end, for at most 10 seconds (then 504: ask again later).
     try:
-        async with asyncio.timeout(30):
+        async with asyncio.timeout(10):
             return ExpenseView.of(await missions.result(mission_id))
     except TimeoutError:
         raise HTTPException(status_code=504, detail="still running; ask again later") from None

@@ -12,14 +12,16 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
+import anyio
 import httpx
 import pytest
 import uvicorn
 
 from mission_control.adapter_sqlite import SQLiteCommander
 from mission_control.client import start_blocking_client
-from mission_control.core import MissionStatus
+from mission_control.core import Context, MissionStatus, m
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "fastapi_app.py"
 # Real seconds the server may take to start or stop before the test fails.
@@ -157,3 +159,29 @@ def test_an_expense_outlives_a_restart_of_the_server(example: ModuleType) -> Non
         result = http.get(f"/expenses/{view['id']}/result").json()
 
     assert result["status"] == "completed"
+
+
+@pytest.mark.anyio
+async def test_shutdown_cuts_a_stuck_step_short_after_the_grace(
+    example: ModuleType, database: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At shutdown the lifespan gives a step in flight SHUTDOWN_GRACE seconds (virtual here),
+    then cancels it: the step committed nothing, and the mission is stored as it was before it."""
+    entered = anyio.Event()
+
+    async def stall(ctx: Context[Any, Any]) -> None:
+        entered.set()
+        await anyio.sleep_forever()
+
+    stuck = m.define("expense").start(parse=dict).step("notify-approver", stall).end()
+    monkeypatch.setattr(example, "expense", stuck)
+
+    with anyio.fail_after(example.SHUTDOWN_GRACE * 2):
+        async with example.lifespan(example.app):
+            await example.app.state.missions.start(stuck, {}, id="stuck", background=True)
+            await entered.wait()
+            began = anyio.current_time()
+    assert anyio.current_time() - began == pytest.approx(example.SHUTDOWN_GRACE)
+
+    async with SQLiteCommander(database, [stuck]) as commander:
+        assert (await commander.inspect("stuck")).status is MissionStatus.WAITING
