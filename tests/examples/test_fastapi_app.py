@@ -166,7 +166,8 @@ async def test_shutdown_cuts_a_stuck_step_short_after_the_grace(
     example: ModuleType, database: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """At shutdown the lifespan gives a step in flight SHUTDOWN_GRACE seconds (virtual here),
-    then cancels it: the step committed nothing, and the mission is stored as it was before it."""
+    then cancels it: the step committed nothing, and the mission is stored still active, to run
+    again at the next start."""
     entered = anyio.Event()
 
     async def stall(ctx: Context[Any, Any]) -> None:
@@ -184,4 +185,5 @@ async def test_shutdown_cuts_a_stuck_step_short_after_the_grace(
     assert anyio.current_time() - began == pytest.approx(example.SHUTDOWN_GRACE)
 
     async with SQLiteCommander(database, [stuck]) as commander:
-        assert (await commander.inspect("stuck")).status is MissionStatus.WAITING
+        status = (await commander.inspect("stuck")).status
+        assert status in {MissionStatus.WAITING, MissionStatus.RUNNING}
