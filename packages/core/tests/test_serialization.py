@@ -189,6 +189,7 @@ def _every_field_set() -> MissionSnapshot:
         "tenant": "acme",
         "parent": ParentLink("p", "spawn"),
         "definition_fingerprint": "sha256:1",
+        "progress": {"percent": 50, "stage": ["a", {"b": None}]},
     }
     # Every field of the declaration is set here, to a value that is not its default.
     assert set(values) == {field.name for field in attrs.fields(MissionSnapshot)}
@@ -363,6 +364,7 @@ def test_fields_at_a_none_default_are_left_out_and_read_back() -> None:
         "tenant",
         "parent",
         "definition_fingerprint",
+        "progress",
     }
     assert document["input"] is None  # no default: always written
     assert set(document["nodes"]["start"]) == {"name", "kind", "status", "attempts"}

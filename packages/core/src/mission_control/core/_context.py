@@ -8,10 +8,11 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, overload
 
 import cattrs
 
+from ._draft import Draft
 from ._errors import UnknownEventError
 from ._keys import EventKey
 from ._snapshot import NodeRecord, NodeStatus
-from ._values import copy_json
+from ._values import copy_json, is_text, to_json_value
 
 if TYPE_CHECKING:
     from ._definition import MissionDefinition
@@ -172,6 +173,7 @@ class Context(Generic[InT, OutT]):
         "_definition",
         "_events",
         "_mission",
+        "_published",
         "attempt",
         "definition",
         "mission_id",
@@ -201,6 +203,7 @@ class Context(Generic[InT, OutT]):
         self._mission = mission
         self._events: Events[InT, OutT] | None = None
         self._converter = converter
+        self._published: dict[str, Any] = {}
 
     @property
     def idempotency_key(self) -> str:
@@ -222,6 +225,31 @@ class Context(Generic[InT, OutT]):
     def input(self) -> InT:
         """The mission's parsed input (the same as ``events.start.input``)."""
         return self.events.parsed_input()
+
+    def publish(self, name: str, value: Any) -> None:
+        """Publish ``value`` under ``name`` for callers to read while the mission goes on
+        (``snapshot.progress[name]``), replacing what was published under that name before.
+
+        The value is converted to JSON now (:class:`OutputNotSerializableError` when it cannot
+        be, which fails the function as its own error would); it is stored with the mission's
+        next write, so readers see it once this function has finished. Publishing is not undone
+        by a failed attempt. On a context made by hand (a unit test of a step), the values are
+        kept on the context: see :attr:`published`.
+        """
+        if not isinstance(name, str) or not name or not is_text(name):
+            raise ValueError(f"a published name must be a non-empty string, got {name!r}")
+        converted = to_json_value(
+            value, what=f"published value {name!r}", converter=self._converter
+        )
+        self._published[name] = converted
+        mission = self._mission
+        if isinstance(mission, Draft):
+            mission.publish(name, converted)
+
+    @property
+    def published(self) -> Mapping[str, Any]:
+        """What this context's function published, by name (the latest value of each)."""
+        return dict(self._published)
 
     def __repr__(self) -> str:
         return (

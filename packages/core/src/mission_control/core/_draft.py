@@ -215,6 +215,12 @@ class Draft(MissionFields):
         self.updated_at = now
         self.changed = True
 
+    def publish(self, name: str, value: JsonValue) -> None:
+        """Keep ``value`` (JSON already) as the mission's latest ``name``; stored with the next
+        write. A new mapping each time: a snapshot frozen earlier keeps the values it had."""
+        self.progress = {**(self.progress or {}), name: value}
+        self.changed = True
+
     # -- transitions ---------------------------------------------------------------------------
 
     def run_node(self, path: str, name: str, kind: str, now: datetime) -> None:

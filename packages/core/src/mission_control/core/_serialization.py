@@ -207,6 +207,7 @@ _WRITERS: dict[Any, str] = {
     tuple[str, ...]: '{"[]" if not V else strings(V)}',
     tuple[Wait, ...]: '{"[]" if not V else waits(V)}',
     Mapping[str, NodeRecord]: "{nodes(V)}",
+    Mapping[str, JsonValue] | None: "{json(V)}",
 }
 
 

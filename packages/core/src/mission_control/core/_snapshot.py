@@ -205,6 +205,10 @@ class MissionFields:
     """Reserved for child missions: the mission and node that started this one."""
     definition_fingerprint: str | None = None
     """Reserved for definition versions: a digest of the definition the mission started on."""
+    progress: Mapping[str, JsonValue] | None = None
+    """The values the mission's functions published (``ctx.publish(name, value)``), the latest
+    of each name; ``None`` until one is. Stored with the mission's next write, so readers see
+    them once the function that published them has finished, while the mission goes on."""
 
 
 # attrs makes a frozen class of a mutable base's fields (pyright applies dataclasses' rule, which

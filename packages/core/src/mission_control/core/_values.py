@@ -191,6 +191,7 @@ def detached(snapshot: MissionSnapshot) -> MissionSnapshot:
         snapshot,
         input=copy_json(snapshot.input),
         output=copy_json(snapshot.output),
+        progress=copy_json(snapshot.progress),
         nodes={path: _record_detached(record) for path, record in snapshot.nodes.items()},
     )
 

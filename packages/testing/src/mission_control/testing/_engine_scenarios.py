@@ -283,6 +283,50 @@ class EngineScenarioConformance(ScenarioFixtures):
             TimelineKind.MISSION_COMPLETED,
         ]
 
+    async def test_published_values_are_read_while_the_mission_runs_and_after_restarts(
+        self, persistence: PersistenceAdapter, clock: ManualClock
+    ) -> None:
+        """Values a step publishes are stored with its transition: a caller reads the latest of
+        each name while the mission waits, a second commander on the store reads them too, and a
+        value no store can hold fails the step that published it."""
+
+        async def pack(ctx: Context[Any, Any]) -> None:
+            ctx.publish("stage", "packing")
+            ctx.publish("percent", 40)
+            ctx.publish("percent", 50)
+
+        async def ship(ctx: Context[Any, Any]) -> None:
+            ctx.publish("stage", {"shipped": True, "parcels": [1, 2]})
+
+        async def bad(ctx: Context[Any, Any]) -> None:
+            ctx.publish("oops", object())
+
+        shipping = (
+            m.define("shipping")
+            .start(parse=_accept)
+            .step("pack", pack)
+            .need_to("go", parse=_accept)
+            .step("ship", ship)
+            .end()
+        )
+        broken = m.define("broken").start(parse=_accept).step("bad", bad).end()
+        commander = self.commander(persistence, clock, shipping, broken)
+        handle = await commander.start(shipping, {}, id="s-1")
+        waiting = await handle.inspect()
+        assert waiting.status is MissionStatus.WAITING
+        assert waiting.progress == {"stage": "packing", "percent": 50}
+        again = self.commander(persistence, clock, shipping, broken)
+        assert (await again.inspect("s-1")).progress == {"stage": "packing", "percent": 50}
+        done = await again.signal("s-1", "go", {})
+        assert done.status is MissionStatus.COMPLETED
+        assert done.progress == {"stage": {"shipped": True, "parcels": [1, 2]}, "percent": 50}
+        failed = await (await commander.start(broken, {}, id="b-1")).inspect()
+        assert failed.status is MissionStatus.FAILED
+        assert failed.error is not None
+        assert failed.error.type == "OutputNotSerializableError"
+        assert "published value 'oops'" in failed.error.message
+        assert failed.progress is None
+
     async def test_start_with_an_existing_id_is_idempotent(
         self, persistence: PersistenceAdapter, clock: ManualClock
     ) -> None:
