@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import anyio
 import pytest
 
-from mission_control.core import Context, MissionStatus, m
+from mission_control.core import Context, MissionStatus, OutputNotSerializableError, m
 from mission_control.in_memory_commander import ManualClock, create_in_memory_commander
 
 pytestmark = pytest.mark.anyio
@@ -79,5 +80,74 @@ def test_a_context_made_by_hand_keeps_what_its_function_published() -> None:
     ctx.publish("when", T0)
     ctx.publish("items", (1, 2))
     assert ctx.published == {"when": T0.isoformat(), "items": [1, 2]}
-    with pytest.raises(ValueError, match="non-empty string"):
+    with pytest.raises(OutputNotSerializableError, match="non-empty str"):
         ctx.publish("", 1)
+
+
+async def test_what_the_start_publishes_is_stored_before_the_first_step_runs() -> None:
+    """A value the start function publishes is readable while the step after it runs."""
+    entered = anyio.Event()
+    release = anyio.Event()
+
+    def begin(ctx: Context[Any, Any]) -> None:
+        ctx.publish("stage", "accepted")
+
+    async def long(ctx: Context[Any, Any]) -> None:
+        entered.set()
+        await release.wait()
+
+    flow = m.define("long").start(parse=identity, run=begin).step("long", long).end()
+    commander = create_in_memory_commander([flow])
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(commander.start, flow, {})
+        await entered.wait()
+        (running,) = await commander.list()
+        assert running.status is MissionStatus.RUNNING
+        assert running.progress == {"stage": "accepted"}
+        release.set()
+
+
+async def test_publishing_after_the_function_returned_raises() -> None:
+    """A context kept past its function's return refuses to publish, saying why."""
+    kept: list[Context[Any, Any]] = []
+
+    async def keep(ctx: Context[Any, Any]) -> None:
+        kept.append(ctx)
+
+    flow = m.define("keep").start(parse=identity).step("keep", keep).end()
+    commander = create_in_memory_commander([flow])
+    await commander.start(flow, {})
+    with pytest.raises(RuntimeError, match="after the function of 'keep' has returned"):
+        kept[0].publish("late", 1)
+
+
+async def test_a_cancelled_branch_publishing_as_it_unwinds_does_not_rewrite_the_ended_mission() -> (
+    None
+):
+    """When the first branch of a first-mode parallel ends the mission, a losing branch that
+    publishes while it is cancelled changes nothing stored: the mission is not written again."""
+
+    async def quick(ctx: Context[Any, Any]) -> str:
+        return "won"
+
+    async def slow(ctx: Context[Any, Any]) -> None:
+        try:
+            await anyio.sleep_forever()
+        finally:
+            ctx.publish("slow", "cleanup")
+
+    flow = (
+        m.define("race")
+        .start(parse=identity)
+        .parallel(
+            "race",
+            {"quick": lambda b: b.step("quick", quick), "slow": lambda b: b.step("slow", slow)},
+            mode="first",
+        )
+        .end()
+    )
+    commander = create_in_memory_commander([flow])
+    done = await (await commander.start(flow, {}, id="m-1")).inspect()
+    assert done.status is MissionStatus.COMPLETED
+    assert done.progress is None
+    assert await commander.inspect("m-1") == done

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, overload
 import cattrs
 
 from ._draft import Draft
-from ._errors import UnknownEventError
+from ._errors import OutputNotSerializableError, UnknownEventError
 from ._keys import EventKey
 from ._snapshot import NodeRecord, NodeStatus
 from ._values import copy_json, is_text, to_json_value
@@ -169,6 +169,7 @@ class Context(Generic[InT, OutT]):
     """
 
     __slots__ = (
+        "_closed",
         "_converter",
         "_definition",
         "_events",
@@ -204,6 +205,7 @@ class Context(Generic[InT, OutT]):
         self._events: Events[InT, OutT] | None = None
         self._converter = converter
         self._published: dict[str, Any] = {}
+        self._closed = False
 
     @property
     def idempotency_key(self) -> str:
@@ -230,26 +232,39 @@ class Context(Generic[InT, OutT]):
         """Publish ``value`` under ``name`` for callers to read while the mission goes on
         (``snapshot.progress[name]``), replacing what was published under that name before.
 
-        The value is converted to JSON now (:class:`OutputNotSerializableError` when it cannot
-        be, which fails the function as its own error would); it is stored with the mission's
-        next write, so readers see it once this function has finished. Publishing is not undone
-        by a failed attempt. On a context made by hand (a unit test of a step), the values are
-        kept on the context: see :attr:`published`.
+        The value is converted to JSON now; a value JSON cannot hold, or a name that is not a
+        non-empty ``str``, raises :class:`OutputNotSerializableError` (a failure never retried).
+        It is stored with the mission's next write (before the next function runs), so readers
+        see it once this function has finished. Publishing is not undone by a failed attempt;
+        once the mission has ended it is dropped; after this function returned it raises
+        ``RuntimeError``. On a context made by hand (a unit test of a step), the values are kept
+        on the context: see :attr:`published`.
         """
-        if not isinstance(name, str) or not name or not is_text(name):
-            raise ValueError(f"a published name must be a non-empty string, got {name!r}")
+        if self._closed:
+            raise RuntimeError(
+                f"ctx.publish({name!r}, ...) after the function of {self.path!r} has returned: "
+                "publish from inside the function"
+            )
+        if type(name) is not str or not name or not is_text(name):
+            raise OutputNotSerializableError(
+                f"a published name must be a non-empty str that UTF-8 can encode, got {name!r}"
+            )
         converted = to_json_value(
             value, what=f"published value {name!r}", converter=self._converter
         )
         self._published[name] = converted
         mission = self._mission
         if isinstance(mission, Draft):
-            mission.publish(name, converted)
+            mission.publish(name, copy_json(converted))
 
     @property
     def published(self) -> Mapping[str, Any]:
-        """What this context's function published, by name (the latest value of each)."""
-        return dict(self._published)
+        """What this context's function published, by name (the latest value of each; a copy)."""
+        return {name: copy_json(value) for name, value in self._published.items()}
+
+    def close(self) -> None:
+        """Called by the engine once the function has returned: publishing then raises."""
+        self._closed = True
 
     def __repr__(self) -> str:
         return (

@@ -216,10 +216,17 @@ class Draft(MissionFields):
         self.changed = True
 
     def publish(self, name: str, value: JsonValue) -> None:
-        """Keep ``value`` (JSON already) as the mission's latest ``name``; stored with the next
-        write. A new mapping each time: a snapshot frozen earlier keeps the values it had."""
+        """Keep ``value`` (JSON already) as the mission's latest ``name``, written before the
+        next function runs (a start's values are not held back until the step after it ends).
+        A new mapping each time: a snapshot frozen earlier keeps the values it had. Dropped once
+        the mission has ended (a cancelled branch cleaning up): a finished mission is never
+        written again."""
+        if self.status.is_terminal:
+            return
         self.progress = {**(self.progress or {}), name: value}
         self.changed = True
+        if self.stored:
+            self.must_write = True
 
     # -- transitions ---------------------------------------------------------------------------
 

@@ -1043,6 +1043,8 @@ class Engine:
             return None, raised, attempt
         except BaseException as raised:
             return None, await _raised_by_function(raised), attempt
+        finally:
+            ctx.close()
         return output, None, attempt
 
     def _apply(
@@ -1131,6 +1133,8 @@ class Engine:
                 f"choice {node.name!r} could not pick a path: {type(error).__qualname__}: "
                 f"{message_of(error)}"
             ) from error
+        finally:
+            ctx.close()
         if not isinstance(picked, str):
             raise ChoiceError(
                 f"choice {node.name!r} must pick a path by its name, a str; it returned a "
@@ -1153,7 +1157,10 @@ class Engine:
             return until
         assert until is not None
         ctx = self._context(definition, draft, node, path, 1, now)
-        when = until(ctx)
+        try:
+            when = until(ctx)
+        finally:
+            ctx.close()
         if not isinstance(when, datetime) or when.utcoffset() is None:
             raise TypeError(
                 f"sleep_until {node.name!r} must compute an aware datetime, got {when!r}"

@@ -223,7 +223,14 @@ def _waits_json(value: tuple[Wait, ...]) -> str:
     return f"[{','.join(map(_wait_json, value))}]"
 
 
+def _object_or_null(value: Any) -> Any:
+    if value is None or isinstance(value, dict):
+        return value  # pyright: ignore[reportUnknownVariableType]
+    raise ValueError(f"expected a JSON object or null, got {type(value).__name__}")
+
+
 _READERS: dict[Any, Callable[[Any], Any]] = {
+    Mapping[str, JsonValue] | None: _object_or_null,
     str: str,
     str | None: lambda value: None if value is None else str(value),
     int: int,

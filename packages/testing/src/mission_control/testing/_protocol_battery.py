@@ -414,7 +414,13 @@ class PersistenceProtocolConformance:
         }
         for mission_id in ("active", "done"):
             await persistence.insert(
-                build_snapshot(mission_id, input={"tags": ["a"]}, nodes=nodes), [_entry("start")]
+                build_snapshot(
+                    mission_id,
+                    input={"tags": ["a"]},
+                    nodes=nodes,
+                    progress={"stage": {"parcels": [1]}},
+                ),
+                [_entry("start")],
             )
         await persistence.commit(
             build_completed("done", 2),
@@ -434,9 +440,9 @@ class PersistenceProtocolConformance:
     @staticmethod
     def _scribble(snapshot: MissionSnapshot) -> None:
         """Change every list and dict in a snapshot, its nodes mapping included."""
-        for value in (snapshot.input, snapshot.output):
+        for value in (snapshot.input, snapshot.output, snapshot.progress):
             if isinstance(value, dict):
-                value["scribbled"] = True
+                cast("dict[str, Any]", value)["scribbled"] = True
         for record in snapshot.nodes.values():
             for value in (record.input, record.output):
                 if isinstance(value, dict):
