@@ -356,6 +356,51 @@ async def test_a_caller_cancelled_while_its_write_is_grouped_learns_it_was_store
         assert stored.revision == 2
 
 
+async def test_a_group_waiting_for_a_busy_database_is_stored_though_its_callers_are_cancelled(
+    adapter: SQLitePersistenceAdapter, make_snapshot: Make, make_entry: Entry, db_path: Path
+) -> None:
+    """While another connection holds the lock, a group retries on the loop's clock; cancelling
+    every caller meanwhile (the leader's too) neither fails the group nor loses a write: each is
+    stored once the lock is free, and the callers' cancellations arrive after that."""
+    ids = [f"m{i}" for i in range(4)]
+    await _insert_all(adapter, make_snapshot, ids)
+    await _warm_up(adapter, make_snapshot)
+    intruder = apsw.Connection(str(db_path))
+    intruder.execute("BEGIN IMMEDIATE")
+    scopes = {mission_id: anyio.CancelScope() for mission_id in ids}
+    outcomes: dict[str, str] = {}
+
+    async def commit(mission_id: str) -> None:
+        with scopes[mission_id]:
+            try:
+                await adapter.commit(
+                    make_snapshot(mission_id, revision=2),
+                    expected_revision=1,
+                    timeline=[make_entry()],
+                )
+            except Exception as error:
+                outcomes[mission_id] = type(error).__name__
+                return
+            outcomes[mission_id] = "stored"
+
+    try:
+        async with anyio.create_task_group() as tasks:
+            for mission_id in ids:
+                tasks.start_soon(commit, mission_id)
+            await anyio.sleep(0.02)  # virtual time: the group is retrying by now
+            for scope in scopes.values():
+                scope.cancel()
+            await anyio.sleep(0.02)
+            intruder.execute("ROLLBACK")
+    finally:
+        intruder.close()
+    assert all(outcome == "stored" for outcome in outcomes.values()), outcomes
+    for mission_id in ids:
+        stored = await adapter.load(mission_id)
+        assert stored is not None
+        assert stored.revision == 2
+
+
 class _Interrupt(BaseException):
     """Stands for a KeyboardInterrupt delivered at the leader's checkpoint."""
 

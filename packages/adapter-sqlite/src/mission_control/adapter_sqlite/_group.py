@@ -31,7 +31,7 @@ import apsw
 from mission_control.core import PersistenceError
 from mission_control.core.lowlevel import current_task_key
 
-from ._parking import Parking, PlainParking, Spot, parking_for_this_loop
+from ._parking import PLAIN_PARKING, Parking, Spot, parking_for_this_loop
 from ._sqlite import Connection, Cursor
 
 T = TypeVar("T")
@@ -137,13 +137,10 @@ class GroupCommit:
         transaction: Transaction,
         failure: Callable[[str, apsw.Error], PersistenceError],
         busy_timeout: float,
-        parking: Parking | None = None,
     ) -> None:
-        """``parking``: how writers wait (default: the fastest for the running loop; tests
-        pass the plain reference)."""
         self._db = db
-        self._chosen_parking = parking
-        self._parking: Parking = PlainParking()
+        # How writers wait: set by each group's leader, for the loop it runs on.
+        self._parking: Parking = PLAIN_PARKING
         self._cursor = cursor
         self._transaction = transaction
         self._failure = failure
@@ -186,14 +183,9 @@ class GroupCommit:
         group = [own]
         self._open = group
         # Chosen per group: a store may serve one loop after another (trio, then asyncio).
-        parking = self._parking = self._chosen_parking or parking_for_this_loop()
+        parking = self._parking = parking_for_this_loop()
         # A cancellation of this task while others wait on it is raised once they are woken.
         held_back: list[BaseException] = []
-
-        async def sleep(seconds: float) -> None:
-            if (cancelled := await parking.sleep_shielded(seconds)) is not None:
-                held_back.append(cancelled)
-
         ran = False
         try:
             try:
@@ -209,6 +201,11 @@ class GroupCommit:
             try:
                 commit(group)
             except apsw.BusyError as error:
+
+                async def sleep(seconds: float) -> None:
+                    if (cancelled := await parking.sleep_shielded(seconds)) is not None:
+                        held_back.append(cancelled)
+
                 try:
                     # Alone, the leader may give up on a cancellation; with writers waiting on
                     # it, it tries on until the busy timeout.

@@ -133,8 +133,13 @@ class TrioParking:
         return None
 
 
+PLAIN_PARKING: Parking = PlainParking()
+_TRIO_PARKING: Parking = TrioParking()
+# Neither holds state of its own (a spot does): one of each serves every group.
+
+
 def parking_for_this_loop() -> Parking:
     """The parking for the running loop: trio's own on trio, the plain one elsewhere."""
     if sniffio.current_async_library() == "trio":
-        return TrioParking()
-    return PlainParking()
+        return _TRIO_PARKING
+    return PLAIN_PARKING

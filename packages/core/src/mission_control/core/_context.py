@@ -204,7 +204,8 @@ class Context(Generic[InT, OutT]):
         self._mission = mission
         self._events: Events[InT, OutT] | None = None
         self._converter = converter
-        self._published: dict[str, Any] = {}
+        # Made by the first publish: most functions never publish.
+        self._published: dict[str, Any] | None = None
         self._closed = False
 
     @property
@@ -252,6 +253,8 @@ class Context(Generic[InT, OutT]):
         converted = to_json_value(
             value, what=f"published value {name!r}", converter=self._converter
         )
+        if self._published is None:
+            self._published = {}
         self._published[name] = converted
         mission = self._mission
         if isinstance(mission, Draft):
@@ -260,7 +263,8 @@ class Context(Generic[InT, OutT]):
     @property
     def published(self) -> Mapping[str, Any]:
         """What this context's function published, by name (the latest value of each; a copy)."""
-        return {name: copy_json(value) for name, value in self._published.items()}
+        published = self._published or {}
+        return {name: copy_json(value) for name, value in published.items()}
 
     def close(self) -> None:
         """Called by the engine once the function has returned: publishing then raises."""

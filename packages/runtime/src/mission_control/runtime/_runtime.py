@@ -269,7 +269,7 @@ class CommanderRuntime:
         (after stopping the runtime) when the startup tick cannot run.
         """
         self._loop.check("runtime.start()")
-        if not isinstance(nursery, anyio.abc.TaskGroup | trio.Nursery):
+        if not isinstance(nursery, TaskStarter):
             raise ConfigurationError(
                 "runtime.start(nursery=...) needs an AnyIO task group (anyio.create_task_group())"
                 f" or, on trio, a trio nursery; got {nursery!r} (an asyncio.TaskGroup cannot be "
