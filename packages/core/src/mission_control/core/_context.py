@@ -94,15 +94,18 @@ class Events(Generic[InT, OutT]):
     straight through or was resumed after a restart.
     """
 
-    __slots__ = ("_cache", "_converter", "_definition", "_parsed", "_snapshot")
+    __slots__ = ("_cache", "_converter", "_definition", "_parsed", "_snapshot", "_within")
 
     def __init__(
         self,
         definition: MissionDefinition[Any, Any, Any],
         snapshot: MissionView,
         converter: cattrs.Converter | None = None,
+        within: str = "",
     ):
         self._definition = definition
+        # The path the events are read from: a node in a loop's body reads its own iteration's.
+        self._within = within
         self._converter = converter
         self._snapshot = snapshot
         self._parsed: Any = _UNSET
@@ -126,8 +129,9 @@ class Events(Generic[InT, OutT]):
         cached = self._cache.get(node_name)
         if cached is not None:
             return cached
-        path = self._definition.path_of(node_name) or node_name
-        record = self._snapshot.nodes.get(path)
+        nodes = self._snapshot.nodes
+        path = self._definition.resolve(node_name, self._within, nodes) or node_name
+        record = nodes.get(path)
         if record is None or record.status is not NodeStatus.COMPLETED:
             known = ", ".join(
                 n for n, r in self._snapshot.nodes.items() if r.status is NodeStatus.COMPLETED
@@ -147,7 +151,8 @@ class Events(Generic[InT, OutT]):
         node_name = name.name if isinstance(name, EventKey) else name
         if not isinstance(node_name, str):
             return False
-        record = self._snapshot.nodes.get(self._definition.path_of(node_name) or node_name)
+        nodes = self._snapshot.nodes
+        record = nodes.get(self._definition.resolve(node_name, self._within, nodes) or node_name)
         return record is not None and record.status is NodeStatus.COMPLETED
 
     def as_dict(self) -> Mapping[str, NodeEvent[Any]]:
@@ -221,13 +226,32 @@ class Context(Generic[InT, OutT]):
         never read them)."""
         events = self._events
         if events is None:
-            events = self._events = Events(self._definition, self._mission, self._converter)
+            events = self._events = Events(
+                self._definition, self._mission, self._converter, self.path
+            )
         return events
 
     @property
     def input(self) -> InT:
         """The mission's parsed input (the same as ``events.start.input``)."""
         return self.events.parsed_input()
+
+    @property
+    def iteration(self) -> int | None:
+        """In a loop's or a for_each's body (and in a loop's ``until``): the iteration this
+        function runs in, counted from 1 (the innermost loop's); ``None`` elsewhere."""
+        loops = self._definition.iterations_of(self.path)
+        return loops[-1][1] if loops else None
+
+    @property
+    def item(self) -> Any:
+        """In a for_each's body: the item this iteration runs for (the innermost for_each's), as
+        stored (its JSON form; a copy). ``LookupError`` elsewhere."""
+        for loop, iteration in reversed(self._definition.iterations_of(self.path)):
+            record = self._mission.nodes.get(loop)
+            if record is not None and record.kind == "for_each":
+                return copy_json(record.input[iteration - 1])
+        raise LookupError(f"ctx.item is read in a for_each's body; {self.path!r} is in none")
 
     def publish(self, name: str, value: Any) -> None:
         """Publish ``value`` under ``name`` for callers to read while the mission goes on

@@ -6,7 +6,7 @@ import collections.abc
 import copy
 import inspect
 import typing
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Generic, Self, TypeVar, assert_never, overload
 
@@ -18,10 +18,14 @@ from ._context import Context
 from ._errors import InvalidDefinitionError
 from ._keys import EventKey
 from ._nodes import (
+    LOOP_BODY,
+    LOOPS,
     AnyFunction,
     Chain,
     ChoiceNode,
     EndNode,
+    ForEachNode,
+    LoopNode,
     NeedToNode,
     Node,
     ParallelMode,
@@ -88,6 +92,25 @@ def _require_callable(value: object, *, what: str) -> None:
         raise InvalidDefinitionError(f"{what} must be callable, got {value!r}")
 
 
+def _require_plain_function(value: object, *, what: str) -> None:
+    """A function that decides from what the mission has recorded: called while the engine
+    settles the mission, so never ``async`` (a callable object's ``async __call__`` neither)."""
+    _require_callable(value, what=what)
+    if inspect.iscoroutinefunction(value) or inspect.iscoroutinefunction(type(value).__call__):
+        raise InvalidDefinitionError(
+            f"{what} must be a plain function of the context (it decides from what the mission "
+            "has recorded), not an async one"
+        )
+
+
+def _max_iterations(value: object, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidDefinitionError(
+            f"{what} max_iterations must be a whole number >= 1, got {value!r}"
+        )
+    return value
+
+
 @attrs.frozen
 class NodeDescription:
     """A static description of one node, for documentation and graph export."""
@@ -103,9 +126,13 @@ class NodeDescription:
     """The node's path (its name at the top level)."""
     mode: str | None = None
     """A parallel's mode (``"all"`` or ``"first"``)."""
+    max_iterations: int | None = None
+    """A loop's or for_each's most iterations."""
+    concurrency: int | None = None
+    """How many of a for_each's items run at once, at most."""
     branches: tuple[tuple[str, tuple[NodeDescription, ...]], ...] = ()
-    """A parallel's branches, a choice's paths, or a need_to's ``"timeout"`` path: each name
-    with the nodes it runs in order."""
+    """A parallel's branches, a choice's paths, a need_to's ``"timeout"`` path, or a loop's
+    body (named ``"*"``): each name with the nodes it runs in order."""
 
 
 @attrs.frozen
@@ -158,6 +185,8 @@ def _sub_chains(node: Node) -> Mapping[str, Chain]:
             return paths
         case NeedToNode(on_timeout=on_timeout):
             return {} if on_timeout is None else {TIMEOUT_PATH: on_timeout}
+        case LoopNode(body=body) | ForEachNode(body=body):
+            return {LOOP_BODY: body}
         case StartNode() | StepNode() | SleepNode() | EndNode():
             return {}
         case _:
@@ -239,27 +268,108 @@ class MissionDefinition(Generic[RawT, InT, OutT]):
                 self._add_chain(sub_chain, paths[i], sub)
 
     def node(self, path: str) -> Node:
-        """The node at ``path``; ``KeyError`` when there is none."""
-        return self._places[path].node
+        """The node at ``path`` (a mission's path: see :meth:`place`); ``KeyError`` when there
+        is none."""
+        return self.place(path).node
 
     def find(self, path: str) -> Node | None:
-        """The node at ``path``, or ``None``."""
-        place = self._places.get(path)
+        """The node at ``path`` (a mission's path), or ``None``."""
+        place = self.place_or_none(path)
         return None if place is None else place.node
+
+    def place(self, path: str) -> Place:
+        """The place of the node at ``path``, a path as a mission has it: in a loop's body, with
+        the iteration where the definition has ``*`` (its ``next`` and ``container`` are then
+        the iteration's too). ``KeyError`` when there is none."""
+        place = self._places.get(path)
+        if place is not None:
+            return place
+        static = self._places[self.template_of(path)]
+        chain, _, _ = path.rpartition("/")
+        container, _, branch = chain.rpartition("/")
+        following = None if static.next is None else f"{chain}/{static.next.rpartition('/')[2]}"
+        return Place(static.node, path, following, container, branch, static.function)
+
+    def place_or_none(self, path: str) -> Place | None:
+        """:meth:`place`, or ``None`` when no node is at ``path``."""
+        try:
+            return self.place(path)
+        except KeyError:
+            return None
+
+    def template_of(self, path: str) -> str:
+        """``path`` as the definition writes it: each iteration number of a loop's body
+        replaced by ``*``."""
+        if path in self._places:
+            return path
+        # Node names at the even positions, chain names at the odd ones.
+        parts = path.split("/")
+        for i in range(1, len(parts), 2):
+            container = self._places.get("/".join(parts[:i]))
+            if container is not None and isinstance(container.node, LOOPS):
+                parts[i] = LOOP_BODY
+        return "/".join(parts)
 
     def first_in(self, container: str | None, branch: str | None) -> str | None:
         """The path of the first node of chain ``branch`` of the node at ``container`` (``None``
-        for both: the top level); ``None`` for an empty chain."""
-        return self._firsts[(container, branch)]
+        for both: the top level; for a loop, the branch is the iteration); ``None`` for an
+        empty chain."""
+        key = (container, branch)
+        if key in self._firsts:
+            return self._firsts[key]
+        assert container is not None
+        assert branch is not None
+        template = self.template_of(container)
+        if isinstance(self._places[template].node, LOOPS):
+            first = self._firsts[(template, LOOP_BODY)]
+        else:
+            first = self._firsts[(template, branch)]
+        return None if first is None else f"{container}/{branch}/{first.rpartition('/')[2]}"
 
     def path_of(self, name: str) -> str | None:
-        """The path of the node called ``name``, or ``None``."""
+        """The path of the node called ``name`` as the definition writes it (``*`` for the
+        iteration of a loop's body), or ``None``."""
         return self._paths.get(name)
+
+    def resolve(self, name: str, within: str, nodes: Mapping[str, NodeRecord]) -> str | None:
+        """The path of the record of the node called ``name``, as seen from the node at path
+        ``within``: in a loop that holds ``within``, the same iteration; in a loop that does not,
+        its latest iteration. ``None`` when there is no such node (or iteration)."""
+        template = self._paths.get(name)
+        if template is None or LOOP_BODY not in template:
+            return template
+        parts = template.split("/")
+        here = within.split("/")
+        for i in range(1, len(parts), 2):
+            container = "/".join(parts[:i])
+            if parts[i] != LOOP_BODY or not isinstance(self.find(container), LOOPS):
+                continue
+            if here[:i] == parts[:i] and len(here) > i:
+                parts[i] = here[i]
+            else:
+                loop = nodes.get(container)
+                if loop is None or not loop.attempts:
+                    return None
+                parts[i] = str(loop.attempts)
+        return "/".join(parts)
+
+    def iterations_of(self, path: str) -> list[tuple[str, int]]:
+        """The loops holding the node at ``path``, outermost first, each with the iteration the
+        node is in (``path`` may end with an iteration: ``"<loop path>/<i>"``)."""
+        if path in self._places and LOOP_BODY not in path:
+            return []
+        parts = path.split("/")
+        found: list[tuple[str, int]] = []
+        for i in range(1, len(parts), 2):
+            container = "/".join(parts[:i])
+            if isinstance(self.find(container), LOOPS):
+                found.append((container, int(parts[i])))
+        return found
 
     def next_node(self, path: str) -> Node | None:
         """The node that follows ``path`` in its chain (``None`` at the chain's end)."""
-        following = self._places[path].next
-        return None if following is None else self._places[following].node
+        following = self.place(path).next
+        return None if following is None else self.place(following).node
 
     def parse_input(self, raw: Any) -> InT:
         return self.start_node.parse(copy_json(raw))
@@ -325,6 +435,10 @@ class MissionDefinition(Generic[RawT, InT, OutT]):
                     }
                 case ParallelNode(mode=mode):
                     extra = {"mode": mode.value}
+                case LoopNode(max_iterations=limit):
+                    extra = {"max_iterations": limit}
+                case ForEachNode(max_iterations=limit, concurrency=concurrency):
+                    extra = {"max_iterations": limit, "concurrency": concurrency}
                 case StartNode() | ChoiceNode() | EndNode():
                     extra = {}
                 case _:
@@ -489,17 +603,64 @@ class ChainBuilder(Generic[InT, OutT]):
         node. The pick is recorded durably (it is the node's output) and never made again for
         the same mission, even after a restart."""
         node_name, _ = _node_name(name, what="choice")
-        _require_callable(choose, what=f"choice {node_name!r} choose")
-        # (A callable object's async __call__ too.)
-        if inspect.iscoroutinefunction(choose) or inspect.iscoroutinefunction(
-            type(choose).__call__
-        ):
-            raise InvalidDefinitionError(
-                f"choice {node_name!r} choose must be a plain function of the context (it "
-                "decides from what the mission has recorded), not an async one"
-            )
+        _require_plain_function(choose, what=f"choice {node_name!r} choose")
         chains = self._chains(paths, what=f"choice {node_name!r}", part="path")
         return self._with(ChoiceNode(node_name, choose, chains))
+
+    def loop(
+        self,
+        name: str | EventKey[R],
+        body: Branch[InT, OutT],
+        *,
+        until: Callable[[Context[InT, OutT]], bool],
+        max_iterations: int,
+    ) -> Self:
+        """Run the nodes ``body`` adds, then ``until(ctx)``; again and again until it returns
+        true, then go on after this node. ``until`` sees the iteration that just ran
+        (``ctx.iteration``, the events of its nodes); its verdict is recorded durably and never
+        asked again for the same iteration, even after a restart. After ``max_iterations``
+        iterations whose verdict was false the mission fails with
+        :class:`LoopLimitExceededError`. The node's output is the last iteration's last node's
+        output."""
+        node_name, _ = _node_name(name, what="loop")
+        _require_plain_function(until, what=f"loop {node_name!r} until")
+        limit = _max_iterations(max_iterations, f"loop {node_name!r}")
+        chain = self._body(body, what=f"loop {node_name!r}")
+        return self._with(LoopNode(node_name, chain, until, limit))
+
+    def for_each(
+        self,
+        name: str | EventKey[R],
+        items: Callable[[Context[InT, OutT]], Sequence[Any]],
+        body: Branch[InT, OutT],
+        *,
+        max_iterations: int,
+        concurrency: int = 1,
+    ) -> Self:
+        """Run the nodes ``body`` adds once per item of the list ``items(ctx)`` returns (read it
+        in the body as ``ctx.item``), at most ``concurrency`` items at once, then go on after this
+        node. The list is computed once, stored as JSON and never computed again for the same
+        mission; more than ``max_iterations`` items fail the mission with
+        :class:`LoopLimitExceededError` before any runs. The node's output lists each item's
+        last node's output, in the items' order."""
+        node_name, _ = _node_name(name, what="for_each")
+        _require_plain_function(items, what=f"for_each {node_name!r} items")
+        limit = _max_iterations(max_iterations, f"for_each {node_name!r}")
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise InvalidDefinitionError(
+                f"for_each {node_name!r} concurrency must be a whole number >= 1, "
+                f"got {concurrency!r}"
+            )
+        chain = self._body(body, what=f"for_each {node_name!r}")
+        return self._with(ForEachNode(node_name, chain, items, limit, concurrency))
+
+    def _body(self, build: Branch[InT, OutT], *, what: str) -> Chain:
+        chain = self._chain(build, what=f"{what} body")
+        if not chain:
+            raise InvalidDefinitionError(
+                f"{what} body adds no nodes: a loop needs something to run"
+            )
+        return chain
 
     def _chains(
         self, builders: Mapping[str, Branch[InT, OutT]], *, what: str, part: str
@@ -511,6 +672,11 @@ class ChainBuilder(Generic[InT, OutT]):
         chains: dict[str, Chain] = {}
         for branch, build in builders.items():
             _node_name(branch, what=f"{what} {part}")
+            if branch == LOOP_BODY:
+                raise InvalidDefinitionError(
+                    f"{what} {part} must not be named {LOOP_BODY!r} (it stands for a loop's "
+                    "iteration in paths)"
+                )
             chains[branch] = self._chain(build, what=f"{what} {part} {branch!r}")
         return chains
 
@@ -607,6 +773,8 @@ class DefinitionBuilder:
             "sleep_until",
             "parallel",
             "choice",
+            "loop",
+            "for_each",
             "deadline",
             "end",
         }:

@@ -63,6 +63,10 @@ def _no_openings() -> dict[str, list[str]]:
     return {}
 
 
+def _no_iterations() -> dict[str, list[int]]:
+    return {}
+
+
 def _no_paths() -> set[str]:
     return set()
 
@@ -89,6 +93,9 @@ class Draft(MissionFields):
     opening: dict[str, list[str]] = attrs.field(init=False, factory=_no_openings)
     """The parallels whose branches are being entered, each with the branches that ended while
     it was (they are looked at once every branch has been entered)."""
+    iterating: dict[str, list[int]] = attrs.field(init=False, factory=_no_iterations)
+    """The loops whose iterations are being entered, each with the iterations begun meanwhile
+    and not yet entered (see ``Engine._begin_iteration``)."""
     unchecked: set[str] = attrs.field(init=False, factory=_no_paths)
     """The signal waits whose inbox has not been looked at since they began (or since a poke)."""
     last: MissionSnapshot | None = attrs.field(init=False, default=None)
@@ -270,6 +277,44 @@ class Draft(MissionFields):
             name, kind, NodeStatus.RUNNING, 1, output=output, started_at=now
         )
         self.current_node = top_level(path)
+        self.updated_at = now
+        self.changed = True
+
+    def open_loop(
+        self, path: str, name: str, kind: str, now: datetime, items: JsonValue = None
+    ) -> None:
+        """Mark a loop (or a for_each, with its ``items``) running, before its first iteration;
+        its record counts the iterations begun (``attempts``) and holds a for_each's results."""
+        results = None if items is None else [None] * len(items)
+        self.nodes[path] = NodeRecord(  # pyright: ignore[reportIndexIssue]
+            name, kind, NodeStatus.RUNNING, 0, input=items, output=results, started_at=now
+        )
+        self.current_node = top_level(path)
+        self.updated_at = now
+        self.changed = True
+
+    def begin_iteration(self, path: str, iteration: int, now: datetime, detail: Any = None) -> None:
+        """The loop at ``path`` begins iteration ``iteration`` (its nodes are entered next)."""
+        self.log(now, TimelineKind.ITERATION_STARTED, path, iteration, detail)
+        self.nodes[path] = attrs.evolve(self.nodes[path], attempts=iteration)  # pyright: ignore[reportIndexIssue]
+        self.changed = True
+
+    def end_iteration(
+        self, path: str, iteration: int, now: datetime, *, result: JsonValue = None
+    ) -> None:
+        """Iteration ``iteration`` of the loop at ``path`` has run: its node records leave the
+        snapshot (the timeline keeps what happened), so that a mission's size and the cost of
+        its writes do not grow with the iterations it has run. A for_each keeps ``result``, the
+        iteration's output, in its own record."""
+        prefix = f"{path}/{iteration}/"
+        records = self.nodes
+        for done in [p for p in records if p.startswith(prefix)]:
+            del records[done]  # pyright: ignore[reportIndexIssue]
+        loop = records[path]
+        if isinstance(loop.output, list):
+            results: list[JsonValue] = list(loop.output)  # pyright: ignore[reportUnknownArgumentType, reportUnknownMemberType]
+            results[iteration - 1] = result
+            records[path] = attrs.evolve(loop, output=results)  # pyright: ignore[reportIndexIssue]
         self.updated_at = now
         self.changed = True
 

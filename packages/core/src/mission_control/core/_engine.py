@@ -33,6 +33,8 @@ from ._errors import (
     DeadlineExceededError,
     InvalidInputError,
     InvalidSignalPayloadError,
+    LoopError,
+    LoopLimitExceededError,
     MissionAlreadyExistsError,
     MissionNotActiveError,
     MissionNotFoundError,
@@ -49,6 +51,8 @@ from ._loop import raise_if_cancelled
 from ._nodes import (
     ChoiceNode,
     EndNode,
+    ForEachNode,
+    LoopNode,
     NeedToNode,
     Node,
     ParallelMode,
@@ -678,7 +682,7 @@ class Engine:
         places = definition.places
         runnable: list[str] = []
         for path in draft.active:
-            place = places.get(path)
+            place = places.get(path) or definition.place_or_none(path)
             record = records[path]
             if place is None:
                 draft.failed(
@@ -780,7 +784,7 @@ class Engine:
     def _enter(self, definition: Definition, draft: Draft, path: str, now: datetime) -> None:
         """Put a position on the node at ``path``, settling at once what needs no outside event
         or function call."""
-        node = definition.places[path].node
+        node = definition.place(path).node
         match node:
             case StartNode():
                 draft.begin_start(now)
@@ -843,6 +847,20 @@ class Engine:
                     self._branch_ended(definition, draft, path, picked, now)
                 else:
                     self._enter(definition, draft, first, now)
+            case LoopNode():
+                draft.open_loop(path, node.name, node.kind, now)
+                self._begin_iteration(definition, draft, path, 1, now)
+            case ForEachNode():
+                try:
+                    items = self._items(definition, draft, node, path, now)
+                except Exception as error:
+                    info = ErrorInfo.from_exception(error, 1)
+                    draft.failed(path, node.name, node.kind, info, now, attempts=1)
+                    return
+                draft.open_loop(path, node.name, node.kind, now, items)
+                # Never computed again: written before anything in the body runs.
+                draft.must_write = True
+                self._fill(definition, draft, node, path, now)
             case _:
                 assert_never(node)
 
@@ -855,7 +873,7 @@ class Engine:
             # Nothing new is entered (no choice made, no time computed, no end reached): the
             # drive's next turn applies the cancellation or the deadline first.
             return
-        place = definition.places[path]
+        place = definition.place(path)
         if place.next is not None:
             self._enter(definition, draft, place.next, now)
         elif place.container is None:
@@ -872,7 +890,7 @@ class Engine:
         now: datetime,
     ) -> None:
         """The chain ``branch`` of the node at ``container`` has run to its end."""
-        node = definition.places[container].node
+        node = definition.place(container).node
         match node:
             case ParallelNode(branches=branches, mode=mode):
                 opening = draft.opening.get(container)
@@ -897,11 +915,177 @@ class Engine:
                 # The deadline path has run: the mission ends as its end node says.
                 draft.at_end(now)
                 return
+            case LoopNode():
+                self._loop_again(definition, draft, node, container, int(branch or 0), now)
+                return
+            case ForEachNode():
+                result = self._chain_output(definition, draft, container, branch or "")
+                draft.end_iteration(container, int(branch or 0), now, result=result)
+                self._fill(definition, draft, node, container, now)
+                return
             case StartNode() | StepNode() | SleepNode():
                 raise AssertionError(f"a {node.kind} holds no chain")
             case _:
                 assert_never(node)
         self._leave(definition, draft, container, now)
+
+    def _begin_iteration(
+        self,
+        definition: Definition,
+        draft: Draft,
+        path: str,
+        iteration: int,
+        now: datetime,
+        detail: Any = None,
+    ) -> None:
+        """Begin iteration ``iteration`` of the loop at ``path`` (counted at once) and enter its
+        first node. An iteration that ends while it is being entered (its body settles by
+        itself) begins the next one from here, in a loop: never by recursion, which a loop of
+        many such iterations would exhaust."""
+        draft.begin_iteration(path, iteration, now, detail)
+        queue = draft.iterating.get(path)
+        if queue is not None:
+            queue.append(iteration)
+            return
+        queue = draft.iterating[path] = [iteration]
+        try:
+            while queue and not draft.ended and draft.nodes[path].status is NodeStatus.RUNNING:
+                first = definition.first_in(path, str(queue.pop(0)))
+                assert first is not None  # a loop's body is never empty
+                self._enter(definition, draft, first, now)
+        finally:
+            del draft.iterating[path]
+
+    def _loop_again(
+        self,
+        definition: Definition,
+        draft: Draft,
+        node: LoopNode,
+        path: str,
+        iteration: int,
+        now: datetime,
+    ) -> None:
+        """Iteration ``iteration`` of the loop at ``path`` has run: ask its ``until``, then begin
+        the next iteration or let the loop complete. The verdict is written before anything of
+        the next iteration runs, so it is never asked again."""
+        try:
+            done = self._until(definition, draft, node, path, iteration, now)
+        except LoopError as error:
+            info = ErrorInfo.from_exception(error, 1)
+            draft.failed(path, node.name, node.kind, info, now, attempts=iteration)
+            return
+        if not done and iteration >= node.max_iterations:
+            error = LoopLimitExceededError(
+                f"loop {node.name!r} ran its max_iterations={node.max_iterations} "
+                "iterations and its until never held"
+            )
+            info = ErrorInfo.from_exception(error, 1)
+            draft.failed(path, node.name, node.kind, info, now, attempts=iteration)
+            return
+        draft.must_write = True
+        if done:
+            output = self._chain_output(definition, draft, path, str(iteration))
+            self._loop_done(definition, draft, path, output, now)
+            return
+        draft.end_iteration(path, iteration, now)
+        self._begin_iteration(definition, draft, path, iteration + 1, now, {"until": False})
+
+    def _fill(
+        self, definition: Definition, draft: Draft, node: ForEachNode, path: str, now: datetime
+    ) -> None:
+        """Begin the for_each's next items while fewer than its ``concurrency`` run, or let it
+        complete once every item has run."""
+        prefix = path + "/"
+        while not draft.ended:
+            record = draft.nodes[path]
+            if record.status is not NodeStatus.RUNNING:
+                return  # completed (or stopped) by an iteration that ended while entered
+            running = len(draft.iterating.get(path, ())) + len(
+                {p[len(prefix) :].partition("/")[0] for p in draft.active if p.startswith(prefix)}
+            )
+            if record.attempts == len(record.input):
+                if not running:
+                    self._loop_done(definition, draft, path, record.output, now)
+                return
+            if running >= node.concurrency:
+                return
+            self._begin_iteration(definition, draft, path, record.attempts + 1, now)
+
+    def _loop_done(
+        self, definition: Definition, draft: Draft, path: str, output: JsonValue, now: datetime
+    ) -> None:
+        record = draft.nodes[path]
+        draft.complete(
+            path,
+            record.name,
+            record.kind,
+            now,
+            attempts=record.attempts,
+            input=record.input,
+            output=output,
+        )
+        self._leave(definition, draft, path, now)
+
+    def _until(
+        self,
+        definition: Definition,
+        draft: Draft,
+        node: LoopNode,
+        path: str,
+        iteration: int,
+        now: datetime,
+    ) -> bool:
+        # Seen from the iteration that just ran: its events are the ones read.
+        ctx = self._context(definition, draft, node, f"{path}/{iteration}", 1, now)
+        try:
+            done = node.until(ctx)
+        except Exception as error:
+            raise LoopError(
+                f"loop {node.name!r} until raised: {type(error).__qualname__}: {message_of(error)}"
+            ) from error
+        finally:
+            ctx.close()
+        if not isinstance(done, bool):
+            raise LoopError(
+                f"loop {node.name!r} until must return a bool, got "
+                f"{type(done).__qualname__} {done!r}"
+            )
+        return done
+
+    def _items(
+        self, definition: Definition, draft: Draft, node: ForEachNode, path: str, now: datetime
+    ) -> list[JsonValue]:
+        ctx = self._context(definition, draft, node, path, 1, now)
+        try:
+            items: object = node.items(ctx)
+        except Exception as error:
+            raise LoopError(
+                f"for_each {node.name!r} items raised: {type(error).__qualname__}: "
+                f"{message_of(error)}"
+            ) from error
+        finally:
+            ctx.close()
+        if not isinstance(items, list | tuple):
+            raise LoopError(
+                f"for_each {node.name!r} items must return a list (or tuple), got "
+                f"{type(items).__qualname__}"
+            )
+        count = len(items)  # pyright: ignore[reportUnknownArgumentType]
+        if count > node.max_iterations:
+            raise LoopLimitExceededError(
+                f"for_each {node.name!r} got {count} items, more than its "
+                f"max_iterations={node.max_iterations}"
+            )
+        try:
+            stored = to_json_value(
+                list(items),  # pyright: ignore[reportUnknownArgumentType]
+                what=f"items of for_each {node.name!r}",
+                converter=self.converter,
+            )
+        except OutputNotSerializableError as error:
+            raise LoopError(str(error)) from None
+        assert isinstance(stored, list)
+        return stored  # pyright: ignore[reportUnknownVariableType]
 
     @staticmethod
     def _chain_output(
@@ -912,13 +1096,13 @@ class Engine:
         last = None
         while path is not None:
             last = path
-            place = definition.places[path]
+            place = definition.place(path)
             path = place.next
         record = draft.nodes.get(last) if last is not None else None
         return None if record is None else record.output
 
     def _time_out(self, definition: Definition, draft: Draft, path: str, now: datetime) -> None:
-        node = definition.places[path].node
+        node = definition.place(path).node
         assert isinstance(node, NeedToNode)
         assert node.timeout is not None
         draft.timed_out(path, now)
@@ -985,7 +1169,7 @@ class Engine:
     ) -> None:
         """Complete the need_to at ``path`` with ``payload`` and move past it (a function node
         after it runs on the drive loop's next turn, after this is written)."""
-        node = definition.places[path].node
+        node = definition.place(path).node
         draft.log(now, TimelineKind.SIGNAL_RECEIVED, path)
         draft.complete(path, node.name, node.kind, now, attempts=1, input=payload, output=parsed)
         self._leave(definition, draft, path, now)
@@ -1013,7 +1197,7 @@ class Engine:
 
     async def _call(self, definition: Definition, draft: Draft, path: str) -> _Outcome:
         """Run the function of the node at ``path``: what it returned (as JSON) or raised."""
-        place = definition.places[path]
+        place = definition.place(path)
         node = place.node
         function = place.function
         assert function is not None
@@ -1058,7 +1242,7 @@ class Engine:
         """Apply what the function of the node at ``path`` gave: move past the node, retry it
         later, or fail the mission."""
         output, error, attempt = outcome
-        node = definition.places[path].node
+        node = definition.place(path).node
         now = self.now()
         if hold is not None and hold.cancel is not None:
             # A cancellation acknowledged while the function ran ends the mission at this

@@ -109,6 +109,16 @@ class ChoiceError(MissionControlError):
     error)."""
 
 
+class LoopError(MissionControlError):
+    """A loop's ``until`` or a for_each's ``items`` raised or returned what it may not (stored
+    as the mission's error)."""
+
+
+class LoopLimitExceededError(LoopError):
+    """A loop ran ``max_iterations`` iterations without its ``until`` holding, or a for_each
+    was given more than ``max_iterations`` items (stored as the mission's error)."""
+
+
 class RevisionConflictError(MissionControlError):
     """A commit expected a revision the stored mission no longer has."""
 

@@ -103,10 +103,53 @@ class ChoiceNode:
     paths: Mapping[str, Chain]
 
 
-Node = StartNode | StepNode | NeedToNode | SleepNode | ParallelNode | ChoiceNode | EndNode
+@attrs.frozen
+class LoopNode:
+    """Runs its body chain again and again until ``until`` (a function of the context, checked
+    after each iteration) holds, at most ``max_iterations`` times."""
+
+    kind: ClassVar[str] = "loop"
+    name: str
+    body: Chain
+    until: AnyFunction
+    max_iterations: int
+
+
+@attrs.frozen
+class ForEachNode:
+    """Runs its body chain once per item of the list ``items`` computes from the context (at
+    most ``max_iterations`` items, at most ``concurrency`` of them at once)."""
+
+    kind: ClassVar[str] = "for_each"
+    name: str
+    body: Chain
+    items: AnyFunction
+    max_iterations: int
+    concurrency: int
+
+
+Node = (
+    StartNode
+    | StepNode
+    | NeedToNode
+    | SleepNode
+    | ParallelNode
+    | ChoiceNode
+    | LoopNode
+    | ForEachNode
+    | EndNode
+)
 
 Chain = tuple[Node, ...]
-"""Nodes run one after the other: a definition's top level, a branch, a path."""
+"""Nodes run one after the other: a definition's top level, a branch, a path, a loop's body."""
+
+LOOPS = (LoopNode, ForEachNode)
+"""The node kinds whose body runs once per iteration (a tuple, for ``isinstance``)."""
+
+LOOP_BODY = "*"
+"""The chain name of a loop's body in the definition's paths: a node of the body sits at
+``"<loop path>/*/<name>"`` there, and at ``"<loop path>/<iteration>/<name>"`` in a mission
+(iterations count from 1)."""
 
 
 def function_of(node: Node) -> AnyFunction | None:
@@ -114,7 +157,9 @@ def function_of(node: Node) -> AnyFunction | None:
     match node:
         case StartNode(run=function) | StepNode(run=function) | EndNode(output=function):
             return function
-        case NeedToNode() | SleepNode() | ParallelNode() | ChoiceNode():
+        case (
+            NeedToNode() | SleepNode() | ParallelNode() | ChoiceNode() | LoopNode() | ForEachNode()
+        ):
             return None
         case _:
             assert_never(node)

@@ -261,6 +261,9 @@ class TimelineKind(enum.StrEnum):
     MISSION_RESUMED = "mission-resumed"
     PATH_CHOSEN = "path-chosen"
     """A choice picked its path (``detail``: the path's name)."""
+    ITERATION_STARTED = "iteration-started"
+    """A loop or for_each began an iteration (``attempt``: its number, from 1; ``detail``: for a
+    loop after its first, ``{"until": false}``, the recorded verdict that asked for it)."""
     BRANCH_CANCELLED = "branch-cancelled"
     """A parallel's unfinished branch was cancelled (another ended first, or one failed)."""
     SIGNAL_TIMED_OUT = "signal-timed-out"
