@@ -30,7 +30,8 @@ Scenarios (docs/performance.md has the targets and what dominates each):
 5. a runtime tick over 100,000 waiting missions of which 100 are due;
 6. runtime start-up over 100,000 waiting missions;
 7. the cost of a transition at a timeline (history) length of 1 and of 1,000;
-8. peak RSS (a fresh process per measurement) for (1) and for 100,000 persisted missions.
+8. peak RSS (a fresh process per measurement) for (1) and for 100,000 persisted missions;
+9. the cost of a loop's iteration at iteration 1 and at iteration 1,000.
 """
 
 from __future__ import annotations
@@ -147,6 +148,24 @@ SIGNALLED: Definition = (
     .end()
 )
 """(3) and (7): wait for a signal, then one step."""
+
+
+def _stop_asked(ctx: Context[Any, Any]) -> bool:
+    return ctx.events["next"].output == "stop"
+
+
+LOOPED: Definition = (
+    m.define("looped")
+    .start(parse=_same)
+    .loop(
+        "rounds",
+        lambda body: body.need_to("next", parse=_same).step("work", _one),
+        until=_stop_asked,
+        max_iterations=1_000_000,
+    )
+    .end()
+)
+"""(9): a loop whose iterations wait for a signal, then run one step."""
 
 SLEEPER_NAME = "sleeper"
 
@@ -503,6 +522,7 @@ class Config:
     due: int
     s7_history: int
     s7_samples: int
+    s9_iteration: int
     warm_up: int
 
     @classmethod
@@ -522,6 +542,7 @@ class Config:
                 due=100,
                 s7_history=1_000,
                 s7_samples=20,
+                s9_iteration=1_000,
                 warm_up=20,
             )
         return cls(
@@ -538,6 +559,7 @@ class Config:
             due=100,
             s7_history=1_000,
             s7_samples=200,
+            s9_iteration=1_000,
             warm_up=200,
         )
 
@@ -1856,6 +1878,92 @@ def scenario_7(cfg: Config, directory: str, loops: Loops, profiles: Profiles) ->
     return result
 
 
+# -- (9) a loop's iteration at iteration 1 and 1,000 -------------------------------------------
+
+ITERATIONS = ("1", "late")
+"""(9)'s two places in a loop: its first iteration, and ``s9_iteration`` on."""
+
+
+async def _iterate_timed(commander: Commander, mission_id: str) -> float:
+    began = time.perf_counter()
+    await commander.signal(mission_id, "next", "go")
+    return (time.perf_counter() - began) * 1e6
+
+
+async def _start_looping(
+    commander: Commander, backend: str, samples: int, late: int
+) -> dict[str, list[str]]:
+    """``samples`` missions at iteration 1, and one mission moved on to iteration ``late``."""
+    first = [(await commander.start(LOOPED, None)).id for _ in range(samples)]
+    long_one = (await commander.start(LOOPED, None)).id
+    for _ in range(late - 1):
+        await commander.signal(long_one, "next", "go")
+    return {f"{backend}-1": first, f"{backend}-late": [long_one]}
+
+
+def scenario_9(cfg: Config, directory: str, loops: Loops, profiles: Profiles) -> Result:
+    late, samples = cfg.s9_iteration, cfg.s7_samples
+    result = Result(9, f"a loop's iteration at iteration 1 and {late:,}")
+    backends = loops.backends
+    commander = _sqlite_commander(os.path.join(directory, "s9.sqlite"), [LOOPED])
+    groups: dict[str, list[str]] = {}
+    for backend in backends:
+        groups.update(loops.run(backend, _start_looping, commander, backend, samples, late))
+    runs = max(1, min(cfg.repeat, samples))
+    size = samples // runs
+    medians: dict[str, list[float]] = {f"{b}-{i}": [] for b in backends for i in ITERATIONS}
+
+    async def engine_run(backend: str, r: int) -> None:
+        times: dict[str, list[float]] = {i: [] for i in ITERATIONS}
+        for i in range(r * size, (r + 1) * size):
+            # A fresh mission makes its first iteration's move; the long one its next.
+            for where in ITERATIONS if i % 2 == 0 else ITERATIONS[::-1]:
+                missions = groups[f"{backend}-{where}"]
+                mission_id = missions[i] if where == "1" else missions[0]
+                times[where].append(await _iterate_timed(commander, mission_id))
+        for where in ITERATIONS:
+            medians[f"{backend}-{where}"].append(statistics.median(times[where]))
+
+    async def sizes() -> dict[str, str]:
+        fresh = await commander.start(LOOPED, None)
+        long_one = await commander.inspect(groups[f"{backends[0]}-late"][0])
+        told: dict[str, str] = {}
+        for snapshot in (await fresh.inspect(), long_one):
+            iteration = snapshot.nodes["rounds"].attempts
+            told[f"iteration {iteration:,}"] = (
+                f"{len(snapshot.nodes)} records, {len(snapshot_to_json(snapshot)):,} bytes"
+            )
+        return told
+
+    try:
+        result.details["loop_snapshots"] = loops.run(backends[0], sizes)
+        for r, order in enumerate(loops.rounds(runs)):
+            for backend in order:
+                loops.run(backend, engine_run, backend, r)
+    finally:
+        loops.run(backends[0], _close, commander)
+    result.details["samples_per_run"] = size
+
+    def of(where: str) -> dict[str, list[float]]:
+        return {b: medians[f"{b}-{where}"] for b in backends}
+
+    growth = {b: paired_ratio(medians[f"{b}-late"], medians[f"{b}-1"]).samples for b in backends}
+    label = "SQLite NORMAL, signal -> iteration ends, next begins, at"
+    result.rows += [
+        row(9, f"{label} 1", "us", of("1")),
+        row(9, f"{label} {late:,}", "us", of("late")),
+        row(
+            9,
+            f"  iteration {late:,} / iteration 1",
+            "x",
+            growth,
+            target=Target("<= 1.5x", 1.5, at_most=True),
+            paired_with_bare=False,
+        ),
+    ]
+    return result
+
+
 # -- (8) peak RSS, each in a fresh process ----------------------------------------------------
 
 
@@ -1990,6 +2098,7 @@ NOTES = (
     "transition",
     "gc_share",
     "history_lengths",
+    "loop_snapshots",
     "build_seconds",
 )
 """Details printed under the table (the JSON has them all)."""
@@ -2060,6 +2169,8 @@ def run(cfg: Config, scenarios: Sequence[int], directory: str, loops: Loops) -> 
             result = scenario_6(cfg, shared.database(), loops, profiles)
         elif number == 7:
             result = scenario_7(cfg, directory, loops, profiles)
+        elif number == 9:
+            result = scenario_9(cfg, directory, loops, profiles)
         else:
             result = scenario_8(cfg, shared, loops)
         result.seconds = time.perf_counter() - began
@@ -2073,7 +2184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="small counts: a smoke run")
     parser.add_argument(
-        "--scenario", type=int, action="append", choices=range(1, 9), help="run only these"
+        "--scenario", type=int, action="append", choices=range(1, 10), help="run only these"
     )
     parser.add_argument("--repeat", type=int, help="runs per figure (default 5, quick 2)")
     parser.add_argument(
@@ -2107,7 +2218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.repeat is not None and args.repeat < 1:
         parser.error("--repeat must be at least 1")
     cfg = Config.make(quick=args.quick, repeat=args.repeat, profile=args.profile)
-    scenarios = sorted(set(args.scenario or range(1, 9)))
+    scenarios = sorted(set(args.scenario or range(1, 10)))
     began = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="mission-control-bench-") as directory:
         results = run(cfg, scenarios, directory, loops)

@@ -82,3 +82,25 @@ def test_the_bare_loop_runs_the_adapters_own_statements() -> None:
     statements = ("_INSERT_MISSION", "_UPDATE_MISSION", "_INSERT_ENTRY", "_LOAD", "_DUE")
     for name in (*statements, "_NEXT_DUE", "_RUNNING"):
         assert getattr(script, name) == getattr(adapter, name), name
+
+
+def test_quick_scenario_9_measures_a_loop_early_and_late_with_its_snapshot_sizes() -> None:
+    """Scenario 9 times an iteration at iteration 1 and at iteration 1,000 and tells how large
+    the mission's snapshot is at each (the same number of records)."""
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--quick", "--scenario", "9", "--repeat", "1", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    (scenario,) = json.loads(done.stdout)["scenarios"]
+    assert scenario["scenario"] == 9
+    assert len(scenario["rows"]) == 3
+    for row in scenario["rows"]:
+        assert all(value["median"] > 0 for value in row["values"].values())
+    sizes = scenario["details"]["loop_snapshots"]
+    assert list(sizes) == ["iteration 1", "iteration 1,000"]
+    records = {size.split(" records")[0] for size in sizes.values()}
+    assert records == {"3"}
