@@ -11,6 +11,7 @@ import cattrs
 from ._draft import Draft
 from ._errors import OutputNotSerializableError, UnknownEventError
 from ._keys import EventKey
+from ._nodes import ForEachNode
 from ._snapshot import NodeRecord, NodeStatus
 from ._values import copy_json, is_text, to_json_value
 
@@ -134,7 +135,7 @@ class Events(Generic[InT, OutT]):
         record = nodes.get(path)
         if record is None or record.status is not NodeStatus.COMPLETED:
             known = ", ".join(
-                n for n, r in self._snapshot.nodes.items() if r.status is NodeStatus.COMPLETED
+                dict.fromkeys(r.name for r in nodes.values() if r.status is NodeStatus.COMPLETED)
             )
             raise UnknownEventError(
                 f"mission {self._snapshot.definition!r} has no completed node {node_name!r} "
@@ -157,10 +158,15 @@ class Events(Generic[InT, OutT]):
 
     def as_dict(self) -> Mapping[str, NodeEvent[Any]]:
         """Every completed node's event, by node name."""
+        nodes = self._snapshot.nodes
+        resolve, within = self._definition.resolve, self._within
+        # In a loop, each name is read from one iteration (see __getitem__): the records of
+        # other iterations in progress are not this function's events.
         return {
             record.name: self[record.name]
-            for record in self._snapshot.nodes.values()
+            for path, record in nodes.items()
             if record.status is NodeStatus.COMPLETED
+            and (resolve(record.name, within, nodes) or record.name) == path
         }
 
 
@@ -249,7 +255,7 @@ class Context(Generic[InT, OutT]):
         stored (its JSON form; a copy). ``LookupError`` elsewhere."""
         for loop, iteration in reversed(self._definition.iterations_of(self.path)):
             record = self._mission.nodes.get(loop)
-            if record is not None and record.kind == "for_each":
+            if record is not None and record.kind == ForEachNode.kind:
                 return copy_json(record.input[iteration - 1])
         raise LookupError(f"ctx.item is read in a for_each's body; {self.path!r} is in none")
 
