@@ -21,26 +21,13 @@ from mission_control.in_memory_commander import (
     ManualClock,
     create_in_memory_commander,
 )
-from mission_control.testing import wait_all_tasks_blocked
+from mission_control.testing import interrupt_when, wait_all_tasks_blocked
 
 pytestmark = pytest.mark.anyio
 
 
 def identity(value: Any) -> Any:
     return value
-
-
-async def cancel_caller_when(run: Any, entered: anyio.Event) -> None:
-    """Run ``run()``; once ``entered`` is set, cancel it as a crashed/timed-out caller would."""
-    async with anyio.create_task_group() as tasks:
-
-        async def go() -> None:
-            await run()
-            tasks.cancel_scope.cancel()
-
-        tasks.start_soon(go)
-        await entered.wait()
-        tasks.cancel_scope.cancel()
 
 
 @pytest.mark.parametrize("before", ["a start's run", "a timer"])
@@ -74,9 +61,9 @@ async def test_a_choice_is_never_made_again_after_a_crash_on_its_path(before: st
     if before == "a timer":
         await commander.start(flow, None, id="m-1")
         clock.advance(10)
-        await cancel_caller_when(partial(commander.advance, "m-1"), entered)
+        await interrupt_when(partial(commander.advance, "m-1"), entered)
     else:
-        await cancel_caller_when(partial(commander.start, flow, None, id="m-1"), entered)
+        await interrupt_when(partial(commander.start, flow, None, id="m-1"), entered)
     recovered = await commander.advance("m-1")
     assert recovered is not None
     assert recovered.status is MissionStatus.COMPLETED
@@ -104,13 +91,13 @@ async def test_max_recovery_attempts_with_two_running_branches() -> None:
         .end()
     )
     commander = create_in_memory_commander([flow], max_recovery_attempts=2)
-    await cancel_caller_when(partial(commander.start, flow, None, id="m-1"), entered)
+    await interrupt_when(partial(commander.start, flow, None, id="m-1"), entered)
     for _ in range(5):
         entered = anyio.Event()
         snapshot = await commander.inspect("m-1")
         if snapshot.is_terminal:
             break
-        await cancel_caller_when(partial(commander.advance, "m-1"), entered)
+        await interrupt_when(partial(commander.advance, "m-1"), entered)
     snapshot = await commander.inspect("m-1")
     assert snapshot.status is MissionStatus.FAILED, (snapshot.status, snapshot.recovery_attempts)
     assert snapshot.error is not None

@@ -21,25 +21,13 @@ from mission_control.core import (
     m,
 )
 from mission_control.in_memory_commander import ManualClock, create_in_memory_commander
+from mission_control.testing import interrupt_when
 
 pytestmark = pytest.mark.anyio
 
 
 def identity(value: Any) -> Any:
     return value
-
-
-async def cancel_caller_when(run: Any, entered: anyio.Event) -> None:
-    """Run ``run()``; once ``entered`` is set, cancel it as a crashed caller would be."""
-    async with anyio.create_task_group() as tasks:
-
-        async def go() -> None:
-            await run()
-            tasks.cancel_scope.cancel()
-
-        tasks.start_soon(go)
-        await entered.wait()
-        tasks.cancel_scope.cancel()
 
 
 def counting_loop(limit: int, stop_at: int) -> Any:
@@ -160,7 +148,7 @@ async def test_the_verdict_of_an_iteration_is_never_asked_again_after_a_crash() 
         .end(output=lambda ctx: ctx.events["work"].output)
     )
     commander = create_in_memory_commander([flow])
-    await cancel_caller_when(partial(commander.start, flow, None, id="m-1"), entered)
+    await interrupt_when(partial(commander.start, flow, None, id="m-1"), entered)
     assert verdicts == [1, 2]
     stored = await commander.inspect("m-1")
     assert stored.status is MissionStatus.RUNNING
@@ -369,7 +357,7 @@ async def test_items_are_computed_once_even_when_a_crash_interrupts_an_item() ->
         .end(output=lambda ctx: ctx.events["each"].output)
     )
     commander = create_in_memory_commander([flow])
-    await cancel_caller_when(partial(commander.start, flow, None, id="m-1"), entered)
+    await interrupt_when(partial(commander.start, flow, None, id="m-1"), entered)
     resumed = await commander.advance("m-1")
     assert resumed is not None
     assert resumed.output == [10, 20]

@@ -1036,15 +1036,16 @@ class Engine:
         now: datetime,
     ) -> bool:
         # Seen from the iteration that just ran: its events are the ones read.
-        ctx = self._context(definition, draft, node, f"{path}/{iteration}", 1, now)
-        try:
-            done = node.until(ctx)
-        except Exception as error:
-            raise LoopError(
-                f"loop {node.name!r} until raised: {type(error).__qualname__}: {message_of(error)}"
-            ) from error
-        finally:
-            ctx.close()
+        done = self._decide(
+            definition,
+            draft,
+            node,
+            f"{path}/{iteration}",
+            now,
+            node.until,
+            LoopError,
+            f"loop {node.name!r} until raised",
+        )
         if not isinstance(done, bool):
             raise LoopError(
                 f"loop {node.name!r} until must return a bool, got "
@@ -1055,16 +1056,16 @@ class Engine:
     def _items(
         self, definition: Definition, draft: Draft, node: ForEachNode, path: str, now: datetime
     ) -> list[JsonValue]:
-        ctx = self._context(definition, draft, node, path, 1, now)
-        try:
-            items: object = node.items(ctx)
-        except Exception as error:
-            raise LoopError(
-                f"for_each {node.name!r} items raised: {type(error).__qualname__}: "
-                f"{message_of(error)}"
-            ) from error
-        finally:
-            ctx.close()
+        items = self._decide(
+            definition,
+            draft,
+            node,
+            path,
+            now,
+            node.items,
+            LoopError,
+            f"for_each {node.name!r} items raised",
+        )
         if not isinstance(items, list | tuple):
             raise LoopError(
                 f"for_each {node.name!r} items must return a list (or tuple), got "
@@ -1309,16 +1310,16 @@ class Engine:
     def _choose(
         self, definition: Definition, draft: Draft, node: ChoiceNode, path: str, now: datetime
     ) -> str:
-        ctx = self._context(definition, draft, node, path, 1, now)
-        try:
-            picked = node.choose(ctx)
-        except Exception as error:
-            raise ChoiceError(
-                f"choice {node.name!r} could not pick a path: {type(error).__qualname__}: "
-                f"{message_of(error)}"
-            ) from error
-        finally:
-            ctx.close()
+        picked = self._decide(
+            definition,
+            draft,
+            node,
+            path,
+            now,
+            node.choose,
+            ChoiceError,
+            f"choice {node.name!r} could not pick a path",
+        )
         if not isinstance(picked, str):
             raise ChoiceError(
                 f"choice {node.name!r} must pick a path by its name, a str; it returned a "
@@ -1330,6 +1331,28 @@ class Engine:
                 f"({', '.join(map(repr, node.paths))})"
             )
         return picked
+
+    def _decide(
+        self,
+        definition: Definition,
+        draft: Draft,
+        node: Node,
+        path: str,
+        now: datetime,
+        decide: Callable[[Context[Any, Any]], Any],
+        failure: type[Exception],
+        what: str,
+    ) -> Any:
+        """What a function that decides how the mission goes (a choice's ``choose``, a loop's
+        ``until``, a for_each's ``items``) returns for a context at ``path``; what it raises
+        becomes a ``failure`` saying ``what``, then the exception (chained)."""
+        ctx = self._context(definition, draft, node, path, 1, now)
+        try:
+            return decide(ctx)
+        except Exception as error:
+            raise failure(f"{what}: {type(error).__qualname__}: {message_of(error)}") from error
+        finally:
+            ctx.close()
 
     def _sleep_due(
         self, definition: Definition, draft: Draft, node: SleepNode, path: str, now: datetime

@@ -14,7 +14,7 @@ from ._fixtures import (
 )
 from ._protocol_battery import PersistenceProtocolConformance
 from ._recorders import LoggedEvent, Measurement, RecordingLogger, RecordingMetrics
-from ._tasks import wait_all_tasks_blocked
+from ._tasks import interrupt_when, wait_all_tasks_blocked
 from ._virtual_loop import VirtualTimeEventLoop, virtual_time_loop
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "PersistenceProtocolConformance",
     "approval_definition",
     "drain_due",
+    "interrupt_when",
     "virtual_time_backend",
     "virtual_time_loop",
     "wait_all_tasks_blocked",

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sized
+from collections.abc import Awaitable, Callable, Sized
 
+import anyio
 import trio
 import trio.testing
 
@@ -47,3 +48,19 @@ async def wait_all_tasks_blocked() -> None:
         if idle and idle_before:
             return
         idle_before = idle
+
+
+async def interrupt_when(run: Callable[[], Awaitable[object]], entered: anyio.Event) -> None:
+    """Call ``run()`` in a task of its own and cancel it once ``entered`` is set, as a crashed
+    or timed-out caller would be: what ``run`` was moving is left as the store has it (call
+    ``commander.advance`` afterwards to resume it as the runtime would). Returns early if ``run``
+    finishes first."""
+    async with anyio.create_task_group() as tasks:
+
+        async def go() -> None:
+            await run()
+            tasks.cancel_scope.cancel()
+
+        tasks.start_soon(go)
+        await entered.wait()
+        tasks.cancel_scope.cancel()
