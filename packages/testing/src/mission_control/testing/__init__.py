@@ -12,6 +12,7 @@ from ._fixtures import (
     RuntimeOptions,
     virtual_time_backend,
 )
+from ._loop_scenarios import LoopConformance
 from ._protocol_battery import PersistenceProtocolConformance
 from ._recorders import LoggedEvent, Measurement, RecordingLogger, RecordingMetrics
 from ._tasks import interrupt_when, wait_all_tasks_blocked
@@ -32,6 +33,7 @@ __all__ = [
     "AdapterConformance",
     "ControlFlowConformance",
     "EngineScenarioConformance",
+    "LoopConformance",
     "PersistenceProtocolConformance",
     "approval_definition",
     "drain_due",

@@ -16,13 +16,17 @@ from __future__ import annotations
 
 from ._control_flow_scenarios import ControlFlowConformance
 from ._engine_scenarios import EngineScenarioConformance
+from ._loop_scenarios import LoopConformance
 from ._protocol_battery import PersistenceProtocolConformance
 
 
 class AdapterConformance(
-    PersistenceProtocolConformance, EngineScenarioConformance, ControlFlowConformance
+    PersistenceProtocolConformance,
+    EngineScenarioConformance,
+    ControlFlowConformance,
+    LoopConformance,
 ):
     """Every test of the conformance suite: the protocol battery
     (:class:`PersistenceProtocolConformance`), then the engine scenarios
-    (:class:`EngineScenarioConformance`) and the control-flow ones
-    (:class:`ControlFlowConformance`). Subclass it and provide ``persistence``."""
+    (:class:`EngineScenarioConformance`), the control-flow ones (:class:`ControlFlowConformance`)
+    and the loop ones (:class:`LoopConformance`). Subclass it and provide ``persistence``."""

@@ -26,15 +26,17 @@ from ._engine_scenarios import ScenarioFixtures, drain_due
 from ._protocol_battery import T0
 
 
-def _accept(value: Any) -> Any:
+def accept(value: Any) -> Any:
+    """A parser that takes any value as it is."""
     return value
 
 
-def _commander(
+def scenario_commander(
     persistence: PersistenceAdapter,
     clock: ManualClock,
     *definitions: MissionDefinition[Any, Any, Any],
 ) -> Commander:
+    """A commander of ``definitions`` on the adapter under test, with sequential ids."""
     return create_commander(
         list(definitions), persistence=persistence, clock=clock, ids=SequentialIds()
     )
@@ -65,7 +67,7 @@ class ControlFlowConformance(ScenarioFixtures):
 
         flow = (
             m.define("fan-out")
-            .start(parse=_accept)
+            .start(parse=accept)
             .parallel(
                 "checks",
                 {
@@ -78,7 +80,7 @@ class ControlFlowConformance(ScenarioFixtures):
             .step("combine", lambda ctx: ctx.events["checks"].output)
             .end(output=lambda ctx: ctx.events["combine"].output)
         )
-        commander = _commander(persistence, clock, flow)
+        commander = scenario_commander(persistence, clock, flow)
         with anyio.fail_after(5):
             handle = await commander.start(flow, None)
         done = await handle.wait_for_completion()
@@ -99,17 +101,17 @@ class ControlFlowConformance(ScenarioFixtures):
         waits visible in the snapshot, and goes on once both have come."""
         flow = (
             m.define("both")
-            .start(parse=_accept)
+            .start(parse=accept)
             .parallel(
                 "gather",
                 {
-                    "human": lambda b: b.need_to("approve", parse=_accept),
+                    "human": lambda b: b.need_to("approve", parse=accept),
                     "timer": lambda b: b.sleep("cool-off", 60),
                 },
             )
             .end(output=lambda ctx: ctx.events["gather"].output)
         )
-        commander = _commander(persistence, clock, flow)
+        commander = scenario_commander(persistence, clock, flow)
         handle = await commander.start(flow, None)
         waiting = await handle.inspect()
         assert waiting.status is MissionStatus.WAITING
@@ -132,11 +134,11 @@ class ControlFlowConformance(ScenarioFixtures):
         cancelled and recorded so."""
         flow = (
             m.define("race")
-            .start(parse=_accept)
+            .start(parse=accept)
             .parallel(
                 "race",
                 {
-                    "reply": lambda b: b.need_to("reply", parse=_accept),
+                    "reply": lambda b: b.need_to("reply", parse=accept),
                     "reminder": lambda b: b.sleep("wait-a-day", timedelta(days=1)).step(
                         "remind", lambda ctx: "reminded"
                     ),
@@ -145,7 +147,7 @@ class ControlFlowConformance(ScenarioFixtures):
             )
             .end(output=lambda ctx: ctx.events["race"].output)
         )
-        commander = _commander(persistence, clock, flow)
+        commander = scenario_commander(persistence, clock, flow)
         handle = await commander.start(flow, None)
         done = await handle.signal("reply", "hello")
         assert done.status is MissionStatus.COMPLETED
@@ -168,17 +170,17 @@ class ControlFlowConformance(ScenarioFixtures):
 
         flow = (
             m.define("fails")
-            .start(parse=_accept)
+            .start(parse=accept)
             .parallel(
                 "work",
                 {
                     "flaky": lambda b: b.step("flaky", flaky, retry=m.retry(2, m.fixed(5))),
-                    "patient": lambda b: b.need_to("never", parse=_accept),
+                    "patient": lambda b: b.need_to("never", parse=accept),
                 },
             )
             .end()
         )
-        commander = _commander(persistence, clock, flow)
+        commander = scenario_commander(persistence, clock, flow)
         handle = await commander.start(flow, None)
         retrying = await handle.inspect()
         assert retrying.status is MissionStatus.WAITING
@@ -201,17 +203,17 @@ class ControlFlowConformance(ScenarioFixtures):
         """A cancellation of a mission whose branches wait cancels each branch's node."""
         flow = (
             m.define("cancel-branches")
-            .start(parse=_accept)
+            .start(parse=accept)
             .parallel(
                 "p",
                 {
-                    "a": lambda b: b.need_to("go-a", parse=_accept),
+                    "a": lambda b: b.need_to("go-a", parse=accept),
                     "b": lambda b: b.sleep("nap", 60),
                 },
             )
             .end()
         )
-        commander = _commander(persistence, clock, flow)
+        commander = scenario_commander(persistence, clock, flow)
         handle = await commander.start(flow, None)
         cancelled = await handle.cancel("stop")
         assert cancelled.status is MissionStatus.CANCELLED
@@ -238,12 +240,12 @@ class ControlFlowConformance(ScenarioFixtures):
         def build() -> MissionDefinition[Any, Any, Any]:
             return (
                 m.define("route")
-                .start(parse=_accept)
+                .start(parse=accept)
                 .choice(
                     "route",
                     pick,
                     {
-                        "refund": lambda p: p.need_to("confirm-refund", parse=_accept).step(
+                        "refund": lambda p: p.need_to("confirm-refund", parse=accept).step(
                             "refund", lambda ctx: "refunded"
                         ),
                         "ship": lambda p: p.step("ship", lambda ctx: "shipped"),
@@ -254,12 +256,12 @@ class ControlFlowConformance(ScenarioFixtures):
             )
 
         flow = build()
-        commander = _commander(persistence, clock, flow)
+        commander = scenario_commander(persistence, clock, flow)
         handle = await commander.start(flow, {"amount": 500})
         waiting = await handle.inspect()
         assert waiting.nodes["route"].output == "refund"
         assert waiting.active == ("route/refund/confirm-refund",)
-        again = _commander(persistence, clock, build())
+        again = scenario_commander(persistence, clock, build())
         done = await again.signal(handle.id, "confirm-refund", True)
         assert done.status is MissionStatus.COMPLETED
         assert done.output == "refund"
@@ -276,11 +278,11 @@ class ControlFlowConformance(ScenarioFixtures):
         ChoiceError naming the pick and the paths."""
         flow = (
             m.define("bad-route")
-            .start(parse=_accept)
+            .start(parse=accept)
             .choice("route", lambda ctx: "nowhere", {"here": lambda p: p})
             .end()
         )
-        commander = _commander(persistence, clock, flow)
+        commander = scenario_commander(persistence, clock, flow)
         failed = await (await commander.start(flow, None)).result()
         assert failed.status is MissionStatus.FAILED
         assert failed.error is not None
@@ -297,23 +299,23 @@ class ControlFlowConformance(ScenarioFixtures):
         on_timeout path, runs it and goes on after the need_to, whose event is then missing."""
         strict = (
             m.define("strict")
-            .start(parse=_accept)
-            .need_to("shipped", parse=_accept, timeout=timedelta(days=7))
+            .start(parse=accept)
+            .need_to("shipped", parse=accept, timeout=timedelta(days=7))
             .end()
         )
         lenient = (
             m.define("lenient")
-            .start(parse=_accept)
+            .start(parse=accept)
             .need_to(
                 "delivered",
-                parse=_accept,
+                parse=accept,
                 timeout=timedelta(days=7),
                 on_timeout=lambda p: p.step("refund", lambda ctx: "refunded"),
             )
             .step("close", lambda ctx: "delivered" in ctx.events)
             .end(output=lambda ctx: ctx.events["close"].output)
         )
-        commander = _commander(persistence, clock, strict, lenient)
+        commander = scenario_commander(persistence, clock, strict, lenient)
         first = await commander.start(strict, None)
         second = await commander.start(lenient, None)
         waiting = await second.inspect()
@@ -342,12 +344,12 @@ class ControlFlowConformance(ScenarioFixtures):
         the timeout."""
         flow = (
             m.define("in-time")
-            .start(parse=_accept)
+            .start(parse=accept)
             .sleep("first", 60)
-            .need_to("reply", parse=_accept, timeout=30)
+            .need_to("reply", parse=accept, timeout=30)
             .end(output=lambda ctx: ctx.events["reply"].output)
         )
-        commander = _commander(persistence, clock, flow)
+        commander = scenario_commander(persistence, clock, flow)
         handle = await commander.start(flow, None)
         await handle.signal("reply", "early")
         clock.advance(60 + 30)
@@ -365,21 +367,21 @@ class ControlFlowConformance(ScenarioFixtures):
         on_deadline path, stops what it waited for, runs the path and then ends."""
         strict = (
             m.define("strict-deadline")
-            .start(parse=_accept)
-            .need_to("approve", parse=_accept)
+            .start(parse=accept)
+            .need_to("approve", parse=accept)
             .deadline(timedelta(hours=1))
             .end()
         )
         lenient = (
             m.define("lenient-deadline")
-            .start(parse=_accept)
-            .need_to("approve", parse=_accept)
+            .start(parse=accept)
+            .need_to("approve", parse=accept)
             .deadline(
                 timedelta(hours=1), on_deadline=lambda p: p.step("expire", lambda ctx: "expired")
             )
             .end(output=lambda ctx: ctx.events["expire"].output)
         )
-        commander = _commander(persistence, clock, strict, lenient)
+        commander = scenario_commander(persistence, clock, strict, lenient)
         first = await commander.start(strict, None)
         second = await commander.start(lenient, None)
         assert (await first.inspect()).deadline == T0 + timedelta(hours=1)
