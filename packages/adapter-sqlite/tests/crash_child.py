@@ -29,6 +29,16 @@ how often each step ran. Modes:
   ``slow`` (``p-first``, which waits until ``p-fast`` has returned, then ``p-block``, which
   blocks forever after printing ``BLOCK-RAN`` for the parent to SIGKILL), and ``waiting`` (a
   need_to ``go``, then step ``p-after``). ``recover`` then completes it.
+- ``loop``: start ``loop-first`` and ``loop-mid``, each a loop of two steps (``l-first``,
+  ``l-second``) whose ``until`` holds after iteration 4; in iteration 3, ``loop-first`` blocks
+  forever in ``l-first`` (the first function after the verdict that began the iteration) and
+  ``loop-mid`` in ``l-second``. Once both are blocked it prints ``LOOPS-BLOCKED`` for the parent
+  to SIGKILL. The steps log ``"<step>/<iteration> <mission id>"``, ``until`` logs
+  ``"until/<iteration> <mission id>"``.
+- ``for-each``: start ``each``, a for_each over five items two at a time, two steps each
+  (``e-work``, ``e-done``); the items' function logs ``"items each"``. ``e-work`` of the third
+  and fourth items blocks forever, and once both are in flight the child prints
+  ``EACH-BLOCKED`` for the parent to SIGKILL. The steps log ``"<step>/<item> each"``.
 """
 
 from __future__ import annotations
@@ -228,8 +238,88 @@ PARALLEL = (
     .end(output=lambda ctx: ctx.events["work"].output)
 )
 
+LOOP_BLOCK_AT = {"loop-first": "l-first", "loop-mid": "l-second"}
+"""Where each mission of mode ``loop`` blocks, in iteration 3."""
+BLOCKED: set[str] = set()
+"""The blocked functions of mode ``loop`` or ``for-each``, named for the log."""
+
+
+async def block_when(expected: int, marker: str, name: str) -> None:
+    """Block forever, printing ``marker`` once ``expected`` functions are blocked here."""
+    BLOCKED.add(name)
+    if len(BLOCKED) == expected:
+        print(marker, flush=True)
+    await anyio.sleep_forever()
+
+
+def looped_step(step: str) -> Any:
+    async def run(ctx: Context[Any, Any]) -> str:
+        record(f"{step}/{ctx.iteration}", ctx.mission_id)
+        if MODE == "loop" and ctx.iteration == 3 and LOOP_BLOCK_AT[ctx.mission_id] == step:
+            await block_when(len(LOOP_BLOCK_AT), "LOOPS-BLOCKED", f"{step} {ctx.mission_id}")
+        return f"{step} {ctx.iteration}"
+
+    return run
+
+
+def looped_until(ctx: Context[Any, Any]) -> bool:
+    record(f"until/{ctx.iteration}", ctx.mission_id)
+    return ctx.iteration == 4
+
+
+LOOPED = (
+    m.define("looped")
+    .start(parse=parse)
+    .loop(
+        "rounds",
+        lambda b: b.step("l-first", looped_step("l-first")).step(
+            "l-second", looped_step("l-second")
+        ),
+        until=looped_until,
+        max_iterations=10,
+    )
+    .end(output=lambda ctx: ctx.events["rounds"].output)
+)
+
+EACH_ITEMS = ["a", "b", "c", "d", "e"]
+EACH_BLOCK_AT = {"c", "d"}
+
+
+def each_items(ctx: Context[Any, Any]) -> list[str]:
+    record("items", ctx.mission_id)
+    return EACH_ITEMS
+
+
+async def each_work(ctx: Context[Any, Any]) -> str:
+    item: str = ctx.item
+    record(f"e-work/{item}", ctx.mission_id)
+    if MODE == "for-each" and item in EACH_BLOCK_AT:
+        await block_when(len(EACH_BLOCK_AT), "EACH-BLOCKED", f"e-work/{item}")
+    return item.upper()
+
+
+async def each_done(ctx: Context[Any, Any]) -> str:
+    record(f"e-done/{ctx.item}", ctx.mission_id)
+    return f"{ctx.events['e-work'].output} in iteration {ctx.iteration}"
+
+
+EACH = (
+    m.define("each")
+    .start(parse=parse)
+    .for_each(
+        "items",
+        each_items,
+        lambda b: b.step("e-work", each_work).step("e-done", each_done),
+        max_iterations=10,
+        concurrency=2,
+    )
+    .end(output=lambda ctx: ctx.events["items"].output)
+)
+
 COMMANDER = SQLiteCommander(
-    DB, [PIPELINE, WAITS, STARTED, POISON, CROWDED, CROWD_POISON, PARALLEL], clock=CLOCK
+    DB,
+    [PIPELINE, WAITS, STARTED, POISON, CROWDED, CROWD_POISON, PARALLEL, LOOPED, EACH],
+    clock=CLOCK,
 )
 
 
@@ -280,6 +370,14 @@ async def run() -> None:
     if MODE == "parallel":
         await commander.start(PARALLEL, {}, id="par")
         raise AssertionError("the child should have been killed inside p-block")
+    if MODE == "loop":
+        async with anyio.create_task_group() as tasks:
+            for mission_id in LOOP_BLOCK_AT:
+                tasks.start_soon(functools.partial(commander.start, LOOPED, {}, id=mission_id))
+        raise AssertionError("the child should have been killed inside the loops")
+    if MODE == "for-each":
+        await commander.start(EACH, {}, id="each")
+        raise AssertionError("the child should have been killed inside the for_each")
     if MODE == "block-in-start":
         await commander.start(STARTED, {}, id="s1")
         raise AssertionError("the child should have been killed inside the start")

@@ -268,3 +268,91 @@ async def test_a_parallel_killed_in_one_branch_runs_only_its_unfinished_work_aga
     assert runs(log) == Counter(
         {"p-fast par": 1, "p-first par": 1, "p-block par": 2, "p-after par": 1}
     )
+
+
+async def test_a_loop_killed_mid_iteration_goes_on_from_that_iteration(tmp_path: Path) -> None:
+    """A SIGKILL inside iteration 3 of a loop (in its first step, or its second) runs again only
+    the interrupted step: the earlier iterations and their until verdicts are not run or asked
+    again, the verdict that began iteration 3 was stored before its first step ran, and the
+    loops complete with the last iteration's output."""
+    db, log = tmp_path / "missions.db", tmp_path / "steps.log"
+    await run_until_killed(db, log, "loop", kill_on="LOOPS-BLOCKED")
+
+    async with create_sqlite_persistence_adapter(db, read_only=True) as inspector:
+        first = await inspector.load("loop-first")
+        mid = await inspector.load("loop-mid")
+        assert first is not None
+        assert mid is not None
+        assert first.nodes["rounds"].attempts == 3
+        assert first.active == ("rounds/3/l-first",)
+        assert first.nodes["rounds/3/l-first"].status is NodeStatus.RUNNING
+        assert mid.active == ("rounds/3/l-second",)
+        assert mid.nodes["rounds/3/l-first"].output == "l-first 3"
+        for stored in (first, mid):
+            assert stored.status is MissionStatus.RUNNING
+            assert not any(path.startswith(("rounds/1/", "rounds/2/")) for path in stored.nodes)
+
+    assert await recover(db, log) == {"loop-first": "completed", "loop-mid": "completed"}
+    counts = runs(log)
+    for mission_id in ("loop-first", "loop-mid"):
+        interrupted = "l-first" if mission_id == "loop-first" else "l-second"
+        for iteration in (1, 2, 3, 4):
+            for step in ("l-first", "l-second"):
+                expected = 2 if (step, iteration) == (interrupted, 3) else 1
+                assert counts[f"{step}/{iteration} {mission_id}"] == expected, (step, iteration)
+            assert counts[f"until/{iteration} {mission_id}"] == 1, iteration
+    assert sum(counts.values()) == 2 * (4 * 3 + 1)
+
+    async with create_sqlite_persistence_adapter(db, read_only=True) as inspector:
+        for mission_id in ("loop-first", "loop-mid"):
+            done = await inspector.load(mission_id)
+            assert done is not None
+            assert done.output == "l-second 4"
+            assert done.nodes["rounds"].attempts == 4
+            timeline = await inspector.timeline(mission_id)
+            iterations = [e.attempt for e in timeline if e.kind is TimelineKind.ITERATION_STARTED]
+            assert iterations == [1, 2, 3, 4]
+            kinds = [e.kind for e in timeline]
+            assert kinds.count(TimelineKind.MISSION_RESUMED) == 1
+
+
+async def test_a_for_each_killed_with_two_items_in_flight_runs_only_those_again(
+    tmp_path: Path,
+) -> None:
+    """A SIGKILL while a for_each has its third and fourth items in flight keeps the items it
+    computed and the results of the first two: recovery runs again only the interrupted steps,
+    never computes the items again, and completes with every result in the items' order."""
+    db, log = tmp_path / "missions.db", tmp_path / "steps.log"
+    await run_until_killed(db, log, "for-each", kill_on="EACH-BLOCKED")
+
+    async with create_sqlite_persistence_adapter(db, read_only=True) as inspector:
+        stored = await inspector.load("each")
+        assert stored is not None
+        assert stored.status is MissionStatus.RUNNING
+        record = stored.nodes["items"]
+        assert record.input == ["a", "b", "c", "d", "e"]
+        assert record.attempts == 4
+        assert record.output == ["A in iteration 1", "B in iteration 2", None, None, None]
+        assert set(stored.active) == {"items/3/e-work", "items/4/e-work"}
+
+    assert await recover(db, log) == {"each": "completed"}
+    assert runs(log) == Counter(
+        {
+            "items each": 1,
+            **{f"e-work/{item} each": 1 for item in "abe"},
+            **{f"e-work/{item} each": 2 for item in "cd"},
+            **{f"e-done/{item} each": 1 for item in "abcde"},
+        }
+    )
+    async with create_sqlite_persistence_adapter(db, read_only=True) as inspector:
+        done = await inspector.load("each")
+        assert done is not None
+        assert done.output == [
+            f"{item.upper()} in iteration {i}" for i, item in enumerate("abcde", 1)
+        ]
+        started = [
+            e.attempt
+            for e in await inspector.timeline("each")
+            if e.kind is TimelineKind.ITERATION_STARTED
+        ]
+        assert started == [1, 2, 3, 4, 5]
