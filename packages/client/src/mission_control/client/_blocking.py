@@ -414,13 +414,14 @@ class BlockingMissionClient:
         *,
         status: MissionStatus | None = None,
         definition: str | MissionDefinition[Any, Any, Any] | None = None,
+        parent: str | None = None,
         limit: int = LIST_LIMIT,
         after: str | None = None,
     ) -> list[MissionSnapshot]:
         """One page of missions; see :meth:`mission_control.core.Commander.list`."""
         return self._call(
             lambda client: client.list(
-                status=status, definition=definition, limit=limit, after=after
+                status=status, definition=definition, parent=parent, limit=limit, after=after
             )
         )
 

@@ -35,6 +35,7 @@ from ._definition import (
 from ._dsl import m
 from ._engine import DEFAULT_MAX_RECOVERY_ATTEMPTS
 from ._errors import (
+    ChildMissionFailedError,
     ChoiceError,
     ConfigurationError,
     DeadlineExceededError,
@@ -101,6 +102,7 @@ __all__ = [
     "Backoff",
     "Branch",
     "ChainBuilder",
+    "ChildMissionFailedError",
     "ChoiceError",
     "LoopError",
     "LoopLimitExceededError",

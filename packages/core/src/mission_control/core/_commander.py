@@ -48,6 +48,7 @@ class ListFilters(TypedDict, total=False):
 
     status: MissionStatus | None
     definition: str | MissionDefinition[Any, Any, Any] | None
+    parent: str | None
     after: str | None
 
 
@@ -87,6 +88,7 @@ class CommanderProtocol(Protocol):
         *,
         status: MissionStatus | None = None,
         definition: str | MissionDefinition[Any, Any, Any] | None = None,
+        parent: str | None = None,
         limit: int = LIST_LIMIT,
         after: str | None = None,
     ) -> list[MissionSnapshot]: ...
@@ -224,16 +226,22 @@ class Commander:
                 f"max_recovery_attempts must be a whole number >= 0, got {max_recovery_attempts!r}"
             )
         registry: dict[str, MissionDefinition[Any, Any, Any]] = {}
-        for definition in definitions:
+        # A definition's children are registered with it, and theirs with them.
+        pending = list(definitions)
+        while pending:
+            definition = pending.pop(0)
             if not isinstance(definition, MissionDefinition):
                 raise InvalidDefinitionError(
                     f"definitions must be built with m.define(...)...end(), got {definition!r}"
                 )
-            if definition.name in registry and registry[definition.name] is not definition:
-                raise InvalidDefinitionError(
-                    f"two definitions are named {definition.name!r}; names must be unique"
-                )
+            if definition.name in registry:
+                if registry[definition.name] is not definition:
+                    raise InvalidDefinitionError(
+                        f"two definitions are named {definition.name!r}; names must be unique"
+                    )
+                continue
             registry[definition.name] = definition
+            pending.extend(definition.children)
         self._definitions = registry
         self._persistence = persistence
         # What the engine returns and the adapter reads share their lists and dicts with the
@@ -357,21 +365,61 @@ class Commander:
         *,
         status: MissionStatus | None = None,
         definition: str | MissionDefinition[Any, Any, Any] | None = None,
+        parent: str | None = None,
         limit: int = LIST_LIMIT,
         after: str | None = None,
     ) -> list[MissionSnapshot]:
         """One page of missions: at most ``limit`` (100 by default, 1,000 at most), ordered by
-        id, filtered by status and definition, starting after the id ``after``. Pass the last
-        id of a page as ``after`` for the next, or use :meth:`iter_missions`."""
+        id, filtered by status, definition and ``parent`` (the id of the mission whose child
+        nodes started them), starting after the id ``after``. Pass the last id of a page as
+        ``after`` for the next, or use :meth:`iter_missions`."""
         self._engine.loop.check("commander.list()")
         name = definition.name if isinstance(definition, MissionDefinition) else definition
         if status is not None:
             status = MissionStatus(status)
         _check_limit(limit, "limit")
-        page = await self._persistence.list_missions(
-            status=status, definition=name, limit=limit, after_id=after
-        )
+        if parent is not None:
+            page = await self._children(parent, status, name, limit, after)
+        else:
+            page = await self._persistence.list_missions(
+                status=status, definition=name, limit=limit, after_id=after
+            )
         return [self._detached(snapshot) for snapshot in page]
+
+    async def _children(
+        self,
+        parent: str,
+        status: MissionStatus | None,
+        definition: str | None,
+        limit: int,
+        after: str | None,
+    ) -> list[MissionSnapshot]:
+        """A page of the children of ``parent``. Their ids all begin ``"<parent>/"`` (see
+        ``ChildNode``), so they are read as the range of ids after that, which costs what the
+        parent's descendants number, whatever else is stored; the filters apply in that range."""
+        if not isinstance(parent, str):
+            raise InvalidInputError(f"parent must be a mission id (a str), got {parent!r}")
+        prefix = f"{parent}/"
+        cursor = after if after is not None and after > prefix else prefix
+        found: list[MissionSnapshot] = []
+        while len(found) < limit:
+            page = await self._persistence.list_missions(limit=MAX_LIST_LIMIT, after_id=cursor)
+            for snapshot in page:
+                if not snapshot.id.startswith(prefix):
+                    return found
+                if (
+                    snapshot.parent is not None
+                    and snapshot.parent.mission_id == parent
+                    and (status is None or snapshot.status is status)
+                    and (definition is None or snapshot.definition == definition)
+                ):
+                    found.append(snapshot)
+                    if len(found) == limit:
+                        break
+            if len(page) < MAX_LIST_LIMIT:
+                break
+            cursor = page[-1].id
+        return found
 
     def iter_missions(
         self, *, page_size: int = LIST_LIMIT, **filters: Unpack[ListFilters]

@@ -22,6 +22,7 @@ from ._nodes import (
     LOOPS,
     AnyFunction,
     Chain,
+    ChildNode,
     ChoiceNode,
     EndNode,
     ForEachNode,
@@ -128,6 +129,8 @@ class NodeDescription:
     """A parallel's mode (``"all"`` or ``"first"``)."""
     max_iterations: int | None = None
     """A loop's or for_each's most iterations."""
+    child: str | None = None
+    """The name of the definition a child node starts."""
     concurrency: int | None = None
     """How many of a for_each's items run at once, at most."""
     branches: tuple[tuple[str, tuple[NodeDescription, ...]], ...] = ()
@@ -187,7 +190,7 @@ def _sub_chains(node: Node) -> Mapping[str, Chain]:
             return {} if on_timeout is None else {TIMEOUT_PATH: on_timeout}
         case LoopNode(body=body) | ForEachNode(body=body):
             return {LOOP_BODY: body}
-        case StartNode() | StepNode() | SleepNode() | EndNode():
+        case StartNode() | StepNode() | SleepNode() | ChildNode() | EndNode():
             return {}
         case _:
             assert_never(node)
@@ -204,6 +207,7 @@ class MissionDefinition(Generic[RawT, InT, OutT]):
         "_firsts",
         "_paths",
         "_places",
+        "children",
         "deadline",
         "name",
         "nodes",
@@ -252,6 +256,12 @@ class MissionDefinition(Generic[RawT, InT, OutT]):
             for place in self._places.values()
             if isinstance(place.node, NeedToNode)
         }
+        self.children: tuple[MissionDefinition[Any, Any, Any], ...] = tuple(
+            place.node.definition
+            for place in self._places.values()
+            if isinstance(place.node, ChildNode)
+        )
+        """The definitions this one's child nodes start (in the order of their nodes)."""
 
     def _add_chain(self, chain: Chain, container: str | None, branch: str | None) -> None:
         paths = [
@@ -383,7 +393,9 @@ class MissionDefinition(Generic[RawT, InT, OutT]):
         node = self.find(path)
         if isinstance(node, NeedToNode):
             return node.parse(copy_json(record.input))
-        output_type = node.output_type if isinstance(node, StartNode | StepNode) else None
+        output_type = (
+            node.output_type if isinstance(node, StartNode | StepNode | ChildNode) else None
+        )
         if output_type is None:
             return copy_json(record.output)
         return from_json_value(copy_json(record.output), output_type, converter=converter)
@@ -419,8 +431,13 @@ class MissionDefinition(Generic[RawT, InT, OutT]):
                 for sub, sub_chain in _sub_chains(node).items()
             )
             match node:
-                case StepNode(retry=policy, timeout=timeout):
+                case ChildNode(definition=child, retry=policy):
                     extra: dict[str, Any] = {
+                        "child": child.name,
+                        "max_attempts": policy.max_attempts,
+                    }
+                case StepNode(retry=policy, timeout=timeout):
+                    extra = {
                         "max_attempts": policy.max_attempts,
                         "timeout_seconds": timeout.total_seconds() if timeout else None,
                     }
@@ -607,6 +624,33 @@ class ChainBuilder(Generic[InT, OutT]):
         chains = self._chains(paths, what=f"choice {node_name!r}", part="path")
         return self._with(ChoiceNode(node_name, choose, chains))
 
+    def child(
+        self,
+        name: str | EventKey[R],
+        definition: MissionDefinition[RawT, Any, Any],
+        input: Callable[[Context[InT, OutT]], Returns[RawT]],
+        *,
+        retry: RetryPolicy | int | None = None,
+    ) -> Self:
+        """Start a mission of ``definition`` (a *child*) with ``input(ctx)`` as its input, and
+        wait for it to end; the node's output is the child's output (typed by an
+        :class:`EventKey` name). The child's id is ``"<mission id>/<path>"`` (then
+        ``"#<attempt>"`` for later attempts), so recovery never starts it twice. A child that
+        fails or is cancelled is a failed attempt (:class:`ChildMissionFailedError`): ``retry``
+        (a :class:`RetryPolicy` or a number of attempts; default one) decides whether a new child
+        is started. Cancelling the mission cancels its running child; the commander is given
+        the child's definition with this one's."""
+        node_name, declared = _node_name(name, what="child")
+        if not isinstance(definition, MissionDefinition):
+            raise InvalidDefinitionError(
+                f"child {node_name!r} definition must be built with m.define(...)...end(), "
+                f"got {definition!r}"
+            )
+        _require_callable(input, what=f"child {node_name!r} input")
+        policy = _retry_policy(retry, node_name, what="child")
+        output_type = None if declared in _PASSTHROUGH_TYPES else declared
+        return self._with(ChildNode(node_name, definition, input, policy, output_type))
+
     def loop(
         self,
         name: str | EventKey[R],
@@ -722,7 +766,7 @@ class MissionBuilder(ChainBuilder[InT, OutT], Generic[RawT, InT, OutT]):
         )
 
 
-def _retry_policy(value: RetryPolicy | int | None, node: str) -> RetryPolicy:
+def _retry_policy(value: RetryPolicy | int | None, node: str, what: str = "step") -> RetryPolicy:
     if value is None:
         return NO_RETRY
     if isinstance(value, RetryPolicy):
@@ -730,7 +774,7 @@ def _retry_policy(value: RetryPolicy | int | None, node: str) -> RetryPolicy:
     if isinstance(value, int) and not isinstance(value, bool):
         return retry(max_attempts=value)
     raise InvalidDefinitionError(
-        f"step {node!r} retry must be a RetryPolicy or a number of attempts, got {value!r}"
+        f"{what} {node!r} retry must be a RetryPolicy or a number of attempts, got {value!r}"
     )
 
 
@@ -773,6 +817,7 @@ class DefinitionBuilder:
             "sleep_until",
             "parallel",
             "choice",
+            "child",
             "loop",
             "for_each",
             "deadline",

@@ -15,6 +15,7 @@ from typing import Any
 
 import attrs
 
+from ._nodes import ChildNode
 from ._snapshot import (
     CancelRequest,
     ErrorInfo,
@@ -52,6 +53,10 @@ _snapshot_of = _compile_snapshot_of()
 
 _IN_PROGRESS = (NodeStatus.RUNNING, NodeStatus.WAITING)
 
+LOOKED_AT = frozenset({WaitKind.SIGNAL, WaitKind.CHILD})
+"""The waits the engine looks at in the store (a signal's inbox, a child mission) whenever it
+takes a mission up, or is poked: something may have come meanwhile."""
+
 
 # The drafts' empty collections, made by plain functions: calling a generic alias such as
 # ``list[TimelineEntry]`` costs several times as much, and a draft is made for every move.
@@ -61,6 +66,10 @@ def _no_entries() -> list[TimelineEntry]:
 
 def _no_openings() -> dict[str, list[str]]:
     return {}
+
+
+def _no_orphans() -> list[tuple[str, int]]:
+    return []
 
 
 def _no_iterations() -> dict[str, list[int]]:
@@ -93,6 +102,9 @@ class Draft(MissionFields):
     opening: dict[str, list[str]] = attrs.field(init=False, factory=_no_openings)
     """The parallels whose branches are being entered, each with the branches that ended while
     it was (they are looked at once every branch has been entered)."""
+    orphans: list[tuple[str, int]] = attrs.field(init=False, factory=_no_orphans)
+    """The child nodes stopped since the last write, each with the attempt whose child mission
+    is to be cancelled once the stop is written."""
     iterating: dict[str, list[int]] = attrs.field(init=False, factory=_no_iterations)
     """The loops whose iterations are being entered, each with the iterations begun meanwhile
     and not yet entered (see ``Engine._begin_iteration``)."""
@@ -111,7 +123,7 @@ class Draft(MissionFields):
         draft.last = snapshot
         draft.ended = snapshot.status.is_terminal
         # A signal may have been buffered while nobody held the mission.
-        draft.unchecked = {wait.node for wait in snapshot.waits if wait.kind is WaitKind.SIGNAL}
+        draft.unchecked = {wait.node for wait in snapshot.waits if wait.kind in LOOKED_AT}
         return draft
 
     @classmethod
@@ -385,11 +397,29 @@ class Draft(MissionFields):
         )
         self.recovery_attempts = 0
 
-    def wait_at(self, path: str, name: str, kind: str, wait: Wait, now: datetime) -> None:
+    def wait_at(
+        self,
+        path: str,
+        name: str,
+        kind: str,
+        wait: Wait,
+        now: datetime,
+        *,
+        attempts: int = 0,
+        input: JsonValue = None,
+    ) -> None:
         self.waits = (*(w for w in self.waits if w.node != path), wait)
         self._begin(
             path,
-            NodeRecord(name, kind, NodeStatus.WAITING, started_at=now, due_at=wait.due_at),
+            NodeRecord(
+                name,
+                kind,
+                NodeStatus.WAITING,
+                attempts,
+                input=input,
+                started_at=now,
+                due_at=wait.due_at,
+            ),
             now,
         )
         self.recovery_attempts = 0
@@ -424,6 +454,10 @@ class Draft(MissionFields):
                 continue
             if branches:
                 self.log(now, TimelineKind.BRANCH_CANCELLED, path)
+            if record.kind == ChildNode.kind:
+                # Waiting for its child, or starting it (the next attempt's child).
+                attempt = record.attempts + (record.status is NodeStatus.RUNNING)
+                self.orphans.append((path, attempt))
             self._end(
                 path,
                 NodeRecord(

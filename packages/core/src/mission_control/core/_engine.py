@@ -15,9 +15,9 @@ import inspect
 import logging
 import math
 from collections.abc import Callable, Collection
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import CoroutineType
-from typing import Any, assert_never
+from typing import Any, assert_never, cast
 
 import anyio
 import attrs
@@ -27,8 +27,9 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from ._clock import Clock, SystemClock
 from ._context import Context
 from ._definition import DEADLINE_CHAIN, TIMEOUT_PATH, MissionDefinition
-from ._draft import Draft
+from ._draft import LOOKED_AT, Draft
 from ._errors import (
+    ChildMissionFailedError,
     ChoiceError,
     DeadlineExceededError,
     InvalidInputError,
@@ -36,6 +37,7 @@ from ._errors import (
     LoopError,
     LoopLimitExceededError,
     MissionAlreadyExistsError,
+    MissionControlError,
     MissionNotActiveError,
     MissionNotFoundError,
     OutputNotSerializableError,
@@ -49,6 +51,7 @@ from ._errors import (
 )
 from ._loop import raise_if_cancelled
 from ._nodes import (
+    ChildNode,
     ChoiceNode,
     EndNode,
     ForEachNode,
@@ -69,7 +72,9 @@ from ._snapshot import (
     JsonValue,
     MissionSnapshot,
     MissionStatus,
+    NodeRecord,
     NodeStatus,
+    ParentLink,
     TimelineEntry,
     TimelineKind,
     Wait,
@@ -216,9 +221,13 @@ class _LostRace(Exception):
 
 
 def _log_attempt_failed(
-    mission_id: str, node: StartNode | StepNode, attempt: int, error: BaseException, then: str
+    mission_id: str,
+    node: StartNode | StepNode | ChildNode,
+    attempt: int,
+    error: BaseException,
+    then: str,
 ) -> None:
-    of = f" of {node.retry.max_attempts}" if isinstance(node, StepNode) else ""
+    of = f" of {node.retry.max_attempts}" if isinstance(node, _RETRIED_NODES) else ""
     step_logger.warning(
         "%s %r of mission %r failed on attempt %d%s: %s",
         node.kind,
@@ -247,7 +256,31 @@ def _log_mission_failed(snapshot: MissionSnapshot) -> None:
 
 
 # As a tuple: isinstance with ``A | B`` written inline builds the union at every call.
-_FUNCTION_NODES = (StartNode, StepNode)
+_FUNCTION_NODES = (StartNode, StepNode, ChildNode)
+_RETRIED_NODES = (StepNode, ChildNode)
+
+CHILD_CHECK = timedelta(minutes=1)
+"""How long after starting its child a parent looks at the child by itself, should the wake-up
+the child's end gives it have been lost (a crash between the two); each later look waits as long
+again as the child has run so far, up to ``CHILD_CHECK_MAX``."""
+CHILD_CHECK_MAX = timedelta(hours=1)
+
+
+def child_of(record: NodeRecord) -> str | None:
+    """The id of the child mission a child node's record says it waits for (``None``: not
+    started yet)."""
+    started: Any = record.input
+    if not isinstance(started, dict):
+        return None
+    mission_id = cast(dict[str, Any], started).get("mission_id")
+    return mission_id if isinstance(mission_id, str) else None
+
+
+def child_id(parent_id: str, path: str, attempt: int) -> str:
+    """The id of the child mission the child node at ``path`` starts on attempt ``attempt``."""
+    base = f"{parent_id}/{path}"
+    return base if attempt == 1 else f"{base}#{attempt}"
+
 
 _Outcome = tuple[JsonValue, BaseException | None, int]
 """What running a node's function gave: its output as JSON, the error it raised, the attempt."""
@@ -331,6 +364,7 @@ class Engine:
         mission_id: str | None,
         start_at: datetime | None,
         background: bool = False,
+        parent: ParentLink | None = None,
     ) -> MissionSnapshot:
         """Store a new mission (or return the one stored under ``mission_id``) and run it until
         its first wait; with ``start_at`` in the future, or ``background``, store it waiting for
@@ -373,6 +407,7 @@ class Engine:
             draft = Draft.new(
                 mission_id, definition.name, definition.version, input_json, now, deadline
             )
+            draft.parent = parent
             if begins is not None:
                 draft.log(
                     now,
@@ -420,6 +455,12 @@ class Engine:
             snapshot = await self.load(mission_id)
             if snapshot.is_terminal:
                 return snapshot
+            if snapshot.parent is not None and await self._orphaned(snapshot, snapshot.parent):
+                return await self._cancel_now(
+                    snapshot,
+                    f"its parent {snapshot.parent.mission_id!r} no longer waits for it",
+                    hold,
+                )
             running = snapshot.status is MissionStatus.RUNNING
             # Set before the definition is looked up: a running mission whose definition is
             # unknown here is still left running when that raises.
@@ -482,7 +523,7 @@ class Engine:
         if snapshot.is_terminal:
             if snapshot.status is MissionStatus.FAILED:
                 _log_mission_failed(snapshot)
-            self.notices.ended(snapshot.id)
+            await self._ended(snapshot)
         elif (due := snapshot.due_at) is not None:
             self.notices.due(due)
         return snapshot
@@ -625,6 +666,12 @@ class Engine:
                 consumed_signal=draft.consumed,
             )
         draft.wrote(snapshot)
+        if draft.orphans:
+            # Stored as stopped: their children go too (a crash before this leaves them running,
+            # and each cancels itself when it is next moved: see _orphaned).
+            orphans, draft.orphans = draft.orphans, []
+            for path, attempt in orphans:
+                await self._cancel_child(child_id(draft.id, path, attempt), draft.id)
         if len(draft.active) > 1 and (due := snapshot.due_at) is not None:
             # The mission stays held while other positions run: the runtime is told now (with
             # one position, a due time means the mission waits, and _finish tells it).
@@ -659,7 +706,7 @@ class Engine:
         while not draft.ended:
             if hold.poked:
                 hold.poked = False
-                draft.unchecked.update(w.node for w in draft.waits if w.kind is WaitKind.SIGNAL)
+                draft.unchecked.update(w.node for w in draft.waits if w.kind in LOOKED_AT)
             cancel = hold.cancel or draft.cancel_request
             if cancel is not None:
                 if not busy:
@@ -731,8 +778,8 @@ class Engine:
                     # takes the process down is counted as a recovery like any node left
                     # running (a background start sends every start through here).
                     draft.must_write = True
-                case WaitKind.SIGNAL:
-                    continue  # a signal buffered before the timeout still wins: see below
+                case WaitKind.SIGNAL | WaitKind.CHILD:
+                    continue  # looked at in the store: see _settle_signals
                 case _:
                     assert_never(wait.kind)
             return None
@@ -741,7 +788,7 @@ class Engine:
     async def _settle_signals(self, definition: Definition, draft: Draft, now: datetime) -> bool:
         """Use one buffered signal, or time out one signal wait; whether one was."""
         for wait in draft.waits:
-            if wait.kind is not WaitKind.SIGNAL:
+            if wait.kind not in LOOKED_AT:
                 continue
             path = wait.node
             due_at = wait.due_at
@@ -749,6 +796,10 @@ class Engine:
             if path not in draft.unchecked and not due:
                 continue
             draft.unchecked.discard(path)
+            if wait.kind is WaitKind.CHILD:
+                if await self._settle_child(definition, draft, wait, due, now):
+                    return True
+                continue
             assert wait.signal is not None
             signal = (
                 await self.persistence.next_signal(draft.id, wait.signal) if draft.stored else None
@@ -788,7 +839,7 @@ class Engine:
         match node:
             case StartNode():
                 draft.begin_start(now)
-            case StepNode():
+            case StepNode() | ChildNode():
                 draft.run_node(path, node.name, node.kind, now)
             case EndNode(output=None) if draft.cancel_request is None:
                 draft.completed(None, now)
@@ -923,7 +974,7 @@ class Engine:
                 draft.end_iteration(container, int(branch or 0), now, result=result)
                 self._fill(definition, draft, node, container, now)
                 return
-            case StartNode() | StepNode() | SleepNode():
+            case StartNode() | StepNode() | SleepNode() | ChildNode():
                 raise AssertionError(f"a {node.kind} holds no chain")
             case _:
                 assert_never(node)
@@ -1220,10 +1271,14 @@ class Engine:
                     result,
                     what="mission output"
                     if isinstance(node, EndNode)
+                    else f"input of {node.kind} {node.name!r}"
+                    if isinstance(node, ChildNode)
                     else f"output of {node.kind} {node.name!r}",
                     converter=self.converter,
                 )
             )
+            if isinstance(node, ChildNode):
+                output = await self._start_child(draft, node, path, attempt, output)
         except Exception as raised:
             return None, raised, attempt
         except BaseException as raised:
@@ -1258,6 +1313,9 @@ class Engine:
                 draft.completed(output, now)
             return
         assert isinstance(node, _FUNCTION_NODES)
+        if error is None and isinstance(node, ChildNode):
+            self._wait_for_child(draft, node, path, attempt, output, now)
+            return
         if error is None:
             draft.log(now, TimelineKind.STEP_COMPLETED, path, attempt)
             draft.complete(path, node.name, node.kind, now, attempts=attempt, output=output)
@@ -1265,6 +1323,19 @@ class Engine:
                 draft.must_write = True
             self._leave(definition, draft, path, now)
             return
+        self._attempt_failed(draft, node, path, error, attempt, now)
+
+    def _attempt_failed(
+        self,
+        draft: Draft,
+        node: StartNode | StepNode | ChildNode,
+        path: str,
+        error: BaseException,
+        attempt: int,
+        now: datetime,
+    ) -> None:
+        """Attempt ``attempt`` of the node at ``path`` failed with ``error``: retry it later, as
+        its policy says, or fail the mission."""
         info = ErrorInfo.from_exception(error, attempt)
         draft.log(
             now,
@@ -1274,7 +1345,7 @@ class Engine:
             detail={"type": info.type, "message": info.message},
         )
         if (
-            isinstance(node, StepNode)
+            isinstance(node, _RETRIED_NODES)
             and not isinstance(error, _NEVER_RETRIED)
             and node.retry.should_retry(error, attempt)
         ):
@@ -1306,6 +1377,150 @@ class Engine:
         else:
             _log_attempt_failed(draft.id, node, attempt, error, "not retried")
             draft.failed(path, node.name, node.kind, info, now, attempts=attempt)
+
+    # -- child missions ------------------------------------------------------------------------
+
+    async def _start_child(
+        self, draft: Draft, node: ChildNode, path: str, attempt: int, child_input: JsonValue
+    ) -> JsonValue:
+        """Start (or find, after a crash) this attempt's child mission and run it until its
+        first wait, as ``start`` does; the child node's record input: the child's id and
+        input."""
+        child = self.definitions[node.definition.name]
+        mission_id = child_id(draft.id, path, attempt)
+        await self.start(child, child_input, mission_id, None, parent=ParentLink(draft.id, path))
+        return {"mission_id": mission_id, "input": child_input}
+
+    def _wait_for_child(
+        self,
+        draft: Draft,
+        node: ChildNode,
+        path: str,
+        attempt: int,
+        started: JsonValue,
+        now: datetime,
+    ) -> None:
+        draft.log(
+            now, TimelineKind.CHILD_STARTED, path, attempt, {"mission_id": started["mission_id"]}
+        )
+        wait = Wait(WaitKind.CHILD, path, due_at=now + CHILD_CHECK)
+        draft.wait_at(path, node.name, node.kind, wait, now, attempts=attempt, input=started)
+        # The child may have ended already, in the call that started it.
+        draft.unchecked.add(path)
+
+    async def _settle_child(
+        self, definition: Definition, draft: Draft, wait: Wait, due: bool, now: datetime
+    ) -> bool:
+        """Look at the child the node of ``wait`` waits for: apply its end, or, when the wait
+        is due and the child runs on, look again later. Whether anything changed."""
+        path = wait.node
+        record = draft.nodes[path]
+        node = definition.place(path).node
+        assert isinstance(node, ChildNode)
+        mission_id = child_of(record)
+        assert mission_id is not None
+        child = await self.persistence.load(mission_id)
+        if child is None or child.is_terminal:
+            status = "missing" if child is None else child.status.value
+            draft.log(
+                now,
+                TimelineKind.CHILD_ENDED,
+                path,
+                record.attempts,
+                {"mission_id": mission_id, "status": status},
+            )
+        if child is None:
+            error = ChildMissionFailedError(f"child mission {mission_id!r} does not exist")
+            self._attempt_failed(draft, node, path, error, record.attempts, now)
+            return True
+        if child.status is MissionStatus.COMPLETED:
+            draft.complete(
+                path,
+                node.name,
+                node.kind,
+                now,
+                attempts=record.attempts,
+                input=record.input,
+                output=copy_json(child.output),
+            )
+            # Written before the next function runs, as a step's result is.
+            draft.must_write = True
+            self._leave(definition, draft, path, now)
+            return True
+        if child.is_terminal:
+            why = (
+                f"{child.error.type}: {child.error.message}"
+                if child.error is not None
+                else (child.cancel_request.reason if child.cancel_request is not None else None)
+                or "no reason given"
+            )
+            error = ChildMissionFailedError(
+                f"child mission {mission_id!r} {child.status.value}: {why}"
+            )
+            self._attempt_failed(draft, node, path, error, record.attempts, now)
+            return True
+        if not due:
+            return False
+        started = record.started_at or now
+        later = min(max(now - started, CHILD_CHECK), CHILD_CHECK_MAX)
+        draft.waits = tuple(
+            attrs.evolve(w, due_at=now + later) if w.node == path else w for w in draft.waits
+        )
+        draft.changed = True
+        return True
+
+    async def _ended(self, snapshot: MissionSnapshot) -> None:
+        """``snapshot`` has just been stored ended: tell whoever waits for it."""
+        self.notices.ended(snapshot.id)
+        if snapshot.parent is not None:
+            await self._wake_parent(snapshot, snapshot.parent)
+
+    async def _orphaned(self, child: MissionSnapshot, parent: ParentLink) -> bool:
+        """Whether the parent of ``child`` no longer waits for it (it ended, or its node was
+        stopped or moved on), as when a crash came between the parent's stop and the child's
+        cancellation. A parent whose node is starting the child (running) still wants it."""
+        stored = await self.persistence.load(parent.mission_id)
+        if stored is None or stored.is_terminal:
+            return True
+        record = stored.nodes.get(parent.node)
+        if record is None:
+            return True
+        match record.status:
+            case NodeStatus.RUNNING:
+                return False
+            case NodeStatus.WAITING:
+                # (Its input names the child it waits for: see _start_child.)
+                return child_of(record) != child.id
+            case _:
+                return True
+
+    async def _wake_parent(self, child: MissionSnapshot, parent: ParentLink) -> None:
+        """Tell the parent of ``child``, which has ended, to look at it now: a parent held here
+        is poked; another is moved on in this task. The parent's own due time covers a wake-up
+        lost to a crash, and what goes wrong here is the parent's, never the child's caller's."""
+        holder = self._holds.get(parent.mission_id)
+        if holder is not None:
+            holder.poke()
+            return
+        try:
+            await self.advance(parent.mission_id)
+        except Exception:
+            mission_logger.exception(
+                "mission %r ended, and moving its parent %r on failed (it looks at its child "
+                "again when its own due time comes)",
+                child.id,
+                parent.mission_id,
+            )
+
+    async def _cancel_child(self, mission_id: str, parent_id: str) -> None:
+        try:
+            await self.cancel(mission_id, f"its parent {parent_id!r} stopped waiting for it")
+        except (MissionNotFoundError, MissionNotActiveError):
+            pass  # never started (a crash before), or ended already
+        except MissionControlError:
+            mission_logger.exception(
+                "cancelling child mission %r of %r failed", mission_id, parent_id
+            )
 
     def _choose(
         self, definition: Definition, draft: Draft, node: ChoiceNode, path: str, now: datetime
@@ -1473,16 +1688,21 @@ class Engine:
         with self._hold(mission_id) as hold:
             snapshot = await self.load(mission_id)
             self._ensure_active(snapshot, "cancel")
-            request, entry = self._cancel_request(snapshot, reason)
-            # Nothing runs this mission (it waits, or a crash interrupted it), so the cancellation
-            # takes effect now, in the same transaction as its request.
-            draft = Draft.of(snapshot)
-            draft.pending.append(entry)
-            draft.cancelled(request, request.requested_at)
-            hold.may_leave_running = True
-            snapshot = await self._write(draft)
-            self.notices.ended(snapshot.id)
-            return snapshot
+            return await self._cancel_now(snapshot, reason, hold)
+
+    async def _cancel_now(
+        self, snapshot: MissionSnapshot, reason: str | None, hold: _Hold
+    ) -> MissionSnapshot:
+        """Cancel the held ``snapshot`` at once, request and effect in one transaction: nothing
+        runs it (it waits, or a crash interrupted it)."""
+        request, entry = self._cancel_request(snapshot, reason)
+        draft = Draft.of(snapshot)
+        draft.pending.append(entry)
+        draft.cancelled(request, request.requested_at)
+        hold.may_leave_running = True
+        snapshot = await self._write(draft)
+        await self._ended(snapshot)
+        return snapshot
 
     def _cancel_request(
         self, snapshot: MissionSnapshot, reason: str | None

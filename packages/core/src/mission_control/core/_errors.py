@@ -119,6 +119,11 @@ class LoopLimitExceededError(LoopError):
     was given more than ``max_iterations`` items (stored as the mission's error)."""
 
 
+class ChildMissionFailedError(MissionControlError):
+    """A child node's child mission failed or was cancelled: a failed attempt of the child node
+    (stored as the parent's error when it is not retried)."""
+
+
 class RevisionConflictError(MissionControlError):
     """A commit expected a revision the stored mission no longer has."""
 

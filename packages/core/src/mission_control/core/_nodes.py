@@ -64,6 +64,21 @@ class SleepNode:
 
 
 @attrs.frozen
+class ChildNode:
+    """Starts a mission of another definition with ``input(ctx)`` as its input and waits for it
+    to end; its output is the child's output. A child that fails (or is cancelled) is a failed
+    attempt: the retry policy decides whether a new child is started."""
+
+    kind: ClassVar[str] = "child"
+    name: str
+    definition: Any
+    """The child's ``MissionDefinition``."""
+    input: AnyFunction
+    retry: RetryPolicy
+    output_type: Any
+
+
+@attrs.frozen
 class EndNode:
     """Completes the mission; ``output`` optionally computes the mission's output."""
 
@@ -137,6 +152,7 @@ Node = (
     | ChoiceNode
     | LoopNode
     | ForEachNode
+    | ChildNode
     | EndNode
 )
 
@@ -155,7 +171,12 @@ LOOP_BODY = "*"
 def function_of(node: Node) -> AnyFunction | None:
     """The user function a node runs when reached (``None``: it settles by itself or waits)."""
     match node:
-        case StartNode(run=function) | StepNode(run=function) | EndNode(output=function):
+        case (
+            StartNode(run=function)
+            | StepNode(run=function)
+            | ChildNode(input=function)
+            | EndNode(output=function)
+        ):
             return function
         case (
             NeedToNode() | SleepNode() | ParallelNode() | ChoiceNode() | LoopNode() | ForEachNode()

@@ -56,6 +56,9 @@ class WaitKind(enum.StrEnum):
     RETRY = "retry"
     START = "start"
     """A mission started with ``start_at`` that has not run yet."""
+    CHILD = "child"
+    """A child mission to end (its ``due_at``: when the parent looks at the child again, should
+    it not have been told the child ended)."""
 
 
 TRACEBACK_FRAMES = 10
@@ -202,7 +205,7 @@ class MissionFields:
     tenant: str | None = None
     """Reserved for tenants (stored, not yet used)."""
     parent: ParentLink | None = None
-    """Reserved for child missions: the mission and node that started this one."""
+    """For a child mission, the mission and the node (its path) that started it."""
     definition_fingerprint: str | None = None
     """Reserved for definition versions: a digest of the definition the mission started on."""
     progress: Mapping[str, JsonValue] | None = None
@@ -264,6 +267,10 @@ class TimelineKind(enum.StrEnum):
     ITERATION_STARTED = "iteration-started"
     """A loop or for_each began an iteration (``attempt``: its number, from 1; ``detail``: for a
     loop after its first, ``{"until": false}``, the recorded verdict that asked for it)."""
+    CHILD_STARTED = "child-started"
+    """A child node started its child mission (``detail``: the child's ``mission_id``)."""
+    CHILD_ENDED = "child-ended"
+    """A child node's child mission ended (``detail``: its ``mission_id`` and ``status``)."""
     BRANCH_CANCELLED = "branch-cancelled"
     """A parallel's unfinished branch was cancelled (another ended first, or one failed)."""
     SIGNAL_TIMED_OUT = "signal-timed-out"
