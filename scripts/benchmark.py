@@ -87,6 +87,7 @@ from mission_control.core import (
 )
 from mission_control.core.storage import (
     BufferedSignal,
+    NewSignal,
     PersistenceAdapter,
     snapshot_from_json,
     snapshot_to_json,
@@ -716,11 +717,15 @@ class RecordingAdapter:
         self.writes: list[Write] = []
 
     async def insert(
-        self, snapshot: MissionSnapshot, timeline: Sequence[TimelineEntry]
+        self,
+        snapshot: MissionSnapshot,
+        timeline: Sequence[TimelineEntry],
+        *,
+        signals: Sequence[NewSignal] = (),
     ) -> MissionSnapshot | None:
         self.calls["insert"] += 1
         self.writes.append(_as_write(True, snapshot, timeline))
-        return await self.inner.insert(snapshot, timeline)
+        return await self.inner.insert(snapshot, timeline, signals=signals)
 
     async def load(self, mission_id: str) -> MissionSnapshot | None:
         self.calls["load"] += 1

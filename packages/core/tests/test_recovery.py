@@ -26,6 +26,7 @@ from mission_control.core import (
     create_commander,
     m,
 )
+from mission_control.core.storage import NewSignal
 from mission_control.in_memory_commander import (
     InMemoryPersistenceAdapter,
     create_in_memory_commander,
@@ -93,10 +94,14 @@ class CountingStore(InMemoryPersistenceAdapter):
         self.writes: list[str] = []
 
     async def insert(
-        self, snapshot: MissionSnapshot, timeline: Sequence[TimelineEntry]
+        self,
+        snapshot: MissionSnapshot,
+        timeline: Sequence[TimelineEntry],
+        *,
+        signals: Sequence[NewSignal] = (),
     ) -> MissionSnapshot | None:
         self.writes.append(f"insert {snapshot.status.value} at {snapshot.current_node}")
-        return await super().insert(snapshot, timeline)
+        return await super().insert(snapshot, timeline, signals=signals)
 
     async def commit(
         self,

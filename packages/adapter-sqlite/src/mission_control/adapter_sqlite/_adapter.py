@@ -35,6 +35,7 @@ from mission_control.core import (
 from mission_control.core.lowlevel import notices_for
 from mission_control.core.storage import (
     BufferedSignal,
+    NewSignal,
     RevisionConflictError,
     cancel_request_from_json,
     cancel_request_to_json,
@@ -111,6 +112,21 @@ def _micros(when: datetime, what: str) -> int:
 
 def _from_micros(value: int) -> datetime:
     return _EPOCH + timedelta(microseconds=value)
+
+
+def _inbox_row(
+    mission_id: str, name: str, payload: JsonValue, received_at: datetime
+) -> tuple[str, str, str, str]:
+    """A buffered signal's row, made before its transaction begins (a payload that cannot be
+    written raises then, with nothing stored)."""
+    try:
+        payload_text = value_to_json(payload)
+    except (TypeError, ValueError) as error:
+        raise PersistenceError(
+            f"signal {name!r} for mission {mission_id!r}: its payload cannot be stored as JSON "
+            f"({error})"
+        ) from error
+    return (mission_id, name, payload_text, received_at.isoformat())
 
 
 def _database_path(path: str | os.PathLike[str]) -> str:
@@ -463,9 +479,14 @@ class SQLitePersistenceAdapter:
     # -- the PersistenceAdapter protocol -------------------------------------------------------
 
     async def insert(
-        self, snapshot: MissionSnapshot, timeline: Sequence[TimelineEntry]
+        self,
+        snapshot: MissionSnapshot,
+        timeline: Sequence[TimelineEntry],
+        *,
+        signals: Sequence[NewSignal] = (),
     ) -> MissionSnapshot | None:
-        """Store a new mission; when its id exists already, store nothing and return it."""
+        """Store a new mission, with ``signals`` in its inbox; when its id exists already, store
+        nothing and return it."""
         self._check_writable("insert a mission")
         mission_id = snapshot.id
         revision = snapshot.revision
@@ -475,19 +496,28 @@ class SQLitePersistenceAdapter:
             (mission_id, revision, i, timeline_entry_to_json(entry))
             for i, entry in enumerate(timeline)
         ]
+        inbox = (
+            [_inbox_row(mission_id, s.name, s.payload, s.received_at) for s in signals]
+            if signals
+            else []
+        )
         inserted = await self._group.run(
-            lambda: self._write_insert(row, entries), f"inserting mission {mission_id!r}"
+            lambda: self._write_insert(row, entries, inbox), f"inserting mission {mission_id!r}"
         )
         if inserted:
             return None
         return await self.load(mission_id)
 
-    def _write_insert(self, row: tuple[Any, ...], entries: list[tuple[Any, ...]]) -> bool:
+    def _write_insert(
+        self, row: tuple[Any, ...], entries: list[tuple[Any, ...]], inbox: list[tuple[Any, ...]]
+    ) -> bool:
         self._cursor.execute(_INSERT_MISSION, row)
         if self._db.changes() != 1:
             return False
         if entries:
             self._cursor.executemany(_INSERT_ENTRY, entries)
+        if inbox:
+            self._cursor.executemany(_INSERT_SIGNAL, inbox)
         return True
 
     async def load(self, mission_id: str) -> MissionSnapshot | None:
@@ -572,14 +602,7 @@ class SQLitePersistenceAdapter:
     ) -> BufferedSignal:
         """Buffer a signal for the mission (one transaction)."""
         self._check_writable("buffer a signal")
-        try:
-            payload_text = value_to_json(payload)
-        except (TypeError, ValueError) as error:
-            raise PersistenceError(
-                f"signal {name!r} for mission {mission_id!r}: its payload cannot be stored as "
-                f"JSON ({error})"
-            ) from error
-        row = (mission_id, name, payload_text, received_at.isoformat())
+        row = _inbox_row(mission_id, name, payload, received_at)
         seq = await self._group.run_alone(
             lambda: self._write_signal(row, timeline),
             f"buffering signal {name!r} for mission {mission_id!r}",

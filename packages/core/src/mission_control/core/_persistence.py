@@ -12,6 +12,7 @@ from ._snapshot import (
     JsonValue,
     MissionSnapshot,
     MissionStatus,
+    NewSignal,
     TimelineEntry,
 )
 
@@ -35,6 +36,10 @@ class PersistenceAdapter(Protocol):
       revision equals ``expected_revision`` (and ``snapshot.revision`` is that plus one), else it
       raises ``RevisionConflictError`` and stores nothing. A ``consumed_signal`` the mission has
       not buffered (consumed already, or another mission's) is a conflict too.
+    - ``insert(signals=...)`` stores the new mission with those signals (:class:`NewSignal`)
+      already in its inbox, in the same transaction (signal-with-start): each is buffered as
+      ``append_signal`` would buffer it, in the order given, after every signal buffered before.
+      An insert of an id that exists stores none of them.
     - ``append_signal`` and ``request_cancel`` for a mission that does not exist raise
       ``PersistenceError`` and store nothing.
     - Timeline entries come back in the order they were written, whichever method wrote them.
@@ -61,10 +66,14 @@ class PersistenceAdapter(Protocol):
     """
 
     async def insert(
-        self, snapshot: MissionSnapshot, timeline: Sequence[TimelineEntry]
+        self,
+        snapshot: MissionSnapshot,
+        timeline: Sequence[TimelineEntry],
+        *,
+        signals: Sequence[NewSignal] = (),
     ) -> MissionSnapshot | None:
-        """Store a new mission. When its id exists already, store nothing and return the
-        existing mission; otherwise return ``None``."""
+        """Store a new mission, with ``signals`` buffered in its inbox. When its id exists
+        already, store nothing and return the existing mission; otherwise return ``None``."""
         ...
 
     async def load(self, mission_id: str) -> MissionSnapshot | None:

@@ -299,3 +299,14 @@ class BufferedSignal:
     name: str
     payload: JsonValue
     received_at: datetime
+
+
+@attrs.frozen
+class NewSignal:
+    """A signal stored with a new mission, in its inbox from the start
+    (``PersistenceAdapter.insert(signals=...)``): a :class:`BufferedSignal` before the store has
+    given it its ``seq``."""
+
+    name: str
+    payload: JsonValue
+    received_at: datetime

@@ -9,8 +9,9 @@ conformance suite checks it) and raises :class:`RevisionConflictError` when a co
 revision is not the stored one. The records users also see (``MissionSnapshot``,
 ``TimelineEntry``, ``CancelRequest``, ``MissionStatus``, ``JsonValue``) are imported from
 ``mission_control.core``; :class:`BufferedSignal`, a signal stored before its ``need_to`` was
-reached, is only ever handled by adapters. An adapter that hears writes made elsewhere (another
-process) tells the commanders of this one through the store's notices
+reached, is only ever handled by adapters, and so is :class:`NewSignal`, a signal stored with a
+new mission (signal-with-start). An adapter that hears writes made elsewhere (another process)
+tells the commanders of this one through the store's notices
 (``mission_control.core.lowlevel.notices_for``).
 
 The codec is the library's own: its functions write and read the records (:class:`MissionSnapshot`,
@@ -38,13 +39,14 @@ from ._serialization import (
     timeline_entry_to_json,
     value_to_json,
 )
-from ._snapshot import BufferedSignal, MissionFields
+from ._snapshot import BufferedSignal, MissionFields, NewSignal
 from ._values import detached
 
 __all__ = [
     "SNAPSHOT_FORMAT",
     "BufferedSignal",
     "MissionFields",
+    "NewSignal",
     "PersistenceAdapter",
     "RevisionConflictError",
     "buffered_signal_from_json",

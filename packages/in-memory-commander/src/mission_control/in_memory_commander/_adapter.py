@@ -18,7 +18,7 @@ from mission_control.core import (
     TimelineEntry,
     TimelineKind,
 )
-from mission_control.core.storage import BufferedSignal, RevisionConflictError
+from mission_control.core.storage import BufferedSignal, NewSignal, RevisionConflictError
 
 _Entry = tuple[datetime, str, str | None, int | None, JsonValue]
 # Kinds kept as plain strings: an enum member is an object the garbage collector tracks, and so
@@ -98,13 +98,19 @@ class InMemoryPersistenceAdapter:
         self._timelines[mission_id] = tuple(entries) if finished else entries
 
     async def insert(
-        self, snapshot: MissionSnapshot, timeline: Sequence[TimelineEntry]
+        self,
+        snapshot: MissionSnapshot,
+        timeline: Sequence[TimelineEntry],
+        *,
+        signals: Sequence[NewSignal] = (),
     ) -> MissionSnapshot | None:
         self._check_open()
         if snapshot.id in self._missions:
             return await self.load(snapshot.id)
         self._timelines[snapshot.id] = ()
         self._store(snapshot, timeline)
+        for signal in signals:
+            self._buffer(snapshot.id, signal.name, signal.payload, signal.received_at)
         ordered = self._ordered
         if ordered is not None:
             if not ordered or snapshot.id > ordered[-1]:
@@ -160,10 +166,16 @@ class InMemoryPersistenceAdapter:
         self._check_open()
         if mission_id not in self._missions:
             raise PersistenceError(f"cannot buffer a signal for unknown mission {mission_id!r}")
+        signal = self._buffer(mission_id, name, payload, received_at)
+        self._log(mission_id, timeline)
+        return signal
+
+    def _buffer(
+        self, mission_id: str, name: str, payload: JsonValue, received_at: datetime
+    ) -> BufferedSignal:
         self._signal_seq += 1
         signal = BufferedSignal(self._signal_seq, name, payload, received_at)
         self._inboxes.setdefault(mission_id, []).append(signal)
-        self._log(mission_id, timeline)
         return signal
 
     async def next_signal(self, mission_id: str, name: str) -> BufferedSignal | None:

@@ -28,7 +28,12 @@ from mission_control.core import (
     Wait,
     WaitKind,
 )
-from mission_control.core.storage import PersistenceAdapter, RevisionConflictError, detached
+from mission_control.core.storage import (
+    NewSignal,
+    PersistenceAdapter,
+    RevisionConflictError,
+    detached,
+)
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 
@@ -319,6 +324,57 @@ class PersistenceProtocolConformance:
         assert await persistence.load("ghost") is None
         assert await persistence.timeline("ghost") == []
         assert await persistence.next_signal("ghost", "go") is None
+
+    # -- signals stored with a new mission ------------------------------------------------------
+
+    async def test_an_insert_stores_the_mission_with_its_signals_in_one_write(
+        self, persistence: PersistenceAdapter
+    ) -> None:
+        """insert(signals=...) stores the new mission with its signals buffered in the order
+        given, after every signal buffered before; each is then consumed as any buffered one."""
+        await persistence.insert(build_snapshot("m-0"), [])
+        earlier = await persistence.append_signal("m-0", "receive-approval", None, T0, [])
+        later = T0 + timedelta(seconds=1)
+        snapshot = build_waiting("m-1", None)
+        signals = [
+            NewSignal("receive-approval", {"n": 1}, T0),
+            NewSignal("other", [1, "two"], later),
+            NewSignal("receive-approval", {"n": 2}, later),
+        ]
+        assert await persistence.insert(snapshot, [_entry("inserted")], signals=signals) is None
+        assert await persistence.load("m-1") == snapshot
+        assert [entry.node for entry in await persistence.timeline("m-1")] == ["inserted"]
+        first = await persistence.next_signal("m-1", "receive-approval")
+        assert first is not None
+        assert (first.name, first.payload, first.received_at) == ("receive-approval", {"n": 1}, T0)
+        assert first.seq > earlier.seq
+        await persistence.commit(
+            build_waiting("m-1", None, revision=2),
+            expected_revision=1,
+            timeline=[],
+            consumed_signal=first.seq,
+        )
+        second = await persistence.next_signal("m-1", "receive-approval")
+        assert second is not None
+        assert (second.payload, second.received_at) == ({"n": 2}, later)
+        assert second.seq > first.seq
+        other = await persistence.next_signal("m-1", "other")
+        assert other is not None
+        assert (other.payload, other.received_at) == ([1, "two"], later)
+        assert first.seq < other.seq < second.seq
+        assert await persistence.next_signal("m-0", "other") is None
+
+    async def test_an_insert_of_an_existing_id_stores_none_of_its_signals(
+        self, persistence: PersistenceAdapter
+    ) -> None:
+        """An insert of an id that exists returns the stored mission and buffers none of the
+        signals it carries."""
+        await persistence.insert(build_snapshot("m-1"), [_entry("first")])
+        before = await self._stored(persistence, "m-1")
+        again = [NewSignal("receive-approval", "again", T0), NewSignal("other", "too", T0)]
+        existing = await persistence.insert(build_snapshot("m-1"), [_entry("again")], signals=again)
+        assert existing == before[0]
+        assert await self._stored(persistence, "m-1") == before
 
     # -- cancellation requests ----------------------------------------------------------------
 
@@ -635,6 +691,7 @@ class PersistenceProtocolConformance:
             persistence.insert(build_snapshot("m-2"), []),
             persistence.load("m-1"),
             persistence.commit(build_snapshot("m-1", revision=2), expected_revision=1, timeline=[]),
+            persistence.insert(build_snapshot("m-3"), [], signals=[NewSignal("go", None, T0)]),
             persistence.append_signal("m-1", "go", None, T0, []),
             persistence.next_signal("m-1", "go"),
             persistence.request_cancel("m-1", CancelRequest(T0), []),
