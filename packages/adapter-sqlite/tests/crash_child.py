@@ -17,6 +17,8 @@ how often each step ran. Modes:
   clock on an hour at a time running what is due, and print every mission's status as JSON.
 - ``block-in-start``: start ``s1``, whose start node runs a function, and block forever inside
   that function (after printing ``START-RAN``) for the parent to SIGKILL.
+- ``signal-with-start``: signal ``go`` to ``sws`` with signal-with-start, which starts it; block
+  forever inside its start function, as ``block-in-start`` does.
 - ``poison``: complete ``h-done``, leave ``h-run-1`` and ``z-run`` mid-step (their callers
   cancelled), then start ``p-poison``, whose step SIGKILLs the process every time it runs.
 - ``runtime``: start a runtime on the file (its startup resumes what was left running, one
@@ -124,7 +126,7 @@ async def flaky(ctx: Context[Any, Any]) -> str:
 
 async def started(ctx: Context[Any, Any]) -> str:
     record("start", ctx.mission_id)
-    if MODE == "block-in-start":
+    if MODE in {"block-in-start", "signal-with-start"}:
         print("START-RAN", flush=True)
         await anyio.sleep_forever()
     return "started"
@@ -169,6 +171,14 @@ STARTED = (
     .step("b", step_b)
     .step("c", step_c)
     .end()
+)
+
+SIGNALLED = (
+    m.define("signalled")
+    .start(parse=parse, run=started)
+    .step("a", step_a)
+    .need_to("go", parse=parse)
+    .end(output=lambda ctx: ctx.events["go"].output)
 )
 
 POISON = m.define("poison").start(parse=parse).step("die", kill_the_process).end()
@@ -318,7 +328,7 @@ EACH = (
 
 COMMANDER = SQLiteCommander(
     DB,
-    [PIPELINE, WAITS, STARTED, POISON, CROWDED, CROWD_POISON, PARALLEL, LOOPED, EACH],
+    [PIPELINE, WAITS, STARTED, SIGNALLED, POISON, CROWDED, CROWD_POISON, PARALLEL, LOOPED, EACH],
     clock=CLOCK,
 )
 
@@ -380,6 +390,11 @@ async def run() -> None:
         raise AssertionError("the child should have been killed inside the for_each")
     if MODE == "block-in-start":
         await commander.start(STARTED, {}, id="s1")
+        raise AssertionError("the child should have been killed inside the start")
+    if MODE == "signal-with-start":
+        await commander.signal_with_start(
+            SIGNALLED, {}, mission_id="sws", signal="go", payload={"sent": 1}
+        )
         raise AssertionError("the child should have been killed inside the start")
     if MODE == "poison":
         await commander.start(PIPELINE, {}, id="h-done")

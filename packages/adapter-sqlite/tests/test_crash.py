@@ -191,6 +191,34 @@ async def test_a_start_killed_inside_its_run_is_stored_and_the_runtime_completes
     assert runs(log) == Counter({"start s1": 2, "a s1": 1, "b s1": 1, "c s1": 1})
 
 
+async def test_a_signal_with_start_killed_inside_its_start_keeps_its_signal_for_the_recovery(
+    tmp_path: Path,
+) -> None:
+    """A process SIGKILLed inside the start function of a mission signal_with_start started
+    leaves the mission stored running with the signal buffered; the next process's runtime runs
+    the start again and the need_to takes that signal."""
+    db, log = tmp_path / "crash.sqlite", tmp_path / "steps.log"
+    await run_until_killed(db, log, "signal-with-start", kill_on="START-RAN")
+
+    async with create_sqlite_persistence_adapter(db, read_only=True) as inspector:
+        stored = await inspector.load("sws")
+        assert stored is not None
+        assert (stored.status, stored.current_node) == (MissionStatus.RUNNING, "start")
+        signal = await inspector.next_signal("sws", "go")
+        assert signal is not None
+        assert signal.payload == {"sent": 1}
+        kinds = [entry.kind for entry in await inspector.timeline("sws")]
+        assert kinds == [TimelineKind.MISSION_STARTED, TimelineKind.SIGNAL_BUFFERED]
+
+    assert await recover(db, log, "runtime") == {"sws": "completed"}
+    assert runs(log) == Counter({"start sws": 2, "a sws": 1})
+    async with create_sqlite_persistence_adapter(db, read_only=True) as inspector:
+        done = await inspector.load("sws")
+        assert done is not None
+        assert done.output == {"sent": 1}
+        assert await inspector.next_signal("sws", "go") is None
+
+
 async def test_a_step_that_kills_its_process_fails_after_max_recovery_attempts(
     tmp_path: Path,
 ) -> None:

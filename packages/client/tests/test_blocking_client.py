@@ -29,6 +29,7 @@ from mission_control.core import (
     Context,
     EventLoopError,
     InvalidInputError,
+    InvalidSignalPayloadError,
     MissionCancelledError,
     MissionFailedError,
     MissionNotFoundError,
@@ -186,6 +187,29 @@ def test_sync_code_starts_signals_and_waits(open_client: OpenClient) -> None:
     assert snapshot.output == {"approved_by": "reviewer-1"}
     assert handle.result() == snapshot
     assert handle.timeline()[0].kind is TimelineKind.MISSION_STARTED
+
+
+def test_signal_with_start_from_sync_code_starts_once_then_signals(
+    open_client: OpenClient,
+) -> None:
+    """signal_with_start from sync code starts a missing mission with the signal, which
+    completes it; on a mission that exists it signals it; a refused payload stores nothing."""
+    client = open_client()
+
+    done = client.signal_with_start(
+        APPROVAL, {}, mission_id="a-1", signal="approve", payload="reviewer-1"
+    )
+    client.start(APPROVAL, {}, id="a-2")
+    with pytest.raises(InvalidSignalPayloadError):
+        client.signal_with_start(APPROVAL, {}, mission_id="a-3", signal="approve", payload=7)
+    signalled = client.signal_with_start(
+        APPROVAL, {}, mission_id="a-2", signal="approve", payload="reviewer-2"
+    )
+
+    assert done.status is MissionStatus.COMPLETED
+    assert done.output == {"approved_by": "reviewer-1"}
+    assert signalled.output == {"approved_by": "reviewer-2"}
+    assert [s.id for s in client.list()] == ["a-1", "a-2"]
 
 
 def test_reads_go_through_the_client(open_client: OpenClient) -> None:

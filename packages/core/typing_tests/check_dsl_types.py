@@ -67,6 +67,13 @@ async def use(commander: Commander) -> None:
     await commander.start(definition, {"email": "a@example.com"})
     await commander.start(definition, {"mail": "a@example.com"})  # pyright: ignore[reportArgumentType]
     await commander.start(definition, "a@example.com")  # pyright: ignore[reportArgumentType]
+    # signal-with-start takes the definition's raw input, as start does, and the id by name.
+    await commander.signal_with_start(
+        definition, {"email": "a@example.com"}, mission_id="m-1", signal="go", payload=1
+    )
+    await commander.signal_with_start(definition, "a@", mission_id="m-1", signal="go")  # pyright: ignore[reportArgumentType]
+    await commander.signal_with_start(definition, {"email": "a@"}, signal="go")  # pyright: ignore[reportCallIssue]
+    await commander.signal_with_start(definition, {"email": "a@"}, "m-1", "go")  # pyright: ignore[reportCallIssue]
 
 
 async def split(commander: Commander, app: CommanderProtocol, driver: MissionDriver) -> None:

@@ -451,6 +451,24 @@ class BlockingMissionClient:
         """Send the signal ``name``; see :meth:`mission_control.core.Commander.signal`."""
         return self._call(lambda client: client.signal(mission_id, name, payload))
 
+    def signal_with_start(
+        self,
+        definition: MissionDefinition[RawT, Any, Any],
+        input: RawT,
+        *,
+        mission_id: str,
+        signal: str,
+        payload: Any = None,
+    ) -> MissionSnapshot:
+        """Send the signal ``signal`` to the mission ``mission_id``, starting it first when it
+        does not exist, in one durable operation; see
+        :meth:`mission_control.core.Commander.signal_with_start`."""
+        return self._call(
+            lambda client: client.signal_with_start(
+                definition, input, mission_id=mission_id, signal=signal, payload=payload
+            )
+        )
+
     def cancel(self, mission_id: str, reason: str | None = None) -> MissionSnapshot:
         """Request cancellation; see :meth:`mission_control.core.Commander.cancel`."""
         return self._call(lambda client: client.cancel(mission_id, reason))

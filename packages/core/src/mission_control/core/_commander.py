@@ -99,6 +99,16 @@ class CommanderProtocol(Protocol):
 
     async def signal(self, mission_id: str, name: str, payload: Any = None) -> MissionSnapshot: ...
 
+    async def signal_with_start(
+        self,
+        definition: MissionDefinition[RawT, Any, Any],
+        input: RawT,
+        *,
+        mission_id: str,
+        signal: str,
+        payload: Any = None,
+    ) -> MissionSnapshot: ...
+
     async def cancel(self, mission_id: str, reason: str | None = None) -> MissionSnapshot: ...
 
     async def wait_for_completion(self, mission_id: str) -> MissionSnapshot: ...
@@ -443,6 +453,34 @@ class Commander:
         """
         self._engine.loop.check("commander.signal()")
         return self._detached(await self._engine.signal(mission_id, name, payload))
+
+    async def signal_with_start(
+        self,
+        definition: MissionDefinition[RawT, Any, Any],
+        input: RawT,
+        *,
+        mission_id: str,
+        signal: str,
+        payload: Any = None,
+    ) -> MissionSnapshot:
+        """Send the signal ``signal`` with ``payload`` to the mission ``mission_id``, starting it
+        first (a mission of ``definition`` with ``input``) when it does not exist, in one durable
+        operation: the new mission is stored with the signal already buffered, then runs inline
+        until its first wait, taking the signal when it reaches that ``need_to``. A mission that
+        exists gets the signal as :meth:`signal` sends it (``input`` is not used).
+
+        Both the input and the payload are checked before anything is stored: raises
+        :class:`InvalidInputError`, :class:`UnknownSignalError` or
+        :class:`InvalidSignalPayloadError`; :class:`MissionAlreadyExistsError` when the id
+        belongs to a mission of another definition, and :class:`MissionNotActiveError` when the
+        mission has finished, storing nothing. Returns the mission's snapshot after the signal,
+        as :meth:`signal` does.
+        """
+        self._engine.loop.check("commander.signal_with_start()")
+        self._registered(definition)
+        return self._detached(
+            await self._engine.signal_with_start(definition, input, mission_id, signal, payload)
+        )
 
     async def cancel(self, mission_id: str, reason: str | None = None) -> MissionSnapshot:
         """Request cancellation: a waiting mission is cancelled now, a running one at its next

@@ -72,6 +72,7 @@ from ._snapshot import (
     JsonValue,
     MissionSnapshot,
     MissionStatus,
+    NewSignal,
     NodeRecord,
     NodeStatus,
     ParentLink,
@@ -218,6 +219,22 @@ class _LostRace(Exception):
     def __init__(self, existing: MissionSnapshot) -> None:
         super().__init__(existing.id)
         self.existing = existing
+
+
+def _check_id(mission_id: object) -> None:
+    if not isinstance(mission_id, str) or not mission_id or not is_text(mission_id):
+        raise InvalidInputError(
+            f"mission id must be a non-empty string UTF-8 can encode, got {mission_id!r}"
+        )
+
+
+def _check_owner(definition: Definition, existing: MissionSnapshot) -> None:
+    """Refuse to take a stored mission of another definition for one of ``definition``."""
+    if existing.definition != definition.name:
+        raise MissionAlreadyExistsError(
+            f"mission id {existing.id!r} belongs to a mission of definition "
+            f"{existing.definition!r}, not {definition.name!r}"
+        )
 
 
 def _log_attempt_failed(
@@ -369,33 +386,15 @@ class Engine:
         """Store a new mission (or return the one stored under ``mission_id``) and run it until
         its first wait; with ``start_at`` in the future, or ``background``, store it waiting for
         its start (due then, or now) and run nothing: the runtime starts it."""
-        try:
-            input_json = to_json_value(raw_input, what="mission input", converter=self.converter)
-        except OutputNotSerializableError as error:
-            raise InvalidInputError(str(error)) from None
-        try:
-            definition.parse_input(input_json)
-        except Exception as error:
-            raise InvalidInputError(
-                f"mission {definition.name!r} rejected its input: {message_of(error)}"
-            ) from error
+        input_json = self._checked_input(definition, raw_input)
         if mission_id is None:
             mission_id = self.new_id()
         else:
-            if not isinstance(mission_id, str) or not mission_id or not is_text(mission_id):
-                raise InvalidInputError(
-                    f"mission id must be a non-empty string UTF-8 can encode, got {mission_id!r}"
-                )
-            while True:
-                # Read first: a stored mission is returned at once, even while a task moves it.
-                existing = await self._existing(definition, mission_id)
-                if existing is not None:
-                    return existing
-                other = self._holds.get(mission_id)
-                if other is None:
-                    break
-                # Another start is inserting this mission now: wait, then look again.
-                await other.wait_released()
+            _check_id(mission_id)
+            existing = await self._existing_or_free(definition, mission_id)
+            if existing is not None:
+                return existing
+        # No checkpoint since the mission was found free: nobody else holds it yet.
         with self._hold(mission_id) as hold:
             now = self.now()
             begins = start_at if start_at is not None and start_at > now else None
@@ -435,14 +434,77 @@ class Engine:
                 return snapshot
             return await self._finish(definition, snapshot, hold)
 
-    async def _existing(self, definition: Definition, mission_id: str) -> MissionSnapshot | None:
-        existing = await self.persistence.load(mission_id)
-        if existing is not None and existing.definition != definition.name:
-            raise MissionAlreadyExistsError(
-                f"mission id {mission_id!r} belongs to a mission of definition "
-                f"{existing.definition!r}, not {definition.name!r}"
-            )
-        return existing
+    async def signal_with_start(
+        self,
+        definition: Definition,
+        raw_input: Any,
+        mission_id: str,
+        name: str,
+        payload: Any,
+    ) -> MissionSnapshot:
+        """Send the signal ``name`` to the mission ``mission_id``, starting it first with
+        ``raw_input`` when it does not exist: then it is stored with the signal in its inbox, in
+        one write, and runs until its first wait (it takes the signal at its need_to). Input and
+        payload are checked against ``definition`` before anything is read or stored."""
+        input_json = self._checked_input(definition, raw_input)
+        _check_id(mission_id)
+        self._check_signal_name(definition, name)
+        payload_json, _ = self._checked_payload(definition, mission_id, name, payload)
+        if await self._existing_or_free(definition, mission_id) is None:
+            # No checkpoint since the mission was found free: nobody else holds it yet.
+            with self._hold(mission_id) as hold:
+                now = self.now()
+                deadline = None if definition.deadline is None else now + definition.deadline
+                draft = Draft.new(
+                    mission_id, definition.name, definition.version, input_json, now, deadline
+                )
+                draft.begin_start(now)
+                draft.log(now, TimelineKind.SIGNAL_BUFFERED, name)
+                snapshot = draft.freeze(1)
+                # Stored running from here on: a caller cancelled now leaves it to the runtime.
+                hold.may_leave_running = True
+                existing = await self.persistence.insert(
+                    snapshot, draft.pending, signals=[NewSignal(name, payload_json, now)]
+                )
+                if existing is None:
+                    draft.wrote(snapshot)
+                    snapshot = await self._drive(definition, draft, hold)
+                    return await self._finish(definition, snapshot, hold)
+                # Another process stored the mission first: the signal goes to that one.
+                _check_owner(definition, existing)
+        return await self.signal(mission_id, name, payload)
+
+    def _checked_input(self, definition: Definition, raw_input: Any) -> JsonValue:
+        """The mission input as JSON, once the definition's parser accepted it."""
+        try:
+            input_json = to_json_value(raw_input, what="mission input", converter=self.converter)
+        except OutputNotSerializableError as error:
+            raise InvalidInputError(str(error)) from None
+        try:
+            definition.parse_input(input_json)
+        except Exception as error:
+            raise InvalidInputError(
+                f"mission {definition.name!r} rejected its input: {message_of(error)}"
+            ) from error
+        return input_json
+
+    async def _existing_or_free(
+        self, definition: Definition, mission_id: str
+    ) -> MissionSnapshot | None:
+        """The stored mission ``mission_id`` (of ``definition``, else
+        :class:`MissionAlreadyExistsError`), or ``None`` once it is neither stored nor being
+        inserted by another task: the caller then holds it before its next checkpoint."""
+        while True:
+            # Read first: a stored mission is returned at once, even while a task moves it.
+            existing = await self.persistence.load(mission_id)
+            if existing is not None:
+                _check_owner(definition, existing)
+                return existing
+            other = self._holds.get(mission_id)
+            if other is None:
+                return None
+            # Another start is inserting this mission now: wait, then look again.
+            await other.wait_released()
 
     async def advance(self, mission_id: str) -> MissionSnapshot | None:
         """Move a due or interrupted mission forward; ``None`` when it is held in this process
@@ -1605,12 +1667,23 @@ class Engine:
     ) -> tuple[Definition, JsonValue, JsonValue]:
         """The definition, the payload as JSON and as parsed, or the error the signal earns."""
         definition = self.definition_for(snapshot)
+        self._check_signal_name(definition, name)
+        self._ensure_active(snapshot, f"signal {name!r}")
+        payload_json, parsed = self._checked_payload(definition, snapshot.id, name, payload)
+        return definition, payload_json, parsed
+
+    @staticmethod
+    def _check_signal_name(definition: Definition, name: str) -> None:
         if name not in definition.signals:
             raise UnknownSignalError(
-                f"mission {snapshot.definition!r} has no need_to {name!r} "
+                f"mission {definition.name!r} has no need_to {name!r} "
                 f"(signals it takes: {', '.join(definition.signals) or 'none'})"
             )
-        self._ensure_active(snapshot, f"signal {name!r}")
+
+    def _checked_payload(
+        self, definition: Definition, mission_id: str, name: str, payload: Any
+    ) -> tuple[JsonValue, JsonValue]:
+        """The payload of the signal ``name`` as JSON and as parsed by its need_to."""
         try:
             payload_json = to_json_value(
                 payload, what=f"signal {name!r} payload", converter=self.converter
@@ -1618,10 +1691,10 @@ class Engine:
             parsed = self._parse_payload(definition, name, payload_json)
         except Exception as error:
             raise InvalidSignalPayloadError(
-                f"signal {name!r} for mission {snapshot.id!r} rejected its payload: "
+                f"signal {name!r} for mission {mission_id!r} rejected its payload: "
                 f"{message_of(error)}"
             ) from error
-        return definition, payload_json, parsed
+        return payload_json, parsed
 
     async def signal(self, mission_id: str, name: str, payload: Any) -> MissionSnapshot:
         if mission_id in self._holds:

@@ -30,6 +30,7 @@ from mission_control.core import (
     Context,
     InvalidInputError,
     InvalidSignalPayloadError,
+    MissionAlreadyExistsError,
     MissionCancelledError,
     MissionDefinition,
     MissionFailedError,
@@ -39,6 +40,7 @@ from mission_control.core import (
     MissionStatus,
     NodeStatus,
     TimelineKind,
+    UnknownDefinitionError,
     UnknownSignalError,
     Wait,
     WaitKind,
@@ -49,6 +51,7 @@ from mission_control.core.storage import PersistenceAdapter
 from mission_control.in_memory_commander import ManualClock, SequentialIds
 
 from ._protocol_battery import T0, build_snapshot, build_waiting
+from ._tasks import wait_all_tasks_blocked
 
 
 async def drain_due(commander: Commander, *, limit: int = 1000) -> list[MissionSnapshot]:
@@ -403,6 +406,164 @@ class EngineScenarioConformance(ScenarioFixtures):
         done = await handle.inspect()
         assert done.status is MissionStatus.COMPLETED
         assert done.nodes["go"].output == {"ok": True}
+
+    # -- signal-with-start ---------------------------------------------------------------------
+
+    async def test_signal_with_start_starts_a_missing_mission_with_its_signal_or_signals_it(
+        self, persistence: PersistenceAdapter, clock: ManualClock
+    ) -> None:
+        """signal_with_start stores a missing mission with the signal already buffered, runs
+        it until its need_to takes that signal; a mission that exists just gets the signal
+        (its input left as stored), buffered or taken as ``signal`` would."""
+        approval = approval_definition()
+        commander = self.commander(persistence, clock, approval)
+        done = await commander.signal_with_start(
+            approval,
+            {"email": "ops@example.com"},
+            mission_id="a-1",
+            signal="receive-approval",
+            payload={"approvedBy": "early"},
+        )
+        assert done.status is MissionStatus.COMPLETED
+        assert done.output == {"approvedBy": "early"}
+        assert done.input == {"email": "ops@example.com"}
+        assert done.nodes["send-email"].output == {"sentTo": "ops@example.com"}
+        assert await commander.inspect("a-1") == done
+        kinds = [entry.kind for entry in await commander.timeline("a-1")]
+        assert kinds == [
+            TimelineKind.MISSION_STARTED,
+            TimelineKind.SIGNAL_BUFFERED,
+            TimelineKind.STEP_COMPLETED,
+            TimelineKind.STEP_STARTED,
+            TimelineKind.STEP_COMPLETED,
+            TimelineKind.WAIT_STARTED,
+            TimelineKind.SIGNAL_RECEIVED,
+            TimelineKind.MISSION_COMPLETED,
+        ]
+
+        await commander.start(approval, {"email": "first@example.com"}, id="a-2")
+        signalled = await commander.signal_with_start(
+            approval,
+            {"email": "second@example.com"},
+            mission_id="a-2",
+            signal="receive-approval",
+            payload={"approvedBy": "late"},
+        )
+        assert signalled.status is MissionStatus.COMPLETED
+        assert signalled.output == {"approvedBy": "late"}
+        assert signalled.input == {"email": "first@example.com"}
+
+        flow = (
+            m.define("early")
+            .start(parse=_accept)
+            .sleep("pause", 60)
+            .need_to("go", parse=_accept)
+            .end(output=lambda ctx: ctx.events["go"].output)
+        )
+        commander = self.commander(persistence, clock, flow)
+        for payload in ("first", "second"):
+            waiting = await commander.signal_with_start(
+                flow, {}, mission_id="e-1", signal="go", payload=payload
+            )
+            assert waiting.status is MissionStatus.WAITING
+            assert waiting.wait == Wait(WaitKind.TIMER, "pause", due_at=T0 + timedelta(seconds=60))
+        clock.advance(60)
+        await drain_due(commander)
+        ended = await commander.inspect("e-1")
+        assert ended.status is MissionStatus.COMPLETED
+        assert ended.output == "first"
+        kinds = [entry.kind for entry in await commander.timeline("e-1")]
+        assert kinds.count(TimelineKind.SIGNAL_BUFFERED) == 2
+
+    async def test_signal_with_start_checks_everything_before_it_stores_anything(
+        self, persistence: PersistenceAdapter, clock: ManualClock
+    ) -> None:
+        """signal_with_start checks the input and the payload whether or not the mission exists,
+        refuses an id of another definition's mission and a finished mission, and stores
+        nothing when it raises."""
+        approval = approval_definition()
+        other = m.define("other").start(parse=_accept).need_to("go", parse=_accept).end()
+        commander = self.commander(persistence, clock, approval, other)
+        good_input = {"email": "ops@example.com"}
+        good = {"approvedBy": "x"}
+
+        async def call(mission_id: Any, raw_input: Any, name: str, payload: Any) -> None:
+            await commander.signal_with_start(
+                approval, raw_input, mission_id=mission_id, signal=name, payload=payload
+            )
+
+        await commander.start(other, {}, id="theirs")
+        await commander.start(approval, good_input, id="waiting")
+        await commander.start(approval, good_input, id="finished")
+        await commander.signal("finished", "receive-approval", good)
+        states = {i: await self._state(commander, i) for i in ("theirs", "waiting", "finished")}
+        for mission_id in ("new", "waiting", "finished"):
+            with pytest.raises(InvalidInputError, match="email"):
+                await call(mission_id, {"email": "nope"}, "receive-approval", good)
+            with pytest.raises(UnknownSignalError, match="receive-approvl"):
+                await call(mission_id, good_input, "receive-approvl", good)
+            with pytest.raises(InvalidSignalPayloadError, match="approvedBy"):
+                await call(mission_id, good_input, "receive-approval", {"approvedBy": 7})
+            with pytest.raises(InvalidSignalPayloadError, match="JSON"):
+                await call(mission_id, good_input, "receive-approval", {"x": object()})
+        with pytest.raises(MissionAlreadyExistsError, match="other"):
+            await call("theirs", good_input, "receive-approval", good)
+        with pytest.raises(MissionNotActiveError, match="completed"):
+            await call("finished", good_input, "receive-approval", good)
+        for bad_id in ("", 7, None):
+            with pytest.raises(InvalidInputError, match="mission id"):
+                await call(bad_id, good_input, "receive-approval", good)
+        with pytest.raises(UnknownDefinitionError):
+            await commander.signal_with_start(
+                approval_definition(), good_input, mission_id="new", signal="receive-approval"
+            )
+        assert {i: await self._state(commander, i) for i in states} == states
+        with pytest.raises(MissionNotFoundError):
+            await commander.inspect("new")
+        assert len(await commander.list()) == 3
+
+    async def test_concurrent_signal_with_start_calls_start_the_mission_once(
+        self, persistence: PersistenceAdapter, clock: ManualClock
+    ) -> None:
+        """Two signal_with_start calls for one id at once start the mission once: the second
+        finds it held and buffers its signal, which stays for a later need_to of that name
+        after the first signal is taken."""
+        runs: list[str] = []
+        release = anyio.Event()
+
+        async def prepare(ctx: Context[Any, Any]) -> None:
+            runs.append(ctx.mission_id)
+            await release.wait()
+
+        flow = (
+            m.define("tally")
+            .start(parse=_accept)
+            .step("prepare", prepare)
+            .need_to("vote", parse=_accept)
+            .end(output=lambda ctx: ctx.events["vote"].output)
+        )
+        commander = self.commander(persistence, clock, flow)
+        results: dict[str, MissionSnapshot] = {}
+
+        async def vote(payload: str) -> None:
+            results[payload] = await commander.signal_with_start(
+                flow, {}, mission_id="t-1", signal="vote", payload=payload
+            )
+
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(vote, "first")
+            await wait_all_tasks_blocked()
+            task_group.start_soon(vote, "second")
+            await wait_all_tasks_blocked()
+            release.set()
+        assert runs == ["t-1"]
+        done = await commander.inspect("t-1")
+        assert done.status is MissionStatus.COMPLETED
+        assert done.output == "first"
+        assert results["first"] == done
+        kinds = [entry.kind for entry in await commander.timeline("t-1")]
+        assert kinds.count(TimelineKind.SIGNAL_BUFFERED) == 2
+        assert kinds.count(TimelineKind.SIGNAL_RECEIVED) == 1
 
     async def test_retries_exhaust_into_failed_with_the_error_kept(
         self, persistence: PersistenceAdapter, clock: ManualClock
