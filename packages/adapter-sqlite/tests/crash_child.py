@@ -41,6 +41,11 @@ how often each step ran. Modes:
   (``e-work``, ``e-done``); the items' function logs ``"items each"``. ``e-work`` of the third
   and fourth items blocks forever, and once both are in flight the child prints
   ``EACH-BLOCKED`` for the parent to SIGKILL. The steps log ``"<step>/<item> each"``.
+- ``compensate``: start ``saga``, whose steps ``book-a`` and ``book-b`` complete and whose
+  step ``pay`` fails: the compensation of ``book-b`` runs and completes (logged ``undo-b``),
+  then that of ``book-a`` (logged ``undo-a``) blocks forever after printing ``UNDO-RAN`` for
+  the parent to SIGKILL. ``recover`` then runs ``undo-a`` again and the mission ends
+  compensated.
 """
 
 from __future__ import annotations
@@ -326,9 +331,44 @@ EACH = (
     .end(output=lambda ctx: ctx.events["items"].output)
 )
 
+
+async def undo_step(ctx: Context[Any, Any], output: str) -> None:
+    name = ctx.node.removeprefix("book-")
+    record(f"undo-{name}", ctx.mission_id)
+    if MODE == "compensate" and name == "a":
+        print("UNDO-RAN", flush=True)
+        await anyio.sleep_forever()
+
+
+async def pay(ctx: Context[Any, Any]) -> str:
+    record("pay", ctx.mission_id)
+    raise RuntimeError("card declined")
+
+
+SAGA = (
+    m.define("saga")
+    .start(parse=parse)
+    .step("book-a", step_a, compensate=undo_step)
+    .step("book-b", step_c, compensate=undo_step)
+    .step("pay", pay)
+    .end()
+)
+
 COMMANDER = SQLiteCommander(
     DB,
-    [PIPELINE, WAITS, STARTED, SIGNALLED, POISON, CROWDED, CROWD_POISON, PARALLEL, LOOPED, EACH],
+    [
+        PIPELINE,
+        WAITS,
+        STARTED,
+        SIGNALLED,
+        POISON,
+        CROWDED,
+        CROWD_POISON,
+        PARALLEL,
+        LOOPED,
+        EACH,
+        SAGA,
+    ],
     clock=CLOCK,
 )
 
@@ -388,6 +428,9 @@ async def run() -> None:
     if MODE == "for-each":
         await commander.start(EACH, {}, id="each")
         raise AssertionError("the child should have been killed inside the for_each")
+    if MODE == "compensate":
+        await commander.start(SAGA, {}, id="saga")
+        raise AssertionError("the child should have been killed inside undo-a")
     if MODE == "block-in-start":
         await commander.start(STARTED, {}, id="s1")
         raise AssertionError("the child should have been killed inside the start")

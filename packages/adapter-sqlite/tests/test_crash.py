@@ -173,6 +173,38 @@ async def test_waits_buffered_signals_and_cancellation_requests_survive_a_crash(
         assert await inspector.next_signal("w-buffered", "go") is None
 
 
+async def test_a_crash_while_compensating_resumes_compensating(tmp_path: Path) -> None:
+    """A process SIGKILLed inside a compensation keeps the compensations that completed before
+    it (they are owed no more); recovery runs the interrupted one again, never the completed
+    ones, and the mission ends compensated."""
+    db, log = tmp_path / "crash.sqlite", tmp_path / "steps.log"
+    await run_until_killed(db, log, "compensate", kill_on="UNDO-RAN")
+
+    async with create_sqlite_persistence_adapter(db, read_only=True) as inspector:
+        stored = await inspector.load("saga")
+        assert stored is not None
+        assert stored.status is MissionStatus.RUNNING
+        assert stored.compensating
+        assert stored.compensations is not None
+        assert [owed.path for owed in stored.compensations.owed] == ["book-a"]
+        assert stored.active == ("book-a/compensate",)
+        assert stored.nodes["book-b/compensate"].status is NodeStatus.COMPLETED
+        assert stored.error is not None
+        assert stored.error.message == "card declined"
+        assert await inspector.running_missions(10) == ["saga"]
+
+    assert await recover(db, log) == {"saga": "compensated"}
+    assert runs(log) == Counter(
+        {"a saga": 1, "c saga": 1, "pay saga": 1, "undo-b saga": 1, "undo-a saga": 2}
+    )
+    async with create_sqlite_persistence_adapter(db, read_only=True) as inspector:
+        entries = await inspector.timeline("saga")
+    kinds = [entry.kind for entry in entries]
+    assert kinds.count(TimelineKind.MISSION_RESUMED) == 1
+    assert kinds.count(TimelineKind.COMPENSATION_COMPLETED) == 2
+    assert kinds[-1] is TimelineKind.MISSION_COMPENSATED
+
+
 async def test_a_start_killed_inside_its_run_is_stored_and_the_runtime_completes_it(
     tmp_path: Path,
 ) -> None:

@@ -1,5 +1,6 @@
 """Control flow in the engine: decisions kept across a crash, branches that end on entry,
-signal timeouts, cancellation and process stops inside a parallel."""
+signal timeouts, cancellation and process stops inside a parallel, an interrupted
+compensation."""
 
 from __future__ import annotations
 
@@ -364,3 +365,55 @@ async def test_system_exit_in_a_branch_reaches_the_caller_as_itself() -> None:
     except BaseException as error:
         raised = error
     assert type(raised) is SystemExit, repr(raised)
+
+
+@pytest.mark.parametrize("cancelled", [False, True], ids=["failed", "cancelled"])
+async def test_an_interrupted_compensation_runs_again_and_counts_as_a_recovery(
+    cancelled: bool,
+) -> None:
+    """A compensation whose caller is cancelled mid-run is left running; advancing the mission
+    runs it again (counted as a recovery, also when a cancellation began the compensating),
+    and after max_recovery_attempts the mission fails with it still owed."""
+    entered = anyio.Event()
+    runs: list[int] = []
+
+    async def hang(ctx: Context[Any, Any], output: Any) -> None:
+        runs.append(ctx.attempt)
+        entered.set()
+        await anyio.sleep_forever()
+
+    def refuse(ctx: Context[Any, Any]) -> None:
+        raise RuntimeError("declined")
+
+    flow = (
+        m.define("hanging-undo")
+        .start(parse=identity)
+        .step("book", lambda ctx: "booked", compensate=hang)
+        .need_to("go", parse=identity)
+        .step("fail", refuse)
+        .end()
+    )
+    commander = create_in_memory_commander([flow], max_recovery_attempts=2)
+    await commander.start(flow, None, id="m-1")
+    if cancelled:
+        trigger = partial(commander.cancel, "m-1", "stop", compensate=True)
+    else:
+        trigger = partial(commander.signal, "m-1", "go", None)
+    await interrupt_when(trigger, entered)
+    left = await commander.inspect("m-1")
+    assert left.status is MissionStatus.RUNNING
+    assert left.compensating
+    assert left.active == ("book/compensate",)
+    for _ in range(2):
+        entered = anyio.Event()
+        await interrupt_when(partial(commander.advance, "m-1"), entered)
+    assert (await commander.inspect("m-1")).recovery_attempts == 2
+    failed = await commander.advance("m-1")
+    assert failed is not None
+    assert failed.status is MissionStatus.FAILED
+    assert failed.error is not None
+    assert failed.error.type == "RecoveryAttemptsExceededError"
+    assert failed.nodes["book/compensate"].status is NodeStatus.FAILED
+    assert failed.compensations is not None
+    assert [owed.path for owed in failed.compensations.owed] == ["book"]
+    assert runs == [1, 1, 1]

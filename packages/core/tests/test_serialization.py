@@ -8,6 +8,8 @@ import pytest
 
 from mission_control.core import (
     CancelRequest,
+    Compensation,
+    Compensations,
     ErrorInfo,
     MissionSnapshot,
     MissionStatus,
@@ -182,7 +184,7 @@ def _every_field_set() -> MissionSnapshot:
         ),
         "output": {"o": None},
         "error": ErrorInfo("Boom", "bad", 1),
-        "cancel_request": CancelRequest(T0, None),
+        "cancel_request": CancelRequest(T0, None, compensate=True),
         "revision": 4,
         "recovery_attempts": 3,
         "deadline": T0 + timedelta(days=3),
@@ -190,6 +192,9 @@ def _every_field_set() -> MissionSnapshot:
         "parent": ParentLink("p", "spawn"),
         "definition_fingerprint": "sha256:1",
         "progress": {"percent": 50, "stage": ["a", {"b": None}]},
+        "compensations": Compensations(
+            (Compensation("call", {"id": 7}), Compensation("checks/a/book", None)), T0
+        ),
     }
     # Every field of the declaration is set here, to a value that is not its default.
     assert set(values) == {field.name for field in attrs.fields(MissionSnapshot)}
@@ -365,6 +370,7 @@ def test_fields_at_a_none_default_are_left_out_and_read_back() -> None:
         "parent",
         "definition_fingerprint",
         "progress",
+        "compensations",
     }
     assert document["input"] is None  # no default: always written
     assert set(document["nodes"]["start"]) == {"name", "kind", "status", "attempts"}

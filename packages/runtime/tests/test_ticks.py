@@ -8,7 +8,14 @@ from typing import Any
 import anyio
 import pytest
 
-from mission_control.core import Commander, ConfigurationError, MissionStatus, PersistenceError
+from mission_control.core import (
+    Commander,
+    ConfigurationError,
+    Context,
+    MissionStatus,
+    PersistenceError,
+    m,
+)
 from mission_control.in_memory_commander import InMemoryPersistenceAdapter
 from mission_control.runtime import (
     RuntimeEvent,
@@ -295,6 +302,33 @@ async def test_report_counts_missions_by_how_they_ended(
     assert (report.advanced, report.completed, report.failed, report.cancelled) == (2, 2, 0, 0)
     assert report.started_at == commander.clock.now()
     assert report.duration == 0
+
+
+async def test_report_counts_compensated_missions(
+    make_commander: CommanderFactory, make_runtime: RuntimeFactory
+) -> None:
+    """A mission that fails after a timer and runs its compensations in the tick is counted as
+    compensated, not failed."""
+
+    def fail(ctx: Context[Any, Any]) -> None:
+        raise RuntimeError("declined")
+
+    flow = (
+        m.define("undo-after-timer")
+        .start(parse=lambda raw: raw)
+        .step("book", lambda ctx: "booked", compensate=lambda ctx, output: None)
+        .sleep("wait", 60)
+        .step("pay", fail)
+        .end()
+    )
+    commander = make_commander([flow])
+    runtime = await make_runtime(commander, auto_schedule=False)
+    await commander.start(flow, {}, id="a")
+    await anyio.sleep(60)
+
+    report = await runtime.tick()
+
+    assert (report.advanced, report.failed, report.compensated) == (1, 0, 1)
 
 
 async def test_missions_that_cannot_move_do_not_crowd_out_the_others(

@@ -469,9 +469,11 @@ class BlockingMissionClient:
             )
         )
 
-    def cancel(self, mission_id: str, reason: str | None = None) -> MissionSnapshot:
+    def cancel(
+        self, mission_id: str, reason: str | None = None, *, compensate: bool = False
+    ) -> MissionSnapshot:
         """Request cancellation; see :meth:`mission_control.core.Commander.cancel`."""
-        return self._call(lambda client: client.cancel(mission_id, reason))
+        return self._call(lambda client: client.cancel(mission_id, reason, compensate=compensate))
 
     def wait_for_completion(
         self, mission_id: str, *, timeout: float | None = None
@@ -562,8 +564,8 @@ class BlockingMissionHandle:
     def signal(self, name: str, payload: Any = None) -> MissionSnapshot:
         return self._client.signal(self.id, name, payload)
 
-    def cancel(self, reason: str | None = None) -> MissionSnapshot:
-        return self._client.cancel(self.id, reason)
+    def cancel(self, reason: str | None = None, *, compensate: bool = False) -> MissionSnapshot:
+        return self._client.cancel(self.id, reason, compensate=compensate)
 
     def wait_for_completion(self, *, timeout: float | None = None) -> MissionSnapshot:
         return self._client.wait_for_completion(self.id, timeout=timeout)

@@ -28,6 +28,7 @@ from ._errors import (
     InvalidDefinitionError,
     InvalidInputError,
     MissionCancelledError,
+    MissionCompensatedError,
     MissionFailedError,
     UnknownDefinitionError,
 )
@@ -109,7 +110,9 @@ class CommanderProtocol(Protocol):
         payload: Any = None,
     ) -> MissionSnapshot: ...
 
-    async def cancel(self, mission_id: str, reason: str | None = None) -> MissionSnapshot: ...
+    async def cancel(
+        self, mission_id: str, reason: str | None = None, *, compensate: bool = False
+    ) -> MissionSnapshot: ...
 
     async def wait_for_completion(self, mission_id: str) -> MissionSnapshot: ...
 
@@ -172,9 +175,11 @@ class MissionHandle:
         """Send the signal ``name``; see :meth:`Commander.signal`."""
         return await self._commander.signal(self.id, name, payload)
 
-    async def cancel(self, reason: str | None = None) -> MissionSnapshot:
+    async def cancel(
+        self, reason: str | None = None, *, compensate: bool = False
+    ) -> MissionSnapshot:
         """Request cancellation; see :meth:`Commander.cancel`."""
-        return await self._commander.cancel(self.id, reason)
+        return await self._commander.cancel(self.id, reason, compensate=compensate)
 
     async def wait_for_completion(self) -> MissionSnapshot:
         """Wait until the mission ends; raise if it failed or was cancelled."""
@@ -482,16 +487,23 @@ class Commander:
             await self._engine.signal_with_start(definition, input, mission_id, signal, payload)
         )
 
-    async def cancel(self, mission_id: str, reason: str | None = None) -> MissionSnapshot:
+    async def cancel(
+        self, mission_id: str, reason: str | None = None, *, compensate: bool = False
+    ) -> MissionSnapshot:
         """Request cancellation: a waiting mission is cancelled now, a running one at its next
-        node boundary. Raises :class:`MissionNotActiveError` for a finished mission, and
-        :class:`InvalidInputError` for a ``reason`` that is not a string UTF-8 can encode."""
+        node boundary. With ``compensate``, the mission then runs the compensations it owes
+        (those of a waiting mission in this call) and ends ``compensated``, not ``cancelled``.
+        Raises :class:`MissionNotActiveError` for a finished mission or one running its
+        compensations, and :class:`InvalidInputError` for a ``reason`` that is not a string
+        UTF-8 can encode."""
         self._engine.loop.check("commander.cancel()")
         if reason is not None and not (isinstance(reason, str) and is_text(reason)):
             raise InvalidInputError(
                 f"cancel reason must be a string UTF-8 can encode or None, got {reason!r}"
             )
-        return self._detached(await self._engine.cancel(mission_id, reason))
+        if type(compensate) is not bool:
+            raise InvalidInputError(f"cancel compensate must be True or False, got {compensate!r}")
+        return self._detached(await self._engine.cancel(mission_id, reason, compensate))
 
     async def result(self, mission_id: str) -> MissionSnapshot:
         """Wait until the mission ends and return its final snapshot, however it ended (by any
@@ -523,6 +535,17 @@ class Commander:
             request = snapshot.cancel_request
             reason = request.reason if request is not None and request.reason else "no reason"
             raise MissionCancelledError(f"mission {mission_id!r} was cancelled: {reason}", snapshot)
+        if snapshot.status is MissionStatus.COMPENSATED:
+            error = snapshot.error
+            request = snapshot.cancel_request
+            if error is not None:
+                why = f"failed ({error.type}: {error.message})"
+            else:
+                reason = request.reason if request is not None and request.reason else "no reason"
+                why = f"was cancelled ({reason})"
+            raise MissionCompensatedError(
+                f"mission {mission_id!r} {why} and ran its compensations", snapshot
+            )
         return snapshot
 
     async def timeline(self, mission_id: str) -> list[TimelineEntry]:

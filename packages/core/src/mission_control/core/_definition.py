@@ -136,6 +136,8 @@ class NodeDescription:
     branches: tuple[tuple[str, tuple[NodeDescription, ...]], ...] = ()
     """A parallel's branches, a choice's paths, a need_to's ``"timeout"`` path, or a loop's
     body (named ``"*"``): each name with the nodes it runs in order."""
+    compensate_max_attempts: int | None = None
+    """The attempts a step's compensation may make (``None``: the step has no compensation)."""
 
 
 @attrs.frozen
@@ -440,6 +442,9 @@ class MissionDefinition(Generic[RawT, InT, OutT]):
                     extra = {
                         "max_attempts": policy.max_attempts,
                         "timeout_seconds": timeout.total_seconds() if timeout else None,
+                        "compensate_max_attempts": None
+                        if node.compensate is None
+                        else node.compensate_retry.max_attempts,
                     }
                 case NeedToNode(timeout=timeout):
                     extra = {
@@ -517,12 +522,19 @@ class ChainBuilder(Generic[InT, OutT]):
         *,
         retry: RetryPolicy | int | None = None,
         timeout: Seconds | None = None,
+        compensate: Callable[[Context[InT, OutT], R], Returns[Any]] | None = None,
+        compensate_retry: RetryPolicy | int | None = None,
     ) -> Self:
         """Run ``run(ctx)``; its return value is stored as the node's output.
 
         ``retry`` is a :class:`RetryPolicy` or a number of attempts (default: one attempt).
         ``timeout`` (seconds or ``timedelta``) bounds each attempt; a timed-out attempt is a
         failed attempt.
+
+        ``compensate(ctx, output)`` undoes the step: once the step has completed, a failure of
+        the mission (or a cancellation with ``compensate=True``) runs it with the step's output,
+        the compensations of the steps that completed running last first. ``compensate_retry``
+        is its own retry policy, as ``retry`` is the step's (default: one attempt).
         """
         node_name, declared = _node_name(name, what="step")
         _require_callable(run, what=f"step {node_name!r} function")
@@ -532,7 +544,25 @@ class ChainBuilder(Generic[InT, OutT]):
             limit = to_timedelta(timeout, what=f"step {node_name!r} timeout")
             if not limit:
                 raise InvalidDefinitionError(f"step {node_name!r} timeout must be positive")
-        return self._with(StepNode(node_name, run, policy, limit, _output_type(run, declared)))
+        if compensate is None:
+            if compensate_retry is not None:
+                raise InvalidDefinitionError(
+                    f"step {node_name!r} has compensate_retry but no compensate function"
+                )
+            return self._with(StepNode(node_name, run, policy, limit, _output_type(run, declared)))
+        _require_callable(compensate, what=f"step {node_name!r} compensate")
+        undo_policy = _retry_policy(compensate_retry, node_name, what="step", of="compensate_retry")
+        return self._with(
+            StepNode(
+                node_name,
+                run,
+                policy,
+                limit,
+                _output_type(run, declared),
+                compensate,
+                undo_policy,
+            )
+        )
 
     def need_to(
         self,
@@ -766,7 +796,9 @@ class MissionBuilder(ChainBuilder[InT, OutT], Generic[RawT, InT, OutT]):
         )
 
 
-def _retry_policy(value: RetryPolicy | int | None, node: str, what: str = "step") -> RetryPolicy:
+def _retry_policy(
+    value: RetryPolicy | int | None, node: str, what: str = "step", of: str = "retry"
+) -> RetryPolicy:
     if value is None:
         return NO_RETRY
     if isinstance(value, RetryPolicy):
@@ -774,7 +806,7 @@ def _retry_policy(value: RetryPolicy | int | None, node: str, what: str = "step"
     if isinstance(value, int) and not isinstance(value, bool):
         return retry(max_attempts=value)
     raise InvalidDefinitionError(
-        f"{what} {node!r} retry must be a RetryPolicy or a number of attempts, got {value!r}"
+        f"{what} {node!r} {of} must be a RetryPolicy or a number of attempts, got {value!r}"
     )
 
 

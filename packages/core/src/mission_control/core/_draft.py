@@ -17,7 +17,10 @@ import attrs
 
 from ._nodes import ChildNode
 from ._snapshot import (
+    COMPENSATION_SUFFIX,
     CancelRequest,
+    Compensation,
+    Compensations,
     ErrorInfo,
     JsonValue,
     MissionFields,
@@ -519,17 +522,30 @@ class Draft(MissionFields):
             self._stop_everything(now)
 
     def failed(
-        self, path: str, name: str, kind: str, error: ErrorInfo, now: datetime, *, attempts: int
+        self,
+        path: str,
+        name: str,
+        kind: str,
+        error: ErrorInfo,
+        now: datetime,
+        *,
+        attempts: int,
+        compensate: bool = False,
     ) -> None:
         """The mission fails at the node at ``path``; whatever else is in progress is
-        cancelled."""
+        cancelled. It then runs the compensations it owes, if any (or, with ``compensate``, a
+        step asked for them: even if none); a failure while compensating ends it failed."""
         previous = self.nodes.get(path)
-        self.log(
-            now,
-            TimelineKind.MISSION_FAILED,
-            path,
-            detail={"type": error.type, "message": error.message},
-        )
+        saga = self.compensations
+        compensating = saga is not None and saga.since is not None
+        begins = not compensating and (compensate or (saga is not None and bool(saga.owed)))
+        if not begins:
+            self.log(
+                now,
+                TimelineKind.MISSION_FAILED,
+                path,
+                detail={"type": error.type, "message": error.message},
+            )
         self._end(
             path,
             NodeRecord(
@@ -544,13 +560,23 @@ class Draft(MissionFields):
             ),
             now,
         )
+        self.error = error
+        if not compensating:
+            self.current_node = top_level(path)
+        if begins:
+            self._begin_compensating("requested" if compensate else "failed", path, now)
+            return
         self.status = MissionStatus.FAILED
         self.ended = True
-        self.current_node = top_level(path)
-        self.error = error
         self._stop_everything(now)
 
     def cancelled(self, request: CancelRequest, now: datetime) -> None:
+        """The mission is cancelled where it is; with ``request.compensate``, it then runs the
+        compensations it owes."""
+        if request.compensate:
+            self.cancel_request = request
+            self._begin_compensating("cancelled", self.current_node, now)
+            return
         self.log(
             now,
             TimelineKind.MISSION_CANCELLED,
@@ -562,3 +588,116 @@ class Draft(MissionFields):
         self.cancel_request = request
         self.changed = True
         self._stop_everything(now)
+
+    # -- compensation --------------------------------------------------------------------------
+
+    def owe(self, path: str, output: JsonValue) -> None:
+        """The compensable step at ``path`` completed with ``output``: its compensation is owed
+        (kept apart from ``nodes``, whose records may go)."""
+        saga = self.compensations
+        owed = Compensation(path, output)
+        self.compensations = (
+            Compensations((owed,))
+            if saga is None
+            else Compensations((*saga.owed, owed), saga.since)
+        )
+
+    def _begin_compensating(self, reason: str, node: str | None, now: datetime) -> None:
+        """Stop everything and run the compensations owed, the last owed first (each a position
+        of its own, ``"<step path>/compensate"``). The deadline no longer applies."""
+        self._stop_everything(now)
+        self.deadline = None
+        saga = self.compensations or Compensations()
+        self.compensations = Compensations(saga.owed, now)
+        self.log(
+            now,
+            TimelineKind.MISSION_COMPENSATING,
+            node,
+            detail={"reason": reason, "owed": [owed.path for owed in saga.owed]},
+        )
+        self.updated_at = now
+        self.changed = True
+        # Stored compensating before any compensation runs.
+        self.must_write = True
+        self._next_compensation(now)
+
+    def _next_compensation(self, now: datetime) -> None:
+        saga = self.compensations
+        assert saga is not None
+        if not saga.owed:
+            self.log(now, TimelineKind.MISSION_COMPENSATED, self.current_node)
+            self.status = MissionStatus.COMPENSATED
+            self.ended = True
+            self.recovery_attempts = 0
+            self.changed = True
+            return
+        owed = saga.owed[-1]
+        path = owed.path + COMPENSATION_SUFFIX
+        self.log(now, TimelineKind.COMPENSATION_STARTED, path, 1)
+        self._compensation_at(
+            path,
+            NodeRecord(
+                owed.path.rpartition("/")[2],
+                "compensation",
+                NodeStatus.RUNNING,
+                input=owed.output,
+                started_at=now,
+            ),
+            now,
+        )
+
+    def _compensation_at(self, path: str, record: NodeRecord, now: datetime) -> None:
+        """Put the mission's one position on the compensation at ``path`` (``current_node``
+        stays where the mission failed or was cancelled)."""
+        self.nodes[path] = record  # pyright: ignore[reportIndexIssue] (the draft's own dict)
+        self.active = (path,)
+        self.updated_at = now
+        self.changed = True
+
+    def compensation_completed(self, path: str, attempts: int, now: datetime) -> None:
+        """The compensation at ``path`` completed: it is owed no more (written before the next
+        one runs), and the next one begins, or the mission ends compensated."""
+        saga = self.compensations
+        assert saga is not None
+        assert saga.owed
+        self.log(now, TimelineKind.COMPENSATION_COMPLETED, path, attempts)
+        record = self.nodes[path]
+        self._end(
+            path,
+            attrs.evolve(
+                record,
+                status=NodeStatus.COMPLETED,
+                attempts=attempts,
+                due_at=None,
+                finished_at=now,
+            ),
+            now,
+        )
+        self.compensations = Compensations(saga.owed[:-1], saga.since)
+        self.recovery_attempts = 0
+        self.must_write = True
+        self._next_compensation(now)
+
+    def compensation_retry_later(
+        self, path: str, attempt: int, error: ErrorInfo, due: datetime, now: datetime
+    ) -> None:
+        record = self.nodes[path]
+        self.waits = (Wait(WaitKind.RETRY, path, due_at=due),)
+        self._compensation_at(
+            path,
+            attrs.evolve(
+                record, status=NodeStatus.WAITING, attempts=attempt, error=error, due_at=due
+            ),
+            now,
+        )
+        self.recovery_attempts = 0
+        # The failed attempt is written with the retry's due time.
+        self.must_write = True
+
+    def compensation_retry_due(self, path: str, now: datetime) -> None:
+        record = self.nodes[path]
+        self.log(now, TimelineKind.COMPENSATION_STARTED, path, record.attempts + 1)
+        self.waits = ()
+        self._compensation_at(
+            path, attrs.evolve(record, status=NodeStatus.RUNNING, due_at=None), now
+        )

@@ -31,6 +31,8 @@ from ._draft import LOOKED_AT, Draft
 from ._errors import (
     ChildMissionFailedError,
     ChoiceError,
+    CompensationFailedError,
+    CompensationRequested,
     DeadlineExceededError,
     InvalidInputError,
     InvalidSignalPayloadError,
@@ -67,6 +69,7 @@ from ._nodes import (
 from ._notices import Notices
 from ._persistence import PersistenceAdapter
 from ._snapshot import (
+    COMPENSATION_SUFFIX,
     CancelRequest,
     ErrorInfo,
     JsonValue,
@@ -81,7 +84,15 @@ from ._snapshot import (
     Wait,
     WaitKind,
 )
-from ._values import INT_FLOOR, INT_LIMIT, STORED_AS_IS, copy_json, is_text, to_json_value
+from ._values import (
+    INT_FLOOR,
+    INT_LIMIT,
+    STORED_AS_IS,
+    copy_json,
+    from_json_value,
+    is_text,
+    to_json_value,
+)
 
 Definition = MissionDefinition[Any, Any, Any]
 
@@ -162,8 +173,9 @@ class _Hold:
         await self.released.wait()
 
 
-_NEVER_RETRIED = (OutputNotSerializableError, UnknownEventError)
-"""Errors that say the definition is wrong: another attempt cannot succeed."""
+_NEVER_RETRIED = (OutputNotSerializableError, UnknownEventError, CompensationRequested)
+"""Errors no other attempt is made for: the definition is wrong (another attempt cannot
+succeed), or the function asked for the mission's compensation."""
 
 DEFAULT_MAX_RECOVERY_ATTEMPTS = 5
 """How many times, by default, a mission found running with nobody moving it has its node run
@@ -262,10 +274,11 @@ def _log_mission_failed(snapshot: MissionSnapshot) -> None:
     if error is None:
         return
     mission_logger.error(
-        "mission %r (%s) failed at %r: %s: %s%s",
+        "mission %r (%s) failed at %r%s: %s: %s%s",
         snapshot.id,
         snapshot.definition,
         snapshot.current_node,
+        " and was compensated" if snapshot.status is MissionStatus.COMPENSATED else "",
         error.type,
         error.message,
         "" if error.traceback is None else "\n" + error.traceback.rstrip("\n"),
@@ -517,11 +530,15 @@ class Engine:
             snapshot = await self.load(mission_id)
             if snapshot.is_terminal:
                 return snapshot
-            if snapshot.parent is not None and await self._orphaned(snapshot, snapshot.parent):
+            parent = snapshot.parent
+            if parent is not None and await self._orphaned(snapshot, parent):
+                # (A parent running its compensations has its children run theirs.)
+                stored = await self.persistence.load(parent.mission_id)
                 return await self._cancel_now(
                     snapshot,
-                    f"its parent {snapshot.parent.mission_id!r} no longer waits for it",
+                    f"its parent {parent.mission_id!r} no longer waits for it",
                     hold,
+                    compensate=stored is not None and stored.compensating,
                 )
             running = snapshot.status is MissionStatus.RUNNING
             # Set before the definition is looked up: a running mission whose definition is
@@ -530,7 +547,8 @@ class Engine:
             definition = self.definition_for(snapshot)
             draft = Draft.of(snapshot)
             if running:
-                if snapshot.cancel_request is None:
+                if snapshot.cancel_request is None or snapshot.compensating:
+                    # (A compensation a cancellation began is counted like any node.)
                     await self._recover(definition, draft)
                 else:
                     # Cancelled at once by the drive, nothing runs again.
@@ -583,7 +601,8 @@ class Engine:
             hold.poked = False
             snapshot = await self._drive(definition, Draft.of(snapshot), hold)
         if snapshot.is_terminal:
-            if snapshot.status is MissionStatus.FAILED:
+            status = snapshot.status
+            if status is MissionStatus.FAILED or status is MissionStatus.COMPENSATED:
                 _log_mission_failed(snapshot)
             await self._ended(snapshot)
         elif (due := snapshot.due_at) is not None:
@@ -609,6 +628,9 @@ class Engine:
             path = runnable[0]
             if self._write_before_running(draft):
                 await self._write(draft)
+            if draft.compensations is not None and draft.compensating:
+                await self._compensate(definition, draft, path)
+                continue
             outcome = await self._call(definition, draft, path)
             self._apply(definition, draft, path, outcome, hold)
 
@@ -661,7 +683,8 @@ class Engine:
         runnable = await self._settle(definition, draft, hold)
         async with anyio.create_task_group() as nursery:
             while True:
-                if not self._stopping(draft, hold):
+                # (A compensation runs alone, on the drive loop: see below.)
+                if not self._stopping(draft, hold) and not draft.compensating:
                     for path in runnable:
                         if path in running:
                             continue
@@ -690,7 +713,7 @@ class Engine:
                     running.pop(path).cancel()
                 if draft.dirty:
                     await self._write(draft)
-                if not running and (draft.ended or len(draft.active) <= 1):
+                if not running and (draft.ended or len(draft.active) <= 1 or draft.compensating):
                     return
 
     async def _call_into(
@@ -733,7 +756,9 @@ class Engine:
             # and each cancels itself when it is next moved: see _orphaned).
             orphans, draft.orphans = draft.orphans, []
             for path, attempt in orphans:
-                await self._cancel_child(child_id(draft.id, path, attempt), draft.id)
+                await self._cancel_child(
+                    child_id(draft.id, path, attempt), draft.id, compensate=draft.compensating
+                )
         if len(draft.active) > 1 and (due := snapshot.due_at) is not None:
             # The mission stays held while other positions run: the runtime is told now (with
             # one position, a due time means the mission waits, and _finish tells it).
@@ -770,9 +795,11 @@ class Engine:
                 hold.poked = False
                 draft.unchecked.update(w.node for w in draft.waits if w.kind in LOOKED_AT)
             cancel = hold.cancel or draft.cancel_request
-            if cancel is not None:
+            # (Compensations run to their end: a cancellation no longer applies to them.)
+            if cancel is not None and not draft.compensating:
                 if not busy:
                     draft.cancelled(cancel, self.now())
+                    continue  # (compensations a cancellation began settle on the next turn)
                 return []
             if draft.deadline is not None and draft.deadline_passed(self.now()):
                 if not busy:
@@ -794,6 +821,9 @@ class Engine:
             place = places.get(path) or definition.place_or_none(path)
             record = records[path]
             if place is None:
+                if draft.compensating:
+                    # Its one position is a compensation, no node of the definition.
+                    return self._settle_compensation(draft)
                 draft.failed(
                     path,
                     record.name,
@@ -1369,7 +1399,15 @@ class Engine:
         if isinstance(node, EndNode):
             if error is not None:
                 info = ErrorInfo.from_exception(error, 1)
-                draft.failed(path, node.name, node.kind, info, now, attempts=1)
+                draft.failed(
+                    path,
+                    node.name,
+                    node.kind,
+                    info,
+                    now,
+                    attempts=1,
+                    compensate=isinstance(error, CompensationRequested),
+                )
             elif draft.cancel_request is None:
                 # (A cancellation that came meanwhile ends the mission instead, on the next turn.)
                 draft.completed(output, now)
@@ -1383,6 +1421,8 @@ class Engine:
             draft.complete(path, node.name, node.kind, now, attempts=attempt, output=output)
             if isinstance(node, StepNode):
                 draft.must_write = True
+                if node.compensate is not None:
+                    draft.owe(path, output)
             self._leave(definition, draft, path, now)
             return
         self._attempt_failed(draft, node, path, error, attempt, now)
@@ -1438,7 +1478,15 @@ class Engine:
             draft.must_write = True
         else:
             _log_attempt_failed(draft.id, node, attempt, error, "not retried")
-            draft.failed(path, node.name, node.kind, info, now, attempts=attempt)
+            draft.failed(
+                path,
+                node.name,
+                node.kind,
+                info,
+                now,
+                attempts=attempt,
+                compensate=isinstance(error, CompensationRequested),
+            )
 
     # -- child missions ------------------------------------------------------------------------
 
@@ -1574,9 +1622,13 @@ class Engine:
                 parent.mission_id,
             )
 
-    async def _cancel_child(self, mission_id: str, parent_id: str) -> None:
+    async def _cancel_child(self, mission_id: str, parent_id: str, *, compensate: bool) -> None:
+        """Cancel a child its parent stopped waiting for; with ``compensate`` (the parent runs
+        its compensations), the child runs its own."""
         try:
-            await self.cancel(mission_id, f"its parent {parent_id!r} stopped waiting for it")
+            await self.cancel(
+                mission_id, f"its parent {parent_id!r} stopped waiting for it", compensate
+            )
         except (MissionNotFoundError, MissionNotActiveError):
             pass  # never started (a crash before), or ended already
         except MissionControlError:
@@ -1659,6 +1711,133 @@ class Engine:
             what=f"parsed payload of {name!r}",
             converter=self.converter,
         )
+
+    # -- compensation --------------------------------------------------------------------------
+
+    def _settle_compensation(self, draft: Draft) -> list[str]:
+        """The compensation to run now (``[]``: its retry is not due yet)."""
+        path = draft.active[0]
+        if draft.nodes[path].status is NodeStatus.RUNNING:
+            return [path]
+        wait = draft.wait_of(path)
+        now = self.now()
+        if wait is not None and wait.due_at is not None and wait.due_at <= now:
+            # As a step's retry: a due time needs no write of its own.
+            draft.compensation_retry_due(path, now)
+            return [path]
+        return []
+
+    async def _compensate(self, definition: Definition, draft: Draft, path: str) -> None:
+        """Run the compensation at ``path`` (``"<step path>/compensate"``, the last owed) and
+        apply what it gave: the next compensation, a retry later, or the mission failed."""
+        step_path = path[: -len(COMPENSATION_SUFFIX)]
+        saga = draft.compensations
+        assert saga is not None
+        assert saga.owed
+        assert saga.owed[-1].path == step_path
+        owed = saga.owed[-1]
+        record = draft.nodes[path]
+        attempt = record.attempts + 1
+        place = definition.place_or_none(step_path)
+        node = None if place is None else place.node
+        if not isinstance(node, StepNode) or node.compensate is None:
+            error = ErrorInfo(
+                "MissingNodeError",
+                f"definition {definition.name!r} version {definition.version} has no "
+                f"compensation for step {step_path!r} (the mission was started on version "
+                f"{draft.definition_version})",
+                attempt,
+            )
+            self._compensation_failed(draft, path, error, attempt)
+            return
+        ctx = self._context(definition, draft, node, path, attempt, self.now())
+        try:
+            output = copy_json(owed.output)
+            if node.output_type is not None:
+                output = from_json_value(output, node.output_type, converter=self.converter)
+            result = node.compensate(ctx, output)
+            if _is_awaitable(result):
+                await result
+        except Exception as raised:
+            error = raised
+        except BaseException as raised:
+            error = await _raised_by_function(raised)
+        else:
+            draft.compensation_completed(path, attempt, self.now())
+            return
+        finally:
+            ctx.close()
+        now = self.now()
+        info = ErrorInfo.from_exception(error, attempt)
+        draft.log(
+            now,
+            TimelineKind.COMPENSATION_FAILED,
+            path,
+            attempt,
+            detail={"type": info.type, "message": info.message},
+        )
+        policy = node.compensate_retry
+        if not isinstance(error, _NEVER_RETRIED) and policy.should_retry(error, attempt):
+            try:
+                due = now + policy.backoff.delay(attempt)
+            except Exception as backoff_error:
+                failure = ErrorInfo.from_exception(backoff_error, attempt)
+                info = attrs.evolve(
+                    failure,
+                    message=f"retry backoff of the compensation of step {node.name!r} failed "
+                    f"({failure.message}) after: {info.type}: {info.message}",
+                )
+            else:
+                step_logger.warning(
+                    "compensation of step %r of mission %r failed on attempt %d of %d: retry at %s",
+                    step_path,
+                    draft.id,
+                    attempt,
+                    policy.max_attempts,
+                    due.isoformat(),
+                    exc_info=error,
+                )
+                draft.log(
+                    now,
+                    TimelineKind.RETRY_SCHEDULED,
+                    path,
+                    attempt + 1,
+                    detail={"due_at": due.isoformat()},
+                )
+                draft.compensation_retry_later(path, attempt, info, due, now)
+                return
+        step_logger.warning(
+            "compensation of step %r of mission %r failed on attempt %d of %d: not retried",
+            step_path,
+            draft.id,
+            attempt,
+            policy.max_attempts,
+            exc_info=error,
+        )
+        self._compensation_failed(draft, path, info, attempt)
+
+    def _compensation_failed(self, draft: Draft, path: str, error: ErrorInfo, attempt: int) -> None:
+        """The compensation at ``path`` failed for good: the mission stops compensating (those
+        owed before it may depend on it) and fails, all of them still owed."""
+        record = draft.nodes[path]
+        saga = draft.compensations
+        assert saga is not None
+        first = draft.error
+        then = (
+            "" if first is None else f"; the mission had failed with {first.type}: {first.message}"
+        )
+        if first is None and draft.cancel_request is not None:
+            then = "; the mission had been cancelled"
+        owed = ", ".join(repr(o.path) for o in saga.owed[:-1]) or "none"
+        failure = ErrorInfo(
+            CompensationFailedError.__qualname__,
+            f"the compensation of step {path[: -len(COMPENSATION_SUFFIX)]!r} failed for good "
+            f"(attempt {attempt}): {error.type}: {error.message}{then}. Compensations not run: "
+            f"{owed}",
+            attempt,
+            error.traceback,
+        )
+        draft.failed(path, record.name, record.kind, failure, self.now(), attempts=attempt)
 
     # -- signals and cancellation -------------------------------------------------------------
 
@@ -1746,11 +1925,13 @@ class Engine:
                 return await self.advance(snapshot.id) or snapshot
         return snapshot
 
-    async def cancel(self, mission_id: str, reason: str | None) -> MissionSnapshot:
+    async def cancel(
+        self, mission_id: str, reason: str | None, compensate: bool = False
+    ) -> MissionSnapshot:
         if mission_id in self._holds:
             snapshot = await self.load(mission_id)
-            self._ensure_active(snapshot, "cancel")
-            request, entry = self._cancel_request(snapshot, reason)
+            self._ensure_cancellable(snapshot)
+            request, entry = self._cancel_request(snapshot, reason, compensate)
             await self.persistence.request_cancel(mission_id, request, [entry])
             holder = self._holds.get(mission_id)
             if holder is not None:
@@ -1760,31 +1941,48 @@ class Engine:
             return await self.advance(mission_id) or snapshot
         with self._hold(mission_id) as hold:
             snapshot = await self.load(mission_id)
-            self._ensure_active(snapshot, "cancel")
-            return await self._cancel_now(snapshot, reason, hold)
+            self._ensure_cancellable(snapshot)
+            return await self._cancel_now(snapshot, reason, hold, compensate)
 
     async def _cancel_now(
-        self, snapshot: MissionSnapshot, reason: str | None, hold: _Hold
+        self, snapshot: MissionSnapshot, reason: str | None, hold: _Hold, compensate: bool = False
     ) -> MissionSnapshot:
         """Cancel the held ``snapshot`` at once, request and effect in one transaction: nothing
-        runs it (it waits, or a crash interrupted it)."""
-        request, entry = self._cancel_request(snapshot, reason)
+        runs it (it waits, or a crash interrupted it). With ``compensate``, the compensations it
+        owes run here, as a signal's next nodes do."""
+        # Looked up before anything changes: compensations run the definition's functions.
+        definition = self.definition_for(snapshot) if compensate else None
+        request, entry = self._cancel_request(snapshot, reason, compensate)
         draft = Draft.of(snapshot)
         draft.pending.append(entry)
         draft.cancelled(request, request.requested_at)
         hold.may_leave_running = True
+        if definition is not None and not draft.ended:
+            snapshot = await self._drive(definition, draft, hold)
+            return await self._finish(definition, snapshot, hold)
         snapshot = await self._write(draft)
         await self._ended(snapshot)
         return snapshot
 
     def _cancel_request(
-        self, snapshot: MissionSnapshot, reason: str | None
+        self, snapshot: MissionSnapshot, reason: str | None, compensate: bool
     ) -> tuple[CancelRequest, TimelineEntry]:
         now = self.now()
+        detail: dict[str, Any] = {"reason": reason}
+        if compensate:
+            detail["compensate"] = True
         entry = TimelineEntry(
-            now, TimelineKind.CANCEL_REQUESTED, snapshot.current_node, detail={"reason": reason}
+            now, TimelineKind.CANCEL_REQUESTED, snapshot.current_node, detail=detail
         )
-        return CancelRequest(requested_at=now, reason=reason), entry
+        return CancelRequest(requested_at=now, reason=reason, compensate=compensate), entry
+
+    def _ensure_cancellable(self, snapshot: MissionSnapshot) -> None:
+        self._ensure_active(snapshot, "cancel")
+        if snapshot.compensating:
+            raise MissionNotActiveError(
+                f"cannot cancel: mission {snapshot.id!r} is running its compensations, which "
+                "run to their end"
+            )
 
     def _ensure_active(self, snapshot: MissionSnapshot, action: str) -> None:
         if snapshot.is_terminal:

@@ -65,7 +65,8 @@ class MissionNotFoundError(MissionControlError, LookupError):
 
 
 class MissionNotActiveError(MissionControlError):
-    """The mission has already finished, so it takes no more signals or cancellation."""
+    """The mission has already finished, so it takes no more signals or cancellation (nor does
+    a mission running its compensations take a cancellation)."""
 
 
 class MissionAlreadyExistsError(MissionControlError):
@@ -124,6 +125,18 @@ class ChildMissionFailedError(MissionControlError):
     (stored as the parent's error when it is not retried)."""
 
 
+class CompensationRequested(MissionControlError):
+    """Raised by a step's function (or the start's or the end's) to fail the mission at once,
+    never retried, and run the compensations it owes: the mission then ends ``compensated``,
+    with this error (its message the reason given) as its ``error``."""
+
+
+class CompensationFailedError(MissionControlError):
+    """A compensation failed for good (out of its retries), so the mission stopped compensating
+    and failed; its message names the compensation, its error and what failed the mission (it
+    is stored in the mission's ``error``, never raised)."""
+
+
 class RevisionConflictError(MissionControlError):
     """A commit expected a revision the stored mission no longer has."""
 
@@ -146,3 +159,9 @@ class MissionFailedError(MissionEndedError):
 
 class MissionCancelledError(MissionEndedError):
     """The mission was cancelled; ``snapshot.cancel_request`` holds the reason."""
+
+
+class MissionCompensatedError(MissionEndedError):
+    """The mission failed (or was cancelled with ``compensate=True``) and ran its compensations:
+    ``snapshot.error`` holds what failed it (``None`` after a cancellation, whose reason is in
+    ``snapshot.cancel_request``)."""

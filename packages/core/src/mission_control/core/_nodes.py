@@ -10,7 +10,7 @@ from typing import Any, ClassVar, assert_never
 
 import attrs
 
-from ._retry import RetryPolicy
+from ._retry import NO_RETRY, RetryPolicy
 
 AnyFunction = Callable[..., Any]
 
@@ -28,7 +28,9 @@ class StartNode:
 
 @attrs.frozen
 class StepNode:
-    """Runs an async (or plain) function with a retry policy and an optional timeout."""
+    """Runs an async (or plain) function with a retry policy and an optional timeout; with
+    ``compensate``, a function that undoes it, run (with its own retry policy) when the mission
+    fails after the step completed."""
 
     kind: ClassVar[str] = "step"
     name: str
@@ -36,6 +38,8 @@ class StepNode:
     retry: RetryPolicy
     timeout: timedelta | None
     output_type: Any
+    compensate: AnyFunction | None = None
+    compensate_retry: RetryPolicy = NO_RETRY
 
 
 @attrs.frozen

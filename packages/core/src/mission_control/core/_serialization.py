@@ -23,6 +23,7 @@ from ._snapshot import (
     KEPT,
     BufferedSignal,
     CancelRequest,
+    Compensations,
     ErrorInfo,
     JsonValue,
     MissionSnapshot,
@@ -204,6 +205,7 @@ _WRITERS: dict[Any, str] = {
     ErrorInfo | None: "{error(V)}",
     CancelRequest | None: '{"null" if V is None else cancel(V)}',
     ParentLink | None: '{"null" if V is None else parent(V)}',
+    Compensations | None: '{"null" if V is None else compensations(V)}',
     tuple[str, ...]: '{"[]" if not V else strings(V)}',
     tuple[Wait, ...]: '{"[]" if not V else waits(V)}',
     Mapping[str, NodeRecord]: "{nodes(V)}",
@@ -213,6 +215,14 @@ _WRITERS: dict[Any, str] = {
 
 def _parent_json(value: ParentLink) -> str:
     return _encode(_codec.unstructure(value, ParentLink))
+
+
+def _compensations_json(value: Compensations) -> str:
+    return _encode(_codec.unstructure(value, Compensations))
+
+
+def _read_compensations(value: Any) -> Compensations | None:
+    return None if value is None else _codec.structure(value, Compensations)
 
 
 def _strings_json(value: tuple[str, ...]) -> str:
@@ -242,8 +252,13 @@ _READERS: dict[Any, Callable[[Any], Any]] = {
     CancelRequest | None: lambda value: (
         None
         if value is None
-        else CancelRequest(datetime.fromisoformat(value["requested_at"]), value.get("reason"))
+        else CancelRequest(
+            datetime.fromisoformat(value["requested_at"]),
+            value.get("reason"),
+            bool(value.get("compensate", False)),
+        )
     ),
+    Compensations | None: _read_compensations,
     ParentLink | None: lambda value: (
         None if value is None else ParentLink(str(value["mission_id"]), str(value["node"]))
     ),
@@ -515,6 +530,7 @@ _WRITER_HELPERS: dict[str, Any] = {
     "error": _error_json,
     "cancel": cancel_request_to_json,
     "parent": _parent_json,
+    "compensations": _compensations_json,
     "strings": _strings_json,
     "waits": _waits_json,
     "nodes": _nodes_json,

@@ -27,13 +27,24 @@ class MissionStatus(enum.StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    COMPENSATED = "compensated"
+    """Failed (or cancelled with ``compensate=True``, or a step asked for it with
+    :class:`CompensationRequested`), then ran the compensation of every compensable step that
+    had completed, in reverse order. ``error`` keeps what failed it."""
 
     @property
     def is_terminal(self) -> bool:
         return self in _TERMINAL
 
 
-_TERMINAL = frozenset({MissionStatus.COMPLETED, MissionStatus.FAILED, MissionStatus.CANCELLED})
+_TERMINAL = frozenset(
+    {
+        MissionStatus.COMPLETED,
+        MissionStatus.FAILED,
+        MissionStatus.CANCELLED,
+        MissionStatus.COMPENSATED,
+    }
+)
 
 
 class NodeStatus(enum.StrEnum):
@@ -121,6 +132,9 @@ class CancelRequest:
 
     requested_at: datetime
     reason: str | None = None
+    compensate: bool = False
+    """Whether the mission runs the compensations it owes before it ends (then
+    ``compensated``), rather than ending ``cancelled`` at once."""
 
 
 @attrs.frozen
@@ -129,6 +143,32 @@ class ParentLink:
 
     mission_id: str
     node: str
+
+
+@attrs.frozen
+class Compensation:
+    """A compensation a mission owes: the compensable step that completed, and its output."""
+
+    path: str
+    """The step's path (see :class:`MissionSnapshot`)."""
+    output: JsonValue = None
+    """The step's output as stored: what its compensation function is given."""
+
+
+@attrs.frozen
+class Compensations:
+    """The compensations a mission owes, and whether it is running them."""
+
+    owed: tuple[Compensation, ...] = ()
+    """One per compensable step that completed and whose compensation has not completed, in
+    the order the steps completed (compensations run from the last)."""
+    since: datetime | None = None
+    """When the mission began compensating (``None``: it has not)."""
+
+
+COMPENSATION_SUFFIX = "/compensate"
+"""What a step's path becomes for the compensation of that step (its record in ``nodes``, its
+timeline entries, its idempotency key): one segment deeper than any node of a definition."""
 
 
 KEPT = "kept"
@@ -212,6 +252,18 @@ class MissionFields:
     """The values the mission's functions published (``ctx.publish(name, value)``), the latest
     of each name; ``None`` until one is. Stored with the mission's next write, so readers see
     them once the function that published them has finished, while the mission goes on."""
+    compensations: Compensations | None = None
+    """The compensations the mission owes (``None`` until a compensable step completes), and
+    since when it runs them. Kept apart from ``nodes``: the list is what a failure undoes,
+    whatever became of the steps' records. What is owed once the mission ended was not needed
+    (it completed, or was cancelled without ``compensate``) or was not run (a compensation
+    failed for good: it and those before it stay owed)."""
+
+    @property
+    def compensating(self) -> bool:
+        """Whether the mission is running its compensations (or has, when it ended)."""
+        saga = self.compensations
+        return saga is not None and saga.since is not None
 
 
 # attrs makes a frozen class of a mutable base's fields (pyright applies dataclasses' rule, which
@@ -275,9 +327,20 @@ class TimelineKind(enum.StrEnum):
     """A parallel's unfinished branch was cancelled (another ended first, or one failed)."""
     SIGNAL_TIMED_OUT = "signal-timed-out"
     DEADLINE_PASSED = "deadline-passed"
+    MISSION_COMPENSATING = "mission-compensating"
+    """The mission failed, was cancelled with ``compensate=True`` or a step raised
+    :class:`CompensationRequested`: it runs the compensations it owes (``detail``: ``reason``,
+    one of ``"failed"``, ``"requested"``, ``"cancelled"``, and ``owed``, the steps' paths)."""
+    COMPENSATION_STARTED = "compensation-started"
+    """An attempt of a step's compensation began (``node``: ``"<step path>/compensate"``)."""
+    COMPENSATION_COMPLETED = "compensation-completed"
+    COMPENSATION_FAILED = "compensation-failed"
+    """An attempt of a compensation raised (``detail``: its type and message); a
+    ``retry-scheduled`` follows when its retry policy allows another."""
     MISSION_COMPLETED = "mission-completed"
     MISSION_FAILED = "mission-failed"
     MISSION_CANCELLED = "mission-cancelled"
+    MISSION_COMPENSATED = "mission-compensated"
 
 
 @attrs.frozen

@@ -19,7 +19,7 @@ import cattrs
 from cattrs.preconf.json import make_converter
 
 from ._errors import OutputNotSerializableError, message_of
-from ._snapshot import JsonValue, MissionSnapshot, NodeRecord, TimelineEntry
+from ._snapshot import Compensations, JsonValue, MissionSnapshot, NodeRecord, TimelineEntry
 
 T = TypeVar("T")
 
@@ -185,15 +185,24 @@ def _record_detached(record: NodeRecord) -> NodeRecord:
 
 def detached(snapshot: MissionSnapshot) -> MissionSnapshot:
     """``snapshot`` with copies of the lists and dicts in it (its ``nodes`` mapping, input,
-    output, node inputs and outputs): what a caller may change without changing the snapshot it
-    came from. Everything else in a snapshot is immutable and shared."""
+    output, node inputs and outputs, the outputs of the compensations owed): what a caller may
+    change without changing the snapshot it came from. Everything else in a snapshot is
+    immutable and shared."""
     return attrs.evolve(
         snapshot,
         input=copy_json(snapshot.input),
         output=copy_json(snapshot.output),
         progress=copy_json(snapshot.progress),
         nodes={path: _record_detached(record) for path, record in snapshot.nodes.items()},
+        compensations=None
+        if snapshot.compensations is None
+        else _compensations_detached(snapshot.compensations),
     )
+
+
+def _compensations_detached(compensations: Compensations) -> Compensations:
+    owed = tuple(attrs.evolve(o, output=copy_json(o.output)) for o in compensations.owed)
+    return attrs.evolve(compensations, owed=owed)
 
 
 def detached_entries(entries: list[TimelineEntry]) -> list[TimelineEntry]:

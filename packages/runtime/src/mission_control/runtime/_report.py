@@ -26,7 +26,8 @@ class TickReport:
 
     Counts are of missions, each moved at most once per tick. ``resumed`` and ``advanced`` count
     missions moved without error (resumed: left mid-node by a crash; advanced: due by time);
-    ``completed``, ``failed`` and ``cancelled`` count those among them that ended in this tick;
+    ``completed``, ``failed``, ``cancelled`` and ``compensated`` count those among them that ended
+    in this tick;
     ``errored`` counts missions whose resume or advance raised (they are logged and left as they
     were); ``skipped`` counts due missions another task of this process was moving already.
     """
@@ -41,6 +42,7 @@ class TickReport:
     completed: int = 0
     failed: int = 0
     cancelled: int = 0
+    compensated: int = 0
     errored: int = 0
     skipped: int = 0
     errored_missions: tuple[str, ...] = ()

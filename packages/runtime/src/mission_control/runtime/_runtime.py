@@ -105,6 +105,7 @@ class _Tally:
     completed: int = 0
     failed: int = 0
     cancelled: int = 0
+    compensated: int = 0
     skipped: int = 0
     errored: list[str] = attrs.field(factory=list[str])
     interrupted_left: bool = False
@@ -116,6 +117,8 @@ class _Tally:
             self.failed += 1
         elif status is MissionStatus.CANCELLED:
             self.cancelled += 1
+        elif status is MissionStatus.COMPENSATED:
+            self.compensated += 1
 
 
 class _Listener:
@@ -497,6 +500,7 @@ class CommanderRuntime:
             completed=tally.completed,
             failed=tally.failed,
             cancelled=tally.cancelled,
+            compensated=tally.compensated,
             errored=len(tally.errored),
             skipped=tally.skipped,
             errored_missions=tuple(tally.errored),
@@ -516,6 +520,7 @@ class CommanderRuntime:
             completed=report.completed,
             failed=report.failed,
             cancelled=report.cancelled,
+            compensated=report.compensated,
             errored=report.errored,
             skipped=report.skipped,
             more_due=more_due,

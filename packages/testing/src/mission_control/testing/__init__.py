@@ -15,6 +15,7 @@ from ._fixtures import (
 from ._loop_scenarios import LoopConformance
 from ._protocol_battery import PersistenceProtocolConformance
 from ._recorders import LoggedEvent, Measurement, RecordingLogger, RecordingMetrics
+from ._saga_scenarios import SagaConformance
 from ._tasks import interrupt_when, wait_all_tasks_blocked
 from ._virtual_loop import VirtualTimeEventLoop, virtual_time_loop
 
@@ -35,6 +36,7 @@ __all__ = [
     "EngineScenarioConformance",
     "LoopConformance",
     "PersistenceProtocolConformance",
+    "SagaConformance",
     "approval_definition",
     "drain_due",
     "interrupt_when",

@@ -18,6 +18,7 @@ from ._control_flow_scenarios import ControlFlowConformance
 from ._engine_scenarios import EngineScenarioConformance
 from ._loop_scenarios import LoopConformance
 from ._protocol_battery import PersistenceProtocolConformance
+from ._saga_scenarios import SagaConformance
 
 
 class AdapterConformance(
@@ -25,8 +26,10 @@ class AdapterConformance(
     EngineScenarioConformance,
     ControlFlowConformance,
     LoopConformance,
+    SagaConformance,
 ):
     """Every test of the conformance suite: the protocol battery
     (:class:`PersistenceProtocolConformance`), then the engine scenarios
-    (:class:`EngineScenarioConformance`), the control-flow ones (:class:`ControlFlowConformance`)
-    and the loop ones (:class:`LoopConformance`). Subclass it and provide ``persistence``."""
+    (:class:`EngineScenarioConformance`), the control-flow ones (:class:`ControlFlowConformance`),
+    the loop ones (:class:`LoopConformance`) and the compensation ones
+    (:class:`SagaConformance`). Subclass it and provide ``persistence``."""

@@ -187,11 +187,6 @@ class ScenarioFixtures:
     def clock(self) -> ManualClock:
         return ManualClock(T0)
 
-
-class EngineScenarioConformance(ScenarioFixtures):
-    """Engine scenarios every persistence adapter must pass: a commander runs missions on it.
-    Subclass it and provide ``persistence``."""
-
     def commander(
         self,
         persistence: PersistenceAdapter,
@@ -199,6 +194,8 @@ class EngineScenarioConformance(ScenarioFixtures):
         *definitions: MissionDefinition[Any, Any, Any],
         converter: cattrs.Converter | None = None,
     ) -> Commander:
+        """A commander on the adapter under test, with ``definitions`` (the approval one when
+        none is given), the manual clock and sequential ids."""
         return create_commander(
             definitions or [approval_definition()],
             persistence=persistence,
@@ -206,6 +203,11 @@ class EngineScenarioConformance(ScenarioFixtures):
             ids=SequentialIds(),
             converter=converter,
         )
+
+
+class EngineScenarioConformance(ScenarioFixtures):
+    """Engine scenarios every persistence adapter must pass: a commander runs missions on it.
+    Subclass it and provide ``persistence``."""
 
     async def _state(self, commander: Commander, mission_id: str) -> tuple[Any, ...]:
         snapshot = await commander.inspect(mission_id)
