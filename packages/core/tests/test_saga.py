@@ -176,3 +176,37 @@ async def test_a_compensating_parent_has_its_running_child_compensate_too() -> N
     assert cancelled.status is MissionStatus.CANCELLED
     assert (await commander.inspect("p-2/both/sub/kid")).status is MissionStatus.CANCELLED
     assert undone == []
+
+
+async def test_a_compensation_whose_backoff_raises_fails_for_good() -> None:
+    """A compensation whose retry backoff raises is not retried: the mission fails with a
+    CompensationFailedError that holds the backoff's error and the compensation's."""
+
+    def no_delay(attempt: int) -> float:
+        raise LookupError("no delay configured")
+
+    def refuse(ctx: Context[Any, Any], output: Any) -> None:
+        raise ConnectionError("unreachable")
+
+    flow = (
+        m.define("backoff-raises")
+        .start(parse=identity)
+        .step(
+            "book",
+            book,
+            compensate=refuse,
+            compensate_retry=m.retry(3, m.custom_backoff(no_delay)),
+        )
+        .step("fail", fail)
+        .end()
+    )
+    commander = create_in_memory_commander([flow])
+    done = await (await commander.start(flow, None)).result()
+    assert done.status is MissionStatus.FAILED
+    assert done.error is not None
+    assert done.error.type == "CompensationFailedError"
+    assert "retry backoff of the compensation of step 'book' failed (no delay configured)" in (
+        done.error.message
+    )
+    assert "ConnectionError: unreachable" in done.error.message
+    assert done.nodes["book/compensate"].attempts == 1

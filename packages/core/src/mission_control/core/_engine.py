@@ -68,6 +68,7 @@ from ._nodes import (
 )
 from ._notices import Notices
 from ._persistence import PersistenceAdapter
+from ._retry import RetryPolicy
 from ._snapshot import (
     COMPENSATION_SUFFIX,
     CancelRequest,
@@ -283,6 +284,46 @@ def _log_mission_failed(snapshot: MissionSnapshot) -> None:
         error.message,
         "" if error.traceback is None else "\n" + error.traceback.rstrip("\n"),
     )
+
+
+def _fail(
+    draft: Draft,
+    node: Node,
+    path: str,
+    error: BaseException,
+    info: ErrorInfo,
+    attempts: int,
+    now: datetime,
+) -> None:
+    """Fail the mission at the node at ``path`` with ``info``, the record of ``error`` (which,
+    a :class:`CompensationRequested`, has the mission compensate even with nothing owed)."""
+    compensate = isinstance(error, CompensationRequested)
+    draft.failed(path, node.name, node.kind, info, now, attempts=attempts, compensate=compensate)
+
+
+def _next_attempt_at(
+    policy: RetryPolicy,
+    error: BaseException,
+    attempt: int,
+    info: ErrorInfo,
+    now: datetime,
+    what: str,
+) -> datetime | ErrorInfo | None:
+    """When the attempt after ``attempt`` of ``what``, which failed with ``error`` (``info`` its
+    record), is due as ``policy`` says; ``None`` when no other attempt is made. A custom backoff
+    that raises cannot schedule the retry: then the error to fail with for good, the backoff's
+    and ``error`` both in it."""
+    if isinstance(error, _NEVER_RETRIED) or not policy.should_retry(error, attempt):
+        return None
+    try:
+        return now + policy.backoff.delay(attempt)
+    except Exception as backoff_error:
+        failure = ErrorInfo.from_exception(backoff_error, attempt)
+        return attrs.evolve(
+            failure,
+            message=f"retry backoff of {what} failed ({failure.message}) after: "
+            f"{info.type}: {info.message}",
+        )
 
 
 # As a tuple: isinstance with ``A | B`` written inline builds the union at every call.
@@ -1398,16 +1439,7 @@ class Engine:
             draft.cancel_request = hold.cancel
         if isinstance(node, EndNode):
             if error is not None:
-                info = ErrorInfo.from_exception(error, 1)
-                draft.failed(
-                    path,
-                    node.name,
-                    node.kind,
-                    info,
-                    now,
-                    attempts=1,
-                    compensate=isinstance(error, CompensationRequested),
-                )
+                _fail(draft, node, path, error, ErrorInfo.from_exception(error, 1), 1, now)
             elif draft.cancel_request is None:
                 # (A cancellation that came meanwhile ends the mission instead, on the next turn.)
                 draft.completed(output, now)
@@ -1446,25 +1478,15 @@ class Engine:
             attempt,
             detail={"type": info.type, "message": info.message},
         )
-        if (
-            isinstance(node, _RETRIED_NODES)
-            and not isinstance(error, _NEVER_RETRIED)
-            and node.retry.should_retry(error, attempt)
-        ):
-            try:
-                due = now + node.retry.backoff.delay(attempt)
-            except Exception as backoff_error:
-                # A custom backoff that raises cannot schedule the retry: the step fails for
-                # good, with the backoff's error and the step's error both in the record.
-                failure = ErrorInfo.from_exception(backoff_error, attempt)
-                failure = attrs.evolve(
-                    failure,
-                    message=f"retry backoff of step {node.name!r} failed ({failure.message}) "
-                    f"after: {info.type}: {info.message}",
-                )
-                _log_attempt_failed(draft.id, node, attempt, error, "its retry backoff raised")
-                draft.failed(path, node.name, node.kind, failure, now, attempts=attempt)
-                return
+        due = (
+            _next_attempt_at(node.retry, error, attempt, info, now, f"step {node.name!r}")
+            if isinstance(node, _RETRIED_NODES)
+            else None
+        )
+        if isinstance(due, ErrorInfo):
+            _log_attempt_failed(draft.id, node, attempt, error, "its retry backoff raised")
+            draft.failed(path, node.name, node.kind, due, now, attempts=attempt)
+        elif due is not None:
             _log_attempt_failed(draft.id, node, attempt, error, f"retry at {due.isoformat()}")
             draft.log(
                 now,
@@ -1478,15 +1500,7 @@ class Engine:
             draft.must_write = True
         else:
             _log_attempt_failed(draft.id, node, attempt, error, "not retried")
-            draft.failed(
-                path,
-                node.name,
-                node.kind,
-                info,
-                now,
-                attempts=attempt,
-                compensate=isinstance(error, CompensationRequested),
-            )
+            _fail(draft, node, path, error, info, attempt, now)
 
     # -- child missions ------------------------------------------------------------------------
 
@@ -1777,35 +1791,29 @@ class Engine:
             detail={"type": info.type, "message": info.message},
         )
         policy = node.compensate_retry
-        if not isinstance(error, _NEVER_RETRIED) and policy.should_retry(error, attempt):
-            try:
-                due = now + policy.backoff.delay(attempt)
-            except Exception as backoff_error:
-                failure = ErrorInfo.from_exception(backoff_error, attempt)
-                info = attrs.evolve(
-                    failure,
-                    message=f"retry backoff of the compensation of step {node.name!r} failed "
-                    f"({failure.message}) after: {info.type}: {info.message}",
-                )
-            else:
-                step_logger.warning(
-                    "compensation of step %r of mission %r failed on attempt %d of %d: retry at %s",
-                    step_path,
-                    draft.id,
-                    attempt,
-                    policy.max_attempts,
-                    due.isoformat(),
-                    exc_info=error,
-                )
-                draft.log(
-                    now,
-                    TimelineKind.RETRY_SCHEDULED,
-                    path,
-                    attempt + 1,
-                    detail={"due_at": due.isoformat()},
-                )
-                draft.compensation_retry_later(path, attempt, info, due, now)
-                return
+        what = f"the compensation of step {node.name!r}"
+        due = _next_attempt_at(policy, error, attempt, info, now, what)
+        if isinstance(due, ErrorInfo):
+            info = due
+        elif due is not None:
+            step_logger.warning(
+                "compensation of step %r of mission %r failed on attempt %d of %d: retry at %s",
+                step_path,
+                draft.id,
+                attempt,
+                policy.max_attempts,
+                due.isoformat(),
+                exc_info=error,
+            )
+            draft.log(
+                now,
+                TimelineKind.RETRY_SCHEDULED,
+                path,
+                attempt + 1,
+                detail={"due_at": due.isoformat()},
+            )
+            draft.compensation_retry_later(path, attempt, info, due, now)
+            return
         step_logger.warning(
             "compensation of step %r of mission %r failed on attempt %d of %d: not retried",
             step_path,
