@@ -457,10 +457,7 @@ class Draft(MissionFields):
                 continue
             if branches:
                 self.log(now, TimelineKind.BRANCH_CANCELLED, path)
-            if record.kind == ChildNode.kind:
-                # Waiting for its child, or starting it (the next attempt's child).
-                attempt = record.attempts + (record.status is NodeStatus.RUNNING)
-                self.orphans.append((path, attempt))
+            self._orphan(path, record)
             self._end(
                 path,
                 NodeRecord(
@@ -476,6 +473,13 @@ class Draft(MissionFields):
                 ),
                 now,
             )
+
+    def _orphan(self, path: str, record: NodeRecord) -> None:
+        """The node at ``path`` stops while in progress: if it is a child node, its child (the
+        one it waits for, or the one it is starting) is to be cancelled once that is written."""
+        if record.kind == ChildNode.kind and record.status in _IN_PROGRESS:
+            attempt = record.attempts + (record.status is NodeStatus.RUNNING)
+            self.orphans.append((path, attempt))
 
     def stop_under(self, container: str, now: datetime) -> None:
         """Cancel every node in progress inside the node at ``container`` (its branches'
@@ -536,6 +540,9 @@ class Draft(MissionFields):
         cancelled. It then runs the compensations it owes, if any (or, with ``compensate``, a
         step asked for them: even if none); a failure while compensating ends it failed."""
         previous = self.nodes.get(path)
+        if previous is not None:
+            # A child node the mission fails at (its deadline, its recoveries) leaves its child.
+            self._orphan(path, previous)
         saga = self.compensations
         compensating = saga is not None and saga.since is not None
         begins = not compensating and (compensate or (saga is not None and bool(saga.owed)))

@@ -122,6 +122,7 @@ class _Hold:
         "_holds",
         "_notices",
         "cancel",
+        "children",
         "may_leave_running",
         "mission_id",
         "poked",
@@ -138,6 +139,9 @@ class _Hold:
         self.released: anyio.Event | None = None
         self.wake: MemoryObjectSendStream[Any] | None = None
         """Where a poke wakes the holder while it waits on several running nodes."""
+        self.children: set[str] = set()
+        """The child missions being started, and run to their first wait, in the holder's
+        call."""
         self.may_leave_running = False
         """Whether letting go mid-move may leave the mission stored ``running`` with nobody
         moving it: set once a user function may have started, a write may have been tried, or
@@ -1512,7 +1516,14 @@ class Engine:
         input."""
         child = self.definitions[node.definition.name]
         mission_id = child_id(draft.id, path, attempt)
-        await self.start(child, child_input, mission_id, None, parent=ParentLink(draft.id, path))
+        hold = self._holds[draft.id]
+        hold.children.add(mission_id)
+        try:
+            await self.start(
+                child, child_input, mission_id, None, parent=ParentLink(draft.id, path)
+            )
+        finally:
+            hold.children.discard(mission_id)
         return {"mission_id": mission_id, "input": child_input}
 
     def _wait_for_child(
@@ -1945,6 +1956,10 @@ class Engine:
             if holder is not None:
                 holder.cancel = request
                 holder.poke()
+                # A child being started in the holder's call runs until its first wait before
+                # the holder sees the request: it is stopped at its own next boundary instead.
+                for child in list(holder.children):
+                    await self._cancel_child(child, mission_id, compensate=compensate)
                 return attrs.evolve(snapshot, cancel_request=request)
             return await self.advance(mission_id) or snapshot
         with self._hold(mission_id) as hold:
