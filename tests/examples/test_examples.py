@@ -45,6 +45,32 @@ def test_order_example_runs_its_checks_takes_each_path_and_refunds_what_did_not_
     assert "signal-timed-out" in output
 
 
+@pytest.mark.parametrize("adapter", ["memory", "sqlite"])
+def test_order_approval_example_rolls_back_rejected_and_unanswered_orders(adapter: str) -> None:
+    """On each adapter, the order-approval example completes the order approved automatically
+    and the one a manager approved after a restart (its recorded route kept), and rolls back the
+    rejected and the unanswered orders: the authorization voided (retried once), then the stock
+    released."""
+    output = run("order_approval.py")
+    lines = [line for line in output.splitlines() if line.startswith(f"[{adapter}]")]
+    assert lines[:4] == [
+        f"[{adapter}] order-1: completed: approved automatically, captured 120",
+        f"[{adapter}] order-2: completed: approved by dana, captured 2500",
+        f"[{adapter}] order-3: compensated: CompensationRequested: rejected by dana: over budget",
+        f"[{adapter}] order-4: compensated: SignalTimeoutError: need_to 'manager-decision' of "
+        "mission 'order-4' got no signal within 172800 s",
+    ]
+    assert f"[{adapter}]     retry-scheduled          authorize-payment/compensate" in lines
+    assert lines[-4:] == [
+        f"[{adapter}]   undone order-3: voided auth-order-3 (attempt 2)",
+        f"[{adapter}]   undone order-3: released stock-order-3",
+        f"[{adapter}]   undone order-4: voided auth-order-4 (attempt 1)",
+        f"[{adapter}]   undone order-4: released stock-order-4",
+    ]
+    assert "route/manager/manager-decision (need_to)" in output
+    assert "reserve-stock (step) (compensable)" in output
+
+
 def test_sync_script_refuses_a_bad_input_and_completes_its_background_start() -> None:
     """The blocking-client script's bad input is refused, and the mission it starts in the
     background completes once another thread has signalled it."""
