@@ -210,3 +210,46 @@ async def test_a_compensation_whose_backoff_raises_fails_for_good() -> None:
     )
     assert "ConnectionError: unreachable" in done.error.message
     assert done.nodes["book/compensate"].attempts == 1
+
+
+async def test_a_failure_while_a_parallel_is_entered_enters_no_further_branch() -> None:
+    """A branch that fails as the parallel enters it (its sleep_until raises) begins the
+    compensating at once: the branches after it are never entered, and nothing of them runs."""
+    ran: list[str] = []
+    undone: list[Any] = []
+
+    def no_time(ctx: Context[Any, Any]) -> Any:
+        raise LookupError("no time")
+
+    def later(ctx: Context[Any, Any]) -> str:
+        ran.append(ctx.path)
+        return "later"
+
+    flow = (
+        m.define("fails-on-entry")
+        .start(parse=identity)
+        .step("book", book, compensate=lambda ctx, output: undone.append(output))
+        .parallel(
+            "both",
+            {
+                "a": lambda b: b.sleep_until("never", no_time),
+                "b": lambda b: b.step("later", later),
+                "c": lambda b: b.for_each(
+                    "each",
+                    lambda ctx: [1, 2],
+                    lambda body: body.step("inner", later),
+                    max_iterations=5,
+                ),
+            },
+        )
+        .end()
+    )
+    commander = create_in_memory_commander([flow])
+    done = await (await commander.start(flow, None)).result()
+    assert done.status is MissionStatus.COMPENSATED
+    assert done.error is not None
+    assert done.error.message == "no time"
+    assert ran == []
+    assert undone == ["booked"]
+    assert "both/b/later" not in done.nodes
+    assert done.active == ()

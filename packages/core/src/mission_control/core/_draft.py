@@ -116,7 +116,8 @@ class Draft(MissionFields):
     last: MissionSnapshot | None = attrs.field(init=False, default=None)
     """The snapshot last written or read, returned when nothing changes."""
     ended: bool = attrs.field(init=False, default=False)
-    """Whether the mission has ended (completed, failed or cancelled)."""
+    """Whether the mission has ended (completed, failed, cancelled or compensated), or has just
+    stopped to run its compensations (its status not terminal: see ``_begin_compensating``)."""
 
     @classmethod
     def of(cls, snapshot: MissionSnapshot) -> Draft:
@@ -611,8 +612,14 @@ class Draft(MissionFields):
 
     def _begin_compensating(self, reason: str, node: str | None, now: datetime) -> None:
         """Stop everything and run the compensations owed, the last owed first (each a position
-        of its own, ``"<step path>/compensate"``). The deadline no longer applies."""
+        of its own, ``"<step path>/compensate"``). The deadline no longer applies.
+
+        The draft is marked ``ended`` (still ``running``): what is being entered or left stops
+        there, as for a mission that failed; the drive loop then takes it up again to run the
+        compensations."""
         self._stop_everything(now)
+        self.status = MissionStatus.RUNNING
+        self.ended = True
         self.deadline = None
         saga = self.compensations or Compensations()
         self.compensations = Compensations(saga.owed, now)

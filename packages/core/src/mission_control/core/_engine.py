@@ -663,6 +663,11 @@ class Engine:
         while True:
             runnable = await self._settle(definition, draft, hold)
             if draft.ended or not runnable:
+                if draft.ended and draft.status is MissionStatus.RUNNING:
+                    # Stopped to compensate (an ended mission is no longer running): the
+                    # compensations run on this drive.
+                    draft.ended = False
+                    continue
                 if draft.dirty:
                     return await self._write(draft)
                 return draft.last if draft.last is not None else draft.freeze(draft.revision)
@@ -728,8 +733,7 @@ class Engine:
         runnable = await self._settle(definition, draft, hold)
         async with anyio.create_task_group() as nursery:
             while True:
-                # (A compensation runs alone, on the drive loop: see below.)
-                if not self._stopping(draft, hold) and not draft.compensating:
+                if not self._stopping(draft, hold):
                     for path in runnable:
                         if path in running:
                             continue
@@ -758,7 +762,7 @@ class Engine:
                     running.pop(path).cancel()
                 if draft.dirty:
                     await self._write(draft)
-                if not running and (draft.ended or len(draft.active) <= 1 or draft.compensating):
+                if not running and (draft.ended or len(draft.active) <= 1):
                     return
 
     async def _call_into(
@@ -844,7 +848,6 @@ class Engine:
             if cancel is not None and not draft.compensating:
                 if not busy:
                     draft.cancelled(cancel, self.now())
-                    continue  # (compensations a cancellation began settle on the next turn)
                 return []
             if draft.deadline is not None and draft.deadline_passed(self.now()):
                 if not busy:
@@ -1980,7 +1983,7 @@ class Engine:
         draft.pending.append(entry)
         draft.cancelled(request, request.requested_at)
         hold.may_leave_running = True
-        if definition is not None and not draft.ended:
+        if definition is not None and not draft.status.is_terminal:
             snapshot = await self._drive(definition, draft, hold)
             return await self._finish(definition, snapshot, hold)
         snapshot = await self._write(draft)
