@@ -18,6 +18,7 @@ from mission_control.core import (
     Context,
     EventKey,
     InvalidDefinitionError,
+    MissionNotActiveError,
     MissionStatus,
     NodeStatus,
     ParentLink,
@@ -348,6 +349,27 @@ async def test_a_child_whose_parent_stopped_waiting_cancels_itself_when_moved() 
     assert moved.status is MissionStatus.CANCELLED
     assert moved.cancel_request is not None
     assert moved.cancel_request.reason == "its parent 'o-5' no longer waits for it"
+
+
+async def test_a_signal_to_a_child_whose_parent_stopped_waiting_is_refused() -> None:
+    """A signal to an orphaned child runs none of its steps: the child is cancelled and the
+    signal refused with MissionNotActiveError."""
+    clock = ManualClock()
+    store = InMemoryPersistenceAdapter()
+    commander = create_in_memory_commander([ORDER], persistence=store, clock=clock)
+    await commander.start(ORDER, {"id": 6}, id="o-6")
+    parent = await store.load("o-6")
+    assert parent is not None
+    stored = snapshot_from_json(snapshot_to_json(parent))
+    ended = attrs.evolve(
+        stored, status=MissionStatus.CANCELLED, waits=(), revision=stored.revision + 1
+    )
+    await store.commit(ended, expected_revision=stored.revision, timeline=[])
+    with pytest.raises(MissionNotActiveError, match="'o-6/shipping' is cancelled"):
+        await commander.signal("o-6/shipping", "picked", "late")
+    child = await commander.inspect("o-6/shipping")
+    assert child.status is MissionStatus.CANCELLED
+    assert child.nodes["picked"].status is NodeStatus.CANCELLED
 
 
 async def test_a_child_whose_parent_still_waits_is_moved_as_usual() -> None:

@@ -575,16 +575,10 @@ class Engine:
             snapshot = await self.load(mission_id)
             if snapshot.is_terminal:
                 return snapshot
-            parent = snapshot.parent
-            if parent is not None and await self._orphaned(snapshot, parent):
-                # (A parent running its compensations has its children run theirs.)
-                stored = await self.persistence.load(parent.mission_id)
-                return await self._cancel_now(
-                    snapshot,
-                    f"its parent {parent.mission_id!r} no longer waits for it",
-                    hold,
-                    compensate=stored is not None and stored.compensating,
-                )
+            if snapshot.parent is not None:
+                snapshot = await self._cancel_if_orphaned(snapshot, snapshot.parent, hold)
+                if snapshot.is_terminal:
+                    return snapshot
             running = snapshot.status is MissionStatus.RUNNING
             # Set before the definition is looked up: a running mission whose definition is
             # unknown here is still left running when that raises.
@@ -802,7 +796,7 @@ class Engine:
         draft.wrote(snapshot)
         if draft.orphans:
             # Stored as stopped: their children go too (a crash before this leaves them running,
-            # and each cancels itself when it is next moved: see _orphaned).
+            # and each cancels itself when it is next moved: see _cancel_if_orphaned).
             orphans, draft.orphans = draft.orphans, []
             for path, attempt in orphans:
                 await self._cancel_child(
@@ -1613,24 +1607,30 @@ class Engine:
         if snapshot.parent is not None:
             await self._wake_parent(snapshot, snapshot.parent)
 
-    async def _orphaned(self, child: MissionSnapshot, parent: ParentLink) -> bool:
-        """Whether the parent of ``child`` no longer waits for it (it ended, or its node was
-        stopped or moved on), as when a crash came between the parent's stop and the child's
-        cancellation. A parent whose node is starting the child (running) still wants it."""
+    async def _cancel_if_orphaned(
+        self, child: MissionSnapshot, parent: ParentLink, hold: _Hold
+    ) -> MissionSnapshot:
+        """The held ``child``, cancelled if its parent no longer waits for it: the parent ended,
+        or its node was stopped or moved on, as when a crash came between the parent's stop and
+        the child's cancellation. A parent whose node is starting the child (running) still
+        wants it; a parent running its compensations has its children run theirs."""
         stored = await self.persistence.load(parent.mission_id)
-        if stored is None or stored.is_terminal:
-            return True
-        record = stored.nodes.get(parent.node)
-        if record is None:
-            return True
-        match record.status:
-            case NodeStatus.RUNNING:
-                return False
-            case NodeStatus.WAITING:
-                # (Its input names the child it waits for: see _start_child.)
-                return child_of(record) != child.id
-            case _:
-                return True
+        record = None if stored is None else stored.nodes.get(parent.node)
+        if stored is not None and not stored.is_terminal and record is not None:
+            match record.status:
+                case NodeStatus.RUNNING:
+                    return child
+                case NodeStatus.WAITING if child_of(record) == child.id:
+                    # (Its input names the child it waits for: see _start_child.)
+                    return child
+                case _:
+                    pass
+        return await self._cancel_now(
+            child,
+            f"its parent {parent.mission_id!r} no longer waits for it",
+            hold,
+            compensate=stored is not None and stored.compensating,
+        )
 
     async def _wake_parent(self, child: MissionSnapshot, parent: ParentLink) -> None:
         """Tell the parent of ``child``, which has ended, to look at it now: a parent held here
@@ -1905,6 +1905,9 @@ class Engine:
         # Held from before the load, so the snapshot checked is the one acted on.
         with self._hold(mission_id) as hold:
             snapshot = await self.load(mission_id)
+            if snapshot.parent is not None and not snapshot.is_terminal:
+                # An orphan takes no more signals: it is cancelled, and the signal refused.
+                snapshot = await self._cancel_if_orphaned(snapshot, snapshot.parent, hold)
             definition, payload_json, parsed = self._check_signal(snapshot, name, payload)
             now = self.now()
             wait = next(
