@@ -479,7 +479,8 @@ class BlockingMissionClient:
         self, mission_id: str, *, timeout: float | None = None
     ) -> MissionSnapshot:
         """Wait until the mission ends: its snapshot when it completed, else
-        ``MissionFailedError`` or ``MissionCancelledError``; :class:`TimeoutError` after
+        ``MissionFailedError``, ``MissionCancelledError`` or ``MissionCompensatedError``;
+        :class:`TimeoutError` after
         ``timeout`` seconds (the mission goes on)."""
         return self._call(
             lambda client: client.wait_for_completion(mission_id), timeout=timeout, waits=True

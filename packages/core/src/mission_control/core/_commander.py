@@ -525,7 +525,8 @@ class Commander:
 
     async def wait_for_completion(self, mission_id: str) -> MissionSnapshot:
         """Wait until the mission ends. Returns the snapshot when it completed; raises
-        :class:`MissionFailedError` or :class:`MissionCancelledError` otherwise."""
+        :class:`MissionFailedError`, :class:`MissionCancelledError` or
+        :class:`MissionCompensatedError` otherwise."""
         snapshot = await self.result(mission_id)
         if snapshot.status is MissionStatus.FAILED:
             error = snapshot.error
