@@ -19,6 +19,7 @@ from mission_control.core import (
     EventKey,
     InvalidDefinitionError,
     MissionNotActiveError,
+    MissionSnapshot,
     MissionStatus,
     NodeStatus,
     ParentLink,
@@ -424,3 +425,209 @@ def test_malformed_child_nodes_are_refused_while_the_definition_is_built(
     """Each mistake in a child node raises InvalidDefinitionError saying what is wrong."""
     with pytest.raises(InvalidDefinitionError, match=says):
         build(m.define("bad").start(parse=identity)).end()
+
+
+@pytest.mark.parametrize("before", ["a start's run", "a timer", "a retry"])
+async def test_a_crash_while_a_child_starts_never_makes_it_an_orphan(before: str) -> None:
+    """The parent is stored at its child node before the child starts, whatever came before it
+    (a start's run, a timer, a retry: none of them writes by itself), so a child found running
+    after a crash, and moved before its parent, is still its parent's: both complete."""
+    clock = ManualClock()
+    entered = anyio.Event()
+    runs: list[str] = []
+
+    async def pack(ctx: Context[Any, Any]) -> str:
+        runs.append(ctx.mission_id)
+        if len(runs) == 1 or (before == "a retry" and len(runs) == 2):
+            if before == "a retry" and len(runs) == 1:
+                raise ConnectionError("the first child fails")
+            entered.set()
+            await anyio.sleep_forever()
+        return "packed"
+
+    kid = m.define("kid").start(parse=identity).step("pack", pack).end(output=lambda ctx: "sent")
+    begun = m.define("parent").start(parse=identity, run=lambda ctx: "begun")
+    if before == "a timer":
+        begun = begun.sleep("nap", 10)
+    parent = begun.child("kid", kid, lambda ctx: 1, retry=m.retry(2, m.fixed(5))).end(
+        output=lambda ctx: ctx.events["kid"].output
+    )
+    store = InMemoryPersistenceAdapter()
+    first = create_in_memory_commander([parent], persistence=store, clock=clock)
+    if before == "a start's run":
+        await interrupt_when(partial(first.start, parent, None, id="p"), entered)
+    else:
+        await first.start(parent, None, id="p")
+        clock.advance(10 if before == "a timer" else 5)
+        await interrupt_when(partial(first.advance, "p"), entered)
+    child_id = "p/kid#2" if before == "a retry" else "p/kid"
+
+    restarted = create_in_memory_commander([parent], persistence=store, clock=clock)
+    moved = await restarted.advance(child_id)  # the child first: it must not cancel itself
+    assert moved is not None
+    assert moved.status is MissionStatus.COMPLETED
+    done = await restarted.inspect("p")
+    assert done.status is MissionStatus.COMPLETED
+    assert done.output == "sent"
+
+
+async def test_a_child_id_taken_by_another_mission_is_not_adopted() -> None:
+    """A mission stored under a child's id that this node did not start (by hand) is not taken
+    for its child: the attempt fails saying so, and the retry starts the child under its next
+    id."""
+    clock = ManualClock()
+    commander = create_in_memory_commander([ORDER], clock=clock)
+    await commander.start(SHIP, {"order": 0}, id="o-7/shipping")
+    await commander.start(ORDER, {"id": 7}, id="o-7")
+    waiting = await commander.inspect("o-7")
+    error = waiting.nodes["shipping"].error
+    assert error is not None
+    assert error.type == "ChildMissionFailedError"
+    assert error.message == (
+        "mission id 'o-7/shipping' is taken by a mission that is not the child of child "
+        "'shipping' (started by hand, or by another parent): the node starts no child under it"
+    )
+    clock.advance(5)
+    await commander.advance("o-7")
+    assert [c.id for c in await commander.list(parent="o-7")] == ["o-7/shipping#2"]
+
+
+def test_a_child_node_name_with_a_hash_is_refused() -> None:
+    """A child node's name may not hold '#', which its children's ids use for attempts."""
+    with pytest.raises(InvalidDefinitionError, match="child name 'ship#2' must not contain '#'"):
+        m.define("p").start(parse=identity).child("ship#2", SHIP, lambda ctx: {})
+
+
+async def test_a_child_waits_record_keeps_the_due_time_of_its_wait() -> None:
+    """Each later look the parent schedules is its child node record's due time too."""
+    clock = ManualClock()
+    commander = create_in_memory_commander([ORDER], clock=clock)
+    await commander.start(ORDER, {"id": 8}, id="o-8")
+    for _ in range(3):
+        snapshot = await commander.inspect("o-8")
+        assert snapshot.nodes["shipping"].due_at == snapshot.due_at
+        assert snapshot.due_at is not None
+        clock.set(snapshot.due_at)
+        await commander.advance("o-8")
+
+
+def test_a_child_definition_clashing_with_a_given_one_says_where_each_came_from() -> None:
+    """Two definitions of one name, one given and one a child node starts, are refused with a
+    message naming both."""
+    newer = m.define("ship", version=2).start(parse=identity).end()
+    with pytest.raises(InvalidDefinitionError) as raised:
+        create_in_memory_commander([newer, ORDER])
+    assert str(raised.value) == (
+        "two definitions are named 'ship'; names must be unique (one given, version 2; the "
+        "other started by child node 'shipping' of 'order', version 1): a parent must be built "
+        "with the very definition object the commander is given"
+    )
+
+
+async def test_a_node_whose_kind_changed_between_versions_fails_the_mission_saying_so() -> None:
+    """A mission waiting at a child node continued on a version where that node is a step fails
+    with MissingNodeError naming both kinds, instead of raising inside the engine."""
+    store = InMemoryPersistenceAdapter()
+    first = create_in_memory_commander([ORDER], persistence=store)
+    await first.start(ORDER, {"id": 9}, id="o-9")
+    changed = (
+        m.define("order", version=2)
+        .start(parse=dict)
+        .step("shipping", lambda ctx: "by hand")
+        .end(output=lambda ctx: ctx.events["shipping"].output)
+    )
+    later = create_in_memory_commander([changed, SHIP], persistence=store)
+    failed = await later.advance("o-9")
+    assert failed is not None
+    assert failed.status is MissionStatus.FAILED
+    assert failed.error is not None
+    assert failed.error.type == "MissingNodeError"
+    assert failed.error.message == (
+        "definition 'order' version 2 has a step at 'shipping', where the mission is at a "
+        "child (the mission was started on version 1)"
+    )
+
+
+class ReadCountingStore(InMemoryPersistenceAdapter):
+    """The in-memory adapter, counting the missions its pages hand out."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.read = 0
+
+    async def list_missions(self, **query: Any) -> list[MissionSnapshot]:
+        page = await super().list_missions(**query)
+        self.read += len(page)
+        return page
+
+
+async def test_listing_children_reads_about_as_many_missions_as_it_returns() -> None:
+    """``list(parent=...)`` pages through the range of the parent's ids, starting small: with
+    3,000 other missions stored after it, it reads a few more missions than it returns, not a
+    page of a thousand."""
+    store = ReadCountingStore()
+    leaf = m.define("leaf").start(parse=identity).need_to("go", parse=identity).end()
+    fan = (
+        m.define("fan")
+        .start(parse=identity)
+        .for_each(
+            "each",
+            lambda ctx: list(range(5)),
+            lambda b: b.child("kid", leaf, lambda ctx: ctx.item),
+            max_iterations=5,
+            concurrency=5,
+        )
+        .end()
+    )
+    commander = create_in_memory_commander([fan], persistence=store)
+    await commander.start(fan, None, id="f")
+    for i in range(3_000):
+        await commander.start(leaf, i, id=f"g-{i:04}")
+    store.read = 0
+    first = await commander.list(parent="f", limit=2)
+    assert [c.id for c in first] == ["f/each/1/kid", "f/each/2/kid"]
+    rest = await commander.list(parent="f", after=first[-1].id)
+    assert [c.id for c in rest] == ["f/each/3/kid", "f/each/4/kid", "f/each/5/kid"]
+    assert store.read <= 2 + 3 + 5
+
+
+class CancellingStore(InMemoryPersistenceAdapter):
+    """The in-memory adapter, cancelling ``scope`` once the mission ``after`` is written
+    cancelled (a caller giving up at that moment)."""
+
+    def __init__(self, after: str) -> None:
+        super().__init__()
+        self.after = after
+        self.scope: anyio.CancelScope | None = None
+
+    async def commit(self, snapshot: MissionSnapshot, **changes: Any) -> None:
+        await super().commit(snapshot, **changes)
+        if snapshot.id == self.after and snapshot.status is MissionStatus.CANCELLED:
+            assert self.scope is not None
+            self.scope.cancel()
+
+
+async def test_a_caller_giving_up_while_children_are_cancelled_leaves_none_running() -> None:
+    """Cancelling a parent cancels every child it waits for, even when the caller of the
+    cancellation is itself cancelled after the first child is."""
+    leaf = m.define("leaf").start(parse=identity).need_to("go", parse=identity).end()
+    fan = (
+        m.define("fan")
+        .start(parse=identity)
+        .for_each(
+            "each",
+            lambda ctx: [1, 2, 3],
+            lambda b: b.child("kid", leaf, lambda ctx: ctx.item),
+            max_iterations=3,
+            concurrency=3,
+        )
+        .end()
+    )
+    store = CancellingStore(after="f/each/1/kid")
+    commander = create_in_memory_commander([fan], persistence=store)
+    await commander.start(fan, None, id="f")
+    with anyio.CancelScope() as scope:
+        store.scope = scope
+        await commander.cancel("f", "customer gave up")
+    children = await commander.list(parent="f")
+    assert [c.status for c in children] == [MissionStatus.CANCELLED] * 3

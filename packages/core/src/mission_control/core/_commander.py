@@ -33,6 +33,7 @@ from ._errors import (
     UnknownDefinitionError,
 )
 from ._ids import SortableIds
+from ._nodes import ChildNode
 from ._notices import Notices, notices_for
 from ._persistence import LIST_LIMIT, MAX_LIST_LIMIT, PersistenceAdapter
 from ._snapshot import MissionSnapshot, MissionStatus, TimelineEntry
@@ -241,22 +242,33 @@ class Commander:
                 f"max_recovery_attempts must be a whole number >= 0, got {max_recovery_attempts!r}"
             )
         registry: dict[str, MissionDefinition[Any, Any, Any]] = {}
-        # A definition's children are registered with it, and theirs with them.
-        pending = list(definitions)
+        # A definition's children are registered with it, and theirs with them; each with
+        # where it came from, for the error that finds two of one name.
+        origins: dict[str, str] = {}
+        pending: list[tuple[Any, str]] = [(definition, "given") for definition in definitions]
         while pending:
-            definition = pending.pop(0)
+            definition, origin = pending.pop(0)
             if not isinstance(definition, MissionDefinition):
                 raise InvalidDefinitionError(
                     f"definitions must be built with m.define(...)...end(), got {definition!r}"
                 )
-            if definition.name in registry:
-                if registry[definition.name] is not definition:
+            name = definition.name
+            if name in registry:
+                if registry[name] is not definition:
                     raise InvalidDefinitionError(
-                        f"two definitions are named {definition.name!r}; names must be unique"
+                        f"two definitions are named {name!r}; names must be unique (one "
+                        f"{origins[name]}, version {registry[name].version}; the other "
+                        f"{origin}, version {definition.version}): a parent must be built "
+                        "with the very definition object the commander is given"
                     )
                 continue
-            registry[definition.name] = definition
-            pending.extend(definition.children)
+            registry[name] = definition
+            origins[name] = origin
+            pending.extend(
+                (place.node.definition, f"started by child node {path!r} of {name!r}")
+                for path, place in definition.places.items()
+                if isinstance(place.node, ChildNode)
+            )
         self._definitions = registry
         self._persistence = persistence
         # What the engine returns and the adapter reads share their lists and dicts with the
@@ -410,15 +422,20 @@ class Commander:
         after: str | None,
     ) -> list[MissionSnapshot]:
         """A page of the children of ``parent``. Their ids all begin ``"<parent>/"`` (see
-        ``ChildNode``), so they are read as the range of ids after that, which costs what the
-        parent's descendants number, whatever else is stored; the filters apply in that range."""
+        ``ChildNode``), so they are read as the range of ids after that, in pages that start
+        small and double while every mission read is still in the range: the cost follows what
+        the parent's descendants number, not what else is stored. The filters apply in that
+        range."""
         if not isinstance(parent, str):
             raise InvalidInputError(f"parent must be a mission id (a str), got {parent!r}")
         prefix = f"{parent}/"
         cursor = after if after is not None and after > prefix else prefix
         found: list[MissionSnapshot] = []
+        size = min(max(limit, 1), _FIRST_CHILDREN_PAGE)
         while len(found) < limit:
-            page = await self._persistence.list_missions(limit=MAX_LIST_LIMIT, after_id=cursor)
+            page = await self._persistence.list_missions(limit=size, after_id=cursor)
+            last = len(page) < size  # the store has no more
+            size = min(size * 2, MAX_LIST_LIMIT)
             for snapshot in page:
                 if not snapshot.id.startswith(prefix):
                     return found
@@ -431,7 +448,7 @@ class Commander:
                     found.append(snapshot)
                     if len(found) == limit:
                         break
-            if len(page) < MAX_LIST_LIMIT:
+            if last:
                 break
             cursor = page[-1].id
         return found
@@ -693,6 +710,10 @@ def create_commander(
         max_recovery_attempts=max_recovery_attempts,
         converter=converter,
     )
+
+
+_FIRST_CHILDREN_PAGE = 8
+"""How many missions ``list(parent=...)`` reads first (pages then double)."""
 
 
 def _check_limit(value: object, name: str) -> None:

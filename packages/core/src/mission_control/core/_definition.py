@@ -209,7 +209,6 @@ class MissionDefinition(Generic[RawT, InT, OutT]):
         "_firsts",
         "_paths",
         "_places",
-        "children",
         "deadline",
         "name",
         "nodes",
@@ -258,12 +257,6 @@ class MissionDefinition(Generic[RawT, InT, OutT]):
             for place in self._places.values()
             if isinstance(place.node, NeedToNode)
         }
-        self.children: tuple[MissionDefinition[Any, Any, Any], ...] = tuple(
-            place.node.definition
-            for place in self._places.values()
-            if isinstance(place.node, ChildNode)
-        )
-        """The definitions this one's child nodes start (in the order of their nodes)."""
 
     def _add_chain(self, chain: Chain, container: str | None, branch: str | None) -> None:
         paths = [
@@ -671,6 +664,9 @@ class ChainBuilder(Generic[InT, OutT]):
         is started. Cancelling the mission cancels its running child; the commander is given
         the child's definition with this one's."""
         node_name, declared = _node_name(name, what="child")
+        if "#" in node_name:
+            # Its child's id ends with the node's path, then "#<attempt>" after the first.
+            raise InvalidDefinitionError(f"child name {node_name!r} must not contain '#'")
         if not isinstance(definition, MissionDefinition):
             raise InvalidDefinitionError(
                 f"child {node_name!r} definition must be built with m.define(...)...end(), "

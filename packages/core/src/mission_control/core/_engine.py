@@ -798,10 +798,12 @@ class Engine:
             # Stored as stopped: their children go too (a crash before this leaves them running,
             # and each cancels itself when it is next moved: see _cancel_if_orphaned).
             orphans, draft.orphans = draft.orphans, []
-            for path, attempt in orphans:
-                await self._cancel_child(
-                    child_id(draft.id, path, attempt), draft.id, compensate=draft.compensating
-                )
+            # Shielded: a caller that gives up now must not leave the other children running.
+            with anyio.CancelScope(shield=True):
+                for path, attempt in orphans:
+                    await self._cancel_child(
+                        child_id(draft.id, path, attempt), draft.id, compensate=draft.compensating
+                    )
         if len(draft.active) > 1 and (due := snapshot.due_at) is not None:
             # The mission stays held while other positions run: the runtime is told now (with
             # one position, a due time means the mission waits, and _finish tells it).
@@ -862,19 +864,24 @@ class Engine:
         for path in draft.active:
             place = places.get(path) or definition.place_or_none(path)
             record = records[path]
-            if place is None:
-                if draft.compensating:
+            if place is None or place.node.kind != record.kind:
+                if place is None and draft.compensating:
                     # Its one position is a compensation, no node of the definition.
                     return self._settle_compensation(draft)
+                has = (
+                    f"has no node {path!r}"
+                    if place is None
+                    else f"has a {place.node.kind} at {path!r}, where the mission is at a "
+                    f"{record.kind}"
+                )
                 draft.failed(
                     path,
                     record.name,
                     record.kind,
                     ErrorInfo(
                         "MissingNodeError",
-                        f"definition {definition.name!r} version {definition.version} has no "
-                        f"node {path!r} (the mission was started on version "
-                        f"{draft.definition_version})",
+                        f"definition {definition.name!r} version {definition.version} {has} "
+                        f"(the mission was started on version {draft.definition_version})",
                     ),
                     self.now(),
                     attempts=record.attempts,
@@ -906,6 +913,8 @@ class Engine:
                     self._leave(definition, draft, path, now)
                 case WaitKind.RETRY:
                     draft.retry_due(path, now)
+                    if isinstance(place.node, ChildNode):
+                        draft.must_write = True  # as when the node is entered: see _enter
                 case WaitKind.START:
                     draft.begin_start(now)
                     # Stored running before its first function runs, so that a start that
@@ -973,8 +982,13 @@ class Engine:
         match node:
             case StartNode():
                 draft.begin_start(now)
-            case StepNode() | ChildNode():
+            case StepNode():
                 draft.run_node(path, node.name, node.kind, now)
+            case ChildNode():
+                draft.run_node(path, node.name, node.kind, now)
+                # Stored at the node before its child exists: a child found after a crash is
+                # then known as this node's (see _cancel_if_orphaned), never taken for an orphan.
+                draft.must_write = True
             case EndNode(output=None) if draft.cancel_request is None:
                 draft.completed(None, now)
             case EndNode():
@@ -1513,15 +1527,21 @@ class Engine:
         input."""
         child = self.definitions[node.definition.name]
         mission_id = child_id(draft.id, path, attempt)
+        link = ParentLink(draft.id, path)
         hold = self._holds[draft.id]
         hold.children.add(mission_id)
         try:
-            await self.start(
-                child, child_input, mission_id, None, parent=ParentLink(draft.id, path)
-            )
+            started = await self.start(child, child_input, mission_id, None, parent=link)
         finally:
             hold.children.discard(mission_id)
-        return {"mission_id": mission_id, "input": child_input}
+        if started.parent != link:
+            raise ChildMissionFailedError(
+                f"mission id {mission_id!r} is taken by a mission that is not the child of "
+                f"{node.kind} {node.name!r} (started by hand, or by another parent): the node "
+                "starts no child under it"
+            )
+        # The stored input: after a crash the input function may have given another.
+        return {"mission_id": mission_id, "input": started.input}
 
     def _wait_for_child(
         self,
@@ -1595,9 +1615,11 @@ class Engine:
             return False
         started = record.started_at or now
         later = min(max(now - started, CHILD_CHECK), CHILD_CHECK_MAX)
+        due_at = now + later
         draft.waits = tuple(
-            attrs.evolve(w, due_at=now + later) if w.node == path else w for w in draft.waits
+            attrs.evolve(w, due_at=due_at) if w.node == path else w for w in draft.waits
         )
+        draft.nodes[path] = attrs.evolve(record, due_at=due_at)  # pyright: ignore[reportIndexIssue]
         draft.changed = True
         return True
 
