@@ -10,6 +10,7 @@ from functools import partial
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import attrs
 import pytest
 
@@ -605,6 +606,11 @@ class CancellingStore(InMemoryPersistenceAdapter):
         if snapshot.id == self.after and snapshot.status is MissionStatus.CANCELLED:
             assert self.scope is not None
             self.scope.cancel()
+
+    async def load(self, mission_id: str) -> MissionSnapshot | None:
+        # As a store on disk does: every read lets a cancellation in.
+        await anyio.lowlevel.checkpoint()
+        return await super().load(mission_id)
 
 
 async def test_a_caller_giving_up_while_children_are_cancelled_leaves_none_running() -> None:
