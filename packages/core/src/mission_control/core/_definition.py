@@ -169,6 +169,29 @@ class Place:
     """The user function the node runs when reached, if any (see ``function_of``)."""
 
 
+class _Places(dict[str, "Place"]):
+    """A definition's places by path. A path in a loop's body with its iteration, which no key
+    holds, is worked out from its template when looked up (``__missing__``): the engine looks
+    nodes up by a mission's path at every transition, and a plain dict lookup keeps that as
+    cheap as it was for every other path."""
+
+    __slots__ = ("_template_of",)
+
+    def __init__(self, template_of: Callable[[str], str]) -> None:
+        super().__init__()
+        self._template_of = template_of
+
+    def __missing__(self, path: str) -> Place:
+        template = self._template_of(path)
+        if template == path:
+            raise KeyError(path)
+        static = self[template]
+        chain, _, _ = path.rpartition("/")
+        container, _, branch = chain.rpartition("/")
+        following = None if static.next is None else f"{chain}/{static.next.rpartition('/')[2]}"
+        return Place(static.node, path, following, container, branch, static.function)
+
+
 TIMEOUT_PATH = "timeout"
 """The name of a need_to's timeout chain in its nodes' paths."""
 DEADLINE_CHAIN = ("end", "deadline")
@@ -235,14 +258,15 @@ class MissionDefinition(Generic[RawT, InT, OutT]):
         start = nodes[0]
         assert isinstance(start, StartNode)
         self.start_node: StartNode = start
-        self._places: dict[str, Place] = {}
+        self._places = _Places(self.template_of)
         # The first node's path of each chain, by (container path, chain name).
         self._firsts: dict[tuple[str | None, str | None], str | None] = {}
         self._add_chain(nodes, None, None)
         if on_deadline is not None:
             self._add_chain(on_deadline, *DEADLINE_CHAIN)
         self.places: Mapping[str, Place] = self._places
-        """Every node's place, by path."""
+        """Every node's place, by path: a mission's paths too (``places[path]``, as
+        :meth:`place`; ``in`` and ``get`` know only the definition's own)."""
         # Node names are unique in a definition, so signals and events are looked up by name.
         self._paths: dict[str, str] = {}
         for path, place in self._places.items():
@@ -285,15 +309,9 @@ class MissionDefinition(Generic[RawT, InT, OutT]):
     def place(self, path: str) -> Place:
         """The place of the node at ``path``, a path as a mission has it: in a loop's body, with
         the iteration where the definition has ``*`` (its ``next`` and ``container`` are then
-        the iteration's too). ``KeyError`` when there is none."""
-        place = self._places.get(path)
-        if place is not None:
-            return place
-        static = self._places[self.template_of(path)]
-        chain, _, _ = path.rpartition("/")
-        container, _, branch = chain.rpartition("/")
-        following = None if static.next is None else f"{chain}/{static.next.rpartition('/')[2]}"
-        return Place(static.node, path, following, container, branch, static.function)
+        the iteration's too). ``KeyError`` when there is none. (``places[path]`` is the
+        same.)"""
+        return self._places[path]
 
     def place_or_none(self, path: str) -> Place | None:
         """:meth:`place`, or ``None`` when no node is at ``path``."""

@@ -643,7 +643,9 @@ class Engine:
             status = snapshot.status
             if status is MissionStatus.FAILED or status is MissionStatus.COMPENSATED:
                 _log_mission_failed(snapshot)
-            await self._ended(snapshot)
+            self.notices.ended(snapshot.id)
+            if snapshot.parent is not None:
+                await self._wake_parent(snapshot, snapshot.parent)
         elif (due := snapshot.due_at) is not None:
             self.notices.due(due)
         return snapshot
@@ -978,7 +980,7 @@ class Engine:
     def _enter(self, definition: Definition, draft: Draft, path: str, now: datetime) -> None:
         """Put a position on the node at ``path``, settling at once what needs no outside event
         or function call."""
-        node = definition.place(path).node
+        node = definition.places[path].node
         match node:
             case StartNode():
                 draft.begin_start(now)
@@ -1072,7 +1074,7 @@ class Engine:
             # Nothing new is entered (no choice made, no time computed, no end reached): the
             # drive's next turn applies the cancellation or the deadline first.
             return
-        place = definition.place(path)
+        place = definition.places[path]
         if place.next is not None:
             self._enter(definition, draft, place.next, now)
         elif place.container is None:
@@ -1089,7 +1091,7 @@ class Engine:
         now: datetime,
     ) -> None:
         """The chain ``branch`` of the node at ``container`` has run to its end."""
-        node = definition.place(container).node
+        node = definition.places[container].node
         match node:
             case ParallelNode(branches=branches, mode=mode):
                 opening = draft.opening.get(container)
@@ -1296,13 +1298,13 @@ class Engine:
         last = None
         while path is not None:
             last = path
-            place = definition.place(path)
+            place = definition.places[path]
             path = place.next
         record = draft.nodes.get(last) if last is not None else None
         return None if record is None else record.output
 
     def _time_out(self, definition: Definition, draft: Draft, path: str, now: datetime) -> None:
-        node = definition.place(path).node
+        node = definition.places[path].node
         assert isinstance(node, NeedToNode)
         assert node.timeout is not None
         draft.timed_out(path, now)
@@ -1369,7 +1371,7 @@ class Engine:
     ) -> None:
         """Complete the need_to at ``path`` with ``payload`` and move past it (a function node
         after it runs on the drive loop's next turn, after this is written)."""
-        node = definition.place(path).node
+        node = definition.places[path].node
         draft.log(now, TimelineKind.SIGNAL_RECEIVED, path)
         draft.complete(path, node.name, node.kind, now, attempts=1, input=payload, output=parsed)
         self._leave(definition, draft, path, now)
@@ -1397,7 +1399,7 @@ class Engine:
 
     async def _call(self, definition: Definition, draft: Draft, path: str) -> _Outcome:
         """Run the function of the node at ``path``: what it returned (as JSON) or raised."""
-        place = definition.place(path)
+        place = definition.places[path]
         node = place.node
         function = place.function
         assert function is not None
@@ -1446,7 +1448,7 @@ class Engine:
         """Apply what the function of the node at ``path`` gave: move past the node, retry it
         later, or fail the mission."""
         output, error, attempt = outcome
-        node = definition.place(path).node
+        node = definition.places[path].node
         now = self.now()
         if hold is not None and hold.cancel is not None:
             # A cancellation acknowledged while the function ran ends the mission at this
@@ -1567,7 +1569,7 @@ class Engine:
         is due and the child runs on, look again later. Whether anything changed."""
         path = wait.node
         record = draft.nodes[path]
-        node = definition.place(path).node
+        node = definition.places[path].node
         assert isinstance(node, ChildNode)
         mission_id = child_of(record)
         assert mission_id is not None
