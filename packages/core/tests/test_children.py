@@ -637,3 +637,46 @@ async def test_a_caller_giving_up_while_children_are_cancelled_leaves_none_runni
         await commander.cancel("f", "customer gave up")
     children = await commander.list(parent="f")
     assert [c.status for c in children] == [MissionStatus.CANCELLED] * 3
+
+
+async def test_a_child_found_after_a_crash_is_adopted_whatever_the_input_function_says_now() -> (
+    None
+):
+    """Recovery finds the child already stored and takes it as it is, with its stored input,
+    even when the input function now gives one the child's parser would refuse."""
+    entered = anyio.Event()
+    inputs = [1, -1]
+
+    def positive(value: Any) -> int:
+        if not isinstance(value, int) or value <= 0:
+            raise ValueError("a positive number, please")
+        return value
+
+    async def pack(ctx: Context[Any, Any]) -> int:
+        if not entered.is_set():
+            entered.set()
+            await anyio.sleep_forever()
+        return ctx.input
+
+    kid = (
+        m.define("kid")
+        .start(parse=positive)
+        .step("pack", pack)
+        .end(output=lambda ctx: ctx.events["pack"].output)
+    )
+    parent = (
+        m.define("parent")
+        .start(parse=identity)
+        .child("kid", kid, lambda ctx: inputs.pop(0))
+        .end(output=lambda ctx: ctx.events["kid"].output)
+    )
+    store = InMemoryPersistenceAdapter()
+    first = create_in_memory_commander([parent], persistence=store)
+    await interrupt_when(partial(first.start, parent, None, id="p"), entered)
+    restarted = create_in_memory_commander([parent], persistence=store)
+    waiting = await restarted.advance("p")
+    assert waiting is not None
+    assert waiting.nodes["kid"].input == {"mission_id": "p/kid", "input": 1}
+    await restarted.advance("p/kid")
+    done = await restarted.inspect("p")
+    assert (done.status, done.output) == (MissionStatus.COMPLETED, 1)

@@ -519,11 +519,14 @@ class Engine:
                 draft.begin_start(now)
                 draft.log(now, TimelineKind.SIGNAL_BUFFERED, name)
                 snapshot = draft.freeze(1)
-                # Stored running from here on: a caller cancelled now leaves it to the runtime.
+                # Stored running once inserted: a caller cancelled during the insert leaves it
+                # to the runtime (a mission another process stored first is not this task's).
                 hold.may_leave_running = True
                 existing = await self.persistence.insert(
                     snapshot, draft.pending, signals=[NewSignal(name, payload_json, now)]
                 )
+                if existing is not None:
+                    hold.may_leave_running = False
                 if existing is None:
                     draft.wrote(snapshot)
                     snapshot = await self._drive(definition, draft, hold)
@@ -1530,12 +1533,16 @@ class Engine:
         child = self.definitions[node.definition.name]
         mission_id = child_id(draft.id, path, attempt)
         link = ParentLink(draft.id, path)
-        hold = self._holds[draft.id]
-        hold.children.add(mission_id)
-        try:
-            started = await self.start(child, child_input, mission_id, None, parent=link)
-        finally:
-            hold.children.discard(mission_id)
+        # Found first (after a crash): its input is not checked again, since the input
+        # function may give another now.
+        started = await self.persistence.load(mission_id)
+        if started is None:
+            hold = self._holds[draft.id]
+            hold.children.add(mission_id)
+            try:
+                started = await self.start(child, child_input, mission_id, None, parent=link)
+            finally:
+                hold.children.discard(mission_id)
         if started.parent != link:
             raise ChildMissionFailedError(
                 f"mission id {mission_id!r} is taken by a mission that is not the child of "
