@@ -1013,8 +1013,7 @@ class Engine:
                 try:
                     due = self._sleep_due(definition, draft, node, path, now)
                 except Exception as error:
-                    info = ErrorInfo.from_exception(error, 1)
-                    draft.failed(path, node.name, node.kind, info, now, attempts=1)
+                    self._decision_failed(draft, node, path, error, now)
                     return
                 draft.log(now, TimelineKind.WAIT_STARTED, path, detail={"due_at": due.isoformat()})
                 wait = Wait(WaitKind.TIMER, path, due_at=due)
@@ -1039,8 +1038,7 @@ class Engine:
                 try:
                     picked = self._choose(definition, draft, node, path, now)
                 except Exception as error:
-                    info = ErrorInfo.from_exception(error, 1)
-                    draft.failed(path, node.name, node.kind, info, now, attempts=1)
+                    self._decision_failed(draft, node, path, error, now)
                     return
                 draft.log(now, TimelineKind.PATH_CHOSEN, path, detail={"path": picked})
                 draft.open(path, node.name, node.kind, now, output=picked)
@@ -1058,8 +1056,7 @@ class Engine:
                 try:
                     items = self._items(definition, draft, node, path, now)
                 except Exception as error:
-                    info = ErrorInfo.from_exception(error, 1)
-                    draft.failed(path, node.name, node.kind, info, now, attempts=1)
+                    self._decision_failed(draft, node, path, error, now)
                     return
                 draft.open_loop(path, node.name, node.kind, now, items)
                 # Never computed again: written before anything in the body runs.
@@ -1175,16 +1172,14 @@ class Engine:
         try:
             done = self._until(definition, draft, node, path, iteration, now)
         except LoopError as error:
-            info = ErrorInfo.from_exception(error, 1)
-            draft.failed(path, node.name, node.kind, info, now, attempts=iteration)
+            self._decision_failed(draft, node, path, error, now, attempts=iteration)
             return
         if not done and iteration >= node.max_iterations:
             error = LoopLimitExceededError(
                 f"loop {node.name!r} ran its max_iterations={node.max_iterations} "
                 "iterations and its until never held"
             )
-            info = ErrorInfo.from_exception(error, 1)
-            draft.failed(path, node.name, node.kind, info, now, attempts=iteration)
+            self._decision_failed(draft, node, path, error, now, attempts=iteration)
             return
         draft.must_write = True
         if done:
@@ -1719,6 +1714,21 @@ class Engine:
                 f"({', '.join(map(repr, node.paths))})"
             )
         return picked
+
+    @staticmethod
+    def _decision_failed(
+        draft: Draft,
+        node: Node,
+        path: str,
+        error: Exception,
+        now: datetime,
+        *,
+        attempts: int = 1,
+    ) -> None:
+        """The mission fails at ``path``: what decides how it goes (a sleep's time, a choice's
+        pick, a loop's verdict or items) raised ``error``; never retried."""
+        info = ErrorInfo.from_exception(error, 1)
+        draft.failed(path, node.name, node.kind, info, now, attempts=attempts)
 
     def _decide(
         self,
