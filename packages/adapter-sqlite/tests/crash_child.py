@@ -46,6 +46,17 @@ how often each step ran. Modes:
   then that of ``book-a`` (logged ``undo-a``) blocks forever after printing ``UNDO-RAN`` for
   the parent to SIGKILL. ``recover`` then runs ``undo-a`` again and the mission ends
   compensated.
+- ``child``: start ``c-first``, whose child ``c-first/kid`` blocks forever in its first step
+  ``k-work`` (run by the parent's start call, the parent stored running at its child node), and
+  ``c-wait``, whose child ``c-wait/kid`` waits for the signal ``k-go`` (the parent stored
+  waiting for it), then blocks in ``k-work`` once sent it. Once both are blocked it prints
+  ``CHILDREN-BLOCKED`` for the parent to SIGKILL. The child nodes' input functions log
+  ``"input <parent id>"``, the children's steps ``"<step> <child id>"``.
+- ``child-lost``: start ``c-lost``, whose child waits for ``k-go``, send it, and SIGKILL itself
+  right after the commit that stored the child completed: its parent never hears of it.
+- ``child-orphan``: start ``c-orphan``, whose child waits for ``k-go``, send it (the child then
+  blocks in ``k-work``), cancel the parent, and SIGKILL itself right after the commit that
+  stored the parent cancelled: the child is never told.
 """
 
 from __future__ import annotations
@@ -354,6 +365,66 @@ SAGA = (
     .end()
 )
 
+CHILD_BLOCK_AT = {
+    "child": {"c-first/kid", "c-wait/kid"},
+    "child-orphan": {"c-orphan/kid"},
+}
+"""The children whose step ``k-work`` blocks, by mode."""
+
+
+async def kid_work(ctx: Context[Any, Any]) -> str:
+    record("k-work", ctx.mission_id)
+    blocking = CHILD_BLOCK_AT.get(MODE, set())
+    if ctx.mission_id in blocking:
+        await block_when(len(blocking), "CHILDREN-BLOCKED", f"k-work {ctx.mission_id}")
+    return f"worked on {ctx.input['parcels']}"
+
+
+async def kid_after(ctx: Context[Any, Any]) -> str:
+    record("k-after", ctx.mission_id)
+    return f"{ctx.events['k-work'].output}, checked"
+
+
+def kid_input(ctx: Context[Any, Any]) -> Any:
+    record("input", ctx.mission_id)
+    return {"parcels": ctx.input["parcels"]}
+
+
+async def parent_after(ctx: Context[Any, Any]) -> str:
+    record("p-after", ctx.mission_id)
+    return f"after {ctx.events['kid'].output}"
+
+
+KID = (
+    m.define("kid")
+    .start(parse=parse)
+    .step("k-work", kid_work)
+    .step("k-after", kid_after)
+    .end(output=lambda ctx: ctx.events["k-after"].output)
+)
+KID_WAITS = (
+    m.define("kid-waits")
+    .start(parse=parse)
+    .need_to("k-go", parse=parse)
+    .step("k-work", kid_work)
+    .step("k-after", kid_after)
+    .end(output=lambda ctx: ctx.events["k-after"].output)
+)
+
+
+def parent_of(name: str, kid: Any) -> Any:
+    return (
+        m.define(name)
+        .start(parse=parse)
+        .child("kid", kid, kid_input)
+        .step("p-after", parent_after)
+        .end(output=lambda ctx: ctx.events["kid"].output)
+    )
+
+
+PARENT = parent_of("parent", KID)
+PARENT_WAITS = parent_of("parent-waits", KID_WAITS)
+
 COMMANDER = SQLiteCommander(
     DB,
     [
@@ -368,6 +439,8 @@ COMMANDER = SQLiteCommander(
         LOOPED,
         EACH,
         SAGA,
+        PARENT,
+        PARENT_WAITS,
     ],
     clock=CLOCK,
 )
@@ -388,6 +461,12 @@ async def commit_then_die(
     )
     node = snapshot.nodes.get("b")
     if snapshot.id == "m2" and node is not None and node.status is NodeStatus.COMPLETED:
+        print("COMMITTED", flush=True)
+        die()
+    if snapshot.id == "c-lost/kid" and snapshot.status is MissionStatus.COMPLETED:
+        print("COMMITTED", flush=True)
+        die()
+    if snapshot.id == "c-orphan" and snapshot.status is MissionStatus.CANCELLED:
         print("COMMITTED", flush=True)
         die()
 
@@ -431,6 +510,32 @@ async def run() -> None:
     if MODE == "compensate":
         await commander.start(SAGA, {}, id="saga")
         raise AssertionError("the child should have been killed inside undo-a")
+    if MODE == "child":
+
+        async def start_then_signal() -> None:
+            await commander.start(PARENT_WAITS, {"parcels": 2}, id="c-wait")
+            await commander.signal("c-wait/kid", "k-go")
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(
+                functools.partial(commander.start, PARENT, {"parcels": 1}, id="c-first")
+            )
+            tasks.start_soon(start_then_signal)
+        raise AssertionError("the child should have been killed inside the children's steps")
+    if MODE == "child-lost":
+        commander.persistence.commit = commit_then_die  # type: ignore[method-assign]
+        await commander.start(PARENT_WAITS, {"parcels": 3}, id="c-lost")
+        await commander.signal("c-lost/kid", "k-go")
+        raise AssertionError("the child should have died after c-lost/kid's last commit")
+    if MODE == "child-orphan":
+        commander.persistence.commit = commit_then_die  # type: ignore[method-assign]
+        await commander.start(PARENT_WAITS, {"parcels": 4}, id="c-orphan")
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(commander.signal, "c-orphan/kid", "k-go")
+            while not BLOCKED:
+                await anyio.lowlevel.checkpoint()
+            await commander.cancel("c-orphan", "crash test")
+        raise AssertionError("the child should have died after c-orphan's cancelling commit")
     if MODE == "block-in-start":
         await commander.start(STARTED, {}, id="s1")
         raise AssertionError("the child should have been killed inside the start")

@@ -19,13 +19,16 @@ import anyio
 import pytest
 import trio
 
-from mission_control.adapter_sqlite import create_sqlite_persistence_adapter
+from mission_control.adapter_sqlite import SQLiteCommander, create_sqlite_persistence_adapter
 from mission_control.core import (
     DEFAULT_MAX_RECOVERY_ATTEMPTS,
+    MissionSnapshot,
     MissionStatus,
     NodeStatus,
+    ParentLink,
     RecoveryAttemptsExceededError,
     TimelineKind,
+    WaitKind,
 )
 
 pytestmark = [
@@ -89,6 +92,16 @@ async def recover(db: Path, log: Path, mode: str = "recover") -> dict[str, str]:
 
 def runs(log: Path) -> Counter[str]:
     return Counter(log.read_text().splitlines())
+
+
+async def parent_and_kid(db: Path, parent: str) -> tuple[MissionSnapshot, MissionSnapshot]:
+    """The stored mission ``parent`` and its child ``<parent>/kid`` (the ``child`` modes)."""
+    async with create_sqlite_persistence_adapter(db, read_only=True) as inspector:
+        stored = await inspector.load(parent)
+        kid = await inspector.load(f"{parent}/kid")
+    assert stored is not None
+    assert kid is not None
+    return stored, kid
 
 
 async def test_a_step_whose_commit_did_not_happen_runs_again_after_a_crash(
@@ -416,3 +429,118 @@ async def test_a_for_each_killed_with_two_items_in_flight_runs_only_those_again(
             if e.kind is TimelineKind.ITERATION_STARTED
         ]
         assert started == [1, 2, 3, 4, 5]
+
+
+@pytest.mark.parametrize("how", ["recover", "runtime"])
+async def test_a_child_killed_in_its_step_is_not_started_again_and_completes_its_parent(
+    tmp_path: Path, how: str
+) -> None:
+    """A SIGKILL inside a child's first step, run by its parent's start call (the parent
+    stored running at its child node) or once the parent waits for it, leaves one child per
+    parent: recovery (advance, or a runtime) finds that child instead of starting another,
+    runs again only its interrupted step, and the parent completes with the child's
+    output."""
+    db, log = tmp_path / "missions.db", tmp_path / "steps.log"
+    await run_until_killed(db, log, "child", kill_on="CHILDREN-BLOCKED")
+    assert runs(log) == Counter(
+        {
+            "input c-first": 1,
+            "k-work c-first/kid": 1,
+            "input c-wait": 1,
+            "k-work c-wait/kid": 1,
+        }
+    )
+
+    first, _ = await parent_and_kid(db, "c-first")
+    assert (first.status, first.current_node) == (MissionStatus.RUNNING, "kid")
+    assert first.nodes["kid"].status is NodeStatus.RUNNING
+    assert first.nodes["kid"].attempts == 0
+    waiting, _ = await parent_and_kid(db, "c-wait")
+    assert waiting.status is MissionStatus.WAITING
+    assert waiting.wait is not None
+    assert waiting.wait.kind is WaitKind.CHILD
+    assert waiting.nodes["kid"].input == {"mission_id": "c-wait/kid", "input": {"parcels": 2}}
+    for parent in ("c-first", "c-wait"):
+        _, kid = await parent_and_kid(db, parent)
+        assert (kid.status, kid.current_node) == (MissionStatus.RUNNING, "k-work")
+        assert kid.parent == ParentLink(mission_id=parent, node="kid")
+    async with create_sqlite_persistence_adapter(db, read_only=True) as inspector:
+        assert await inspector.running_missions(10) == ["c-first", "c-first/kid", "c-wait/kid"]
+
+    assert await recover(db, log, how) == {
+        "c-first": "completed",
+        "c-first/kid": "completed",
+        "c-wait": "completed",
+        "c-wait/kid": "completed",
+    }
+    assert runs(log) == Counter(
+        {
+            # The parent left running at its child node computes the child's input again.
+            "input c-first": 2,
+            "k-work c-first/kid": 2,
+            "k-after c-first/kid": 1,
+            "p-after c-first": 1,
+            "input c-wait": 1,
+            "k-work c-wait/kid": 2,
+            "k-after c-wait/kid": 1,
+            "p-after c-wait": 1,
+        }
+    )
+    async with SQLiteCommander(db, [], read_only=True) as reader:
+        for parent, parcels in (("c-first", 1), ("c-wait", 2)):
+            assert [s.id for s in await reader.list(parent=parent)] == [f"{parent}/kid"]
+            done = await reader.inspect(parent)
+            kid = await reader.inspect(f"{parent}/kid")
+            assert kid.output == f"worked on {parcels}, checked"
+            assert done.output == kid.output
+            assert done.nodes["kid"].attempts == 1
+            timeline = await reader.timeline(parent)
+            started = [e.detail for e in timeline if e.kind is TimelineKind.CHILD_STARTED]
+            assert started == [{"mission_id": f"{parent}/kid"}]
+            kinds = [e.kind for e in await reader.timeline(f"{parent}/kid")]
+            assert kinds.count(TimelineKind.MISSION_RESUMED) == 1
+
+
+async def test_a_parent_whose_child_ended_just_before_a_crash_completes_when_its_wait_is_due(
+    tmp_path: Path,
+) -> None:
+    """A SIGKILL right after the commit that stored a child completed, before its parent was
+    told, leaves the parent waiting: when its child wait is due, recovery finds the child's
+    end and completes the parent with its output, running nothing of the child again."""
+    db, log = tmp_path / "missions.db", tmp_path / "steps.log"
+    await run_until_killed(db, log, "child-lost", kill_on=None)
+
+    parent, kid = await parent_and_kid(db, "c-lost")
+    assert kid.status is MissionStatus.COMPLETED
+    assert parent.status is MissionStatus.WAITING
+    assert parent.wait is not None
+    assert parent.wait.kind is WaitKind.CHILD
+    assert parent.due_at is not None
+
+    assert await recover(db, log) == {"c-lost": "completed", "c-lost/kid": "completed"}
+    assert runs(log) == Counter(
+        {"input c-lost": 1, "k-work c-lost/kid": 1, "k-after c-lost/kid": 1, "p-after c-lost": 1}
+    )
+    done, _ = await parent_and_kid(db, "c-lost")
+    assert done.output == "worked on 3, checked"
+
+
+async def test_a_child_whose_parent_was_cancelled_just_before_a_crash_cancels_itself(
+    tmp_path: Path,
+) -> None:
+    """A SIGKILL right after the commit that stored a parent cancelled, while its child ran a
+    step and before the child was told, leaves the child running: recovery cancels it, as
+    its parent no longer waits for it, without running its step again."""
+    db, log = tmp_path / "missions.db", tmp_path / "steps.log"
+    await run_until_killed(db, log, "child-orphan", kill_on=None)
+
+    parent, kid = await parent_and_kid(db, "c-orphan")
+    assert parent.status is MissionStatus.CANCELLED
+    assert (kid.status, kid.current_node) == (MissionStatus.RUNNING, "k-work")
+    assert kid.cancel_request is None
+
+    assert await recover(db, log) == {"c-orphan": "cancelled", "c-orphan/kid": "cancelled"}
+    assert runs(log) == Counter({"input c-orphan": 1, "k-work c-orphan/kid": 1})
+    _, kid = await parent_and_kid(db, "c-orphan")
+    assert kid.cancel_request is not None
+    assert kid.cancel_request.reason == "its parent 'c-orphan' no longer waits for it"

@@ -1,6 +1,7 @@
 """Testing helpers for Mission Control: the adapter conformance suite, pytest fixtures, and
 virtual time on trio and asyncio that makes timer tests instant."""
 
+from ._child_scenarios import ChildConformance
 from ._clocks import LoopClock, TrioClock
 from ._conformance import AdapterConformance
 from ._control_flow_scenarios import ControlFlowConformance
@@ -32,6 +33,7 @@ __all__ = [
     "TrioClock",
     "VirtualTimeEventLoop",
     "AdapterConformance",
+    "ChildConformance",
     "ControlFlowConformance",
     "EngineScenarioConformance",
     "LoopConformance",

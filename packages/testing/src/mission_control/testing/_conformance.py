@@ -14,6 +14,7 @@ An adapter's own tests run it by subclassing :class:`AdapterConformance` and pro
 
 from __future__ import annotations
 
+from ._child_scenarios import ChildConformance
 from ._control_flow_scenarios import ControlFlowConformance
 from ._engine_scenarios import EngineScenarioConformance
 from ._loop_scenarios import LoopConformance
@@ -27,9 +28,11 @@ class AdapterConformance(
     ControlFlowConformance,
     LoopConformance,
     SagaConformance,
+    ChildConformance,
 ):
     """Every test of the conformance suite: the protocol battery
     (:class:`PersistenceProtocolConformance`), then the engine scenarios
     (:class:`EngineScenarioConformance`), the control-flow ones (:class:`ControlFlowConformance`),
-    the loop ones (:class:`LoopConformance`) and the compensation ones
-    (:class:`SagaConformance`). Subclass it and provide ``persistence``."""
+    the loop ones (:class:`LoopConformance`), the compensation ones (:class:`SagaConformance`)
+    and the child mission ones (:class:`ChildConformance`). Subclass it and provide
+    ``persistence``."""
