@@ -5,6 +5,7 @@ what another began, run by a commander on the adapter under test."""
 
 from __future__ import annotations
 
+import functools
 from datetime import timedelta
 from typing import Any
 
@@ -626,3 +627,49 @@ class ChildConformance(ScenarioFixtures):
         assert child.status is MissionStatus.CANCELLED
         assert child.nodes["work"].status is NodeStatus.COMPLETED
         assert billing.ran == ["work"]
+
+    async def test_cancelling_a_parent_during_its_childs_first_run_stops_the_child_too(
+        self, persistence: PersistenceAdapter, clock: ManualClock
+    ) -> None:
+        """A parent cancelled while its child runs a step of its first run (in the parent's
+        own call) stops the child as it would had the child been moved by another caller:
+        the child is cancelled before its next step, and so is the parent."""
+        billing = _Billing()
+        order = billing.order(waits_first=False)
+        commander = scenario_commander(persistence, clock, order)
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(functools.partial(commander.start, order, None, id="o12"))
+                await billing.in_step.wait()
+                await commander.cancel("o12", "changed my mind")
+                billing.release.set()
+        parent = await commander.inspect("o12")
+        assert parent.status is MissionStatus.CANCELLED
+        child = await commander.inspect("o12/bill")
+        assert child.status is MissionStatus.CANCELLED
+        assert billing.ran == ["work"], "the child ran its next step after its parent was cancelled"
+
+    async def test_a_parent_whose_deadline_passes_while_it_waits_cancels_its_child(
+        self, persistence: PersistenceAdapter, clock: ManualClock
+    ) -> None:
+        """A parent that fails at its deadline while waiting for its child (no on_deadline)
+        cancels the child, as any parent that stops waiting does."""
+        order = (
+            m.define("late-order")
+            .start(parse=accept)
+            .deadline(60)
+            .child("ship", _shipping(), lambda ctx: {"parcels": 1})
+            .end()
+        )
+        commander = scenario_commander(persistence, clock, order)
+        await commander.start(order, None, id="o13")
+        clock.advance(60)
+        await drain_due(commander)
+        failed = await commander.inspect("o13")
+        assert failed.status is MissionStatus.FAILED
+        assert failed.error is not None
+        assert failed.error.type == "DeadlineExceededError"
+        child = await commander.inspect("o13/ship")
+        assert child.status is MissionStatus.CANCELLED, "the child still waits, orphaned"
+        assert child.cancel_request is not None
+        assert child.cancel_request.reason == "its parent 'o13' stopped waiting for it"
