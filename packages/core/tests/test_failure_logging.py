@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from mission_control.core import Context, ErrorInfo, MissionStatus, m
+from mission_control.core import CompensationRequested, Context, ErrorInfo, MissionStatus, m
 from mission_control.core._snapshot import TRACEBACK_CHARS, TRACEBACK_FRAMES
 from mission_control.in_memory_commander import ManualClock, create_in_memory_commander
 
@@ -135,3 +135,41 @@ def test_a_lone_surrogate_in_a_traceback_is_escaped() -> None:
     assert info.traceback is not None
     info.traceback.encode("utf-8")
     assert "\\udce9" in info.traceback
+
+
+async def test_a_requested_compensation_is_logged_as_information_without_a_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A function raising CompensationRequested logs one INFO line for the step and one for
+    the mission, naming the reason, with no traceback and nothing at WARNING or above."""
+
+    def undo(ctx: Context[Any, Any], output: Any) -> None:
+        return None
+
+    def confirm(ctx: Context[Any, Any]) -> None:
+        raise CompensationRequested("the guest declined")
+
+    booking = (
+        m.define("booking")
+        .start(parse=accept)
+        .step("reserve", lambda ctx: "R-1", compensate=undo)
+        .step("confirm", confirm)
+        .end()
+    )
+    caplog.set_level(logging.DEBUG)
+    async with create_in_memory_commander([booking]) as commander:
+        mission = await commander.start(booking, {})
+        assert (await mission.inspect()).status is MissionStatus.COMPENSATED
+
+    (step,) = records(caplog, "mission_control.steps")
+    (ended,) = records(caplog, "mission_control.missions")
+    assert step.levelno == ended.levelno == logging.INFO
+    assert step.getMessage() == (
+        "step 'confirm' of mission 'mission-000001' asked for compensation: the guest declined"
+    )
+    assert ended.getMessage() == (
+        "mission 'mission-000001' (booking) asked at 'confirm' for compensation and was "
+        "compensated: the guest declined"
+    )
+    assert step.exc_info is None
+    assert "Traceback" not in caplog.text

@@ -261,6 +261,16 @@ def _log_attempt_failed(
     error: BaseException,
     then: str,
 ) -> None:
+    if isinstance(error, CompensationRequested):
+        # Asked for, not a fault: one line, no traceback.
+        step_logger.info(
+            "%s %r of mission %r asked for compensation: %s",
+            node.kind,
+            node.name,
+            mission_id,
+            message_of(error),
+        )
+        return
     of = f" of {node.retry.max_attempts}" if isinstance(node, _RETRIED_NODES) else ""
     step_logger.warning(
         "%s %r of mission %r failed on attempt %d%s: %s",
@@ -277,6 +287,16 @@ def _log_attempt_failed(
 def _log_mission_failed(snapshot: MissionSnapshot) -> None:
     error = snapshot.error
     if error is None:
+        return
+    if error.type == CompensationRequested.__qualname__:
+        mission_logger.info(
+            "mission %r (%s) asked at %r for compensation%s: %s",
+            snapshot.id,
+            snapshot.definition,
+            snapshot.current_node,
+            " and was compensated" if snapshot.status is MissionStatus.COMPENSATED else "",
+            error.message,
+        )
         return
     mission_logger.error(
         "mission %r (%s) failed at %r%s: %s: %s%s",
