@@ -46,6 +46,9 @@ how often each step ran. Modes:
   then that of ``book-a`` (logged ``undo-a``) blocks forever after printing ``UNDO-RAN`` for
   the parent to SIGKILL. ``recover`` then runs ``undo-a`` again and the mission ends
   compensated.
+- ``compensate-cancel``: start ``saga-c`` (``saga-waits``), which books ``book-a`` and
+  ``book-b`` and waits at ``confirm``; cancel it with ``compensate=True``: ``undo-b`` completes
+  inside the cancel call, then ``undo-a`` blocks forever after printing ``UNDO-RAN``.
 - ``child``: start ``c-first``, whose child ``c-first/kid`` blocks forever in its first step
   ``k-work`` (run by the parent's start call, the parent stored running at its child node), and
   ``c-wait``, whose child ``c-wait/kid`` waits for the signal ``k-go`` (the parent stored
@@ -346,7 +349,7 @@ EACH = (
 async def undo_step(ctx: Context[Any, Any], output: str) -> None:
     name = ctx.node.removeprefix("book-")
     record(f"undo-{name}", ctx.mission_id)
-    if MODE == "compensate" and name == "a":
+    if MODE in ("compensate", "compensate-cancel") and name == "a":
         print("UNDO-RAN", flush=True)
         await anyio.sleep_forever()
 
@@ -364,6 +367,16 @@ SAGA = (
     .step("pay", pay)
     .end()
 )
+
+SAGA_WAITS = (
+    m.define("saga-waits")
+    .start(parse=parse)
+    .step("book-a", step_a, compensate=undo_step)
+    .step("book-b", step_c, compensate=undo_step)
+    .need_to("confirm", parse=parse)
+    .end()
+)
+"""``compensate-cancel``: books two things, then waits to be confirmed (or cancelled)."""
 
 CHILD_BLOCK_AT = {
     "child": {"c-first/kid", "c-wait/kid"},
@@ -439,6 +452,7 @@ COMMANDER = SQLiteCommander(
         LOOPED,
         EACH,
         SAGA,
+        SAGA_WAITS,
         PARENT,
         PARENT_WAITS,
     ],
@@ -509,6 +523,10 @@ async def run() -> None:
         raise AssertionError("the child should have been killed inside the for_each")
     if MODE == "compensate":
         await commander.start(SAGA, {}, id="saga")
+        raise AssertionError("the child should have been killed inside undo-a")
+    if MODE == "compensate-cancel":
+        await commander.start(SAGA_WAITS, {}, id="saga-c")
+        await commander.cancel("saga-c", "the customer changed their mind", compensate=True)
         raise AssertionError("the child should have been killed inside undo-a")
     if MODE == "child":
 

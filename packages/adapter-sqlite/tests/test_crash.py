@@ -218,6 +218,40 @@ async def test_a_crash_while_compensating_resumes_compensating(tmp_path: Path) -
     assert kinds[-1] is TimelineKind.MISSION_COMPENSATED
 
 
+async def test_a_crash_while_a_cancellation_compensates_resumes_compensating(
+    tmp_path: Path,
+) -> None:
+    """A process SIGKILLed inside a compensation begun by ``cancel(..., compensate=True)`` is
+    found compensating with its cancellation kept; recovery runs the interrupted compensation
+    again, never the completed one, and the mission ends compensated, its reason kept."""
+    db, log = tmp_path / "crash.sqlite", tmp_path / "steps.log"
+    await run_until_killed(db, log, "compensate-cancel", kill_on="UNDO-RAN")
+
+    async with create_sqlite_persistence_adapter(db, read_only=True) as inspector:
+        stored = await inspector.load("saga-c")
+        assert stored is not None
+        assert stored.status is MissionStatus.RUNNING
+        assert stored.compensating
+        assert stored.cancel_request is not None
+        assert stored.cancel_request.compensate
+        assert stored.compensations is not None
+        assert [owed.path for owed in stored.compensations.owed] == ["book-a"]
+        assert stored.active == ("book-a/compensate",)
+        assert stored.nodes["book-b/compensate"].status is NodeStatus.COMPLETED
+        assert await inspector.running_missions(10) == ["saga-c"]
+
+    assert await recover(db, log) == {"saga-c": "compensated"}
+    assert runs(log) == Counter(
+        {"a saga-c": 1, "c saga-c": 1, "undo-b saga-c": 1, "undo-a saga-c": 2}
+    )
+    async with create_sqlite_persistence_adapter(db, read_only=True) as inspector:
+        done = await inspector.load("saga-c")
+    assert done is not None
+    assert done.error is None
+    assert done.cancel_request is not None
+    assert done.cancel_request.reason == "the customer changed their mind"
+
+
 async def test_a_start_killed_inside_its_run_is_stored_and_the_runtime_completes_it(
     tmp_path: Path,
 ) -> None:
