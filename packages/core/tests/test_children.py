@@ -19,6 +19,7 @@ from mission_control.core import (
     Context,
     EventKey,
     InvalidDefinitionError,
+    InvalidInputError,
     MissionNotActiveError,
     MissionSnapshot,
     MissionStatus,
@@ -331,6 +332,18 @@ async def test_a_parent_looks_again_later_and_later_while_its_child_runs() -> No
     assert minutes == [1, 2, 4, 8, 16, 32, 64, 124, 184]
 
 
+async def store_as_cancelled(store: InMemoryPersistenceAdapter, mission_id: str) -> None:
+    """Store the mission as cancelled and nothing else: what a crash between a parent's
+    cancellation and its child's leaves in the store."""
+    parent = await store.load(mission_id)
+    assert parent is not None
+    stored = snapshot_from_json(snapshot_to_json(parent))
+    ended = attrs.evolve(
+        stored, status=MissionStatus.CANCELLED, waits=(), revision=stored.revision + 1
+    )
+    await store.commit(ended, expected_revision=stored.revision, timeline=[])
+
+
 async def test_a_child_whose_parent_stopped_waiting_cancels_itself_when_moved() -> None:
     """A child left running by a parent that ended without cancelling it (a crash came between)
     cancels itself the next time it is moved."""
@@ -338,14 +351,7 @@ async def test_a_child_whose_parent_stopped_waiting_cancels_itself_when_moved() 
     store = InMemoryPersistenceAdapter()
     commander = create_in_memory_commander([ORDER], persistence=store, clock=clock)
     await commander.start(ORDER, {"id": 5}, id="o-5")
-    # What a crash between the parent's cancellation and its child's leaves in the store.
-    parent = await store.load("o-5")
-    assert parent is not None
-    stored = snapshot_from_json(snapshot_to_json(parent))
-    ended = attrs.evolve(
-        stored, status=MissionStatus.CANCELLED, waits=(), revision=stored.revision + 1
-    )
-    await store.commit(ended, expected_revision=stored.revision, timeline=[])
+    await store_as_cancelled(store, "o-5")
     moved = await commander.advance("o-5/shipping")
     assert moved is not None
     assert moved.status is MissionStatus.CANCELLED
@@ -360,13 +366,7 @@ async def test_a_signal_to_a_child_whose_parent_stopped_waiting_is_refused() -> 
     store = InMemoryPersistenceAdapter()
     commander = create_in_memory_commander([ORDER], persistence=store, clock=clock)
     await commander.start(ORDER, {"id": 6}, id="o-6")
-    parent = await store.load("o-6")
-    assert parent is not None
-    stored = snapshot_from_json(snapshot_to_json(parent))
-    ended = attrs.evolve(
-        stored, status=MissionStatus.CANCELLED, waits=(), revision=stored.revision + 1
-    )
-    await store.commit(ended, expected_revision=stored.revision, timeline=[])
+    await store_as_cancelled(store, "o-6")
     with pytest.raises(MissionNotActiveError, match="'o-6/shipping' is cancelled"):
         await commander.signal("o-6/shipping", "picked", "late")
     child = await commander.inspect("o-6/shipping")
@@ -680,3 +680,15 @@ async def test_a_child_found_after_a_crash_is_adopted_whatever_the_input_functio
     await restarted.advance("p/kid")
     done = await restarted.inspect("p")
     assert (done.status, done.output) == (MissionStatus.COMPLETED, 1)
+
+
+async def test_listing_by_a_parent_that_is_no_id_is_refused_and_reads_nothing() -> None:
+    """``list(parent=...)`` with something other than a mission id raises InvalidInputError
+    before the store is read."""
+    store = ReadCountingStore()
+    commander = create_in_memory_commander([ORDER], persistence=store)
+    await commander.start(ORDER, {"id": 10}, id="o-10")
+    with pytest.raises(InvalidInputError, match="parent must be a mission id"):
+        await commander.list(parent=10)  # type: ignore[arg-type]
+    assert store.read == 0
+    assert [c.id for c in await commander.list(parent="o-10")] == ["o-10/shipping"]

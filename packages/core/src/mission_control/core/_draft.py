@@ -428,6 +428,14 @@ class Draft(MissionFields):
         )
         self.recovery_attempts = 0
 
+    def move_due(self, path: str, due_at: datetime) -> None:
+        """The wait of the node at ``path`` comes due at ``due_at`` now (and its record says so)."""
+        self.waits = tuple(
+            attrs.evolve(w, due_at=due_at) if w.node == path else w for w in self.waits
+        )
+        self.nodes[path] = attrs.evolve(self.nodes[path], due_at=due_at)  # pyright: ignore[reportIndexIssue]
+        self.changed = True
+
     def retry_later(
         self, path: str, attempt: int, error: ErrorInfo, wait: Wait, now: datetime
     ) -> None:

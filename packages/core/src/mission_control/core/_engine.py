@@ -1596,20 +1596,17 @@ class Engine:
         mission_id = child_of(record)
         assert mission_id is not None
         child = await self.persistence.load(mission_id)
-        if child is None or child.is_terminal:
-            status = "missing" if child is None else child.status.value
-            draft.log(
-                now,
-                TimelineKind.CHILD_ENDED,
-                path,
-                record.attempts,
-                {"mission_id": mission_id, "status": status},
-            )
-        if child is None:
-            error = ChildMissionFailedError(f"child mission {mission_id!r} does not exist")
-            self._attempt_failed(draft, node, path, error, record.attempts, now)
+        if child is not None and not child.is_terminal:
+            if not due:
+                return False
+            # Runs on: look again after as long as it has run so far (within the bounds).
+            ran = now - (record.started_at or now)
+            draft.move_due(path, now + min(max(ran, CHILD_CHECK), CHILD_CHECK_MAX))
             return True
-        if child.status is MissionStatus.COMPLETED:
+        status = "missing" if child is None else child.status.value
+        detail = {"mission_id": mission_id, "status": status}
+        draft.log(now, TimelineKind.CHILD_ENDED, path, record.attempts, detail)
+        if child is not None and child.status is MissionStatus.COMPLETED:
             draft.complete(
                 path,
                 node.name,
@@ -1623,28 +1620,15 @@ class Engine:
             draft.must_write = True
             self._leave(definition, draft, path, now)
             return True
-        if child.is_terminal:
-            why = (
-                f"{child.error.type}: {child.error.message}"
-                if child.error is not None
-                else (child.cancel_request.reason if child.cancel_request is not None else None)
-                or "no reason given"
-            )
-            error = ChildMissionFailedError(
-                f"child mission {mission_id!r} {child.status.value}: {why}"
-            )
-            self._attempt_failed(draft, node, path, error, record.attempts, now)
-            return True
-        if not due:
-            return False
-        started = record.started_at or now
-        later = min(max(now - started, CHILD_CHECK), CHILD_CHECK_MAX)
-        due_at = now + later
-        draft.waits = tuple(
-            attrs.evolve(w, due_at=due_at) if w.node == path else w for w in draft.waits
-        )
-        draft.nodes[path] = attrs.evolve(record, due_at=due_at)  # pyright: ignore[reportIndexIssue]
-        draft.changed = True
+        if child is None:
+            why = "does not exist"
+        elif child.error is not None:
+            why = f"{child.status.value}: {child.error.type}: {child.error.message}"
+        else:
+            reason = child.cancel_request.reason if child.cancel_request is not None else None
+            why = f"{child.status.value}: {reason or 'no reason given'}"
+        error = ChildMissionFailedError(f"child mission {mission_id!r} {why}")
+        self._attempt_failed(draft, node, path, error, record.attempts, now)
         return True
 
     async def _ended(self, snapshot: MissionSnapshot) -> None:
