@@ -88,6 +88,40 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             "CREATE INDEX inbox_by_mission ON inbox (mission_id, name, seq)",
         ),
     ),
+    Migration(
+        2,
+        "several processes: submissions and the path the owner opened the file by",
+        (
+            # What the process that owns the store recorded about it (key "path": the name it
+            # opened the file by, which every other process must use too).
+            """
+            CREATE TABLE store (
+                key TEXT PRIMARY KEY NOT NULL,
+                value TEXT NOT NULL
+            ) WITHOUT ROWID, STRICT
+            """,
+            # Work another process handed to the owner: start (name: the definition, payload:
+            # the input), signal (name, payload) or cancel (payload: reason and compensate).
+            # The owner applies a pending one and marks it applied in the same transaction,
+            # or marks it refused with the error it raised (refusal: JSON type and message).
+            # AUTOINCREMENT: a submission's seq is never handed out again.
+            """
+            CREATE TABLE submissions (
+                seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                kind TEXT NOT NULL,
+                mission_id TEXT NOT NULL,
+                name TEXT,
+                payload TEXT NOT NULL,
+                submitted_at TEXT NOT NULL,
+                submitted_by TEXT NOT NULL,
+                state TEXT NOT NULL DEFAULT 'pending',
+                decided_at TEXT,
+                refusal TEXT
+            ) STRICT
+            """,
+            "CREATE INDEX submissions_pending ON submissions (seq) WHERE state = 'pending'",
+        ),
+    ),
 )
 
 SCHEMA_VERSION: Final = MIGRATIONS[-1].version
