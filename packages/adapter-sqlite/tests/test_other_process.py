@@ -4,7 +4,6 @@ documented re-read interval."""
 from __future__ import annotations
 
 import sys
-import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -24,24 +23,7 @@ def identity(value: Any) -> Any:
 
 FLOW = m.define("w").start(parse=identity).need_to("go", parse=identity).end()
 
-OWNER = """
-import sys
-
-import trio
-
-from mission_control.adapter_sqlite import SQLiteCommander
-from mission_control.core import m
-
-FLOW = m.define("w").start(parse=lambda v: v).need_to("go", parse=lambda v: v).end()
-
-
-async def main() -> None:
-    async with SQLiteCommander(sys.argv[1], [FLOW]) as commander:
-        await commander.signal("m-1", "go", {})
-
-
-trio.run(main)
-"""
+OWNER = Path(__file__).with_name("owner_child.py")
 
 
 async def test_result_on_a_read_only_view_sees_an_end_written_by_another_process(
@@ -64,9 +46,7 @@ async def test_result_on_a_read_only_view_sees_an_end_written_by_another_process
             tasks.start_soon(wait)
             await wait_all_tasks_blocked()
             # Real time passes while the other process runs: no virtual deadline around it.
-            await anyio.run_process(
-                [sys.executable, "-c", textwrap.dedent(OWNER), str(db_path)], check=True
-            )
+            await anyio.run_process([sys.executable, str(OWNER), str(db_path)], input=b"signal\n")
             # The re-read due by then fires first: virtual time moves only to the next deadline.
             with anyio.fail_after(READ_ONLY_REREAD_INTERVAL + 0.01):
                 await seen.wait()

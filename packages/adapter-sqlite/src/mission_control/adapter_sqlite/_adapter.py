@@ -48,6 +48,7 @@ from mission_control.core.storage import (
 
 from ._group import GroupCommit, Transaction, when_free
 from ._lock import Reader, WriterLock, read_header
+from ._paths import check_path, record_path
 from ._schema import current_version, migrate, read_version
 from ._sqlite import Connection, Row, connect
 
@@ -322,6 +323,8 @@ class SQLitePersistenceAdapter:
                 "directory); open it with read_only=True to inspect it"
             )
         version = read_version(db, path, read_only=self._read_only)
+        if not memory:
+            check_path(db, path, owner=not self._read_only)
         if self._read_only:
             return version
         if not memory:
@@ -335,6 +338,8 @@ class SQLitePersistenceAdapter:
         if version < current_version():
             migrate(db, path)
             version = current_version()
+        if not memory:
+            record_path(db, os.path.realpath(path))
         return version
 
     # -- properties ----------------------------------------------------------------------------

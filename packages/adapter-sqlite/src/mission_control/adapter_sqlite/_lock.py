@@ -18,7 +18,8 @@ belongs to the file itself, not to a name:
   SQLite's write-ahead log does not work over a network file system anyway.
 - In this process, the files open for writing are known by identity (device and inode), so a
   second adapter is refused before it opens anything, and told which name the file is open
-  under.
+  under. So is a read-only adapter of this process coming by another name than the writer's
+  (see ``_paths.py`` for what each role sees through another name).
 - The writer also holds an exclusive ``flock`` on a sidecar file ``<realpath>.lock``, which
   0.1.0 used alone: an older process and this one still exclude each other. The sidecar is never
   deleted: unlinking it would let a newcomer lock a fresh file while the holder locks the old
@@ -152,6 +153,10 @@ class Reader:
             identity = None
         if identity is not None:
             with _open_files_lock:
+                entry = _open_files.get(identity)
+                writer = None if entry is None else entry.writer
+                if writer is not None and os.path.realpath(writer) != os.path.realpath(database):
+                    raise _other_name_here(database, writer)
                 _open_files.setdefault(identity, _OpenFile()).users += 1
         self._identity = identity
 
@@ -271,6 +276,16 @@ def _open_here(database: str, other: str) -> PersistenceError:
     )
 
 
+def _other_name_here(database: str, writer: str) -> PersistenceError:
+    # SQLite shares one shared-memory index per file between the connections of a process, so
+    # a connection through a second name would read the writer's index against another log.
+    return PersistenceError(
+        f"{database} is open for writing in this process under the name {writer}, and SQLite "
+        "keeps the write-ahead log next to the name a file is opened by; open it as "
+        f"{writer} to read it (nothing was changed)"
+    )
+
+
 def _check_claim(database: str, fd: int, other: str | None) -> None:
     """Raise unless the writer may have the file ``fd`` is open on, ``other`` being the name
     this process already writes it under, if any."""
@@ -303,8 +318,9 @@ def _check_claim(database: str, fd: int, other: str | None) -> None:
             f"{database} has {info.st_nlink} names (hard links): a writer stopped by a "
             "crash leaves its write-ahead log under the name it used, a writer coming "
             "through the other name would not see it, and the file would be corrupted; "
-            "remove the other links before writing to it (read_only=True inspects it "
-            "as it is)"
+            "remove the other names before writing to it, keeping the one its owner "
+            "recorded (read_only=True by any of them tells which, and inspects the file "
+            "by that one)"
         )
 
 
