@@ -79,8 +79,12 @@ def kind(path: str) -> str:
     return "socket" if stat.S_ISSOCK(info.st_mode) else "other"
 
 
-def does_not_wake() -> anyio.CancelScope:
-    return anyio.move_on_after(NO_WAKE)
+async def nothing_queued(receiver: WakeReceiver) -> bool:
+    """Whether a wait on ``receiver`` blocks (has no datagram to read) for ``NO_WAKE``
+    seconds."""
+    with anyio.move_on_after(NO_WAKE) as scope:
+        await receiver.wait()
+    return scope.cancelled_caught
 
 
 def test_the_socket_is_bound_beside_the_database(database: str) -> None:
@@ -126,9 +130,7 @@ async def test_one_wait_drains_every_datagram_sent_before_it(
     sender = WakeSender(wake_path(database))
     assert all(sender.send() for _ in range(100))
     await receiver.wait()
-    with does_not_wake() as scope:
-        await receiver.wait()
-    assert scope.cancelled_caught
+    assert await nothing_queued(receiver)
     assert sender.send()
     await receiver.wait()
     sender.close()
@@ -140,9 +142,7 @@ async def test_filling_the_queue_never_raises(database: str, receiver: WakeRecei
     sender = WakeSender(wake_path(database))
     assert all(sender.send() for _ in range(10_000))
     await receiver.wait()
-    with does_not_wake() as scope:
-        await receiver.wait()
-    assert scope.cancelled_caught
+    assert await nothing_queued(receiver)
     sender.close()
 
 
@@ -309,9 +309,7 @@ async def test_a_forked_child_closing_its_copy_keeps_the_parents_socket(
     assert os.waitstatus_to_exitcode(status) == 0
     assert kind(path) == "socket"
     await receiver.wait()  # the child's datagram
-    with does_not_wake() as scope:
-        await receiver.wait()
-    assert scope.cancelled_caught
+    assert await nothing_queued(receiver)
     sender.close()
 
 
