@@ -79,16 +79,16 @@ def test_a_damaged_database_is_reported_with_its_path(tmp_path: Path) -> None:
     path = tmp_path / "damaged.sqlite"
     path.write_bytes(b"SQLite format 3\x00" + b"\xff" * 4080)
     with pytest.raises(PersistenceError, match=r"damaged\.sqlite"):
-        create_sqlite_persistence_adapter(path)
+        create_sqlite_persistence_adapter(path, role="owner")
 
 
 def test_a_directory_or_a_missing_directory_is_refused(tmp_path: Path) -> None:
     """A directory, a file in a directory that does not exist, and a missing file opened
     read-only each give a clear ``PersistenceError``."""
     with pytest.raises(PersistenceError, match="is a directory"):
-        create_sqlite_persistence_adapter(tmp_path)
+        create_sqlite_persistence_adapter(tmp_path, role="owner")
     with pytest.raises(PersistenceError, match=r"directory .* does not exist"):
-        create_sqlite_persistence_adapter(tmp_path / "nowhere" / "x.sqlite")
+        create_sqlite_persistence_adapter(tmp_path / "nowhere" / "x.sqlite", role="owner")
     with pytest.raises(PersistenceError, match="no database at"):
         create_sqlite_persistence_adapter(tmp_path / "missing.sqlite", read_only=True)
     assert list(tmp_path.iterdir()) == []
@@ -99,11 +99,11 @@ async def test_a_read_only_file_is_refused_for_writing_but_can_be_inspected(
 ) -> None:
     """A database file the process may not write raises ``PersistenceError`` that suggests
     ``read_only=True``, and read-only inspection of it works."""
-    async with create_sqlite_persistence_adapter(db_path) as adapter:
+    async with create_sqlite_persistence_adapter(db_path, role="owner") as adapter:
         await adapter.insert(make_snapshot("m"), [])
     read_only_file(db_path)
     with pytest.raises(PersistenceError, match=r"cannot be written.*read_only=True"):
-        create_sqlite_persistence_adapter(db_path)
+        create_sqlite_persistence_adapter(db_path, role="owner")
     async with create_sqlite_persistence_adapter(db_path, read_only=True) as inspector:
         assert [s.id for s in await inspector.list_missions(limit=100)] == ["m"]
 
@@ -117,7 +117,7 @@ def test_an_unwritable_directory_is_refused_for_writing(
     folder.mkdir()
     read_only_file(folder)
     with pytest.raises(PersistenceError, match="directory must be writable"):
-        create_sqlite_persistence_adapter(folder / "x.sqlite")
+        create_sqlite_persistence_adapter(folder / "x.sqlite", role="owner")
 
 
 async def test_read_only_opens_a_database_in_a_read_only_directory(
@@ -131,7 +131,7 @@ async def test_read_only_opens_a_database_in_a_read_only_directory(
     folder = tmp_path / "media"
     folder.mkdir()
     path = folder / "missions.sqlite"
-    async with create_sqlite_persistence_adapter(path) as writer:
+    async with create_sqlite_persistence_adapter(path, role="owner") as writer:
         await writer.insert(make_snapshot("m"), [make_entry()])
         await writer.insert(make_snapshot("n", status=MissionStatus.WAITING, due_in=5), [])
     (folder / "missions.sqlite.lock").unlink()
@@ -161,7 +161,7 @@ async def test_read_only_refuses_a_read_only_directory_whose_log_it_cannot_read(
         from mission_control.core import SortableIds, MissionSnapshot, MissionStatus
         from datetime import datetime, UTC
         async def main():
-            adapter = create_sqlite_persistence_adapter(sys.argv[1])
+            adapter = create_sqlite_persistence_adapter(sys.argv[1], role="owner")
             now = datetime(2030, 1, 1, tzinfo=UTC)
             snapshot = MissionSnapshot(
                 id="m", definition="test", definition_version=1, status=MissionStatus.RUNNING,
@@ -196,14 +196,14 @@ async def test_a_corrupt_mission_is_reported_and_the_others_keep_working(
     """A mission whose stored JSON is corrupt raises ``PersistenceError`` naming it from
     ``load`` and ``list_missions``, while the tick queries still return ids, other missions
     still load, and nothing in the file changes."""
-    async with create_sqlite_persistence_adapter(db_path) as adapter:
+    async with create_sqlite_persistence_adapter(db_path, role="owner") as adapter:
         await adapter.insert(make_snapshot("bad", status=MissionStatus.WAITING, due_in=1), [])
         await adapter.insert(make_snapshot("good", status=MissionStatus.WAITING, due_in=2), [])
         await adapter.insert(make_snapshot("running"), [])
     tamper(db_path, "UPDATE missions SET snapshot = '{\"id\": \"bad\", trunc' WHERE id = 'bad'")
     before = dump(db_path)
 
-    async with create_sqlite_persistence_adapter(db_path) as adapter:
+    async with create_sqlite_persistence_adapter(db_path, role="owner") as adapter:
         with pytest.raises(PersistenceError, match=r"mission 'bad' .* corrupt"):
             await adapter.load("bad")
         with pytest.raises(PersistenceError, match="mission 'bad'"):
@@ -228,10 +228,10 @@ async def test_a_snapshot_that_does_not_match_its_row_is_reported(
 ) -> None:
     """A row whose JSON names another id or revision is reported as unreadable rather than
     handed to the engine."""
-    async with create_sqlite_persistence_adapter(db_path) as adapter:
+    async with create_sqlite_persistence_adapter(db_path, role="owner") as adapter:
         await adapter.insert(make_snapshot("m"), [])
     tamper(db_path, "UPDATE missions SET revision = 7 WHERE id = 'm'")
-    async with create_sqlite_persistence_adapter(db_path) as adapter:
+    async with create_sqlite_persistence_adapter(db_path, role="owner") as adapter:
         with pytest.raises(PersistenceError, match="revision 1, its row says revision 7"):
             await adapter.load("m")
 
@@ -241,7 +241,7 @@ async def test_corrupt_timeline_entries_and_signals_name_their_mission(
 ) -> None:
     """A corrupt timeline entry, signal payload or cancellation request raises
     ``PersistenceError`` naming the mission it belongs to."""
-    async with create_sqlite_persistence_adapter(db_path) as adapter:
+    async with create_sqlite_persistence_adapter(db_path, role="owner") as adapter:
         await adapter.insert(make_snapshot("m"), [make_entry()])
         await adapter.append_signal("m", "go", {"ok": True}, make_entry().at, [])
         await adapter.insert(make_snapshot("c"), [])
@@ -249,7 +249,7 @@ async def test_corrupt_timeline_entries_and_signals_name_their_mission(
     tamper(db_path, "UPDATE timeline SET entry = 'nope'")
     tamper(db_path, "UPDATE inbox SET payload = '{'")
     tamper(db_path, "UPDATE missions SET cancel_request = '[1]' WHERE id = 'c'")
-    async with create_sqlite_persistence_adapter(db_path) as adapter:
+    async with create_sqlite_persistence_adapter(db_path, role="owner") as adapter:
         with pytest.raises(PersistenceError, match=r"mission 'm' .* timeline"):
             await adapter.timeline("m")
         with pytest.raises(PersistenceError, match=r"mission 'm' .* signal"):
@@ -267,18 +267,18 @@ async def test_a_second_writer_fails_fast_until_the_first_closes(
     """A second adapter opening the same database for writing (also through another spelling
     of its path or a symlink) raises ``PersistenceError`` at once; after ``aclose`` it may
     open."""
-    first = create_sqlite_persistence_adapter(db_path)
+    first = create_sqlite_persistence_adapter(db_path, role="owner")
     await first.insert(make_snapshot("m"), [])
     alias = db_path.with_name("alias.sqlite")
     alias.symlink_to(db_path)
     spellings = (db_path, str(db_path), os.path.join(db_path.parent, ".", db_path.name), alias)
     for path in spellings:
         with pytest.raises(PersistenceError, match="already open for writing") as raised:
-            create_sqlite_persistence_adapter(path)
+            create_sqlite_persistence_adapter(path, role="owner")
         assert "read_only=True" in str(raised.value)
     assert await first.load("m") is not None
     await first.aclose()
-    async with create_sqlite_persistence_adapter(db_path) as second:
+    async with create_sqlite_persistence_adapter(db_path, role="owner") as second:
         assert await second.load("m") is not None
 
 
@@ -296,14 +296,14 @@ async def test_a_hard_link_does_not_open_a_second_writer(
     """The single-writer guard follows the file, not its name: while a database is open for
     writing, no second writer opens it through a hard link, a symlink or a relative path, nor
     later through one of two names, and the file stays intact."""
-    first = create_sqlite_persistence_adapter(db_path)
+    first = create_sqlite_persistence_adapter(db_path, role="owner")
     await first.insert(make_snapshot("m"), [])
     link = db_path.with_name("link.sqlite")
     os.link(db_path, link)
     with pytest.raises(
         PersistenceError, match="already open for writing in this process"
     ) as raised:
-        create_sqlite_persistence_adapter(link)
+        create_sqlite_persistence_adapter(link, role="owner")
     assert "read_only=True" in str(raised.value)
     assert str(db_path) in str(raised.value)
     symlink = db_path.with_name("symlink.sqlite")
@@ -311,14 +311,14 @@ async def test_a_hard_link_does_not_open_a_second_writer(
     monkeypatch.chdir(db_path.parent)
     for name in (symlink, "link.sqlite", "./symlink.sqlite"):
         with pytest.raises(PersistenceError, match="already open for writing"):
-            create_sqlite_persistence_adapter(name)
+            create_sqlite_persistence_adapter(name, role="owner")
     await first.commit(make_snapshot("m", revision=2), expected_revision=1, timeline=[])
     await first.aclose()
     assert _integrity(link) == "ok"
     with pytest.raises(PersistenceError, match=r"has 2 names \(hard links\)"):
-        create_sqlite_persistence_adapter(link)
+        create_sqlite_persistence_adapter(link, role="owner")
     os.unlink(db_path)
-    async with create_sqlite_persistence_adapter(link) as second:
+    async with create_sqlite_persistence_adapter(link, role="owner") as second:
         loaded = await second.load("m")
         assert loaded is not None
         assert loaded.revision == 2
@@ -330,12 +330,12 @@ async def test_a_new_database_is_guarded_from_the_moment_it_is_created(
     """A database the adapter creates is keyed on its identity at once: a hard link made to it
     right after does not open a second writer, even once the first name is removed (the link
     is then the file's only name, and no lock file is next to it)."""
-    async with create_sqlite_persistence_adapter(db_path):
+    async with create_sqlite_persistence_adapter(db_path, role="owner"):
         link = db_path.with_name("link.sqlite")
         os.link(db_path, link)
         os.unlink(db_path)
         with pytest.raises(PersistenceError, match="already open for writing in this process"):
-            create_sqlite_persistence_adapter(link)
+            create_sqlite_persistence_adapter(link, role="owner")
     assert _integrity(link) == "ok"
 
 
@@ -345,7 +345,7 @@ from mission_control.adapter_sqlite import create_sqlite_persistence_adapter
 from mission_control.core import PersistenceError
 async def main():
     try:
-        adapter = create_sqlite_persistence_adapter(sys.argv[1])
+        adapter = create_sqlite_persistence_adapter(sys.argv[1], role="owner")
     except PersistenceError as error:
         print(error)
         sys.exit(3)
@@ -422,7 +422,7 @@ async def test_another_process_cannot_open_the_database_for_writing_by_any_name(
     """While this process owns a database, another process cannot open it for writing, neither by
     its name, nor through a hard link, nor by the name it got from a rename under the writer; once
     the owner has closed it, another process writes it by one name, and nothing is lost."""
-    async with create_sqlite_persistence_adapter(db_path) as adapter:
+    async with create_sqlite_persistence_adapter(db_path, role="owner") as adapter:
         await adapter.insert(make_snapshot("m"), [])
         name = reach(db_path)
         code, out, err = await run_python(_OPEN_FOR_WRITING, str(name))
@@ -456,7 +456,7 @@ async def test_the_guard_never_drops_the_locks_sqlite_holds(
     closes none while a connection of this process uses the file: a refused second writer and a
     writer closing leave the SQLite locks of the other connections in place, and the writer's
     lock on the file itself goes with it."""
-    writer = create_sqlite_persistence_adapter(db_path)
+    writer = create_sqlite_persistence_adapter(db_path, role="owner")
     await writer.insert(make_snapshot("m"), [])
     inspector = create_sqlite_persistence_adapter(db_path, read_only=True)
     assert await inspector.load("m") is not None
@@ -466,7 +466,7 @@ async def test_the_guard_never_drops_the_locks_sqlite_holds(
     link = _hard_link(db_path)
     for name in (db_path, link):
         with pytest.raises(PersistenceError, match="already open for writing"):
-            create_sqlite_persistence_adapter(name)
+            create_sqlite_persistence_adapter(name, role="owner")
         assert _locks(db_path) == held
     writer.close()
     assert _locks(db_path) == [lock for lock in held if not lock.startswith("FLOCK")]
@@ -515,7 +515,7 @@ async def test_a_writer_dropped_without_aclose_closes_its_connection_before_its_
     process opens the database for writing."""
     vfs = _LocksAtClose()
     try:
-        writer = create_sqlite_persistence_adapter(db_path)
+        writer = create_sqlite_persistence_adapter(db_path, role="owner")
         await writer.insert(make_snapshot("m"), [])
         del writer
         gc.collect()
@@ -539,7 +539,7 @@ async def test_adapters_coming_and_going_do_not_add_descriptors_while_a_writer_r
     """While a writer has the database open, read-only adapters opened and closed and second
     writers refused (by the same name or a hard link) leave the process's descriptor count
     flat, instead of keeping one descriptor each until the writer closes."""
-    async with create_sqlite_persistence_adapter(db_path) as writer:
+    async with create_sqlite_persistence_adapter(db_path, role="owner") as writer:
         await writer.insert(make_snapshot("m"), [])
         for _ in range(3):
             async with create_sqlite_persistence_adapter(db_path, read_only=True) as inspector:
@@ -547,14 +547,14 @@ async def test_adapters_coming_and_going_do_not_add_descriptors_while_a_writer_r
         link = _hard_link(db_path)
         for name in (db_path, link):
             with pytest.raises(PersistenceError, match=r"already (has )?open for writing"):
-                create_sqlite_persistence_adapter(name)
+                create_sqlite_persistence_adapter(name, role="owner")
         before = _descriptors()
         for _ in range(100):
             async with create_sqlite_persistence_adapter(db_path, read_only=True) as inspector:
                 assert await inspector.load("m") is not None
             for name in (db_path, link):
                 with pytest.raises(PersistenceError, match=r"already (has )?open for writing"):
-                    create_sqlite_persistence_adapter(name)
+                    create_sqlite_persistence_adapter(name, role="owner")
         assert _descriptors() == before
         assert await writer.load("m") is not None
     os.unlink(link)
@@ -565,7 +565,7 @@ async def test_read_only_inspection_works_while_the_writer_runs(
 ) -> None:
     """While the owner has the database open, a read-only adapter in this process and one in
     another process see every commit as it happens, and cannot write."""
-    async with create_sqlite_persistence_adapter(db_path) as writer:
+    async with create_sqlite_persistence_adapter(db_path, role="owner") as writer:
         await writer.insert(make_snapshot("m"), [make_entry()])
         async with create_sqlite_persistence_adapter(db_path, read_only=True) as inspector:
             assert inspector.read_only
@@ -618,7 +618,7 @@ def test_the_lock_is_released_when_the_owning_process_dies(db_path: Path) -> Non
                 """
                 import os, signal, sys
                 from mission_control.adapter_sqlite import create_sqlite_persistence_adapter
-                adapter = create_sqlite_persistence_adapter(sys.argv[1])
+                adapter = create_sqlite_persistence_adapter(sys.argv[1], role="owner")
                 os.kill(os.getpid(), signal.SIGKILL)
                 """
             ),
@@ -626,4 +626,4 @@ def test_the_lock_is_released_when_the_owning_process_dies(db_path: Path) -> Non
         ],
     )
     assert process.wait(timeout=60) == -9
-    create_sqlite_persistence_adapter(db_path).close()
+    create_sqlite_persistence_adapter(db_path, role="owner").close()

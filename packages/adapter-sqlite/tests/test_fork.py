@@ -30,7 +30,7 @@ from mission_control.core import m
 flow = m.define("flow").start(parse=dict).need_to("go", parse=dict).end()
 async def main():
     try:
-        async with SQLiteCommander({path!r}, [flow]) as commander:
+        async with SQLiteCommander({path!r}, [flow], role="owner") as commander:
             await commander.start(flow, {{}}, id="second")
             print("opened")
     except Exception as error:

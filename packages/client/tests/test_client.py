@@ -239,6 +239,10 @@ def test_a_runtime_driving_something_else_than_a_commander_is_refused(
         due_missions = commander.due_missions
         running_missions = commander.running_missions
         next_due_at = commander.next_due_at
+        is_owner = True
+        take_ownership = commander.take_ownership
+        watch_submissions = commander.watch_submissions
+        apply_submissions = commander.apply_submissions
 
     with pytest.raises(TypeError, match="create_commander"):
         MissionClient(create_commander_runtime(Driver()))

@@ -38,6 +38,8 @@ def test_event_names_are_stable() -> None:
         "mission-resume-completed",
         "mission-resume-failed",
         "mission-advance-failed",
+        "runtime-standby",
+        "runtime-took-ownership",
     ]
 
 

@@ -234,6 +234,19 @@ class FailingQueries:
             raise PersistenceError("database is locked")
         return await self.commander.due_missions(limit, now)
 
+    @property
+    def is_owner(self) -> bool:
+        return self.commander.is_owner
+
+    async def take_ownership(self) -> None:
+        await self.commander.take_ownership()
+
+    async def watch_submissions(self, wake: Any) -> None:
+        await self.commander.watch_submissions(wake)
+
+    async def apply_submissions(self, limit: int) -> int:
+        return await self.commander.apply_submissions(limit)
+
 
 async def test_a_tick_whose_queries_fail_raises_and_the_runtime_keeps_going(
     commander: Commander,

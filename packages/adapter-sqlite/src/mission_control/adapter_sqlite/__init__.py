@@ -8,6 +8,10 @@ async with SQLiteCommander("missions.sqlite", [approval]) as commander:
 
 from ._adapter import (
     READ_ONLY_REREAD_INTERVAL,
+    SUBMITTER_REREAD_INTERVAL,
+    TAKEOVER_INTERVAL,
+    WAKE_RECHECK,
+    Role,
     SQLitePersistenceAdapter,
     Synchronous,
     create_sqlite_persistence_adapter,
@@ -18,6 +22,10 @@ from ._schema import SCHEMA_VERSION
 __all__ = [
     "READ_ONLY_REREAD_INTERVAL",
     "SCHEMA_VERSION",
+    "SUBMITTER_REREAD_INTERVAL",
+    "TAKEOVER_INTERVAL",
+    "WAKE_RECHECK",
+    "Role",
     "SQLiteCommander",
     "SQLitePersistenceAdapter",
     "Synchronous",

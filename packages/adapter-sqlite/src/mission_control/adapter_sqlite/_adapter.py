@@ -13,13 +13,16 @@ together may share one transaction, each in a savepoint of its own (group commit
 from __future__ import annotations
 
 import json
+import logging
 import os
 import stat
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Final, Literal, Self
 
+import anyio
 import apsw
 import attrs
 
@@ -30,12 +33,17 @@ from mission_control.core import (
     MissionSnapshot,
     MissionStatus,
     PersistenceError,
+    Refusal,
+    Submission,
+    SubmissionState,
     TimelineEntry,
 )
 from mission_control.core.lowlevel import notices_for
 from mission_control.core.storage import (
     BufferedSignal,
+    Marking,
     NewSignal,
+    NewSubmission,
     RevisionConflictError,
     cancel_request_from_json,
     cancel_request_to_json,
@@ -46,14 +54,33 @@ from mission_control.core.storage import (
     value_to_json,
 )
 
+from . import _submissions as submissions
 from ._group import GroupCommit, Transaction, when_free
-from ._lock import Reader, WriterLock, read_header
+from ._lock import OwnedElsewhere, Reader, WriterLock, read_header
 from ._paths import check_path, record_path
 from ._schema import current_version, migrate, read_version
 from ._sqlite import Connection, Row, connect
+from ._wake import WakeReceiver, WakeSender, wake_path
+
+_log = logging.getLogger("mission_control.adapter_sqlite")
 
 Synchronous = Literal["NORMAL", "FULL"]
 """How hard SQLite pushes each commit to disk; see ``docs/sqlite.md``."""
+
+Role = Literal["auto", "owner", "submitter"]
+"""What a process does with a database it shares with others; see ``docs/sqlite.md``."""
+
+TAKEOVER_INTERVAL: Final = 0.5
+"""Seconds between the tries of a process waiting to own the database (a runtime on an
+``"auto"`` adapter whose database another process owns) to take it over."""
+
+SUBMITTER_REREAD_INTERVAL: Final = 0.25
+"""Seconds between re-reads of a mission ``result()`` waits for in a process that does not own
+the database."""
+
+WAKE_RECHECK: Final = (1.0, 30.0)
+"""The owner looks for pending submissions whose wake-up was lost (a submitter killed between
+its write and its wake-up) after this many seconds without one, doubling up to the second."""
 
 MEMORY: Final = ":memory:"
 
@@ -149,6 +176,18 @@ def _synchronous(value: str) -> Synchronous:
     raise ConfigurationError(f'synchronous must be "NORMAL" or "FULL", got {value!r}')
 
 
+def _role(value: object) -> Role:
+    match value:
+        case "auto":
+            return "auto"
+        case "owner":
+            return "owner"
+        case "submitter":
+            return "submitter"
+        case _:
+            raise ConfigurationError(f'role must be "auto", "owner" or "submitter", got {value!r}')
+
+
 def _busy_timeout_ms(seconds: float) -> int:
     if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds >= 0:
         raise ConfigurationError(f"busy_timeout must be seconds >= 0, got {seconds!r}")
@@ -210,29 +249,42 @@ class SQLitePersistenceAdapter:
         synchronous: Synchronous = "NORMAL",
         busy_timeout: float = 5.0,
         read_only: bool = False,
+        role: Role = "auto",
     ) -> None:
         self._path = _database_path(path)
         self._synchronous: Synchronous = _synchronous(synchronous)
         timeout_ms = _busy_timeout_ms(busy_timeout)
         self._busy_timeout = float(busy_timeout)
         self._read_only = bool(read_only)
+        self._role: Role = _role(role)
         self._closed = True
         self._lock: WriterLock | None = None
         self._reader: Reader | None = None
+        self._wake_sender: WakeSender | None = None
         memory = self._path == MEMORY
         if memory and self._read_only:
             raise ConfigurationError("an in-memory database cannot be opened read-only")
+        if memory and self._role == "submitter":
+            raise ConfigurationError("an in-memory database has no other process to submit to")
+        self._realpath = os.path.realpath(self._path)
+        self._lock_path = self._realpath + ".lock"
         if not memory:
             _check_file(self._path, self._read_only)
-            if self._read_only:
+            if not self._read_only and self._role != "submitter":
+                try:
+                    self._lock = WriterLock.acquire(self._path, self._lock_path)
+                except OwnedElsewhere:
+                    if self._role == "owner":
+                        raise
+            if self._lock is None:
+                # Registered as a user of the file all the same (see _lock.py).
                 self._reader = Reader(self._path)
-            else:
-                self._lock = WriterLock.acquire(self._path, os.path.realpath(self._path) + ".lock")
         try:
             self._db, self._schema_version = self._connect(timeout_ms, memory)
         except BaseException:
             self._release()
             raise
+        self._owner = memory or self._lock is not None
         # Open from here on: close() (and __del__) close the connection, then release the file.
         self._closed = False
         try:
@@ -251,6 +303,9 @@ class SQLitePersistenceAdapter:
             # Another process writes this database, and no notice of its writes reaches this
             # one: result() re-reads the missions it waits for instead.
             notices_for(self).reread_interval = READ_ONLY_REREAD_INTERVAL
+        elif not self._owner:
+            notices_for(self).reread_interval = SUBMITTER_REREAD_INTERVAL
+            self._wake_sender = WakeSender(wake_path(self._realpath))
 
     def _connect(self, timeout_ms: int, memory: bool) -> tuple[Connection, int]:
         try:
@@ -266,7 +321,7 @@ class SQLitePersistenceAdapter:
             raise PersistenceError(f"cannot open the database {path}: {error}") from error
         try:
             if self._lock is not None:
-                self._lock.claim(path)
+                self._claim(path)
             version = self._prepare(db, timeout_ms, memory)
         except (apsw.ReadOnlyError, apsw.CantOpenError) as error:
             db.close()
@@ -288,6 +343,20 @@ class SQLitePersistenceAdapter:
             db.close()
             raise
         return db, version
+
+    def _claim(self, path: str) -> None:
+        """Lock the file SQLite has just opened; an ``"auto"`` adapter whose file another
+        process owns goes on as a submitter."""
+        lock = self._lock
+        assert lock is not None
+        try:
+            lock.claim(path)
+        except OwnedElsewhere:
+            if self._role == "owner":
+                raise
+            self._lock = None
+            lock.release()
+            self._reader = Reader(path)
 
     def _check_no_log(self, error: apsw.Error) -> None:
         """Refuse to read the file alone while its write-ahead log holds commits that are not
@@ -323,8 +392,9 @@ class SQLitePersistenceAdapter:
                 "directory); open it with read_only=True to inspect it"
             )
         version = read_version(db, path, read_only=self._read_only)
+        owner = self._lock is not None
         if not memory:
-            check_path(db, path, owner=not self._read_only)
+            check_path(db, path, owner=owner)
         if self._read_only:
             return version
         if not memory:
@@ -338,8 +408,8 @@ class SQLitePersistenceAdapter:
         if version < current_version():
             migrate(db, path)
             version = current_version()
-        if not memory:
-            record_path(db, os.path.realpath(path))
+        if owner:
+            record_path(db, self._realpath)
         return version
 
     # -- properties ----------------------------------------------------------------------------
@@ -356,6 +426,17 @@ class SQLitePersistenceAdapter:
     @property
     def synchronous(self) -> Synchronous:
         return self._synchronous
+
+    @property
+    def role(self) -> Role:
+        """The role it was opened with (``read_only`` aside)."""
+        return self._role
+
+    @property
+    def is_owner(self) -> bool:
+        """Whether this adapter owns the database: it alone executes missions; the others
+        (submitters) hand it work. Turns true when :meth:`take_ownership` succeeds."""
+        return self._owner
 
     @property
     def busy_timeout(self) -> float:
@@ -389,6 +470,21 @@ class SQLitePersistenceAdapter:
             raise PersistenceError(f"the SQLite adapter for {self._path} is closed")
         if self._read_only:
             raise PersistenceError(f"cannot {action}: {self._path} is open read-only")
+
+    def _check_owner(self, action: str) -> None:
+        self._check_writable(action)
+        if not self._owner:
+            raise PersistenceError(
+                f"cannot {action}: another process owns {self._path} and executes its "
+                "missions; this one submits work to it (see docs/sqlite.md, several processes)"
+            )
+
+    def _woke_owner(self) -> None:
+        """Tell the owner a write of this submitter is there for it (the store stays the
+        source of truth: a lost wake-up is found by the owner's recheck)."""
+        sender = self._wake_sender
+        if sender is not None and not self._owner:
+            sender.send()
 
     def _failure(self, action: str, error: apsw.Error) -> PersistenceError:
         hint = ""
@@ -506,16 +602,25 @@ class SQLitePersistenceAdapter:
             if signals
             else []
         )
+        mark = submissions.take_mark()
         inserted = await self._group.run(
-            lambda: self._write_insert(row, entries, inbox), f"inserting mission {mission_id!r}"
+            lambda: self._write_insert(row, entries, inbox, mark),
+            f"inserting mission {mission_id!r}",
         )
         if inserted:
+            self._woke_owner()
             return None
         return await self.load(mission_id)
 
     def _write_insert(
-        self, row: tuple[Any, ...], entries: list[tuple[Any, ...]], inbox: list[tuple[Any, ...]]
+        self,
+        row: tuple[Any, ...],
+        entries: list[tuple[Any, ...]],
+        inbox: list[tuple[Any, ...]],
+        mark: tuple[str, int] | None,
     ) -> bool:
+        if mark is not None:
+            self._cursor.execute(submissions.MARK_APPLIED, mark)
         self._cursor.execute(_INSERT_MISSION, row)
         if self._db.changes() != 1:
             return False
@@ -550,7 +655,7 @@ class SQLitePersistenceAdapter:
     ) -> None:
         """Compare-and-set the mission to ``snapshot``, append ``timeline`` and delete the
         consumed signal, in one transaction; :class:`RevisionConflictError` stores nothing."""
-        self._check_writable("commit a mission")
+        self._check_owner("commit a mission")
         mission_id = snapshot.id
         revision = snapshot.revision
         if revision != expected_revision + 1:
@@ -564,15 +669,22 @@ class SQLitePersistenceAdapter:
             (mission_id, revision, i, timeline_entry_to_json(entry))
             for i, entry in enumerate(timeline)
         ]
+        mark = submissions.take_mark()
         await self._group.run(
-            lambda: self._write_commit(update, entries, consumed_signal),
+            lambda: self._write_commit(update, entries, consumed_signal, mark),
             f"committing mission {mission_id!r}",
         )
 
     def _write_commit(
-        self, update: tuple[Any, ...], entries: list[tuple[Any, ...]], consumed_signal: int | None
+        self,
+        update: tuple[Any, ...],
+        entries: list[tuple[Any, ...]],
+        consumed_signal: int | None,
+        mark: tuple[str, int] | None,
     ) -> None:
         cursor = self._cursor
+        if mark is not None:
+            cursor.execute(submissions.MARK_APPLIED, mark)
         cursor.execute(_UPDATE_MISSION, update)
         mission_id: str = update[5]
         if self._db.changes() != 1:
@@ -606,17 +718,25 @@ class SQLitePersistenceAdapter:
         timeline: Sequence[TimelineEntry],
     ) -> BufferedSignal:
         """Buffer a signal for the mission (one transaction)."""
-        self._check_writable("buffer a signal")
+        self._check_owner("buffer a signal")
         row = _inbox_row(mission_id, name, payload, received_at)
+        mark = submissions.take_mark()
         seq = await self._group.run_alone(
-            lambda: self._write_signal(row, timeline),
+            lambda: self._write_signal(row, timeline, mark),
             f"buffering signal {name!r} for mission {mission_id!r}",
         )
         return BufferedSignal(seq, name, payload, received_at)
 
-    def _write_signal(self, row: tuple[Any, ...], timeline: Sequence[TimelineEntry]) -> int:
+    def _write_signal(
+        self,
+        row: tuple[Any, ...],
+        timeline: Sequence[TimelineEntry],
+        mark: tuple[str, int] | None,
+    ) -> int:
         mission_id: str = row[0]
         revision = self._revision(mission_id, "cannot buffer a signal for")
+        if mark is not None:
+            self._cursor.execute(submissions.MARK_APPLIED, mark)
         self._cursor.execute(_INSERT_SIGNAL, row)
         seq = self._db.last_insert_rowid()
         self._append_entries(mission_id, revision, timeline)
@@ -646,17 +766,24 @@ class SQLitePersistenceAdapter:
         self, mission_id: str, request: CancelRequest, timeline: Sequence[TimelineEntry]
     ) -> None:
         """Record a cancellation request (the first one stands) without changing the revision."""
-        self._check_writable("request cancellation")
+        self._check_owner("request cancellation")
         request_text = cancel_request_to_json(request)
+        mark = submissions.take_mark()
         await self._group.run_alone(
-            lambda: self._write_cancel(mission_id, request_text, timeline),
+            lambda: self._write_cancel(mission_id, request_text, timeline, mark),
             f"requesting cancellation of mission {mission_id!r}",
         )
 
     def _write_cancel(
-        self, mission_id: str, request_text: str, timeline: Sequence[TimelineEntry]
+        self,
+        mission_id: str,
+        request_text: str,
+        timeline: Sequence[TimelineEntry],
+        mark: tuple[str, int] | None,
     ) -> None:
         revision = self._revision(mission_id, "cannot cancel")
+        if mark is not None:
+            self._cursor.execute(submissions.MARK_APPLIED, mark)
         self._cursor.execute(_REQUEST_CANCEL, (request_text, mission_id))
         self._append_entries(mission_id, revision, timeline)
 
@@ -755,6 +882,166 @@ class SQLitePersistenceAdapter:
         except Exception as error:
             raise self._corrupt(mission_id, "timeline", error) from error
 
+    # -- several processes: submissions and ownership (SubmissionStore) ----------------------
+
+    async def submit(self, submission: NewSubmission) -> Submission:
+        """Store ``submission`` for the owner (one transaction) and wake the owner."""
+        self._check_writable("submit work")
+        row = submissions.submission_row(submission)
+        seq = await self._group.run_alone(
+            lambda: self._write_submission(row),
+            f"submitting a {submission.kind} for mission {submission.mission_id!r}",
+        )
+        self._woke_owner()
+        return Submission(
+            seq=seq,
+            kind=submission.kind,
+            mission_id=submission.mission_id,
+            name=submission.name,
+            payload=submission.payload,
+            submitted_at=submission.submitted_at,
+            submitted_by=submission.submitted_by,
+        )
+
+    def _write_submission(self, row: tuple[Any, ...]) -> int:
+        self._cursor.execute(submissions.INSERT, row)
+        return self._db.last_insert_rowid()
+
+    async def load_submission(self, seq: int) -> Submission | None:
+        """The submission numbered ``seq``, if it is stored."""
+        self._check_open()
+        rows = await self._read(submissions.LOAD, (seq,), f"reading submission {seq}")
+        return submissions.submission_from_row(rows[0]) if rows else None
+
+    async def pending_submissions(self, limit: int) -> list[Submission]:
+        """At most ``limit`` pending submissions, oldest first."""
+        self._check_open()
+        rows = await self._read(submissions.PENDING, (limit,), "reading pending submissions")
+        return [submissions.submission_from_row(row) for row in rows]
+
+    def applying(self, seq: int, decided_at: datetime) -> AbstractContextManager[Marking]:
+        """Inside the block, the calling task's first write marks submission ``seq`` applied
+        in its own transaction."""
+        return submissions.applying(seq, decided_at)
+
+    async def decide_submission(
+        self, seq: int, state: SubmissionState, refusal: Refusal | None, decided_at: datetime
+    ) -> None:
+        """Mark a pending submission applied, or any one refused (with ``refusal``)."""
+        self._check_owner("decide a submission")
+        at = decided_at.isoformat()
+        if state is SubmissionState.REFUSED:
+            text = submissions.refusal_json(refusal or Refusal("SubmissionRefusedError", ""))
+            sql, params = submissions.REFUSE, (at, text, seq)
+        else:
+            sql, params = submissions.MARK_APPLIED, (at, seq)
+        await self._group.run_alone(
+            lambda: self._cursor.execute(sql, params), f"deciding submission {seq}"
+        )
+
+    async def take_ownership(self) -> None:
+        """Return once this adapter owns the database, trying every ``TAKEOVER_INTERVAL``
+        seconds while another process (or adapter) does. Never two owners at once: the
+        owner's locks are the kernel's, let go when it closes the database or dies."""
+        # Polled: the kernel tells nobody when a lock is let go (a blocking flock would need
+        # a thread of its own), and the wait is off every request's path.
+        while True:
+            if self._try_to_own():
+                return
+            await anyio.sleep(TAKEOVER_INTERVAL)
+
+    def _try_to_own(self) -> bool:
+        self._check_open()
+        if self._owner:
+            return True
+        if self._read_only or self._role == "submitter":
+            raise ConfigurationError(
+                f"{self._path} is open {'read-only' if self._read_only else 'as a submitter'}: "
+                'it never owns the database (open it with role="auto" to take over when its '
+                "owner goes away)"
+            )
+        try:
+            lock = WriterLock.acquire(self._path, self._lock_path)
+        except OwnedElsewhere:
+            return False
+        try:
+            lock.claim(self._path)
+        except OwnedElsewhere:
+            lock.release()
+            return False
+        except BaseException:
+            lock.release()
+            raise
+        self._lock = lock
+        if self._reader is not None:
+            self._reader.release()
+            self._reader = None
+        self._owner = True
+        self._record_path()
+        notices_for(self).reread_interval = None
+        _log.info("took ownership of %s", self._path)
+        return True
+
+    def _record_path(self) -> None:
+        """Record the name this new owner opened the file by (see ``_paths.py``), waiting for
+        a reader's lock as long as ``busy_timeout`` allows (the takeover is off every request's
+        path, so the wait blocks nothing that matters)."""
+        self._db.set_busy_timeout(_busy_timeout_ms(self._busy_timeout))
+        try:
+            record_path(self._db, self._realpath)
+        except apsw.Error as error:
+            # The previous owner's record stands; the name is the same unless the file moved.
+            _log.warning("could not record the path of %s: %s", self._path, error)
+        finally:
+            self._db.set_busy_timeout(0)
+
+    async def watch_submissions(self, wake: Callable[[], None]) -> None:
+        """As the owner, call ``wake()`` now and whenever another process submits work (its
+        wake-up datagram arrives); when none came for a while, look for pending submissions
+        in the store (``WAKE_RECHECK``). Runs until cancelled."""
+        self._check_owner("watch for submissions")
+        path = wake_path(self._realpath)
+        try:
+            receiver: WakeReceiver | None = WakeReceiver.bind(path)
+        except OSError as error:
+            _log.warning(
+                "cannot listen for wake-ups at %s (%s): submissions are found every %g s",
+                path,
+                error,
+                WAKE_RECHECK[0],
+            )
+            receiver = None
+        first, last = WAKE_RECHECK
+        try:
+            # Whatever was submitted before the socket was there.
+            wake()
+            idle = first
+            while True:
+                woken = False
+                with anyio.move_on_after(idle if receiver is not None else first):
+                    if receiver is not None:
+                        await receiver.wait()
+                        woken = True
+                    else:
+                        await anyio.sleep_forever()
+                if woken or await self._any_pending():
+                    idle = first
+                    wake()
+                else:
+                    idle = min(idle * 2, last)
+        finally:
+            if receiver is not None:
+                receiver.close()
+
+    async def _any_pending(self) -> bool:
+        return bool(await self._read(submissions.ANY_PENDING, (), "looking for submissions"))
+
+    async def _read(self, sql: str, params: Sequence[Any], action: str) -> list[Row]:
+        try:
+            return self._cursor.execute(sql, params).fetchall()
+        except apsw.Error as error:
+            return await self._rows_when_free(error, sql, params, action)
+
     async def aclose(self) -> None:
         """Close the database and release it for another writer. Idempotent."""
         self.close()
@@ -766,6 +1053,8 @@ class SQLitePersistenceAdapter:
         if self._closed:
             return
         self._closed = True
+        if self._wake_sender is not None:
+            self._wake_sender.close()
         try:
             self._db.close()
         finally:
@@ -799,7 +1088,15 @@ class SQLitePersistenceAdapter:
         await self.aclose()
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else ("read-only" if self._read_only else "open")
+        state = (
+            "closed"
+            if self._closed
+            else "read-only"
+            if self._read_only
+            else "owner"
+            if self._owner
+            else "submitter"
+        )
         return f"<SQLitePersistenceAdapter {self._path!r} {state}>"
 
 
@@ -809,6 +1106,7 @@ def create_sqlite_persistence_adapter(
     synchronous: Synchronous = "NORMAL",
     busy_timeout: float = 5.0,
     read_only: bool = False,
+    role: Role = "auto",
 ) -> SQLitePersistenceAdapter:
     """Open (creating and migrating when needed) the Mission Control database at ``path``.
 
@@ -822,10 +1120,17 @@ def create_sqlite_persistence_adapter(
       ``wait_for_completion()`` on such an adapter re-read the mission every
       ``READ_ONLY_REREAD_INTERVAL`` seconds (1 s), so they return at most that long after the
       owner ended it (set ``notices_for(adapter).reread_interval`` to change it).
+    - ``role``: what this process does when other processes use the database too (see
+      ``docs/sqlite.md``): ``"owner"`` executes its missions and is refused when another
+      adapter owns it already; ``"submitter"`` never executes missions: it hands its starts,
+      signals and cancellations to the owner; ``"auto"`` (the default) owns the database when
+      nobody else does, and submits otherwise (a runtime on it takes over when the owner goes
+      away).
 
-    Raises :class:`PersistenceError` when another adapter has the database open for writing, when
-    the file is not a Mission Control database, or was written by a newer version.
+    Raises :class:`PersistenceError` when another adapter owns the database and ``role`` is
+    ``"owner"``, when the file is not a Mission Control database, or was written by a newer
+    version.
     """
     return SQLitePersistenceAdapter(
-        path, synchronous=synchronous, busy_timeout=busy_timeout, read_only=read_only
+        path, synchronous=synchronous, busy_timeout=busy_timeout, read_only=read_only, role=role
     )

@@ -15,7 +15,7 @@ from mission_control.core import (
     SystemClock,
 )
 
-from ._adapter import SQLitePersistenceAdapter, Synchronous
+from ._adapter import Role, SQLitePersistenceAdapter, Synchronous
 
 if TYPE_CHECKING:
     import cattrs
@@ -26,7 +26,7 @@ class SQLiteCommander(Commander):
 
     The same commander :func:`mission_control.core.create_commander` makes, with a
     :class:`SQLitePersistenceAdapter` it opens itself and closes in :meth:`aclose` (or at the end
-    of ``async with``). ``synchronous``, ``busy_timeout`` and ``read_only`` are those of
+    of ``async with``). ``synchronous``, ``busy_timeout``, ``read_only`` and ``role`` are those of
     :func:`create_sqlite_persistence_adapter`; ``max_recovery_attempts`` and ``converter`` are
     those of :func:`mission_control.core.create_commander`.
     """
@@ -42,10 +42,15 @@ class SQLiteCommander(Commander):
         synchronous: Synchronous = "NORMAL",
         busy_timeout: float = 5.0,
         read_only: bool = False,
+        role: Role = "auto",
         max_recovery_attempts: int = DEFAULT_MAX_RECOVERY_ATTEMPTS,
     ) -> None:
         adapter = SQLitePersistenceAdapter(
-            path, synchronous=synchronous, busy_timeout=busy_timeout, read_only=read_only
+            path,
+            synchronous=synchronous,
+            busy_timeout=busy_timeout,
+            read_only=read_only,
+            role=role,
         )
         try:
             super().__init__(

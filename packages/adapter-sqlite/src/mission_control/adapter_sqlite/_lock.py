@@ -54,6 +54,11 @@ from mission_control.core import PersistenceError
 _Identity = tuple[int, int]
 
 
+class OwnedElsewhere(PersistenceError):
+    """Another adapter (of this process or another one) owns the database: it holds the
+    writer's locks."""
+
+
 @attrs.define
 class _OpenFile:
     """A database file adapters of this process have open, by identity."""
@@ -204,7 +209,7 @@ class WriterLock:
         except BlockingIOError:
             holder = _read_holder(fd)
             os.close(fd)
-            raise PersistenceError(
+            raise OwnedElsewhere(
                 f"{database} is already open for writing by another Mission Control adapter"
                 f"{holder} (lock file {lock_path}); only one process may own a database. "
                 "Stop the other one, or open this one with read_only=True to inspect it"
@@ -269,7 +274,7 @@ class WriterLock:
 
 
 def _open_here(database: str, other: str) -> PersistenceError:
-    return PersistenceError(
+    return OwnedElsewhere(
         f"{database} is already open for writing in this process, under the name {other}; "
         "only one adapter may own a database. Close the other one, or open this one with "
         "read_only=True to inspect it"
@@ -294,7 +299,7 @@ def _check_claim(database: str, fd: int, other: str | None) -> None:
     try:
         _lock_file(fd)
     except BlockingIOError:
-        raise PersistenceError(
+        raise OwnedElsewhere(
             f"{database} is already open for writing by another process, under this "
             "name or another one (a hard link, or the name it had before it was "
             "renamed); only one process may own a database. Stop the other one, or "

@@ -60,6 +60,7 @@ from ._errors import (
     RecoveryAttemptsExceededError,
     SignalTimeoutError,
     StepTimeoutError,
+    SubmissionRefusedError,
     UnknownDefinitionError,
     UnknownEventError,
     UnknownSignalError,
@@ -94,6 +95,7 @@ from ._snapshot import (
     Wait,
     WaitKind,
 )
+from ._submissions import Refusal, Submission, SubmissionKind, SubmissionState
 from ._values import MAX_INT_DIGITS, MAX_NESTING, converter, from_json_value, to_json_value
 
 __all__ = [
@@ -155,10 +157,15 @@ __all__ = [
     "OutputNotSerializableError",
     "PersistenceError",
     "RecoveryAttemptsExceededError",
+    "Refusal",
     "RetryPolicy",
     "SortableIds",
     "StartEvent",
     "StepTimeoutError",
+    "Submission",
+    "SubmissionKind",
+    "SubmissionRefusedError",
+    "SubmissionState",
     "SystemClock",
     "TimelineEntry",
     "TimelineKind",

@@ -11,10 +11,23 @@ forwarded method by method.
 from __future__ import annotations
 
 import importlib
+import logging
+import os
+import socket
 from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Protocol, Self, TypedDict, TypeVar, Unpack, runtime_checkable
+from typing import (
+    Any,
+    Protocol,
+    Self,
+    TypedDict,
+    TypeVar,
+    Unpack,
+    assert_never,
+    cast,
+    runtime_checkable,
+)
 
 import anyio
 import anyio.lowlevel
@@ -22,23 +35,42 @@ import cattrs
 
 from ._clock import Clock, SystemClock, ensure_aware
 from ._definition import MissionDefinition
-from ._engine import DEFAULT_MAX_RECOVERY_ATTEMPTS, Engine
+from ._engine import DEFAULT_MAX_RECOVERY_ATTEMPTS, Engine, check_id
 from ._errors import (
     ConfigurationError,
     InvalidDefinitionError,
     InvalidInputError,
+    InvalidSignalPayloadError,
     MissionCancelledError,
     MissionCompensatedError,
+    MissionControlError,
     MissionFailedError,
+    OutputNotSerializableError,
+    PersistenceError,
     UnknownDefinitionError,
 )
 from ._ids import SortableIds
 from ._nodes import ChildNode
 from ._notices import Notices, notices_for
 from ._persistence import LIST_LIMIT, MAX_LIST_LIMIT, PersistenceAdapter
-from ._snapshot import MissionSnapshot, MissionStatus, TimelineEntry
+from ._snapshot import JsonValue, MissionSnapshot, MissionStatus, TimelineEntry
+from ._submissions import (
+    NewSubmission,
+    Refusal,
+    Submission,
+    SubmissionKind,
+    SubmissionState,
+    SubmissionStore,
+)
 from ._values import converter as default_converter
-from ._values import detached, detached_entries, is_text
+from ._values import detached, detached_entries, is_text, to_json_value
+
+_log = logging.getLogger("mission_control.core")
+
+# A submitter waiting for the owner's verdict reads the submission again after these delays,
+# doubling from the first to the last: the owner is woken at once, so most verdicts come early.
+_VERDICT_FIRST_REREAD = 0.002
+_VERDICT_LAST_REREAD = 0.25
 
 RawT = TypeVar("RawT")
 _T = TypeVar("_T")
@@ -157,6 +189,25 @@ class MissionDriver(Protocol):
     async def running_missions(self, limit: int, after: str | None = None) -> list[str]: ...
 
     async def next_due_at(self, after: datetime | None = None) -> datetime | None: ...
+
+    @property
+    def is_owner(self) -> bool:
+        """Whether this process executes the store's missions now (always, unless the store is
+        shared by several processes and another one owns it)."""
+        ...
+
+    async def take_ownership(self) -> None:
+        """Return once this process owns the store (at once when it does)."""
+        ...
+
+    async def watch_submissions(self, wake: Callable[[], None]) -> None:
+        """On the owner, call ``wake()`` whenever another process submits work; runs until
+        cancelled (for ever, on a store no other process shares)."""
+        ...
+
+    async def apply_submissions(self, limit: int) -> int:
+        """Apply up to ``limit`` pending submissions (on the owner); return how many."""
+        ...
 
 
 class MissionHandle:
@@ -282,6 +333,12 @@ class Commander:
             detached_entries if copies else _as_is
         )
         self._clock = clock
+        # A store several processes share: this process may own it (and execute its
+        # missions) or hand work to the process that does.
+        self._store: SubmissionStore | None = (
+            persistence if isinstance(persistence, SubmissionStore) else None
+        )
+        self._submitter_name = f"pid {os.getpid()} on {socket.gethostname()}"
         self._notices = notices_for(persistence)
         self._converter = converter if converter is not None else default_converter
         self._engine = Engine(
@@ -472,8 +529,15 @@ class Commander:
         stored and consumed when the mission reaches that ``need_to``. Raises
         :class:`UnknownSignalError`, :class:`InvalidSignalPayloadError` or
         :class:`MissionNotActiveError`, storing nothing.
+
+        In a process that does not own its store the signal is checked here as the owner would
+        check it (when this commander has the mission's definition), stored as a submission,
+        and applied by the owner; the call returns the mission as the owner left it, or raises
+        the error the owner raised (see :meth:`submit_signal` to return at once).
         """
         self._engine.loop.check("commander.signal()")
+        if not self.is_owner:
+            return await self.verdict(await self.submit_signal(mission_id, name, payload))
         return self._detached(await self._engine.signal(mission_id, name, payload))
 
     async def signal_with_start(
@@ -500,9 +564,19 @@ class Commander:
         """
         self._engine.loop.check("commander.signal_with_start()")
         self._registered(definition)
-        return self._detached(
-            await self._engine.signal_with_start(definition, input, mission_id, signal, payload)
+        if not self.is_owner:
+            # Stored waiting for its start with the signal in its inbox; the owner runs it.
+            started = await self._engine.signal_with_start(
+                definition, input, mission_id, signal, payload, background=True
+            )
+            if started is not None:
+                return self._detached(started)
+            return await self.signal(mission_id, signal, payload)
+        started = await self._engine.signal_with_start(
+            definition, input, mission_id, signal, payload
         )
+        assert started is not None
+        return self._detached(started)
 
     async def cancel(
         self, mission_id: str, reason: str | None = None, *, compensate: bool = False
@@ -514,12 +588,11 @@ class Commander:
         compensations, and :class:`InvalidInputError` for a ``reason`` that is not a string
         UTF-8 can encode."""
         self._engine.loop.check("commander.cancel()")
-        if reason is not None and not (isinstance(reason, str) and is_text(reason)):
-            raise InvalidInputError(
-                f"cancel reason must be a string UTF-8 can encode or None, got {reason!r}"
+        _check_cancel(reason, compensate)
+        if not self.is_owner:
+            return await self.verdict(
+                await self.submit_cancel(mission_id, reason, compensate=compensate)
             )
-        if type(compensate) is not bool:
-            raise InvalidInputError(f"cancel compensate must be True or False, got {compensate!r}")
         return self._detached(await self._engine.cancel(mission_id, reason, compensate))
 
     async def result(self, mission_id: str) -> MissionSnapshot:
@@ -571,6 +644,221 @@ class Commander:
         self._engine.loop.check("commander.timeline()")
         await self._engine.load(mission_id)
         return self._detached_entries(await self._persistence.timeline(mission_id))
+
+    # -- submissions: work for the process that owns a shared store ---------------------------
+
+    @property
+    def is_owner(self) -> bool:
+        """Whether this process executes the missions of its store: always, unless the store
+        is shared by several processes (SQLite's ``role=``) and another one owns it; then
+        starts, signals and cancellations are handed to the owner as submissions."""
+        store = self._store
+        return store is None or store.is_owner
+
+    async def submit_start(
+        self,
+        definition: str | MissionDefinition[Any, Any, Any],
+        input: Any,
+        *,
+        id: str | None = None,
+    ) -> Submission:
+        """Store a start of a mission of ``definition`` (or the definition's name, when this
+        process does not have it) for the owner to apply, and return the submission at once
+        (already decided when this process is the owner). With the definition, the input is
+        checked first, as the owner checks it (:class:`InvalidInputError`, nothing stored);
+        without it, the owner decides. Without ``id`` one is made here."""
+        self._engine.loop.check("commander.submit_start()")
+        name = definition.name if isinstance(definition, MissionDefinition) else definition
+        if not isinstance(name, str):
+            raise InvalidInputError(f"definition must be a definition or its name, got {name!r}")
+        known = self._definitions.get(name)
+        if known is not None:
+            input_json = self._engine.checked_input(known, input)
+        else:
+            input_json = _raw_json(input, "mission input", InvalidInputError, self._converter)
+        mission_id = self._engine.new_id() if id is None else id
+        check_id(mission_id)
+        return await self._submit(SubmissionKind.START, mission_id, name, input_json)
+
+    async def submit_signal(self, mission_id: str, name: str, payload: Any = None) -> Submission:
+        """Store the signal ``name`` for the owner to apply and return the submission at once
+        (already decided when this process is the owner). What this process can check is
+        checked first, as the owner checks it, storing nothing: that the mission exists and is
+        active, and, when this commander has its definition, the signal's name and payload;
+        the owner decides the rest (:meth:`verdict` waits for its decision)."""
+        self._engine.loop.check("commander.submit_signal()")
+        if not isinstance(name, str):
+            raise InvalidInputError(f"signal name must be a str, got {name!r}")
+        snapshot = await self._engine.load(mission_id)
+        if snapshot.definition in self._definitions:
+            _, payload_json, _ = self._engine.check_signal(snapshot, name, payload)
+        else:
+            self._engine.ensure_active(snapshot, f"signal {name!r}")
+            payload_json = _raw_json(
+                payload, f"signal {name!r} payload", InvalidSignalPayloadError, self._converter
+            )
+        return await self._submit(SubmissionKind.SIGNAL, mission_id, name, payload_json)
+
+    async def submit_cancel(
+        self, mission_id: str, reason: str | None = None, *, compensate: bool = False
+    ) -> Submission:
+        """Store a cancellation for the owner to apply and return the submission at once, as
+        :meth:`submit_signal` does (the mission must exist and be cancellable)."""
+        self._engine.loop.check("commander.submit_cancel()")
+        _check_cancel(reason, compensate)
+        self._engine.ensure_cancellable(await self._engine.load(mission_id))
+        payload: JsonValue = {"reason": reason, "compensate": compensate}
+        return await self._submit(SubmissionKind.CANCEL, mission_id, None, payload)
+
+    async def submission(self, seq: int) -> Submission:
+        """The submission numbered ``seq`` as stored now."""
+        self._engine.loop.check("commander.submission()")
+        found = await self._submission_store().load_submission(seq)
+        if found is None:
+            raise InvalidInputError(f"there is no submission {seq!r}")
+        return found
+
+    async def verdict(self, submission: Submission | int) -> MissionSnapshot:
+        """Wait until the owner has decided ``submission`` (or the submission numbered so).
+        Returns the mission as stored once it was applied; raises the error the owner raised
+        when it refused it (the same class, with the owner's message, when it is one of
+        ``mission_control.core``'s errors; :class:`SubmissionRefusedError` otherwise)."""
+        self._engine.loop.check("commander.verdict()")
+        seq = submission if isinstance(submission, int) else submission.seq
+        store = self._submission_store()
+        delay = _VERDICT_FIRST_REREAD
+        while True:
+            found = await store.load_submission(seq)
+            if found is None:
+                raise InvalidInputError(f"there is no submission {seq!r}")
+            match found.state:
+                case SubmissionState.APPLIED:
+                    return self._detached(await self._engine.load(found.mission_id))
+                case SubmissionState.REFUSED:
+                    refusal = found.refusal or Refusal("SubmissionRefusedError", "no reason kept")
+                    raise refusal.error()
+                case SubmissionState.PENDING:
+                    await anyio.sleep(delay)
+                    delay = min(delay * 2, _VERDICT_LAST_REREAD)
+                case _:
+                    assert_never(found.state)
+
+    def _submission_store(self) -> SubmissionStore:
+        store = self._store
+        if store is None:
+            raise ConfigurationError(
+                f"{type(self._persistence).__name__} keeps no submissions: its store is not "
+                "shared by several processes (use the SQLite adapter)"
+            )
+        return store
+
+    async def _submit(
+        self, kind: SubmissionKind, mission_id: str, name: str | None, payload: JsonValue
+    ) -> Submission:
+        store = self._submission_store()
+        submission = await store.submit(
+            NewSubmission(kind, mission_id, name, payload, self._engine.now(), self._submitter_name)
+        )
+        if store.is_owner:
+            await self._apply(submission)
+            submission = await store.load_submission(submission.seq) or submission
+        return submission
+
+    async def take_ownership(self) -> None:
+        """Return once this process owns its store (at once when it does)."""
+        if self._store is not None:
+            await self._store.take_ownership()
+
+    async def watch_submissions(self, wake: Callable[[], None]) -> None:
+        """Call ``wake()`` whenever another process submits work for this one, the owner;
+        runs until cancelled."""
+        if self._store is None:
+            await anyio.sleep_forever()
+        else:
+            await self._store.watch_submissions(wake)
+
+    async def apply_submissions(self, limit: int) -> int:
+        """Apply up to ``limit`` pending submissions in the order they were stored (those of
+        different missions at once, those of one mission one after the other); return how
+        many. Nothing on a process that does not own its store."""
+        store = self._store
+        if store is None or not store.is_owner:
+            return 0
+        pending = await store.pending_submissions(limit)
+        by_mission: dict[str, list[Submission]] = {}
+        for submission in pending:
+            by_mission.setdefault(submission.mission_id, []).append(submission)
+        failures: list[PersistenceError] = []
+
+        async def apply_in_order(submissions: list[Submission]) -> None:
+            try:
+                for submission in submissions:
+                    await self._apply(submission)
+            except PersistenceError as error:
+                # Left pending, with those after it: applied again at the next look.
+                failures.append(error)
+
+        async with anyio.create_task_group() as group:
+            for submissions in by_mission.values():
+                group.start_soon(apply_in_order, submissions)
+        if failures:
+            raise failures[0]
+        return len(pending)
+
+    async def _apply(self, submission: Submission) -> None:
+        """Apply one submission as the owner: marked applied by the first write applying it,
+        or refused with the error applying it raised (the mission is then as it was)."""
+        store = self._submission_store()
+        now = self._engine.now()
+        with store.applying(submission.seq, now) as marking:
+            try:
+                await self._applied(submission)
+            except PersistenceError:
+                raise
+            except Exception as error:
+                refusal = Refusal.of(error)
+                _log.warning(
+                    "submission %d (%s %s for mission %r, from %s) refused: %s: %s",
+                    submission.seq,
+                    submission.kind,
+                    submission.name or "",
+                    submission.mission_id,
+                    submission.submitted_by,
+                    refusal.type,
+                    refusal.message,
+                )
+                await store.decide_submission(
+                    submission.seq, SubmissionState.REFUSED, refusal, self._engine.now()
+                )
+                return
+        if not marking.used:
+            # Applied without a write (a start of a mission that exists).
+            await store.decide_submission(submission.seq, SubmissionState.APPLIED, None, now)
+
+    async def _applied(self, submission: Submission) -> None:
+        engine = self._engine
+        payload = submission.payload
+        match submission.kind:
+            case SubmissionKind.START:
+                name = submission.name or ""
+                definition = self._definitions.get(name)
+                if definition is None:
+                    raise UnknownDefinitionError(
+                        f"no definition {name!r} to start mission {submission.mission_id!r} "
+                        f"with (known: {', '.join(sorted(self._definitions)) or 'none'})"
+                    )
+                await engine.start(definition, payload, submission.mission_id, None)
+            case SubmissionKind.SIGNAL:
+                await engine.signal(submission.mission_id, submission.name or "", payload)
+            case SubmissionKind.CANCEL:
+                fields = cast("dict[str, JsonValue]", payload if isinstance(payload, dict) else {})
+                reason = fields.get("reason")
+                compensate = fields.get("compensate", False)
+                _check_cancel(reason, compensate)
+                assert reason is None or isinstance(reason, str)
+                await engine.cancel(submission.mission_id, reason, compensate is True)
+            case _:
+                assert_never(submission.kind)
 
     async def advance(self, mission_id: str) -> MissionSnapshot | None:
         """Move a mission forward if it is due or was interrupted; a no-op for one that waits
@@ -714,6 +1002,26 @@ def create_commander(
 
 _FIRST_CHILDREN_PAGE = 8
 """How many missions ``list(parent=...)`` reads first (pages then double)."""
+
+
+def _raw_json(
+    value: Any, what: str, error: type[MissionControlError], converter: cattrs.Converter
+) -> JsonValue:
+    """``value`` as JSON for a submission this process cannot check further (the owner
+    parses it)."""
+    try:
+        return to_json_value(value, what=what, converter=converter)
+    except OutputNotSerializableError as problem:
+        raise error(str(problem)) from None
+
+
+def _check_cancel(reason: object, compensate: object) -> None:
+    if reason is not None and not (isinstance(reason, str) and is_text(reason)):
+        raise InvalidInputError(
+            f"cancel reason must be a string UTF-8 can encode or None, got {reason!r}"
+        )
+    if type(compensate) is not bool:
+        raise InvalidInputError(f"cancel compensate must be True or False, got {compensate!r}")
 
 
 def _check_limit(value: object, name: str) -> None:

@@ -238,7 +238,7 @@ class _LostRace(Exception):
         self.existing = existing
 
 
-def _check_id(mission_id: object) -> None:
+def check_id(mission_id: object) -> None:
     if not isinstance(mission_id, str) or not mission_id or not is_text(mission_id):
         raise InvalidInputError(
             f"mission id must be a non-empty string UTF-8 can encode, got {mission_id!r}"
@@ -464,11 +464,11 @@ class Engine:
         """Store a new mission (or return the one stored under ``mission_id``) and run it until
         its first wait; with ``start_at`` in the future, or ``background``, store it waiting for
         its start (due then, or now) and run nothing: the runtime starts it."""
-        input_json = self._checked_input(definition, raw_input)
+        input_json = self.checked_input(definition, raw_input)
         if mission_id is None:
             mission_id = self.new_id()
         else:
-            _check_id(mission_id)
+            check_id(mission_id)
             existing = await self._existing_or_free(definition, mission_id)
             if existing is not None:
                 return existing
@@ -486,15 +486,7 @@ class Engine:
             )
             draft.parent = parent
             if begins is not None:
-                draft.log(
-                    now,
-                    TimelineKind.MISSION_SCHEDULED,
-                    "start",
-                    detail={"start_at": begins.isoformat()},
-                )
-                draft.wait_at(
-                    "start", "start", "start", Wait(WaitKind.START, "start", due_at=begins), now
-                )
+                self._schedule_start(draft, begins, now)
             else:
                 draft.begin_start(now)
             try:
@@ -519,13 +511,20 @@ class Engine:
         mission_id: str,
         name: str,
         payload: Any,
-    ) -> MissionSnapshot:
+        *,
+        background: bool = False,
+    ) -> MissionSnapshot | None:
         """Send the signal ``name`` to the mission ``mission_id``, starting it first with
         ``raw_input`` when it does not exist: then it is stored with the signal in its inbox, in
         one write, and runs until its first wait (it takes the signal at its need_to). Input and
-        payload are checked against ``definition`` before anything is read or stored."""
-        input_json = self._checked_input(definition, raw_input)
-        _check_id(mission_id)
+        payload are checked against ``definition`` before anything is read or stored.
+
+        With ``background`` (a process that does not own the store) a new mission is stored
+        waiting for its start, due now, with the signal in its inbox, and nothing runs; for a
+        mission that exists nothing is sent and ``None`` is returned (the caller submits the
+        signal)."""
+        input_json = self.checked_input(definition, raw_input)
+        check_id(mission_id)
         self._check_signal_name(definition, name)
         payload_json, _ = self._checked_payload(definition, mission_id, name, payload)
         if await self._existing_or_free(definition, mission_id) is None:
@@ -536,26 +535,42 @@ class Engine:
                 draft = Draft.new(
                     mission_id, definition.name, definition.version, input_json, now, deadline
                 )
-                draft.begin_start(now)
+                if background:
+                    self._schedule_start(draft, now, now)
+                else:
+                    draft.begin_start(now)
                 draft.log(now, TimelineKind.SIGNAL_BUFFERED, name)
                 snapshot = draft.freeze(1)
                 # Stored running once inserted: a caller cancelled during the insert leaves it
                 # to the runtime (a mission another process stored first is not this task's).
-                hold.may_leave_running = True
+                hold.may_leave_running = not background
                 existing = await self.persistence.insert(
                     snapshot, draft.pending, signals=[NewSignal(name, payload_json, now)]
                 )
                 if existing is not None:
                     hold.may_leave_running = False
+                elif background:
+                    self.notices.due(now)
+                    return snapshot
                 if existing is None:
                     draft.wrote(snapshot)
                     snapshot = await self._drive(definition, draft, hold)
                     return await self._finish(definition, snapshot, hold)
                 # Another process stored the mission first: the signal goes to that one.
                 _check_owner(definition, existing)
+        if background:
+            return None
         return await self.signal(mission_id, name, payload)
 
-    def _checked_input(self, definition: Definition, raw_input: Any) -> JsonValue:
+    @staticmethod
+    def _schedule_start(draft: Draft, begins: datetime, now: datetime) -> None:
+        """Make the new mission of ``draft`` wait for its start at ``begins``."""
+        draft.log(
+            now, TimelineKind.MISSION_SCHEDULED, "start", detail={"start_at": begins.isoformat()}
+        )
+        draft.wait_at("start", "start", "start", Wait(WaitKind.START, "start", due_at=begins), now)
+
+    def checked_input(self, definition: Definition, raw_input: Any) -> JsonValue:
         """The mission input as JSON, once the definition's parser accepted it."""
         try:
             input_json = to_json_value(raw_input, what="mission input", converter=self.converter)
@@ -1908,13 +1923,13 @@ class Engine:
 
     # -- signals and cancellation -------------------------------------------------------------
 
-    def _check_signal(
+    def check_signal(
         self, snapshot: MissionSnapshot, name: str, payload: Any
     ) -> tuple[Definition, JsonValue, JsonValue]:
         """The definition, the payload as JSON and as parsed, or the error the signal earns."""
         definition = self.definition_for(snapshot)
         self._check_signal_name(definition, name)
-        self._ensure_active(snapshot, f"signal {name!r}")
+        self.ensure_active(snapshot, f"signal {name!r}")
         payload_json, parsed = self._checked_payload(definition, snapshot.id, name, payload)
         return definition, payload_json, parsed
 
@@ -1945,7 +1960,7 @@ class Engine:
     async def signal(self, mission_id: str, name: str, payload: Any) -> MissionSnapshot:
         if mission_id in self._holds:
             snapshot = await self.load(mission_id)
-            _, payload_json, _ = self._check_signal(snapshot, name, payload)
+            _, payload_json, _ = self.check_signal(snapshot, name, payload)
             return await self._buffer(snapshot, name, payload_json, self.now(), held=True)
         # Held from before the load, so the snapshot checked is the one acted on.
         with self._hold(mission_id) as hold:
@@ -1953,7 +1968,7 @@ class Engine:
             if snapshot.parent is not None and not snapshot.is_terminal:
                 # An orphan takes no more signals: it is cancelled, and the signal refused.
                 snapshot = await self._cancel_if_orphaned(snapshot, snapshot.parent, hold)
-            definition, payload_json, parsed = self._check_signal(snapshot, name, payload)
+            definition, payload_json, parsed = self.check_signal(snapshot, name, payload)
             now = self.now()
             wait = next(
                 (w for w in snapshot.waits if w.kind is WaitKind.SIGNAL and w.signal == name),
@@ -2000,7 +2015,7 @@ class Engine:
     ) -> MissionSnapshot:
         if mission_id in self._holds:
             snapshot = await self.load(mission_id)
-            self._ensure_cancellable(snapshot)
+            self.ensure_cancellable(snapshot)
             request, entry = self._cancel_request(snapshot, reason, compensate)
             await self.persistence.request_cancel(mission_id, request, [entry])
             holder = self._holds.get(mission_id)
@@ -2015,7 +2030,7 @@ class Engine:
             return await self.advance(mission_id) or snapshot
         with self._hold(mission_id) as hold:
             snapshot = await self.load(mission_id)
-            self._ensure_cancellable(snapshot)
+            self.ensure_cancellable(snapshot)
             return await self._cancel_now(snapshot, reason, hold, compensate)
 
     async def _cancel_now(
@@ -2050,15 +2065,15 @@ class Engine:
         )
         return CancelRequest(requested_at=now, reason=reason, compensate=compensate), entry
 
-    def _ensure_cancellable(self, snapshot: MissionSnapshot) -> None:
-        self._ensure_active(snapshot, "cancel")
+    def ensure_cancellable(self, snapshot: MissionSnapshot) -> None:
+        self.ensure_active(snapshot, "cancel")
         if snapshot.compensating:
             raise MissionNotActiveError(
                 f"cannot cancel: mission {snapshot.id!r} is running its compensations, which "
                 "run to their end"
             )
 
-    def _ensure_active(self, snapshot: MissionSnapshot, action: str) -> None:
+    def ensure_active(self, snapshot: MissionSnapshot, action: str) -> None:
         if snapshot.is_terminal:
             raise MissionNotActiveError(
                 f"cannot {action}: mission {snapshot.id!r} is {snapshot.status.value}"

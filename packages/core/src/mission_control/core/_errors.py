@@ -165,3 +165,8 @@ class MissionCompensatedError(MissionEndedError):
     """The mission failed (or was cancelled with ``compensate=True``) and ran its compensations:
     ``snapshot.error`` holds what failed it (``None`` after a cancellation, whose reason is in
     ``snapshot.cancel_request``)."""
+
+
+class SubmissionRefusedError(MissionControlError):
+    """The owner of the store refused a submission with an error this process cannot rebuild
+    as it was (its message names the owner's error)."""

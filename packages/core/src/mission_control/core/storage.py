@@ -10,9 +10,11 @@ revision is not the stored one. The records users also see (``MissionSnapshot``,
 ``TimelineEntry``, ``CancelRequest``, ``MissionStatus``, ``JsonValue``) are imported from
 ``mission_control.core``; :class:`BufferedSignal`, a signal stored before its ``need_to`` was
 reached, is only ever handled by adapters, and so is :class:`NewSignal`, a signal stored with a
-new mission (signal-with-start). An adapter that hears writes made elsewhere (another process)
-tells the commanders of this one through the store's notices
-(``mission_control.core.lowlevel.notices_for``).
+new mission (signal-with-start). An adapter whose store several processes share implements
+:class:`SubmissionStore` too (one process owns the store and executes its missions; the others
+hand it :class:`NewSubmission` records, marked applied by the write that applies them). An
+adapter that hears writes made elsewhere (another process) tells the commanders of this one
+through the store's notices (``mission_control.core.lowlevel.notices_for``).
 
 The codec is the library's own: its functions write and read the records (:class:`MissionSnapshot`,
 :class:`TimelineEntry`, :class:`BufferedSignal`, :class:`CancelRequest`) the same way whatever
@@ -40,15 +42,19 @@ from ._serialization import (
     value_to_json,
 )
 from ._snapshot import BufferedSignal, MissionFields, NewSignal
+from ._submissions import Marking, NewSubmission, SubmissionStore
 from ._values import detached
 
 __all__ = [
     "SNAPSHOT_FORMAT",
     "BufferedSignal",
+    "Marking",
     "MissionFields",
     "NewSignal",
+    "NewSubmission",
     "PersistenceAdapter",
     "RevisionConflictError",
+    "SubmissionStore",
     "buffered_signal_from_json",
     "buffered_signal_to_json",
     "cancel_request_from_json",

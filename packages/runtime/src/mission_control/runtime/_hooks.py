@@ -26,6 +26,10 @@ class RuntimeEvent(enum.StrEnum):
     MISSION_RESUME_COMPLETED = "mission-resume-completed"
     MISSION_RESUME_FAILED = "mission-resume-failed"
     MISSION_ADVANCE_FAILED = "mission-advance-failed"
+    RUNTIME_STANDBY = "runtime-standby"
+    """Another process owns the store: this runtime waits to take it over."""
+    RUNTIME_TOOK_OWNERSHIP = "runtime-took-ownership"
+    """The runtime's process now owns the store; its startup tick follows."""
 
 
 class RuntimeMetric(enum.StrEnum):

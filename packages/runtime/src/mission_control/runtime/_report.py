@@ -56,6 +56,12 @@ class TickReport:
     yourself)."""
     next_due_at: datetime | None = None
     """The earliest persisted due time (timer, retry or delayed start) when the tick ended."""
+    submissions: int = 0
+    """Submissions (starts, signals and cancellations other processes handed to this one, the
+    owner of a shared store) the tick applied or refused, before it moved any mission."""
+    standby: bool = False
+    """The tick moved nothing because another process owns the store (see
+    :attr:`CommanderRuntime.is_standby`)."""
 
     @property
     def moved(self) -> int:

@@ -109,6 +109,7 @@ class _Tally:
     skipped: int = 0
     errored: list[str] = attrs.field(factory=list[str])
     interrupted_left: bool = False
+    submissions: int = 0
 
     def ended(self, status: MissionStatus) -> None:
         if status is MissionStatus.COMPLETED:
@@ -219,6 +220,9 @@ class CommanderRuntime:
         self._last_report: TickReport | None = None
         self._notices: Notices | None = None
         self._listener = _Listener(self._noticed)
+        # The tasks beside the ticks (waiting to own the store, watching for submissions),
+        # cancelled by stop().
+        self._side_scopes: list[anyio.CancelScope] = []
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -256,6 +260,13 @@ class CommanderRuntime:
         return self._pending.sorted()
 
     @property
+    def is_standby(self) -> bool:
+        """Whether the runtime runs but moves nothing, because another process owns the
+        store (a SQLite database several processes share): it takes the store over, and runs
+        its startup tick, when that process goes away."""
+        return self.is_running and not self._commander.is_owner
+
+    @property
     def last_report(self) -> TickReport | None:
         """The report of the most recent tick that finished."""
         return self._last_report
@@ -289,11 +300,9 @@ class CommanderRuntime:
             auto_schedule=self._auto_schedule,
         )
         self._scheduler_done = anyio.Event()
-        if self._auto_schedule:
-            # Before the startup tick: a due time written while it runs is noticed too.
-            self._notices = self._commander.notices
-            self._notices.listen(self._listener)
-            self._arm()
+        owner = await self._first_try_to_own()
+        if owner:
+            self._begin_owning()
         try:
             nursery.start_soon(self._run_scheduler)
         except BaseException:
@@ -302,6 +311,13 @@ class CommanderRuntime:
             self._abandon()
             self._scheduler_done.set()
             raise
+        if not owner:
+            self._state = RuntimeState.RUNNING
+            self._log(RuntimeEvent.RUNTIME_STANDBY)
+            self._start_beside(self._stand_by)
+            return self._standby_report(TickTrigger.STARTUP)
+        if self._auto_schedule:
+            self._start_beside(self._watch_submissions)
         startup = self._request_tick(TickTrigger.STARTUP, resume_all=True)
         await startup.done.wait()
         try:
@@ -313,6 +329,62 @@ class CommanderRuntime:
             self._state = RuntimeState.RUNNING
             self._log(RuntimeEvent.RUNTIME_STARTED, next_tick_at=_iso(self.next_tick_at))
         return report
+
+    async def _first_try_to_own(self) -> bool:
+        """Whether this process owns the store, after one try to take it (which raises at once
+        when it never may: a store opened only to submit work)."""
+        commander = self._commander
+        if not commander.is_owner:
+            with anyio.move_on_after(0):
+                await commander.take_ownership()
+        return commander.is_owner
+
+    def _begin_owning(self) -> None:
+        if self._auto_schedule:
+            # Before the startup tick: a due time written while it runs is noticed too.
+            self._notices = self._commander.notices
+            self._notices.listen(self._listener)
+            self._arm()
+
+    async def _stand_by(self) -> None:
+        await self._commander.take_ownership()
+        if not self.is_running:
+            return
+        self._log(RuntimeEvent.RUNTIME_TOOK_OWNERSHIP)
+        self._begin_owning()
+        if self._auto_schedule:
+            self._start_beside(self._watch_submissions)
+        # What the previous owner left mid-node is resumed here, as after a crash.
+        startup = self._request_tick(TickTrigger.STARTUP, resume_all=True)
+        await startup.done.wait()
+
+    async def _watch_submissions(self) -> None:
+        await self._commander.watch_submissions(self._submitted)
+
+    def _submitted(self) -> None:
+        """Another process submitted work: a tick now applies it."""
+        self._noticed(self._commander.clock.now(), False)
+
+    def _start_beside(self, task: Callable[[], Awaitable[None]]) -> None:
+        assert self._nursery is not None
+        scope = anyio.CancelScope()
+        self._side_scopes.append(scope)
+
+        async def run() -> None:
+            with scope:
+                await task()
+
+        self._nursery.start_soon(run)
+
+    def _cancel_beside(self) -> None:
+        scopes, self._side_scopes = self._side_scopes, []
+        for scope in scopes:
+            scope.cancel()
+
+    def _standby_report(self, trigger: TickTrigger) -> TickReport:
+        return TickReport(
+            trigger=trigger, started_at=self._commander.clock.now(), duration=0.0, standby=True
+        )
 
     async def stop(self) -> None:
         """Stop: drop every scheduled tick, wait for the in-flight tick (and one a caller is
@@ -337,6 +409,7 @@ class CommanderRuntime:
             )
             self._pending.clear()
             self._unlisten()
+            self._cancel_beside()
             self._wake_scheduler()
         while (running := self._running_pass) is not None:
             await running.done.wait()
@@ -388,6 +461,7 @@ class CommanderRuntime:
             return
         self._pending.clear()
         self._unlisten()
+        self._cancel_beside()
         self._wake_scheduler()
         self._state = RuntimeState.STOPPED
         self._log(RuntimeEvent.RUNTIME_STOPPED, abandoned=True)
@@ -463,14 +537,21 @@ class CommanderRuntime:
         started_at = clock.now()
         began = anyio.current_time()
         trigger = tick_pass.trigger
+        if not self._commander.is_owner:
+            return self._standby_report(trigger)
         self._log(RuntimeEvent.TICK_STARTED, trigger=trigger)
         tally = _Tally()
         try:
+            tally.submissions = await self._commander.apply_submissions(self._max_missions)
             await self._resume_interrupted(tally, everything=tick_pass.resume_all)
             await self._advance_due(tally)
             next_due_at = await self._commander.next_due_at()
             now = clock.now()
-            more_due = tally.interrupted_left or (next_due_at is not None and next_due_at <= now)
+            more_due = (
+                tally.interrupted_left
+                or (next_due_at is not None and next_due_at <= now)
+                or tally.submissions >= self._max_missions
+            )
             # Missions whose move raised are no progress: following such a tick at once would
             # retry and re-read them in a loop.
             if more_due and not (tally.resumed or tally.advanced):
@@ -506,6 +587,7 @@ class CommanderRuntime:
             errored_missions=tuple(tally.errored),
             more_due=more_due,
             next_due_at=next_due_at,
+            submissions=tally.submissions,
         )
         self._last_report = report
         attributes = {"trigger": str(trigger), "outcome": "completed"}
@@ -523,6 +605,7 @@ class CommanderRuntime:
             compensated=report.compensated,
             errored=report.errored,
             skipped=report.skipped,
+            submissions=report.submissions,
             more_due=more_due,
             next_due_at=_iso(next_due_at),
         )
@@ -832,7 +915,7 @@ class CommanderRuntime:
             # Missions that are due but could not be moved (they raise, or another task holds
             # them) would make an immediate follow-up spin; give them a pause instead, but never
             # past a due time still to come: they must not hold the others back.
-            progressed = report.resumed or report.advanced
+            progressed = report.resumed or report.advanced or report.submissions
             when = now if progressed else now + self._stalled_delay
             later = tick_pass.later_due_at
             if later is not None and later < when:

@@ -1,0 +1,140 @@
+"""The submissions table: rows, and the marking that rides with the write applying one."""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import os
+import socket
+from collections.abc import Generator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any, Final
+
+from mission_control.core import (
+    PersistenceError,
+    Refusal,
+    Submission,
+    SubmissionKind,
+    SubmissionState,
+)
+from mission_control.core.storage import NewSubmission, value_to_json
+
+from ._sqlite import Row
+
+INSERT: Final = (
+    "INSERT INTO submissions (kind, mission_id, name, payload, submitted_at, submitted_by) "
+    "VALUES (?, ?, ?, ?, ?, ?)"
+)
+_COLUMNS: Final = (
+    "seq, kind, mission_id, name, payload, submitted_at, submitted_by, state, decided_at, refusal"
+)
+LOAD: Final = f"SELECT {_COLUMNS} FROM submissions WHERE seq = ?"
+# ``state = 'pending'`` lets SQLite use the partial index submissions_pending.
+PENDING: Final = f"SELECT {_COLUMNS} FROM submissions WHERE state = 'pending' ORDER BY seq LIMIT ?"
+ANY_PENDING: Final = "SELECT 1 FROM submissions WHERE state = 'pending' LIMIT 1"
+MARK_APPLIED: Final = (
+    "UPDATE submissions SET state = 'applied', decided_at = ? WHERE seq = ? AND state = 'pending'"
+)
+# A refusal stands over an application: a refused signal may have been preceded by a write of
+# the same call (an orphaned child cancelled before its signal was refused).
+REFUSE: Final = (
+    "UPDATE submissions SET state = 'refused', decided_at = ?, refusal = ? WHERE seq = ?"
+)
+
+
+def submitter_name() -> str:
+    """Who this process is, for the submissions it stores."""
+    return f"pid {os.getpid()} on {socket.gethostname()}"
+
+
+def submission_row(submission: NewSubmission) -> tuple[Any, ...]:
+    """The row of a new submission, made before its transaction begins (a payload that cannot
+    be stored raises then, with nothing stored)."""
+    try:
+        payload = value_to_json(submission.payload)
+    except (TypeError, ValueError) as error:
+        raise PersistenceError(
+            f"{submission.kind} submission for mission {submission.mission_id!r}: its payload "
+            f"cannot be stored as JSON ({error})"
+        ) from error
+    return (
+        str(submission.kind),
+        submission.mission_id,
+        submission.name,
+        payload,
+        submission.submitted_at.isoformat(),
+        submission.submitted_by,
+    )
+
+
+def submission_from_row(row: Row) -> Submission:
+    seq, kind, mission_id, name, payload, submitted_at, by, state, decided_at, refusal = row
+    try:
+        refused = None
+        if refusal is not None:
+            found = json.loads(refusal)
+            refused = Refusal(str(found["type"]), str(found["message"]))
+        return Submission(
+            seq=int(seq),
+            kind=SubmissionKind(kind),
+            mission_id=mission_id,
+            name=name,
+            payload=json.loads(payload),
+            submitted_at=datetime.fromisoformat(submitted_at),
+            submitted_by=by,
+            state=SubmissionState(state),
+            decided_at=None if decided_at is None else datetime.fromisoformat(decided_at),
+            refusal=refused,
+        )
+    except Exception as error:
+        raise PersistenceError(
+            f"submission {seq} cannot be read: its stored row is corrupt "
+            f"({type(error).__name__}: {error})"
+        ) from error
+
+
+def refusal_json(refusal: Refusal) -> str:
+    return json.dumps({"type": refusal.type, "message": refusal.message}, ensure_ascii=False)
+
+
+class Marking:
+    """The submission the calling task is applying: the first write it makes marks it applied
+    in its own transaction."""
+
+    __slots__ = ("decided_at", "seq", "used")
+
+    def __init__(self, seq: int, decided_at: datetime) -> None:
+        self.seq = seq
+        self.decided_at = decided_at
+        self.used = False
+
+    def take(self) -> tuple[str, int] | None:
+        """The parameters of the mark for the write about to be made, once."""
+        if self.used:
+            return None
+        self.used = True
+        return (self.decided_at.isoformat(), self.seq)
+
+
+# A context variable, not an argument: the engine's writes go through the persistence protocol
+# unchanged; the task applying a submission (and only it) carries the mark to its first write.
+_APPLYING: contextvars.ContextVar[Marking | None] = contextvars.ContextVar(
+    "mission_control_sqlite_applying", default=None
+)
+
+
+@contextmanager
+def applying(seq: int, decided_at: datetime) -> Generator[Marking]:
+    marking = Marking(seq, decided_at)
+    token = _APPLYING.set(marking)
+    try:
+        yield marking
+    finally:
+        _APPLYING.reset(token)
+
+
+def take_mark() -> tuple[str, int] | None:
+    """The mark the calling task's next write must carry, if it is applying a submission."""
+    marking = _APPLYING.get()
+    return None if marking is None else marking.take()

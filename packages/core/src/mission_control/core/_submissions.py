@@ -1,0 +1,152 @@
+"""Submissions: work a process that does not own a store hands to the one that does.
+
+One process executes the missions of a store (its owner); any other process on it (a second
+web worker, a script, the CLI) is a submitter: it stores what it wants done (a start, a signal,
+a cancellation) as a submission, durable once stored, and the owner applies it. The owner marks
+a submission applied in the same transaction as the write that applies it, so a crash never
+applies one twice; one it refuses (a signal the mission has no ``need_to`` for, a payload that
+does not parse, a mission that has ended) is marked refused with the error it raised, and the
+mission stays exactly as it was.
+"""
+
+from __future__ import annotations
+
+import builtins
+import enum
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+import attrs
+
+from ._errors import MissionControlError, SubmissionRefusedError
+from ._snapshot import JsonValue
+
+
+class SubmissionKind(enum.StrEnum):
+    """What a submission asks the owner to do."""
+
+    START = "start"
+    """Start a mission: ``name`` is its definition, ``payload`` its input."""
+    SIGNAL = "signal"
+    """Send the signal ``name`` with ``payload``."""
+    CANCEL = "cancel"
+    """Cancel the mission: ``payload`` is ``{"reason": ..., "compensate": ...}``."""
+
+
+class SubmissionState(enum.StrEnum):
+    PENDING = "pending"
+    """Stored, not applied yet (no owner runs, or it has not got to it)."""
+    APPLIED = "applied"
+    REFUSED = "refused"
+    """The owner raised an error applying it; the mission is as it was."""
+
+
+@attrs.frozen
+class Refusal:
+    """Why the owner refused a submission: the error it raised."""
+
+    type: str
+    """The exception's class name (one of ``mission_control.core``'s errors, usually)."""
+    message: str
+
+    @classmethod
+    def of(cls, error: BaseException) -> Refusal:
+        return cls(builtins.type(error).__name__, str(error))
+
+    def error(self) -> MissionControlError:
+        """The error to raise in the submitter: the owner's class when it is one of
+        ``mission_control.core``'s, with the owner's message."""
+        classes: list[builtins.type[MissionControlError]] = [MissionControlError]
+        while classes:
+            found = classes.pop()
+            if found.__name__ == self.type and found.__module__.startswith("mission_control."):
+                try:
+                    return found(self.message)
+                except TypeError:
+                    break  # an error class that needs more than a message
+            classes.extend(found.__subclasses__())
+        return SubmissionRefusedError(f"{self.type}: {self.message}")
+
+
+@attrs.frozen
+class Submission:
+    """A piece of work handed to the owner of a store, as stored."""
+
+    seq: int
+    """Its number, in the order submissions were stored."""
+    kind: SubmissionKind
+    mission_id: str
+    name: str | None
+    """The definition (a start) or the signal's name (a signal)."""
+    payload: JsonValue
+    submitted_at: datetime
+    submitted_by: str
+    """Who stored it (process id and host)."""
+    state: SubmissionState = SubmissionState.PENDING
+    decided_at: datetime | None = None
+    refusal: Refusal | None = None
+
+    @property
+    def is_decided(self) -> bool:
+        return self.state is not SubmissionState.PENDING
+
+
+@attrs.frozen
+class NewSubmission:
+    """A submission to store (its number and state are the store's)."""
+
+    kind: SubmissionKind
+    mission_id: str
+    name: str | None
+    payload: JsonValue
+    submitted_at: datetime
+    submitted_by: str
+
+
+class Marking(Protocol):
+    """What :meth:`SubmissionStore.applying` gives: whether the write that applied the
+    submission has marked it (see there)."""
+
+    @property
+    def used(self) -> bool: ...
+
+
+@runtime_checkable
+class SubmissionStore(Protocol):
+    """What a persistence adapter implements when several processes share its store: one of
+    them owns it (executes missions), the others submit work to the owner.
+
+    - ``is_owner``: whether this process owns the store now (it may become the owner later,
+      when the owner goes away: :meth:`take_ownership`).
+    - ``submit`` stores a submission durably and wakes the owner; ``load_submission`` reads one.
+    - ``pending_submissions`` lists pending ones in the order they were stored.
+    - ``applying(seq)``: inside the ``with`` block, the first write (insert, commit,
+      append_signal, request_cancel) of the calling task marks the submission applied in the
+      same transaction; ``marking.used`` says whether one did.
+    - ``decide_submission`` marks a pending one applied or refused (a no-op on a decided one).
+    - ``take_ownership`` waits until this process owns the store.
+    - ``watch_submissions(wake)``: on the owner, calls ``wake()`` whenever another process
+      submitted work (and now and then when a wake-up might have been lost); runs until
+      cancelled.
+    """
+
+    @property
+    def is_owner(self) -> bool: ...
+
+    async def submit(self, submission: NewSubmission) -> Submission: ...
+
+    async def load_submission(self, seq: int) -> Submission | None: ...
+
+    async def pending_submissions(self, limit: int) -> list[Submission]: ...
+
+    def applying(self, seq: int, decided_at: datetime) -> AbstractContextManager[Marking]: ...
+
+    async def decide_submission(
+        self, seq: int, state: SubmissionState, refusal: Refusal | None, decided_at: datetime
+    ) -> None: ...
+
+    async def take_ownership(self) -> None: ...
+
+    async def watch_submissions(self, wake: Callable[[], None]) -> None: ...
