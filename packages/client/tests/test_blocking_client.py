@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -683,3 +684,30 @@ def test_a_thread_waiting_on_a_client_left_open_does_not_keep_the_process_alive(
 
     assert done.returncode == 0, done.stderr
     assert done.stdout == "waiter: closed\n"
+
+
+def test_a_second_blocking_client_submits_to_the_first_and_takes_over_when_it_closes(
+    open_client: OpenClient,
+) -> None:
+    """Two blocking clients on one file: the second submits its starts and signals to the
+    first (the owner), which runs them, and takes ownership once the first closes."""
+    owner = open_client()
+    submitter = open_client()
+    assert owner.is_owner
+    assert not submitter.is_owner
+
+    handle = submitter.start(APPROVAL, {}, id="a1")
+    with pytest.raises(InvalidSignalPayloadError, match="reviewer's name"):
+        submitter.signal("a1", "approve", "")
+    after = submitter.signal("a1", "approve", "ada")
+    assert after.status is MissionStatus.COMPLETED
+    assert handle.result(timeout=BOUND).output == {"approved_by": "ada"}
+    pending = submitter.submit_start("approval", {}, id="a2")
+    assert submitter.verdict(pending, timeout=BOUND).current_node == "approve"
+
+    owner.close()
+    deadline = time.monotonic() + BOUND
+    while not submitter.is_owner:
+        assert time.monotonic() < deadline, "the second client never took over"
+        time.sleep(0.01)
+    assert submitter.signal("a2", "approve", "bob").output == {"approved_by": "bob"}

@@ -47,6 +47,7 @@ from mission_control.core import (
     MissionDefinition,
     MissionSnapshot,
     MissionStatus,
+    Submission,
     TimelineEntry,
 )
 from mission_control.runtime import CommanderRuntime, create_commander_runtime
@@ -59,6 +60,10 @@ RawT = TypeVar("RawT")
 CommanderFactory = Callable[[], Commander | Awaitable[Commander]]
 """Makes the client's commander on its loop: a function or async function returning one (such as
 ``SQLiteCommander``, or ``functools.partial(SQLiteCommander, path, definitions)``)."""
+
+
+async def _now(value: _T) -> _T:
+    return value
 
 
 class ClientClosedError(MissionControlError, RuntimeError):
@@ -494,6 +499,47 @@ class BlockingMissionClient:
     def timeline(self, mission_id: str) -> list[TimelineEntry]:
         """What happened to the mission, in order."""
         return self._call(lambda client: client.timeline(mission_id))
+
+    # -- several processes on one store (see docs/sqlite.md) -----------------------------------
+
+    @property
+    def is_owner(self) -> bool:
+        """Whether this process executes the missions of the store now; when another process
+        owns it, starts, signals and cancellations are handed to that one as submissions."""
+        return self._call(lambda client: _now(client.is_owner))
+
+    def submit_start(
+        self,
+        definition: str | MissionDefinition[Any, Any, Any],
+        input: Any,
+        *,
+        id: str | None = None,
+    ) -> Submission:
+        """Hand a start to the store's owner and return at once; see
+        :meth:`mission_control.core.Commander.submit_start`."""
+        return self._call(lambda client: client.submit_start(definition, input, id=id))
+
+    def submit_signal(self, mission_id: str, name: str, payload: Any = None) -> Submission:
+        """Hand a signal to the store's owner and return at once; see
+        :meth:`mission_control.core.Commander.submit_signal`."""
+        return self._call(lambda client: client.submit_signal(mission_id, name, payload))
+
+    def submit_cancel(
+        self, mission_id: str, reason: str | None = None, *, compensate: bool = False
+    ) -> Submission:
+        """Hand a cancellation to the store's owner and return at once; see
+        :meth:`mission_control.core.Commander.submit_cancel`."""
+        return self._call(
+            lambda client: client.submit_cancel(mission_id, reason, compensate=compensate)
+        )
+
+    def verdict(
+        self, submission: Submission | int, *, timeout: float | None = None
+    ) -> MissionSnapshot:
+        """Wait for the owner's decision on a submission; see
+        :meth:`mission_control.core.Commander.verdict`. :class:`TimeoutError` after
+        ``timeout`` seconds (the submission stays stored)."""
+        return self._call(lambda client: client.verdict(submission), timeout=timeout, waits=True)
 
     def close(self) -> None:
         """Stop cleanly: refuse new calls, end the waits in progress (they raise

@@ -418,11 +418,16 @@ class Commander:
         later ``start_at``) and the handle returned at once; a running runtime hears of it
         through the commander's notices and starts it in its next tick. Raises
         :class:`InvalidInputError` (nothing stored) when the input is rejected.
+
+        In a process that does not own its store (see :attr:`is_owner`) every start is a
+        background start: the owner, woken at once, runs it.
         """
         self._engine.loop.check("commander.start()")
         self._registered(definition)
         if not isinstance(background, bool):
             raise TypeError(f"background must be True or False, got {background!r}")
+        if not self.is_owner:
+            background = True
         if start_at is not None:
             if not isinstance(start_at, datetime):
                 raise InvalidInputError(f"start_at must be a datetime, got {start_at!r}")

@@ -1,0 +1,321 @@
+"""Submissions in one process: an owner adapter and submitter adapters on one SQLite file.
+
+The same process stands in for several here (two adapters on one file behave as two processes
+do: the second one finds the owner's locks taken); test_several_processes.py runs real ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import anyio
+import apsw
+import pytest
+
+from mission_control.adapter_sqlite import (
+    TAKEOVER_INTERVAL,
+    SQLiteCommander,
+    create_sqlite_persistence_adapter,
+)
+from mission_control.core import (
+    ConfigurationError,
+    Context,
+    InvalidInputError,
+    InvalidSignalPayloadError,
+    MissionNotActiveError,
+    MissionNotFoundError,
+    MissionStatus,
+    PersistenceError,
+    Refusal,
+    SubmissionKind,
+    SubmissionState,
+    UnknownDefinitionError,
+    UnknownSignalError,
+    m,
+)
+from mission_control.runtime import create_commander_runtime
+from mission_control.testing import LoopClock
+
+pytestmark = pytest.mark.anyio
+
+
+def parse_order(raw: Any) -> dict[str, Any]:
+    if not isinstance(raw, dict) or "item" not in raw:
+        raise ValueError("an order needs an item")
+    return dict(raw)  # pyright: ignore[reportUnknownArgumentType]
+
+
+def parse_approval(raw: Any) -> str:
+    if not isinstance(raw, str):
+        raise ValueError("an approval is the approver's name")
+    return raw
+
+
+def packed(ctx: Context[Any, Any]) -> str:
+    return f"packed {ctx.input['item']}"
+
+
+ORDER = (
+    m.define("order")
+    .start(parse=parse_order)
+    .step("pack", packed)
+    .need_to("approve", parse=parse_approval)
+    .end(lambda ctx: ctx.events["approve"].output)
+)
+
+
+@pytest.fixture
+def clock() -> LoopClock:
+    return LoopClock()
+
+
+@pytest.fixture
+async def owner(db_path: Path, clock: LoopClock) -> AsyncIterator[SQLiteCommander]:
+    """The owner of the database, with its runtime running."""
+    async with (
+        SQLiteCommander(db_path, [ORDER], clock=clock, role="owner") as commander,
+        create_commander_runtime(commander),
+    ):
+        yield commander
+
+
+@pytest.fixture
+async def submitter(
+    db_path: Path, clock: LoopClock, owner: SQLiteCommander
+) -> AsyncIterator[SQLiteCommander]:
+    """A submitter with the definitions, opened after the owner."""
+    async with SQLiteCommander(db_path, [ORDER], clock=clock) as commander:
+        yield commander
+
+
+@pytest.fixture
+async def raw(
+    db_path: Path, clock: LoopClock, owner: SQLiteCommander
+) -> AsyncIterator[SQLiteCommander]:
+    """A submitter without definitions (a script, the CLI)."""
+    async with SQLiteCommander(db_path, [], clock=clock, role="submitter") as commander:
+        yield commander
+
+
+def rows(db_path: Path, sql: str) -> list[tuple[Any, ...]]:
+    with apsw.Connection(str(db_path), flags=apsw.SQLITE_OPEN_READONLY) as connection:
+        return [tuple(row) for row in connection.execute(sql)]
+
+
+async def test_an_auto_commander_opened_second_submits_to_the_first(
+    db_path: Path, submitter: SQLiteCommander, owner: SQLiteCommander
+) -> None:
+    """An "auto" commander opened while another owns the file is a submitter: its start is
+    stored at once and the owner's runtime runs it, its signal returns once the owner applied
+    it, with the mission as the owner left it."""
+    assert owner.is_owner
+    assert not submitter.is_owner
+    handle = await submitter.start(ORDER, {"item": "tea"}, id="o1")
+    assert (await handle.inspect()).current_node == "start"
+    await submitter.signal("o1", "approve", "ada")
+    with anyio.fail_after(10):
+        assert (await handle.result()).output == "ada"
+    await owner.start(ORDER, {"item": "jam"}, id="o2")
+
+    after = await submitter.signal("o2", "approve", "bob")
+
+    assert after.status is MissionStatus.COMPLETED
+    assert after.output == "bob"
+    assert (await owner.inspect("o1")).nodes["pack"].output == "packed tea"
+    assert rows(db_path, "SELECT kind, state FROM submissions") == [
+        ("signal", "applied"),
+        ("signal", "applied"),
+    ]
+
+
+async def test_a_submitter_with_the_definitions_refuses_what_the_owner_would(
+    db_path: Path, submitter: SQLiteCommander, owner: SQLiteCommander
+) -> None:
+    """A submitter that has the mission's definition raises the owner's errors for a bad input,
+    an unknown signal, a bad payload and a finished mission, storing nothing."""
+    with pytest.raises(InvalidInputError, match="needs an item"):
+        await submitter.start(ORDER, {"colour": "red"}, id="bad")
+    await owner.start(ORDER, {"item": "tea"}, id="o1")
+    with pytest.raises(UnknownSignalError, match="no need_to 'ship'"):
+        await submitter.signal("o1", "ship", {})
+    with pytest.raises(InvalidSignalPayloadError, match="approver's name"):
+        await submitter.submit_signal("o1", "approve", 42)
+    with pytest.raises(MissionNotFoundError):
+        await submitter.signal("nobody", "approve", "ada")
+    await owner.signal("o1", "approve", "ada")
+    with pytest.raises(MissionNotActiveError, match="completed"):
+        await submitter.signal("o1", "approve", "bob")
+    with pytest.raises(MissionNotActiveError, match="completed"):
+        await submitter.cancel("o1", "too late")
+
+    assert rows(db_path, "SELECT count(*) FROM submissions") == [(0,)]
+    assert rows(db_path, "SELECT id FROM missions") == [("o1",)]
+
+
+async def test_a_raw_signal_the_owner_refuses_is_recorded_and_changes_nothing(
+    raw: SQLiteCommander, owner: SQLiteCommander
+) -> None:
+    """A definition-less submitter's signal with a bad payload is refused by the owner: recorded
+    with who sent it and the owner's error, raised by the submitter's verdict as that error,
+    and the mission is exactly as it was."""
+    await owner.start(ORDER, {"item": "tea"}, id="o1")
+    before = await owner.inspect("o1")
+    timeline_before = await owner.timeline("o1")
+
+    submission = await raw.submit_signal("o1", "approve", {"not": "a name"})
+    assert submission.state is SubmissionState.PENDING
+    with pytest.raises(InvalidSignalPayloadError, match="approver's name") as raised:
+        await raw.verdict(submission)
+
+    decided = await raw.submission(submission.seq)
+    assert decided.state is SubmissionState.REFUSED
+    assert decided.refusal is not None
+    assert decided.refusal.type == "InvalidSignalPayloadError"
+    assert decided.refusal.message == str(raised.value)
+    assert decided.submitted_by.startswith("pid ")
+    assert decided.decided_at is not None
+    assert await owner.inspect("o1") == before
+    assert await owner.timeline("o1") == timeline_before
+
+
+async def test_raw_submissions_are_checked_by_the_owner(
+    raw: SQLiteCommander, owner: SQLiteCommander
+) -> None:
+    """Raw starts, signals and cancellations are applied or refused by the owner as its own
+    calls would be: an unknown definition or signal is refused, a good start runs."""
+    with pytest.raises(UnknownDefinitionError, match="'invoice'"):
+        await raw.verdict(await raw.submit_start("invoice", {}, id="i1"))
+    started = await raw.verdict(await raw.submit_start("order", {"item": "jam"}, id="o2"))
+    assert started.current_node == "approve"
+    with pytest.raises(UnknownSignalError):
+        await raw.signal("o2", "ship", None)
+    with pytest.raises(InvalidInputError, match="needs an item"):
+        await raw.verdict(await raw.submit_start("order", {}, id="o3"))
+
+    cancelled = await raw.cancel("o2", "changed my mind")
+
+    assert cancelled.status is MissionStatus.CANCELLED
+    with pytest.raises(MissionNotFoundError):
+        await owner.inspect("o3")
+
+
+async def test_submitting_on_the_owner_applies_at_once(owner: SQLiteCommander) -> None:
+    """The owner's own submissions are decided before submit_* returns."""
+    await owner.start(ORDER, {"item": "tea"}, id="o1")
+    applied = await owner.submit_signal("o1", "approve", "ada")
+    assert applied.state is SubmissionState.APPLIED
+    assert applied.kind is SubmissionKind.SIGNAL
+    assert (await owner.verdict(applied)).output == "ada"
+    refused = await owner.submit_start("nothing", {}, id="x")
+    assert refused.state is SubmissionState.REFUSED
+    assert refused.refusal == Refusal(
+        "UnknownDefinitionError",
+        "no definition 'nothing' to start mission 'x' with (known: order)",
+    )
+
+
+async def test_the_write_applying_a_submission_marks_it_in_its_own_transaction(
+    db_path: Path, clock: LoopClock
+) -> None:
+    """Inside applying(seq), the first write marks the submission applied with it; a write that
+    fails leaves it pending."""
+    async with create_sqlite_persistence_adapter(db_path, role="owner") as adapter:
+        from mission_control.core.storage import NewSubmission
+
+        submission = await adapter.submit(
+            NewSubmission(SubmissionKind.SIGNAL, "m", "go", None, clock.now(), "test")
+        )
+        with adapter.applying(submission.seq, clock.now()) as marking:
+            with pytest.raises(PersistenceError):
+                await adapter.append_signal("missing", "go", None, clock.now(), [])
+            assert marking.used
+        assert (await adapter.pending_submissions(10)) == [submission]
+
+
+async def test_a_submitter_does_not_execute_missions(
+    db_path: Path, clock: LoopClock, owner: SQLiteCommander
+) -> None:
+    """A submitter's adapter refuses the writes only the owner makes (commits, buffered
+    signals, cancellation requests), and a runtime on a role="submitter" commander is refused
+    at start."""
+    await owner.start(ORDER, {"item": "tea"}, id="o1")
+    async with SQLiteCommander(db_path, [ORDER], clock=clock, role="submitter") as submitter:
+        adapter = submitter.persistence
+        snapshot = await submitter.inspect("o1")
+        with pytest.raises(PersistenceError, match="another process owns"):
+            await adapter.append_signal("o1", "approve", "x", clock.now(), [])
+        with pytest.raises(PersistenceError, match="another process owns"):
+            await adapter.commit(snapshot, expected_revision=snapshot.revision - 1, timeline=[])
+        with pytest.raises(ConfigurationError, match="never owns"):
+            async with create_commander_runtime(submitter):
+                pass
+
+
+async def test_with_no_owner_submissions_wait_for_the_next_one(
+    db_path: Path, clock: LoopClock
+) -> None:
+    """Work submitted while no process owns the database is taken by the next owner's runtime
+    at its start-up."""
+    async with SQLiteCommander(db_path, [ORDER], clock=clock, role="owner") as first:
+        await first.start(ORDER, {"item": "tea"}, id="o1")
+    async with SQLiteCommander(db_path, [ORDER], clock=clock, role="submitter") as submitter:
+        await submitter.start(ORDER, {"item": "jam"}, id="o2")
+        pending = await submitter.submit_signal("o1", "approve", "ada")
+    assert pending.state is SubmissionState.PENDING
+
+    async with (
+        SQLiteCommander(db_path, [ORDER], clock=clock, role="owner") as owner,
+        create_commander_runtime(owner) as runtime,
+    ):
+        assert runtime.last_report is not None
+        assert runtime.last_report.submissions == 1
+        assert (await owner.inspect("o1")).status is MissionStatus.COMPLETED
+        assert (await owner.inspect("o2")).current_node == "approve"
+
+
+async def test_a_standby_runtime_takes_over_when_the_owner_closes(
+    db_path: Path, clock: LoopClock
+) -> None:
+    """A runtime on an "auto" commander whose database another adapter owns waits in standby,
+    moves nothing, and takes over within TAKEOVER_INTERVAL once the owner closes: its startup
+    tick resumes what the owner left and applies what was submitted meanwhile."""
+    first = SQLiteCommander(db_path, [ORDER], clock=clock)
+    assert first.is_owner
+    await first.start(ORDER, {"item": "tea"}, id="o1")
+    async with (
+        SQLiteCommander(db_path, [ORDER], clock=clock) as second,
+        create_commander_runtime(second) as runtime,
+    ):
+        assert runtime.is_standby
+        assert runtime.last_report is None or runtime.last_report.standby
+        await second.submit_signal("o1", "approve", "ada")
+        assert (await runtime.tick()).standby
+        closed_at = anyio.current_time()
+        await first.aclose()
+        with anyio.fail_after(60):
+            snapshot = await second.result("o1")
+        assert not runtime.is_standby
+        assert second.is_owner
+        assert anyio.current_time() - closed_at <= TAKEOVER_INTERVAL + 1
+    assert snapshot.output == "ada"
+
+
+async def test_a_submission_never_fails_its_mission(
+    raw: SQLiteCommander, owner: SQLiteCommander
+) -> None:
+    """A cancellation with a reason the owner cannot take is refused; the mission runs on."""
+    await owner.start(ORDER, {"item": "tea"}, id="o1")
+    store = raw.persistence
+    from mission_control.core.storage import NewSubmission
+
+    bad = await store.submit(
+        NewSubmission(
+            SubmissionKind.CANCEL, "o1", None, {"reason": 7}, datetime.now().astimezone(), "me"
+        )
+    )
+    with pytest.raises(InvalidInputError, match="cancel reason"):
+        await raw.verdict(bad)
+    assert (await owner.signal("o1", "approve", "ada")).status is MissionStatus.COMPLETED
