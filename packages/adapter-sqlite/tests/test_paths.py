@@ -23,7 +23,7 @@ import anyio.abc
 import apsw
 import pytest
 
-from mission_control.adapter_sqlite import SQLiteCommander, create_sqlite_persistence_adapter
+from mission_control.adapter_sqlite import Role, SQLiteCommander, create_sqlite_persistence_adapter
 from mission_control.core import MissionSnapshot, MissionStatus, PersistenceError, m
 
 pytestmark = [
@@ -113,10 +113,11 @@ def recorded(db: Path) -> list[tuple[Any, ...]]:
         connection.close()
 
 
-def refusal(name: Path, *, read_only: bool) -> str:
-    """The message of the :class:`PersistenceError` opening ``name`` raises."""
+def refusal(name: Path, *, read_only: bool, role: Role = "owner") -> str:
+    """The message of the :class:`PersistenceError` opening ``name`` raises (for writing, as
+    an owner unless ``role`` says otherwise)."""
     with pytest.raises(PersistenceError) as raised:
-        create_sqlite_persistence_adapter(name, read_only=read_only)
+        create_sqlite_persistence_adapter(name, read_only=read_only, role=role)
     return str(raised.value)
 
 
@@ -186,6 +187,9 @@ async def test_a_writer_through_a_hard_link_is_refused(db_path: Path, dump: Dump
         os.link(db_path, link)
         before = files(db_path)
         assert "already open for writing by another process" in refusal(link, read_only=False)
+        for role in ("auto", "submitter"):
+            message = refusal(link, read_only=False, role=role)
+            assert f"Open it as {real(db_path)}; nothing was changed" in message
         assert files(db_path) == before
     before, rows = files(db_path), dump(db_path)
     for name in (link, db_path):
