@@ -36,6 +36,7 @@ from mission_control.core import (
     UnknownSignalError,
     m,
 )
+from mission_control.core.storage import NewSubmission
 from mission_control.runtime import create_commander_runtime
 from mission_control.testing import LoopClock
 
@@ -223,10 +224,15 @@ async def test_the_write_applying_a_submission_marks_it_in_its_own_transaction(
     """Inside applying(seq), the first write marks the submission applied with it; a write that
     fails leaves it pending."""
     async with create_sqlite_persistence_adapter(db_path, role="owner") as adapter:
-        from mission_control.core.storage import NewSubmission
-
         submission = await adapter.submit(
-            NewSubmission(SubmissionKind.SIGNAL, "m", "go", None, clock.now(), "test")
+            NewSubmission(
+                kind=SubmissionKind.SIGNAL,
+                mission_id="m",
+                name="go",
+                payload=None,
+                submitted_at=clock.now(),
+                submitted_by="test",
+            )
         )
         with adapter.applying(submission.seq, clock.now()) as marking:
             with pytest.raises(PersistenceError):
@@ -309,11 +315,14 @@ async def test_a_submission_never_fails_its_mission(
     """A cancellation with a reason the owner cannot take is refused; the mission runs on."""
     await owner.start(ORDER, {"item": "tea"}, id="o1")
     store = raw.persistence
-    from mission_control.core.storage import NewSubmission
-
     bad = await store.submit(
         NewSubmission(
-            SubmissionKind.CANCEL, "o1", None, {"reason": 7}, datetime.now().astimezone(), "me"
+            kind=SubmissionKind.CANCEL,
+            mission_id="o1",
+            name=None,
+            payload={"reason": 7},
+            submitted_at=datetime.now().astimezone(),
+            submitted_by="me",
         )
     )
     with pytest.raises(InvalidInputError, match="cancel reason"):

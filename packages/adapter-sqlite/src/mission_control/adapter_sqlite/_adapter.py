@@ -893,15 +893,7 @@ class SQLitePersistenceAdapter:
             f"submitting a {submission.kind} for mission {submission.mission_id!r}",
         )
         self._woke_owner()
-        return Submission(
-            seq=seq,
-            kind=submission.kind,
-            mission_id=submission.mission_id,
-            name=submission.name,
-            payload=submission.payload,
-            submitted_at=submission.submitted_at,
-            submitted_by=submission.submitted_by,
-        )
+        return Submission(**attrs.asdict(submission, recurse=False), seq=seq)
 
     def _write_submission(self, row: tuple[Any, ...]) -> int:
         self._cursor.execute(submissions.INSERT, row)

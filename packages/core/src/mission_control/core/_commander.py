@@ -762,7 +762,14 @@ class Commander:
     ) -> Submission:
         store = self._submission_store()
         submission = await store.submit(
-            NewSubmission(kind, mission_id, name, payload, self._engine.now(), self._submitter_name)
+            NewSubmission(
+                kind=kind,
+                mission_id=mission_id,
+                name=name,
+                payload=payload,
+                submitted_at=self._engine.now(),
+                submitted_by=self._submitter_name,
+            )
         )
         if store.is_owner:
             await self._apply(submission)

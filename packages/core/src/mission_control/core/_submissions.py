@@ -70,12 +70,11 @@ class Refusal:
         return SubmissionRefusedError(f"{self.type}: {self.message}")
 
 
-@attrs.frozen
-class Submission:
-    """A piece of work handed to the owner of a store, as stored."""
+@attrs.frozen(kw_only=True)
+class NewSubmission:
+    """A piece of work for the owner of a store, to store (its number and decision are the
+    store's)."""
 
-    seq: int
-    """Its number, in the order submissions were stored."""
     kind: SubmissionKind
     mission_id: str
     name: str | None
@@ -84,6 +83,15 @@ class Submission:
     submitted_at: datetime
     submitted_by: str
     """Who stored it (process id and host)."""
+
+
+@attrs.frozen(kw_only=True)
+class Submission(NewSubmission):
+    """A piece of work handed to the owner of a store, as stored: what was submitted, its
+    number and the owner's decision."""
+
+    seq: int
+    """Its number, in the order submissions were stored."""
     state: SubmissionState = SubmissionState.PENDING
     decided_at: datetime | None = None
     refusal: Refusal | None = None
@@ -91,18 +99,6 @@ class Submission:
     @property
     def is_decided(self) -> bool:
         return self.state is not SubmissionState.PENDING
-
-
-@attrs.frozen
-class NewSubmission:
-    """A submission to store (its number and state are the store's)."""
-
-    kind: SubmissionKind
-    mission_id: str
-    name: str | None
-    payload: JsonValue
-    submitted_at: datetime
-    submitted_by: str
 
 
 class Marking(Protocol):
