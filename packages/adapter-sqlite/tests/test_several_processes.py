@@ -89,21 +89,23 @@ class Child:
         """Read its output until it has printed the line ``expected``."""
         stdout = self.process.stdout
         assert stdout is not None
-        while f"{expected}\n".encode() not in self.output:
-            try:
-                self.output += await stdout.receive()
-            except anyio.EndOfStream:
-                raise AssertionError(
-                    f"the child ended before printing {expected}\n{self.diagnosis()}"
-                ) from None
+        with anyio.fail_after(DEADLINE):
+            while f"{expected}\n".encode() not in self.output:
+                try:
+                    self.output += await stdout.receive()
+                except anyio.EndOfStream:
+                    raise AssertionError(
+                        f"the child ended before printing {expected}\n{self.diagnosis()}"
+                    ) from None
 
     async def finish(self) -> str:
         """Read its output to the end, wait for it to exit (with 0), and return the output."""
         stdout = self.process.stdout
         assert stdout is not None
-        async for chunk in stdout:
-            self.output += chunk
-        code = await self.process.wait()
+        with anyio.fail_after(DEADLINE):
+            async for chunk in stdout:
+                self.output += chunk
+            code = await self.process.wait()
         assert code == 0, self.diagnosis()
         return self.output.decode()
 
