@@ -20,7 +20,6 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 import anyio
 import anyio.abc
@@ -34,7 +33,6 @@ from mission_control.adapter_sqlite import (
     create_sqlite_persistence_adapter,
 )
 from mission_control.core import (
-    InvalidSignalPayloadError,
     MissionSnapshot,
     MissionStatus,
     Submission,
@@ -42,9 +40,7 @@ from mission_control.core import (
     SubmissionState,
     TimelineKind,
     WaitKind,
-    m,
 )
-from mission_control.runtime import create_commander_runtime
 
 pytestmark = [
     pytest.mark.skipif(sys.platform == "win32", reason="needs SIGKILL and Unix sockets"),
@@ -266,29 +262,6 @@ async def test_four_submitter_processes_and_one_owner_run_a_thousand_missions(
     )
 
 
-BAD = {"nobody": "approves"}
-
-
-def parse(raw: Any) -> Any:
-    return raw
-
-
-def parse_approval(raw: Any) -> Any:
-    if not isinstance(raw, dict) or "by" not in raw:
-        raise ValueError(f"an approval names who approves, as {{'by': ...}}; got {raw!r}")
-    return raw
-
-
-APPROVAL = (
-    m.define("approval")
-    .start(parse=parse)
-    .step("prepare", lambda ctx: ctx.input["n"])
-    .need_to("approve", parse=parse_approval)
-    .step("finish", lambda ctx: "finished")
-    .end(output=lambda ctx: ctx.events["approve"].output)
-)
-
-
 async def test_a_bad_raw_signal_from_another_process_is_refused_and_changes_nothing(
     tmp_path: Path,
 ) -> None:
@@ -297,38 +270,41 @@ async def test_a_bad_raw_signal_from_another_process_is_refused_and_changes_noth
     leaves the mission exactly as it was, and raises the owner's error in the submitter."""
     db = tmp_path / "shared.sqlite"
     async with (
-        SQLiteCommander(db, [APPROVAL], role="owner") as owner,
-        create_commander_runtime(owner),
+        owner_running(db, tmp_path),
+        SQLiteCommander(db, [], role="submitter") as submitter,
     ):
-        await owner.start(APPROVAL, {"n": 1}, id="r-1")
-        before = await owner.inspect("r-1")
-        timeline_before = await owner.timeline("r-1")
-        assert before.status is MissionStatus.WAITING
+        await submitter.verdict(await submitter.submit_start("approval", {"n": 1}, id="r-1"))
+
+        async def waiting() -> bool:
+            return (await submitter.inspect("r-1")).status is MissionStatus.WAITING
+
+        await poll("r-1 waits for its approval", waiting)
+        before = await submitter.inspect("r-1")
+        timeline_before = await submitter.timeline("r-1")
 
         pid, printed = await run_to_end(db, tmp_path, "raw-signal", "r-1")
 
-        after = await owner.inspect("r-1")
-        assert after == before
-        assert await owner.timeline("r-1") == timeline_before
-        assert await owner.persistence.next_signal("r-1", "approve") is None
-        submissions = await all_submissions(owner.persistence)
-        # The owner's own error for the same signal: the refusals carry its message.
-        with pytest.raises(InvalidSignalPayloadError) as raised:
-            await owner.signal("r-1", "approve", BAD)
+        assert await submitter.inspect("r-1") == before
+        assert await submitter.timeline("r-1") == timeline_before
+        assert await submitter.persistence.next_signal("r-1", "approve") is None
+        submissions = await all_submissions(submitter.persistence)
 
     found = json.loads(printed)
     assert found["submitted_by"] == submitted_by(pid)
-    assert found["verdict"] == ["InvalidSignalPayloadError", str(raised.value)]
-    assert found["signal"] == found["verdict"]
-    assert [s.seq for s in submissions] == [found["seq"], found["seq"] + 1]
-    for submission in submissions:
+    start, *refused = submissions
+    assert (start.kind, start.state) == (SubmissionKind.START, SubmissionState.APPLIED)
+    assert [s.seq for s in refused] == [found["seq"], found["seq"] + 1]
+    for submission in refused:
         assert (submission.kind, submission.mission_id) == (SubmissionKind.SIGNAL, "r-1")
-        assert (submission.name, submission.payload) == ("approve", BAD)
+        assert (submission.name, submission.payload) == ("approve", {"nobody": "approves"})
         assert submission.submitted_by == submitted_by(pid)
         assert submission.state is SubmissionState.REFUSED
         assert submission.refusal is not None
-        assert submission.refusal.type == "InvalidSignalPayloadError"
-        assert submission.refusal.message == str(raised.value)
+        # The owner's error, as the submitter got it both ways.
+        owner_error = [submission.refusal.type, submission.refusal.message]
+        assert found["verdict"] == found["signal"] == owner_error
+    assert found["verdict"][0] == "InvalidSignalPayloadError"
+    assert "an approval names who approves" in found["verdict"][1]
 
 
 @pytest.mark.slow
