@@ -10,6 +10,7 @@ that start several processes one after another, or many missions, are slow: CI r
 
 from __future__ import annotations
 
+import functools
 import json
 import signal
 import socket
@@ -313,8 +314,8 @@ async def test_a_process_standing_by_takes_over_from_a_killed_owner_and_resumes_
 ) -> None:
     """Of two "auto" processes running a runtime, the second stands by; SIGKILLed inside a
     mission's step, the first hands over the file, which the second owns within TAKEOVER_BOUND
-    (never while the first lives), and the second runs the interrupted step again and finishes
-    the mission."""
+    (never while the first lives), runs the interrupted step again, finishes the mission, and
+    carries out what is submitted afterwards."""
     db = tmp_path / "shared.sqlite"
     async with owner_running(db, tmp_path, "auto") as first:
         assert [event for event, _ in events(tmp_path, first.pid)][:1] == ["owner"]
@@ -323,25 +324,27 @@ async def test_a_process_standing_by_takes_over_from_a_killed_owner_and_resumes_
             async with SQLiteCommander(db, [], role="submitter") as submitter:
                 await submitter.submit_start("hold", {}, id="f-1")
 
-            holding = tmp_path / "holding"
+                holding = tmp_path / "holding"
 
-            async def first_holds() -> bool:
-                return holding.exists() and holding.read_text() == str(first.pid)
+                async def first_holds() -> bool:
+                    return holding.exists() and holding.read_text() == str(first.pid)
 
-            await poll("the first process is inside step hold", first_holds)
-            killed_at = time.time()
-            first.process.send_signal(signal.SIGKILL)
-            assert await first.process.wait() == -signal.SIGKILL
-            (tmp_path / "go").touch()
+                await poll("the first process is inside step hold", first_holds)
+                killed_at = time.time()
+                first.process.send_signal(signal.SIGKILL)
+                assert await first.process.wait() == -signal.SIGKILL
+                (tmp_path / "go").touch()
 
-            async with create_sqlite_persistence_adapter(db, read_only=True) as inspector:
+                async def completed(mission_id: str) -> bool:
+                    mission = await submitter.inspect(mission_id)
+                    return mission.status is MissionStatus.COMPLETED
 
-                async def completed() -> bool:
-                    mission = await inspector.load("f-1")
-                    return mission is not None and mission.status is MissionStatus.COMPLETED
-
-                await poll("f-1 completed", completed)
-                kinds = [entry.kind for entry in await inspector.timeline("f-1")]
+                await poll("f-1 completed", functools.partial(completed, "f-1"))
+                kinds = [entry.kind for entry in await submitter.timeline("f-1")]
+                # The new owner takes work submitted to it as the first one did.
+                after = await submitter.verdict(await submitter.submit_start("hold", {}, id="f-2"))
+                assert after.id == "f-2"
+                await poll("f-2 completed", functools.partial(completed, "f-2"))
         assert second.process.returncode == 0
 
     owned_first = [at for event, at in events(tmp_path, first.pid) if event == "owner"]
@@ -358,7 +361,9 @@ async def test_a_process_standing_by_takes_over_from_a_killed_owner_and_resumes_
     assert kinds[-1] is TimelineKind.MISSION_COMPLETED
     runs = step_runs(tmp_path)
     assert runs[first.pid] == Counter({"hold f-1": 1})
-    assert runs[second.pid] == Counter({"hold f-1": 1, "after f-1": 1})
+    assert runs[second.pid] == Counter(
+        {"hold f-1": 1, "after f-1": 1, "hold f-2": 1, "after f-2": 1}
+    )
 
 
 @pytest.mark.slow
