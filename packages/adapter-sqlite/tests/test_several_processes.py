@@ -345,6 +345,7 @@ async def test_a_process_standing_by_takes_over_from_a_killed_owner_and_resumes_
                 after = await submitter.verdict(await submitter.submit_start("hold", {}, id="f-2"))
                 assert after.id == "f-2"
                 await poll("f-2 completed", functools.partial(completed, "f-2"))
+                submissions = await all_submissions(submitter.persistence)
         assert second.process.returncode == 0
 
     owned_first = [at for event, at in events(tmp_path, first.pid) if event == "owner"]
@@ -357,8 +358,14 @@ async def test_a_process_standing_by_takes_over_from_a_killed_owner_and_resumes_
     took = owned_second[0] - killed_at
     assert took < TAKEOVER_BOUND, f"took over {took:.3f} s after the kill"
 
+    assert kinds.count(TimelineKind.MISSION_STARTED) == 1
     assert kinds.count(TimelineKind.MISSION_RESUMED) == 1
     assert kinds[-1] is TimelineKind.MISSION_COMPLETED
+    # The start of f-1 was applied by the first owner, in its insert: never again.
+    assert [(s.mission_id, s.state) for s in submissions] == [
+        ("f-1", SubmissionState.APPLIED),
+        ("f-2", SubmissionState.APPLIED),
+    ]
     runs = step_runs(tmp_path)
     assert runs[first.pid] == Counter({"hold f-1": 1})
     assert runs[second.pid] == Counter(
