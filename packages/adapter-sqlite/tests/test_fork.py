@@ -61,3 +61,47 @@ async def test_a_forked_child_dropping_its_copy_keeps_the_parents_lock(tmp_path:
     assert said.startswith("refused:"), said + second.stderr.decode()
     assert "already open for writing by another process" in said
     await commander.aclose()
+
+
+FORKED_OWNER = """
+import os, sys
+import anyio
+from mission_control.adapter_sqlite import SQLiteCommander
+from mission_control.core import m
+flow = m.define("flow").start(parse=dict).need_to("go", parse=dict).end()
+commander = SQLiteCommander(sys.argv[1], [flow])
+child = os.fork()
+if child == 0:
+    async def in_child():
+        owner = commander.is_owner
+        try:
+            await commander.start(flow, {}, id="child")
+        except Exception as error:
+            print("child", owner, type(error).__name__, error, flush=True)
+        else:
+            print("child", owner, "started", flush=True)
+    anyio.run(in_child)
+    os._exit(0)
+os.waitpid(child, 0)
+async def in_parent():
+    print("parent", commander.is_owner, len(await commander.list()), flush=True)
+    await commander.aclose()
+anyio.run(in_parent)
+"""
+
+
+async def test_a_forked_child_of_an_owner_neither_owns_nor_uses_the_parents_connection(
+    tmp_path: Path,
+) -> None:
+    """In a process forked from an owner (gunicorn --preload), the commander made before the
+    fork says it is not the owner and refuses every call, naming the fork, instead of running
+    missions beside its parent through a connection that must not cross a fork."""
+    database = tmp_path / "missions.sqlite"
+    ran = await anyio.run_process(
+        [sys.executable, "-c", textwrap.dedent(FORKED_OWNER), str(database)], check=False
+    )
+    said = ran.stdout.decode().splitlines()
+    assert ran.returncode == 0, ran.stderr.decode()
+    assert said[0].startswith("child False PersistenceError the SQLite adapter for ")
+    assert "before this process was forked from it" in said[0]
+    assert said[1] == "parent True 0"

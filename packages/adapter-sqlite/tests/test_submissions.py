@@ -6,7 +6,7 @@ do: the second one finds the owner's locks taken); test_several_processes.py run
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -21,12 +21,14 @@ from mission_control.adapter_sqlite import (
     create_sqlite_persistence_adapter,
 )
 from mission_control.core import (
+    SUBMISSION_ATTEMPTS,
     ConfigurationError,
     Context,
     InvalidInputError,
     InvalidSignalPayloadError,
     MissionNotActiveError,
     MissionNotFoundError,
+    MissionSnapshot,
     MissionStatus,
     PersistenceError,
     Refusal,
@@ -36,7 +38,7 @@ from mission_control.core import (
     UnknownSignalError,
     m,
 )
-from mission_control.core.storage import NewSubmission
+from mission_control.core.storage import NewSubmission, SubmissionDecidedError
 from mission_control.runtime import create_commander_runtime
 from mission_control.testing import LoopClock
 
@@ -328,3 +330,172 @@ async def test_a_submission_never_fails_its_mission(
     with pytest.raises(InvalidInputError, match="cancel reason"):
         await raw.verdict(bad)
     assert (await owner.signal("o1", "approve", "ada")).status is MissionStatus.COMPLETED
+
+
+def write(db_path: Path, sql: str, *params: Any) -> None:
+    with apsw.Connection(str(db_path)) as connection:
+        connection.execute(sql, params)
+
+
+async def test_a_submission_is_applied_once_however_many_tasks_apply_it(
+    db_path: Path, submitter: SQLiteCommander, owner: SQLiteCommander
+) -> None:
+    """Concurrent applications of the pending submissions store each signal once, and the
+    submission stays applied."""
+    await owner.start(ORDER, {"item": "tea"}, id="o1")
+    submission = await submitter.persistence.submit(
+        NewSubmission(
+            kind=SubmissionKind.SIGNAL,
+            mission_id="o1",
+            name="approve",
+            payload="ada",
+            submitted_at=datetime.now().astimezone(),
+            submitted_by="test",
+        )
+    )
+    async with anyio.create_task_group() as group:
+        for _ in range(3):
+            group.start_soon(owner.apply_submissions, 10)
+
+    assert (await owner.inspect("o1")).output == "ada"
+    assert (await owner.submission(submission.seq)).state is SubmissionState.APPLIED
+    assert rows(db_path, "SELECT count(*) FROM timeline WHERE entry LIKE '%signal-%'")[0][0] <= 2
+
+
+async def test_a_decided_submission_is_never_applied_again(
+    db_path: Path, clock: LoopClock, make_snapshot: Callable[..., MissionSnapshot]
+) -> None:
+    """A write carrying the mark of a submission that is no longer pending stores nothing and
+    raises SubmissionDecidedError; a refusal never overrides an application."""
+    async with create_sqlite_persistence_adapter(db_path, role="owner") as adapter:
+        submission = await adapter.submit(
+            NewSubmission(
+                kind=SubmissionKind.SIGNAL,
+                mission_id="m",
+                name="go",
+                payload=None,
+                submitted_at=clock.now(),
+                submitted_by="test",
+            )
+        )
+        await adapter.decide_submission(submission.seq, SubmissionState.APPLIED, None, clock.now())
+        with (
+            adapter.applying(submission.seq, clock.now()),
+            pytest.raises(SubmissionDecidedError),
+        ):
+            await adapter.insert(make_snapshot("late"), [])
+        assert await adapter.load("late") is None
+        await adapter.decide_submission(
+            submission.seq, SubmissionState.REFUSED, Refusal("X", "no"), clock.now()
+        )
+        stored = await adapter.load_submission(submission.seq)
+        assert stored is not None
+        assert stored.state is SubmissionState.APPLIED
+
+
+async def test_a_submission_the_owner_cannot_read_or_apply_never_holds_the_others_up(
+    db_path: Path, submitter: SQLiteCommander, owner: SQLiteCommander, clock: LoopClock
+) -> None:
+    """A pending submission of a kind this version does not know is refused saying so; one
+    whose application keeps raising a storage error (its mission's row is damaged) is tried at
+    later ticks and refused after SUBMISSION_ATTEMPTS; the ticks go on, and the other missions
+    move."""
+    await owner.start(ORDER, {"item": "tea"}, id="damaged")
+    await owner.start(ORDER, {"item": "jam"}, id="fine")
+    write(
+        db_path,
+        "INSERT INTO submissions (kind, mission_id, name, payload, submitted_at, submitted_by)"
+        " VALUES ('retry', 'fine', NULL, 'null', '2030-01-01T00:00:00+00:00', 'newer')",
+    )
+    damaged = await submitter.submit_signal("damaged", "approve", "ada")
+    write(db_path, "UPDATE missions SET snapshot = '{' WHERE id = 'damaged'")
+    fine = await submitter.submit_signal("fine", "approve", "bob")
+
+    assert (await submitter.verdict(fine)).output == "bob"
+    with anyio.fail_after(600):
+        with pytest.raises(PersistenceError, match="corrupt"):
+            await submitter.verdict(damaged)
+    [newer] = rows(db_path, "SELECT state, refusal FROM submissions WHERE kind = 'retry'")
+    assert newer[0] == "refused"
+    assert "'retry' is not a valid SubmissionKind" in newer[1]
+    [tries] = rows(db_path, f"SELECT failures FROM submissions WHERE seq = {damaged.seq}")
+    assert tries == (SUBMISSION_ATTEMPTS,)
+
+
+async def test_submitted_starts_run_in_the_ticks_within_max_concurrency(
+    db_path: Path, clock: LoopClock
+) -> None:
+    """Starts submitted raw are stored as background starts and run by the owner's ticks, at
+    most max_concurrency at a time."""
+    running: list[int] = [0]
+    most: list[int] = [0]
+
+    async def slow(ctx: Context[Any, Any]) -> str:
+        running[0] += 1
+        most[0] = max(most[0], running[0])
+        await anyio.sleep(3)
+        running[0] -= 1
+        return "done"
+
+    slow_flow = m.define("slow").start(parse=dict).step("work", slow).end()
+    async with (
+        SQLiteCommander(db_path, [slow_flow], clock=clock, role="owner") as owner,
+        create_commander_runtime(owner, max_concurrency=2),
+        SQLiteCommander(db_path, [], clock=clock, role="submitter") as raw,
+    ):
+        submitted = [await raw.submit_start("slow", {}, id=f"s{n}") for n in range(6)]
+        for submission in submitted:
+            await raw.verdict(submission)
+        with anyio.fail_after(60):
+            for n in range(6):
+                assert (await raw.result(f"s{n}")).status is MissionStatus.COMPLETED
+    assert most[0] == 2
+
+
+async def test_a_runtime_outlives_its_store_closing_under_it(
+    db_path: Path, clock: LoopClock
+) -> None:
+    """Closing the commander under its running runtime fails the ticks and the submission
+    watcher, which log it, but never the application's task group."""
+    commander = SQLiteCommander(db_path, [ORDER], clock=clock)
+    async with create_commander_runtime(commander, stalled_tick_delay=1):
+        await commander.aclose()
+        await anyio.sleep(5)
+
+
+async def test_a_verdict_nobody_gives_is_logged_and_waits(
+    db_path: Path, clock: LoopClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A submitter whose owner runs no runtime waits for the verdict, and says so in the log
+    after ten seconds."""
+    async with (
+        SQLiteCommander(db_path, [ORDER], clock=clock) as owner,
+        SQLiteCommander(db_path, [ORDER], clock=clock) as submitter,
+    ):
+        await owner.start(ORDER, {"item": "tea"}, id="o1")
+        with anyio.move_on_after(30):
+            await submitter.signal("o1", "approve", "ada")
+        assert "is still pending after 10 s" in caplog.text
+        assert "no owner of" in caplog.text
+        assert (await owner.inspect("o1")).current_node == "approve"
+
+
+async def test_a_submitter_neither_advances_nor_migrates(db_path: Path, clock: LoopClock) -> None:
+    """advance() on a non-owner is refused before anything runs, and a submitter leaves an
+    older schema to the owner to migrate."""
+    calls: list[str] = []
+
+    def record(ctx: Context[Any, Any]) -> str:
+        calls.append(ctx.mission_id)
+        return "ran"
+
+    flow = m.define("flow").start(parse=dict).step("work", record).end()
+    async with SQLiteCommander(db_path, [flow], clock=clock, role="owner") as owner:
+        await owner.start(flow, {}, id="f1", background=True)
+        async with SQLiteCommander(db_path, [flow], clock=clock) as submitter:
+            with pytest.raises(PersistenceError, match="another process owns the store"):
+                await submitter.advance("f1")
+    assert calls == []
+    write(db_path, "PRAGMA user_version = 1")
+    with pytest.raises(PersistenceError, match="only the process that owns the database"):
+        create_sqlite_persistence_adapter(db_path, role="submitter")

@@ -244,8 +244,8 @@ class FailingQueries:
     async def watch_submissions(self, wake: Any) -> None:
         await self.commander.watch_submissions(wake)
 
-    async def apply_submissions(self, limit: int) -> int:
-        return await self.commander.apply_submissions(limit)
+    async def apply_submissions(self, limit: int, concurrency: int = 10) -> int:
+        return await self.commander.apply_submissions(limit, concurrency)
 
 
 async def test_a_tick_whose_queries_fail_raises_and_the_runtime_keeps_going(

@@ -176,6 +176,18 @@ def _synchronous(value: str) -> Synchronous:
     raise ConfigurationError(f'synchronous must be "NORMAL" or "FULL", got {value!r}')
 
 
+# This process's id, kept up to date across forks: an adapter compares it with the process
+# that opened it on every call, which os.getpid() (a system call) would make dearer.
+_this_process = [os.getpid()]
+
+
+def _forked_child() -> None:
+    _this_process[0] = os.getpid()
+
+
+os.register_at_fork(after_in_child=_forked_child)
+
+
 def _role(value: object) -> Role:
     match value:
         case "auto":
@@ -261,11 +273,13 @@ class SQLitePersistenceAdapter:
         self._lock: WriterLock | None = None
         self._reader: Reader | None = None
         self._wake_sender: WakeSender | None = None
+        self._unheard = False
         memory = self._path == MEMORY
         if memory and self._read_only:
             raise ConfigurationError("an in-memory database cannot be opened read-only")
         if memory and self._role == "submitter":
             raise ConfigurationError("an in-memory database has no other process to submit to")
+        self._pid = _this_process[0]
         self._realpath = os.path.realpath(self._path)
         self._lock_path = self._realpath + ".lock"
         if not memory:
@@ -406,6 +420,13 @@ class SQLitePersistenceAdapter:
                 )
         db.pragma("synchronous", self._synchronous)
         if version < current_version():
+            if not owner and version > 0:
+                # The owner may run older code that reads the schema it opened.
+                raise PersistenceError(
+                    f"{path} has schema version {version} and this code needs "
+                    f"{current_version()}: only the process that owns the database migrates "
+                    "it; upgrade and restart the owner first (nothing was changed)"
+                )
             migrate(db, path)
             version = current_version()
         if owner:
@@ -435,8 +456,9 @@ class SQLitePersistenceAdapter:
     @property
     def is_owner(self) -> bool:
         """Whether this adapter owns the database: it alone executes missions; the others
-        (submitters) hand it work. Turns true when :meth:`take_ownership` succeeds."""
-        return self._owner
+        (submitters) hand it work. Turns true when :meth:`take_ownership` succeeds; false in a
+        process forked from the one that opened it."""
+        return self._owner and self._pid == _this_process[0]
 
     @property
     def busy_timeout(self) -> float:
@@ -464,10 +486,19 @@ class SQLitePersistenceAdapter:
     def _check_open(self) -> None:
         if self._closed:
             raise PersistenceError(f"the SQLite adapter for {self._path} is closed")
+        if self._pid != _this_process[0]:
+            raise self._forked()
+
+    def _forked(self) -> PersistenceError:
+        return PersistenceError(
+            f"the SQLite adapter for {self._path} was opened by process {self._pid}, before "
+            "this process was forked from it: a SQLite connection must not cross a fork. Open "
+            "the database in each process after the fork (a web worker: in its lifespan, not "
+            "at import)"
+        )
 
     def _check_writable(self, action: str) -> None:
-        if self._closed:
-            raise PersistenceError(f"the SQLite adapter for {self._path} is closed")
+        self._check_open()
         if self._read_only:
             raise PersistenceError(f"cannot {action}: {self._path} is open read-only")
 
@@ -483,8 +514,13 @@ class SQLitePersistenceAdapter:
         """Tell the owner a write of this submitter is there for it (the store stays the
         source of truth: a lost wake-up is found by the owner's recheck)."""
         sender = self._wake_sender
-        if sender is not None and not self._owner:
-            sender.send()
+        if sender is not None and not self._owner and not sender.send() and not self._unheard:
+            self._unheard = True
+            _log.warning(
+                "no owner of %s listens for wake-ups: what this process submits waits in the "
+                "store until an owner's runtime takes it (logged once)",
+                self._path,
+            )
 
     def _failure(self, action: str, error: apsw.Error) -> PersistenceError:
         hint = ""
@@ -620,7 +656,7 @@ class SQLitePersistenceAdapter:
         mark: tuple[str, int] | None,
     ) -> bool:
         if mark is not None:
-            self._cursor.execute(submissions.MARK_APPLIED, mark)
+            submissions.mark_applied(self._cursor, self._db, mark)
         self._cursor.execute(_INSERT_MISSION, row)
         if self._db.changes() != 1:
             return False
@@ -684,7 +720,7 @@ class SQLitePersistenceAdapter:
     ) -> None:
         cursor = self._cursor
         if mark is not None:
-            cursor.execute(submissions.MARK_APPLIED, mark)
+            submissions.mark_applied(cursor, self._db, mark)
         cursor.execute(_UPDATE_MISSION, update)
         mission_id: str = update[5]
         if self._db.changes() != 1:
@@ -736,7 +772,7 @@ class SQLitePersistenceAdapter:
         mission_id: str = row[0]
         revision = self._revision(mission_id, "cannot buffer a signal for")
         if mark is not None:
-            self._cursor.execute(submissions.MARK_APPLIED, mark)
+            submissions.mark_applied(self._cursor, self._db, mark)
         self._cursor.execute(_INSERT_SIGNAL, row)
         seq = self._db.last_insert_rowid()
         self._append_entries(mission_id, revision, timeline)
@@ -783,7 +819,7 @@ class SQLitePersistenceAdapter:
     ) -> None:
         revision = self._revision(mission_id, "cannot cancel")
         if mark is not None:
-            self._cursor.execute(submissions.MARK_APPLIED, mark)
+            submissions.mark_applied(self._cursor, self._db, mark)
         self._cursor.execute(_REQUEST_CANCEL, (request_text, mission_id))
         self._append_entries(mission_id, revision, timeline)
 
@@ -906,10 +942,24 @@ class SQLitePersistenceAdapter:
         return submissions.submission_from_row(rows[0]) if rows else None
 
     async def pending_submissions(self, limit: int) -> list[Submission]:
-        """At most ``limit`` pending submissions, oldest first."""
-        self._check_open()
+        """At most ``limit`` pending submissions, oldest first. One this version cannot read
+        (a kind a newer version wrote, a damaged row) is refused here, saying so: the others
+        never wait behind it."""
+        self._check_owner("read pending submissions")
         rows = await self._read(submissions.PENDING, (limit,), "reading pending submissions")
-        return [submissions.submission_from_row(row) for row in rows]
+        found: list[Submission] = []
+        for row in rows:
+            try:
+                found.append(submissions.submission_from_row(row))
+            except PersistenceError as error:
+                _log.warning("%s: refused", error)
+                await self.decide_submission(
+                    int(row[0]),
+                    SubmissionState.REFUSED,
+                    Refusal("SubmissionRefusedError", f"the owner cannot read it: {error}"),
+                    datetime.now(UTC),
+                )
+        return found
 
     def applying(self, seq: int, decided_at: datetime) -> AbstractContextManager[Marking]:
         """Inside the block, the calling task's first write marks submission ``seq`` applied
@@ -917,19 +967,36 @@ class SQLitePersistenceAdapter:
         return submissions.applying(seq, decided_at)
 
     async def decide_submission(
-        self, seq: int, state: SubmissionState, refusal: Refusal | None, decided_at: datetime
+        self,
+        seq: int,
+        state: SubmissionState,
+        refusal: Refusal | None,
+        decided_at: datetime,
+        *,
+        overriding: bool = False,
     ) -> None:
-        """Mark a pending submission applied, or any one refused (with ``refusal``)."""
+        """Mark a pending submission applied or refused (with ``refusal``); with
+        ``overriding``, refuse one its own application marked applied."""
         self._check_owner("decide a submission")
         at = decided_at.isoformat()
+        params: tuple[Any, ...]
         if state is SubmissionState.REFUSED:
             text = submissions.refusal_json(refusal or Refusal("SubmissionRefusedError", ""))
-            sql, params = submissions.REFUSE, (at, text, seq)
+            sql, params = submissions.REFUSE, (at, text, seq, overriding)
         else:
             sql, params = submissions.MARK_APPLIED, (at, seq)
         await self._group.run_alone(
             lambda: self._cursor.execute(sql, params), f"deciding submission {seq}"
         )
+
+    async def count_failure(self, seq: int) -> int:
+        """Count one more application of the submission that raised; return the count."""
+        self._check_owner("count a failed submission")
+        rows = await self._group.run_alone(
+            lambda: self._cursor.execute(submissions.COUNT_FAILURE, (seq,)).fetchall(),
+            f"counting a failure of submission {seq}",
+        )
+        return int(rows[0][0]) if rows else 0
 
     async def take_ownership(self) -> None:
         """Return once this adapter owns the database, trying every ``TAKEOVER_INTERVAL``

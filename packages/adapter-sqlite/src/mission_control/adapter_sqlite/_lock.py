@@ -212,7 +212,8 @@ class WriterLock:
             raise OwnedElsewhere(
                 f"{database} is already open for writing by another Mission Control adapter"
                 f"{holder} (lock file {lock_path}); only one process may own a database. "
-                "Stop the other one, or open this one with read_only=True to inspect it"
+                'Submit work to it (role="auto" or role="submitter"), stop the other one, or '
+                "open this one with read_only=True to inspect it"
             ) from None
         except OSError as error:
             os.close(fd)
@@ -276,8 +277,9 @@ class WriterLock:
 def _open_here(database: str, other: str) -> PersistenceError:
     return OwnedElsewhere(
         f"{database} is already open for writing in this process, under the name {other}; "
-        "only one adapter may own a database. Close the other one, or open this one with "
-        "read_only=True to inspect it"
+        'only one adapter may own a database. Submit work to it (role="auto" or '
+        'role="submitter"), close the other one, or open this one with read_only=True to '
+        "inspect it"
     )
 
 

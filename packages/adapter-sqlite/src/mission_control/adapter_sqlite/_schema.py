@@ -103,7 +103,8 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             # Work another process handed to the owner: start (name: the definition, payload:
             # the input), signal (name, payload) or cancel (payload: reason and compensate).
             # The owner applies a pending one and marks it applied in the same transaction,
-            # or marks it refused with the error it raised (refusal: JSON type and message).
+            # or marks it refused with the error it raised (refusal: JSON type and message);
+            # failures counts applications that raised a storage error (refused after a few).
             # AUTOINCREMENT: a submission's seq is never handed out again.
             """
             CREATE TABLE submissions (
@@ -116,7 +117,8 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
                 submitted_by TEXT NOT NULL,
                 state TEXT NOT NULL DEFAULT 'pending',
                 decided_at TEXT,
-                refusal TEXT
+                refusal TEXT,
+                failures INTEGER NOT NULL DEFAULT 0
             ) STRICT
             """,
             "CREATE INDEX submissions_pending ON submissions (seq) WHERE state = 'pending'",

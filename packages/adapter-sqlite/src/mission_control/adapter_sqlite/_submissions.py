@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import contextvars
 import json
-import os
-import socket
 from collections.abc import Generator
 from contextlib import contextmanager
 from datetime import datetime
@@ -18,7 +16,7 @@ from mission_control.core import (
     SubmissionKind,
     SubmissionState,
 )
-from mission_control.core.storage import NewSubmission, value_to_json
+from mission_control.core.storage import NewSubmission, SubmissionDecidedError, value_to_json
 
 from ._sqlite import Row
 
@@ -36,16 +34,16 @@ ANY_PENDING: Final = "SELECT 1 FROM submissions WHERE state = 'pending' LIMIT 1"
 MARK_APPLIED: Final = (
     "UPDATE submissions SET state = 'applied', decided_at = ? WHERE seq = ? AND state = 'pending'"
 )
-# A refusal stands over an application: a refused signal may have been preceded by a write of
-# the same call (an orphaned child cancelled before its signal was refused).
+# The last parameter overrides an application's own mark: a refused signal may have been
+# preceded by a write of the same call (an orphaned child cancelled before its signal was
+# refused); no other decision is ever changed.
 REFUSE: Final = (
-    "UPDATE submissions SET state = 'refused', decided_at = ?, refusal = ? WHERE seq = ?"
+    "UPDATE submissions SET state = 'refused', decided_at = ?, refusal = ? "
+    "WHERE seq = ? AND (state = 'pending' OR ?)"
 )
-
-
-def submitter_name() -> str:
-    """Who this process is, for the submissions it stores."""
-    return f"pid {os.getpid()} on {socket.gethostname()}"
+COUNT_FAILURE: Final = (
+    "UPDATE submissions SET failures = failures + 1 WHERE seq = ? RETURNING failures"
+)
 
 
 def submission_row(submission: NewSubmission) -> tuple[Any, ...]:
@@ -66,6 +64,14 @@ def submission_row(submission: NewSubmission) -> tuple[Any, ...]:
         submission.submitted_at.isoformat(),
         submission.submitted_by,
     )
+
+
+def mark_applied(cursor: Any, connection: Any, mark: tuple[str, int]) -> None:
+    """Mark the submission the write in progress applies; raise (rolling the write back) when
+    another application decided it first."""
+    cursor.execute(MARK_APPLIED, mark)
+    if connection.changes() != 1:
+        raise SubmissionDecidedError(f"submission {mark[1]} is no longer pending")
 
 
 def submission_from_row(row: Row) -> Submission:

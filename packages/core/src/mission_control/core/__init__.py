@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._clock import Clock, SystemClock
 from ._commander import (
+    SUBMISSION_ATTEMPTS,
     Commander,
     CommanderProtocol,
     ListFilters,
@@ -100,6 +101,7 @@ from ._values import MAX_INT_DIGITS, MAX_NESTING, converter, from_json_value, to
 
 __all__ = [
     "DEFAULT_MAX_RECOVERY_ATTEMPTS",
+    "SUBMISSION_ATTEMPTS",
     "LIST_LIMIT",
     "MAX_DELAY",
     "MAX_INT_DIGITS",

@@ -58,6 +58,7 @@ from ._submissions import (
     NewSubmission,
     Refusal,
     Submission,
+    SubmissionDecidedError,
     SubmissionKind,
     SubmissionState,
     SubmissionStore,
@@ -71,6 +72,12 @@ _log = logging.getLogger("mission_control.core")
 # doubling from the first to the last: the owner is woken at once, so most verdicts come early.
 _VERDICT_FIRST_REREAD = 0.002
 _VERDICT_LAST_REREAD = 0.25
+# A verdict still not given after this many seconds is logged: no owner may be applying them.
+_VERDICT_PATIENCE = 10.0
+# An application of a submission that raised a PersistenceError (a row it cannot read, a store
+# that stays busy) is tried again at the next tick, and refused after this many tries: one bad
+# submission never holds the others, or the store, up.
+SUBMISSION_ATTEMPTS = 3
 
 RawT = TypeVar("RawT")
 _T = TypeVar("_T")
@@ -205,8 +212,9 @@ class MissionDriver(Protocol):
         cancelled (for ever, on a store no other process shares)."""
         ...
 
-    async def apply_submissions(self, limit: int) -> int:
-        """Apply up to ``limit`` pending submissions (on the owner); return how many."""
+    async def apply_submissions(self, limit: int, concurrency: int = 10) -> int:
+        """Apply up to ``limit`` pending submissions (on the owner), at most ``concurrency``
+        missions' at a time; return how many were looked at."""
         ...
 
 
@@ -339,6 +347,9 @@ class Commander:
             persistence if isinstance(persistence, SubmissionStore) else None
         )
         self._submitter_name = f"pid {os.getpid()} on {socket.gethostname()}"
+        # The submissions a task of this commander is applying (and its views': see
+        # _share_state_of), so that the tick and an owner's own submit_* never apply one twice.
+        self._applying: set[int] = set()
         self._notices = notices_for(persistence)
         self._converter = converter if converter is not None else default_converter
         self._engine = Engine(
@@ -542,7 +553,8 @@ class Commander:
         """
         self._engine.loop.check("commander.signal()")
         if not self.is_owner:
-            return await self.verdict(await self.submit_signal(mission_id, name, payload))
+            await self.verdict(await self.submit_signal(mission_id, name, payload))
+            return await self._at_rest(mission_id)
         return self._detached(await self._engine.signal(mission_id, name, payload))
 
     async def signal_with_start(
@@ -732,6 +744,7 @@ class Commander:
         seq = submission if isinstance(submission, int) else submission.seq
         store = self._submission_store()
         delay = _VERDICT_FIRST_REREAD
+        patience = anyio.current_time() + _VERDICT_PATIENCE
         while True:
             found = await store.load_submission(seq)
             if found is None:
@@ -743,10 +756,32 @@ class Commander:
                     refusal = found.refusal or Refusal("SubmissionRefusedError", "no reason kept")
                     raise refusal.error()
                 case SubmissionState.PENDING:
+                    if patience is not None and anyio.current_time() >= patience:
+                        patience = None
+                        _log.warning(
+                            "submission %d (%s for mission %r) is still pending after %g s: "
+                            "does a process own the store and run a runtime? It waits in the "
+                            "store for one",
+                            seq,
+                            found.kind,
+                            found.mission_id,
+                            _VERDICT_PATIENCE,
+                        )
                     await anyio.sleep(delay)
                     delay = min(delay * 2, _VERDICT_LAST_REREAD)
                 case _:
                     assert_never(found.state)
+
+    async def _at_rest(self, mission_id: str) -> MissionSnapshot:
+        """The mission once the owner no longer runs it: what the owner's own ``signal()``
+        returns (it runs the mission to its next wait first)."""
+        delay = _VERDICT_FIRST_REREAD
+        while True:
+            snapshot = await self._engine.load(mission_id)
+            if snapshot.status is not MissionStatus.RUNNING:
+                return self._detached(snapshot)
+            await anyio.sleep(delay)
+            delay = min(delay * 2, _VERDICT_LAST_REREAD)
 
     def _submission_store(self) -> SubmissionStore:
         store = self._store
@@ -789,10 +824,14 @@ class Commander:
         else:
             await self._store.watch_submissions(wake)
 
-    async def apply_submissions(self, limit: int) -> int:
+    async def apply_submissions(self, limit: int, concurrency: int = 10) -> int:
         """Apply up to ``limit`` pending submissions in the order they were stored (those of
-        different missions at once, those of one mission one after the other); return how
-        many. Nothing on a process that does not own its store."""
+        different missions side by side, at most ``concurrency`` at a time, those of one
+        mission one after the other); return how many were looked at. A submitted start is
+        stored as a background start (the tick that follows runs it). Nothing on a process
+        that does not own its store. One whose application raises a ``PersistenceError`` is
+        logged and tried again later, then refused (``SUBMISSION_ATTEMPTS``); it never stops
+        the others."""
         store = self._store
         if store is None or not store.is_owner:
             return 0
@@ -800,54 +839,87 @@ class Commander:
         by_mission: dict[str, list[Submission]] = {}
         for submission in pending:
             by_mission.setdefault(submission.mission_id, []).append(submission)
-        failures: list[PersistenceError] = []
+        limiter = anyio.CapacityLimiter(max(concurrency, 1))
 
         async def apply_in_order(submissions: list[Submission]) -> None:
-            try:
+            async with limiter:
                 for submission in submissions:
-                    await self._apply(submission)
-            except PersistenceError as error:
-                # Left pending, with those after it: applied again at the next look.
-                failures.append(error)
+                    if not await self._apply(submission, background=True):
+                        return  # those after it wait for it
 
         async with anyio.create_task_group() as group:
             for submissions in by_mission.values():
                 group.start_soon(apply_in_order, submissions)
-        if failures:
-            raise failures[0]
         return len(pending)
 
-    async def _apply(self, submission: Submission) -> None:
+    async def _apply(self, submission: Submission, *, background: bool = False) -> bool:
         """Apply one submission as the owner: marked applied by the first write applying it,
-        or refused with the error applying it raised (the mission is then as it was)."""
+        or refused with the error applying it raised (the mission is then as it was). False
+        when it is left pending (its application raised a ``PersistenceError``: tried again
+        later) or another task of this process is applying it."""
+        seq = submission.seq
+        if seq in self._applying:
+            return False
+        self._applying.add(seq)
+        try:
+            return await self._apply_once(submission, background)
+        finally:
+            self._applying.discard(seq)
+
+    async def _apply_once(self, submission: Submission, background: bool) -> bool:
         store = self._submission_store()
         now = self._engine.now()
         with store.applying(submission.seq, now) as marking:
             try:
-                await self._applied(submission)
-            except PersistenceError:
-                raise
+                await self._applied(submission, background)
+            except SubmissionDecidedError:
+                return True  # another application came first; this one stored nothing
+            except PersistenceError as error:
+                failures = await store.count_failure(submission.seq)
+                if failures < SUBMISSION_ATTEMPTS:
+                    _log.error(
+                        "submission %d (%s for mission %r) could not be applied (try %d of %d): %s",
+                        submission.seq,
+                        submission.kind,
+                        submission.mission_id,
+                        failures,
+                        SUBMISSION_ATTEMPTS,
+                        error,
+                    )
+                    return False
+                await self._refuse(submission, error, overriding=marking.used)
+                return True
             except Exception as error:
-                refusal = Refusal.of(error)
-                _log.warning(
-                    "submission %d (%s %s for mission %r, from %s) refused: %s: %s",
-                    submission.seq,
-                    submission.kind,
-                    submission.name or "",
-                    submission.mission_id,
-                    submission.submitted_by,
-                    refusal.type,
-                    refusal.message,
-                )
-                await store.decide_submission(
-                    submission.seq, SubmissionState.REFUSED, refusal, self._engine.now()
-                )
-                return
+                await self._refuse(submission, error, overriding=marking.used)
+                return True
         if not marking.used:
             # Applied without a write (a start of a mission that exists).
             await store.decide_submission(submission.seq, SubmissionState.APPLIED, None, now)
+        return True
 
-    async def _applied(self, submission: Submission) -> None:
+    async def _refuse(self, submission: Submission, error: Exception, *, overriding: bool) -> None:
+        refusal = Refusal.of(error)
+        _log.warning(
+            "submission %d (%s %s for mission %r, from %s) refused: %s: %s",
+            submission.seq,
+            submission.kind,
+            submission.name or "",
+            submission.mission_id,
+            submission.submitted_by,
+            refusal.type,
+            refusal.message,
+        )
+        # Overriding its own mark only: a write of the same call came first (an orphaned
+        # child cancelled before the signal to it was refused).
+        await self._submission_store().decide_submission(
+            submission.seq,
+            SubmissionState.REFUSED,
+            refusal,
+            self._engine.now(),
+            overriding=overriding,
+        )
+
+    async def _applied(self, submission: Submission, background: bool) -> None:
         engine = self._engine
         payload = submission.payload
         match submission.kind:
@@ -859,7 +931,7 @@ class Commander:
                         f"no definition {name!r} to start mission {submission.mission_id!r} "
                         f"with (known: {', '.join(sorted(self._definitions)) or 'none'})"
                     )
-                await engine.start(definition, payload, submission.mission_id, None)
+                await engine.start(definition, payload, submission.mission_id, None, background)
             case SubmissionKind.SIGNAL:
                 await engine.signal(submission.mission_id, submission.name or "", payload)
             case SubmissionKind.CANCEL:
@@ -877,6 +949,11 @@ class Commander:
         for something that has not happened. ``None`` when another task of this process is
         moving it already."""
         self._engine.loop.check("commander.advance()")
+        if not self.is_owner:
+            raise PersistenceError(
+                f"cannot advance mission {mission_id!r}: another process owns the store and "
+                "executes its missions"
+            )
         snapshot = await self._engine.advance(mission_id)
         # The engine's snapshot holds the values it gave the store: the caller gets its own.
         return None if snapshot is None else self._detached(snapshot)

@@ -20,7 +20,7 @@ from typing import Protocol, runtime_checkable
 
 import attrs
 
-from ._errors import MissionControlError, SubmissionRefusedError
+from ._errors import MissionControlError, PersistenceError, SubmissionRefusedError
 from ._snapshot import JsonValue
 
 
@@ -101,6 +101,11 @@ class Submission(NewSubmission):
         return self.state is not SubmissionState.PENDING
 
 
+class SubmissionDecidedError(PersistenceError):
+    """Raised by a write that was to mark a submission applied which is no longer pending
+    (another application of it came first): the write is rolled back, nothing is stored."""
+
+
 class Marking(Protocol):
     """What :meth:`SubmissionStore.applying` gives: whether the write that applied the
     submission has marked it (see there)."""
@@ -121,7 +126,11 @@ class SubmissionStore(Protocol):
     - ``applying(seq)``: inside the ``with`` block, the first write (insert, commit,
       append_signal, request_cancel) of the calling task marks the submission applied in the
       same transaction; ``marking.used`` says whether one did.
-    - ``decide_submission`` marks a pending one applied or refused (a no-op on a decided one).
+    - ``applying``'s write raises :class:`SubmissionDecidedError` (and stores nothing) when the
+      submission is no longer pending.
+    - ``decide_submission`` marks a pending one applied or refused (a no-op on a decided one,
+      unless ``overriding``: a refusal after the application's own write marked it applied).
+    - ``count_failure`` counts one more application that raised, and returns the count.
     - ``take_ownership`` waits until this process owns the store.
     - ``watch_submissions(wake)``: on the owner, calls ``wake()`` whenever another process
       submitted work (and now and then when a wake-up might have been lost); runs until
@@ -140,8 +149,16 @@ class SubmissionStore(Protocol):
     def applying(self, seq: int, decided_at: datetime) -> AbstractContextManager[Marking]: ...
 
     async def decide_submission(
-        self, seq: int, state: SubmissionState, refusal: Refusal | None, decided_at: datetime
+        self,
+        seq: int,
+        state: SubmissionState,
+        refusal: Refusal | None,
+        decided_at: datetime,
+        *,
+        overriding: bool = False,
     ) -> None: ...
+
+    async def count_failure(self, seq: int) -> int: ...
 
     async def take_ownership(self) -> None: ...
 

@@ -42,7 +42,7 @@ from ._serialization import (
     value_to_json,
 )
 from ._snapshot import BufferedSignal, MissionFields, NewSignal
-from ._submissions import Marking, NewSubmission, SubmissionStore
+from ._submissions import Marking, NewSubmission, SubmissionDecidedError, SubmissionStore
 from ._values import detached
 
 __all__ = [
@@ -54,6 +54,7 @@ __all__ = [
     "NewSubmission",
     "PersistenceAdapter",
     "RevisionConflictError",
+    "SubmissionDecidedError",
     "SubmissionStore",
     "buffered_signal_from_json",
     "buffered_signal_to_json",

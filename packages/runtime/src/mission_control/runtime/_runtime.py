@@ -347,7 +347,7 @@ class CommanderRuntime:
             self._arm()
 
     async def _stand_by(self) -> None:
-        await self._commander.take_ownership()
+        await self._retrying("taking over the store", self._commander.take_ownership)
         if not self.is_running:
             return
         self._log(RuntimeEvent.RUNTIME_TOOK_OWNERSHIP)
@@ -359,7 +359,25 @@ class CommanderRuntime:
         await startup.done.wait()
 
     async def _watch_submissions(self) -> None:
-        await self._commander.watch_submissions(self._submitted)
+        async def watch() -> None:
+            await self._commander.watch_submissions(self._submitted)
+
+        await self._retrying("watching for submissions", watch)
+
+    async def _retrying(self, what: str, task: Callable[[], Awaitable[None]]) -> None:
+        """Run ``task`` until it returns; an error it raises is logged and the task run again
+        after ``stalled_tick_delay`` (a task beside the ticks never takes the application's
+        task group down; the ticks still apply what was submitted)."""
+        while True:
+            try:
+                await task()
+            except Exception:
+                logging.getLogger(__name__).exception(
+                    "runtime: %s failed, again in %g s", what, self._stalled_delay.total_seconds()
+                )
+                await anyio.sleep(self._stalled_delay.total_seconds())
+            else:
+                return
 
     def _submitted(self) -> None:
         """Another process submitted work: a tick now applies it."""
@@ -542,7 +560,9 @@ class CommanderRuntime:
         self._log(RuntimeEvent.TICK_STARTED, trigger=trigger)
         tally = _Tally()
         try:
-            tally.submissions = await self._commander.apply_submissions(self._max_missions)
+            tally.submissions = await self._commander.apply_submissions(
+                self._max_missions, self._max_concurrency
+            )
             await self._resume_interrupted(tally, everything=tick_pass.resume_all)
             await self._advance_due(tally)
             next_due_at = await self._commander.next_due_at()
