@@ -277,7 +277,9 @@ async def test_a_bad_raw_signal_from_another_process_is_refused_and_changes_noth
         await submitter.verdict(await submitter.submit_start("approval", {"n": 1}, id="r-1"))
 
         async def waiting() -> bool:
-            return (await submitter.inspect("r-1")).status is MissionStatus.WAITING
+            # A submitted start is a background start: it waits for its start first.
+            snapshot = await submitter.inspect("r-1")
+            return snapshot.status is MissionStatus.WAITING and snapshot.current_node == "approve"
 
         await poll("r-1 waits for its approval", waiting)
         before = await submitter.inspect("r-1")

@@ -103,6 +103,20 @@ async def raw(
         yield commander
 
 
+def raw_submission(
+    kind: SubmissionKind, mission_id: str, name: str | None, payload: Any
+) -> NewSubmission:
+    """A submission as a process without definitions stores it, checked by nobody."""
+    return NewSubmission(
+        kind=kind,
+        mission_id=mission_id,
+        name=name,
+        payload=payload,
+        submitted_at=datetime.now().astimezone(),
+        submitted_by="test",
+    )
+
+
 def rows(db_path: Path, sql: str) -> list[tuple[Any, ...]]:
     with apsw.Connection(str(db_path), flags=apsw.SQLITE_OPEN_READONLY) as connection:
         return [tuple(row) for row in connection.execute(sql)]
@@ -226,16 +240,7 @@ async def test_the_write_applying_a_submission_marks_it_in_its_own_transaction(
     """Inside applying(seq), the first write marks the submission applied with it; a write that
     fails leaves it pending."""
     async with create_sqlite_persistence_adapter(db_path, role="owner") as adapter:
-        submission = await adapter.submit(
-            NewSubmission(
-                kind=SubmissionKind.SIGNAL,
-                mission_id="m",
-                name="go",
-                payload=None,
-                submitted_at=clock.now(),
-                submitted_by="test",
-            )
-        )
+        submission = await adapter.submit(raw_submission(SubmissionKind.SIGNAL, "m", "go", None))
         with adapter.applying(submission.seq, clock.now()) as marking:
             with pytest.raises(PersistenceError):
                 await adapter.append_signal("missing", "go", None, clock.now(), [])
@@ -317,16 +322,7 @@ async def test_a_submission_never_fails_its_mission(
     """A cancellation with a reason the owner cannot take is refused; the mission runs on."""
     await owner.start(ORDER, {"item": "tea"}, id="o1")
     store = raw.persistence
-    bad = await store.submit(
-        NewSubmission(
-            kind=SubmissionKind.CANCEL,
-            mission_id="o1",
-            name=None,
-            payload={"reason": 7},
-            submitted_at=datetime.now().astimezone(),
-            submitted_by="me",
-        )
-    )
+    bad = await store.submit(raw_submission(SubmissionKind.CANCEL, "o1", None, {"reason": 7}))
     with pytest.raises(InvalidInputError, match="cancel reason"):
         await raw.verdict(bad)
     assert (await owner.signal("o1", "approve", "ada")).status is MissionStatus.COMPLETED
@@ -344,14 +340,7 @@ async def test_a_submission_is_applied_once_however_many_tasks_apply_it(
     submission stays applied."""
     await owner.start(ORDER, {"item": "tea"}, id="o1")
     submission = await submitter.persistence.submit(
-        NewSubmission(
-            kind=SubmissionKind.SIGNAL,
-            mission_id="o1",
-            name="approve",
-            payload="ada",
-            submitted_at=datetime.now().astimezone(),
-            submitted_by="test",
-        )
+        raw_submission(SubmissionKind.SIGNAL, "o1", "approve", "ada")
     )
     async with anyio.create_task_group() as group:
         for _ in range(3):
@@ -368,16 +357,7 @@ async def test_a_decided_submission_is_never_applied_again(
     """A write carrying the mark of a submission that is no longer pending stores nothing and
     raises SubmissionDecidedError; a refusal never overrides an application."""
     async with create_sqlite_persistence_adapter(db_path, role="owner") as adapter:
-        submission = await adapter.submit(
-            NewSubmission(
-                kind=SubmissionKind.SIGNAL,
-                mission_id="m",
-                name="go",
-                payload=None,
-                submitted_at=clock.now(),
-                submitted_by="test",
-            )
-        )
+        submission = await adapter.submit(raw_submission(SubmissionKind.SIGNAL, "m", "go", None))
         await adapter.decide_submission(submission.seq, SubmissionState.APPLIED, None, clock.now())
         with (
             adapter.applying(submission.seq, clock.now()),

@@ -943,15 +943,17 @@ class SQLitePersistenceAdapter:
 
     async def pending_submissions(self, limit: int) -> list[Submission]:
         """At most ``limit`` pending submissions, oldest first. One this version cannot read
-        (a kind a newer version wrote, a damaged row) is refused here, saying so: the others
-        never wait behind it."""
-        self._check_owner("read pending submissions")
+        (a kind a newer version wrote, a damaged row) is left out, and refused by the owner,
+        saying so: the others never wait behind it."""
+        self._check_open()
         rows = await self._read(submissions.PENDING, (limit,), "reading pending submissions")
         found: list[Submission] = []
         for row in rows:
             try:
                 found.append(submissions.submission_from_row(row))
             except PersistenceError as error:
+                if not self.is_owner:
+                    continue
                 _log.warning("%s: refused", error)
                 await self.decide_submission(
                     int(row[0]),
