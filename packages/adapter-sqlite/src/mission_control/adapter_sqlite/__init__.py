@@ -17,6 +17,7 @@ from ._adapter import (
     create_sqlite_persistence_adapter,
 )
 from ._commander import SQLiteCommander
+from ._lock import owner_process
 from ._schema import SCHEMA_VERSION
 
 __all__ = [
@@ -30,4 +31,5 @@ __all__ = [
     "SQLitePersistenceAdapter",
     "Synchronous",
     "create_sqlite_persistence_adapter",
+    "owner_process",
 ]

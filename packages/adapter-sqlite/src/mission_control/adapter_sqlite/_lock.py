@@ -389,3 +389,46 @@ else:
 
         def _unlock_file(fd: int) -> None:
             pass
+
+
+def owner_process(database: str | os.PathLike[str]) -> int | None:
+    """The id of the process that owns ``database`` now (holds its writer's lock), or ``None``
+    when no process does. Takes no lock and opens nothing for writing, so an inspector asking
+    never stands in an owner's way. On Linux the kernel's lock table (``/proc/locks``) says who
+    holds the lock file's ``flock``; elsewhere the process the lock file names is checked to be
+    alive (a process that reused a dead owner's id would pass for it)."""
+    lock_path = os.path.realpath(database) + ".lock"
+    try:
+        info = os.stat(lock_path)
+    except OSError:
+        return None  # never opened for writing
+    try:
+        with open("/proc/locks", encoding="ascii", errors="replace") as table:
+            lines = table.read().splitlines()
+    except OSError:
+        return _recorded_owner(lock_path)
+    device = f"{os.major(info.st_dev):02x}:{os.minor(info.st_dev):02x}:{info.st_ino}"
+    for line in lines:
+        # "1: FLOCK  ADVISORY  WRITE 4242 08:01:1234 0 EOF"; a waiter's line has "->" first.
+        fields = line.split()
+        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == device:
+            with contextlib.suppress(ValueError):
+                return int(fields[4])
+    return None
+
+
+def _recorded_owner(lock_path: str) -> int | None:
+    try:
+        with open(lock_path, encoding="ascii", errors="replace") as file:
+            text = file.read(32).strip()
+    except OSError:
+        return None
+    if not text.isdigit():
+        return None
+    try:
+        os.kill(int(text), 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass  # alive, under another user
+    return int(text)
