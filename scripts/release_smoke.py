@@ -36,6 +36,7 @@ DISTRIBUTIONS: dict[str, str] = {
     "mission-control-runtime": "mission_control.runtime",
     "mission-control-client": "mission_control.client",
     "mission-control-testing": "mission_control.testing",
+    "mission-control-cli": "mission_control.cli",
 }
 
 
@@ -187,6 +188,30 @@ def run_smoke_missions(workdir: Path) -> None:
         raise SystemExit("smoke: sqlite phase 1 failed")
     result = spawn_self("--sqlite-phase", "2", str(db_path))
     print(result.stdout, end="", flush=True)
+    run_command_line(db_path)
+
+
+def run_command_line(db_path: Path) -> None:
+    """The installed ``mission-control`` console script reads the finished smoke mission."""
+    import json
+
+    scripts = Path(sysconfig.get_paths()["scripts"])
+    command = scripts / ("mission-control.exe" if sys.platform == "win32" else "mission-control")
+    if not command.is_file():
+        raise SystemExit(f"smoke: the console script {command} is not installed")
+    result = subprocess.run(
+        [str(command), "list", "--db", str(db_path), "--json"],
+        check=False,
+        text=True,
+        capture_output=True,
+        timeout=120,
+    )
+    if result.returncode != 0:
+        raise SystemExit(f"smoke: {command.name} list exited {result.returncode}: {result.stderr}")
+    listed = json.loads(result.stdout)["missions"]
+    if [(m["id"], m["status"]) for m in listed] != [("smoke-1", "completed")]:
+        raise SystemExit(f"smoke: {command.name} list printed {result.stdout}")
+    print(f"smoke: {command.name} list --json shows smoke-1 completed", flush=True)
 
 
 async def _sqlite_phase(phase: int, db_path: Path) -> int:

@@ -31,7 +31,7 @@ def test_bump_sets_all_versions_and_pins(
     assert bump_version.main(["7.3.0rc1", "--root", str(workspace)]) == 0
 
     projects = member_projects(workspace)
-    assert len(projects) == 6
+    assert len(projects) == 7
     assert {p["version"] for p in projects} == {"7.3.0rc1"}
     internal = [
         dep

@@ -1,0 +1,437 @@
+"""The ``mission-control`` command and its subcommands."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import click
+import trio
+
+from mission_control.core import (
+    MAX_LIST_LIMIT,
+    MissionSnapshot,
+    MissionStatus,
+    Submission,
+)
+
+from ._ages import Age, format_age
+from ._app import Definitions, load_definitions
+from ._errors import CommandError, StillPending, bad_input
+from ._render import (
+    console,
+    echo_json,
+    iso,
+    mission_table,
+    print_mission,
+    show_json,
+    status_text,
+    summary_json,
+    wait_text,
+)
+from ._store import reading, reading_commander, run, submitting
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def db_option(function: _F) -> _F:
+    return click.option(
+        "--db",
+        "db",
+        envvar="MISSION_CONTROL_DB",
+        required=True,
+        metavar="PATH",
+        help="The SQLite database (or set MISSION_CONTROL_DB).",
+    )(function)
+
+
+def json_option(function: _F) -> _F:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON.")(function)
+
+
+def app_option(function: _F) -> _F:
+    return click.option(
+        "--app",
+        "app",
+        envvar="MISSION_CONTROL_APP",
+        metavar="MODULE:ATTRIBUTE",
+        help="Your mission definitions: a definition, a list of them, or a function returning "
+        "either (or set MISSION_CONTROL_APP).",
+    )(function)
+
+
+def definitions_of(app: str | None) -> Definitions:
+    return [] if app is None else load_definitions(app)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="mission-control-cli", prog_name="mission-control")
+def cli() -> None:
+    """Look at and act on the missions of a Mission Control SQLite database, also while the
+    application that owns it runs: reads never disturb it, writes are handed to it."""
+
+
+# -- reading -------------------------------------------------------------------------------
+
+
+@cli.command("list")
+@db_option
+@click.option(
+    "--status",
+    type=click.Choice([status.value for status in MissionStatus]),
+    help="Only missions in this status.",
+)
+@click.option("--definition", metavar="NAME", help="Only missions of this definition.")
+@click.option("--older-than", type=Age(), help="Only missions created longer ago (2h, 3d).")
+@click.option("--newer-than", type=Age(), help="Only missions created more recently (15m).")
+@click.option(
+    "--limit",
+    type=click.IntRange(1, MAX_LIST_LIMIT),
+    default=50,
+    show_default=True,
+    help="At most this many missions.",
+)
+@click.option("--after", metavar="ID", help="Start after this mission id (the next page).")
+@json_option
+def list_command(
+    db: str,
+    status: str | None,
+    definition: str | None,
+    older_than: timedelta | None,
+    newer_than: timedelta | None,
+    limit: int,
+    after: str | None,
+    as_json: bool,
+) -> None:
+    """List missions, ordered by id, a page at a time."""
+    at = now()
+
+    def wanted(snapshot: MissionSnapshot) -> bool:
+        age = at - snapshot.created_at
+        return (older_than is None or age > older_than) and (newer_than is None or age < newer_than)
+
+    async def page() -> tuple[list[MissionSnapshot], str | None]:
+        found: list[MissionSnapshot] = []
+        cursor = after
+        async with reading(db) as store:
+            while True:
+                batch = await store.list_missions(
+                    status=MissionStatus(status) if status else None,
+                    definition=definition,
+                    limit=MAX_LIST_LIMIT if older_than or newer_than else limit + 1,
+                    after_id=cursor,
+                )
+                for snapshot in batch:
+                    if wanted(snapshot):
+                        if len(found) == limit:
+                            return found, found[-1].id  # one more exists: a next page
+                        found.append(snapshot)
+                if len(batch) < (MAX_LIST_LIMIT if older_than or newer_than else limit + 1):
+                    return found, None
+                cursor = batch[-1].id
+
+    found, next_after = run(page)
+    if as_json:
+        echo_json({"missions": [summary_json(s) for s in found], "next_after": next_after})
+        return
+    out = console()
+    if not found:
+        out.print("no missions match")
+        return
+    out.print(mission_table(found, at))
+    if next_after is not None:
+        out.print(f"[dim]more: --after {next_after}[/]")
+
+
+@cli.command("show")
+@db_option
+@click.argument("mission")
+@json_option
+def show_command(db: str, mission: str, as_json: bool) -> None:
+    """Show a mission: where it is, its nodes and its timeline."""
+
+    async def read() -> tuple[MissionSnapshot, list[Any]]:
+        async with reading(db) as store:
+            snapshot = await store.load(mission)
+            if snapshot is None:
+                raise _not_found(mission)
+            return snapshot, await store.timeline(mission)
+
+    snapshot, timeline = run(read)
+    if as_json:
+        echo_json(show_json(snapshot, timeline))
+    else:
+        print_mission(console(), snapshot, timeline, now())
+
+
+def _not_found(mission: str) -> CommandError:
+    return CommandError(
+        f"there is no mission {mission!r} in this database",
+        hint="`mission-control list` shows the missions it holds",
+    )
+
+
+@cli.command("stats")
+@db_option
+@json_option
+def stats_command(db: str, as_json: bool) -> None:
+    """Count missions by status and definition, and those due or running now.
+
+    It reads every mission, a page at a time."""
+    at = now()
+
+    async def count() -> dict[str, Any]:
+        by_status: Counter[str] = Counter()
+        by_definition: defaultdict[str, Counter[str]] = defaultdict(Counter)
+        due = 0
+        oldest_due: datetime | None = None
+        cursor: str | None = None
+        async with reading(db) as store:
+            while True:
+                batch = await store.list_missions(limit=MAX_LIST_LIMIT, after_id=cursor)
+                for snapshot in batch:
+                    by_status[snapshot.status.value] += 1
+                    by_definition[snapshot.definition][snapshot.status.value] += 1
+                    due_at = snapshot.due_at
+                    if due_at is not None and due_at <= at:
+                        due += 1
+                        oldest_due = due_at if oldest_due is None else min(oldest_due, due_at)
+                if len(batch) < MAX_LIST_LIMIT:
+                    break
+                cursor = batch[-1].id
+        return {
+            "total": sum(by_status.values()),
+            "by_status": {s.value: by_status[s.value] for s in MissionStatus},
+            "by_definition": {
+                name: dict(sorted(counts.items())) for name, counts in sorted(by_definition.items())
+            },
+            "running": by_status[MissionStatus.RUNNING.value],
+            "due": due,
+            "oldest_due_at": iso(oldest_due),
+        }
+
+    stats = run(count)
+    if as_json:
+        echo_json(stats)
+        return
+    out = console()
+    from rich.table import Table
+
+    table = Table(box=None, header_style="bold")
+    table.add_column("DEFINITION")
+    for status in MissionStatus:
+        table.add_column(status_text(status.value), justify="right")
+    table.add_column("TOTAL", justify="right")
+    for name, counts in stats["by_definition"].items():
+        row = [str(counts.get(status.value, 0)) for status in MissionStatus]
+        table.add_row(name, *row, str(sum(counts.values())))
+    table.add_row(
+        "[bold]all[/]",
+        *(str(stats["by_status"][status.value]) for status in MissionStatus),
+        str(stats["total"]),
+    )
+    out.print(table)
+    due_line = f"due now: {stats['due']}"
+    if stats["oldest_due_at"] is not None:
+        oldest = datetime.fromisoformat(stats["oldest_due_at"])
+        due_line += f" (the oldest due for {format_age(at - oldest)})"
+    out.print(f"running: {stats['running']}   {due_line}")
+
+
+# -- writing through the owner ---------------------------------------------------------------
+
+
+def wait_option(function: _F) -> _F:
+    function = click.option(
+        "--timeout",
+        type=click.FloatRange(min=0),
+        default=30.0,
+        show_default=True,
+        metavar="SECONDS",
+        help="How long to wait for the owner's verdict.",
+    )(function)
+    return click.option(
+        "--no-wait",
+        is_flag=True,
+        help="Return once the submission is stored, without waiting for the owner.",
+    )(function)
+
+
+def submission_json(submission: Submission) -> dict[str, Any]:
+    refusal = submission.refusal
+    return {
+        "seq": submission.seq,
+        "kind": submission.kind.value,
+        "mission_id": submission.mission_id,
+        "name": submission.name,
+        "payload": submission.payload,
+        "state": submission.state.value,
+        "submitted_at": iso(submission.submitted_at),
+        "submitted_by": submission.submitted_by,
+        "decided_at": iso(submission.decided_at),
+        "refusal": None if refusal is None else {"type": refusal.type, "message": refusal.message},
+    }
+
+
+def _submit(
+    db: str,
+    definitions: Definitions,
+    submit: Callable[[Any], Any],
+    *,
+    no_wait: bool,
+    timeout: float,
+    as_json: bool,
+    what: str,
+) -> None:
+    """Store a submission, then (unless ``no_wait``) wait for the owner's verdict on it."""
+
+    async def go() -> tuple[Submission, MissionSnapshot | None]:
+        async with submitting(db, definitions) as commander:
+            submission: Submission = await submit(commander)
+            if no_wait:
+                return submission, None
+            decided: Submission | None = None
+            snapshot: MissionSnapshot | None = None
+            with trio.move_on_after(timeout):
+                snapshot = await commander.verdict(submission)
+                decided = await commander.submission(submission.seq)
+                # The owner runs the mission on to its next wait after applying the work: show
+                # it there, as the owner's own call would return it (or running, at the timeout).
+                while snapshot.status is MissionStatus.RUNNING:
+                    await trio.sleep(0.05)
+                    snapshot = await commander.inspect(snapshot.id)
+            if decided is not None:
+                return decided, snapshot
+            raise StillPending(
+                f"{what} is stored as submission {submission.seq}, but no owner had applied "
+                f"it after {timeout:g} s; it stays in the database for the owner",
+                hint="is the application that owns the database running, with its runtime? "
+                f"`mission-control submission {submission.seq} --db {db}` shows its state",
+            )
+
+    submission, snapshot = run(go)
+    if as_json:
+        echo_json(
+            {
+                "submission": submission_json(submission),
+                "mission": None if snapshot is None else summary_json(snapshot),
+            }
+        )
+        return
+    out = console()
+    if snapshot is None:
+        out.print(
+            f"{what} stored as submission {submission.seq} (pending): the owner applies it at "
+            f"its next tick; `mission-control submission {submission.seq}` shows its state"
+        )
+        return
+    waits = ", ".join(wait_text(wait) for wait in snapshot.waits)
+    where = f" at {snapshot.current_node}" if snapshot.current_node else ""
+    out.print(
+        f"{what} applied (submission {submission.seq}); mission {snapshot.id} is "
+        f"{status_text(snapshot.status.value)}{where}" + (f", waiting for {waits}" if waits else "")
+    )
+
+
+def _payload(text: str | None) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise bad_input(
+            f"the payload is not JSON ({error.msg} at character {error.pos}): {text!r}",
+            hint="""quote it for the shell, e.g. '{"approved": true}'; a string is '"text"'""",
+        ) from None
+
+
+@cli.command("signal")
+@db_option
+@app_option
+@click.argument("mission")
+@click.argument("name")
+@click.argument("payload", required=False, metavar="[PAYLOAD-JSON]")
+@wait_option
+@json_option
+def signal_command(
+    db: str,
+    app: str | None,
+    mission: str,
+    name: str,
+    payload: str | None,
+    no_wait: bool,
+    timeout: float,
+    as_json: bool,
+) -> None:
+    """Send the signal NAME, with a JSON payload, to MISSION through the database's owner.
+
+    With --app the name and payload are checked here first, as the owner would; without it
+    the owner checks them."""
+    value = _payload(payload)
+    _submit(
+        db,
+        definitions_of(app),
+        lambda commander: commander.submit_signal(mission, name, value),
+        no_wait=no_wait,
+        timeout=timeout,
+        as_json=as_json,
+        what=f"signal {name!r} to {mission}",
+    )
+
+
+@cli.command("cancel")
+@db_option
+@click.argument("mission")
+@click.option("--reason", help="Why (kept with the cancellation request).")
+@click.option("--compensate", is_flag=True, help="Run the compensations it owes first.")
+@wait_option
+@json_option
+def cancel_command(
+    db: str,
+    mission: str,
+    reason: str | None,
+    compensate: bool,
+    no_wait: bool,
+    timeout: float,
+    as_json: bool,
+) -> None:
+    """Cancel MISSION through the database's owner."""
+    _submit(
+        db,
+        [],
+        lambda commander: commander.submit_cancel(mission, reason, compensate=compensate),
+        no_wait=no_wait,
+        timeout=timeout,
+        as_json=as_json,
+        what=f"cancellation of {mission}",
+    )
+
+
+@cli.command("submission")
+@db_option
+@click.argument("seq", type=int)
+@json_option
+def submission_command(db: str, seq: int, as_json: bool) -> None:
+    """Show the submission numbered SEQ: pending, applied, or refused and why."""
+
+    async def read() -> Submission:
+        async with reading_commander(db) as commander:
+            return await commander.submission(seq)
+
+    submission = run(read)
+    if as_json:
+        echo_json(submission_json(submission))
+        return
+    target = f" {submission.name!r}" if submission.name else ""
+    line = f"submission {seq}: {submission.kind.value}{target} for {submission.mission_id}, "
+    line += f"{submission.state.value}"
+    if submission.refusal is not None:
+        line += f": {submission.refusal.type}: {submission.refusal.message}"
+    console().print(line, markup=False)

@@ -1,0 +1,180 @@
+"""The read commands (list, show, stats) on a real SQLite file."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def test_list_prints_every_mission_in_id_order(shop_db: Path, invoke: Any) -> None:
+    """`list` prints one row per mission, with its status and what it waits for."""
+    result = invoke("list", "--db", shop_db)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["ID", "DEFINITION", "STATUS", "NODE", "WAITING", "FOR", "UPDATED"]
+    rows = [line.split()[:3] for line in lines[1:]]
+    assert rows == [
+        ["o-1", "order", "v1"],
+        ["o-2", "order", "v1"],
+        ["o-3", "order", "v1"],
+        ["o-4", "order", "v1"],
+    ]
+    assert "signal 'approve'" in lines[1]
+    assert "failed" in lines[3]
+
+
+def test_list_filters_by_status_definition_and_age(shop_db: Path, invoke_json: Any) -> None:
+    """`list --json` keeps the missions of the status, definition and ages asked for."""
+
+    def ids(*args: str) -> list[str]:
+        listed = invoke_json("list", "--db", shop_db, "--json", *args)
+        return [mission["id"] for mission in listed["missions"]]
+
+    assert ids("--status", "waiting") == ["o-1", "o-2"]
+    assert ids("--status", "failed") == ["o-3"]
+    assert ids("--definition", "order") == ["o-1", "o-2", "o-3", "o-4"]
+    assert ids("--definition", "refund") == []
+    assert ids("--older-than", "1d") == ["o-1"]
+    assert ids("--older-than", "1h") == ["o-1", "o-2", "o-3"]
+    assert ids("--newer-than", "30m") == ["o-4"]
+    assert ids("--older-than", "1h", "--newer-than", "1d", "--status", "waiting") == ["o-2"]
+
+
+def test_list_pages_with_limit_and_after(shop_db: Path, invoke: Any, invoke_json: Any) -> None:
+    """`--limit` cuts a page and names the next one's `--after`; the last page names none."""
+    first = invoke_json("list", "--db", shop_db, "--json", "--limit", "3")
+    assert [m["id"] for m in first["missions"]] == ["o-1", "o-2", "o-3"]
+    assert first["next_after"] == "o-3"
+    second = invoke_json(
+        "list", "--db", shop_db, "--json", "--limit", "3", "--after", first["next_after"]
+    )
+    assert [m["id"] for m in second["missions"]] == ["o-4"]
+    assert second["next_after"] is None
+    table = invoke("list", "--db", shop_db, "--limit", "2")
+    assert table.stdout.splitlines()[-1] == "more: --after o-2"
+
+
+def test_list_json_gives_each_missions_place(shop_db: Path, invoke: Any, invoke_json: Any) -> None:
+    """A listed mission in JSON has its status, node, waits and error."""
+    missions = invoke_json("list", "--db", shop_db, "--json")["missions"]
+    o1, _, o3, o4 = missions
+    assert o1["status"] == "waiting"
+    assert o1["current_node"] == "approve"
+    assert o1["waits"] == [
+        {"kind": "signal", "node": "approve", "signal": "approve", "due_at": None}
+    ]
+    assert o3["status"] == "failed"
+    assert o3["error"] == {"type": "RuntimeError", "message": "only 10 lamp in stock"}
+    assert o4["status"] == "completed"
+    assert o4["error"] is None
+
+
+def test_list_rejects_a_bad_age_saying_what_an_age_is(shop_db: Path, invoke: Any) -> None:
+    """An age that is not a number and a unit is a usage error naming the units."""
+    result = invoke("list", "--db", shop_db, "--older-than", "3 days")
+    assert result.exit_code == 2
+    assert "'3 days' is not an age" in result.stderr
+    assert "h (hours), d (days)" in result.stderr
+
+
+def test_show_prints_the_mission_its_nodes_and_timeline(shop_db: Path, invoke: Any) -> None:
+    """`show` prints where the mission is, then its nodes and its timeline."""
+    result = invoke("show", "--db", shop_db, "o-3")
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert re.search(r"^status +failed", out, re.M)
+    assert re.search(r"^error +RuntimeError: only 10 lamp in stock", out, re.M)
+    nodes = out[out.index("nodes") : out.index("timeline")]
+    assert "reserve" in nodes
+    assert "RuntimeError" in nodes
+    timeline = out[out.index("timeline") :]
+    for event in ("mission-started", "step-started", "step-failed", "mission-failed"):
+        assert event in timeline
+
+
+def test_show_json_is_the_stored_mission_and_timeline(
+    shop_db: Path, invoke: Any, invoke_json: Any
+) -> None:
+    """`show --json` holds the mission as stored (its inputs and outputs too) and its timeline."""
+    shown = invoke_json("show", "--db", shop_db, "o-4", "--json")
+    assert shown["mission"]["id"] == "o-4"
+    assert shown["mission"]["status"] == "completed"
+    assert shown["mission"]["input"] == {"item": "chair", "quantity": 1}
+    assert shown["mission"]["output"] == "shipped with ups"
+    kinds = [entry["kind"] for entry in shown["timeline"]]
+    assert kinds[0] == "mission-started"
+    assert kinds[-1] == "mission-completed"
+    assert kinds.count("signal-received") == 2
+
+
+def test_show_of_an_unknown_mission_says_how_to_find_one(shop_db: Path, invoke: Any) -> None:
+    """`show` of a mission the database does not hold fails (1), pointing to `list`."""
+    result = invoke("show", "--db", shop_db, "o-9")
+    assert result.exit_code == 1
+    assert "there is no mission 'o-9' in this database" in result.stderr
+    assert "mission-control list" in result.stderr
+
+
+def test_a_missing_database_is_named_with_where_to_give_one(tmp_path: Path, invoke: Any) -> None:
+    """A --db that does not exist is refused (2), creating nothing, and the message says how
+    to give the database."""
+    missing = tmp_path / "nope.sqlite"
+    result = invoke("list", "--db", missing)
+    assert result.exit_code == 2
+    assert f"there is no database at {missing}" in result.stderr
+    assert "MISSION_CONTROL_DB" in result.stderr
+    assert not missing.exists()
+    result = invoke("list")
+    assert result.exit_code == 2
+    assert "Missing option '--db'" in result.stderr
+
+
+def test_the_database_comes_from_the_environment(shop_db: Path, invoke: Any) -> None:
+    """MISSION_CONTROL_DB stands for --db."""
+    result = invoke("list", "--json", env={"MISSION_CONTROL_DB": str(shop_db)})
+    listed = json.loads(result.stdout)
+    assert len(listed["missions"]) == 4
+
+
+def test_stats_counts_by_status_and_definition(
+    shop_db: Path, invoke: Any, invoke_json: Any
+) -> None:
+    """`stats --json` counts the missions by status and by definition, and those running and
+    due; the table shows the same counts."""
+    stats = invoke_json("stats", "--db", shop_db, "--json")
+    assert stats["total"] == 4
+    assert stats["by_status"] == {
+        "running": 0,
+        "waiting": 2,
+        "completed": 1,
+        "failed": 1,
+        "cancelled": 0,
+        "compensated": 0,
+    }
+    assert stats["by_definition"] == {"order": {"completed": 1, "failed": 1, "waiting": 2}}
+    assert stats["running"] == 0
+    assert stats["due"] == 0
+    table = invoke("stats", "--db", shop_db).stdout.splitlines()
+    assert table[1].split() == ["order", "0", "2", "1", "1", "0", "0", "4"]
+    assert table[-1] == "running: 0   due now: 0"
+
+
+def test_the_installed_console_script_runs_the_command(shop_db: Path, command: Any) -> None:
+    """The `mission-control` console script and `python -m mission_control.cli` are the same
+    command."""
+    script = Path(sys.executable).with_name("mission-control")
+    listed = subprocess.run(
+        [script, "list", "--db", shop_db, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert [m["id"] for m in json.loads(listed.stdout)["missions"]] == ["o-1", "o-2", "o-3", "o-4"]
+    version = command("--version")
+    assert version.returncode == 0
+    assert version.stdout.startswith("mission-control, version ")

@@ -1,0 +1,187 @@
+"""signal, cancel and submission: handed to the process that owns the database (the example
+shop run as its own process, with its runtime), or checked here first with --app."""
+
+from __future__ import annotations
+
+import json
+import select
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
+WATCHDOG = 60.0
+"""Seconds a test waits for the owner process at most: a hung owner fails the test."""
+
+
+class Owner:
+    """The example shop serving a database in another process, until its input is closed."""
+
+    def __init__(self, db: Path) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, str(EXAMPLES / "shop.py"), str(db)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        ready, _, _ = select.select([self.process.stdout], [], [], WATCHDOG)
+        assert ready, "the owner did not start in time"
+        assert self.process.stdout.readline().strip() == "RUNNING"
+
+    def stop(self) -> None:
+        self.process.communicate(timeout=WATCHDOG)
+        assert self.process.returncode == 0
+
+
+@pytest.fixture
+def owner(shop_db: Path) -> Iterator[Owner]:
+    running = Owner(shop_db)
+    try:
+        yield running
+    finally:
+        if running.process.returncode is None:
+            running.stop()
+
+
+def test_a_signal_is_applied_by_the_owner_and_the_mission_moves(
+    shop_db: Path, owner: Owner, invoke: Any, invoke_json: Any
+) -> None:
+    """`signal` stores the signal for the owner, waits for its verdict and prints the mission
+    as the owner left it: o-1 approved goes on with its buffered pickup to the end."""
+    signalled = invoke_json("signal", "--db", shop_db, "o-1", "approve", '{"by": "ops"}', "--json")
+    assert signalled["submission"]["state"] == "applied"
+    assert signalled["submission"]["kind"] == "signal"
+    assert signalled["submission"]["payload"] == {"by": "ops"}
+    assert signalled["mission"]["status"] == "completed"
+    shown = invoke_json("show", "--db", shop_db, "o-1", "--json")
+    assert shown["mission"]["output"] == "shipped with dhl"
+    text = invoke("signal", "--db", shop_db, "o-2", "pickup", '{"carrier": "ups"}')
+    assert text.exit_code == 0, text.output
+    assert text.stdout.startswith("signal 'pickup' to o-2 applied (submission 2); mission o-2 is")
+    assert "completed" in text.stdout
+
+
+def test_a_signal_the_owner_refuses_fails_with_its_error(
+    shop_db: Path, owner: Owner, invoke: Any, invoke_json: Any
+) -> None:
+    """Without --app the payload goes raw; the owner's refusal is the command's error (1), kept
+    with the submission, and the mission is as it was."""
+    before = invoke_json("show", "--db", shop_db, "o-2", "--json")["mission"]
+    refused = invoke("signal", "--db", shop_db, "o-2", "pickup", '{"carrier": 7}')
+    assert refused.exit_code == 1
+    assert refused.stderr.startswith(
+        "Error: InvalidSignalPayloadError: signal 'pickup' for mission 'o-2' rejected its "
+        "payload: expected an object with the str field 'carrier', got {'carrier': 7}"
+    )
+    assert "mission-control show MISSION" in refused.stderr
+    kept = invoke_json("submission", "--db", shop_db, "1", "--json")
+    assert kept["state"] == "refused"
+    assert kept["refusal"]["type"] == "InvalidSignalPayloadError"
+    assert kept["submitted_by"].startswith("pid ")
+    assert invoke_json("show", "--db", shop_db, "o-2", "--json")["mission"] == before
+
+
+def test_cancel_is_applied_by_the_owner(
+    shop_db: Path, owner: Owner, invoke: Any, invoke_json: Any
+) -> None:
+    """`cancel --reason` ends the mission cancelled through the owner, its reason kept."""
+    cancelled = invoke_json(
+        "cancel", "--db", shop_db, "o-2", "--reason", "customer called", "--json"
+    )
+    assert cancelled["submission"]["kind"] == "cancel"
+    assert cancelled["submission"]["payload"] == {"reason": "customer called", "compensate": False}
+    assert cancelled["mission"]["status"] == "cancelled"
+    shown = invoke_json("show", "--db", shop_db, "o-2", "--json")["mission"]
+    assert shown["cancel_request"]["reason"] == "customer called"
+    again = invoke("cancel", "--db", shop_db, "o-2")
+    assert again.exit_code == 1
+    assert "MissionNotActiveError" in again.stderr
+
+
+def test_with_app_a_bad_signal_is_refused_here_storing_nothing(shop_db: Path, invoke: Any) -> None:
+    """With --app the name and payload are checked in the command, as the owner would: an
+    unknown signal or a bad payload fails (1) and no submission is stored (no owner runs)."""
+    app = ["--app", "shop:DEFINITIONS"]
+    bad = invoke("signal", "--db", shop_db, *app, "o-2", "pickup", '{"carrier": 7}')
+    assert bad.exit_code == 1
+    assert "InvalidSignalPayloadError" in bad.stderr
+    unknown = invoke("signal", "--db", shop_db, *app, "o-2", "refund", "{}")
+    assert unknown.exit_code == 1
+    assert "UnknownSignalError" in unknown.stderr
+    nothing = invoke("submission", "--db", shop_db, "1")
+    assert nothing.exit_code == 1
+    assert "there is no submission 1" in nothing.stderr
+
+
+def test_no_wait_returns_the_stored_submission_which_the_next_owner_applies(
+    shop_db: Path, invoke: Any, invoke_json: Any
+) -> None:
+    """`--no-wait` returns the pending submission at once, with no owner running; the owner
+    started next applies it, and `submission` then says so."""
+    stored = invoke_json(
+        "signal", "--db", shop_db, "o-1", "approve", '{"by": "ops"}', "--no-wait", "--json"
+    )
+    assert stored["submission"]["state"] == "pending"
+    assert stored["mission"] is None
+    seq = str(stored["submission"]["seq"])
+    assert invoke_json("submission", "--db", shop_db, seq, "--json")["state"] == "pending"
+    owner = Owner(shop_db)
+    try:
+        # The owner's start-up tick applied it; waiting for the verdict returns at once.
+        waited = invoke("signal", "--db", shop_db, "o-2", "pickup", '{"carrier": "ups"}')
+        assert waited.exit_code == 0, waited.output
+    finally:
+        owner.stop()
+    applied = invoke("submission", "--db", shop_db, seq)
+    assert applied.stdout.strip() == f"submission {seq}: signal 'approve' for o-1, applied"
+
+
+def test_a_verdict_not_come_within_the_timeout_exits_3_leaving_it_stored(
+    shop_db: Path, invoke: Any, invoke_json: Any
+) -> None:
+    """With no owner, `--timeout` runs out: exit 3, saying the submission is stored and how to
+    follow it."""
+    late = invoke("cancel", "--db", shop_db, "o-1", "--timeout", "0.2")
+    assert late.exit_code == 3
+    assert "cancellation of o-1 is stored as submission 1, but no owner had applied it" in (
+        late.stderr
+    )
+    assert "mission-control submission 1" in late.stderr
+    assert invoke_json("submission", "--db", shop_db, "1", "--json")["state"] == "pending"
+
+
+def test_bad_input_is_refused_before_anything_is_stored(shop_db: Path, invoke: Any) -> None:
+    """A payload that is not JSON and an --app that cannot be loaded are usage errors (2)
+    saying what to write instead; nothing is submitted."""
+    not_json = invoke("signal", "--db", shop_db, "o-1", "approve", "{by: ops}")
+    assert not_json.exit_code == 2
+    assert "the payload is not JSON" in not_json.stderr
+    assert "quote it for the shell" in not_json.stderr
+    for app, message in [
+        ("shop", "is not of the form module:attribute"),
+        ("no_such_module:X", "cannot import 'no_such_module'"),
+        ("shop:NOPE", "shop has no attribute 'NOPE'"),
+        ("shop:parse_order", "is a function that needs arguments"),
+        ("shop:ORDER.name", "is a str: it must be a mission definition, a list of them"),
+    ]:
+        result = invoke("signal", "--db", shop_db, "--app", app, "o-1", "approve", "{}")
+        assert result.exit_code == 2, app
+        assert message in result.stderr, (app, result.stderr)
+    nothing = invoke("submission", "--db", shop_db, "1")
+    assert "there is no submission 1" in nothing.stderr
+
+
+def test_submission_json_survives_a_round_trip(shop_db: Path, invoke_json: Any) -> None:
+    """A stored submission reads back with what was submitted: kind, mission, name, payload."""
+    stored = invoke_json(
+        "signal", "--db", shop_db, "o-2", "pickup", '{"carrier": "ups"}', "--no-wait", "--json"
+    )["submission"]
+    read = invoke_json("submission", "--db", shop_db, str(stored["seq"]), "--json")
+    assert read == stored
+    assert (read["kind"], read["mission_id"], read["name"]) == ("signal", "o-2", "pickup")
+    assert json.dumps(read["payload"]) == '{"carrier": "ups"}'
