@@ -449,7 +449,9 @@ def test_a_client_left_open_is_closed_when_the_interpreter_exits(
 
     assert done.returncode == 0, done.stderr
     assert done.stdout == "started\n"
-    with start_blocking_client(lambda: SQLiteCommander(database, [APPROVAL])) as client:
+    # The script's definition again: its mission waits on it.
+    flow = m.define("flow").start(parse=dict).need_to("go", parse=dict).end()
+    with start_blocking_client(lambda: SQLiteCommander(database, [flow])) as client:
         assert client.inspect("left-open").status is MissionStatus.WAITING
 
 

@@ -513,26 +513,28 @@ async def test_a_child_waits_record_keeps_the_due_time_of_its_wait() -> None:
 
 
 def test_a_child_definition_clashing_with_a_given_one_says_where_each_came_from() -> None:
-    """Two definitions of one name, one given and one a child node starts, are refused with a
-    message naming both."""
-    newer = m.define("ship", version=2).start(parse=identity).end()
+    """Two definitions of one name and version, one given and one a child node starts, are
+    refused with a message naming both."""
+    other = m.define("ship").start(parse=identity).end()
     with pytest.raises(InvalidDefinitionError) as raised:
-        create_in_memory_commander([newer, ORDER])
+        create_in_memory_commander([other, ORDER])
     assert str(raised.value) == (
-        "two definitions are named 'ship'; names must be unique (one given, version 2; the "
-        "other started by child node 'shipping' of 'order', version 1): a parent must be built "
-        "with the very definition object the commander is given"
+        "two definitions are named 'ship' with version 1; a name and version must be unique "
+        "(one given, the other started by child node 'shipping' of 'order'): give a changed "
+        "definition a new version (m.define(name, version=...)), and build a parent with the "
+        "very definition object the commander is given"
     )
 
 
 async def test_a_node_whose_kind_changed_between_versions_fails_the_mission_saying_so() -> None:
-    """A mission waiting at a child node continued on a version where that node is a step fails
-    with MissingNodeError naming both kinds, instead of raising inside the engine."""
+    """A mission waiting at a child node continued on its version changed in place, where that
+    node is a step, fails with MissingNodeError naming both kinds, instead of raising inside the
+    engine."""
     store = InMemoryPersistenceAdapter()
     first = create_in_memory_commander([ORDER], persistence=store)
     await first.start(ORDER, {"id": 9}, id="o-9")
     changed = (
-        m.define("order", version=2)
+        m.define("order")
         .start(parse=dict)
         .step("shipping", lambda ctx: "by hand")
         .end(output=lambda ctx: ctx.events["shipping"].output)
@@ -544,8 +546,9 @@ async def test_a_node_whose_kind_changed_between_versions_fails_the_mission_sayi
     assert failed.error is not None
     assert failed.error.type == "MissingNodeError"
     assert failed.error.message == (
-        "definition 'order' version 2 has a step at 'shipping', where the mission is at a "
-        "child (the mission was started on version 1)"
+        "definition 'order' version 1 has a step at 'shipping', where the mission is at a "
+        "child (it changed since the mission started on it: a changed definition needs a new "
+        "version, registered beside the old one until the old one's missions end)"
     )
 
 

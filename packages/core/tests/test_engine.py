@@ -266,11 +266,12 @@ async def test_a_definition_the_commander_was_not_given_is_refused() -> None:
 
 
 async def test_a_new_version_missing_the_current_node_fails_the_mission_clearly() -> None:
-    """A mission resumed on a definition without its current node fails, naming both versions."""
+    """A mission resumed on its version changed in place, without its current node, fails,
+    saying that a changed definition needs a new version."""
     store = InMemoryPersistenceAdapter()
     clock = ManualClock(T0)
     v1 = m.define("flow").start(parse=identity).sleep("old-pause", 60).end()
-    v2 = m.define("flow", version=2).start(parse=identity).sleep("new-pause", 60).end()
+    v2 = m.define("flow").start(parse=identity).sleep("new-pause", 60).end()
     first = create_in_memory_commander([v1], persistence=store, clock=clock)
     handle = await first.start(v1, {})
     clock.advance(60)
@@ -280,7 +281,7 @@ async def test_a_new_version_missing_the_current_node_fails_the_mission_clearly(
     assert snapshot.status is MissionStatus.FAILED
     assert snapshot.error is not None
     assert "no node 'old-pause'" in snapshot.error.message
-    assert "version 1" in snapshot.error.message
+    assert "needs a new version" in snapshot.error.message
 
 
 async def test_a_mission_interrupted_mid_step_resumes_and_reruns_the_step() -> None:

@@ -97,13 +97,7 @@ async def test_a_buffered_signal_the_parser_now_refuses_is_used_up_and_recorded(
             raise ValueError("payload must be {'ok': True}")
         return payload
 
-    strict_flow = (
-        m.define("f", version=2)
-        .start(parse=identity)
-        .sleep("pause", 10)
-        .need_to("go", strict)
-        .end()
-    )
+    strict_flow = m.define("f").start(parse=identity).sleep("pause", 10).need_to("go", strict).end()
     first = create_in_memory_commander([lenient], persistence=store, clock=clock)
     handle = await first.start(lenient, {})
     await handle.signal("go", {"ok": "maybe"})

@@ -69,12 +69,12 @@ def test_describe_tells_which_steps_have_a_compensation() -> None:
 
 
 async def test_a_compensation_missing_from_a_newer_definition_fails_the_mission() -> None:
-    """A mission compensating on a definition version whose step lost its compensation fails
-    with CompensationFailedError saying so, the compensation still owed."""
+    """A mission compensating on its definition version changed in place, whose step lost its
+    compensation, fails with CompensationFailedError saying so, the compensation still owed."""
     store = InMemoryPersistenceAdapter()
 
     def version(compensate: bool) -> Any:
-        begun = m.define("changing", version=2 if not compensate else 1).start(parse=identity)
+        begun = m.define("changing").start(parse=identity)
         step = (
             begun.step("book", book, compensate=undo)
             if compensate

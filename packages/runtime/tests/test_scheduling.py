@@ -240,7 +240,7 @@ async def test_the_scheduler_pauses_instead_of_spinning_on_missions_that_keep_fa
 
     store = InMemoryPersistenceAdapter()
     await make_commander([timer], persistence=store).start(timer, {}, id="orphan")
-    stranger = make_commander([], persistence=store)
+    stranger = make_commander([], persistence=store, version_check="warn")
     await anyio.sleep(60)
 
     await make_runtime(stranger, stalled_tick_delay=10, logger=log)

@@ -116,7 +116,7 @@ async def test_a_resume_that_fails_is_logged_and_counted_without_stopping_the_ru
     await crash_mid_step(first, kept, "new-order")
 
     payments.hang = False
-    restarted = make_commander([kept], persistence=store)
+    restarted = make_commander([kept], persistence=store, version_check="warn")
     runtime = await make_runtime(restarted, logger=log, metrics=metrics)
 
     assert runtime.state is RuntimeState.RUNNING

@@ -73,7 +73,7 @@ async def test_a_due_mission_that_cannot_move_does_not_delay_a_later_due_time(
     later per max_missions_per_tick of them (those tried already are passed over)."""
     store = InMemoryPersistenceAdapter()
     old = make_commander([RETIRED], persistence=store)
-    deployed = make_commander([QUICK], persistence=store)
+    deployed = make_commander([QUICK], persistence=store, version_check="warn")
     await make_runtime(deployed, max_missions_per_tick=2, stalled_tick_delay=30)
     began = mission_clock.now()
 
@@ -104,7 +104,7 @@ async def test_missions_left_mid_node_are_resumed_past_those_whose_resume_keeps_
     for n in range(2):
         with anyio.move_on_after(1):
             await old.start(HANGING, {}, id=f"a-retired-{n}")
-    deployed = make_commander([SLOW], persistence=store)
+    deployed = make_commander([SLOW], persistence=store, version_check="warn")
     runtime = await make_runtime(
         deployed, max_missions_per_tick=2, stalled_tick_delay=3600, logger=log
     )
@@ -196,7 +196,7 @@ async def test_a_stuck_mission_is_retried_less_and_less_often(
     await old.start(RETIRED, {}, id="stuck", start_at=mission_clock.now() + timedelta(seconds=1))
     failures = FailureTimes()
     began = anyio.current_time()
-    deployed = make_commander([QUICK], persistence=store)
+    deployed = make_commander([QUICK], persistence=store, version_check="warn")
     await make_runtime(deployed, stalled_tick_delay=1, logger=failures)
 
     await anyio.sleep(1 + 127 + 64 * 3 + 0.5)
@@ -228,7 +228,7 @@ async def test_many_stuck_missions_are_retried_and_read_in_bounded_amounts(
         return ids
 
     store.due_missions = counting  # type: ignore[method-assign]
-    deployed = make_commander([QUICK], persistence=store)
+    deployed = make_commander([QUICK], persistence=store, version_check="warn")
     await make_runtime(deployed, stalled_tick_delay=10, max_missions_per_tick=100, logger=log)
 
     await anyio.sleep(61)

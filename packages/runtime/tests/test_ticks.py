@@ -361,7 +361,7 @@ async def test_missions_that_cannot_move_do_not_crowd_out_the_others(
         await first.start(orphan, {}, id=f"orphan-{i}")
     await first.start(healthy, {}, id="healthy")
     # A new deployment no longer knows "orphan": its missions fail to advance when due.
-    commander = make_commander([healthy], persistence=store)
+    commander = make_commander([healthy], persistence=store, version_check="warn")
     await anyio.sleep(20)
     runtime = await make_runtime(
         commander, max_missions_per_tick=2, stalled_tick_delay=3600, logger=log

@@ -16,7 +16,7 @@ import json
 import logging
 import os
 import stat
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
@@ -89,8 +89,8 @@ _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND: Final = timedelta(microseconds=1)
 
 _INSERT_MISSION: Final = (
-    "INSERT INTO missions (id, definition, status, due_at, revision, snapshot, cancel_request) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
+    "INSERT INTO missions (id, definition, status, due_at, revision, snapshot, cancel_request, "
+    "definition_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
 )
 # The revision in the WHERE clause is the compare-and-set; coalesce keeps a stored cancellation
 # request, which nothing but request_cancel (or the first snapshot carrying one) may write.
@@ -130,6 +130,37 @@ _RUNNING_AFTER: Final = (
     "SELECT id FROM missions WHERE status = 'running' AND id > ? ORDER BY id LIMIT ?"
 )
 _TIMELINE: Final = "SELECT entry FROM timeline WHERE mission_id = ? ORDER BY revision, position"
+# The partial index missions_unfinished_versions, named (the planner prefers missions_by_status
+# otherwise), with its condition word for word: each query is one seek to the next (definition,
+# version), or to one version's first ids.
+_UNFINISHED: Final = (
+    "missions INDEXED BY missions_unfinished_versions WHERE status IN ('running', 'waiting')"
+)
+_FIRST_VERSION: Final = (
+    f"SELECT definition, definition_version FROM {_UNFINISHED} "
+    "ORDER BY definition, definition_version LIMIT 1"
+)
+# The next version: of the same definition, else the first of the next definition. (A row
+# value comparison, (definition, definition_version) > (?, ?), would seek on the definition
+# only and then read every mission of it.)
+_NEXT_VERSION: Final = (
+    f"SELECT definition, definition_version FROM {_UNFINISHED} "
+    "AND definition = ? AND definition_version > ? ORDER BY definition_version LIMIT 1"
+)
+_NEXT_DEFINITION: Final = (
+    f"SELECT definition, definition_version FROM {_UNFINISHED} "
+    "AND definition > ? ORDER BY definition, definition_version LIMIT 1"
+)
+_ON_VERSION: Final = (
+    f"SELECT id FROM {_UNFINISHED} AND definition = ? AND definition_version = ? "
+    "ORDER BY id LIMIT ?"
+)
+_FINGERPRINTS: Final = "SELECT definition, version, fingerprint FROM definition_versions"
+_RECORD_FINGERPRINT: Final = (
+    "INSERT INTO definition_versions (definition, version, fingerprint, recorded_at) "
+    "VALUES (?, ?, ?, ?) ON CONFLICT (definition, version) DO UPDATE SET "
+    "fingerprint = excluded.fingerprint, recorded_at = excluded.recorded_at"
+)
 
 
 def _micros(when: datetime, what: str) -> int:
@@ -628,7 +659,16 @@ class SQLitePersistenceAdapter:
         mission_id = snapshot.id
         revision = snapshot.revision
         due, text, cancel = self._encode(snapshot)
-        row = (mission_id, snapshot.definition, str(snapshot.status), due, revision, text, cancel)
+        row = (
+            mission_id,
+            snapshot.definition,
+            str(snapshot.status),
+            due,
+            revision,
+            text,
+            cancel,
+            snapshot.definition_version,
+        )
         entries = [
             (mission_id, revision, i, timeline_entry_to_json(entry))
             for i, entry in enumerate(timeline)
@@ -917,6 +957,52 @@ class SQLitePersistenceAdapter:
             return [timeline_entry_from_json(row[0]) for row in rows]
         except Exception as error:
             raise self._corrupt(mission_id, "timeline", error) from error
+
+    # -- definition versions (DefinitionVersionStore) ------------------------------------------
+
+    async def versions_in_use(self) -> list[tuple[str, int]]:
+        """The (definition, version) of the missions that have not ended: one seek in the
+        missions_unfinished_versions index per version, whatever the number of missions."""
+        self._check_open()
+        action = "reading the versions in use"
+        found: list[tuple[str, int]] = []
+        rows = await self._read(_FIRST_VERSION, (), action)
+        while rows:
+            found.append((str(rows[0][0]), int(rows[0][1])))
+            rows = await self._read(_NEXT_VERSION, found[-1], action) or await self._read(
+                _NEXT_DEFINITION, (found[-1][0],), action
+            )
+        return found
+
+    async def missions_on_version(self, definition: str, version: int, limit: int) -> list[str]:
+        """The ids of up to ``limit`` unfinished missions on ``version`` of ``definition``."""
+        self._check_open()
+        if limit <= 0:
+            return []
+        rows = await self._read(
+            _ON_VERSION,
+            (definition, version, limit),
+            f"reading the missions on version {version} of {definition!r}",
+        )
+        return [str(row[0]) for row in rows]
+
+    async def fingerprints(self) -> dict[tuple[str, int], str]:
+        """Every stored fingerprint, by (definition, version)."""
+        self._check_open()
+        rows = await self._read(_FINGERPRINTS, (), "reading the definition fingerprints")
+        return {(str(row[0]), int(row[1])): str(row[2]) for row in rows}
+
+    async def record_fingerprints(self, fingerprints: Mapping[tuple[str, int], str]) -> None:
+        """Store ``fingerprints`` (one transaction), each replacing the one of its version."""
+        self._check_owner("record definition fingerprints")
+        at = datetime.now(UTC).isoformat()
+        rows = [(name, version, text, at) for (name, version), text in fingerprints.items()]
+        if not rows:
+            return
+        await self._group.run_alone(
+            lambda: self._cursor.executemany(_RECORD_FINGERPRINT, rows),
+            "recording definition fingerprints",
+        )
 
     # -- several processes: submissions and ownership (SubmissionStore) ----------------------
 

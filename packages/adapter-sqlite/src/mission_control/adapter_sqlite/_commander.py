@@ -13,6 +13,7 @@ from mission_control.core import (
     MissionDefinition,
     SortableIds,
     SystemClock,
+    VersionCheck,
 )
 
 from ._adapter import Role, SQLitePersistenceAdapter, Synchronous
@@ -27,8 +28,8 @@ class SQLiteCommander(Commander):
     The same commander :func:`mission_control.core.create_commander` makes, with a
     :class:`SQLitePersistenceAdapter` it opens itself and closes in :meth:`aclose` (or at the end
     of ``async with``). ``synchronous``, ``busy_timeout``, ``read_only`` and ``role`` are those of
-    :func:`create_sqlite_persistence_adapter`; ``max_recovery_attempts`` and ``converter`` are
-    those of :func:`mission_control.core.create_commander`.
+    :func:`create_sqlite_persistence_adapter`; ``max_recovery_attempts``, ``converter`` and
+    ``version_check`` are those of :func:`mission_control.core.create_commander`.
     """
 
     def __init__(
@@ -44,6 +45,7 @@ class SQLiteCommander(Commander):
         read_only: bool = False,
         role: Role = "auto",
         max_recovery_attempts: int = DEFAULT_MAX_RECOVERY_ATTEMPTS,
+        version_check: VersionCheck = "raise",
     ) -> None:
         adapter = SQLitePersistenceAdapter(
             path,
@@ -60,6 +62,7 @@ class SQLiteCommander(Commander):
                 ids if ids is not None else SortableIds(),
                 max_recovery_attempts=max_recovery_attempts,
                 converter=converter,
+                version_check=version_check,
             )
         except BaseException:
             # Bad definitions must not leave the database locked.

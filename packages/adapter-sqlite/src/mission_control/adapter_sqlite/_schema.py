@@ -124,6 +124,39 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             "CREATE INDEX submissions_pending ON submissions (seq) WHERE state = 'pending'",
         ),
     ),
+    Migration(
+        3,
+        "definition versions: each mission's version, and one fingerprint per version",
+        (
+            # A mission keeps its version for its whole life: written by the insert only.
+            "ALTER TABLE missions ADD COLUMN definition_version INTEGER NOT NULL DEFAULT 1",
+            # Missions stored before: the version their snapshot holds (1 for most, left as
+            # the default).
+            """
+            UPDATE missions SET definition_version = snapshot ->> '$.definition_version'
+            WHERE snapshot ->> '$.definition_version' IS NOT 1
+            """,
+            # The versions unfinished missions use, found one index seek per version (the
+            # start-up check), however many missions there are.
+            """
+            CREATE INDEX missions_unfinished_versions
+            ON missions (definition, definition_version, id)
+            WHERE status IN ('running', 'waiting')
+            """,
+            # The shape of each version (mission_control.core.fingerprint), stored when its
+            # first missions start (or the first commander that knows it starts), so that a
+            # version changed under the same number is found before its missions meet it.
+            """
+            CREATE TABLE definition_versions (
+                definition TEXT NOT NULL,
+                version INTEGER NOT NULL,
+                fingerprint TEXT NOT NULL,
+                recorded_at TEXT NOT NULL,
+                PRIMARY KEY (definition, version)
+            ) WITHOUT ROWID, STRICT
+            """,
+        ),
+    ),
 )
 
 SCHEMA_VERSION: Final = MIGRATIONS[-1].version

@@ -42,6 +42,7 @@ from ._errors import (
     CompensationRequested,
     ConfigurationError,
     DeadlineExceededError,
+    DefinitionVersionError,
     EventLoopError,
     InvalidDefinitionError,
     InvalidInputError,
@@ -98,6 +99,13 @@ from ._snapshot import (
 )
 from ._submissions import Refusal, Submission, SubmissionKind, SubmissionState
 from ._values import MAX_INT_DIGITS, MAX_NESTING, converter, from_json_value, to_json_value
+from ._versions import (
+    VersionCheck,
+    VersionProblem,
+    VersionReport,
+    check_definitions,
+    fingerprint,
+)
 
 __all__ = [
     "DEFAULT_MAX_RECOVERY_ATTEMPTS",
@@ -120,6 +128,7 @@ __all__ = [
     "CompensationRequested",
     "Compensations",
     "DeadlineExceededError",
+    "DefinitionVersionError",
     "ParallelMode",
     "ParentLink",
     "SignalTimeoutError",
@@ -174,13 +183,18 @@ __all__ = [
     "UnknownDefinitionError",
     "UnknownEventError",
     "UnknownSignalError",
+    "VersionCheck",
+    "VersionProblem",
+    "VersionReport",
     "Wait",
     "WaitKind",
+    "check_definitions",
     "converter",
     "create_commander",
     "custom_backoff",
     "define",
     "exponential",
+    "fingerprint",
     "fixed",
     "from_json_value",
     "key",

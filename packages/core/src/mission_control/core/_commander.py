@@ -65,6 +65,7 @@ from ._submissions import (
 )
 from ._values import converter as default_converter
 from ._values import detached, detached_entries, is_text, to_json_value
+from ._versions import VersionCheck, VersionReport, startup_check
 
 _log = logging.getLogger("mission_control.core")
 
@@ -288,8 +289,14 @@ class Commander:
         *,
         max_recovery_attempts: int = DEFAULT_MAX_RECOVERY_ATTEMPTS,
         converter: cattrs.Converter | None = None,
+        version_check: VersionCheck = "raise",
     ) -> None:
         clock_checked = _check_clock(clock)
+        if version_check not in ("raise", "warn"):
+            raise ConfigurationError(
+                f"version_check must be 'raise' or 'warn', got {version_check!r}"
+            )
+        self._version_check: VersionCheck = version_check
         if converter is not None and not isinstance(converter, cattrs.BaseConverter):
             raise ConfigurationError(f"converter must be a cattrs converter, got {converter!r}")
         if (
@@ -300,10 +307,10 @@ class Commander:
             raise ConfigurationError(
                 f"max_recovery_attempts must be a whole number >= 0, got {max_recovery_attempts!r}"
             )
-        registry: dict[str, MissionDefinition[Any, Any, Any]] = {}
+        registry: dict[tuple[str, int], MissionDefinition[Any, Any, Any]] = {}
         # A definition's children are registered with it, and theirs with them; each with
-        # where it came from, for the error that finds two of one name.
-        origins: dict[str, str] = {}
+        # where it came from, for the error that finds two of one name and version.
+        origins: dict[tuple[str, int], str] = {}
         pending: list[tuple[Any, str]] = [(definition, "given") for definition in definitions]
         while pending:
             definition, origin = pending.pop(0)
@@ -311,24 +318,30 @@ class Commander:
                 raise InvalidDefinitionError(
                     f"definitions must be built with m.define(...)...end(), got {definition!r}"
                 )
-            name = definition.name
-            if name in registry:
-                if registry[name] is not definition:
+            key = (definition.name, definition.version)
+            if key in registry:
+                if registry[key] is not definition:
                     raise InvalidDefinitionError(
-                        f"two definitions are named {name!r}; names must be unique (one "
-                        f"{origins[name]}, version {registry[name].version}; the other "
-                        f"{origin}, version {definition.version}): a parent must be built "
-                        "with the very definition object the commander is given"
+                        f"two definitions are named {key[0]!r} with version {key[1]}; a name "
+                        f"and version must be unique (one {origins[key]}, the other {origin}): "
+                        "give a changed definition a new version (m.define(name, version=...)), "
+                        "and build a parent with the very definition object the commander is "
+                        "given"
                     )
                 continue
-            registry[name] = definition
-            origins[name] = origin
+            registry[key] = definition
+            origins[key] = origin
             pending.extend(
-                (place.node.definition, f"started by child node {path!r} of {name!r}")
+                (place.node.definition, f"started by child node {path!r} of {key[0]!r}")
                 for path, place in definition.places.items()
                 if isinstance(place.node, ChildNode)
             )
-        self._definitions = registry
+        self._versions = registry
+        # By name, the latest version registered: what a start by name (a submission) runs.
+        latest: dict[str, MissionDefinition[Any, Any, Any]] = {}
+        for (name, _), definition in sorted(registry.items()):
+            latest[name] = definition
+        self._definitions = latest
         self._persistence = persistence
         # What the engine returns and the adapter reads share their lists and dicts with the
         # store when the adapter keeps the snapshots it is given: callers then get copies, made
@@ -396,7 +409,14 @@ class Commander:
 
     @property
     def definitions(self) -> dict[str, MissionDefinition[Any, Any, Any]]:
+        """The definitions this commander runs, by name: of a definition given in several
+        versions, the latest (see :attr:`definition_versions` for all of them)."""
         return dict(self._definitions)
+
+    @property
+    def definition_versions(self) -> dict[tuple[str, int], MissionDefinition[Any, Any, Any]]:
+        """Every definition this commander runs, by name and version (children included)."""
+        return dict(self._versions)
 
     @property
     def notices(self) -> Notices:
@@ -405,10 +425,11 @@ class Commander:
         return self._notices
 
     def _registered(self, definition: MissionDefinition[Any, Any, Any]) -> None:
-        if self._definitions.get(getattr(definition, "name", None)) is not definition:  # type: ignore[arg-type]
+        key = (getattr(definition, "name", None), getattr(definition, "version", None))
+        if self._versions.get(key) is not definition:  # type: ignore[arg-type]
             raise UnknownDefinitionError(
                 f"definition {definition!r} was not given to this commander "
-                f"(known: {', '.join(sorted(self._definitions)) or 'none'})"
+                f"(known: {_known(self._versions)})"
             )
 
     async def start(
@@ -707,7 +728,7 @@ class Commander:
         if not isinstance(name, str):
             raise InvalidInputError(f"signal name must be a str, got {name!r}")
         snapshot = await self._engine.load(mission_id)
-        if snapshot.definition in self._definitions:
+        if (snapshot.definition, snapshot.definition_version) in self._versions:
             _, payload_json, _ = self._engine.check_signal(snapshot, name, payload)
         else:
             self._engine.ensure_active(snapshot, f"signal {name!r}")
@@ -989,12 +1010,34 @@ class Commander:
         """Whether a task of this process is moving the mission right now."""
         return self._engine.is_held(mission_id)
 
+    async def check_versions(self) -> VersionReport | None:
+        """Check the definition versions unfinished missions use against this commander's:
+        each must be registered, with the shape (:func:`fingerprint`) stored when missions first
+        started on it. Raises :class:`DefinitionVersionError` naming the versions and some of
+        their missions, or logs them as a warning (``version_check="warn"`` of
+        :func:`create_commander`). When this process owns the store, the fingerprints of
+        registered versions not stored yet are stored. Run when the commander starts (``async
+        with``, on the owner) and when a runtime starts on it; ``None`` on an adapter that keeps
+        no fingerprints."""
+        self._engine.loop.check("commander.check_versions()")
+        record = self.is_owner and not getattr(self._persistence, "read_only", False)
+        return await startup_check(
+            self._persistence, self._versions, self._version_check, record=record
+        )
+
     async def aclose(self) -> None:
         """Close the persistence adapter."""
         self._engine.loop.check("commander.aclose()")
         await self._persistence.aclose()
 
     async def __aenter__(self) -> Self:
+        if self.is_owner:
+            try:
+                await self.check_versions()
+            except BaseException:
+                # No __aexit__ follows a failed __aenter__: what it would close, closed here.
+                await self.aclose()
+                raise
         return self
 
     async def __aexit__(
@@ -1004,6 +1047,20 @@ class Commander:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+def _known(versions: Iterable[tuple[str, int]]) -> str:
+    """The definitions a commander has, for an error: each name with its versions."""
+    by_name: dict[str, list[int]] = {}
+    for name, version in sorted(versions):
+        by_name.setdefault(name, []).append(version)
+    return (
+        ", ".join(
+            f"{name} (version{'s' if len(found) > 1 else ''} {', '.join(map(str, found))})"
+            for name, found in by_name.items()
+        )
+        or "none"
+    )
 
 
 def _check_clock(clock: Clock) -> bool:
@@ -1066,6 +1123,7 @@ def create_commander(
     ids: Callable[[], str] | None = None,
     max_recovery_attempts: int = DEFAULT_MAX_RECOVERY_ATTEMPTS,
     converter: cattrs.Converter | None = None,
+    version_check: VersionCheck = "raise",
 ) -> Commander:
     """Make a commander for ``definitions``.
 
@@ -1078,6 +1136,13 @@ def create_commander(
     user types in inputs, outputs and signal payloads into JSON values and back; the library's
     own records never go through it. Raises :class:`ConfigurationError` for a clock whose
     ``now()`` is not a timezone-aware datetime.
+
+    ``definitions`` may hold several versions of one definition (``m.define(name,
+    version=...)``): a mission runs on the version it started on until it ends. When the
+    commander starts (``async with``) or a runtime starts on it, :meth:`Commander.check_versions`
+    checks that every version unfinished missions use is registered unchanged;
+    ``version_check`` says what a failed check does: ``"raise"`` :class:`DefinitionVersionError`
+    (the default), or ``"warn"``: log it and start.
     """
     return Commander(
         definitions,
@@ -1086,6 +1151,7 @@ def create_commander(
         ids if ids is not None else SortableIds(),
         max_recovery_attempts=max_recovery_attempts,
         converter=converter,
+        version_check=version_check,
     )
 
 

@@ -14,7 +14,7 @@ import functools
 import inspect
 import logging
 import math
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime, timedelta
 from types import CoroutineType
 from typing import Any, assert_never, cast
@@ -96,6 +96,34 @@ from ._values import (
 )
 
 Definition = MissionDefinition[Any, Any, Any]
+
+
+_CHANGED_IN_PLACE = (
+    "(it changed since the mission started on it: a changed definition needs a new version, "
+    "registered beside the old one until the old one's missions end)"
+)
+
+
+def unknown_version_message(
+    snapshot: MissionSnapshot, definitions: Mapping[tuple[str, int], Definition]
+) -> str:
+    """Why ``snapshot``'s mission cannot move: its definition, or the version of it the mission
+    started on, is not registered."""
+    name, version = snapshot.definition, snapshot.definition_version
+    versions = sorted(v for n, v in definitions if n == name)
+    if versions:
+        return (
+            f"mission {snapshot.id!r} runs on version {version} of definition {name!r}, which "
+            f"this commander was not given (it has version{'s' if len(versions) > 1 else ''} "
+            f"{', '.join(map(str, versions))}): a mission keeps the version it started on, so "
+            f"give the commander version {version} beside the others until its missions end"
+        )
+    known = ", ".join(sorted({n for n, _ in definitions})) or "none"
+    return (
+        f"mission {snapshot.id!r} uses definition {name!r}, which this commander was not given "
+        f"(known: {known})"
+    )
+
 
 step_logger = logging.getLogger("mission_control.steps")
 """A WARNING for each failed attempt of a start ``run`` or a step, with its traceback."""
@@ -398,7 +426,7 @@ class Engine:
 
     def __init__(
         self,
-        definitions: dict[str, Definition],
+        definitions: dict[tuple[str, int], Definition],
         persistence: PersistenceAdapter,
         clock: Clock,
         new_id: Callable[[], str],
@@ -432,12 +460,11 @@ class Engine:
         return _Hold(self.notices, mission_id)
 
     def definition_for(self, snapshot: MissionSnapshot) -> Definition:
-        definition = self.definitions.get(snapshot.definition)
+        """The version of its definition the mission started on: a mission runs on it until it
+        ends, whatever later versions are registered beside it."""
+        definition = self.definitions.get((snapshot.definition, snapshot.definition_version))
         if definition is None:
-            raise UnknownDefinitionError(
-                f"mission {snapshot.id!r} uses definition {snapshot.definition!r}, which this "
-                f"commander was not given (known: {', '.join(sorted(self.definitions)) or 'none'})"
-            )
+            raise UnknownDefinitionError(unknown_version_message(snapshot, self.definitions))
         return definition
 
     async def load(self, mission_id: str) -> MissionSnapshot:
@@ -921,7 +948,7 @@ class Engine:
                     ErrorInfo(
                         "MissingNodeError",
                         f"definition {definition.name!r} version {definition.version} {has} "
-                        f"(the mission was started on version {draft.definition_version})",
+                        f"{_CHANGED_IN_PLACE}",
                     ),
                     self.now(),
                     attempts=record.attempts,
@@ -1560,7 +1587,7 @@ class Engine:
         """Start (or find, after a crash) this attempt's child mission and run it until its
         first wait, as ``start`` does; the child node's record input: the child's id and
         input."""
-        child = self.definitions[node.definition.name]
+        child = self.definitions[(node.definition.name, node.definition.version)]
         mission_id = child_id(draft.id, path, attempt)
         link = ParentLink(draft.id, path)
         # Found first (after a crash): its input is not checked again, since the input
@@ -1832,8 +1859,7 @@ class Engine:
             error = ErrorInfo(
                 "MissingNodeError",
                 f"definition {definition.name!r} version {definition.version} has no "
-                f"compensation for step {step_path!r} (the mission was started on version "
-                f"{draft.definition_version})",
+                f"compensation for step {step_path!r} {_CHANGED_IN_PLACE}",
                 attempt,
             )
             self._compensation_failed(draft, path, error, attempt)

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ._snapshot import MissionSnapshot
+    from ._versions import VersionReport
 
 
 def message_of(error: BaseException) -> str:
@@ -45,6 +46,22 @@ class InvalidDefinitionError(MissionControlError):
 
 class UnknownDefinitionError(MissionControlError):
     """A mission names a definition the commander was not given."""
+
+
+class DefinitionVersionError(UnknownDefinitionError):
+    """Unfinished missions run on definition versions the commander was not given, or was given
+    changed (another shape under the same version number): raised when the commander or runtime
+    starts (see ``version_check`` of ``create_commander``). ``report`` has every problem, each
+    with the missions on it."""
+
+    def __init__(self, report: VersionReport) -> None:
+        self.report = report
+        super().__init__(
+            "definition versions do not match the unfinished missions: "
+            + "; ".join(str(problem) for problem in report.problems)
+            + ". Register every version unfinished missions use, and give a changed definition a "
+            "new version number (see docs/dsl.md, versions)"
+        )
 
 
 class InvalidInputError(MissionControlError):

@@ -14,7 +14,9 @@ new mission (signal-with-start). An adapter whose store several processes share 
 :class:`SubmissionStore` too (one process owns the store and executes its missions; the others
 hand it :class:`NewSubmission` records, marked applied by the write that applies them). An
 adapter that hears writes made elsewhere (another process) tells the commanders of this one
-through the store's notices (``mission_control.core.lowlevel.notices_for``).
+through the store's notices (``mission_control.core.lowlevel.notices_for``). An adapter that
+implements :class:`DefinitionVersionStore` keeps one fingerprint per definition version and says
+which versions unfinished missions use: commanders on it check their definitions when they start.
 
 The codec is the library's own: its functions write and read the records (:class:`MissionSnapshot`,
 :class:`TimelineEntry`, :class:`BufferedSignal`, :class:`CancelRequest`) the same way whatever
@@ -44,10 +46,12 @@ from ._serialization import (
 from ._snapshot import BufferedSignal, MissionFields, NewSignal
 from ._submissions import Marking, NewSubmission, SubmissionDecidedError, SubmissionStore
 from ._values import detached
+from ._versions import DefinitionVersionStore, VersionKey
 
 __all__ = [
     "SNAPSHOT_FORMAT",
     "BufferedSignal",
+    "DefinitionVersionStore",
     "Marking",
     "MissionFields",
     "NewSignal",
@@ -56,6 +60,7 @@ __all__ = [
     "RevisionConflictError",
     "SubmissionDecidedError",
     "SubmissionStore",
+    "VersionKey",
     "buffered_signal_from_json",
     "buffered_signal_to_json",
     "cancel_request_from_json",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bisect
 import heapq
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 import attrs
@@ -59,6 +59,10 @@ class InMemoryPersistenceAdapter:
         # Mission ids in order, for listing a page without sorting the store; None when an id
         # was inserted out of order (sorted again by the next listing).
         self._ordered: list[str] | None = []
+        # The ids of the missions that have not ended, by (definition, version), for the
+        # version check; and the fingerprint recorded for each version.
+        self._unfinished: dict[tuple[str, int], set[str]] = {}
+        self._fingerprints: dict[tuple[str, int], str] = {}
 
     def _check_open(self) -> None:
         if self._closed:
@@ -70,6 +74,15 @@ class InMemoryPersistenceAdapter:
             self._running.add(mission_id)
         else:
             self._running.discard(mission_id)
+        version = (snapshot.definition, snapshot.definition_version)
+        if snapshot.status.is_terminal:
+            on_version = self._unfinished.get(version)
+            if on_version is not None:
+                on_version.discard(mission_id)
+                if not on_version:
+                    del self._unfinished[version]
+        else:
+            self._unfinished.setdefault(version, set()).add(mission_id)
         due = snapshot.due_at
         if due is None:
             self._due.pop(mission_id, None)
@@ -266,6 +279,24 @@ class InMemoryPersistenceAdapter:
         self._check_open()
         ids = sorted(i for i in self._running if after_id is None or i > after_id)
         return ids[:limit]
+
+    # -- definition versions (DefinitionVersionStore) ------------------------------------------
+
+    async def versions_in_use(self) -> list[tuple[str, int]]:
+        self._check_open()
+        return sorted(self._unfinished)
+
+    async def missions_on_version(self, definition: str, version: int, limit: int) -> list[str]:
+        self._check_open()
+        return sorted(self._unfinished.get((definition, version), ()))[: max(limit, 0)]
+
+    async def fingerprints(self) -> dict[tuple[str, int], str]:
+        self._check_open()
+        return dict(self._fingerprints)
+
+    async def record_fingerprints(self, fingerprints: Mapping[tuple[str, int], str]) -> None:
+        self._check_open()
+        self._fingerprints.update(fingerprints)
 
     async def timeline(self, mission_id: str) -> list[TimelineEntry]:
         self._check_open()

@@ -10,6 +10,7 @@ from mission_control.core import (
     Clock,
     Commander,
     MissionDefinition,
+    VersionCheck,
     create_commander,
 )
 
@@ -29,6 +30,7 @@ def create_in_memory_commander(
     persistence: InMemoryPersistenceAdapter | None = None,
     max_recovery_attempts: int = DEFAULT_MAX_RECOVERY_ATTEMPTS,
     converter: cattrs.Converter | None = None,
+    version_check: VersionCheck = "raise",
 ) -> Commander:
     """A commander on in-memory storage with a :class:`ManualClock` and :class:`SequentialIds`
     unless others are given: fully deterministic, nothing touches the disk or the wall clock."""
@@ -39,4 +41,5 @@ def create_in_memory_commander(
         ids=ids if ids is not None else SequentialIds(),
         max_recovery_attempts=max_recovery_attempts,
         converter=converter,
+        version_check=version_check,
     )

@@ -17,7 +17,7 @@ import anyio.lowlevel
 import attrs
 import trio
 
-from mission_control.core import ConfigurationError, MissionStatus
+from mission_control.core import ConfigurationError, DefinitionVersionError, MissionStatus
 from mission_control.core.lowlevel import LoopBinding, MissionDriver, Notices
 
 from ._errors import RuntimeStateError, TickFailedError
@@ -291,6 +291,9 @@ class CommanderRuntime:
             )
         if self._state is not RuntimeState.NEW:
             raise RuntimeStateError(f"start() needs a new runtime; this one is {self._state}")
+        # Before anything runs: a version unfinished missions use but the commander lacks (or
+        # has changed) raises DefinitionVersionError here, the runtime still new.
+        await self._check_versions()
         self._state = RuntimeState.STARTING
         self._nursery = nursery
         self._log(
@@ -351,6 +354,8 @@ class CommanderRuntime:
         if not self.is_running:
             return
         self._log(RuntimeEvent.RUNTIME_TOOK_OWNERSHIP)
+        # Checked at start already; as the owner now, record the fingerprints of new versions.
+        await self._retrying("checking definition versions", self._check_versions_as_owner)
         self._begin_owning()
         if self._auto_schedule:
             self._start_beside(self._watch_submissions)
@@ -378,6 +383,22 @@ class CommanderRuntime:
                 await anyio.sleep(self._stalled_delay.total_seconds())
             else:
                 return
+
+    async def _check_versions(self) -> None:
+        """The commander's version check (a driver that is no commander may have none)."""
+        check: Callable[[], Awaitable[object]] | None = getattr(
+            self._commander, "check_versions", None
+        )
+        if check is not None:
+            await check()
+
+    async def _check_versions_as_owner(self) -> None:
+        try:
+            await self._check_versions()
+        except DefinitionVersionError as error:
+            # The previous owner ran these missions: this one takes over all the same (their
+            # missions fail when they next move, naming their version).
+            logging.getLogger(__name__).warning("runtime took over the store: %s", error)
 
     def _submitted(self) -> None:
         """Another process submitted work: a tick now applies it."""

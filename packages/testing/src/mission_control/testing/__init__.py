@@ -18,6 +18,7 @@ from ._protocol_battery import PersistenceProtocolConformance
 from ._recorders import LoggedEvent, Measurement, RecordingLogger, RecordingMetrics
 from ._saga_scenarios import SagaConformance
 from ._tasks import interrupt_when, wait_all_tasks_blocked
+from ._version_scenarios import VersionConformance
 from ._virtual_loop import VirtualTimeEventLoop, virtual_time_loop
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "LoopConformance",
     "PersistenceProtocolConformance",
     "SagaConformance",
+    "VersionConformance",
     "approval_definition",
     "drain_due",
     "interrupt_when",

@@ -20,6 +20,7 @@ from ._engine_scenarios import EngineScenarioConformance
 from ._loop_scenarios import LoopConformance
 from ._protocol_battery import PersistenceProtocolConformance
 from ._saga_scenarios import SagaConformance
+from ._version_scenarios import VersionConformance
 
 
 class AdapterConformance(
@@ -29,10 +30,11 @@ class AdapterConformance(
     LoopConformance,
     SagaConformance,
     ChildConformance,
+    VersionConformance,
 ):
     """Every test of the conformance suite: the protocol battery
     (:class:`PersistenceProtocolConformance`), then the engine scenarios
     (:class:`EngineScenarioConformance`), the control-flow ones (:class:`ControlFlowConformance`),
-    the loop ones (:class:`LoopConformance`), the compensation ones (:class:`SagaConformance`)
-    and the child mission ones (:class:`ChildConformance`). Subclass it and provide
-    ``persistence``."""
+    the loop ones (:class:`LoopConformance`), the compensation ones (:class:`SagaConformance`),
+    the child mission ones (:class:`ChildConformance`) and the definition version ones
+    (:class:`VersionConformance`). Subclass it and provide ``persistence``."""

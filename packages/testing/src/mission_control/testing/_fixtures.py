@@ -17,7 +17,7 @@ import anyio
 import pytest
 from trio.testing import MockClock
 
-from mission_control.core import Clock, Commander, MissionDefinition
+from mission_control.core import Clock, Commander, MissionDefinition, VersionCheck
 from mission_control.core.lowlevel import MissionDriver
 from mission_control.in_memory_commander import (
     InMemoryPersistenceAdapter,
@@ -77,6 +77,7 @@ class CommanderFactory(Protocol):
         persistence: InMemoryPersistenceAdapter | None = None,
         clock: Clock | None = None,
         ids: Callable[[], str] | None = None,
+        version_check: VersionCheck = "raise",
     ) -> Commander: ...
 
 
@@ -116,12 +117,14 @@ def make_commander(
         persistence: InMemoryPersistenceAdapter | None = None,
         clock: Clock | None = None,
         ids: Callable[[], str] | None = None,
+        version_check: VersionCheck = "raise",
     ) -> Commander:
         return create_in_memory_commander(
             mission_definitions if definitions is None else definitions,
             clock=mission_clock if clock is None else clock,
             ids=SequentialIds() if ids is None else ids,
             persistence=persistence,
+            version_check=version_check,
         )
 
     return make

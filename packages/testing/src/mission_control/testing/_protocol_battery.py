@@ -29,6 +29,7 @@ from mission_control.core import (
     WaitKind,
 )
 from mission_control.core.storage import (
+    DefinitionVersionStore,
     NewSignal,
     PersistenceAdapter,
     RevisionConflictError,
@@ -677,6 +678,55 @@ class PersistenceProtocolConformance:
         page = await persistence.list_missions(limit=100)
         assert page == [await persistence.load(s.id) for s in page]
 
+    # -- definition versions (DefinitionVersionStore) -----------------------------------------
+
+    def _versions(self, persistence: PersistenceAdapter) -> DefinitionVersionStore:
+        if not isinstance(persistence, DefinitionVersionStore):
+            pytest.skip("the adapter keeps no definition fingerprints (no DefinitionVersionStore)")
+        return persistence
+
+    async def test_versions_in_use_are_those_of_unfinished_missions(
+        self, persistence: PersistenceAdapter
+    ) -> None:
+        """versions_in_use lists each (definition, version) of running or waiting missions once,
+        sorted; a version leaves it when its last mission ends, and missions_on_version gives a
+        version's unfinished ids by id, up to limit."""
+        store = self._versions(persistence)
+        assert await store.versions_in_use() == []
+        await persistence.insert(build_snapshot("c", definition_version=2), [])
+        await persistence.insert(build_waiting("a", None), [])
+        await persistence.insert(build_snapshot("b", definition_version=2), [])
+        await persistence.insert(build_snapshot("d", definition="other", definition_version=7), [])
+        await persistence.insert(build_completed("e", 1), [])
+        assert await store.versions_in_use() == [("approval", 1), ("approval", 2), ("other", 7)]
+        assert await store.missions_on_version("approval", 2, 10) == ["b", "c"]
+        assert await store.missions_on_version("approval", 2, 1) == ["b"]
+        assert await store.missions_on_version("approval", 2, 0) == []
+        assert await store.missions_on_version("approval", 3, 10) == []
+        await persistence.commit(build_completed("a", 2), expected_revision=1, timeline=[])
+        failed = build_snapshot(
+            "d", status=MissionStatus.FAILED, definition="other", definition_version=7, revision=2
+        )
+        await persistence.commit(failed, expected_revision=1, timeline=[])
+        assert await store.versions_in_use() == [("approval", 2)]
+        assert await store.missions_on_version("approval", 1, 10) == []
+
+    async def test_fingerprints_are_recorded_once_per_version_and_replaced_whole(
+        self, persistence: PersistenceAdapter
+    ) -> None:
+        """record_fingerprints stores one fingerprint per (definition, version), a later one
+        replacing it, and fingerprints returns every one stored."""
+        store = self._versions(persistence)
+        assert await store.fingerprints() == {}
+        await store.record_fingerprints({("approval", 1): "1:aa", ("approval", 2): "1:bb"})
+        await store.record_fingerprints({})
+        await store.record_fingerprints({("approval", 2): "1:cc", ("other", 1): "1:dd"})
+        assert await store.fingerprints() == {
+            ("approval", 1): "1:aa",
+            ("approval", 2): "1:cc",
+            ("other", 1): "1:dd",
+        }
+
     # -- closing ------------------------------------------------------------------------------
 
     async def test_every_method_after_aclose_raises_persistence_error(
@@ -702,6 +752,13 @@ class PersistenceProtocolConformance:
             persistence.running_missions(10),
             persistence.timeline("m-1"),
         ]
+        if isinstance(persistence, DefinitionVersionStore):
+            calls += [
+                persistence.versions_in_use(),
+                persistence.missions_on_version("approval", 1, 10),
+                persistence.fingerprints(),
+                persistence.record_fingerprints({("approval", 1): "1:aa"}),
+            ]
         for call in calls:
             with pytest.raises(PersistenceError):
                 await call
