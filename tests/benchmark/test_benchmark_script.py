@@ -80,7 +80,8 @@ def test_the_bare_loop_runs_the_adapters_own_statements() -> None:
     finally:
         del sys.modules[spec.name]
     statements = ("_INSERT_MISSION", "_UPDATE_MISSION", "_INSERT_ENTRY", "_LOAD", "_DUE")
-    for name in (*statements, "_NEXT_DUE", "_RUNNING"):
+    versions = ("_FIRST_VERSION", "_NEXT_VERSION", "_NEXT_DEFINITION", "_FINGERPRINTS")
+    for name in (*statements, *versions, "_NEXT_DUE", "_RUNNING"):
         assert getattr(script, name) == getattr(adapter, name), name
 
 
