@@ -23,11 +23,14 @@ import pytest
 from mission_control.adapter_sqlite import SQLiteCommander, create_sqlite_persistence_adapter
 from mission_control.core import (
     Context,
+    DefinitionVersionError,
     MissionSnapshot,
     MissionStatus,
     NodeStatus,
     TimelineEntry,
     TimelineKind,
+    fingerprint,
+    m,
 )
 from mission_control.runtime import create_commander_runtime
 from mission_control.testing import LoopClock
@@ -233,3 +236,29 @@ def assert_completed(snapshot: MissionSnapshot) -> None:
         "end": snapshot.output,
     }, mission_id
     assert all(record.status is NodeStatus.COMPLETED for record in snapshot.nodes.values())
+
+
+async def test_missions_stored_before_schema_3_keep_the_version_their_snapshot_holds(
+    tmp_path: Path,
+) -> None:
+    """A 0.1.0 database (schema 1) migrated to schema 3 knows its unfinished missions' version
+    (2, from their snapshots) without a scan; the first commander with that version records
+    its fingerprint, and one without it is refused naming the missions."""
+    db = tmp_path / "v010.sqlite"
+    shutil.copyfile(FIXTURE, db)
+    async with create_sqlite_persistence_adapter(db) as adapter:
+        assert await adapter.versions_in_use() == [("upgrade-flow", 2)]
+        assert await adapter.fingerprints() == {}
+        unfinished = await adapter.missions_on_version("upgrade-flow", 2, 100)
+        listed = await adapter.list_missions(limit=100)
+        assert unfinished == sorted(s.id for s in listed if not s.is_terminal)
+    flow = flow_module.upgrade_flow(lambda ctx: None)
+    newer = m.define("upgrade-flow", version=3).start(parse=dict).end()
+    with pytest.raises(DefinitionVersionError, match="'upgrade-flow' version 2 is not registered"):
+        async with SQLiteCommander(db, [newer]):
+            pass
+    async with SQLiteCommander(db, [flow, newer]) as commander:
+        assert await commander.persistence.fingerprints() == {
+            ("upgrade-flow", 2): fingerprint(flow),
+            ("upgrade-flow", 3): fingerprint(newer),
+        }

@@ -1,11 +1,9 @@
-"""Definition versions on SQLite: the schema 3 migration (each mission's version taken from its
-snapshot), the start-up check of a runtime, a start submitted by name, the offline check on a
-read-only adapter, and the query the check makes at start-up (one index seek per version)."""
+"""Definition versions on SQLite: the start-up check of a runtime, a start submitted by name,
+the offline check on a read-only adapter, and the queries the check makes at start-up (index
+seeks). The schema 3 migration of a 0.1.0 file is tested in test_upgrade_from_0_1.py."""
 
 from __future__ import annotations
 
-import importlib.util
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -22,25 +20,11 @@ from mission_control.core import (
     DefinitionVersionError,
     MissionStatus,
     check_definitions,
-    fingerprint,
     m,
 )
 from mission_control.runtime import create_commander_runtime
 
 pytestmark = pytest.mark.anyio
-
-FIXTURES = Path(__file__).with_name("fixtures")
-FIXTURE = FIXTURES / "v010.sqlite"
-"""A database 0.1.0 wrote (see test_upgrade_from_0_1.py), at schema version 1."""
-
-
-def _upgrade_flow() -> Any:
-    spec = importlib.util.spec_from_file_location("v010_flow", FIXTURES / "v010_flow.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.upgrade_flow(lambda ctx: None)
 
 
 def accept(value: Any) -> Any:
@@ -52,32 +36,6 @@ def waiting(version: int, *, extra: bool = False) -> Any:
     if extra:
         built = built.step("extra", lambda ctx: "extra")
     return built.need_to("pay", parse=accept).end()
-
-
-async def test_missions_stored_before_schema_3_keep_the_version_their_snapshot_holds(
-    tmp_path: Path,
-) -> None:
-    """A 0.1.0 database (schema 1) migrated to schema 3 knows its unfinished missions' version
-    (2, from their snapshots) without a scan; the first commander with that version records
-    its fingerprint, and one without it is refused naming the missions."""
-    db = tmp_path / "v010.sqlite"
-    shutil.copyfile(FIXTURE, db)
-    async with create_sqlite_persistence_adapter(db) as adapter:
-        assert await adapter.versions_in_use() == [("upgrade-flow", 2)]
-        assert await adapter.fingerprints() == {}
-        unfinished = await adapter.missions_on_version("upgrade-flow", 2, 100)
-        listed = await adapter.list_missions(limit=100)
-        assert unfinished == sorted(s.id for s in listed if not s.is_terminal)
-    flow = _upgrade_flow()
-    newer = m.define("upgrade-flow", version=3).start(parse=accept).end()
-    with pytest.raises(DefinitionVersionError, match="'upgrade-flow' version 2 is not registered"):
-        async with SQLiteCommander(db, [newer]):
-            pass
-    async with SQLiteCommander(db, [flow, newer]) as commander:
-        assert await commander.persistence.fingerprints() == {
-            ("upgrade-flow", 2): fingerprint(flow),
-            ("upgrade-flow", 3): fingerprint(newer),
-        }
 
 
 async def test_a_runtime_does_not_start_when_a_version_in_use_changed(db_path: Path) -> None:
