@@ -14,7 +14,7 @@ import anyio.to_thread
 import pytest
 
 from mission_control.adapter_sqlite import SQLiteCommander
-from mission_control.core import m
+from mission_control.core import PersistenceError, m
 
 pytestmark = [
     pytest.mark.anyio,
@@ -105,3 +105,46 @@ async def test_a_forked_child_of_an_owner_neither_owns_nor_uses_the_parents_conn
     assert said[0].startswith("child False PersistenceError the SQLite adapter for ")
     assert "before this process was forked from it" in said[0]
     assert said[1] == "parent True 0"
+
+
+OWNER_WITH_A_HELPER = """
+import os, sys, time
+from mission_control.adapter_sqlite import SQLiteCommander
+from mission_control.core import m
+flow = m.define("flow").start(parse=dict).need_to("go", parse=dict).end()
+commander = SQLiteCommander(sys.argv[1], [flow], role="owner")
+helper = os.fork()
+if helper == 0:
+    time.sleep(60)  # a worker pool's process, forked without exec, outliving its parent
+    os._exit(0)
+print(helper, flush=True)
+time.sleep(60)
+"""
+
+
+async def test_a_process_the_owner_forked_does_not_keep_the_database_owned(
+    tmp_path: Path,
+) -> None:
+    """Once the owner is killed, a process it forked (a worker pool's, still running) does not
+    hold the ownership: another process owns the database at once."""
+    database = tmp_path / "missions.sqlite"
+    async with await anyio.open_process(
+        [sys.executable, "-c", textwrap.dedent(OWNER_WITH_A_HELPER), str(database)]
+    ) as owner:
+        assert owner.stdout is not None
+        helper = int((await owner.stdout.receive()).decode().strip())
+        try:
+            owner.kill()
+            await owner.wait()
+            with anyio.fail_after(10):
+                while True:  # the owner's exit is the kernel's to finish
+                    try:
+                        async with SQLiteCommander(database, [flow], role="owner") as taken:
+                            assert taken.is_owner
+                            break
+                    except PersistenceError as error:
+                        if "already open for writing" not in str(error):
+                            raise
+                        await anyio.sleep(0.05)
+        finally:
+            os.kill(helper, 9)

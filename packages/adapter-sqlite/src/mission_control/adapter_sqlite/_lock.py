@@ -79,14 +79,30 @@ _open_files: dict[_Identity, _OpenFile] = {}
 _open_files_lock = threading.RLock()
 
 
+# The descriptors of the writers' sidecar lock files in this process.
+_sidecar_fds: set[int] = set()
+
+
 def _forget_after_fork() -> None:
     """In a forked child: no adapter of this process has a file open. The parent's entries
     (and its lock, which a thread of the parent may have held at the fork) are not the child's;
     the child's copies of the parent's adapters must not unlock what the parent still holds
-    (``flock`` locks are shared with the parent through the inherited descriptors)."""
+    (``flock`` locks are shared with the parent through the inherited descriptors). The child
+    closes its copies of those descriptors (closing, unlike unlocking, leaves the parent's
+    lock in place): a child that outlives its parent (a worker pool, a helper process) must not
+    keep the database owned, which would keep every other process from taking it over."""
     global _open_files_lock
+    inherited = set(_sidecar_fds)
+    for entry in _open_files.values():
+        inherited.update(entry.unclosed)
+        if entry.fd is not None:
+            inherited.add(entry.fd)
+    _sidecar_fds.clear()
     _open_files.clear()
     _open_files_lock = threading.RLock()
+    for fd in inherited:
+        with contextlib.suppress(OSError):
+            os.close(fd)
 
 
 os.register_at_fork(after_in_child=_forget_after_fork)
@@ -221,6 +237,7 @@ class WriterLock:
                 f"cannot lock {lock_path} for {database}: {error.strerror}"
             ) from error
         _record_holder(fd)
+        _sidecar_fds.add(fd)
         return cls(fd)
 
     def claim(self, database: str) -> None:
@@ -255,11 +272,9 @@ class WriterLock:
         identity, self._identity = self._identity, None
         file_fd, self._file_fd = self._file_fd, None
         if self._pid != os.getpid():
-            # A forked child's copy: the locks are the parent's, held through descriptors the
-            # child shares; unlocking them would let a second writer in beside the parent.
-            fd, self._fd = self._fd, None
-            if fd is not None:
-                os.close(fd)  # the parent's own descriptor keeps its lock
+            # A forked child's copy: the locks are the parent's, and the child closed its
+            # copies of their descriptors when it was forked (_forget_after_fork).
+            self._fd = None
             return
         if identity is not None and file_fd is not None:
             # Unlocked now, so that another writer may open the file; closed only when no
@@ -271,6 +286,7 @@ class WriterLock:
         fd, self._fd = self._fd, None
         if fd is not None:
             # Closing the descriptor drops the lock.
+            _sidecar_fds.discard(fd)
             os.close(fd)
 
 
