@@ -479,3 +479,121 @@ async def test_a_submitter_neither_advances_nor_migrates(db_path: Path, clock: L
     write(db_path, "PRAGMA user_version = 1")
     with pytest.raises(PersistenceError, match="only the process that owns the database"):
         create_sqlite_persistence_adapter(db_path, role="submitter")
+
+
+async def test_two_commanders_on_one_adapter_apply_each_submission_once(
+    db_path: Path, clock: LoopClock
+) -> None:
+    """Two commanders sharing the owner's adapter, applying the pending submissions at the
+    same time, apply each signal once: every mission moves on, no signal is left behind."""
+    from mission_control.core import create_commander
+
+    adapter = create_sqlite_persistence_adapter(db_path, role="owner")
+    first = create_commander([ORDER], persistence=adapter, clock=clock)
+    second = create_commander([ORDER], persistence=adapter, clock=clock)
+    async with SQLiteCommander(db_path, [ORDER], clock=clock) as submitter:
+        for n in range(5):
+            await first.start(ORDER, {"item": "tea"}, id=f"o{n}")
+            await submitter.submit_signal(f"o{n}", "approve", "ada")
+        async with anyio.create_task_group() as group:
+            group.start_soon(first.apply_submissions, 10)
+            group.start_soon(second.apply_submissions, 10)
+    for n in range(5):
+        assert (await first.inspect(f"o{n}")).status is MissionStatus.COMPLETED
+    assert rows(db_path, "SELECT count(*) FROM inbox") == [(0,)]
+    await adapter.aclose()
+
+
+async def test_a_submission_is_applied_while_a_tick_runs_a_slow_step(
+    db_path: Path, clock: LoopClock
+) -> None:
+    """A signal submitted while the owner's tick runs a 60-second step is applied at once,
+    beside the tick, not after it."""
+
+    entered = anyio.Event()
+
+    async def slow(ctx: Context[Any, Any]) -> str:
+        entered.set()
+        await anyio.sleep(60)
+        return "slow"
+
+    slow_flow = m.define("slow").start(parse=dict).step("work", slow).end()
+    async with (
+        SQLiteCommander(db_path, [ORDER, slow_flow], clock=clock, role="owner") as owner,
+        create_commander_runtime(owner),
+        SQLiteCommander(db_path, [ORDER, slow_flow], clock=clock) as submitter,
+    ):
+        await owner.start(ORDER, {"item": "tea"}, id="o1")
+        await submitter.start(slow_flow, {}, id="s1")
+        with anyio.fail_after(10):
+            await entered.wait()
+        began = anyio.current_time()
+        assert (await submitter.signal("o1", "approve", "ada")).output == "ada"
+        assert anyio.current_time() - began < 5
+        assert (await owner.inspect("s1")).status is MissionStatus.RUNNING
+
+
+async def test_a_store_busy_past_its_timeout_never_refuses_a_good_submission(
+    db_path: Path, clock: LoopClock
+) -> None:
+    """Busy errors while applying a submission are not counted as its failures: once the
+    store is free again the submission is applied."""
+    async with (
+        SQLiteCommander(db_path, [ORDER], clock=clock, role="owner", busy_timeout=0.05) as owner,
+        SQLiteCommander(db_path, [ORDER], clock=clock) as submitter,
+    ):
+        await owner.start(ORDER, {"item": "tea"}, id="o1")
+        submission = await submitter.submit_signal("o1", "approve", "ada")
+        blocker = apsw.Connection(str(db_path))
+        blocker.execute("BEGIN IMMEDIATE")
+        for _ in range(SUBMISSION_ATTEMPTS + 2):
+            assert await owner.apply_submissions(10) == 1
+        blocker.execute("ROLLBACK")
+        blocker.close()
+        assert (await owner.submission(submission.seq)).state is SubmissionState.PENDING
+        await owner.apply_submissions(10)
+        assert (await owner.inspect("o1")).output == "ada"
+
+
+async def test_an_owner_refuses_a_start_whose_id_another_definition_took_first(
+    db_path: Path, clock: LoopClock, make_snapshot: Callable[..., MissionSnapshot]
+) -> None:
+    """A start that loses the race for its id to a mission of another definition raises
+    MissionAlreadyExistsError, not the other mission."""
+    from mission_control.core import MissionAlreadyExistsError
+
+    async with SQLiteCommander(db_path, [ORDER], clock=clock, role="owner") as owner:
+        store = owner.persistence
+        real_load = store.load
+        loads = 0
+
+        async def load_then_lose(mission_id: str) -> MissionSnapshot | None:
+            nonlocal loads
+            loads += 1
+            found = await real_load(mission_id)
+            if loads == 1:  # another process inserts right after the first look
+                await store.insert(make_snapshot(mission_id, definition="other"), [])
+            return found
+
+        store.load = load_then_lose  # type: ignore[method-assign]
+        with pytest.raises(MissionAlreadyExistsError, match="'other'"):
+            await owner.start(ORDER, {"item": "tea"}, id="taken")
+
+
+async def test_a_standby_does_not_take_over_a_database_newer_code_migrated(
+    db_path: Path, clock: LoopClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A standby runtime whose code is older than the database's schema (a newer owner
+    migrated it) does not take it over when that owner goes away: it logs why and stands by."""
+    from mission_control.adapter_sqlite import SCHEMA_VERSION
+
+    first = SQLiteCommander(db_path, [ORDER], clock=clock)
+    async with (
+        SQLiteCommander(db_path, [ORDER], clock=clock) as second,
+        create_commander_runtime(second) as runtime,
+    ):
+        write(db_path, f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+        await first.aclose()
+        await anyio.sleep(30)
+        assert runtime.is_standby
+        assert f"has schema version {SCHEMA_VERSION + 1}, written by a newer" in caplog.text

@@ -34,6 +34,7 @@ from mission_control.core import (
     MissionStatus,
     PersistenceError,
     Refusal,
+    StoreBusyError,
     Submission,
     SubmissionState,
     TimelineEntry,
@@ -566,7 +567,8 @@ class SQLitePersistenceAdapter:
             hint = "; the file or its directory is not writable"
         elif isinstance(error, apsw.CorruptError | apsw.NotADBError):
             hint = "; the database file is damaged (see docs/sqlite.md, recovering from errors)"
-        return PersistenceError(
+        failure = StoreBusyError if isinstance(error, apsw.BusyError | apsw.LockedError) else None
+        return (failure or PersistenceError)(
             f"{action} failed on {self._path}: {type(error).__name__}: {error}{hint}"
         )
 
@@ -1113,6 +1115,9 @@ class SQLitePersistenceAdapter:
             return False
         try:
             lock.claim(self._path)
+            # The previous owner may have run other code: the schema is checked (a newer one
+            # refused) and migrated as an opening owner's is.
+            self._schema_version = self._migrate_as_owner()
         except OwnedElsewhere:
             lock.release()
             return False
@@ -1128,6 +1133,18 @@ class SQLitePersistenceAdapter:
         notices_for(self).reread_interval = None
         _log.info("took ownership of %s", self._path)
         return True
+
+    def _migrate_as_owner(self) -> int:
+        db = self._db
+        db.set_busy_timeout(_busy_timeout_ms(self._busy_timeout))
+        try:
+            version = read_version(db, self._path, read_only=False)
+            if version < current_version():
+                migrate(db, self._path)
+                version = current_version()
+        finally:
+            db.set_busy_timeout(0)
+        return version
 
     def _record_path(self) -> None:
         """Record the name this new owner opened the file by (see ``_paths.py``), waiting for

@@ -47,6 +47,7 @@ from ._errors import (
     MissionFailedError,
     OutputNotSerializableError,
     PersistenceError,
+    StoreBusyError,
     UnknownDefinitionError,
 )
 from ._ids import SortableIds
@@ -360,10 +361,11 @@ class Commander:
             persistence if isinstance(persistence, SubmissionStore) else None
         )
         self._submitter_name = f"pid {os.getpid()} on {socket.gethostname()}"
-        # The submissions a task of this commander is applying (and its views': see
-        # _share_state_of), so that the tick and an owner's own submit_* never apply one twice.
-        self._applying: set[int] = set()
+
         self._notices = notices_for(persistence)
+        # The submissions a task of this process is applying, shared by every commander on
+        # the adapter (as the holds are), so that none applies one twice.
+        self._applying = self._notices.applying
         self._converter = converter if converter is not None else default_converter
         self._engine = Engine(
             registry,
@@ -795,11 +797,14 @@ class Commander:
 
     async def _at_rest(self, mission_id: str) -> MissionSnapshot:
         """The mission once the owner no longer runs it: what the owner's own ``signal()``
-        returns (it runs the mission to its next wait first)."""
+        returns (it runs the mission to its next wait first); as it is after
+        ``_VERDICT_PATIENCE`` seconds when it still runs then (a long step, or an owner that
+        died in it: the signal is applied either way)."""
         delay = _VERDICT_FIRST_REREAD
+        patience = anyio.current_time() + _VERDICT_PATIENCE
         while True:
             snapshot = await self._engine.load(mission_id)
-            if snapshot.status is not MissionStatus.RUNNING:
+            if snapshot.status is not MissionStatus.RUNNING or anyio.current_time() >= patience:
                 return self._detached(snapshot)
             await anyio.sleep(delay)
             delay = min(delay * 2, _VERDICT_LAST_REREAD)
@@ -865,7 +870,13 @@ class Commander:
         async def apply_in_order(submissions: list[Submission]) -> None:
             async with limiter:
                 for submission in submissions:
-                    if not await self._apply(submission, background=True):
+                    try:
+                        applied = await self._apply(submission, background=True)
+                    except PersistenceError as error:
+                        # Its decision could not be stored: it stays pending, for a later look.
+                        _log.error("submission %d left pending: %s", submission.seq, error)
+                        applied = False
+                    if not applied:
                         return  # those after it wait for it
 
         async with anyio.create_task_group() as group:
@@ -889,14 +900,25 @@ class Commander:
 
     async def _apply_once(self, submission: Submission, background: bool) -> bool:
         store = self._submission_store()
+        # Read again: another task of this process may have decided it since it was listed.
+        current = await store.load_submission(submission.seq)
+        if current is None or current.is_decided:
+            return True
         now = self._engine.now()
         with store.applying(submission.seq, now) as marking:
             try:
                 await self._applied(submission, background)
             except SubmissionDecidedError:
                 return True  # another application came first; this one stored nothing
+            except StoreBusyError as error:
+                # Not the submission's fault: tried again later, not counted.
+                _log.warning("submission %d waits for a busy store: %s", submission.seq, error)
+                return False
             except PersistenceError as error:
-                failures = await store.count_failure(submission.seq)
+                try:
+                    failures = await store.count_failure(submission.seq)
+                except PersistenceError:
+                    return False
                 if failures < SUBMISSION_ATTEMPTS:
                     _log.error(
                         "submission %d (%s for mission %r) could not be applied (try %d of %d): %s",

@@ -523,6 +523,8 @@ class Engine:
                 else:
                     snapshot = await self._drive(definition, draft, hold)
             except _LostRace as race:
+                # Another process stored the id first: it must be this definition's too.
+                _check_owner(definition, race.existing)
                 return race.existing
             if background:
                 # A tick that found the mission while it was held asked for it again (a poke):

@@ -187,3 +187,8 @@ class MissionCompensatedError(MissionEndedError):
 class SubmissionRefusedError(MissionControlError):
     """The owner of the store refused a submission with an error this process cannot rebuild
     as it was (its message names the owner's error)."""
+
+
+class StoreBusyError(PersistenceError):
+    """The store stayed locked by another connection for longer than the adapter waits (its
+    busy timeout): nothing was stored, and trying again later may succeed."""

@@ -67,6 +67,7 @@ class Notices:
         "_listeners",
         "_threshold",
         "_waiters",
+        "applying",
         "holds",
         "loop",
         "reread_interval",
@@ -86,6 +87,9 @@ class Notices:
         self.holds: dict[str, Any] = {}
         """The missions a task of this process is moving now, by id, each with the engine's
         claim on it (internal: read by every commander on this adapter)."""
+        self.applying: set[int] = set()
+        """The submissions a task of this process is applying now, by number (internal: read
+        by every commander on this adapter, so that none applies one twice)."""
         self.reread_interval: float | None = None
         """Seconds between re-reads of a mission ``result()`` waits for, when missions of this
         store may end where no notice reaches this process (set by the adapter); ``None``:

@@ -223,6 +223,7 @@ class CommanderRuntime:
         # The tasks beside the ticks (waiting to own the store, watching for submissions),
         # cancelled by stop().
         self._side_scopes: list[anyio.CancelScope] = []
+        self._submitted_work: anyio.Event | None = None
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -319,8 +320,7 @@ class CommanderRuntime:
             self._log(RuntimeEvent.RUNTIME_STANDBY)
             self._start_beside(self._stand_by)
             return self._standby_report(TickTrigger.STARTUP)
-        if self._auto_schedule:
-            self._start_beside(self._watch_submissions)
+        self._serve_submissions()
         startup = self._request_tick(TickTrigger.STARTUP, resume_all=True)
         await startup.done.wait()
         try:
@@ -357,17 +357,48 @@ class CommanderRuntime:
         # Checked at start already; as the owner now, record the fingerprints of new versions.
         await self._retrying("checking definition versions", self._check_versions_as_owner)
         self._begin_owning()
-        if self._auto_schedule:
-            self._start_beside(self._watch_submissions)
+        self._serve_submissions()
         # What the previous owner left mid-node is resumed here, as after a crash.
         startup = self._request_tick(TickTrigger.STARTUP, resume_all=True)
         await startup.done.wait()
+
+    def _serve_submissions(self) -> None:
+        """Listen for work other processes submit, and apply it as it comes, beside the ticks
+        (a tick running a slow step never delays it; the ticks apply what is pending too)."""
+        self._submitted_work = anyio.Event()
+        self._start_beside(self._watch_submissions)
+        self._start_beside(self._apply_submitted)
 
     async def _watch_submissions(self) -> None:
         async def watch() -> None:
             await self._commander.watch_submissions(self._submitted)
 
         await self._retrying("watching for submissions", watch)
+
+    def _submitted(self) -> None:
+        """Another process submitted work, or stored a mission due now (a start): apply the
+        submissions at once, beside the ticks, and tick for what is due."""
+        if self._submitted_work is not None:
+            self._submitted_work.set()
+        self._noticed(self._commander.clock.now(), False)
+
+    async def _apply_submitted(self) -> None:
+        commander = self._commander
+        more = False
+
+        async def apply() -> None:
+            nonlocal more
+            applied = await commander.apply_submissions(self._max_missions, self._max_concurrency)
+            more = applied >= self._max_missions
+
+        while True:
+            if not more:
+                work = self._submitted_work
+                assert work is not None
+                await work.wait()
+            # Set anew before applying: a wake-up that comes meanwhile is not lost.
+            self._submitted_work = anyio.Event()
+            await self._retrying("applying submissions", apply)
 
     async def _retrying(self, what: str, task: Callable[[], Awaitable[None]]) -> None:
         """Run ``task`` until it returns; an error it raises is logged and the task run again
@@ -399,10 +430,6 @@ class CommanderRuntime:
             # The previous owner ran these missions: this one takes over all the same (their
             # missions fail when they next move, naming their version).
             logging.getLogger(__name__).warning("runtime took over the store: %s", error)
-
-    def _submitted(self) -> None:
-        """Another process submitted work: a tick now applies it."""
-        self._noticed(self._commander.clock.now(), False)
 
     def _start_beside(self, task: Callable[[], Awaitable[None]]) -> None:
         assert self._nursery is not None
