@@ -11,16 +11,22 @@ from typing import Any, TypeVar
 import click
 import trio
 
+from mission_control.adapter_sqlite import owner_process
 from mission_control.core import (
     MAX_LIST_LIMIT,
     MissionSnapshot,
     MissionStatus,
+    NodeStatus,
     Submission,
+    TimelineKind,
 )
+from mission_control.core.storage import BufferedSignal
 
 from ._ages import Age, format_age
 from ._app import Definitions, load_definitions
+from ._doctor import Facts, diagnose, diagnosis_json
 from ._errors import CommandError, StillPending, bad_input
+from ._graph import mermaid
 from ._render import (
     console,
     echo_json,
@@ -435,3 +441,119 @@ def submission_command(db: str, seq: int, as_json: bool) -> None:
     if submission.refusal is not None:
         line += f": {submission.refusal.type}: {submission.refusal.message}"
     console().print(line, markup=False)
+
+
+# -- diagnosing ------------------------------------------------------------------------------
+
+
+@cli.command("doctor")
+@db_option
+@app_option
+@click.argument("mission")
+@click.option(
+    "--margin",
+    type=Age(),
+    default="1m",
+    show_default=True,
+    help="How long past its due time a mission counts as not moved.",
+)
+@json_option
+def doctor_command(
+    db: str, app: str | None, mission: str, margin: timedelta, as_json: bool
+) -> None:
+    """Say why MISSION is not moving, in one line, and what would move it.
+
+    With --app it also checks that the application still has the mission's definition, its
+    version and the node the mission is at."""
+    definitions = None if app is None else {d.name: d for d in load_definitions(app)}
+
+    async def read() -> Facts:
+        async with reading(db) as store:
+            snapshot = await store.load(mission)
+            if snapshot is None:
+                raise _not_found(mission)
+            timeline = await store.timeline(mission)
+            buffered: dict[str, BufferedSignal] = {}
+            for name in {e.node for e in timeline if e.kind is TimelineKind.SIGNAL_BUFFERED}:
+                oldest = await store.next_signal(mission, name) if name else None
+                if oldest is not None:
+                    buffered[oldest.name] = oldest
+            pending = [
+                s
+                for s in await store.pending_submissions(MAX_LIST_LIMIT)
+                if s.mission_id == mission
+            ]
+        return Facts(
+            snapshot=snapshot,
+            timeline=timeline,
+            buffered=buffered,
+            pending=pending,
+            owner=owner_process(db),
+            definitions=definitions,
+            now=now(),
+            margin=margin,
+            db=db,
+        )
+
+    facts = run(read)
+    diagnosis = diagnose(facts)
+    if as_json:
+        echo_json(diagnosis_json(facts, diagnosis))
+        return
+    out = console()
+    out.print(f"{mission}: {diagnosis.line}", markup=False)
+    if diagnosis.command is not None:
+        out.print(f"  fix: {diagnosis.command}", markup=False)
+
+
+@cli.command("graph")
+@app_option
+@click.option(
+    "--db",
+    "db",
+    envvar="MISSION_CONTROL_DB",
+    metavar="PATH",
+    help="The SQLite database holding MISSION (or set MISSION_CONTROL_DB).",
+)
+@click.argument("definition")
+@click.argument("mission", required=False)
+def graph_command(db: str | None, app: str | None, definition: str, mission: str | None) -> None:
+    """Print DEFINITION as a Mermaid flowchart; with MISSION, its nodes coloured by where that
+    mission is (done, running, waiting, failed). Needs --app."""
+    if app is None:
+        raise bad_input(
+            "graph needs the definitions: pass --app module:attribute (or set MISSION_CONTROL_APP)"
+        )
+    definitions = {d.name: d for d in load_definitions(app)}
+    found = definitions.get(definition)
+    if found is None:
+        raise bad_input(
+            f"--app has no definition {definition!r}",
+            hint=f"it has: {', '.join(sorted(definitions)) or 'none'}",
+        )
+    states: dict[str, NodeStatus] | None = None
+    if mission is not None:
+        if db is None:
+            raise bad_input("a MISSION's states are read from the database: pass --db PATH")
+
+        async def read() -> MissionSnapshot:
+            async with reading(db) as store:
+                snapshot = await store.load(mission)
+                if snapshot is None:
+                    raise _not_found(mission)
+                return snapshot
+
+        snapshot = run(read)
+        if snapshot.definition != definition:
+            raise bad_input(
+                f"mission {mission!r} is a mission of {snapshot.definition!r}, not of "
+                f"{definition!r}",
+                hint=f"mission-control graph {snapshot.definition} {mission}",
+            )
+        if snapshot.definition_version != found.version:
+            click.echo(
+                f"%% mission {mission} runs on version {snapshot.definition_version}, "
+                f"drawn on version {found.version}"
+            )
+        states = {path: record.status for path, record in snapshot.nodes.items()}
+    click.echo(mermaid(found.describe(), states), nl=False)

@@ -1,0 +1,315 @@
+"""``doctor MISSION``: why a mission is not moving, in one line, and the command that would
+move it."""
+
+from __future__ import annotations
+
+import enum
+import shlex
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+import attrs
+
+from mission_control.core import (
+    MissionDefinition,
+    MissionSnapshot,
+    MissionStatus,
+    NodeDescription,
+    Submission,
+    TimelineEntry,
+    TimelineKind,
+    WaitKind,
+)
+from mission_control.core.storage import BufferedSignal
+
+from ._ages import format_age
+
+
+class Finding(enum.StrEnum):
+    """What ``doctor`` found, for scripts (``problem`` in its JSON)."""
+
+    MOVING = "moving"
+    """Nothing wrong: running in a live owner, or waiting for a time still to come."""
+    ENDED = "ended"
+    FAILED = "failed"
+    POISONED = "poisoned"
+    """Failed after being left running ``max_recovery_attempts`` times in a row."""
+    DEFINITION_MISSING = "definition-missing"
+    VERSION_MISSING = "version-missing"
+    NODE_MISSING = "node-missing"
+    NO_OWNER = "no-owner"
+    """Due, running or with work submitted, but no process owns the database."""
+    OVERDUE = "overdue"
+    """Due for longer than the margin although an owner runs."""
+    RUNNING_LONG = "running-long"
+    WAITING_FOR_SIGNAL = "waiting-for-signal"
+    WAITING_FOR_CHILD = "waiting-for-child"
+    CANCEL_PENDING = "cancel-pending"
+
+
+@attrs.frozen
+class Diagnosis:
+    finding: Finding
+    line: str
+    command: str | None = None
+    """What would move the mission: a command to run, or what to do in words."""
+
+
+@attrs.frozen
+class Facts:
+    """What ``doctor`` reads about one mission."""
+
+    snapshot: MissionSnapshot
+    timeline: Sequence[TimelineEntry]
+    buffered: Mapping[str, BufferedSignal]
+    """The oldest buffered signal of each name the mission has buffered."""
+    pending: Sequence[Submission]
+    """Submissions for the mission the owner has not decided yet."""
+    owner: int | None
+    """The process owning the database, if one does."""
+    definitions: Mapping[str, MissionDefinition[Any, Any, Any]] | None
+    """The application's definitions (``--app``), if given."""
+    now: datetime
+    margin: timedelta
+    db: str
+
+
+def _ago(facts: Facts, at: datetime) -> str:
+    return f"{at.strftime('%Y-%m-%d %H:%M:%SZ')} ({format_age(facts.now - at)} ago)"
+
+
+def _cli(facts: Facts, *args: str) -> str:
+    return shlex.join(["mission-control", *args, "--db", facts.db])
+
+
+_START_OWNER = "start the application that owns the database (its runtime moves what is due)"
+
+
+def top_level_names(nodes: Sequence[NodeDescription]) -> set[str]:
+    return {node.name for node in nodes}
+
+
+def diagnose(facts: Facts) -> Diagnosis:
+    """The first thing that keeps the mission from moving, in the order a fix is needed."""
+    snapshot = facts.snapshot
+    found = _definition_problem(facts)
+    if found is not None:
+        return found
+    match snapshot.status:
+        case MissionStatus.COMPLETED:
+            return Diagnosis(Finding.ENDED, f"completed {_ago(facts, snapshot.updated_at)}")
+        case MissionStatus.CANCELLED | MissionStatus.COMPENSATED:
+            return Diagnosis(
+                Finding.ENDED,
+                f"{snapshot.status.value} {_ago(facts, snapshot.updated_at)}"
+                + _error_text(snapshot),
+            )
+        case MissionStatus.FAILED:
+            return _failed(facts)
+        case MissionStatus.RUNNING:
+            return _running(facts)
+        case MissionStatus.WAITING:
+            return _waiting(facts)
+
+
+def _error_text(snapshot: MissionSnapshot) -> str:
+    error = snapshot.error
+    return "" if error is None else f": {error.type}: {error.message}"
+
+
+def _definition_problem(facts: Facts) -> Diagnosis | None:
+    snapshot = facts.snapshot
+    definitions = facts.definitions
+    if definitions is None or snapshot.is_terminal:
+        return None
+    definition = definitions.get(snapshot.definition)
+    if definition is None:
+        known = ", ".join(sorted(definitions)) or "none"
+        return Diagnosis(
+            Finding.DEFINITION_MISSING,
+            f"its definition {snapshot.definition!r} is not among the application's ({known}): "
+            "no owner can move it",
+            f"register {snapshot.definition!r} (version {snapshot.definition_version}) in the "
+            "application again and restart it",
+        )
+    if definition.version != snapshot.definition_version:
+        return Diagnosis(
+            Finding.VERSION_MISSING,
+            f"it runs on version {snapshot.definition_version} of {snapshot.definition!r}, but "
+            f"the application has version {definition.version}",
+            f"register version {snapshot.definition_version} of {snapshot.definition!r} beside "
+            f"version {definition.version} until its missions end",
+        )
+    description = definition.describe()
+    names = top_level_names(description.nodes) | top_level_names(description.on_deadline)
+    at = {path.split("/", 1)[0] for path in snapshot.active}
+    if snapshot.current_node is not None:
+        at.add(snapshot.current_node)
+    gone = sorted(at - names)
+    if gone:
+        return Diagnosis(
+            Finding.NODE_MISSING,
+            f"it is at {', '.join(map(repr, gone))}, a node its definition "
+            f"{snapshot.definition!r} (version {definition.version}) no longer has",
+            f"give the definition back its node {gone[0]!r} (or a new version of it) and "
+            "restart the application",
+        )
+    return None
+
+
+def _failed(facts: Facts) -> Diagnosis:
+    snapshot = facts.snapshot
+    error = snapshot.error
+    at = f"failed at {snapshot.current_node!r} {_ago(facts, snapshot.updated_at)}"
+    if error is not None and error.type == "RecoveryAttemptsExceededError":
+        return Diagnosis(
+            Finding.POISONED,
+            f"poisoned: {at}, after being left running {snapshot.recovery_attempts} times in a "
+            "row (the node stops the process, or its result cannot be stored)",
+            f"fix the node {snapshot.current_node!r}, then retry the mission",
+        )
+    return Diagnosis(
+        Finding.FAILED,
+        at + _error_text(snapshot),
+        "fix the cause, then retry the mission",
+    )
+
+
+def _owner_problem(facts: Facts, what: str) -> Diagnosis | None:
+    if facts.owner is not None:
+        return None
+    return Diagnosis(
+        Finding.NO_OWNER,
+        f"{what}, but no process owns the database: nothing moves it",
+        _START_OWNER,
+    )
+
+
+def _waiting_submissions(pending: Sequence[Submission]) -> str:
+    if len(pending) == 1:
+        return f"submission {pending[0].seq} ({pending[0].kind.value}) waits"
+    return f"submissions {', '.join(str(s.seq) for s in pending)} wait"
+
+
+def _pending_text(facts: Facts) -> str:
+    return f"; {_waiting_submissions(facts.pending)} for the owner" if facts.pending else ""
+
+
+def _running(facts: Facts) -> Diagnosis:
+    snapshot = facts.snapshot
+    node = snapshot.current_node
+    recovered = (
+        f" (resumed {snapshot.recovery_attempts} times after crashes)"
+        if snapshot.recovery_attempts
+        else ""
+    )
+    found = _owner_problem(facts, f"left running at {node!r} by a process that stopped{recovered}")
+    if found is not None:
+        return found
+    since = snapshot.updated_at
+    if facts.now - since > facts.margin:
+        return Diagnosis(
+            Finding.RUNNING_LONG,
+            f"running {node!r} since {_ago(facts, since)} in process {facts.owner}{recovered}: "
+            "a step that takes this long, or hangs",
+            f"look at what process {facts.owner} does (e.g. py-spy dump --pid {facts.owner}); "
+            "as a last resort " + _cli(facts, "cancel", snapshot.id),
+        )
+    return Diagnosis(
+        Finding.MOVING,
+        f"running {node!r} in process {facts.owner}{recovered}{_pending_text(facts)}",
+    )
+
+
+def _waiting(facts: Facts) -> Diagnosis:
+    snapshot = facts.snapshot
+    if snapshot.cancel_request is not None:
+        what = f"cancellation requested {_ago(facts, snapshot.cancel_request.requested_at)}"
+        return _owner_problem(facts, what) or Diagnosis(
+            Finding.CANCEL_PENDING, f"{what}: the owner applies it at its next tick"
+        )
+    due = snapshot.due_at
+    if due is not None and due <= facts.now - facts.margin:
+        what = f"due since {_ago(facts, due)}"
+        return _owner_problem(facts, what) or Diagnosis(
+            Finding.OVERDUE,
+            f"{what} but not moved although process {facts.owner} owns the database: it runs no "
+            "runtime, or its ticks cannot keep up",
+            f"make sure process {facts.owner} runs a runtime on it; "
+            + _cli(facts, "stats")
+            + " shows how many are due",
+        )
+    if facts.pending:
+        found = _owner_problem(facts, _waiting_submissions(facts.pending))
+        if found is not None:
+            return found
+    for wait in snapshot.waits:
+        match wait.kind:
+            case WaitKind.SIGNAL:
+                return _waiting_for_signal(facts, wait.signal or "", wait.node)
+            case WaitKind.CHILD:
+                return _waiting_for_child(facts, wait.node)
+            case WaitKind.TIMER | WaitKind.RETRY | WaitKind.START:
+                pass
+    owner = "" if facts.owner is not None else " (no process owns the database now)"
+    due_text = (
+        ""
+        if due is None
+        else f" until {due.strftime('%Y-%m-%d %H:%M:%SZ')} (in {format_age(due - facts.now)})"
+    )
+    kinds = ", ".join(w.kind.value for w in snapshot.waits) or "its time"
+    return Diagnosis(Finding.MOVING, f"waiting for {kinds}{due_text}{owner}")
+
+
+def _waiting_for_signal(facts: Facts, name: str, node: str) -> Diagnosis:
+    snapshot = facts.snapshot
+    record = snapshot.nodes.get(node)
+    since = record.started_at if record is not None and record.started_at else snapshot.updated_at
+    rejected = [
+        entry
+        for entry in facts.timeline
+        if entry.kind is TimelineKind.SIGNAL_REJECTED and entry.node == node
+    ]
+    sent = (
+        f"one was rejected {_ago(facts, rejected[-1].at)}: {rejected[-1].detail}"
+        if rejected
+        else "never sent"
+    )
+    others = sorted(n for n in facts.buffered if n != name)
+    buffered = f"; buffered: {', '.join(map(repr, others))}" if others else "; nothing buffered"
+    return Diagnosis(
+        Finding.WAITING_FOR_SIGNAL,
+        f"waiting for the signal {name!r} since {_ago(facts, since)}, {sent}{buffered}"
+        + _pending_text(facts),
+        _cli(facts, "signal", snapshot.id, name, "PAYLOAD-JSON"),
+    )
+
+
+def _waiting_for_child(facts: Facts, node: str) -> Diagnosis:
+    child: str | None = None
+    for entry in facts.timeline:
+        if entry.kind is TimelineKind.CHILD_STARTED and entry.node == node:
+            detail: object = entry.detail
+            if isinstance(detail, dict) and "mission_id" in detail:
+                child = str(cast("dict[str, object]", detail)["mission_id"])
+    return Diagnosis(
+        Finding.WAITING_FOR_CHILD,
+        f"waiting at {node!r} for its child mission {child or '(not started yet)'} to end",
+        None if child is None else _cli(facts, "doctor", child),
+    )
+
+
+def diagnosis_json(facts: Facts, diagnosis: Diagnosis) -> dict[str, Any]:
+    snapshot = facts.snapshot
+    return {
+        "mission": snapshot.id,
+        "status": snapshot.status.value,
+        "problem": diagnosis.finding.value,
+        "diagnosis": diagnosis.line,
+        "command": diagnosis.command,
+        "owner_pid": facts.owner,
+        "buffered_signals": sorted(facts.buffered),
+        "pending_submissions": [s.seq for s in facts.pending],
+        "recovery_attempts": snapshot.recovery_attempts,
+    }

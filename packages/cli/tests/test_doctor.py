@@ -1,0 +1,139 @@
+"""doctor: one line on why a mission is not moving, and what would move it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+from shop import DEFINITIONS, ORDER  # examples/, on sys.path by conftest.py
+
+from mission_control.adapter_sqlite import SQLiteCommander, create_sqlite_persistence_adapter
+
+CHANGED_APPS = {
+    "shop_v2": 'from mission_control.core import m\nDEFINITIONS = [m.define("order", version=2)'
+    '.start(parse=dict).need_to("approve", parse=dict).end()]\n',
+    "shop_renamed": 'from mission_control.core import m\nDEFINITIONS = [m.define("order")'
+    '.start(parse=dict).step("reserve", dict).need_to("approval", parse=dict).end()]\n',
+    "refunds_only": 'from mission_control.core import m\nDEFINITIONS = [m.define("refund")'
+    ".start(parse=dict).end()]\n",
+}
+
+
+@pytest.fixture
+def apps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Applications whose definitions changed since the shop's missions started."""
+    for name, source in CHANGED_APPS.items():
+        (tmp_path / f"{name}.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+
+def doctor(invoke_json: Any, db: Path, mission: str, *args: str) -> dict[str, Any]:
+    return invoke_json("doctor", "--db", db, mission, "--json", *args)
+
+
+def test_a_mission_waiting_for_a_signal_never_sent_is_told_with_the_buffered_ones(
+    shop_db: Path, invoke: Any, invoke_json: Any
+) -> None:
+    """A mission waiting for a signal never sent: the line names the signal, since when, the
+    other signals it has buffered, and the `signal` command that would move it."""
+    found = doctor(invoke_json, shop_db, "o-1")
+    assert found["problem"] == "waiting-for-signal"
+    assert found["buffered_signals"] == ["pickup"]
+    assert found["owner_pid"] is None
+    assert "waiting for the signal 'approve' since " in found["diagnosis"]
+    assert found["diagnosis"].endswith("never sent; buffered: 'pickup'")
+    assert found["command"] == f"mission-control signal o-1 approve PAYLOAD-JSON --db {shop_db}"
+    text = invoke("doctor", "--db", shop_db, "o-2").stdout.splitlines()
+    assert text[0].startswith("o-2: waiting for the signal 'pickup' since ")
+    assert text[0].endswith("never sent; nothing buffered")
+    assert text[1] == f"  fix: mission-control signal o-2 pickup PAYLOAD-JSON --db {shop_db}"
+
+
+def test_failed_and_ended_missions_are_told_so(shop_db: Path, invoke_json: Any) -> None:
+    """A failed mission is told with its node and error, a completed one as ended."""
+    failed = doctor(invoke_json, shop_db, "o-3")
+    assert failed["problem"] == "failed"
+    assert failed["diagnosis"].startswith("failed at 'reserve' ")
+    assert failed["diagnosis"].endswith("RuntimeError: only 10 lamp in stock")
+    assert "retry" in failed["command"]
+    ended = doctor(invoke_json, shop_db, "o-4")
+    assert ended["problem"] == "ended"
+    assert ended["diagnosis"].startswith("completed ")
+    assert ended["command"] is None
+
+
+def test_work_submitted_with_no_owner_is_told_to_need_one(
+    shop_db: Path, invoke: Any, invoke_json: Any
+) -> None:
+    """A signal submitted while no process owns the database: doctor names the pending
+    submission and says to start the application."""
+    invoke("signal", "--db", shop_db, "o-1", "approve", '{"by": "ops"}', "--no-wait")
+    found = doctor(invoke_json, shop_db, "o-1")
+    assert found["problem"] == "no-owner"
+    assert found["pending_submissions"] == [1]
+    assert found["diagnosis"] == (
+        "submission 1 (signal) waits, but no process owns the database: nothing moves it"
+    )
+    assert found["command"].startswith("start the application that owns the database")
+
+
+async def _start_in_background(db: Path) -> None:
+    # As a web worker beside a dead owner would: stored at once, due now, run by the owner.
+    async with SQLiteCommander(db, DEFINITIONS, role="submitter") as commander:
+        await commander.start(ORDER, {"item": "lamp", "quantity": 2}, id="o-5", background=True)
+
+
+def test_a_due_mission_is_told_whether_an_owner_runs_and_which(
+    shop_db: Path, invoke_json: Any
+) -> None:
+    """A mission due past the margin: with no owner, doctor says to start one; with an owner
+    running no runtime (this process here), it names the owner's process."""
+    trio.run(_start_in_background, shop_db)
+    found = doctor(invoke_json, shop_db, "o-5", "--margin", "0s")
+    assert found["problem"] == "no-owner"
+    assert found["diagnosis"].startswith("due since ")
+    assert found["diagnosis"].endswith("but no process owns the database: nothing moves it")
+    assert doctor(invoke_json, shop_db, "o-5", "--margin", "1h")["problem"] == "moving"
+    owner = create_sqlite_persistence_adapter(shop_db, role="owner")
+    try:
+        found = doctor(invoke_json, shop_db, "o-5", "--margin", "0s")
+    finally:
+        owner.close()
+    assert found["problem"] == "overdue"
+    assert found["owner_pid"] == os.getpid()
+    assert f"although process {os.getpid()} owns the database" in found["diagnosis"]
+    assert f"make sure process {os.getpid()} runs a runtime" in found["command"]
+
+
+def test_with_app_a_missing_definition_version_or_node_is_named(
+    shop_db: Path, apps: None, invoke_json: Any
+) -> None:
+    """With --app, doctor compares the mission with the application's definitions: a
+    definition it no longer has, another version, a node renamed."""
+    missing = doctor(invoke_json, shop_db, "o-1", "--app", "refunds_only:DEFINITIONS")
+    assert missing["problem"] == "definition-missing"
+    assert (
+        "its definition 'order' is not among the application's (refund)" in (missing["diagnosis"])
+    )
+    version = doctor(invoke_json, shop_db, "o-1", "--app", "shop_v2:DEFINITIONS")
+    assert version["problem"] == "version-missing"
+    assert version["diagnosis"] == (
+        "it runs on version 1 of 'order', but the application has version 2"
+    )
+    renamed = doctor(invoke_json, shop_db, "o-1", "--app", "shop_renamed:DEFINITIONS")
+    assert renamed["problem"] == "node-missing"
+    assert renamed["diagnosis"] == (
+        "it is at 'approve', a node its definition 'order' (version 1) no longer has"
+    )
+    same = doctor(invoke_json, shop_db, "o-1", "--app", "shop:DEFINITIONS")
+    assert same["problem"] == "waiting-for-signal"
+
+
+def test_doctor_of_an_unknown_mission_fails(shop_db: Path, invoke: Any) -> None:
+    """doctor of a mission the database does not hold fails (1), pointing to `list`."""
+    result = invoke("doctor", "--db", shop_db, "o-9")
+    assert result.exit_code == 1
+    assert "there is no mission 'o-9'" in result.stderr

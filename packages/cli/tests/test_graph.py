@@ -1,0 +1,88 @@
+"""graph: a definition as a Mermaid flowchart, a mission's node states laid over it."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+
+def parse(chart: str) -> tuple[set[tuple[str, str, str]], dict[str, str]]:
+    """The chart's edges as (from, label, to) node names, and each node's class."""
+    names: dict[str, str] = {}
+    for ident, name in re.findall(r'^\s+(n\d+)\W+"([^"<]+)', chart, re.M):
+        names[ident] = name
+    edges = {
+        (names[a], label or "", names[b])
+        for a, label, b in re.findall(r"^\s+(n\d+) -->(?:\|([^|]*)\|)? (n\d+)$", chart, re.M)
+    }
+    classes = {names[i]: c for i, c in re.findall(r"^\s+class (n\d+) (\w+)$", chart, re.M)}
+    return edges, classes
+
+
+def test_graph_draws_the_definition_in_order(invoke: Any) -> None:
+    """`graph` prints a Mermaid flowchart whose edges follow the definition's nodes."""
+    result = invoke("graph", "order", "--app", "shop:DEFINITIONS")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("flowchart TD\n  %% order, version 1\n")
+    edges, classes = parse(result.stdout)
+    assert edges == {
+        ("start", "", "reserve"),
+        ("reserve", "", "approve"),
+        ("approve", "", "pickup"),
+        ("pickup", "", "ship"),
+        ("ship", "", "end"),
+    }
+    assert classes == {}
+    for name in ("done", "running", "waiting", "failed"):
+        assert f"  classDef {name} " in result.stdout
+
+
+def test_graph_branches_leave_their_container_and_rejoin_its_chain(invoke: Any) -> None:
+    """A parallel's branches and a choice's paths start from their node and lead to the node
+    after it; a need_to's timeout path is a labelled edge too."""
+    result = invoke("graph", "order", "--app", "order:order")
+    assert result.exit_code == 0, result.output
+    edges, _ = parse(result.stdout)
+    assert {
+        ("checks", "credit", "check-credit"),
+        ("checks", "stock", "reserve-stock"),
+        ("check-credit", "", "decide"),
+        ("reserve-stock", "", "decide"),
+        ("decide", "accept", "charge"),
+        ("decide", "reject", "end"),
+        ("shipped", "timeout", "refund"),
+        ("refund", "", "end"),
+        ("shipped", "", "end"),
+    } <= edges
+    assert ("checks", "", "decide") not in edges
+    assert ("decide", "", "end") not in edges
+
+
+def test_graph_colours_a_missions_nodes_by_their_state(shop_db: Path, invoke: Any) -> None:
+    """With MISSION, each node the mission reached gets the class of its state."""
+    app = ("--app", "shop:DEFINITIONS", "--db", str(shop_db))
+    _, waiting = parse(invoke("graph", "order", "o-2", *app).stdout)
+    assert waiting == {
+        "start": "done",
+        "reserve": "done",
+        "approve": "done",
+        "pickup": "waiting",
+    }
+    _, failed = parse(invoke("graph", "order", "o-3", *app).stdout)
+    assert failed == {"start": "done", "reserve": "failed"}
+
+
+def test_graph_says_what_it_needs(shop_db: Path, invoke: Any) -> None:
+    """Without --app, with a definition --app lacks, or a mission of another definition,
+    `graph` is a usage error (2) saying what to pass."""
+    no_app = invoke("graph", "order")
+    assert no_app.exit_code == 2
+    assert "graph needs the definitions: pass --app module:attribute" in no_app.stderr
+    unknown = invoke("graph", "refund", "--app", "shop:DEFINITIONS")
+    assert unknown.exit_code == 2
+    assert "--app has no definition 'refund'" in unknown.stderr
+    assert "it has: order" in unknown.stderr
+    no_db = invoke("graph", "order", "o-1", "--app", "shop:DEFINITIONS")
+    assert no_db.exit_code == 2
+    assert "pass --db PATH" in no_db.stderr
