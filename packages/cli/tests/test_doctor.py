@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import select
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -137,3 +141,40 @@ def test_doctor_of_an_unknown_mission_fails(shop_db: Path, invoke: Any) -> None:
     result = invoke("doctor", "--db", shop_db, "o-9")
     assert result.exit_code == 1
     assert "there is no mission 'o-9'" in result.stderr
+
+
+def test_a_mission_left_running_is_told_by_whether_its_owner_lives(
+    tmp_path: Path, invoke_json: Any
+) -> None:
+    """A mission running a step that hangs in a live owner is told as running long in that
+    process; once the owner is SIGKILLed, as left running with no owner to resume it."""
+    db = tmp_path / "hang.sqlite"
+    child = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("hanging_owner.py")), str(db)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        ready, _, _ = select.select([child.stdout], [], [], 60)
+        assert ready, "the owner did not start its step in time"
+        assert child.stdout.readline().strip() == "HANGING"
+        running = doctor(invoke_json, db, "h-1", "--margin", "0s")
+        assert running["problem"] == "running-long"
+        assert running["owner_pid"] == child.pid
+        assert "running 'work' since " in running["diagnosis"]
+        assert (
+            f"in process {child.pid}: a step that takes this long, or hangs"
+            in (running["diagnosis"])
+        )
+        assert doctor(invoke_json, db, "h-1")["problem"] == "moving"
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.communicate(timeout=60)
+    left = doctor(invoke_json, db, "h-1")
+    assert left["problem"] == "no-owner"
+    assert left["owner_pid"] is None
+    assert left["diagnosis"] == (
+        "left running at 'work' by a process that stopped, but no process owns the database: "
+        "nothing moves it"
+    )
