@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import select
 import signal
@@ -178,3 +179,28 @@ def test_a_mission_left_running_is_told_by_whether_its_owner_lives(
         "left running at 'work' by a process that stopped, but no process owns the database: "
         "nothing moves it"
     )
+
+
+def test_check_names_versions_the_app_lacks_or_changed(
+    shop_db: Path, apps: None, invoke: Any, invoke_json: Any
+) -> None:
+    """`check --app` passes (0) when the application can run every unfinished mission, and
+    fails (1) naming the version it lacks, or whose shape changed, and the missions on it."""
+    fine = invoke("check", "--db", shop_db, "--app", "shop:DEFINITIONS")
+    assert fine.exit_code == 0, fine.output
+    assert fine.stdout.startswith("every version unfinished missions use is registered")
+    missing = invoke("check", "--db", shop_db, "--app", "shop_v2:DEFINITIONS")
+    assert missing.exit_code == 1
+    assert "definition 'order' version 1 is not registered" in missing.stdout
+    assert "o-1, o-2" in missing.stdout
+    changed = invoke("check", "--db", shop_db, "--app", "shop_renamed:DEFINITIONS", "--json")
+    assert changed.exit_code == 1
+    report = json.loads(changed.stdout)
+    assert report["ok"] is False
+    assert [(p["definition"], p["version"], p["kind"]) for p in report["problems"]] == [
+        ("order", 1, "changed")
+    ]
+    assert report["problems"][0]["missions"] == ["o-1", "o-2"]
+    no_app = invoke("check", "--db", shop_db)
+    assert no_app.exit_code == 2
+    assert "check needs the definitions" in no_app.stderr

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+import attrs
 import click
 import trio
 
@@ -19,13 +20,15 @@ from mission_control.core import (
     NodeStatus,
     Submission,
     TimelineKind,
+    VersionReport,
+    check_definitions,
 )
 from mission_control.core.storage import BufferedSignal
 
 from ._ages import Age, format_age
 from ._app import Definitions, load_definitions
 from ._doctor import Facts, diagnose, diagnosis_json
-from ._errors import CommandError, StillPending, bad_input
+from ._errors import CommandError, Exit, StillPending, bad_input
 from ._graph import mermaid
 from ._render import (
     console,
@@ -557,3 +560,38 @@ def graph_command(db: str | None, app: str | None, definition: str, mission: str
             )
         states = {path: record.status for path, record in snapshot.nodes.items()}
     click.echo(mermaid(found.describe(), states), nl=False)
+
+
+@cli.command("check")
+@db_option
+@app_option
+@json_option
+def check_command(db: str, app: str | None, as_json: bool) -> None:
+    """Check, before a deploy, that the definitions --app gives can run every unfinished
+    mission of the database: each version they use registered, with the shape its missions
+    started on. Exits 1 naming the versions and missions when not."""
+    if app is None:
+        raise bad_input(
+            "check needs the definitions to check: pass --app module:attribute (or set "
+            "MISSION_CONTROL_APP)"
+        )
+    definitions = load_definitions(app)
+
+    async def go() -> VersionReport:
+        async with reading(db) as store:
+            return await check_definitions(store, definitions)
+
+    report = run(go)
+    if as_json:
+        echo_json(
+            {
+                "ok": report.ok,
+                "problems": [attrs.asdict(problem) for problem in report.problems],
+                "in_use": [list(key) for key in report.in_use],
+                "unrecorded": [list(key) for key in report.unrecorded],
+            }
+        )
+    else:
+        console().print(str(report), markup=False)
+    if not report.ok:
+        raise click.exceptions.Exit(Exit.FAILED)
