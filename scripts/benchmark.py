@@ -740,6 +740,7 @@ class RecordingAdapter:
         expected_revision: int,
         timeline: Sequence[TimelineEntry],
         consumed_signal: int | None = None,
+        reopened: bool = False,
     ) -> None:
         self.calls["commit"] += 1
         self.writes.append(_as_write(False, snapshot, timeline))
@@ -748,6 +749,7 @@ class RecordingAdapter:
             expected_revision=expected_revision,
             timeline=timeline,
             consumed_signal=consumed_signal,
+            reopened=reopened,
         )
 
     async def append_signal(

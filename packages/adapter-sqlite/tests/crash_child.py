@@ -15,6 +15,9 @@ how often each step ran. Modes:
   one with a buffered signal, and one mid-step with a cancellation request, then SIGKILL itself.
 - ``recover``: resume what a crash left running, send the signals missions wait for, move the
   clock on an hour at a time running what is due, and print every mission's status as JSON.
+- ``retry``: start ``r1`` (``pipeline``), whose step ``b`` fails the first time, so the
+  mission fails; retry it: ``b`` runs again and blocks forever after printing ``RETRY-RAN``
+  for the parent to SIGKILL.
 - ``block-in-start``: start ``s1``, whose start node runs a function, and block forever inside
   that function (after printing ``START-RAN``) for the parent to SIGKILL.
 - ``signal-with-start``: signal ``go`` to ``sws`` with signal-with-start, which starts it; block
@@ -110,6 +113,9 @@ async def step_a(ctx: Context[Any, Any]) -> str:
     return "a-done"
 
 
+RETRY_RUNS: list[int] = []
+"""The attempts step ``b`` of ``r1`` ran as (mode ``retry``)."""
+
 LEFT_RUNNING: dict[str, anyio.CancelScope] = {}
 """Missions whose caller is cancelled while their step ``b`` runs (mode ``poison``)."""
 
@@ -122,6 +128,12 @@ async def step_b(ctx: Context[Any, Any]) -> str:
         await anyio.sleep_forever()
     if MODE == "block-in-b" and ctx.mission_id == "m2":
         print("STEP-RAN", flush=True)
+        await anyio.sleep_forever()
+    if MODE == "retry" and ctx.mission_id == "r1":
+        RETRY_RUNS.append(ctx.attempt)
+        if len(RETRY_RUNS) == 1:
+            raise RuntimeError("b is down")
+        print("RETRY-RAN", flush=True)
         await anyio.sleep_forever()
     if MODE == "waits-then-die" and ctx.mission_id == "p-cancel":
         # The mission is held by this step, so the request is stored for its next boundary.
@@ -466,12 +478,14 @@ async def commit_then_die(
     expected_revision: int,
     timeline: Sequence[TimelineEntry],
     consumed_signal: int | None = None,
+    reopened: bool = False,
 ) -> None:
     await ORIGINAL_COMMIT(
         snapshot,
         expected_revision=expected_revision,
         timeline=timeline,
         consumed_signal=consumed_signal,
+        reopened=reopened,
     )
     node = snapshot.nodes.get("b")
     if snapshot.id == "m2" and node is not None and node.status is NodeStatus.COMPLETED:
@@ -554,6 +568,11 @@ async def run() -> None:
                 await anyio.lowlevel.checkpoint()
             await commander.cancel("c-orphan", "crash test")
         raise AssertionError("the child should have died after c-orphan's cancelling commit")
+    if MODE == "retry":
+        failed = await (await commander.start(PIPELINE, {}, id="r1")).inspect()
+        assert failed.status is MissionStatus.FAILED, failed
+        await commander.retry("r1")
+        raise AssertionError("the child should have been killed inside the retried step")
     if MODE == "block-in-start":
         await commander.start(STARTED, {}, id="s1")
         raise AssertionError("the child should have been killed inside the start")

@@ -578,3 +578,31 @@ async def test_a_child_whose_parent_was_cancelled_just_before_a_crash_cancels_it
     _, kid = await parent_and_kid(db, "c-orphan")
     assert kid.cancel_request is not None
     assert kid.cancel_request.reason == "its parent 'c-orphan' no longer waits for it"
+
+
+async def test_a_retry_killed_inside_its_step_is_resumed_once(tmp_path: Path) -> None:
+    """A process SIGKILLed inside the step a retry runs again leaves the mission stored running
+    at that step, retried once; recovery runs the step once more (attempt 1 again) and the
+    mission completes, with one retry and one recovery in its timeline."""
+    db, log = tmp_path / "crash.sqlite", tmp_path / "steps.log"
+    await run_until_killed(db, log, "retry", kill_on="RETRY-RAN")
+
+    async with create_sqlite_persistence_adapter(db, read_only=True) as inspector:
+        stored = await inspector.load("r1")
+        assert stored is not None
+        assert stored.status is MissionStatus.RUNNING
+        assert (stored.current_node, stored.retries, stored.error) == ("b", 1, None)
+        assert stored.nodes["b"].status is NodeStatus.RUNNING
+        assert await inspector.running_missions(10) == ["r1"]
+
+    assert await recover(db, log) == {"r1": "completed"}
+    assert runs(log) == Counter({"a r1": 1, "b r1": 3, "c r1": 1})
+    async with create_sqlite_persistence_adapter(db, read_only=True) as inspector:
+        done = await inspector.load("r1")
+        kinds = [entry.kind for entry in await inspector.timeline("r1")]
+    assert done is not None
+    assert done.nodes["b"].attempts == 1
+    assert kinds.count(TimelineKind.MISSION_FAILED) == 1
+    assert kinds.count(TimelineKind.MISSION_RETRIED) == 1
+    assert kinds.count(TimelineKind.MISSION_RESUMED) == 1
+    assert kinds[-1] is TimelineKind.MISSION_COMPLETED

@@ -28,6 +28,7 @@ from mission_control.core import (
     InvalidSignalPayloadError,
     MissionNotActiveError,
     MissionNotFoundError,
+    MissionNotRetryableError,
     MissionSnapshot,
     MissionStatus,
     PersistenceError,
@@ -219,6 +220,41 @@ async def test_raw_submissions_are_checked_by_the_owner(
         await owner.inspect("o3")
 
 
+async def test_a_retry_from_a_submitter_is_applied_by_the_owner(
+    db_path: Path, raw: SQLiteCommander, submitter: SQLiteCommander, owner: SQLiteCommander
+) -> None:
+    """A submitter's retry is a submission the owner applies (the mission runs again in the
+    owner and the submitter gets it at rest); a raw one from an unknown node is refused by the
+    owner, raising its error and changing nothing; a retry of a completed mission is refused
+    by the submitter itself, with or without the definitions, storing nothing."""
+    await owner.start(ORDER, {"item": "tea"}, id="o1")
+    await owner.cancel("o1", "by mistake")
+
+    retried = await submitter.retry("o1")
+
+    assert (retried.status, retried.current_node, retried.retries) == (
+        MissionStatus.WAITING,
+        "approve",
+        1,
+    )
+    assert retried.cancel_request is None
+    await owner.signal("o1", "approve", "ada")
+    with pytest.raises(MissionNotRetryableError, match="completed"):
+        await submitter.submit_retry("o1")
+    before = await owner.inspect("o1")
+    with pytest.raises(MissionNotRetryableError, match="completed"):
+        await raw.retry("o1")
+    await owner.start(ORDER, {"item": "jam"}, id="o2")
+    await owner.cancel("o2")
+    with pytest.raises(InvalidInputError, match="no such node"):
+        await raw.verdict(await raw.submit_retry("o2", from_node="ship"))
+    assert await owner.inspect("o1") == before
+    assert rows(db_path, "SELECT kind, state FROM submissions ORDER BY seq") == [
+        ("retry", "applied"),
+        ("retry", "refused"),
+    ]
+
+
 async def test_submitting_on_the_owner_applies_at_once(owner: SQLiteCommander) -> None:
     """The owner's own submissions are decided before submit_* returns."""
     await owner.start(ORDER, {"item": "tea"}, id="o1")
@@ -385,7 +421,7 @@ async def test_a_submission_the_owner_cannot_read_or_apply_never_holds_the_other
     write(
         db_path,
         "INSERT INTO submissions (kind, mission_id, name, payload, submitted_at, submitted_by)"
-        " VALUES ('retry', 'fine', NULL, 'null', '2030-01-01T00:00:00+00:00', 'newer')",
+        " VALUES ('rewind', 'fine', NULL, 'null', '2030-01-01T00:00:00+00:00', 'newer')",
     )
     damaged = await submitter.submit_signal("damaged", "approve", "ada")
     write(db_path, "UPDATE missions SET snapshot = '{' WHERE id = 'damaged'")
@@ -395,9 +431,9 @@ async def test_a_submission_the_owner_cannot_read_or_apply_never_holds_the_other
     with anyio.fail_after(600):
         with pytest.raises(PersistenceError, match="corrupt"):
             await submitter.verdict(damaged)
-    [newer] = rows(db_path, "SELECT state, refusal FROM submissions WHERE kind = 'retry'")
+    [newer] = rows(db_path, "SELECT state, refusal FROM submissions WHERE kind = 'rewind'")
     assert newer[0] == "refused"
-    assert "'retry' is not a valid SubmissionKind" in newer[1]
+    assert "'rewind' is not a valid SubmissionKind" in newer[1]
     [tries] = rows(db_path, f"SELECT failures FROM submissions WHERE seq = {damaged.seq}")
     assert tries == (SUBMISSION_ATTEMPTS,)
 

@@ -34,6 +34,7 @@ from mission_control.core import (
     MissionCancelledError,
     MissionFailedError,
     MissionNotFoundError,
+    MissionNotRetryableError,
     MissionStatus,
     TimelineKind,
     UnknownSignalError,
@@ -691,8 +692,8 @@ def test_a_thread_waiting_on_a_client_left_open_does_not_keep_the_process_alive(
 def test_a_second_blocking_client_submits_to_the_first_and_takes_over_when_it_closes(
     open_client: OpenClient,
 ) -> None:
-    """Two blocking clients on one file: the second submits its starts and signals to the
-    first (the owner), which runs them, and takes ownership once the first closes."""
+    """Two blocking clients on one file: the second submits its starts, signals and retries to
+    the first (the owner), which runs them, and takes ownership once the first closes."""
     owner = open_client()
     submitter = open_client()
     assert owner.is_owner
@@ -706,6 +707,11 @@ def test_a_second_blocking_client_submits_to_the_first_and_takes_over_when_it_cl
     assert handle.result(timeout=BOUND).output == {"approved_by": "ada"}
     pending = submitter.submit_start("approval", {}, id="a2")
     assert submitter.verdict(pending, timeout=BOUND).id == "a2"  # stored; a tick starts it
+    owner.start(APPROVAL, {}, id="a3")
+    owner.cancel("a3", "by mistake")
+    assert submitter.retry("a3").current_node == "approve"
+    with pytest.raises(MissionNotRetryableError, match="completed"):
+        submitter.submit_retry("a1", from_node="approve")
 
     owner.close()
     deadline = time.monotonic() + BOUND

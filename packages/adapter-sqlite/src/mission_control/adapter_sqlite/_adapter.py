@@ -99,6 +99,11 @@ _UPDATE_MISSION: Final = (
     "UPDATE missions SET status = ?, due_at = ?, revision = ?, snapshot = ?, "
     "cancel_request = coalesce(cancel_request, ?) WHERE id = ? AND revision = ?"
 )
+# A retry's commit: the snapshot's cancellation request replaces the stored one (None clears it).
+_REOPEN_MISSION: Final = (
+    "UPDATE missions SET status = ?, due_at = ?, revision = ?, snapshot = ?, "
+    "cancel_request = ? WHERE id = ? AND revision = ?"
+)
 _INSERT_ENTRY: Final = (
     "INSERT INTO timeline (mission_id, revision, position, entry) VALUES (?, ?, ?, ?)"
 )
@@ -730,9 +735,11 @@ class SQLitePersistenceAdapter:
         expected_revision: int,
         timeline: Sequence[TimelineEntry],
         consumed_signal: int | None = None,
+        reopened: bool = False,
     ) -> None:
         """Compare-and-set the mission to ``snapshot``, append ``timeline`` and delete the
-        consumed signal, in one transaction; :class:`RevisionConflictError` stores nothing."""
+        consumed signal, in one transaction; :class:`RevisionConflictError` stores nothing.
+        ``reopened`` (a retry) replaces the stored cancellation request by the snapshot's."""
         self._check_owner("commit a mission")
         mission_id = snapshot.id
         revision = snapshot.revision
@@ -749,7 +756,7 @@ class SQLitePersistenceAdapter:
         ]
         mark = submissions.take_mark()
         await self._group.run(
-            lambda: self._write_commit(update, entries, consumed_signal, mark),
+            lambda: self._write_commit(update, entries, consumed_signal, mark, reopened),
             f"committing mission {mission_id!r}",
         )
 
@@ -759,11 +766,12 @@ class SQLitePersistenceAdapter:
         entries: list[tuple[Any, ...]],
         consumed_signal: int | None,
         mark: tuple[str, int] | None,
+        reopened: bool = False,
     ) -> None:
         cursor = self._cursor
         if mark is not None:
             submissions.mark_applied(cursor, self._db, mark)
-        cursor.execute(_UPDATE_MISSION, update)
+        cursor.execute(_REOPEN_MISSION if reopened else _UPDATE_MISSION, update)
         mission_id: str = update[5]
         if self._db.changes() != 1:
             raise self._conflict(mission_id, update[6])

@@ -480,6 +480,11 @@ class BlockingMissionClient:
         """Request cancellation; see :meth:`mission_control.core.Commander.cancel`."""
         return self._call(lambda client: client.cancel(mission_id, reason, compensate=compensate))
 
+    def retry(self, mission_id: str, *, from_node: str | None = None) -> MissionSnapshot:
+        """Run a failed or cancelled mission again; see
+        :meth:`mission_control.core.Commander.retry`."""
+        return self._call(lambda client: client.retry(mission_id, from_node=from_node))
+
     def wait_for_completion(
         self, mission_id: str, *, timeout: float | None = None
     ) -> MissionSnapshot:
@@ -532,6 +537,11 @@ class BlockingMissionClient:
         return self._call(
             lambda client: client.submit_cancel(mission_id, reason, compensate=compensate)
         )
+
+    def submit_retry(self, mission_id: str, *, from_node: str | None = None) -> Submission:
+        """Hand a retry to the store's owner and return at once; see
+        :meth:`mission_control.core.Commander.submit_retry`."""
+        return self._call(lambda client: client.submit_retry(mission_id, from_node=from_node))
 
     def verdict(
         self, submission: Submission | int, *, timeout: float | None = None

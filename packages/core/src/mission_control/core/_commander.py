@@ -156,6 +156,8 @@ class CommanderProtocol(Protocol):
         self, mission_id: str, reason: str | None = None, *, compensate: bool = False
     ) -> MissionSnapshot: ...
 
+    async def retry(self, mission_id: str, *, from_node: str | None = None) -> MissionSnapshot: ...
+
     async def wait_for_completion(self, mission_id: str) -> MissionSnapshot: ...
 
     async def result(self, mission_id: str) -> MissionSnapshot: ...
@@ -635,6 +637,29 @@ class Commander:
             )
         return self._detached(await self._engine.cancel(mission_id, reason, compensate))
 
+    async def retry(self, mission_id: str, *, from_node: str | None = None) -> MissionSnapshot:
+        """Run a failed or cancelled mission again from the top-level node where it failed or
+        was cancelled (or from ``from_node``, a top-level node every node before which
+        completed), and return it after it ran inline to its next wait or its end, as
+        :meth:`signal` does. Its history stays: the timeline goes on (a ``mission-retried``
+        entry first), the records of the nodes before that node stay and their outputs are not
+        made again; the attempts of that node count from 1 again. See
+        ``docs/guarantees.md`` (retry and fork) for compensations, deadlines, child missions and
+        loops.
+
+        Raises :class:`MissionNotRetryableError` for a mission that runs, waits, completed,
+        ran its compensations or is a child mission, and :class:`InvalidInputError` for a
+        ``from_node`` it cannot run again from; nothing is stored then. In a process that does
+        not own its store, the retry is a submission the owner applies (see
+        :meth:`submit_retry`): the call returns the mission once the owner has run it, or
+        raises the owner's error.
+        """
+        self._engine.loop.check("commander.retry()")
+        if not self.is_owner:
+            await self.verdict(await self.submit_retry(mission_id, from_node=from_node))
+            return await self._at_rest(mission_id)
+        return self._detached(await self._engine.retry(mission_id, from_node))
+
     async def result(self, mission_id: str) -> MissionSnapshot:
         """Wait until the mission ends and return its final snapshot, however it ended (by any
         commander of this process on the same adapter; see ``Notices.reread_interval`` for
@@ -749,6 +774,22 @@ class Commander:
         self._engine.ensure_cancellable(await self._engine.load(mission_id))
         payload: JsonValue = {"reason": reason, "compensate": compensate}
         return await self._submit(SubmissionKind.CANCEL, mission_id, None, payload)
+
+    async def submit_retry(self, mission_id: str, *, from_node: str | None = None) -> Submission:
+        """Store a retry (see :meth:`retry`) for the owner to apply and return the submission
+        at once, as :meth:`submit_signal` does. What this process can check is checked first,
+        storing nothing: that the mission exists and is retryable, and, when this commander has
+        its definition, ``from_node``."""
+        self._engine.loop.check("commander.submit_retry()")
+        if from_node is not None and not isinstance(from_node, str):  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise InvalidInputError(f"from_node must be a node name (a str), got {from_node!r}")
+        snapshot = await self._engine.load(mission_id)
+        if (snapshot.definition, snapshot.definition_version) in self._versions:
+            self._engine.retry_node(snapshot, from_node)
+        else:
+            self._engine.ensure_retryable(snapshot)
+        payload: JsonValue = {"from_node": from_node}
+        return await self._submit(SubmissionKind.RETRY, mission_id, None, payload)
 
     async def submission(self, seq: int) -> Submission:
         """The submission numbered ``seq`` as stored now."""
@@ -984,6 +1025,14 @@ class Commander:
                 _check_cancel(reason, compensate)
                 assert reason is None or isinstance(reason, str)
                 await engine.cancel(submission.mission_id, reason, compensate is True)
+            case SubmissionKind.RETRY:
+                fields = cast("dict[str, JsonValue]", payload if isinstance(payload, dict) else {})
+                from_node = fields.get("from_node")
+                if from_node is not None and not isinstance(from_node, str):
+                    raise InvalidInputError(
+                        f"from_node must be a node name (a str), got {from_node!r}"
+                    )
+                await engine.retry(submission.mission_id, from_node)
             case _:
                 assert_never(submission.kind)
 

@@ -115,6 +115,9 @@ class Draft(MissionFields):
     """The signal waits whose inbox has not been looked at since they began (or since a poke)."""
     last: MissionSnapshot | None = attrs.field(init=False, default=None)
     """The snapshot last written or read, returned when nothing changes."""
+    reopened: bool = attrs.field(init=False, default=False)
+    """Whether the next write reopens a finished mission (a retry): it may drop the stored
+    cancellation request."""
     ended: bool = attrs.field(init=False, default=False)
     """Whether the mission has ended (completed, failed, cancelled or compensated), or has just
     stopped to run its compensations (its status not terminal: see ``_begin_compensating``)."""
@@ -189,6 +192,7 @@ class Draft(MissionFields):
         self.consumed = None
         self.changed = False
         self.must_write = False
+        self.reopened = False
         self.last = snapshot
 
     def log(
@@ -604,6 +608,47 @@ class Draft(MissionFields):
         self.cancel_request = request
         self.changed = True
         self._stop_everything(now)
+
+    def reopen(
+        self,
+        path: str,
+        dropped: Callable[[str], bool],
+        deadline: datetime | None,
+        now: datetime,
+    ) -> None:
+        """Take a failed or cancelled mission up again from the top-level node at ``path`` (a
+        retry): the records ``dropped`` says go (that node's and those after it) go, with the
+        compensations they made owed; the mission is running again, its error, output and
+        cancellation request gone, its deadline ``deadline``. The caller enters the node."""
+        previous = self.status
+        self.nodes = {p: r for p, r in self.nodes.items() if not dropped(p)}
+        saga = self.compensations
+        if saga is not None:
+            owed = tuple(o for o in saga.owed if not dropped(o.path))
+            self.compensations = Compensations(owed) if owed else None
+        self.retries = (self.retries or 0) + 1
+        self.log(
+            now,
+            TimelineKind.MISSION_RETRIED,
+            path,
+            detail={"status": previous.value, "retry": self.retries},
+        )
+        self.status = MissionStatus.RUNNING
+        self.ended = False
+        self.error = None
+        self.output = None
+        self.cancel_request = None
+        self.active = ()
+        self.waits = ()
+        self.unchecked.clear()
+        self.current_node = path
+        self.recovery_attempts = 0
+        self.deadline = deadline
+        self.updated_at = now
+        self.changed = True
+        self.reopened = True
+        # Stored reopened before anything of the retry runs.
+        self.must_write = True
 
     # -- compensation --------------------------------------------------------------------------
 

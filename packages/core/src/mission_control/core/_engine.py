@@ -27,7 +27,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from ._clock import Clock, SystemClock
 from ._context import Context
 from ._definition import DEADLINE_CHAIN, TIMEOUT_PATH, MissionDefinition
-from ._draft import LOOKED_AT, Draft
+from ._draft import LOOKED_AT, Draft, top_level
 from ._errors import (
     ChildMissionFailedError,
     ChoiceError,
@@ -42,6 +42,7 @@ from ._errors import (
     MissionControlError,
     MissionNotActiveError,
     MissionNotFoundError,
+    MissionNotRetryableError,
     OutputNotSerializableError,
     RecoveryAttemptsExceededError,
     SignalTimeoutError,
@@ -399,9 +400,13 @@ def child_of(record: NodeRecord) -> str | None:
     return mission_id if isinstance(mission_id, str) else None
 
 
-def child_id(parent_id: str, path: str, attempt: int) -> str:
-    """The id of the child mission the child node at ``path`` starts on attempt ``attempt``."""
+def child_id(parent_id: str, path: str, attempt: int, retries: int | None = None) -> str:
+    """The id of the child mission the child node at ``path`` starts on attempt ``attempt``;
+    after the parent was retried (``retries`` times), one of its own, since the attempts of the
+    retried node count from 1 again while the children of the run before are kept."""
     base = f"{parent_id}/{path}"
+    if retries:
+        return f"{base}#r{retries}.{attempt}"
     return base if attempt == 1 else f"{base}#{attempt}"
 
 
@@ -662,6 +667,111 @@ class Engine:
             snapshot = await self._drive(definition, draft, hold)
             return await self._finish(definition, snapshot, hold)
 
+    # -- retry and fork ------------------------------------------------------------------------
+
+    def retry_node(
+        self, snapshot: MissionSnapshot, from_node: str | None
+    ) -> tuple[Definition, str]:
+        """The definition and the top-level node a retry of ``snapshot`` runs again from, or
+        the error the retry earns (nothing is stored by then)."""
+        self.ensure_retryable(snapshot)
+        definition = self.definition_for(snapshot)
+        path = snapshot.current_node if from_node is None else from_node
+        if path is None:
+            path = "start"
+        self.check_top_level(definition, snapshot, path, "retry", "from_node")
+        return definition, path
+
+    @staticmethod
+    def ensure_retryable(snapshot: MissionSnapshot) -> None:
+        """Refuse a retry of a mission that is not failed or cancelled, ran compensations or is
+        a child (what needs no definition to say)."""
+        status = snapshot.status
+        if status is not MissionStatus.FAILED and status is not MissionStatus.CANCELLED:
+            raise MissionNotRetryableError(
+                f"cannot retry mission {snapshot.id!r}: it is {status.value}; only a failed or "
+                "cancelled mission is retried"
+                + (
+                    " (its compensations undid what it had done: fork it at 'start' to run it "
+                    "afresh)"
+                    if status is MissionStatus.COMPENSATED
+                    else ""
+                )
+            )
+        if snapshot.compensating:
+            raise MissionNotRetryableError(
+                f"cannot retry mission {snapshot.id!r}: it ran some of its compensations before "
+                "it failed, so what it had done is partly undone (fork it at 'start' to run it "
+                "afresh)"
+            )
+        if snapshot.parent is not None:
+            raise MissionNotRetryableError(
+                f"cannot retry mission {snapshot.id!r}: it is a child of mission "
+                f"{snapshot.parent.mission_id!r}, which no longer waits for it; retry the parent "
+                f"from its child node {snapshot.parent.node.partition('/')[0]!r} instead"
+            )
+
+    @staticmethod
+    def check_top_level(
+        definition: Definition, snapshot: MissionSnapshot, path: str, action: str, argument: str
+    ) -> list[str]:
+        """Refuse ``path`` unless it is a top-level node of ``definition`` every node before
+        which completed in ``snapshot``; return the top-level nodes from ``path`` on."""
+        if not isinstance(path, str):  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise InvalidInputError(f"{argument} must be a node name (a str), got {path!r}")
+        names = [node.name for node in definition.nodes]
+        if path not in names:
+            nested = definition.path_of(path) or (
+                path if definition.place_or_none(path) is not None else None
+            )
+            if nested is not None:
+                raise InvalidInputError(
+                    f"cannot {action} mission {snapshot.id!r} at {path!r}: only a top-level node "
+                    "can be run again from (not one inside a parallel, a choice, a loop's body or "
+                    f"the deadline path); the top-level node it is in is {top_level(nested)!r}"
+                )
+            raise InvalidInputError(
+                f"cannot {action} mission {snapshot.id!r} at {path!r}: definition "
+                f"{definition.name!r} version {definition.version} has no such node (top-level "
+                f"nodes: {', '.join(names)})"
+            )
+        index = names.index(path)
+        for before in names[:index]:
+            record = snapshot.nodes.get(before)
+            if record is None or record.status not in (NodeStatus.COMPLETED, NodeStatus.TIMED_OUT):
+                got = "never reached" if record is None else record.status.value
+                raise InvalidInputError(
+                    f"cannot {action} mission {snapshot.id!r} at {path!r}: node {before!r} "
+                    f"before it has not completed ({got}); pick a node at or before {before!r}"
+                )
+        return names[index:]
+
+    async def retry(self, mission_id: str, from_node: str | None) -> MissionSnapshot:
+        """Run a failed or cancelled mission again from the top-level node it stopped at (or
+        ``from_node``), keeping the records of the nodes before it; until its first wait or its
+        end, as ``start`` runs a new one."""
+        if mission_id in self._holds:
+            snapshot = await self.load(mission_id)
+            raise MissionNotRetryableError(
+                f"cannot retry mission {mission_id!r}: a task of this process is moving it "
+                f"(it is {snapshot.status.value})"
+            )
+        with self._hold(mission_id) as hold:
+            snapshot = await self.load(mission_id)
+            definition, path = self.retry_node(snapshot, from_node)
+            again = set(self.check_top_level(definition, snapshot, path, "retry", "from_node"))
+            now = self.now()
+            draft = Draft.of(snapshot)
+            deadline = None if definition.deadline is None else now + definition.deadline
+            draft.reopen(path, lambda p: top_level(p) in again, deadline, now)
+            hold.may_leave_running = True
+            if path == "start":
+                draft.begin_start(now)
+            else:
+                self._enter(definition, draft, path, now)
+            snapshot = await self._drive(definition, draft, hold)
+            return await self._finish(definition, snapshot, hold)
+
     async def _recover(self, definition: Definition, draft: Draft) -> None:
         """Count a re-run of the nodes a mission was left running at, or fail the mission when it
         has had ``max_recovery_attempts`` already.
@@ -854,6 +964,15 @@ class Engine:
             existing = await self.persistence.insert(snapshot, draft.pending)
             if existing is not None:
                 raise _LostRace(existing)
+        elif draft.reopened:
+            # A retry: the one commit that may take a stored cancellation request away.
+            snapshot = draft.freeze(draft.revision + 1)
+            await self.persistence.commit(
+                snapshot,
+                expected_revision=draft.revision,
+                timeline=draft.pending,
+                reopened=True,
+            )
         else:
             snapshot = draft.freeze(draft.revision + 1)
             await self.persistence.commit(
@@ -871,7 +990,9 @@ class Engine:
             with anyio.CancelScope(shield=True):
                 for path, attempt in orphans:
                     await self._cancel_child(
-                        child_id(draft.id, path, attempt), draft.id, compensate=draft.compensating
+                        child_id(draft.id, path, attempt, draft.retries),
+                        draft.id,
+                        compensate=draft.compensating,
                     )
         if len(draft.active) > 1 and (due := snapshot.due_at) is not None:
             # The mission stays held while other positions run: the runtime is told now (with
@@ -1590,7 +1711,7 @@ class Engine:
         first wait, as ``start`` does; the child node's record input: the child's id and
         input."""
         child = self.definitions[(node.definition.name, node.definition.version)]
-        mission_id = child_id(draft.id, path, attempt)
+        mission_id = child_id(draft.id, path, attempt, draft.retries)
         link = ParentLink(draft.id, path)
         # Found first (after a crash): its input is not checked again, since the input
         # function may give another now.

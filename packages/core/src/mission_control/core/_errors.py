@@ -86,6 +86,11 @@ class MissionNotActiveError(MissionControlError):
     a mission running its compensations take a cancellation)."""
 
 
+class MissionNotRetryableError(MissionControlError):
+    """``retry`` was asked of a mission that is not failed or cancelled (it runs, waits or
+    completed), or that ran its compensations: nothing was stored."""
+
+
 class MissionAlreadyExistsError(MissionControlError):
     """An idempotent start named an id that belongs to a mission of another definition."""
 

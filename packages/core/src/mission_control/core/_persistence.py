@@ -44,7 +44,8 @@ class PersistenceAdapter(Protocol):
       ``PersistenceError`` and store nothing.
     - Timeline entries come back in the order they were written, whichever method wrote them.
     - A cancellation request is written by ``request_cancel`` (or carried by a committed
-      snapshot) and never cleared or replaced: the first one stands. ``load`` and
+      snapshot) and never cleared or replaced: the first one stands, until a commit with
+      ``reopened=True`` (a retry) stores the snapshot's instead. ``load`` and
       ``list_missions`` return it in ``snapshot.cancel_request``.
     - Queries for due and running missions cost what they return, not what is stored, and so
       does an unfiltered ``list_missions`` page (at most ``limit``, from ``after_id`` on). A
@@ -87,10 +88,13 @@ class PersistenceAdapter(Protocol):
         expected_revision: int,
         timeline: Sequence[TimelineEntry],
         consumed_signal: int | None = None,
+        reopened: bool = False,
     ) -> None:
         """Replace the mission with ``snapshot``, append ``timeline`` and delete the buffered
         signal ``consumed_signal`` (if given), all in one transaction; or, on a conflict (see
-        the contract above), raise ``RevisionConflictError`` and store nothing."""
+        the contract above), raise ``RevisionConflictError`` and store nothing. With
+        ``reopened`` (a retry of a finished mission), the stored cancellation request is
+        replaced by the snapshot's, so ``None`` clears it: the one write that may."""
         ...
 
     async def append_signal(

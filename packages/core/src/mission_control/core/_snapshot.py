@@ -258,6 +258,12 @@ class MissionFields:
     whatever became of the steps' records. What is owed once the mission ended was not needed
     (it completed, or was cancelled without ``compensate``) or was not run (a compensation
     failed for good: it and those before it stay owed)."""
+    retries: int | None = None
+    """How many times the mission was retried after it failed or was cancelled
+    (``Commander.retry``); ``None`` until it is. The child missions a retried child node starts
+    have ids of their own (see ``child_id``)."""
+    forked_from: str | None = None
+    """For a mission made by ``Commander.fork``, the id of the mission it was forked from."""
 
     @property
     def compensating(self) -> bool:
@@ -314,6 +320,12 @@ class TimelineKind(enum.StrEnum):
     TIMER_FIRED = "timer-fired"
     CANCEL_REQUESTED = "cancel-requested"
     MISSION_RESUMED = "mission-resumed"
+    MISSION_RETRIED = "mission-retried"
+    """A failed or cancelled mission was retried (``node``: the node it runs again from;
+    ``detail``: ``{"status": what it was, "retry": the how-manyth}``)."""
+    MISSION_FORKED = "mission-forked"
+    """The mission was made by forking another (``node``: where it starts; ``detail``:
+    ``{"from": the source mission's id, "copied": the node paths whose records were copied}``)."""
     PATH_CHOSEN = "path-chosen"
     """A choice picked its path (``detail``: the path's name)."""
     ITERATION_STARTED = "iteration-started"

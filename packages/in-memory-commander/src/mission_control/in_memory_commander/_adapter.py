@@ -148,6 +148,7 @@ class InMemoryPersistenceAdapter:
         expected_revision: int,
         timeline: Sequence[TimelineEntry],
         consumed_signal: int | None = None,
+        reopened: bool = False,
     ) -> None:
         self._check_open()
         stored = self._missions.get(snapshot.id)
@@ -166,6 +167,8 @@ class InMemoryPersistenceAdapter:
                     f"mission {snapshot.id!r} has no buffered signal {consumed_signal}"
                 )
             inbox[:] = [s for s in inbox if s.seq != consumed_signal]
+        if reopened:
+            self._cancels.pop(snapshot.id, None)
         self._store(snapshot, timeline)
 
     async def append_signal(

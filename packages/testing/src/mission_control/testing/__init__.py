@@ -14,6 +14,7 @@ from ._fixtures import (
     virtual_time_backend,
 )
 from ._loop_scenarios import LoopConformance
+from ._ops_scenarios import OpsConformance
 from ._protocol_battery import PersistenceProtocolConformance
 from ._recorders import LoggedEvent, Measurement, RecordingLogger, RecordingMetrics
 from ._saga_scenarios import SagaConformance
@@ -38,6 +39,7 @@ __all__ = [
     "ControlFlowConformance",
     "EngineScenarioConformance",
     "LoopConformance",
+    "OpsConformance",
     "PersistenceProtocolConformance",
     "SagaConformance",
     "VersionConformance",

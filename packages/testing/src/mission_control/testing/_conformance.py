@@ -18,6 +18,7 @@ from ._child_scenarios import ChildConformance
 from ._control_flow_scenarios import ControlFlowConformance
 from ._engine_scenarios import EngineScenarioConformance
 from ._loop_scenarios import LoopConformance
+from ._ops_scenarios import OpsConformance
 from ._protocol_battery import PersistenceProtocolConformance
 from ._saga_scenarios import SagaConformance
 from ._version_scenarios import VersionConformance
@@ -31,10 +32,12 @@ class AdapterConformance(
     SagaConformance,
     ChildConformance,
     VersionConformance,
+    OpsConformance,
 ):
     """Every test of the conformance suite: the protocol battery
     (:class:`PersistenceProtocolConformance`), then the engine scenarios
     (:class:`EngineScenarioConformance`), the control-flow ones (:class:`ControlFlowConformance`),
     the loop ones (:class:`LoopConformance`), the compensation ones (:class:`SagaConformance`),
-    the child mission ones (:class:`ChildConformance`) and the definition version ones
-    (:class:`VersionConformance`). Subclass it and provide ``persistence``."""
+    the child mission ones (:class:`ChildConformance`), the definition version ones
+    (:class:`VersionConformance`) and the retry, fork and purge ones (:class:`OpsConformance`).
+    Subclass it and provide ``persistence``."""

@@ -1,0 +1,238 @@
+"""Operations scenarios: retrying a failed or cancelled mission, forking one into a new
+mission, purging finished ones, run by a commander on the adapter under test."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from mission_control.core import (
+    Commander,
+    Context,
+    InvalidInputError,
+    MissionNotRetryableError,
+    MissionSnapshot,
+    MissionStatus,
+    NodeStatus,
+    TimelineKind,
+    m,
+)
+from mission_control.core.storage import PersistenceAdapter
+from mission_control.in_memory_commander import ManualClock
+
+from ._engine_scenarios import FatalError, ScenarioFixtures, drain_due
+
+
+def _accept(value: Any) -> Any:
+    return value
+
+
+class _Flaky:
+    """Steps that count their runs, and fail while told to."""
+
+    def __init__(self) -> None:
+        self.runs: dict[str, int] = {}
+        self.attempts: dict[str, list[int]] = {}
+        self.failing: set[str] = set()
+
+    def step(self, name: str) -> Any:
+        def run(ctx: Context[Any, Any]) -> str:
+            self.runs[name] = self.runs.get(name, 0) + 1
+            self.attempts.setdefault(name, []).append(ctx.attempt)
+            if name in self.failing:
+                raise FatalError(f"{name} is down")
+            return f"{name} done"
+
+        return run
+
+
+def _flow(steps: _Flaky) -> Any:
+    return (
+        m.define("ops")
+        .start(parse=_accept)
+        .step("a", steps.step("a"))
+        .step("b", steps.step("b"), retry=2)
+        .need_to("approve", parse=bool)
+        .step("c", steps.step("c"))
+        .end(output=lambda ctx: ctx.events["c"].output)
+    )
+
+
+async def _unchanged(commander: Commander, mission_id: str) -> tuple[MissionSnapshot, list[Any]]:
+    return await commander.inspect(mission_id), await commander.timeline(mission_id)
+
+
+class OpsConformance(ScenarioFixtures):
+    """Retry, fork and purge scenarios every persistence adapter must pass. Subclass it and
+    provide ``persistence``."""
+
+    # -- retry ---------------------------------------------------------------------------------
+
+    async def test_a_failed_mission_is_retried_from_the_node_that_failed(
+        self, persistence: PersistenceAdapter, clock: ManualClock
+    ) -> None:
+        """A retry runs a failed mission again from the node that failed, its attempts from 1,
+        keeping the records of the nodes before it (not run again) and its timeline, which
+        says it was retried."""
+        steps = _Flaky()
+        flow = _flow(steps)
+        commander = self.commander(persistence, clock, flow)
+        steps.failing.add("b")
+        handle = await commander.start(flow, {})
+        clock.advance(timedelta(minutes=5))
+        await drain_due(commander)
+        failed = await handle.inspect()
+        assert failed.status is MissionStatus.FAILED
+        assert steps.attempts["b"] == [1, 2]
+        steps.failing.clear()
+        clock.advance(timedelta(hours=1))
+
+        retried = await commander.retry(handle.id)
+
+        assert retried.status is MissionStatus.WAITING
+        assert retried.current_node == "approve"
+        assert retried.error is None
+        assert retried.retries == 1
+        assert retried.nodes["a"] == failed.nodes["a"]
+        assert retried.nodes["b"].status is NodeStatus.COMPLETED
+        assert retried.nodes["b"].attempts == 1
+        assert steps.runs["a"] == 1
+        assert steps.attempts["b"] == [1, 2, 1]
+        assert await commander.inspect(handle.id) == retried
+        entries = await commander.timeline(handle.id)
+        kinds = [e.kind for e in entries]
+        assert kinds.index(TimelineKind.MISSION_FAILED) < kinds.index(TimelineKind.MISSION_RETRIED)
+        again = next(e for e in entries if e.kind is TimelineKind.MISSION_RETRIED)
+        assert (again.node, again.detail) == ("b", {"status": "failed", "retry": 1})
+        done = await commander.signal(handle.id, "approve", True)
+        assert (done.status, done.output) == (MissionStatus.COMPLETED, "c done")
+
+    async def test_a_retry_from_an_earlier_node_runs_it_and_those_after_it_again(
+        self, persistence: PersistenceAdapter, clock: ManualClock
+    ) -> None:
+        """``from_node`` runs the mission again from an earlier top-level node: that node and
+        the ones after it run again, the ones before keep their records."""
+        steps = _Flaky()
+        flow = _flow(steps)
+        commander = self.commander(persistence, clock, flow)
+        handle = await commander.start(flow, {})
+        await commander.cancel(handle.id, "wrong order")
+        retried = await commander.retry(handle.id, from_node="a")
+        assert retried.status is MissionStatus.WAITING
+        assert steps.runs == {"a": 2, "b": 2}
+        assert retried.nodes["a"].attempts == 1
+        assert retried.cancel_request is None
+
+    async def test_a_cancelled_mission_is_retried_without_its_cancellation(
+        self, persistence: PersistenceAdapter, clock: ManualClock
+    ) -> None:
+        """A cancelled mission retried waits again where it was cancelled, its cancellation
+        request gone from the store, and runs to its end."""
+        steps = _Flaky()
+        flow = _flow(steps)
+        commander = self.commander(persistence, clock, flow)
+        handle = await commander.start(flow, {})
+        cancelled = await commander.cancel(handle.id, "by mistake")
+        assert cancelled.status is MissionStatus.CANCELLED
+        retried = await commander.retry(handle.id)
+        assert retried.status is MissionStatus.WAITING
+        assert retried.current_node == "approve"
+        stored = await commander.inspect(handle.id)
+        assert stored.cancel_request is None
+        assert steps.runs == {"a": 1, "b": 1}
+        entries = await commander.timeline(handle.id)
+        again = next(e for e in entries if e.kind is TimelineKind.MISSION_RETRIED)
+        assert again.detail == {"status": "cancelled", "retry": 1}
+        done = await commander.signal(handle.id, "approve", True)
+        assert done.status is MissionStatus.COMPLETED
+
+    async def test_a_mission_that_is_not_failed_or_cancelled_is_not_retried(
+        self, persistence: PersistenceAdapter, clock: ManualClock
+    ) -> None:
+        """Retrying a waiting or completed mission raises MissionNotRetryableError and stores
+        nothing; so does a node the mission cannot run again from (InvalidInputError)."""
+        steps = _Flaky()
+        flow = _flow(steps)
+        commander = self.commander(persistence, clock, flow)
+        waiting = await commander.start(flow, {}, id="waiting")
+        before = await _unchanged(commander, waiting.id)
+        with pytest.raises(MissionNotRetryableError, match="it is waiting"):
+            await commander.retry(waiting.id)
+        assert await _unchanged(commander, waiting.id) == before
+        done = await commander.start(flow, {}, id="done")
+        await done.signal("approve", True)
+        with pytest.raises(MissionNotRetryableError, match="it is completed"):
+            await commander.retry(done.id)
+        failed = await commander.start(flow, {}, id="failed")
+        await failed.cancel("stop")
+        before = await _unchanged(commander, failed.id)
+        with pytest.raises(InvalidInputError, match="has no such node"):
+            await commander.retry(failed.id, from_node="nope")
+        with pytest.raises(InvalidInputError, match="'approve' before it has not completed"):
+            await commander.retry(failed.id, from_node="c")
+        assert await _unchanged(commander, failed.id) == before
+        assert steps.runs == {"a": 3, "b": 3, "c": 1}
+
+    async def test_a_retried_child_node_starts_a_new_child_and_keeps_the_old(
+        self, persistence: PersistenceAdapter, clock: ManualClock
+    ) -> None:
+        """A parent retried from its child node starts a child mission of a new id (the failed
+        child stays, as history); the failed child itself is not retried."""
+        steps = _Flaky()
+        kid = m.define("kid").start(parse=_accept).step("work", steps.step("work")).end()
+        parent = (
+            m.define("parent")
+            .start(parse=_accept)
+            .child("kid", kid, lambda ctx: {})
+            .end(output=lambda ctx: ctx.events["kid"].output)
+        )
+        commander = self.commander(persistence, clock, parent)
+        steps.failing.add("work")
+        handle = await commander.start(parent, {}, id="p")
+        assert (await handle.inspect()).status is MissionStatus.FAILED
+        first = await commander.inspect("p/kid")
+        assert first.status is MissionStatus.FAILED
+        with pytest.raises(MissionNotRetryableError, match="retry the parent from its child"):
+            await commander.retry("p/kid")
+        steps.failing.clear()
+        retried = await commander.retry("p")
+        assert retried.status is MissionStatus.COMPLETED
+        assert retried.nodes["kid"].input["mission_id"] == "p/kid#r1.1"
+        assert (await commander.inspect("p/kid")).status is MissionStatus.FAILED
+        assert (await commander.inspect("p/kid#r1.1")).status is MissionStatus.COMPLETED
+
+    async def test_a_retried_loop_and_deadline_start_afresh(
+        self, persistence: PersistenceAdapter, clock: ManualClock
+    ) -> None:
+        """A mission that failed in a loop's body is retried from the loop, which runs from
+        its first iteration again; the retried mission's deadline counts from the retry."""
+        steps = _Flaky()
+        flow = (
+            m.define("looping")
+            .start(parse=_accept)
+            .loop(
+                "rounds",
+                lambda body: body.step("round", steps.step("round")),
+                until=lambda ctx: ctx.iteration == 3,
+                max_iterations=5,
+            )
+            .need_to("approve", parse=bool)
+            .deadline(timedelta(hours=1))
+            .end()
+        )
+        commander = self.commander(persistence, clock, flow)
+        steps.failing.add("round")
+        handle = await commander.start(flow, {})
+        failed = await handle.inspect()
+        assert failed.status is MissionStatus.FAILED
+        assert failed.current_node == "rounds"
+        with pytest.raises(InvalidInputError, match="only a top-level node"):
+            await commander.retry(handle.id, from_node="round")
+        steps.failing.clear()
+        clock.advance(timedelta(hours=2))
+        retried = await commander.retry(handle.id)
+        assert retried.status is MissionStatus.WAITING
+        assert steps.runs["round"] == 4
+        assert retried.deadline == clock.now() + timedelta(hours=1)
