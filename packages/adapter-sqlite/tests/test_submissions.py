@@ -35,6 +35,7 @@ from mission_control.core import (
     Refusal,
     SubmissionKind,
     SubmissionState,
+    TimelineKind,
     UnknownDefinitionError,
     UnknownSignalError,
     m,
@@ -253,6 +254,28 @@ async def test_a_retry_from_a_submitter_is_applied_by_the_owner(
         ("retry", "applied"),
         ("retry", "refused"),
     ]
+
+
+async def test_a_fork_from_a_submitter_is_started_by_the_owner_at_its_node(
+    submitter: SQLiteCommander, owner: SQLiteCommander
+) -> None:
+    """A submitter's fork is stored waiting for its start at the node it was forked at, and
+    the owner's runtime runs it from there: the nodes before it are not run again."""
+    await owner.start(ORDER, {"item": "tea"}, id="o1")
+    await owner.signal("o1", "approve", "ada")
+
+    fork = await submitter.fork("o1", at_node="approve", new_id="o1-again")
+
+    stored = await owner.inspect(fork.id)
+    assert stored.forked_from == "o1"
+    assert stored.nodes["pack"] == (await owner.inspect("o1")).nodes["pack"]
+    await submitter.signal(fork.id, "approve", "bob")
+    with anyio.fail_after(10):
+        after = await fork.result()
+    assert (after.status, after.output) == (MissionStatus.COMPLETED, "bob")
+    kinds = [entry.kind for entry in await owner.timeline(fork.id)]
+    assert kinds[0] is TimelineKind.MISSION_FORKED
+    assert TimelineKind.STEP_STARTED not in kinds
 
 
 async def test_submitting_on_the_owner_applies_at_once(owner: SQLiteCommander) -> None:

@@ -692,8 +692,8 @@ def test_a_thread_waiting_on_a_client_left_open_does_not_keep_the_process_alive(
 def test_a_second_blocking_client_submits_to_the_first_and_takes_over_when_it_closes(
     open_client: OpenClient,
 ) -> None:
-    """Two blocking clients on one file: the second submits its starts, signals and retries to
-    the first (the owner), which runs them, and takes ownership once the first closes."""
+    """Two blocking clients on one file: the second submits its starts, signals, retries and
+    forks to the first (the owner), which runs them, and takes ownership once the first closes."""
     owner = open_client()
     submitter = open_client()
     assert owner.is_owner
@@ -712,6 +712,8 @@ def test_a_second_blocking_client_submits_to_the_first_and_takes_over_when_it_cl
     assert submitter.retry("a3").current_node == "approve"
     with pytest.raises(MissionNotRetryableError, match="completed"):
         submitter.submit_retry("a1", from_node="approve")
+    forked = submitter.fork("a1", at_node="approve", new_id="a1-fork")
+    assert forked.inspect().forked_from == "a1"
 
     owner.close()
     deadline = time.monotonic() + BOUND

@@ -195,6 +195,8 @@ def _every_field_set() -> MissionSnapshot:
         "compensations": Compensations(
             (Compensation("call", {"id": 7}), Compensation("checks/a/book", None)), T0
         ),
+        "retries": 2,
+        "forked_from": "source",
     }
     # Every field of the declaration is set here, to a value that is not its default.
     assert set(values) == {field.name for field in attrs.fields(MissionSnapshot)}
@@ -371,6 +373,8 @@ def test_fields_at_a_none_default_are_left_out_and_read_back() -> None:
         "definition_fingerprint",
         "progress",
         "compensations",
+        "retries",
+        "forked_from",
     }
     assert document["input"] is None  # no default: always written
     assert set(document["nodes"]["start"]) == {"name", "kind", "status", "attempts"}

@@ -405,6 +405,14 @@ class BlockingMissionClient:
         )
         return BlockingMissionHandle(self, handle.id)
 
+    def fork(
+        self, mission_id: str, *, at_node: str, new_id: str | None = None
+    ) -> BlockingMissionHandle:
+        """A new mission from ``mission_id``, run from ``at_node``; see
+        :meth:`mission_control.core.Commander.fork`."""
+        handle = self._call(lambda client: client.fork(mission_id, at_node=at_node, new_id=new_id))
+        return BlockingMissionHandle(self, handle.id)
+
     def get(self, mission_id: str) -> BlockingMissionHandle:
         """A handle to an existing mission; raises ``MissionNotFoundError``."""
         handle = self._call(lambda client: client.get(mission_id))

@@ -158,6 +158,10 @@ class CommanderProtocol(Protocol):
 
     async def retry(self, mission_id: str, *, from_node: str | None = None) -> MissionSnapshot: ...
 
+    async def fork(
+        self, mission_id: str, *, at_node: str, new_id: str | None = None
+    ) -> MissionHandle: ...
+
     async def wait_for_completion(self, mission_id: str) -> MissionSnapshot: ...
 
     async def result(self, mission_id: str) -> MissionSnapshot: ...
@@ -659,6 +663,30 @@ class Commander:
             await self.verdict(await self.submit_retry(mission_id, from_node=from_node))
             return await self._at_rest(mission_id)
         return self._detached(await self._engine.retry(mission_id, from_node))
+
+    async def fork(
+        self, mission_id: str, *, at_node: str, new_id: str | None = None
+    ) -> MissionHandle:
+        """Make a new mission of the mission's definition (the version it started on) and
+        input that starts at the top-level node ``at_node``: the records of the nodes before it
+        are copied from the mission (their outputs reused, those nodes not run again), and it
+        runs from ``at_node`` until its first wait, as :meth:`start` runs a new one. The mission
+        forked from is left as it is, whatever its status; the fork's ``forked_from`` names it.
+
+        ``new_id`` is the fork's id (one is made without it); forking again to an id that holds
+        a fork of the same mission returns that fork unchanged. Raises
+        :class:`InvalidInputError` for an ``at_node`` that is no top-level node of the
+        definition (a node inside a parallel, a choice or a loop's body is refused) or that
+        follows a node which did not complete, and :class:`MissionAlreadyExistsError` for a
+        ``new_id`` taken by another mission; nothing is stored then. In a process that does not
+        own its store the fork is stored waiting for its start at ``at_node`` and the owner's
+        runtime runs it (as every start there is a background start).
+        """
+        self._engine.loop.check("commander.fork()")
+        if not isinstance(at_node, str):  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise InvalidInputError(f"at_node must be a node name (a str), got {at_node!r}")
+        snapshot = await self._engine.fork(mission_id, at_node, new_id, not self.is_owner)
+        return MissionHandle(self, snapshot.id)
 
     async def result(self, mission_id: str) -> MissionSnapshot:
         """Wait until the mission ends and return its final snapshot, however it ended (by any

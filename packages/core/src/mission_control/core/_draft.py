@@ -338,6 +338,14 @@ class Draft(MissionFields):
         self.updated_at = now
         self.changed = True
 
+    def unwait(self, path: str) -> None:
+        """Take the position waiting at ``path`` away, with its record (a fork stored waiting
+        for its start at that node, about to enter it)."""
+        self.waits = tuple(w for w in self.waits if w.node != path)
+        self.active = tuple(p for p in self.active if p != path)
+        del self.nodes[path]  # pyright: ignore[reportIndexIssue] (the draft's own dict)
+        self.changed = True
+
     def retry_due(self, path: str, now: datetime) -> None:
         """A retry's time has come: the node runs again."""
         record = self.nodes[path]

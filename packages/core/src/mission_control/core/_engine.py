@@ -73,6 +73,7 @@ from ._retry import RetryPolicy
 from ._snapshot import (
     COMPENSATION_SUFFIX,
     CancelRequest,
+    Compensations,
     ErrorInfo,
     JsonValue,
     MissionSnapshot,
@@ -772,6 +773,71 @@ class Engine:
             snapshot = await self._drive(definition, draft, hold)
             return await self._finish(definition, snapshot, hold)
 
+    async def fork(
+        self, source_id: str, at_node: str, new_id: str | None, background: bool
+    ) -> MissionSnapshot:
+        """Store a new mission of the source's definition and input holding the records of the
+        top-level nodes before ``at_node`` (copied, not run again) and run it from ``at_node``
+        until its first wait; with ``background``, store it waiting for its start at
+        ``at_node``, due now (the runtime starts it). A mission stored under ``new_id`` that is
+        a fork of the source is returned as it is."""
+        source = await self.load(source_id)
+        definition = self.definition_for(source)
+        again = set(self.check_top_level(definition, source, at_node, "fork", "at_node"))
+        if new_id is None:
+            new_id = self.new_id()
+        else:
+            check_id(new_id)
+            existing = await self._existing_or_free(definition, new_id)
+            if existing is not None:
+                if existing.forked_from != source_id:
+                    raise MissionAlreadyExistsError(
+                        f"mission id {new_id!r} is taken by a mission that is not a fork of "
+                        f"{source_id!r}"
+                    )
+                return existing
+        # No checkpoint since the mission was found free: nobody else holds it yet.
+        with self._hold(new_id) as hold:
+            now = self.now()
+            deadline = None if definition.deadline is None else now + definition.deadline
+            draft = Draft.new(
+                new_id, definition.name, source.definition_version, source.input, now, deadline
+            )
+            copied = {p: r for p, r in source.nodes.items() if top_level(p) not in again}
+            draft.nodes = copied
+            saga = source.compensations
+            if saga is not None:
+                owed = tuple(o for o in saga.owed if top_level(o.path) not in again)
+                draft.compensations = Compensations(owed) if owed else None
+            draft.forked_from = source_id
+            draft.log(
+                now,
+                TimelineKind.MISSION_FORKED,
+                at_node,
+                detail={"from": source_id, "copied": [p for p in copied if "/" not in p]},
+            )
+            try:
+                if background:
+                    node = definition.places[at_node].node
+                    wait = Wait(WaitKind.START, at_node, due_at=now)
+                    draft.wait_at(at_node, node.name, node.kind, wait, now)
+                    snapshot = await self._write(draft)
+                    self.notices.due(now)
+                    return snapshot
+                if at_node == "start":
+                    draft.begin_start(now)
+                else:
+                    self._enter(definition, draft, at_node, now)
+                snapshot = await self._drive(definition, draft, hold)
+            except _LostRace as race:
+                if race.existing.forked_from != source_id:
+                    raise MissionAlreadyExistsError(
+                        f"mission id {new_id!r} is taken by a mission that is not a fork of "
+                        f"{source_id!r}"
+                    ) from None
+                return race.existing
+            return await self._finish(definition, snapshot, hold)
+
     async def _recover(self, definition: Definition, draft: Draft) -> None:
         """Count a re-run of the nodes a mission was left running at, or fail the mission when it
         has had ``max_recovery_attempts`` already.
@@ -1105,6 +1171,12 @@ class Engine:
                     draft.retry_due(path, now)
                     if isinstance(place.node, ChildNode):
                         draft.must_write = True  # as when the node is entered: see _enter
+                case WaitKind.START if path != "start":
+                    # A fork stored by a process that does not own the store: it starts at the
+                    # node it was forked at.
+                    draft.unwait(path)
+                    self._enter(definition, draft, path, now)
+                    draft.must_write = True
                 case WaitKind.START:
                     draft.begin_start(now)
                     # Stored running before its first function runs, so that a start that

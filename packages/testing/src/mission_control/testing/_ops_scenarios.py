@@ -12,6 +12,7 @@ from mission_control.core import (
     Commander,
     Context,
     InvalidInputError,
+    MissionAlreadyExistsError,
     MissionNotRetryableError,
     MissionSnapshot,
     MissionStatus,
@@ -236,3 +237,106 @@ class OpsConformance(ScenarioFixtures):
         assert retried.status is MissionStatus.WAITING
         assert steps.runs["round"] == 4
         assert retried.deadline == clock.now() + timedelta(hours=1)
+
+    # -- fork ----------------------------------------------------------------------------------
+
+    async def test_a_fork_reuses_the_nodes_before_its_node_and_leaves_the_source_alone(
+        self, persistence: PersistenceAdapter, clock: ManualClock
+    ) -> None:
+        """A fork at a node is a new mission of the same definition and input holding copies of
+        the records of the nodes before it (not run again), run from that node; the mission
+        forked from is unchanged."""
+        steps = _Flaky()
+        flow = _flow(steps)
+        commander = self.commander(persistence, clock, flow)
+        source = await commander.start(flow, {"order": 7}, id="source")
+        await source.signal("approve", True)
+        before = await _unchanged(commander, source.id)
+        clock.advance(timedelta(minutes=1))
+
+        fork = await commander.fork(source.id, at_node="b", new_id="copy")
+
+        forked = await fork.inspect()
+        assert (forked.id, forked.forked_from, forked.status) == (
+            "copy",
+            "source",
+            MissionStatus.WAITING,
+        )
+        assert (forked.definition, forked.input) == ("ops", {"order": 7})
+        assert forked.nodes["a"] == before[0].nodes["a"]
+        assert forked.nodes["b"].finished_at == clock.now()
+        assert forked.parent is None
+        assert steps.runs == {"a": 1, "b": 2, "c": 1}
+        assert await _unchanged(commander, source.id) == before
+        entries = await commander.timeline(fork.id)
+        assert entries[0].kind is TimelineKind.MISSION_FORKED
+        assert (entries[0].node, entries[0].detail) == (
+            "b",
+            {"from": "source", "copied": ["start", "a"]},
+        )
+        assert TimelineKind.MISSION_STARTED not in {e.kind for e in entries}
+        done = await commander.signal(fork.id, "approve", True)
+        assert (done.status, done.output) == (MissionStatus.COMPLETED, "c done")
+
+    async def test_a_fork_of_a_failed_mission_runs_on_and_is_idempotent_by_id(
+        self, persistence: PersistenceAdapter, clock: ManualClock
+    ) -> None:
+        """A fork of a failed mission at the node that failed runs that node again in the new
+        mission; forking again to the same id returns that fork, and an id taken by another
+        mission is refused."""
+        steps = _Flaky()
+        flow = _flow(steps)
+        commander = self.commander(persistence, clock, flow)
+        steps.failing.add("b")
+        source = await commander.start(flow, {}, id="source")
+        clock.advance(timedelta(minutes=5))
+        await drain_due(commander)
+        steps.failing.clear()
+        fork = await commander.fork(source.id, at_node="b", new_id="again")
+        assert (await fork.inspect()).current_node == "approve"
+        assert (await source.inspect()).status is MissionStatus.FAILED
+        same = await commander.fork(source.id, at_node="start", new_id="again")
+        assert same.id == "again"
+        assert steps.runs == {"a": 1, "b": 3}
+        with pytest.raises(MissionAlreadyExistsError, match="'source' is taken by a mission"):
+            await commander.fork("again", at_node="b", new_id="source")
+        fresh = await commander.fork(source.id, at_node="start")
+        assert (await fresh.inspect()).forked_from == "source"
+        assert steps.runs == {"a": 2, "b": 4}
+
+    async def test_a_fork_at_a_node_it_cannot_start_from_stores_nothing(
+        self, persistence: PersistenceAdapter, clock: ManualClock
+    ) -> None:
+        """A fork at a node inside a loop's body or a parallel's branch, at an unknown node or
+        after a node that did not complete is refused with InvalidInputError, storing
+        nothing."""
+        flow = (
+            m.define("nested")
+            .start(parse=_accept)
+            .parallel(
+                "both",
+                {"left": lambda b: b.step("l", lambda ctx: 1), "right": lambda b: b},
+            )
+            .loop(
+                "rounds",
+                lambda b: b.step("round", lambda ctx: 2),
+                until=lambda ctx: True,
+                max_iterations=2,
+            )
+            .need_to("go", parse=bool)
+            .end()
+        )
+        commander = self.commander(persistence, clock, flow)
+        source = await commander.start(flow, {}, id="source")
+        for node, message in (
+            ("l", "the top-level node it is in is 'both'"),
+            ("round", "the top-level node it is in is 'rounds'"),
+            ("both/left/l", "only a top-level node"),
+            ("nowhere", "has no such node"),
+            ("end", "node 'go' before it has not completed"),
+        ):
+            with pytest.raises(InvalidInputError, match=message):
+                await commander.fork(source.id, at_node=node, new_id="f")
+        assert [s.id for s in await commander.list()] == ["source"]
+        fork = await commander.fork(source.id, at_node="go", new_id="f")
+        assert (await fork.inspect()).nodes["both/left/l"].output == 1
