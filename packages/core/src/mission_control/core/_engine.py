@@ -284,6 +284,16 @@ def _check_owner(definition: Definition, existing: MissionSnapshot) -> None:
         )
 
 
+def _fork_of(existing: MissionSnapshot, source_id: str) -> MissionSnapshot:
+    """``existing``, stored under the id a fork of ``source_id`` was to take, if it is such a
+    fork (forking again returns it); :class:`MissionAlreadyExistsError` otherwise."""
+    if existing.forked_from != source_id:
+        raise MissionAlreadyExistsError(
+            f"mission id {existing.id!r} is taken by a mission that is not a fork of {source_id!r}"
+        )
+    return existing
+
+
 def _log_attempt_failed(
     mission_id: str,
     node: StartNode | StepNode | ChildNode,
@@ -790,12 +800,7 @@ class Engine:
             check_id(new_id)
             existing = await self._existing_or_free(definition, new_id)
             if existing is not None:
-                if existing.forked_from != source_id:
-                    raise MissionAlreadyExistsError(
-                        f"mission id {new_id!r} is taken by a mission that is not a fork of "
-                        f"{source_id!r}"
-                    )
-                return existing
+                return _fork_of(existing, source_id)
         # No checkpoint since the mission was found free: nobody else holds it yet.
         with self._hold(new_id) as hold:
             now = self.now()
@@ -830,12 +835,7 @@ class Engine:
                     self._enter(definition, draft, at_node, now)
                 snapshot = await self._drive(definition, draft, hold)
             except _LostRace as race:
-                if race.existing.forked_from != source_id:
-                    raise MissionAlreadyExistsError(
-                        f"mission id {new_id!r} is taken by a mission that is not a fork of "
-                        f"{source_id!r}"
-                    ) from None
-                return race.existing
+                return _fork_of(race.existing, source_id)
             return await self._finish(definition, snapshot, hold)
 
     async def _recover(self, definition: Definition, draft: Draft) -> None:
