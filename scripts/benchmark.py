@@ -752,6 +752,10 @@ class RecordingAdapter:
             reopened=reopened,
         )
 
+    async def delete_missions(self, revisions: Mapping[str, int]) -> list[str]:
+        self.calls["delete_missions"] += 1
+        return await self.inner.delete_missions(revisions)
+
     async def append_signal(
         self,
         mission_id: str,

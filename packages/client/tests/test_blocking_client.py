@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -714,6 +714,8 @@ def test_a_second_blocking_client_submits_to_the_first_and_takes_over_when_it_cl
         submitter.submit_retry("a1", from_node="approve")
     forked = submitter.fork("a1", at_node="approve", new_id="a1-fork")
     assert forked.inspect().forked_from == "a1"
+    counted = submitter.purge(finished_before=datetime.now(UTC) + timedelta(days=1), dry_run=True)
+    assert counted.matched == 1
 
     owner.close()
     deadline = time.monotonic() + BOUND

@@ -167,6 +167,13 @@ _RECORD_FINGERPRINT: Final = (
     "VALUES (?, ?, ?, ?) ON CONFLICT (definition, version) DO UPDATE SET "
     "fingerprint = excluded.fingerprint, recorded_at = excluded.recorded_at"
 )
+# A compare-and-delete: a mission retried (or otherwise changed) since it was read stays.
+_DELETE_MISSION: Final = (
+    "DELETE FROM missions WHERE id = ? AND revision = ? "
+    "AND status IN ('completed', 'failed', 'cancelled', 'compensated') RETURNING id"
+)
+_DELETE_TIMELINE: Final = "DELETE FROM timeline WHERE mission_id = ?"
+_DELETE_INBOX: Final = "DELETE FROM inbox WHERE mission_id = ?"
 
 
 def _micros(when: datetime, what: str) -> int:
@@ -968,6 +975,29 @@ class SQLitePersistenceAdapter:
         except Exception as error:
             raise self._corrupt(mission_id, "timeline", error) from error
 
+    async def delete_missions(self, revisions: Mapping[str, int]) -> list[str]:
+        """Delete the finished missions of ``revisions`` still at their revision, with their
+        timelines and inboxes, in one transaction; return the ids deleted."""
+        self._check_writable("delete missions")
+        if not revisions:
+            return []
+        rows = list(revisions.items())
+        return await self._group.run_alone(
+            lambda: self._write_deletes(rows), f"deleting {len(rows)} missions"
+        )
+
+    def _write_deletes(self, rows: list[tuple[str, int]]) -> list[str]:
+        cursor = self._cursor
+        deleted: list[str] = []
+        for mission_id, revision in rows:
+            if cursor.execute(_DELETE_MISSION, (mission_id, revision)).fetchall():
+                deleted.append(mission_id)
+        if deleted:
+            ids = [(mission_id,) for mission_id in deleted]
+            cursor.executemany(_DELETE_TIMELINE, ids)
+            cursor.executemany(_DELETE_INBOX, ids)
+        return deleted
+
     # -- definition versions (DefinitionVersionStore) ------------------------------------------
 
     async def versions_in_use(self) -> list[tuple[str, int]]:
@@ -1086,6 +1116,27 @@ class SQLitePersistenceAdapter:
         await self._group.run_alone(
             lambda: self._cursor.execute(sql, params), f"deciding submission {seq}"
         )
+
+    async def purge_submissions(
+        self, decided_before: datetime, limit: int, *, dry_run: bool = False
+    ) -> int:
+        """Delete up to ``limit`` submissions decided before ``decided_before``, oldest first,
+        in one transaction, and return how many; with ``dry_run``, count every one there is
+        and delete none."""
+        before = decided_before.isoformat()
+        if dry_run:
+            self._check_open()
+            rows = await self._read(
+                submissions.COUNT_DECIDED, (before,), "counting decided submissions"
+            )
+            return int(rows[0][0])
+        self._check_writable("purge submissions")
+
+        def delete() -> int:
+            self._cursor.execute(submissions.PURGE, (before, limit))
+            return self._db.changes()
+
+        return await self._group.run_alone(delete, "purging decided submissions")
 
     async def count_failure(self, seq: int) -> int:
         """Count one more application of the submission that raised; return the count."""

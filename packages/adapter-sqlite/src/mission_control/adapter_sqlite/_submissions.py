@@ -41,6 +41,14 @@ REFUSE: Final = (
     "UPDATE submissions SET state = 'refused', decided_at = ?, refusal = ? "
     "WHERE seq = ? AND (state = 'pending' OR ?)"
 )
+# Decided before a time (decided_at is ISO text, perhaps of several offsets: compared as
+# instants); the oldest first, a batch at a time.
+_DECIDED_BEFORE: Final = "state != 'pending' AND julianday(decided_at) < julianday(?)"
+PURGE: Final = (
+    "DELETE FROM submissions WHERE seq IN "
+    f"(SELECT seq FROM submissions WHERE {_DECIDED_BEFORE} ORDER BY seq LIMIT ?)"
+)
+COUNT_DECIDED: Final = f"SELECT count(*) FROM submissions WHERE {_DECIDED_BEFORE}"
 COUNT_FAILURE: Final = (
     "UPDATE submissions SET failures = failures + 1 WHERE seq = ? RETURNING failures"
 )

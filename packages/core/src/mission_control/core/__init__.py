@@ -73,6 +73,7 @@ from ._ids import SortableIds
 from ._keys import EventKey, key
 from ._nodes import ParallelMode
 from ._persistence import LIST_LIMIT, MAX_LIST_LIMIT
+from ._purge import PURGE_BATCH, PurgeBatch, PurgeReport
 from ._retry import (
     MAX_DELAY,
     Backoff,
@@ -133,6 +134,9 @@ __all__ = [
     "DefinitionVersionError",
     "ParallelMode",
     "ParentLink",
+    "PURGE_BATCH",
+    "PurgeBatch",
+    "PurgeReport",
     "SignalTimeoutError",
     "CancelRequest",
     "Clock",

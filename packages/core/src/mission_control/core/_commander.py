@@ -14,7 +14,7 @@ import importlib
 import logging
 import os
 import socket
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Collection, Iterable
 from datetime import datetime
 from types import TracebackType
 from typing import (
@@ -54,6 +54,7 @@ from ._ids import SortableIds
 from ._nodes import ChildNode
 from ._notices import Notices, notices_for
 from ._persistence import LIST_LIMIT, MAX_LIST_LIMIT, PersistenceAdapter
+from ._purge import PURGE_BATCH, PurgeBatch, PurgeReport, purge, purge_statuses
 from ._snapshot import JsonValue, MissionSnapshot, MissionStatus, TimelineEntry
 from ._submissions import (
     NewSubmission,
@@ -161,6 +162,17 @@ class CommanderProtocol(Protocol):
     async def fork(
         self, mission_id: str, *, at_node: str, new_id: str | None = None
     ) -> MissionHandle: ...
+
+    async def purge(
+        self,
+        *,
+        finished_before: datetime,
+        status: MissionStatus | Collection[MissionStatus] | None = None,
+        definition: str | MissionDefinition[Any, Any, Any] | None = None,
+        batch_size: int = PURGE_BATCH,
+        dry_run: bool = False,
+        on_batch: Callable[[PurgeBatch], None] | None = None,
+    ) -> PurgeReport: ...
 
     async def wait_for_completion(self, mission_id: str) -> MissionSnapshot: ...
 
@@ -687,6 +699,48 @@ class Commander:
             raise InvalidInputError(f"at_node must be a node name (a str), got {at_node!r}")
         snapshot = await self._engine.fork(mission_id, at_node, new_id, not self.is_owner)
         return MissionHandle(self, snapshot.id)
+
+    async def purge(
+        self,
+        *,
+        finished_before: datetime,
+        status: MissionStatus | Collection[MissionStatus] | None = None,
+        definition: str | MissionDefinition[Any, Any, Any] | None = None,
+        batch_size: int = PURGE_BATCH,
+        dry_run: bool = False,
+        on_batch: Callable[[PurgeBatch], None] | None = None,
+    ) -> PurgeReport:
+        """Delete the finished missions (completed, failed, cancelled and compensated, or those
+        of ``status``; of ``definition`` if given) that last changed before
+        ``finished_before``, with their timelines and buffered signals, then the submissions
+        decided before then (on a store several processes share).
+
+        Missions are read and deleted ``batch_size`` at a time (500 by default), one
+        transaction per batch, and other tasks run between batches; ``on_batch`` is called
+        after each (a progress bar). A child mission whose parent has not finished is kept, and
+        so is a mission retried meanwhile (each is deleted only at the revision it was read
+        at). With ``dry_run`` nothing is deleted: the report counts what would be. Raises
+        :class:`InvalidInputError` for a ``finished_before`` that is not an aware datetime, a
+        status that is not a finished one, or a ``batch_size`` out of 1 to 1,000.
+        """
+        self._engine.loop.check("commander.purge()")
+        if not isinstance(finished_before, datetime):  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise InvalidInputError(f"finished_before must be a datetime, got {finished_before!r}")
+        try:
+            cutoff = ensure_aware(finished_before, what="finished_before")
+        except ValueError as error:
+            raise InvalidInputError(str(error)) from None
+        name = definition.name if isinstance(definition, MissionDefinition) else definition
+        return await purge(
+            self._persistence,
+            self._engine.is_held,
+            finished_before=cutoff,
+            statuses=purge_statuses(status),
+            definition=name,
+            batch_size=batch_size,
+            dry_run=dry_run,
+            on_batch=on_batch,
+        )
 
     async def result(self, mission_id: str) -> MissionSnapshot:
         """Wait until the mission ends and return its final snapshot, however it ended (by any

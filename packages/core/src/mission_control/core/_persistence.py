@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Final, Protocol, runtime_checkable
 
@@ -43,6 +43,8 @@ class PersistenceAdapter(Protocol):
     - ``append_signal`` and ``request_cancel`` for a mission that does not exist raise
       ``PersistenceError`` and store nothing.
     - Timeline entries come back in the order they were written, whichever method wrote them.
+    - ``delete_missions`` is a compare-and-delete: only finished missions still at the revision
+      given go, and nothing of them stays (snapshot, timeline, inbox, cancellation request).
     - A cancellation request is written by ``request_cancel`` (or carried by a committed
       snapshot) and never cleared or replaced: the first one stands, until a commit with
       ``reopened=True`` (a retry) stores the snapshot's instead. ``load`` and
@@ -147,6 +149,14 @@ class PersistenceAdapter(Protocol):
 
     async def timeline(self, mission_id: str) -> list[TimelineEntry]:
         """The mission's timeline in the order it was written."""
+        ...
+
+    async def delete_missions(self, revisions: Mapping[str, int]) -> list[str]:
+        """Delete, in one transaction, each mission of ``revisions`` (id to revision) that is
+        still stored at that revision and finished (completed, failed, cancelled or
+        compensated), with its timeline, its buffered signals and its cancellation request;
+        return the ids deleted, in the order given. A mission that changed since it was read
+        (a retry), is not finished or is not stored is left as it is."""
         ...
 
     async def aclose(self) -> None:

@@ -133,6 +133,9 @@ class SubmissionStore(Protocol):
     - ``decide_submission`` marks a pending one applied or refused (a no-op on a decided one,
       unless ``overriding``: a refusal after the application's own write marked it applied).
     - ``count_failure`` counts one more application that raised, and returns the count.
+    - ``purge_submissions(decided_before, limit)`` deletes up to ``limit`` decided submissions
+      decided before then, oldest first, in one transaction, and returns how many (with
+      ``dry_run``, how many there are, deleting none).
     - ``take_ownership`` waits until this process owns the store.
     - ``watch_submissions(wake)``: on the owner, calls ``wake()`` whenever another process
       submitted work (and now and then when a wake-up might have been lost); runs until
@@ -161,6 +164,10 @@ class SubmissionStore(Protocol):
     ) -> None: ...
 
     async def count_failure(self, seq: int) -> int: ...
+
+    async def purge_submissions(
+        self, decided_before: datetime, limit: int, *, dry_run: bool = False
+    ) -> int: ...
 
     async def take_ownership(self) -> None: ...
 

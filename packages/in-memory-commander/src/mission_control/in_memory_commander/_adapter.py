@@ -308,5 +308,25 @@ class InMemoryPersistenceAdapter:
             for at, kind, node, attempt, detail in self._timelines.get(mission_id, ())
         ]
 
+    async def delete_missions(self, revisions: Mapping[str, int]) -> list[str]:
+        self._check_open()
+        deleted: list[str] = []
+        for mission_id, revision in revisions.items():
+            stored = self._missions.get(mission_id)
+            if stored is None or stored.revision != revision or not stored.status.is_terminal:
+                continue
+            del self._missions[mission_id]
+            self._timelines.pop(mission_id, None)
+            self._inboxes.pop(mission_id, None)
+            self._cancels.pop(mission_id, None)
+            self._running.discard(mission_id)
+            self._due.pop(mission_id, None)
+            deleted.append(mission_id)
+        ordered = self._ordered
+        if deleted and ordered is not None:
+            gone = set(deleted)
+            self._ordered = [mission_id for mission_id in ordered if mission_id not in gone]
+        return deleted
+
     async def aclose(self) -> None:
         self._closed = True

@@ -17,6 +17,7 @@ from mission_control.core import (
     MissionSnapshot,
     MissionStatus,
     NodeStatus,
+    PurgeBatch,
     TimelineKind,
     m,
 )
@@ -340,3 +341,83 @@ class OpsConformance(ScenarioFixtures):
         assert [s.id for s in await commander.list()] == ["source"]
         fork = await commander.fork(source.id, at_node="go", new_id="f")
         assert (await fork.inspect()).nodes["both/left/l"].output == 1
+
+    # -- purge ---------------------------------------------------------------------------------
+
+    async def test_purge_deletes_finished_missions_older_than_the_cutoff_in_batches(
+        self, persistence: PersistenceAdapter, clock: ManualClock
+    ) -> None:
+        """Purge deletes the finished missions that last changed before the cutoff (of the
+        statuses and definition asked for), with their timelines, a batch at a time; newer,
+        waiting and other missions stay, and a dry run counts them and deletes nothing."""
+        steps = _Flaky()
+        flow = _flow(steps)
+        other = m.define("other").start(parse=_accept).end()
+        commander = self.commander(persistence, clock, flow, other)
+        for number in range(5):
+            done = await commander.start(flow, {}, id=f"done-{number}")
+            await done.signal("approve", True)
+        await commander.cancel((await commander.start(flow, {}, id="cancelled")).id)
+        await commander.start(other, {}, id="other-done")
+        await commander.start(flow, {}, id="waiting")
+        clock.advance(timedelta(days=30))
+        cutoff = clock.now()
+        await (await commander.start(flow, {}, id="done-new")).signal("approve", True)
+
+        dry = await commander.purge(finished_before=cutoff, dry_run=True)
+        assert (dry.matched, dry.deleted, dry.dry_run) == (7, 0, True)
+        assert len(await commander.list()) == 9
+        batches: list[PurgeBatch] = []
+        report = await commander.purge(
+            finished_before=cutoff,
+            status=MissionStatus.COMPLETED,
+            definition=flow,
+            batch_size=2,
+            on_batch=batches.append,
+        )
+
+        assert (report.matched, report.deleted, report.batches) == (5, 5, 3)
+        assert [(b.read, b.matched, b.deleted) for b in batches] == [
+            (2, 2, 2),
+            (2, 2, 2),
+            (2, 1, 1),
+        ]
+        assert sorted(s.id for s in await commander.list()) == [
+            "cancelled",
+            "done-new",
+            "other-done",
+            "waiting",
+        ]
+        assert await persistence.timeline("done-0") == []
+        everything = await commander.purge(finished_before=cutoff)
+        assert everything.deleted == 2
+        assert sorted(s.id for s in await commander.list()) == ["done-new", "waiting"]
+        with pytest.raises(InvalidInputError, match="finished missions only"):
+            await commander.purge(finished_before=cutoff, status=MissionStatus.WAITING)
+        with pytest.raises(InvalidInputError, match="batch_size"):
+            await commander.purge(finished_before=cutoff, batch_size=0)
+
+    async def test_purge_keeps_a_child_whose_parent_has_not_finished(
+        self, persistence: PersistenceAdapter, clock: ManualClock
+    ) -> None:
+        """A finished child mission whose parent still runs (or waits) is not purged: the
+        parent may still read or retry it; once the parent has finished, both go."""
+        kid = m.define("kid").start(parse=_accept).end(output=lambda ctx: "kid done")
+        parent = (
+            m.define("parent")
+            .start(parse=_accept)
+            .child("kid", kid, lambda ctx: {})
+            .need_to("approve", parse=bool)
+            .end()
+        )
+        commander = self.commander(persistence, clock, parent)
+        await commander.start(parent, {}, id="p")
+        assert (await commander.inspect("p/kid")).status is MissionStatus.COMPLETED
+        clock.advance(timedelta(days=1))
+        report = await commander.purge(finished_before=clock.now())
+        assert (report.matched, report.deleted, report.kept_for_parent) == (1, 0, 1)
+        await commander.signal("p", "approve", True)
+        clock.advance(timedelta(days=1))
+        report = await commander.purge(finished_before=clock.now())
+        assert report.deleted == 2
+        assert await commander.list() == []

@@ -421,6 +421,54 @@ class PersistenceProtocolConformance:
         await persistence.commit(cancelled, expected_revision=1, timeline=[])
         assert await persistence.load("m-1") == cancelled
 
+    async def test_a_reopening_commit_replaces_the_cancel_request(
+        self, persistence: PersistenceAdapter
+    ) -> None:
+        """A commit with reopened=True (a retry) stores the snapshot's cancellation request in
+        place of the stored one: none clears it, and a later request stands again."""
+        await persistence.insert(build_snapshot("m-1"), [])
+        await persistence.request_cancel("m-1", CancelRequest(T0, "first"), [])
+        cancelled = build_snapshot("m-1", status=MissionStatus.CANCELLED, revision=2)
+        await persistence.commit(cancelled, expected_revision=1, timeline=[])
+        reopened = build_snapshot("m-1", revision=3)
+        await persistence.commit(reopened, expected_revision=2, timeline=[], reopened=True)
+        assert await persistence.load("m-1") == reopened
+        again = CancelRequest(T0 + timedelta(1), "again")
+        await persistence.request_cancel("m-1", again, [])
+        loaded = await persistence.load("m-1")
+        assert loaded is not None
+        assert loaded.cancel_request == again
+
+    # -- deleting ------------------------------------------------------------------------------
+
+    async def test_delete_missions_removes_finished_missions_at_their_revision_only(
+        self, persistence: PersistenceAdapter
+    ) -> None:
+        """delete_missions deletes, with their timelines and inboxes, the finished missions
+        still at the revision given; a running one, one at another revision and an unknown id
+        stay, and the ids deleted are returned in the order given."""
+        for mission_id in ("done-1", "done-2", "moved"):
+            await persistence.insert(build_snapshot(mission_id), [_entry("start")])
+            await persistence.append_signal(mission_id, "receive-approval", 1, T0, [])
+            await persistence.commit(
+                build_completed(mission_id, 2), expected_revision=1, timeline=[_entry("end")]
+            )
+        await persistence.insert(build_snapshot("running"), [])
+        moved = await self._stored(persistence, "moved")
+        running = await self._stored(persistence, "running")
+
+        deleted = await persistence.delete_missions(
+            {"done-2": 2, "running": 1, "moved": 1, "nobody": 1, "done-1": 2}
+        )
+
+        assert deleted == ["done-2", "done-1"]
+        for mission_id in deleted:
+            assert await self._stored(persistence, mission_id) == (None, [], None, None)
+        assert await self._stored(persistence, "moved") == moved
+        assert await self._stored(persistence, "running") == running
+        assert [s.id for s in await persistence.list_missions(limit=10)] == ["moved", "running"]
+        assert await persistence.delete_missions({}) == []
+
     # -- the timeline -------------------------------------------------------------------------
 
     async def test_the_timeline_keeps_write_order_with_signals_and_cancels_between_commits(
@@ -751,6 +799,7 @@ class PersistenceProtocolConformance:
             persistence.next_due_at(after=T0),
             persistence.running_missions(10),
             persistence.timeline("m-1"),
+            persistence.delete_missions({"m-1": 1}),
         ]
         if isinstance(persistence, DefinitionVersionStore):
             calls += [

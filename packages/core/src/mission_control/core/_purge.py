@@ -1,0 +1,163 @@
+"""Purge: deleting finished missions older than a cutoff, a batch per transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from datetime import datetime
+from typing import Final
+
+import anyio.lowlevel
+import attrs
+
+from ._errors import InvalidInputError
+from ._persistence import MAX_LIST_LIMIT, PersistenceAdapter
+from ._snapshot import MissionSnapshot, MissionStatus
+from ._submissions import SubmissionStore
+
+PURGE_BATCH: Final = 500
+"""How many missions ``purge`` reads, and deletes in one transaction, at a time by default."""
+
+FINISHED: Final = (
+    MissionStatus.COMPLETED,
+    MissionStatus.FAILED,
+    MissionStatus.CANCELLED,
+    MissionStatus.COMPENSATED,
+)
+
+
+@attrs.frozen
+class PurgeBatch:
+    """What one batch of a purge did (given to ``purge(on_batch=...)`` as each ends)."""
+
+    status: MissionStatus
+    """The status of the missions the batch read."""
+    read: int
+    """How many missions of that status it read."""
+    matched: int
+    """How many of them finished before the cutoff and may go (with ``dry_run``: would)."""
+    deleted: int
+    """How many it deleted (0 with ``dry_run``)."""
+    kept_for_parent: int
+    """How many matched but stay: child missions whose parent has not finished."""
+
+
+@attrs.frozen
+class PurgeReport:
+    """What a purge did, summed over its batches."""
+
+    matched: int = 0
+    deleted: int = 0
+    kept_for_parent: int = 0
+    batches: int = 0
+    submissions_deleted: int = 0
+    """Decided submissions deleted (with ``dry_run``: how many would be)."""
+    dry_run: bool = False
+
+
+def purge_statuses(
+    status: MissionStatus | Collection[MissionStatus] | None,
+) -> tuple[MissionStatus, ...]:
+    """The finished statuses a purge goes through (every one by default)."""
+    if status is None:
+        return FINISHED
+    given = [status] if isinstance(status, str) else list(status)
+    found: list[MissionStatus] = []
+    for value in given:
+        try:
+            parsed = MissionStatus(value)
+        except ValueError:
+            raise InvalidInputError(f"status must be a MissionStatus, got {value!r}") from None
+        if not parsed.is_terminal:
+            raise InvalidInputError(
+                f"purge deletes finished missions only (completed, failed, cancelled, "
+                f"compensated), not {parsed.value} ones"
+            )
+        if parsed not in found:
+            found.append(parsed)
+    return tuple(found)
+
+
+async def purge(
+    persistence: PersistenceAdapter,
+    is_held: Callable[[str], bool],
+    *,
+    finished_before: datetime,
+    statuses: tuple[MissionStatus, ...],
+    definition: str | None,
+    batch_size: int,
+    dry_run: bool,
+    on_batch: Callable[[PurgeBatch], None] | None,
+) -> PurgeReport:
+    """Delete the finished missions of ``statuses`` (and ``definition``) last changed before
+    ``finished_before``, ``batch_size`` read and deleted per transaction, other tasks running
+    between batches; then the submissions decided before then. A child mission whose parent has
+    not finished stays, and so does a mission a task of this process holds."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int):  # pyright: ignore[reportUnnecessaryIsInstance]
+        raise InvalidInputError(f"batch_size must be a whole number, got {batch_size!r}")
+    if not 1 <= batch_size <= MAX_LIST_LIMIT:
+        raise InvalidInputError(
+            f"batch_size must be from 1 to {MAX_LIST_LIMIT}, got {batch_size!r}"
+        )
+    matched = deleted_total = kept_total = batches = 0
+    for status in statuses:
+        cursor: str | None = None
+        while True:
+            page = await persistence.list_missions(
+                status=status, definition=definition, limit=batch_size, after_id=cursor
+            )
+            if not page:
+                break
+            cursor = page[-1].id
+            chosen: dict[str, int] = {}
+            kept = 0
+            for snapshot in page:
+                if snapshot.updated_at >= finished_before or is_held(snapshot.id):
+                    continue
+                if await _parent_runs(persistence, snapshot):
+                    kept += 1
+                    continue
+                chosen[snapshot.id] = snapshot.revision
+            deleted = 0
+            if chosen and not dry_run:
+                deleted = len(await persistence.delete_missions(chosen))
+            batch = PurgeBatch(status, len(page), len(chosen) + kept, deleted, kept)
+            matched += batch.matched
+            deleted_total += deleted
+            kept_total += kept
+            batches += 1
+            if on_batch is not None:
+                on_batch(batch)
+            # The event loop's other tasks run between batches, never inside one.
+            await anyio.lowlevel.checkpoint()
+            if len(page) < batch_size:
+                break
+    submissions = (
+        await _purge_submissions(persistence, finished_before, batch_size, dry_run)
+        if isinstance(persistence, SubmissionStore)
+        else 0
+    )
+    return PurgeReport(matched, deleted_total, kept_total, batches, submissions, dry_run)
+
+
+async def _parent_runs(persistence: PersistenceAdapter, snapshot: MissionSnapshot) -> bool:
+    """Whether ``snapshot`` is a child mission whose parent is stored and has not finished
+    (it may still look at the child, or retry it)."""
+    link = snapshot.parent
+    if link is None:
+        return False
+    parent = await persistence.load(link.mission_id)
+    return parent is not None and not parent.is_terminal
+
+
+async def _purge_submissions(
+    store: SubmissionStore, before: datetime, batch_size: int, dry_run: bool
+) -> int:
+    if dry_run:
+        return await store.purge_submissions(before, batch_size, dry_run=True)
+    total = 0
+    while True:
+        deleted = await store.purge_submissions(before, batch_size)
+        total += deleted
+        if deleted < batch_size:
+            return total
+        await anyio.lowlevel.checkpoint()
