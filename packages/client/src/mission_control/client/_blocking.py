@@ -25,7 +25,7 @@ import atexit
 import inspect
 import os
 import threading
-from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from concurrent.futures import CancelledError, Future
 from contextlib import suppress
 from datetime import datetime
@@ -39,7 +39,6 @@ from anyio.from_thread import BlockingPortal
 
 from mission_control.core import (
     LIST_LIMIT,
-    PURGE_BATCH,
     Commander,
     ConfigurationError,
     EventLoopError,
@@ -48,7 +47,7 @@ from mission_control.core import (
     MissionDefinition,
     MissionSnapshot,
     MissionStatus,
-    PurgeBatch,
+    PurgeOptions,
     PurgeReport,
     Submission,
     TimelineEntry,
@@ -496,29 +495,11 @@ class BlockingMissionClient:
         :meth:`mission_control.core.Commander.retry`."""
         return self._call(lambda client: client.retry(mission_id, from_node=from_node))
 
-    def purge(
-        self,
-        *,
-        finished_before: datetime,
-        status: MissionStatus | Collection[MissionStatus] | None = None,
-        definition: str | MissionDefinition[Any, Any, Any] | None = None,
-        batch_size: int = PURGE_BATCH,
-        dry_run: bool = False,
-        on_batch: Callable[[PurgeBatch], None] | None = None,
-    ) -> PurgeReport:
+    def purge(self, *, finished_before: datetime, **options: Unpack[PurgeOptions]) -> PurgeReport:
         """Delete finished missions older than ``finished_before``; see
         :meth:`mission_control.core.Commander.purge` (``on_batch`` is called in the client's
         event loop thread)."""
-        return self._call(
-            lambda client: client.purge(
-                finished_before=finished_before,
-                status=status,
-                definition=definition,
-                batch_size=batch_size,
-                dry_run=dry_run,
-                on_batch=on_batch,
-            )
-        )
+        return self._call(lambda client: client.purge(finished_before=finished_before, **options))
 
     def wait_for_completion(
         self, mission_id: str, *, timeout: float | None = None

@@ -73,7 +73,7 @@ from ._ids import SortableIds
 from ._keys import EventKey, key
 from ._nodes import ParallelMode
 from ._persistence import LIST_LIMIT, MAX_LIST_LIMIT
-from ._purge import PURGE_BATCH, PurgeBatch, PurgeReport
+from ._purge import PURGE_BATCH, PurgeBatch, PurgeOptions, PurgeReport
 from ._retry import (
     MAX_DELAY,
     Backoff,
@@ -136,6 +136,7 @@ __all__ = [
     "ParentLink",
     "PURGE_BATCH",
     "PurgeBatch",
+    "PurgeOptions",
     "PurgeReport",
     "SignalTimeoutError",
     "CancelRequest",

@@ -14,7 +14,7 @@ import importlib
 import logging
 import os
 import socket
-from collections.abc import AsyncIterator, Callable, Collection, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import datetime
 from types import TracebackType
 from typing import (
@@ -54,7 +54,7 @@ from ._ids import SortableIds
 from ._nodes import ChildNode
 from ._notices import Notices, notices_for
 from ._persistence import LIST_LIMIT, MAX_LIST_LIMIT, PersistenceAdapter
-from ._purge import PURGE_BATCH, PurgeBatch, PurgeReport, purge, purge_statuses
+from ._purge import PURGE_BATCH, PurgeOptions, PurgeReport, purge, purge_statuses
 from ._snapshot import JsonValue, MissionSnapshot, MissionStatus, TimelineEntry
 from ._submissions import (
     NewSubmission,
@@ -164,14 +164,7 @@ class CommanderProtocol(Protocol):
     ) -> MissionHandle: ...
 
     async def purge(
-        self,
-        *,
-        finished_before: datetime,
-        status: MissionStatus | Collection[MissionStatus] | None = None,
-        definition: str | MissionDefinition[Any, Any, Any] | None = None,
-        batch_size: int = PURGE_BATCH,
-        dry_run: bool = False,
-        on_batch: Callable[[PurgeBatch], None] | None = None,
+        self, *, finished_before: datetime, **options: Unpack[PurgeOptions]
     ) -> PurgeReport: ...
 
     async def wait_for_completion(self, mission_id: str) -> MissionSnapshot: ...
@@ -701,14 +694,7 @@ class Commander:
         return MissionHandle(self, snapshot.id)
 
     async def purge(
-        self,
-        *,
-        finished_before: datetime,
-        status: MissionStatus | Collection[MissionStatus] | None = None,
-        definition: str | MissionDefinition[Any, Any, Any] | None = None,
-        batch_size: int = PURGE_BATCH,
-        dry_run: bool = False,
-        on_batch: Callable[[PurgeBatch], None] | None = None,
+        self, *, finished_before: datetime, **options: Unpack[PurgeOptions]
     ) -> PurgeReport:
         """Delete the finished missions (completed, failed, cancelled and compensated, or those
         of ``status``; of ``definition`` if given) that last changed before
@@ -730,16 +716,17 @@ class Commander:
             cutoff = ensure_aware(finished_before, what="finished_before")
         except ValueError as error:
             raise InvalidInputError(str(error)) from None
+        definition = options.get("definition")
         name = definition.name if isinstance(definition, MissionDefinition) else definition
         return await purge(
             self._persistence,
             self._engine.is_held,
             finished_before=cutoff,
-            statuses=purge_statuses(status),
+            statuses=purge_statuses(options.get("status")),
             definition=name,
-            batch_size=batch_size,
-            dry_run=dry_run,
-            on_batch=on_batch,
+            batch_size=options.get("batch_size", PURGE_BATCH),
+            dry_run=options.get("dry_run", False),
+            on_batch=options.get("on_batch"),
         )
 
     async def result(self, mission_id: str) -> MissionSnapshot:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection
 from datetime import datetime
-from typing import Final
+from typing import Any, Final, TypedDict
 
 import anyio.lowlevel
 import attrs
 
+from ._definition import MissionDefinition
 from ._errors import InvalidInputError
 from ._persistence import MAX_LIST_LIMIT, PersistenceAdapter
 from ._snapshot import MissionSnapshot, MissionStatus
@@ -39,6 +40,21 @@ class PurgeBatch:
     """How many it deleted (0 with ``dry_run``)."""
     kept_for_parent: int
     """How many matched but stay: child missions whose parent has not finished."""
+
+
+class PurgeOptions(TypedDict, total=False):
+    """What ``purge`` takes beside its cutoff, all optional."""
+
+    status: MissionStatus | Collection[MissionStatus] | None
+    """The finished statuses to purge (default: all four)."""
+    definition: str | MissionDefinition[Any, Any, Any] | None
+    batch_size: int
+    """How many missions are read, and deleted in one transaction, at a time (default
+    ``PURGE_BATCH``, at most 1,000)."""
+    dry_run: bool
+    """Count what would go, delete nothing."""
+    on_batch: Callable[[PurgeBatch], None] | None
+    """Called after each batch (a progress bar)."""
 
 
 @attrs.frozen
