@@ -21,6 +21,8 @@ from ._adapter import Role, SQLitePersistenceAdapter, Synchronous
 if TYPE_CHECKING:
     import cattrs
 
+    from mission_control.core.lowlevel import MissionObserver
+
 
 class SQLiteCommander(Commander):
     """A :class:`mission_control.core.Commander` whose missions live in the SQLite file ``path``.
@@ -28,8 +30,8 @@ class SQLiteCommander(Commander):
     The same commander :func:`mission_control.core.create_commander` makes, with a
     :class:`SQLitePersistenceAdapter` it opens itself and closes in :meth:`aclose` (or at the end
     of ``async with``). ``synchronous``, ``busy_timeout``, ``read_only`` and ``role`` are those of
-    :func:`create_sqlite_persistence_adapter`; ``max_recovery_attempts``, ``converter`` and
-    ``version_check`` are those of :func:`mission_control.core.create_commander`.
+    :func:`create_sqlite_persistence_adapter`; ``max_recovery_attempts``, ``converter``,
+    ``version_check`` and ``observer`` are those of :func:`mission_control.core.create_commander`.
     """
 
     def __init__(
@@ -46,6 +48,7 @@ class SQLiteCommander(Commander):
         role: Role = "auto",
         max_recovery_attempts: int = DEFAULT_MAX_RECOVERY_ATTEMPTS,
         version_check: VersionCheck = "raise",
+        observer: MissionObserver | None = None,
     ) -> None:
         adapter = SQLitePersistenceAdapter(
             path,
@@ -63,6 +66,7 @@ class SQLiteCommander(Commander):
                 max_recovery_attempts=max_recovery_attempts,
                 converter=converter,
                 version_check=version_check,
+                observer=observer,
             )
         except BaseException:
             # Bad definitions must not leave the database locked.

@@ -53,6 +53,7 @@ from ._errors import (
 from ._ids import SortableIds
 from ._nodes import ChildNode
 from ._notices import Notices, notices_for
+from ._observer import MissionObserver, SafeObserver
 from ._persistence import LIST_LIMIT, MAX_LIST_LIMIT, PersistenceAdapter
 from ._purge import PURGE_BATCH, PurgeOptions, PurgeReport, purge, purge_statuses
 from ._snapshot import JsonValue, MissionSnapshot, MissionStatus, TimelineEntry
@@ -302,6 +303,7 @@ class Commander:
         max_recovery_attempts: int = DEFAULT_MAX_RECOVERY_ATTEMPTS,
         converter: cattrs.Converter | None = None,
         version_check: VersionCheck = "raise",
+        observer: MissionObserver | None = None,
     ) -> None:
         clock_checked = _check_clock(clock)
         if version_check not in ("raise", "warn"):
@@ -311,6 +313,11 @@ class Commander:
         self._version_check: VersionCheck = version_check
         if converter is not None and not isinstance(converter, cattrs.BaseConverter):
             raise ConfigurationError(f"converter must be a cattrs converter, got {converter!r}")
+        if observer is not None and not isinstance(observer, MissionObserver):
+            raise ConfigurationError(
+                "observer must implement mission_control.core.lowlevel.MissionObserver "
+                f"(context_for, run_started), got {observer!r}"
+            )
         if (
             isinstance(max_recovery_attempts, bool)
             or not isinstance(max_recovery_attempts, int)
@@ -386,6 +393,7 @@ class Commander:
             self._notices,
             max_recovery_attempts,
             self._converter,
+            None if observer is None else SafeObserver(observer),
         )
         if not clock_checked:
             self._engine.now = _checked_first(self._engine, clock)
@@ -1264,6 +1272,7 @@ def create_commander(
     max_recovery_attempts: int = DEFAULT_MAX_RECOVERY_ATTEMPTS,
     converter: cattrs.Converter | None = None,
     version_check: VersionCheck = "raise",
+    observer: MissionObserver | None = None,
 ) -> Commander:
     """Make a commander for ``definitions``.
 
@@ -1274,8 +1283,11 @@ def create_commander(
     run again; the next time it fails with :class:`RecoveryAttemptsExceededError` instead.
     ``converter`` (a cattrs converter, by default ``mission_control.core.converter``) turns the
     user types in inputs, outputs and signal payloads into JSON values and back; the library's
-    own records never go through it. Raises :class:`ConfigurationError` for a clock whose
-    ``now()`` is not a timezone-aware datetime.
+    own records never go through it. ``observer`` (a
+    :class:`mission_control.core.lowlevel.MissionObserver`, such as
+    ``mission_control.opentelemetry.MissionTracer``) hears of every run and node of the
+    commander's missions (see docs/tracing.md). Raises :class:`ConfigurationError` for a clock
+    whose ``now()`` is not a timezone-aware datetime.
 
     ``definitions`` may hold several versions of one definition (``m.define(name,
     version=...)``): a mission runs on the version it started on until it ends. When the
@@ -1292,6 +1304,7 @@ def create_commander(
         max_recovery_attempts=max_recovery_attempts,
         converter=converter,
         version_check=version_check,
+        observer=observer,
     )
 
 

@@ -68,6 +68,7 @@ from ._nodes import (
     StepNode,
 )
 from ._notices import Notices
+from ._observer import ObservedNode, RunTrigger, SafeObserver, SafeRun
 from ._persistence import PersistenceAdapter
 from ._retry import RetryPolicy
 from ._snapshot import (
@@ -157,13 +158,22 @@ class _Hold:
         "mission_id",
         "poked",
         "released",
+        "run",
+        "status",
+        "trigger",
         "wake",
     )
 
-    def __init__(self, notices: Notices, mission_id: str) -> None:
+    def __init__(self, notices: Notices, mission_id: str, trigger: RunTrigger) -> None:
         self._holds: dict[str, _Hold] = notices.holds
         self._notices = notices
         self.mission_id = mission_id
+        self.trigger = trigger
+        self.run: SafeRun | None = None
+        """The observer's run, once the engine began to change the mission (with an
+        observer)."""
+        self.status: MissionStatus | None = None
+        """The mission's status as the run last wrote it (kept for the observer only)."""
         self.poked = False
         self.cancel: CancelRequest | None = None
         self.released: anyio.Event | None = None
@@ -189,6 +199,8 @@ class _Hold:
         del self._holds[self.mission_id]
         if self.released is not None:
             self.released.set()
+        if self.run is not None:
+            self.run.ended(self.status, error)
         if error is not None and self.may_leave_running and not _stops_process(error):
             # Let go mid-move (a cancelled caller, an error): the mission may be stored running
             # with nobody moving it, which only a tick resumes. Not when the process is
@@ -449,8 +461,10 @@ class Engine:
         notices: Notices,
         max_recovery_attempts: int,
         converter: cattrs.Converter,
+        observer: SafeObserver | None = None,
     ) -> None:
         self.definitions = definitions
+        self.observer = observer
         self.max_recovery_attempts = max_recovery_attempts
         # The user's converter: user types in inputs, outputs and payloads, never the records.
         self.converter = converter
@@ -472,8 +486,40 @@ class Engine:
     def is_held(self, mission_id: str) -> bool:
         return mission_id in self._holds
 
-    def _hold(self, mission_id: str) -> _Hold:
-        return _Hold(self.notices, mission_id)
+    def _hold(self, mission_id: str, trigger: RunTrigger) -> _Hold:
+        return _Hold(self.notices, mission_id, trigger)
+
+    # -- the observer (only with one: the engine pays one ``is None`` test where it may call it)
+
+    def _begin_run(self, draft: Draft, hold: _Hold) -> None:
+        """Tell the observer the held mission of ``draft`` is about to change (once per hold),
+        giving the mission a context first if it has none."""
+        observer = self.observer
+        if observer is None or hold.run is not None:
+            return
+        if draft.trace_context is None:
+            # Written with the mission's next write (its insert, for a new mission).
+            draft.trace_context = observer.context_for(draft)
+        hold.run = observer.run_started(draft, hold.trigger)
+
+    def _run_of(self, draft: Draft) -> SafeRun | None:
+        hold = self._holds.get(draft.id)
+        return None if hold is None else hold.run
+
+    def _waited(
+        self,
+        draft: Draft,
+        path: str,
+        outcome: NodeStatus,
+        now: datetime,
+        error: ErrorInfo | None = None,
+    ) -> None:
+        """Tell the observer the wait at ``path`` (its record as it waited) ended."""
+        run = self._run_of(draft)
+        if run is not None:
+            record = draft.nodes[path]
+            node = ObservedNode(path, record.name, record.kind, record.attempts or 1)
+            run.node_waited(node, record.started_at, now, outcome, error)
 
     def definition_for(self, snapshot: MissionSnapshot) -> Definition:
         """The version of its definition the mission started on: a mission runs on it until it
@@ -516,7 +562,7 @@ class Engine:
             if existing is not None:
                 return existing
         # No checkpoint since the mission was found free: nobody else holds it yet.
-        with self._hold(mission_id) as hold:
+        with self._hold(mission_id, RunTrigger.START) as hold:
             now = self.now()
             begins = start_at if start_at is not None and start_at > now else None
             if background and begins is None:
@@ -528,6 +574,8 @@ class Engine:
                 mission_id, definition.name, definition.version, input_json, now, deadline
             )
             draft.parent = parent
+            if self.observer is not None:
+                self._begin_run(draft, hold)
             if begins is not None:
                 self._schedule_start(draft, begins, now)
             else:
@@ -574,12 +622,14 @@ class Engine:
         payload_json, _ = self._checked_payload(definition, mission_id, name, payload)
         if await self._existing_or_free(definition, mission_id) is None:
             # No checkpoint since the mission was found free: nobody else holds it yet.
-            with self._hold(mission_id) as hold:
+            with self._hold(mission_id, RunTrigger.START) as hold:
                 now = self.now()
                 deadline = None if definition.deadline is None else now + definition.deadline
                 draft = Draft.new(
                     mission_id, definition.name, definition.version, input_json, now, deadline
                 )
+                if self.observer is not None:
+                    self._begin_run(draft, hold)
                 if background:
                     self._schedule_start(draft, now, now)
                 else:
@@ -654,7 +704,7 @@ class Engine:
         if holder is not None:
             holder.poke()
             return None
-        with self._hold(mission_id) as hold:
+        with self._hold(mission_id, RunTrigger.ADVANCE) as hold:
             snapshot = await self.load(mission_id)
             if snapshot.is_terminal:
                 return snapshot
@@ -668,6 +718,10 @@ class Engine:
             hold.may_leave_running = running
             definition = self.definition_for(snapshot)
             draft = Draft.of(snapshot)
+            if self.observer is not None:
+                if running:
+                    hold.trigger = RunTrigger.RESUME
+                self._begin_run(draft, hold)
             if running:
                 if snapshot.cancel_request is None or snapshot.compensating:
                     # (A compensation a cancellation began is counted like any node.)
@@ -899,6 +953,8 @@ class Engine:
         """Run the mission's functions until it waits or ends, writing at each durable
         boundary; returns the last snapshot written (or read, when nothing changed)."""
         hold.may_leave_running = True
+        if self.observer is not None:
+            self._begin_run(draft, hold)
         while True:
             runnable = await self._settle(definition, draft, hold)
             if draft.ended or not runnable:
@@ -1048,6 +1104,8 @@ class Engine:
                 consumed_signal=draft.consumed,
             )
         draft.wrote(snapshot)
+        if self.observer is not None and (hold := self._holds.get(draft.id)) is not None:
+            hold.status = snapshot.status
         if draft.orphans:
             # Stored as stopped: their children go too (a crash before this leaves them running,
             # and each cancels itself when it is next moved: see _cancel_if_orphaned).
@@ -1163,6 +1221,8 @@ class Engine:
             # the next write, the mission is still due and does the same again.
             match wait.kind:
                 case WaitKind.TIMER:
+                    if self.observer is not None:
+                        self._waited(draft, path, NodeStatus.COMPLETED, now)
                     draft.log(now, TimelineKind.TIMER_FIRED, path)
                     node = place.node
                     draft.complete(path, node.name, node.kind, now, attempts=1)
@@ -1562,6 +1622,8 @@ class Engine:
         node = definition.places[path].node
         assert isinstance(node, NeedToNode)
         assert node.timeout is not None
+        if self.observer is not None:
+            self._waited(draft, path, NodeStatus.TIMED_OUT, now)
         draft.timed_out(path, now)
         if node.on_timeout is None:
             error = SignalTimeoutError(
@@ -1627,6 +1689,8 @@ class Engine:
         """Complete the need_to at ``path`` with ``payload`` and move past it (a function node
         after it runs on the drive loop's next turn, after this is written)."""
         node = definition.places[path].node
+        if self.observer is not None:
+            self._waited(draft, path, NodeStatus.COMPLETED, now)
         draft.log(now, TimelineKind.SIGNAL_RECEIVED, path)
         draft.complete(path, node.name, node.kind, now, attempts=1, input=payload, output=parsed)
         self._leave(definition, draft, path, now)
@@ -1661,6 +1725,7 @@ class Engine:
         record = draft.nodes.get(path)
         attempt = (record.attempts if record is not None else 0) + 1
         ctx = self._context(definition, draft, node, path, attempt, self.now())
+        end = None if self.observer is None else self._node_started(draft, node, path, attempt)
         try:
             if isinstance(node, StepNode) and node.timeout is not None:
                 result = await _within_timeout(node, node.timeout.total_seconds(), function, ctx)
@@ -1685,12 +1750,26 @@ class Engine:
             if isinstance(node, ChildNode):
                 output = await self._start_child(draft, node, path, attempt, output)
         except Exception as raised:
+            if end is not None:
+                end(raised)
             return None, raised, attempt
         except BaseException as raised:
+            if end is not None:
+                end(raised)
             return None, await _raised_by_function(raised), attempt
         finally:
             ctx.close()
+        if end is not None:
+            end(None)
         return output, None, attempt
+
+    def _node_started(
+        self, draft: Draft, node: Node, path: str, attempt: int, kind: str | None = None
+    ) -> Callable[[BaseException | None], None] | None:
+        run = self._run_of(draft)
+        if run is None:
+            return None
+        return run.node_started(ObservedNode(path, node.name, kind or node.kind, attempt))
 
     def _apply(
         self,
@@ -1840,6 +1919,17 @@ class Engine:
             ran = now - (record.started_at or now)
             draft.move_due(path, now + min(max(ran, CHILD_CHECK), CHILD_CHECK_MAX))
             return True
+        if self.observer is not None:
+            error = None
+            if child is None or child.status is not MissionStatus.COMPLETED:
+                error = (child.error if child is not None else None) or ErrorInfo(
+                    ChildMissionFailedError.__qualname__,
+                    f"child mission {mission_id!r} "
+                    + ("does not exist" if child is None else child.status.value),
+                    record.attempts,
+                )
+            outcome = NodeStatus.COMPLETED if error is None else NodeStatus.FAILED
+            self._waited(draft, path, outcome, now, error)
         status = "missing" if child is None else child.status.value
         detail = {"mission_id": mission_id, "status": status}
         draft.log(now, TimelineKind.CHILD_ENDED, path, record.attempts, detail)
@@ -2060,6 +2150,11 @@ class Engine:
             self._compensation_failed(draft, path, error, attempt)
             return
         ctx = self._context(definition, draft, node, path, attempt, self.now())
+        end = (
+            None
+            if self.observer is None
+            else self._node_started(draft, node, path, attempt, "compensation")
+        )
         try:
             output = copy_json(owed.output)
             if node.output_type is not None:
@@ -2069,9 +2164,15 @@ class Engine:
                 await result
         except Exception as raised:
             error = raised
+            if end is not None:
+                end(raised)
         except BaseException as raised:
+            if end is not None:
+                end(raised)
             error = await _raised_by_function(raised)
         else:
+            if end is not None:
+                end(None)
             draft.compensation_completed(path, attempt, self.now())
             return
         finally:
@@ -2184,7 +2285,7 @@ class Engine:
             _, payload_json, _ = self.check_signal(snapshot, name, payload)
             return await self._buffer(snapshot, name, payload_json, self.now(), held=True)
         # Held from before the load, so the snapshot checked is the one acted on.
-        with self._hold(mission_id) as hold:
+        with self._hold(mission_id, RunTrigger.SIGNAL) as hold:
             snapshot = await self.load(mission_id)
             if snapshot.parent is not None and not snapshot.is_terminal:
                 # An orphan takes no more signals: it is cancelled, and the signal refused.
@@ -2203,6 +2304,8 @@ class Engine:
                 if in_time and await self.persistence.next_signal(mission_id, name) is None:
                     draft = Draft.of(snapshot)
                     draft.unchecked.discard(wait.node)
+                    if self.observer is not None:
+                        self._begin_run(draft, hold)
                     self._receive(definition, draft, wait.node, payload_json, parsed, now)
                     hold.may_leave_running = True
                     await self._write(draft)
@@ -2249,7 +2352,7 @@ class Engine:
                     await self._cancel_child(child, mission_id, compensate=compensate)
                 return attrs.evolve(snapshot, cancel_request=request)
             return await self.advance(mission_id) or snapshot
-        with self._hold(mission_id) as hold:
+        with self._hold(mission_id, RunTrigger.CANCEL) as hold:
             snapshot = await self.load(mission_id)
             self.ensure_cancellable(snapshot)
             return await self._cancel_now(snapshot, reason, hold, compensate)
@@ -2264,6 +2367,8 @@ class Engine:
         definition = self.definition_for(snapshot) if compensate else None
         request, entry = self._cancel_request(snapshot, reason, compensate)
         draft = Draft.of(snapshot)
+        if self.observer is not None:
+            self._begin_run(draft, hold)
         draft.pending.append(entry)
         draft.cancelled(request, request.requested_at)
         hold.may_leave_running = True

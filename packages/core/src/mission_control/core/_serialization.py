@@ -211,6 +211,7 @@ _WRITERS: dict[Any, str] = {
     tuple[Wait, ...]: '{"[]" if not V else waits(V)}',
     Mapping[str, NodeRecord]: "{nodes(V)}",
     Mapping[str, JsonValue] | None: "{json(V)}",
+    Mapping[str, str] | None: "{json(V)}",
 }
 
 
@@ -240,8 +241,16 @@ def _object_or_null(value: Any) -> Any:
     raise ValueError(f"expected a JSON object or null, got {type(value).__name__}")
 
 
+def _strings_or_null(value: Any) -> Any:
+    value = _object_or_null(value)
+    if value is not None and not all(type(item) is str for item in value.values()):
+        raise ValueError("expected an object of strings")
+    return value  # pyright: ignore[reportUnknownVariableType]
+
+
 _READERS: dict[Any, Callable[[Any], Any]] = {
     Mapping[str, JsonValue] | None: _object_or_null,
+    Mapping[str, str] | None: _strings_or_null,
     str: str,
     str | None: lambda value: None if value is None else str(value),
     int: int,

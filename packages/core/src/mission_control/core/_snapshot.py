@@ -264,6 +264,10 @@ class MissionFields:
     have ids of their own (see ``child_id``)."""
     forked_from: str | None = None
     """For a mission made by ``Commander.fork``, the id of the mission it was forked from."""
+    trace_context: Mapping[str, str] | None = None
+    """What the commander's observer stored with the mission when it was created: a few short
+    strings, propagation headers such as W3C ``traceparent`` that keep one trace across the
+    mission's runs (see docs/tracing.md); ``None`` without an observer."""
 
     @property
     def compensating(self) -> bool:

@@ -10,17 +10,35 @@ listens to the store's :class:`Notices` to hear of new due times (:class:`Notice
 on that object shares. :class:`LoopBinding` refuses a call made outside the event loop an
 object serves (outside any loop, or from another thread's loop) with a clear ``EventLoopError``;
 :func:`current_task_key` tells tasks apart cheaply (an adapter grouping writes per task).
+
+:class:`MissionObserver` is the instrumentation hook a commander takes (``observer=``): it hears
+of every run of a mission and of the nodes each run meets (:class:`RunObserver`), called inline
+and never allowed to break a mission (see docs/tracing.md).
 """
 
 from ._commander import MissionDriver
 from ._loop import LoopBinding, current_task_key
 from ._notices import NoticeListener, Notices, notices_for
+from ._observer import (
+    MissionObserver,
+    NodeEnd,
+    ObservedMission,
+    ObservedNode,
+    RunObserver,
+    RunTrigger,
+)
 
 __all__ = [
     "LoopBinding",
     "MissionDriver",
+    "MissionObserver",
+    "NodeEnd",
     "NoticeListener",
     "Notices",
+    "ObservedMission",
+    "ObservedNode",
+    "RunObserver",
+    "RunTrigger",
     "current_task_key",
     "notices_for",
 ]

@@ -21,6 +21,8 @@ from ._ids import SequentialIds
 if TYPE_CHECKING:
     import cattrs
 
+    from mission_control.core.lowlevel import MissionObserver
+
 
 def create_in_memory_commander(
     definitions: Iterable[MissionDefinition[Any, Any, Any]],
@@ -31,6 +33,7 @@ def create_in_memory_commander(
     max_recovery_attempts: int = DEFAULT_MAX_RECOVERY_ATTEMPTS,
     converter: cattrs.Converter | None = None,
     version_check: VersionCheck = "raise",
+    observer: MissionObserver | None = None,
 ) -> Commander:
     """A commander on in-memory storage with a :class:`ManualClock` and :class:`SequentialIds`
     unless others are given: fully deterministic, nothing touches the disk or the wall clock."""
@@ -42,4 +45,5 @@ def create_in_memory_commander(
         max_recovery_attempts=max_recovery_attempts,
         converter=converter,
         version_check=version_check,
+        observer=observer,
     )
