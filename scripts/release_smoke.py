@@ -37,6 +37,7 @@ DISTRIBUTIONS: dict[str, str] = {
     "mission-control-client": "mission_control.client",
     "mission-control-testing": "mission_control.testing",
     "mission-control-cli": "mission_control.cli",
+    "mission-control-opentelemetry": "mission_control.opentelemetry",
 }
 
 
@@ -177,12 +178,45 @@ async def _in_memory_smoke() -> None:
     print("smoke: in-memory mission completed", flush=True)
 
 
+async def _traced_smoke() -> None:
+    """A mission traced through the OpenTelemetry API alone (no SDK is installed: every span
+    is a no-op), with the runtime's hooks on it: it runs to its end and stores no context."""
+    from mission_control.core import MissionStatus
+    from mission_control.in_memory_commander import ManualClock, create_in_memory_commander
+    from mission_control.opentelemetry import (
+        MissionTracer,
+        OpenTelemetryRuntimeMetrics,
+        TracingRuntimeLogger,
+    )
+    from mission_control.runtime import create_commander_runtime
+
+    definition = _smoke_definition()
+    clock = ManualClock(T0)
+    commander = create_in_memory_commander([definition], clock=clock, observer=MissionTracer())
+    runtime = create_commander_runtime(
+        commander, logger=TracingRuntimeLogger(), metrics=OpenTelemetryRuntimeMetrics()
+    )
+    async with runtime:
+        mission = await commander.start(definition, {"order": 7})
+        clock.advance(60)
+        await runtime.tick()
+        clock.advance(timedelta(hours=1))
+        await runtime.tick()
+        await mission.signal("confirm", {"who": "smoke"})
+        done = await mission.inspect()
+        if done.status is not MissionStatus.COMPLETED or done.trace_context is not None:
+            raise SystemExit(f"smoke: traced mission ended as {done}")
+    print("smoke: traced mission completed (OpenTelemetry API only)", flush=True)
+
+
 def run_smoke_missions(workdir: Path) -> None:
-    """Run real missions end to end on the installed packages: one in memory, and one on
-    SQLite that is started in this process and finished by a second one."""
+    """Run real missions end to end on the installed packages: one in memory, one traced
+    through the OpenTelemetry API, and one on SQLite that is started in this process and
+    finished by a second one."""
     import trio
 
     trio.run(_in_memory_smoke)
+    trio.run(_traced_smoke)
     db_path = workdir / "smoke.sqlite"
     if run_sqlite_phase(1, db_path) != 0:
         raise SystemExit("smoke: sqlite phase 1 failed")
