@@ -821,7 +821,7 @@ class Engine:
                 f"cannot retry mission {mission_id!r}: a task of this process is moving it "
                 f"(it is {snapshot.status.value})"
             )
-        with self._hold(mission_id) as hold:
+        with self._hold(mission_id, RunTrigger.RETRY) as hold:
             snapshot = await self.load(mission_id)
             definition, path = self.retry_node(snapshot, from_node)
             again = set(self.check_top_level(definition, snapshot, path, "retry", "from_node"))
@@ -856,7 +856,7 @@ class Engine:
             if existing is not None:
                 return _fork_of(existing, source_id)
         # No checkpoint since the mission was found free: nobody else holds it yet.
-        with self._hold(new_id) as hold:
+        with self._hold(new_id, RunTrigger.START) as hold:
             now = self.now()
             deadline = None if definition.deadline is None else now + definition.deadline
             draft = Draft.new(

@@ -38,6 +38,8 @@ class RunTrigger(enum.StrEnum):
     ADVANCE = "advance"
     """A due timer, retry, delayed start or deadline, or the end of a child: the runtime's
     ticks, a parent woken by its child."""
+    RETRY = "retry"
+    """``Commander.retry`` runs a failed or cancelled mission again (a fork is a ``start``)."""
     RESUME = "resume"
     """The mission was found running with nobody moving it (a crash, a stopped process, a
     cancelled caller): its running nodes run again."""

@@ -31,7 +31,8 @@ class Attribute(enum.StrEnum):
     MISSION_STATUS = "mission_control.mission.status"
     """The mission's status when a run let go of it."""
     RUN_TRIGGER = "mission_control.run.trigger"
-    """Why the run happened: ``start``, ``signal``, ``cancel``, ``advance`` or ``resume``."""
+    """Why the run happened: ``start``, ``signal``, ``cancel``, ``retry``, ``advance`` or
+    ``resume``."""
     NODE_PATH = "mission_control.node.path"
     NODE_NAME = "mission_control.node.name"
     NODE_KIND = "mission_control.node.kind"
