@@ -86,3 +86,31 @@ def test_graph_says_what_it_needs(shop_db: Path, invoke: Any) -> None:
     no_db = invoke("graph", "order", "o-1", "--app", "shop:DEFINITIONS")
     assert no_db.exit_code == 2
     assert "pass --db PATH" in no_db.stderr
+
+
+def test_graph_draws_the_version_asked_for(
+    shop_db: Path, invoke: Any, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """With several versions in --app, `graph` draws the latest, `--version N` that one, and a
+    mission the version it runs on; a version --app lacks is a usage error naming those it has."""
+    (tmp_path / "shop_both.py").write_text(
+        "from mission_control.core import m\nfrom shop import ORDER\n"
+        'V2 = m.define("order", version=2).start(parse=dict).need_to("approve", parse=dict)'
+        ".end()\nDEFINITIONS = [ORDER, V2]\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    app = ("--app", "shop_both:DEFINITIONS")
+    assert "%% order, version 2" in invoke("graph", "order", *app).stdout
+    assert "%% order, version 1" in invoke("graph", "order", *app, "--version", "1").stdout
+    on_mission = invoke("graph", "order", "o-2", *app, "--db", shop_db).stdout
+    assert "%% order, version 1" in on_mission
+    _, classes = parse(on_mission)
+    assert classes["pickup"] == "waiting"
+    drawn_other = invoke("graph", "order", "o-2", *app, "--db", shop_db, "--version", "2")
+    assert drawn_other.stdout.startswith(
+        "flowchart TD\n  %% order, version 2\n  %% mission o-2 runs on version 1, drawn on 2\n"
+    )
+    missing = invoke("graph", "order", *app, "--version", "3")
+    assert missing.exit_code == 2
+    assert "--app has no version 3 of 'order'" in missing.stderr
+    assert "it has version 1, 2" in missing.stderr

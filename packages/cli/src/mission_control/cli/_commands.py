@@ -468,7 +468,7 @@ def doctor_command(
 
     With --app it also checks that the application still has the mission's definition, its
     version and the node the mission is at."""
-    definitions = None if app is None else {d.name: d for d in load_definitions(app)}
+    definitions = None if app is None else load_definitions(app)
 
     async def read() -> Facts:
         async with reading(db) as store:
@@ -518,23 +518,32 @@ def doctor_command(
     metavar="PATH",
     help="The SQLite database holding MISSION (or set MISSION_CONTROL_DB).",
 )
+@click.option(
+    "--version",
+    "version",
+    type=int,
+    help="The version to draw (default: MISSION's, else the latest --app has).",
+)
 @click.argument("definition")
 @click.argument("mission", required=False)
-def graph_command(db: str | None, app: str | None, definition: str, mission: str | None) -> None:
+def graph_command(
+    db: str | None, app: str | None, version: int | None, definition: str, mission: str | None
+) -> None:
     """Print DEFINITION as a Mermaid flowchart; with MISSION, its nodes coloured by where that
     mission is (done, running, waiting, failed). Needs --app."""
     if app is None:
         raise bad_input(
             "graph needs the definitions: pass --app module:attribute (or set MISSION_CONTROL_APP)"
         )
-    definitions = {d.name: d for d in load_definitions(app)}
-    found = definitions.get(definition)
-    if found is None:
+    loaded = load_definitions(app)
+    versions = {d.version: d for d in loaded if d.name == definition}
+    if not versions:
         raise bad_input(
             f"--app has no definition {definition!r}",
-            hint=f"it has: {', '.join(sorted(definitions)) or 'none'}",
+            hint=f"it has: {', '.join(sorted({d.name for d in loaded})) or 'none'}",
         )
     states: dict[str, NodeStatus] | None = None
+    on_version: int | None = None
     if mission is not None:
         if db is None:
             raise bad_input("a MISSION's states are read from the database: pass --db PATH")
@@ -553,13 +562,19 @@ def graph_command(db: str | None, app: str | None, definition: str, mission: str
                 f"{definition!r}",
                 hint=f"mission-control graph {snapshot.definition} {mission}",
             )
-        if snapshot.definition_version != found.version:
-            click.echo(
-                f"%% mission {mission} runs on version {snapshot.definition_version}, "
-                f"drawn on version {found.version}"
-            )
+        on_version = snapshot.definition_version
+        version = on_version if version is None else version
         states = {path: record.status for path, record in snapshot.nodes.items()}
-    click.echo(mermaid(found.describe(), states), nl=False)
+    found = versions.get(max(versions) if version is None else version)
+    if found is None:
+        raise bad_input(
+            f"--app has no version {version} of {definition!r}",
+            hint=f"it has version {', '.join(str(v) for v in sorted(versions))}",
+        )
+    note = None
+    if on_version is not None and found.version != on_version:
+        note = f"mission {mission} runs on version {on_version}, drawn on {found.version}"
+    click.echo(mermaid(found.describe(), states, note=note), nl=False)
 
 
 @cli.command("check")

@@ -68,8 +68,9 @@ class Facts:
     """Submissions for the mission the owner has not decided yet."""
     owner: int | None
     """The process owning the database, if one does."""
-    definitions: Mapping[str, MissionDefinition[Any, Any, Any]] | None
-    """The application's definitions (``--app``), if given."""
+    definitions: Sequence[MissionDefinition[Any, Any, Any]] | None
+    """The application's definitions (``--app``), if given: several versions of one may be
+    registered at once."""
     now: datetime
     margin: timedelta
     db: str
@@ -123,9 +124,9 @@ def _definition_problem(facts: Facts) -> Diagnosis | None:
     definitions = facts.definitions
     if definitions is None or snapshot.is_terminal:
         return None
-    definition = definitions.get(snapshot.definition)
-    if definition is None:
-        known = ", ".join(sorted(definitions)) or "none"
+    versions = {d.version: d for d in definitions if d.name == snapshot.definition}
+    if not versions:
+        known = ", ".join(sorted({d.name for d in definitions})) or "none"
         return Diagnosis(
             Finding.DEFINITION_MISSING,
             f"its definition {snapshot.definition!r} is not among the application's ({known}): "
@@ -133,13 +134,15 @@ def _definition_problem(facts: Facts) -> Diagnosis | None:
             f"register {snapshot.definition!r} (version {snapshot.definition_version}) in the "
             "application again and restart it",
         )
-    if definition.version != snapshot.definition_version:
+    definition = versions.get(snapshot.definition_version)
+    if definition is None:
+        has = ", ".join(str(v) for v in sorted(versions))
         return Diagnosis(
             Finding.VERSION_MISSING,
             f"it runs on version {snapshot.definition_version} of {snapshot.definition!r}, but "
-            f"the application has version {definition.version}",
+            f"the application has version {has}",
             f"register version {snapshot.definition_version} of {snapshot.definition!r} beside "
-            f"version {definition.version} until its missions end",
+            f"version {has} until its missions end",
         )
     description = definition.describe()
     names = top_level_names(description.nodes) | top_level_names(description.on_deadline)

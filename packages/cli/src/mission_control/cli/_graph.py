@@ -84,12 +84,17 @@ class _Chart:
 
 
 def mermaid(
-    description: DefinitionDescription, states: Mapping[str, NodeStatus] | None = None
+    description: DefinitionDescription,
+    states: Mapping[str, NodeStatus] | None = None,
+    *,
+    note: str | None = None,
 ) -> str:
     """The flowchart of ``description``; ``states`` (a mission's node statuses by path) colour
-    its nodes: done, running, waiting, failed."""
+    its nodes: done, running, waiting, failed. ``note`` is a comment line under the title."""
     chart = _Chart()
     chart.lines.append(f"  %% {_label(description.name)}, version {description.version}")
+    if note is not None:
+        chart.lines.append(f"  %% {note}")
     chart.chain(description.nodes, None, "  ")
     if description.on_deadline:
         chart.lines.append('  deadline(("deadline"))')
