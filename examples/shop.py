@@ -8,12 +8,14 @@ on ``PYTHONPATH``, or run from that directory). Run as a program it is the appli
 It opens DATABASE (it owns it: one process does), runs the tick runtime, starts an order for
 each ORDER-ID given, prints ``RUNNING`` and serves until its standard input ends (or SIGTERM).
 An order reserves its items, waits for the signal ``approve`` (``{"by": "..."}``), then for
-``pickup`` (``{"carrier": "..."}``), ships and completes. A ``quantity`` above 10 makes
-``reserve`` fail, and the order with it.
+``pickup`` (``{"carrier": "..."}``), ships and completes. A ``quantity`` above the stock (the
+environment variable ``SHOP_STOCK``, 10 by default) makes ``reserve`` fail, and the order with
+it.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from typing import Any, cast
@@ -45,8 +47,9 @@ def parse_pickup(raw: object) -> dict[str, str]:
 
 
 def reserve(ctx: Context[Any, Any]) -> dict[str, Any]:
-    if ctx.input["quantity"] > 10:
-        raise RuntimeError(f"only 10 {ctx.input['item']} in stock")
+    stock = int(os.environ.get("SHOP_STOCK", "10"))
+    if ctx.input["quantity"] > stock:
+        raise RuntimeError(f"only {stock} {ctx.input['item']} in stock")
     return {"reserved": ctx.input["quantity"]}
 
 

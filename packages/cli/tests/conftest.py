@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -92,3 +94,50 @@ def command() -> Any:
         )
 
     return run
+
+
+WATCHDOG = 60.0
+"""Seconds a test waits for the owner process at most: a hung owner fails the test."""
+
+
+class Owner:
+    """The example shop serving a database in another process, until its input is closed."""
+
+    def __init__(self, db: Path, stock: int = 10) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, str(EXAMPLES / "shop.py"), str(db)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "SHOP_STOCK": str(stock)},
+        )
+        assert self.process.stdout is not None
+        ready, _, _ = select.select([self.process.stdout], [], [], WATCHDOG)
+        assert ready, "the owner did not start in time"
+        assert self.process.stdout.readline().strip() == "RUNNING"
+
+    def stop(self) -> None:
+        self.process.communicate(timeout=WATCHDOG)
+        assert self.process.returncode == 0
+
+
+@pytest.fixture
+def start_owner() -> Iterator[Any]:
+    """Start the example shop owning a database (``start_owner(db, stock=10)``); each is
+    stopped at the end of the test, if the test did not stop it."""
+    started: list[Owner] = []
+
+    def start(db: Path, stock: int = 10) -> Owner:
+        started.append(Owner(db, stock))
+        return started[-1]
+
+    yield start
+    for owner in started:
+        if owner.process.returncode is None:
+            owner.stop()
+
+
+@pytest.fixture
+def owner(shop_db: Path, start_owner: Any) -> Owner:
+    """The example shop owning the shop's database, with its runtime."""
+    return start_owner(shop_db)

@@ -4,53 +4,16 @@ shop run as its own process, with its runtime), or checked here first with --app
 from __future__ import annotations
 
 import json
-import select
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 WATCHDOG = 60.0
-"""Seconds a test waits for the owner process at most: a hung owner fails the test."""
-
-
-class Owner:
-    """The example shop serving a database in another process, until its input is closed."""
-
-    def __init__(self, db: Path) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, str(EXAMPLES / "shop.py"), str(db)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self.process.stdout is not None
-        ready, _, _ = select.select([self.process.stdout], [], [], WATCHDOG)
-        assert ready, "the owner did not start in time"
-        assert self.process.stdout.readline().strip() == "RUNNING"
-
-    def stop(self) -> None:
-        self.process.communicate(timeout=WATCHDOG)
-        assert self.process.returncode == 0
-
-
-@pytest.fixture
-def owner(shop_db: Path) -> Iterator[Owner]:
-    running = Owner(shop_db)
-    try:
-        yield running
-    finally:
-        if running.process.returncode is None:
-            running.stop()
+"""Seconds a test reads the owner's database at most, waiting for it to move a mission."""
 
 
 def test_a_signal_is_applied_by_the_owner_and_the_mission_moves(
-    shop_db: Path, owner: Owner, invoke: Any, invoke_json: Any
+    shop_db: Path, owner: Any, invoke: Any, invoke_json: Any
 ) -> None:
     """`signal` stores the signal for the owner, waits for its verdict and prints the mission
     as the owner left it at rest; o-1, approved, goes on with its buffered pickup to the end."""
@@ -74,7 +37,7 @@ def test_a_signal_is_applied_by_the_owner_and_the_mission_moves(
 
 
 def test_a_signal_the_owner_refuses_fails_with_its_error(
-    shop_db: Path, owner: Owner, invoke: Any, invoke_json: Any
+    shop_db: Path, owner: Any, invoke: Any, invoke_json: Any
 ) -> None:
     """Without --app the payload goes raw; the owner's refusal is the command's error (1), kept
     with the submission, and the mission is as it was."""
@@ -94,7 +57,7 @@ def test_a_signal_the_owner_refuses_fails_with_its_error(
 
 
 def test_cancel_is_applied_by_the_owner(
-    shop_db: Path, owner: Owner, invoke: Any, invoke_json: Any
+    shop_db: Path, owner: Any, invoke: Any, invoke_json: Any
 ) -> None:
     """`cancel --reason` ends the mission cancelled through the owner, its reason kept."""
     cancelled = invoke_json(
@@ -126,7 +89,7 @@ def test_with_app_a_bad_signal_is_refused_here_storing_nothing(shop_db: Path, in
 
 
 def test_no_wait_returns_the_stored_submission_which_the_next_owner_applies(
-    shop_db: Path, invoke: Any, invoke_json: Any
+    shop_db: Path, start_owner: Any, invoke: Any, invoke_json: Any
 ) -> None:
     """`--no-wait` returns the pending submission at once, with no owner running; the owner
     started next applies it, and `submission` then says so."""
@@ -137,13 +100,11 @@ def test_no_wait_returns_the_stored_submission_which_the_next_owner_applies(
     assert stored["mission"] is None
     seq = str(stored["submission"]["seq"])
     assert invoke_json("submission", "--db", shop_db, seq, "--json")["state"] == "pending"
-    owner = Owner(shop_db)
-    try:
-        # The owner's start-up tick applied it; waiting for the verdict returns at once.
-        waited = invoke("signal", "--db", shop_db, "o-2", "pickup", '{"carrier": "ups"}')
-        assert waited.exit_code == 0, waited.output
-    finally:
-        owner.stop()
+    owner = start_owner(shop_db)
+    # The owner's start-up tick applied it; waiting for the verdict returns at once.
+    waited = invoke("signal", "--db", shop_db, "o-2", "pickup", '{"carrier": "ups"}')
+    assert waited.exit_code == 0, waited.output
+    owner.stop()
     applied = invoke("submission", "--db", shop_db, seq)
     assert applied.stdout.strip() == f"submission {seq}: signal 'approve' for o-1, applied"
 

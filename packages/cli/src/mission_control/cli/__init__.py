@@ -3,7 +3,8 @@
 The console script runs :func:`main`; ``python -m mission_control.cli`` does the same.
 ``cli`` is the click group, for embedding the commands in another click application."""
 
-from ._commands import cli
+# The group with every command: _repair registers retry, fork and purge beside _commands' ones.
+from ._repair import cli
 
 
 def main() -> None:

@@ -289,7 +289,7 @@ def submission_json(submission: Submission) -> dict[str, Any]:
     }
 
 
-def _submit(
+def submit_and_wait(
     db: str,
     definitions: Definitions,
     submit: Callable[[Any], Any],
@@ -384,7 +384,7 @@ def signal_command(
     With --app the name and payload are checked here first, as the owner would; without it
     the owner checks them."""
     value = _payload(payload)
-    _submit(
+    submit_and_wait(
         db,
         definitions_of(app),
         lambda commander: commander.submit_signal(mission, name, value),
@@ -412,7 +412,7 @@ def cancel_command(
     as_json: bool,
 ) -> None:
     """Cancel MISSION through the database's owner."""
-    _submit(
+    submit_and_wait(
         db,
         [],
         lambda commander: commander.submit_cancel(mission, reason, compensate=compensate),
