@@ -3,10 +3,11 @@
 ``DEFINITIONS`` is what ``mission-control --app shop:DEFINITIONS`` loads (with ``examples/``
 on ``PYTHONPATH``, or run from that directory). Run as a program it is the application:
 
-    uv run python examples/shop.py DATABASE [ORDER-ID ...]
+    uv run python examples/shop.py DATABASE [ORDER-ID[:QUANTITY] ...]
 
-It opens DATABASE (it owns it: one process does), runs the tick runtime, starts an order for
-each ORDER-ID given, prints ``RUNNING`` and serves until its standard input ends (or SIGTERM).
+It opens DATABASE (it owns it: one process does), runs the tick runtime, starts an order of a
+lamp for each ORDER-ID given (QUANTITY lamps, 1 by default), prints ``RUNNING`` and serves
+until its standard input ends (or SIGTERM).
 An order reserves its items, waits for the signal ``approve`` (``{"by": "..."}``), then for
 ``pickup`` (``{"carrier": "..."}``), ships and completes. A ``quantity`` above the stock (the
 environment variable ``SHOP_STOCK``, 10 by default) makes ``reserve`` fail, and the order with
@@ -78,7 +79,9 @@ async def serve(database: str, orders: list[str]) -> None:
             anyio.create_task_group() as tasks,
         ):
             for order in orders:
-                await commander.start(ORDER, {"item": "lamp", "quantity": 1}, id=order)
+                order_id, _, quantity = order.partition(":")
+                lamps = {"item": "lamp", "quantity": int(quantity or 1)}
+                await commander.start(ORDER, lamps, id=order_id)
             print("RUNNING", flush=True)
 
             async def until_terminated() -> None:

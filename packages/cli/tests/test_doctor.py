@@ -63,7 +63,7 @@ def test_failed_and_ended_missions_are_told_so(shop_db: Path, invoke_json: Any) 
     assert failed["problem"] == "failed"
     assert failed["diagnosis"].startswith("failed at 'reserve' ")
     assert failed["diagnosis"].endswith("RuntimeError: only 10 lamp in stock")
-    assert "retry" in failed["command"]
+    assert failed["command"] == f"fix the cause, then mission-control retry o-3 --db {shop_db}"
     ended = doctor(invoke_json, shop_db, "o-4")
     assert ended["problem"] == "ended"
     assert ended["diagnosis"].startswith("completed ")

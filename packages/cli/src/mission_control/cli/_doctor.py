@@ -170,12 +170,12 @@ def _failed(facts: Facts) -> Diagnosis:
             Finding.POISONED,
             f"poisoned: {at}, after being left running {snapshot.recovery_attempts} times in a "
             "row (the node stops the process, or its result cannot be stored)",
-            f"fix the node {snapshot.current_node!r}, then retry the mission",
+            f"fix the node {snapshot.current_node!r}, then " + _cli(facts, "retry", snapshot.id),
         )
     return Diagnosis(
         Finding.FAILED,
         at + _error_text(snapshot),
-        "fix the cause, then retry the mission",
+        "fix the cause, then " + _cli(facts, "retry", snapshot.id),
     )
 
 
