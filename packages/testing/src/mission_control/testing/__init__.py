@@ -9,6 +9,7 @@ from ._engine_scenarios import EngineScenarioConformance, approval_definition, d
 from ._fixtures import (
     VIRTUAL_TIME_BACKENDS,
     CommanderFactory,
+    CrashSweep,
     RuntimeFactory,
     RuntimeOptions,
     virtual_time_backend,
@@ -18,13 +19,46 @@ from ._ops_scenarios import OpsConformance
 from ._protocol_battery import PersistenceProtocolConformance
 from ._recorders import LoggedEvent, Measurement, RecordingLogger, RecordingMetrics
 from ._saga_scenarios import SagaConformance
+from ._sweep import (
+    SWEEP_START,
+    SWEPT_ID,
+    AdvanceClock,
+    CancelMission,
+    CommitPoint,
+    CrashRun,
+    FileSweepStore,
+    InMemorySweepStore,
+    ScriptAction,
+    SendSignal,
+    SimulatedCrash,
+    SweepOptions,
+    SweepReport,
+    SweepStore,
+    sweep_crashes,
+)
 from ._tasks import interrupt_when, wait_all_tasks_blocked
 from ._version_scenarios import VersionConformance
 from ._virtual_loop import VirtualTimeEventLoop, virtual_time_loop
 
 __all__ = [
+    "SWEEP_START",
+    "SWEPT_ID",
+    "AdvanceClock",
+    "CancelMission",
+    "CommitPoint",
+    "CrashRun",
+    "FileSweepStore",
+    "InMemorySweepStore",
+    "ScriptAction",
+    "SendSignal",
+    "SimulatedCrash",
+    "SweepOptions",
+    "SweepReport",
+    "SweepStore",
+    "sweep_crashes",
     "VIRTUAL_TIME_BACKENDS",
     "CommanderFactory",
+    "CrashSweep",
     "LoggedEvent",
     "LoopClock",
     "Measurement",

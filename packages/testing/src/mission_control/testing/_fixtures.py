@@ -32,6 +32,7 @@ from mission_control.runtime import (
 )
 
 from ._clocks import LoopClock
+from ._sweep import InMemorySweepStore, SweepOptions, SweepReport, SweepStore, sweep_crashes
 from ._virtual_loop import virtual_time_loop
 
 VIRTUAL_TIME_BACKENDS = ("trio", "asyncio")
@@ -87,6 +88,17 @@ class RuntimeFactory(Protocol):
     async def __call__(
         self, commander: MissionDriver | None = None, **options: Unpack[RuntimeOptions]
     ) -> CommanderRuntime: ...
+
+
+class CrashSweep(Protocol):
+    """What the ``crash_sweep`` fixture returns: :func:`sweep_crashes` on ``sweep_store``."""
+
+    async def __call__(
+        self,
+        definition: MissionDefinition[Any, Any, Any],
+        input: Any,
+        **options: Unpack[SweepOptions],
+    ) -> SweepReport: ...
 
 
 @pytest.fixture
@@ -163,3 +175,25 @@ async def make_runtime(commander: Commander) -> AsyncIterator[RuntimeFactory]:
 async def runtime(make_runtime: RuntimeFactory) -> CommanderRuntime:
     """A started runtime over ``commander`` with default options, stopped when the test ends."""
     return await make_runtime()
+
+
+@pytest.fixture
+def sweep_store() -> SweepStore:
+    """Where ``crash_sweep`` keeps each run's missions: in memory. Override it to sweep on a
+    file (a ``FileSweepStore`` in ``tmp_path``)."""
+    return InMemorySweepStore()
+
+
+@pytest.fixture
+def crash_sweep(sweep_store: SweepStore) -> CrashSweep:
+    """:func:`sweep_crashes` on ``sweep_store`` (unless a call names its own ``store``)."""
+
+    async def sweep(
+        definition: MissionDefinition[Any, Any, Any],
+        input: Any,
+        **options: Unpack[SweepOptions],
+    ) -> SweepReport:
+        options.setdefault("store", sweep_store)
+        return await sweep_crashes(definition, input, **options)
+
+    return sweep
