@@ -1,5 +1,6 @@
-"""Testing helpers for Mission Control: the adapter conformance suite, pytest fixtures, and
-virtual time on trio and asyncio that makes timer tests instant."""
+"""Testing helpers for Mission Control: the adapter conformance suite, pytest fixtures, virtual
+time on trio and asyncio that makes timer tests instant, and the crash sweep that checks a
+mission ends the same whatever commit a crash interrupts."""
 
 from ._child_scenarios import ChildConformance
 from ._clocks import LoopClock, TrioClock
