@@ -656,3 +656,58 @@ async def test_a_standby_does_not_take_over_a_database_newer_code_migrated(
         await anyio.sleep(30)
         assert runtime.is_standby
         assert f"has schema version {SCHEMA_VERSION + 1}, written by a newer" in caplog.text
+
+
+TWO_SIGNALS = (
+    m.define("two-signals")
+    .start(parse=dict)
+    .need_to("approve", parse=parse_approval)
+    .need_to("pickup", parse=parse_approval)
+    .end(lambda ctx: f"{ctx.events['approve'].output} then {ctx.events['pickup'].output}")
+)
+
+
+async def test_a_submitted_signal_returns_the_mission_once_its_buffered_signal_is_taken(
+    db_path: Path, clock: LoopClock
+) -> None:
+    """A submitted signal after which the mission reaches a need_to whose signal is buffered
+    returns the mission as the owner's own signal() does, past that need_to, even when the
+    submitter reads the store between the owner's write of the wait and its taking of the
+    buffered signal."""
+    async with (
+        SQLiteCommander(db_path, [TWO_SIGNALS], clock=clock, role="owner") as owner,
+        create_commander_runtime(owner),
+        SQLiteCommander(db_path, [TWO_SIGNALS], clock=clock, role="submitter") as submitter,
+    ):
+        await owner.start(TWO_SIGNALS, {}, id="t1")
+        await owner.signal("t1", "pickup", "bob")  # buffered: the mission waits for approve
+        reads_in_between = 0
+        in_between = anyio.Event()
+        read_twice = anyio.Event()
+        owner_store, submitter_store = owner.persistence, submitter.persistence
+        real_commit, real_load = owner_store.commit, submitter_store.load
+
+        async def commit_then_pause(snapshot: MissionSnapshot, **kwargs: Any) -> None:
+            await real_commit(snapshot, **kwargs)
+            if snapshot.status is MissionStatus.WAITING and snapshot.current_node == "pickup":
+                in_between.set()
+                # Bounded, so that a submitter that stops reading cannot hang the test.
+                with anyio.move_on_after(10):
+                    await read_twice.wait()
+
+        async def load_counting(mission_id: str) -> MissionSnapshot | None:
+            nonlocal reads_in_between
+            found = await real_load(mission_id)
+            if in_between.is_set():
+                reads_in_between += 1
+                if reads_in_between == 2:
+                    read_twice.set()
+            return found
+
+        owner_store.commit = commit_then_pause  # type: ignore[method-assign]
+        submitter_store.load = load_counting  # type: ignore[method-assign]
+        with anyio.fail_after(20):
+            result = await submitter.signal("t1", "approve", "ada")
+
+    assert reads_in_between >= 2
+    assert (result.status, result.output) == (MissionStatus.COMPLETED, "ada then bob")

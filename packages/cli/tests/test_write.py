@@ -4,12 +4,8 @@ shop run as its own process, with its runtime), or checked here first with --app
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
-
-WATCHDOG = 60.0
-"""Seconds a test reads the owner's database at most, waiting for it to move a mission."""
 
 
 def test_a_signal_is_applied_by_the_owner_and_the_mission_moves(
@@ -21,14 +17,9 @@ def test_a_signal_is_applied_by_the_owner_and_the_mission_moves(
     assert signalled["submission"]["state"] == "applied"
     assert signalled["submission"]["kind"] == "signal"
     assert signalled["submission"]["payload"] == {"by": "ops"}
-    assert signalled["mission"]["status"] in ("waiting", "completed")
-    assert signalled["mission"]["current_node"] != "approve"
-    # The owner may take the buffered pickup at its next tick rather than inline: read until then.
-    deadline = time.monotonic() + WATCHDOG
-    while (shown := invoke_json("show", "--db", shop_db, "o-1", "--json"))["mission"][
-        "status"
-    ] != "completed" and time.monotonic() < deadline:
-        time.sleep(0.05)
+    # Not at the pickup it had buffered: the owner takes it on the way, as its own signal() does.
+    assert signalled["mission"]["status"] == "completed"
+    shown = invoke_json("show", "--db", shop_db, "o-1", "--json")
     assert shown["mission"]["output"] == "shipped with dhl"
     text = invoke("signal", "--db", shop_db, "o-2", "pickup", '{"carrier": "ups"}')
     assert text.exit_code == 0, text.output

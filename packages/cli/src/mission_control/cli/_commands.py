@@ -312,10 +312,9 @@ def submit_and_wait(
                 snapshot = await commander.verdict(submission)
                 decided = await commander.submission(submission.seq)
                 # The owner runs the mission on to its next wait after applying the work: show
-                # it there, as the owner's own call would return it (or running, at the timeout).
-                while snapshot.status is MissionStatus.RUNNING:
-                    await trio.sleep(0.05)
-                    snapshot = await commander.inspect(snapshot.id)
+                # it there, as the owner's own call would return it (or as applied, at the
+                # timeout).
+                snapshot = await commander.verdict(submission, at_rest=True)
             if decided is not None:
                 return decided, snapshot
             raise StillPending(

@@ -560,12 +560,14 @@ class BlockingMissionClient:
         return self._call(lambda client: client.submit_retry(mission_id, from_node=from_node))
 
     def verdict(
-        self, submission: Submission | int, *, timeout: float | None = None
+        self, submission: Submission | int, *, at_rest: bool = False, timeout: float | None = None
     ) -> MissionSnapshot:
-        """Wait for the owner's decision on a submission; see
-        :meth:`mission_control.core.Commander.verdict`. :class:`TimeoutError` after
-        ``timeout`` seconds (the submission stays stored)."""
-        return self._call(lambda client: client.verdict(submission), timeout=timeout, waits=True)
+        """Wait for the owner's decision on a submission (with ``at_rest``, and for the owner to
+        run the mission to its next wait); see :meth:`mission_control.core.Commander.verdict`.
+        :class:`TimeoutError` after ``timeout`` seconds (the submission stays stored)."""
+        return self._call(
+            lambda client: client.verdict(submission, at_rest=at_rest), timeout=timeout, waits=True
+        )
 
     def close(self) -> None:
         """Stop cleanly: refuse new calls, end the waits in progress (they raise

@@ -56,7 +56,7 @@ from ._notices import Notices, notices_for
 from ._observer import MissionObserver, SafeObserver
 from ._persistence import LIST_LIMIT, MAX_LIST_LIMIT, PersistenceAdapter
 from ._purge import PURGE_BATCH, PurgeOptions, PurgeReport, purge, purge_statuses
-from ._snapshot import JsonValue, MissionSnapshot, MissionStatus, TimelineEntry
+from ._snapshot import JsonValue, MissionSnapshot, MissionStatus, TimelineEntry, WaitKind
 from ._submissions import (
     NewSubmission,
     Refusal,
@@ -595,8 +595,9 @@ class Commander:
         """
         self._engine.loop.check("commander.signal()")
         if not self.is_owner:
-            await self.verdict(await self.submit_signal(mission_id, name, payload))
-            return await self._at_rest(mission_id)
+            return await self.verdict(
+                await self.submit_signal(mission_id, name, payload), at_rest=True
+            )
         return self._detached(await self._engine.signal(mission_id, name, payload))
 
     async def signal_with_start(
@@ -673,8 +674,9 @@ class Commander:
         """
         self._engine.loop.check("commander.retry()")
         if not self.is_owner:
-            await self.verdict(await self.submit_retry(mission_id, from_node=from_node))
-            return await self._at_rest(mission_id)
+            return await self.verdict(
+                await self.submit_retry(mission_id, from_node=from_node), at_rest=True
+            )
         return self._detached(await self._engine.retry(mission_id, from_node))
 
     async def fork(
@@ -876,11 +878,18 @@ class Commander:
             raise InvalidInputError(f"there is no submission {seq!r}")
         return found
 
-    async def verdict(self, submission: Submission | int) -> MissionSnapshot:
+    async def verdict(
+        self, submission: Submission | int, *, at_rest: bool = False
+    ) -> MissionSnapshot:
         """Wait until the owner has decided ``submission`` (or the submission numbered so).
         Returns the mission as stored once it was applied; raises the error the owner raised
         when it refused it (the same class, with the owner's message, when it is one of
-        ``mission_control.core``'s errors; :class:`SubmissionRefusedError` otherwise)."""
+        ``mission_control.core``'s errors; :class:`SubmissionRefusedError` otherwise).
+
+        With ``at_rest``, an applied submission returns the mission once the owner has run it
+        to its next wait or its end (taking the signals buffered for the waits it reaches), as
+        the owner's own :meth:`signal` and :meth:`retry` return it; or as it is after 10 seconds
+        when a step still runs then."""
         self._engine.loop.check("commander.verdict()")
         seq = submission if isinstance(submission, int) else submission.seq
         store = self._submission_store()
@@ -892,6 +901,8 @@ class Commander:
                 raise InvalidInputError(f"there is no submission {seq!r}")
             match found.state:
                 case SubmissionState.APPLIED:
+                    if at_rest:
+                        return await self._at_rest(found.mission_id)
                     return self._detached(await self._engine.load(found.mission_id))
                 case SubmissionState.REFUSED:
                     refusal = found.refusal or Refusal("SubmissionRefusedError", "no reason kept")
@@ -915,17 +926,43 @@ class Commander:
 
     async def _at_rest(self, mission_id: str) -> MissionSnapshot:
         """The mission once the owner no longer runs it: what the owner's own ``signal()``
-        returns (it runs the mission to its next wait first); as it is after
-        ``_VERDICT_PATIENCE`` seconds when it still runs then (a long step, or an owner that
-        died in it: the signal is applied either way)."""
+        returns (it runs the mission to its next wait first, taking there a signal buffered
+        for that wait); as it is after ``_VERDICT_PATIENCE`` seconds when it still runs then (a
+        long step, or an owner that died in it: the signal is applied either way)."""
         delay = _VERDICT_FIRST_REREAD
         patience = anyio.current_time() + _VERDICT_PATIENCE
-        while True:
-            snapshot = await self._engine.load(mission_id)
-            if snapshot.status is not MissionStatus.RUNNING or anyio.current_time() >= patience:
-                return self._detached(snapshot)
+        snapshot = await self._engine.load(mission_id)
+        while anyio.current_time() < patience:
+            if snapshot.status is not MissionStatus.RUNNING and not await self._takes_buffered(
+                snapshot
+            ):
+                again = await self._engine.load(mission_id)
+                if again.revision == snapshot.revision:
+                    break
+                # Written since it was read (its buffered signal taken meanwhile): look at the
+                # new state instead.
+                snapshot = again
+                continue
             await anyio.sleep(delay)
             delay = min(delay * 2, _VERDICT_LAST_REREAD)
+            snapshot = await self._engine.load(mission_id)
+        return self._detached(snapshot)
+
+    async def _takes_buffered(self, snapshot: MissionSnapshot) -> bool:
+        """Whether ``snapshot`` waits for a signal that is buffered already: the owner, which
+        stores a mission's wait before it takes the signal buffered for it (in a later write of
+        the same run), moves it on without an outside event; no resting place then."""
+        if snapshot.status is not MissionStatus.WAITING:
+            return False
+        for wait in snapshot.waits:
+            name = wait.signal
+            if (
+                wait.kind is WaitKind.SIGNAL
+                and name is not None
+                and await self._persistence.next_signal(snapshot.id, name) is not None
+            ):
+                return True
+        return False
 
     def _submission_store(self) -> SubmissionStore:
         store = self._store
