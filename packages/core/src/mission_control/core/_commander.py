@@ -691,8 +691,9 @@ class Commander:
         ``new_id`` is the fork's id (one is made without it); forking again to an id that holds
         a fork of the same mission returns that fork unchanged. Raises
         :class:`InvalidInputError` for an ``at_node`` that is no top-level node of the
-        definition (a node inside a parallel, a choice or a loop's body is refused) or that
-        follows a node which did not complete, and :class:`MissionAlreadyExistsError` for a
+        definition (a node inside a parallel, a choice or a loop's body is refused), that
+        follows a node which did not complete or a step whose compensation ran in the mission
+        (its output was undone), and :class:`MissionAlreadyExistsError` for a
         ``new_id`` taken by another mission; nothing is stored then. In a process that does not
         own its store the fork is stored waiting for its start at ``at_node`` and the owner's
         runtime runs it (as every start there is a background start).

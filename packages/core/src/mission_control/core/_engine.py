@@ -306,6 +306,28 @@ def _fork_of(existing: MissionSnapshot, source_id: str) -> MissionSnapshot:
     return existing
 
 
+def _check_nothing_undone(
+    definition: Definition, source: MissionSnapshot, at_node: str, again: set[str]
+) -> None:
+    """Refuse a fork that would copy a step whose compensation ran (or began) in the source:
+    its output no longer holds, and the fork would owe nothing for it."""
+    undone = [
+        path.removesuffix(COMPENSATION_SUFFIX)
+        for path in source.nodes
+        if path.endswith(COMPENSATION_SUFFIX)
+        and top_level(path.removesuffix(COMPENSATION_SUFFIX)) not in again
+    ]
+    if undone:
+        tops = {top_level(path) for path in undone}
+        first = next(node.name for node in definition.nodes if node.name in tops)
+        raise InvalidInputError(
+            f"cannot fork mission {source.id!r} at {at_node!r}: the compensation of "
+            f"{', '.join(repr(p) for p in undone)} before it ran in that mission, so what it "
+            f"made no longer holds; fork at {first!r} or an earlier node (at 'start' to run "
+            "the mission afresh)"
+        )
+
+
 def _log_attempt_failed(
     mission_id: str,
     node: StartNode | StepNode | ChildNode,
@@ -848,6 +870,7 @@ class Engine:
         source = await self.load(source_id)
         definition = self.definition_for(source)
         again = set(self.check_top_level(definition, source, at_node, "fork", "at_node"))
+        _check_nothing_undone(definition, source, at_node, again)
         if new_id is None:
             new_id = self.new_id()
         else:

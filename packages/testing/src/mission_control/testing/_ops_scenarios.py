@@ -342,6 +342,45 @@ class OpsConformance(ScenarioFixtures):
         fork = await commander.fork(source.id, at_node="go", new_id="f")
         assert (await fork.inspect()).nodes["both/left/l"].output == 1
 
+    async def test_a_fork_after_a_step_its_compensation_undid_stores_nothing(
+        self, persistence: PersistenceAdapter, clock: ManualClock
+    ) -> None:
+        """A fork of a compensated mission at a node after a step whose compensation ran is
+        refused with InvalidInputError naming the step, storing nothing (its output no longer
+        holds); at that step or before it, the fork runs it again and owes its compensation."""
+        steps = _Flaky()
+        refunds: list[str] = []
+
+        def refund(ctx: Context[Any, Any], output: Any) -> None:
+            refunds.append(f"{ctx.mission_id}: {output}")
+
+        flow = (
+            m.define("saga")
+            .start(parse=_accept)
+            .step("prepare", steps.step("prepare"))
+            .step("charge", steps.step("charge"), compensate=refund)
+            .step("ship", steps.step("ship"))
+            .need_to("confirm", parse=bool)
+            .end()
+        )
+        commander = self.commander(persistence, clock, flow)
+        source = await commander.start(flow, {}, id="source")
+        await source.cancel("customer left", compensate=True)
+        before = await _unchanged(commander, source.id)
+        assert before[0].status is MissionStatus.COMPENSATED
+        assert refunds == ["source: charge done"]
+        for node in ("ship", "confirm"):
+            with pytest.raises(InvalidInputError, match="compensation of 'charge' before it ran"):
+                await commander.fork(source.id, at_node=node, new_id="f")
+        assert [s.id for s in await commander.list()] == ["source"]
+        assert await _unchanged(commander, source.id) == before
+        fork = await commander.fork(source.id, at_node="charge", new_id="f")
+        forked = await fork.inspect()
+        assert forked.status is MissionStatus.WAITING
+        assert "charge/compensate" not in forked.nodes
+        assert [c.path for c in forked.compensations.owed] == ["charge"]  # type: ignore[union-attr]
+        assert steps.runs == {"prepare": 1, "charge": 2, "ship": 2}
+
     # -- purge ---------------------------------------------------------------------------------
 
     async def test_purge_deletes_finished_missions_older_than_the_cutoff_in_batches(
