@@ -656,12 +656,12 @@ class Commander:
         return self._detached(await self._engine.cancel(mission_id, reason, compensate))
 
     async def retry(self, mission_id: str, *, from_node: str | None = None) -> MissionSnapshot:
-        """Run a failed or cancelled mission again from the top-level node where it failed or
-        was cancelled (or from ``from_node``, a top-level node every node before which
-        completed), and return it after it ran inline to its next wait or its end, as
-        :meth:`signal` does. Its history stays: the timeline goes on (a ``mission-retried``
-        entry first), the records of the nodes before that node stay and their outputs are not
-        made again; the attempts of that node count from 1 again. See
+        """Run a failed or cancelled mission again from its first top-level node that did not
+        complete (where it failed or was cancelled), or from ``from_node`` (a top-level node
+        every node before which completed), and return it after it ran inline to its next wait
+        or its end, as :meth:`signal` does. Its history stays: the timeline goes on (a
+        ``mission-retried`` entry first), the records of the nodes before that node stay and
+        their outputs are not made again; the attempts of that node count from 1 again. See
         ``docs/guarantees.md`` (retry and fork) for compensations, deadlines, child missions and
         loops.
 

@@ -306,6 +306,18 @@ def _fork_of(existing: MissionSnapshot, source_id: str) -> MissionSnapshot:
     return existing
 
 
+def _first_not_done(definition: Definition, snapshot: MissionSnapshot) -> str:
+    """The first top-level node that did not complete in ``snapshot``: where a retry runs
+    again from by default. Not simply the node the mission stopped at: a cancellation (or the
+    deadline) that came while a step ran leaves the mission there with that step completed,
+    and its output must not be made again."""
+    for node in definition.nodes:
+        record = snapshot.nodes.get(node.name)
+        if record is None or record.status not in (NodeStatus.COMPLETED, NodeStatus.TIMED_OUT):
+            return node.name
+    return definition.nodes[-1].name
+
+
 def _check_nothing_undone(
     definition: Definition, source: MissionSnapshot, at_node: str, again: set[str]
 ) -> None:
@@ -763,9 +775,7 @@ class Engine:
         the error the retry earns (nothing is stored by then)."""
         self.ensure_retryable(snapshot)
         definition = self.definition_for(snapshot)
-        path = snapshot.current_node if from_node is None else from_node
-        if path is None:
-            path = "start"
+        path = _first_not_done(definition, snapshot) if from_node is None else from_node
         self.check_top_level(definition, snapshot, path, "retry", "from_node")
         return definition, path
 

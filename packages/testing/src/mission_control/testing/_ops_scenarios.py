@@ -177,6 +177,44 @@ class OpsConformance(ScenarioFixtures):
         assert await _unchanged(commander, failed.id) == before
         assert steps.runs == {"a": 3, "b": 3, "c": 1}
 
+    async def test_a_mission_cancelled_while_a_step_ran_is_retried_after_that_step(
+        self, persistence: PersistenceAdapter, clock: ManualClock
+    ) -> None:
+        """A cancellation that came while a step ran ends the mission after the step completed;
+        a retry runs the mission again from the node after that step, which does not run
+        again (its output is kept)."""
+        steps = _Flaky()
+        commander: Commander | None = None
+
+        async def pay(ctx: Context[Any, Any]) -> str:
+            steps.runs["pay"] = steps.runs.get("pay", 0) + 1
+            assert commander is not None
+            if steps.runs["pay"] == 1:
+                await commander.cancel(ctx.mission_id, "changed my mind")
+            return "paid"
+
+        flow = (
+            m.define("pay-then-ship")
+            .start(parse=_accept)
+            .step("pay", pay)
+            .step("ship", steps.step("ship"))
+            .end(output=lambda ctx: ctx.events["pay"].output)
+        )
+        commander = self.commander(persistence, clock, flow)
+        handle = await commander.start(flow, {})
+        cancelled = await handle.inspect()
+        assert cancelled.status is MissionStatus.CANCELLED
+        assert cancelled.nodes["pay"].status is NodeStatus.COMPLETED
+
+        retried = await commander.retry(handle.id)
+
+        assert (retried.status, retried.output) == (MissionStatus.COMPLETED, "paid")
+        assert steps.runs == {"pay": 1, "ship": 1}
+        assert retried.nodes["pay"] == cancelled.nodes["pay"]
+        entries = await commander.timeline(handle.id)
+        again = next(e for e in entries if e.kind is TimelineKind.MISSION_RETRIED)
+        assert again.node == "ship"
+
     async def test_a_retried_child_node_starts_a_new_child_and_keeps_the_old(
         self, persistence: PersistenceAdapter, clock: ManualClock
     ) -> None:
