@@ -55,6 +55,9 @@ def _compile_snapshot_of() -> Callable[[MissionFields, int], MissionSnapshot]:
 _snapshot_of = _compile_snapshot_of()
 
 _IN_PROGRESS = (NodeStatus.RUNNING, NodeStatus.WAITING)
+DONE = (NodeStatus.COMPLETED, NodeStatus.TIMED_OUT)
+"""The statuses of a node that ran to its end (a ``need_to`` may time out): the nodes after it
+may run, and a retry or a fork does not run it again."""
 
 LOOKED_AT = frozenset({WaitKind.SIGNAL, WaitKind.CHILD})
 """The waits the engine looks at in the store (a signal's inbox, a child mission) whenever it
@@ -574,20 +577,23 @@ class Draft(MissionFields):
                 path,
                 detail={"type": error.type, "message": error.message},
             )
-        self._end(
-            path,
-            NodeRecord(
-                name,
-                kind,
-                NodeStatus.FAILED,
-                attempts,
-                input=previous.input if previous is not None else None,
-                error=error,
-                started_at=previous.started_at if previous is not None else now,
-                finished_at=now,
-            ),
-            now,
-        )
+        if previous is None or previous.status is not NodeStatus.COMPLETED or path in self.active:
+            self._end(
+                path,
+                NodeRecord(
+                    name,
+                    kind,
+                    NodeStatus.FAILED,
+                    attempts,
+                    input=previous.input if previous is not None else None,
+                    error=error,
+                    started_at=previous.started_at if previous is not None else now,
+                    finished_at=now,
+                ),
+                now,
+            )
+        # Otherwise the mission fails after that node (its deadline passed while the node's
+        # function ran): the node keeps its record and output, and a retry does not run it again.
         self.error = error
         if not compensating:
             self.current_node = top_level(path)

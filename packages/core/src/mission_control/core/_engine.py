@@ -27,7 +27,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from ._clock import Clock, SystemClock
 from ._context import Context
 from ._definition import DEADLINE_CHAIN, TIMEOUT_PATH, MissionDefinition
-from ._draft import LOOKED_AT, Draft, top_level
+from ._draft import DONE, LOOKED_AT, Draft, top_level
 from ._errors import (
     ChildMissionFailedError,
     ChoiceError,
@@ -313,7 +313,7 @@ def _first_not_done(definition: Definition, snapshot: MissionSnapshot) -> str:
     and its output must not be made again."""
     for node in definition.nodes:
         record = snapshot.nodes.get(node.name)
-        if record is None or record.status not in (NodeStatus.COMPLETED, NodeStatus.TIMED_OUT):
+        if record is None or record.status not in DONE:
             return node.name
     return definition.nodes[-1].name
 
@@ -835,7 +835,7 @@ class Engine:
         index = names.index(path)
         for before in names[:index]:
             record = snapshot.nodes.get(before)
-            if record is None or record.status not in (NodeStatus.COMPLETED, NodeStatus.TIMED_OUT):
+            if record is None or record.status not in DONE:
                 got = "never reached" if record is None else record.status.value
                 raise InvalidInputError(
                     f"cannot {action} mission {snapshot.id!r} at {path!r}: node {before!r} "

@@ -215,6 +215,44 @@ class OpsConformance(ScenarioFixtures):
         again = next(e for e in entries if e.kind is TimelineKind.MISSION_RETRIED)
         assert again.node == "ship"
 
+    async def test_a_step_the_deadline_passed_during_keeps_its_output_and_is_not_retried(
+        self, persistence: PersistenceAdapter, clock: ManualClock
+    ) -> None:
+        """A deadline that passes while a step runs fails the mission after the step, which
+        keeps its record completed with its output; a retry runs the mission again from the
+        node after it, the step not run again."""
+        steps = _Flaky()
+
+        def pay(ctx: Context[Any, Any]) -> str:
+            steps.runs["pay"] = steps.runs.get("pay", 0) + 1
+            clock.advance(timedelta(hours=2))  # the bank took its time
+            return "paid"
+
+        flow = (
+            m.define("slow-pay")
+            .start(parse=_accept)
+            .step("pay", pay)
+            .step("ship", steps.step("ship"))
+            .deadline(timedelta(hours=1))
+            .end(output=lambda ctx: ctx.events["pay"].output)
+        )
+        commander = self.commander(persistence, clock, flow)
+        handle = await commander.start(flow, {})
+        failed = await handle.inspect()
+        assert failed.status is MissionStatus.FAILED
+        assert failed.error is not None
+        assert failed.error.type == "DeadlineExceededError"
+        assert (failed.nodes["pay"].status, failed.nodes["pay"].output) == (
+            NodeStatus.COMPLETED,
+            "paid",
+        )
+        assert "ship" not in failed.nodes
+
+        retried = await commander.retry(handle.id)
+
+        assert (retried.status, retried.output) == (MissionStatus.COMPLETED, "paid")
+        assert steps.runs == {"pay": 1, "ship": 1}
+
     async def test_a_retried_child_node_starts_a_new_child_and_keeps_the_old(
         self, persistence: PersistenceAdapter, clock: ManualClock
     ) -> None:
