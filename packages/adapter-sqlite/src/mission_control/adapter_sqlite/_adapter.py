@@ -46,10 +46,11 @@ from mission_control.core.storage import (
     NewSignal,
     NewSubmission,
     RevisionConflictError,
-    cancel_request_from_json,
     cancel_request_to_json,
-    snapshot_from_json,
-    snapshot_to_json,
+    check_commit_revision,
+    corrupt,
+    stored_snapshot_from_json,
+    stored_snapshot_to_json,
     timeline_entry_from_json,
     timeline_entry_to_json,
     value_to_json,
@@ -600,28 +601,12 @@ class SQLitePersistenceAdapter:
                 error = again
         raise self._failure(action, error) from error
 
-    def _corrupt(self, mission_id: str, what: str, error: BaseException) -> PersistenceError:
-        return PersistenceError(
-            f"mission {mission_id!r} in {self._path} cannot be read: its stored {what} is "
-            f"corrupt ({type(error).__name__}: {error}); other missions are not affected"
-        )
-
     def _decode(
         self, mission_id: str, revision: int, text: str, cancel: str | None
     ) -> MissionSnapshot:
-        try:
-            snapshot = snapshot_from_json(text)
-            if cancel is not None:
-                snapshot = attrs.evolve(snapshot, cancel_request=cancel_request_from_json(cancel))
-        except Exception as error:
-            raise self._corrupt(mission_id, "snapshot", error) from error
-        if snapshot.id != mission_id or snapshot.revision != revision:
-            raise PersistenceError(
-                f"mission {mission_id!r} in {self._path} cannot be read: its stored snapshot "
-                f"says id {snapshot.id!r} at revision {snapshot.revision}, its row says "
-                f"revision {revision}; other missions are not affected"
-            )
-        return snapshot
+        return stored_snapshot_from_json(
+            text, cancel, mission_id=mission_id, revision=revision, store=self._path
+        )
 
     @staticmethod
     def _encode(snapshot: MissionSnapshot) -> tuple[int | None, str, str | None]:
@@ -629,12 +614,7 @@ class SQLitePersistenceAdapter:
         cancellation request's JSON."""
         due_at = snapshot.due_at
         due = None if due_at is None else _micros(due_at, f"due time of mission {snapshot.id!r}")
-        request = snapshot.cancel_request
-        if request is None:
-            return due, snapshot_to_json(snapshot), None
-        # The request is stored in its own column only, so that one source of truth remains.
-        text = snapshot_to_json(attrs.evolve(snapshot, cancel_request=None))
-        return due, text, cancel_request_to_json(request)
+        return (due, *stored_snapshot_to_json(snapshot))
 
     def _revision(self, mission_id: str, action: str) -> int:
         rows = self._cursor.execute(_REVISION, (mission_id,)).fetchall()
@@ -750,11 +730,7 @@ class SQLitePersistenceAdapter:
         self._check_owner("commit a mission")
         mission_id = snapshot.id
         revision = snapshot.revision
-        if revision != expected_revision + 1:
-            raise RevisionConflictError(
-                f"mission {mission_id!r}: a commit expecting revision {expected_revision} must "
-                f"carry revision {expected_revision + 1}, not {revision}"
-            )
+        check_commit_revision(snapshot, expected_revision)
         due, text, cancel = self._encode(snapshot)
         update = (str(snapshot.status), due, revision, text, cancel, mission_id, expected_revision)
         entries = [
@@ -853,7 +829,7 @@ class SQLitePersistenceAdapter:
                 seq, name, json.loads(payload), datetime.fromisoformat(received_at)
             )
         except Exception as error:
-            raise self._corrupt(mission_id, f"signal {seq} ({name!r})", error) from error
+            raise corrupt(mission_id, self._path, f"signal {seq} ({name!r})", error) from error
 
     async def request_cancel(
         self, mission_id: str, request: CancelRequest, timeline: Sequence[TimelineEntry]
@@ -973,7 +949,7 @@ class SQLitePersistenceAdapter:
         try:
             return [timeline_entry_from_json(row[0]) for row in rows]
         except Exception as error:
-            raise self._corrupt(mission_id, "timeline", error) from error
+            raise corrupt(mission_id, self._path, "timeline", error) from error
 
     async def delete_missions(self, revisions: Mapping[str, int]) -> list[str]:
         """Delete the finished missions of ``revisions`` still at their revision, with their

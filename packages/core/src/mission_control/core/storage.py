@@ -25,6 +25,10 @@ are plain JSON values by then, checked by the commander before they reach an ada
 snapshot's fields are declared once, by :class:`MissionFields`; the codec writes every one of them
 (and ``"format": SNAPSHOT_FORMAT``), so an adapter that stores the document as the codec gives it
 needs no change when fields or node kinds are added, and reads documents of earlier formats.
+An adapter that stores a mission as a row, with its cancellation request in a column of its own,
+writes and reads it with :func:`stored_snapshot_to_json` and :func:`stored_snapshot_from_json`
+(which checks the document against its row), checks a commit's revision with
+:func:`check_commit_revision` and reports an unreadable record with :func:`corrupt`.
 """
 
 from ._errors import RevisionConflictError
@@ -44,6 +48,12 @@ from ._serialization import (
     value_to_json,
 )
 from ._snapshot import BufferedSignal, MissionFields, NewSignal
+from ._stored import (
+    check_commit_revision,
+    corrupt,
+    stored_snapshot_from_json,
+    stored_snapshot_to_json,
+)
 from ._submissions import Marking, NewSubmission, SubmissionDecidedError, SubmissionStore
 from ._values import detached
 from ._versions import DefinitionVersionStore, VersionKey
@@ -65,11 +75,15 @@ __all__ = [
     "buffered_signal_to_json",
     "cancel_request_from_json",
     "cancel_request_to_json",
+    "check_commit_revision",
+    "corrupt",
     "detached",
     "snapshot_from_dict",
     "snapshot_from_json",
     "snapshot_to_dict",
     "snapshot_to_json",
+    "stored_snapshot_from_json",
+    "stored_snapshot_to_json",
     "timeline_entry_from_json",
     "timeline_entry_to_json",
     "value_to_json",
