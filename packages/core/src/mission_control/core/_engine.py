@@ -906,7 +906,12 @@ class Engine:
                 now,
                 TimelineKind.MISSION_FORKED,
                 at_node,
-                detail={"from": source_id, "copied": [p for p in copied if "/" not in p]},
+                # In the definition's order: a store may give the records back in another one
+                # (PostgreSQL's JSONB orders an object's keys its own way).
+                detail={
+                    "from": source_id,
+                    "copied": [n.name for n in definition.nodes if n.name in copied],
+                },
             )
             try:
                 if background:
