@@ -15,6 +15,7 @@ from typing import Any
 import anyio
 import anyio.abc
 import anyio.lowlevel
+import anyio.to_thread
 import pytest
 
 from mission_control.core import Context, MissionStatus, m
@@ -23,6 +24,7 @@ from mission_control.testing import (
     LoopClock,
     RuntimeFactory,
     VirtualTimeEventLoop,
+    virtual_time_backend,
     virtual_time_loop,
     wait_all_tasks_blocked,
 )
@@ -359,3 +361,28 @@ def test_a_thread_calling_into_the_loop_wakes_it() -> None:
     with asyncio.Runner(loop_factory=virtual_time_loop) as runner:
         assert runner.run(main()) == "hi"
         assert runner.get_loop().time() == 0
+
+
+@pytest.mark.parametrize("backend", ["trio", "asyncio"])
+def test_with_a_threshold_virtual_time_stands_while_a_thread_works(backend: str) -> None:
+    """With an autojump threshold, virtual time stands still while the test waits on real work
+    in a worker thread (a watchdog's deadline does not pass meanwhile) and still jumps over a
+    long timer; without one, it jumps to the watchdog's deadline during the thread's work."""
+
+    async def call_under_watchdog() -> tuple[float, float]:
+        began = anyio.current_time()
+        with anyio.move_on_after(60):
+            await anyio.to_thread.run_sync(time.sleep, 0.05)
+        during = anyio.current_time() - began
+        await anyio.sleep(3600)
+        return during, anyio.current_time() - began - during
+
+    def run(threshold: float) -> tuple[float, float]:
+        name, options = virtual_time_backend(backend, autojump_threshold=threshold)
+        return anyio.run(call_under_watchdog, backend=name, backend_options=options)
+
+    during, slept = run(0.5)
+    assert during < 1
+    assert slept == pytest.approx(3600)
+    during, _ = run(0.0)
+    assert during == pytest.approx(60)

@@ -33,16 +33,23 @@ from mission_control.runtime import (
 
 from ._clocks import LoopClock
 from ._sweep import InMemorySweepStore, SweepOptions, SweepReport, SweepStore, sweep_crashes
-from ._virtual_loop import virtual_time_loop
+from ._virtual_loop import threshold_loop_factory, virtual_time_loop
 
 VIRTUAL_TIME_BACKENDS = ("trio", "asyncio")
 """The backends :func:`virtual_time_backend` knows, to parametrize ``anyio_backend`` over."""
 
 
-def virtual_time_backend(name: str) -> tuple[str, dict[str, Any]]:
+def virtual_time_backend(
+    name: str, *, autojump_threshold: float = 0.0
+) -> tuple[str, dict[str, Any]]:
     """The ``anyio_backend`` value that runs a test on ``name`` (``"trio"`` or ``"asyncio"``)
     in virtual time, with a new clock each call: trio with
     ``MockClock(autojump_threshold=0)``, asyncio on :func:`virtual_time_loop`.
+
+    ``autojump_threshold`` (real seconds, 0 by default) makes the clock jump only after that long
+    without anything to run: for tests whose calls wait on real work in the meantime, such as an
+    adapter's queries to a database server in a worker thread, so that a watchdog deadline does
+    not fire while a query runs (``docs/testing.md``, adapters that wait on a server).
 
     Define the fixture in your ``conftest.py`` (so it replaces AnyIO's own)::
 
@@ -51,9 +58,11 @@ def virtual_time_backend(name: str) -> tuple[str, dict[str, Any]]:
             return virtual_time_backend(request.param)
     """
     if name == "trio":
-        return "trio", {"clock": MockClock(autojump_threshold=0)}
+        return "trio", {"clock": MockClock(autojump_threshold=autojump_threshold)}
     if name == "asyncio":
-        return "asyncio", {"loop_factory": virtual_time_loop}
+        if autojump_threshold == 0:
+            return "asyncio", {"loop_factory": virtual_time_loop}
+        return "asyncio", {"loop_factory": threshold_loop_factory(autojump_threshold)}
     raise ValueError(f"virtual time runs on {' or '.join(VIRTUAL_TIME_BACKENDS)}, not {name!r}")
 
 

@@ -6,12 +6,15 @@ that far ahead (``None`` when no timer waits, ``0`` when callbacks are ready). T
 looks for I/O without waiting first; when nothing is ready and a timer waits, it moves the loop's
 clock to that timer instead of sleeping, so a 30-day timer fires at once. I/O that is ready (a
 socket on 127.0.0.1, a thread waking the loop through its self-pipe) always goes first, and with
-no timer at all the loop waits for real until I/O comes.
+no timer at all the loop waits for real until I/O comes. With an ``autojump_threshold`` (as
+trio's), the loop first waits that many real seconds for I/O before it jumps: a call that waits
+on something real (a database server, a worker thread) then finishes before a timer fires early.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import selectors
 import time
@@ -43,9 +46,12 @@ class _VirtualTime:
 class _JumpingSelector(selectors.BaseSelector):
     """A selector that jumps virtual time to the next timer instead of waiting for it."""
 
-    def __init__(self, inner: selectors.BaseSelector, time: _VirtualTime) -> None:
+    def __init__(
+        self, inner: selectors.BaseSelector, time: _VirtualTime, threshold: float = 0.0
+    ) -> None:
         self._inner = inner
         self._time = time
+        self._threshold = threshold
 
     def register(
         self, fileobj: FileDescriptorLike, events: int, data: Any = None
@@ -68,6 +74,12 @@ class _JumpingSelector(selectors.BaseSelector):
             # Nothing is scheduled: only I/O (or another thread, through the self-pipe) can
             # wake the loop, so wait for it for real.
             return self._inner.select(None)
+        if self._threshold > 0:
+            # Real work may be under way elsewhere (a thread, a server): give it a moment of
+            # real time before deciding that everything waits for the timer.
+            ready = self._inner.select(min(timeout, self._threshold))
+            if ready:
+                return ready
         # Everything waits and a timer is due in ``timeout`` seconds: it is due now.
         self._time.advance(timeout)
         return []
@@ -89,16 +101,25 @@ class VirtualTimeEventLoop(asyncio.SelectorEventLoop):
     for I/O for real.
 
     ``time()`` (hence ``anyio.current_time()`` and ``loop.call_later``) starts at ``start``
-    seconds. Make one with :func:`virtual_time_loop`.
+    seconds. With ``autojump_threshold`` (seconds, as trio's ``MockClock``), the clock jumps only
+    after that much real time without I/O. Make one with :func:`virtual_time_loop`.
     """
 
     def __init__(
-        self, selector: selectors.BaseSelector | None = None, *, start: float = 0.0
+        self,
+        selector: selectors.BaseSelector | None = None,
+        *,
+        start: float = 0.0,
+        autojump_threshold: float = 0.0,
     ) -> None:
+        if not autojump_threshold >= 0:
+            raise ValueError(f"autojump_threshold must be >= 0, got {autojump_threshold!r}")
         # Set before the base class starts, which may read the clock.
         self._virtual_time = _VirtualTime(start)
         inner = selectors.DefaultSelector() if selector is None else selector
-        super().__init__(selector=_JumpingSelector(inner, self._virtual_time))
+        super().__init__(
+            selector=_JumpingSelector(inner, self._virtual_time, float(autojump_threshold))
+        )
 
     def time(self) -> float:
         return self._virtual_time.now
@@ -128,12 +149,19 @@ class VirtualTimeEventLoop(asyncio.SelectorEventLoop):
         pass
 
 
-def virtual_time_loop() -> VirtualTimeEventLoop:
+def virtual_time_loop(*, autojump_threshold: float = 0.0) -> VirtualTimeEventLoop:
     """A new asyncio event loop on virtual time (see :class:`VirtualTimeEventLoop`).
 
     It fits wherever an event loop factory is taken: AnyIO's
     ``anyio.run(main, backend="asyncio", backend_options={"loop_factory": virtual_time_loop})``
     and its pytest plugin's ``("asyncio", {"loop_factory": virtual_time_loop})``, or
-    ``asyncio.Runner(loop_factory=virtual_time_loop)``.
+    ``asyncio.Runner(loop_factory=virtual_time_loop)``. With ``autojump_threshold`` (give a
+    ``functools.partial`` of it as the factory), the clock jumps only after that many real seconds
+    without I/O: for code that waits on real work meanwhile (a database server).
     """
-    return VirtualTimeEventLoop()
+    return VirtualTimeEventLoop(autojump_threshold=autojump_threshold)
+
+
+def threshold_loop_factory(autojump_threshold: float) -> functools.partial[VirtualTimeEventLoop]:
+    """:func:`virtual_time_loop` with ``autojump_threshold``, as a loop factory."""
+    return functools.partial(virtual_time_loop, autojump_threshold=autojump_threshold)
