@@ -33,6 +33,7 @@ DISTRIBUTIONS: dict[str, str] = {
     "mission-control-core": "mission_control.core",
     "mission-control-in-memory-commander": "mission_control.in_memory_commander",
     "mission-control-adapter-sqlite": "mission_control.adapter_sqlite",
+    "mission-control-adapter-postgres": "mission_control.adapter_postgres",
     "mission-control-runtime": "mission_control.runtime",
     "mission-control-client": "mission_control.client",
     "mission-control-testing": "mission_control.testing",

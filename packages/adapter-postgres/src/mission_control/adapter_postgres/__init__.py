@@ -1,0 +1,23 @@
+"""Mission Control on PostgreSQL: a durable persistence adapter on psycopg 3, for trio and
+asyncio.
+
+from mission_control.adapter_postgres import open_postgres_persistence_adapter
+
+adapter = await open_postgres_persistence_adapter("postgresql://app@db/missions")
+async with create_commander([approval], persistence=adapter) as commander:
+    handle = await commander.start(approval, {"user": "ada"})
+"""
+
+from ._adapter import (
+    DEFAULT_SCHEMA,
+    PostgresPersistenceAdapter,
+    open_postgres_persistence_adapter,
+)
+from ._schema import SCHEMA_VERSION
+
+__all__ = [
+    "DEFAULT_SCHEMA",
+    "SCHEMA_VERSION",
+    "PostgresPersistenceAdapter",
+    "open_postgres_persistence_adapter",
+]

@@ -1,0 +1,663 @@
+"""The PostgreSQL persistence adapter: missions, timelines, signal inboxes and cancellation
+requests in one PostgreSQL schema, through psycopg 3.
+
+psycopg's asynchronous connection runs on asyncio only, and the adapter runs on trio too: it
+drives a synchronous connection from AnyIO's worker threads instead, on both loops alike. Each
+call is one hop to a worker thread, which runs the call's statements (a write: its whole
+transaction) and returns; a capacity limiter of one keeps the connection to one thread at a
+time. A caller cancelled meanwhile still waits for the thread to finish, so a transaction is
+never abandoned half-done: it commits or rolls back in full. What a hop costs is measured in
+docs/postgres.md.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Final, LiteralString, Self, TypeVar
+
+import anyio
+import anyio.to_thread
+import psycopg
+from psycopg import sql
+from psycopg.rows import TupleRow
+
+from mission_control.core import (
+    CancelRequest,
+    ConfigurationError,
+    JsonValue,
+    MissionSnapshot,
+    MissionStatus,
+    PersistenceError,
+    TimelineEntry,
+)
+from mission_control.core.storage import (
+    BufferedSignal,
+    NewSignal,
+    RevisionConflictError,
+    cancel_request_to_json,
+    check_commit_revision,
+    corrupt,
+    stored_snapshot_from_json,
+    stored_snapshot_to_json,
+    timeline_entry_from_json,
+    timeline_entry_to_json,
+    value_to_json,
+)
+
+from ._schema import migrate
+
+_log = logging.getLogger("mission_control.adapter_postgres")
+
+DEFAULT_SCHEMA: Final = "mission_control"
+"""The PostgreSQL schema the adapter keeps its tables in unless given another."""
+
+Connection = psycopg.Connection[TupleRow]
+_T = TypeVar("_T")
+
+_INSERT_MISSION: Final = (
+    "INSERT INTO missions (id, definition, definition_version, status, due_at, revision, "
+    "snapshot, cancel_request) VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb, %s::jsonb) "
+    "ON CONFLICT (id) DO NOTHING"
+)
+# The revision in the WHERE clause is the compare-and-set; coalesce keeps a stored cancellation
+# request, which nothing but request_cancel (or the first snapshot carrying one) may write.
+_UPDATE_MISSION: Final = (
+    "UPDATE missions SET status = %s, due_at = %s, revision = %s, snapshot = %s::jsonb, "
+    "cancel_request = coalesce(cancel_request, %s::jsonb) WHERE id = %s AND revision = %s"
+)
+# A retry's commit: the snapshot's cancellation request replaces the stored one (None clears it).
+_REOPEN_MISSION: Final = (
+    "UPDATE missions SET status = %s, due_at = %s, revision = %s, snapshot = %s::jsonb, "
+    "cancel_request = %s::jsonb WHERE id = %s AND revision = %s"
+)
+_INSERT_ENTRY: Final = (
+    "INSERT INTO timeline (mission_id, revision, position, entry) VALUES (%s, %s, %s, %s::jsonb)"
+)
+_NEXT_POSITION: Final = (
+    "SELECT coalesce(max(position) + 1, 0) FROM timeline WHERE mission_id = %s AND revision = %s"
+)
+_DELETE_SIGNAL: Final = "DELETE FROM inbox WHERE seq = %s AND mission_id = %s"
+_INSERT_SIGNAL: Final = (
+    "INSERT INTO inbox (mission_id, name, payload, received_at) "
+    "VALUES (%s, %s, %s::jsonb, %s) RETURNING seq"
+)
+_REVISION: Final = "SELECT revision FROM missions WHERE id = %s"
+# Locks the mission's row: writes that number their timeline entries after the stored ones
+# (signals, cancellation requests) wait for one another.
+_REVISION_FOR_UPDATE: Final = "SELECT revision FROM missions WHERE id = %s FOR UPDATE"
+_LOAD: Final = "SELECT revision, snapshot::text, cancel_request::text FROM missions WHERE id = %s"
+_REQUEST_CANCEL: Final = (
+    "UPDATE missions SET cancel_request = coalesce(cancel_request, %s::jsonb) WHERE id = %s"
+)
+_NEXT_SIGNAL: Final = (
+    "SELECT seq, payload::text, received_at FROM inbox WHERE mission_id = %s AND name = %s "
+    "ORDER BY seq LIMIT 1"
+)
+# ``due_at IS NOT NULL`` matches the partial index missions_due: the query reads what it returns.
+_DUE: Final = (
+    "SELECT id FROM missions WHERE due_at IS NOT NULL AND due_at <= %s ORDER BY due_at, id LIMIT %s"
+)
+_NEXT_DUE: Final = "SELECT due_at FROM missions WHERE due_at IS NOT NULL ORDER BY due_at LIMIT 1"
+_NEXT_DUE_AFTER: Final = (
+    "SELECT due_at FROM missions WHERE due_at IS NOT NULL AND due_at > %s ORDER BY due_at LIMIT 1"
+)
+_RUNNING: Final = "SELECT id FROM missions WHERE status = 'running' ORDER BY id LIMIT %s"
+_RUNNING_AFTER: Final = (
+    "SELECT id FROM missions WHERE status = 'running' AND id > %s ORDER BY id LIMIT %s"
+)
+_TIMELINE: Final = (
+    "SELECT entry::text FROM timeline WHERE mission_id = %s ORDER BY revision, position"
+)
+# The partial index missions_unfinished_versions, with its condition word for word: each query
+# is one seek to the next (definition, version), or to one version's first ids.
+_UNFINISHED: Final = "missions WHERE status IN ('running', 'waiting')"
+_FIRST_VERSION: Final = (
+    f"SELECT definition, definition_version FROM {_UNFINISHED} "
+    "ORDER BY definition, definition_version LIMIT 1"
+)
+_NEXT_VERSION: Final = (
+    f"SELECT definition, definition_version FROM {_UNFINISHED} "
+    "AND (definition, definition_version) > (%s, %s) "
+    "ORDER BY definition, definition_version LIMIT 1"
+)
+_ON_VERSION: Final = (
+    f"SELECT id FROM {_UNFINISHED} AND definition = %s AND definition_version = %s "
+    "ORDER BY id LIMIT %s"
+)
+_FINGERPRINTS: Final = "SELECT definition, version, fingerprint FROM definition_versions"
+_RECORD_FINGERPRINT: Final = (
+    "INSERT INTO definition_versions (definition, version, fingerprint, recorded_at) "
+    "VALUES (%s, %s, %s, %s) ON CONFLICT (definition, version) DO UPDATE SET "
+    "fingerprint = excluded.fingerprint, recorded_at = excluded.recorded_at"
+)
+# A compare-and-delete: a mission retried (or otherwise changed) since it was read stays.
+_DELETE_MISSION: Final = (
+    "DELETE FROM missions WHERE id = %s AND revision = %s "
+    "AND status IN ('completed', 'failed', 'cancelled', 'compensated') RETURNING id"
+)
+_DELETE_TIMELINE: Final = "DELETE FROM timeline WHERE mission_id = ANY(%s)"
+_DELETE_INBOX: Final = "DELETE FROM inbox WHERE mission_id = ANY(%s)"
+
+
+def _aware(when: datetime, what: str) -> datetime:
+    if when.utcoffset() is None:
+        raise ValueError(f"{what} must be a timezone-aware datetime, got naive {when!r}")
+    return when
+
+
+def _payload_json(mission_id: str, name: str, payload: JsonValue) -> str:
+    """A buffered signal's payload as JSON, made before its transaction begins (a payload that
+    cannot be written raises then, with nothing stored)."""
+    try:
+        return value_to_json(payload)
+    except (TypeError, ValueError) as error:
+        raise PersistenceError(
+            f"signal {name!r} for mission {mission_id!r}: its payload cannot be stored as JSON "
+            f"({error})"
+        ) from error
+
+
+def _schema_name(schema: object) -> str:
+    if not isinstance(schema, str) or not schema or "\x00" in schema:
+        raise ConfigurationError(f"schema must be a non-empty str, got {schema!r}")
+    return schema
+
+
+class PostgresPersistenceAdapter:
+    """Stores missions in a PostgreSQL database, for ``create_commander(persistence=...)``.
+
+    Open one with :func:`open_postgres_persistence_adapter`, which connects, checks the schema
+    (a newer one is refused) and migrates it. Close it with :meth:`aclose` (or ``async with``).
+    It works on trio and asyncio alike: see the module's docstring and ``docs/postgres.md``.
+    """
+
+    keeps_given_values = False
+
+    def __init__(self, connection: Connection, *, schema: str, schema_version: int) -> None:
+        """Use :func:`open_postgres_persistence_adapter`: it makes the connection this takes
+        over (set up, migrated, in autocommit mode)."""
+        self._db = connection
+        self._schema = schema
+        self._schema_version = schema_version
+        self._limiter = anyio.CapacityLimiter(1)
+        self._closed = False
+
+    # -- properties ----------------------------------------------------------------------------
+
+    @property
+    def schema(self) -> str:
+        """The PostgreSQL schema holding the tables."""
+        return self._schema
+
+    @property
+    def schema_version(self) -> int:
+        """The schema version of the open database."""
+        return self._schema_version
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    async def _run(self, work: Callable[[Connection], _T], action: str) -> _T:
+        """``work(connection)`` in a worker thread; a database error as
+        :class:`PersistenceError` naming ``action``."""
+        if self._closed:
+            raise PersistenceError(f"cannot {action}: the PostgreSQL adapter is closed")
+        return await anyio.to_thread.run_sync(self._call, work, action, limiter=self._limiter)
+
+    def _call(self, work: Callable[[Connection], _T], action: str) -> _T:
+        try:
+            return work(self._db)
+        except psycopg.Error as error:
+            raise PersistenceError(
+                f"{action} failed on PostgreSQL: {type(error).__name__}: {error}"
+            ) from error
+
+    async def _write(self, work: Callable[[Connection], _T], action: str) -> _T:
+        """``work(connection)`` in one transaction, rolled back when it raises."""
+
+        def transaction(db: Connection) -> _T:
+            with db.transaction():
+                return work(db)
+
+        return await self._run(transaction, action)
+
+    async def _rows(
+        self, query: LiteralString, params: Sequence[Any], action: str
+    ) -> list[TupleRow]:
+        return await self._run(lambda db: db.execute(query, params).fetchall(), action)
+
+    @property
+    def _store(self) -> str:
+        return f"PostgreSQL schema {self._schema!r}"
+
+    def _decode(
+        self, mission_id: str, revision: int, text: str, cancel: str | None
+    ) -> MissionSnapshot:
+        return stored_snapshot_from_json(
+            text, cancel, mission_id=mission_id, revision=revision, store=self._store
+        )
+
+    @staticmethod
+    def _encode(snapshot: MissionSnapshot) -> tuple[datetime | None, str, str | None]:
+        """The mission's due time, its snapshot JSON without the cancellation request, and the
+        cancellation request's JSON."""
+        due_at = snapshot.due_at
+        if due_at is not None:
+            _aware(due_at, f"due time of mission {snapshot.id!r}")
+        return (due_at, *stored_snapshot_to_json(snapshot))
+
+    @staticmethod
+    def _revision(db: Connection, mission_id: str, action: str) -> int:
+        row = db.execute(_REVISION_FOR_UPDATE, (mission_id,)).fetchone()
+        if row is None:
+            raise PersistenceError(f"{action} unknown mission {mission_id!r}")
+        return int(row[0])
+
+    @staticmethod
+    def _append_entries(
+        db: Connection, mission_id: str, revision: int, timeline: Sequence[str]
+    ) -> None:
+        """Append entries outside a commit, after those written at the current revision."""
+        if not timeline:
+            return
+        row = db.execute(_NEXT_POSITION, (mission_id, revision)).fetchone()
+        start = 0 if row is None else int(row[0])
+        with db.cursor() as cursor:
+            cursor.executemany(
+                _INSERT_ENTRY,
+                [(mission_id, revision, start + i, entry) for i, entry in enumerate(timeline)],
+            )
+
+    # -- the PersistenceAdapter protocol -------------------------------------------------------
+
+    async def insert(
+        self,
+        snapshot: MissionSnapshot,
+        timeline: Sequence[TimelineEntry],
+        *,
+        signals: Sequence[NewSignal] = (),
+    ) -> MissionSnapshot | None:
+        """Store a new mission, with ``signals`` in its inbox; when its id exists already, store
+        nothing and return it."""
+        mission_id = snapshot.id
+        revision = snapshot.revision
+        due, text, cancel = self._encode(snapshot)
+        row = (
+            mission_id,
+            snapshot.definition,
+            snapshot.definition_version,
+            str(snapshot.status),
+            due,
+            revision,
+            text,
+            cancel,
+        )
+        entries = [
+            (mission_id, revision, i, timeline_entry_to_json(entry))
+            for i, entry in enumerate(timeline)
+        ]
+        inbox = [
+            (
+                mission_id,
+                s.name,
+                _payload_json(mission_id, s.name, s.payload),
+                _aware(s.received_at, "received_at"),
+            )
+            for s in signals
+        ]
+
+        def write(db: Connection) -> bool:
+            with db.cursor() as cursor:
+                cursor.execute(_INSERT_MISSION, row)
+                if cursor.rowcount != 1:
+                    return False
+                if entries:
+                    cursor.executemany(_INSERT_ENTRY, entries)
+                for signal in inbox:
+                    cursor.execute(_INSERT_SIGNAL, signal)
+            return True
+
+        if await self._write(write, f"inserting mission {mission_id!r}"):
+            return None
+        return await self.load(mission_id)
+
+    async def load(self, mission_id: str) -> MissionSnapshot | None:
+        """The stored mission, or ``None``; :class:`PersistenceError` when its row is corrupt."""
+        rows = await self._rows(_LOAD, (mission_id,), f"loading mission {mission_id!r}")
+        if not rows:
+            return None
+        revision, text, cancel = rows[0]
+        return self._decode(mission_id, int(revision), str(text), cancel)
+
+    async def commit(
+        self,
+        snapshot: MissionSnapshot,
+        *,
+        expected_revision: int,
+        timeline: Sequence[TimelineEntry],
+        consumed_signal: int | None = None,
+        reopened: bool = False,
+    ) -> None:
+        """Compare-and-set the mission to ``snapshot``, append ``timeline`` and delete the
+        consumed signal, in one transaction; :class:`RevisionConflictError` stores nothing.
+        ``reopened`` (a retry) replaces the stored cancellation request by the snapshot's."""
+        mission_id = snapshot.id
+        revision = snapshot.revision
+        check_commit_revision(snapshot, expected_revision)
+        due, text, cancel = self._encode(snapshot)
+        update = (str(snapshot.status), due, revision, text, cancel, mission_id, expected_revision)
+        entries = [
+            (mission_id, revision, i, timeline_entry_to_json(entry))
+            for i, entry in enumerate(timeline)
+        ]
+
+        def write(db: Connection) -> None:
+            with db.cursor() as cursor:
+                cursor.execute(_REOPEN_MISSION if reopened else _UPDATE_MISSION, update)
+                if cursor.rowcount != 1:
+                    raise self._conflict(db, mission_id, expected_revision)
+                if consumed_signal is not None:
+                    cursor.execute(_DELETE_SIGNAL, (consumed_signal, mission_id))
+                    if cursor.rowcount != 1:
+                        raise RevisionConflictError(
+                            f"mission {mission_id!r} has no buffered signal {consumed_signal}"
+                        )
+                if entries:
+                    cursor.executemany(_INSERT_ENTRY, entries)
+
+        await self._write(write, f"committing mission {mission_id!r}")
+
+    @staticmethod
+    def _conflict(db: Connection, mission_id: str, expected_revision: int) -> Exception:
+        row = db.execute(_REVISION, (mission_id,)).fetchone()
+        if row is None:
+            return RevisionConflictError(f"mission {mission_id!r} does not exist")
+        return RevisionConflictError(
+            f"mission {mission_id!r} is at revision {row[0]}, the commit expected "
+            f"{expected_revision}"
+        )
+
+    async def append_signal(
+        self,
+        mission_id: str,
+        name: str,
+        payload: JsonValue,
+        received_at: datetime,
+        timeline: Sequence[TimelineEntry],
+    ) -> BufferedSignal:
+        """Buffer a signal for the mission (one transaction)."""
+        row = (
+            mission_id,
+            name,
+            _payload_json(mission_id, name, payload),
+            _aware(received_at, "received_at"),
+        )
+        entries = [timeline_entry_to_json(entry) for entry in timeline]
+
+        def write(db: Connection) -> int:
+            revision = self._revision(db, mission_id, "cannot buffer a signal for")
+            inserted = db.execute(_INSERT_SIGNAL, row).fetchone()
+            assert inserted is not None
+            self._append_entries(db, mission_id, revision, entries)
+            return int(inserted[0])
+
+        seq = await self._write(write, f"buffering signal {name!r} for mission {mission_id!r}")
+        return BufferedSignal(seq, name, payload, received_at)
+
+    async def next_signal(self, mission_id: str, name: str) -> BufferedSignal | None:
+        """The oldest buffered signal called ``name`` for the mission, if any."""
+        rows = await self._rows(
+            _NEXT_SIGNAL, (mission_id, name), f"reading signal {name!r} of mission {mission_id!r}"
+        )
+        if not rows:
+            return None
+        seq, payload, received_at = rows[0]
+        try:
+            return BufferedSignal(int(seq), name, _json_value(payload), received_at)
+        except Exception as error:
+            raise corrupt(mission_id, self._store, f"signal {seq} ({name!r})", error) from error
+
+    async def request_cancel(
+        self, mission_id: str, request: CancelRequest, timeline: Sequence[TimelineEntry]
+    ) -> None:
+        """Record a cancellation request (the first one stands) without changing the revision."""
+        request_text = cancel_request_to_json(request)
+        entries = [timeline_entry_to_json(entry) for entry in timeline]
+
+        def write(db: Connection) -> None:
+            revision = self._revision(db, mission_id, "cannot cancel")
+            db.execute(_REQUEST_CANCEL, (request_text, mission_id))
+            self._append_entries(db, mission_id, revision, entries)
+
+        await self._write(write, f"requesting cancellation of mission {mission_id!r}")
+
+    async def list_missions(
+        self,
+        *,
+        status: MissionStatus | None = None,
+        definition: str | None = None,
+        limit: int,
+        after_id: str | None = None,
+    ) -> list[MissionSnapshot]:
+        """At most ``limit`` missions ordered by id, optionally filtered, starting after
+        ``after_id``: a range scan of an index, which reads the rows it passes until ``limit``
+        match.
+
+        Raises :class:`PersistenceError` naming the first listed mission whose row is corrupt.
+        """
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+            raise ValueError(f"limit must be a whole number >= 0, got {limit!r}")
+        if self._closed:
+            raise PersistenceError("cannot list missions: the PostgreSQL adapter is closed")
+        if limit == 0:
+            return []
+        clauses: list[sql.Composable] = []
+        params: list[Any] = []
+        if status is not None:
+            clauses.append(sql.SQL("status = %s"))
+            params.append(MissionStatus(status).value)
+        if definition is not None:
+            clauses.append(sql.SQL("definition = %s"))
+            params.append(definition)
+        if after_id is not None:
+            clauses.append(sql.SQL("id > %s"))
+            params.append(after_id)
+        query = sql.SQL("SELECT id, revision, snapshot::text, cancel_request::text FROM missions")
+        if clauses:
+            query = sql.SQL("{} WHERE {}").format(query, sql.SQL(" AND ").join(clauses))
+        query = sql.SQL("{} ORDER BY id LIMIT %s").format(query)
+        params.append(limit)
+        rows = await self._run(lambda db: db.execute(query, params).fetchall(), "listing missions")
+        return [self._decode(str(i), int(r), str(t), c) for i, r, t, c in rows]
+
+    async def due_missions(self, now: datetime, limit: int) -> list[str]:
+        """Ids of missions due at or before ``now``, earliest first: one range of the
+        missions_due index."""
+        if limit <= 0:
+            return []
+        rows = await self._rows(_DUE, (_aware(now, "now"), limit), "querying due missions")
+        return [str(row[0]) for row in rows]
+
+    async def next_due_at(self, after: datetime | None = None) -> datetime | None:
+        """The earliest due time of any mission (later than ``after`` if given): one seek in
+        the missions_due index."""
+        if after is None:
+            rows = await self._rows(_NEXT_DUE, (), "querying the next due time")
+        else:
+            rows = await self._rows(
+                _NEXT_DUE_AFTER, (_aware(after, "after"),), "querying the next due time"
+            )
+        return _utc(rows[0][0]) if rows else None
+
+    async def running_missions(self, limit: int, after_id: str | None = None) -> list[str]:
+        """Ids of missions stored as running, by id."""
+        if limit <= 0:
+            return []
+        if after_id is None:
+            rows = await self._rows(_RUNNING, (limit,), "querying running missions")
+        else:
+            rows = await self._rows(_RUNNING_AFTER, (after_id, limit), "querying running missions")
+        return [str(row[0]) for row in rows]
+
+    async def timeline(self, mission_id: str) -> list[TimelineEntry]:
+        """The mission's timeline in the order it was written."""
+        rows = await self._rows(
+            _TIMELINE, (mission_id,), f"reading the timeline of mission {mission_id!r}"
+        )
+        try:
+            return [timeline_entry_from_json(str(row[0])) for row in rows]
+        except Exception as error:
+            raise corrupt(mission_id, self._store, "timeline", error) from error
+
+    async def delete_missions(self, revisions: Mapping[str, int]) -> list[str]:
+        """Delete the finished missions of ``revisions`` still at their revision, with their
+        timelines and inboxes, in one transaction; return the ids deleted."""
+        if self._closed:
+            raise PersistenceError("cannot delete missions: the PostgreSQL adapter is closed")
+        if not revisions:
+            return []
+        rows = list(revisions.items())
+
+        def write(db: Connection) -> list[str]:
+            deleted: list[str] = []
+            for mission_id, revision in rows:
+                if db.execute(_DELETE_MISSION, (mission_id, revision)).fetchone() is not None:
+                    deleted.append(mission_id)
+            if deleted:
+                db.execute(_DELETE_TIMELINE, (deleted,))
+                db.execute(_DELETE_INBOX, (deleted,))
+            return deleted
+
+        return await self._write(write, f"deleting {len(rows)} missions")
+
+    # -- definition versions (DefinitionVersionStore) ------------------------------------------
+
+    async def versions_in_use(self) -> list[tuple[str, int]]:
+        """The (definition, version) of the missions that have not ended: one seek in the
+        missions_unfinished_versions index per version, whatever the number of missions."""
+
+        def read(db: Connection) -> list[tuple[str, int]]:
+            found: list[tuple[str, int]] = []
+            row = db.execute(_FIRST_VERSION).fetchone()
+            while row is not None:
+                found.append((str(row[0]), int(row[1])))
+                row = db.execute(_NEXT_VERSION, found[-1]).fetchone()
+            return found
+
+        return await self._run(read, "reading the versions in use")
+
+    async def missions_on_version(self, definition: str, version: int, limit: int) -> list[str]:
+        """The ids of up to ``limit`` unfinished missions on ``version`` of ``definition``."""
+        if limit <= 0:
+            return []
+        rows = await self._rows(
+            _ON_VERSION,
+            (definition, version, limit),
+            f"reading the missions on version {version} of {definition!r}",
+        )
+        return [str(row[0]) for row in rows]
+
+    async def fingerprints(self) -> dict[tuple[str, int], str]:
+        """Every stored fingerprint, by (definition, version)."""
+        rows = await self._rows(_FINGERPRINTS, (), "reading the definition fingerprints")
+        return {(str(row[0]), int(row[1])): str(row[2]) for row in rows}
+
+    async def record_fingerprints(self, fingerprints: Mapping[tuple[str, int], str]) -> None:
+        """Store ``fingerprints`` (one transaction), each replacing the one of its version."""
+        at = datetime.now(UTC)
+        rows = [(name, version, text, at) for (name, version), text in fingerprints.items()]
+        if not rows:
+            if self._closed:
+                raise PersistenceError(
+                    "cannot record definition fingerprints: the PostgreSQL adapter is closed"
+                )
+            return
+
+        def write(db: Connection) -> None:
+            with db.cursor() as cursor:
+                cursor.executemany(_RECORD_FINGERPRINT, rows)
+
+        await self._write(write, "recording definition fingerprints")
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Close the connection. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        # The limiter waits for a call still running in a worker thread.
+        async with self._limiter:
+            await anyio.to_thread.run_sync(self._db.close)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<PostgresPersistenceAdapter schema={self._schema!r} {state}>"
+
+
+def _json_value(text: object) -> JsonValue:
+    value: JsonValue = json.loads(str(text))
+    return value
+
+
+def _utc(value: object) -> datetime:
+    assert isinstance(value, datetime)
+    return value.astimezone(UTC)
+
+
+async def open_postgres_persistence_adapter(
+    conninfo: str, *, schema: str = DEFAULT_SCHEMA
+) -> PostgresPersistenceAdapter:
+    """Connect to the PostgreSQL database ``conninfo`` names (a libpq connection string or
+    URI) and open the Mission Control tables in ``schema``, creating and migrating them when
+    needed.
+
+    Raises :class:`PersistenceError` when the server cannot be reached, when ``schema`` holds
+    tables that are not Mission Control's, or a schema written by a newer version (nothing is
+    changed then).
+    """
+    if not isinstance(conninfo, str):
+        raise ConfigurationError(f"conninfo must be a str, got {conninfo!r}")
+    name = _schema_name(schema)
+
+    def connect() -> tuple[Connection, int]:
+        try:
+            db = psycopg.connect(conninfo, autocommit=True)
+        except psycopg.Error as error:
+            raise PersistenceError(f"cannot connect to PostgreSQL: {error}") from error
+        try:
+            db.execute("SET TIME ZONE 'UTC'")
+            try:
+                migrate(db, name)
+            except psycopg.Error as error:
+                raise PersistenceError(
+                    f"cannot open the PostgreSQL schema {name!r}: {error}"
+                ) from error
+            db.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(name)))
+            row = db.execute("SELECT max(version) FROM schema_migrations").fetchone()
+        except BaseException:
+            db.close()
+            raise
+        assert row is not None
+        return db, int(row[0])
+
+    db, version = await anyio.to_thread.run_sync(connect)
+    return PostgresPersistenceAdapter(db, schema=name, schema_version=version)

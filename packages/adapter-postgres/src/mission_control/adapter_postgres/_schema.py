@@ -1,0 +1,191 @@
+"""The database schema and its numbered, append-only migrations.
+
+Every table lives in one PostgreSQL schema (``mission_control`` unless the adapter is given
+another), so that one database can hold several applications' missions, and a test a schema of
+its own. ``schema_migrations`` records each migration applied, in the transaction that applies
+it: the schema version is its highest number, and a schema is never half-migrated. The
+migrating transaction holds a transaction-level advisory lock first, so that processes opening
+the database at once migrate it one after the other (the second finds nothing left to do).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final, LiteralString
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import TupleRow
+
+from mission_control.core import PersistenceError
+
+MIGRATION_LOCK: Final = 0x4D43_5059
+"""The first key of the advisory lock a migration holds ("MCPY"); the second is the schema's
+name hashed by PostgreSQL."""
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One step of the schema's history. Never edit a released migration: append a new one."""
+
+    version: int
+    description: str
+    statements: tuple[LiteralString, ...]
+
+
+MIGRATIONS: Final[tuple[Migration, ...]] = (
+    Migration(
+        1,
+        "missions, timeline, signal inbox and definition versions",
+        (
+            # due_at is set only while the mission waits for a due time, so the partial index
+            # below holds exactly the missions a tick may have to run: the due query reads
+            # what it returns. cancel_request lives outside the snapshot: request_cancel writes
+            # it without touching the snapshot or its revision.
+            """
+            CREATE TABLE missions (
+                id text PRIMARY KEY,
+                definition text NOT NULL,
+                definition_version integer NOT NULL,
+                status text NOT NULL,
+                due_at timestamptz,
+                revision bigint NOT NULL,
+                snapshot jsonb NOT NULL,
+                cancel_request jsonb
+            )
+            """,
+            "CREATE INDEX missions_by_status ON missions (status, id)",
+            "CREATE INDEX missions_by_definition ON missions (definition, id)",
+            "CREATE INDEX missions_due ON missions (due_at, id) WHERE due_at IS NOT NULL",
+            # The versions unfinished missions use, one index seek per version.
+            """
+            CREATE INDEX missions_unfinished_versions
+            ON missions (definition, definition_version, id)
+            WHERE status IN ('running', 'waiting')
+            """,
+            # Entries are keyed by the revision they were written at and their position in that
+            # write: a commit writes a revision no entry has yet, so it needs no read to number
+            # its entries, and the key is also the order they were written in.
+            """
+            CREATE TABLE timeline (
+                mission_id text NOT NULL,
+                revision bigint NOT NULL,
+                position integer NOT NULL,
+                entry jsonb NOT NULL,
+                PRIMARY KEY (mission_id, revision, position)
+            )
+            """,
+            # An identity is never handed out again: a consumed signal's seq stays unique.
+            """
+            CREATE TABLE inbox (
+                seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                mission_id text NOT NULL,
+                name text NOT NULL,
+                payload jsonb NOT NULL,
+                received_at timestamptz NOT NULL
+            )
+            """,
+            "CREATE INDEX inbox_by_mission ON inbox (mission_id, name, seq)",
+            """
+            CREATE TABLE definition_versions (
+                definition text NOT NULL,
+                version integer NOT NULL,
+                fingerprint text NOT NULL,
+                recorded_at timestamptz NOT NULL,
+                PRIMARY KEY (definition, version)
+            )
+            """,
+        ),
+    ),
+)
+
+SCHEMA_VERSION: Final = MIGRATIONS[-1].version
+"""The schema version this code writes (the number of its last migration)."""
+
+
+def check_migrations(migrations: Sequence[Migration]) -> None:
+    for expected, migration in enumerate(migrations, start=1):
+        if migration.version != expected:
+            raise AssertionError(
+                f"migration {migration.version} is at position {expected}: "
+                "migrations are numbered 1, 2, 3, … without gaps"
+            )
+
+
+def migrate(connection: psycopg.Connection[TupleRow], schema: str) -> int:
+    """Bring ``schema`` to the current version in one transaction (creating it when it does not
+    exist); return the version it was at. A newer schema, or a schema holding other tables, is
+    refused with nothing changed."""
+    migrations = MIGRATIONS
+    check_migrations(migrations)
+    latest = migrations[-1].version
+    name = sql.Identifier(schema)
+    with connection.transaction():
+        connection.execute(
+            "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (MIGRATION_LOCK, schema)
+        )
+        found = _found_version(connection, schema)
+        if found > latest:
+            raise PersistenceError(
+                f"the PostgreSQL schema {schema!r} has schema version {found}, written by a "
+                f"newer mission-control-adapter-postgres; this version knows schema versions up "
+                f"to {latest}. Upgrade mission-control-adapter-postgres to open it (nothing was "
+                "changed)"
+            )
+        if found == latest:
+            return found
+        connection.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(name))
+        connection.execute(sql.SQL("SET LOCAL search_path TO {}").format(name))
+        if found == 0:
+            connection.execute(
+                """
+                CREATE TABLE schema_migrations (
+                    version integer PRIMARY KEY,
+                    description text NOT NULL,
+                    applied_at timestamptz NOT NULL DEFAULT now()
+                )
+                """
+            )
+        for migration in migrations[found:]:
+            try:
+                for statement in migration.statements:
+                    connection.execute(statement)
+            except psycopg.Error as error:
+                raise PersistenceError(
+                    f"migrating the PostgreSQL schema {schema!r} from version {found} to "
+                    f"{latest} failed in migration {migration.version} "
+                    f"({migration.description}): {error}; nothing was changed"
+                ) from error
+            connection.execute(
+                "INSERT INTO schema_migrations (version, description) VALUES (%s, %s)",
+                (migration.version, migration.description),
+            )
+    return found
+
+
+def _found_version(connection: psycopg.Connection[TupleRow], schema: str) -> int:
+    """The version of ``schema``: 0 when it does not exist or is empty."""
+    tables = [
+        str(row[0])
+        for row in connection.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s "
+            "ORDER BY table_name",
+            (schema,),
+        ).fetchall()
+    ]
+    if not tables:
+        return 0
+    if "schema_migrations" not in tables:
+        names = ", ".join(tables[:5])
+        raise PersistenceError(
+            f"the PostgreSQL schema {schema!r} holds tables that are not Mission Control's "
+            f"({names}); give the adapter a schema of its own (nothing was changed)"
+        )
+    row = connection.execute(
+        sql.SQL("SELECT coalesce(max(version), 0) FROM {}.schema_migrations").format(
+            sql.Identifier(schema)
+        )
+    ).fetchone()
+    assert row is not None
+    return int(row[0])

@@ -1,0 +1,142 @@
+"""The schema: created on first open, migrations recorded, a newer or foreign schema refused
+with nothing changed, concurrent openers migrating once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio
+import psycopg
+import pytest
+from psycopg import sql
+
+from mission_control.adapter_postgres import SCHEMA_VERSION, open_postgres_persistence_adapter
+from mission_control.core import MissionSnapshot, MissionStatus, PersistenceError
+
+pytestmark = pytest.mark.anyio
+
+T0 = datetime(2030, 1, 1, tzinfo=UTC)
+
+Raw = Callable[[str], AbstractContextManager[psycopg.Connection[tuple[Any, ...]]]]
+
+
+def _snapshot(mission_id: str, value: str = "x") -> MissionSnapshot:
+    return MissionSnapshot(
+        id=mission_id,
+        definition="test",
+        definition_version=1,
+        status=MissionStatus.RUNNING,
+        current_node="work",
+        input={"text": value},
+        created_at=T0,
+        updated_at=T0,
+        revision=1,
+    )
+
+
+async def test_the_first_open_creates_the_schema_and_records_its_migrations(
+    postgres_url: str, postgres_schema: str, raw: Raw
+) -> None:
+    """Opening a schema that does not exist creates it at the current version, each migration
+    recorded once; opening it again changes nothing."""
+    adapter = await open_postgres_persistence_adapter(postgres_url, schema=postgres_schema)
+    assert adapter.schema_version == SCHEMA_VERSION
+    await adapter.aclose()
+    again = await open_postgres_persistence_adapter(postgres_url, schema=postgres_schema)
+    await again.aclose()
+    with raw(postgres_schema) as db:
+        rows = db.execute("SELECT version FROM schema_migrations ORDER BY version").fetchall()
+    assert [row[0] for row in rows] == list(range(1, SCHEMA_VERSION + 1))
+
+
+async def test_a_newer_schema_is_refused_with_nothing_changed(
+    postgres_url: str, postgres_schema: str, raw: Raw
+) -> None:
+    """A schema whose version is newer than the code's is refused, naming both versions, and
+    what it holds is left as it was."""
+    adapter = await open_postgres_persistence_adapter(postgres_url, schema=postgres_schema)
+    await adapter.insert(_snapshot("m-1"), [])
+    await adapter.aclose()
+    newer = SCHEMA_VERSION + 1
+    with raw(postgres_schema) as db:
+        db.execute(
+            "INSERT INTO schema_migrations (version, description) VALUES (%s, 'from the future')",
+            (newer,),
+        )
+        before = db.execute("SELECT id, revision, snapshot FROM missions").fetchall()
+    with pytest.raises(PersistenceError, match=f"schema version {newer}.*up to {SCHEMA_VERSION}"):
+        await open_postgres_persistence_adapter(postgres_url, schema=postgres_schema)
+    with raw(postgres_schema) as db:
+        assert db.execute("SELECT id, revision, snapshot FROM missions").fetchall() == before
+        versions = db.execute("SELECT max(version) FROM schema_migrations").fetchone()
+    assert versions == (newer,)
+
+
+async def test_a_schema_holding_other_tables_is_refused(
+    postgres_url: str, postgres_schema: str, raw: Raw
+) -> None:
+    """A schema that holds tables of something else is refused, naming them, and no table of
+    Mission Control's is created in it."""
+    with raw("public") as db:
+        db.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(postgres_schema)))
+        db.execute(
+            sql.SQL("CREATE TABLE {}.invoices (id int)").format(sql.Identifier(postgres_schema))
+        )
+    with pytest.raises(PersistenceError, match="not Mission Control's \\(invoices\\)"):
+        await open_postgres_persistence_adapter(postgres_url, schema=postgres_schema)
+    with raw(postgres_schema) as db:
+        tables = db.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
+            (postgres_schema,),
+        ).fetchall()
+    assert tables == [("invoices",)]
+
+
+async def test_processes_opening_a_new_schema_at_once_migrate_it_once(
+    postgres_url: str, postgres_schema: str, raw: Raw
+) -> None:
+    """Several adapters opening a schema that does not exist yet, at the same time, all open it:
+    one migrates it, the others wait for it and find it at the current version."""
+    opened: list[int] = []
+
+    async def open_one() -> None:
+        adapter = await open_postgres_persistence_adapter(postgres_url, schema=postgres_schema)
+        opened.append(adapter.schema_version)
+        await adapter.aclose()
+
+    async with anyio.create_task_group() as group:
+        for _ in range(4):
+            group.start_soon(open_one)
+    assert opened == [SCHEMA_VERSION] * 4
+    with raw(postgres_schema) as db:
+        rows = db.execute("SELECT count(*) FROM schema_migrations").fetchone()
+    assert rows == (SCHEMA_VERSION,)
+
+
+async def test_a_server_that_cannot_be_reached_raises_persistence_error(
+    postgres_schema: str,
+) -> None:
+    """A connection string naming no server raises PersistenceError saying it could not
+    connect."""
+    with pytest.raises(PersistenceError, match="cannot connect to PostgreSQL"):
+        await open_postgres_persistence_adapter(
+            "postgresql://nobody@/none?host=/nonexistent-socket-dir&connect_timeout=2",
+            schema=postgres_schema,
+        )
+
+
+async def test_a_string_holding_nul_is_refused_with_nothing_stored(
+    postgres_url: str, postgres_schema: str
+) -> None:
+    """JSONB cannot hold U+0000 in a string: a mission whose input holds one is refused with a
+    PersistenceError naming the mission, and nothing of it is stored."""
+    async with await open_postgres_persistence_adapter(
+        postgres_url, schema=postgres_schema
+    ) as adapter:
+        with pytest.raises(PersistenceError, match="inserting mission 'm-1'"):
+            await adapter.insert(_snapshot("m-1", "a\x00b"), [])
+        assert await adapter.load("m-1") is None
+        assert await adapter.list_missions(limit=10) == []
