@@ -14,10 +14,15 @@ from ._adapter import (
     open_postgres_persistence_adapter,
 )
 from ._schema import SCHEMA_VERSION
+from ._shards import REBALANCE_INTERVAL, SHARDS, ShardLostError, shard_of
 
 __all__ = [
     "DEFAULT_SCHEMA",
+    "REBALANCE_INTERVAL",
     "SCHEMA_VERSION",
+    "SHARDS",
     "PostgresPersistenceAdapter",
+    "ShardLostError",
     "open_postgres_persistence_adapter",
+    "shard_of",
 ]

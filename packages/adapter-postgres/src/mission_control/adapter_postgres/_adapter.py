@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
@@ -49,6 +52,13 @@ from mission_control.core.storage import (
 )
 
 from ._schema import migrate
+from ._shards import (
+    REBALANCE_INTERVAL,
+    SHARDS,
+    ShardLostError,
+    ShardOwner,
+    shard_of,
+)
 
 _log = logging.getLogger("mission_control.adapter_postgres")
 
@@ -109,6 +119,26 @@ _RUNNING: Final = "SELECT id FROM missions WHERE status = 'running' ORDER BY id 
 _RUNNING_AFTER: Final = (
     "SELECT id FROM missions WHERE status = 'running' AND id > %s ORDER BY id LIMIT %s"
 )
+# A runtime's queries on the shards it owns (the indexes missions_due_by_shard and
+# missions_running_by_shard): what they read is what the shards hold that they return.
+_DUE_ON: Final = (
+    "SELECT id FROM missions WHERE shard = ANY(%s) AND due_at IS NOT NULL AND due_at <= %s "
+    "ORDER BY due_at, id LIMIT %s"
+)
+_NEXT_DUE_ON: Final = (
+    "SELECT due_at FROM missions WHERE shard = ANY(%s) AND due_at IS NOT NULL "
+    "ORDER BY due_at LIMIT 1"
+)
+_NEXT_DUE_AFTER_ON: Final = (
+    "SELECT due_at FROM missions WHERE shard = ANY(%s) AND due_at IS NOT NULL AND due_at > %s "
+    "ORDER BY due_at LIMIT 1"
+)
+_RUNNING_ON: Final = (
+    "SELECT id FROM missions WHERE shard = ANY(%s) AND status = 'running' AND id > %s "
+    "ORDER BY id LIMIT %s"
+)
+# FOR SHARE orders the write against a new owner's raise of the epoch (see _shards.py).
+_EPOCH: Final = "SELECT epoch FROM shards WHERE shard = %s FOR SHARE"
 _TIMELINE: Final = (
     "SELECT entry::text FROM timeline WHERE mission_id = %s ORDER BY revision, position"
 )
@@ -177,13 +207,22 @@ class PostgresPersistenceAdapter:
 
     keeps_given_values = False
 
-    def __init__(self, connection: Connection, *, schema: str, schema_version: int) -> None:
+    def __init__(
+        self,
+        connection: Connection,
+        *,
+        schema: str,
+        schema_version: int,
+        shards: ShardOwner | None = None,
+    ) -> None:
         """Use :func:`open_postgres_persistence_adapter`: it makes the connection this takes
-        over (set up, migrated, in autocommit mode)."""
+        over (set up, migrated, in autocommit mode), and the shard owner of a sharded one."""
         self._db = connection
         self._schema = schema
         self._schema_version = schema_version
         self._limiter = anyio.CapacityLimiter(1)
+        self._shards = shards
+        self._shard_limiter = anyio.CapacityLimiter(1)
         self._closed = False
 
     # -- properties ----------------------------------------------------------------------------
@@ -202,6 +241,88 @@ class PostgresPersistenceAdapter:
     def closed(self) -> bool:
         return self._closed
 
+    @property
+    def sharded(self) -> bool:
+        """Whether this adapter executes only the missions of the shards it owns."""
+        return self._shards is not None
+
+    @property
+    def owned_shards(self) -> dict[int, int]:
+        """The shards this adapter owns, each with the ownership epoch it took it at (empty
+        when it is not sharded)."""
+        return {} if self._shards is None else dict(self._shards.owned)
+
+    # -- shards ----------------------------------------------------------------------------
+
+    async def rebalance(self) -> None:
+        """One round of the spreading rule (``docs/postgres.md``): check the lock connection
+        (reconnecting when it was lost, its shards forgotten), release the shards drained in
+        the previous round, drain those over this runtime's share, take free ones up to it."""
+        owner = self._sharded("rebalance shards")
+        await anyio.to_thread.run_sync(
+            self._call_shards, owner.rebalance_round, limiter=self._shard_limiter
+        )
+
+    @property
+    def lock_backend_pid(self) -> int | None:
+        """The server process of the lock connection of a sharded adapter."""
+        return None if self._shards is None else self._shards.backend_pid
+
+    async def keep_shards(self) -> None:
+        """Run :meth:`rebalance` every ``REBALANCE_INTERVAL`` seconds, until cancelled."""
+        while True:
+            try:
+                await self.rebalance()
+            except PersistenceError as error:
+                _log.warning("rebalancing the shards failed: %s", error)
+            await anyio.sleep(REBALANCE_INTERVAL)
+
+    def _sharded(self, action: str) -> ShardOwner:
+        if self._closed:
+            raise PersistenceError(f"cannot {action}: the PostgreSQL adapter is closed")
+        if self._shards is None:
+            raise ConfigurationError(
+                f"cannot {action}: the adapter was opened without sharded=True"
+            )
+        return self._shards
+
+    @staticmethod
+    def _call_shards(work: Callable[[], None]) -> None:
+        try:
+            work()
+        except psycopg.Error as error:
+            raise PersistenceError(
+                f"rebalancing shards failed on PostgreSQL: {type(error).__name__}: {error}"
+            ) from error
+
+    def _fence(self, mission_id: str) -> tuple[int, int] | None:
+        """The shard of ``mission_id`` and the epoch this adapter owns it at (``None`` when not
+        sharded); :class:`ShardLostError` when it does not own it."""
+        owner = self._shards
+        if owner is None:
+            return None
+        shard = shard_of(mission_id)
+        epoch = owner.owned.get(shard)
+        if epoch is None:
+            raise ShardLostError(
+                f"mission {mission_id!r} is in shard {shard}, which this runtime does not own "
+                f"(it owns {len(owner.owned)} of {SHARDS}); nothing was stored"
+            )
+        return shard, epoch
+
+    def _check_fence(self, db: Connection, mission_id: str, fence: tuple[int, int]) -> None:
+        shard, epoch = fence
+        row = db.execute(_EPOCH, (shard,)).fetchone()
+        if row is not None and int(row[0]) == epoch:
+            return
+        if self._shards is not None:
+            self._shards.lost(shard)
+        raise ShardLostError(
+            f"mission {mission_id!r} is in shard {shard}, which another runtime took over "
+            f"(epoch {None if row is None else row[0]}, this one owned it at {epoch}); nothing "
+            "was stored"
+        )
+
     # -- helpers -------------------------------------------------------------------------------
 
     async def _run(self, work: Callable[[Connection], _T], action: str) -> _T:
@@ -219,11 +340,19 @@ class PostgresPersistenceAdapter:
                 f"{action} failed on PostgreSQL: {type(error).__name__}: {error}"
             ) from error
 
-    async def _write(self, work: Callable[[Connection], _T], action: str) -> _T:
-        """``work(connection)`` in one transaction, rolled back when it raises."""
+    async def _write(
+        self, work: Callable[[Connection], _T], action: str, fenced: str | None = None
+    ) -> _T:
+        """``work(connection)`` in one transaction, rolled back when it raises; on a sharded
+        adapter, a write ``fenced`` by a mission id checks first, in the same transaction, that
+        this adapter still owns the mission's shard."""
+        fence = None if fenced is None else self._fence(fenced)
 
         def transaction(db: Connection) -> _T:
             with db.transaction():
+                if fence is not None:
+                    assert fenced is not None
+                    self._check_fence(db, fenced, fence)
                 return work(db)
 
         return await self._run(transaction, action)
@@ -324,7 +453,7 @@ class PostgresPersistenceAdapter:
                     cursor.execute(_INSERT_SIGNAL, signal)
             return True
 
-        if await self._write(write, f"inserting mission {mission_id!r}"):
+        if await self._write(write, f"inserting mission {mission_id!r}", mission_id):
             return None
         return await self.load(mission_id)
 
@@ -372,7 +501,7 @@ class PostgresPersistenceAdapter:
                 if entries:
                     cursor.executemany(_INSERT_ENTRY, entries)
 
-        await self._write(write, f"committing mission {mission_id!r}")
+        await self._write(write, f"committing mission {mission_id!r}", mission_id)
 
     @staticmethod
     def _conflict(db: Connection, mission_id: str, expected_revision: int) -> Exception:
@@ -408,7 +537,9 @@ class PostgresPersistenceAdapter:
             self._append_entries(db, mission_id, revision, entries)
             return int(inserted[0])
 
-        seq = await self._write(write, f"buffering signal {name!r} for mission {mission_id!r}")
+        seq = await self._write(
+            write, f"buffering signal {name!r} for mission {mission_id!r}", mission_id
+        )
         return BufferedSignal(seq, name, payload, received_at)
 
     async def next_signal(self, mission_id: str, name: str) -> BufferedSignal | None:
@@ -436,7 +567,7 @@ class PostgresPersistenceAdapter:
             db.execute(_REQUEST_CANCEL, (request_text, mission_id))
             self._append_entries(db, mission_id, revision, entries)
 
-        await self._write(write, f"requesting cancellation of mission {mission_id!r}")
+        await self._write(write, f"requesting cancellation of mission {mission_id!r}", mission_id)
 
     async def list_missions(
         self,
@@ -482,24 +613,48 @@ class PostgresPersistenceAdapter:
         missions_due index."""
         if limit <= 0:
             return []
-        rows = await self._rows(_DUE, (_aware(now, "now"), limit), "querying due missions")
+        now = _aware(now, "now")
+        if self._shards is None:
+            rows = await self._rows(_DUE, (now, limit), "querying due missions")
+        else:
+            serving = self._shards.serving
+            if not serving:
+                return []
+            rows = await self._rows(_DUE_ON, (serving, now, limit), "querying due missions")
         return [str(row[0]) for row in rows]
 
     async def next_due_at(self, after: datetime | None = None) -> datetime | None:
         """The earliest due time of any mission (later than ``after`` if given): one seek in
         the missions_due index."""
-        if after is None:
-            rows = await self._rows(_NEXT_DUE, (), "querying the next due time")
+        action = "querying the next due time"
+        if self._shards is not None:
+            serving = self._shards.serving
+            if not serving:
+                return None
+            if after is None:
+                rows = await self._rows(_NEXT_DUE_ON, (serving,), action)
+            else:
+                rows = await self._rows(
+                    _NEXT_DUE_AFTER_ON, (serving, _aware(after, "after")), action
+                )
+        elif after is None:
+            rows = await self._rows(_NEXT_DUE, (), action)
         else:
-            rows = await self._rows(
-                _NEXT_DUE_AFTER, (_aware(after, "after"),), "querying the next due time"
-            )
+            rows = await self._rows(_NEXT_DUE_AFTER, (_aware(after, "after"),), action)
         return _utc(rows[0][0]) if rows else None
 
     async def running_missions(self, limit: int, after_id: str | None = None) -> list[str]:
         """Ids of missions stored as running, by id."""
         if limit <= 0:
             return []
+        if self._shards is not None:
+            serving = self._shards.serving
+            if not serving:
+                return []
+            rows = await self._rows(
+                _RUNNING_ON, (serving, after_id or "", limit), "querying running missions"
+            )
+            return [str(row[0]) for row in rows]
         if after_id is None:
             rows = await self._rows(_RUNNING, (limit,), "querying running missions")
         else:
@@ -593,7 +748,10 @@ class PostgresPersistenceAdapter:
         if self._closed:
             return
         self._closed = True
-        # The limiter waits for a call still running in a worker thread.
+        # The limiters wait for a call still running in a worker thread.
+        if self._shards is not None:
+            async with self._shard_limiter:
+                await anyio.to_thread.run_sync(self._shards.close)
         async with self._limiter:
             await anyio.to_thread.run_sync(self._db.close)
 
@@ -624,11 +782,23 @@ def _utc(value: object) -> datetime:
 
 
 async def open_postgres_persistence_adapter(
-    conninfo: str, *, schema: str = DEFAULT_SCHEMA
+    conninfo: str,
+    *,
+    schema: str = DEFAULT_SCHEMA,
+    sharded: bool = False,
+    name: str | None = None,
 ) -> PostgresPersistenceAdapter:
     """Connect to the PostgreSQL database ``conninfo`` names (a libpq connection string or
     URI) and open the Mission Control tables in ``schema``, creating and migrating them when
     needed.
+
+    With ``sharded`` (a runtime among several, see ``docs/postgres.md``; being built), the
+    adapter also opens a lock connection, takes its share of the shards (one round of the
+    spreading rule) and from then on returns due and running missions of its shards only, and
+    refuses writes for missions of other shards (:class:`ShardLostError`); call
+    :meth:`~PostgresPersistenceAdapter.keep_shards` in a task to follow runtimes joining and
+    leaving. ``name`` (recorded as the owner of the shards it takes) defaults to the host name
+    and process id.
 
     Raises :class:`PersistenceError` when the server cannot be reached, when ``schema`` holds
     tables that are not Mission Control's, or a schema written by a newer version (nothing is
@@ -636,7 +806,7 @@ async def open_postgres_persistence_adapter(
     """
     if not isinstance(conninfo, str):
         raise ConfigurationError(f"conninfo must be a str, got {conninfo!r}")
-    name = _schema_name(schema)
+    schema_name = _schema_name(schema)
 
     def connect() -> tuple[Connection, int]:
         try:
@@ -646,12 +816,12 @@ async def open_postgres_persistence_adapter(
         try:
             db.execute("SET TIME ZONE 'UTC'")
             try:
-                migrate(db, name)
+                migrate(db, schema_name)
             except psycopg.Error as error:
                 raise PersistenceError(
-                    f"cannot open the PostgreSQL schema {name!r}: {error}"
+                    f"cannot open the PostgreSQL schema {schema_name!r}: {error}"
                 ) from error
-            db.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(name)))
+            db.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema_name)))
             row = db.execute("SELECT max(version) FROM schema_migrations").fetchone()
         except BaseException:
             db.close()
@@ -660,4 +830,20 @@ async def open_postgres_persistence_adapter(
         return db, int(row[0])
 
     db, version = await anyio.to_thread.run_sync(connect)
-    return PostgresPersistenceAdapter(db, schema=name, schema_version=version)
+    shards = None
+    if sharded:
+        shards = ShardOwner(conninfo, schema_name, name or _default_name())
+    adapter = PostgresPersistenceAdapter(
+        db, schema=schema_name, schema_version=version, shards=shards
+    )
+    if shards is not None:
+        try:
+            await adapter.rebalance()
+        except BaseException:
+            await adapter.aclose()
+            raise
+    return adapter
+
+
+def _default_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"

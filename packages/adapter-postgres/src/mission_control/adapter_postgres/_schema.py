@@ -98,6 +98,40 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             """,
         ),
     ),
+    Migration(
+        2,
+        "shards: each mission's shard, the shards' ownership epochs, per-shard indexes",
+        (
+            # A function of the id alone (_shards.shard_of computes the same in Python): the
+            # first two bytes of the MD5 of its part before the first "/", modulo the fixed
+            # number of shards, 64. A child mission's id is its parent's and "/" and its node:
+            # a family of missions lives in one shard, run by one runtime.
+            """
+            ALTER TABLE missions ADD COLUMN shard integer NOT NULL GENERATED ALWAYS AS (
+                (get_byte(decode(md5(split_part(id, '/', 1)), 'hex'), 0) * 256
+                 + get_byte(decode(md5(split_part(id, '/', 1)), 'hex'), 1)) % 64
+            ) STORED
+            """,
+            # A runtime's due and running queries ask for the shards it owns.
+            """
+            CREATE INDEX missions_due_by_shard ON missions (shard, due_at, id)
+            WHERE due_at IS NOT NULL
+            """,
+            "CREATE INDEX missions_running_by_shard ON missions (shard, id) "
+            "WHERE status = 'running'",
+            # The ownership epoch of each shard, raised by each runtime that takes the shard
+            # over; every write for a mission of the shard checks it (docs/postgres.md).
+            """
+            CREATE TABLE shards (
+                shard integer PRIMARY KEY,
+                epoch bigint NOT NULL DEFAULT 0,
+                owner text,
+                taken_at timestamptz
+            )
+            """,
+            "INSERT INTO shards (shard) SELECT generate_series(0, 63)",
+        ),
+    ),
 )
 
 SCHEMA_VERSION: Final = MIGRATIONS[-1].version
@@ -113,11 +147,14 @@ def check_migrations(migrations: Sequence[Migration]) -> None:
             )
 
 
-def migrate(connection: psycopg.Connection[TupleRow], schema: str) -> int:
-    """Bring ``schema`` to the current version in one transaction (creating it when it does not
-    exist); return the version it was at. A newer schema, or a schema holding other tables, is
-    refused with nothing changed."""
-    migrations = MIGRATIONS
+def migrate(
+    connection: psycopg.Connection[TupleRow],
+    schema: str,
+    migrations: Sequence[Migration] = MIGRATIONS,
+) -> int:
+    """Bring ``schema`` to the last version of ``migrations`` (the current one unless a test
+    gives fewer) in one transaction, creating it when it does not exist; return the version it
+    was at. A newer schema, or a schema holding other tables, is refused with nothing changed."""
     check_migrations(migrations)
     latest = migrations[-1].version
     name = sql.Identifier(schema)

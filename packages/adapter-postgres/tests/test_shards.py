@@ -1,0 +1,225 @@
+"""Shards: each mission's shard, the spreading rule between runtimes, takeover of a freed
+shard, and fencing of a runtime that lost its lock connection (docs/postgres.md)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractContextManager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import anyio
+import attrs
+import psycopg
+import pytest
+
+from mission_control.adapter_postgres import (
+    SHARDS,
+    PostgresPersistenceAdapter,
+    ShardLostError,
+    open_postgres_persistence_adapter,
+    shard_of,
+)
+from mission_control.adapter_postgres._schema import MIGRATIONS, migrate
+from mission_control.core import MissionSnapshot, MissionStatus, Wait, WaitKind
+
+pytestmark = pytest.mark.anyio
+
+T0 = datetime(2030, 1, 1, tzinfo=UTC)
+
+Raw = Callable[[str], AbstractContextManager[psycopg.Connection[tuple[Any, ...]]]]
+Opener = Callable[..., Any]
+
+
+def _snapshot(mission_id: str, *, due_in: float | None = None) -> MissionSnapshot:
+    waits: tuple[Wait, ...] = ()
+    if due_in is not None:
+        waits = (Wait(WaitKind.TIMER, "nap", due_at=T0 + timedelta(seconds=due_in)),)
+    return MissionSnapshot(
+        id=mission_id,
+        definition="test",
+        definition_version=1,
+        status=MissionStatus.WAITING if waits else MissionStatus.RUNNING,
+        current_node="nap" if waits else "work",
+        input={"n": 1},
+        created_at=T0,
+        updated_at=T0,
+        waits=waits,
+        active=("nap",) if waits else ("work",),
+        revision=1,
+    )
+
+
+def _id_in(shards: set[int], prefix: str = "m") -> str:
+    """A mission id whose shard is one of ``shards``."""
+    for n in range(100_000):
+        if shard_of(f"{prefix}-{n}") in shards:
+            return f"{prefix}-{n}"
+    raise AssertionError("no id found")
+
+
+async def _ended(raw: Raw, schema: str, pid: int | None) -> None:
+    """Return once the server process ``pid`` has ended: a session's locks go with it."""
+    assert pid is not None
+    with raw(schema) as db, anyio.fail_after(10):
+        # Another process (the server) decides: polled.
+        while db.execute(  # noqa: ASYNC110
+            "SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,)
+        ).fetchone():
+            await anyio.sleep(0.01)
+
+
+@pytest.fixture
+async def open_runtime(
+    postgres_url: str, postgres_schema: str
+) -> AsyncIterator[Callable[[str], Any]]:
+    """``await open_runtime(name)``: a sharded adapter on the test's schema, closed after it."""
+    opened: list[PostgresPersistenceAdapter] = []
+
+    async def open_one(name: str) -> PostgresPersistenceAdapter:
+        adapter = await open_postgres_persistence_adapter(
+            postgres_url, schema=postgres_schema, sharded=True, name=name
+        )
+        opened.append(adapter)
+        return adapter
+
+    yield open_one
+    for adapter in opened:
+        await adapter.aclose()
+
+
+async def test_the_shard_of_an_id_is_the_one_postgresql_computes(
+    postgres_url: str, postgres_schema: str, raw: Raw
+) -> None:
+    """shard_of(id) in Python and the generated column missions.shard agree, for ASCII and
+    other ids, spread ids over every shard, and put a child mission in its parent's shard."""
+    ids = [f"order-{n}" for n in range(600)] + ["café-1", "日本-2", "", "x" * 300, "a/b/c"]
+    async with await open_postgres_persistence_adapter(
+        postgres_url, schema=postgres_schema
+    ) as adapter:
+        for mission_id in ids:
+            await adapter.insert(_snapshot(mission_id), [])
+    with raw(postgres_schema) as db:
+        stored = dict(db.execute("SELECT id, shard FROM missions").fetchall())
+    assert stored == {mission_id: shard_of(mission_id) for mission_id in ids}
+    assert set(stored.values()) == set(range(SHARDS))
+    assert all(shard_of(f"order-{n}/pay#2") == shard_of(f"order-{n}") for n in range(20))
+    assert shard_of("order-7/ship/label") == shard_of("order-7")
+
+
+async def test_a_schema_at_version_1_gets_the_shards_of_its_missions(
+    postgres_url: str, postgres_schema: str, raw: Raw
+) -> None:
+    """Migrating a schema of version 1 that holds missions gives each its shard and every shard
+    an epoch row, in one transaction."""
+    with raw("public") as db:
+        migrate(db, postgres_schema, MIGRATIONS[:1])
+    with raw(postgres_schema) as db:
+        db.execute(
+            "INSERT INTO missions (id, definition, definition_version, status, revision, "
+            "snapshot) VALUES ('old-1', 'test', 1, 'running', 1, '{}')"
+        )
+    adapter = await open_postgres_persistence_adapter(postgres_url, schema=postgres_schema)
+    await adapter.aclose()
+    with raw(postgres_schema) as db:
+        assert db.execute("SELECT shard FROM missions").fetchall() == [(shard_of("old-1"),)]
+        epochs = db.execute("SELECT shard, epoch FROM shards ORDER BY shard").fetchall()
+    assert epochs == [(shard, 0) for shard in range(SHARDS)]
+
+
+async def test_two_runtimes_split_the_shards_and_one_alone_takes_them_all(
+    open_runtime: Callable[[str], Any], raw: Raw, postgres_schema: str
+) -> None:
+    """A first runtime takes every shard; with a second one, two rounds of the rule each leave
+    both with half the shards, none owned twice; when one leaves, the other's next round takes
+    every shard back, each at a new epoch, in its first round once the server ended the leaver's
+    session."""
+    first: PostgresPersistenceAdapter = await open_runtime("first")
+    assert set(first.owned_shards) == set(range(SHARDS))
+    second: PostgresPersistenceAdapter = await open_runtime("second")
+    assert second.owned_shards == {}
+    for _ in range(2):
+        await first.rebalance()
+        await second.rebalance()
+    a, b = set(first.owned_shards), set(second.owned_shards)
+    assert len(a) == len(b) == SHARDS // 2
+    assert a | b == set(range(SHARDS))
+    before = second.owned_shards
+    pid = first.lock_backend_pid
+    await first.aclose()
+    await _ended(raw, postgres_schema, pid)
+    await second.rebalance()
+    after = second.owned_shards
+    assert set(after) == set(range(SHARDS))
+    assert all(after[shard] == before[shard] for shard in before)
+    # The first runtime's shards were taken at epoch 1, by its first round; taken over, 2.
+    assert {after[shard] for shard in a} == {2}
+
+
+async def test_a_runtime_answers_for_the_missions_of_its_shards_only(
+    open_runtime: Callable[[str], Any],
+) -> None:
+    """A sharded adapter's due and running queries return the missions of its own shards, and
+    it refuses to write a mission of another runtime's shard, storing nothing."""
+    first: PostgresPersistenceAdapter = await open_runtime("first")
+    second: PostgresPersistenceAdapter = await open_runtime("second")
+    for _ in range(2):
+        await first.rebalance()
+        await second.rebalance()
+    mine, theirs = set(first.owned_shards), set(second.owned_shards)
+    due_mine, due_theirs = _id_in(mine, "due"), _id_in(theirs, "due")
+    running_mine, running_theirs = _id_in(mine, "run"), _id_in(theirs, "run")
+    await first.insert(_snapshot(due_mine, due_in=10), [])
+    await first.insert(_snapshot(running_mine), [])
+    await second.insert(_snapshot(due_theirs, due_in=5), [])
+    await second.insert(_snapshot(running_theirs), [])
+    later = T0 + timedelta(minutes=1)
+    assert await first.due_missions(later, 10) == [due_mine]
+    assert await second.due_missions(later, 10) == [due_theirs]
+    assert await first.next_due_at() == T0 + timedelta(seconds=10)
+    assert await first.running_missions(10) == [running_mine]
+    assert await second.running_missions(10) == [running_theirs]
+    stored = await second.load(due_theirs)
+    assert stored is not None
+    with pytest.raises(ShardLostError, match="does not own"):
+        await first.commit(
+            attrs.evolve(stored, revision=2, status=MissionStatus.COMPLETED),
+            expected_revision=1,
+            timeline=[],
+        )
+    assert await first.load(due_theirs) == stored
+
+
+async def test_a_runtime_whose_lock_session_was_ended_is_fenced_once_its_shards_are_taken(
+    open_runtime: Callable[[str], Any], raw: Raw, postgres_schema: str
+) -> None:
+    """A runtime whose lock connection's session is ended by pg_terminate_backend, while it
+    keeps running, commits nothing for the shards another runtime took over (ShardLostError,
+    the mission as it was), and the new owner commits the mission; the fenced runtime's next
+    round opens a new lock connection and joins again."""
+    stale: PostgresPersistenceAdapter = await open_runtime("stale")
+    survivor: PostgresPersistenceAdapter = await open_runtime("survivor")
+    for _ in range(2):
+        await stale.rebalance()
+        await survivor.rebalance()
+    mission_id = _id_in(set(stale.owned_shards))
+    await stale.insert(_snapshot(mission_id), [])
+    stored = await stale.load(mission_id)
+    assert stored is not None
+    with raw(postgres_schema) as db:
+        db.execute("SELECT pg_terminate_backend(%s)", (stale.lock_backend_pid,))
+    await _ended(raw, postgres_schema, stale.lock_backend_pid)
+    await survivor.rebalance()
+    assert set(survivor.owned_shards) == set(range(SHARDS))
+    done = attrs.evolve(stored, revision=2, status=MissionStatus.COMPLETED)
+    with pytest.raises(ShardLostError, match="another runtime took over"):
+        await stale.commit(done, expected_revision=1, timeline=[])
+    assert await survivor.load(mission_id) == stored
+    await survivor.commit(done, expected_revision=1, timeline=[])
+    assert await survivor.load(mission_id) == done
+    await stale.rebalance()
+    assert stale.owned_shards == {}
+    await survivor.rebalance()
+    await survivor.rebalance()
+    await stale.rebalance()
+    assert len(stale.owned_shards) == len(survivor.owned_shards) == SHARDS // 2
