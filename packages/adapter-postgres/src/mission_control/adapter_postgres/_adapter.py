@@ -277,6 +277,12 @@ class PostgresPersistenceAdapter:
                 _log.warning("rebalancing the shards failed: %s", error)
             await anyio.sleep(REBALANCE_INTERVAL)
 
+    def _serving(self, action: str) -> list[int] | None:
+        """The shards a sharded adapter's queries cover (``None`` when not sharded)."""
+        if self._closed:
+            raise PersistenceError(f"cannot {action}: the PostgreSQL adapter is closed")
+        return None if self._shards is None else self._shards.serving
+
     def _sharded(self, action: str) -> ShardOwner:
         if self._closed:
             raise PersistenceError(f"cannot {action}: the PostgreSQL adapter is closed")
@@ -299,7 +305,7 @@ class PostgresPersistenceAdapter:
         """The shard of ``mission_id`` and the epoch this adapter owns it at (``None`` when not
         sharded); :class:`ShardLostError` when it does not own it."""
         owner = self._shards
-        if owner is None:
+        if owner is None or self._closed:
             return None
         shard = shard_of(mission_id)
         epoch = owner.owned.get(shard)
@@ -614,21 +620,22 @@ class PostgresPersistenceAdapter:
         if limit <= 0:
             return []
         now = _aware(now, "now")
-        if self._shards is None:
-            rows = await self._rows(_DUE, (now, limit), "querying due missions")
+        action = "querying due missions"
+        serving = self._serving(action)
+        if serving is None:
+            rows = await self._rows(_DUE, (now, limit), action)
+        elif not serving:
+            return []
         else:
-            serving = self._shards.serving
-            if not serving:
-                return []
-            rows = await self._rows(_DUE_ON, (serving, now, limit), "querying due missions")
+            rows = await self._rows(_DUE_ON, (serving, now, limit), action)
         return [str(row[0]) for row in rows]
 
     async def next_due_at(self, after: datetime | None = None) -> datetime | None:
         """The earliest due time of any mission (later than ``after`` if given): one seek in
         the missions_due index."""
         action = "querying the next due time"
-        if self._shards is not None:
-            serving = self._shards.serving
+        serving = self._serving(action)
+        if serving is not None:
             if not serving:
                 return None
             if after is None:
@@ -647,8 +654,8 @@ class PostgresPersistenceAdapter:
         """Ids of missions stored as running, by id."""
         if limit <= 0:
             return []
-        if self._shards is not None:
-            serving = self._shards.serving
+        serving = self._serving("query running missions")
+        if serving is not None:
             if not serving:
                 return []
             rows = await self._rows(
