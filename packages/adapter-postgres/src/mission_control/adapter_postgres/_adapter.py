@@ -35,8 +35,10 @@ from mission_control.core import (
     MissionSnapshot,
     MissionStatus,
     PersistenceError,
+    SortableIds,
     TimelineEntry,
 )
+from mission_control.core.lowlevel import notices_for
 from mission_control.core.storage import (
     BufferedSignal,
     NewSignal,
@@ -61,6 +63,8 @@ from ._shards import (
 )
 
 _log = logging.getLogger("mission_control.adapter_postgres")
+
+_LONG_AGO: Final = datetime.min.replace(tzinfo=UTC)
 
 DEFAULT_SCHEMA: Final = "mission_control"
 """The PostgreSQL schema the adapter keeps its tables in unless given another."""
@@ -223,6 +227,7 @@ class PostgresPersistenceAdapter:
         self._limiter = anyio.CapacityLimiter(1)
         self._shards = shards
         self._shard_limiter = anyio.CapacityLimiter(1)
+        self._ids = SortableIds()
         self._closed = False
 
     # -- properties ----------------------------------------------------------------------------
@@ -259,9 +264,30 @@ class PostgresPersistenceAdapter:
         (reconnecting when it was lost, its shards forgotten), release the shards drained in
         the previous round, drain those over this runtime's share, take free ones up to it."""
         owner = self._sharded("rebalance shards")
+        before = set(owner.owned)
         await anyio.to_thread.run_sync(
             self._call_shards, owner.rebalance_round, limiter=self._shard_limiter
         )
+        if set(owner.owned) - before:
+            # Shards taken over may hold missions due long ago, and missions their last owner
+            # left running: the runtime ticks at once (its ticks resume running missions too).
+            notices_for(self).due(_LONG_AGO)
+
+    def new_mission_id(self) -> str:
+        """A new mission id (sortable, as the commander's own) in one of the shards this
+        adapter owns, so that a mission started here runs here: give it to the commander,
+        ``create_commander(..., persistence=adapter, ids=adapter.new_mission_id)``. With ``n``
+        runtimes, about ``n`` ids are drawn per id returned. An unsharded adapter returns the
+        first one drawn."""
+        owner = self._shards
+        while True:
+            mission_id = self._ids()
+            if owner is None or shard_of(mission_id) in owner.serving:
+                return mission_id
+            if not owner.serving:
+                raise ShardLostError(
+                    "this runtime owns no shard right now: it cannot start a mission here"
+                )
 
     @property
     def lock_backend_pid(self) -> int | None:
