@@ -212,8 +212,8 @@ async def _traced_smoke() -> None:
 
 def run_smoke_missions(workdir: Path) -> None:
     """Run real missions end to end on the installed packages: one in memory, one traced
-    through the OpenTelemetry API, and one on SQLite that is started in this process and
-    finished by a second one."""
+    through the OpenTelemetry API, one on SQLite that is started in this process and finished
+    by a second one, and one on PostgreSQL started by one adapter and finished by another."""
     import trio
 
     trio.run(_in_memory_smoke)
@@ -224,6 +224,7 @@ def run_smoke_missions(workdir: Path) -> None:
     result = spawn_self("--sqlite-phase", "2", str(db_path))
     print(result.stdout, end="", flush=True)
     run_command_line(db_path)
+    run_postgres_smoke()
 
 
 def run_command_line(db_path: Path) -> None:
@@ -274,6 +275,64 @@ async def _sqlite_phase(phase: int, db_path: Path) -> int:
         ok = done.status is MissionStatus.COMPLETED and done.output == EXPECTED_OUTPUT
         print(f"smoke: sqlite phase 2 finished the mission: {done.status.value}", flush=True)
         return 0 if ok else 1
+
+
+async def _postgres_smoke(url: str) -> None:
+    """The smoke mission on PostgreSQL, on a sharded adapter (it owns every shard): started on
+    one adapter, finished by the runtime of a second one after the first let its shards go."""
+    from mission_control.adapter_postgres import open_postgres_persistence_adapter
+    from mission_control.core import MissionStatus, create_commander
+    from mission_control.in_memory_commander import ManualClock
+    from mission_control.runtime import create_commander_runtime
+
+    definition = _smoke_definition()
+    clock = ManualClock(T0)
+    first = await open_postgres_persistence_adapter(url, schema="smoke", sharded=True)
+    async with first, create_commander([definition], persistence=first, clock=clock) as commander:
+        mission = await commander.start(definition, {"order": 7}, id="smoke-1")
+        if (await mission.inspect()).status is not MissionStatus.WAITING:
+            raise SystemExit("smoke: the PostgreSQL mission did not wait for its retry")
+    clock.advance(timedelta(minutes=1))
+    second = await open_postgres_persistence_adapter(url, schema="smoke", sharded=True)
+    async with (
+        second,
+        create_commander([definition], persistence=second, clock=clock) as commander,
+        create_commander_runtime(commander) as runtime,
+    ):
+        clock.advance(timedelta(hours=1))
+        await runtime.tick()
+        await commander.signal("smoke-1", "confirm", {"who": "smoke"})
+        done = await commander.inspect("smoke-1")
+        if done.status is not MissionStatus.COMPLETED or done.output != EXPECTED_OUTPUT:
+            raise SystemExit(f"smoke: the PostgreSQL mission ended as {done}")
+    print("smoke: PostgreSQL mission completed (started by one adapter, finished by another)")
+
+
+def run_postgres_smoke() -> None:
+    """The PostgreSQL smoke mission on a throwaway local server (``start_local_server``), or on
+    ``MISSION_CONTROL_POSTGRES_URL``; skipped, saying why, when there is none, unless
+    ``MISSION_CONTROL_REQUIRE_POSTGRES=1`` (CI), where that fails."""
+    import os
+
+    import trio
+
+    from mission_control.adapter_postgres import NoLocalServerError, start_local_server
+
+    url = os.environ.get("MISSION_CONTROL_POSTGRES_URL")
+    if url:
+        trio.run(_postgres_smoke, url)
+        return
+    try:
+        server = start_local_server()
+    except NoLocalServerError as error:
+        if os.environ.get("MISSION_CONTROL_REQUIRE_POSTGRES") == "1":
+            raise SystemExit(f"smoke: no PostgreSQL server: {error}") from error
+        print(f"smoke: PostgreSQL mission skipped: {error}", flush=True)
+        return
+    try:
+        trio.run(_postgres_smoke, server.url)
+    finally:
+        server.stop()
 
 
 def run_sqlite_phase(phase: int, db_path: Path) -> int:

@@ -1,7 +1,7 @@
 """A real PostgreSQL server for the session, and a schema of its own for each test.
 
-The server is, in order of preference: the one ``MISSION_CONTROL_POSTGRES_URL`` names; one
-started by ``pgserver`` (PyPI, Python 3.11 and 3.12); Debian's PostgreSQL from
+The server is the one ``MISSION_CONTROL_POSTGRES_URL`` names, else one ``start_local_server``
+starts: ``pgserver``'s (PyPI, Python 3.11 and 3.12), else Debian's PostgreSQL from
 ``/usr/lib/postgresql/<version>/bin`` (run as the ``postgres`` user when the tests run as root,
 since its initdb and pg_ctl refuse root). When none can be started the tests are skipped with the
 reason, except in CI (``MISSION_CONTROL_REQUIRE_POSTGRES=1``, set by ``.ci/run``), where that is
@@ -11,21 +11,16 @@ a failure. One server serves the whole session: a test costs a schema, not a ser
 from __future__ import annotations
 
 import contextlib
-import glob
 import os
-import shutil
-import subprocess
-import tempfile
 import uuid
-import warnings
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 from psycopg import sql
 
+from mission_control.adapter_postgres import NoLocalServerError, start_local_server
 from mission_control.testing import VIRTUAL_TIME_BACKENDS, virtual_time_backend
 
 REQUIRED = os.environ.get("MISSION_CONTROL_REQUIRE_POSTGRES") == "1"
@@ -37,100 +32,6 @@ def _unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-def _server_dir() -> Path:
-    # Outside pytest's own temporary directory, whose 0700 parent the server's user (postgres,
-    # or pgserver's own when run as root) cannot cross.
-    base = Path(tempfile.mkdtemp(prefix="mission-control-pg-", dir="/tmp"))
-    base.chmod(0o755)
-    return base
-
-
-def _pgserver() -> tuple[str, Callable[[], None]] | None:
-    try:
-        with warnings.catch_warnings():
-            # platformdirs warns about XDG_RUNTIME_DIR on import, which says nothing about us.
-            warnings.simplefilter("ignore")
-            import pgserver  # pyright: ignore[reportMissingTypeStubs]
-    except ImportError:
-        return None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        base = _server_dir()
-        server = pgserver.get_server(base / "data", cleanup_mode="stop")
-
-    def stop() -> None:
-        server.cleanup()
-        shutil.rmtree(base, ignore_errors=True)
-
-    return str(server.get_uri()), stop
-
-
-def _debian() -> tuple[str, Callable[[], None]] | None:
-    found = sorted(
-        glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"),
-        key=lambda path: int(Path(path).parent.parent.name),
-    )
-    if not found:
-        return None
-    bin_dir = Path(found[-1]).parent
-    as_root = os.geteuid() == 0
-    if as_root and shutil.which("runuser") is None:
-        return None
-    base = _server_dir()
-    data, run = base / "data", base / "run"
-    data.mkdir()
-    run.mkdir()
-    prefix: list[str] = []
-    if as_root:
-        shutil.chown(data, "postgres")
-        shutil.chown(run, "postgres")
-        prefix = ["runuser", "-u", "postgres", "--"]
-    subprocess.run(
-        [
-            *prefix,
-            str(bin_dir / "initdb"),
-            "-D",
-            str(data),
-            "-A",
-            "trust",
-            "-U",
-            "postgres",
-            "-E",
-            "UTF8",
-            "--no-sync",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    options = f"-c listen_addresses='' -c unix_socket_directories={run} -c fsync=off"
-    subprocess.run(
-        [
-            *prefix,
-            str(bin_dir / "pg_ctl"),
-            "-D",
-            str(data),
-            "-l",
-            str(run / "log"),
-            "-w",
-            "-o",
-            options,
-            "start",
-        ],
-        check=True,
-        capture_output=True,
-    )
-
-    def stop() -> None:
-        subprocess.run(
-            [*prefix, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-            check=False,
-            capture_output=True,
-        )
-        shutil.rmtree(base, ignore_errors=True)
-
-    return f"postgresql://postgres@/postgres?host={run}", stop
-
-
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """The URL of a PostgreSQL server that runs for the whole test session."""
@@ -139,22 +40,16 @@ def postgres_url() -> Iterator[str]:
         yield given
         return
     try:
-        started = _pgserver() or _debian()
-    except (OSError, subprocess.CalledProcessError) as error:
-        detail = getattr(error, "stderr", b"") or b""
-        _unavailable(f"no PostgreSQL server could be started: {error} {detail.decode()[-500:]}")
-        raise AssertionError("unreachable") from error
-    if started is None:
+        server = start_local_server()
+    except NoLocalServerError as error:
         _unavailable(
-            "no PostgreSQL server to test on: pgserver is not installed (Python 3.13) and "
-            "there is no /usr/lib/postgresql/*/bin/pg_ctl; set MISSION_CONTROL_POSTGRES_URL"
+            f"no PostgreSQL server to test on: {error}; or set MISSION_CONTROL_POSTGRES_URL"
         )
-        raise AssertionError("unreachable")
-    url, stop = started
+        raise AssertionError("unreachable") from error
     try:
-        yield url
+        yield server.url
     finally:
-        stop()
+        server.stop()
 
 
 @pytest.fixture

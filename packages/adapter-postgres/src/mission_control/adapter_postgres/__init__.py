@@ -13,11 +13,14 @@ from ._adapter import (
     PostgresPersistenceAdapter,
     open_postgres_persistence_adapter,
 )
+from ._local import LocalServer, NoLocalServerError, start_local_server
 from ._schema import SCHEMA_VERSION
 from ._shards import REBALANCE_INTERVAL, SHARDS, ShardLostError, shard_of
 
 __all__ = [
     "DEFAULT_SCHEMA",
+    "LocalServer",
+    "NoLocalServerError",
     "REBALANCE_INTERVAL",
     "SCHEMA_VERSION",
     "SHARDS",
@@ -25,4 +28,5 @@ __all__ = [
     "ShardLostError",
     "open_postgres_persistence_adapter",
     "shard_of",
+    "start_local_server",
 ]
