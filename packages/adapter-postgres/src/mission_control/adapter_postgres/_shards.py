@@ -19,7 +19,7 @@ import hashlib
 import logging
 import math
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Final
 
 import psycopg
@@ -99,8 +99,15 @@ class ShardOwner:
         self._name = name
         self._shard_class = lock_class(schema, "shard")
         self._member_class = lock_class(schema, "member")
-        self.owned: dict[int, int] = {}
+        # Changed only by the thread of a round (the adapter runs one at a time), each change
+        # published as new copies that the event loop and the writes' threads read. A write that
+        # finds a shard lost only adds it to _lost, which the next round takes.
+        self._owned: dict[int, int] = {}
+        self._lost: set[int] = set()
         self._draining: set[int] = set()
+        self.owned: Mapping[int, int] = {}
+        """The shards owned, each with the epoch it was taken at (a copy, replaced on change)."""
+        self._serving: tuple[int, ...] = ()
         self.slot: int | None = None
         self._db: Connection | None = None
 
@@ -144,8 +151,9 @@ class ShardOwner:
     def close(self) -> None:
         """Close the lock connection: PostgreSQL lets every lock of its session go."""
         db, self._db = self._db, None
-        self.owned.clear()
+        self._owned.clear()
         self._draining.clear()
+        self._publish()
         self.slot = None
         if db is not None:
             db.close()
@@ -165,7 +173,12 @@ class ShardOwner:
 
     @property
     def serving(self) -> list[int]:
-        return sorted(set(self.owned) - self._draining)
+        """The shards the runtime's queries cover: those owned but the draining ones."""
+        return list(self._serving)
+
+    def _publish(self) -> None:
+        self.owned = dict(self._owned)
+        self._serving = tuple(sorted(set(self._owned) - self._draining))
 
     def join(self) -> None:
         """Take the lowest free member slot (a lock counted by every runtime)."""
@@ -186,14 +199,19 @@ class ShardOwner:
         drain the excess over ``ceil(SHARDS / n)``, take free shards up to it."""
         if self.slot is None:
             self.join()
+        lost, self._lost = self._lost, set()
+        for shard in lost:
+            self._owned.pop(shard, None)
         for shard in sorted(self._draining):
             self._release(shard)
         self._draining.clear()
+        self._publish()
         members = self.members()
         share = math.ceil(SHARDS / members)
-        owned = sorted(self.owned)
+        owned = sorted(self._owned)
         if len(owned) > share:
             self._draining.update(owned[share:])
+            self._publish()
             return
         if len(owned) == share:
             return
@@ -201,7 +219,7 @@ class ShardOwner:
         assert self.slot is not None
         start = (self.slot * SHARDS // members) % SHARDS
         for shard in _from(start):
-            if len(self.owned) >= share:
+            if len(self._owned) >= share:
                 break
             if shard not in held:
                 self._take(shard)
@@ -213,18 +231,19 @@ class ShardOwner:
                 return
             raised = self._conn.execute(_RAISE_EPOCH, (self._name, shard)).fetchone()
         assert raised is not None
-        self.owned[shard] = int(raised[0])
-        _log.info("%s took shard %d at epoch %d", self._name, shard, self.owned[shard])
+        self._owned[shard] = int(raised[0])
+        self._publish()
+        _log.info("%s took shard %d at epoch %d", self._name, shard, self._owned[shard])
 
     def _release(self, shard: int) -> None:
-        if self.owned.pop(shard, None) is not None:
+        if self._owned.pop(shard, None) is not None:
             self._conn.execute(_UNLOCK, (self._shard_class, shard))
             _log.info("%s released shard %d", self._name, shard)
 
     def lost(self, shard: int) -> None:
-        """Forget ``shard``: a write found its epoch moved on (another runtime owns it)."""
-        self.owned.pop(shard, None)
-        self._draining.discard(shard)
+        """``shard`` is another runtime's now (a write found its epoch moved on): the next round
+        forgets it. (Meanwhile each write for it is refused by the same check.)"""
+        self._lost.add(shard)
 
     def check(self) -> bool:
         """Whether the lock connection still holds its session; when it does not, every shard
@@ -232,14 +251,15 @@ class ShardOwner:
         try:
             self._conn.execute("SELECT 1").fetchone()
         except psycopg.OperationalError:
-            if self.owned:
+            if self._owned:
                 _log.warning(
                     "%s lost its lock connection: the shards %s are no longer its own",
                     self._name,
-                    sorted(self.owned),
+                    sorted(self._owned),
                 )
-            self.owned.clear()
+            self._owned.clear()
             self._draining.clear()
+            self._publish()
             self.slot = None
             return False
         return True
