@@ -3,6 +3,8 @@ anew (the one that crashes closes it where it died), through the ``sweep_store``
 
 from __future__ import annotations
 
+import os
+import sys
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,7 @@ from mission_control.adapter_sqlite import create_sqlite_persistence_adapter
 from mission_control.core import CompensationRequested, Context, m
 from mission_control.testing import (
     AdvanceClock,
+    ChildProcesses,
     CrashSweep,
     FileSweepStore,
     SendSignal,
@@ -127,3 +130,53 @@ async def test_a_release_with_a_child_branches_and_compensation_survives_every_c
     report.assert_consistent()
     assert report.outcome["swept"]["status"] == end  # type: ignore[index]
     assert all(run.reached for run in report.runs)
+
+
+def charge_in_a_file(ctx: Context[Any, Any]) -> str:
+    """Charges anew on every run, keeping its charges in a file: they outlive the process."""
+    ledger = Path(os.environ["SWEEP_LEDGER"])
+    charges = ledger.read_text().split()
+    charges.append(f"ch_{len(charges) + 1}")
+    ledger.write_text(" ".join(charges))
+    return charges[-1]
+
+
+FILED_PAYMENT = (
+    m.define("payment")
+    .start(parse=dict)
+    .step("charge-card", charge_in_a_file)
+    .need_to("ship", parse=dict)
+    .end()
+)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform == "win32", reason="needs SIGKILL")
+async def test_a_sweep_in_child_processes_killed_with_sigkill(
+    crash_sweep: CrashSweep, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ChildProcesses, each crash run's first process is a real child SIGKILLed before or
+    after the write on the SQLite file, and the recovery runs here: a step whose effect outlives
+    the process (a file) is found charging twice at the crash before its commit, its run in the
+    killed child counted."""
+    ledger = tmp_path / "ledger"
+    monkeypatch.setenv("SWEEP_LEDGER", str(ledger))  # the children inherit it
+    report = await crash_sweep(
+        FILED_PAYMENT,
+        {},
+        script=[SendSignal("ship", {})],
+        reset=lambda: ledger.write_text(""),
+        outside=ledger.read_text,
+        processes=ChildProcesses(f"{__file__}:FILED_PAYMENT"),
+    )
+    assert all(run.reached for run in report.runs)
+    [failure] = report.failures
+    assert (failure.side, failure.point.what) == (
+        "before",
+        "step-completed charge-card, wait-started ship",
+    )
+    assert failure.differences == (
+        "outside world: 'ch_1 ch_2' (uninterrupted: 'ch_1')",
+        "swept nodes charge-card output: 'ch_2' (uninterrupted: 'ch_1')",
+    )
+    assert failure.repeated == {"swept:charge-card": 1}

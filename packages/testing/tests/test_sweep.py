@@ -13,6 +13,7 @@ from mission_control.core import Context, MissionDefinition, m
 from mission_control.testing import (
     AdvanceClock,
     CancelMission,
+    ChildProcesses,
     CrashSweep,
     SendSignal,
     sweep_crashes,
@@ -216,3 +217,11 @@ def test_a_clock_move_must_be_finite_and_not_negative() -> None:
         with pytest.raises(ValueError, match="finite number of seconds"):
             AdvanceClock(seconds)
     assert AdvanceClock(timedelta(minutes=2)).seconds == 120
+
+
+async def test_child_processes_need_a_store_in_files() -> None:
+    """A sweep in child processes on the in-memory store is refused: a killed child's memory
+    is gone, and the store with it."""
+    flow = m.define("plain").start(parse=dict).end()
+    with pytest.raises(TypeError, match="needs its store in files"):
+        await sweep_crashes(flow, {}, processes=ChildProcesses("flows:plain"))

@@ -16,7 +16,14 @@ observer hook (``mission_control.core.lowlevel.MissionObserver``).
 from __future__ import annotations
 
 import asyncio
+import functools
+import importlib
+import importlib.util
+import json
 import math
+import signal
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -317,7 +324,7 @@ class _Write:
 
 
 @attrs.frozen
-class _Target:
+class CrashTarget:
     kind: WriteKind
     mission: str
     occurrence: int
@@ -333,7 +340,7 @@ class _CrashingStore:
         self,
         inner: PersistenceAdapter,
         *,
-        target: _Target | None,
+        target: CrashTarget | None,
         crash: Callable[[], None],
     ) -> None:
         self.inner = inner
@@ -345,6 +352,8 @@ class _CrashingStore:
         """The script action under way (0: the start), set by the run."""
         self._counts: Counter[tuple[WriteKind, str]] = Counter()
         self._crash = crash
+        self.on_write: Callable[[_Write], None] | None = None
+        """Told of each write once stored (a child process reports them to the sweep)."""
         keeps = getattr(inner, "keeps_given_values", False)
         self.keeps_given_values = bool(keeps)
 
@@ -374,6 +383,8 @@ class _CrashingStore:
                 self._die()
         result = await perform()
         self.writes.append(write)
+        if self.on_write is not None:
+            self.on_write(write)
         if hit:
             self._die()
         return result
@@ -496,7 +507,7 @@ class _CrashingVersionStore(_CrashingStore):
         self,
         inner: DefinitionVersionStore,
         *,
-        target: _Target | None,
+        target: CrashTarget | None,
         crash: Callable[[], None],
     ) -> None:
         assert isinstance(inner, PersistenceAdapter)
@@ -521,7 +532,7 @@ class _CrashingVersionStore(_CrashingStore):
 
 
 def _wrap(
-    inner: PersistenceAdapter, target: _Target | None, crash: Callable[[], None]
+    inner: PersistenceAdapter, target: CrashTarget | None, crash: Callable[[], None]
 ) -> _CrashingStore:
     if isinstance(inner, DefinitionVersionStore):
         return _CrashingVersionStore(inner, target=target, crash=crash)
@@ -536,21 +547,28 @@ class _RunCounter:
 
     def __init__(self) -> None:
         self.runs: Counter[tuple[str, str, int]] = Counter()
+        self.on_run: Callable[[str, str, int], None] | None = None
+        """Told of each node run as it starts (a child process reports them to the sweep)."""
 
     def context_for(self, mission: ObservedMission) -> Mapping[str, str] | None:
         return None
 
     def run_started(self, mission: ObservedMission, trigger: RunTrigger) -> RunObserver | None:
-        return _CountingRun(self.runs, mission.id)
+        return _CountingRun(self, mission.id)
+
+    def count(self, mission: str, path: str, attempt: int) -> None:
+        self.runs[(mission, path, attempt)] += 1
+        if self.on_run is not None:
+            self.on_run(mission, path, attempt)
 
 
 class _CountingRun:
-    def __init__(self, runs: Counter[tuple[str, str, int]], mission: str) -> None:
-        self._runs = runs
+    def __init__(self, counter: _RunCounter, mission: str) -> None:
+        self._counter = counter
         self._mission = mission
 
     def node_started(self, node: ObservedNode) -> NodeEnd | None:
-        self._runs[(self._mission, node.path, node.attempt)] += 1
+        self._counter.count(self._mission, node.path, node.attempt)
         return None
 
     def node_waited(
@@ -656,6 +674,92 @@ class SweepOptions(TypedDict, total=False):
     reset: Callable[[], object] | None
     outside: Callable[[], object] | None
     max_recovery_attempts: int
+    processes: ChildProcesses | None
+
+
+@attrs.frozen
+class ChildProcesses:
+    """Crash in real child processes: each crash run's first process is a new Python process
+    (``python -m mission_control.testing._sweep_child``) that SIGKILLs itself right before or
+    right after the write, on the store's file; the recovery runs in the sweep's own process.
+
+    The child imports what it runs by reference, ``"module:attribute"`` or
+    ``"path/to/file.py:attribute"``: ``definition``, the swept definition, and ``open``, the
+    function opening the store's file (SQLite's by default). The input and the script's
+    payloads must be JSON. ``timeout``: seconds a child may take (a watchdog, in real time)."""
+
+    definition: str
+    open: str = "mission_control.adapter_sqlite:create_sqlite_persistence_adapter"
+    timeout: float = 60.0
+
+
+def load_reference(reference: str) -> Any:
+    """What ``"module:attribute"`` or ``"path/to/file.py:attribute"`` names."""
+    module_name, colon, attribute = reference.rpartition(":")
+    if not colon or not module_name or not attribute:
+        raise ValueError(
+            f"a reference is 'module:attribute' or 'file.py:attribute', not {reference!r}"
+        )
+    if module_name.endswith(".py"):
+        path = Path(module_name)
+        spec = importlib.util.spec_from_file_location(f"_swept_{path.stem}", path)
+        if spec is None or spec.loader is None:
+            raise ValueError(f"cannot load {path}")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+    else:
+        module = importlib.import_module(module_name)
+    value: Any = module
+    for part in attribute.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def action_to_json(action: ScriptAction) -> JsonValue:
+    match action:
+        case SendSignal(name=name, payload=payload, mission=mission):
+            return {"signal": name, "payload": payload, "mission": mission}
+        case AdvanceClock(seconds=seconds):
+            return {"advance": seconds}
+        case CancelMission(reason=reason, compensate=compensate, mission=mission):
+            return {"cancel": reason, "compensate": compensate, "mission": mission}
+        case _:
+            assert_never(action)
+
+
+def action_from_json(value: Any) -> ScriptAction:
+    if "signal" in value:
+        return SendSignal(value["signal"], value["payload"], value["mission"])
+    if "advance" in value:
+        return AdvanceClock(value["advance"])
+    return CancelMission(value["cancel"], value["compensate"], value["mission"])
+
+
+def write_to_json(write: _Write) -> JsonValue:
+    return {
+        "kind": write.kind,
+        "mission": write.mission,
+        "revision": write.revision,
+        "entries": [[entry.kind.value, entry.node] for entry in write.entries],
+        "action": write.action,
+        "consumed": write.consumed,
+        "signal": write.signal,
+    }
+
+
+def write_from_json(value: dict[str, Any]) -> _Write:
+    return _Write(
+        kind=value["kind"],
+        mission=value["mission"],
+        revision=value["revision"],
+        entries=tuple(
+            TimelineEntry(SWEEP_START, TimelineKind(kind), node) for kind, node in value["entries"]
+        ),
+        action=value["action"],
+        consumed=value["consumed"],
+        signal=value["signal"],
+    )
 
 
 @attrs.define
@@ -711,7 +815,7 @@ def _delivered(action: ScriptAction, mission_id: str, writes: Sequence[_Write]) 
             assert_never(action)
 
 
-class _Run:
+class SweepRun:
     """One run of the mission: a process, and after a crash another on the same store."""
 
     def __init__(
@@ -734,34 +838,102 @@ class _Run:
         self.origin = 0.0
         # The loop time each clock move ends at: a move a crash interrupted goes on after it.
         self.targets: list[float] = []
+        self.clock = LoopClock(SWEEP_START)
+        self.writes: list[_Write] = []
+        """The writes of the first process."""
+        self.reached = False
+        # What a child process reports as it goes (None in the sweep's own process).
+        self.on_write: Callable[[_Write], None] | None = None
+        self.on_run: Callable[[str, str, int], None] | None = None
+        self.on_action: Callable[[int, int], None] | None = None
 
-    async def go(self, target: _Target | None) -> tuple[_CrashingStore, bool]:
-        """Play the script from the start in one process, dying at ``target``; after a crash,
-        recover in a second process and play the rest. Returns the first process's store and
-        whether it died."""
-        self.origin = anyio.current_time()
+    def begin(self, elapsed: float = 0.0) -> None:
+        """Set the clock for a process starting ``elapsed`` seconds into the run."""
+        self.origin = anyio.current_time() - elapsed
         at = self.origin
-        self.targets = [0.0]
+        self.targets = [at]
         for action in self.script:
             if isinstance(action, AdvanceClock):
                 at += action.seconds
             self.targets.append(at)
-        self.clock = LoopClock(SWEEP_START)
-        first = await self._process(target)
-        if not first.dead:
-            return first, False
-        interrupted = self.play.next
-        if interrupted <= len(self.script) and interrupted > 0:
-            action = self.script[interrupted - 1]
-            if _delivered(action, self.mission_id, first.writes[self.play.write_mark :]):
-                self.play.next += 1
-        await self._process(None)
-        return first, True
+        self.clock = LoopClock(SWEEP_START + timedelta(seconds=elapsed))
 
-    async def _process(self, target: _Target | None) -> _CrashingStore:
+    async def go(self, target: CrashTarget | None) -> None:
+        """Play the script from the start in one process, dying at ``target``; after a crash,
+        recover in a second process and play the rest."""
+        self.begin()
+        first = await self.process(target, crash=None)
+        self.writes = first.writes
+        self.reached = first.reached
+        if first.dead:
+            await self.recover()
+
+    async def go_in_child(self, target: CrashTarget, child: ChildProcesses, path: Path) -> None:
+        """As :meth:`go`, with the first process a real child process that SIGKILLs itself at
+        ``target`` (the write made or not), reporting what it did on its standard output."""
+        spec = {
+            "definition": child.definition,
+            "open": child.open,
+            "path": str(path),
+            "input": self.input,
+            "script": [action_to_json(action) for action in self.script],
+            "mission_id": self.mission_id,
+            "max_recovery_attempts": self.max_recovery_attempts,
+            "target": attrs.asdict(target),
+            "backend": "trio" if trio.lowlevel.in_trio_run() else "asyncio",
+        }
+        command = [sys.executable, "-m", "mission_control.testing._sweep_child", json.dumps(spec)]
+        # In a worker thread, with a real timeout: a virtual clock would fire a deadline at once.
+        result = await anyio.to_thread.run_sync(
+            functools.partial(
+                subprocess.run, command, capture_output=True, text=True, timeout=child.timeout
+            )
+        )
+        elapsed = 0.0
+        for line in result.stdout.splitlines():
+            report: Any = json.loads(line)
+            match report:
+                case {"action": int(index), "writes": int(mark)}:
+                    self.play.next, self.play.write_mark = index, mark
+                case {"write": dict()}:
+                    self.writes.append(write_from_json(report["write"]))
+                case {"run": [str(mission), str(node), int(attempt)]}:
+                    self.counter.count(mission, node, attempt)
+                case {"dying": float(at)} | {"dying": int(at)}:
+                    elapsed = float(at)
+                    self.reached = True
+                case _:
+                    raise RuntimeError(f"the sweep's child process said {line!r}")
+        if result.returncode == 0:
+            return
+        if result.returncode != -signal.SIGKILL or not self.reached:
+            raise RuntimeError(
+                f"the sweep's child process ({' '.join(command[:3])}) ended with "
+                f"{result.returncode}:\n{result.stderr}"
+            )
+        self.begin(elapsed)
+        await self.recover()
+
+    async def recover(self) -> None:
+        """Start the process after the crash: redo the interrupted action unless the store has
+        it, and play the rest."""
+        interrupted = self.play.next
+        if 0 < interrupted <= len(self.script):
+            action = self.script[interrupted - 1]
+            if _delivered(action, self.mission_id, self.writes[self.play.write_mark :]):
+                self.play.next += 1
+        await self.process(None, crash=None)
+
+    async def process(
+        self, target: CrashTarget | None, *, crash: Callable[[], None] | None
+    ) -> _CrashingStore:
+        """One process on the store: dies at ``target`` by stopping every task (or by calling
+        ``crash``)."""
         inner = await self.store.open()
         scope = anyio.CancelScope()
-        crashing = _wrap(inner, target, scope.cancel)
+        crashing = _wrap(inner, target, scope.cancel if crash is None else crash)
+        crashing.on_write = self.on_write
+        self.counter.on_run = self.on_run
         try:
             with scope:
                 try:
@@ -788,6 +960,8 @@ class _Run:
                 self.play.write_mark = len(persistence.writes)
                 index = self.play.next
                 persistence.action = index
+                if self.on_action is not None:
+                    self.on_action(index, self.play.write_mark)
                 if index == 0:
                     await commander.start(self.definition, self.input, id=self.mission_id)
                 else:
@@ -831,6 +1005,7 @@ async def sweep_crashes(
     reset: Callable[[], object] | None = None,
     outside: Callable[[], object] | None = None,
     max_recovery_attempts: int = 5,
+    processes: ChildProcesses | None = None,
 ) -> SweepReport:
     """Run ``definition`` on ``input`` with ``script``, once uninterrupted and then once per
     side of each of its commit points with a simulated crash there, and compare the ends.
@@ -846,11 +1021,23 @@ async def sweep_crashes(
     world, a fake payment provider, a new start); ``outside``, after each, returns what of
     the outside world to compare as well (the charges made).
 
+    With ``processes`` (a :class:`ChildProcesses`, on a :class:`FileSweepStore`), the process
+    that crashes is a real child process, killed with SIGKILL at the point; the recovery runs in
+    this one.
+
     Runs in virtual time (an ``anyio_backend`` from ``virtual_time_backend``, or pytest-trio's
     ``autojump_clock``): clock moves and retry back-offs pass at once.
     """
     _check_virtual_time()
     chosen: SweepStore = store if store is not None else InMemorySweepStore()
+    if processes is not None:
+        if not isinstance(chosen, FileSweepStore):
+            raise TypeError(
+                "a sweep in child processes needs its store in files (a FileSweepStore), "
+                f"not {chosen!r}"
+            )
+        if sys.platform == "win32":
+            raise RuntimeError("a sweep in child processes needs SIGKILL (not on Windows)")
     script = tuple(script)
     for action in script:
         if not isinstance(action, SendSignal | AdvanceClock | CancelMission):
@@ -861,14 +1048,17 @@ async def sweep_crashes(
 
     signals = {action.name for action in script if isinstance(action, SendSignal)}
 
-    async def run(
-        name: str, target: _Target | None
-    ) -> tuple[_Run, _CrashingStore, dict[str, object]]:
+    async def run(name: str, target: CrashTarget | None) -> tuple[SweepRun, dict[str, object]]:
         if reset is not None:
             reset()
         await chosen.create(name)
-        one = _Run(definition, input, script, chosen, mission_id, max_recovery_attempts)
-        first, _ = await one.go(target)
+        one = SweepRun(definition, input, script, chosen, mission_id, max_recovery_attempts)
+        if target is None or processes is None:
+            await one.go(target)
+        else:
+            assert isinstance(chosen, FileSweepStore)
+            assert chosen.path is not None
+            await one.go_in_child(target, processes, chosen.path)
         adapter = await chosen.open()
         try:
             ends = await _outcomes(adapter, signals)
@@ -876,12 +1066,12 @@ async def sweep_crashes(
             await chosen.close(adapter)
         if outside is not None:
             ends["outside world"] = outside()
-        return one, first, ends
+        return one, ends
 
-    baseline, learned, expected = await run("uninterrupted", None)
+    baseline, expected = await run("uninterrupted", None)
     counts: Counter[tuple[WriteKind, str]] = Counter()
     points: list[CommitPoint] = []
-    for number, write in enumerate(learned.writes, start=1):
+    for number, write in enumerate(baseline.writes, start=1):
         counts[(write.kind, write.mission)] += 1
         points.append(
             CommitPoint(
@@ -900,13 +1090,13 @@ async def sweep_crashes(
     runs: list[CrashRun] = []
     for point in points:
         for side in ("before", "after"):
-            target = _Target(point.kind, point.mission, point.occurrence, side)
-            one, first, ends = await run(f"{point.number}-{side}", target)
+            target = CrashTarget(point.kind, point.mission, point.occurrence, side)
+            one, ends = await run(f"{point.number}-{side}", target)
             runs.append(
                 CrashRun(
                     point=point,
                     side=side,
-                    reached=first.reached,
+                    reached=one.reached,
                     repeated=_repeated(one.counter.runs, baseline.counter.runs),
                     differences=tuple(_differences(expected, ends, "")),
                 )
