@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 
 from mission_control.adapter_sqlite import create_sqlite_persistence_adapter
-from mission_control.core import CompensationRequested, Context, m
+from mission_control.core import CompensationRequested, Context, MissionDefinition, m
 from mission_control.testing import (
     AdvanceClock,
     ChildProcesses,
@@ -38,13 +39,17 @@ def charge_anew(ctx: Context[Any, Any]) -> str:
     return CHARGES[-1]
 
 
-PAYMENT = (
-    m.define("payment")
-    .start(parse=dict)
-    .step("charge-card", charge_anew)
-    .need_to("ship", parse=dict)
-    .end()
-)
+def payment(charge: Callable[[Context[Any, Any]], str]) -> MissionDefinition[Any, Any, Any]:
+    return (
+        m.define("payment")
+        .start(parse=dict)
+        .step("charge-card", charge)
+        .need_to("ship", parse=dict)
+        .end()
+    )
+
+
+PAYMENT = payment(charge_anew)
 
 
 async def test_a_planted_non_idempotent_step_is_found_on_sqlite(
@@ -141,13 +146,7 @@ def charge_in_a_file(ctx: Context[Any, Any]) -> str:
     return charges[-1]
 
 
-FILED_PAYMENT = (
-    m.define("payment")
-    .start(parse=dict)
-    .step("charge-card", charge_in_a_file)
-    .need_to("ship", parse=dict)
-    .end()
-)
+FILED_PAYMENT = payment(charge_in_a_file)
 
 
 @pytest.mark.slow
