@@ -247,6 +247,9 @@ class FailingQueries:
     async def apply_submissions(self, limit: int, concurrency: int = 10) -> int:
         return await self.commander.apply_submissions(limit, concurrency)
 
+    async def fire_schedules(self, limit: int) -> int:
+        return await self.commander.fire_schedules(limit)
+
 
 async def test_a_tick_whose_queries_fail_raises_and_the_runtime_keeps_going(
     commander: Commander,

@@ -34,6 +34,7 @@ from mission_control.core import (
     MissionStatus,
     PersistenceError,
     Refusal,
+    Schedule,
     StoreBusyError,
     Submission,
     SubmissionState,
@@ -49,6 +50,8 @@ from mission_control.core.storage import (
     cancel_request_to_json,
     check_commit_revision,
     corrupt,
+    schedule_from_json,
+    schedule_to_json,
     stored_snapshot_from_json,
     stored_snapshot_to_json,
     timeline_entry_from_json,
@@ -163,6 +166,29 @@ _ON_VERSION: Final = (
     "ORDER BY id LIMIT ?"
 )
 _FINGERPRINTS: Final = "SELECT definition, version, fingerprint FROM definition_versions"
+_INSERT_SCHEDULE: Final = (
+    "INSERT INTO schedules (id, next_fire_at, revision, document) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (id) DO NOTHING"
+)
+_LOAD_SCHEDULE: Final = "SELECT document FROM schedules WHERE id = ?"
+_UPDATE_SCHEDULE: Final = (
+    "UPDATE schedules SET next_fire_at = ?, revision = ?, document = ? "
+    "WHERE id = ? AND revision = ?"
+)
+_DELETE_SCHEDULE: Final = "DELETE FROM schedules WHERE id = ?"
+_LIST_SCHEDULES: Final = "SELECT document FROM schedules WHERE id > ? ORDER BY id LIMIT ?"
+_DUE_SCHEDULES: Final = (
+    "SELECT document FROM schedules WHERE next_fire_at IS NOT NULL AND next_fire_at <= ? "
+    "ORDER BY next_fire_at, id LIMIT ?"
+)
+_NEXT_SCHEDULE: Final = (
+    "SELECT next_fire_at FROM schedules WHERE next_fire_at IS NOT NULL "
+    "ORDER BY next_fire_at LIMIT 1"
+)
+_NEXT_SCHEDULE_AFTER: Final = (
+    "SELECT next_fire_at FROM schedules WHERE next_fire_at IS NOT NULL AND next_fire_at > ? "
+    "ORDER BY next_fire_at LIMIT 1"
+)
 _RECORD_FINGERPRINT: Final = (
     "INSERT INTO definition_versions (definition, version, fingerprint, recorded_at) "
     "VALUES (?, ?, ?, ?) ON CONFLICT (definition, version) DO UPDATE SET "
@@ -1019,6 +1045,103 @@ class SQLitePersistenceAdapter:
             lambda: self._cursor.executemany(_RECORD_FINGERPRINT, rows),
             "recording definition fingerprints",
         )
+
+    # -- schedules (ScheduleStore) -------------------------------------------------------------
+
+    @staticmethod
+    def _schedule_row(schedule: Schedule) -> tuple[int | None, int, str]:
+        fire = schedule.next_fire_at
+        due = None if fire is None else _micros(fire, f"next fire of schedule {schedule.id!r}")
+        return due, schedule.revision, schedule_to_json(schedule)
+
+    def _schedules_from(self, rows: list[Row]) -> list[Schedule]:
+        found: list[Schedule] = []
+        for row in rows:
+            try:
+                found.append(schedule_from_json(str(row[0])))
+            except Exception as error:
+                raise PersistenceError(
+                    f"a schedule in {self._path} cannot be read: its stored document is corrupt "
+                    f"({type(error).__name__}: {error})"
+                ) from error
+        return found
+
+    async def insert_schedule(self, schedule: Schedule) -> Schedule | None:
+        """Store a new schedule; when its id exists, store nothing and return the stored one."""
+        self._check_writable("store a schedule")
+        due, revision, document = self._schedule_row(schedule)
+        row = (schedule.id, due, revision, document)
+
+        def write() -> bool:
+            self._cursor.execute(_INSERT_SCHEDULE, row)
+            return self._db.changes() == 1
+
+        if await self._group.run_alone(write, f"storing schedule {schedule.id!r}"):
+            self._woke_owner()
+            return None
+        return await self.load_schedule(schedule.id)
+
+    async def load_schedule(self, schedule_id: str) -> Schedule | None:
+        self._check_open()
+        rows = await self._read(_LOAD_SCHEDULE, (schedule_id,), f"loading schedule {schedule_id!r}")
+        return self._schedules_from(rows)[0] if rows else None
+
+    async def commit_schedule(self, schedule: Schedule, *, expected_revision: int) -> None:
+        """Compare-and-set the schedule; :class:`RevisionConflictError` stores nothing."""
+        self._check_writable("change a schedule")
+        if schedule.revision != expected_revision + 1:
+            raise RevisionConflictError(
+                f"schedule {schedule.id!r}: a commit expecting revision {expected_revision} "
+                f"must carry revision {expected_revision + 1}, not {schedule.revision}"
+            )
+        due, revision, document = self._schedule_row(schedule)
+        row = (due, revision, document, schedule.id, expected_revision)
+
+        def write() -> None:
+            self._cursor.execute(_UPDATE_SCHEDULE, row)
+            if self._db.changes() != 1:
+                raise RevisionConflictError(
+                    f"schedule {schedule.id!r} is not stored at revision {expected_revision}"
+                )
+
+        await self._group.run_alone(write, f"changing schedule {schedule.id!r}")
+        self._woke_owner()
+
+    async def delete_schedule(self, schedule_id: str) -> bool:
+        self._check_writable("delete a schedule")
+
+        def write() -> bool:
+            self._cursor.execute(_DELETE_SCHEDULE, (schedule_id,))
+            return self._db.changes() == 1
+
+        return await self._group.run_alone(write, f"deleting schedule {schedule_id!r}")
+
+    async def list_schedules(self, *, limit: int, after_id: str | None = None) -> list[Schedule]:
+        self._check_open()
+        if limit <= 0:
+            return []
+        rows = await self._read(_LIST_SCHEDULES, (after_id or "", limit), "listing schedules")
+        return self._schedules_from(rows)
+
+    async def due_schedules(self, now: datetime, limit: int) -> list[Schedule]:
+        """The schedules due at ``now``, earliest first: one range of the schedules_due index."""
+        self._check_open()
+        if limit <= 0:
+            return []
+        params = (_micros(now, "now"), limit)
+        return self._schedules_from(
+            await self._read(_DUE_SCHEDULES, params, "querying due schedules")
+        )
+
+    async def next_schedule_at(self, after: datetime | None = None) -> datetime | None:
+        self._check_open()
+        sql, params = (
+            (_NEXT_SCHEDULE, ())
+            if after is None
+            else (_NEXT_SCHEDULE_AFTER, (_micros(after, "after"),))
+        )
+        rows = await self._read(sql, params, "querying the next schedule")
+        return _from_micros(rows[0][0]) if rows else None
 
     # -- several processes: submissions and ownership (SubmissionStore) ----------------------
 

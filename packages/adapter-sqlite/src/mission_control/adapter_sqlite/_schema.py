@@ -157,6 +157,26 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             """,
         ),
     ),
+    Migration(
+        4,
+        "schedules: missions started on a timetable, with the record of their last fire",
+        (
+            # The document is the core's schedule codec (mission_control.core.storage).
+            # next_fire_at (epoch microseconds) is NULL while the schedule is paused, so the
+            # partial index holds exactly the schedules a tick may have to fire. Purging
+            # missions never touches this table: a schedule's last fire outlives its mission.
+            """
+            CREATE TABLE schedules (
+                id TEXT PRIMARY KEY NOT NULL,
+                next_fire_at INTEGER,
+                revision INTEGER NOT NULL,
+                document TEXT NOT NULL
+            ) STRICT
+            """,
+            "CREATE INDEX schedules_due ON schedules (next_fire_at, id) "
+            "WHERE next_fire_at IS NOT NULL",
+        ),
+    ),
 )
 
 SCHEMA_VERSION: Final = MIGRATIONS[-1].version

@@ -61,6 +61,8 @@ from ._errors import (
     OutputNotSerializableError,
     PersistenceError,
     RecoveryAttemptsExceededError,
+    ScheduleExistsError,
+    ScheduleNotFoundError,
     SignalTimeoutError,
     StepTimeoutError,
     StoreBusyError,
@@ -83,6 +85,16 @@ from ._retry import (
     fixed,
     linear,
     retry,
+)
+from ._schedules import (
+    DEFAULT_GRACE,
+    DEFAULT_MAX_CATCH_UP,
+    KEEP,
+    Cron,
+    Every,
+    MissedFires,
+    Schedule,
+    Trigger,
 )
 from ._snapshot import (
     CancelRequest,
@@ -111,7 +123,17 @@ from ._versions import (
 )
 
 __all__ = [
+    "DEFAULT_GRACE",
+    "DEFAULT_MAX_CATCH_UP",
     "DEFAULT_MAX_RECOVERY_ATTEMPTS",
+    "KEEP",
+    "Cron",
+    "Every",
+    "MissedFires",
+    "Schedule",
+    "ScheduleExistsError",
+    "ScheduleNotFoundError",
+    "Trigger",
     "SUBMISSION_ATTEMPTS",
     "LIST_LIMIT",
     "MAX_DELAY",

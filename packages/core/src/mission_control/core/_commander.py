@@ -15,7 +15,7 @@ import logging
 import os
 import socket
 from collections.abc import AsyncIterator, Callable, Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import (
     Any,
@@ -56,6 +56,16 @@ from ._notices import Notices, notices_for
 from ._observer import MissionObserver, SafeObserver
 from ._persistence import LIST_LIMIT, MAX_LIST_LIMIT, PersistenceAdapter
 from ._purge import PURGE_BATCH, PurgeOptions, PurgeReport, purge, purge_statuses
+from ._schedules import (
+    DEFAULT_GRACE,
+    DEFAULT_MAX_CATCH_UP,
+    KEEP,
+    Keep,
+    MissedFires,
+    Schedule,
+    ScheduleBook,
+    Trigger,
+)
 from ._snapshot import JsonValue, MissionSnapshot, MissionStatus, TimelineEntry, WaitKind
 from ._submissions import (
     NewSubmission,
@@ -231,6 +241,12 @@ class MissionDriver(Protocol):
         missions' at a time; return how many were looked at."""
         ...
 
+    async def fire_schedules(self, limit: int) -> int:
+        """Fire the due slots of up to ``limit`` schedules (each starts its mission in the
+        background, due now); return how many missions were started. ``next_due_at`` counts
+        each schedule's next slot as a due time."""
+        ...
+
 
 class MissionHandle:
     """A reference to one mission through the commander that holds it."""
@@ -397,6 +413,7 @@ class Commander:
         )
         if not clock_checked:
             self._engine.now = _checked_first(self._engine, clock)
+        self._schedules = ScheduleBook(self._engine, persistence, lambda: self._definitions)
 
     def _share_state_of(self, commander: Commander) -> None:
         """Become another face of ``commander``: the same store, engine (and so the same
@@ -739,6 +756,109 @@ class Commander:
             dry_run=options.get("dry_run", False),
             on_batch=options.get("on_batch"),
         )
+
+    # -- schedules -----------------------------------------------------------------------------
+
+    async def create_schedule(
+        self,
+        schedule_id: str,
+        definition: MissionDefinition[Any, Any, Any] | str,
+        trigger: Trigger,
+        input: Any = None,
+        *,
+        fire_time_field: str | None = None,
+        missed: MissedFires | str = MissedFires.SKIP,
+        max_catch_up: int = DEFAULT_MAX_CATCH_UP,
+        grace: timedelta | float = DEFAULT_GRACE,
+        paused: bool = False,
+    ) -> Schedule:
+        """Store a schedule that starts a mission of ``definition`` (its latest registered
+        version at each fire) at each slot of ``trigger`` (:class:`Cron` or :class:`Every`),
+        with ``input`` (and the slot's time under ``fire_time_field``, if given); return it.
+
+        The input is checked now against the definition, as ``start`` checks it. Creating a
+        schedule that exists with the same settings returns it unchanged (call it at every
+        start-up); with other settings it raises :class:`ScheduleExistsError`. A slot reached
+        more than ``grace`` late was missed: ``missed`` says what to do with such slots
+        (:class:`MissedFires`). Raises :class:`InvalidInputError` (nothing stored) for a bad
+        setting or a refused input, :class:`UnknownDefinitionError` for a definition this
+        commander does not run."""
+        self._engine.loop.check("commander.create_schedule()")
+        return await self._schedules.create(
+            schedule_id,
+            definition,
+            trigger,
+            input,
+            fire_time_field=fire_time_field,
+            missed=missed,
+            max_catch_up=max_catch_up,
+            grace=grace,
+            paused=paused,
+        )
+
+    async def update_schedule(
+        self,
+        schedule_id: str,
+        *,
+        definition: MissionDefinition[Any, Any, Any] | str | Keep = KEEP,
+        trigger: Trigger | Keep = KEEP,
+        input: Any = KEEP,
+        fire_time_field: str | Keep | None = KEEP,
+        missed: MissedFires | str | Keep = KEEP,
+        max_catch_up: int | Keep = KEEP,
+        grace: timedelta | float | Keep = KEEP,
+    ) -> Schedule:
+        """Change the settings given, keep the others; a new trigger fires from its first slot
+        after now. The record of the last fire is kept. Raises
+        :class:`ScheduleNotFoundError`, and :class:`InvalidInputError` (nothing changed) as
+        :meth:`create_schedule` does."""
+        self._engine.loop.check("commander.update_schedule()")
+        return await self._schedules.update(
+            schedule_id,
+            definition=definition,
+            trigger=trigger,
+            input=input,
+            fire_time_field=fire_time_field,
+            missed=missed,
+            max_catch_up=max_catch_up,
+            grace=grace,
+        )
+
+    async def pause_schedule(self, schedule_id: str) -> Schedule:
+        """Stop firing the schedule until :meth:`resume_schedule`; its slots meanwhile are not
+        fired, whatever its missed-fire policy. Pausing a paused schedule changes nothing."""
+        self._engine.loop.check("commander.pause_schedule()")
+        return await self._schedules.pause(schedule_id)
+
+    async def resume_schedule(self, schedule_id: str) -> Schedule:
+        """Fire the schedule again, from its first slot after now."""
+        self._engine.loop.check("commander.resume_schedule()")
+        return await self._schedules.resume(schedule_id)
+
+    async def delete_schedule(self, schedule_id: str) -> bool:
+        """Delete the schedule (the missions it started stay); ``False`` when none was stored."""
+        self._engine.loop.check("commander.delete_schedule()")
+        return await self._schedules.delete(schedule_id)
+
+    async def get_schedule(self, schedule_id: str) -> Schedule:
+        """The stored schedule; raises :class:`ScheduleNotFoundError`."""
+        self._engine.loop.check("commander.get_schedule()")
+        return await self._schedules.get(schedule_id)
+
+    async def list_schedules(
+        self, *, limit: int = LIST_LIMIT, after_id: str | None = None
+    ) -> list[Schedule]:
+        """Up to ``limit`` schedules by id, after ``after_id``."""
+        self._engine.loop.check("commander.list_schedules()")
+        _check_limit(limit, "limit")
+        return await self._schedules.list(limit, after_id)
+
+    async def fire_schedules(self, limit: int) -> int:
+        """Fire the due slots of up to ``limit`` schedules (the runtime calls it each tick)."""
+        self._engine.loop.check("commander.fire_schedules()")
+        if not self.is_owner:
+            return 0
+        return await self._schedules.fire(limit)
 
     async def result(self, mission_id: str) -> MissionSnapshot:
         """Wait until the mission ends and return its final snapshot, however it ended (by any
@@ -1190,7 +1310,11 @@ class Commander:
         """The earliest time any waiting mission becomes due; with ``after``, the earliest one
         later than ``after``."""
         self._engine.loop.check("commander.next_due_at()")
-        return await self._persistence.next_due_at(after)
+        due = await self._persistence.next_due_at(after)
+        if not self._schedules.enabled:
+            return due
+        fire = await self._schedules.next_fire_at(after)
+        return fire if due is None or (fire is not None and fire < due) else due
 
     def is_held(self, mission_id: str) -> bool:
         """Whether a task of this process is moving the mission right now."""

@@ -197,3 +197,12 @@ class SubmissionRefusedError(MissionControlError):
 class StoreBusyError(PersistenceError):
     """The store stayed locked by another connection for longer than the adapter waits (its
     busy timeout): nothing was stored, and trying again later may succeed."""
+
+
+class ScheduleNotFoundError(MissionControlError, LookupError):
+    """No schedule of that id is stored."""
+
+
+class ScheduleExistsError(MissionControlError):
+    """A schedule of that id is stored with other settings: ``create_schedule`` is idempotent
+    only for the same settings (change a schedule with ``update_schedule``)."""

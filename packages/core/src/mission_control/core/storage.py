@@ -17,6 +17,8 @@ adapter that hears writes made elsewhere (another process) tells the commanders 
 through the store's notices (``mission_control.core.lowlevel.notices_for``). An adapter that
 implements :class:`DefinitionVersionStore` keeps one fingerprint per definition version and says
 which versions unfinished missions use: commanders on it check their definitions when they start.
+An adapter that implements :class:`ScheduleStore` keeps schedules (stored as
+:func:`schedule_to_json` writes them): commanders on it create, change and fire them.
 
 The codec is the library's own: its functions write and read the records (:class:`MissionSnapshot`,
 :class:`TimelineEntry`, :class:`BufferedSignal`, :class:`CancelRequest`) the same way whatever
@@ -33,6 +35,7 @@ writes and reads it with :func:`stored_snapshot_to_json` and :func:`stored_snaps
 
 from ._errors import RevisionConflictError
 from ._persistence import PersistenceAdapter
+from ._schedules import SCHEDULE_FORMAT, ScheduleStore, schedule_from_json, schedule_to_json
 from ._serialization import (
     SNAPSHOT_FORMAT,
     buffered_signal_from_json,
@@ -59,6 +62,7 @@ from ._values import detached
 from ._versions import DefinitionVersionStore, VersionKey
 
 __all__ = [
+    "SCHEDULE_FORMAT",
     "SNAPSHOT_FORMAT",
     "BufferedSignal",
     "DefinitionVersionStore",
@@ -68,6 +72,7 @@ __all__ = [
     "NewSubmission",
     "PersistenceAdapter",
     "RevisionConflictError",
+    "ScheduleStore",
     "SubmissionDecidedError",
     "SubmissionStore",
     "VersionKey",
@@ -78,6 +83,8 @@ __all__ = [
     "check_commit_revision",
     "corrupt",
     "detached",
+    "schedule_from_json",
+    "schedule_to_json",
     "snapshot_from_dict",
     "snapshot_from_json",
     "snapshot_to_dict",

@@ -15,6 +15,7 @@ from mission_control.core import (
     MissionSnapshot,
     MissionStatus,
     PersistenceError,
+    Schedule,
     TimelineEntry,
     TimelineKind,
 )
@@ -63,6 +64,7 @@ class InMemoryPersistenceAdapter:
         # version check; and the fingerprint recorded for each version.
         self._unfinished: dict[tuple[str, int], set[str]] = {}
         self._fingerprints: dict[tuple[str, int], str] = {}
+        self._schedules: dict[str, Schedule] = {}
 
     def _check_open(self) -> None:
         if self._closed:
@@ -327,6 +329,61 @@ class InMemoryPersistenceAdapter:
             gone = set(deleted)
             self._ordered = [mission_id for mission_id in ordered if mission_id not in gone]
         return deleted
+
+    # -- schedules (ScheduleStore): few per store, so the queries walk them all --------------
+
+    async def insert_schedule(self, schedule: Schedule) -> Schedule | None:
+        self._check_open()
+        existing = self._schedules.get(schedule.id)
+        if existing is None:
+            self._schedules[schedule.id] = schedule
+        return existing
+
+    async def load_schedule(self, schedule_id: str) -> Schedule | None:
+        self._check_open()
+        return self._schedules.get(schedule_id)
+
+    async def commit_schedule(self, schedule: Schedule, *, expected_revision: int) -> None:
+        self._check_open()
+        stored = self._schedules.get(schedule.id)
+        if stored is None or stored.revision != expected_revision:
+            raise RevisionConflictError(
+                f"schedule {schedule.id!r} is not stored at revision {expected_revision}"
+            )
+        if schedule.revision != expected_revision + 1:
+            raise RevisionConflictError(
+                f"schedule {schedule.id!r}: a commit expecting revision {expected_revision} "
+                f"must carry revision {expected_revision + 1}, not {schedule.revision}"
+            )
+        self._schedules[schedule.id] = schedule
+
+    async def delete_schedule(self, schedule_id: str) -> bool:
+        self._check_open()
+        return self._schedules.pop(schedule_id, None) is not None
+
+    async def list_schedules(self, *, limit: int, after_id: str | None = None) -> list[Schedule]:
+        self._check_open()
+        ids = sorted(i for i in self._schedules if after_id is None or i > after_id)
+        return [self._schedules[i] for i in ids[: max(limit, 0)]]
+
+    async def due_schedules(self, now: datetime, limit: int) -> list[Schedule]:
+        self._check_open()
+        due = [
+            s
+            for s in self._schedules.values()
+            if s.next_fire_at is not None and s.next_fire_at <= now
+        ]
+        due.sort(key=lambda s: (s.next_fire_at, s.id))
+        return due[: max(limit, 0)]
+
+    async def next_schedule_at(self, after: datetime | None = None) -> datetime | None:
+        self._check_open()
+        times = [
+            s.next_fire_at
+            for s in self._schedules.values()
+            if s.next_fire_at is not None and (after is None or s.next_fire_at > after)
+        ]
+        return min(times, default=None)
 
     async def aclose(self) -> None:
         self._closed = True

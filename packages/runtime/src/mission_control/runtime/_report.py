@@ -55,10 +55,14 @@ class TickReport:
     come, whichever is earlier (in the manual mode, ``auto_schedule=False``, schedule that tick
     yourself)."""
     next_due_at: datetime | None = None
-    """The earliest persisted due time (timer, retry or delayed start) when the tick ended."""
+    """The earliest persisted due time (timer, retry, delayed start or a schedule's next slot)
+    when the tick ended."""
     submissions: int = 0
     """Submissions (starts, signals and cancellations other processes handed to this one, the
     owner of a shared store) the tick applied or refused, before it moved any mission."""
+    fired: int = 0
+    """Missions the tick started for schedules whose slots were due (the tick then moved
+    them, as due missions)."""
     standby: bool = False
     """The tick moved nothing because another process owns the store (see
     :attr:`CommanderRuntime.is_standby`)."""

@@ -110,6 +110,7 @@ class _Tally:
     errored: list[str] = attrs.field(factory=list[str])
     interrupted_left: bool = False
     submissions: int = 0
+    fired: int = 0
 
     def ended(self, status: MissionStatus) -> None:
         if status is MissionStatus.COMPLETED:
@@ -612,6 +613,9 @@ class CommanderRuntime:
                 self._max_missions, self._max_concurrency
             )
             await self._resume_interrupted(tally, everything=tick_pass.resume_all)
+            # Before the due missions: the missions a schedule starts are due now, and this
+            # tick moves them.
+            tally.fired = await self._commander.fire_schedules(self._max_missions)
             await self._advance_due(tally)
             next_due_at = await self._commander.next_due_at()
             now = clock.now()
@@ -656,6 +660,7 @@ class CommanderRuntime:
             more_due=more_due,
             next_due_at=next_due_at,
             submissions=tally.submissions,
+            fired=tally.fired,
         )
         self._last_report = report
         attributes = {"trigger": str(trigger), "outcome": "completed"}
@@ -674,6 +679,7 @@ class CommanderRuntime:
             errored=report.errored,
             skipped=report.skipped,
             submissions=report.submissions,
+            fired=report.fired,
             more_due=more_due,
             next_due_at=_iso(next_due_at),
         )

@@ -20,6 +20,7 @@ from ._ops_scenarios import OpsConformance
 from ._protocol_battery import PersistenceProtocolConformance
 from ._recorders import LoggedEvent, Measurement, RecordingLogger, RecordingMetrics
 from ._saga_scenarios import SagaConformance
+from ._schedule_scenarios import ScheduleConformance
 from ._sweep import (
     SWEEP_START,
     SWEPT_ID,
@@ -77,6 +78,7 @@ __all__ = [
     "EngineScenarioConformance",
     "LoopConformance",
     "OpsConformance",
+    "ScheduleConformance",
     "PersistenceProtocolConformance",
     "SagaConformance",
     "VersionConformance",

@@ -21,6 +21,7 @@ from ._loop_scenarios import LoopConformance
 from ._ops_scenarios import OpsConformance
 from ._protocol_battery import PersistenceProtocolConformance
 from ._saga_scenarios import SagaConformance
+from ._schedule_scenarios import ScheduleConformance
 from ._version_scenarios import VersionConformance
 
 
@@ -33,11 +34,12 @@ class AdapterConformance(
     ChildConformance,
     VersionConformance,
     OpsConformance,
+    ScheduleConformance,
 ):
     """Every test of the conformance suite: the protocol battery
     (:class:`PersistenceProtocolConformance`), then the engine scenarios
     (:class:`EngineScenarioConformance`), the control-flow ones (:class:`ControlFlowConformance`),
     the loop ones (:class:`LoopConformance`), the compensation ones (:class:`SagaConformance`),
     the child mission ones (:class:`ChildConformance`), the definition version ones
-    (:class:`VersionConformance`) and the retry, fork and purge ones (:class:`OpsConformance`).
-    Subclass it and provide ``persistence``."""
+    (:class:`VersionConformance`), the retry, fork and purge ones (:class:`OpsConformance`) and
+    the schedule ones (:class:`ScheduleConformance`). Subclass it and provide ``persistence``."""

@@ -1,0 +1,771 @@
+"""Schedules: missions of a definition started on a timetable (a cron expression in a time zone,
+or a fixed interval), kept in the store and fired by the runtime.
+
+Each fire starts its mission under an id made of the schedule's id and the slot's time, as a
+background start (stored due now, started by the runtime's tick), and then records the fire on
+the schedule with a compare-and-set. A crash between the two fires the same slot again after the
+restart, under the same id: the start finds the mission and stores nothing, so no slot runs twice
+and none is lost. Cron expressions are read by cronsim (five fields, ``@daily`` and the like),
+in the schedule's time zone, so that "02:30 every night" follows the wall clock across daylight
+saving changes (a time that does not exist that night fires at the first minute after the
+gap, a time that comes twice fires once).
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import logging
+import math
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, runtime_checkable
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import attrs
+from cronsim import CronSim, CronSimError
+
+from ._engine import check_id
+from ._errors import (
+    ConfigurationError,
+    InvalidInputError,
+    MissionAlreadyExistsError,
+    OutputNotSerializableError,
+    PersistenceError,
+    RevisionConflictError,
+    ScheduleExistsError,
+    ScheduleNotFoundError,
+    UnknownDefinitionError,
+    message_of,
+)
+from ._snapshot import JsonValue
+from ._values import to_json_value
+
+if TYPE_CHECKING:
+    from ._definition import MissionDefinition
+    from ._engine import Engine
+
+SCHEDULE_FORMAT: Final = 1
+"""The version of the JSON document a schedule is stored as."""
+
+DEFAULT_MAX_CATCH_UP: Final = 100
+"""How many missed slots ``MissedFires.ALL`` fires at most, by default (the latest ones)."""
+
+DEFAULT_GRACE: Final = timedelta(seconds=60)
+"""How late a slot may be fired and still count as on time, by default."""
+
+_MAX_ON_TIME: Final = 1000
+# At most this many slots fire on time in one pass (a one-second interval with an hour's grace
+# would otherwise fire 3,600 at once); the older ones count as missed.
+
+_TICK: Final = timedelta(microseconds=1)
+
+
+class MissedFires(enum.StrEnum):
+    """What a schedule does with the slots it missed: those it reaches more than its ``grace``
+    after their time (no runtime ran then, or it was paused by a long tick)."""
+
+    SKIP = "skip"
+    """Fire none of them: the schedule goes on with its next slot."""
+    ONCE = "once"
+    """Fire the latest of them, once, whatever how many were missed."""
+    ALL = "all"
+    """Fire every one of them, up to the schedule's ``max_catch_up`` latest ones."""
+
+
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as error:
+        raise InvalidInputError(
+            f"unknown time zone {name!r}: use an IANA name such as 'Europe/Paris' or 'UTC'"
+        ) from error
+
+
+# The nicknames of Vixie cron, which cronsim leaves to its callers.
+_NICKNAMES: Final = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+
+
+def _cron(expression: str, when: datetime, *, reverse: bool = False) -> CronSim:
+    return CronSim(_NICKNAMES.get(expression.strip(), expression), when, reverse=reverse)
+
+
+def _check_cron(instance: Cron, attribute: attrs.Attribute[str], value: str) -> None:
+    if not isinstance(value, str):  # pyright: ignore[reportUnnecessaryIsInstance]
+        raise InvalidInputError(f"a cron expression is a str, got {value!r}")
+    try:
+        _cron(value, datetime(2000, 1, 1, tzinfo=UTC))
+    except CronSimError as error:
+        raise InvalidInputError(f"invalid cron expression {value!r}: {error}") from None
+
+
+def _check_zone(instance: Cron, attribute: attrs.Attribute[str], value: str) -> None:
+    if not isinstance(value, str):  # pyright: ignore[reportUnnecessaryIsInstance]
+        raise InvalidInputError(f"a time zone is a str, got {value!r}")
+    _zone(value)
+
+
+@attrs.frozen
+class Cron:
+    """Fire at the times a cron expression matches, read in ``timezone`` (an IANA name)."""
+
+    expression: str = attrs.field(validator=_check_cron)
+    """Five fields (minute hour day-of-month month day-of-week), or ``@hourly``, ``@daily``,
+    ``@weekly``, ``@monthly``, ``@yearly``."""
+    timezone: str = attrs.field(default="UTC", validator=_check_zone)
+
+    def after(self, when: datetime) -> datetime:
+        """The first slot strictly after ``when``, in UTC."""
+        zone = _zone(self.timezone)
+        return next(_cron(self.expression, when.astimezone(zone))).astimezone(UTC)
+
+    def local(self, when: datetime) -> datetime:
+        """``when`` on the schedule's wall clock."""
+        return when.astimezone(_zone(self.timezone))
+
+    def back(self, when: datetime, slots: int) -> datetime:
+        """A time at or before the ``slots``-th latest slot at or before ``when``."""
+        zone = _zone(self.timezone)
+        found = when
+        # Counted backwards, then enumerated forwards from there: cronsim's forward iteration
+        # is the one slots are defined by; backwards only finds where to begin (with two
+        # hours' margin, which a daylight saving change may shift a slot by).
+        slots_back = _cron(self.expression, (when + _TICK).astimezone(zone), reverse=True)
+        for _ in range(slots):
+            found = next(slots_back, found)
+        return found.astimezone(UTC) - timedelta(hours=2)
+
+
+def _seconds(value: object) -> int:
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        raise InvalidInputError(f"an interval is a timedelta or seconds, got {value!r}")
+    if not math.isfinite(seconds) or seconds < 1 or seconds != int(seconds):
+        raise InvalidInputError(
+            f"an interval is a whole number of seconds, at least 1, got {seconds!r}"
+        )
+    return int(seconds)
+
+
+def _anchor(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, datetime):  # pyright: ignore[reportUnnecessaryIsInstance]
+        raise InvalidInputError(f"an interval's anchor is a datetime, got {value!r}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise InvalidInputError(f"an interval's anchor must be timezone-aware, got {value!r}")
+    return value.astimezone(UTC).replace(microsecond=0)
+
+
+@attrs.frozen
+class Every:
+    """Fire every ``seconds`` (a ``timedelta`` or a whole number of seconds, at least 1), at
+    ``anchor`` plus whole intervals (``anchor``: when the schedule is created, by default)."""
+
+    seconds: int = attrs.field(converter=_seconds)
+    anchor: datetime | None = attrs.field(default=None, converter=_anchor)
+
+    def _base(self) -> datetime:
+        assert self.anchor is not None, "an interval's anchor is set when its schedule is stored"
+        return self.anchor
+
+    def after(self, when: datetime) -> datetime:
+        base = self._base()
+        elapsed = (when - base).total_seconds()
+        steps = math.floor(elapsed / self.seconds) + 1
+        return base + timedelta(seconds=steps * self.seconds)
+
+    def local(self, when: datetime) -> datetime:
+        return when.astimezone(UTC)
+
+    def back(self, when: datetime, slots: int) -> datetime:
+        base = self._base()
+        steps = math.floor((when - base).total_seconds() / self.seconds) - slots
+        return base + timedelta(seconds=steps * self.seconds) - _TICK
+
+
+Trigger = Cron | Every
+"""When a schedule fires: a :class:`Cron` expression or a fixed interval, :class:`Every`."""
+
+
+@attrs.frozen
+class Schedule:
+    """A stored schedule: when it fires, the mission each fire starts, and a record of its
+    last fire (kept when that mission is purged)."""
+
+    id: str
+    definition: str
+    """The name of the definition each fire starts a mission of (its latest registered
+    version)."""
+    trigger: Trigger
+    input: JsonValue
+    """The input of each mission (with the fire time added, see ``fire_time_field``)."""
+    fire_time_field: str | None
+    """When set, the input is an object and each mission's input has the slot's time, an ISO
+    8601 string on the schedule's wall clock, under this key."""
+    missed: MissedFires
+    max_catch_up: int
+    grace: timedelta
+    paused: bool
+    next_fire_at: datetime | None
+    """The next slot to fire (UTC); ``None`` while paused."""
+    last_fire_at: datetime | None
+    """The latest slot fired (UTC)."""
+    last_mission_id: str | None
+    """The mission the latest slot started."""
+    fires: int
+    """How many slots fired, in all."""
+    last_error: str | None
+    """Why the latest fire could not start its mission (its input was refused), if it could
+    not; the slot is then passed over."""
+    created_at: datetime
+    updated_at: datetime
+    revision: int
+
+    def mission_id(self, slot: datetime) -> str:
+        """The id of the mission the slot ``slot`` starts."""
+        return mission_id_for(self.id, slot)
+
+    def input_at(self, slot: datetime) -> JsonValue:
+        """The input of the mission the slot ``slot`` starts."""
+        if self.fire_time_field is None:
+            return self.input
+        fields: dict[str, JsonValue] = self.input
+        return {**fields, self.fire_time_field: self.trigger.local(slot).isoformat()}
+
+
+def mission_id_for(schedule_id: str, slot: datetime) -> str:
+    """``<schedule id>@<slot, UTC, to the second>``: the same in every process and restart."""
+    return f"{schedule_id}@{slot.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}"
+
+
+def plan(schedule: Schedule, now: datetime) -> tuple[list[datetime], datetime]:
+    """The slots the schedule fires at ``now`` (oldest first) and its next slot after them.
+
+    Slots at most ``grace`` old fire (up to a thousand); older ones were missed and fire by
+    the schedule's ``missed`` policy."""
+    due = schedule.next_fire_at
+    trigger = schedule.trigger
+    following = trigger.after(now)
+    if due is None or due > now:
+        return [], following if due is None else due
+    late = now - schedule.grace
+    on_time = _slots(trigger, max(due, late), now, _MAX_ON_TIME)
+    match schedule.missed:
+        case MissedFires.SKIP:
+            keep = 0
+        case MissedFires.ONCE:
+            keep = 1
+        case MissedFires.ALL:
+            keep = schedule.max_catch_up
+    missed: list[datetime] = []
+    if keep and due < late:
+        begin = max(due, trigger.back(late - _TICK, keep))
+        missed = _slots(trigger, begin, late - _TICK, None)[-keep:]
+    return missed + on_time, following
+
+
+def _slots(trigger: Trigger, first: datetime, last: datetime, limit: int | None) -> list[datetime]:
+    """The slots from ``first`` to ``last`` (both included), oldest first; with ``limit``, the
+    latest ``limit`` of them."""
+    found: list[datetime] = []
+    if limit is not None and first < last:
+        first = max(first, trigger.back(last, limit))
+    slot = trigger.after(first - _TICK)
+    while slot <= last:
+        found.append(slot)
+        slot = trigger.after(slot)
+    return found if limit is None else found[-limit:]
+
+
+@runtime_checkable
+class ScheduleStore(Protocol):
+    """What a persistence adapter implements to keep schedules (both adapters of the project
+    do; on one that does not, the commander's schedule methods raise ``ConfigurationError``).
+
+    - ``insert_schedule`` stores a new schedule; when its id exists it stores nothing and
+      returns the stored one (else ``None``).
+    - ``commit_schedule`` is a compare-and-set on ``revision`` (``schedule.revision`` is
+      ``expected_revision + 1``): ``RevisionConflictError`` and nothing stored when the stored
+      revision differs or the schedule is gone.
+    - ``delete_schedule`` returns whether it was stored. Deleting missions never touches
+      schedules.
+    - ``due_schedules``: the unpaused schedules whose ``next_fire_at`` is at or before ``now``,
+      earliest first; ``next_schedule_at``: the earliest ``next_fire_at`` (later than ``after``,
+      when given). Both cost what they return, not what is stored.
+    - Writers in another process (a submitter) wake the owner after a write, as for
+      submissions, so that its runtime re-arms for the schedule's next fire.
+    """
+
+    async def insert_schedule(self, schedule: Schedule) -> Schedule | None: ...
+
+    async def load_schedule(self, schedule_id: str) -> Schedule | None: ...
+
+    async def commit_schedule(self, schedule: Schedule, *, expected_revision: int) -> None: ...
+
+    async def delete_schedule(self, schedule_id: str) -> bool: ...
+
+    async def list_schedules(
+        self, *, limit: int, after_id: str | None = None
+    ) -> list[Schedule]: ...
+
+    async def due_schedules(self, now: datetime, limit: int) -> list[Schedule]: ...
+
+    async def next_schedule_at(self, after: datetime | None = None) -> datetime | None: ...
+
+
+# -- the storage codec ---------------------------------------------------------------------------
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.astimezone(UTC).isoformat()
+
+
+def _time(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    parsed = datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        raise ValueError(f"a stored time must carry its offset, got {value!r}")
+    return parsed.astimezone(UTC)
+
+
+def _trigger_to_dict(trigger: Trigger) -> dict[str, Any]:
+    match trigger:
+        case Cron():
+            return {"cron": trigger.expression, "timezone": trigger.timezone}
+        case Every():
+            return {"every": trigger.seconds, "anchor": _iso(trigger.anchor)}
+
+
+def _trigger_from_dict(value: dict[str, Any]) -> Trigger:
+    if "cron" in value:
+        return Cron(value["cron"], value["timezone"])
+    return Every(value["every"], _time(value["anchor"]))
+
+
+def schedule_to_json(schedule: Schedule) -> str:
+    """The schedule as the JSON document adapters store."""
+    return json.dumps(
+        {
+            "format": SCHEDULE_FORMAT,
+            "id": schedule.id,
+            "definition": schedule.definition,
+            "trigger": _trigger_to_dict(schedule.trigger),
+            "input": schedule.input,
+            "fire_time_field": schedule.fire_time_field,
+            "missed": str(schedule.missed),
+            "max_catch_up": schedule.max_catch_up,
+            "grace": schedule.grace.total_seconds(),
+            "paused": schedule.paused,
+            "next_fire_at": _iso(schedule.next_fire_at),
+            "last_fire_at": _iso(schedule.last_fire_at),
+            "last_mission_id": schedule.last_mission_id,
+            "fires": schedule.fires,
+            "last_error": schedule.last_error,
+            "created_at": _iso(schedule.created_at),
+            "updated_at": _iso(schedule.updated_at),
+            "revision": schedule.revision,
+        },
+        ensure_ascii=False,
+        allow_nan=False,
+        separators=(",", ":"),
+    )
+
+
+def schedule_from_json(text: str | bytes) -> Schedule:
+    """A schedule read back from :func:`schedule_to_json`'s document."""
+    value = json.loads(text)
+    if value.get("format") != SCHEDULE_FORMAT:
+        raise ValueError(f"unknown schedule format {value.get('format')!r}")
+    created = _time(value["created_at"])
+    updated = _time(value["updated_at"])
+    assert created is not None
+    assert updated is not None
+    return Schedule(
+        id=value["id"],
+        definition=value["definition"],
+        trigger=_trigger_from_dict(value["trigger"]),
+        input=value["input"],
+        fire_time_field=value["fire_time_field"],
+        missed=MissedFires(value["missed"]),
+        max_catch_up=int(value["max_catch_up"]),
+        grace=timedelta(seconds=value["grace"]),
+        paused=bool(value["paused"]),
+        next_fire_at=_time(value["next_fire_at"]),
+        last_fire_at=_time(value["last_fire_at"]),
+        last_mission_id=value["last_mission_id"],
+        fires=int(value["fires"]),
+        last_error=value["last_error"],
+        created_at=created,
+        updated_at=updated,
+        revision=int(value["revision"]),
+    )
+
+
+def sort_key(schedule: Schedule) -> tuple[datetime, str]:
+    """How due schedules are ordered: earliest slot first, then by id."""
+    assert schedule.next_fire_at is not None
+    return schedule.next_fire_at, schedule.id
+
+
+# -- what a commander does with schedules --------------------------------------------------------
+
+_log = logging.getLogger("mission_control.core")
+
+
+class _Keep(enum.Enum):
+    KEEP = "keep"
+
+
+KEEP: Final = _Keep.KEEP
+"""An ``update_schedule`` argument left as it is."""
+
+Keep = Literal[_Keep.KEEP]
+
+
+def _check_schedule_id(schedule_id: object) -> str:
+    if not isinstance(schedule_id, str) or not schedule_id or "@" in schedule_id:
+        raise InvalidInputError(
+            f"a schedule id is a non-empty str without '@' (its missions' ids are "
+            f"'<schedule id>@<time>'), got {schedule_id!r}"
+        )
+    check_id(schedule_id)
+    return schedule_id
+
+
+def _check_settings(
+    trigger: object, missed: object, max_catch_up: object, grace: object, field: object
+) -> tuple[Trigger, MissedFires, int, timedelta, str | None]:
+    if not isinstance(trigger, Cron | Every):
+        raise InvalidInputError(f"a schedule's trigger is Cron(...) or Every(...), got {trigger!r}")
+    try:
+        missed_fires = MissedFires(missed)
+    except ValueError:
+        raise InvalidInputError(
+            f"missed must be one of {', '.join(repr(str(m)) for m in MissedFires)}, got {missed!r}"
+        ) from None
+    if isinstance(max_catch_up, bool) or not isinstance(max_catch_up, int) or max_catch_up < 1:
+        raise InvalidInputError(f"max_catch_up must be a whole number >= 1, got {max_catch_up!r}")
+    if isinstance(grace, int | float) and not isinstance(grace, bool):
+        grace = timedelta(seconds=grace)
+    if not isinstance(grace, timedelta) or grace < timedelta(0):
+        raise InvalidInputError(f"grace must be a timedelta (or seconds) >= 0, got {grace!r}")
+    if field is not None and (not isinstance(field, str) or not field):
+        raise InvalidInputError(f"fire_time_field must be a non-empty str or None, got {field!r}")
+    return trigger, missed_fires, max_catch_up, grace, field
+
+
+class ScheduleBook:
+    """The schedule methods of one commander: checks, writes, notices and fires."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        persistence: object,
+        definitions: Callable[[], dict[str, MissionDefinition[Any, Any, Any]]],
+    ) -> None:
+        self._engine = engine
+        self._store = persistence if isinstance(persistence, ScheduleStore) else None
+        self._definitions = definitions
+
+    @property
+    def enabled(self) -> bool:
+        return self._store is not None
+
+    def store(self) -> ScheduleStore:
+        if self._store is None:
+            raise ConfigurationError(
+                "this commander's persistence adapter keeps no schedules (it does not implement "
+                "mission_control.core.storage.ScheduleStore)"
+            )
+        return self._store
+
+    def _definition(self, name: str) -> MissionDefinition[Any, Any, Any]:
+        definition = self._definitions().get(name)
+        if definition is None:
+            raise UnknownDefinitionError(
+                f"no definition named {name!r} was given to this commander "
+                f"(known: {', '.join(sorted(self._definitions())) or 'none'})"
+            )
+        return definition
+
+    def _checked(self, schedule: Schedule) -> Schedule:
+        """``schedule`` once its definition is known and accepts the input of its next slot."""
+        definition = self._definition(schedule.definition)
+        if schedule.fire_time_field is not None and not isinstance(schedule.input, dict):
+            raise InvalidInputError(
+                "a schedule with a fire_time_field needs an object (a dict) as its input, got "
+                f"{schedule.input!r}"
+            )
+        slot = schedule.next_fire_at or schedule.trigger.after(self._engine.now())
+        self._engine.checked_input(definition, schedule.input_at(slot))
+        return schedule
+
+    async def create(
+        self,
+        schedule_id: str,
+        definition: MissionDefinition[Any, Any, Any] | str,
+        trigger: Trigger,
+        input: Any,
+        *,
+        fire_time_field: str | None,
+        missed: MissedFires | str,
+        max_catch_up: int,
+        grace: timedelta | float,
+        paused: bool,
+    ) -> Schedule:
+        store = self.store()
+        _check_schedule_id(schedule_id)
+        name = definition if isinstance(definition, str) else definition.name
+        known = self._definition(name)
+        if not isinstance(definition, str) and known is not definition:
+            raise UnknownDefinitionError(
+                f"definition {definition!r} is not the one this commander runs as {name!r}"
+            )
+        checked = _check_settings(trigger, missed, max_catch_up, grace, fire_time_field)
+        trigger, missed_fires, catch_up, grace_time, field = checked
+        if not isinstance(paused, bool):  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise InvalidInputError(f"paused must be True or False, got {paused!r}")
+        now = self._engine.now()
+        requested = trigger
+        if isinstance(trigger, Every) and trigger.anchor is None:
+            trigger = attrs.evolve(trigger, anchor=now)
+        try:
+            input_json = to_json_value(
+                input, what="schedule input", converter=self._engine.converter
+            )
+        except OutputNotSerializableError as error:
+            raise InvalidInputError(str(error)) from None
+        schedule = self._checked(
+            Schedule(
+                id=schedule_id,
+                definition=name,
+                trigger=trigger,
+                input=input_json,
+                fire_time_field=field,
+                missed=missed_fires,
+                max_catch_up=catch_up,
+                grace=grace_time,
+                paused=paused,
+                next_fire_at=None if paused else trigger.after(now),
+                last_fire_at=None,
+                last_mission_id=None,
+                fires=0,
+                last_error=None,
+                created_at=now,
+                updated_at=now,
+                revision=1,
+            )
+        )
+        existing = await store.insert_schedule(schedule)
+        if existing is not None:
+            # An interval created without an anchor is anchored at its creation: the same
+            # call made again later asks for the stored schedule.
+            compared = schedule
+            if (
+                isinstance(requested, Every)
+                and requested.anchor is None
+                and isinstance(existing.trigger, Every)
+                and existing.trigger.seconds == requested.seconds
+            ):
+                compared = attrs.evolve(schedule, trigger=existing.trigger)
+            if _settings(existing) != _settings(compared):
+                raise ScheduleExistsError(
+                    f"schedule {schedule_id!r} exists with other settings; change it with "
+                    "update_schedule (nothing was changed)"
+                )
+            return existing
+        self._noticed(schedule)
+        return schedule
+
+    async def get(self, schedule_id: str) -> Schedule:
+        schedule = await self.store().load_schedule(schedule_id)
+        if schedule is None:
+            raise ScheduleNotFoundError(f"no schedule {schedule_id!r} is stored")
+        return schedule
+
+    async def change(
+        self, schedule_id: str, change: Callable[[Schedule, datetime], Schedule]
+    ) -> Schedule:
+        """Apply ``change`` to the stored schedule (compare-and-set, read again on a conflict
+        with the runtime's fire)."""
+        store = self.store()
+        while True:
+            current = await self.get(schedule_id)
+            now = self._engine.now()
+            changed = change(current, now)
+            if changed == current:
+                return current
+            changed = attrs.evolve(changed, updated_at=now, revision=current.revision + 1)
+            try:
+                await store.commit_schedule(changed, expected_revision=current.revision)
+            except RevisionConflictError:
+                continue
+            self._noticed(changed)
+            return changed
+
+    async def update(
+        self,
+        schedule_id: str,
+        *,
+        definition: MissionDefinition[Any, Any, Any] | str | Keep,
+        trigger: Trigger | Keep,
+        input: Any,
+        fire_time_field: str | Keep | None,
+        missed: MissedFires | str | Keep,
+        max_catch_up: int | Keep,
+        grace: timedelta | float | Keep,
+    ) -> Schedule:
+        input_json: Any = KEEP
+        if input is not KEEP:
+            try:
+                input_json = to_json_value(
+                    input, what="schedule input", converter=self._engine.converter
+                )
+            except OutputNotSerializableError as error:
+                raise InvalidInputError(str(error)) from None
+
+        def change(current: Schedule, now: datetime) -> Schedule:
+            name = (
+                current.definition
+                if definition is KEEP
+                else definition
+                if isinstance(definition, str)
+                else definition.name
+            )
+            new_trigger, missed_fires, catch_up, grace_time, field = _check_settings(
+                current.trigger if trigger is KEEP else trigger,
+                current.missed if missed is KEEP else missed,
+                current.max_catch_up if max_catch_up is KEEP else max_catch_up,
+                current.grace if grace is KEEP else grace,
+                current.fire_time_field if fire_time_field is KEEP else fire_time_field,
+            )
+            if isinstance(new_trigger, Every) and new_trigger.anchor is None:
+                new_trigger = attrs.evolve(new_trigger, anchor=now)
+            next_fire_at = current.next_fire_at
+            if new_trigger != current.trigger and not current.paused:
+                next_fire_at = new_trigger.after(now)
+            return self._checked(
+                attrs.evolve(
+                    current,
+                    definition=name,
+                    trigger=new_trigger,
+                    input=current.input if input_json is KEEP else input_json,
+                    fire_time_field=field,
+                    missed=missed_fires,
+                    max_catch_up=catch_up,
+                    grace=grace_time,
+                    next_fire_at=next_fire_at,
+                )
+            )
+
+        return await self.change(schedule_id, change)
+
+    async def pause(self, schedule_id: str) -> Schedule:
+        return await self.change(
+            schedule_id, lambda current, now: attrs.evolve(current, paused=True, next_fire_at=None)
+        )
+
+    async def resume(self, schedule_id: str) -> Schedule:
+        def change(current: Schedule, now: datetime) -> Schedule:
+            if not current.paused:
+                return current
+            return attrs.evolve(current, paused=False, next_fire_at=current.trigger.after(now))
+
+        return await self.change(schedule_id, change)
+
+    async def delete(self, schedule_id: str) -> bool:
+        return await self.store().delete_schedule(schedule_id)
+
+    async def list(self, limit: int, after_id: str | None) -> list[Schedule]:
+        return await self.store().list_schedules(limit=limit, after_id=after_id)
+
+    def _noticed(self, schedule: Schedule) -> None:
+        if schedule.next_fire_at is not None:
+            self._engine.notices.due(schedule.next_fire_at)
+
+    # -- firing (the runtime) ------------------------------------------------------------------
+
+    async def fire(self, limit: int) -> int:
+        """Fire the slots of up to ``limit`` due schedules; return how many missions were
+        started (or found started by an earlier pass, after a crash)."""
+        if self._store is None or limit <= 0:
+            return 0
+        now = self._engine.now()
+        fired = 0
+        for schedule in await self._store.due_schedules(now, limit):
+            try:
+                fired += await self._fire_one(schedule, now)
+            except (UnknownDefinitionError, PersistenceError) as error:
+                # Left due: a definition missing in this process (or a store that failed)
+                # is a deployment problem, not the schedule's, and its slots wait for it.
+                _log.error("schedule %r could not fire: %s", schedule.id, message_of(error))
+        return fired
+
+    async def _fire_one(self, schedule: Schedule, now: datetime) -> int:
+        assert self._store is not None
+        definition = self._definition(schedule.definition)
+        slots, following = plan(schedule, now)
+        error: str | None = schedule.last_error
+        started = 0
+        last_mission = schedule.last_mission_id
+        for slot in slots:
+            mission_id = schedule.mission_id(slot)
+            try:
+                await self._engine.start(
+                    definition, schedule.input_at(slot), mission_id, None, background=True
+                )
+            except (InvalidInputError, MissionAlreadyExistsError) as refused:
+                error = f"{mission_id}: {message_of(refused)}"
+                _log.error("schedule %r could not start %s", schedule.id, error)
+                continue
+            error = None
+            started += 1
+            last_mission = mission_id
+        fired = attrs.evolve(
+            schedule,
+            next_fire_at=following,
+            last_fire_at=slots[-1] if slots else schedule.last_fire_at,
+            last_mission_id=last_mission,
+            fires=schedule.fires + started,
+            last_error=error,
+            updated_at=now,
+            revision=schedule.revision + 1,
+        )
+        try:
+            await self._store.commit_schedule(fired, expected_revision=schedule.revision)
+        except RevisionConflictError:
+            # Changed meanwhile (paused, updated): the missions started stand, and the next
+            # pass reads the schedule as it is now.
+            return started
+        return started
+
+    async def next_fire_at(self, after: datetime | None) -> datetime | None:
+        if self._store is None:
+            return None
+        return await self._store.next_schedule_at(after)
+
+
+def _settings(schedule: Schedule) -> tuple[Any, ...]:
+    """What ``create_schedule`` compares with a stored schedule of the same id."""
+    return (
+        schedule.definition,
+        schedule.trigger,
+        schedule.input,
+        schedule.fire_time_field,
+        schedule.missed,
+        schedule.max_catch_up,
+        schedule.grace,
+    )
