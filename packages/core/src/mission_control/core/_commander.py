@@ -15,7 +15,7 @@ import logging
 import os
 import socket
 from collections.abc import AsyncIterator, Callable, Iterable
-from datetime import datetime, timedelta
+from datetime import datetime
 from types import TracebackType
 from typing import (
     Any,
@@ -56,16 +56,7 @@ from ._notices import Notices, notices_for
 from ._observer import MissionObserver, SafeObserver
 from ._persistence import LIST_LIMIT, MAX_LIST_LIMIT, PersistenceAdapter
 from ._purge import PURGE_BATCH, PurgeOptions, PurgeReport, purge, purge_statuses
-from ._schedules import (
-    DEFAULT_GRACE,
-    DEFAULT_MAX_CATCH_UP,
-    KEEP,
-    Keep,
-    MissedFires,
-    Schedule,
-    ScheduleBook,
-    Trigger,
-)
+from ._schedules import Schedule, ScheduleBook, ScheduleChanges, ScheduleOptions, Trigger
 from ._snapshot import JsonValue, MissionSnapshot, MissionStatus, TimelineEntry, WaitKind
 from ._submissions import (
     NewSubmission,
@@ -766,11 +757,8 @@ class Commander:
         trigger: Trigger,
         input: Any = None,
         *,
-        fire_time_field: str | None = None,
-        missed: MissedFires | str = MissedFires.SKIP,
-        max_catch_up: int = DEFAULT_MAX_CATCH_UP,
-        grace: timedelta | float = DEFAULT_GRACE,
         paused: bool = False,
+        **options: Unpack[ScheduleOptions],
     ) -> Schedule:
         """Store a schedule that starts a mission of ``definition`` (its latest registered
         version at each fire) at each slot of ``trigger`` (:class:`Cron` or :class:`Every`),
@@ -785,44 +773,18 @@ class Commander:
         commander does not run."""
         self._engine.loop.check("commander.create_schedule()")
         return await self._schedules.create(
-            schedule_id,
-            definition,
-            trigger,
-            input,
-            fire_time_field=fire_time_field,
-            missed=missed,
-            max_catch_up=max_catch_up,
-            grace=grace,
-            paused=paused,
+            schedule_id, definition, trigger, input, options, paused
         )
 
     async def update_schedule(
-        self,
-        schedule_id: str,
-        *,
-        definition: MissionDefinition[Any, Any, Any] | str | Keep = KEEP,
-        trigger: Trigger | Keep = KEEP,
-        input: Any = KEEP,
-        fire_time_field: str | Keep | None = KEEP,
-        missed: MissedFires | str | Keep = KEEP,
-        max_catch_up: int | Keep = KEEP,
-        grace: timedelta | float | Keep = KEEP,
+        self, schedule_id: str, **changes: Unpack[ScheduleChanges]
     ) -> Schedule:
-        """Change the settings given, keep the others; a new trigger fires from its first slot
-        after now. The record of the last fire is kept. Raises
-        :class:`ScheduleNotFoundError`, and :class:`InvalidInputError` (nothing changed) as
-        :meth:`create_schedule` does."""
+        """Change the settings given (``definition``, ``trigger``, ``input`` and those of
+        :class:`ScheduleOptions`), keep the others; a new trigger fires from its first slot
+        after now. The record of the last fire is kept. Raises :class:`ScheduleNotFoundError`,
+        and :class:`InvalidInputError` (nothing changed) as :meth:`create_schedule` does."""
         self._engine.loop.check("commander.update_schedule()")
-        return await self._schedules.update(
-            schedule_id,
-            definition=definition,
-            trigger=trigger,
-            input=input,
-            fire_time_field=fire_time_field,
-            missed=missed,
-            max_catch_up=max_catch_up,
-            grace=grace,
-        )
+        return await self._schedules.update(schedule_id, changes)
 
     async def pause_schedule(self, schedule_id: str) -> Schedule:
         """Stop firing the schedule until :meth:`resume_schedule`; its slots meanwhile are not

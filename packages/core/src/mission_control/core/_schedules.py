@@ -19,12 +19,13 @@ import logging
 import math
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypedDict, runtime_checkable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import attrs
 from cronsim import CronSim, CronSimError
 
+from ._definition import MissionDefinition
 from ._engine import check_id
 from ._errors import (
     ConfigurationError,
@@ -42,7 +43,6 @@ from ._snapshot import JsonValue
 from ._values import to_json_value
 
 if TYPE_CHECKING:
-    from ._definition import MissionDefinition
     from ._engine import Engine
 
 SCHEDULE_FORMAT: Final = 1
@@ -425,14 +425,26 @@ def sort_key(schedule: Schedule) -> tuple[datetime, str]:
 _log = logging.getLogger("mission_control.core")
 
 
-class _Keep(enum.Enum):
-    KEEP = "keep"
+class ScheduleOptions(TypedDict, total=False):
+    """The settings of a schedule beside its trigger and input, all optional (the defaults
+    are those of ``create_schedule``)."""
+
+    fire_time_field: str | None
+    """Add each slot's time to the input (an object) under this key (default ``None``)."""
+    missed: MissedFires | str
+    """What to do with missed slots (default :attr:`MissedFires.SKIP`)."""
+    max_catch_up: int
+    """How many missed slots ``MissedFires.ALL`` fires at most (default 100)."""
+    grace: timedelta | float
+    """How late a slot may fire and still count as on time (default 60 seconds)."""
 
 
-KEEP: Final = _Keep.KEEP
-"""An ``update_schedule`` argument left as it is."""
+class ScheduleChanges(ScheduleOptions, total=False):
+    """What ``update_schedule`` may change; what is not given is kept."""
 
-Keep = Literal[_Keep.KEEP]
+    definition: MissionDefinition[Any, Any, Any] | str
+    trigger: Trigger
+    input: Any
 
 
 def _check_schedule_id(schedule_id: object) -> str:
@@ -519,11 +531,7 @@ class ScheduleBook:
         definition: MissionDefinition[Any, Any, Any] | str,
         trigger: Trigger,
         input: Any,
-        *,
-        fire_time_field: str | None,
-        missed: MissedFires | str,
-        max_catch_up: int,
-        grace: timedelta | float,
+        options: ScheduleOptions,
         paused: bool,
     ) -> Schedule:
         store = self.store()
@@ -534,7 +542,13 @@ class ScheduleBook:
             raise UnknownDefinitionError(
                 f"definition {definition!r} is not the one this commander runs as {name!r}"
             )
-        checked = _check_settings(trigger, missed, max_catch_up, grace, fire_time_field)
+        checked = _check_settings(
+            trigger,
+            options.get("missed", MissedFires.SKIP),
+            options.get("max_catch_up", DEFAULT_MAX_CATCH_UP),
+            options.get("grace", DEFAULT_GRACE),
+            options.get("fire_time_field"),
+        )
         trigger, missed_fires, catch_up, grace_time, field = checked
         if not isinstance(paused, bool):  # pyright: ignore[reportUnnecessaryIsInstance]
             raise InvalidInputError(f"paused must be True or False, got {paused!r}")
@@ -616,41 +630,31 @@ class ScheduleBook:
             self._noticed(changed)
             return changed
 
-    async def update(
-        self,
-        schedule_id: str,
-        *,
-        definition: MissionDefinition[Any, Any, Any] | str | Keep,
-        trigger: Trigger | Keep,
-        input: Any,
-        fire_time_field: str | Keep | None,
-        missed: MissedFires | str | Keep,
-        max_catch_up: int | Keep,
-        grace: timedelta | float | Keep,
-    ) -> Schedule:
-        input_json: Any = KEEP
-        if input is not KEEP:
+    async def update(self, schedule_id: str, changes: ScheduleChanges) -> Schedule:
+        unknown = set(changes) - ScheduleChanges.__optional_keys__
+        if unknown:
+            raise InvalidInputError(
+                f"update_schedule cannot change {', '.join(sorted(unknown))}: it changes "
+                f"{', '.join(sorted(ScheduleChanges.__optional_keys__))}"
+            )
+        input_json: Any = None
+        if "input" in changes:
             try:
                 input_json = to_json_value(
-                    input, what="schedule input", converter=self._engine.converter
+                    changes["input"], what="schedule input", converter=self._engine.converter
                 )
             except OutputNotSerializableError as error:
                 raise InvalidInputError(str(error)) from None
 
         def change(current: Schedule, now: datetime) -> Schedule:
-            name = (
-                current.definition
-                if definition is KEEP
-                else definition
-                if isinstance(definition, str)
-                else definition.name
-            )
+            definition = changes.get("definition", current.definition)
+            name = definition if isinstance(definition, str) else definition.name
             new_trigger, missed_fires, catch_up, grace_time, field = _check_settings(
-                current.trigger if trigger is KEEP else trigger,
-                current.missed if missed is KEEP else missed,
-                current.max_catch_up if max_catch_up is KEEP else max_catch_up,
-                current.grace if grace is KEEP else grace,
-                current.fire_time_field if fire_time_field is KEEP else fire_time_field,
+                changes.get("trigger", current.trigger),
+                changes.get("missed", current.missed),
+                changes.get("max_catch_up", current.max_catch_up),
+                changes.get("grace", current.grace),
+                changes.get("fire_time_field", current.fire_time_field),
             )
             if isinstance(new_trigger, Every) and new_trigger.anchor is None:
                 new_trigger = attrs.evolve(new_trigger, anchor=now)
@@ -662,7 +666,7 @@ class ScheduleBook:
                     current,
                     definition=name,
                     trigger=new_trigger,
-                    input=current.input if input_json is KEEP else input_json,
+                    input=input_json if "input" in changes else current.input,
                     fire_time_field=field,
                     missed=missed_fires,
                     max_catch_up=catch_up,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any, Unpack, cast
 from zoneinfo import ZoneInfo
 
 import anyio
@@ -29,6 +29,7 @@ from mission_control.core import (
     Schedule,
     ScheduleExistsError,
     ScheduleNotFoundError,
+    ScheduleOptions,
     UnknownDefinitionError,
     create_commander,
     m,
@@ -75,6 +76,23 @@ def _commander(persistence: PersistenceAdapter, clock: LoopClock) -> Commander:
     return create_commander(
         [cleanup_definition()], persistence=persistence, clock=clock, ids=SequentialIds()
     )
+
+
+async def _hourly(
+    persistence: PersistenceAdapter, **options: Unpack[ScheduleOptions]
+) -> tuple[Commander, LoopClock]:
+    """A commander from 1 January 2030 00:30 UTC with an hourly schedule "hourly" (each
+    mission's input has its slot's time under "fired_at")."""
+    clock = LoopClock(datetime(2030, 1, 1, 0, 30, tzinfo=UTC))
+    commander = _commander(persistence, clock)
+    await commander.create_schedule(
+        "hourly",
+        "cleanup",
+        Cron("0 * * * *"),
+        {"keep_days": 7},
+        **{"fire_time_field": "fired_at", **options},
+    )
+    return commander, clock
 
 
 @asynccontextmanager
@@ -219,16 +237,7 @@ class ScheduleConformance(ScenarioFixtures):
         """Paused for two hours, an hourly schedule starts no mission then (whatever its missed
         policy) and, resumed, fires at its next slot after the resume."""
         self._schedule_store(persistence)
-        clock = LoopClock(datetime(2030, 1, 1, 0, 30, tzinfo=UTC))
-        commander = _commander(persistence, clock)
-        await commander.create_schedule(
-            "hourly",
-            "cleanup",
-            Cron("0 * * * *"),
-            {"keep_days": 7},
-            missed=MissedFires.ALL,
-            fire_time_field="fired_at",
-        )
+        commander, _ = await _hourly(persistence, missed=MissedFires.ALL)
         async with _running(commander):
             await anyio.sleep(timedelta(hours=2).total_seconds())  # 01:00 and 02:00
             paused = await commander.pause_schedule("hourly")
@@ -262,17 +271,7 @@ class ScheduleConformance(ScenarioFixtures):
         missed hours, 'once' the latest, 'all' every one (its latest max_catch_up), and each
         goes on with the following hours."""
         self._schedule_store(persistence)
-        clock = LoopClock(datetime(2030, 1, 1, 0, 30, tzinfo=UTC))
-        commander = _commander(persistence, clock)
-        await commander.create_schedule(
-            "hourly",
-            "cleanup",
-            Cron("0 * * * *"),
-            {"keep_days": 7},
-            missed=missed,
-            max_catch_up=max_catch_up,
-            fire_time_field="fired_at",
-        )
+        commander, clock = await _hourly(persistence, missed=missed, max_catch_up=max_catch_up)
         async with _running(commander):
             await anyio.sleep(timedelta(hours=2).total_seconds())  # fires 01:00 and 02:00
         await anyio.sleep(timedelta(hours=5).total_seconds())  # down until 07:30
