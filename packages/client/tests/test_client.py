@@ -243,6 +243,7 @@ def test_a_runtime_driving_something_else_than_a_commander_is_refused(
         take_ownership = commander.take_ownership
         watch_submissions = commander.watch_submissions
         apply_submissions = commander.apply_submissions
+        fire_schedules = commander.fire_schedules
 
     with pytest.raises(TypeError, match="create_commander"):
         MissionClient(create_commander_runtime(Driver()))
