@@ -11,6 +11,8 @@ from mission_control.core import (
     MissionControlError,
     MissionNotActiveError,
     MissionNotFoundError,
+    ScheduleExistsError,
+    ScheduleNotFoundError,
     UnknownDefinitionError,
     UnknownSignalError,
 )
@@ -59,6 +61,10 @@ def _hint(error: MissionControlError) -> str | None:
             return "`mission-control show MISSION` shows how it ended"
         case UnknownDefinitionError():
             return "pass the definitions with --app module:attribute"
+        case ScheduleNotFoundError():
+            return "`mission-control schedule list` shows the schedules this database holds"
+        case ScheduleExistsError():
+            return "`mission-control schedule show ID` shows the stored one"
         case _:
             return None
 

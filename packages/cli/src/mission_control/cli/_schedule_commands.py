@@ -1,0 +1,283 @@
+"""schedule: list, show, create, pause, resume and delete the schedules of a database.
+
+Reads go through the read-only adapter; writes are made by a submitter commander straight into
+the store (a schedule is not a mission: nothing waits for the owner to apply it), which then
+wakes the owner so that its runtime arms a tick for the schedule's next slot."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import click
+from rich.markup import escape
+from rich.table import Table
+
+from mission_control.adapter_sqlite import SQLiteCommander
+from mission_control.core import MAX_LIST_LIMIT, Cron, Every, MissedFires, Schedule, Trigger
+from mission_control.core.storage import schedule_to_json
+
+from ._commands import app_option, db_option, definitions_of, json_option, now
+from ._errors import CommandError, bad_input
+from ._render import console, echo_json, when
+from ._repair import (
+    cli as cli,  # re-exported: the group, with retry, fork, purge and the commands added here
+)
+from ._store import reading, run, submitting
+
+
+def schedule_json(schedule: Schedule) -> dict[str, Any]:
+    """A schedule as stored (the storage codec's JSON form)."""
+    value: dict[str, Any] = json.loads(schedule_to_json(schedule))
+    return value
+
+
+def _trigger_text(trigger: Trigger) -> str:
+    match trigger:
+        case Cron():
+            return f"cron {trigger.expression!r} ({trigger.timezone})"
+        case Every():
+            return f"every {timedelta(seconds=trigger.seconds)}"
+
+
+def _state(schedule: Schedule) -> str:
+    if schedule.paused:
+        return "[yellow]paused[/]"
+    if schedule.last_error is not None:
+        return "[red]last fire refused[/]"
+    return "[green]active[/]"
+
+
+def _table(schedules: list[Schedule], at: datetime) -> Table:
+    table = Table(box=None, header_style="bold")
+    for column in ("ID", "DEFINITION", "WHEN", "NEXT FIRE", "LAST FIRE", "FIRES", "STATE"):
+        table.add_column(column, no_wrap=column in ("ID", "STATE"))
+    for schedule in schedules:
+        table.add_row(
+            escape(schedule.id),
+            escape(schedule.definition),
+            escape(_trigger_text(schedule.trigger)),
+            when(schedule.next_fire_at, at),
+            when(schedule.last_fire_at, at),
+            str(schedule.fires),
+            _state(schedule),
+        )
+    return table
+
+
+def _not_found(schedule_id: str) -> CommandError:
+    return CommandError(
+        f"there is no schedule {schedule_id!r} in this database",
+        hint="`mission-control schedule list` shows the schedules it holds",
+    )
+
+
+def _print(schedule: Schedule, as_json: bool) -> None:
+    if as_json:
+        echo_json(schedule_json(schedule))
+        return
+    out = console()
+    at = now()
+    out.print(f"[bold]schedule {escape(schedule.id)}[/]  {_state(schedule)}")
+    out.print(f"  starts     {escape(schedule.definition)}")
+    out.print(f"  when       {escape(_trigger_text(schedule.trigger))}")
+    out.print(f"  input      {escape(json.dumps(schedule.input, ensure_ascii=False))}")
+    if schedule.fire_time_field is not None:
+        out.print(f"  fire time  under {escape(schedule.fire_time_field)!r}")
+    out.print(
+        f"  missed     {schedule.missed} (grace {schedule.grace}, "
+        f"catch up at most {schedule.max_catch_up})"
+    )
+    out.print(f"  next fire  {when(schedule.next_fire_at, at)}")
+    out.print(f"  last fire  {when(schedule.last_fire_at, at)}")
+    out.print(f"  mission    {escape(schedule.last_mission_id or '-')}")
+    out.print(f"  fires      {schedule.fires}")
+    if schedule.last_error is not None:
+        out.print(f"  [red]refused[/]    {escape(schedule.last_error)}")
+
+
+@cli.group("schedule")
+def schedule_group() -> None:
+    """List, show, create, pause, resume and delete schedules (missions started on a
+    timetable; see docs/schedules.md)."""
+
+
+@schedule_group.command("list")
+@db_option
+@click.option(
+    "--limit",
+    type=click.IntRange(1, MAX_LIST_LIMIT),
+    default=100,
+    show_default=True,
+    help="At most this many schedules.",
+)
+@click.option("--after", metavar="ID", help="Start after this schedule id (the next page).")
+@json_option
+def list_schedules(db: str, limit: int, after: str | None, as_json: bool) -> None:
+    """The schedules, by id."""
+
+    async def read() -> list[Schedule]:
+        async with reading(db) as store:
+            return await store.list_schedules(limit=limit, after_id=after)
+
+    schedules = run(read)
+    if as_json:
+        echo_json([schedule_json(schedule) for schedule in schedules])
+    elif not schedules:
+        click.echo("no schedules")
+    else:
+        console().print(_table(schedules, now()))
+
+
+@schedule_group.command("show")
+@db_option
+@click.argument("schedule_id", metavar="ID")
+@json_option
+def show_schedule(db: str, schedule_id: str, as_json: bool) -> None:
+    """One schedule: its timetable, its input and the record of its last fire."""
+
+    async def read() -> Schedule:
+        async with reading(db) as store:
+            schedule = await store.load_schedule(schedule_id)
+        if schedule is None:
+            raise _not_found(schedule_id)
+        return schedule
+
+    _print(run(read), as_json)
+
+
+def _trigger(cron: str | None, timezone: str, every: float | None) -> Trigger:
+    if (cron is None) == (every is None):
+        raise bad_input("give the timetable as either --cron EXPRESSION or --every SECONDS")
+    if every is not None:
+        return Every(every)
+    assert cron is not None
+    return Cron(cron, timezone=timezone)
+
+
+def _input(text: str | None) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise bad_input(
+            f"--input is not JSON ({error.msg} at character {error.pos})",
+            hint="""quote it for the shell, e.g. '{"keep_days": 30}'""",
+        ) from None
+
+
+@schedule_group.command("create")
+@db_option
+@app_option
+@click.argument("schedule_id", metavar="ID")
+@click.argument("definition")
+@click.option("--cron", metavar="EXPRESSION", help="A cron expression ('30 2 * * *', @daily).")
+@click.option(
+    "--timezone",
+    default="UTC",
+    show_default=True,
+    metavar="ZONE",
+    help="The IANA time zone --cron is read in (Europe/Paris).",
+)
+@click.option("--every", type=click.FloatRange(min=1), metavar="SECONDS", help="An interval.")
+@click.option("--input", "input_text", metavar="JSON", help="Each mission's input.")
+@click.option("--fire-time-field", metavar="KEY", help="Add the slot's time to the input.")
+@click.option(
+    "--missed",
+    type=click.Choice([policy.value for policy in MissedFires]),
+    default=MissedFires.SKIP.value,
+    show_default=True,
+    help="What to do with slots missed while no runtime ran.",
+)
+@click.option("--max-catch-up", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--grace", type=click.FloatRange(min=0), default=60.0, show_default=True)
+@click.option("--paused", is_flag=True, help="Store it paused.")
+@json_option
+def create_schedule(
+    db: str,
+    app: str | None,
+    schedule_id: str,
+    definition: str,
+    cron: str | None,
+    timezone: str,
+    every: float | None,
+    input_text: str | None,
+    fire_time_field: str | None,
+    missed: str,
+    max_catch_up: int,
+    grace: float,
+    paused: bool,
+    as_json: bool,
+) -> None:
+    """Store the schedule ID, which starts a mission of DEFINITION at each slot. Needs --app:
+    the input is checked against the definition here, before anything is stored."""
+    if app is None:
+        raise bad_input(
+            "schedule create needs --app MODULE:ATTRIBUTE, to check the input against the "
+            "definition before the schedule is stored"
+        )
+    definitions = definitions_of(app)
+    value = _input(input_text)
+
+    async def create() -> Schedule:
+        trigger = _trigger(cron, timezone, every)
+        async with submitting(db, definitions) as commander:
+            return await commander.create_schedule(
+                schedule_id,
+                definition,
+                trigger,
+                value,
+                paused=paused,
+                fire_time_field=fire_time_field,
+                missed=missed,
+                max_catch_up=max_catch_up,
+                grace=grace,
+            )
+
+    _print(run(create), as_json)
+
+
+def _change(
+    db: str, as_json: bool, change: Callable[[SQLiteCommander], Awaitable[Schedule]]
+) -> None:
+    async def changed() -> Schedule:
+        async with submitting(db, []) as commander:
+            return await change(commander)
+
+    _print(run(changed), as_json)
+
+
+@schedule_group.command("pause")
+@db_option
+@click.argument("schedule_id", metavar="ID")
+@json_option
+def pause_schedule(db: str, schedule_id: str, as_json: bool) -> None:
+    """Stop firing the schedule ID until it is resumed (its slots meanwhile are not fired)."""
+    _change(db, as_json, lambda commander: commander.pause_schedule(schedule_id))
+
+
+@schedule_group.command("resume")
+@db_option
+@click.argument("schedule_id", metavar="ID")
+@json_option
+def resume_schedule(db: str, schedule_id: str, as_json: bool) -> None:
+    """Fire the schedule ID again, from its first slot after now."""
+    _change(db, as_json, lambda commander: commander.resume_schedule(schedule_id))
+
+
+@schedule_group.command("delete")
+@db_option
+@click.argument("schedule_id", metavar="ID")
+def delete_schedule(db: str, schedule_id: str) -> None:
+    """Delete the schedule ID; the missions it started stay."""
+
+    async def delete() -> bool:
+        async with submitting(db, []) as commander:
+            return await commander.delete_schedule(schedule_id)
+
+    if not run(delete):
+        raise _not_found(schedule_id)
+    click.echo(f"schedule {schedule_id} deleted")

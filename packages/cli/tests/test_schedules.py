@@ -1,0 +1,107 @@
+"""schedule: create, list, show, pause, resume and delete a database's schedules, with and
+without the process that owns it running (the example shop, whose runtime fires them)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+WATCHDOG = 60.0
+"""Seconds a test reads the owner's database at most, waiting for it to fire a schedule."""
+
+ORDER_INPUT = '{"item": "lamp", "quantity": 1}'
+
+
+def test_a_schedule_created_while_the_owner_runs_is_fired_by_its_runtime(
+    shop_db: Path, owner: Any, invoke_json: Any
+) -> None:
+    """`schedule create` stores the schedule and wakes the owner, whose runtime arms a tick for
+    its first slot and starts the mission, named after the schedule and the slot."""
+    created = invoke_json(
+        "schedule", "create", "--db", shop_db, "--app", "shop:DEFINITIONS",
+        "restock", "order", "--every", "1", "--input", ORDER_INPUT, "--json",
+    )  # fmt: skip
+    assert created["fires"] == 0
+    assert created["trigger"]["every"] == 1
+    deadline = time.monotonic() + WATCHDOG
+    while (shown := invoke_json("schedule", "show", "--db", shop_db, "restock", "--json"))[
+        "fires"
+    ] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert shown["fires"] >= 1
+    mission_id = shown["last_mission_id"]
+    assert mission_id.startswith("restock@")
+    mission = invoke_json("show", "--db", shop_db, mission_id, "--json")["mission"]
+    assert mission["definition"] == "order"
+    assert mission["input"] == {"item": "lamp", "quantity": 1}
+
+    paused = invoke_json("schedule", "pause", "--db", shop_db, "restock", "--json")
+    assert paused["paused"]
+    assert paused["next_fire_at"] is None
+
+
+def test_schedules_are_listed_shown_paused_resumed_and_deleted_without_an_owner(
+    shop_db: Path, invoke: Any, invoke_json: Any
+) -> None:
+    """Without an owner the commands write the store directly: create (checked with --app),
+    list as a table and as JSON, show, pause, resume and delete."""
+    created = invoke(
+        "schedule", "create", "--db", shop_db, "--app", "shop:DEFINITIONS", "nightly", "order",
+        "--cron", "30 2 * * *", "--timezone", "Europe/Paris", "--input", ORDER_INPUT,
+        "--missed", "once",
+    )  # fmt: skip
+    assert created.exit_code == 0, created.output
+    assert "schedule nightly" in created.stdout
+    assert "cron '30 2 * * *' (Europe/Paris)" in created.stdout
+
+    table = invoke("schedule", "list", "--db", shop_db)
+    assert table.exit_code == 0, table.output
+    assert "nightly" in table.stdout
+    assert "active" in table.stdout
+    listed = invoke_json("schedule", "list", "--db", shop_db, "--json")
+    assert [s["id"] for s in listed] == ["nightly"]
+    assert listed[0]["missed"] == "once"
+    assert listed[0]["trigger"] == {"cron": "30 2 * * *", "timezone": "Europe/Paris"}
+
+    paused = invoke_json("schedule", "pause", "--db", shop_db, "nightly", "--json")
+    assert paused["paused"]
+    assert "paused" in invoke("schedule", "show", "--db", shop_db, "nightly").stdout
+    resumed = invoke_json("schedule", "resume", "--db", shop_db, "nightly", "--json")
+    assert not resumed["paused"]
+    assert resumed["next_fire_at"] is not None
+    assert resumed["revision"] == paused["revision"] + 1
+
+    deleted = invoke("schedule", "delete", "--db", shop_db, "nightly")
+    assert deleted.exit_code == 0
+    assert deleted.stdout == "schedule nightly deleted\n"
+    assert invoke("schedule", "list", "--db", shop_db).stdout == "no schedules\n"
+
+
+def test_bad_schedule_commands_fail_clearly_and_store_nothing(
+    shop_db: Path, invoke: Any, invoke_json: Any
+) -> None:
+    """An input the definition refuses, no --app, no timetable or two, a bad cron expression
+    and an unknown schedule each fail with a message naming the problem; nothing is stored."""
+    create = ("schedule", "create", "--db", shop_db, "nightly", "order")
+    app = ("--app", "shop:DEFINITIONS")
+    refused = invoke(*create, *app, "--every", "60", "--input", '{"item": "lamp"}')
+    assert refused.exit_code == 1
+    assert "InvalidInputError: mission 'order' rejected its input" in refused.stderr
+    no_app = invoke(*create, "--every", "60", "--input", ORDER_INPUT)
+    assert no_app.exit_code == 2
+    assert "needs --app" in no_app.stderr
+    neither = invoke(*create, *app, "--input", ORDER_INPUT)
+    assert "either --cron EXPRESSION or --every SECONDS" in neither.stderr
+    both = invoke(*create, *app, "--cron", "@daily", "--every", "60", "--input", ORDER_INPUT)
+    assert "either --cron EXPRESSION or --every SECONDS" in both.stderr
+    bad_cron = invoke(*create, *app, "--cron", "61 * * * *", "--input", ORDER_INPUT)
+    assert "invalid cron expression '61 * * * *'" in bad_cron.stderr
+    bad_zone = invoke(*create, *app, "--cron", "@daily", "--timezone", "Mars/Olympus")
+    assert "unknown time zone 'Mars/Olympus'" in bad_zone.stderr
+    assert invoke_json("schedule", "list", "--db", shop_db, "--json") == []
+    for action in ("show", "pause", "resume", "delete"):
+        missing = invoke("schedule", action, "--db", shop_db, "nope")
+        assert missing.exit_code == 1, (action, missing.output)
+        assert "schedule 'nope'" in missing.stderr
+        assert "schedule list" in missing.stderr
