@@ -39,6 +39,7 @@ from mission_control.core import (
     Submission,
     SubmissionState,
     TimelineEntry,
+    TriggerFire,
 )
 from mission_control.core.lowlevel import notices_for
 from mission_control.core.storage import (
@@ -56,6 +57,8 @@ from mission_control.core.storage import (
     stored_snapshot_to_json,
     timeline_entry_from_json,
     timeline_entry_to_json,
+    trigger_from_json,
+    trigger_to_json,
     value_to_json,
 )
 
@@ -169,6 +172,14 @@ _FINGERPRINTS: Final = "SELECT definition, version, fingerprint FROM definition_
 _INSERT_SCHEDULE: Final = (
     "INSERT INTO schedules (id, next_fire_at, revision, document) VALUES (?, ?, ?, ?) "
     "ON CONFLICT (id) DO NOTHING"
+)
+_RECORD_TRIGGER: Final = (
+    "INSERT INTO trigger_fires (id, name, document) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING"
+)
+_LOAD_TRIGGER: Final = "SELECT document FROM trigger_fires WHERE id = ?"
+_LIST_TRIGGERS: Final = "SELECT document FROM trigger_fires WHERE id > ? ORDER BY id LIMIT ?"
+_LIST_TRIGGERS_NAMED: Final = (
+    "SELECT document FROM trigger_fires WHERE name = ? AND id > ? ORDER BY id LIMIT ?"
 )
 _LOAD_SCHEDULE: Final = "SELECT document FROM schedules WHERE id = ?"
 _UPDATE_SCHEDULE: Final = (
@@ -1142,6 +1153,51 @@ class SQLitePersistenceAdapter:
         )
         rows = await self._read(sql, params, "querying the next schedule")
         return _from_micros(rows[0][0]) if rows else None
+
+    # -- fired triggers (TriggerStore) ---------------------------------------------------------
+
+    def _fires_from(self, rows: list[Row]) -> list[TriggerFire]:
+        found: list[TriggerFire] = []
+        for row in rows:
+            try:
+                found.append(trigger_from_json(str(row[0])))
+            except Exception as error:
+                raise PersistenceError(
+                    f"a fired trigger in {self._path} cannot be read: its stored document is "
+                    f"corrupt ({type(error).__name__}: {error})"
+                ) from error
+        return found
+
+    async def record_trigger(self, fire: TriggerFire) -> TriggerFire | None:
+        """Record a fire; when its id exists, store nothing and return the stored one."""
+        self._check_writable("record a fired trigger")
+        row = (fire.id, fire.name, trigger_to_json(fire))
+
+        def write() -> bool:
+            self._cursor.execute(_RECORD_TRIGGER, row)
+            return self._db.changes() == 1
+
+        if await self._group.run_alone(write, f"recording fire {fire.id!r}"):
+            return None
+        return await self.load_trigger(fire.id)
+
+    async def load_trigger(self, fire_id: str) -> TriggerFire | None:
+        self._check_open()
+        rows = await self._read(_LOAD_TRIGGER, (fire_id,), f"loading fire {fire_id!r}")
+        return self._fires_from(rows)[0] if rows else None
+
+    async def list_triggers(
+        self, *, name: str | None = None, limit: int, after_id: str | None = None
+    ) -> list[TriggerFire]:
+        self._check_open()
+        if limit <= 0:
+            return []
+        sql, params = (
+            (_LIST_TRIGGERS, (after_id or "", limit))
+            if name is None
+            else (_LIST_TRIGGERS_NAMED, (name, after_id or "", limit))
+        )
+        return self._fires_from(await self._read(sql, params, "listing fired triggers"))
 
     # -- several processes: submissions and ownership (SubmissionStore) ----------------------
 

@@ -177,6 +177,22 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             "WHERE next_fire_at IS NOT NULL",
         ),
     ),
+    Migration(
+        5,
+        "fired triggers, kept for replay",
+        (
+            # The document is the core's trigger codec (mission_control.core.storage). Purging
+            # missions never touches this table: a fire can be replayed after its missions went.
+            """
+            CREATE TABLE trigger_fires (
+                id TEXT PRIMARY KEY NOT NULL,
+                name TEXT NOT NULL,
+                document TEXT NOT NULL
+            ) STRICT
+            """,
+            "CREATE INDEX trigger_fires_by_name ON trigger_fires (name, id)",
+        ),
+    ),
 )
 
 SCHEMA_VERSION: Final = MIGRATIONS[-1].version

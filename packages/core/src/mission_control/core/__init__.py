@@ -67,6 +67,8 @@ from ._errors import (
     StepTimeoutError,
     StoreBusyError,
     SubmissionRefusedError,
+    TriggerExistsError,
+    TriggerNotFoundError,
     UnknownDefinitionError,
     UnknownEventError,
     UnknownSignalError,
@@ -114,6 +116,7 @@ from ._snapshot import (
     WaitKind,
 )
 from ._submissions import Refusal, Submission, SubmissionKind, SubmissionState
+from ._triggers import TriggerFire
 from ._values import MAX_INT_DIGITS, MAX_NESTING, converter, from_json_value, to_json_value
 from ._versions import (
     VersionCheck,
@@ -213,6 +216,9 @@ __all__ = [
     "SystemClock",
     "TimelineEntry",
     "TimelineKind",
+    "TriggerExistsError",
+    "TriggerFire",
+    "TriggerNotFoundError",
     "UnknownDefinitionError",
     "UnknownEventError",
     "UnknownSignalError",

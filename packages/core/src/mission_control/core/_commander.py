@@ -67,6 +67,7 @@ from ._submissions import (
     SubmissionState,
     SubmissionStore,
 )
+from ._triggers import TriggerBook, TriggerFire
 from ._values import converter as default_converter
 from ._values import detached, detached_entries, is_text, to_json_value
 from ._versions import VersionCheck, VersionReport, startup_check
@@ -405,6 +406,7 @@ class Commander:
         if not clock_checked:
             self._engine.now = _checked_first(self._engine, clock)
         self._schedules = ScheduleBook(self._engine, persistence, lambda: self._definitions)
+        self._triggers = TriggerBook(self._engine, persistence, lambda: self._definitions)
 
     def _share_state_of(self, commander: Commander) -> None:
         """Become another face of ``commander``: the same store, engine (and so the same
@@ -747,6 +749,52 @@ class Commander:
             dry_run=options.get("dry_run", False),
             on_batch=options.get("on_batch"),
         )
+
+    # -- triggers ------------------------------------------------------------------------------
+
+    async def fire_trigger(
+        self, name: str, payload: Any = None, *, id: str | None = None, background: bool = False
+    ) -> TriggerFire:
+        """Fire the trigger ``name``: start a mission of every definition subscribed to it
+        (``.triggered_by(name)``, their latest versions) with ``payload`` as input, then record
+        the fire; return it. Each mission's id is ``<fire id>:<definition>``; each runs until
+        its first wait, as ``start`` runs it (or, with ``background``, is left to the runtime).
+
+        Every subscriber's start checks the payload first: when one refuses it,
+        :class:`InvalidInputError` names it and nothing is started or recorded. With ``id``,
+        firing is idempotent: the fire recorded under it is returned and nothing starts (a
+        fire of another trigger or payload under it raises :class:`TriggerExistsError`). A
+        trigger nobody subscribes to is recorded with no missions (a replay starts those of
+        the definitions subscribed by then)."""
+        self._engine.loop.check("commander.fire_trigger()")
+        if not isinstance(background, bool):  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise TypeError(f"background must be True or False, got {background!r}")
+        return await self._triggers.fire(
+            name, payload, id, background=background or not self.is_owner
+        )
+
+    async def replay_trigger(
+        self, fire_id: str, *, id: str | None = None, background: bool = False
+    ) -> TriggerFire:
+        """Fire the recorded fire ``fire_id`` again: its trigger and payload, to the definitions
+        subscribed now, as a new fire (``replay_of`` names the original); see
+        :meth:`fire_trigger`. Raises :class:`TriggerNotFoundError`."""
+        self._engine.loop.check("commander.replay_trigger()")
+        return await self._triggers.replay(fire_id, id, background=background or not self.is_owner)
+
+    async def get_trigger(self, fire_id: str) -> TriggerFire:
+        """A recorded fire; raises :class:`TriggerNotFoundError`."""
+        self._engine.loop.check("commander.get_trigger()")
+        return await self._triggers.get(fire_id)
+
+    async def list_triggers(
+        self, *, name: str | None = None, limit: int = LIST_LIMIT, after_id: str | None = None
+    ) -> list[TriggerFire]:
+        """Up to ``limit`` recorded fires by id (of the trigger ``name`` only, if given), after
+        ``after_id``."""
+        self._engine.loop.check("commander.list_triggers()")
+        _check_limit(limit, "limit")
+        return await self._triggers.list(name, limit, after_id)
 
     # -- schedules -----------------------------------------------------------------------------
 

@@ -239,6 +239,7 @@ class MissionDefinition(Generic[RawT, InT, OutT]):
         "places",
         "signals",
         "start_node",
+        "triggers",
         "version",
     )
 
@@ -249,9 +250,13 @@ class MissionDefinition(Generic[RawT, InT, OutT]):
         nodes: Chain,
         deadline: timedelta | None = None,
         on_deadline: Chain | None = None,
+        triggers: tuple[str, ...] = (),
     ) -> None:
         self.name = name
         self.version = version
+        self.triggers = triggers
+        """The triggers this definition is subscribed to (``.triggered_by(...)``): each fire of
+        one starts a mission of it, with the trigger's payload as input."""
         self.nodes = nodes
         self.deadline = deadline
         self.on_deadline = on_deadline
@@ -773,13 +778,27 @@ class MissionBuilder(ChainBuilder[InT, OutT], Generic[RawT, InT, OutT]):
     """The top level of a mission after ``start``: adds nodes, then ``end()`` makes the
     definition."""
 
-    __slots__ = ("_deadline", "_on_deadline", "_version")
+    __slots__ = ("_deadline", "_on_deadline", "_triggers", "_version")
 
     def __init__(self, name: str, version: int, nodes: Chain) -> None:
         super().__init__(name, nodes)
         self._version = version
         self._deadline: timedelta | None = None
         self._on_deadline: Chain | None = None
+        self._triggers: tuple[str, ...] = ()
+
+    def triggered_by(self, *triggers: str) -> Self:
+        """Subscribe the mission to the named triggers: each ``commander.fire_trigger(name,
+        payload)`` of one of them starts a mission of this definition with the payload as its
+        input (parsed by its start). See docs/schedules.md, triggers."""
+        for trigger in triggers:
+            if not isinstance(trigger, str) or not trigger:  # pyright: ignore[reportUnnecessaryIsInstance]
+                raise InvalidDefinitionError(
+                    f"mission {self._mission!r}: a trigger name is a non-empty str, got {trigger!r}"
+                )
+        clone = copy.copy(self)
+        clone._triggers = tuple(dict.fromkeys((*self._triggers, *triggers)))
+        return clone
 
     def deadline(self, after: Seconds, *, on_deadline: Branch[InT, OutT] | None = None) -> Self:
         """Give the whole mission until ``after`` (seconds or ``timedelta``) from its start to
@@ -806,7 +825,7 @@ class MissionBuilder(ChainBuilder[InT, OutT], Generic[RawT, InT, OutT]):
             _require_callable(output, what="end output")
         nodes = self._with(EndNode("end", output))._nodes
         return MissionDefinition(
-            self._mission, self._version, nodes, self._deadline, self._on_deadline
+            self._mission, self._version, nodes, self._deadline, self._on_deadline, self._triggers
         )
 
 

@@ -206,3 +206,12 @@ class ScheduleNotFoundError(MissionControlError, LookupError):
 class ScheduleExistsError(MissionControlError):
     """A schedule of that id is stored with other settings: ``create_schedule`` is idempotent
     only for the same settings (change a schedule with ``update_schedule``)."""
+
+
+class TriggerNotFoundError(MissionControlError, LookupError):
+    """No fired trigger of that id is recorded."""
+
+
+class TriggerExistsError(MissionControlError):
+    """A fire of that id is recorded with another trigger or payload: firing again under an id
+    is idempotent only for the same fire."""

@@ -18,7 +18,8 @@ through the store's notices (``mission_control.core.lowlevel.notices_for``). An 
 implements :class:`DefinitionVersionStore` keeps one fingerprint per definition version and says
 which versions unfinished missions use: commanders on it check their definitions when they start.
 An adapter that implements :class:`ScheduleStore` keeps schedules (stored as
-:func:`schedule_to_json` writes them): commanders on it create, change and fire them.
+:func:`schedule_to_json` writes them): commanders on it create, change and fire them; one that
+implements :class:`TriggerStore` records fired triggers (as :func:`trigger_to_json` writes them).
 
 The codec is the library's own: its functions write and read the records (:class:`MissionSnapshot`,
 :class:`TimelineEntry`, :class:`BufferedSignal`, :class:`CancelRequest`) the same way whatever
@@ -58,12 +59,14 @@ from ._stored import (
     stored_snapshot_to_json,
 )
 from ._submissions import Marking, NewSubmission, SubmissionDecidedError, SubmissionStore
+from ._triggers import TRIGGER_FORMAT, TriggerStore, trigger_from_json, trigger_to_json
 from ._values import detached
 from ._versions import DefinitionVersionStore, VersionKey
 
 __all__ = [
     "SCHEDULE_FORMAT",
     "SNAPSHOT_FORMAT",
+    "TRIGGER_FORMAT",
     "BufferedSignal",
     "DefinitionVersionStore",
     "Marking",
@@ -75,6 +78,7 @@ __all__ = [
     "ScheduleStore",
     "SubmissionDecidedError",
     "SubmissionStore",
+    "TriggerStore",
     "VersionKey",
     "buffered_signal_from_json",
     "buffered_signal_to_json",
@@ -93,5 +97,7 @@ __all__ = [
     "stored_snapshot_to_json",
     "timeline_entry_from_json",
     "timeline_entry_to_json",
+    "trigger_from_json",
+    "trigger_to_json",
     "value_to_json",
 ]

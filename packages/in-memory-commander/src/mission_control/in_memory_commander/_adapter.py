@@ -18,6 +18,7 @@ from mission_control.core import (
     Schedule,
     TimelineEntry,
     TimelineKind,
+    TriggerFire,
 )
 from mission_control.core.storage import BufferedSignal, NewSignal, RevisionConflictError
 
@@ -65,6 +66,7 @@ class InMemoryPersistenceAdapter:
         self._unfinished: dict[tuple[str, int], set[str]] = {}
         self._fingerprints: dict[tuple[str, int], str] = {}
         self._schedules: dict[str, Schedule] = {}
+        self._fires: dict[str, TriggerFire] = {}
 
     def _check_open(self) -> None:
         if self._closed:
@@ -384,6 +386,30 @@ class InMemoryPersistenceAdapter:
             if s.next_fire_at is not None and (after is None or s.next_fire_at > after)
         ]
         return min(times, default=None)
+
+    # -- fired triggers (TriggerStore) ---------------------------------------------------------
+
+    async def record_trigger(self, fire: TriggerFire) -> TriggerFire | None:
+        self._check_open()
+        existing = self._fires.get(fire.id)
+        if existing is None:
+            self._fires[fire.id] = fire
+        return existing
+
+    async def load_trigger(self, fire_id: str) -> TriggerFire | None:
+        self._check_open()
+        return self._fires.get(fire_id)
+
+    async def list_triggers(
+        self, *, name: str | None = None, limit: int, after_id: str | None = None
+    ) -> list[TriggerFire]:
+        self._check_open()
+        ids = sorted(
+            i
+            for i, fire in self._fires.items()
+            if (after_id is None or i > after_id) and (name is None or fire.name == name)
+        )
+        return [self._fires[i] for i in ids[: max(limit, 0)]]
 
     async def aclose(self) -> None:
         self._closed = True

@@ -22,6 +22,7 @@ from ._ops_scenarios import OpsConformance
 from ._protocol_battery import PersistenceProtocolConformance
 from ._saga_scenarios import SagaConformance
 from ._schedule_scenarios import ScheduleConformance
+from ._trigger_scenarios import TriggerConformance
 from ._version_scenarios import VersionConformance
 
 
@@ -35,6 +36,7 @@ class AdapterConformance(
     VersionConformance,
     OpsConformance,
     ScheduleConformance,
+    TriggerConformance,
 ):
     """Every test of the conformance suite: the protocol battery
     (:class:`PersistenceProtocolConformance`), then the engine scenarios
@@ -42,4 +44,5 @@ class AdapterConformance(
     the loop ones (:class:`LoopConformance`), the compensation ones (:class:`SagaConformance`),
     the child mission ones (:class:`ChildConformance`), the definition version ones
     (:class:`VersionConformance`), the retry, fork and purge ones (:class:`OpsConformance`) and
-    the schedule ones (:class:`ScheduleConformance`). Subclass it and provide ``persistence``."""
+    the schedule and trigger ones (:class:`ScheduleConformance`, :class:`TriggerConformance`).
+    Subclass it and provide ``persistence``."""

@@ -1,0 +1,213 @@
+"""Triggers: a named event that, fired with a payload, starts a mission of every definition
+subscribed to it (``.triggered_by(name)``), each parsing the payload with its own start; every
+fire is recorded, and a recorded fire can be replayed.
+
+A fire starts its missions first and records itself after: a crash between the two loses the
+record of the fire, never its missions. The missions' ids derive from the fire's id and the
+definition (``<fire id>:<definition>``), so firing again under the same id (an idempotent
+retry by the caller) starts nothing twice.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
+
+import attrs
+
+from ._definition import MissionDefinition
+from ._engine import check_id
+from ._errors import (
+    ConfigurationError,
+    InvalidInputError,
+    OutputNotSerializableError,
+    TriggerExistsError,
+    TriggerNotFoundError,
+)
+from ._snapshot import JsonValue
+from ._values import to_json_value
+
+if TYPE_CHECKING:
+    from ._engine import Engine
+
+TRIGGER_FORMAT: Final = 1
+"""The version of the JSON document a fired trigger is stored as."""
+
+
+@attrs.frozen
+class TriggerFire:
+    """A recorded fire of a trigger: its payload and the missions it started."""
+
+    id: str
+    name: str
+    """The trigger's name."""
+    payload: JsonValue
+    fired_at: datetime
+    missions: tuple[str, ...]
+    """The ids of the missions it started, one per subscribed definition, by definition."""
+    replay_of: str | None = None
+    """The fire this one replays, if it is a replay."""
+
+    def mission_id(self, definition: str) -> str:
+        return mission_id_for(self.id, definition)
+
+
+def mission_id_for(fire_id: str, definition: str) -> str:
+    """The id of the mission a fire starts for ``definition``."""
+    return f"{fire_id}:{definition}"
+
+
+@runtime_checkable
+class TriggerStore(Protocol):
+    """What a persistence adapter implements to record fired triggers (both adapters of the
+    project do; on one that does not, the commander's trigger methods raise
+    ``ConfigurationError``).
+
+    - ``record_trigger`` stores a fire; when its id exists it stores nothing and returns the
+      stored one (else ``None``).
+    - ``list_triggers``: up to ``limit`` fires by id after ``after_id``, of the trigger ``name``
+      only when given. Deleting missions never touches fires.
+    """
+
+    async def record_trigger(self, fire: TriggerFire) -> TriggerFire | None: ...
+
+    async def load_trigger(self, fire_id: str) -> TriggerFire | None: ...
+
+    async def list_triggers(
+        self, *, name: str | None = None, limit: int, after_id: str | None = None
+    ) -> list[TriggerFire]: ...
+
+
+def trigger_to_json(fire: TriggerFire) -> str:
+    """The fire as the JSON document adapters store."""
+    return json.dumps(
+        {
+            "format": TRIGGER_FORMAT,
+            "id": fire.id,
+            "name": fire.name,
+            "payload": fire.payload,
+            "fired_at": fire.fired_at.astimezone(UTC).isoformat(),
+            "missions": list(fire.missions),
+            "replay_of": fire.replay_of,
+        },
+        ensure_ascii=False,
+        allow_nan=False,
+        separators=(",", ":"),
+    )
+
+
+def trigger_from_json(text: str | bytes) -> TriggerFire:
+    """A fire read back from :func:`trigger_to_json`'s document."""
+    value = json.loads(text)
+    if value.get("format") != TRIGGER_FORMAT:
+        raise ValueError(f"unknown trigger format {value.get('format')!r}")
+    return TriggerFire(
+        id=value["id"],
+        name=value["name"],
+        payload=value["payload"],
+        fired_at=datetime.fromisoformat(value["fired_at"]).astimezone(UTC),
+        missions=tuple(value["missions"]),
+        replay_of=value["replay_of"],
+    )
+
+
+class TriggerBook:
+    """The trigger methods of one commander."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        persistence: object,
+        definitions: Callable[[], dict[str, MissionDefinition[Any, Any, Any]]],
+    ) -> None:
+        self._engine = engine
+        self._store = persistence if isinstance(persistence, TriggerStore) else None
+        self._definitions = definitions
+
+    def store(self) -> TriggerStore:
+        if self._store is None:
+            raise ConfigurationError(
+                "this commander's persistence adapter records no triggers (it does not "
+                "implement mission_control.core.storage.TriggerStore)"
+            )
+        return self._store
+
+    def subscribers(self, name: str) -> list[MissionDefinition[Any, Any, Any]]:
+        """The definitions subscribed to ``name`` (their latest versions), by name."""
+        return sorted(
+            (d for d in self._definitions().values() if name in d.triggers),
+            key=lambda definition: definition.name,
+        )
+
+    async def fire(
+        self,
+        name: str,
+        payload: Any,
+        fire_id: str | None,
+        *,
+        background: bool,
+        replay_of: str | None = None,
+    ) -> TriggerFire:
+        store = self.store()
+        if not isinstance(name, str) or not name:  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise InvalidInputError(f"a trigger name is a non-empty str, got {name!r}")
+        try:
+            payload_json = to_json_value(
+                payload, what=f"payload of trigger {name!r}", converter=self._engine.converter
+            )
+        except OutputNotSerializableError as error:
+            raise InvalidInputError(str(error)) from None
+        if fire_id is not None:
+            check_id(fire_id)
+            existing = await store.load_trigger(fire_id)
+            if existing is not None:
+                return _same_fire(existing, name, payload_json, replay_of)
+        subscribers = self.subscribers(name)
+        # Every subscriber's start checks the payload before anything is stored.
+        for definition in subscribers:
+            self._engine.checked_input(definition, payload_json)
+        if fire_id is None:
+            fire_id = self._engine.new_id()
+        fire = TriggerFire(
+            id=fire_id,
+            name=name,
+            payload=payload_json,
+            fired_at=self._engine.now(),
+            missions=tuple(mission_id_for(fire_id, d.name) for d in subscribers),
+            replay_of=replay_of,
+        )
+        for definition in subscribers:
+            await self._engine.start(
+                definition, payload_json, fire.mission_id(definition.name), None, background
+            )
+        existing = await store.record_trigger(fire)
+        return fire if existing is None else _same_fire(existing, name, payload_json, replay_of)
+
+    async def get(self, fire_id: str) -> TriggerFire:
+        fire = await self.store().load_trigger(fire_id)
+        if fire is None:
+            raise TriggerNotFoundError(f"no fired trigger {fire_id!r} is recorded")
+        return fire
+
+    async def replay(self, fire_id: str, new_id: str | None, *, background: bool) -> TriggerFire:
+        fire = await self.get(fire_id)
+        return await self.fire(
+            fire.name, fire.payload, new_id, background=background, replay_of=fire.id
+        )
+
+    async def list(self, name: str | None, limit: int, after_id: str | None) -> list[TriggerFire]:
+        return await self.store().list_triggers(name=name, limit=limit, after_id=after_id)
+
+
+def _same_fire(
+    existing: TriggerFire, name: str, payload: JsonValue, replay_of: str | None
+) -> TriggerFire:
+    """``existing``, stored under the id a fire was to take, if it is that same fire."""
+    if (existing.name, existing.payload, existing.replay_of) != (name, payload, replay_of):
+        raise TriggerExistsError(
+            f"fire id {existing.id!r} is taken by a fire of trigger {existing.name!r} with "
+            "another payload (or replaying another fire); nothing was started"
+        )
+    return existing
