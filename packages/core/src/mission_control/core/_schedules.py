@@ -491,6 +491,8 @@ class ScheduleBook:
         self._engine = engine
         self._store = persistence if isinstance(persistence, ScheduleStore) else None
         self._definitions = definitions
+        # The schedules whose fire raised, logged already.
+        self._stuck: set[str] = set()
 
     @property
     def enabled(self) -> bool:
@@ -714,8 +716,14 @@ class ScheduleBook:
                 fired += await self._fire_one(schedule, now)
             except (UnknownDefinitionError, PersistenceError) as error:
                 # Left due: a definition missing in this process (or a store that failed)
-                # is a deployment problem, not the schedule's, and its slots wait for it.
-                _log.error("schedule %r could not fire: %s", schedule.id, message_of(error))
+                # is a deployment problem, not the schedule's, and its slots wait for it. The
+                # runtime comes back to it every stalled_tick_delay: logged as an error once,
+                # then at debug level, until it fires again.
+                level = logging.DEBUG if schedule.id in self._stuck else logging.ERROR
+                self._stuck.add(schedule.id)
+                _log.log(level, "schedule %r could not fire: %s", schedule.id, message_of(error))
+            else:
+                self._stuck.discard(schedule.id)
         return fired
 
     async def _fire_one(self, schedule: Schedule, now: datetime) -> int:
