@@ -7,6 +7,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import trio
+
+from mission_control.adapter_sqlite import SQLiteCommander
+
 WATCHDOG = 60.0
 """Seconds a test reads the owner's database at most, waiting for it to fire a schedule."""
 
@@ -105,3 +109,56 @@ def test_bad_schedule_commands_fail_clearly_and_store_nothing(
         assert missing.exit_code == 1, (action, missing.output)
         assert "schedule 'nope'" in missing.stderr
         assert "schedule list" in missing.stderr
+
+
+ALERTS_APP = """
+from mission_control.core import m
+
+def service(raw):
+    if not isinstance(raw, dict) or not isinstance(raw.get("service"), str):
+        raise ValueError("needs {'service': str}")
+    return raw
+
+PAGE = m.define("page").start(parse=service, run=lambda ctx: "paged")
+DEFINITIONS = [PAGE.triggered_by("heartbeat.missed").end()]
+"""
+
+
+def test_fired_triggers_are_listed_shown_and_replayed_for_the_owner(
+    shop_db: Path, tmp_path: Path, monkeypatch: Any, invoke: Any, invoke_json: Any
+) -> None:
+    """`trigger list` and `show` read the recorded fires; `trigger replay --app` fires one again
+    as a new fire naming the original, its missions stored for the owner's runtime; an unknown
+    fire, or a replay without --app, fails clearly."""
+    (tmp_path / "alerts.py").write_text(ALERTS_APP)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from alerts import DEFINITIONS  # pyright: ignore[reportMissingImports]
+    from shop import DEFINITIONS as SHOP
+
+    async def fire() -> None:
+        async with SQLiteCommander(shop_db, [*SHOP, *DEFINITIONS]) as commander:
+            await commander.fire_trigger("heartbeat.missed", {"service": "api"}, id="hb-1")
+
+    trio.run(fire)
+    assert invoke("trigger", "list", "--db", shop_db).stdout.count("hb-1") == 2  # id, mission
+    shown = invoke_json("trigger", "show", "--db", shop_db, "hb-1", "--json")
+    assert shown["missions"] == ["hb-1:page"]
+    assert shown["payload"] == {"service": "api"}
+
+    replayed = invoke_json(
+        "trigger", "replay", "--db", shop_db, "--app", "alerts:DEFINITIONS", "hb-1",
+        "--id", "hb-1-again", "--json",
+    )  # fmt: skip
+    assert replayed["replay_of"] == "hb-1"
+    assert replayed["missions"] == ["hb-1-again:page"]
+    mission = invoke_json("show", "--db", shop_db, "hb-1-again:page", "--json")["mission"]
+    assert mission["status"] == "waiting"  # a background start: the owner's runtime runs it
+    listed = invoke_json("trigger", "list", "--db", shop_db, "--name", "heartbeat.missed", "--json")
+    assert [f["id"] for f in listed] == ["hb-1", "hb-1-again"]
+
+    missing = invoke("trigger", "show", "--db", shop_db, "nope")
+    assert missing.exit_code == 1
+    assert "trigger list" in missing.stderr
+    no_app = invoke("trigger", "replay", "--db", shop_db, "hb-1")
+    assert no_app.exit_code == 2
+    assert "needs --app" in no_app.stderr

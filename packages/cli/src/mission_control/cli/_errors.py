@@ -13,6 +13,7 @@ from mission_control.core import (
     MissionNotFoundError,
     ScheduleExistsError,
     ScheduleNotFoundError,
+    TriggerNotFoundError,
     UnknownDefinitionError,
     UnknownSignalError,
 )
@@ -65,6 +66,8 @@ def _hint(error: MissionControlError) -> str | None:
             return "`mission-control schedule list` shows the schedules this database holds"
         case ScheduleExistsError():
             return "`mission-control schedule show ID` shows the stored one"
+        case TriggerNotFoundError():
+            return "`mission-control trigger list` shows the fires this database records"
         case _:
             return None
 

@@ -1,4 +1,5 @@
-"""schedule: list, show, create, pause, resume and delete the schedules of a database.
+"""schedule: list, show, create, pause, resume and delete the schedules of a database; trigger:
+list, show and replay its recorded fires.
 
 Reads go through the read-only adapter; writes are made by a submitter commander straight into
 the store (a schedule is not a mission: nothing waits for the owner to apply it), which then
@@ -16,8 +17,16 @@ from rich.markup import escape
 from rich.table import Table
 
 from mission_control.adapter_sqlite import SQLiteCommander
-from mission_control.core import MAX_LIST_LIMIT, Cron, Every, MissedFires, Schedule, Trigger
-from mission_control.core.storage import schedule_to_json
+from mission_control.core import (
+    MAX_LIST_LIMIT,
+    Cron,
+    Every,
+    MissedFires,
+    Schedule,
+    Trigger,
+    TriggerFire,
+)
+from mission_control.core.storage import schedule_to_json, trigger_to_json
 
 from ._commands import app_option, db_option, definitions_of, json_option, now
 from ._errors import CommandError, bad_input
@@ -281,3 +290,121 @@ def delete_schedule(db: str, schedule_id: str) -> None:
     if not run(delete):
         raise _not_found(schedule_id)
     click.echo(f"schedule {schedule_id} deleted")
+
+
+# -- triggers ----------------------------------------------------------------------------------
+
+
+def trigger_json(fire: TriggerFire) -> dict[str, Any]:
+    """A recorded fire as stored (the storage codec's JSON form)."""
+    value: dict[str, Any] = json.loads(trigger_to_json(fire))
+    return value
+
+
+def _fires_table(fires: list[TriggerFire], at: datetime) -> Table:
+    table = Table(box=None, header_style="bold")
+    for column in ("ID", "TRIGGER", "FIRED", "MISSIONS", "REPLAY OF"):
+        table.add_column(column, no_wrap=column == "ID")
+    for fire in fires:
+        table.add_row(
+            escape(fire.id),
+            escape(fire.name),
+            when(fire.fired_at, at),
+            escape(", ".join(fire.missions) or "-"),
+            escape(fire.replay_of or "-"),
+        )
+    return table
+
+
+def _print_fire(fire: TriggerFire, as_json: bool) -> None:
+    if as_json:
+        echo_json(trigger_json(fire))
+        return
+    out = console()
+    out.print(f"[bold]fire {escape(fire.id)}[/] of trigger {escape(fire.name)}")
+    out.print(f"  fired      {when(fire.fired_at, now())}")
+    out.print(f"  payload    {escape(json.dumps(fire.payload, ensure_ascii=False))}")
+    out.print(f"  missions   {escape(', '.join(fire.missions) or '-')}")
+    if fire.replay_of is not None:
+        out.print(f"  replays    {escape(fire.replay_of)}")
+
+
+@cli.group("trigger")
+def trigger_group() -> None:
+    """List, show and replay fired triggers (see docs/schedules.md, triggers)."""
+
+
+@trigger_group.command("list")
+@db_option
+@click.option("--name", metavar="TRIGGER", help="Only the fires of this trigger.")
+@click.option(
+    "--limit",
+    type=click.IntRange(1, MAX_LIST_LIMIT),
+    default=100,
+    show_default=True,
+    help="At most this many fires.",
+)
+@click.option("--after", metavar="ID", help="Start after this fire id (the next page).")
+@json_option
+def list_fires(db: str, name: str | None, limit: int, after: str | None, as_json: bool) -> None:
+    """The recorded fires, by id."""
+
+    async def read() -> list[TriggerFire]:
+        async with reading(db) as store:
+            return await store.list_triggers(name=name, limit=limit, after_id=after)
+
+    fires = run(read)
+    if as_json:
+        echo_json([trigger_json(fire) for fire in fires])
+    elif not fires:
+        click.echo("no fired triggers")
+    else:
+        console().print(_fires_table(fires, now()))
+
+
+def _no_fire(fire_id: str) -> CommandError:
+    return CommandError(
+        f"there is no fired trigger {fire_id!r} in this database",
+        hint="`mission-control trigger list` shows the fires it records",
+    )
+
+
+@trigger_group.command("show")
+@db_option
+@click.argument("fire_id", metavar="ID")
+@json_option
+def show_fire(db: str, fire_id: str, as_json: bool) -> None:
+    """One recorded fire: its trigger, payload and the missions it started."""
+
+    async def read() -> TriggerFire:
+        async with reading(db) as store:
+            fire = await store.load_trigger(fire_id)
+        if fire is None:
+            raise _no_fire(fire_id)
+        return fire
+
+    _print_fire(run(read), as_json)
+
+
+@trigger_group.command("replay")
+@db_option
+@app_option
+@click.argument("fire_id", metavar="ID")
+@click.option("--id", "new_id", metavar="ID", help="The replay's fire id (a retry is idempotent).")
+@json_option
+def replay_fire(db: str, app: str | None, fire_id: str, new_id: str | None, as_json: bool) -> None:
+    """Fire the recorded fire ID again, to the definitions of --app subscribed to its trigger:
+    their missions are stored for the owner's runtime to run. Needs --app (the subscribers,
+    and their check of the payload)."""
+    if app is None:
+        raise bad_input(
+            "trigger replay needs --app MODULE:ATTRIBUTE: the definitions subscribed to the "
+            "trigger, which check the payload before anything is stored"
+        )
+    definitions = definitions_of(app)
+
+    async def replay() -> TriggerFire:
+        async with submitting(db, definitions) as commander:
+            return await commander.replay_trigger(fire_id, id=new_id, background=True)
+
+    _print_fire(run(replay), as_json)
