@@ -28,6 +28,7 @@ from mission_control.client import (
 from mission_control.core import (
     ConfigurationError,
     Context,
+    Cron,
     EventLoopError,
     InvalidInputError,
     InvalidSignalPayloadError,
@@ -84,6 +85,8 @@ class Gate:
 GATE = Gate()
 GATED = m.define("gated").start(parse=dict).step("gate", GATE.step).end()
 
+PINGED = m.define("pinged").start(parse=dict).triggered_by("ping").end()
+
 
 def stop_the_process(ctx: Context[Any, Any]) -> None:
     raise SystemExit(3)
@@ -107,7 +110,7 @@ async def close_back(ctx: Context[Any, Any]) -> None:
 
 CLOSES = m.define("closes").start(parse=dict).step("close", close_back).end()
 
-DEFINITIONS = [APPROVAL, DOOMED, TRIAL, GATED, CALLS_BACK, STOPPING, CLOSES]
+DEFINITIONS = [APPROVAL, DOOMED, TRIAL, GATED, CALLS_BACK, STOPPING, CLOSES, PINGED]
 
 OpenClient = Callable[..., BlockingMissionClient]
 
@@ -229,6 +232,28 @@ def test_reads_go_through_the_client(open_client: OpenClient) -> None:
     assert [s.id for s in client.iter_missions(definition=APPROVAL, after="a-1")] == ["a-2"]
     assert client.timeline("a-1") == first.timeline()
     assert set(client.definitions) == {definition.name for definition in DEFINITIONS}
+
+
+def test_triggers_and_schedules_from_sync_code(open_client: OpenClient) -> None:
+    """Sync code fires, reads and replays triggers, and creates, changes, pauses, resumes,
+    reads and deletes schedules, through the client's loop."""
+    client = open_client()
+
+    fire = client.fire_trigger("ping", {"n": 1}, id="p-1")
+    replay = client.replay_trigger("p-1", id="p-2")
+    assert client.inspect("p-1:pinged").status is MissionStatus.COMPLETED
+    assert replay.replay_of == "p-1"
+    assert client.get_trigger("p-1") == fire
+    assert client.list_triggers(name="ping") == [fire, replay]
+
+    created = client.create_schedule("daily", TRIAL, Cron("0 6 * * *"), {}, missed="once")
+    assert client.update_schedule("daily", input={"x": 1}).input == {"x": 1}
+    assert client.pause_schedule("daily").paused
+    assert not client.resume_schedule("daily").paused
+    assert client.get_schedule("daily").revision == created.revision + 3
+    assert [s.id for s in client.list_schedules()] == ["daily"]
+    assert client.delete_schedule("daily")
+    assert client.list_schedules() == []
 
 
 def test_a_background_start_returns_while_the_runtime_runs_the_mission(

@@ -49,8 +49,13 @@ from mission_control.core import (
     MissionStatus,
     PurgeOptions,
     PurgeReport,
+    Schedule,
+    ScheduleChanges,
+    ScheduleOptions,
     Submission,
     TimelineEntry,
+    Trigger,
+    TriggerFire,
 )
 from mission_control.runtime import CommanderRuntime, create_commander_runtime
 
@@ -500,6 +505,79 @@ class BlockingMissionClient:
         :meth:`mission_control.core.Commander.purge` (``on_batch`` is called in the client's
         event loop thread)."""
         return self._call(lambda client: client.purge(finished_before=finished_before, **options))
+
+    def fire_trigger(
+        self, name: str, payload: Any = None, *, id: str | None = None, background: bool = False
+    ) -> TriggerFire:
+        """Fire a trigger: a mission of every definition subscribed to it; see
+        :meth:`mission_control.core.Commander.fire_trigger`."""
+        return self._call(
+            lambda client: client.fire_trigger(name, payload, id=id, background=background)
+        )
+
+    def replay_trigger(
+        self, fire_id: str, *, id: str | None = None, background: bool = False
+    ) -> TriggerFire:
+        """Fire a recorded fire again; see :meth:`mission_control.core.Commander.replay_trigger`."""
+        return self._call(
+            lambda client: client.replay_trigger(fire_id, id=id, background=background)
+        )
+
+    def get_trigger(self, fire_id: str) -> TriggerFire:
+        """A recorded fire."""
+        return self._call(lambda client: client.get_trigger(fire_id))
+
+    def list_triggers(
+        self, *, name: str | None = None, limit: int = LIST_LIMIT, after_id: str | None = None
+    ) -> list[TriggerFire]:
+        """Recorded fires by id."""
+        return self._call(
+            lambda client: client.list_triggers(name=name, limit=limit, after_id=after_id)
+        )
+
+    def create_schedule(
+        self,
+        schedule_id: str,
+        definition: MissionDefinition[Any, Any, Any] | str,
+        trigger: Trigger,
+        input: Any = None,
+        *,
+        paused: bool = False,
+        **options: Unpack[ScheduleOptions],
+    ) -> Schedule:
+        """Store a schedule; see :meth:`mission_control.core.Commander.create_schedule`."""
+        return self._call(
+            lambda client: client.create_schedule(
+                schedule_id, definition, trigger, input, paused=paused, **options
+            )
+        )
+
+    def update_schedule(self, schedule_id: str, **changes: Unpack[ScheduleChanges]) -> Schedule:
+        """Change a schedule's settings; see
+        :meth:`mission_control.core.Commander.update_schedule`."""
+        return self._call(lambda client: client.update_schedule(schedule_id, **changes))
+
+    def pause_schedule(self, schedule_id: str) -> Schedule:
+        """Stop firing a schedule until it is resumed."""
+        return self._call(lambda client: client.pause_schedule(schedule_id))
+
+    def resume_schedule(self, schedule_id: str) -> Schedule:
+        """Fire a paused schedule again, from its next slot."""
+        return self._call(lambda client: client.resume_schedule(schedule_id))
+
+    def delete_schedule(self, schedule_id: str) -> bool:
+        """Delete a schedule (its missions stay)."""
+        return self._call(lambda client: client.delete_schedule(schedule_id))
+
+    def get_schedule(self, schedule_id: str) -> Schedule:
+        """A stored schedule."""
+        return self._call(lambda client: client.get_schedule(schedule_id))
+
+    def list_schedules(
+        self, *, limit: int = LIST_LIMIT, after_id: str | None = None
+    ) -> list[Schedule]:
+        """Schedules by id."""
+        return self._call(lambda client: client.list_schedules(limit=limit, after_id=after_id))
 
     def wait_for_completion(
         self, mission_id: str, *, timeout: float | None = None
