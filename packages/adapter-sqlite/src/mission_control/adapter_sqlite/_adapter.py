@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Any, Final, Literal, Self
+from typing import Any, Final, Literal, Self, TypeVar
 
 import anyio
 import apsw
@@ -76,6 +76,8 @@ Synchronous = Literal["NORMAL", "FULL"]
 """How hard SQLite pushes each commit to disk; see ``docs/sqlite.md``."""
 
 Role = Literal["auto", "owner", "submitter"]
+
+_Record = TypeVar("_Record")
 """What a process does with a database it shares with others; see ``docs/sqlite.md``."""
 
 TAKEOVER_INTERVAL: Final = 0.5
@@ -1065,17 +1067,24 @@ class SQLitePersistenceAdapter:
         due = None if fire is None else _micros(fire, f"next fire of schedule {schedule.id!r}")
         return due, schedule.revision, schedule_to_json(schedule)
 
-    def _schedules_from(self, rows: list[Row]) -> list[Schedule]:
-        found: list[Schedule] = []
+    def _documents(
+        self, rows: list[Row], read: Callable[[str], _Record], what: str
+    ) -> list[_Record]:
+        """The records stored as documents in the first column of ``rows`` (schedules, fired
+        triggers); :class:`PersistenceError` naming ``what`` for one that cannot be read."""
+        found: list[_Record] = []
         for row in rows:
             try:
-                found.append(schedule_from_json(str(row[0])))
+                found.append(read(str(row[0])))
             except Exception as error:
                 raise PersistenceError(
-                    f"a schedule in {self._path} cannot be read: its stored document is corrupt "
+                    f"{what} in {self._path} cannot be read: its stored document is corrupt "
                     f"({type(error).__name__}: {error})"
                 ) from error
         return found
+
+    def _schedules_from(self, rows: list[Row]) -> list[Schedule]:
+        return self._documents(rows, schedule_from_json, "a schedule")
 
     async def insert_schedule(self, schedule: Schedule) -> Schedule | None:
         """Store a new schedule; when its id exists, store nothing and return the stored one."""
@@ -1157,16 +1166,7 @@ class SQLitePersistenceAdapter:
     # -- fired triggers (TriggerStore) ---------------------------------------------------------
 
     def _fires_from(self, rows: list[Row]) -> list[TriggerFire]:
-        found: list[TriggerFire] = []
-        for row in rows:
-            try:
-                found.append(trigger_from_json(str(row[0])))
-            except Exception as error:
-                raise PersistenceError(
-                    f"a fired trigger in {self._path} cannot be read: its stored document is "
-                    f"corrupt ({type(error).__name__}: {error})"
-                ) from error
-        return found
+        return self._documents(rows, trigger_from_json, "a fired trigger")
 
     async def record_trigger(self, fire: TriggerFire) -> TriggerFire | None:
         """Record a fire; when its id exists, store nothing and return the stored one."""

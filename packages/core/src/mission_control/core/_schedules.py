@@ -14,7 +14,6 @@ gap, a time that comes twice fires once).
 from __future__ import annotations
 
 import enum
-import json
 import logging
 import math
 from collections.abc import Callable
@@ -26,6 +25,7 @@ import attrs
 from cronsim import CronSim, CronSimError
 
 from ._definition import MissionDefinition
+from ._documents import document_from_json, document_to_json
 from ._engine import check_id
 from ._errors import (
     ConfigurationError,
@@ -357,9 +357,9 @@ def _trigger_from_dict(value: dict[str, Any]) -> Trigger:
 
 def schedule_to_json(schedule: Schedule) -> str:
     """The schedule as the JSON document adapters store."""
-    return json.dumps(
+    return document_to_json(
+        SCHEDULE_FORMAT,
         {
-            "format": SCHEDULE_FORMAT,
             "id": schedule.id,
             "definition": schedule.definition,
             "trigger": _trigger_to_dict(schedule.trigger),
@@ -378,17 +378,12 @@ def schedule_to_json(schedule: Schedule) -> str:
             "updated_at": _iso(schedule.updated_at),
             "revision": schedule.revision,
         },
-        ensure_ascii=False,
-        allow_nan=False,
-        separators=(",", ":"),
     )
 
 
 def schedule_from_json(text: str | bytes) -> Schedule:
     """A schedule read back from :func:`schedule_to_json`'s document."""
-    value = json.loads(text)
-    if value.get("format") != SCHEDULE_FORMAT:
-        raise ValueError(f"unknown schedule format {value.get('format')!r}")
+    value = document_from_json(text, SCHEDULE_FORMAT, "schedule")
     created = _time(value["created_at"])
     updated = _time(value["updated_at"])
     assert created is not None

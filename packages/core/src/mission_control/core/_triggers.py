@@ -10,7 +10,6 @@ retry by the caller) starts nothing twice.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
 import attrs
 
 from ._definition import MissionDefinition
+from ._documents import document_from_json, document_to_json
 from ._engine import check_id
 from ._errors import (
     ConfigurationError,
@@ -82,9 +82,9 @@ class TriggerStore(Protocol):
 
 def trigger_to_json(fire: TriggerFire) -> str:
     """The fire as the JSON document adapters store."""
-    return json.dumps(
+    return document_to_json(
+        TRIGGER_FORMAT,
         {
-            "format": TRIGGER_FORMAT,
             "id": fire.id,
             "name": fire.name,
             "payload": fire.payload,
@@ -92,17 +92,12 @@ def trigger_to_json(fire: TriggerFire) -> str:
             "missions": list(fire.missions),
             "replay_of": fire.replay_of,
         },
-        ensure_ascii=False,
-        allow_nan=False,
-        separators=(",", ":"),
     )
 
 
 def trigger_from_json(text: str | bytes) -> TriggerFire:
     """A fire read back from :func:`trigger_to_json`'s document."""
-    value = json.loads(text)
-    if value.get("format") != TRIGGER_FORMAT:
-        raise ValueError(f"unknown trigger format {value.get('format')!r}")
+    value = document_from_json(text, TRIGGER_FORMAT, "trigger")
     return TriggerFire(
         id=value["id"],
         name=value["name"],
