@@ -48,8 +48,8 @@ def test_a_schedule_created_while_the_owner_runs_is_fired_by_its_runtime(
 def test_schedules_are_listed_shown_paused_resumed_and_deleted_without_an_owner(
     shop_db: Path, invoke: Any, invoke_json: Any
 ) -> None:
-    """Without an owner the commands write the store directly: create (checked with --app),
-    list as a table and as JSON, show, pause, resume and delete."""
+    """Without an owner the commands write the store directly: create and update (checked
+    with --app), list as a table and as JSON, show, pause, resume and delete."""
     created = invoke(
         "schedule", "create", "--db", shop_db, "--app", "shop:DEFINITIONS", "nightly", "order",
         "--cron", "30 2 * * *", "--timezone", "Europe/Paris", "--input", ORDER_INPUT,
@@ -67,6 +67,21 @@ def test_schedules_are_listed_shown_paused_resumed_and_deleted_without_an_owner(
     assert [s["id"] for s in listed] == ["nightly"]
     assert listed[0]["missed"] == "once"
     assert listed[0]["trigger"] == {"cron": "30 2 * * *", "timezone": "Europe/Paris"}
+
+    app = ("--app", "shop:DEFINITIONS")
+    updated = invoke_json(
+        "schedule", "update", "--db", shop_db, *app, "nightly", "--cron", "0 4 * * *",
+        "--timezone", "Europe/Paris", "--missed", "all", "--json",
+    )  # fmt: skip
+    assert updated["trigger"] == {"cron": "0 4 * * *", "timezone": "Europe/Paris"}
+    assert updated["missed"] == "all"
+    assert updated["input"] == {"item": "lamp", "quantity": 1}
+    refused = invoke("schedule", "update", "--db", shop_db, *app, "nightly", "--input", "{}")
+    assert refused.exit_code == 1
+    assert "rejected its input" in refused.stderr
+    alone = invoke("schedule", "update", "--db", shop_db, *app, "nightly", "--timezone", "UTC")
+    assert "--timezone goes with --cron" in alone.stderr
+    assert invoke_json("schedule", "show", "--db", shop_db, "nightly", "--json") == updated
 
     paused = invoke_json("schedule", "pause", "--db", shop_db, "nightly", "--json")
     assert paused["paused"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 from rich.markup import escape
@@ -23,11 +23,14 @@ from mission_control.core import (
     Every,
     MissedFires,
     Schedule,
+    ScheduleChanges,
+    ScheduleOptions,
     Trigger,
     TriggerFire,
 )
 from mission_control.core.storage import schedule_to_json, trigger_to_json
 
+from ._app import Definitions
 from ._commands import app_option, db_option, definitions_of, json_option, now
 from ._errors import CommandError, bad_input
 from ._render import console, echo_json, when
@@ -35,6 +38,8 @@ from ._repair import (
     cli as cli,  # re-exported: the group, with retry, fork, purge and the commands added here
 )
 from ._store import reading, run, submitting
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 
 def schedule_json(schedule: Schedule) -> dict[str, Any]:
@@ -157,13 +162,15 @@ def show_schedule(db: str, schedule_id: str, as_json: bool) -> None:
     _print(run(read), as_json)
 
 
-def _trigger(cron: str | None, timezone: str, every: float | None) -> Trigger:
+def _trigger(cron: str | None, timezone: str | None, every: float | None) -> Trigger:
     if (cron is None) == (every is None):
         raise bad_input("give the timetable as either --cron EXPRESSION or --every SECONDS")
     if every is not None:
+        if timezone is not None:
+            raise bad_input("--timezone goes with --cron (an interval is counted in UTC)")
         return Every(every)
     assert cron is not None
-    return Cron(cron, timezone=timezone)
+    return Cron(cron, timezone=timezone or "UTC")
 
 
 def _input(text: str | None) -> Any:
@@ -178,31 +185,75 @@ def _input(text: str | None) -> Any:
         ) from None
 
 
+def _settings_options(function: _F) -> _F:
+    """The options of a schedule's settings, shared by create and update (unset: ``None``)."""
+    options = [
+        click.option(
+            "--cron", metavar="EXPRESSION", help="A cron expression ('30 2 * * *', @daily)."
+        ),
+        click.option(
+            "--timezone",
+            metavar="ZONE",
+            help="The IANA time zone --cron is read in (Europe/Paris; default UTC).",
+        ),
+        click.option(
+            "--every", type=click.FloatRange(min=1), metavar="SECONDS", help="An interval."
+        ),
+        click.option("--input", "input_text", metavar="JSON", help="Each mission's input."),
+        click.option("--fire-time-field", metavar="KEY", help="Add the slot's time to the input."),
+        click.option(
+            "--missed",
+            type=click.Choice([policy.value for policy in MissedFires]),
+            help="What to do with slots missed while no runtime ran (default skip).",
+        ),
+        click.option(
+            "--max-catch-up",
+            type=click.IntRange(min=1),
+            help="At most this many missed slots fire with --missed all (default 100).",
+        ),
+        click.option(
+            "--grace",
+            type=click.FloatRange(min=0),
+            metavar="SECONDS",
+            help="How late a slot may fire and count as on time (default 60).",
+        ),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def _options(
+    fire_time_field: str | None, missed: str | None, max_catch_up: int | None, grace: float | None
+) -> ScheduleOptions:
+    """The settings given on the command line (the others keep their default, or stay)."""
+    options: ScheduleOptions = {}
+    if fire_time_field is not None:
+        options["fire_time_field"] = fire_time_field
+    if missed is not None:
+        options["missed"] = missed
+    if max_catch_up is not None:
+        options["max_catch_up"] = max_catch_up
+    if grace is not None:
+        options["grace"] = grace
+    return options
+
+
+def _needs_app(app: str | None, action: str) -> Definitions:
+    if app is None:
+        raise bad_input(
+            f"schedule {action} needs --app MODULE:ATTRIBUTE, to check the input against the "
+            "definition before the schedule is stored"
+        )
+    return definitions_of(app)
+
+
 @schedule_group.command("create")
 @db_option
 @app_option
 @click.argument("schedule_id", metavar="ID")
 @click.argument("definition")
-@click.option("--cron", metavar="EXPRESSION", help="A cron expression ('30 2 * * *', @daily).")
-@click.option(
-    "--timezone",
-    default="UTC",
-    show_default=True,
-    metavar="ZONE",
-    help="The IANA time zone --cron is read in (Europe/Paris).",
-)
-@click.option("--every", type=click.FloatRange(min=1), metavar="SECONDS", help="An interval.")
-@click.option("--input", "input_text", metavar="JSON", help="Each mission's input.")
-@click.option("--fire-time-field", metavar="KEY", help="Add the slot's time to the input.")
-@click.option(
-    "--missed",
-    type=click.Choice([policy.value for policy in MissedFires]),
-    default=MissedFires.SKIP.value,
-    show_default=True,
-    help="What to do with slots missed while no runtime ran.",
-)
-@click.option("--max-catch-up", type=click.IntRange(min=1), default=100, show_default=True)
-@click.option("--grace", type=click.FloatRange(min=0), default=60.0, show_default=True)
+@_settings_options
 @click.option("--paused", is_flag=True, help="Store it paused.")
 @json_option
 def create_schedule(
@@ -211,42 +262,72 @@ def create_schedule(
     schedule_id: str,
     definition: str,
     cron: str | None,
-    timezone: str,
+    timezone: str | None,
     every: float | None,
     input_text: str | None,
     fire_time_field: str | None,
-    missed: str,
-    max_catch_up: int,
-    grace: float,
+    missed: str | None,
+    max_catch_up: int | None,
+    grace: float | None,
     paused: bool,
     as_json: bool,
 ) -> None:
     """Store the schedule ID, which starts a mission of DEFINITION at each slot. Needs --app:
     the input is checked against the definition here, before anything is stored."""
-    if app is None:
-        raise bad_input(
-            "schedule create needs --app MODULE:ATTRIBUTE, to check the input against the "
-            "definition before the schedule is stored"
-        )
-    definitions = definitions_of(app)
+    definitions = _needs_app(app, "create")
     value = _input(input_text)
+    options = _options(fire_time_field, missed, max_catch_up, grace)
 
     async def create() -> Schedule:
         trigger = _trigger(cron, timezone, every)
         async with submitting(db, definitions) as commander:
             return await commander.create_schedule(
-                schedule_id,
-                definition,
-                trigger,
-                value,
-                paused=paused,
-                fire_time_field=fire_time_field,
-                missed=missed,
-                max_catch_up=max_catch_up,
-                grace=grace,
+                schedule_id, definition, trigger, value, paused=paused, **options
             )
 
     _print(run(create), as_json)
+
+
+@schedule_group.command("update")
+@db_option
+@app_option
+@click.argument("schedule_id", metavar="ID")
+@click.option("--definition", metavar="NAME", help="Start missions of this definition instead.")
+@_settings_options
+@json_option
+def update_schedule(
+    db: str,
+    app: str | None,
+    schedule_id: str,
+    definition: str | None,
+    cron: str | None,
+    timezone: str | None,
+    every: float | None,
+    input_text: str | None,
+    fire_time_field: str | None,
+    missed: str | None,
+    max_catch_up: int | None,
+    grace: float | None,
+    as_json: bool,
+) -> None:
+    """Change the settings given of the schedule ID and keep the others (a new timetable fires
+    from its first slot after now). Needs --app: the input is checked here first."""
+    definitions = _needs_app(app, "update")
+    changes = ScheduleChanges(**_options(fire_time_field, missed, max_catch_up, grace))
+    if input_text is not None:
+        changes["input"] = _input(input_text)
+    if definition is not None:
+        changes["definition"] = definition
+
+    async def update() -> Schedule:
+        if cron is not None or every is not None:
+            changes["trigger"] = _trigger(cron, timezone, every)
+        elif timezone is not None:
+            raise bad_input("--timezone goes with --cron (the expression it is read in)")
+        async with submitting(db, definitions) as commander:
+            return await commander.update_schedule(schedule_id, **changes)
+
+    _print(run(update), as_json)
 
 
 def _change(
