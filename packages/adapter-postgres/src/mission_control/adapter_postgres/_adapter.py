@@ -218,10 +218,13 @@ class PostgresPersistenceAdapter:
         schema: str,
         schema_version: int,
         shards: ShardOwner | None = None,
+        conninfo: str | None = None,
     ) -> None:
         """Use :func:`open_postgres_persistence_adapter`: it makes the connection this takes
-        over (set up, migrated, in autocommit mode), and the shard owner of a sharded one."""
+        over (set up, migrated, in autocommit mode), and the shard owner of a sharded one. With
+        ``conninfo``, a connection found lost is made again for the next call."""
         self._db = connection
+        self._conninfo = conninfo
         self._schema = schema
         self._schema_version = schema_version
         self._limiter = anyio.CapacityLimiter(1)
@@ -366,11 +369,41 @@ class PostgresPersistenceAdapter:
 
     def _call(self, work: Callable[[Connection], _T], action: str) -> _T:
         try:
-            return work(self._db)
+            db = self._db
+            if db.broken and self._conninfo is not None:
+                # The call that found it lost failed (whether its transaction committed is the
+                # engine's compare-and-set to find out); this one gets a new session.
+                db = self._reconnect(self._conninfo)
+            return work(db)
         except psycopg.Error as error:
             raise PersistenceError(
                 f"{action} failed on PostgreSQL: {type(error).__name__}: {error}"
             ) from error
+
+    def _reconnect(self, conninfo: str) -> Connection:
+        db = psycopg.connect(conninfo, autocommit=True)
+        try:
+            _set_up(db, self._schema)
+            version = _version(db)
+        except BaseException:
+            db.close()
+            raise
+        if version != self._schema_version:
+            db.close()
+            raise PersistenceError(
+                f"the PostgreSQL schema {self._schema!r} is at version {version} now, not "
+                f"{self._schema_version} as when this adapter opened it: open a new adapter"
+            )
+        self._db.close()
+        self._db = db
+        _log.info("reconnected to PostgreSQL (schema %r)", self._schema)
+        return db
+
+    @property
+    def backend_pid(self) -> int:
+        """The server process of the adapter's connection (what ``pg_terminate_backend``
+        ends)."""
+        return self._db.info.backend_pid
 
     async def _write(
         self, work: Callable[[Connection], _T], action: str, fenced: str | None = None
@@ -847,27 +880,24 @@ async def open_postgres_persistence_adapter(
         except psycopg.Error as error:
             raise PersistenceError(f"cannot connect to PostgreSQL: {error}") from error
         try:
-            db.execute("SET TIME ZONE 'UTC'")
             try:
                 migrate(db, schema_name)
             except psycopg.Error as error:
                 raise PersistenceError(
                     f"cannot open the PostgreSQL schema {schema_name!r}: {error}"
                 ) from error
-            db.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema_name)))
-            row = db.execute("SELECT max(version) FROM schema_migrations").fetchone()
+            _set_up(db, schema_name)
+            return db, _version(db)
         except BaseException:
             db.close()
             raise
-        assert row is not None
-        return db, int(row[0])
 
     db, version = await anyio.to_thread.run_sync(connect)
     shards = None
     if sharded:
         shards = ShardOwner(conninfo, schema_name, name or _default_name())
     adapter = PostgresPersistenceAdapter(
-        db, schema=schema_name, schema_version=version, shards=shards
+        db, schema=schema_name, schema_version=version, shards=shards, conninfo=conninfo
     )
     if shards is not None:
         try:
@@ -876,6 +906,18 @@ async def open_postgres_persistence_adapter(
             await adapter.aclose()
             raise
     return adapter
+
+
+def _set_up(db: Connection, schema: str) -> None:
+    """Set a new session up: UTC times, the schema's tables first on the search path."""
+    db.execute("SET TIME ZONE 'UTC'")
+    db.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
+
+
+def _version(db: Connection) -> int:
+    row = db.execute("SELECT max(version) FROM schema_migrations").fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 def _default_name() -> str:
