@@ -2,12 +2,12 @@
 requests in one PostgreSQL schema, through psycopg 3.
 
 psycopg's asynchronous connection runs on asyncio only, and the adapter runs on trio too: it
-drives a synchronous connection from AnyIO's worker threads instead, on both loops alike. Each
-call is one hop to a worker thread, which runs the call's statements (a write: its whole
-transaction) and returns; a capacity limiter of one keeps the connection to one thread at a
-time. A caller cancelled meanwhile still waits for the thread to finish, so a transaction is
-never abandoned half-done: it commits or rolls back in full. What a hop costs is measured in
-docs/postgres.md.
+drives synchronous connections from AnyIO's worker threads instead, on both loops alike. Each
+call is one hop to a worker thread, which takes an idle connection (or opens one), runs the
+call's statements (a write: its whole transaction) and gives the connection back; a capacity
+limiter as large as the pool (``connections``) bounds the threads. A caller cancelled
+meanwhile still waits for the thread to finish, so a transaction is never abandoned half-done:
+it commits or rolls back in full. What a hop costs is measured in docs/postgres.md.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import socket
+import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -219,15 +220,19 @@ class PostgresPersistenceAdapter:
         schema_version: int,
         shards: ShardOwner | None = None,
         conninfo: str | None = None,
+        connections: int = 1,
     ) -> None:
         """Use :func:`open_postgres_persistence_adapter`: it makes the connection this takes
         over (set up, migrated, in autocommit mode), and the shard owner of a sharded one. With
-        ``conninfo``, a connection found lost is made again for the next call."""
-        self._db = connection
+        ``conninfo``, up to ``connections`` calls run at once, each on a connection of its own
+        (opened when first needed), and a connection found lost is replaced for the next call."""
+        self._idle = [connection]
+        self._pool_lock = threading.Lock()
         self._conninfo = conninfo
         self._schema = schema
         self._schema_version = schema_version
-        self._limiter = anyio.CapacityLimiter(1)
+        self._connections = connections if conninfo is not None else 1
+        self._limiter = anyio.CapacityLimiter(self._connections)
         self._shards = shards
         self._shard_limiter = anyio.CapacityLimiter(1)
         self._ids = SortableIds()
@@ -368,19 +373,30 @@ class PostgresPersistenceAdapter:
         return await anyio.to_thread.run_sync(self._call, work, action, limiter=self._limiter)
 
     def _call(self, work: Callable[[Connection], _T], action: str) -> _T:
+        # The limiter lets at most as many threads in as there are connections.
+        with self._pool_lock:
+            db = self._idle.pop() if self._idle else None
         try:
-            db = self._db
-            if db.broken and self._conninfo is not None:
-                # The call that found it lost failed (whether its transaction committed is the
-                # engine's compare-and-set to find out); this one gets a new session.
-                db = self._reconnect(self._conninfo)
+            if db is None:
+                assert self._conninfo is not None
+                db = self._connect(self._conninfo)
             return work(db)
         except psycopg.Error as error:
             raise PersistenceError(
                 f"{action} failed on PostgreSQL: {type(error).__name__}: {error}"
             ) from error
+        finally:
+            if db is not None:
+                if db.broken and self._conninfo is not None:
+                    # Lost (the server restarted, or ended the session): the call that found it
+                    # failed (whether its transaction committed, the engine's compare-and-set
+                    # finds out); the next one gets a new session.
+                    db.close()
+                else:
+                    with self._pool_lock:
+                        self._idle.append(db)
 
-    def _reconnect(self, conninfo: str) -> Connection:
+    def _connect(self, conninfo: str) -> Connection:
         db = psycopg.connect(conninfo, autocommit=True)
         try:
             _set_up(db, self._schema)
@@ -394,16 +410,19 @@ class PostgresPersistenceAdapter:
                 f"the PostgreSQL schema {self._schema!r} is at version {version} now, not "
                 f"{self._schema_version} as when this adapter opened it: open a new adapter"
             )
-        self._db.close()
-        self._db = db
-        _log.info("reconnected to PostgreSQL (schema %r)", self._schema)
         return db
 
     @property
-    def backend_pid(self) -> int:
-        """The server process of the adapter's connection (what ``pg_terminate_backend``
-        ends)."""
-        return self._db.info.backend_pid
+    def backend_pids(self) -> list[int]:
+        """The server processes of the adapter's idle connections (what
+        ``pg_terminate_backend`` ends)."""
+        with self._pool_lock:
+            return [db.info.backend_pid for db in self._idle]
+
+    @property
+    def connections(self) -> int:
+        """How many calls may run at once, each on a connection of its own."""
+        return self._connections
 
     async def _write(
         self, work: Callable[[Connection], _T], action: str, fenced: str | None = None
@@ -818,8 +837,18 @@ class PostgresPersistenceAdapter:
         if self._shards is not None:
             async with self._shard_limiter:
                 await anyio.to_thread.run_sync(self._shards.close)
-        async with self._limiter:
-            await anyio.to_thread.run_sync(self._db.close)
+        # Every token: no call is still running in a worker thread.
+        tokens = [object() for _ in range(self._connections)]
+        for token in tokens:
+            await self._limiter.acquire_on_behalf_of(token)
+        try:
+            with self._pool_lock:
+                idle, self._idle = self._idle, []
+            for db in idle:
+                await anyio.to_thread.run_sync(db.close)
+        finally:
+            for token in tokens:
+                self._limiter.release_on_behalf_of(token)
 
     async def __aenter__(self) -> Self:
         return self
@@ -853,6 +882,7 @@ async def open_postgres_persistence_adapter(
     schema: str = DEFAULT_SCHEMA,
     sharded: bool = False,
     name: str | None = None,
+    connections: int = 4,
 ) -> PostgresPersistenceAdapter:
     """Connect to the PostgreSQL database ``conninfo`` names (a libpq connection string or
     URI) and open the Mission Control tables in ``schema``, creating and migrating them when
@@ -864,7 +894,8 @@ async def open_postgres_persistence_adapter(
     refuses writes for missions of other shards (:class:`ShardLostError`); call
     :meth:`~PostgresPersistenceAdapter.keep_shards` in a task to follow runtimes joining and
     leaving. ``name`` (recorded as the owner of the shards it takes) defaults to the host name
-    and process id.
+    and process id. ``connections`` (default 4) is how many calls may run at once, each on a
+    connection of its own (opened when first needed): missions that move at once commit at once.
 
     Raises :class:`PersistenceError` when the server cannot be reached, when ``schema`` holds
     tables that are not Mission Control's, or a schema written by a newer version (nothing is
@@ -872,6 +903,8 @@ async def open_postgres_persistence_adapter(
     """
     if not isinstance(conninfo, str):
         raise ConfigurationError(f"conninfo must be a str, got {conninfo!r}")
+    if isinstance(connections, bool) or not isinstance(connections, int) or connections < 1:
+        raise ConfigurationError(f"connections must be a whole number >= 1, got {connections!r}")
     schema_name = _schema_name(schema)
 
     def connect() -> tuple[Connection, int]:
@@ -897,7 +930,12 @@ async def open_postgres_persistence_adapter(
     if sharded:
         shards = ShardOwner(conninfo, schema_name, name or _default_name())
     adapter = PostgresPersistenceAdapter(
-        db, schema=schema_name, schema_version=version, shards=shards, conninfo=conninfo
+        db,
+        schema=schema_name,
+        schema_version=version,
+        shards=shards,
+        conninfo=conninfo,
+        connections=connections,
     )
     if shards is not None:
         try:
