@@ -741,23 +741,37 @@ class ScheduleBook:
             error = None
             started += 1
             last_mission = mission_id
-        fired = attrs.evolve(
-            schedule,
-            next_fire_at=following,
-            last_fire_at=slots[-1] if slots else schedule.last_fire_at,
-            last_mission_id=last_mission,
-            fires=schedule.fires + started,
-            last_error=error,
-            updated_at=now,
-            revision=schedule.revision + 1,
-        )
-        try:
-            await self._store.commit_schedule(fired, expected_revision=schedule.revision)
-        except RevisionConflictError:
-            # Changed meanwhile (paused, updated): the missions started stand, and the next
-            # pass reads the schedule as it is now.
+        last_fire_at = slots[-1] if slots else schedule.last_fire_at
+        current = schedule
+        while True:
+            # A change made meanwhile (a pause, an update) is kept: the fire adds its record
+            # to it, and moves its next slot on only if the change left it among the slots
+            # fired.
+            next_fire_at = current.next_fire_at
+            left_among_fired = (
+                next_fire_at is not None and bool(slots) and next_fire_at <= slots[-1]
+            )
+            if current is schedule or left_among_fired:
+                next_fire_at = following
+            fired = attrs.evolve(
+                current,
+                next_fire_at=next_fire_at,
+                last_fire_at=last_fire_at,
+                last_mission_id=last_mission,
+                fires=current.fires + started,
+                last_error=error,
+                updated_at=now,
+                revision=current.revision + 1,
+            )
+            try:
+                await self._store.commit_schedule(fired, expected_revision=current.revision)
+            except RevisionConflictError:
+                reread = await self._store.load_schedule(schedule.id)
+                if reread is None:
+                    return started  # deleted meanwhile: its missions stand
+                current = reread
+                continue
             return started
-        return started
 
     async def next_fire_at(self, after: datetime | None) -> datetime | None:
         if self._store is None:
