@@ -94,7 +94,7 @@ from mission_control.core.storage import (
     timeline_entry_to_json,
 )
 from mission_control.in_memory_commander import InMemoryPersistenceAdapter, ManualClock
-from mission_control.runtime import create_commander_runtime
+from mission_control.runtime import CommanderRuntime, create_commander_runtime
 
 Definition = MissionDefinition[Any, Any, Any]
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
@@ -1604,6 +1604,17 @@ class Shared:
 # -- (5) a tick over 100,000 waiting missions of which 100 are due ----------------------------
 
 
+async def _settled(runtime: CommanderRuntime) -> None:
+    """Wait until no tick runs that the measurement did not ask for.
+
+    On SQLite, the owner's first look for submissions made before its wake-up socket existed
+    asks for a tick right after the startup one; a tick that began before the clock moved
+    would advance the batch the measured tick is meant to find. ``tick()`` waits for it, then
+    runs one of its own (nothing is due yet).
+    """
+    await runtime.tick()
+
+
 @dataclass
 class TickRuns:
     """Scenario (5)'s commander on the waiting database, its clock, and what its runs saw.
@@ -1624,10 +1635,7 @@ class TickRuns:
         db, commander = self.db, self.commander
         elapsed = 0.0
         async with create_commander_runtime(commander) as runtime:
-            # The owner's first look for submissions made before its wake-up socket existed
-            # asks for a tick right after the startup one; one tick first lets it end, so that
-            # the measured tick is the one that finds the batch due.
-            await runtime.tick()
+            await _settled(runtime)
             self.clock.set(WaitingDb.clock_for(db.take_batch()))
             before = _transactions(commander)
             began = time.perf_counter()
@@ -2073,6 +2081,7 @@ async def rss_child(kind: str, missions: int, path: str, batch: int, due: int) -
             _sqlite_commander(path, [PARKED], clock=clock) as commander,
             create_commander_runtime(commander) as runtime,
         ):
+            await _settled(runtime)
             clock.set(WaitingDb.clock_for(batch))
             report = await runtime.tick()
             if report.advanced != due:
