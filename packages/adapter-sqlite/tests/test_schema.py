@@ -13,7 +13,7 @@ import pytest
 
 from mission_control.adapter_sqlite import SCHEMA_VERSION, create_sqlite_persistence_adapter
 from mission_control.adapter_sqlite import _schema as schema
-from mission_control.core import MissionSnapshot, PersistenceError
+from mission_control.core import MissionSnapshot, MissionStatus, PersistenceError
 
 pytestmark = pytest.mark.anyio
 
@@ -129,15 +129,79 @@ async def test_a_database_from_a_newer_version_is_refused_untouched(
     assert await anyio.Path(db_path).read_bytes() == content
 
 
-async def test_read_only_needs_a_migrated_database(
-    db_path: Path, monkeypatch: pytest.MonkeyPatch
+async def test_read_only_refuses_a_database_behind_a_migration_that_changes_reads(
+    db_path: Path, dump: Dump, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Read-only inspection of a database older than the code asks for one writable open to
-    migrate it, instead of migrating or misreading it."""
+    """Read-only inspection of a database older than a migration that changes what the code
+    reads is refused, naming that migration and who migrates it, instead of misreading it."""
     create_sqlite_persistence_adapter(db_path).close()
-    monkeypatch.setattr(schema, "MIGRATIONS", extra_migration("SELECT 1"))
-    with pytest.raises(PersistenceError, match="open it for writing once to migrate"):
+    before = dump(db_path)
+    monkeypatch.setattr(
+        schema, "MIGRATIONS", extra_migration("ALTER TABLE missions ADD COLUMN tenant TEXT")
+    )
+    with pytest.raises(PersistenceError) as raised:
         create_sqlite_persistence_adapter(db_path, read_only=True)
+    message = str(raised.value)
+    assert f"has schema version {SCHEMA_VERSION}, and this code reads schema version " in message
+    assert f"(migration {SCHEMA_VERSION + 1}, 'test', changes what it reads)" in message
+    assert "The owner of this release migrates it when it opens the database" in message
+    assert dump(db_path) == before
+
+
+async def test_read_only_reads_a_database_behind_additive_migrations(
+    db_path: Path, make_snapshot: Make, dump: Dump, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database the previous release's owner keeps (a schema version behind, the migrations
+    since only creating tables) is read read-only by the new code, as ``mission-control
+    check`` does before the deploy: its missions and fingerprints, with nothing written."""
+    async with create_sqlite_persistence_adapter(db_path) as adapter:
+        await adapter.insert(make_snapshot("m", status=MissionStatus.WAITING), [])
+        await adapter.record_fingerprints({("test", 1): "1:abc"})
+    before = dump(db_path)
+    monkeypatch.setattr(
+        schema,
+        "MIGRATIONS",
+        (
+            *schema.MIGRATIONS,
+            schema.Migration(
+                SCHEMA_VERSION + 1,
+                "one table",
+                ("CREATE TABLE later (id TEXT PRIMARY KEY) STRICT",),
+                additive=True,
+            ),
+            schema.Migration(
+                SCHEMA_VERSION + 2,
+                "its index",
+                ("\n  create index later_by_id\n ON later (id)",),
+                additive=True,
+            ),
+        ),
+    )
+    async with create_sqlite_persistence_adapter(db_path, read_only=True) as reader:
+        assert reader.schema_version == SCHEMA_VERSION
+        assert await reader.load("m") == make_snapshot("m", status=MissionStatus.WAITING)
+        assert [s.id for s in await reader.list_missions(limit=10)] == ["m"]
+        assert await reader.versions_in_use() == [("test", 1)]
+        assert await reader.fingerprints() == {("test", 1): "1:abc"}
+    assert dump(db_path) == before
+    # Writers still need it migrated: the owner migrates it, a submitter refuses it.
+    with pytest.raises(PersistenceError, match="only the process that owns the database"):
+        create_sqlite_persistence_adapter(db_path, role="submitter")
+    assert dump(db_path) == before
+
+
+def test_a_migration_marked_additive_may_only_create_tables_and_indexes() -> None:
+    """``check_migrations`` refuses an additive migration that changes anything else, so that
+    no reader of the release before it misreads a database migrated by it."""
+    changing = schema.Migration(
+        SCHEMA_VERSION + 1,
+        "sneaky",
+        ("CREATE TABLE later (id TEXT)", "ALTER TABLE missions ADD COLUMN tenant TEXT"),
+        additive=True,
+    )
+    with pytest.raises(AssertionError, match=r"marked additive but does more.*ALTER TABLE"):
+        schema.check_migrations((*schema.MIGRATIONS, changing))
+    assert schema.readable_from(schema.MIGRATIONS) == SCHEMA_VERSION
 
 
 def test_a_database_of_another_application_is_refused_untouched(db_path: Path, dump: Dump) -> None:

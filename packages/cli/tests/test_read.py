@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -178,3 +179,30 @@ def test_the_installed_console_script_runs_the_command(shop_db: Path, command: A
     version = command("--version")
     assert version.returncode == 0
     assert version.stdout.startswith("mission-control, version ")
+
+
+FIXTURES = Path(__file__).with_name("fixtures")
+
+
+def test_a_database_an_older_release_keeps_is_read_and_checked(
+    tmp_path: Path, command: Any
+) -> None:
+    """`check`, `list` and `doctor` read a database at schema version 3 (``fixtures/
+    schema3.sqlite``) as its owner of an older release keeps it before a deploy, when the
+    migrations since only add tables, and leave it as it was."""
+    db = tmp_path / "schema3.sqlite"
+    db.write_bytes((FIXTURES / "schema3.sqlite").read_bytes())
+    env = {**os.environ, "PYTHONPATH": str(FIXTURES), "MISSION_CONTROL_DB": str(db)}
+    checked = command("check", "--app", "schema3_app:DEFINITIONS", env=env)
+    assert checked.returncode == 0, checked.stderr
+    assert checked.stdout == "every version unfinished missions use is registered unchanged (1)\n"
+    listed = command("list", "--json", env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert [m["status"] for m in json.loads(listed.stdout)["missions"]] == [
+        "waiting",
+        "failed",
+        "completed",
+    ]
+    found = command("doctor", "p-1", "--app", "schema3_app:DEFINITIONS", "--json", env=env)
+    assert json.loads(found.stdout)["problem"] == "waiting-for-signal", found.stderr
+    assert db.read_bytes() == (FIXTURES / "schema3.sqlite").read_bytes()

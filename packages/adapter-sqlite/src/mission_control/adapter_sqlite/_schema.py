@@ -31,6 +31,12 @@ class Migration:
     version: int
     description: str
     statements: tuple[str, ...]
+    additive: bool = False
+    """It only creates tables and indexes, which the reads of the code before it never use:
+    a read-only adapter of this code still reads a database not yet migrated to it, as the
+    previous release's owner keeps it until the deploy (``mission-control check`` runs there
+    before the deploy). What it creates is missing from such a database: reads of it must say
+    so (or find nothing) instead of failing on the missing table."""
 
 
 MIGRATIONS: Final[tuple[Migration, ...]] = (
@@ -199,6 +205,9 @@ SCHEMA_VERSION: Final = MIGRATIONS[-1].version
 """The schema version this code writes (the number of its last migration)."""
 
 
+_CREATES = ("CREATE TABLE ", "CREATE INDEX ", "CREATE UNIQUE INDEX ")
+
+
 def check_migrations(migrations: Sequence[Migration]) -> None:
     for expected, migration in enumerate(migrations, start=1):
         if migration.version != expected:
@@ -206,6 +215,25 @@ def check_migrations(migrations: Sequence[Migration]) -> None:
                 f"migration {migration.version} is at position {expected}: "
                 "migrations are numbered 1, 2, 3, … without gaps"
             )
+        changes = [
+            statement
+            for statement in migration.statements
+            if not " ".join(statement.split()).upper().startswith(_CREATES)
+        ]
+        if migration.additive and changes:
+            raise AssertionError(
+                f"migration {migration.version} is marked additive but does more than create "
+                f"tables and indexes: {' '.join(changes[0].split())}"
+            )
+
+
+def readable_from(migrations: Sequence[Migration]) -> int:
+    """The oldest schema version a read-only adapter reads: the migrations after it are all
+    additive."""
+    oldest = migrations[-1].version
+    while oldest > 1 and migrations[oldest - 1].additive:
+        oldest -= 1
+    return oldest
 
 
 def read_version(connection: Connection, path: str, *, read_only: bool) -> int:
@@ -221,10 +249,16 @@ def read_version(connection: Connection, path: str, *, read_only: bool) -> int:
                 f"mission-control-adapter-sqlite; this version knows schema versions up to "
                 f"{latest}. Upgrade mission-control-adapter-sqlite to open it (nothing was changed)"
             )
-        if read_only and version < latest:
+        oldest = readable_from(MIGRATIONS)
+        if read_only and version < oldest:
+            readable = f"{oldest}" if oldest == latest else f"{oldest} to {latest}"
+            needed = MIGRATIONS[oldest - 1]
             raise PersistenceError(
-                f"{path} has schema version {version} and this code needs {latest}: open it "
-                "for writing once to migrate it, then inspect it read-only"
+                f"{path} has schema version {version}, and this code reads schema version "
+                f"{readable} (migration {needed.version}, {needed.description!r}, changes what "
+                "it reads). The owner of this release migrates it when it opens the database "
+                "(or open it for writing once); until then inspect it with the release whose "
+                "owner keeps it (nothing was changed)"
             )
         return version
     if application_id != 0:
