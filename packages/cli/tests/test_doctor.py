@@ -16,6 +16,7 @@ import trio
 from shop import DEFINITIONS, ORDER  # examples/, on sys.path by conftest.py
 
 from mission_control.adapter_sqlite import SQLiteCommander, create_sqlite_persistence_adapter
+from mission_control.core import m
 
 CHANGED_APPS = {
     "shop_v2": 'from mission_control.core import m\nDEFINITIONS = [m.define("order", version=2)'
@@ -111,6 +112,43 @@ def test_a_due_mission_is_told_whether_an_owner_runs_and_which(
     assert found["owner_pid"] == os.getpid()
     assert f"although process {os.getpid()} owns the database" in found["diagnosis"]
     assert f"make sure process {os.getpid()} runs a runtime" in found["command"]
+
+
+SKEW_V2 = m.define("order", version=2).start(parse=dict).need_to("approve", parse=dict).end()
+
+
+async def _start_v2_from_a_newer_worker(db: Path) -> None:
+    # A rolling deploy: the owner's release registers version 1 only (its start recorded that
+    # in the store); a web worker of the next release (a submitter) starts a version-2 order.
+    async with SQLiteCommander(db, DEFINITIONS, role="owner"):
+        pass
+    async with SQLiteCommander(db, [*DEFINITIONS, SKEW_V2], role="submitter") as worker:
+        await worker.start(SKEW_V2, {"item": "lamp"}, id="o-new", background=True)
+
+
+def test_a_version_no_owner_registered_is_named_not_the_runtime(
+    shop_db: Path, invoke: Any, invoke_json: Any
+) -> None:
+    """A mission on a version no owner of the database has registered (started by a newer
+    submitter): doctor says no owner can move it and to deploy that version, without --app,
+    instead of blaming the owner's runtime."""
+    trio.run(_start_v2_from_a_newer_worker, shop_db)
+    owner = create_sqlite_persistence_adapter(shop_db, role="owner")
+    try:
+        found = doctor(invoke_json, shop_db, "o-new", "--margin", "0s")
+        text = invoke("doctor", "--db", shop_db, "o-new", "--margin", "0s").stdout
+    finally:
+        owner.close()
+    assert found["problem"] == "version-unregistered"
+    assert found["diagnosis"] == (
+        "it runs on version 2 of 'order', which no process owning the database has registered "
+        f"(process {os.getpid()} owns it now; the owners registered version 1 of it): none can "
+        "move it"
+    )
+    assert found["command"].startswith("deploy version 2 of 'order' to the application")
+    assert text.startswith("o-new: it runs on version 2 of 'order', which no process")
+    # The orders on version 1 are told as before.
+    assert doctor(invoke_json, shop_db, "o-1")["problem"] == "waiting-for-signal"
 
 
 def test_with_app_a_missing_definition_version_or_node_is_named(

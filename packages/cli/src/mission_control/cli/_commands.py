@@ -485,12 +485,14 @@ def doctor_command(
                 for s in await store.pending_submissions(MAX_LIST_LIMIT)
                 if s.mission_id == mission
             ]
+            recorded = set(await store.fingerprints())
         return Facts(
             snapshot=snapshot,
             timeline=timeline,
             buffered=buffered,
             pending=pending,
             owner=owner_process(db),
+            recorded=recorded,
             definitions=definitions,
             now=now(),
             margin=margin,

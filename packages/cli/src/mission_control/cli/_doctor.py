@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import enum
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -37,6 +37,9 @@ class Finding(enum.StrEnum):
     """Failed after being left running ``max_recovery_attempts`` times in a row."""
     DEFINITION_MISSING = "definition-missing"
     VERSION_MISSING = "version-missing"
+    VERSION_UNREGISTERED = "version-unregistered"
+    """No owner of the database has registered the mission's version (the store keeps the
+    versions owners registered, and not this one): none can move it."""
     NODE_MISSING = "node-missing"
     NO_OWNER = "no-owner"
     """Due, running or with work submitted, but no process owns the database."""
@@ -68,6 +71,9 @@ class Facts:
     """Submissions for the mission the owner has not decided yet."""
     owner: int | None
     """The process owning the database, if one does."""
+    recorded: Set[tuple[str, int]]
+    """The (definition, version) whose fingerprint the store keeps: an owner records those of
+    every version it registers when it starts."""
     definitions: Sequence[MissionDefinition[Any, Any, Any]] | None
     """The application's definitions (``--app``), if given: several versions of one may be
     registered at once."""
@@ -94,7 +100,7 @@ def top_level_names(nodes: Sequence[NodeDescription]) -> set[str]:
 def diagnose(facts: Facts) -> Diagnosis:
     """The first thing that keeps the mission from moving, in the order a fix is needed."""
     snapshot = facts.snapshot
-    found = _definition_problem(facts)
+    found = _definition_problem(facts) or _unregistered(facts)
     if found is not None:
         return found
     match snapshot.status:
@@ -159,6 +165,29 @@ def _definition_problem(facts: Facts) -> Diagnosis | None:
             "restart the application",
         )
     return None
+
+
+def _unregistered(facts: Facts) -> Diagnosis | None:
+    snapshot = facts.snapshot
+    key = (snapshot.definition, snapshot.definition_version)
+    # With none recorded at all, no owner has run the check yet: nothing can be told.
+    if snapshot.is_terminal or not facts.recorded or key in facts.recorded:
+        return None
+    has = sorted(v for name, v in facts.recorded if name == snapshot.definition)
+    registered = (
+        f"the owners registered version {', '.join(map(str, has))} of it"
+        if has
+        else "the owners registered no version of it"
+    )
+    owner = "" if facts.owner is None else f"process {facts.owner} owns it now; "
+    return Diagnosis(
+        Finding.VERSION_UNREGISTERED,
+        f"it runs on version {snapshot.definition_version} of {snapshot.definition!r}, which no "
+        f"process owning the database has registered ({owner}{registered}): none can move it",
+        f"deploy version {snapshot.definition_version} of {snapshot.definition!r} to the "
+        "application that owns the database (beside the versions its other missions run on) "
+        "and restart it",
+    )
 
 
 def _failed(facts: Facts) -> Diagnosis:
