@@ -82,6 +82,23 @@ def test_list_rejects_a_bad_age_saying_what_an_age_is(shop_db: Path, invoke: Any
     assert "h (hours), d (days)" in result.stderr
 
 
+def test_an_age_too_large_is_a_usage_error(shop_db: Path, invoke: Any) -> None:
+    """An age past what a date can count back (or a float can hold) is a usage error saying the
+    largest one, for every option taking an age; nothing is deleted."""
+    for args in (
+        ("list", "--older-than", "99999999999999d"),
+        ("purge", "--older-than", "999999999999w"),
+        ("purge", "--older-than", "1000000d", "--dry-run"),
+        ("doctor", "o-1", "--margin", "99999999999999d"),
+        ("list", "--newer-than", "9" * 400 + "s"),
+    ):
+        result = invoke(*args, "--db", shop_db)
+        assert result.exit_code == 2, (args, result.output)
+        assert "is too large an age: at most 365000d" in result.stderr, args
+    assert invoke("list", "--db", shop_db, "--older-than", "365000d").exit_code == 0
+    assert len(invoke("list", "--db", shop_db).stdout.splitlines()) == 5
+
+
 def test_show_prints_the_mission_its_nodes_and_timeline(shop_db: Path, invoke: Any) -> None:
     """`show` prints where the mission is, then its nodes and its timeline."""
     result = invoke("show", "--db", shop_db, "o-3")

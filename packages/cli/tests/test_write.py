@@ -114,16 +114,27 @@ def test_a_verdict_not_come_within_the_timeout_exits_3_leaving_it_stored(
     assert invoke_json("submission", "--db", shop_db, "1", "--json")["state"] == "pending"
 
 
-def test_bad_input_is_refused_before_anything_is_stored(shop_db: Path, invoke: Any) -> None:
-    """A payload that is not JSON and an --app that cannot be loaded are usage errors (2)
-    saying what to write instead; nothing is submitted."""
+def test_bad_input_is_refused_before_anything_is_stored(
+    shop_db: Path, invoke: Any, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """A payload that is not JSON, a --timeout that is not a number and an --app that cannot be
+    loaded (its module raising or not Python) are usage errors (2) saying what to write
+    instead; nothing is submitted."""
+    (tmp_path / "raising_app.py").write_text("raise RuntimeError('config missing')\n")
+    (tmp_path / "broken_app.py").write_text("def (\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
     not_json = invoke("signal", "--db", shop_db, "o-1", "approve", "{by: ops}")
     assert not_json.exit_code == 2
     assert "the payload is not JSON" in not_json.stderr
     assert "quote it for the shell" in not_json.stderr
+    nan = invoke("signal", "--db", shop_db, "o-1", "approve", "{}", "--timeout", "nan")
+    assert nan.exit_code == 2
+    assert "nan is not a number of seconds" in nan.stderr
     for app, message in [
         ("shop", "is not of the form module:attribute"),
         ("no_such_module:X", "cannot import 'no_such_module'"),
+        ("raising_app:X", "importing 'raising_app' raised RuntimeError: config missing"),
+        ("broken_app:X", "importing 'broken_app' raised SyntaxError: invalid syntax"),
         ("shop:NOPE", "shop has no attribute 'NOPE'"),
         ("shop:parse_order", "is a function that needs arguments"),
         ("shop:ORDER.name", "is a str: it must be a mission definition, a list of them"),

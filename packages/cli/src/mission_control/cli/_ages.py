@@ -10,6 +10,8 @@ import click
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _AGE = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
+MAX_AGE = timedelta(days=365_000)
+"""The largest age taken (about 1,000 years): counted back from now, it stays a date."""
 
 
 def parse_age(text: str) -> timedelta:
@@ -20,7 +22,12 @@ def parse_age(text: str) -> timedelta:
             f"{text!r} is not an age: write a number and a unit, s (seconds), m (minutes), "
             "h (hours), d (days) or w (weeks), e.g. 90s, 2h, 3d"
         )
-    return timedelta(seconds=float(match[1]) * _UNITS[match[2]])
+    seconds = float(match[1]) * _UNITS[match[2]]
+    if seconds > MAX_AGE.total_seconds():
+        raise ValueError(
+            f"{text!r} is too large an age: at most {MAX_AGE.days}d (about 1,000 years)"
+        )
+    return timedelta(seconds=seconds)
 
 
 if TYPE_CHECKING:

@@ -40,6 +40,10 @@ def load_definitions(spec: str) -> Definitions:
             hint="run the command where your application's modules import (its virtual "
             "environment, its directory) or set PYTHONPATH",
         ) from error
+    except Exception as error:  # the module's own code failed (SyntaxError included)
+        raise bad_input(
+            f"--app {spec!r}: importing {module_name!r} raised {type(error).__name__}: {error}"
+        ) from error
     value: object = module
     for part in attribute.split("."):
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -257,10 +258,17 @@ def stats_command(db: str, as_json: bool) -> None:
 # -- writing through the owner ---------------------------------------------------------------
 
 
+def _seconds(ctx: click.Context, param: click.Parameter, value: float) -> float:
+    if math.isnan(value):
+        raise click.BadParameter("nan is not a number of seconds", ctx, param)
+    return value
+
+
 def wait_option(function: _F) -> _F:
     function = click.option(
         "--timeout",
         type=click.FloatRange(min=0),
+        callback=_seconds,
         default=30.0,
         show_default=True,
         metavar="SECONDS",
