@@ -6,15 +6,19 @@ import re
 from pathlib import Path
 from typing import Any
 
+import trio
+
+from mission_control.adapter_sqlite import SQLiteCommander
+
 
 def parse(chart: str) -> tuple[set[tuple[str, str, str]], dict[str, str]]:
     """The chart's edges as (from, label, to) node names, and each node's class."""
     names: dict[str, str] = {}
-    for ident, name in re.findall(r'^\s+(n\d+)\W+"([^"<]+)', chart, re.M):
+    for ident, name in re.findall(r'^\s+(n\d+)[(\[{]+"([^"<]+)', chart, re.M):
         names[ident] = name
     edges = {
         (names[a], label or "", names[b])
-        for a, label, b in re.findall(r"^\s+(n\d+) -->(?:\|([^|]*)\|)? (n\d+)$", chart, re.M)
+        for a, label, b in re.findall(r'^\s+(n\d+) -->(?:\|"([^"]*)"\|)? (n\d+)$', chart, re.M)
     }
     classes = {names[i]: c for i, c in re.findall(r"^\s+class (n\d+) (\w+)$", chart, re.M)}
     return edges, classes
@@ -114,3 +118,45 @@ def test_graph_draws_the_version_asked_for(
     assert missing.exit_code == 2
     assert "--app has no version 3 of 'order'" in missing.stderr
     assert "it has version 1, 2" in missing.stderr
+
+
+LOOP_APP = """
+from datetime import timedelta
+from mission_control.core import m
+looper = (
+    m.define("looper").start(parse=dict)
+    .loop("rounds", lambda b: b.need_to("tick", parse=dict).step("work", lambda ctx: 1),
+          until=lambda ctx: ctx.iteration >= 3, max_iterations=5)
+    .choice("route", lambda ctx: "a|b", {"a|b": lambda b: b.step("s1", lambda ctx: 1),
+                                         "plain": lambda b: b})
+    .deadline(timedelta(hours=1), on_deadline=lambda p: p.step("late", lambda ctx: 1))
+    .end()
+)
+"""
+
+
+async def _loop_to_round_two(db: Path) -> None:
+    import graph_loop_app  # type: ignore[import-not-found]  # written by the test
+
+    async with SQLiteCommander(db, [graph_loop_app.looper]) as commander:
+        await commander.start(graph_loop_app.looper, {}, id="l-1")
+        await commander.signal("l-1", "tick", {})
+
+
+def test_graph_colours_a_loop_body_by_its_latest_iteration_and_quotes_labels(
+    tmp_path: Path, monkeypatch: Any, invoke: Any
+) -> None:
+    """A mission inside a loop's body colours the body's nodes (drawn once) by their latest
+    iteration; a path named with an edge label's syntax (``|``) is quoted, and the deadline
+    path leads to the end node."""
+    (tmp_path / "graph_loop_app.py").write_text(LOOP_APP)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    db = tmp_path / "loop.sqlite"
+    trio.run(_loop_to_round_two, db)
+    result = invoke("graph", "looper", "l-1", "--db", db, "--app", "graph_loop_app:looper")
+    assert result.exit_code == 0, result.output
+    edges, classes = parse(result.stdout)
+    # The iteration under way: its tick waits, its work has not run (iteration 1's is gone).
+    assert classes == {"start": "done", "rounds": "running", "tick": "waiting"}
+    assert ("route", "a|b", "s1") in edges
+    assert ("late", "", "end") in edges

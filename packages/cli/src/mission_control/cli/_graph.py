@@ -72,11 +72,12 @@ class _Chart:
             )
             for branch, branch_nodes in node.branches:
                 looping = branch == "*"
+                # Quoted: a branch's name may hold what an edge label's syntax uses ("|").
                 label = "each" if looping else _label(branch)
                 start = self.chain(branch_nodes, ident if looping else following, indent)
                 target = start or following
                 if target is not None:
-                    self.lines.append(f"{indent}{ident} -->|{label}| {target}")
+                    self.lines.append(f'{indent}{ident} -->|"{label}"| {target}')
             # Only through its branches (or paths) does a parallel (or choice) go on.
             if following is not None and not (node.branches and node.kind in _SPLITS):
                 self.lines.append(f"{indent}{ident} --> {following}")
@@ -98,13 +99,38 @@ def mermaid(
     chart.chain(description.nodes, None, "  ")
     if description.on_deadline:
         chart.lines.append('  deadline(("deadline"))')
-        first = chart.chain(description.on_deadline, None, "  ")
+        # The deadline path ends the mission through its end node.
+        last = description.nodes[-1] if description.nodes else None
+        end = chart.ids.get(last.path or last.name) if last and last.kind == "end" else None
+        first = chart.chain(description.on_deadline, end, "  ")
         if first is not None:
             chart.lines.append(f"  deadline --> {first}")
     for name, style in _CLASSES.items():
         chart.lines.append(f"  classDef {name} {style}")
-    for path, status in (states or {}).items():
-        ident = chart.ids.get(path)
-        if ident is not None:
-            chart.lines.append(f"  class {ident} {_CLASS_OF[status]}")
+    for ident, status in _drawn_states(chart.ids, states or {}).items():
+        chart.lines.append(f"  class {ident} {_CLASS_OF[status]}")
     return "\n".join(chart.lines) + "\n"
+
+
+def _drawn_states(
+    ids: Mapping[str, str], states: Mapping[str, NodeStatus]
+) -> dict[str, NodeStatus]:
+    """Each drawn node's state: a node of a loop's (or for_each's) body is drawn once, at
+    ``<loop>/*/<name>``, with the state of its latest iteration (``<loop>/<i>/<name>``)."""
+    latest: dict[str, tuple[tuple[int, ...], NodeStatus]] = {}
+    for path, status in states.items():
+        drawn: list[str] = []
+        iterations: list[int] = []
+        for part in path.split("/"):
+            # An iteration number only where the chart has a body there: a branch may be
+            # named with digits too.
+            if part.isdigit() and any(p.startswith("/".join([*drawn, "*/"])) for p in ids):
+                drawn.append("*")
+                iterations.append(int(part))
+            else:
+                drawn.append(part)
+        ident = ids.get("/".join(drawn))
+        order = tuple(iterations)
+        if ident is not None and (ident not in latest or latest[ident][0] <= order):
+            latest[ident] = (order, status)
+    return {ident: status for ident, (_, status) in latest.items()}
