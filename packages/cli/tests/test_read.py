@@ -10,6 +10,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import trio
+from shop import DEFINITIONS  # examples/, on sys.path by conftest.py
+
+from mission_control.adapter_sqlite import SQLiteCommander
+from mission_control.core import m
+
 
 def test_list_prints_every_mission_in_id_order(shop_db: Path, invoke: Any) -> None:
     """`list` prints one row per mission, with its status and what it waits for."""
@@ -127,6 +133,71 @@ def test_show_json_is_the_stored_mission_and_timeline(
     assert kinds[0] == "mission-started"
     assert kinds[-1] == "mission-completed"
     assert kinds.count("signal-received") == 2
+
+
+async def _long_loop(db: Path) -> None:
+    looping = (
+        m.define("looping")
+        .start(parse=dict)
+        .loop(
+            "rounds",
+            lambda body: body.step("work", lambda ctx: ctx.iteration),
+            until=lambda ctx: ctx.iteration >= 100,
+            max_iterations=200,
+        )
+        .end()
+    )
+    async with SQLiteCommander(db, [looping]) as commander:
+        await commander.start(looping, {}, id="long")
+
+
+def test_show_prints_the_last_timeline_entries_unless_asked_for_all(
+    tmp_path: Path, invoke: Any, invoke_json: Any
+) -> None:
+    """A mission with a long timeline (a loop's) shows its last 50 entries and how many came
+    before, `--timeline N` the last N and `--timeline all` every one, in text and JSON."""
+    db = tmp_path / "long.sqlite"
+    trio.run(_long_loop, db)
+    every = invoke_json("show", "--db", db, "long", "--json", "--timeline", "all")
+    total = len(every["timeline"])
+    assert total > 300
+    assert every["earlier_entries"] == 0
+    default = invoke_json("show", "--db", db, "long", "--json")
+    assert default["timeline"] == every["timeline"][-50:]
+    assert default["earlier_entries"] == total - 50
+    text = invoke("show", "--db", db, "long", "--timeline", "3").stdout
+    assert f"… {total - 3} earlier entries: --timeline all shows them" in text
+    events = text[text.index("timeline (the last 3 entries)") :].splitlines()[2:]
+    assert len(events) == 3
+    assert events[-1].split()[2] == "mission-completed"
+    wrong = invoke("show", "--db", db, "long", "--timeline", "some")
+    assert wrong.exit_code == 2
+    assert "'some' is not a number of entries (0, 1, …) or 'all'" in wrong.stderr
+
+
+async def _retry_and_fork(db: Path) -> None:
+    async with SQLiteCommander(db, DEFINITIONS) as commander:
+        await commander.retry("o-3")  # fails again: still out of stock
+        await commander.fork("o-4", at_node="ship", new_id="o-4-again")
+
+
+def test_show_and_json_summaries_say_what_a_mission_was_forked_from_and_its_retries(
+    shop_db: Path, invoke: Any, invoke_json: Any
+) -> None:
+    """A retried mission shows how many times it was retried, a fork the mission it was
+    forked from, in `show` and in every JSON summary (`list --json`)."""
+    trio.run(_retry_and_fork, shop_db)
+    retried = invoke("show", "--db", shop_db, "o-3").stdout
+    assert re.search(r"^retries +1 *$", retried, re.M), retried
+    forked = invoke("show", "--db", shop_db, "o-4-again").stdout
+    assert re.search(r"^forked from +o-4 *$", forked, re.M), forked
+    listed = {
+        m["id"]: (m["retries"], m["forked_from"])
+        for m in invoke_json("list", "--db", shop_db, "--json")["missions"]
+    }
+    assert listed["o-3"] == (1, None)
+    assert listed["o-4-again"] == (0, "o-4")
+    assert listed["o-1"] == (0, None)
 
 
 def test_show_of_an_unknown_mission_says_how_to_find_one(shop_db: Path, invoke: Any) -> None:

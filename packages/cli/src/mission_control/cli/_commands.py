@@ -160,12 +160,34 @@ def list_command(
         out.print(f"[dim]more: --after {next_after}[/]")
 
 
+def _entries(ctx: click.Context, param: click.Parameter, value: str) -> int | None:
+    if value.strip().lower() == "all":
+        return None
+    try:
+        count = int(value)
+    except ValueError:
+        count = -1
+    if count < 0:
+        raise click.BadParameter(f"{value!r} is not a number of entries (0, 1, …) or 'all'")
+    return count
+
+
 @cli.command("show")
 @db_option
 @click.argument("mission")
+@click.option(
+    "--timeline",
+    "last",
+    default="50",
+    show_default=True,
+    metavar="N|all",
+    callback=_entries,
+    help="Show the last N entries of the timeline (a loop's mission may have thousands), "
+    "or all of them.",
+)
 @json_option
-def show_command(db: str, mission: str, as_json: bool) -> None:
-    """Show a mission: where it is, its nodes and its timeline."""
+def show_command(db: str, mission: str, last: int | None, as_json: bool) -> None:
+    """Show a mission: where it is, its nodes and (the last entries of) its timeline."""
 
     async def read() -> tuple[MissionSnapshot, list[Any]]:
         async with reading(db) as store:
@@ -175,10 +197,12 @@ def show_command(db: str, mission: str, as_json: bool) -> None:
             return snapshot, await store.timeline(mission)
 
     snapshot, timeline = run(read)
+    earlier = 0 if last is None else max(0, len(timeline) - last)
+    shown = timeline[earlier:]
     if as_json:
-        echo_json(show_json(snapshot, timeline))
+        echo_json(show_json(snapshot, shown, earlier))
     else:
-        print_mission(console(), snapshot, timeline, now())
+        print_mission(console(), snapshot, shown, now(), earlier=earlier)
 
 
 def _not_found(mission: str) -> CommandError:

@@ -95,6 +95,8 @@ def summary_json(snapshot: MissionSnapshot) -> dict[str, Any]:
         "waits": [wait_json(wait) for wait in snapshot.waits],
         "error": None if error is None else {"type": error.type, "message": error.message},
         "recovery_attempts": snapshot.recovery_attempts,
+        "retries": snapshot.retries or 0,
+        "forked_from": snapshot.forked_from,
     }
 
 
@@ -114,11 +116,15 @@ def mission_table(snapshots: Iterable[MissionSnapshot], now: datetime) -> Table:
     return table
 
 
-def show_json(snapshot: MissionSnapshot, timeline: list[TimelineEntry]) -> dict[str, Any]:
-    """A mission as stored (the storage codec's JSON form) and its timeline."""
+def show_json(
+    snapshot: MissionSnapshot, timeline: list[TimelineEntry], earlier: int
+) -> dict[str, Any]:
+    """A mission as stored (the storage codec's JSON form) and the last entries of its
+    timeline; ``earlier``: how many entries came before them."""
     return {
         "mission": snapshot_to_dict(snapshot),
         "timeline": [json.loads(timeline_entry_to_json(entry)) for entry in timeline],
+        "earlier_entries": earlier,
     }
 
 
@@ -137,9 +143,15 @@ def _short(value: Any, width: int = 120) -> str:
 
 
 def print_mission(
-    out: Console, snapshot: MissionSnapshot, timeline: list[TimelineEntry], now: datetime
+    out: Console,
+    snapshot: MissionSnapshot,
+    timeline: list[TimelineEntry],
+    now: datetime,
+    *,
+    earlier: int = 0,
 ) -> None:
-    """A mission for a terminal: where it is, its nodes, then its timeline."""
+    """A mission for a terminal: where it is, its nodes, then the last entries of its timeline
+    (``earlier``: how many came before them)."""
     rows: list[tuple[str, str]] = [
         ("mission", escape(snapshot.id)),
         ("definition", escape(f"{snapshot.definition} (version {snapshot.definition_version})")),
@@ -155,6 +167,10 @@ def print_mission(
         rows.append(("deadline", when(snapshot.deadline, now)))
     if snapshot.parent is not None:
         rows.append(("parent", escape(f"{snapshot.parent.mission_id} ({snapshot.parent.node})")))
+    if snapshot.forked_from is not None:
+        rows.append(("forked from", escape(snapshot.forked_from)))
+    if snapshot.retries:
+        rows.append(("retries", str(snapshot.retries)))
     if snapshot.error is not None:
         error = f"{snapshot.error.type}: {snapshot.error.message}"
         rows.append(("error", f"[red]{escape(error)}[/]"))
@@ -194,7 +210,8 @@ def print_mission(
     out.print()
     out.print(nodes)
 
-    events = Table(title="timeline", title_justify="left", box=None, header_style="bold")
+    title = "timeline" if not earlier else f"timeline (the last {len(timeline)} entries)"
+    events = Table(title=title, title_justify="left", box=None, header_style="bold")
     for column in ("AT", "EVENT", "NODE", "ATTEMPT", "DETAIL"):
         events.add_column(
             column,
@@ -210,4 +227,6 @@ def print_mission(
             "-" if entry.detail is None else escape(_short(entry.detail)),
         )
     out.print()
+    if earlier:
+        out.print(f"[dim]… {earlier} earlier entries: --timeline all shows them[/]")
     out.print(events)
