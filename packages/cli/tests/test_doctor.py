@@ -11,12 +11,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 import trio
 from shop import DEFINITIONS, ORDER  # examples/, on sys.path by conftest.py
 
 from mission_control.adapter_sqlite import SQLiteCommander, create_sqlite_persistence_adapter
-from mission_control.core import m
+from mission_control.core import TimelineEntry, TimelineKind, m
+from mission_control.core.storage import NewSignal
 
 CHANGED_APPS = {
     "shop_v2": 'from mission_control.core import m\nDEFINITIONS = [m.define("order", version=2)'
@@ -242,3 +244,41 @@ def test_check_names_versions_the_app_lacks_or_changed(
     no_app = invoke("check", "--db", shop_db)
     assert no_app.exit_code == 2
     assert "check needs the definitions" in no_app.stderr
+
+
+async def _buffer_the_awaited_signal(db: Path) -> None:
+    # The state a signal that came while the owner was down (or raced the wait) leaves: the
+    # mission waits at `approve` with an `approve` in its inbox, not taken yet.
+    async with create_sqlite_persistence_adapter(db) as store:
+        waiting = await store.load("o-1")
+        assert waiting is not None
+        came = waiting.updated_at
+        await store.insert(
+            attrs.evolve(waiting, id="o-early", revision=1),
+            [TimelineEntry(came, TimelineKind.SIGNAL_BUFFERED, "approve")],
+            signals=[NewSignal("approve", {"by": "early"}, came)],
+        )
+
+
+def test_a_signal_awaited_and_buffered_is_told_as_buffered_not_never_sent(
+    shop_db: Path, invoke_json: Any
+) -> None:
+    """A mission waiting for a signal that is buffered already: doctor says it is buffered,
+    since when, and that the owner takes it (not "never sent" with a command sending a
+    second one); with no owner, to start the application."""
+    trio.run(_buffer_the_awaited_signal, shop_db)
+    found = doctor(invoke_json, shop_db, "o-early")
+    assert found["problem"] == "no-owner"
+    assert "one sent " in found["diagnosis"]
+    assert "is buffered and not taken yet, but no process owns the database" in found["diagnosis"]
+    owner = create_sqlite_persistence_adapter(shop_db, role="owner")
+    try:
+        found = doctor(invoke_json, shop_db, "o-early")
+    finally:
+        owner.close()
+    assert found["problem"] == "signal-buffered"
+    assert found["diagnosis"].startswith("waiting for the signal 'approve' since ")
+    assert found["diagnosis"].endswith(
+        "is buffered and not taken yet: the owner takes it at its next tick"
+    )
+    assert found["command"] is None

@@ -47,6 +47,8 @@ class Finding(enum.StrEnum):
     """Due for longer than the margin although an owner runs."""
     RUNNING_LONG = "running-long"
     WAITING_FOR_SIGNAL = "waiting-for-signal"
+    SIGNAL_BUFFERED = "signal-buffered"
+    """Waiting for a signal that came and is buffered: the owner takes it at its next tick."""
     WAITING_FOR_CHILD = "waiting-for-child"
     CANCEL_PENDING = "cancel-pending"
 
@@ -298,6 +300,18 @@ def _waiting_for_signal(facts: Facts, name: str, node: str) -> Diagnosis:
     snapshot = facts.snapshot
     record = snapshot.nodes.get(node)
     since = record.started_at if record is not None and record.started_at else snapshot.updated_at
+    came = facts.buffered.get(name)
+    if came is not None:
+        # It came before the mission waited for it (or while the owner was down): the owner
+        # hands it over when it next moves the mission; sending another would buffer a second.
+        what = (
+            f"waiting for the signal {name!r} since {_ago(facts, since)}; one sent "
+            f"{_ago(facts, came.received_at)} is buffered and not taken yet"
+        )
+        return _owner_problem(facts, what) or Diagnosis(
+            Finding.SIGNAL_BUFFERED,
+            f"{what}: the owner takes it at its next tick{_pending_text(facts)}",
+        )
     rejected = [
         entry
         for entry in facts.timeline
