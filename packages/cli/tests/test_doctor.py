@@ -27,6 +27,13 @@ CHANGED_APPS = {
     '.start(parse=dict).step("reserve", dict).need_to("approval", parse=dict).end()]\n',
     "refunds_only": 'from mission_control.core import m\nDEFINITIONS = [m.define("refund")'
     ".start(parse=dict).end()]\n",
+    # A loop whose body's need_to is renamed without a new version: only below the top level.
+    "looper": "from mission_control.core import m\nLOOPER = m.define('looper').start(parse=dict)"
+    ".loop('rounds', lambda b: b.need_to('tick', parse=dict), "
+    "until=lambda ctx: ctx.iteration >= 3, max_iterations=5).end()\nDEFINITIONS = [LOOPER]\n",
+    "looper_changed": "from mission_control.core import m\nDEFINITIONS = [m.define('looper')"
+    ".start(parse=dict).loop('rounds', lambda b: b.need_to('tock', parse=dict), "
+    "until=lambda ctx: ctx.iteration >= 3, max_iterations=5).end()]\n",
 }
 
 
@@ -282,3 +289,30 @@ def test_a_signal_awaited_and_buffered_is_told_as_buffered_not_never_sent(
         "is buffered and not taken yet: the owner takes it at its next tick"
     )
     assert found["command"] is None
+
+
+async def _loop_once(db: Path) -> None:
+    import looper  # type: ignore[import-not-found]  # written by the apps fixture
+
+    async with SQLiteCommander(db, looper.DEFINITIONS) as commander:
+        await commander.start(looper.LOOPER, {}, id="l-1")
+        await commander.signal("l-1", "tick", {})
+
+
+def test_with_app_a_version_changed_below_the_top_level_is_named(
+    tmp_path: Path, apps: None, invoke_json: Any
+) -> None:
+    """With --app whose version of the mission's definition was changed in place below the
+    top level (a loop body's need_to renamed), doctor says the shape changed, from the stored
+    fingerprint, instead of suggesting a signal the owner would refuse."""
+    db = tmp_path / "loop.sqlite"
+    trio.run(_loop_once, db)
+    same = doctor(invoke_json, db, "l-1", "--app", "looper:DEFINITIONS")
+    assert same["problem"] == "waiting-for-signal"
+    changed = doctor(invoke_json, db, "l-1", "--app", "looper_changed:DEFINITIONS")
+    assert changed["problem"] == "version-changed"
+    assert changed["diagnosis"].startswith(
+        "version 1 of 'looper' in the application has another shape than the one its "
+        "missions started on"
+    )
+    assert changed["command"].startswith("give the changed definition a new version")

@@ -517,7 +517,7 @@ def doctor_command(
                 for s in await store.pending_submissions(MAX_LIST_LIMIT)
                 if s.mission_id == mission
             ]
-            recorded = set(await store.fingerprints())
+            recorded = await store.fingerprints()
         return Facts(
             snapshot=snapshot,
             timeline=timeline,

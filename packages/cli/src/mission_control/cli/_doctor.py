@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import enum
 import shlex
-from collections.abc import Mapping, Sequence, Set
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -20,6 +20,7 @@ from mission_control.core import (
     TimelineEntry,
     TimelineKind,
     WaitKind,
+    fingerprint,
 )
 from mission_control.core.storage import BufferedSignal
 
@@ -37,6 +38,9 @@ class Finding(enum.StrEnum):
     """Failed after being left running ``max_recovery_attempts`` times in a row."""
     DEFINITION_MISSING = "definition-missing"
     VERSION_MISSING = "version-missing"
+    VERSION_CHANGED = "version-changed"
+    """(With ``--app``.) The application's version of the mission's definition has another
+    shape than the one its missions started on: changed without a new version number."""
     VERSION_UNREGISTERED = "version-unregistered"
     """No owner of the database has registered the mission's version (the store keeps the
     versions owners registered, and not this one): none can move it."""
@@ -73,8 +77,8 @@ class Facts:
     """Submissions for the mission the owner has not decided yet."""
     owner: int | None
     """The process owning the database, if one does."""
-    recorded: Set[tuple[str, int]]
-    """The (definition, version) whose fingerprint the store keeps: an owner records those of
+    recorded: Mapping[tuple[str, int], str]
+    """The fingerprint the store keeps of each (definition, version): an owner records those of
     every version it registers when it starts."""
     definitions: Sequence[MissionDefinition[Any, Any, Any]] | None
     """The application's definitions (``--app``), if given: several versions of one may be
@@ -165,6 +169,19 @@ def _definition_problem(facts: Facts) -> Diagnosis | None:
             f"{snapshot.definition!r} (version {definition.version}) no longer has",
             f"give the definition back its node {gone[0]!r} (or a new version of it) and "
             "restart the application",
+        )
+    # Its node is there, but the shape around it may have changed (below the top level).
+    stored = facts.recorded.get((snapshot.definition, snapshot.definition_version))
+    mine = fingerprint(definition)
+    # Fingerprints of another format (what the digest covers) are not compared, as core's check.
+    if stored is not None and stored != mine and stored.split(":")[0] == mine.split(":")[0]:
+        return Diagnosis(
+            Finding.VERSION_CHANGED,
+            f"version {definition.version} of {snapshot.definition!r} in the application has "
+            "another shape than the one its missions started on (it was changed without a new "
+            "version number): the mission may fail when it next moves",
+            f"give the changed definition a new version and keep version {definition.version} "
+            "as it was until its missions end; `mission-control check --app ...` names them",
         )
     return None
 
