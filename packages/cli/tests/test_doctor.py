@@ -27,6 +27,14 @@ CHANGED_APPS = {
     '.start(parse=dict).step("reserve", dict).need_to("approval", parse=dict).end()]\n',
     "refunds_only": 'from mission_control.core import m\nDEFINITIONS = [m.define("refund")'
     ".start(parse=dict).end()]\n",
+    # A child mission whose step fails (failing its parent), and a saga whose undo fails.
+    "failing": "from mission_control.core import m\n"
+    "def broken(ctx):\n    raise RuntimeError('broken')\n"
+    'KID = m.define("kid").start(parse=dict).step("work", broken).end()\n'
+    'PARENT = m.define("parent").start(parse=dict).child("kid", KID, lambda ctx: {}).end()\n'
+    'SAGA = m.define("saga").start(parse=dict).step("charge", lambda ctx: "ch-1", '
+    'compensate=broken).step("ship", broken).end()\n'
+    "DEFINITIONS = [PARENT, SAGA]\n",
     # A loop whose body's need_to is renamed without a new version: only below the top level.
     "looper": "from mission_control.core import m\nLOOPER = m.define('looper').start(parse=dict)"
     ".loop('rounds', lambda b: b.need_to('tick', parse=dict), "
@@ -316,3 +324,37 @@ def test_with_app_a_version_changed_below_the_top_level_is_named(
         "missions started on"
     )
     assert changed["command"].startswith("give the changed definition a new version")
+
+
+async def _fail_a_child_and_a_saga(db: Path) -> None:
+    import failing  # type: ignore[import-not-found]  # written by the apps fixture
+
+    async with SQLiteCommander(db, failing.DEFINITIONS) as commander:
+        await commander.start(failing.PARENT, {}, id="p-1")
+        await commander.start(failing.SAGA, {}, id="s-1")
+
+
+def test_the_fix_for_a_failed_mission_is_one_the_library_accepts(
+    tmp_path: Path, apps: None, invoke: Any, invoke_json: Any
+) -> None:
+    """A failed child mission's fix is its failed parent's retry from the child node, and a
+    mission whose compensations ran (one failed) is forked afresh at start: doctor no longer
+    suggests the retry the library refuses for them; the retry it suggests is accepted."""
+    db = tmp_path / "failing.sqlite"
+    trio.run(_fail_a_child_and_a_saga, db)
+    kid = doctor(invoke_json, db, "p-1/kid")
+    assert kid["problem"] == "failed"
+    assert kid["command"] == (f"fix the cause, then mission-control retry p-1 --from kid --db {db}")
+    app = ("--app", "failing:DEFINITIONS", "--no-wait")
+    refused = invoke("retry", "--db", db, "p-1/kid", *app)
+    assert refused.exit_code == 1
+    assert "MissionNotRetryableError" in refused.stderr
+    accepted = invoke("retry", "--db", db, "p-1", "--from", "kid", *app)
+    assert accepted.exit_code == 0, accepted.output
+    saga = doctor(invoke_json, db, "s-1")
+    assert saga["problem"] == "failed"
+    assert "CompensationFailedError" in saga["diagnosis"]
+    assert saga["command"] == (
+        "fix the cause, then run it afresh: mission-control fork s-1 --at start --app "
+        f"MODULE:ATTRIBUTE --db {db}"
+    )

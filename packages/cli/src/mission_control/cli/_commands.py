@@ -518,12 +518,16 @@ def doctor_command(
                 if s.mission_id == mission
             ]
             recorded = await store.fingerprints()
+            parent = (
+                None if snapshot.parent is None else await store.load(snapshot.parent.mission_id)
+            )
         return Facts(
             snapshot=snapshot,
             timeline=timeline,
             buffered=buffered,
             pending=pending,
             owner=owner_process(db),
+            parent_status=None if parent is None else parent.status,
             recorded=recorded,
             definitions=definitions,
             now=now(),

@@ -77,6 +77,8 @@ class Facts:
     """Submissions for the mission the owner has not decided yet."""
     owner: int | None
     """The process owning the database, if one does."""
+    parent_status: MissionStatus | None
+    """The status of the mission's parent (``None``: no parent, or none stored any more)."""
     recorded: Mapping[tuple[str, int], str]
     """The fingerprint the store keeps of each (definition, version): an owner records those of
     every version it registers when it starts."""
@@ -218,13 +220,36 @@ def _failed(facts: Facts) -> Diagnosis:
             Finding.POISONED,
             f"poisoned: {at}, after being left running {snapshot.recovery_attempts} times in a "
             "row (the node stops the process, or its result cannot be stored)",
-            f"fix the node {snapshot.current_node!r}, then " + _cli(facts, "retry", snapshot.id),
+            f"fix the node {snapshot.current_node!r}, then {_rerun(facts)}",
         )
     return Diagnosis(
-        Finding.FAILED,
-        at + _error_text(snapshot),
-        "fix the cause, then " + _cli(facts, "retry", snapshot.id),
+        Finding.FAILED, at + _error_text(snapshot), f"fix the cause, then {_rerun(facts)}"
     )
+
+
+def _rerun(facts: Facts) -> str:
+    """What runs a failed mission again: a retry, unless the library refuses one for it (the
+    cases of ``Commander.retry``'s ``MissionNotRetryableError``)."""
+    snapshot = facts.snapshot
+    if snapshot.compensating:
+        # Some of what it did is undone: only a fresh run from the start is sound.
+        return "run it afresh: " + _cli(
+            facts, "fork", snapshot.id, "--at", "start", "--app", "MODULE:ATTRIBUTE"
+        )
+    parent = snapshot.parent
+    if parent is None:
+        return _cli(facts, "retry", snapshot.id)
+    # A child mission is run again by its parent's child node, which starts a new one.
+    node = parent.node.partition("/")[0]
+    match facts.parent_status:
+        case MissionStatus.FAILED | MissionStatus.CANCELLED:
+            return _cli(facts, "retry", parent.mission_id, "--from", node)
+        case None:
+            return f"its parent {parent.mission_id} is gone: nothing runs it again"
+        case _:
+            return f"see how its parent goes on (its node {node!r} saw it fail): " + _cli(
+                facts, "doctor", parent.mission_id
+            )
 
 
 def _owner_problem(facts: Facts, what: str) -> Diagnosis | None:
