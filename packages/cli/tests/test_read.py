@@ -294,3 +294,23 @@ def test_a_database_an_older_release_keeps_is_read_and_checked(
     found = command("doctor", "p-1", "--app", "schema3_app:DEFINITIONS", "--json", env=env)
     assert json.loads(found.stdout)["problem"] == "waiting-for-signal", found.stderr
     assert db.read_bytes() == (FIXTURES / "schema3.sqlite").read_bytes()
+
+
+def test_an_argument_utf8_cannot_encode_is_a_usage_error(shop_db: Path, invoke: Any) -> None:
+    """A mission id, name or node holding a byte the shell passed undecoded (a surrogate) is a
+    usage error naming it, for every command taking one; nothing is stored."""
+    bad = "o-\udcff"
+    for args in (
+        ("show", bad),
+        ("doctor", bad),
+        ("list", "--definition", bad),
+        ("list", "--after", bad),
+        ("purge", "--older-than", "1d", "--definition", bad, "--dry-run"),
+        ("signal", "o-1", bad, "{}", "--no-wait"),
+        ("cancel", "o-1", "--reason", bad, "--no-wait"),
+        ("retry", "o-3", "--from", bad, "--no-wait"),
+    ):
+        result = invoke(*args, "--db", shop_db)
+        assert result.exit_code == 2, (args, result.output)
+        assert "'o-\\udcff' is not text UTF-8 can encode" in result.stderr, args
+    assert "there is no submission 1" in invoke("submission", "--db", shop_db, "1").stderr

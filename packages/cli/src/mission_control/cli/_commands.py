@@ -7,7 +7,7 @@ import math
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 import click
@@ -49,6 +49,38 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 
 def now() -> datetime:
     return datetime.now(UTC)
+
+
+if TYPE_CHECKING:
+    _TextType = click.ParamType[str]
+else:  # an older click has no type parameter at run time
+    _TextType = click.ParamType
+
+
+class Text(_TextType):
+    """A string argument or option: refused when UTF-8 cannot encode it (a byte the shell
+    passed on undecoded reaches Python as a surrogate), which nothing stored can hold."""
+
+    name = "text"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> str:
+        text = str(value)
+        try:
+            text.encode()
+        except UnicodeEncodeError:
+            shown = text.encode(errors="backslashreplace").decode()
+            self.fail(
+                f"'{shown}' is not text UTF-8 can encode (a byte the shell passed that is not "
+                "UTF-8 arrives as a surrogate)",
+                param,
+                ctx,
+            )
+        return text
+
+
+TEXT = Text()
 
 
 def db_option(function: _F) -> _F:
@@ -98,7 +130,7 @@ def cli() -> None:
     type=click.Choice([status.value for status in MissionStatus]),
     help="Only missions in this status.",
 )
-@click.option("--definition", metavar="NAME", help="Only missions of this definition.")
+@click.option("--definition", type=TEXT, metavar="NAME", help="Only missions of this definition.")
 @click.option("--older-than", type=Age(), help="Only missions created longer ago (2h, 3d).")
 @click.option("--newer-than", type=Age(), help="Only missions created more recently (15m).")
 @click.option(
@@ -108,7 +140,9 @@ def cli() -> None:
     show_default=True,
     help="At most this many missions.",
 )
-@click.option("--after", metavar="ID", help="Start after this mission id (the next page).")
+@click.option(
+    "--after", type=TEXT, metavar="ID", help="Start after this mission id (the next page)."
+)
 @json_option
 def list_command(
     db: str,
@@ -174,7 +208,7 @@ def _entries(ctx: click.Context, param: click.Parameter, value: str) -> int | No
 
 @cli.command("show")
 @db_option
-@click.argument("mission")
+@click.argument("mission", type=TEXT)
 @click.option(
     "--timeline",
     "last",
@@ -395,9 +429,9 @@ def _payload(text: str | None) -> Any:
 @cli.command("signal")
 @db_option
 @app_option
-@click.argument("mission")
-@click.argument("name")
-@click.argument("payload", required=False, metavar="[PAYLOAD-JSON]")
+@click.argument("mission", type=TEXT)
+@click.argument("name", type=TEXT)
+@click.argument("payload", type=TEXT, required=False, metavar="[PAYLOAD-JSON]")
 @wait_option
 @json_option
 def signal_command(
@@ -428,8 +462,8 @@ def signal_command(
 
 @cli.command("cancel")
 @db_option
-@click.argument("mission")
-@click.option("--reason", help="Why (kept with the cancellation request).")
+@click.argument("mission", type=TEXT)
+@click.option("--reason", type=TEXT, help="Why (kept with the cancellation request).")
 @click.option("--compensate", is_flag=True, help="Run the compensations it owes first.")
 @wait_option
 @json_option
@@ -483,7 +517,7 @@ def submission_command(db: str, seq: int, as_json: bool) -> None:
 @cli.command("doctor")
 @db_option
 @app_option
-@click.argument("mission")
+@click.argument("mission", type=TEXT)
 @click.option(
     "--margin",
     type=Age(),
@@ -561,8 +595,8 @@ def doctor_command(
     type=int,
     help="The version to draw (default: MISSION's, else the latest --app has).",
 )
-@click.argument("definition")
-@click.argument("mission", required=False)
+@click.argument("definition", type=TEXT)
+@click.argument("mission", type=TEXT, required=False)
 def graph_command(
     db: str | None, app: str | None, version: int | None, definition: str, mission: str | None
 ) -> None:

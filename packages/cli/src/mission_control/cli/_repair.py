@@ -22,6 +22,7 @@ from mission_control.core import (
 from ._ages import Age
 from ._app import load_definitions
 from ._commands import (
+    TEXT,
     app_option,
     db_option,
     definitions_of,
@@ -43,10 +44,11 @@ _FINISHED = [s.value for s in MissionStatus if s.is_terminal]
 @cli.command("retry")
 @db_option
 @app_option
-@click.argument("mission")
+@click.argument("mission", type=TEXT)
 @click.option(
     "--from",
     "from_node",
+    type=TEXT,
     metavar="NODE",
     help="Run again from this top-level node (one at or before where it stopped).",
 )
@@ -79,11 +81,18 @@ def retry_command(
 @cli.command("fork")
 @db_option
 @app_option
-@click.argument("mission")
+@click.argument("mission", type=TEXT)
 @click.option(
-    "--at", "at_node", required=True, metavar="NODE", help="The top-level node to start at."
+    "--at",
+    "at_node",
+    type=TEXT,
+    required=True,
+    metavar="NODE",
+    help="The top-level node to start at.",
 )
-@click.option("--id", "new_id", metavar="ID", help="The new mission's id (one is made without it).")
+@click.option(
+    "--id", "new_id", type=TEXT, metavar="ID", help="The new mission's id (one is made without it)."
+)
 @json_option
 def fork_command(
     db: str, app: str | None, mission: str, at_node: str, new_id: str | None, as_json: bool
@@ -130,7 +139,7 @@ def fork_command(
     multiple=True,
     help="Only missions that ended so (repeat it for several; default: every finished status).",
 )
-@click.option("--definition", metavar="NAME", help="Only missions of this definition.")
+@click.option("--definition", type=TEXT, metavar="NAME", help="Only missions of this definition.")
 @click.option("--dry-run", is_flag=True, help="Count what would be deleted, delete nothing.")
 @click.option(
     "--batch-size",
