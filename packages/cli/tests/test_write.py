@@ -155,3 +155,36 @@ def test_submission_json_survives_a_round_trip(shop_db: Path, invoke_json: Any) 
     assert read == stored
     assert (read["kind"], read["mission_id"], read["name"]) == ("signal", "o-2", "pickup")
     assert json.dumps(read["payload"]) == '{"carrier": "ups"}'
+
+
+def test_an_app_without_the_missions_definition_is_said_so(
+    shop_db: Path, invoke: Any, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """With an --app that lacks the mission's definition, fork's hint says --app must hold it
+    (not to pass --app, which was passed), and signal and retry --from say on stderr that the
+    owner alone checks what --app would have checked here."""
+    (tmp_path / "refunds.py").write_text(
+        "from mission_control.core import m\n"
+        'DEFINITIONS = [m.define("refund").start(parse=dict).end()]\n'
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    app = ("--db", shop_db, "--app", "refunds:DEFINITIONS")
+    fork = invoke("fork", "o-3", "--at", "reserve", *app)
+    assert fork.exit_code == 1
+    assert "UnknownDefinitionError" in fork.stderr
+    assert "hint: --app module:attribute must name the application's definitions, the one " in (
+        fork.stderr
+    )
+    signal = invoke("signal", "o-1", "approve", "{}", "--no-wait", *app)
+    assert signal.exit_code == 0, signal.output
+    assert signal.stderr == (
+        "note: --app refunds:DEFINITIONS has no version 1 of 'order' (mission o-1's), so the "
+        "owner alone checks the signal's name and payload\n"
+    )
+    retry = invoke("retry", "o-3", "--from", "reserve", "--no-wait", *app)
+    assert retry.exit_code == 0, retry.output
+    assert "so the owner alone checks the node of --from" in retry.stderr
+    shop = ("--db", shop_db, "--app", "shop:DEFINITIONS")
+    checked = invoke("signal", "o-2", "pickup", '{"carrier": "ups"}', "--no-wait", *shop)
+    assert checked.exit_code == 0, checked.output
+    assert checked.stderr == ""

@@ -13,9 +13,10 @@ import attrs
 import click
 import trio
 
-from mission_control.adapter_sqlite import owner_process
+from mission_control.adapter_sqlite import SQLiteCommander, owner_process
 from mission_control.core import (
     MAX_LIST_LIMIT,
+    MissionNotFoundError,
     MissionSnapshot,
     MissionStatus,
     NodeStatus,
@@ -414,6 +415,26 @@ def submit_and_wait(
     )
 
 
+async def unchecked_note(
+    commander: SQLiteCommander, app: str | None, mission: str, checked: str
+) -> None:
+    """With --app, say on stderr when it lacks the mission's version: then the checks made here
+    first are skipped, and the owner alone checks ``checked``."""
+    if app is None:
+        return
+    try:
+        snapshot = await commander.inspect(mission)
+    except MissionNotFoundError:
+        return  # the submission refuses it, saying so
+    key = (snapshot.definition, snapshot.definition_version)
+    if key not in commander.definition_versions:
+        click.echo(
+            f"note: --app {app} has no version {key[1]} of {key[0]!r} (mission {mission}'s), "
+            f"so the owner alone checks {checked}",
+            err=True,
+        )
+
+
 def _payload(text: str | None) -> Any:
     if text is None:
         return None
@@ -449,10 +470,15 @@ def signal_command(
     With --app the name and payload are checked here first, as the owner would; without it
     the owner checks them."""
     value = _payload(payload)
+
+    async def submit(commander: SQLiteCommander) -> Submission:
+        await unchecked_note(commander, app, mission, "the signal's name and payload")
+        return await commander.submit_signal(mission, name, value)
+
     submit_and_wait(
         db,
         definitions_of(app),
-        lambda commander: commander.submit_signal(mission, name, value),
+        submit,
         no_wait=no_wait,
         timeout=timeout,
         as_json=as_json,

@@ -61,7 +61,11 @@ def _hint(error: MissionControlError) -> str | None:
         case MissionNotActiveError():
             return "`mission-control show MISSION` shows how it ended"
         case UnknownDefinitionError():
-            return "pass the definitions with --app module:attribute"
+            return (
+                "--app module:attribute must name the application's definitions, the one the "
+                "error names among them (`mission-control show MISSION` names a mission's "
+                "definition and version)"
+            )
         case ScheduleNotFoundError():
             return "`mission-control schedule list` shows the schedules this database holds"
         case ScheduleExistsError():

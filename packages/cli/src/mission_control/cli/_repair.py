@@ -11,12 +11,14 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from mission_control.adapter_sqlite import SQLiteCommander
 from mission_control.core import (
     MAX_LIST_LIMIT,
     PURGE_BATCH,
     MissionStatus,
     PurgeBatch,
     PurgeReport,
+    Submission,
 )
 
 from ._ages import Age
@@ -29,6 +31,7 @@ from ._commands import (
     json_option,
     now,
     submit_and_wait,
+    unchecked_note,
     wait_option,
 )
 from ._commands import (
@@ -67,10 +70,16 @@ def retry_command(
     where it stopped (or --from an earlier one); its history stays.
 
     With --app, --from is checked here first; without it the owner checks it."""
+
+    async def submit(commander: SQLiteCommander) -> Submission:
+        if from_node is not None:
+            await unchecked_note(commander, app, mission, "the node of --from")
+        return await commander.submit_retry(mission, from_node=from_node)
+
     submit_and_wait(
         db,
         definitions_of(app),
-        lambda commander: commander.submit_retry(mission, from_node=from_node),
+        submit,
         no_wait=no_wait,
         timeout=timeout,
         as_json=as_json,
