@@ -4,8 +4,20 @@ shop run as its own process, with its runtime), or checked here first with --app
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
+
+import trio
+
+from mission_control.adapter_sqlite import SQLiteCommander
+
+WATCHDOG = 60.0
+"""Seconds a test waits for the command's process at most."""
 
 
 def test_a_signal_is_applied_by_the_owner_and_the_mission_moves(
@@ -188,3 +200,83 @@ def test_an_app_without_the_missions_definition_is_said_so(
     checked = invoke("signal", "o-2", "pickup", '{"carrier": "ups"}', "--no-wait", *shop)
     assert checked.exit_code == 0, checked.output
     assert checked.stderr == ""
+
+
+MARKUP_APP = """
+from mission_control.core import m
+BRACKETED = m.define("y[/bold]").start(parse=dict).need_to("go", parse=dict).end()
+RED = m.define("[red]def").start(parse=dict).end()
+DEFINITIONS = [BRACKETED, RED]
+"""
+
+
+async def _bracketed(db: Path) -> None:
+    import markup_app  # type: ignore[import-not-found]  # written by the test
+
+    async with SQLiteCommander(db, markup_app.DEFINITIONS) as commander:
+        for mission_id in ("z[/bold]", "z[/bold]2"):
+            await commander.start(markup_app.BRACKETED, {}, id=mission_id)
+        await commander.start(markup_app.RED, {}, id="[/]r")
+
+
+def test_ids_and_names_holding_markup_are_printed_as_they_are(
+    tmp_path: Path, monkeypatch: Any, invoke: Any
+) -> None:
+    """Ids and definition names holding rich markup (`[/bold]`, `[red]`) are printed as they
+    are by stats, list's next page, signal and fork, never read as markup (a crash after
+    storing the submission, or a colour)."""
+    (tmp_path / "markup_app.py").write_text(MARKUP_APP)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    db = tmp_path / "markup.sqlite"
+    trio.run(_bracketed, db)
+    stats = invoke("stats", "--db", db)
+    assert stats.exit_code == 0, stats.output
+    assert "y[/bold]" in stats.stdout
+    assert "[red]def" in stats.stdout
+    page = invoke("list", "--db", db, "--limit", "1")
+    assert page.stdout.splitlines()[-1] == "more: --after [/]r"
+    signal = invoke("signal", "z[/bold]", "go", "{}", "--no-wait", "--db", db)
+    assert signal.exit_code == 0, signal.output
+    assert signal.stdout.startswith("signal 'go' to z[/bold] stored as submission 1 (pending)")
+    fork = invoke(
+        "fork",
+        "z[/bold]2",
+        "--at",
+        "go",
+        "--id",
+        "f[/]",
+        "--db",
+        db,
+        "--app",
+        "markup_app:DEFINITIONS",
+    )
+    assert fork.exit_code == 0, fork.output
+    assert fork.stdout.startswith("forked z[/bold]2 at 'go' into f[/] (waiting")
+
+
+def test_an_interrupted_wait_says_the_submission_is_stored(shop_db: Path, invoke: Any) -> None:
+    """Ctrl-C (SIGINT) while `signal` waits for a verdict no owner gives: exit 3 saying the
+    signal is stored as a pending submission and how to follow it, not "Aborted!"."""
+    waiting = subprocess.Popen(
+        [sys.executable, "-m", "mission_control.cli", "signal", "o-1", "approve", '{"by": "x"}'],
+        env={**os.environ, "MISSION_CONTROL_DB": str(shop_db)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + WATCHDOG
+        while invoke("submission", "--db", shop_db, "1").exit_code != 0:
+            assert time.monotonic() < deadline, "the signal was not stored in time"
+            assert waiting.poll() is None, waiting.communicate()
+        waiting.send_signal(signal.SIGINT)
+        _, stderr = waiting.communicate(timeout=WATCHDOG)
+    finally:
+        if waiting.poll() is None:
+            waiting.kill()
+    assert waiting.returncode == 3, stderr
+    assert (
+        "Error: interrupted: signal 'approve' to o-1 is stored as submission 1 (pending); the "
+        "owner applies it at its next tick\n"
+    ) in stderr
+    assert "mission-control submission 1 --db" in stderr

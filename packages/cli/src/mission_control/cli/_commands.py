@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import attrs
 import click
 import trio
+from rich.markup import escape
 
 from mission_control.adapter_sqlite import SQLiteCommander, owner_process
 from mission_control.core import (
@@ -192,7 +193,7 @@ def list_command(
         return
     out.print(mission_table(found, at))
     if next_after is not None:
-        out.print(f"[dim]more: --after {next_after}[/]")
+        out.print(f"[dim]more: --after {escape(next_after)}[/]")
 
 
 def _entries(ctx: click.Context, param: click.Parameter, value: str) -> int | None:
@@ -300,7 +301,7 @@ def stats_command(db: str, as_json: bool) -> None:
     table.add_column("TOTAL", justify="right")
     for name, counts in stats["by_definition"].items():
         row = [str(counts.get(status.value, 0)) for status in MissionStatus]
-        table.add_row(name, *row, str(sum(counts.values())))
+        table.add_row(escape(name), *row, str(sum(counts.values())))
     table.add_row(
         "[bold]all[/]",
         *(str(stats["by_status"][status.value]) for status in MissionStatus),
@@ -368,9 +369,12 @@ def submit_and_wait(
 ) -> None:
     """Store a submission, then (unless ``no_wait``) wait for the owner's verdict on it."""
 
+    stored: list[Submission] = []
+
     async def go() -> tuple[Submission, MissionSnapshot | None]:
         async with submitting(db, definitions) as commander:
             submission: Submission = await submit(commander)
+            stored.append(submission)
             if no_wait:
                 return submission, None
             decided: Submission | None = None
@@ -391,7 +395,18 @@ def submit_and_wait(
                 f"`mission-control submission {submission.seq} --db {db}` shows its state",
             )
 
-    submission, snapshot = run(go)
+    try:
+        submission, snapshot = run(go)
+    except KeyboardInterrupt:
+        if not stored:
+            raise
+        # Stored all the same: told so, lest the operator sends it again.
+        seq = stored[0].seq
+        raise StillPending(
+            f"interrupted: {what} is stored as submission {seq} (pending); the owner applies "
+            "it at its next tick",
+            hint=f"`mission-control submission {seq} --db {db}` shows its state",
+        ) from None
     if as_json:
         echo_json(
             {
@@ -403,14 +418,14 @@ def submit_and_wait(
     out = console()
     if snapshot is None:
         out.print(
-            f"{what} stored as submission {submission.seq} (pending): the owner applies it at "
-            f"its next tick; `mission-control submission {submission.seq}` shows its state"
+            f"{escape(what)} stored as submission {submission.seq} (pending): the owner applies "
+            f"it at its next tick; `mission-control submission {submission.seq}` shows its state"
         )
         return
-    waits = ", ".join(wait_text(wait) for wait in snapshot.waits)
-    where = f" at {snapshot.current_node}" if snapshot.current_node else ""
+    waits = escape(", ".join(wait_text(wait) for wait in snapshot.waits))
+    where = f" at {escape(snapshot.current_node)}" if snapshot.current_node else ""
     out.print(
-        f"{what} applied (submission {submission.seq}); mission {snapshot.id} is "
+        f"{escape(what)} applied (submission {submission.seq}); mission {escape(snapshot.id)} is "
         f"{status_text(snapshot.status.value)}{where}" + (f", waiting for {waits}" if waits else "")
     )
 

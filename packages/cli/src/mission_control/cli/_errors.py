@@ -28,7 +28,8 @@ class Exit(enum.IntEnum):
     USAGE = 2
     """Bad arguments or options (click's own code for them)."""
     PENDING = 3
-    """A submission is stored but the owner had not decided it when ``--timeout`` ran out."""
+    """A submission is stored but the owner had not decided it when ``--timeout`` ran out, or
+    when the wait was interrupted (Ctrl-C)."""
 
 
 class CommandError(click.ClickException):
@@ -47,7 +48,7 @@ class BadInput(CommandError):
 
 
 class StillPending(CommandError):
-    """The owner had not decided a submission within ``--timeout``."""
+    """The owner had not decided a submission within ``--timeout`` (or before Ctrl-C)."""
 
     exit_code = Exit.PENDING
 

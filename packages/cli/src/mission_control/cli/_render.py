@@ -28,6 +28,10 @@ STATUS_STYLE: dict[str, str] = {
 }
 
 
+# Every user value (an id, a name, a message) printed through rich markup goes through
+# `escape`: rich would read `[...]` in it as markup, `[/bold]` raising, `[red]` colouring.
+
+
 def console() -> Console:
     # Lines are never wrapped (a shell's pipe or a log keeps each message on one line); tables
     # still fit the terminal's width.

@@ -9,6 +9,7 @@ from typing import Any
 import attrs
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from mission_control.adapter_sqlite import SQLiteCommander
@@ -127,9 +128,9 @@ def fork_command(
         echo_json(summary_json(fork))
         return
     console().print(
-        f"forked {mission} at {at_node!r} into {fork.id} "
+        f"forked {escape(mission)} at {escape(repr(at_node))} into {escape(fork.id)} "
         f"({status_text(fork.status.value)}: the owner's runtime runs it); "
-        f"`mission-control show {fork.id}` follows it"
+        f"`mission-control show {escape(fork.id)}` follows it"
     )
 
 
