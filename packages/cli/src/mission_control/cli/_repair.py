@@ -101,7 +101,12 @@ def retry_command(
     help="The top-level node to start at.",
 )
 @click.option(
-    "--id", "new_id", type=TEXT, metavar="ID", help="The new mission's id (one is made without it)."
+    "--id",
+    "new_id",
+    type=TEXT,
+    metavar="ID",
+    help="The new mission's id (one is made without it). Give one to make running the command "
+    "again safe: a fork to the same id returns the fork made before.",
 )
 @json_option
 def fork_command(
