@@ -293,6 +293,9 @@ def test_a_database_an_older_release_keeps_is_read_and_checked(
     ]
     found = command("doctor", "p-1", "--app", "schema3_app:DEFINITIONS", "--json", env=env)
     assert json.loads(found.stdout)["problem"] == "waiting-for-signal", found.stderr
+    for what, none in (("schedule", "no schedules"), ("trigger", "no fired triggers")):
+        listed = command(what, "list", env=env)
+        assert (listed.returncode, listed.stdout) == (0, f"{none}\n"), listed.stderr
     assert db.read_bytes() == (FIXTURES / "schema3.sqlite").read_bytes()
 
 

@@ -1418,7 +1418,20 @@ class SQLitePersistenceAdapter:
         try:
             return self._cursor.execute(sql, params).fetchall()
         except apsw.Error as error:
+            if self._not_created_yet(error):
+                return []
             return await self._rows_when_free(error, sql, params, action)
+
+    def _not_created_yet(self, error: apsw.Error) -> bool:
+        """Whether ``error`` reads a table a later migration creates, from a database not
+        migrated to it yet (read-only opens read one when the migrations since are additive):
+        the table reads as empty there."""
+        return (
+            self._read_only
+            and self._schema_version < current_version()
+            and isinstance(error, apsw.SQLError)
+            and "no such table" in str(error)
+        )
 
     async def aclose(self) -> None:
         """Close the database and release it for another writer. Idempotent."""

@@ -182,6 +182,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             "CREATE INDEX schedules_due ON schedules (next_fire_at, id) "
             "WHERE next_fire_at IS NOT NULL",
         ),
+        additive=True,
     ),
     Migration(
         5,
@@ -198,6 +199,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             """,
             "CREATE INDEX trigger_fires_by_name ON trigger_fires (name, id)",
         ),
+        additive=True,
     ),
 )
 
