@@ -631,15 +631,13 @@ class Draft(MissionFields):
         now: datetime,
     ) -> None:
         """Take a failed or cancelled mission up again from the top-level node at ``path`` (a
-        retry): the records ``dropped`` says go (that node's and those after it) go, with the
-        compensations they made owed; the mission is running again, its error, output and
-        cancellation request gone, its deadline ``deadline``. The caller enters the node."""
+        retry): the records ``dropped`` says go (that node's and those after it) go; the
+        compensations they made owed stay owed (what they did still stands) until a step of
+        the same path completes again (see :meth:`owe`). The mission is running again, its
+        error, output and cancellation request gone, its deadline ``deadline``. The caller
+        enters the node."""
         previous = self.status
         self.nodes = {p: r for p, r in self.nodes.items() if not dropped(p)}
-        saga = self.compensations
-        if saga is not None:
-            owed = tuple(o for o in saga.owed if not dropped(o.path))
-            self.compensations = Compensations(owed) if owed else None
         self.retries = (self.retries or 0) + 1
         self.log(
             now,
@@ -668,13 +666,15 @@ class Draft(MissionFields):
 
     def owe(self, path: str, output: JsonValue) -> None:
         """The compensable step at ``path`` completed with ``output``: its compensation is owed
-        (kept apart from ``nodes``, whose records may go)."""
+        (kept apart from ``nodes``, whose records may go), in place of one a run of the same
+        step before a retry made owed (the step ran again with the same idempotency key: its
+        new output is what there is to undo)."""
         saga = self.compensations
         owed = Compensation(path, output)
         self.compensations = (
             Compensations((owed,))
             if saga is None
-            else Compensations((*saga.owed, owed), saga.since)
+            else Compensations((*(o for o in saga.owed if o.path != path), owed), saga.since)
         )
 
     def _begin_compensating(self, reason: str, node: str | None, now: datetime) -> None:

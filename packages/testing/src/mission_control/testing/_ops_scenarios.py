@@ -253,6 +253,45 @@ class OpsConformance(ScenarioFixtures):
         assert (retried.status, retried.output) == (MissionStatus.COMPLETED, "paid")
         assert steps.runs == {"pay": 1, "ship": 1}
 
+    async def test_a_retry_owes_the_compensations_of_the_steps_it_runs_again_until_they_complete(
+        self, persistence: PersistenceAdapter, clock: ManualClock
+    ) -> None:
+        """The compensation a step made owed stays owed when a retry runs the step again: a
+        retried step that completes owes it once, with its new output; one that fails makes
+        the mission compensate what the run before the retry did."""
+        steps = _Flaky()
+        undone: list[str] = []
+
+        def charge(ctx: Context[Any, Any]) -> str:
+            steps.step("charge")(ctx)
+            return f"ch-{steps.runs['charge']}"
+
+        flow = (
+            m.define("charge-saga")
+            .start(parse=_accept)
+            .step("reserve", steps.step("reserve"), compensate=lambda ctx, o: undone.append(o))
+            .step("charge", charge, compensate=lambda ctx, o: undone.append(o))
+            .need_to("approve", parse=bool)
+            .end()
+        )
+        commander = self.commander(persistence, clock, flow)
+        once = await commander.start(flow, {}, id="once")
+        await once.cancel("hold on")
+        again = await commander.retry(once.id, from_node="charge")
+        assert again.status is MissionStatus.WAITING
+        saga = again.compensations
+        assert saga is not None
+        assert [(c.path, c.output) for c in saga.owed] == [
+            ("reserve", "reserve done"),
+            ("charge", "ch-2"),
+        ]
+        twice = await commander.start(flow, {}, id="twice")
+        await twice.cancel("hold on")
+        steps.failing.add("charge")
+        failed = await commander.retry(twice.id, from_node="charge")
+        assert failed.status is MissionStatus.COMPENSATED
+        assert undone == ["ch-3", "reserve done"]
+
     async def test_a_retried_child_node_starts_a_new_child_and_keeps_the_old(
         self, persistence: PersistenceAdapter, clock: ManualClock
     ) -> None:
