@@ -358,3 +358,36 @@ def test_the_fix_for_a_failed_mission_is_one_the_library_accepts(
         "fix the cause, then run it afresh: mission-control fork s-1 --at start --app "
         f"MODULE:ATTRIBUTE --db {db}"
     )
+
+
+FAMILY_APP = """\
+from mission_control.core import m
+
+KID = m.define("kid").start(parse=dict).need_to("done", parse=dict).end()
+PARENT = m.define("parent").start(parse=dict).child("kid", KID, lambda ctx: {}).end()
+DEFINITIONS = [PARENT]
+"""
+
+
+def test_a_child_mission_is_diagnosed_and_drawn_with_the_definition_its_parent_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, invoke: Any, invoke_json: Any
+) -> None:
+    """--app gives doctor and graph the definitions the application's child nodes start, as
+    its commander registers them: a waiting child mission is diagnosed by its own wait."""
+    (tmp_path / "family.py").write_text(FAMILY_APP)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import family  # pyright: ignore[reportMissingImports]
+
+    db = tmp_path / "family.sqlite"
+
+    async def fill() -> None:
+        async with SQLiteCommander(db, family.DEFINITIONS) as commander:
+            await commander.start(family.PARENT, {}, id="p")
+
+    trio.run(fill)
+    found = doctor(invoke_json, db, "p/kid", "--app", "family:DEFINITIONS")
+    assert found["problem"] == "waiting-for-signal"
+    assert found["command"] == f"mission-control signal p/kid done PAYLOAD-JSON --db {db}"
+    drawn = invoke("graph", "kid", "p/kid", "--db", db, "--app", "family:DEFINITIONS")
+    assert drawn.exit_code == 0, drawn.output
+    assert "class n1 waiting" in drawn.stdout

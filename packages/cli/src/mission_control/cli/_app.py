@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, cast
 
-from mission_control.core import MissionDefinition
+from mission_control.core import MissionDefinition, registered_versions
 
 from ._errors import bad_input
 
@@ -25,7 +25,8 @@ _FORM = "module:attribute, e.g. myapp.missions:DEFINITIONS"
 
 
 def load_definitions(spec: str) -> Definitions:
-    """The definitions ``spec`` names; raises a command error saying what is wrong with it."""
+    """The definitions ``spec`` names, and those their child nodes start; raises a command
+    error saying what is wrong with it."""
     module_name, colon, attribute = spec.partition(":")
     if not colon or not module_name or not attribute:
         raise bad_input(f"--app {spec!r} is not of the form {_FORM}")
@@ -54,7 +55,15 @@ def load_definitions(spec: str) -> Definitions:
             ) from None
     if callable(value) and not isinstance(value, MissionDefinition):
         value = _called(spec, cast("Callable[[], object]", value))
-    return _definitions(spec, cast("object", value))
+    given = _definitions(spec, cast("object", value))
+    # With the definitions their child nodes start, as the application's commander registers
+    # them: a child mission's definition is the application's too.
+    started = [
+        found
+        for found in registered_versions(given).values()
+        if not any(found is definition for definition in given)
+    ]
+    return given + started
 
 
 def _called(spec: str, factory: Callable[[], object]) -> object:

@@ -124,6 +124,7 @@ from ._versions import (
     VersionReport,
     check_definitions,
     fingerprint,
+    registered_versions,
 )
 
 __all__ = [
@@ -239,6 +240,7 @@ __all__ = [
     "key",
     "linear",
     "m",
+    "registered_versions",
     "retry",
     "to_json_value",
 ]
