@@ -24,6 +24,7 @@ from mission_control.core import (
     SUBMISSION_ATTEMPTS,
     ConfigurationError,
     Context,
+    DefinitionVersionError,
     InvalidInputError,
     InvalidSignalPayloadError,
     MissionNotActiveError,
@@ -225,9 +226,10 @@ async def test_a_retry_from_a_submitter_is_applied_by_the_owner(
     db_path: Path, raw: SQLiteCommander, submitter: SQLiteCommander, owner: SQLiteCommander
 ) -> None:
     """A submitter's retry is a submission the owner applies (the mission runs again in the
-    owner and the submitter gets it at rest); a raw one from an unknown node is refused by the
-    owner, raising its error and changing nothing; a retry of a completed mission is refused
-    by the submitter itself, with or without the definitions, storing nothing."""
+    owner and the submitter gets it at rest); one from an unknown node stored unchecked is
+    refused by the owner, raising its error and changing nothing; a retry of a completed
+    mission is refused by the submitter itself, with or without the definitions, storing
+    nothing."""
     await owner.start(ORDER, {"item": "tea"}, id="o1")
     await owner.cancel("o1", "by mistake")
 
@@ -247,8 +249,10 @@ async def test_a_retry_from_a_submitter_is_applied_by_the_owner(
         await raw.retry("o1")
     await owner.start(ORDER, {"item": "jam"}, id="o2")
     await owner.cancel("o2")
+    # Stored unchecked (as an older submitter stored it): the owner refuses it.
+    unchecked = raw_submission(SubmissionKind.RETRY, "o2", None, {"from_node": "ship"})
     with pytest.raises(InvalidInputError, match="no such node"):
-        await raw.verdict(await raw.submit_retry("o2", from_node="ship"))
+        await raw.verdict(await raw.persistence.submit(unchecked))
     assert await owner.inspect("o1") == before
     assert rows(db_path, "SELECT kind, state FROM submissions ORDER BY seq") == [
         ("retry", "applied"),
@@ -711,3 +715,66 @@ async def test_a_submitted_signal_returns_the_mission_once_its_buffered_signal_i
 
     assert reads_in_between >= 2
     assert (result.status, result.output) == (MissionStatus.COMPLETED, "ada then bob")
+
+
+BRANCHED = (
+    m.define("branched")
+    .start(parse=dict)
+    .parallel("both", {"left": lambda b: b.step("weigh", lambda ctx: 1), "right": lambda b: b})
+    .need_to("approve", parse=parse_approval)
+    .step("ship", lambda ctx: "shipped")
+    .end()
+)
+
+
+async def test_a_submitter_without_the_definition_refuses_a_retry_point_the_records_rule_out(
+    db_path: Path, clock: LoopClock
+) -> None:
+    """A submitter without the mission's definition refuses, storing nothing, a from_node its
+    records show a retry cannot run from: a node inside a parallel, a name with a '/', a node
+    never reached past one that did not complete; a node it may run from is submitted."""
+    async with (
+        SQLiteCommander(db_path, [BRANCHED], clock=clock, role="owner") as owner,
+        create_commander_runtime(owner),
+        SQLiteCommander(db_path, [], clock=clock, role="submitter") as raw,
+    ):
+        await owner.start(BRANCHED, {}, id="b1")
+        await owner.cancel("b1", "wrong address")
+        for node, message in (
+            ("weigh", "the top-level node it is in is 'both'"),
+            ("both/left/weigh", "the top-level node it is in is 'both'"),
+            ("no/such", "a node's name has no '/'"),
+            ("ship", "never reached a node of that name, and its node 'approve' did not complete"),
+        ):
+            with pytest.raises(InvalidInputError, match=message):
+                await raw.submit_retry("b1", from_node=node)
+        assert rows(db_path, "SELECT count(*) FROM submissions") == [(0,)]
+        with anyio.fail_after(10):
+            retried = await raw.retry("b1", from_node="approve")
+        assert (retried.status, retried.current_node) == (MissionStatus.WAITING, "approve")
+
+
+SKEWED_ORDER = (
+    m.define("order")
+    .start(parse=parse_order)
+    .step("pack", packed)
+    .step("audit", packed)
+    .need_to("approval", parse=parse_approval)
+    .end()
+)
+
+
+async def test_a_submitter_whose_definition_has_another_shape_leaves_the_checks_to_the_owner(
+    db_path: Path, clock: LoopClock, owner: SQLiteCommander
+) -> None:
+    """A submitter holding another shape under the version the store's missions run on (a
+    checkout that differs from the owner's) refuses to fork from it (DefinitionVersionError,
+    nothing stored) and does not check signals or retries with it: the owner decides them."""
+    await owner.start(ORDER, {"item": "tea"}, id="o1")
+    async with SQLiteCommander(db_path, [SKEWED_ORDER], clock=clock, role="submitter") as skewed:
+        with pytest.raises(DefinitionVersionError, match="another shape"):
+            await skewed.fork("o1", at_node="audit", new_id="o1-fork")
+        assert [s.id for s in await owner.list()] == ["o1"]
+        with anyio.fail_after(10):
+            done = await skewed.signal("o1", "approve", "ada")
+        assert (done.status, done.output) == (MissionStatus.COMPLETED, "ada")

@@ -70,7 +70,8 @@ def retry_command(
     """Run a failed or cancelled MISSION again, through the database's owner, from the node
     where it stopped (or --from an earlier one); its history stays.
 
-    With --app, --from is checked here first; without it the owner checks it."""
+    --from is checked here first against the mission's records (a node inside a parallel or a
+    loop, or one it never reached, is refused), and with --app against its definition."""
 
     async def submit(commander: SQLiteCommander) -> Submission:
         if from_node is not None:

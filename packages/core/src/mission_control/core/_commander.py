@@ -38,6 +38,7 @@ from ._definition import MissionDefinition
 from ._engine import DEFAULT_MAX_RECOVERY_ATTEMPTS, Engine, check_id
 from ._errors import (
     ConfigurationError,
+    DefinitionVersionError,
     InvalidDefinitionError,
     InvalidInputError,
     InvalidSignalPayloadError,
@@ -70,7 +71,7 @@ from ._submissions import (
 from ._triggers import TriggerBook, TriggerFire
 from ._values import converter as default_converter
 from ._values import detached, detached_entries, is_text, to_json_value
-from ._versions import VersionCheck, VersionReport, startup_check
+from ._versions import VersionCheck, VersionReport, startup_check, stored_shape_differs
 
 _log = logging.getLogger("mission_control.core")
 
@@ -706,11 +707,23 @@ class Commander:
         (its output was undone), and :class:`MissionAlreadyExistsError` for a
         ``new_id`` taken by another mission; nothing is stored then. In a process that does not
         own its store the fork is stored waiting for its start at ``at_node`` and the owner's
-        runtime runs it (as every start there is a background start).
+        runtime runs it (as every start there is a background start); there
+        :class:`DefinitionVersionError` refuses a fork when this process's version of the
+        definition has another shape than the one the store keeps for it.
         """
         self._engine.loop.check("commander.fork()")
         if not isinstance(at_node, str):  # pyright: ignore[reportUnnecessaryIsInstance]
             raise InvalidInputError(f"at_node must be a node name (a str), got {at_node!r}")
+        if not self.is_owner:
+            # The fork is made here, from this process's definition: it must have the shape
+            # the source ran on, or the owner is handed a mission it cannot run.
+            source = await self._engine.load(mission_id)
+            key = (source.definition, source.definition_version)
+            definition = self._versions.get(key)
+            if definition is not None:
+                problem = await stored_shape_differs(self._persistence, definition)
+                if problem is not None:
+                    raise DefinitionVersionError(VersionReport((problem,), (key,), ()))
         snapshot = await self._engine.fork(mission_id, at_node, new_id, not self.is_owner)
         return MissionHandle(self, snapshot.id)
 
@@ -965,7 +978,7 @@ class Commander:
         if not isinstance(name, str):
             raise InvalidInputError(f"signal name must be a str, got {name!r}")
         snapshot = await self._engine.load(mission_id)
-        if (snapshot.definition, snapshot.definition_version) in self._versions:
+        if await self._checks_locally(snapshot):
             _, payload_json, _ = self._engine.check_signal(snapshot, name, payload)
         else:
             self._engine.ensure_active(snapshot, f"signal {name!r}")
@@ -988,18 +1001,32 @@ class Commander:
     async def submit_retry(self, mission_id: str, *, from_node: str | None = None) -> Submission:
         """Store a retry (see :meth:`retry`) for the owner to apply and return the submission
         at once, as :meth:`submit_signal` does. What this process can check is checked first,
-        storing nothing: that the mission exists and is retryable, and, when this commander has
-        its definition, ``from_node``."""
+        storing nothing: that the mission exists and is retryable, and that ``from_node`` is
+        one its records do not rule out (a node inside a container, or one the mission never
+        reached past a node that did not complete), or, when this commander has its
+        definition, one the owner accepts."""
         self._engine.loop.check("commander.submit_retry()")
         if from_node is not None and not isinstance(from_node, str):  # pyright: ignore[reportUnnecessaryIsInstance]
             raise InvalidInputError(f"from_node must be a node name (a str), got {from_node!r}")
         snapshot = await self._engine.load(mission_id)
-        if (snapshot.definition, snapshot.definition_version) in self._versions:
+        if await self._checks_locally(snapshot):
             self._engine.retry_node(snapshot, from_node)
         else:
             self._engine.ensure_retryable(snapshot)
+            if from_node is not None:
+                self._engine.check_retry_point(snapshot, from_node)
         payload: JsonValue = {"from_node": from_node}
         return await self._submit(SubmissionKind.RETRY, mission_id, None, payload)
+
+    async def _checks_locally(self, snapshot: MissionSnapshot) -> bool:
+        """Whether this commander checks a submission about ``snapshot`` with its own
+        definition, as the owner will: it has the version the mission runs on and, when this
+        process does not own the store, with the shape the store keeps for that version (with
+        another, the owner alone decides)."""
+        definition = self._versions.get((snapshot.definition, snapshot.definition_version))
+        if definition is None:
+            return False
+        return self.is_owner or await stored_shape_differs(self._persistence, definition) is None
 
     async def submission(self, seq: int) -> Submission:
         """The submission numbered ``seq`` as stored now."""

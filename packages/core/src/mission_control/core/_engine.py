@@ -780,6 +780,44 @@ class Engine:
         return definition, path
 
     @staticmethod
+    def check_retry_point(snapshot: MissionSnapshot, from_node: str) -> None:
+        """Refuse a ``from_node`` that the mission's records alone show a retry cannot run
+        from, for a process without the mission's definition (the owner checks the rest): a
+        nested node, or a node the mission never reached past a node that did not complete.
+        The records of top-level nodes always cover the top-level chain from its start, up to
+        where the mission stopped."""
+        top = {path: record for path, record in snapshot.nodes.items() if "/" not in path}
+        if from_node in top:
+            return
+        inside = next(
+            (
+                path
+                for path in snapshot.nodes
+                if (path == from_node or path.endswith(f"/{from_node}"))
+                and not path.endswith(COMPENSATION_SUFFIX)
+            ),
+            None,
+        )
+        if inside is None and "/" in from_node:
+            raise InvalidInputError(
+                f"cannot retry mission {snapshot.id!r} at {from_node!r}: only a top-level node "
+                "can be run again from, and a node's name has no '/'"
+            )
+        if inside is not None:
+            raise InvalidInputError(
+                f"cannot retry mission {snapshot.id!r} at {from_node!r}: only a top-level node "
+                "can be run again from (not one inside a parallel, a choice, a loop's body or "
+                f"the deadline path); the top-level node it is in is {top_level(inside)!r}"
+            )
+        stopped = next((p for p, r in top.items() if r.status not in DONE), None)
+        if stopped is not None:
+            raise InvalidInputError(
+                f"cannot retry mission {snapshot.id!r} at {from_node!r}: the mission never "
+                f"reached a node of that name, and its node {stopped!r} did not complete "
+                f"({top[stopped].status.value}); pick {stopped!r} or a node before it"
+            )
+
+    @staticmethod
     def ensure_retryable(snapshot: MissionSnapshot) -> None:
         """Refuse a retry of a mission that is not failed or cancelled, ran compensations or is
         a child (what needs no definition to say)."""

@@ -123,10 +123,8 @@ class VersionProblem:
             else "is registered with another shape than the one its missions started on "
             f"(fingerprint {self.registered}, stored {self.stored})"
         )
-        return (
-            f"definition {self.definition!r} version {self.version} {what}; unfinished "
-            f"missions on it: {named}"
-        )
+        on_it = f"; unfinished missions on it: {named}" if named else ""
+        return f"definition {self.definition!r} version {self.version} {what}{on_it}"
 
 
 @attrs.frozen
@@ -247,6 +245,33 @@ async def check_definitions(
     fingerprints = {key: fingerprint(d) for key, d in registered_versions(definitions).items()}
     report, _ = await _report(store, fingerprints, missions_named)
     return report
+
+
+async def stored_shape_differs(
+    persistence: PersistenceAdapter, definition: MissionDefinition[Any, Any, Any]
+) -> VersionProblem | None:
+    """The problem, when the store holds a fingerprint for ``definition``'s version that is not
+    ``definition``'s: this process has another shape under that version number than the one
+    the store's missions started on (a checkout or deploy that differs from the owner's), so
+    nothing may be decided here from that shape. ``None`` when they agree, or when nothing
+    comparable is stored."""
+    if not isinstance(persistence, DefinitionVersionStore):
+        return None
+    key = (definition.name, definition.version)
+    stored = (await persistence.fingerprints()).get(key)
+    mine = fingerprint(definition)
+    if stored is None or not _comparable(stored) or stored == mine:
+        return None
+    ids = await persistence.missions_on_version(key[0], key[1], MISSIONS_NAMED + 1)
+    return VersionProblem(
+        key[0],
+        key[1],
+        "changed",
+        tuple(ids[:MISSIONS_NAMED]),
+        len(ids) > MISSIONS_NAMED,
+        stored,
+        mine,
+    )
 
 
 async def startup_check(
