@@ -74,7 +74,6 @@ from ._retry import RetryPolicy
 from ._snapshot import (
     COMPENSATION_SUFFIX,
     CancelRequest,
-    Compensations,
     ErrorInfo,
     JsonValue,
     MissionSnapshot,
@@ -934,11 +933,9 @@ class Engine:
                 new_id, definition.name, source.definition_version, source.input, now, deadline
             )
             copied = {p: r for p, r in source.nodes.items() if top_level(p) not in again}
+            # Not the compensations the copied steps made owed: what they did is the source's
+            # to undo (a fork that compensated would undo a mission that may have completed).
             draft.nodes = copied
-            saga = source.compensations
-            if saga is not None:
-                owed = tuple(o for o in saga.owed if top_level(o.path) not in again)
-                draft.compensations = Compensations(owed) if owed else None
             draft.forked_from = source_id
             draft.log(
                 now,

@@ -496,6 +496,31 @@ class OpsConformance(ScenarioFixtures):
         assert [c.path for c in forked.compensations.owed] == ["charge"]  # type: ignore[union-attr]
         assert steps.runs == {"prepare": 1, "charge": 2, "ship": 2}
 
+    async def test_a_fork_that_compensates_undoes_only_the_steps_it_ran(
+        self, persistence: PersistenceAdapter, clock: ManualClock
+    ) -> None:
+        """A fork owes no compensation for the steps it copied: one of a completed mission
+        whose own step then fails compensates what it ran, never the source's work."""
+        steps = _Flaky()
+        undone: list[str] = []
+        flow = (
+            m.define("ship-saga")
+            .start(parse=_accept)
+            .step("charge", steps.step("charge"), compensate=lambda ctx, o: undone.append(o))
+            .step("label", steps.step("label"), compensate=lambda ctx, o: undone.append(o))
+            .step("ship", steps.step("ship"))
+            .end()
+        )
+        commander = self.commander(persistence, clock, flow)
+        source = await commander.start(flow, {}, id="source")
+        assert (await source.inspect()).status is MissionStatus.COMPLETED
+        steps.failing.add("ship")
+        fork = await commander.fork(source.id, at_node="label", new_id="again")
+        forked = await fork.inspect()
+        assert forked.status is MissionStatus.COMPENSATED
+        assert undone == ["label done"]
+        assert forked.nodes["charge"] == (await source.inspect()).nodes["charge"]
+
     # -- purge ---------------------------------------------------------------------------------
 
     async def test_purge_deletes_finished_missions_older_than_the_cutoff_in_batches(
