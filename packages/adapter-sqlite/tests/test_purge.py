@@ -93,7 +93,8 @@ async def test_ten_thousand_missions_are_purged_in_short_batches(db_path: Path) 
 
 async def test_purge_deletes_decided_submissions_before_the_cutoff(db_path: Path) -> None:
     """Purge also deletes the submissions decided before its cutoff (pending ones and newer
-    ones stay), counting them in a dry run."""
+    ones stay), counting them in a dry run; one narrowed to some statuses or a definition
+    leaves every submission (they go by age alone)."""
     clock = ManualClock()
     async with (
         SQLiteCommander(db_path, [FLOW], clock=clock, role="owner") as owner,
@@ -113,7 +114,10 @@ async def test_purge_deletes_decided_submissions_before_the_cutoff(db_path: Path
 
         dry = await owner.purge(finished_before=cutoff, dry_run=True)
         assert (dry.submissions_deleted, dry.matched) == (2, 1)
-        report = await owner.purge(finished_before=cutoff, status=[MissionStatus.COMPLETED])
+        for narrowed in ({"status": [MissionStatus.COMPLETED]}, {"definition": "quick"}):
+            counted = await owner.purge(finished_before=cutoff, dry_run=True, **narrowed)
+            assert (counted.submissions_deleted, counted.matched) == (0, 1)
+        report = await owner.purge(finished_before=cutoff)
 
         assert (report.submissions_deleted, report.deleted) == (2, 1)
         for gone in (applied, refused):
@@ -121,3 +125,29 @@ async def test_purge_deletes_decided_submissions_before_the_cutoff(db_path: Path
                 await owner.submission(gone.seq)
         assert (await owner.submission(newer.seq)).state is SubmissionState.APPLIED
         assert (await owner.submission(pending.seq)).state is SubmissionState.PENDING
+
+
+async def test_purge_keeps_a_finished_mission_work_was_submitted_for(db_path: Path) -> None:
+    """A finished mission with a pending submission (a retry the owner has not applied yet)
+    stays, counted as kept; the owner then applies the retry to it."""
+    clock = ManualClock()
+    async with (
+        SQLiteCommander(db_path, [FLOW], clock=clock, role="owner") as owner,
+        SQLiteCommander(db_path, [], clock=clock, role="submitter") as raw,
+    ):
+        await owner.start(FLOW, {}, id="m-1")
+        await owner.cancel("m-1", "by mistake")
+        await owner.start(FLOW, {}, id="m-2")
+        await owner.cancel("m-2", "for good")
+        retry = await raw.submit_retry("m-1")
+        clock.advance(timedelta(days=1))
+
+        dry = await raw.purge(finished_before=clock.now(), dry_run=True)
+        report = await raw.purge(finished_before=clock.now())
+
+        assert (dry.matched, dry.kept_for_submissions) == (2, 1)
+        assert (report.matched, report.deleted, report.kept_for_submissions) == (2, 1, 1)
+        assert [s.id for s in await owner.list()] == ["m-1"]
+        await owner.apply_submissions(10)
+        assert (await owner.submission(retry.seq)).state is SubmissionState.APPLIED
+        assert (await owner.inspect("m-1")).status is MissionStatus.WAITING

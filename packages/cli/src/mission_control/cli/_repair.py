@@ -175,7 +175,9 @@ def purge_command(
     as_json: bool,
 ) -> None:
     """Delete finished missions older than --older-than, with their timelines and buffered
-    signals, a batch per transaction; a child whose parent still runs is kept.
+    signals, a batch per transaction, then (without --status or --definition) the submissions
+    decided before then; a child whose parent still runs is kept, and so is a mission with a
+    pending submission.
 
     The file does not shrink by itself: see docs/sqlite.md for getting the space back."""
     cutoff = now() - older_than
@@ -215,6 +217,10 @@ def purge_command(
     kept = (
         f"; {report.kept_for_parent} kept: children of missions still running"
         if report.kept_for_parent
+        else ""
+    ) + (
+        f"; {report.kept_for_submissions} kept: work submitted for them is pending"
+        if report.kept_for_submissions
         else ""
     )
     if report.dry_run:

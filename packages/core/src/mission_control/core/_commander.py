@@ -732,13 +732,15 @@ class Commander:
     ) -> PurgeReport:
         """Delete the finished missions (completed, failed, cancelled and compensated, or those
         of ``status``; of ``definition`` if given) that last changed before
-        ``finished_before``, with their timelines and buffered signals, then the submissions
-        decided before then (on a store several processes share).
+        ``finished_before``, with their timelines and buffered signals, then, when neither
+        ``status`` nor ``definition`` narrows it, the submissions decided before then (on a
+        store several processes share).
 
         Missions are read and deleted ``batch_size`` at a time (500 by default), one
         transaction per batch, and other tasks run between batches; ``on_batch`` is called
-        after each (a progress bar). A child mission whose parent has not finished is kept, and
-        so is a mission retried meanwhile (each is deleted only at the revision it was read
+        after each (a progress bar). A child mission whose parent has not finished is kept, so
+        is a mission with a pending submission (the owner applies it later), and so is a
+        mission retried meanwhile (each is deleted only at the revision it was read
         at). With ``dry_run`` nothing is deleted: the report counts what would be. Raises
         :class:`InvalidInputError` for a ``finished_before`` that is not an aware datetime, a
         status that is not a finished one, or a ``batch_size`` out of 1 to 1,000.

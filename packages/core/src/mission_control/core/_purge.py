@@ -40,6 +40,9 @@ class PurgeBatch:
     """How many it deleted (0 with ``dry_run``)."""
     kept_for_parent: int
     """How many matched but stay: child missions whose parent has not finished."""
+    kept_for_submissions: int = 0
+    """How many matched but stay: missions work was submitted for that the owner has not
+    applied yet (a retry, a signal)."""
 
 
 class PurgeOptions(TypedDict, total=False):
@@ -68,6 +71,7 @@ class PurgeReport:
     submissions_deleted: int = 0
     """Decided submissions deleted (with ``dry_run``: how many would be)."""
     dry_run: bool = False
+    kept_for_submissions: int = 0
 
 
 def purge_statuses(
@@ -106,15 +110,18 @@ async def purge(
 ) -> PurgeReport:
     """Delete the finished missions of ``statuses`` (and ``definition``) last changed before
     ``finished_before``, ``batch_size`` read and deleted per transaction, other tasks running
-    between batches; then the submissions decided before then. A child mission whose parent has
-    not finished stays, and so does a mission a task of this process holds."""
+    between batches; then, when neither ``statuses`` nor ``definition`` narrows the purge, the
+    submissions decided before then. A child mission whose parent has not finished stays, so
+    does a mission with a pending submission (the owner applies it later) and one a task of
+    this process holds."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int):  # pyright: ignore[reportUnnecessaryIsInstance]
         raise InvalidInputError(f"batch_size must be a whole number, got {batch_size!r}")
     if not 1 <= batch_size <= MAX_LIST_LIMIT:
         raise InvalidInputError(
             f"batch_size must be from 1 to {MAX_LIST_LIMIT}, got {batch_size!r}"
         )
-    matched = deleted_total = kept_total = batches = 0
+    matched = deleted_total = kept_total = kept_pending_total = batches = 0
+    store = persistence if isinstance(persistence, SubmissionStore) else None
     for status in statuses:
         cursor: str | None = None
         while True:
@@ -133,13 +140,21 @@ async def purge(
                     kept += 1
                     continue
                 chosen[snapshot.id] = snapshot.revision
+            awaited = await _awaited(store) if chosen else set[str]()
+            kept_pending = 0
+            for mission_id in awaited.intersection(chosen):
+                del chosen[mission_id]
+                kept_pending += 1
             deleted = 0
             if chosen and not dry_run:
                 deleted = len(await persistence.delete_missions(chosen))
-            batch = PurgeBatch(status, len(page), len(chosen) + kept, deleted, kept)
+            batch = PurgeBatch(
+                status, len(page), len(chosen) + kept + kept_pending, deleted, kept, kept_pending
+            )
             matched += batch.matched
             deleted_total += deleted
             kept_total += kept
+            kept_pending_total += kept_pending
             batches += 1
             if on_batch is not None:
                 on_batch(batch)
@@ -147,12 +162,29 @@ async def purge(
             await anyio.lowlevel.checkpoint()
             if len(page) < batch_size:
                 break
+    # Submissions go by age alone: a purge narrowed to some missions leaves them all.
+    narrowed = definition is not None or set(statuses) != set(FINISHED)
     submissions = (
-        await _purge_submissions(persistence, finished_before, batch_size, dry_run)
-        if isinstance(persistence, SubmissionStore)
+        await _purge_submissions(store, finished_before, batch_size, dry_run)
+        if store is not None and not narrowed
         else 0
     )
-    return PurgeReport(matched, deleted_total, kept_total, batches, submissions, dry_run)
+    return PurgeReport(
+        matched, deleted_total, kept_total, batches, submissions, dry_run, kept_pending_total
+    )
+
+
+AWAITED_READ: Final = 100_000
+"""How many pending submissions a purge reads, at most, to keep the missions they are for."""
+
+
+async def _awaited(store: SubmissionStore | None) -> set[str]:
+    """The missions pending submissions are for (read for each batch, just before it
+    deletes: work submitted after that read is refused by the owner as for a mission that
+    never existed)."""
+    if store is None:
+        return set()
+    return {submission.mission_id for submission in await store.pending_submissions(AWAITED_READ)}
 
 
 async def _parent_runs(persistence: PersistenceAdapter, snapshot: MissionSnapshot) -> bool:
