@@ -208,6 +208,74 @@ async def test_a_retried_step_carries_its_failure(
     assert last.attributes[Attribute.NODE_KIND] == "step"
 
 
+class _Till:
+    """A step that fails until it is told to succeed."""
+
+    def __init__(self) -> None:
+        self.failing = True
+
+    def __call__(self, ctx: Context[Any, Any]) -> str:
+        if self.failing:
+            raise ConnectionError("the payment service is down")
+        return "charged"
+
+
+async def test_a_retried_mission_stays_in_its_trace_and_a_fork_has_one_of_its_own(
+    tmp_path: Path, tracer_provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    """A retry is a run of the mission (trigger ``retry``) in the trace it was created in,
+    under its one ``mission.create`` and linked to the request that retried it, its node run
+    again a child of that run; a fork is a new mission with a trace of its own, created in
+    the request that forked it, whose spans hold only the nodes it ran."""
+    till = _Till()
+    flow = (
+        m.define("pay").start(parse=same).step("charge", till).need_to("approve", parse=same).end()
+    )
+    tracer = tracer_provider.get_tracer("test")
+    async with SQLiteCommander(
+        tmp_path / "m.sqlite", [flow], clock=LoopClock(), observer=MissionTracer(tracer_provider)
+    ) as commander:
+        with tracer.start_as_current_span("POST /payments") as started:
+            failed = await (await commander.start(flow, {}, id="p-1")).inspect()
+        till.failing = False
+        with tracer.start_as_current_span("POST /payments/p-1/retry") as retrying:
+            retried = await commander.retry("p-1")
+        with tracer.start_as_current_span("POST /payments/p-1/fork") as forking:
+            fork = await (await commander.fork("p-1", at_node="approve", new_id="p-2")).inspect()
+    assert (failed.status, retried.status) == (MissionStatus.FAILED, MissionStatus.WAITING)
+    assert retried.trace_context == failed.trace_context
+
+    spans = exporter.get_finished_spans()
+    mission = of_mission(spans, "p-1")
+    assert {context_of(s).trace_id for s in mission} == {started.get_span_context().trace_id}
+    [create] = named(mission, "mission.create pay")
+    runs = named(mission, "mission.run pay")
+    assert [r.attributes and r.attributes[Attribute.RUN_TRIGGER] for r in runs] == [
+        "start",
+        "retry",
+    ]
+    assert {parent_id(r) for r in runs} == {context_of(create).span_id}
+    assert [link.context.span_id for link in runs[1].links] == [retrying.get_span_context().span_id]
+    first, again = named(mission, "step charge")
+    assert first.attributes is not None
+    assert first.attributes[Attribute.NODE_OUTCOME] == "failed"
+    assert again.attributes is not None
+    assert again.attributes[Attribute.NODE_OUTCOME] == "completed"
+    assert parent_id(again) == context_of(runs[1]).span_id
+
+    forked = of_mission(spans, "p-2")
+    assert fork.trace_context is not None
+    assert fork.trace_context != failed.trace_context
+    assert {context_of(s).trace_id for s in forked} == {forking.get_span_context().trace_id}
+    [fork_create] = named(forked, "mission.create pay")
+    assert parent_id(fork_create) == forking.get_span_context().span_id
+    [fork_run] = named(forked, "mission.run pay")
+    assert fork_run.attributes is not None
+    assert fork_run.attributes[Attribute.RUN_TRIGGER] == "start"
+    assert parent_id(fork_run) == context_of(fork_create).span_id
+    assert named(forked, "step charge") == []
+
+
 async def test_a_new_commander_on_the_file_continues_the_trace(tmp_path: Path) -> None:
     """A mission started by one commander (one process's SDK) and finished by another on the
     same file, with another SDK, is one trace: the second's runs are children of the context
