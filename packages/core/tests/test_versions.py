@@ -21,6 +21,7 @@ from mission_control.core import (
     check_definitions,
     fingerprint,
     m,
+    registered_versions,
 )
 from mission_control.in_memory_commander import (
     InMemoryPersistenceAdapter,
@@ -190,3 +191,20 @@ async def test_check_definitions_needs_an_adapter_that_keeps_fingerprints() -> N
 
     with pytest.raises(ConfigurationError, match="keeps no definition fingerprints"):
         await check_definitions(Bare(), [shape()])  # type: ignore[arg-type]
+
+
+async def test_check_definitions_refuses_what_a_commander_refuses_to_start_with() -> None:
+    """Two different definitions of one name and version (given, or started by a child node)
+    make check_definitions raise the commander's InvalidDefinitionError, as starting the
+    application would; registered_versions names both, the given ones first."""
+    kid = m.define("kid").start(parse=identity).end()
+    other_kid = m.define("kid").start(parse=identity).step("more", done).end()
+    parent = m.define("parent").start(parse=identity).child("kid", kid, lambda ctx: {}).end()
+    assert list(registered_versions([parent])) == [("parent", 1), ("kid", 1)]
+    for definitions in ([shape(), shape()], [parent, other_kid]):
+        with pytest.raises(InvalidDefinitionError, match="two definitions are named") as found:
+            create_in_memory_commander(definitions)
+        async with create_in_memory_commander([]) as commander:
+            with pytest.raises(InvalidDefinitionError) as checked:
+                await check_definitions(commander.persistence, definitions)
+        assert str(checked.value) == str(found.value)

@@ -39,7 +39,6 @@ from ._engine import DEFAULT_MAX_RECOVERY_ATTEMPTS, Engine, check_id
 from ._errors import (
     ConfigurationError,
     DefinitionVersionError,
-    InvalidDefinitionError,
     InvalidInputError,
     InvalidSignalPayloadError,
     MissionCancelledError,
@@ -52,7 +51,6 @@ from ._errors import (
     UnknownDefinitionError,
 )
 from ._ids import SortableIds
-from ._nodes import ChildNode
 from ._notices import Notices, notices_for
 from ._observer import MissionObserver, SafeObserver
 from ._persistence import LIST_LIMIT, MAX_LIST_LIMIT, PersistenceAdapter
@@ -71,7 +69,13 @@ from ._submissions import (
 from ._triggers import TriggerBook, TriggerFire
 from ._values import converter as default_converter
 from ._values import detached, detached_entries, is_text, to_json_value
-from ._versions import VersionCheck, VersionReport, startup_check, stored_shape_differs
+from ._versions import (
+    VersionCheck,
+    VersionReport,
+    registered_versions,
+    startup_check,
+    stored_shape_differs,
+)
 
 _log = logging.getLogger("mission_control.core")
 
@@ -335,35 +339,7 @@ class Commander:
             raise ConfigurationError(
                 f"max_recovery_attempts must be a whole number >= 0, got {max_recovery_attempts!r}"
             )
-        registry: dict[tuple[str, int], MissionDefinition[Any, Any, Any]] = {}
-        # A definition's children are registered with it, and theirs with them; each with
-        # where it came from, for the error that finds two of one name and version.
-        origins: dict[tuple[str, int], str] = {}
-        pending: list[tuple[Any, str]] = [(definition, "given") for definition in definitions]
-        while pending:
-            definition, origin = pending.pop(0)
-            if not isinstance(definition, MissionDefinition):
-                raise InvalidDefinitionError(
-                    f"definitions must be built with m.define(...)...end(), got {definition!r}"
-                )
-            key = (definition.name, definition.version)
-            if key in registry:
-                if registry[key] is not definition:
-                    raise InvalidDefinitionError(
-                        f"two definitions are named {key[0]!r} with version {key[1]}; a name "
-                        f"and version must be unique (one {origins[key]}, the other {origin}): "
-                        "give a changed definition a new version (m.define(name, version=...)), "
-                        "and build a parent with the very definition object the commander is "
-                        "given"
-                    )
-                continue
-            registry[key] = definition
-            origins[key] = origin
-            pending.extend(
-                (place.node.definition, f"started by child node {path!r} of {key[0]!r}")
-                for path, place in definition.places.items()
-                if isinstance(place.node, ChildNode)
-            )
+        registry = registered_versions(definitions)
         self._versions = registry
         # By name, the latest version registered: what a start by name (a submission) runs.
         latest: dict[str, MissionDefinition[Any, Any, Any]] = {}

@@ -20,7 +20,7 @@ from typing import Any, Final, Literal, Protocol, runtime_checkable
 import attrs
 
 from ._definition import DefinitionDescription, MissionDefinition, NodeDescription
-from ._errors import ConfigurationError, DefinitionVersionError
+from ._errors import ConfigurationError, DefinitionVersionError, InvalidDefinitionError
 from ._nodes import ChildNode
 from ._persistence import PersistenceAdapter
 
@@ -152,22 +152,37 @@ class VersionReport:
 def registered_versions(
     definitions: Iterable[MissionDefinition[Any, Any, Any]],
 ) -> dict[VersionKey, MissionDefinition[Any, Any, Any]]:
-    """``definitions`` and the definitions their child nodes start, by name and version."""
+    """What a commander given ``definitions`` registers: those and the definitions their
+    child nodes start, by name and version (the given ones first). Raises
+    :class:`InvalidDefinitionError` for something that is not a definition, and for two
+    different definitions of one name and version (the commander refuses to start with
+    them)."""
     found: dict[VersionKey, MissionDefinition[Any, Any, Any]] = {}
-    pending = list(definitions)
+    # Each with where it came from, for the error that finds two of one name and version.
+    origins: dict[VersionKey, str] = {}
+    pending: list[tuple[Any, str]] = [(definition, "given") for definition in definitions]
     while pending:
-        definition = pending.pop()
+        definition, origin = pending.pop(0)
         if not isinstance(definition, MissionDefinition):
-            raise ConfigurationError(
+            raise InvalidDefinitionError(
                 f"definitions must be built with m.define(...)...end(), got {definition!r}"
             )
         key = (definition.name, definition.version)
         if key in found:
+            if found[key] is not definition:
+                raise InvalidDefinitionError(
+                    f"two definitions are named {key[0]!r} with version {key[1]}; a name "
+                    f"and version must be unique (one {origins[key]}, the other {origin}): "
+                    "give a changed definition a new version (m.define(name, version=...)), "
+                    "and build a parent with the very definition object the commander is "
+                    "given"
+                )
             continue
         found[key] = definition
+        origins[key] = origin
         pending.extend(
-            place.node.definition
-            for place in definition.places.values()
+            (place.node.definition, f"started by child node {path!r} of {key[0]!r}")
+            for path, place in definition.places.items()
             if isinstance(place.node, ChildNode)
         )
     return found
