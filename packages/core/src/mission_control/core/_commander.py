@@ -719,7 +719,8 @@ class Commander:
         mission retried meanwhile (each is deleted only at the revision it was read
         at). With ``dry_run`` nothing is deleted: the report counts what would be. Raises
         :class:`InvalidInputError` for a ``finished_before`` that is not an aware datetime, a
-        status that is not a finished one, or a ``batch_size`` out of 1 to 1,000.
+        status that is not a finished one, a ``definition`` that is no definition nor a name
+        UTF-8 can encode, or a ``batch_size`` out of 1 to 1,000.
         """
         self._engine.loop.check("commander.purge()")
         if not isinstance(finished_before, datetime):  # pyright: ignore[reportUnnecessaryIsInstance]
@@ -730,6 +731,11 @@ class Commander:
             raise InvalidInputError(str(error)) from None
         definition = options.get("definition")
         name = definition.name if isinstance(definition, MissionDefinition) else definition
+        if name is not None and (not isinstance(name, str) or not is_text(name)):
+            raise InvalidInputError(
+                f"definition must be a definition or its name (a str UTF-8 can encode), got "
+                f"{name!r}"
+            )
         return await purge(
             self._persistence,
             self._engine.is_held,

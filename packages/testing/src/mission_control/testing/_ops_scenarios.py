@@ -575,6 +575,9 @@ class OpsConformance(ScenarioFixtures):
             await commander.purge(finished_before=cutoff, status=MissionStatus.WAITING)
         with pytest.raises(InvalidInputError, match="batch_size"):
             await commander.purge(finished_before=cutoff, batch_size=0)
+        for name in ("\udcff", 7):
+            with pytest.raises(InvalidInputError, match="a str UTF-8 can encode"):
+                await commander.purge(finished_before=cutoff, definition=name)  # type: ignore[arg-type]
 
     async def test_purge_keeps_a_child_whose_parent_has_not_finished(
         self, persistence: PersistenceAdapter, clock: ManualClock
