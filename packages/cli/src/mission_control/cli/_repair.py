@@ -162,7 +162,8 @@ def fork_command(
     type=click.IntRange(1, MAX_LIST_LIMIT),
     default=PURGE_BATCH,
     show_default=True,
-    help="Missions deleted per transaction (the owner waits at most that long for one).",
+    help="Missions read at a time, and deleted per transaction at most (fewer when their "
+    "timelines are long: each transaction is kept to about 0.1 s, which the owner may wait).",
 )
 @json_option
 def purge_command(
@@ -175,7 +176,7 @@ def purge_command(
     as_json: bool,
 ) -> None:
     """Delete finished missions older than --older-than, with their timelines and buffered
-    signals, a batch per transaction, then (without --status or --definition) the submissions
+    signals, in short transactions, then (without --status or --definition) the submissions
     decided before then; a child whose parent still runs is kept, and so is a mission with a
     pending submission.
 

@@ -712,15 +712,16 @@ class Commander:
         ``status`` nor ``definition`` narrows it, the submissions decided before then (on a
         store several processes share).
 
-        Missions are read and deleted ``batch_size`` at a time (500 by default), one
-        transaction per batch, and other tasks run between batches; ``on_batch`` is called
-        after each (a progress bar). A child mission whose parent has not finished is kept, so
-        is a mission with a pending submission (the owner applies it later), and so is a
-        mission retried meanwhile (each is deleted only at the revision it was read
-        at). With ``dry_run`` nothing is deleted: the report counts what would be. Raises
-        :class:`InvalidInputError` for a ``finished_before`` that is not an aware datetime, a
-        status that is not a finished one, a ``definition`` that is no definition nor a name
-        UTF-8 can encode, or a ``batch_size`` out of 1 to 1,000.
+        Missions are read ``batch_size`` at a time (500 by default) and deleted in short
+        transactions of at most that many (fewer when their timelines are long: each is kept to
+        about 0.1 s, which the owner's writes may wait), and other tasks run between them;
+        ``on_batch`` is called after each batch read (a progress bar). A child mission whose
+        parent has not finished is kept, so is a mission with a pending submission (the owner
+        applies it later), and so is a mission retried meanwhile (each is deleted only at the
+        revision it was read at). With ``dry_run`` nothing is deleted: the report counts what
+        would be. Raises :class:`InvalidInputError` for a ``finished_before`` that is not an
+        aware datetime, a status that is not a finished one, a ``definition`` that is no
+        definition nor a name UTF-8 can encode, or a ``batch_size`` out of 1 to 1,000.
         """
         self._engine.loop.check("commander.purge()")
         if not isinstance(finished_before, datetime):  # pyright: ignore[reportUnnecessaryIsInstance]

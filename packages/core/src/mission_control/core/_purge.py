@@ -1,7 +1,8 @@
-"""Purge: deleting finished missions older than a cutoff, a batch per transaction."""
+"""Purge: deleting finished missions older than a cutoff, in short transactions."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Collection
 from datetime import datetime
 from typing import Any, Final, TypedDict
@@ -16,7 +17,17 @@ from ._snapshot import MissionSnapshot, MissionStatus
 from ._submissions import SubmissionStore
 
 PURGE_BATCH: Final = 500
-"""How many missions ``purge`` reads, and deletes in one transaction, at a time by default."""
+"""How many missions ``purge`` reads, and deletes in one transaction at most, at a time by
+default."""
+
+TRANSACTION_TARGET: Final = 0.1
+"""Seconds a purge's delete transaction should take at most: the owner's writes wait for it.
+The number of missions per transaction follows from the ones before (a mission's timeline may
+hold thousands of entries), starting at ``FIRST_TRANSACTION``."""
+
+FIRST_TRANSACTION: Final = 16
+"""How many missions a purge deletes in its first transaction (then at most twice as many as
+the one before, while they stay under ``TRANSACTION_TARGET``)."""
 
 FINISHED: Final = (
     MissionStatus.COMPLETED,
@@ -52,8 +63,8 @@ class PurgeOptions(TypedDict, total=False):
     """The finished statuses to purge (default: all four)."""
     definition: str | MissionDefinition[Any, Any, Any] | None
     batch_size: int
-    """How many missions are read, and deleted in one transaction, at a time (default
-    ``PURGE_BATCH``, at most 1,000)."""
+    """How many missions are read at a time, and deleted in one transaction at most (default
+    ``PURGE_BATCH``, at most 1,000; fewer when their timelines make a transaction long)."""
     dry_run: bool
     """Count what would go, delete nothing."""
     on_batch: Callable[[PurgeBatch], None] | None
@@ -109,9 +120,10 @@ async def purge(
     on_batch: Callable[[PurgeBatch], None] | None,
 ) -> PurgeReport:
     """Delete the finished missions of ``statuses`` (and ``definition``) last changed before
-    ``finished_before``, ``batch_size`` read and deleted per transaction, other tasks running
-    between batches; then, when neither ``statuses`` nor ``definition`` narrows the purge, the
-    submissions decided before then. A child mission whose parent has not finished stays, so
+    ``finished_before``, ``batch_size`` read at a time and deleted in transactions of at most
+    that many that each take about ``TRANSACTION_TARGET``, other tasks running between them;
+    then, when neither ``statuses`` nor ``definition`` narrows the purge, the submissions
+    decided before then. A child mission whose parent has not finished stays, so
     does a mission with a pending submission (the owner applies it later) and one a task of
     this process holds."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int):  # pyright: ignore[reportUnnecessaryIsInstance]
@@ -122,6 +134,7 @@ async def purge(
         )
     matched = deleted_total = kept_total = kept_pending_total = batches = 0
     store = persistence if isinstance(persistence, SubmissionStore) else None
+    size = min(batch_size, FIRST_TRANSACTION)
     for status in statuses:
         cursor: str | None = None
         while True:
@@ -146,8 +159,14 @@ async def purge(
                 del chosen[mission_id]
                 kept_pending += 1
             deleted = 0
-            if chosen and not dry_run:
-                deleted = len(await persistence.delete_missions(chosen))
+            todo = list(chosen.items()) if not dry_run else []
+            while todo:
+                part, todo = todo[:size], todo[size:]
+                began = time.perf_counter()
+                deleted += len(await persistence.delete_missions(dict(part)))
+                size = _next_size(size, len(part), time.perf_counter() - began, batch_size)
+                if todo:
+                    await anyio.lowlevel.checkpoint()
             batch = PurgeBatch(
                 status, len(page), len(chosen) + kept + kept_pending, deleted, kept, kept_pending
             )
@@ -172,6 +191,18 @@ async def purge(
     return PurgeReport(
         matched, deleted_total, kept_total, batches, submissions, dry_run, kept_pending_total
     )
+
+
+def _next_size(size: int, done: int, took: float, most: int) -> int:
+    """How many missions the next delete transaction takes, after one of ``done`` missions
+    took ``took`` seconds: fewer when it passed ``TRANSACTION_TARGET`` (missions with long
+    timelines), up to twice as many when a full one stayed under it."""
+    fitting = most if took <= 0 else int(done * TRANSACTION_TARGET / took)
+    if took > TRANSACTION_TARGET:
+        return max(1, fitting)
+    if done < size:
+        return size  # a short last part says little about the next one
+    return max(size, min(most, size * 2, fitting))
 
 
 AWAITED_READ: Final = 100_000
