@@ -226,7 +226,8 @@ async def test_a_retried_mission_stays_in_its_trace_and_a_fork_has_one_of_its_ow
     """A retry is a run of the mission (trigger ``retry``) in the trace it was created in,
     under its one ``mission.create`` and linked to the request that retried it, its node run
     again a child of that run; a fork is a new mission with a trace of its own, created in
-    the request that forked it, whose spans hold only the nodes it ran."""
+    the request that forked it and linked to its source's, whose spans hold only the nodes
+    it ran."""
     till = _Till()
     flow = (
         m.define("pay").start(parse=same).step("charge", till).need_to("approve", parse=same).end()
@@ -269,11 +270,46 @@ async def test_a_retried_mission_stays_in_its_trace_and_a_fork_has_one_of_its_ow
     assert {context_of(s).trace_id for s in forked} == {forking.get_span_context().trace_id}
     [fork_create] = named(forked, "mission.create pay")
     assert parent_id(fork_create) == forking.get_span_context().span_id
+    assert fork_create.attributes is not None
+    assert fork_create.attributes[Attribute.MISSION_FORKED_FROM] == "p-1"
+    assert [link.context.span_id for link in fork_create.links] == [context_of(create).span_id]
     [fork_run] = named(forked, "mission.run pay")
     assert fork_run.attributes is not None
     assert fork_run.attributes[Attribute.RUN_TRIGGER] == "start"
     assert parent_id(fork_run) == context_of(fork_create).span_id
     assert named(forked, "step charge") == []
+
+
+async def test_a_mission_stored_without_a_context_gets_a_trace_of_its_own(
+    tmp_path: Path, tracer_provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    """A mission stored by a process that traces nothing gets its context when a traced
+    commander next moves it: a ``mission.create`` that starts a trace of its own, linked to
+    the span that moved it then, never a child of it (whose trace would hold every later run
+    of the mission)."""
+    db = tmp_path / "m.sqlite"
+    clock = LoopClock()
+    async with SQLiteCommander(db, [ORDER], clock=clock) as untraced:
+        await untraced.start(ORDER, {}, id="o-9")
+    tracer = tracer_provider.get_tracer("test")
+    async with SQLiteCommander(
+        db, [ORDER], clock=clock, observer=MissionTracer(tracer_provider)
+    ) as commander:
+        with tracer.start_as_current_span("POST /orders/o-9/approve") as approving:
+            await commander.signal("o-9", "approve", {"by": "ada"})
+        with tracer.start_as_current_span("tick") as ticking:
+            await anyio.sleep(3600)
+            assert (await commander.advance("o-9")) is not None
+
+    spans = of_mission(exporter.get_finished_spans(), "o-9")
+    [create] = named(spans, "mission.create order")
+    assert create.parent is None
+    assert [link.context.span_id for link in create.links] == [approving.get_span_context().span_id]
+    trace_id = context_of(create).trace_id
+    assert trace_id != approving.get_span_context().trace_id
+    runs = named(spans, "mission.run order")
+    assert {context_of(r).trace_id for r in runs} == {trace_id}
+    assert [link.context.span_id for link in runs[1].links] == [ticking.get_span_context().span_id]
 
 
 async def test_a_new_commander_on_the_file_continues_the_trace(tmp_path: Path) -> None:

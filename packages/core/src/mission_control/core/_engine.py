@@ -532,7 +532,7 @@ class Engine:
             return
         if draft.trace_context is None:
             # Written with the mission's next write (its insert, for a new mission).
-            draft.trace_context = observer.context_for(draft)
+            draft.trace_context = observer.context_for(draft, is_new=not draft.stored)
         hold.run = observer.run_started(draft, hold.trigger)
 
     def _run_of(self, draft: Draft) -> SafeRun | None:
@@ -937,6 +937,11 @@ class Engine:
             # to undo (a fork that compensated would undo a mission that may have completed).
             draft.nodes = copied
             draft.forked_from = source_id
+            if self.observer is not None:
+                # Made here, in the caller's span, even when the owner's runtime runs it.
+                draft.trace_context = self.observer.context_for(
+                    draft, is_new=True, forked_from_context=source.trace_context
+                )
             draft.log(
                 now,
                 TimelineKind.MISSION_FORKED,

@@ -57,6 +57,16 @@ class ObservedMission:
     the mission: ``MissionSnapshot.trace_context``), ``None`` when it gave nothing."""
     parent: ParentLink | None
     """For a child mission, the mission and node that started it."""
+    is_new: bool = True
+    """For :meth:`MissionObserver.context_for`: whether the mission is being created now (in
+    the caller's request, a parent's child node), rather than stored earlier without a context
+    (before an observer was set, or by a process without one: a submitter's start or fork) and
+    given one as it is next moved (in a runtime's tick, say)."""
+    forked_from: str | None = None
+    """For a fork (``MissionSnapshot.forked_from``), the mission it was forked from."""
+    forked_from_context: Mapping[str, str] | None = None
+    """For a fork made in this process, the context stored with the mission it was forked
+    from (``None`` when that one has none)."""
 
 
 @attrs.frozen
@@ -124,7 +134,8 @@ class MissionObserver(Protocol):
         """The context to store with a mission (``MissionSnapshot.trace_context``, a few short
         strings: propagation headers such as W3C ``traceparent``). Called when a mission is
         created, before it is stored, and when a mission stored without one (before an
-        observer was set) is next moved (stored with its next write). ``None``: store none."""
+        observer was set, or by a process without one) is next moved (stored with its next
+        write: ``mission.is_new`` is then false). ``None``: store none."""
         ...
 
     def run_started(self, mission: ObservedMission, trigger: RunTrigger) -> RunObserver | None:
@@ -133,13 +144,21 @@ class MissionObserver(Protocol):
         ...
 
 
-def _mission(fields: MissionFields) -> ObservedMission:
+def _mission(
+    fields: MissionFields,
+    *,
+    is_new: bool = True,
+    forked_from_context: Mapping[str, str] | None = None,
+) -> ObservedMission:
     return ObservedMission(
         fields.id,
         fields.definition,
         fields.definition_version,
         fields.trace_context,
         fields.parent,
+        is_new,
+        fields.forked_from,
+        forked_from_context,
     )
 
 
@@ -152,9 +171,17 @@ class SafeObserver:
     def __init__(self, observer: MissionObserver) -> None:
         self.observer = observer
 
-    def context_for(self, fields: MissionFields) -> Mapping[str, str] | None:
+    def context_for(
+        self,
+        fields: MissionFields,
+        *,
+        is_new: bool,
+        forked_from_context: Mapping[str, str] | None = None,
+    ) -> Mapping[str, str] | None:
         try:
-            context = self.observer.context_for(_mission(fields))
+            context = self.observer.context_for(
+                _mission(fields, is_new=is_new, forked_from_context=forked_from_context)
+            )
             if context is None:
                 return None
             return _checked_context(context)

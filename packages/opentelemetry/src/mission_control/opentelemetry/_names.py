@@ -28,6 +28,8 @@ class Attribute(enum.StrEnum):
     MISSION_VERSION = "mission_control.mission.version"
     MISSION_PARENT_ID = "mission_control.mission.parent_id"
     """A child mission's parent mission."""
+    MISSION_FORKED_FROM = "mission_control.mission.forked_from"
+    """A fork's source mission (on its ``mission.create`` span)."""
     MISSION_STATUS = "mission_control.mission.status"
     """The mission's status when a run let go of it."""
     RUN_TRIGGER = "mission_control.run.trigger"

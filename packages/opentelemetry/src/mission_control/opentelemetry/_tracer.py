@@ -69,9 +69,11 @@ class MissionTracer:
 
     - ``mission.create <definition>``: a span made when a mission is created, in the caller's
       trace (a child of the current span: the request that started it, the parent mission's
-      child node), ended at once. Its context is what the mission stores
-      (``MissionSnapshot.trace_context``, the W3C ``traceparent``), so every later span of the
-      mission is in this trace, in this process or another one, after waits and restarts.
+      child node), ended at once; a fork's links to its source's. A mission stored without a
+      context gets one when it is next moved: a trace of its own, linked to the current span.
+      Its context is what the mission stores (``MissionSnapshot.trace_context``, the W3C
+      ``traceparent``), so every later span of the mission is in this trace, in this process or
+      another one, after waits and restarts.
     - ``mission.run <definition>``: each time the engine moves the mission (a start, a signal,
       a tick's advance or resume, a cancellation), a child of the stored context, linked to the
       span current when it began (the tick, the request that sent a signal).
@@ -98,10 +100,28 @@ class MissionTracer:
         self._propagator = propagator if propagator is not None else TraceContextTextMapPropagator()
 
     def context_for(self, mission: ObservedMission) -> Mapping[str, str] | None:
+        links: list[Link] = []
+        parent: OtelContext | None = None
+        if not mission.is_new:
+            # Created earlier without a context: a trace of its own (not the tick's that moves
+            # it now, which would hold every later run of the mission), linked to that tick.
+            parent = OtelContext()
+            current = trace.get_current_span().get_span_context()
+            if current.is_valid:
+                links.append(Link(current))
+        if mission.forked_from_context:
+            source = self._stored_context(mission.forked_from_context)
+            if source is not None:
+                links.append(Link(trace.get_current_span(source).get_span_context()))
+        attributes = _mission_attributes(mission)
+        if mission.forked_from is not None:
+            attributes[Attribute.MISSION_FORKED_FROM] = mission.forked_from
         span = self._tracer.start_span(
             f"mission.create {mission.definition}",
+            context=parent,
             kind=SpanKind.PRODUCER,
-            attributes=_mission_attributes(mission),
+            attributes=attributes,
+            links=links,
         )
         span.end()
         if not span.get_span_context().is_valid:
@@ -132,7 +152,10 @@ class MissionTracer:
         """The context stored with the mission, as a parent (``None``: it has none)."""
         if not mission.trace_context:
             return None
-        found = self._propagator.extract(mission.trace_context, context=OtelContext())
+        return self._stored_context(mission.trace_context)
+
+    def _stored_context(self, carrier: Mapping[str, str]) -> OtelContext | None:
+        found = self._propagator.extract(carrier, context=OtelContext())
         if not trace.get_current_span(found).get_span_context().is_valid:
             return None
         return found
