@@ -391,3 +391,27 @@ def test_a_child_mission_is_diagnosed_and_drawn_with_the_definition_its_parent_s
     drawn = invoke("graph", "kid", "p/kid", "--db", db, "--app", "family:DEFINITIONS")
     assert drawn.exit_code == 0, drawn.output
     assert "class n1 waiting" in drawn.stdout
+
+
+def test_an_app_the_application_could_not_start_with_is_a_usage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, invoke: Any
+) -> None:
+    """--app holding two different definitions of one name and version is refused (2) with
+    the error the application's commander would raise, by check and graph alike."""
+    (tmp_path / "twice.py").write_text(
+        "from mission_control.core import m\n"
+        'DEFINITIONS = [m.define("w").start(parse=dict).end(),\n'
+        '               m.define("w").start(parse=dict).step("x", dict).end()]\n'
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    db = tmp_path / "empty.sqlite"
+    trio.run(_create, db)
+    for args in (("check", "--db", db), ("graph", "w")):
+        result = invoke(*args, "--app", "twice:DEFINITIONS")
+        assert result.exit_code == 2, result.output
+        assert "two definitions are named 'w' with version 1" in result.stderr
+
+
+async def _create(db: Path) -> None:
+    async with SQLiteCommander(db, []):
+        pass

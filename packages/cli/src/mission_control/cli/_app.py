@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, cast
 
-from mission_control.core import MissionDefinition, registered_versions
+from mission_control.core import InvalidDefinitionError, MissionDefinition, registered_versions
 
 from ._errors import bad_input
 
@@ -58,9 +58,14 @@ def load_definitions(spec: str) -> Definitions:
     given = _definitions(spec, cast("object", value))
     # With the definitions their child nodes start, as the application's commander registers
     # them: a child mission's definition is the application's too.
+    try:
+        registered = registered_versions(given)
+    except InvalidDefinitionError as error:
+        # What the application's commander would refuse to start with.
+        raise bad_input(f"--app {spec!r}: {error}") from error
     started = [
         found
-        for found in registered_versions(given).values()
+        for found in registered.values()
         if not any(found is definition for definition in given)
     ]
     return given + started
