@@ -139,6 +139,7 @@ async def test_a_release_with_a_child_branches_and_compensation_survives_every_c
 
 def charge_in_a_file(ctx: Context[Any, Any]) -> str:
     """Charges anew on every run, keeping its charges in a file: they outlive the process."""
+    print("charging")  # the child's standard output carries its reports too
     ledger = Path(os.environ["SWEEP_LEDGER"])
     charges = ledger.read_text().split()
     charges.append(f"ch_{len(charges) + 1}")

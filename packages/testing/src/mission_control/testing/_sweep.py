@@ -677,6 +677,11 @@ class SweepOptions(TypedDict, total=False):
     processes: ChildProcesses | None
 
 
+CHILD_REPORT = "mission-control-sweep: "
+"""What begins each line a sweep's child process reports on its standard output (the other lines
+are the mission's own)."""
+
+
 @attrs.frozen
 class ChildProcesses:
     """Crash in real child processes: each crash run's first process is a new Python process
@@ -891,7 +896,9 @@ class SweepRun:
         )
         elapsed = 0.0
         for line in result.stdout.splitlines():
-            report: Any = json.loads(line)
+            if not line.startswith(CHILD_REPORT):
+                continue  # the mission's own output (a step that prints)
+            report: Any = json.loads(line.removeprefix(CHILD_REPORT))
             match report:
                 case {"action": int(index), "writes": int(mark)}:
                     self.play.next, self.play.write_mark = index, mark

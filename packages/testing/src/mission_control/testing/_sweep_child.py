@@ -19,6 +19,7 @@ import anyio
 
 from ._fixtures import virtual_time_backend
 from ._sweep import (
+    CHILD_REPORT,
     CrashTarget,
     FileSweepStore,
     SweepRun,
@@ -29,7 +30,7 @@ from ._sweep import (
 
 
 def _say(report: object) -> None:
-    sys.stdout.write(json.dumps(report) + "\n")
+    sys.stdout.write(f"{CHILD_REPORT}{json.dumps(report)}\n")
     sys.stdout.flush()
 
 
