@@ -496,14 +496,16 @@ async def test_submitted_starts_run_in_the_ticks_within_max_concurrency(
 
 
 async def test_a_runtime_outlives_its_store_closing_under_it(
-    db_path: Path, clock: LoopClock
+    db_path: Path, clock: LoopClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Closing the commander under its running runtime fails the ticks and the submission
     watcher, which log it, but never the application's task group."""
     commander = SQLiteCommander(db_path, [ORDER], clock=clock)
-    async with create_commander_runtime(commander, stalled_tick_delay=1):
+    async with create_commander_runtime(commander, stalled_tick_delay=1) as runtime:
         await commander.aclose()
         await anyio.sleep(5)
+        assert runtime.is_running
+    assert "watching for submissions failed, again in 1 s" in caplog.text
 
 
 async def test_a_verdict_nobody_gives_is_logged_and_waits(
