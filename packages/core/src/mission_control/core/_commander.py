@@ -1094,9 +1094,13 @@ class Commander:
     async def _takes_buffered(self, snapshot: MissionSnapshot) -> bool:
         """Whether ``snapshot`` waits for a signal that is buffered already: the owner, which
         stores a mission's wait before it takes the signal buffered for it (in a later write of
-        the same run), moves it on without an outside event; no resting place then."""
+        the same run), moves it on without an outside event; no resting place then. Nor is
+        a wait that is due already (a submitted start not run yet, with the signal buffered
+        for its first need_to): the owner's next tick moves it."""
         if snapshot.status is not MissionStatus.WAITING:
             return False
+        if snapshot.due_at is not None and snapshot.due_at <= self._engine.now():
+            return True
         for wait in snapshot.waits:
             name = wait.signal
             if (
