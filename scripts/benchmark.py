@@ -86,9 +86,11 @@ from mission_control.core import (
     m,
 )
 from mission_control.core.storage import (
+    ANY_TENANT,
     BufferedSignal,
     NewSignal,
     PersistenceAdapter,
+    TenantFilter,
     snapshot_from_json,
     snapshot_to_json,
     timeline_entry_to_json,
@@ -784,10 +786,11 @@ class RecordingAdapter:
         definition: str | None = None,
         limit: int,
         after_id: str | None = None,
+        tenant: TenantFilter = ANY_TENANT,
     ) -> list[MissionSnapshot]:
         self.calls["list_missions"] += 1
         return await self.inner.list_missions(
-            status=status, definition=definition, limit=limit, after_id=after_id
+            status=status, definition=definition, limit=limit, after_id=after_id, tenant=tenant
         )
 
     async def due_missions(self, now: datetime, limit: int) -> list[str]:

@@ -41,9 +41,11 @@ from mission_control.core import (
 )
 from mission_control.core.lowlevel import notices_for
 from mission_control.core.storage import (
+    ANY_TENANT,
     BufferedSignal,
     NewSignal,
     RevisionConflictError,
+    TenantFilter,
     cancel_request_to_json,
     check_commit_revision,
     corrupt,
@@ -75,7 +77,7 @@ _T = TypeVar("_T")
 
 _INSERT_MISSION: Final = (
     "INSERT INTO missions (id, definition, definition_version, status, due_at, revision, "
-    "snapshot, cancel_request) VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb, %s::jsonb) "
+    "snapshot, cancel_request, tenant) VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, %s) "
     "ON CONFLICT (id) DO NOTHING"
 )
 # The revision in the WHERE clause is the compare-and-set; coalesce keeps a stored cancellation
@@ -511,6 +513,7 @@ class PostgresPersistenceAdapter:
             revision,
             text,
             cancel,
+            snapshot.tenant,
         )
         entries = [
             (mission_id, revision, i, timeline_entry_to_json(entry))
@@ -660,6 +663,7 @@ class PostgresPersistenceAdapter:
         definition: str | None = None,
         limit: int,
         after_id: str | None = None,
+        tenant: TenantFilter = ANY_TENANT,
     ) -> list[MissionSnapshot]:
         """At most ``limit`` missions ordered by id, optionally filtered, starting after
         ``after_id``: a range scan of an index, which reads the rows it passes until ``limit``
@@ -681,6 +685,11 @@ class PostgresPersistenceAdapter:
         if definition is not None:
             clauses.append(sql.SQL("definition = %s"))
             params.append(definition)
+        if tenant is None:
+            clauses.append(sql.SQL("tenant IS NULL"))
+        elif tenant is not ANY_TENANT:
+            clauses.append(sql.SQL("tenant = %s"))
+            params.append(tenant)
         if after_id is not None:
             clauses.append(sql.SQL("id > %s"))
             params.append(after_id)

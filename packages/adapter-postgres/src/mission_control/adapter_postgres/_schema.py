@@ -132,6 +132,15 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             "INSERT INTO shards (shard) SELECT generate_series(0, 63)",
         ),
     ),
+    Migration(
+        3,
+        "tenants: the tenant of each mission, indexed for listing one tenant's missions",
+        (
+            # NULL: no tenant, as every mission stored before has. Set at insert, never changed.
+            "ALTER TABLE missions ADD COLUMN tenant text",
+            "CREATE INDEX missions_by_tenant ON missions (tenant, id)",
+        ),
+    ),
 )
 
 SCHEMA_VERSION: Final = MIGRATIONS[-1].version

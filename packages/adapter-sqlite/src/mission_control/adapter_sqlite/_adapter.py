@@ -43,11 +43,13 @@ from mission_control.core import (
 )
 from mission_control.core.lowlevel import notices_for
 from mission_control.core.storage import (
+    ANY_TENANT,
     BufferedSignal,
     Marking,
     NewSignal,
     NewSubmission,
     RevisionConflictError,
+    TenantFilter,
     cancel_request_to_json,
     check_commit_revision,
     corrupt,
@@ -66,7 +68,7 @@ from . import _submissions as submissions
 from ._group import GroupCommit, Transaction, when_free
 from ._lock import OwnedElsewhere, Reader, WriterLock, read_header
 from ._paths import check_path, record_path
-from ._schema import current_version, migrate, read_version
+from ._schema import TENANTS_VERSION, current_version, migrate, read_version
 from ._sqlite import Connection, Row, connect
 from ._wake import WakeReceiver, WakeSender, wake_path
 
@@ -214,6 +216,14 @@ _DELETE_MISSION: Final = (
 )
 _DELETE_TIMELINE: Final = "DELETE FROM timeline WHERE mission_id = ?"
 _DELETE_INBOX: Final = "DELETE FROM inbox WHERE mission_id = ?"
+_INSERT_TENANT: Final = "INSERT INTO mission_tenants (id, tenant) VALUES (?, ?)"
+_DELETE_TENANT: Final = "DELETE FROM mission_tenants WHERE id = ?"
+# The missions of one tenant: a range of mission_tenants_by_tenant, each joined to its row.
+_TENANT_MISSIONS: Final = (
+    "SELECT m.id, m.revision, m.snapshot, m.cancel_request FROM mission_tenants t "
+    "JOIN missions m ON m.id = t.id WHERE t.tenant = ?"
+)
+_NO_TENANT: Final = "NOT EXISTS (SELECT 1 FROM mission_tenants t WHERE t.id = m.id)"
 
 
 def _micros(when: datetime, what: str) -> int:
@@ -712,8 +722,9 @@ class SQLitePersistenceAdapter:
             else []
         )
         mark = submissions.take_mark()
+        tenant = snapshot.tenant
         inserted = await self._group.run(
-            lambda: self._write_insert(row, entries, inbox, mark),
+            lambda: self._write_insert(row, entries, inbox, mark, tenant),
             f"inserting mission {mission_id!r}",
         )
         if inserted:
@@ -727,12 +738,15 @@ class SQLitePersistenceAdapter:
         entries: list[tuple[Any, ...]],
         inbox: list[tuple[Any, ...]],
         mark: tuple[str, int] | None,
+        tenant: str | None,
     ) -> bool:
         if mark is not None:
             submissions.mark_applied(self._cursor, self._db, mark)
         self._cursor.execute(_INSERT_MISSION, row)
         if self._db.changes() != 1:
             return False
+        if tenant is not None:
+            self._cursor.execute(_INSERT_TENANT, (row[0], tenant))
         if entries:
             self._cursor.executemany(_INSERT_ENTRY, entries)
         if inbox:
@@ -902,10 +916,13 @@ class SQLitePersistenceAdapter:
         definition: str | None = None,
         limit: int,
         after_id: str | None = None,
+        tenant: TenantFilter = ANY_TENANT,
     ) -> list[MissionSnapshot]:
         """At most ``limit`` missions ordered by id, optionally filtered, starting after
-        ``after_id``: a range scan of one index (one of the two when both filters are given,
-        the other checked row by row), which reads the rows it passes until ``limit`` match.
+        ``after_id``: a range scan of one index (one of them when several filters are given,
+        the others checked row by row), which reads the rows it passes until ``limit`` match.
+        One tenant's missions are a range of ``mission_tenants_by_tenant``; the missions of no
+        tenant are those without a row in ``mission_tenants``, checked row by row.
 
         Raises :class:`PersistenceError` naming the first listed mission whose row is corrupt.
         """
@@ -916,19 +933,35 @@ class SQLitePersistenceAdapter:
             return []
         clauses: list[str] = []
         params: list[Any] = []
+        if self._schema_version < TENANTS_VERSION:
+            # A database read before it is migrated to keep tenants: no mission has one.
+            if isinstance(tenant, str):
+                return []
+            tenant = ANY_TENANT
+        if isinstance(tenant, str):
+            sql = _TENANT_MISSIONS
+            params.append(tenant)
+            if after_id is not None:
+                clauses.append("t.id > ?")
+                params.append(after_id)
+            order = "t.id"
+        else:
+            sql = "SELECT m.id, m.revision, m.snapshot, m.cancel_request FROM missions m"
+            if tenant is None:
+                clauses.append(_NO_TENANT)
+            if after_id is not None:
+                clauses.append("m.id > ?")
+                params.append(after_id)
+            order = "m.id"
         if status is not None:
-            clauses.append("status = ?")
+            clauses.append("m.status = ?")
             params.append(MissionStatus(status).value)
         if definition is not None:
-            clauses.append("definition = ?")
+            clauses.append("m.definition = ?")
             params.append(definition)
-        if after_id is not None:
-            clauses.append("id > ?")
-            params.append(after_id)
-        sql = "SELECT id, revision, snapshot, cancel_request FROM missions"
         if clauses:
-            sql += " WHERE " + " AND ".join(clauses)
-        sql += " ORDER BY id LIMIT ?"
+            sql += (" AND " if isinstance(tenant, str) else " WHERE ") + " AND ".join(clauses)
+        sql += f" ORDER BY {order} LIMIT ?"
         params.append(limit)
         try:
             rows = self._cursor.execute(sql, params).fetchall()
@@ -1011,6 +1044,7 @@ class SQLitePersistenceAdapter:
             ids = [(mission_id,) for mission_id in deleted]
             cursor.executemany(_DELETE_TIMELINE, ids)
             cursor.executemany(_DELETE_INBOX, ids)
+            cursor.executemany(_DELETE_TENANT, ids)
         return deleted
 
     # -- definition versions (DefinitionVersionStore) ------------------------------------------

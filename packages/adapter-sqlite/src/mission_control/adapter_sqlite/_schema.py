@@ -201,7 +201,28 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
         ),
         additive=True,
     ),
+    Migration(
+        6,
+        "tenants: the missions that belong to a tenant, indexed by tenant",
+        (
+            # One row per mission of a tenant, written with the mission and deleted with it; a
+            # mission without one (every mission stored before) is in no tenant. A table of its
+            # own rather than a column of missions: no write of a mission of no tenant touches
+            # it, and the release before reads a database migrated to it.
+            """
+            CREATE TABLE mission_tenants (
+                id TEXT PRIMARY KEY NOT NULL,
+                tenant TEXT NOT NULL
+            ) WITHOUT ROWID, STRICT
+            """,
+            "CREATE INDEX mission_tenants_by_tenant ON mission_tenants (tenant, id)",
+        ),
+        additive=True,
+    ),
 )
+
+TENANTS_VERSION: Final = 6
+"""The schema version that keeps missions' tenants (a database behind it has none)."""
 
 SCHEMA_VERSION: Final = MIGRATIONS[-1].version
 """The schema version this code writes (the number of its last migration)."""

@@ -45,6 +45,7 @@ from ._errors import (
     MissionCompensatedError,
     MissionControlError,
     MissionFailedError,
+    MissionNotFoundError,
     OutputNotSerializableError,
     PersistenceError,
     StoreBusyError,
@@ -65,6 +66,17 @@ from ._submissions import (
     SubmissionKind,
     SubmissionState,
     SubmissionStore,
+)
+from ._tenants import (
+    ANY_TENANT,
+    SEPARATOR,
+    as_seen,
+    check_tenant,
+    check_unqualified,
+    local_id,
+    looks_qualified,
+    tenant_key,
+    tenant_of_key,
 )
 from ._triggers import TriggerBook, TriggerFire
 from ._values import converter as default_converter
@@ -102,6 +114,7 @@ class ListFilters(TypedDict, total=False):
     definition: str | MissionDefinition[Any, Any, Any] | None
     parent: str | None
     after: str | None
+    tenant: str | None
 
 
 @runtime_checkable
@@ -129,11 +142,12 @@ class CommanderProtocol(Protocol):
         id: str | None = None,
         start_at: datetime | None = None,
         background: bool = False,
+        tenant: str | None = None,
     ) -> MissionHandle: ...
 
-    async def get(self, mission_id: str) -> MissionHandle: ...
+    async def get(self, mission_id: str, *, tenant: str | None = None) -> MissionHandle: ...
 
-    async def inspect(self, mission_id: str) -> MissionSnapshot: ...
+    async def inspect(self, mission_id: str, *, tenant: str | None = None) -> MissionSnapshot: ...
 
     async def list(
         self,
@@ -143,13 +157,16 @@ class CommanderProtocol(Protocol):
         parent: str | None = None,
         limit: int = LIST_LIMIT,
         after: str | None = None,
+        tenant: str | None = None,
     ) -> list[MissionSnapshot]: ...
 
     def iter_missions(
         self, *, page_size: int = LIST_LIMIT, **filters: Unpack[ListFilters]
     ) -> AsyncIterator[MissionSnapshot]: ...
 
-    async def signal(self, mission_id: str, name: str, payload: Any = None) -> MissionSnapshot: ...
+    async def signal(
+        self, mission_id: str, name: str, payload: Any = None, *, tenant: str | None = None
+    ) -> MissionSnapshot: ...
 
     async def signal_with_start(
         self,
@@ -159,27 +176,44 @@ class CommanderProtocol(Protocol):
         mission_id: str,
         signal: str,
         payload: Any = None,
+        tenant: str | None = None,
     ) -> MissionSnapshot: ...
 
     async def cancel(
-        self, mission_id: str, reason: str | None = None, *, compensate: bool = False
+        self,
+        mission_id: str,
+        reason: str | None = None,
+        *,
+        compensate: bool = False,
+        tenant: str | None = None,
     ) -> MissionSnapshot: ...
 
-    async def retry(self, mission_id: str, *, from_node: str | None = None) -> MissionSnapshot: ...
+    async def retry(
+        self, mission_id: str, *, from_node: str | None = None, tenant: str | None = None
+    ) -> MissionSnapshot: ...
 
     async def fork(
-        self, mission_id: str, *, at_node: str, new_id: str | None = None
+        self,
+        mission_id: str,
+        *,
+        at_node: str,
+        new_id: str | None = None,
+        tenant: str | None = None,
     ) -> MissionHandle: ...
 
     async def purge(
         self, *, finished_before: datetime, **options: Unpack[PurgeOptions]
     ) -> PurgeReport: ...
 
-    async def wait_for_completion(self, mission_id: str) -> MissionSnapshot: ...
+    async def wait_for_completion(
+        self, mission_id: str, *, tenant: str | None = None
+    ) -> MissionSnapshot: ...
 
-    async def result(self, mission_id: str) -> MissionSnapshot: ...
+    async def result(self, mission_id: str, *, tenant: str | None = None) -> MissionSnapshot: ...
 
-    async def timeline(self, mission_id: str) -> list[TimelineEntry]: ...
+    async def timeline(
+        self, mission_id: str, *, tenant: str | None = None
+    ) -> list[TimelineEntry]: ...
 
     async def aclose(self) -> None: ...
 
@@ -246,52 +280,61 @@ class MissionDriver(Protocol):
 
 
 class MissionHandle:
-    """A reference to one mission through the commander that holds it."""
+    """A reference to one mission (``id``, of ``tenant``) through the commander that holds
+    it."""
 
-    __slots__ = ("_commander", "id")
+    __slots__ = ("_commander", "id", "tenant")
 
-    def __init__(self, commander: CommanderProtocol, mission_id: str) -> None:
+    def __init__(
+        self, commander: CommanderProtocol, mission_id: str, tenant: str | None = None
+    ) -> None:
         self._commander = commander
         self.id = mission_id
+        self.tenant = tenant
 
     async def inspect(self) -> MissionSnapshot:
         """The mission as stored now."""
-        return await self._commander.inspect(self.id)
+        return await self._commander.inspect(self.id, tenant=self.tenant)
 
     async def signal(self, name: str, payload: Any = None) -> MissionSnapshot:
         """Send the signal ``name``; see :meth:`Commander.signal`."""
-        return await self._commander.signal(self.id, name, payload)
+        return await self._commander.signal(self.id, name, payload, tenant=self.tenant)
 
     async def cancel(
         self, reason: str | None = None, *, compensate: bool = False
     ) -> MissionSnapshot:
         """Request cancellation; see :meth:`Commander.cancel`."""
-        return await self._commander.cancel(self.id, reason, compensate=compensate)
+        return await self._commander.cancel(
+            self.id, reason, compensate=compensate, tenant=self.tenant
+        )
 
     async def wait_for_completion(self) -> MissionSnapshot:
         """Wait until the mission ends; raise if it failed or was cancelled."""
-        return await self._commander.wait_for_completion(self.id)
+        return await self._commander.wait_for_completion(self.id, tenant=self.tenant)
 
     async def result(self) -> MissionSnapshot:
         """Wait until the mission ends and return its final snapshot, however it ended."""
-        return await self._commander.result(self.id)
+        return await self._commander.result(self.id, tenant=self.tenant)
 
     async def timeline(self) -> list[TimelineEntry]:
         """What happened to the mission, in order."""
-        return await self._commander.timeline(self.id)
+        return await self._commander.timeline(self.id, tenant=self.tenant)
 
     def __repr__(self) -> str:
-        return f"MissionHandle({self.id!r})"
+        if self.tenant is None:
+            return f"MissionHandle({self.id!r})"
+        return f"MissionHandle({self.id!r}, tenant={self.tenant!r})"
 
     def __eq__(self, other: object) -> bool:
         return (
             isinstance(other, MissionHandle)
             and other.id == self.id
+            and other.tenant == self.tenant
             and other._commander is self._commander
         )
 
     def __hash__(self) -> int:
-        return hash(self.id)
+        return hash((self.id, self.tenant))
 
 
 def _as_is(value: _T) -> _T:
@@ -448,6 +491,7 @@ class Commander:
         id: str | None = None,
         start_at: datetime | None = None,
         background: bool = False,
+        tenant: str | None = None,
     ) -> MissionHandle:
         """Start a mission and run it until its first wait; return its handle.
 
@@ -461,9 +505,17 @@ class Commander:
 
         In a process that does not own its store (see :attr:`is_owner`) every start is a
         background start: the owner, woken at once, runs it.
+
+        With ``tenant``, the mission belongs to that tenant: its id is unique among the
+        tenant's missions (another tenant may use the same one), and every later call about it
+        names the tenant (see docs/concepts.md, tenants). Raises :class:`InvalidInputError` for
+        a tenant name that is not one, and, without a tenant, for an id of the form
+        ``"<tenant>::<id>"``, kept for tenants' missions.
         """
         self._engine.loop.check("commander.start()")
         self._registered(definition)
+        tenant = check_tenant(tenant)
+        key = self._new_key(id, tenant, "mission id")
         if not isinstance(background, bool):
             raise TypeError(f"background must be True or False, got {background!r}")
         if not self.is_owner:
@@ -475,19 +527,67 @@ class Commander:
                 start_at = ensure_aware(start_at, what="start_at")
             except ValueError as error:
                 raise InvalidInputError(str(error)) from None
-        snapshot = await self._engine.start(definition, input, id, start_at, background)
-        return MissionHandle(self, snapshot.id)
+        snapshot = await self._engine.start(
+            definition, input, key, start_at, background, tenant=tenant
+        )
+        return MissionHandle(self, local_id(snapshot.id, tenant), tenant)
 
-    async def get(self, mission_id: str) -> MissionHandle:
-        """A handle to an existing mission; raises :class:`MissionNotFoundError`."""
+    def _new_key(self, mission_id: str | None, tenant: str | None, what: str) -> str | None:
+        """The stored key of a mission about to be made under the caller's ``mission_id`` (one
+        is made for a tenant's mission without it)."""
+        if tenant is None:
+            if isinstance(mission_id, str):
+                check_unqualified(mission_id, what)
+            return mission_id
+        if mission_id is None:
+            return tenant_key(tenant, self._engine.new_id())
+        check_id(mission_id)
+        return tenant_key(tenant, mission_id)
+
+    async def _find(self, mission_id: str, tenant: str | None) -> MissionSnapshot:
+        """The stored mission the caller calls ``mission_id`` among the missions of
+        ``tenant`` (``None``: of no tenant); :class:`MissionNotFoundError` when there is none,
+        whatever another tenant has."""
+        tenant = check_tenant(tenant)
+        if tenant is not None and not isinstance(mission_id, str):  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise _not_found(mission_id, tenant)
+        try:
+            snapshot = await self._engine.load(tenant_key(tenant, mission_id))
+        except MissionNotFoundError:
+            if tenant is None:
+                raise
+            raise _not_found(mission_id, tenant) from None
+        if snapshot.tenant != tenant:
+            raise _not_found(mission_id, tenant)
+        return snapshot
+
+    async def _key(self, mission_id: str, tenant: str | None) -> str:
+        """The stored key of the caller's ``mission_id`` of ``tenant``, once it is found
+        there (:meth:`_find`); an id of no tenant that cannot be a tenant's is not read."""
+        if tenant is None and (
+            type(mission_id) is not str
+            or SEPARATOR not in mission_id
+            or not looks_qualified(mission_id)
+        ):
+            return mission_id
+        return (await self._find(mission_id, tenant)).id
+
+    def _out(self, snapshot: MissionSnapshot) -> MissionSnapshot:
+        """``snapshot`` as the caller gets it: the caller's copy, with the caller's ids."""
+        snapshot = self._detached(snapshot)
+        return snapshot if snapshot.tenant is None else as_seen(snapshot)
+
+    async def get(self, mission_id: str, *, tenant: str | None = None) -> MissionHandle:
+        """A handle to an existing mission (of ``tenant``); raises
+        :class:`MissionNotFoundError`, also for a mission of another tenant."""
         self._engine.loop.check("commander.get()")
-        await self._engine.load(mission_id)
-        return MissionHandle(self, mission_id)
+        await self._find(mission_id, tenant)
+        return MissionHandle(self, mission_id, tenant)
 
-    async def inspect(self, mission_id: str) -> MissionSnapshot:
+    async def inspect(self, mission_id: str, *, tenant: str | None = None) -> MissionSnapshot:
         """The mission as stored now; raises :class:`MissionNotFoundError`."""
         self._engine.loop.check("commander.inspect()")
-        return self._detached(await self._engine.load(mission_id))
+        return self._out(await self._find(mission_id, tenant))
 
     async def list(
         self,
@@ -497,23 +597,32 @@ class Commander:
         parent: str | None = None,
         limit: int = LIST_LIMIT,
         after: str | None = None,
+        tenant: str | None = None,
     ) -> list[MissionSnapshot]:
-        """One page of missions: at most ``limit`` (100 by default, 1,000 at most), ordered by
-        id, filtered by status, definition and ``parent`` (the id of the mission whose child
-        nodes started them), starting after the id ``after``. Pass the last id of a page as
-        ``after`` for the next, or use :meth:`iter_missions`."""
+        """One page of missions of ``tenant`` (``None``: the missions of no tenant): at most
+        ``limit`` (100 by default, 1,000 at most), ordered by id, filtered by status,
+        definition and ``parent`` (the id of the mission whose child nodes started them),
+        starting after the id ``after``. Pass the last id of a page as ``after`` for the next,
+        or use :meth:`iter_missions`."""
         self._engine.loop.check("commander.list()")
         name = definition.name if isinstance(definition, MissionDefinition) else definition
         if status is not None:
             status = MissionStatus(status)
         _check_limit(limit, "limit")
+        tenant = check_tenant(tenant)
+        if after is not None and tenant is not None:
+            after = tenant_key(tenant, after)
         if parent is not None:
-            page = await self._children(parent, status, name, limit, after)
+            if not isinstance(parent, str):  # pyright: ignore[reportUnnecessaryIsInstance]
+                raise InvalidInputError(f"parent must be a mission id (a str), got {parent!r}")
+            page = await self._children(
+                tenant_key(tenant, parent), status, name, limit, after, tenant
+            )
         else:
             page = await self._persistence.list_missions(
-                status=status, definition=name, limit=limit, after_id=after
+                status=status, definition=name, limit=limit, after_id=after, tenant=tenant
             )
-        return [self._detached(snapshot) for snapshot in page]
+        return [self._out(snapshot) for snapshot in page]
 
     async def _children(
         self,
@@ -522,14 +631,13 @@ class Commander:
         definition: str | None,
         limit: int,
         after: str | None,
+        tenant: str | None,
     ) -> list[MissionSnapshot]:
-        """A page of the children of ``parent``. Their ids all begin ``"<parent>/"`` (see
-        ``ChildNode``), so they are read as the range of ids after that, in pages that start
-        small and double while every mission read is still in the range: the cost follows what
-        the parent's descendants number, not what else is stored. The filters apply in that
-        range."""
-        if not isinstance(parent, str):
-            raise InvalidInputError(f"parent must be a mission id (a str), got {parent!r}")
+        """A page of the children of ``parent`` (a stored key). Their keys all begin
+        ``"<parent>/"`` (see ``ChildNode``), so they are read as the range of keys after that,
+        in pages that start small and double while every mission read is still in the range:
+        the cost follows what the parent's descendants number, not what else is stored. The
+        filters apply in that range."""
         prefix = f"{parent}/"
         cursor = after if after is not None and after > prefix else prefix
         found: list[MissionSnapshot] = []
@@ -544,6 +652,7 @@ class Commander:
                 if (
                     snapshot.parent is not None
                     and snapshot.parent.mission_id == parent
+                    and snapshot.tenant == tenant
                     and (status is None or snapshot.status is status)
                     and (definition is None or snapshot.definition == definition)
                 ):
@@ -567,8 +676,11 @@ class Commander:
             raise ValueError("page_size must be at least 1, got 0")
         return _Pages(self, page_size, filters)
 
-    async def signal(self, mission_id: str, name: str, payload: Any = None) -> MissionSnapshot:
-        """Send the signal ``name`` with ``payload``.
+    async def signal(
+        self, mission_id: str, name: str, payload: Any = None, *, tenant: str | None = None
+    ) -> MissionSnapshot:
+        """Send the signal ``name`` with ``payload`` to the mission ``mission_id`` (of
+        ``tenant``).
 
         A mission waiting for it moves on at once (until its next wait); otherwise the signal is
         stored and consumed when the mission reaches that ``need_to``. Raises
@@ -583,9 +695,10 @@ class Commander:
         self._engine.loop.check("commander.signal()")
         if not self.is_owner:
             return await self.verdict(
-                await self.submit_signal(mission_id, name, payload), at_rest=True
+                await self.submit_signal(mission_id, name, payload, tenant=tenant), at_rest=True
             )
-        return self._detached(await self._engine.signal(mission_id, name, payload))
+        key = await self._key(mission_id, tenant)
+        return self._out(await self._engine.signal(key, name, payload))
 
     async def signal_with_start(
         self,
@@ -595,8 +708,10 @@ class Commander:
         mission_id: str,
         signal: str,
         payload: Any = None,
+        tenant: str | None = None,
     ) -> MissionSnapshot:
-        """Send the signal ``signal`` with ``payload`` to the mission ``mission_id``, starting it
+        """Send the signal ``signal`` with ``payload`` to the mission ``mission_id`` (of
+        ``tenant``), starting it
         first (a mission of ``definition`` with ``input``) when it does not exist, in one durable
         operation: the new mission is stored with the signal already buffered, then runs inline
         until its first wait, taking the signal when it reaches that ``need_to``. A mission that
@@ -611,44 +726,56 @@ class Commander:
         """
         self._engine.loop.check("commander.signal_with_start()")
         self._registered(definition)
+        tenant = check_tenant(tenant)
+        check_id(mission_id)
+        key = self._new_key(mission_id, tenant, "mission id")
+        assert key is not None
         if not self.is_owner:
             # Stored waiting for its start with the signal in its inbox; the owner runs it.
             started = await self._engine.signal_with_start(
-                definition, input, mission_id, signal, payload, background=True
+                definition, input, key, signal, payload, background=True, tenant=tenant
             )
             if started is not None:
-                return self._detached(started)
-            return await self.signal(mission_id, signal, payload)
+                return self._out(started)
+            return await self.signal(mission_id, signal, payload, tenant=tenant)
         started = await self._engine.signal_with_start(
-            definition, input, mission_id, signal, payload
+            definition, input, key, signal, payload, tenant=tenant
         )
         assert started is not None
-        return self._detached(started)
+        return self._out(started)
 
     async def cancel(
-        self, mission_id: str, reason: str | None = None, *, compensate: bool = False
+        self,
+        mission_id: str,
+        reason: str | None = None,
+        *,
+        compensate: bool = False,
+        tenant: str | None = None,
     ) -> MissionSnapshot:
-        """Request cancellation: a waiting mission is cancelled now, a running one at its next
-        node boundary. With ``compensate``, the mission then runs the compensations it owes
-        (those of a waiting mission in this call) and ends ``compensated``, not ``cancelled``.
-        Raises :class:`MissionNotActiveError` for a finished mission or one running its
-        compensations, and :class:`InvalidInputError` for a ``reason`` that is not a string
-        UTF-8 can encode."""
+        """Request cancellation of the mission ``mission_id`` (of ``tenant``): a waiting mission is
+        cancelled now, a running one at its next node boundary. With ``compensate``, the mission
+        then runs the compensations it owes (those of a waiting mission in this call) and ends
+        ``compensated``, not ``cancelled``. Raises :class:`MissionNotActiveError` for a finished
+        mission or one running its compensations, and :class:`InvalidInputError` for a ``reason``
+        that is not a string UTF-8 can encode."""
         self._engine.loop.check("commander.cancel()")
         _check_cancel(reason, compensate)
         if not self.is_owner:
             return await self.verdict(
-                await self.submit_cancel(mission_id, reason, compensate=compensate)
+                await self.submit_cancel(mission_id, reason, compensate=compensate, tenant=tenant)
             )
-        return self._detached(await self._engine.cancel(mission_id, reason, compensate))
+        key = await self._key(mission_id, tenant)
+        return self._out(await self._engine.cancel(key, reason, compensate))
 
-    async def retry(self, mission_id: str, *, from_node: str | None = None) -> MissionSnapshot:
-        """Run a failed or cancelled mission again from its first top-level node that did not
-        complete (where it failed or was cancelled), or from ``from_node`` (a top-level node
-        every node before which completed), and return it after it ran inline to its next wait
+    async def retry(
+        self, mission_id: str, *, from_node: str | None = None, tenant: str | None = None
+    ) -> MissionSnapshot:
+        """Run a failed or cancelled mission (of ``tenant``) again from its first top-level node
+        that did not complete (where it failed or was cancelled), or from ``from_node`` (a top-level
+        node every node before which completed), and return it after it ran inline to its next wait
         or its end, as :meth:`signal` does. Its history stays: the timeline goes on (a
-        ``mission-retried`` entry first), the records of the nodes before that node stay and
-        their outputs are not made again; the attempts of that node count from 1 again. See
+        ``mission-retried`` entry first), the records of the nodes before that node stay and their
+        outputs are not made again; the attempts of that node count from 1 again. See
         ``docs/guarantees.md`` (retry and fork) for compensations, deadlines, child missions and
         loops.
 
@@ -662,18 +789,26 @@ class Commander:
         self._engine.loop.check("commander.retry()")
         if not self.is_owner:
             return await self.verdict(
-                await self.submit_retry(mission_id, from_node=from_node), at_rest=True
+                await self.submit_retry(mission_id, from_node=from_node, tenant=tenant),
+                at_rest=True,
             )
-        return self._detached(await self._engine.retry(mission_id, from_node))
+        key = await self._key(mission_id, tenant)
+        return self._out(await self._engine.retry(key, from_node))
 
     async def fork(
-        self, mission_id: str, *, at_node: str, new_id: str | None = None
+        self,
+        mission_id: str,
+        *,
+        at_node: str,
+        new_id: str | None = None,
+        tenant: str | None = None,
     ) -> MissionHandle:
-        """Make a new mission of the mission's definition (the version it started on) and
-        input that starts at the top-level node ``at_node``: the records of the nodes before it
-        are copied from the mission (their outputs reused, those nodes not run again), and it
-        runs from ``at_node`` until its first wait, as :meth:`start` runs a new one. The mission
-        forked from is left as it is, whatever its status; the fork's ``forked_from`` names it.
+        """Make a new mission (of ``tenant``, the mission's) of the mission's definition (the
+        version it started on) and input that starts at the top-level node ``at_node``: the records
+        of the nodes before it are copied from the mission (their outputs reused, those nodes not
+        run again), and it runs from ``at_node`` until its first wait, as :meth:`start` runs a new
+        one. The mission forked from is left as it is, whatever its status; the fork's
+        ``forked_from`` names it.
 
         ``new_id`` is the fork's id (one is made without it); forking again to an id that holds
         a fork of the same mission returns that fork unchanged. Raises
@@ -690,18 +825,21 @@ class Commander:
         self._engine.loop.check("commander.fork()")
         if not isinstance(at_node, str):  # pyright: ignore[reportUnnecessaryIsInstance]
             raise InvalidInputError(f"at_node must be a node name (a str), got {at_node!r}")
+        key = await self._key(mission_id, tenant)
+        tenant = check_tenant(tenant)
+        new_key = None if new_id is None else self._new_key(new_id, tenant, "new_id")
         if not self.is_owner:
             # The fork is made here, from this process's definition: it must have the shape
             # the source ran on, or the owner is handed a mission it cannot run.
-            source = await self._engine.load(mission_id)
-            key = (source.definition, source.definition_version)
-            definition = self._versions.get(key)
+            source = await self._engine.load(key)
+            version = (source.definition, source.definition_version)
+            definition = self._versions.get(version)
             if definition is not None:
                 problem = await stored_shape_differs(self._persistence, definition)
                 if problem is not None:
-                    raise DefinitionVersionError(VersionReport((problem,), (key,), ()))
-        snapshot = await self._engine.fork(mission_id, at_node, new_id, not self.is_owner)
-        return MissionHandle(self, snapshot.id)
+                    raise DefinitionVersionError(VersionReport((problem,), (version,), ()))
+        snapshot = await self._engine.fork(key, at_node, new_key, not self.is_owner)
+        return MissionHandle(self, local_id(snapshot.id, tenant), tenant)
 
     async def purge(
         self, *, finished_before: datetime, **options: Unpack[PurgeOptions]
@@ -746,6 +884,7 @@ class Commander:
             batch_size=options.get("batch_size", PURGE_BATCH),
             dry_run=options.get("dry_run", False),
             on_batch=options.get("on_batch"),
+            tenant=check_tenant(options["tenant"]) if "tenant" in options else ANY_TENANT,
         )
 
     # -- triggers ------------------------------------------------------------------------------
@@ -868,17 +1007,18 @@ class Commander:
             return 0
         return await self._schedules.fire(limit)
 
-    async def result(self, mission_id: str) -> MissionSnapshot:
+    async def result(self, mission_id: str, *, tenant: str | None = None) -> MissionSnapshot:
         """Wait until the mission ends and return its final snapshot, however it ended (by any
         commander of this process on the same adapter; see ``Notices.reread_interval`` for
         other processes)."""
         self._engine.loop.check("commander.result()")
         notices = self._notices
+        key = await self._key(mission_id, tenant)
         while True:
-            with notices.end_of(mission_id) as event:
-                snapshot = await self._engine.load(mission_id)
+            with notices.end_of(key) as event:
+                snapshot = await self._engine.load(key)
                 if snapshot.is_terminal:
-                    return self._detached(snapshot)
+                    return self._out(snapshot)
                 interval = notices.reread_interval
                 if interval is None:
                     await event.wait()
@@ -886,11 +1026,13 @@ class Commander:
                     with anyio.move_on_after(interval):
                         await event.wait()
 
-    async def wait_for_completion(self, mission_id: str) -> MissionSnapshot:
+    async def wait_for_completion(
+        self, mission_id: str, *, tenant: str | None = None
+    ) -> MissionSnapshot:
         """Wait until the mission ends. Returns the snapshot when it completed; raises
         :class:`MissionFailedError`, :class:`MissionCancelledError` or
         :class:`MissionCompensatedError` otherwise."""
-        snapshot = await self.result(mission_id)
+        snapshot = await self.result(mission_id, tenant=tenant)
         if snapshot.status is MissionStatus.FAILED:
             error = snapshot.error
             detail = f"{error.type}: {error.message}" if error is not None else "unknown error"
@@ -912,11 +1054,11 @@ class Commander:
             )
         return snapshot
 
-    async def timeline(self, mission_id: str) -> list[TimelineEntry]:
-        """What happened to the mission, in order."""
+    async def timeline(self, mission_id: str, *, tenant: str | None = None) -> list[TimelineEntry]:
+        """What happened to the mission (of ``tenant``), in order."""
         self._engine.loop.check("commander.timeline()")
-        await self._engine.load(mission_id)
-        return self._detached_entries(await self._persistence.timeline(mission_id))
+        key = (await self._find(mission_id, tenant)).id
+        return self._detached_entries(await self._persistence.timeline(key))
 
     # -- submissions: work for the process that owns a shared store ---------------------------
 
@@ -934,12 +1076,13 @@ class Commander:
         input: Any,
         *,
         id: str | None = None,
+        tenant: str | None = None,
     ) -> Submission:
-        """Store a start of a mission of ``definition`` (or the definition's name, when this
-        process does not have it) for the owner to apply, and return the submission at once
-        (already decided when this process is the owner). With the definition, the input is
-        checked first, as the owner checks it (:class:`InvalidInputError`, nothing stored);
-        without it, the owner decides. Without ``id`` one is made here."""
+        """Store a start of a mission (of ``tenant``) of ``definition`` (or the definition's name,
+        when this process does not have it) for the owner to apply, and return the submission at
+        once (already decided when this process is the owner). With the definition, the input is
+        checked first, as the owner checks it (:class:`InvalidInputError`, nothing stored); without
+        it, the owner decides. Without ``id`` one is made here."""
         self._engine.loop.check("commander.submit_start()")
         name = definition.name if isinstance(definition, MissionDefinition) else definition
         if not isinstance(name, str):
@@ -949,11 +1092,14 @@ class Commander:
             input_json = self._engine.checked_input(known, input)
         else:
             input_json = _raw_json(input, "mission input", InvalidInputError, self._converter)
-        mission_id = self._engine.new_id() if id is None else id
+        tenant = check_tenant(tenant)
+        mission_id = self._new_key(id, tenant, "mission id") or self._engine.new_id()
         check_id(mission_id)
         return await self._submit(SubmissionKind.START, mission_id, name, input_json)
 
-    async def submit_signal(self, mission_id: str, name: str, payload: Any = None) -> Submission:
+    async def submit_signal(
+        self, mission_id: str, name: str, payload: Any = None, *, tenant: str | None = None
+    ) -> Submission:
         """Store the signal ``name`` for the owner to apply and return the submission at once
         (already decided when this process is the owner). What this process can check is
         checked first, as the owner checks it, storing nothing: that the mission exists and is
@@ -962,7 +1108,7 @@ class Commander:
         self._engine.loop.check("commander.submit_signal()")
         if not isinstance(name, str):
             raise InvalidInputError(f"signal name must be a str, got {name!r}")
-        snapshot = await self._engine.load(mission_id)
+        snapshot = await self._find(mission_id, tenant)
         if await self._checks_locally(snapshot):
             _, payload_json, _ = self._engine.check_signal(snapshot, name, payload)
         else:
@@ -970,20 +1116,28 @@ class Commander:
             payload_json = _raw_json(
                 payload, f"signal {name!r} payload", InvalidSignalPayloadError, self._converter
             )
-        return await self._submit(SubmissionKind.SIGNAL, mission_id, name, payload_json)
+        return await self._submit(SubmissionKind.SIGNAL, snapshot.id, name, payload_json)
 
     async def submit_cancel(
-        self, mission_id: str, reason: str | None = None, *, compensate: bool = False
+        self,
+        mission_id: str,
+        reason: str | None = None,
+        *,
+        compensate: bool = False,
+        tenant: str | None = None,
     ) -> Submission:
         """Store a cancellation for the owner to apply and return the submission at once, as
         :meth:`submit_signal` does (the mission must exist and be cancellable)."""
         self._engine.loop.check("commander.submit_cancel()")
         _check_cancel(reason, compensate)
-        self._engine.ensure_cancellable(await self._engine.load(mission_id))
+        snapshot = await self._find(mission_id, tenant)
+        self._engine.ensure_cancellable(snapshot)
         payload: JsonValue = {"reason": reason, "compensate": compensate}
-        return await self._submit(SubmissionKind.CANCEL, mission_id, None, payload)
+        return await self._submit(SubmissionKind.CANCEL, snapshot.id, None, payload)
 
-    async def submit_retry(self, mission_id: str, *, from_node: str | None = None) -> Submission:
+    async def submit_retry(
+        self, mission_id: str, *, from_node: str | None = None, tenant: str | None = None
+    ) -> Submission:
         """Store a retry (see :meth:`retry`) for the owner to apply and return the submission
         at once, as :meth:`submit_signal` does. What this process can check is checked first,
         storing nothing: that the mission exists and is retryable, and that ``from_node`` is
@@ -993,7 +1147,7 @@ class Commander:
         self._engine.loop.check("commander.submit_retry()")
         if from_node is not None and not isinstance(from_node, str):  # pyright: ignore[reportUnnecessaryIsInstance]
             raise InvalidInputError(f"from_node must be a node name (a str), got {from_node!r}")
-        snapshot = await self._engine.load(mission_id)
+        snapshot = await self._find(mission_id, tenant)
         if await self._checks_locally(snapshot):
             self._engine.retry_node(snapshot, from_node)
         else:
@@ -1001,7 +1155,7 @@ class Commander:
             if from_node is not None:
                 self._engine.check_retry_point(snapshot, from_node)
         payload: JsonValue = {"from_node": from_node}
-        return await self._submit(SubmissionKind.RETRY, mission_id, None, payload)
+        return await self._submit(SubmissionKind.RETRY, snapshot.id, None, payload)
 
     async def _checks_locally(self, snapshot: MissionSnapshot) -> bool:
         """Whether this commander checks a submission about ``snapshot`` with its own
@@ -1046,7 +1200,7 @@ class Commander:
                 case SubmissionState.APPLIED:
                     if at_rest:
                         return await self._at_rest(found.mission_id)
-                    return self._detached(await self._engine.load(found.mission_id))
+                    return self._out(await self._engine.load(found.mission_id))
                 case SubmissionState.REFUSED:
                     refusal = found.refusal or Refusal("SubmissionRefusedError", "no reason kept")
                     raise refusal.error()
@@ -1089,7 +1243,7 @@ class Commander:
             await anyio.sleep(delay)
             delay = min(delay * 2, _VERDICT_LAST_REREAD)
             snapshot = await self._engine.load(mission_id)
-        return self._detached(snapshot)
+        return self._out(snapshot)
 
     async def _takes_buffered(self, snapshot: MissionSnapshot) -> bool:
         """Whether ``snapshot`` waits for a signal that is buffered already: the owner, which
@@ -1276,7 +1430,11 @@ class Commander:
                         f"no definition {name!r} to start mission {submission.mission_id!r} "
                         f"with (known: {', '.join(sorted(self._definitions)) or 'none'})"
                     )
-                await engine.start(definition, payload, submission.mission_id, None, background)
+                # The submitter made the key: of a tenant's form only for a tenant's mission.
+                tenant = tenant_of_key(submission.mission_id)
+                await engine.start(
+                    definition, payload, submission.mission_id, None, background, tenant=tenant
+                )
             case SubmissionKind.SIGNAL:
                 await engine.signal(submission.mission_id, submission.name or "", payload)
             case SubmissionKind.CANCEL:
@@ -1518,6 +1676,11 @@ def _check_cancel(reason: object, compensate: object) -> None:
         )
     if type(compensate) is not bool:
         raise InvalidInputError(f"cancel compensate must be True or False, got {compensate!r}")
+
+
+def _not_found(mission_id: object, tenant: str | None) -> MissionNotFoundError:
+    where = "of no tenant" if tenant is None else f"in tenant {tenant!r}"
+    return MissionNotFoundError(f"no mission with id {mission_id!r} {where}")
 
 
 def _check_limit(value: object, name: str) -> None:

@@ -87,6 +87,7 @@ from ._snapshot import (
     Wait,
     WaitKind,
 )
+from ._tenants import tenant_key
 from ._values import (
     INT_FLOOR,
     INT_LIMIT,
@@ -286,8 +287,13 @@ def check_id(mission_id: object) -> None:
         )
 
 
-def _check_owner(definition: Definition, existing: MissionSnapshot) -> None:
-    """Refuse to take a stored mission of another definition for one of ``definition``."""
+def _check_owner(definition: Definition, existing: MissionSnapshot, tenant: str | None) -> None:
+    """Refuse to take a stored mission of another definition (or tenant) for one of
+    ``definition``."""
+    if existing.tenant != tenant:
+        # Only a mission stored before tenants, under an id of a tenant's form, gets here;
+        # what it is stays unsaid.
+        raise MissionAlreadyExistsError(f"mission id {existing.id!r} is taken")
     if existing.definition != definition.name:
         raise MissionAlreadyExistsError(
             f"mission id {existing.id!r} belongs to a mission of definition "
@@ -582,16 +588,18 @@ class Engine:
         start_at: datetime | None,
         background: bool = False,
         parent: ParentLink | None = None,
+        tenant: str | None = None,
     ) -> MissionSnapshot:
         """Store a new mission (or return the one stored under ``mission_id``) and run it until
         its first wait; with ``start_at`` in the future, or ``background``, store it waiting for
-        its start (due then, or now) and run nothing: the runtime starts it."""
+        its start (due then, or now) and run nothing: the runtime starts it. ``mission_id`` is
+        the stored key (of ``tenant``'s form, see ``_tenants``)."""
         input_json = self.checked_input(definition, raw_input)
         if mission_id is None:
             mission_id = self.new_id()
         else:
             check_id(mission_id)
-            existing = await self._existing_or_free(definition, mission_id)
+            existing = await self._existing_or_free(definition, mission_id, tenant)
             if existing is not None:
                 return existing
         # No checkpoint since the mission was found free: nobody else holds it yet.
@@ -607,6 +615,7 @@ class Engine:
                 mission_id, definition.name, definition.version, input_json, now, deadline
             )
             draft.parent = parent
+            draft.tenant = tenant
             if self.observer is not None:
                 self._begin_run(draft, hold)
             if begins is not None:
@@ -621,7 +630,7 @@ class Engine:
                     snapshot = await self._drive(definition, draft, hold)
             except _LostRace as race:
                 # Another process stored the id first: it must be this definition's too.
-                _check_owner(definition, race.existing)
+                _check_owner(definition, race.existing, tenant)
                 return race.existing
             if background:
                 # A tick that found the mission while it was held asked for it again (a poke):
@@ -639,6 +648,7 @@ class Engine:
         payload: Any,
         *,
         background: bool = False,
+        tenant: str | None = None,
     ) -> MissionSnapshot | None:
         """Send the signal ``name`` to the mission ``mission_id``, starting it first with
         ``raw_input`` when it does not exist: then it is stored with the signal in its inbox, in
@@ -653,7 +663,7 @@ class Engine:
         check_id(mission_id)
         self._check_signal_name(definition, name)
         payload_json, _ = self._checked_payload(definition, mission_id, name, payload)
-        if await self._existing_or_free(definition, mission_id) is None:
+        if await self._existing_or_free(definition, mission_id, tenant) is None:
             # No checkpoint since the mission was found free: nobody else holds it yet.
             with self._hold(mission_id, RunTrigger.START) as hold:
                 now = self.now()
@@ -661,6 +671,7 @@ class Engine:
                 draft = Draft.new(
                     mission_id, definition.name, definition.version, input_json, now, deadline
                 )
+                draft.tenant = tenant
                 if self.observer is not None:
                     self._begin_run(draft, hold)
                 if background:
@@ -685,7 +696,7 @@ class Engine:
                     snapshot = await self._drive(definition, draft, hold)
                     return await self._finish(definition, snapshot, hold)
                 # Another process stored the mission first: the signal goes to that one.
-                _check_owner(definition, existing)
+                _check_owner(definition, existing, tenant)
         if background:
             return None
         return await self.signal(mission_id, name, payload)
@@ -713,7 +724,7 @@ class Engine:
         return input_json
 
     async def _existing_or_free(
-        self, definition: Definition, mission_id: str
+        self, definition: Definition, mission_id: str, tenant: str | None
     ) -> MissionSnapshot | None:
         """The stored mission ``mission_id`` (of ``definition``, else
         :class:`MissionAlreadyExistsError`), or ``None`` once it is neither stored nor being
@@ -722,7 +733,7 @@ class Engine:
             # Read first: a stored mission is returned at once, even while a task moves it.
             existing = await self.persistence.load(mission_id)
             if existing is not None:
-                _check_owner(definition, existing)
+                _check_owner(definition, existing, tenant)
                 return existing
             other = self._holds.get(mission_id)
             if other is None:
@@ -919,10 +930,11 @@ class Engine:
         again = set(self.check_top_level(definition, source, at_node, "fork", "at_node"))
         _check_nothing_undone(definition, source, at_node, again)
         if new_id is None:
-            new_id = self.new_id()
+            # In the source's tenant, as every id the caller gives is (made so by the commander).
+            new_id = tenant_key(source.tenant, self.new_id())
         else:
             check_id(new_id)
-            existing = await self._existing_or_free(definition, new_id)
+            existing = await self._existing_or_free(definition, new_id, source.tenant)
             if existing is not None:
                 return _fork_of(existing, source_id)
         # No checkpoint since the mission was found free: nobody else holds it yet.
@@ -937,6 +949,7 @@ class Engine:
             # to undo (a fork that compensated would undo a mission that may have completed).
             draft.nodes = copied
             draft.forked_from = source_id
+            draft.tenant = source.tenant
             if self.observer is not None:
                 # Made here, in the caller's span, even when the owner's runtime runs it.
                 draft.trace_context = self.observer.context_for(
@@ -1949,7 +1962,9 @@ class Engine:
             hold = self._holds[draft.id]
             hold.children.add(mission_id)
             try:
-                started = await self.start(child, child_input, mission_id, None, parent=link)
+                started = await self.start(
+                    child, child_input, mission_id, None, parent=link, tenant=draft.tenant
+                )
             finally:
                 hold.children.discard(mission_id)
         if started.parent != link:

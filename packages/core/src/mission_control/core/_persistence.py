@@ -15,6 +15,7 @@ from ._snapshot import (
     NewSignal,
     TimelineEntry,
 )
+from ._tenants import ANY_TENANT, TenantFilter
 
 LIST_LIMIT: Final = 100
 """How many missions ``list()`` returns by default: one page."""
@@ -53,7 +54,10 @@ class PersistenceAdapter(Protocol):
       does an unfiltered ``list_missions`` page (at most ``limit``, from ``after_id`` on). A
       filtered page costs what the adapter reads to find ``limit`` matches, up to every mission
       after ``after_id`` when few match (SQLite reads one index, the other filter checked row by
-      row; the in-memory adapter walks the ids).
+      row; the in-memory adapter walks the ids), except a page of one tenant's missions, which
+      costs what it returns (an index on tenant and id; the in-memory adapter's walk starts at
+      the tenant's keys, ``"<tenant>::"``).
+    - A mission's ``tenant`` is set when it is inserted and never changes.
     - A snapshot given to ``insert`` or ``commit`` may be kept as it is: the caller gives up
       its values. An adapter that keeps them (in memory) may hand them out again from ``load``,
       ``list_missions`` and ``insert`` (and a timeline entry's ``detail`` from ``timeline``, a
@@ -127,9 +131,11 @@ class PersistenceAdapter(Protocol):
         definition: str | None = None,
         limit: int,
         after_id: str | None = None,
+        tenant: TenantFilter = ANY_TENANT,
     ) -> list[MissionSnapshot]:
         """At most ``limit`` missions ordered by id, optionally filtered, starting after
-        ``after_id``."""
+        ``after_id``. ``tenant`` selects the missions whose ``snapshot.tenant`` is that name
+        (``None``: no tenant); :data:`ANY_TENANT`, the default, every mission."""
         ...
 
     async def due_missions(self, now: datetime, limit: int) -> list[str]:

@@ -15,6 +15,7 @@ from ._errors import InvalidInputError
 from ._persistence import MAX_LIST_LIMIT, PersistenceAdapter
 from ._snapshot import MissionSnapshot, MissionStatus
 from ._submissions import SubmissionStore
+from ._tenants import ANY_TENANT, TenantFilter
 
 PURGE_BATCH: Final = 500
 """How many missions ``purge`` reads, and deletes in one transaction at most, at a time by
@@ -65,6 +66,8 @@ class PurgeOptions(TypedDict, total=False):
     batch_size: int
     """How many missions are read at a time, and deleted in one transaction at most (default
     ``PURGE_BATCH``, at most 1,000; fewer when their timelines make a transaction long)."""
+    tenant: str | None
+    """Only the missions of this tenant (``None``: of no tenant); every tenant's by default."""
     dry_run: bool
     """Count what would go, delete nothing."""
     on_batch: Callable[[PurgeBatch], None] | None
@@ -118,12 +121,13 @@ async def purge(
     batch_size: int,
     dry_run: bool,
     on_batch: Callable[[PurgeBatch], None] | None,
+    tenant: TenantFilter = ANY_TENANT,
 ) -> PurgeReport:
     """Delete the finished missions of ``statuses`` (and ``definition``) last changed before
     ``finished_before``, ``batch_size`` read at a time and deleted in transactions of at most
     that many that each take about ``TRANSACTION_TARGET``, other tasks running between them;
-    then, when neither ``statuses`` nor ``definition`` narrows the purge, the submissions
-    decided before then. A child mission whose parent has not finished stays, so
+    then, when neither ``statuses``, ``definition`` nor ``tenant`` narrows the purge, the
+    submissions decided before then. A child mission whose parent has not finished stays, so
     does a mission with a pending submission (the owner applies it later) and one a task of
     this process holds."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int):  # pyright: ignore[reportUnnecessaryIsInstance]
@@ -139,7 +143,11 @@ async def purge(
         cursor: str | None = None
         while True:
             page = await persistence.list_missions(
-                status=status, definition=definition, limit=batch_size, after_id=cursor
+                status=status,
+                definition=definition,
+                limit=batch_size,
+                after_id=cursor,
+                tenant=tenant,
             )
             if not page:
                 break
@@ -182,7 +190,7 @@ async def purge(
             if len(page) < batch_size:
                 break
     # Submissions go by age alone: a purge narrowed to some missions leaves them all.
-    narrowed = definition is not None or set(statuses) != set(FINISHED)
+    narrowed = definition is not None or set(statuses) != set(FINISHED) or tenant is not ANY_TENANT
     submissions = (
         await _purge_submissions(store, finished_before, batch_size, dry_run)
         if store is not None and not narrowed

@@ -32,6 +32,11 @@ An adapter that stores a mission as a row, with its cancellation request in a co
 writes and reads it with :func:`stored_snapshot_to_json` and :func:`stored_snapshot_from_json`
 (which checks the document against its row), checks a commit's revision with
 :func:`check_commit_revision` and reports an unreadable record with :func:`corrupt`.
+
+Tenants: a mission of a tenant is stored under the key :func:`tenant_key` makes (its tenant
+and the caller's id), so that the keys an adapter sees stay unique; its ``snapshot.tenant``
+never changes, and ``list_missions(tenant=...)`` selects by it (:data:`ANY_TENANT`, the
+default: every mission), at the cost of what it returns (an index on tenant and id).
 """
 
 from ._errors import RevisionConflictError
@@ -59,14 +64,17 @@ from ._stored import (
     stored_snapshot_to_json,
 )
 from ._submissions import Marking, NewSubmission, SubmissionDecidedError, SubmissionStore
+from ._tenants import ANY_TENANT, AnyTenant, TenantFilter, tenant_key
 from ._triggers import TRIGGER_FORMAT, TriggerStore, trigger_from_json, trigger_to_json
 from ._values import detached
 from ._versions import DefinitionVersionStore, VersionKey
 
 __all__ = [
+    "ANY_TENANT",
     "SCHEDULE_FORMAT",
     "SNAPSHOT_FORMAT",
     "TRIGGER_FORMAT",
+    "AnyTenant",
     "BufferedSignal",
     "DefinitionVersionStore",
     "Marking",
@@ -78,6 +86,7 @@ __all__ = [
     "ScheduleStore",
     "SubmissionDecidedError",
     "SubmissionStore",
+    "TenantFilter",
     "TriggerStore",
     "VersionKey",
     "buffered_signal_from_json",
@@ -95,6 +104,7 @@ __all__ = [
     "snapshot_to_json",
     "stored_snapshot_from_json",
     "stored_snapshot_to_json",
+    "tenant_key",
     "timeline_entry_from_json",
     "timeline_entry_to_json",
     "trigger_from_json",

@@ -20,7 +20,14 @@ from mission_control.core import (
     TimelineKind,
     TriggerFire,
 )
-from mission_control.core.storage import BufferedSignal, NewSignal, RevisionConflictError
+from mission_control.core.storage import (
+    ANY_TENANT,
+    BufferedSignal,
+    NewSignal,
+    RevisionConflictError,
+    TenantFilter,
+    tenant_key,
+)
 
 _Entry = tuple[datetime, str, str | None, int | None, JsonValue]
 # Kinds kept as plain strings: an enum member is an object the garbage collector tracks, and so
@@ -221,6 +228,7 @@ class InMemoryPersistenceAdapter:
         definition: str | None = None,
         limit: int,
         after_id: str | None = None,
+        tenant: TenantFilter = ANY_TENANT,
     ) -> list[MissionSnapshot]:
         self._check_open()
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
@@ -229,12 +237,21 @@ class InMemoryPersistenceAdapter:
         if ordered is None:
             ordered = self._ordered = sorted(self._missions)
         start = 0 if after_id is None else bisect.bisect_right(ordered, after_id)
+        # A tenant's missions are the keys that begin with its prefix (see
+        # mission_control.core.storage.tenant_key): the walk starts there and ends past them.
+        prefix = tenant_key(tenant, "") if isinstance(tenant, str) else None
+        if prefix is not None:
+            start = max(start, bisect.bisect_left(ordered, prefix))
         result: list[MissionSnapshot] = []
         for index in range(start, len(ordered)):
             if len(result) >= limit:
                 break
             mission_id = ordered[index]
+            if prefix is not None and not mission_id.startswith(prefix):
+                break
             stored = self._missions[mission_id]
+            if tenant is not ANY_TENANT and stored.tenant != tenant:
+                continue
             if status is not None and stored.status is not status:
                 continue
             if definition is not None and stored.definition != definition:

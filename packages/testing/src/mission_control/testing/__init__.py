@@ -40,6 +40,7 @@ from ._sweep import (
     sweep_crashes,
 )
 from ._tasks import interrupt_when, wait_all_tasks_blocked
+from ._tenant_scenarios import TenantConformance
 from ._trigger_scenarios import TriggerConformance
 from ._version_scenarios import VersionConformance
 from ._virtual_loop import VirtualTimeEventLoop, virtual_time_loop
@@ -80,6 +81,7 @@ __all__ = [
     "LoopConformance",
     "OpsConformance",
     "ScheduleConformance",
+    "TenantConformance",
     "TriggerConformance",
     "PersistenceProtocolConformance",
     "SagaConformance",

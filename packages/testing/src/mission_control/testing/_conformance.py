@@ -22,6 +22,7 @@ from ._ops_scenarios import OpsConformance
 from ._protocol_battery import PersistenceProtocolConformance
 from ._saga_scenarios import SagaConformance
 from ._schedule_scenarios import ScheduleConformance
+from ._tenant_scenarios import TenantConformance
 from ._trigger_scenarios import TriggerConformance
 from ._version_scenarios import VersionConformance
 
@@ -37,12 +38,13 @@ class AdapterConformance(
     OpsConformance,
     ScheduleConformance,
     TriggerConformance,
+    TenantConformance,
 ):
     """Every test of the conformance suite: the protocol battery
     (:class:`PersistenceProtocolConformance`), then the engine scenarios
     (:class:`EngineScenarioConformance`), the control-flow ones (:class:`ControlFlowConformance`),
     the loop ones (:class:`LoopConformance`), the compensation ones (:class:`SagaConformance`),
     the child mission ones (:class:`ChildConformance`), the definition version ones
-    (:class:`VersionConformance`), the retry, fork and purge ones (:class:`OpsConformance`) and
-    the schedule and trigger ones (:class:`ScheduleConformance`, :class:`TriggerConformance`).
-    Subclass it and provide ``persistence``."""
+    (:class:`VersionConformance`), the retry, fork and purge ones (:class:`OpsConformance`), the
+    schedule and trigger ones (:class:`ScheduleConformance`, :class:`TriggerConformance`) and
+    the tenant ones (:class:`TenantConformance`). Subclass it and provide ``persistence``."""

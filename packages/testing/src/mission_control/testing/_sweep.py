@@ -56,10 +56,12 @@ from mission_control.core.lowlevel import (
     RunTrigger,
 )
 from mission_control.core.storage import (
+    ANY_TENANT,
     BufferedSignal,
     DefinitionVersionStore,
     NewSignal,
     PersistenceAdapter,
+    TenantFilter,
     VersionKey,
 )
 from mission_control.in_memory_commander import InMemoryPersistenceAdapter, SequentialIds
@@ -468,10 +470,11 @@ class _CrashingStore:
         definition: str | None = None,
         limit: int,
         after_id: str | None = None,
+        tenant: TenantFilter = ANY_TENANT,
     ) -> list[MissionSnapshot]:
         self._alive()
         return await self.inner.list_missions(
-            status=status, definition=definition, limit=limit, after_id=after_id
+            status=status, definition=definition, limit=limit, after_id=after_id, tenant=tenant
         )
 
     async def due_missions(self, now: datetime, limit: int) -> list[str]:

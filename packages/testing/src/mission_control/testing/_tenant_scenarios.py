@@ -1,0 +1,292 @@
+"""Tenant scenarios: missions started for a tenant, their ids unique within it, and every
+operation scoped by it, run by a commander on the adapter under test."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from mission_control.core import (
+    Commander,
+    Context,
+    InvalidInputError,
+    MissionNotFoundError,
+    MissionSnapshot,
+    MissionStatus,
+    TimelineEntry,
+    TimelineKind,
+    m,
+)
+from mission_control.core.storage import ANY_TENANT, PersistenceAdapter
+from mission_control.in_memory_commander import ManualClock
+
+from ._engine_scenarios import FatalError, ScenarioFixtures, drain_due
+
+
+def _accept(value: Any) -> Any:
+    return value
+
+
+def _flow() -> Any:
+    return (
+        m.define("order")
+        .start(parse=_accept)
+        .need_to("pay", parse=_accept)
+        .end(output=lambda ctx: {"paid": ctx.events["pay"].output, "input": ctx.input})
+    )
+
+
+def _failing(fail: dict[str, bool]) -> Any:
+    def charge(ctx: Context[Any, Any]) -> str:
+        if fail["now"]:
+            raise FatalError("card declined")
+        return f"charged {ctx.input}"
+
+    return (
+        m.define("charge")
+        .start(parse=_accept)
+        .step("charge", charge)
+        .need_to("ship", parse=_accept)
+        .end()
+    )
+
+
+async def _state(
+    commander: Commander, mission_id: str, tenant: str | None
+) -> tuple[MissionSnapshot, list[TimelineEntry]]:
+    return (
+        await commander.inspect(mission_id, tenant=tenant),
+        await commander.timeline(mission_id, tenant=tenant),
+    )
+
+
+class TenantConformance(ScenarioFixtures):
+    """Tenant scenarios every persistence adapter must pass: ids unique within a tenant, and
+    every operation on another tenant's mission refused as not found. Subclass it and provide
+    ``persistence``."""
+
+    async def test_ids_are_unique_within_a_tenant_and_an_idempotent_start_stays_in_it(
+        self, persistence: PersistenceAdapter, clock: ManualClock
+    ) -> None:
+        """One id names a different mission in each tenant and in none, and starting it again
+        in a tenant returns that tenant's mission, never another's."""
+        flow = _flow()
+        commander = self.commander(persistence, clock, flow)
+        acme = await commander.start(flow, {"who": "acme"}, id="order-1", tenant="acme")
+        beta = await commander.start(flow, {"who": "beta"}, id="order-1", tenant="beta")
+        plain = await commander.start(flow, {"who": "none"}, id="order-1")
+
+        assert (acme.id, acme.tenant, beta.tenant, plain.tenant) == (
+            "order-1",
+            "acme",
+            "beta",
+            None,
+        )
+        seen = {
+            tenant: await commander.inspect("order-1", tenant=tenant)
+            for tenant in ("acme", "beta", None)
+        }
+        assert {t: (s.id, s.tenant, s.input["who"]) for t, s in seen.items()} == {
+            "acme": ("order-1", "acme", "acme"),
+            "beta": ("order-1", "beta", "beta"),
+            None: ("order-1", None, "none"),
+        }
+        again = await commander.start(flow, {"who": "other"}, id="order-1", tenant="beta")
+        assert again == beta
+        assert (await again.inspect()).input == {"who": "beta"}
+        fresh = await commander.start(flow, {"who": "acme"}, tenant="acme")
+        assert fresh.tenant == "acme"
+        assert (await fresh.inspect()).id == fresh.id
+        assert len(await commander.list(tenant="acme")) == 2
+
+    async def test_every_operation_on_another_tenants_mission_is_refused_as_not_found(
+        self, persistence: PersistenceAdapter, clock: ManualClock
+    ) -> None:
+        """get, inspect, timeline, signal, cancel, retry, fork, result and wait_for_completion
+        on a mission of another tenant (or of a tenant, from no tenant) raise
+        MissionNotFoundError, and the mission is left exactly as it was."""
+        flow = _flow()
+        commander = self.commander(persistence, clock, flow)
+        await commander.start(flow, {}, id="secret", tenant="acme")
+        before = await _state(commander, "secret", "acme")
+        stored_key = (await persistence.list_missions(limit=10))[0].id
+
+        operations: list[Callable[[str, str | None], Awaitable[object]]] = [
+            lambda i, t: commander.get(i, tenant=t),
+            lambda i, t: commander.inspect(i, tenant=t),
+            lambda i, t: commander.timeline(i, tenant=t),
+            lambda i, t: commander.signal(i, "pay", 5, tenant=t),
+            lambda i, t: commander.cancel(i, "no", tenant=t),
+            lambda i, t: commander.retry(i, tenant=t),
+            lambda i, t: commander.fork(i, at_node="start", new_id="copy", tenant=t),
+            lambda i, t: commander.result(i, tenant=t),
+            lambda i, t: commander.wait_for_completion(i, tenant=t),
+        ]
+        for operation in operations:
+            for mission_id, tenant in (
+                ("secret", "beta"),
+                ("secret", None),
+                (stored_key, None),
+                (stored_key, "acme"),
+            ):
+                with pytest.raises(MissionNotFoundError):
+                    await operation(mission_id, tenant)
+        assert await _state(commander, "secret", "acme") == before
+        assert [s.id for s in await commander.list(tenant="beta")] == []
+        assert [s.id for s in await commander.list()] == []
+        assert len(await persistence.list_missions(limit=10)) == 1
+
+    async def test_signal_cancel_retry_and_fork_work_within_the_tenant(
+        self, persistence: PersistenceAdapter, clock: ManualClock
+    ) -> None:
+        """Within its tenant a mission is signalled, cancelled, retried and forked as any
+        other, the fork in the same tenant, and the snapshots handed out carry the caller's
+        ids."""
+        fail = {"now": True}
+        flow = _failing(fail)
+        commander = self.commander(persistence, clock, flow)
+        handle = await commander.start(flow, 7, id="c1", tenant="acme")
+        failed = await handle.inspect()
+        assert (failed.status, failed.id, failed.tenant) == (MissionStatus.FAILED, "c1", "acme")
+        fail["now"] = False
+        retried = await commander.retry("c1", tenant="acme")
+        assert (retried.status, retried.id, retried.current_node) == (
+            MissionStatus.WAITING,
+            "c1",
+            "ship",
+        )
+        fork = await commander.fork("c1", at_node="charge", new_id="c2", tenant="acme")
+        assert (fork.id, fork.tenant) == ("c2", "acme")
+        forked = await fork.inspect()
+        assert (forked.forked_from, forked.tenant) == ("c1", "acme")
+        with pytest.raises(MissionNotFoundError):
+            await commander.inspect("c2")
+        done = await commander.signal("c1", "ship", {"to": "home"}, tenant="acme")
+        assert (done.status, done.id) == (MissionStatus.COMPLETED, "c1")
+        assert (await handle.result()).status is MissionStatus.COMPLETED
+        cancelled = await fork.cancel("changed mind")
+        assert (cancelled.status, cancelled.id) == (MissionStatus.CANCELLED, "c2")
+        with pytest.raises(Exception, match="cancelled"):
+            await fork.wait_for_completion()
+        entries = await handle.timeline()
+        assert entries[-1].kind is TimelineKind.MISSION_COMPLETED
+        started = await commander.signal_with_start(
+            flow, 9, mission_id="c3", signal="ship", payload={}, tenant="beta"
+        )
+        assert (started.id, started.tenant, started.status) == (
+            "c3",
+            "beta",
+            MissionStatus.COMPLETED,
+        )
+        with pytest.raises(MissionNotFoundError):
+            await commander.inspect("c3", tenant="acme")
+
+    async def test_listing_selects_one_tenant_and_pages_by_its_ids(
+        self, persistence: PersistenceAdapter, clock: ManualClock
+    ) -> None:
+        """list and iter_missions return the missions of the tenant asked for (of no tenant
+        without one), filtered and paged by the caller's ids, and the adapter's listing selects
+        by tenant."""
+        flow = _flow()
+        commander = self.commander(persistence, clock, flow)
+        for number in range(5):
+            await commander.start(flow, {}, id=f"a-{number}", tenant="acme")
+        for number in range(3):
+            await commander.start(flow, {}, id=f"b-{number}", tenant="beta")
+        await commander.start(flow, {}, id="plain")
+        await commander.signal("a-1", "pay", 1, tenant="acme")
+
+        page = await commander.list(tenant="acme", limit=2)
+        assert [(s.id, s.tenant) for s in page] == [("a-0", "acme"), ("a-1", "acme")]
+        rest = await commander.list(tenant="acme", after=page[-1].id)
+        assert [s.id for s in rest] == ["a-2", "a-3", "a-4"]
+        assert [s.id async for s in commander.iter_missions(page_size=2, tenant="beta")] == [
+            "b-0",
+            "b-1",
+            "b-2",
+        ]
+        assert [s.id for s in await commander.list()] == ["plain"]
+        completed = await commander.list(tenant="acme", status=MissionStatus.COMPLETED)
+        assert [s.id for s in completed] == ["a-1"]
+        assert await commander.list(tenant="beta", status=MissionStatus.COMPLETED) == []
+        assert await commander.list(tenant="gamma") == []
+
+        stored = await persistence.list_missions(limit=100, tenant="beta")
+        assert [(s.tenant, s.status) for s in stored] == [("beta", MissionStatus.WAITING)] * 3
+        assert [s.id for s in await persistence.list_missions(limit=100, tenant=None)] == ["plain"]
+        assert len(await persistence.list_missions(limit=100, tenant=ANY_TENANT)) == 9
+        assert len(await persistence.list_missions(limit=100)) == 9
+
+    async def test_children_inherit_their_parents_tenant(
+        self, persistence: PersistenceAdapter, clock: ManualClock
+    ) -> None:
+        """A child mission belongs to its parent's tenant: found there (and by its parent), not
+        elsewhere, and signalling it there ends it and moves the parent on."""
+        child = m.define("kid").start(parse=_accept).need_to("go", parse=_accept).end()
+        parent = (
+            m.define("parent")
+            .start(parse=_accept)
+            .child("kid", child, input=lambda ctx: {"from": "parent"})
+            .end()
+        )
+        commander = self.commander(persistence, clock, parent, child)
+        await commander.start(parent, {}, id="p", tenant="acme")
+        await commander.start(parent, {}, id="p", tenant="beta")
+
+        kids = await commander.list(parent="p", tenant="acme")
+        assert [(k.tenant, k.parent.mission_id if k.parent else None) for k in kids] == [
+            ("acme", "p")
+        ]
+        kid = kids[0]
+        assert kid.id.startswith("p/")
+        assert await commander.list(parent="p") == []
+        with pytest.raises(MissionNotFoundError):
+            await commander.signal(kid.id, "go", 1)
+        await commander.signal(kid.id, "go", 1, tenant="acme")
+        await drain_due(commander)
+        assert (await commander.inspect("p", tenant="acme")).status is MissionStatus.COMPLETED
+        assert (await commander.inspect("p", tenant="beta")).status is MissionStatus.WAITING
+
+    async def test_purge_is_scoped_by_tenant(
+        self, persistence: PersistenceAdapter, clock: ManualClock
+    ) -> None:
+        """A purge naming a tenant deletes that tenant's finished missions only; without one it
+        goes through every tenant."""
+        flow = _flow()
+        commander = self.commander(persistence, clock, flow)
+        for tenant in ("acme", "beta", None):
+            handle = await commander.start(flow, {}, id="done", tenant=tenant)
+            await handle.signal("pay", 1)
+        clock.advance(timedelta(days=1))
+
+        report = await commander.purge(finished_before=clock.now(), tenant="acme")
+        assert report.deleted == 1
+        assert await commander.list(tenant="acme") == []
+        assert [s.id for s in await commander.list(tenant="beta")] == ["done"]
+        assert [s.id for s in await commander.list()] == ["done"]
+        everything = await commander.purge(finished_before=clock.now())
+        assert everything.deleted == 2
+        assert await persistence.list_missions(limit=10) == []
+
+    async def test_a_bad_tenant_or_an_id_of_a_tenants_form_is_refused_storing_nothing(
+        self, persistence: PersistenceAdapter, clock: ManualClock
+    ) -> None:
+        """A tenant that is not a valid name, and an id of no tenant of the form
+        '<tenant>::<id>', raise InvalidInputError and store nothing."""
+        flow = _flow()
+        commander = self.commander(persistence, clock, flow)
+        for tenant in ("", "a::b", "a/b", " acme", "é", 7, "x" * 129):
+            with pytest.raises(InvalidInputError, match="tenant must be"):
+                await commander.start(flow, {}, id="m", tenant=tenant)  # type: ignore[arg-type]
+            with pytest.raises(InvalidInputError, match="tenant must be"):
+                await commander.list(tenant=tenant)  # type: ignore[arg-type]
+        with pytest.raises(InvalidInputError, match="kept for tenants"):
+            await commander.start(flow, {}, id="acme::m")
+        with pytest.raises(InvalidInputError, match="kept for tenants"):
+            await commander.signal_with_start(flow, {}, mission_id="acme::m", signal="pay")
+        assert await persistence.list_missions(limit=10) == []
+        plain = await commander.start(flow, {}, id="urn:x::y")
+        assert (await plain.inspect()).tenant is None
