@@ -95,3 +95,23 @@ def test_sync_script_run_twice_on_one_database_finds_its_mission_done(tmp_path: 
         assert result.returncode == 0, result.stderr
         assert result.stderr == ""
         assert "2030-01 is completed: {'figures': 42, 'reviewed_by': 'grace'}" in result.stdout
+
+
+def test_pause_resume_example_buffers_events_while_paused_and_resumes_after_a_restart() -> None:
+    """Seed 001's flow: the run paused while its draft stage runs stops at the boundary after it,
+    the event sent meanwhile is buffered and nothing is due, and after a restart the resume
+    takes the event and the run completes."""
+    output = run("pause_resume.py")
+    assert "run-1 is paused at 'review' (legal check); draft is completed" in output
+    assert "two hours later, due: []" in output
+    assert "after the restart run-1 is paused, due at None" in output
+    assert "resumed: waiting at 'embargo', review took 'grace'" in output
+    assert "run-1 is completed: published, approved by grace" in output
+    timeline = [line.split()[0] for line in output.split("timeline:", 1)[1].splitlines() if line]
+    assert timeline[timeline.index("mission-paused") :][:5] == [
+        "mission-paused",
+        "signal-buffered",
+        "mission-unpaused",
+        "signal-received",
+        "wait-started",
+    ]

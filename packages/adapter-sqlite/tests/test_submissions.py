@@ -260,6 +260,52 @@ async def test_a_retry_from_a_submitter_is_applied_by_the_owner(
     ]
 
 
+async def test_a_pause_and_a_resume_from_submitters_are_applied_by_the_owner(
+    db_path: Path, raw: SQLiteCommander, submitter: SQLiteCommander, owner: SQLiteCommander
+) -> None:
+    """A submitter's pause is applied by the owner (the mission paused, with its reason); a
+    signal submitted while it is paused is buffered, and a raw submitter's resume has the owner
+    take it and run the mission to its end; a pause of a finished mission is refused by the
+    submitter itself, and a raw pause with a reason that is not text by the owner, storing
+    nothing."""
+    await owner.start(ORDER, {"item": "tea"}, id="o1")
+
+    paused = await submitter.pause("o1", "stock count")
+
+    assert paused.status is MissionStatus.PAUSED
+    assert paused.pause is not None
+    assert paused.pause.reason == "stock count"
+    buffered = await submitter.signal("o1", "approve", "ada")
+    assert buffered.status is MissionStatus.PAUSED
+    assert buffered.nodes["approve"].output is None
+    resumed = await raw.resume("o1")
+    assert (resumed.status, resumed.output) == (MissionStatus.COMPLETED, "ada")
+    kinds = [entry.kind for entry in await owner.timeline("o1")]
+    assert kinds[-5:] == [
+        TimelineKind.MISSION_PAUSED,
+        TimelineKind.SIGNAL_BUFFERED,
+        TimelineKind.MISSION_UNPAUSED,
+        TimelineKind.SIGNAL_RECEIVED,
+        TimelineKind.MISSION_COMPLETED,
+    ]
+    with pytest.raises(MissionNotActiveError, match="cannot pause"):
+        await submitter.submit_pause("o1")
+    with pytest.raises(InvalidInputError, match="pause reason"):
+        await raw.submit_pause("o1", 7)  # type: ignore[arg-type]
+    await owner.start(ORDER, {"item": "jam"}, id="o2")
+    before = await owner.inspect("o2")
+    unchecked = raw_submission(SubmissionKind.PAUSE, "o2", None, {"reason": 7})
+    with pytest.raises(InvalidInputError, match="pause reason"):
+        await raw.verdict(await raw.persistence.submit(unchecked))
+    assert await owner.inspect("o2") == before
+    assert rows(db_path, "SELECT kind, state FROM submissions ORDER BY seq") == [
+        ("pause", "applied"),
+        ("signal", "applied"),
+        ("resume", "applied"),
+        ("pause", "refused"),
+    ]
+
+
 async def test_a_fork_from_a_submitter_is_started_by_the_owner_at_its_node(
     submitter: SQLiteCommander, owner: SQLiteCommander
 ) -> None:

@@ -239,6 +239,7 @@ def test_stats_counts_by_status_and_definition(
     assert stats["by_status"] == {
         "running": 0,
         "waiting": 2,
+        "paused": 0,
         "completed": 1,
         "failed": 1,
         "cancelled": 0,
@@ -248,7 +249,7 @@ def test_stats_counts_by_status_and_definition(
     assert stats["running"] == 0
     assert stats["due"] == 0
     table = invoke("stats", "--db", shop_db).stdout.splitlines()
-    assert table[1].split() == ["order", "0", "2", "1", "1", "0", "0", "4"]
+    assert table[1].split() == ["order", "0", "2", "0", "1", "1", "0", "0", "4"]
     assert table[-1] == "running: 0   due now: 0"
 
 

@@ -280,3 +280,34 @@ def test_an_interrupted_wait_says_the_submission_is_stored(shop_db: Path, invoke
         "owner applies it at its next tick\n"
     ) in stderr
     assert "mission-control submission 1 --db" in stderr
+
+
+def test_pause_and_resume_are_applied_by_the_owner(
+    shop_db: Path, owner: Any, invoke: Any, invoke_json: Any
+) -> None:
+    """`pause --reason` pauses the mission through the owner; `list --status paused` finds it,
+    a signal sent meanwhile is buffered (the mission stays paused), `doctor` says it is paused
+    and how to resume it, and `resume` has the owner take the signal and run the mission to its
+    end."""
+    paused = invoke_json("pause", "--db", shop_db, "o-2", "--reason", "stock count", "--json")
+    assert paused["submission"]["kind"] == "pause"
+    assert paused["submission"]["payload"] == {"reason": "stock count"}
+    assert paused["mission"]["status"] == "paused"
+    assert paused["mission"]["pause"]["reason"] == "stock count"
+    listed = invoke_json("list", "--db", shop_db, "--status", "paused", "--json")
+    assert [mission["id"] for mission in listed["missions"]] == ["o-2"]
+    signalled = invoke_json(
+        "signal", "--db", shop_db, "o-2", "pickup", '{"carrier": "ups"}', "--json"
+    )
+    assert signalled["mission"]["status"] == "paused"
+    told = invoke_json("doctor", "--db", shop_db, "o-2", "--json")
+    assert told["problem"] == "paused"
+    assert "(stock count) at 'pickup'" in told["diagnosis"]
+    assert told["command"] == f"when it may go on: mission-control resume o-2 --db {shop_db}"
+    text = invoke("resume", "--db", shop_db, "o-2")
+    assert text.exit_code == 0, text.output
+    assert text.stdout.startswith("resume of o-2 applied (submission 3); mission o-2 is")
+    assert "completed" in text.stdout
+    again = invoke("pause", "--db", shop_db, "o-2")
+    assert again.exit_code == 1
+    assert "MissionNotActiveError" in again.stderr

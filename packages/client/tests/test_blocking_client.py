@@ -194,6 +194,31 @@ def test_sync_code_starts_signals_and_waits(open_client: OpenClient) -> None:
     assert handle.timeline()[0].kind is TimelineKind.MISSION_STARTED
 
 
+def test_sync_code_pauses_and_resumes(open_client: OpenClient) -> None:
+    """A mission paused from sync code keeps the signal sent meanwhile, and resuming it takes
+    the signal and completes it; a second client (a submitter) pauses and resumes through the
+    first."""
+    client = open_client()
+    handle = client.start(APPROVAL, {}, id="a-1")
+
+    paused = handle.pause("holiday")
+    buffered = handle.signal("approve", "reviewer-1")
+    done = handle.resume()
+
+    assert paused.status is MissionStatus.PAUSED
+    assert paused.pause is not None
+    assert paused.pause.reason == "holiday"
+    assert buffered.status is MissionStatus.PAUSED
+    assert done.status is MissionStatus.COMPLETED
+    assert done.output == {"approved_by": "reviewer-1"}
+    submitter = open_client()
+    assert not submitter.is_owner
+    client.start(APPROVAL, {}, id="a-2")
+    assert submitter.pause("a-2").status is MissionStatus.PAUSED
+    assert [s.id for s in client.list(status=MissionStatus.PAUSED)] == ["a-2"]
+    assert submitter.resume("a-2").status is MissionStatus.WAITING
+
+
 def test_signal_with_start_from_sync_code_starts_once_then_signals(
     open_client: OpenClient,
 ) -> None:

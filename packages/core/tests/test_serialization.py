@@ -17,6 +17,7 @@ from mission_control.core import (
     NodeStatus,
     OutputNotSerializableError,
     ParentLink,
+    Pause,
     TimelineEntry,
     TimelineKind,
     Wait,
@@ -198,6 +199,7 @@ def _every_field_set() -> MissionSnapshot:
         "retries": 2,
         "forked_from": "source",
         "trace_context": {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"},
+        "pause": Pause(T0, "audit"),
     }
     # Every field of the declaration is set here, to a value that is not its default.
     assert set(values) == {field.name for field in attrs.fields(MissionSnapshot)}
@@ -377,6 +379,7 @@ def test_fields_at_a_none_default_are_left_out_and_read_back() -> None:
         "retries",
         "forked_from",
         "trace_context",
+        "pause",
     }
     assert document["input"] is None  # no default: always written
     assert set(document["nodes"]["start"]) == {"name", "kind", "status", "attempts"}

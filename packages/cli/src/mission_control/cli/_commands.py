@@ -529,6 +529,47 @@ def cancel_command(
     )
 
 
+@cli.command("pause")
+@db_option
+@click.argument("mission", type=TEXT)
+@click.option("--reason", type=TEXT, help="Why (kept with the pause, in the snapshot).")
+@wait_option
+@json_option
+def pause_command(
+    db: str, mission: str, reason: str | None, no_wait: bool, timeout: float, as_json: bool
+) -> None:
+    """Pause MISSION through the database's owner: at once if it waits, at its next node
+    boundary if a step runs. Signals sent meanwhile are kept; timers fire after `resume`."""
+    submit_and_wait(
+        db,
+        [],
+        lambda commander: commander.submit_pause(mission, reason),
+        no_wait=no_wait,
+        timeout=timeout,
+        as_json=as_json,
+        what=f"pause of {mission}",
+    )
+
+
+@cli.command("resume")
+@db_option
+@click.argument("mission", type=TEXT)
+@wait_option
+@json_option
+def resume_command(db: str, mission: str, no_wait: bool, timeout: float, as_json: bool) -> None:
+    """Resume the paused MISSION through the database's owner: it goes on from where it
+    stopped, taking the signals buffered and firing the timers that came due meanwhile."""
+    submit_and_wait(
+        db,
+        [],
+        lambda commander: commander.submit_resume(mission),
+        no_wait=no_wait,
+        timeout=timeout,
+        as_json=as_json,
+        what=f"resume of {mission}",
+    )
+
+
 @cli.command("submission")
 @db_option
 @click.argument("seq", type=int)

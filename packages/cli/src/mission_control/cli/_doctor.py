@@ -55,6 +55,8 @@ class Finding(enum.StrEnum):
     """Waiting for a signal that came and is buffered: the owner takes it at its next tick."""
     WAITING_FOR_CHILD = "waiting-for-child"
     CANCEL_PENDING = "cancel-pending"
+    PAUSED = "paused"
+    """Paused: it stays where it is until it is resumed."""
 
 
 @attrs.frozen
@@ -126,6 +128,8 @@ def diagnose(facts: Facts) -> Diagnosis:
             return _running(facts)
         case MissionStatus.WAITING:
             return _waiting(facts)
+        case MissionStatus.PAUSED:
+            return _paused(facts)
 
 
 def _error_text(snapshot: MissionSnapshot) -> str:
@@ -295,6 +299,19 @@ def _running(facts: Facts) -> Diagnosis:
     return Diagnosis(
         Finding.MOVING,
         f"running {node!r} in process {facts.owner}{recovered}{_pending_text(facts)}",
+    )
+
+
+def _paused(facts: Facts) -> Diagnosis:
+    snapshot = facts.snapshot
+    pause = snapshot.pause
+    since = "" if pause is None else f" since {_ago(facts, pause.requested_at)}"
+    why = "" if pause is None or pause.reason is None else f" ({pause.reason})"
+    return Diagnosis(
+        Finding.PAUSED,
+        f"paused{since}{why} at {snapshot.current_node!r}{_pending_text(facts)}: nothing moves it, "
+        "its signals are kept and its timers fire once it is resumed",
+        "when it may go on: " + _cli(facts, "resume", snapshot.id),
     )
 
 

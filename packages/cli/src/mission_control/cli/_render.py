@@ -20,6 +20,7 @@ from ._ages import format_age
 STATUS_STYLE: dict[str, str] = {
     MissionStatus.RUNNING: "bold yellow",
     MissionStatus.WAITING: "cyan",
+    MissionStatus.PAUSED: "blue",
     MissionStatus.COMPLETED: "green",
     MissionStatus.FAILED: "bold red",
     MissionStatus.CANCELLED: "magenta",
@@ -87,6 +88,7 @@ def wait_json(wait: Wait) -> dict[str, Any]:
 def summary_json(snapshot: MissionSnapshot) -> dict[str, Any]:
     """A mission in a listing: what says where it is, without its inputs and outputs."""
     error = snapshot.error
+    pause = snapshot.pause
     return {
         "id": snapshot.id,
         "definition": snapshot.definition,
@@ -101,6 +103,9 @@ def summary_json(snapshot: MissionSnapshot) -> dict[str, Any]:
         "recovery_attempts": snapshot.recovery_attempts,
         "retries": snapshot.retries or 0,
         "forked_from": snapshot.forked_from,
+        "pause": None
+        if pause is None
+        else {"since": iso(pause.requested_at), "reason": pause.reason},
     }
 
 
@@ -182,6 +187,10 @@ def print_mission(
         request = snapshot.cancel_request
         reason = f" ({request.reason})" if request.reason else ""
         rows.append(("cancel requested", when(request.requested_at, now) + escape(reason)))
+    if snapshot.pause is not None:
+        pause = snapshot.pause
+        reason = f" ({pause.reason})" if pause.reason else ""
+        rows.append(("paused", when(pause.requested_at, now) + escape(reason)))
     if snapshot.recovery_attempts:
         rows.append(("recovery attempts", str(snapshot.recovery_attempts)))
     if snapshot.output is not None:

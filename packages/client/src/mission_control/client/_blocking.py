@@ -495,6 +495,15 @@ class BlockingMissionClient:
         """Request cancellation; see :meth:`mission_control.core.Commander.cancel`."""
         return self._call(lambda client: client.cancel(mission_id, reason, compensate=compensate))
 
+    def pause(self, mission_id: str, reason: str | None = None) -> MissionSnapshot:
+        """Pause a mission (at once if it waits, at its next node boundary if it runs); see
+        :meth:`mission_control.core.Commander.pause`."""
+        return self._call(lambda client: client.pause(mission_id, reason))
+
+    def resume(self, mission_id: str) -> MissionSnapshot:
+        """Resume a paused mission; see :meth:`mission_control.core.Commander.resume`."""
+        return self._call(lambda client: client.resume(mission_id))
+
     def retry(self, mission_id: str, *, from_node: str | None = None) -> MissionSnapshot:
         """Run a failed or cancelled mission again; see
         :meth:`mission_control.core.Commander.retry`."""
@@ -632,6 +641,16 @@ class BlockingMissionClient:
             lambda client: client.submit_cancel(mission_id, reason, compensate=compensate)
         )
 
+    def submit_pause(self, mission_id: str, reason: str | None = None) -> Submission:
+        """Hand a pause to the store's owner and return at once; see
+        :meth:`mission_control.core.Commander.submit_pause`."""
+        return self._call(lambda client: client.submit_pause(mission_id, reason))
+
+    def submit_resume(self, mission_id: str) -> Submission:
+        """Hand a resume to the store's owner and return at once; see
+        :meth:`mission_control.core.Commander.submit_resume`."""
+        return self._call(lambda client: client.submit_resume(mission_id))
+
     def submit_retry(self, mission_id: str, *, from_node: str | None = None) -> Submission:
         """Hand a retry to the store's owner and return at once; see
         :meth:`mission_control.core.Commander.submit_retry`."""
@@ -719,6 +738,12 @@ class BlockingMissionHandle:
 
     def cancel(self, reason: str | None = None, *, compensate: bool = False) -> MissionSnapshot:
         return self._client.cancel(self.id, reason, compensate=compensate)
+
+    def pause(self, reason: str | None = None) -> MissionSnapshot:
+        return self._client.pause(self.id, reason)
+
+    def resume(self) -> MissionSnapshot:
+        return self._client.resume(self.id)
 
     def wait_for_completion(self, *, timeout: float | None = None) -> MissionSnapshot:
         return self._client.wait_for_completion(self.id, timeout=timeout)

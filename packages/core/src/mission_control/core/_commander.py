@@ -188,6 +188,12 @@ class CommanderProtocol(Protocol):
         tenant: str | None = None,
     ) -> MissionSnapshot: ...
 
+    async def pause(
+        self, mission_id: str, reason: str | None = None, *, tenant: str | None = None
+    ) -> MissionSnapshot: ...
+
+    async def resume(self, mission_id: str, *, tenant: str | None = None) -> MissionSnapshot: ...
+
     async def retry(
         self, mission_id: str, *, from_node: str | None = None, tenant: str | None = None
     ) -> MissionSnapshot: ...
@@ -307,6 +313,14 @@ class MissionHandle:
         return await self._commander.cancel(
             self.id, reason, compensate=compensate, tenant=self.tenant
         )
+
+    async def pause(self, reason: str | None = None) -> MissionSnapshot:
+        """Pause the mission; see :meth:`Commander.pause`."""
+        return await self._commander.pause(self.id, reason, tenant=self.tenant)
+
+    async def resume(self) -> MissionSnapshot:
+        """Resume the paused mission; see :meth:`Commander.resume`."""
+        return await self._commander.resume(self.id, tenant=self.tenant)
 
     async def wait_for_completion(self) -> MissionSnapshot:
         """Wait until the mission ends; raise if it failed or was cancelled."""
@@ -767,6 +781,39 @@ class Commander:
         key = await self._key(mission_id, tenant)
         return self._out(await self._engine.cancel(key, reason, compensate))
 
+    async def pause(
+        self, mission_id: str, reason: str | None = None, *, tenant: str | None = None
+    ) -> MissionSnapshot:
+        """Pause the mission (of ``tenant``): a waiting one now, a running one at its next node
+        boundary (its running step finishes and is stored first; the snapshot returned is then
+        the mission as stored now). A paused mission (status ``paused``, ``snapshot.pause``) is
+        never due: signals sent to it are buffered and its timers, retries, timeouts and
+        deadline fire once it is resumed. Pausing a paused mission changes nothing. Raises
+        :class:`MissionNotActiveError` for a finished mission and :class:`InvalidInputError`
+        for a ``reason`` that is not a string UTF-8 can encode, storing nothing. In a process
+        that does not own its store, a submission the owner applies (:meth:`submit_pause`)."""
+        self._engine.loop.check("commander.pause()")
+        _check_reason(reason, "pause")
+        if not self.is_owner:
+            return await self.verdict(await self.submit_pause(mission_id, reason, tenant=tenant))
+        key = await self._key(mission_id, tenant)
+        return self._out(await self._engine.pause(key, reason))
+
+    async def resume(self, mission_id: str, *, tenant: str | None = None) -> MissionSnapshot:
+        """Take the paused mission (of ``tenant``) out of its pause and run it inline from
+        exactly where it stopped until its next wait or its end, as :meth:`signal` does: it
+        takes the signals buffered meanwhile and fires what came due. A mission that is not
+        paused is returned unchanged (a pause still waiting for a running step is withdrawn).
+        Raises :class:`MissionNotActiveError` for a finished mission. In a process that does not
+        own its store, a submission the owner applies (:meth:`submit_resume`)."""
+        self._engine.loop.check("commander.resume()")
+        if not self.is_owner:
+            return await self.verdict(
+                await self.submit_resume(mission_id, tenant=tenant), at_rest=True
+            )
+        key = await self._key(mission_id, tenant)
+        return self._out(await self._engine.resume(key))
+
     async def retry(
         self, mission_id: str, *, from_node: str | None = None, tenant: str | None = None
     ) -> MissionSnapshot:
@@ -1135,6 +1182,26 @@ class Commander:
         payload: JsonValue = {"reason": reason, "compensate": compensate}
         return await self._submit(SubmissionKind.CANCEL, snapshot.id, None, payload)
 
+    async def submit_pause(
+        self, mission_id: str, reason: str | None = None, *, tenant: str | None = None
+    ) -> Submission:
+        """Store a pause (see :meth:`pause`) for the owner to apply and return the submission
+        at once, as :meth:`submit_signal` does (the mission must exist and not have ended)."""
+        self._engine.loop.check("commander.submit_pause()")
+        _check_reason(reason, "pause")
+        snapshot = await self._find(mission_id, tenant)
+        self._engine.ensure_active(snapshot, "pause")
+        payload: JsonValue = {"reason": reason}
+        return await self._submit(SubmissionKind.PAUSE, snapshot.id, None, payload)
+
+    async def submit_resume(self, mission_id: str, *, tenant: str | None = None) -> Submission:
+        """Store a resume (see :meth:`resume`) for the owner to apply and return the submission
+        at once, as :meth:`submit_signal` does (the mission must exist and not have ended)."""
+        self._engine.loop.check("commander.submit_resume()")
+        snapshot = await self._find(mission_id, tenant)
+        self._engine.ensure_active(snapshot, "resume")
+        return await self._submit(SubmissionKind.RESUME, snapshot.id, None, None)
+
     async def submit_retry(
         self, mission_id: str, *, from_node: str | None = None, tenant: str | None = None
     ) -> Submission:
@@ -1444,6 +1511,14 @@ class Commander:
                 _check_cancel(reason, compensate)
                 assert reason is None or isinstance(reason, str)
                 await engine.cancel(submission.mission_id, reason, compensate is True)
+            case SubmissionKind.PAUSE:
+                fields = cast("dict[str, JsonValue]", payload if isinstance(payload, dict) else {})
+                reason = fields.get("reason")
+                _check_reason(reason, "pause")
+                assert reason is None or isinstance(reason, str)
+                await engine.pause(submission.mission_id, reason)
+            case SubmissionKind.RESUME:
+                await engine.resume(submission.mission_id)
             case SubmissionKind.RETRY:
                 fields = cast("dict[str, JsonValue]", payload if isinstance(payload, dict) else {})
                 from_node = fields.get("from_node")
@@ -1669,11 +1744,15 @@ def _raw_json(
         raise error(str(problem)) from None
 
 
-def _check_cancel(reason: object, compensate: object) -> None:
+def _check_reason(reason: object, action: str) -> None:
     if reason is not None and not (isinstance(reason, str) and is_text(reason)):
         raise InvalidInputError(
-            f"cancel reason must be a string UTF-8 can encode or None, got {reason!r}"
+            f"{action} reason must be a string UTF-8 can encode or None, got {reason!r}"
         )
+
+
+def _check_cancel(reason: object, compensate: object) -> None:
+    _check_reason(reason, "cancel")
     if type(compensate) is not bool:
         raise InvalidInputError(f"cancel compensate must be True or False, got {compensate!r}")
 

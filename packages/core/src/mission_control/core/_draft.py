@@ -28,6 +28,7 @@ from ._snapshot import (
     MissionStatus,
     NodeRecord,
     NodeStatus,
+    Pause,
     TimelineEntry,
     TimelineKind,
     Wait,
@@ -174,7 +175,11 @@ class Draft(MissionFields):
         return self.changed or bool(self.pending) or self.consumed is not None or not self.stored
 
     def freeze(self, revision: int) -> MissionSnapshot:
-        if not self.ended:
+        if self.ended:
+            pass
+        elif self.pause is not None:
+            self.status = MissionStatus.PAUSED
+        else:
             # Running while any position runs a function; waiting when every one waits.
             records = self.nodes
             active = self.active
@@ -606,7 +611,8 @@ class Draft(MissionFields):
 
     def cancelled(self, request: CancelRequest, now: datetime) -> None:
         """The mission is cancelled where it is; with ``request.compensate``, it then runs the
-        compensations it owes."""
+        compensations it owes. A paused mission is no longer paused."""
+        self.pause = None
         if request.compensate:
             self.cancel_request = request
             self._begin_compensating("cancelled", self.current_node, now)
@@ -622,6 +628,23 @@ class Draft(MissionFields):
         self.cancel_request = request
         self.changed = True
         self._stop_everything(now)
+
+    def paused(self, pause: Pause, now: datetime) -> None:
+        """The mission pauses where it is: its positions, waits and records stay as they are,
+        and nothing moves it until :meth:`unpaused`."""
+        self.log(
+            now, TimelineKind.MISSION_PAUSED, self.current_node, detail={"reason": pause.reason}
+        )
+        self.pause = pause
+        self.updated_at = now
+        self.changed = True
+
+    def unpaused(self, now: datetime) -> None:
+        """The mission goes on from where it paused."""
+        self.log(now, TimelineKind.MISSION_UNPAUSED, self.current_node)
+        self.pause = None
+        self.updated_at = now
+        self.changed = True
 
     def reopen(
         self,

@@ -82,6 +82,7 @@ from ._snapshot import (
     NodeRecord,
     NodeStatus,
     ParentLink,
+    Pause,
     TimelineEntry,
     TimelineKind,
     Wait,
@@ -156,6 +157,7 @@ class _Hold:
         "children",
         "may_leave_running",
         "mission_id",
+        "pause",
         "poked",
         "released",
         "run",
@@ -176,6 +178,9 @@ class _Hold:
         """The mission's status as the run last wrote it (kept for the observer only)."""
         self.poked = False
         self.cancel: CancelRequest | None = None
+        self.pause: Pause | None = None
+        """A pause asked for while the holder runs the mission: applied at its next node
+        boundary (once no function of it runs), withdrawn by a resume before that."""
         self.released: anyio.Event | None = None
         self.wake: MemoryObjectSendStream[Any] | None = None
         """Where a poke wakes the holder while it waits on several running nodes."""
@@ -636,7 +641,7 @@ class Engine:
                 # A tick that found the mission while it was held asked for it again (a poke):
                 # the notice gets it a tick of its own instead of a run in the caller's task.
                 self.notices.due(begins or now)
-                return snapshot
+                return await self._pause_asked(draft, hold) or snapshot
             return await self._finish(definition, snapshot, hold)
 
     async def signal_with_start(
@@ -690,7 +695,8 @@ class Engine:
                     hold.may_leave_running = False
                 elif background:
                     self.notices.due(now)
-                    return snapshot
+                    draft.wrote(snapshot)
+                    return await self._pause_asked(draft, hold) or snapshot
                 if existing is None:
                     draft.wrote(snapshot)
                     snapshot = await self._drive(definition, draft, hold)
@@ -973,7 +979,7 @@ class Engine:
                     draft.wait_at(at_node, node.name, node.kind, wait, now)
                     snapshot = await self._write(draft)
                     self.notices.due(now)
-                    return snapshot
+                    return await self._pause_asked(draft, hold) or snapshot
                 if at_node == "start":
                     draft.begin_start(now)
                 else:
@@ -1082,9 +1088,15 @@ class Engine:
         return not draft.stored or draft.must_write
 
     def _stopping(self, draft: Draft, hold: _Hold) -> bool:
-        """Whether no new function may start: a cancellation or the deadline waits for the
-        running ones to finish (a running function is never interrupted by either)."""
-        return hold.cancel is not None or draft.stopping(self.now())
+        """Whether no new function may start: a cancellation, a pause or the deadline waits for
+        the running ones to finish (a running function is never interrupted by them); nor is a
+        buffered signal taken then."""
+        return (
+            hold.cancel is not None
+            or hold.pause is not None
+            or draft.pause is not None
+            or draft.stopping(self.now())
+        )
 
     async def _run_together(self, definition: Definition, draft: Draft, hold: _Hold) -> None:
         """Run the functions of several positions at once (the branches of a parallel), each in
@@ -1249,6 +1261,14 @@ class Engine:
             if cancel is not None and not draft.compensating:
                 if not busy:
                     draft.cancelled(cancel, self.now())
+                return []
+            if draft.pause is not None or hold.pause is not None:
+                # Paused: nothing fires, even when due (see pause()). A pause asked for while
+                # functions run takes effect once they have returned.
+                if draft.pause is None and not busy:
+                    assert hold.pause is not None
+                    draft.paused(hold.pause, self.now())
+                    hold.pause = None
                 return []
             if draft.deadline is not None and draft.deadline_passed(self.now()):
                 if not busy:
@@ -2471,6 +2491,84 @@ class Engine:
         snapshot = await self._write(draft)
         await self._ended(snapshot)
         return snapshot
+
+    # -- pause and resume ---------------------------------------------------------------------
+
+    async def pause(self, mission_id: str, reason: str | None) -> MissionSnapshot:
+        """Pause the mission: at once when nobody moves it (it waits, or a crash left it
+        running), else at its next node boundary, by the task that moves it (the snapshot
+        returned is then the one stored now, not yet paused). Pausing a paused mission changes
+        nothing."""
+        while (holder := self._holds.get(mission_id)) is not None:
+            snapshot = await self.load(mission_id)
+            self.ensure_active(snapshot, "pause")
+            if self._holds.get(mission_id) is not holder:
+                continue  # let go (or taken again) meanwhile: look again
+            if snapshot.pause is None and holder.pause is None:
+                holder.pause = Pause(self.now(), reason)
+                holder.poke()
+            return snapshot
+        with self._hold(mission_id, RunTrigger.PAUSE) as hold:
+            snapshot = await self.load(mission_id)
+            self.ensure_active(snapshot, "pause")
+            if snapshot.pause is not None:
+                return snapshot
+            now = self.now()
+            draft = Draft.of(snapshot)
+            if self.observer is not None:
+                self._begin_run(draft, hold)
+            draft.paused(Pause(now, reason), now)
+            # A mission a crash left running stays so, for the runtime, if this write fails.
+            hold.may_leave_running = snapshot.status is MissionStatus.RUNNING
+            return await self._write(draft)
+
+    async def _pause_asked(self, draft: Draft, hold: _Hold) -> MissionSnapshot | None:
+        """The mission paused, when a pause was asked for while it was held by a call that
+        stores it and lets go without running it (a background start); else ``None``."""
+        if hold.pause is None:
+            return None
+        draft.paused(hold.pause, self.now())
+        hold.pause = None
+        return await self._write(draft)
+
+    async def resume(self, mission_id: str) -> MissionSnapshot:
+        """Take the paused mission out of its pause (stored first) and run it on from where it
+        stopped, as a signal does: what came due or was buffered meanwhile is taken now. A
+        mission that is not paused is returned as it is; a pause not yet taken effect (the
+        holder's function still runs) is withdrawn."""
+        while (holder := self._holds.get(mission_id)) is not None:
+            snapshot = await self.load(mission_id)
+            self.ensure_active(snapshot, "resume")
+            if self._holds.get(mission_id) is not holder:
+                continue
+            if holder.pause is not None:
+                holder.pause = None
+                return snapshot
+            if snapshot.pause is None:
+                return snapshot
+            # Its holder has just paused it and is letting go (or moves it for a cancellation):
+            # resume it once it has.
+            await holder.wait_released()
+        with self._hold(mission_id, RunTrigger.UNPAUSE) as hold:
+            snapshot = await self.load(mission_id)
+            self.ensure_active(snapshot, "resume")
+            if snapshot.pause is None:
+                return snapshot
+            if snapshot.parent is not None:
+                # A child whose parent stopped waiting for it while it was paused ends now.
+                snapshot = await self._cancel_if_orphaned(snapshot, snapshot.parent, hold)
+                if snapshot.is_terminal:
+                    return snapshot
+            definition = self.definition_for(snapshot)
+            draft = Draft.of(snapshot)
+            if self.observer is not None:
+                self._begin_run(draft, hold)
+            draft.unpaused(self.now())
+            hold.may_leave_running = True
+            # Stored before anything runs: a crash after this resumes it as any mission.
+            await self._write(draft)
+            snapshot = await self._drive(definition, draft, hold)
+            return await self._finish(definition, snapshot, hold)
 
     def _cancel_request(
         self, snapshot: MissionSnapshot, reason: str | None, compensate: bool

@@ -43,6 +43,10 @@ class RunTrigger(enum.StrEnum):
     RESUME = "resume"
     """The mission was found running with nobody moving it (a crash, a stopped process, a
     cancelled caller): its running nodes run again."""
+    PAUSE = "pause"
+    """``pause()`` pauses a mission nobody moves."""
+    UNPAUSE = "unpause"
+    """``resume()`` takes a paused mission out of its pause and runs it on."""
 
 
 @attrs.frozen

@@ -31,6 +31,7 @@ from ._snapshot import (
     NodeRecord,
     NodeStatus,
     ParentLink,
+    Pause,
     TimelineEntry,
     TimelineKind,
     Wait,
@@ -205,6 +206,7 @@ _WRITERS: dict[Any, str] = {
     NodeStatus: '"{TEXT[V]}"',
     ErrorInfo | None: "{error(V)}",
     CancelRequest | None: '{"null" if V is None else cancel(V)}',
+    Pause | None: '{"null" if V is None else pause(V)}',
     ParentLink | None: '{"null" if V is None else parent(V)}',
     Compensations | None: '{"null" if V is None else compensations(V)}',
     tuple[str, ...]: '{"[]" if not V else strings(V)}',
@@ -217,6 +219,10 @@ _WRITERS: dict[Any, str] = {
 
 def _parent_json(value: ParentLink) -> str:
     return _encode(_codec.unstructure(value, ParentLink))
+
+
+def _pause_json(value: Pause) -> str:
+    return _encode(_codec.unstructure(value, Pause))
 
 
 def _compensations_json(value: Compensations) -> str:
@@ -270,6 +276,11 @@ _READERS: dict[Any, Callable[[Any], Any]] = {
         )
     ),
     Compensations | None: _read_compensations,
+    Pause | None: lambda value: (
+        None
+        if value is None
+        else Pause(datetime.fromisoformat(value["requested_at"]), value.get("reason"))
+    ),
     ParentLink | None: lambda value: (
         None if value is None else ParentLink(str(value["mission_id"]), str(value["node"]))
     ),
@@ -540,6 +551,7 @@ _WRITER_HELPERS: dict[str, Any] = {
     "TEXT": _TEXT,
     "error": _error_json,
     "cancel": cancel_request_to_json,
+    "pause": _pause_json,
     "parent": _parent_json,
     "compensations": _compensations_json,
     "strings": _strings_json,

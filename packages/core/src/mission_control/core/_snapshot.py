@@ -24,6 +24,9 @@ class MissionStatus(enum.StrEnum):
     """Executing a node now (or left mid-node by a crash, until the runtime resumes it)."""
     WAITING = "waiting"
     """Waiting for a signal, a timer, a retry or a delayed start."""
+    PAUSED = "paused"
+    """Paused on request (``MissionSnapshot.pause``): nothing moves it until it is resumed. Not
+    terminal."""
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -45,6 +48,7 @@ _TERMINAL = frozenset(
         MissionStatus.COMPENSATED,
     }
 )
+_NEVER_DUE = _TERMINAL | {MissionStatus.PAUSED}
 
 
 class NodeStatus(enum.StrEnum):
@@ -124,6 +128,15 @@ class Wait:
     """The path of the node that waits (see :class:`MissionSnapshot`)."""
     signal: str | None = None
     due_at: datetime | None = None
+
+
+@attrs.frozen
+class Pause:
+    """Why and since when a mission is paused (``MissionSnapshot.pause``)."""
+
+    requested_at: datetime
+    """When the pause was asked for (a running mission pauses at its next node boundary)."""
+    reason: str | None = None
 
 
 @attrs.frozen
@@ -268,6 +281,9 @@ class MissionFields:
     """What the commander's observer stored with the mission when it was created: a few short
     strings, propagation headers such as W3C ``traceparent`` that keep one trace across the
     mission's runs (see docs/tracing.md); ``None`` without an observer."""
+    pause: Pause | None = None
+    """While the mission is paused (its status ``paused``): when the pause was asked for and
+    why; ``None`` otherwise."""
 
     @property
     def compensating(self) -> bool:
@@ -292,8 +308,9 @@ class MissionSnapshot(MissionFields):
     @property
     def due_at(self) -> datetime | None:
         """When the mission is next due to run on its own (``None`` when it is not): the
-        earliest due time of its waits and of its deadline."""
-        if self.status.is_terminal:
+        earliest due time of its waits and of its deadline. A paused mission is never due: what
+        came due meanwhile fires once it is resumed."""
+        if self.status in _NEVER_DUE:
             return None
         due = self.deadline
         for wait in self.waits:
@@ -324,6 +341,11 @@ class TimelineKind(enum.StrEnum):
     TIMER_FIRED = "timer-fired"
     CANCEL_REQUESTED = "cancel-requested"
     MISSION_RESUMED = "mission-resumed"
+    """The mission was found running with nobody moving it (a crash) and runs again."""
+    MISSION_PAUSED = "mission-paused"
+    """A pause took effect (``detail``: ``{"reason": ...}``)."""
+    MISSION_UNPAUSED = "mission-unpaused"
+    """``resume()`` took the mission out of its pause."""
     MISSION_RETRIED = "mission-retried"
     """A failed or cancelled mission was retried (``node``: the node it runs again from;
     ``detail``: ``{"status": what it was, "retry": the how-manyth}``)."""

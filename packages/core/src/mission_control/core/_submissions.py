@@ -2,11 +2,11 @@
 
 One process executes the missions of a store (its owner); any other process on it (a second
 web worker, a script, the CLI) is a submitter: it stores what it wants done (a start, a signal,
-a cancellation, a retry) as a submission, durable once stored, and the owner applies it. The
-owner marks a submission applied in the same transaction as the write that applies it, so a
-crash never applies one twice; one it refuses (a signal the mission has no ``need_to`` for, a
-payload that does not parse, a mission that has ended) is marked refused with the error it
-raised, and the mission stays exactly as it was.
+a cancellation, a retry, a pause or a resume) as a submission, durable once stored, and the
+owner applies it. The owner marks a submission applied in the same transaction as the write
+that applies it, so a crash never applies one twice; one it refuses (a signal the mission has
+no ``need_to`` for, a payload that does not parse, a mission that has ended) is marked refused
+with the error it raised, and the mission stays exactly as it was.
 """
 
 from __future__ import annotations
@@ -35,6 +35,10 @@ class SubmissionKind(enum.StrEnum):
     """Cancel the mission: ``payload`` is ``{"reason": ..., "compensate": ...}``."""
     RETRY = "retry"
     """Retry the failed or cancelled mission: ``payload`` is ``{"from_node": ...}``."""
+    PAUSE = "pause"
+    """Pause the mission: ``payload`` is ``{"reason": ...}``."""
+    RESUME = "resume"
+    """Resume the paused mission (``payload``: ``None``)."""
 
 
 class SubmissionState(enum.StrEnum):

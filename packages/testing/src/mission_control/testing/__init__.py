@@ -17,6 +17,7 @@ from ._fixtures import (
 )
 from ._loop_scenarios import LoopConformance
 from ._ops_scenarios import OpsConformance
+from ._pause_scenarios import PauseConformance
 from ._protocol_battery import PersistenceProtocolConformance
 from ._recorders import LoggedEvent, Measurement, RecordingLogger, RecordingMetrics
 from ._saga_scenarios import SagaConformance
@@ -80,6 +81,7 @@ __all__ = [
     "EngineScenarioConformance",
     "LoopConformance",
     "OpsConformance",
+    "PauseConformance",
     "ScheduleConformance",
     "TenantConformance",
     "TriggerConformance",

@@ -19,6 +19,7 @@ from ._control_flow_scenarios import ControlFlowConformance
 from ._engine_scenarios import EngineScenarioConformance
 from ._loop_scenarios import LoopConformance
 from ._ops_scenarios import OpsConformance
+from ._pause_scenarios import PauseConformance
 from ._protocol_battery import PersistenceProtocolConformance
 from ._saga_scenarios import SagaConformance
 from ._schedule_scenarios import ScheduleConformance
@@ -36,6 +37,7 @@ class AdapterConformance(
     ChildConformance,
     VersionConformance,
     OpsConformance,
+    PauseConformance,
     ScheduleConformance,
     TriggerConformance,
     TenantConformance,
@@ -46,5 +48,6 @@ class AdapterConformance(
     the loop ones (:class:`LoopConformance`), the compensation ones (:class:`SagaConformance`),
     the child mission ones (:class:`ChildConformance`), the definition version ones
     (:class:`VersionConformance`), the retry, fork and purge ones (:class:`OpsConformance`), the
-    schedule and trigger ones (:class:`ScheduleConformance`, :class:`TriggerConformance`) and
-    the tenant ones (:class:`TenantConformance`). Subclass it and provide ``persistence``."""
+    pause and resume ones (:class:`PauseConformance`), the schedule and trigger ones
+    (:class:`ScheduleConformance`, :class:`TriggerConformance`) and the tenant ones
+    (:class:`TenantConformance`). Subclass it and provide ``persistence``."""

@@ -139,6 +139,24 @@ class VersionConformance(ScenarioFixtures):
         )
         assert await commander.inspect("o-0") == before
 
+    async def test_a_paused_mission_keeps_its_version_in_use(
+        self, persistence: PersistenceAdapter, clock: ManualClock
+    ) -> None:
+        """A paused mission has not ended: its version is in use, and a commander given only
+        a later version is refused at start naming it, as for a waiting one."""
+        store = self._store(persistence)
+        v1 = await self._v1_missions(persistence, clock, count=3)
+        first = _commander(persistence, clock, v1)
+        await first.pause("o-1")
+        await first.cancel("o-0")
+        await first.cancel("o-2")
+        assert await store.versions_in_use() == [("order", 1)]
+        assert await store.missions_on_version("order", 1, 5) == ["o-1"]
+        with pytest.raises(DefinitionVersionError) as raised:
+            await _commander(persistence, clock, _order(2)).check_versions()
+        (problem,) = raised.value.report.problems
+        assert (problem.version, problem.missions) == (1, ("o-1",))
+
     async def test_warn_logs_the_problem_and_lets_the_commander_start(
         self, persistence: PersistenceAdapter, clock: ManualClock, caplog: pytest.LogCaptureFixture
     ) -> None:
