@@ -200,6 +200,7 @@ def _every_field_set() -> MissionSnapshot:
         "forked_from": "source",
         "trace_context": {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"},
         "pause": Pause(T0, "audit"),
+        "concurrency_key": "flow/acme",
     }
     # Every field of the declaration is set here, to a value that is not its default.
     assert set(values) == {field.name for field in attrs.fields(MissionSnapshot)}
@@ -380,6 +381,7 @@ def test_fields_at_a_none_default_are_left_out_and_read_back() -> None:
         "forked_from",
         "trace_context",
         "pause",
+        "concurrency_key",
     }
     assert document["input"] is None  # no default: always written
     assert set(document["nodes"]["start"]) == {"name", "kind", "status", "attempts"}

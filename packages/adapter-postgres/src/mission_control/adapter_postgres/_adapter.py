@@ -43,12 +43,15 @@ from mission_control.core.lowlevel import notices_for
 from mission_control.core.storage import (
     ANY_TENANT,
     BufferedSignal,
+    Gate,
     NewSignal,
     RevisionConflictError,
     TenantFilter,
     cancel_request_to_json,
     check_commit_revision,
     corrupt,
+    gate_from_json,
+    gate_to_json,
     stored_snapshot_from_json,
     stored_snapshot_to_json,
     timeline_entry_from_json,
@@ -174,6 +177,14 @@ _PAUSED_VERSIONS: Final = (
 _PAUSED_ON_VERSION: Final = (
     "SELECT id FROM missions WHERE status = 'paused' AND definition = %s "
     "AND definition_version = %s ORDER BY id LIMIT %s"
+)
+_LOAD_GATE: Final = "SELECT revision, document FROM concurrency_gates WHERE key = %s"
+_INSERT_GATE: Final = (
+    "INSERT INTO concurrency_gates (key, revision, document) VALUES (%s, %s, %s) "
+    "ON CONFLICT (key) DO NOTHING"
+)
+_UPDATE_GATE: Final = (
+    "UPDATE concurrency_gates SET revision = %s, document = %s WHERE key = %s AND revision = %s"
 )
 _FINGERPRINTS: Final = "SELECT definition, version, fingerprint FROM definition_versions"
 _RECORD_FINGERPRINT: Final = (
@@ -795,6 +806,44 @@ class PostgresPersistenceAdapter:
             return deleted
 
         return await self._write(write, f"deleting {len(rows)} missions")
+
+    # -- concurrency keys (ConcurrencyStore) --------------------------------------------------
+
+    async def load_gate(self, key: str) -> Gate | None:
+        rows = await self._rows(_LOAD_GATE, (key,), f"loading concurrency key {key!r}")
+        if not rows:
+            return None
+        try:
+            return gate_from_json(str(rows[0][1]), int(rows[0][0]))
+        except Exception as error:
+            raise PersistenceError(
+                f"concurrency key {key!r} in {self._store} cannot be read: its stored gate is "
+                f"corrupt ({type(error).__name__}: {error})"
+            ) from error
+
+    async def save_gate(self, gate: Gate, *, expected_revision: int) -> None:
+        """Compare-and-set the gate (``expected_revision`` 0: none is stored yet);
+        :class:`RevisionConflictError` stores nothing."""
+        if gate.revision != expected_revision + 1:
+            raise RevisionConflictError(
+                f"concurrency key {gate.key!r}: a write expecting revision {expected_revision} "
+                f"must carry revision {expected_revision + 1}, not {gate.revision}"
+            )
+        document = gate_to_json(gate)
+
+        def write(db: Connection) -> None:
+            if expected_revision == 0:
+                changed = db.execute(_INSERT_GATE, (gate.key, gate.revision, document))
+            else:
+                changed = db.execute(
+                    _UPDATE_GATE, (gate.revision, document, gate.key, expected_revision)
+                )
+            if changed.rowcount != 1:
+                raise RevisionConflictError(
+                    f"concurrency key {gate.key!r} is not stored at revision {expected_revision}"
+                )
+
+        await self._write(write, f"changing concurrency key {gate.key!r}")
 
     # -- definition versions (DefinitionVersionStore) ------------------------------------------
 

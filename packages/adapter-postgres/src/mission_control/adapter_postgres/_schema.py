@@ -141,6 +141,23 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             "CREATE INDEX missions_by_tenant ON missions (tenant, id)",
         ),
     ),
+    Migration(
+        4,
+        "concurrency keys: each key's slots and queue",
+        (
+            # The document is the core's gate codec (mission_control.core.storage): the
+            # missions holding the key's slots and those waiting for one, in start order.
+            # Changed only by compare-and-set on revision, which holds the limit across every
+            # runtime sharing the database.
+            """
+            CREATE TABLE concurrency_gates (
+                key text PRIMARY KEY,
+                revision bigint NOT NULL,
+                document text NOT NULL
+            )
+            """,
+        ),
+    ),
 )
 
 SCHEMA_VERSION: Final = MIGRATIONS[-1].version

@@ -45,6 +45,7 @@ from mission_control.core.lowlevel import notices_for
 from mission_control.core.storage import (
     ANY_TENANT,
     BufferedSignal,
+    Gate,
     Marking,
     NewSignal,
     NewSubmission,
@@ -53,6 +54,8 @@ from mission_control.core.storage import (
     cancel_request_to_json,
     check_commit_revision,
     corrupt,
+    gate_from_json,
+    gate_to_json,
     schedule_from_json,
     schedule_to_json,
     stored_snapshot_from_json,
@@ -195,6 +198,14 @@ _LOAD_TRIGGER: Final = "SELECT document FROM trigger_fires WHERE id = ?"
 _LIST_TRIGGERS: Final = "SELECT document FROM trigger_fires WHERE id > ? ORDER BY id LIMIT ?"
 _LIST_TRIGGERS_NAMED: Final = (
     "SELECT document FROM trigger_fires WHERE name = ? AND id > ? ORDER BY id LIMIT ?"
+)
+_LOAD_GATE: Final = "SELECT revision, document FROM concurrency_gates WHERE key = ?"
+_INSERT_GATE: Final = (
+    "INSERT INTO concurrency_gates (key, revision, document) VALUES (?, ?, ?) "
+    "ON CONFLICT (key) DO NOTHING"
+)
+_UPDATE_GATE: Final = (
+    "UPDATE concurrency_gates SET revision = ?, document = ? WHERE key = ? AND revision = ?"
 )
 _LOAD_SCHEDULE: Final = "SELECT document FROM schedules WHERE id = ?"
 _UPDATE_SCHEDULE: Final = (
@@ -1103,6 +1114,46 @@ class SQLitePersistenceAdapter:
             lambda: self._cursor.executemany(_RECORD_FINGERPRINT, rows),
             "recording definition fingerprints",
         )
+
+    # -- concurrency keys (ConcurrencyStore) --------------------------------------------------
+
+    async def load_gate(self, key: str) -> Gate | None:
+        self._check_open()
+        rows = await self._read(_LOAD_GATE, (key,), f"loading concurrency key {key!r}")
+        if not rows:
+            return None
+        try:
+            return gate_from_json(str(rows[0][1]), int(rows[0][0]))
+        except Exception as error:
+            raise PersistenceError(
+                f"concurrency key {key!r} in {self._path} cannot be read: its stored gate is "
+                f"corrupt ({type(error).__name__}: {error})"
+            ) from error
+
+    async def save_gate(self, gate: Gate, *, expected_revision: int) -> None:
+        """Compare-and-set the gate (``expected_revision`` 0: none is stored yet);
+        :class:`RevisionConflictError` stores nothing."""
+        self._check_writable("change a concurrency key")
+        if gate.revision != expected_revision + 1:
+            raise RevisionConflictError(
+                f"concurrency key {gate.key!r}: a write expecting revision {expected_revision} "
+                f"must carry revision {expected_revision + 1}, not {gate.revision}"
+            )
+        document = gate_to_json(gate)
+
+        def write() -> None:
+            if expected_revision == 0:
+                self._cursor.execute(_INSERT_GATE, (gate.key, gate.revision, document))
+            else:
+                self._cursor.execute(
+                    _UPDATE_GATE, (gate.revision, document, gate.key, expected_revision)
+                )
+            if self._db.changes() != 1:
+                raise RevisionConflictError(
+                    f"concurrency key {gate.key!r} is not stored at revision {expected_revision}"
+                )
+
+        await self._group.run_alone(write, f"changing concurrency key {gate.key!r}")
 
     # -- schedules (ScheduleStore) -------------------------------------------------------------
 

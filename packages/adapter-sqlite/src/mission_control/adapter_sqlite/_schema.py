@@ -219,6 +219,23 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
         ),
         additive=True,
     ),
+    Migration(
+        7,
+        "concurrency keys: each key's slots and queue",
+        (
+            # The document is the core's gate codec (mission_control.core.storage): the
+            # missions holding the key's slots and those waiting for one, in start order.
+            # Changed only by compare-and-set on revision.
+            """
+            CREATE TABLE concurrency_gates (
+                key TEXT PRIMARY KEY NOT NULL,
+                revision INTEGER NOT NULL,
+                document TEXT NOT NULL
+            ) STRICT
+            """,
+        ),
+        additive=True,
+    ),
 )
 
 TENANTS_VERSION: Final = 6

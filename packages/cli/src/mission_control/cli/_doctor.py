@@ -54,6 +54,8 @@ class Finding(enum.StrEnum):
     SIGNAL_BUFFERED = "signal-buffered"
     """Waiting for a signal that came and is buffered: the owner takes it at its next tick."""
     WAITING_FOR_CHILD = "waiting-for-child"
+    WAITING_FOR_SLOT = "waiting-for-slot"
+    """Waiting for a slot of its concurrency key, held by other missions of the key."""
     CANCEL_PENDING = "cancel-pending"
     PAUSED = "paused"
     """Paused: it stays where it is until it is resumed."""
@@ -343,6 +345,13 @@ def _waiting(facts: Facts) -> Diagnosis:
                 return _waiting_for_signal(facts, wait.signal or "", wait.node)
             case WaitKind.CHILD:
                 return _waiting_for_child(facts, wait.node)
+            case WaitKind.SLOT:
+                key = (snapshot.concurrency_key or "").partition("/")[2]
+                return Diagnosis(
+                    Finding.WAITING_FOR_SLOT,
+                    f"waiting for a slot of its concurrency key {key!r}: it begins once a "
+                    "mission of the key that holds one ends (in start order)",
+                )
             case WaitKind.TIMER | WaitKind.RETRY | WaitKind.START:
                 pass
     owner = "" if facts.owner is not None else " (no process owns the database now)"

@@ -22,6 +22,7 @@ from ._commander import (
     MissionHandle,
     create_commander,
 )
+from ._concurrency import SLOT_RECHECK, ConcurrencyLimitError, WhenBusy
 from ._context import Context, Events, NodeEvent, StartEvent
 from ._definition import (
     Branch,
@@ -129,6 +130,9 @@ from ._versions import (
 )
 
 __all__ = [
+    "SLOT_RECHECK",
+    "ConcurrencyLimitError",
+    "WhenBusy",
     "DEFAULT_GRACE",
     "DEFAULT_MAX_CATCH_UP",
     "DEFAULT_MAX_RECOVERY_ATTEMPTS",

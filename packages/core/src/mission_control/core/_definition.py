@@ -8,12 +8,13 @@ import inspect
 import typing
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Generic, Self, TypeVar, assert_never, overload
+from typing import Any, Generic, Literal, Self, TypeVar, assert_never, overload
 
 import attrs
 import cattrs
 
 from ._clock import ensure_aware
+from ._concurrency import Concurrency, WhenBusy
 from ._context import Context
 from ._errors import InvalidDefinitionError
 from ._keys import EventKey
@@ -232,6 +233,7 @@ class MissionDefinition(Generic[RawT, InT, OutT]):
         "_firsts",
         "_paths",
         "_places",
+        "concurrency",
         "deadline",
         "name",
         "nodes",
@@ -251,9 +253,12 @@ class MissionDefinition(Generic[RawT, InT, OutT]):
         deadline: timedelta | None = None,
         on_deadline: Chain | None = None,
         triggers: tuple[str, ...] = (),
+        concurrency: Concurrency | None = None,
     ) -> None:
         self.name = name
         self.version = version
+        self.concurrency = concurrency
+        """The definition's concurrency key (``.concurrency(...)``), or ``None``."""
         self.triggers = triggers
         """The triggers this definition is subscribed to (``.triggered_by(...)``): each fire of
         one starts a mission of it, with the trigger's payload as input."""
@@ -778,7 +783,7 @@ class MissionBuilder(ChainBuilder[InT, OutT], Generic[RawT, InT, OutT]):
     """The top level of a mission after ``start``: adds nodes, then ``end()`` makes the
     definition."""
 
-    __slots__ = ("_deadline", "_on_deadline", "_triggers", "_version")
+    __slots__ = ("_concurrency", "_deadline", "_on_deadline", "_triggers", "_version")
 
     def __init__(self, name: str, version: int, nodes: Chain) -> None:
         super().__init__(name, nodes)
@@ -786,6 +791,7 @@ class MissionBuilder(ChainBuilder[InT, OutT], Generic[RawT, InT, OutT]):
         self._deadline: timedelta | None = None
         self._on_deadline: Chain | None = None
         self._triggers: tuple[str, ...] = ()
+        self._concurrency: Concurrency | None = None
 
     def triggered_by(self, *triggers: str) -> Self:
         """Subscribe the mission to the named triggers: each ``commander.fire_trigger(name,
@@ -798,6 +804,41 @@ class MissionBuilder(ChainBuilder[InT, OutT], Generic[RawT, InT, OutT]):
                 )
         clone = copy.copy(self)
         clone._triggers = tuple(dict.fromkeys((*self._triggers, *triggers)))
+        return clone
+
+    def concurrency(
+        self,
+        key: Callable[[InT], str],
+        *,
+        limit: int = 1,
+        when_busy: WhenBusy | Literal["queue", "refuse", "join"] = "queue",
+    ) -> Self:
+        """Run at most ``limit`` missions of this definition with the same key at once:
+        ``key(input)`` (the parsed input) names it. A mission holds a slot of its key from its
+        start to its end; a start while every slot is held waits for one in start order
+        (``when_busy="queue"``; with ``limit=1``, missions of a key run one after another),
+        raises :class:`ConcurrencyLimitError` (``"refuse"``: a singleton) or returns the running
+        mission of the key (``"join"``, with ``limit=1``). See docs/dsl.md."""
+        _require_callable(key, what="concurrency key")
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise InvalidDefinitionError(
+                f"mission {self._mission!r}: a concurrency limit is a whole number from 1, got "
+                f"{limit!r}"
+            )
+        try:
+            busy = WhenBusy(when_busy)
+        except ValueError:
+            raise InvalidDefinitionError(
+                f"mission {self._mission!r}: when_busy is 'queue', 'refuse' or 'join', got "
+                f"{when_busy!r}"
+            ) from None
+        if busy is WhenBusy.JOIN and limit != 1:
+            raise InvalidDefinitionError(
+                f"mission {self._mission!r}: when_busy='join' joins the one running mission of "
+                f"a key, so it needs limit=1, not {limit}"
+            )
+        clone = copy.copy(self)
+        clone._concurrency = Concurrency(key, limit, busy)
         return clone
 
     def deadline(self, after: Seconds, *, on_deadline: Branch[InT, OutT] | None = None) -> Self:
@@ -825,7 +866,13 @@ class MissionBuilder(ChainBuilder[InT, OutT], Generic[RawT, InT, OutT]):
             _require_callable(output, what="end output")
         nodes = self._with(EndNode("end", output))._nodes
         return MissionDefinition(
-            self._mission, self._version, nodes, self._deadline, self._on_deadline, self._triggers
+            self._mission,
+            self._version,
+            nodes,
+            self._deadline,
+            self._on_deadline,
+            self._triggers,
+            self._concurrency,
         )
 
 

@@ -60,7 +60,7 @@ DONE = (NodeStatus.COMPLETED, NodeStatus.TIMED_OUT)
 """The statuses of a node that ran to its end (a ``need_to`` may time out): the nodes after it
 may run, and a retry or a fork does not run it again."""
 
-LOOKED_AT = frozenset({WaitKind.SIGNAL, WaitKind.CHILD})
+LOOKED_AT = frozenset({WaitKind.SIGNAL, WaitKind.CHILD, WaitKind.SLOT})
 """The waits the engine looks at in the store (a signal's inbox, a child mission) whenever it
 takes a mission up, or is poked: something may have come meanwhile."""
 

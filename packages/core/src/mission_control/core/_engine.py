@@ -25,6 +25,13 @@ import cattrs
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._clock import Clock, SystemClock
+from ._concurrency import (
+    SLOT_RECHECK,
+    ConcurrencyLimitError,
+    ConcurrencyStore,
+    Gate,
+    WhenBusy,
+)
 from ._context import Context
 from ._definition import DEADLINE_CHAIN, TIMEOUT_PATH, MissionDefinition
 from ._draft import DONE, LOOKED_AT, Draft, top_level
@@ -33,6 +40,7 @@ from ._errors import (
     ChoiceError,
     CompensationFailedError,
     CompensationRequested,
+    ConfigurationError,
     DeadlineExceededError,
     InvalidInputError,
     InvalidSignalPayloadError,
@@ -45,6 +53,7 @@ from ._errors import (
     MissionNotRetryableError,
     OutputNotSerializableError,
     RecoveryAttemptsExceededError,
+    RevisionConflictError,
     SignalTimeoutError,
     StepTimeoutError,
     UnknownDefinitionError,
@@ -600,6 +609,7 @@ class Engine:
         its start (due then, or now) and run nothing: the runtime starts it. ``mission_id`` is
         the stored key (of ``tenant``'s form, see ``_tenants``)."""
         input_json = self.checked_input(definition, raw_input)
+        key = self._key_of(definition, input_json)
         if mission_id is None:
             mission_id = self.new_id()
         else:
@@ -607,6 +617,8 @@ class Engine:
             existing = await self._existing_or_free(definition, mission_id, tenant)
             if existing is not None:
                 return existing
+        if key is not None and (joined := await self._when_busy(definition, key)) is not None:
+            return joined
         # No checkpoint since the mission was found free: nobody else holds it yet.
         with self._hold(mission_id, RunTrigger.START) as hold:
             now = self.now()
@@ -621,12 +633,13 @@ class Engine:
             )
             draft.parent = parent
             draft.tenant = tenant
+            draft.concurrency_key = key
             if self.observer is not None:
                 self._begin_run(draft, hold)
             if begins is not None:
                 self._schedule_start(draft, begins, now)
             else:
-                draft.begin_start(now)
+                self._begin_start(draft, now)
             try:
                 if background:
                     # Stored as it is, even when due now: driving it would fire the start.
@@ -665,6 +678,7 @@ class Engine:
         mission that exists nothing is sent and ``None`` is returned (the caller submits the
         signal)."""
         input_json = self.checked_input(definition, raw_input)
+        key = self._key_of(definition, input_json)
         check_id(mission_id)
         self._check_signal_name(definition, name)
         payload_json, _ = self._checked_payload(definition, mission_id, name, payload)
@@ -677,12 +691,13 @@ class Engine:
                     mission_id, definition.name, definition.version, input_json, now, deadline
                 )
                 draft.tenant = tenant
+                draft.concurrency_key = key
                 if self.observer is not None:
                     self._begin_run(draft, hold)
                 if background:
                     self._schedule_start(draft, now, now)
                 else:
-                    draft.begin_start(now)
+                    self._begin_start(draft, now)
                 draft.log(now, TimelineKind.SIGNAL_BUFFERED, name)
                 snapshot = draft.freeze(1)
                 # Stored running once inserted: a caller cancelled during the insert leaves it
@@ -1037,9 +1052,7 @@ class Engine:
             status = snapshot.status
             if status is MissionStatus.FAILED or status is MissionStatus.COMPENSATED:
                 _log_mission_failed(snapshot)
-            self.notices.ended(snapshot.id)
-            if snapshot.parent is not None:
-                await self._wake_parent(snapshot, snapshot.parent)
+            await self._ended(snapshot)
         elif (due := snapshot.due_at) is not None:
             self.notices.due(due)
         return snapshot
@@ -1349,12 +1362,12 @@ class Engine:
                     self._enter(definition, draft, path, now)
                     draft.must_write = True
                 case WaitKind.START:
-                    draft.begin_start(now)
+                    self._begin_start(draft, now)
                     # Stored running before its first function runs, so that a start that
                     # takes the process down is counted as a recovery like any node left
                     # running (a background start sends every start through here).
                     draft.must_write = True
-                case WaitKind.SIGNAL | WaitKind.CHILD:
+                case WaitKind.SIGNAL | WaitKind.CHILD | WaitKind.SLOT:
                     continue  # looked at in the store: see _settle_signals
                 case _:
                     assert_never(wait.kind)
@@ -1374,6 +1387,20 @@ class Engine:
             draft.unchecked.discard(path)
             if wait.kind is WaitKind.CHILD:
                 if await self._settle_child(definition, draft, wait, due, now):
+                    return True
+                continue
+            if wait.kind is WaitKind.SLOT:
+                if not draft.stored:
+                    # Stored before its key's gate names it: the gate never names a mission
+                    # that does not exist.
+                    await self._write(draft)
+                if await self._take_slot(definition, draft):
+                    draft.begin_start(now)
+                    # Stored running before its start runs, as a start that came due.
+                    draft.must_write = True
+                    return True
+                if due:
+                    self._wait_for_slot(draft, now)
                     return True
                 continue
             assert wait.signal is not None
@@ -2072,8 +2099,11 @@ class Engine:
         return True
 
     async def _ended(self, snapshot: MissionSnapshot) -> None:
-        """``snapshot`` has just been stored ended: tell whoever waits for it."""
+        """``snapshot`` has just been stored ended: tell whoever waits for it, and give its
+        concurrency slot (or its place in the queue) up."""
         self.notices.ended(snapshot.id)
+        if snapshot.concurrency_key is not None:
+            await self._release_slot(snapshot)
         if snapshot.parent is not None:
             await self._wake_parent(snapshot, snapshot.parent)
 
@@ -2491,6 +2521,198 @@ class Engine:
         snapshot = await self._write(draft)
         await self._ended(snapshot)
         return snapshot
+
+    # -- concurrency keys (see _concurrency.py) ------------------------------------------------
+
+    def _key_of(self, definition: Definition, input_json: JsonValue) -> str | None:
+        """The gate of a new mission of ``definition`` with ``input_json`` (checked already):
+        ``"<definition>/<key>"``, or ``None`` without a concurrency key."""
+        concurrency = definition.concurrency
+        if concurrency is None:
+            return None
+        if not isinstance(self.persistence, ConcurrencyStore):
+            raise ConfigurationError(
+                f"mission {definition.name!r} has a concurrency key, and "
+                f"{type(self.persistence).__name__} keeps none (no ConcurrencyStore)"
+            )
+        try:
+            key = concurrency.key(definition.parse_input(input_json))
+        except Exception as error:
+            raise InvalidInputError(
+                f"mission {definition.name!r}: its concurrency key could not be computed from "
+                f"its input: {message_of(error)}"
+            ) from error
+        if not isinstance(key, str) or not key or not is_text(key):  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise InvalidInputError(
+                f"mission {definition.name!r}: its concurrency key must be a non-empty str, got "
+                f"{key!r}"
+            )
+        return f"{definition.name}/{key}"
+
+    def _gates(self) -> ConcurrencyStore:
+        store = self.persistence
+        assert isinstance(store, ConcurrencyStore)  # checked by _key_of before any mission
+        return store
+
+    async def _when_busy(self, definition: Definition, key: str) -> MissionSnapshot | None:
+        """Before a start with ``key``: refuse it (``"refuse"``) or return the mission it joins
+        (``"join"``) when every slot is held; ``None`` to go on (the start then queues)."""
+        concurrency = definition.concurrency
+        assert concurrency is not None
+        if concurrency.when_busy is WhenBusy.QUEUE:
+            return None
+        gate = await self._gates().load_gate(key)
+        if gate is None:
+            return None
+        running = await self._live(gate.running)
+        if len(running) < concurrency.limit:
+            return None
+        if concurrency.when_busy is WhenBusy.JOIN:
+            return await self.load(running[0])
+        raise ConcurrencyLimitError(
+            f"mission {definition.name!r}: its concurrency key {key.partition('/')[2]!r} has "
+            f"{len(running)} of {concurrency.limit} running ({', '.join(running)}), and it "
+            "refuses a start while they run"
+        )
+
+    async def _live(self, ids: tuple[str, ...]) -> tuple[str, ...]:
+        """The missions of ``ids`` that are stored and have not ended."""
+        live: list[str] = []
+        for mission_id in ids:
+            snapshot = await self.persistence.load(mission_id)
+            if snapshot is not None and not snapshot.is_terminal:
+                live.append(mission_id)
+        return tuple(live)
+
+    def _begin_start(self, draft: Draft, now: datetime) -> None:
+        """Begin the new mission of ``draft`` now, or, with a concurrency key, once it holds a
+        slot of it."""
+        if draft.concurrency_key is None:
+            draft.begin_start(now)
+        else:
+            self._wait_for_slot(draft, now)
+            draft.unchecked.add("start")  # looked at in this run: a slot may be free
+
+    @staticmethod
+    def _wait_for_slot(draft: Draft, now: datetime) -> None:
+        """Make the mission of ``draft`` wait for a slot of its key, looking at its gate again
+        after ``SLOT_RECHECK``."""
+        wait = Wait(WaitKind.SLOT, "start", due_at=now + SLOT_RECHECK)
+        draft.wait_at("start", "start", "start", wait, now)
+
+    async def _take_slot(self, definition: Definition, draft: Draft) -> bool:
+        """Whether the mission of ``draft`` (stored, waiting for a slot) holds one of its key now:
+        it joins the queue if it is not in it, and the first of the queue take the slots of
+        missions that ended (its own among them, maybe)."""
+        concurrency = definition.concurrency
+        key = draft.concurrency_key
+        if concurrency is None or key is None:
+            return True  # a definition that lost its key since: nothing holds it back
+        store = self._gates()
+        while True:
+            gate = await store.load_gate(key) or Gate(key, concurrency.limit)
+            if draft.id in gate.running:
+                return True
+            queued = gate.queued if draft.id in gate.queued else (*gate.queued, draft.id)
+            live = await self._live(gate.running)
+            changed = await self._promote(gate, concurrency.limit, live, queued)
+            if changed is None:
+                return False
+            try:
+                await store.save_gate(changed, expected_revision=gate.revision)
+            except RevisionConflictError:
+                continue  # another mission changed the gate meanwhile: look again
+            promoted = [m for m in changed.running if m not in gate.running and m != draft.id]
+            await self._wake_for_slot(promoted)
+            return draft.id in changed.running
+
+    async def _promote(
+        self, gate: Gate, limit: int, running: tuple[str, ...], queued: tuple[str, ...]
+    ) -> Gate | None:
+        """The gate with ``running`` holding its slots and the first of ``queued`` (those that
+        have not ended) taking the free ones; ``None`` when that is the gate as stored."""
+        running_now = list(running)
+        waiting = list(queued)
+        while len(running_now) < limit and waiting:
+            first = waiting.pop(0)
+            if await self._live((first,)):
+                running_now.append(first)
+        new = Gate(gate.key, limit, tuple(running_now), tuple(waiting), gate.revision + 1)
+        if (new.running, new.queued, new.limit) == (gate.running, gate.queued, gate.limit):
+            return None
+        return new
+
+    async def _release_slot(self, snapshot: MissionSnapshot) -> None:
+        """Give the slot (or the place in the queue) of ``snapshot``, which has ended, to the
+        first of its key's queue, and wake that one. What goes wrong here is the next
+        mission's: the ones waiting look at the gate again by themselves."""
+        key = snapshot.concurrency_key
+        assert key is not None
+        store = self._gates()
+        try:
+            while True:
+                gate = await store.load_gate(key)
+                if gate is None or (
+                    snapshot.id not in gate.running and snapshot.id not in gate.queued
+                ):
+                    return
+                running = tuple(m for m in gate.running if m != snapshot.id)
+                queued = tuple(m for m in gate.queued if m != snapshot.id)
+                changed = await self._promote(gate, gate.limit, running, queued)
+                assert changed is not None  # the mission left it, at least
+                try:
+                    await store.save_gate(changed, expected_revision=gate.revision)
+                except RevisionConflictError:
+                    continue
+                await self._wake_for_slot([m for m in changed.running if m not in gate.running])
+                return
+        except Exception:
+            mission_logger.exception(
+                "mission %r ended, and giving its slot of concurrency key %r up failed (the "
+                "missions waiting for one look at the key again by themselves)",
+                snapshot.id,
+                key,
+            )
+
+    async def _wake_for_slot(self, ids: list[str]) -> None:
+        """Have the missions of ``ids``, which hold a slot now and may still wait for it, look
+        at it at once: a mission held here is poked; another is made due now (the runtime moves
+        it in its next tick)."""
+        for mission_id in ids:
+            holder = self._holds.get(mission_id)
+            if holder is not None:
+                holder.poke()
+                continue
+            try:
+                await self._make_due_for_slot(mission_id)
+            except Exception:
+                # (A mission this process may not write, in another runtime's shard, say.)
+                mission_logger.warning(
+                    "mission %r holds a slot of its concurrency key now, and waking it failed "
+                    "(it looks at its key again by itself within SLOT_RECHECK)",
+                    mission_id,
+                    exc_info=True,
+                )
+
+    async def _make_due_for_slot(self, mission_id: str) -> None:
+        """Make the mission, waiting for a slot it holds now, due at once (the runtime's next
+        tick begins it)."""
+        with self._hold(mission_id, RunTrigger.ADVANCE):
+            snapshot = await self.persistence.load(mission_id)
+            if snapshot is None or snapshot.status is not MissionStatus.WAITING:
+                return
+            wait = snapshot.wait
+            now = self.now()
+            if wait is None or wait.kind is not WaitKind.SLOT:
+                return
+            if wait.due_at is None or wait.due_at > now:
+                draft = Draft.of(snapshot)
+                draft.wait_at("start", "start", "start", attrs.evolve(wait, due_at=now), now)
+                try:
+                    await self._write(draft)
+                except RevisionConflictError:
+                    return  # moved meanwhile by another process: it looks at its key itself
+        self.notices.due(now)
 
     # -- pause and resume ---------------------------------------------------------------------
 

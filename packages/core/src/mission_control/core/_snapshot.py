@@ -71,6 +71,10 @@ class WaitKind(enum.StrEnum):
     RETRY = "retry"
     START = "start"
     """A mission started with ``start_at`` that has not run yet."""
+    SLOT = "slot"
+    """A slot of the mission's concurrency key (a mission of a definition with
+    ``.concurrency(...)`` waiting to begin; its ``due_at``: when it looks at its key again by
+    itself)."""
     CHILD = "child"
     """A child mission to end (its ``due_at``: when the parent looks at the child again, should
     it not have been told the child ended)."""
@@ -284,6 +288,9 @@ class MissionFields:
     pause: Pause | None = None
     """While the mission is paused (its status ``paused``): when the pause was asked for and
     why; ``None`` otherwise."""
+    concurrency_key: str | None = None
+    """For a mission of a definition with a concurrency key, its key's gate
+    (``"<definition>/<key>"``): the mission holds one of its slots from its start to its end."""
 
     @property
     def compensating(self) -> bool:

@@ -39,6 +39,7 @@ never changes, and ``list_missions(tenant=...)`` selects by it (:data:`ANY_TENAN
 default: every mission), at the cost of what it returns (an index on tenant and id).
 """
 
+from ._concurrency import ConcurrencyStore, Gate, gate_from_json, gate_to_json
 from ._errors import RevisionConflictError
 from ._persistence import PersistenceAdapter
 from ._schedules import SCHEDULE_FORMAT, ScheduleStore, schedule_from_json, schedule_to_json
@@ -76,7 +77,9 @@ __all__ = [
     "TRIGGER_FORMAT",
     "AnyTenant",
     "BufferedSignal",
+    "ConcurrencyStore",
     "DefinitionVersionStore",
+    "Gate",
     "Marking",
     "MissionFields",
     "NewSignal",
@@ -96,6 +99,8 @@ __all__ = [
     "check_commit_revision",
     "corrupt",
     "detached",
+    "gate_from_json",
+    "gate_to_json",
     "schedule_from_json",
     "schedule_to_json",
     "snapshot_from_dict",

@@ -23,6 +23,7 @@ from mission_control.core import (
 from mission_control.core.storage import (
     ANY_TENANT,
     BufferedSignal,
+    Gate,
     NewSignal,
     RevisionConflictError,
     TenantFilter,
@@ -73,6 +74,7 @@ class InMemoryPersistenceAdapter:
         self._unfinished: dict[tuple[str, int], set[str]] = {}
         self._fingerprints: dict[tuple[str, int], str] = {}
         self._schedules: dict[str, Schedule] = {}
+        self._gates: dict[str, Gate] = {}
         self._fires: dict[str, TriggerFire] = {}
 
     def _check_open(self) -> None:
@@ -348,6 +350,26 @@ class InMemoryPersistenceAdapter:
             gone = set(deleted)
             self._ordered = [mission_id for mission_id in ordered if mission_id not in gone]
         return deleted
+
+    # -- concurrency keys (ConcurrencyStore) --------------------------------------------------
+
+    async def load_gate(self, key: str) -> Gate | None:
+        self._check_open()
+        return self._gates.get(key)
+
+    async def save_gate(self, gate: Gate, *, expected_revision: int) -> None:
+        self._check_open()
+        stored = self._gates.get(gate.key)
+        if (0 if stored is None else stored.revision) != expected_revision:
+            raise RevisionConflictError(
+                f"concurrency key {gate.key!r} is not stored at revision {expected_revision}"
+            )
+        if gate.revision != expected_revision + 1:
+            raise RevisionConflictError(
+                f"concurrency key {gate.key!r}: a write expecting revision {expected_revision} "
+                f"must carry revision {expected_revision + 1}, not {gate.revision}"
+            )
+        self._gates[gate.key] = gate
 
     # -- schedules (ScheduleStore): few per store, so the queries walk them all --------------
 

@@ -4,6 +4,7 @@ mission ends the same whatever commit a crash interrupts."""
 
 from ._child_scenarios import ChildConformance
 from ._clocks import LoopClock, TrioClock
+from ._concurrency_scenarios import ConcurrencyConformance
 from ._conformance import AdapterConformance
 from ._control_flow_scenarios import ControlFlowConformance
 from ._engine_scenarios import EngineScenarioConformance, approval_definition, drain_due
@@ -77,6 +78,7 @@ __all__ = [
     "VirtualTimeEventLoop",
     "AdapterConformance",
     "ChildConformance",
+    "ConcurrencyConformance",
     "ControlFlowConformance",
     "EngineScenarioConformance",
     "LoopConformance",

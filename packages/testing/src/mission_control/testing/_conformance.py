@@ -15,6 +15,7 @@ An adapter's own tests run it by subclassing :class:`AdapterConformance` and pro
 from __future__ import annotations
 
 from ._child_scenarios import ChildConformance
+from ._concurrency_scenarios import ConcurrencyConformance
 from ._control_flow_scenarios import ControlFlowConformance
 from ._engine_scenarios import EngineScenarioConformance
 from ._loop_scenarios import LoopConformance
@@ -38,6 +39,7 @@ class AdapterConformance(
     VersionConformance,
     OpsConformance,
     PauseConformance,
+    ConcurrencyConformance,
     ScheduleConformance,
     TriggerConformance,
     TenantConformance,
@@ -48,6 +50,7 @@ class AdapterConformance(
     the loop ones (:class:`LoopConformance`), the compensation ones (:class:`SagaConformance`),
     the child mission ones (:class:`ChildConformance`), the definition version ones
     (:class:`VersionConformance`), the retry, fork and purge ones (:class:`OpsConformance`), the
-    pause and resume ones (:class:`PauseConformance`), the schedule and trigger ones
+    pause and resume ones (:class:`PauseConformance`), the concurrency key ones
+    (:class:`ConcurrencyConformance`), the schedule and trigger ones
     (:class:`ScheduleConformance`, :class:`TriggerConformance`) and the tenant ones
     (:class:`TenantConformance`). Subclass it and provide ``persistence``."""

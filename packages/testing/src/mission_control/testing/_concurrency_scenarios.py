@@ -1,0 +1,191 @@
+"""Concurrency key scenarios: at most ``limit`` missions with one key run at once, the others
+wait in start order and begin when a slot frees (also when the mission holding it ended without
+giving it back, as after a crash); singletons refuse or join; run by a commander on the adapter
+under test."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import attrs
+import pytest
+
+from mission_control.core import (
+    SLOT_RECHECK,
+    Commander,
+    ConcurrencyLimitError,
+    MissionSnapshot,
+    MissionStatus,
+    WaitKind,
+    m,
+)
+from mission_control.core.storage import ConcurrencyStore, PersistenceAdapter
+from mission_control.in_memory_commander import ManualClock
+
+from ._control_flow_scenarios import accept
+from ._engine_scenarios import ScenarioFixtures, drain_due
+
+
+def _customer(value: dict[str, Any]) -> str:
+    return str(value["customer"])
+
+
+def _keyed(limit: int, when_busy: Any = "queue") -> Any:
+    """A mission that holds its key's slot until it is signalled ``done``."""
+    return (
+        m.define("keyed")
+        .start(parse=accept)
+        .concurrency(_customer, limit=limit, when_busy=when_busy)
+        .need_to("done", parse=accept)
+        .end(output=lambda ctx: ctx.events["done"].output)
+    )
+
+
+def _holding(snapshot: MissionSnapshot) -> bool:
+    """Whether the mission holds a slot: it began and has not ended."""
+    waiting_for_slot = any(wait.kind is WaitKind.SLOT for wait in snapshot.waits)
+    return not snapshot.is_terminal and not waiting_for_slot
+
+
+async def _holders(commander: Commander) -> list[str]:
+    return [s.id for s in await commander.list(limit=1000) if _holding(s)]
+
+
+class ConcurrencyConformance(ScenarioFixtures):
+    """Concurrency key scenarios every persistence adapter with a ``ConcurrencyStore`` must
+    pass (skipped on one without). Subclass it and provide ``persistence``."""
+
+    def _gates(self, persistence: PersistenceAdapter) -> ConcurrencyStore:
+        if not isinstance(persistence, ConcurrencyStore):
+            pytest.skip("the adapter keeps no concurrency keys (no ConcurrencyStore)")
+        return persistence
+
+    async def test_fifty_missions_of_one_key_with_limit_two_never_run_more_than_two_at_once(
+        self, persistence: PersistenceAdapter, clock: ManualClock
+    ) -> None:
+        """50 missions of one key started at once with limit 2: two begin, the other 48 wait
+        for a slot; each time a running one ends the first waiting begins, so that never more
+        than two run and they begin in start order; a mission of another key is not held
+        back."""
+        self._gates(persistence)
+        flow = _keyed(2)
+        commander = self.commander(persistence, clock, flow)
+        ids = [f"k-{n:02}" for n in range(50)]
+
+        async def start(mission_id: str) -> None:
+            await commander.start(flow, {"customer": "c-1"}, id=mission_id)
+
+        async with anyio.create_task_group() as group:
+            for mission_id in ids:
+                group.start_soon(start, mission_id)
+        other = await commander.start(flow, {"customer": "c-2"}, id="other")
+        assert (await other.inspect()).status is MissionStatus.WAITING
+        assert "other" in await _holders(commander)
+
+        began: list[str] = []
+        for _ in ids:
+            holders = [h for h in await _holders(commander) if h != "other"]
+            assert 1 <= len(holders) <= 2
+            began.extend(h for h in holders if h not in began)
+            await commander.signal(holders[0], "done", "ok")
+            await drain_due(commander)
+        assert len(began) == 50
+        assert sorted(began) == ids
+        finished = await commander.list(status=MissionStatus.COMPLETED, limit=1000)
+        assert len(finished) == 50
+
+    async def test_a_serialized_key_runs_its_missions_one_after_another_in_start_order(
+        self, persistence: PersistenceAdapter, clock: ManualClock
+    ) -> None:
+        """With limit 1 the missions of a key begin one after another, each once the one before
+        it ended, in the order they were started; the waiting ones say so in their wait."""
+        self._gates(persistence)
+        flow = _keyed(1)
+        commander = self.commander(persistence, clock, flow)
+        for mission_id in ("s-3", "s-1", "s-2"):
+            await commander.start(flow, {"customer": "c"}, id=mission_id)
+        waiting = await commander.inspect("s-1")
+        assert waiting.wait is not None
+        assert waiting.wait.kind is WaitKind.SLOT
+        assert waiting.concurrency_key == "keyed/c"
+        order: list[str] = []
+        for _ in range(3):
+            (holder,) = await _holders(commander)
+            order.append(holder)
+            await commander.signal(holder, "done", None)
+            await drain_due(commander)
+        assert order == ["s-3", "s-1", "s-2"]
+
+    async def test_a_singleton_refuses_or_joins_while_its_key_runs(
+        self, persistence: PersistenceAdapter, clock: ManualClock
+    ) -> None:
+        """A refusing singleton's second start raises ConcurrencyLimitError and stores nothing;
+        a joining one returns the running mission; once that ended, a start runs again."""
+        self._gates(persistence)
+        refusing = _keyed(1, when_busy="refuse")
+        commander = self.commander(persistence, clock, refusing)
+        await commander.start(refusing, {"customer": "c"}, id="r-1")
+        with pytest.raises(ConcurrencyLimitError, match="'c' has 1 of 1 running"):
+            await commander.start(refusing, {"customer": "c"}, id="r-2")
+        assert [s.id for s in await commander.list()] == ["r-1"]
+        await commander.signal("r-1", "done", None)
+        again = await commander.start(refusing, {"customer": "c"}, id="r-2")
+        assert (await again.inspect()).status is MissionStatus.WAITING
+
+        joining = _keyed(1, when_busy="join")
+        other = self.commander(persistence, clock, joining)
+        await other.signal("r-2", "done", None)
+        first = await other.start(joining, {"customer": "j"}, id="j-1")
+        joined = await other.start(joining, {"customer": "j"}, id="j-2")
+        assert joined.id == first.id == "j-1"
+        with pytest.raises(Exception, match="no mission"):
+            await other.inspect("j-2")
+
+    async def test_cancelling_a_holder_or_a_waiting_mission_gives_its_slot_or_place_up(
+        self, persistence: PersistenceAdapter, clock: ManualClock
+    ) -> None:
+        """A waiting mission cancelled leaves the queue; the running one cancelled gives its
+        slot to the next that waits, which begins."""
+        self._gates(persistence)
+        flow = _keyed(1)
+        commander = self.commander(persistence, clock, flow)
+        for mission_id in ("x-1", "x-2", "x-3"):
+            await commander.start(flow, {"customer": "c"}, id=mission_id)
+        await commander.cancel("x-2", "not needed")
+        await commander.cancel("x-1", "stop")
+        await drain_due(commander)
+        assert await _holders(commander) == ["x-3"]
+
+    async def test_a_slot_whose_holder_ended_without_giving_it_back_is_taken_back(
+        self, persistence: PersistenceAdapter, clock: ManualClock
+    ) -> None:
+        """A gate that still names a mission that ended (a crash between its end and giving its
+        slot up) holds nothing back for long: the waiting mission looks at its key again after
+        SLOT_RECHECK (a due time the runtime ticks for), takes the slot and begins."""
+        gates = self._gates(persistence)
+        flow = _keyed(1)
+        commander = self.commander(persistence, clock, flow)
+        await commander.start(flow, {"customer": "c"}, id="h-1")
+        await commander.start(flow, {"customer": "c"}, id="h-2")
+        # The crash: h-1's end was stored, and the process died before it gave its slot up.
+        holder = await persistence.load("h-1")
+        assert holder is not None
+        ended = attrs.evolve(
+            holder,
+            status=MissionStatus.COMPLETED,
+            active=(),
+            waits=(),
+            current_node=None,
+            revision=holder.revision + 1,
+        )
+        await persistence.commit(ended, expected_revision=holder.revision, timeline=[])
+        gate = await gates.load_gate("keyed/c")
+        assert gate is not None
+        assert (gate.running, gate.queued) == (("h-1",), ("h-2",))
+        assert await drain_due(commander) == []
+        assert await _holders(commander) == []
+        assert await commander.next_due_at() == clock.now() + SLOT_RECHECK
+        clock.advance(SLOT_RECHECK)
+        await drain_due(commander)
+        assert await _holders(commander) == ["h-2"]
