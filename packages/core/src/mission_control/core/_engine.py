@@ -609,7 +609,7 @@ class Engine:
         its start (due then, or now) and run nothing: the runtime starts it. ``mission_id`` is
         the stored key (of ``tenant``'s form, see ``_tenants``)."""
         input_json = self.checked_input(definition, raw_input)
-        key = self._key_of(definition, input_json)
+        key = self._key_of(definition, input_json, tenant)
         if mission_id is None:
             mission_id = self.new_id()
         else:
@@ -678,7 +678,7 @@ class Engine:
         mission that exists nothing is sent and ``None`` is returned (the caller submits the
         signal)."""
         input_json = self.checked_input(definition, raw_input)
-        key = self._key_of(definition, input_json)
+        key = self._key_of(definition, input_json, tenant)
         check_id(mission_id)
         self._check_signal_name(definition, name)
         payload_json, _ = self._checked_payload(definition, mission_id, name, payload)
@@ -2524,9 +2524,12 @@ class Engine:
 
     # -- concurrency keys (see _concurrency.py) ------------------------------------------------
 
-    def _key_of(self, definition: Definition, input_json: JsonValue) -> str | None:
+    def _key_of(
+        self, definition: Definition, input_json: JsonValue, tenant: str | None
+    ) -> str | None:
         """The gate of a new mission of ``definition`` with ``input_json`` (checked already):
-        ``"<definition>/<key>"``, or ``None`` without a concurrency key."""
+        ``"<definition>/<key>"`` (a tenant's: ``"<tenant>::<definition>/<key>"``, so that
+        tenants never share slots), or ``None`` without a concurrency key."""
         concurrency = definition.concurrency
         if concurrency is None:
             return None
@@ -2547,7 +2550,7 @@ class Engine:
                 f"mission {definition.name!r}: its concurrency key must be a non-empty str, got "
                 f"{key!r}"
             )
-        return f"{definition.name}/{key}"
+        return tenant_key(tenant, f"{definition.name}/{key}")
 
     def _gates(self) -> ConcurrencyStore:
         store = self.persistence

@@ -189,3 +189,21 @@ class ConcurrencyConformance(ScenarioFixtures):
         clock.advance(SLOT_RECHECK)
         await drain_due(commander)
         assert await _holders(commander) == ["h-2"]
+
+    async def test_the_tenants_of_a_key_never_share_its_slots(
+        self, persistence: PersistenceAdapter, clock: ManualClock
+    ) -> None:
+        """Two tenants' missions with the same key each have the key's slots to themselves: a
+        joining singleton of one tenant never returns the other tenant's mission."""
+        self._gates(persistence)
+        joining = _keyed(1, when_busy="join")
+        commander = self.commander(persistence, clock, joining)
+        acme = await commander.start(joining, {"customer": "c"}, id="t-1", tenant="acme")
+        beta = await commander.start(joining, {"customer": "c"}, id="t-1", tenant="beta")
+        again = await commander.start(joining, {"customer": "c"}, id="t-2", tenant="beta")
+        assert (acme.tenant, beta.tenant, again.tenant) == ("acme", "beta", "beta")
+        assert again.id == "t-1"
+        for handle in (acme, beta):
+            waiting = await handle.inspect()
+            assert waiting.wait is not None
+            assert waiting.wait.kind is WaitKind.SIGNAL  # began: at its need_to, not its slot
