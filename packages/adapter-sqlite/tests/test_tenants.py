@@ -89,5 +89,5 @@ async def test_a_database_before_tenants_is_read_as_having_none(
         assert [s.id for s in await reader.list_missions(limit=10, tenant=None)] == ["m"]
         assert await reader.list_missions(limit=10, tenant="acme") == []
     async with create_sqlite_persistence_adapter(db_path) as owner:
-        assert owner.schema_version == schema.TENANTS_VERSION
+        assert owner.schema_version == schema.SCHEMA_VERSION  # migrated, tenants and all
         assert [s.id for s in await owner.list_missions(limit=10, tenant=None)] == ["m"]
