@@ -6,14 +6,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import anyio
 import apsw
 import pytest
 
+from mission_control.adapter_sqlite import SQLiteCommander, create_sqlite_persistence_adapter
 from mission_control.adapter_sqlite import _schema as schema
-from mission_control.adapter_sqlite import create_sqlite_persistence_adapter
-from mission_control.core import MissionSnapshot, MissionStatus
+from mission_control.core import MissionNotFoundError, MissionSnapshot, MissionStatus, m
 from mission_control.core.storage import tenant_key
+from mission_control.runtime import create_commander_runtime
+from mission_control.testing import LoopClock
 
 pytestmark = pytest.mark.anyio
 
@@ -91,3 +95,66 @@ async def test_a_database_before_tenants_is_read_as_having_none(
     async with create_sqlite_persistence_adapter(db_path) as owner:
         assert owner.schema_version == schema.SCHEMA_VERSION  # migrated, tenants and all
         assert [s.id for s in await owner.list_missions(limit=10, tenant=None)] == ["m"]
+
+
+def _parse_order(raw: Any) -> dict[str, Any]:
+    if not isinstance(raw, dict) or "item" not in raw:
+        raise ValueError("an order needs an item")
+    return dict(raw)  # pyright: ignore[reportUnknownArgumentType]
+
+
+ORDER = (
+    m.define("order")
+    .start(parse=_parse_order)
+    .need_to("approve", parse=str)
+    .end(lambda ctx: ctx.events["approve"].output)
+)
+
+
+async def test_submitters_start_signal_and_cancel_within_their_tenant(db_path: Path) -> None:
+    """A submitter's starts, signals, cancellations and retries keep their tenant (a raw
+    start without the definitions too) and return the caller's ids, and one for another
+    tenant's mission is refused as not found with nothing submitted."""
+    clock = LoopClock()
+    async with (
+        SQLiteCommander(db_path, [ORDER], clock=clock, role="owner") as owner,
+        create_commander_runtime(owner),
+        SQLiteCommander(db_path, [ORDER], clock=clock, role="submitter") as submitter,
+        SQLiteCommander(db_path, [], clock=clock, role="submitter") as raw,
+    ):
+        handle = await submitter.start(ORDER, {"item": "tea"}, id="o1", tenant="acme")
+        await submitter.start(ORDER, {"item": "jam"}, id="o1", tenant="beta")
+        assert (handle.id, handle.tenant) == ("o1", "acme")
+        with anyio.fail_after(10):
+            done = await submitter.signal("o1", "approve", "ada", tenant="acme")
+        assert (done.id, done.tenant, done.status) == ("o1", "acme", MissionStatus.COMPLETED)
+        submitted = await raw.submit_start("order", {"item": "pie"}, id="o2", tenant="beta")
+        with anyio.fail_after(10):
+            started = await raw.verdict(submitted)
+        assert (started.id, started.tenant) == ("o2", "beta")
+        before = await owner.list(tenant="beta")
+        for call in (
+            lambda: submitter.signal("o2", "approve", "eve", tenant="acme"),
+            lambda: submitter.cancel("o1", tenant="gamma"),
+            lambda: raw.cancel("o2"),
+            lambda: submitter.retry("o1", tenant="delta"),
+        ):
+            with pytest.raises(MissionNotFoundError):
+                await call()
+        assert await owner.list(tenant="beta") == before
+        with anyio.fail_after(10):
+            cancelled = await raw.cancel("o2", "no pie", tenant="beta")
+            retried = await submitter.retry("o2", tenant="beta")
+        assert (cancelled.status, cancelled.id) == (MissionStatus.CANCELLED, "o2")
+        assert (retried.status, retried.id, retried.tenant) == (
+            MissionStatus.WAITING,
+            "o2",
+            "beta",
+        )
+        kinds = [row[0] for row in _rows(db_path, "SELECT kind FROM submissions ORDER BY seq")]
+        assert kinds == ["signal", "start", "cancel", "retry"]
+
+
+def _rows(db_path: Path, sql: str) -> list[tuple[Any, ...]]:
+    with apsw.Connection(str(db_path), flags=apsw.SQLITE_OPEN_READONLY) as connection:
+        return [tuple(row) for row in connection.execute(sql)]
