@@ -17,6 +17,7 @@ from rich.markup import escape
 from mission_control.adapter_sqlite import SQLiteCommander, owner_process
 from mission_control.core import (
     MAX_LIST_LIMIT,
+    InvalidInputError,
     MissionNotFoundError,
     MissionSnapshot,
     MissionStatus,
@@ -26,7 +27,7 @@ from mission_control.core import (
     VersionReport,
     check_definitions,
 )
-from mission_control.core.storage import BufferedSignal
+from mission_control.core.storage import BufferedSignal, PersistenceAdapter, as_seen, tenant_key
 
 from ._ages import Age, format_age
 from ._app import Definitions, load_definitions
@@ -111,6 +112,37 @@ def app_option(function: _F) -> _F:
     )(function)
 
 
+def tenant_option(function: _F) -> _F:
+    return click.option(
+        "--tenant",
+        "tenant",
+        type=TEXT,
+        metavar="NAME",
+        help="The tenant the mission belongs to (default: none); another tenant's missions are "
+        "not found.",
+    )(function)
+
+
+def stored_key(mission: str, tenant: str | None) -> str:
+    """The key the store keeps MISSION of ``tenant`` under (a bad tenant name is a usage
+    error)."""
+    try:
+        return tenant_key(tenant, mission)
+    except InvalidInputError as error:
+        raise bad_input(str(error)) from None
+
+
+async def load_scoped(
+    store: PersistenceAdapter, mission: str, tenant: str | None
+) -> MissionSnapshot:
+    """MISSION of ``tenant`` as stored (its ids the store's), or the not-found error: a mission
+    of another tenant is not found, as the commander refuses it."""
+    snapshot = await store.load(stored_key(mission, tenant))
+    if snapshot is None or snapshot.tenant != tenant:
+        raise _not_found(mission, tenant)
+    return snapshot
+
+
 def definitions_of(app: str | None) -> Definitions:
     return [] if app is None else load_definitions(app)
 
@@ -145,6 +177,7 @@ def cli() -> None:
 @click.option(
     "--after", type=TEXT, metavar="ID", help="Start after this mission id (the next page)."
 )
+@tenant_option
 @json_option
 def list_command(
     db: str,
@@ -154,9 +187,12 @@ def list_command(
     newer_than: timedelta | None,
     limit: int,
     after: str | None,
+    tenant: str | None,
     as_json: bool,
 ) -> None:
-    """List missions, ordered by id, a page at a time."""
+    """List missions (of --tenant; without it, those of no tenant), ordered by id, a page at a
+    time."""
+    stored_key("", tenant)  # a bad tenant name is a usage error, as elsewhere
     at = now()
 
     def wanted(snapshot: MissionSnapshot) -> bool:
@@ -165,7 +201,7 @@ def list_command(
 
     async def page() -> tuple[list[MissionSnapshot], str | None]:
         found: list[MissionSnapshot] = []
-        cursor = after
+        cursor = None if after is None else stored_key(after, tenant)
         async with reading(db) as store:
             while True:
                 batch = await store.list_missions(
@@ -173,12 +209,13 @@ def list_command(
                     definition=definition,
                     limit=MAX_LIST_LIMIT if older_than or newer_than else limit + 1,
                     after_id=cursor,
+                    tenant=tenant,
                 )
                 for snapshot in batch:
                     if wanted(snapshot):
                         if len(found) == limit:
                             return found, found[-1].id  # one more exists: a next page
-                        found.append(snapshot)
+                        found.append(as_seen(snapshot))
                 if len(batch) < (MAX_LIST_LIMIT if older_than or newer_than else limit + 1):
                     return found, None
                 cursor = batch[-1].id
@@ -221,16 +258,18 @@ def _entries(ctx: click.Context, param: click.Parameter, value: str) -> int | No
     help="Show the last N entries of the timeline (a loop's mission may have thousands), "
     "or all of them.",
 )
+@tenant_option
 @json_option
-def show_command(db: str, mission: str, last: int | None, as_json: bool) -> None:
-    """Show a mission: where it is, its nodes and (the last entries of) its timeline."""
+def show_command(
+    db: str, mission: str, last: int | None, tenant: str | None, as_json: bool
+) -> None:
+    """Show a mission (of --tenant): where it is, its nodes and (the last entries of) its
+    timeline."""
 
     async def read() -> tuple[MissionSnapshot, list[Any]]:
         async with reading(db) as store:
-            snapshot = await store.load(mission)
-            if snapshot is None:
-                raise _not_found(mission)
-            return snapshot, await store.timeline(mission)
+            snapshot = await load_scoped(store, mission, tenant)
+            return as_seen(snapshot), await store.timeline(snapshot.id)
 
     snapshot, timeline = run(read)
     earlier = 0 if last is None else max(0, len(timeline) - last)
@@ -241,10 +280,12 @@ def show_command(db: str, mission: str, last: int | None, as_json: bool) -> None
         print_mission(console(), snapshot, shown, now(), earlier=earlier)
 
 
-def _not_found(mission: str) -> CommandError:
+def _not_found(mission: str, tenant: str | None = None) -> CommandError:
+    where = "" if tenant is None else f" of tenant {tenant!r}"
+    option = "" if tenant is None else f" --tenant {tenant}"
     return CommandError(
-        f"there is no mission {mission!r} in this database",
-        hint="`mission-control list` shows the missions it holds",
+        f"there is no mission {mission!r}{where} in this database",
+        hint=f"`mission-control list{option}` shows the missions it holds",
     )
 
 
@@ -431,14 +472,14 @@ def submit_and_wait(
 
 
 async def unchecked_note(
-    commander: SQLiteCommander, app: str | None, mission: str, checked: str
+    commander: SQLiteCommander, app: str | None, mission: str, checked: str, tenant: str | None
 ) -> None:
     """With --app, say on stderr when it lacks the mission's version: then the checks made here
     first are skipped, and the owner alone checks ``checked``."""
     if app is None:
         return
     try:
-        snapshot = await commander.inspect(mission)
+        snapshot = await commander.inspect(mission, tenant=tenant)
     except MissionNotFoundError:
         return  # the submission refuses it, saying so
     key = (snapshot.definition, snapshot.definition_version)
@@ -468,6 +509,7 @@ def _payload(text: str | None) -> Any:
 @click.argument("mission", type=TEXT)
 @click.argument("name", type=TEXT)
 @click.argument("payload", type=TEXT, required=False, metavar="[PAYLOAD-JSON]")
+@tenant_option
 @wait_option
 @json_option
 def signal_command(
@@ -476,6 +518,7 @@ def signal_command(
     mission: str,
     name: str,
     payload: str | None,
+    tenant: str | None,
     no_wait: bool,
     timeout: float,
     as_json: bool,
@@ -487,8 +530,8 @@ def signal_command(
     value = _payload(payload)
 
     async def submit(commander: SQLiteCommander) -> Submission:
-        await unchecked_note(commander, app, mission, "the signal's name and payload")
-        return await commander.submit_signal(mission, name, value)
+        await unchecked_note(commander, app, mission, "the signal's name and payload", tenant)
+        return await commander.submit_signal(mission, name, value, tenant=tenant)
 
     submit_and_wait(
         db,
@@ -506,6 +549,7 @@ def signal_command(
 @click.argument("mission", type=TEXT)
 @click.option("--reason", type=TEXT, help="Why (kept with the cancellation request).")
 @click.option("--compensate", is_flag=True, help="Run the compensations it owes first.")
+@tenant_option
 @wait_option
 @json_option
 def cancel_command(
@@ -513,6 +557,7 @@ def cancel_command(
     mission: str,
     reason: str | None,
     compensate: bool,
+    tenant: str | None,
     no_wait: bool,
     timeout: float,
     as_json: bool,
@@ -521,7 +566,9 @@ def cancel_command(
     submit_and_wait(
         db,
         [],
-        lambda commander: commander.submit_cancel(mission, reason, compensate=compensate),
+        lambda commander: commander.submit_cancel(
+            mission, reason, compensate=compensate, tenant=tenant
+        ),
         no_wait=no_wait,
         timeout=timeout,
         as_json=as_json,
@@ -607,9 +654,10 @@ def submission_command(db: str, seq: int, as_json: bool) -> None:
     show_default=True,
     help="How long past its due time a mission counts as not moved.",
 )
+@tenant_option
 @json_option
 def doctor_command(
-    db: str, app: str | None, mission: str, margin: timedelta, as_json: bool
+    db: str, app: str | None, mission: str, margin: timedelta, tenant: str | None, as_json: bool
 ) -> None:
     """Say why MISSION is not moving, in one line, and what would move it.
 
@@ -619,26 +667,23 @@ def doctor_command(
 
     async def read() -> Facts:
         async with reading(db) as store:
-            snapshot = await store.load(mission)
-            if snapshot is None:
-                raise _not_found(mission)
-            timeline = await store.timeline(mission)
+            snapshot = await load_scoped(store, mission, tenant)
+            key = snapshot.id
+            timeline = await store.timeline(key)
             buffered: dict[str, BufferedSignal] = {}
             for name in {e.node for e in timeline if e.kind is TimelineKind.SIGNAL_BUFFERED}:
-                oldest = await store.next_signal(mission, name) if name else None
+                oldest = await store.next_signal(key, name) if name else None
                 if oldest is not None:
                     buffered[oldest.name] = oldest
             pending = [
-                s
-                for s in await store.pending_submissions(MAX_LIST_LIMIT)
-                if s.mission_id == mission
+                s for s in await store.pending_submissions(MAX_LIST_LIMIT) if s.mission_id == key
             ]
             recorded = await store.fingerprints()
             parent = (
                 None if snapshot.parent is None else await store.load(snapshot.parent.mission_id)
             )
         return Facts(
-            snapshot=snapshot,
+            snapshot=as_seen(snapshot),
             timeline=timeline,
             buffered=buffered,
             pending=pending,
@@ -679,8 +724,14 @@ def doctor_command(
 )
 @click.argument("definition", type=TEXT)
 @click.argument("mission", type=TEXT, required=False)
+@tenant_option
 def graph_command(
-    db: str | None, app: str | None, version: int | None, definition: str, mission: str | None
+    db: str | None,
+    app: str | None,
+    version: int | None,
+    definition: str,
+    mission: str | None,
+    tenant: str | None,
 ) -> None:
     """Print DEFINITION as a Mermaid flowchart; with MISSION, its nodes coloured by where that
     mission is (done, running, waiting, failed). Needs --app."""
@@ -703,10 +754,7 @@ def graph_command(
 
         async def read() -> MissionSnapshot:
             async with reading(db) as store:
-                snapshot = await store.load(mission)
-                if snapshot is None:
-                    raise _not_found(mission)
-                return snapshot
+                return await load_scoped(store, mission, tenant)
 
         snapshot = run(read)
         if snapshot.definition != definition:

@@ -91,6 +91,7 @@ def summary_json(snapshot: MissionSnapshot) -> dict[str, Any]:
     pause = snapshot.pause
     return {
         "id": snapshot.id,
+        "tenant": snapshot.tenant,
         "definition": snapshot.definition,
         "definition_version": snapshot.definition_version,
         "status": snapshot.status.value,

@@ -32,6 +32,7 @@ from ._commands import (
     json_option,
     now,
     submit_and_wait,
+    tenant_option,
     unchecked_note,
     wait_option,
 )
@@ -56,6 +57,7 @@ _FINISHED = [s.value for s in MissionStatus if s.is_terminal]
     metavar="NODE",
     help="Run again from this top-level node (one at or before where it stopped).",
 )
+@tenant_option
 @wait_option
 @json_option
 def retry_command(
@@ -63,6 +65,7 @@ def retry_command(
     app: str | None,
     mission: str,
     from_node: str | None,
+    tenant: str | None,
     no_wait: bool,
     timeout: float,
     as_json: bool,
@@ -75,8 +78,8 @@ def retry_command(
 
     async def submit(commander: SQLiteCommander) -> Submission:
         if from_node is not None:
-            await unchecked_note(commander, app, mission, "the node of --from")
-        return await commander.submit_retry(mission, from_node=from_node)
+            await unchecked_note(commander, app, mission, "the node of --from", tenant)
+        return await commander.submit_retry(mission, from_node=from_node, tenant=tenant)
 
     submit_and_wait(
         db,
@@ -109,9 +112,16 @@ def retry_command(
     help="The new mission's id (one is made without it). Give one to make running the command "
     "again safe: a fork to the same id returns the fork made before.",
 )
+@tenant_option
 @json_option
 def fork_command(
-    db: str, app: str | None, mission: str, at_node: str, new_id: str | None, as_json: bool
+    db: str,
+    app: str | None,
+    mission: str,
+    at_node: str,
+    new_id: str | None,
+    tenant: str | None,
+    as_json: bool,
 ) -> None:
     """Copy MISSION into a new mission that starts at the node --at, reusing the outputs of the
     nodes before it; the owner's runtime runs it. Needs --app (the definition's nodes).
@@ -126,7 +136,7 @@ def fork_command(
 
     async def go() -> Any:
         async with submitting(db, definitions) as commander:
-            handle = await commander.fork(mission, at_node=at_node, new_id=new_id)
+            handle = await commander.fork(mission, at_node=at_node, new_id=new_id, tenant=tenant)
             return await handle.inspect()
 
     fork = run(go)
@@ -156,6 +166,12 @@ def fork_command(
     help="Only missions that ended so (repeat it for several; default: every finished status).",
 )
 @click.option("--definition", type=TEXT, metavar="NAME", help="Only missions of this definition.")
+@click.option(
+    "--tenant",
+    type=TEXT,
+    metavar="NAME",
+    help="Only the missions of this tenant (default: every tenant's and those of none).",
+)
 @click.option("--dry-run", is_flag=True, help="Count what would be deleted, delete nothing.")
 @click.option(
     "--batch-size",
@@ -171,14 +187,15 @@ def purge_command(
     older_than: timedelta,
     statuses: tuple[str, ...],
     definition: str | None,
+    tenant: str | None,
     dry_run: bool,
     batch_size: int,
     as_json: bool,
 ) -> None:
-    """Delete finished missions older than --older-than, with their timelines and buffered
-    signals, in short transactions, then (without --status or --definition) the submissions
-    decided before then; a child whose parent still runs is kept, and so is a mission with a
-    pending submission.
+    """Delete finished missions older than --older-than (of every tenant, or of --tenant), with
+    their timelines and buffered signals, in short transactions, then (without --status,
+    --definition or --tenant) the submissions decided before then; a child whose parent still
+    runs is kept, and so is a mission with a pending submission.
 
     The file does not shrink by itself: see docs/sqlite.md for getting the space back."""
     cutoff = now() - older_than
@@ -187,6 +204,8 @@ def purge_command(
         "definition": definition,
         "batch_size": batch_size,
     }
+    if tenant is not None:
+        options["tenant"] = tenant
     show = not as_json
     progress = Progress(
         TextColumn("[progress.description]{task.description}"),

@@ -57,8 +57,12 @@ def check_tenant(tenant: object) -> str | None:
 
 
 def tenant_key(tenant: str | None, mission_id: str) -> str:
-    """The stored key of the mission ``mission_id`` of ``tenant``."""
-    return mission_id if tenant is None else f"{tenant}{SEPARATOR}{mission_id}"
+    """The stored key of the mission ``mission_id`` of ``tenant``; :class:`InvalidInputError`
+    for a tenant that is not a valid name."""
+    if tenant is None:
+        return mission_id
+    check_tenant(tenant)
+    return f"{tenant}{SEPARATOR}{mission_id}"
 
 
 def looks_qualified(key: str) -> bool:

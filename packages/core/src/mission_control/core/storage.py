@@ -36,7 +36,9 @@ writes and reads it with :func:`stored_snapshot_to_json` and :func:`stored_snaps
 Tenants: a mission of a tenant is stored under the key :func:`tenant_key` makes (its tenant
 and the caller's id), so that the keys an adapter sees stay unique; its ``snapshot.tenant``
 never changes, and ``list_missions(tenant=...)`` selects by it (:data:`ANY_TENANT`, the
-default: every mission), at the cost of what it returns (an index on tenant and id).
+default: every mission), at the cost of what it returns (an index on tenant and id). A tool
+that reads a store directly (the CLI) shows a tenant's mission with :func:`as_seen`: with the
+ids its callers gave.
 """
 
 from ._concurrency import ConcurrencyStore, Gate, gate_from_json, gate_to_json
@@ -65,7 +67,7 @@ from ._stored import (
     stored_snapshot_to_json,
 )
 from ._submissions import Marking, NewSubmission, SubmissionDecidedError, SubmissionStore
-from ._tenants import ANY_TENANT, AnyTenant, TenantFilter, tenant_key
+from ._tenants import ANY_TENANT, AnyTenant, TenantFilter, as_seen, tenant_key
 from ._triggers import TRIGGER_FORMAT, TriggerStore, trigger_from_json, trigger_to_json
 from ._values import detached
 from ._versions import DefinitionVersionStore, VersionKey
@@ -92,6 +94,7 @@ __all__ = [
     "TenantFilter",
     "TriggerStore",
     "VersionKey",
+    "as_seen",
     "buffered_signal_from_json",
     "buffered_signal_to_json",
     "cancel_request_from_json",

@@ -1,0 +1,96 @@
+"""`--tenant`: the commands find a tenant's missions by naming it, and no other's."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+from shop import DEFINITIONS, ORDER  # importable: conftest puts examples/ on the path
+
+from mission_control.adapter_sqlite import SQLiteCommander
+from mission_control.in_memory_commander import ManualClock
+
+
+async def _fill(path: Path) -> None:
+    """o-1 of no tenant, o-1 and o-2 of tenant acme, o-1 of beta: all waiting for approve."""
+    async with SQLiteCommander(
+        path, DEFINITIONS, clock=ManualClock(datetime.now(UTC))
+    ) as commander:
+        await commander.start(ORDER, {"item": "lamp", "quantity": 1}, id="o-1")
+        for number, tenant in ((1, "acme"), (2, "acme"), (1, "beta")):
+            order = {"item": f"{tenant} desk", "quantity": number}
+            await commander.start(ORDER, order, id=f"o-{number}", tenant=tenant)
+
+
+@pytest.fixture
+def tenants_db(tmp_path: Path) -> Path:
+    path = tmp_path / "tenants.sqlite"
+    trio.run(_fill, path)
+    return path
+
+
+def test_reading_commands_see_the_tenant_named_and_no_other(
+    tenants_db: Path, invoke: Any, invoke_json: Any
+) -> None:
+    """list, show and doctor with --tenant see that tenant's missions under their own ids, and
+    without it the missions of no tenant; another tenant's mission is not found (1) and a bad
+    tenant name is a usage error (2)."""
+    listed = invoke_json("list", "--db", tenants_db, "--tenant", "acme", "--json")
+    assert [(m["id"], m["tenant"]) for m in listed["missions"]] == [
+        ("o-1", "acme"),
+        ("o-2", "acme"),
+    ]
+    paged = invoke_json("list", "--db", tenants_db, "--tenant", "acme", "--after", "o-1", "--json")
+    assert [m["id"] for m in paged["missions"]] == ["o-2"]
+    plain = invoke_json("list", "--db", tenants_db, "--json")
+    assert [(m["id"], m["tenant"]) for m in plain["missions"]] == [("o-1", None)]
+    shown = invoke_json("show", "--db", tenants_db, "o-1", "--tenant", "beta", "--json")
+    assert shown["mission"]["input"] == {"item": "beta desk", "quantity": 1}
+    assert shown["mission"]["id"] == "o-1"
+    doctor = invoke_json("doctor", "--db", tenants_db, "o-2", "--tenant", "acme", "--json")
+    assert doctor["problem"] == "waiting-for-signal"
+    for args in (("show", "o-2"), ("show", "o-2", "--tenant", "beta"), ("show", "acme::o-2")):
+        missing = invoke(*args, "--db", tenants_db)
+        assert missing.exit_code == 1, args
+        assert "there is no mission" in missing.stderr
+    assert (
+        "of tenant 'beta'" in invoke("show", "o-2", "--tenant", "beta", "--db", tenants_db).stderr
+    )
+    for args in (("list", "--tenant", "a b"), ("show", "o-1", "--tenant", "a::b")):
+        bad = invoke(*args, "--db", tenants_db)
+        assert bad.exit_code == 2, args
+        assert "tenant must be" in bad.stderr
+
+
+def test_writing_commands_reach_the_tenant_named_only(
+    tenants_db: Path, start_owner: Any, invoke: Any, invoke_json: Any
+) -> None:
+    """signal and cancel with --tenant reach that tenant's mission through the owner and leave
+    the missions of the same id elsewhere as they were; naming another tenant is not found."""
+    start_owner(tenants_db)
+    before = invoke_json("show", "--db", tenants_db, "o-1", "--json")["mission"]
+    signalled = invoke_json(
+        "signal",
+        "--db",
+        tenants_db,
+        "o-1",
+        "approve",
+        '{"by": "ada"}',
+        "--tenant",
+        "acme",
+        "--json",
+    )
+    assert signalled["submission"]["state"] == "applied"
+    assert (signalled["mission"]["id"], signalled["mission"]["tenant"]) == ("o-1", "acme")
+    assert signalled["mission"]["current_node"] == "pickup"
+    assert invoke_json("show", "--db", tenants_db, "o-1", "--json")["mission"] == before
+    refused = invoke("cancel", "--db", tenants_db, "o-2", "--tenant", "beta")
+    assert refused.exit_code == 1
+    assert "o-2" in refused.stderr
+    cancelled = invoke_json("cancel", "--db", tenants_db, "o-1", "--tenant", "beta", "--json")
+    assert cancelled["mission"]["status"] == "cancelled"
+    acme = invoke_json("list", "--db", tenants_db, "--tenant", "acme", "--json")["missions"]
+    assert [m["status"] for m in acme] == ["waiting", "waiting"]
