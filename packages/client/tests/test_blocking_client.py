@@ -259,6 +259,25 @@ def test_reads_go_through_the_client(open_client: OpenClient) -> None:
     assert set(client.definitions) == {definition.name for definition in DEFINITIONS}
 
 
+def test_sync_code_works_within_a_tenant(open_client: OpenClient) -> None:
+    """From sync code a mission started for a tenant is found, signalled and awaited through
+    its handle and by naming the tenant, and not found from another tenant or none."""
+    client = open_client()
+    handle = client.start(APPROVAL, {"for": "acme"}, id="a-1", tenant="acme")
+    client.start(APPROVAL, {"for": "none"}, id="a-1")
+
+    assert (handle.id, handle.tenant) == ("a-1", "acme")
+    assert client.get("a-1", tenant="acme") == handle
+    with pytest.raises(MissionNotFoundError):
+        client.signal("a-1", "approve", "reviewer-1", tenant="beta")
+    after = handle.signal("approve", "reviewer-1")
+    assert (after.id, after.tenant, after.status) == ("a-1", "acme", MissionStatus.COMPLETED)
+    assert client.result("a-1", tenant="acme") == handle.wait_for_completion()
+    assert client.inspect("a-1").input == {"for": "none"}
+    assert [s.tenant for s in client.list(tenant="acme")] == ["acme"]
+    assert client.timeline("a-1", tenant="acme")[-1].kind is TimelineKind.MISSION_COMPLETED
+
+
 def test_triggers_and_schedules_from_sync_code(open_client: OpenClient) -> None:
     """Sync code fires, reads and replays triggers, and creates, changes, pauses, resumes,
     reads and deletes schedules, through the client's loop."""

@@ -402,32 +402,41 @@ class BlockingMissionClient:
         id: str | None = None,
         start_at: datetime | None = None,
         background: bool = False,
+        tenant: str | None = None,
     ) -> BlockingMissionHandle:
-        """Start a mission; see :meth:`mission_control.core.Commander.start`. With
-        ``background=True`` it returns once the mission is stored, and the runtime runs it."""
+        """Start a mission (of ``tenant``); see :meth:`mission_control.core.Commander.start`.
+        With ``background=True`` it returns once the mission is stored, and the runtime runs
+        it."""
         handle = self._call(
             lambda client: client.start(
-                definition, input, id=id, start_at=start_at, background=background
+                definition, input, id=id, start_at=start_at, background=background, tenant=tenant
             )
         )
-        return BlockingMissionHandle(self, handle.id)
+        return BlockingMissionHandle(self, handle.id, handle.tenant)
 
     def fork(
-        self, mission_id: str, *, at_node: str, new_id: str | None = None
+        self,
+        mission_id: str,
+        *,
+        at_node: str,
+        new_id: str | None = None,
+        tenant: str | None = None,
     ) -> BlockingMissionHandle:
         """A new mission from ``mission_id``, run from ``at_node``; see
         :meth:`mission_control.core.Commander.fork`."""
-        handle = self._call(lambda client: client.fork(mission_id, at_node=at_node, new_id=new_id))
-        return BlockingMissionHandle(self, handle.id)
+        handle = self._call(
+            lambda client: client.fork(mission_id, at_node=at_node, new_id=new_id, tenant=tenant)
+        )
+        return BlockingMissionHandle(self, handle.id, handle.tenant)
 
-    def get(self, mission_id: str) -> BlockingMissionHandle:
-        """A handle to an existing mission; raises ``MissionNotFoundError``."""
-        handle = self._call(lambda client: client.get(mission_id))
-        return BlockingMissionHandle(self, handle.id)
+    def get(self, mission_id: str, *, tenant: str | None = None) -> BlockingMissionHandle:
+        """A handle to an existing mission (of ``tenant``); raises ``MissionNotFoundError``."""
+        handle = self._call(lambda client: client.get(mission_id, tenant=tenant))
+        return BlockingMissionHandle(self, handle.id, handle.tenant)
 
-    def inspect(self, mission_id: str) -> MissionSnapshot:
+    def inspect(self, mission_id: str, *, tenant: str | None = None) -> MissionSnapshot:
         """The mission as stored now; raises ``MissionNotFoundError``."""
-        return self._call(lambda client: client.inspect(mission_id))
+        return self._call(lambda client: client.inspect(mission_id, tenant=tenant))
 
     def list(
         self,
@@ -437,11 +446,17 @@ class BlockingMissionClient:
         parent: str | None = None,
         limit: int = LIST_LIMIT,
         after: str | None = None,
+        tenant: str | None = None,
     ) -> list[MissionSnapshot]:
         """One page of missions; see :meth:`mission_control.core.Commander.list`."""
         return self._call(
             lambda client: client.list(
-                status=status, definition=definition, parent=parent, limit=limit, after=after
+                status=status,
+                definition=definition,
+                parent=parent,
+                limit=limit,
+                after=after,
+                tenant=tenant,
             )
         )
 
@@ -467,9 +482,11 @@ class BlockingMissionClient:
             except StopAsyncIteration:
                 return
 
-    def signal(self, mission_id: str, name: str, payload: Any = None) -> MissionSnapshot:
+    def signal(
+        self, mission_id: str, name: str, payload: Any = None, *, tenant: str | None = None
+    ) -> MissionSnapshot:
         """Send the signal ``name``; see :meth:`mission_control.core.Commander.signal`."""
-        return self._call(lambda client: client.signal(mission_id, name, payload))
+        return self._call(lambda client: client.signal(mission_id, name, payload, tenant=tenant))
 
     def signal_with_start(
         self,
@@ -479,35 +496,54 @@ class BlockingMissionClient:
         mission_id: str,
         signal: str,
         payload: Any = None,
+        tenant: str | None = None,
     ) -> MissionSnapshot:
         """Send the signal ``signal`` to the mission ``mission_id``, starting it first when it
         does not exist, in one durable operation; see
         :meth:`mission_control.core.Commander.signal_with_start`."""
         return self._call(
             lambda client: client.signal_with_start(
-                definition, input, mission_id=mission_id, signal=signal, payload=payload
+                definition,
+                input,
+                mission_id=mission_id,
+                signal=signal,
+                payload=payload,
+                tenant=tenant,
             )
         )
 
     def cancel(
-        self, mission_id: str, reason: str | None = None, *, compensate: bool = False
+        self,
+        mission_id: str,
+        reason: str | None = None,
+        *,
+        compensate: bool = False,
+        tenant: str | None = None,
     ) -> MissionSnapshot:
         """Request cancellation; see :meth:`mission_control.core.Commander.cancel`."""
-        return self._call(lambda client: client.cancel(mission_id, reason, compensate=compensate))
+        return self._call(
+            lambda client: client.cancel(mission_id, reason, compensate=compensate, tenant=tenant)
+        )
 
-    def pause(self, mission_id: str, reason: str | None = None) -> MissionSnapshot:
+    def pause(
+        self, mission_id: str, reason: str | None = None, *, tenant: str | None = None
+    ) -> MissionSnapshot:
         """Pause a mission (at once if it waits, at its next node boundary if it runs); see
         :meth:`mission_control.core.Commander.pause`."""
-        return self._call(lambda client: client.pause(mission_id, reason))
+        return self._call(lambda client: client.pause(mission_id, reason, tenant=tenant))
 
-    def resume(self, mission_id: str) -> MissionSnapshot:
+    def resume(self, mission_id: str, *, tenant: str | None = None) -> MissionSnapshot:
         """Resume a paused mission; see :meth:`mission_control.core.Commander.resume`."""
-        return self._call(lambda client: client.resume(mission_id))
+        return self._call(lambda client: client.resume(mission_id, tenant=tenant))
 
-    def retry(self, mission_id: str, *, from_node: str | None = None) -> MissionSnapshot:
+    def retry(
+        self, mission_id: str, *, from_node: str | None = None, tenant: str | None = None
+    ) -> MissionSnapshot:
         """Run a failed or cancelled mission again; see
         :meth:`mission_control.core.Commander.retry`."""
-        return self._call(lambda client: client.retry(mission_id, from_node=from_node))
+        return self._call(
+            lambda client: client.retry(mission_id, from_node=from_node, tenant=tenant)
+        )
 
     def purge(self, *, finished_before: datetime, **options: Unpack[PurgeOptions]) -> PurgeReport:
         """Delete finished missions older than ``finished_before``; see
@@ -516,12 +552,20 @@ class BlockingMissionClient:
         return self._call(lambda client: client.purge(finished_before=finished_before, **options))
 
     def fire_trigger(
-        self, name: str, payload: Any = None, *, id: str | None = None, background: bool = False
+        self,
+        name: str,
+        payload: Any = None,
+        *,
+        id: str | None = None,
+        background: bool = False,
+        tenant: str | None = None,
     ) -> TriggerFire:
         """Fire a trigger: a mission of every definition subscribed to it; see
         :meth:`mission_control.core.Commander.fire_trigger`."""
         return self._call(
-            lambda client: client.fire_trigger(name, payload, id=id, background=background)
+            lambda client: client.fire_trigger(
+                name, payload, id=id, background=background, tenant=tenant
+            )
         )
 
     def replay_trigger(
@@ -589,24 +633,30 @@ class BlockingMissionClient:
         return self._call(lambda client: client.list_schedules(limit=limit, after_id=after_id))
 
     def wait_for_completion(
-        self, mission_id: str, *, timeout: float | None = None
+        self, mission_id: str, *, timeout: float | None = None, tenant: str | None = None
     ) -> MissionSnapshot:
         """Wait until the mission ends: its snapshot when it completed, else
         ``MissionFailedError``, ``MissionCancelledError`` or ``MissionCompensatedError``;
         :class:`TimeoutError` after
         ``timeout`` seconds (the mission goes on)."""
         return self._call(
-            lambda client: client.wait_for_completion(mission_id), timeout=timeout, waits=True
+            lambda client: client.wait_for_completion(mission_id, tenant=tenant),
+            timeout=timeout,
+            waits=True,
         )
 
-    def result(self, mission_id: str, *, timeout: float | None = None) -> MissionSnapshot:
+    def result(
+        self, mission_id: str, *, timeout: float | None = None, tenant: str | None = None
+    ) -> MissionSnapshot:
         """Wait until the mission ends and return its final snapshot, however it ended;
         :class:`TimeoutError` after ``timeout`` seconds (the mission goes on)."""
-        return self._call(lambda client: client.result(mission_id), timeout=timeout, waits=True)
+        return self._call(
+            lambda client: client.result(mission_id, tenant=tenant), timeout=timeout, waits=True
+        )
 
-    def timeline(self, mission_id: str) -> list[TimelineEntry]:
+    def timeline(self, mission_id: str, *, tenant: str | None = None) -> list[TimelineEntry]:
         """What happened to the mission, in order."""
-        return self._call(lambda client: client.timeline(mission_id))
+        return self._call(lambda client: client.timeline(mission_id, tenant=tenant))
 
     # -- several processes on one store (see docs/sqlite.md) -----------------------------------
 
@@ -622,39 +672,59 @@ class BlockingMissionClient:
         input: Any,
         *,
         id: str | None = None,
+        tenant: str | None = None,
     ) -> Submission:
         """Hand a start to the store's owner and return at once; see
         :meth:`mission_control.core.Commander.submit_start`."""
-        return self._call(lambda client: client.submit_start(definition, input, id=id))
+        return self._call(
+            lambda client: client.submit_start(definition, input, id=id, tenant=tenant)
+        )
 
-    def submit_signal(self, mission_id: str, name: str, payload: Any = None) -> Submission:
+    def submit_signal(
+        self, mission_id: str, name: str, payload: Any = None, *, tenant: str | None = None
+    ) -> Submission:
         """Hand a signal to the store's owner and return at once; see
         :meth:`mission_control.core.Commander.submit_signal`."""
-        return self._call(lambda client: client.submit_signal(mission_id, name, payload))
+        return self._call(
+            lambda client: client.submit_signal(mission_id, name, payload, tenant=tenant)
+        )
 
     def submit_cancel(
-        self, mission_id: str, reason: str | None = None, *, compensate: bool = False
+        self,
+        mission_id: str,
+        reason: str | None = None,
+        *,
+        compensate: bool = False,
+        tenant: str | None = None,
     ) -> Submission:
         """Hand a cancellation to the store's owner and return at once; see
         :meth:`mission_control.core.Commander.submit_cancel`."""
         return self._call(
-            lambda client: client.submit_cancel(mission_id, reason, compensate=compensate)
+            lambda client: client.submit_cancel(
+                mission_id, reason, compensate=compensate, tenant=tenant
+            )
         )
 
-    def submit_pause(self, mission_id: str, reason: str | None = None) -> Submission:
+    def submit_pause(
+        self, mission_id: str, reason: str | None = None, *, tenant: str | None = None
+    ) -> Submission:
         """Hand a pause to the store's owner and return at once; see
         :meth:`mission_control.core.Commander.submit_pause`."""
-        return self._call(lambda client: client.submit_pause(mission_id, reason))
+        return self._call(lambda client: client.submit_pause(mission_id, reason, tenant=tenant))
 
-    def submit_resume(self, mission_id: str) -> Submission:
+    def submit_resume(self, mission_id: str, *, tenant: str | None = None) -> Submission:
         """Hand a resume to the store's owner and return at once; see
         :meth:`mission_control.core.Commander.submit_resume`."""
-        return self._call(lambda client: client.submit_resume(mission_id))
+        return self._call(lambda client: client.submit_resume(mission_id, tenant=tenant))
 
-    def submit_retry(self, mission_id: str, *, from_node: str | None = None) -> Submission:
+    def submit_retry(
+        self, mission_id: str, *, from_node: str | None = None, tenant: str | None = None
+    ) -> Submission:
         """Hand a retry to the store's owner and return at once; see
         :meth:`mission_control.core.Commander.submit_retry`."""
-        return self._call(lambda client: client.submit_retry(mission_id, from_node=from_node))
+        return self._call(
+            lambda client: client.submit_retry(mission_id, from_node=from_node, tenant=tenant)
+        )
 
     def verdict(
         self, submission: Submission | int, *, at_rest: bool = False, timeout: float | None = None
@@ -729,30 +799,31 @@ class BlockingMissionHandle:
 
     _client: BlockingMissionClient = attrs.field(repr=False, alias="client")
     id: str
+    tenant: str | None = None
 
     def inspect(self) -> MissionSnapshot:
-        return self._client.inspect(self.id)
+        return self._client.inspect(self.id, tenant=self.tenant)
 
     def signal(self, name: str, payload: Any = None) -> MissionSnapshot:
-        return self._client.signal(self.id, name, payload)
+        return self._client.signal(self.id, name, payload, tenant=self.tenant)
 
     def cancel(self, reason: str | None = None, *, compensate: bool = False) -> MissionSnapshot:
-        return self._client.cancel(self.id, reason, compensate=compensate)
+        return self._client.cancel(self.id, reason, compensate=compensate, tenant=self.tenant)
 
     def pause(self, reason: str | None = None) -> MissionSnapshot:
-        return self._client.pause(self.id, reason)
+        return self._client.pause(self.id, reason, tenant=self.tenant)
 
     def resume(self) -> MissionSnapshot:
-        return self._client.resume(self.id)
+        return self._client.resume(self.id, tenant=self.tenant)
 
     def wait_for_completion(self, *, timeout: float | None = None) -> MissionSnapshot:
-        return self._client.wait_for_completion(self.id, timeout=timeout)
+        return self._client.wait_for_completion(self.id, timeout=timeout, tenant=self.tenant)
 
     def result(self, *, timeout: float | None = None) -> MissionSnapshot:
-        return self._client.result(self.id, timeout=timeout)
+        return self._client.result(self.id, timeout=timeout, tenant=self.tenant)
 
     def timeline(self) -> list[TimelineEntry]:
-        return self._client.timeline(self.id)
+        return self._client.timeline(self.id, tenant=self.tenant)
 
 
 def start_blocking_client(

@@ -937,7 +937,13 @@ class Commander:
     # -- triggers ------------------------------------------------------------------------------
 
     async def fire_trigger(
-        self, name: str, payload: Any = None, *, id: str | None = None, background: bool = False
+        self,
+        name: str,
+        payload: Any = None,
+        *,
+        id: str | None = None,
+        background: bool = False,
+        tenant: str | None = None,
     ) -> TriggerFire:
         """Fire the trigger ``name``: start a mission of every definition subscribed to it
         (``.triggered_by(name)``, their latest versions) with ``payload`` as input, then record
@@ -949,12 +955,13 @@ class Commander:
         firing is idempotent: the fire recorded under it is returned and nothing starts (a
         fire of another trigger or payload under it raises :class:`TriggerExistsError`). A
         trigger nobody subscribes to is recorded with no missions (a replay starts those of
-        the definitions subscribed by then)."""
+        the definitions subscribed by then). With ``tenant``, the missions belong to that
+        tenant (and a replay's too)."""
         self._engine.loop.check("commander.fire_trigger()")
         if not isinstance(background, bool):  # pyright: ignore[reportUnnecessaryIsInstance]
             raise TypeError(f"background must be True or False, got {background!r}")
         return await self._triggers.fire(
-            name, payload, id, background=background or not self.is_owner
+            name, payload, id, background=background or not self.is_owner, tenant=tenant
         )
 
     async def replay_trigger(

@@ -40,6 +40,7 @@ from ._errors import (
     message_of,
 )
 from ._snapshot import JsonValue
+from ._tenants import check_tenant, check_unqualified, tenant_key
 from ._values import to_json_value
 
 if TYPE_CHECKING:
@@ -232,6 +233,8 @@ class Schedule:
     created_at: datetime
     updated_at: datetime
     revision: int
+    tenant: str | None = None
+    """The tenant the missions it starts belong to (``None``: no tenant)."""
 
     def mission_id(self, slot: datetime) -> str:
         """The id of the mission the slot ``slot`` starts."""
@@ -377,6 +380,7 @@ def schedule_to_json(schedule: Schedule) -> str:
             "created_at": _iso(schedule.created_at),
             "updated_at": _iso(schedule.updated_at),
             "revision": schedule.revision,
+            "tenant": schedule.tenant,
         },
     )
 
@@ -406,6 +410,8 @@ def schedule_from_json(text: str | bytes) -> Schedule:
         created_at=created,
         updated_at=updated,
         revision=int(value["revision"]),
+        # Absent from a schedule stored before tenants: it starts missions of no tenant.
+        tenant=value.get("tenant"),
     )
 
 
@@ -432,6 +438,8 @@ class ScheduleOptions(TypedDict, total=False):
     """How many missed slots ``MissedFires.ALL`` fires at most (default 100)."""
     grace: timedelta | float
     """How late a slot may fire and still count as on time (default 60 seconds)."""
+    tenant: str | None
+    """The tenant the missions it starts belong to (default ``None``: no tenant)."""
 
 
 class ScheduleChanges(ScheduleOptions, total=False):
@@ -449,6 +457,8 @@ def _check_schedule_id(schedule_id: object) -> str:
             f"'<schedule id>@<time>'), got {schedule_id!r}"
         )
     check_id(schedule_id)
+    # Its missions' ids begin with it: of a tenant's form, they would take that tenant's keys.
+    check_unqualified(schedule_id, "schedule id")
     return schedule_id
 
 
@@ -547,6 +557,7 @@ class ScheduleBook:
             options.get("fire_time_field"),
         )
         trigger, missed_fires, catch_up, grace_time, field = checked
+        tenant = check_tenant(options.get("tenant"))
         if not isinstance(paused, bool):  # pyright: ignore[reportUnnecessaryIsInstance]
             raise InvalidInputError(f"paused must be True or False, got {paused!r}")
         now = self._engine.now()
@@ -578,6 +589,7 @@ class ScheduleBook:
                 created_at=now,
                 updated_at=now,
                 revision=1,
+                tenant=tenant,
             )
         )
         existing = await store.insert_schedule(schedule)
@@ -655,6 +667,7 @@ class ScheduleBook:
             )
             if isinstance(new_trigger, Every) and new_trigger.anchor is None:
                 new_trigger = attrs.evolve(new_trigger, anchor=now)
+            tenant = check_tenant(changes.get("tenant", current.tenant))
             next_fire_at = current.next_fire_at
             if new_trigger != current.trigger and not current.paused:
                 next_fire_at = new_trigger.after(now)
@@ -669,6 +682,7 @@ class ScheduleBook:
                     max_catch_up=catch_up,
                     grace=grace_time,
                     next_fire_at=next_fire_at,
+                    tenant=tenant,
                 )
             )
 
@@ -732,7 +746,12 @@ class ScheduleBook:
             mission_id = schedule.mission_id(slot)
             try:
                 await self._engine.start(
-                    definition, schedule.input_at(slot), mission_id, None, background=True
+                    definition,
+                    schedule.input_at(slot),
+                    tenant_key(schedule.tenant, mission_id),
+                    None,
+                    background=True,
+                    tenant=schedule.tenant,
                 )
             except (InvalidInputError, MissionAlreadyExistsError) as refused:
                 error = f"{mission_id}: {message_of(refused)}"
@@ -789,4 +808,5 @@ def _settings(schedule: Schedule) -> tuple[Any, ...]:
         schedule.missed,
         schedule.max_catch_up,
         schedule.grace,
+        schedule.tenant,
     )

@@ -27,6 +27,7 @@ from ._errors import (
     TriggerNotFoundError,
 )
 from ._snapshot import JsonValue
+from ._tenants import check_tenant, check_unqualified, tenant_key
 from ._values import to_json_value
 
 if TYPE_CHECKING:
@@ -49,6 +50,8 @@ class TriggerFire:
     """The ids of the missions it started, one per subscribed definition, by definition."""
     replay_of: str | None = None
     """The fire this one replays, if it is a replay."""
+    tenant: str | None = None
+    """The tenant the missions it started belong to (``None``: no tenant)."""
 
     def mission_id(self, definition: str) -> str:
         return mission_id_for(self.id, definition)
@@ -91,6 +94,7 @@ def trigger_to_json(fire: TriggerFire) -> str:
             "fired_at": fire.fired_at.astimezone(UTC).isoformat(),
             "missions": list(fire.missions),
             "replay_of": fire.replay_of,
+            "tenant": fire.tenant,
         },
     )
 
@@ -105,6 +109,8 @@ def trigger_from_json(text: str | bytes) -> TriggerFire:
         fired_at=datetime.fromisoformat(value["fired_at"]).astimezone(UTC),
         missions=tuple(value["missions"]),
         replay_of=value["replay_of"],
+        # Absent from a fire recorded before tenants: its missions are of no tenant.
+        tenant=value.get("tenant"),
     )
 
 
@@ -144,8 +150,10 @@ class TriggerBook:
         *,
         background: bool,
         replay_of: str | None = None,
+        tenant: str | None = None,
     ) -> TriggerFire:
         store = self.store()
+        tenant = check_tenant(tenant)
         if not isinstance(name, str) or not name:  # pyright: ignore[reportUnnecessaryIsInstance]
             raise InvalidInputError(f"a trigger name is a non-empty str, got {name!r}")
         try:
@@ -156,9 +164,13 @@ class TriggerBook:
             raise InvalidInputError(str(error)) from None
         if fire_id is not None:
             check_id(fire_id)
+            if tenant is None:
+                # Its missions' ids begin with it: of a tenant's form, they would take that
+                # tenant's keys.
+                check_unqualified(mission_id_for(fire_id, ""), "trigger fire id")
             existing = await store.load_trigger(fire_id)
             if existing is not None:
-                return _same_fire(existing, name, payload_json, replay_of)
+                return _same_fire(existing, name, payload_json, replay_of, tenant)
         subscribers = self.subscribers(name)
         # Every subscriber's start checks the payload before anything is stored.
         for definition in subscribers:
@@ -172,13 +184,21 @@ class TriggerBook:
             fired_at=self._engine.now(),
             missions=tuple(mission_id_for(fire_id, d.name) for d in subscribers),
             replay_of=replay_of,
+            tenant=tenant,
         )
         for definition in subscribers:
             await self._engine.start(
-                definition, payload_json, fire.mission_id(definition.name), None, background
+                definition,
+                payload_json,
+                tenant_key(tenant, fire.mission_id(definition.name)),
+                None,
+                background,
+                tenant=tenant,
             )
         existing = await store.record_trigger(fire)
-        return fire if existing is None else _same_fire(existing, name, payload_json, replay_of)
+        if existing is None:
+            return fire
+        return _same_fire(existing, name, payload_json, replay_of, tenant)
 
     async def get(self, fire_id: str) -> TriggerFire:
         fire = await self.store().load_trigger(fire_id)
@@ -189,7 +209,12 @@ class TriggerBook:
     async def replay(self, fire_id: str, new_id: str | None, *, background: bool) -> TriggerFire:
         fire = await self.get(fire_id)
         return await self.fire(
-            fire.name, fire.payload, new_id, background=background, replay_of=fire.id
+            fire.name,
+            fire.payload,
+            new_id,
+            background=background,
+            replay_of=fire.id,
+            tenant=fire.tenant,
         )
 
     async def list(self, name: str | None, limit: int, after_id: str | None) -> list[TriggerFire]:
@@ -197,10 +222,19 @@ class TriggerBook:
 
 
 def _same_fire(
-    existing: TriggerFire, name: str, payload: JsonValue, replay_of: str | None
+    existing: TriggerFire,
+    name: str,
+    payload: JsonValue,
+    replay_of: str | None,
+    tenant: str | None,
 ) -> TriggerFire:
     """``existing``, stored under the id a fire was to take, if it is that same fire."""
-    if (existing.name, existing.payload, existing.replay_of) != (name, payload, replay_of):
+    if (existing.name, existing.payload, existing.replay_of, existing.tenant) != (
+        name,
+        payload,
+        replay_of,
+        tenant,
+    ):
         raise TriggerExistsError(
             f"fire id {existing.id!r} is taken by a fire of trigger {existing.name!r} with "
             "another payload (or replaying another fire); nothing was started"

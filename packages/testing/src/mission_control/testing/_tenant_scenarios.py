@@ -12,15 +12,22 @@ import pytest
 from mission_control.core import (
     Commander,
     Context,
+    Every,
     InvalidInputError,
     MissionNotFoundError,
     MissionSnapshot,
     MissionStatus,
+    ScheduleExistsError,
     TimelineEntry,
     TimelineKind,
     m,
 )
-from mission_control.core.storage import ANY_TENANT, PersistenceAdapter
+from mission_control.core.storage import (
+    ANY_TENANT,
+    PersistenceAdapter,
+    ScheduleStore,
+    TriggerStore,
+)
 from mission_control.in_memory_commander import ManualClock
 
 from ._engine_scenarios import FatalError, ScenarioFixtures, drain_due
@@ -290,3 +297,55 @@ class TenantConformance(ScenarioFixtures):
         assert await persistence.list_missions(limit=10) == []
         plain = await commander.start(flow, {}, id="urn:x::y")
         assert (await plain.inspect()).tenant is None
+
+    async def test_a_schedule_and_a_trigger_start_missions_in_the_tenant_they_name(
+        self, persistence: PersistenceAdapter, clock: ManualClock
+    ) -> None:
+        """A schedule created with a tenant starts its missions in that tenant (its record
+        naming them by their ids there), a trigger fired with one too, a replay in the fire's
+        tenant; ids of a tenant's form are refused for a schedule or a fire of no tenant."""
+        if not isinstance(persistence, ScheduleStore) or not isinstance(persistence, TriggerStore):
+            pytest.skip("the adapter keeps no schedules or fired triggers")
+        flow = (
+            m.define("placed")
+            .start(parse=_accept)
+            .triggered_by("order.placed")
+            .need_to("pay", parse=_accept)
+            .end()
+        )
+        commander = self.commander(persistence, clock, flow)
+        created = await commander.create_schedule(
+            "hourly", flow, Every(timedelta(hours=1)), {"from": "schedule"}, tenant="acme"
+        )
+        assert created.tenant == "acme"
+        again = await commander.create_schedule(
+            "hourly", flow, Every(timedelta(hours=1)), {"from": "schedule"}, tenant="acme"
+        )
+        assert again == created
+        with pytest.raises(ScheduleExistsError):
+            await commander.create_schedule(
+                "hourly", flow, Every(timedelta(hours=1)), {"from": "schedule"}
+            )
+        clock.advance(timedelta(hours=1))
+        assert await commander.fire_schedules(10) == 1
+        await drain_due(commander)
+        fired = await commander.get_schedule("hourly")
+        assert fired.last_mission_id is not None
+        started = await commander.inspect(fired.last_mission_id, tenant="acme")
+        assert (started.tenant, started.input) == ("acme", {"from": "schedule"})
+        assert await commander.list() == []
+
+        fire = await commander.fire_trigger("order.placed", {"from": "trigger"}, tenant="beta")
+        assert fire.tenant == "beta"
+        (mission_id,) = fire.missions
+        assert (await commander.inspect(mission_id, tenant="beta")).input == {"from": "trigger"}
+        replayed = await commander.replay_trigger(fire.id)
+        assert replayed.tenant == "beta"
+        assert len(await commander.list(tenant="beta")) == 2
+        assert await commander.list() == []
+        with pytest.raises(InvalidInputError, match="kept for tenants"):
+            await commander.create_schedule("acme::nightly", flow, Every(timedelta(hours=1)), {})
+        with pytest.raises(InvalidInputError, match="kept for tenants"):
+            await commander.fire_trigger("order.placed", {}, id="acme:")
+        with pytest.raises(InvalidInputError, match="tenant must be"):
+            await commander.fire_trigger("order.placed", {}, tenant="no way")
