@@ -528,8 +528,13 @@ class Commander:
         """
         self._engine.loop.check("commander.start()")
         self._registered(definition)
-        tenant = check_tenant(tenant)
-        key = self._new_key(id, tenant, "mission id")
+        if tenant is None:
+            # Inline: a start without a tenant is the hot path (see docs/performance.md).
+            if type(id) is str and SEPARATOR in id:
+                check_unqualified(id, "mission id")
+            key = id
+        else:
+            key = self._new_key(id, check_tenant(tenant), "mission id")
         if not isinstance(background, bool):
             raise TypeError(f"background must be True or False, got {background!r}")
         if not self.is_owner:
@@ -542,8 +547,10 @@ class Commander:
             except ValueError as error:
                 raise InvalidInputError(str(error)) from None
         snapshot = await self._engine.start(
-            definition, input, key, start_at, background, tenant=tenant
+            definition, input, key, start_at, background, None, tenant
         )
+        if tenant is None:
+            return MissionHandle(self, snapshot.id)
         return MissionHandle(self, local_id(snapshot.id, tenant), tenant)
 
     def _new_key(self, mission_id: str | None, tenant: str | None, what: str) -> str | None:
