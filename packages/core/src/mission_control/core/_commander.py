@@ -718,8 +718,13 @@ class Commander:
             return await self.verdict(
                 await self.submit_signal(mission_id, name, payload, tenant=tenant), at_rest=True
             )
-        key = await self._key(mission_id, tenant)
-        return self._out(await self._engine.signal(key, name, payload))
+        # _key and _out inline for a mission of no tenant: signal is a hot path.
+        if tenant is None and (type(mission_id) is not str or SEPARATOR not in mission_id):
+            key = mission_id
+        else:
+            key = await self._key(mission_id, tenant)
+        snapshot = self._detached(await self._engine.signal(key, name, payload))
+        return snapshot if snapshot.tenant is None else as_seen(snapshot)
 
     async def signal_with_start(
         self,
