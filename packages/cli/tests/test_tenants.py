@@ -68,8 +68,9 @@ def test_reading_commands_see_the_tenant_named_and_no_other(
 def test_writing_commands_reach_the_tenant_named_only(
     tenants_db: Path, start_owner: Any, invoke: Any, invoke_json: Any
 ) -> None:
-    """signal and cancel with --tenant reach that tenant's mission through the owner and leave
-    the missions of the same id elsewhere as they were; naming another tenant is not found."""
+    """signal, cancel, pause and resume with --tenant reach that tenant's mission through the
+    owner and leave the missions of the same id elsewhere as they were; naming another tenant
+    (or none) is not found."""
     start_owner(tenants_db)
     before = invoke_json("show", "--db", tenants_db, "o-1", "--json")["mission"]
     signalled = invoke_json(
@@ -92,5 +93,10 @@ def test_writing_commands_reach_the_tenant_named_only(
     assert "o-2" in refused.stderr
     cancelled = invoke_json("cancel", "--db", tenants_db, "o-1", "--tenant", "beta", "--json")
     assert cancelled["mission"]["status"] == "cancelled"
+    paused = invoke_json("pause", "--db", tenants_db, "o-2", "--tenant", "acme", "--json")
+    assert (paused["mission"]["id"], paused["mission"]["status"]) == ("o-2", "paused")
+    assert invoke("resume", "--db", tenants_db, "o-2").exit_code == 1
+    resumed = invoke_json("resume", "--db", tenants_db, "o-2", "--tenant", "acme", "--json")
+    assert resumed["mission"]["status"] == "waiting"
     acme = invoke_json("list", "--db", tenants_db, "--tenant", "acme", "--json")["missions"]
     assert [m["status"] for m in acme] == ["waiting", "waiting"]

@@ -580,17 +580,24 @@ def cancel_command(
 @db_option
 @click.argument("mission", type=TEXT)
 @click.option("--reason", type=TEXT, help="Why (kept with the pause, in the snapshot).")
+@tenant_option
 @wait_option
 @json_option
 def pause_command(
-    db: str, mission: str, reason: str | None, no_wait: bool, timeout: float, as_json: bool
+    db: str,
+    mission: str,
+    reason: str | None,
+    tenant: str | None,
+    no_wait: bool,
+    timeout: float,
+    as_json: bool,
 ) -> None:
     """Pause MISSION through the database's owner: at once if it waits, at its next node
     boundary if a step runs. Signals sent meanwhile are kept; timers fire after `resume`."""
     submit_and_wait(
         db,
         [],
-        lambda commander: commander.submit_pause(mission, reason),
+        lambda commander: commander.submit_pause(mission, reason, tenant=tenant),
         no_wait=no_wait,
         timeout=timeout,
         as_json=as_json,
@@ -601,15 +608,18 @@ def pause_command(
 @cli.command("resume")
 @db_option
 @click.argument("mission", type=TEXT)
+@tenant_option
 @wait_option
 @json_option
-def resume_command(db: str, mission: str, no_wait: bool, timeout: float, as_json: bool) -> None:
+def resume_command(
+    db: str, mission: str, tenant: str | None, no_wait: bool, timeout: float, as_json: bool
+) -> None:
     """Resume the paused MISSION through the database's owner: it goes on from where it
     stopped, taking the signals buffered and firing the timers that came due meanwhile."""
     submit_and_wait(
         db,
         [],
-        lambda commander: commander.submit_resume(mission),
+        lambda commander: commander.submit_resume(mission, tenant=tenant),
         no_wait=no_wait,
         timeout=timeout,
         as_json=as_json,
