@@ -72,6 +72,10 @@ _log = logging.getLogger("mission_control.adapter_postgres")
 
 _LONG_AGO: Final = datetime.min.replace(tzinfo=UTC)
 
+REREAD_INTERVAL: Final = 1.0
+"""Seconds between a sharded adapter's re-reads of a mission ``result()`` waits for: another
+runtime may end it, where no notice of this process reaches."""
+
 DEFAULT_SCHEMA: Final = "mission_control"
 """The PostgreSQL schema the adapter keeps its tables in unless given another."""
 
@@ -320,6 +324,15 @@ class PostgresPersistenceAdapter:
                     "this runtime owns no shard right now: it cannot start a mission here"
                 )
 
+    def owns(self, mission_id: str) -> bool:
+        """Whether this adapter's runtime executes the mission ``mission_id``: always when it is
+        not sharded; else when the mission's shard is one it owns and is not draining (see
+        ``docs/postgres.md``). A commander on it stores a start of a mission it does not own for
+        that mission's owner, and hands it that mission's signals, cancellations and retries as
+        submissions (``mission_control.core.storage.MissionOwnership``)."""
+        owner = self._shards
+        return owner is None or shard_of(mission_id) in owner.serving_set
+
     @property
     def lock_backend_pid(self) -> int | None:
         """The server process of the lock connection of a sharded adapter."""
@@ -561,7 +574,12 @@ class PostgresPersistenceAdapter:
                     cursor.execute(_INSERT_SIGNAL, signal)
             return True
 
-        if await self._write(write, f"inserting mission {mission_id!r}", mission_id):
+        # A mission stored waiting for its start, in a shard another runtime owns, is that
+        # runtime's to run: nothing of this one's is at stake, so no ownership is checked. A
+        # mission stored running must be in a shard this one owns.
+        waiting = snapshot.status is MissionStatus.WAITING and not self.owns(mission_id)
+        fenced = None if waiting else mission_id
+        if await self._write(write, f"inserting mission {mission_id!r}", fenced):
             return None
         return await self.load(mission_id)
 
@@ -1005,6 +1023,7 @@ async def open_postgres_persistence_adapter(
         connections=connections,
     )
     if shards is not None:
+        notices_for(adapter).reread_interval = REREAD_INTERVAL
         try:
             await adapter.rebalance()
         except BaseException:

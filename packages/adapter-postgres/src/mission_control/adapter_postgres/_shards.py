@@ -108,6 +108,7 @@ class ShardOwner:
         self.owned: Mapping[int, int] = {}
         """The shards owned, each with the epoch it was taken at (a copy, replaced on change)."""
         self._serving: tuple[int, ...] = ()
+        self._serving_set: frozenset[int] = frozenset()
         self.slot: int | None = None
         self._db: Connection | None = None
 
@@ -176,9 +177,15 @@ class ShardOwner:
         """The shards the runtime's queries cover: those owned but the draining ones."""
         return list(self._serving)
 
+    @property
+    def serving_set(self) -> frozenset[int]:
+        """:attr:`serving` as a set (the same copy until the next change)."""
+        return self._serving_set
+
     def _publish(self) -> None:
         self.owned = dict(self._owned)
         self._serving = tuple(sorted(set(self._owned) - self._draining))
+        self._serving_set = frozenset(self._serving)
 
     def join(self) -> None:
         """Take the lowest free member slot (a lock counted by every runtime)."""

@@ -59,6 +59,7 @@ from ._purge import PURGE_BATCH, PurgeOptions, PurgeReport, purge, purge_statuse
 from ._schedules import Schedule, ScheduleBook, ScheduleChanges, ScheduleOptions, Trigger
 from ._snapshot import JsonValue, MissionSnapshot, MissionStatus, TimelineEntry, WaitKind
 from ._submissions import (
+    MissionOwnership,
     NewSubmission,
     Refusal,
     Submission,
@@ -420,6 +421,10 @@ class Commander:
         self._store: SubmissionStore | None = (
             persistence if isinstance(persistence, SubmissionStore) else None
         )
+        # A store split between several owners: this process runs only the missions it owns.
+        self._owns_mission: Callable[[str], bool] | None = (
+            persistence.owns if isinstance(persistence, MissionOwnership) else None
+        )
         self._submitter_name = f"pid {os.getpid()} on {socket.gethostname()}"
 
         self._notices = notices_for(persistence)
@@ -437,6 +442,8 @@ class Commander:
             self._converter,
             None if observer is None else SafeObserver(observer),
         )
+        if self._owns_mission is not None:
+            self._engine.owns = self._owns_key
         if not clock_checked:
             self._engine.now = _checked_first(self._engine, clock)
         self._schedules = ScheduleBook(self._engine, persistence, lambda: self._definitions)
@@ -518,7 +525,8 @@ class Commander:
         :class:`InvalidInputError` (nothing stored) when the input is rejected.
 
         In a process that does not own its store (see :attr:`is_owner`) every start is a
-        background start: the owner, woken at once, runs it.
+        background start: the owner, woken at once, runs it; so is a start of a mission another
+        process owns, on a store split between several (see :meth:`owns`).
 
         With ``tenant``, the mission belongs to that tenant: its id is unique among the
         tenant's missions (another tenant may use the same one), and every later call about it
@@ -714,7 +722,7 @@ class Commander:
         the error the owner raised (see :meth:`submit_signal` to return at once).
         """
         self._engine.loop.check("commander.signal()")
-        if not self.is_owner:
+        if not self.owns(mission_id, tenant=tenant):
             return await self.verdict(
                 await self.submit_signal(mission_id, name, payload, tenant=tenant), at_rest=True
             )
@@ -756,7 +764,7 @@ class Commander:
         check_id(mission_id)
         key = self._new_key(mission_id, tenant, "mission id")
         assert key is not None
-        if not self.is_owner:
+        if not self._owns_key(key):
             # Stored waiting for its start with the signal in its inbox; the owner runs it.
             started = await self._engine.signal_with_start(
                 definition, input, key, signal, payload, background=True, tenant=tenant
@@ -786,7 +794,7 @@ class Commander:
         that is not a string UTF-8 can encode."""
         self._engine.loop.check("commander.cancel()")
         _check_cancel(reason, compensate)
-        if not self.is_owner:
+        if not self.owns(mission_id, tenant=tenant):
             return await self.verdict(
                 await self.submit_cancel(mission_id, reason, compensate=compensate, tenant=tenant)
             )
@@ -846,7 +854,7 @@ class Commander:
         raises the owner's error.
         """
         self._engine.loop.check("commander.retry()")
-        if not self.is_owner:
+        if not self.owns(mission_id, tenant=tenant):
             return await self.verdict(
                 await self.submit_retry(mission_id, from_node=from_node, tenant=tenant),
                 at_rest=True,
@@ -1136,6 +1144,25 @@ class Commander:
         store = self._store
         return store is None or store.is_owner
 
+    def owns(self, mission_id: str, *, tenant: str | None = None) -> bool:
+        """Whether this process executes the mission ``mission_id`` (of ``tenant``; stored or
+        not yet): when it owns its store (:attr:`is_owner`) and, on a store whose missions are
+        split between several owners (PostgreSQL's shards, one runtime process each), the part
+        the mission is in. A start or fork of a mission another process owns is stored for that
+        owner to start (as a background start); a signal, cancellation or retry of one is a
+        submission that owner applies."""
+        if tenant is not None and type(mission_id) is str:
+            mission_id = tenant_key(tenant, mission_id)
+        return self._owns_key(mission_id)
+
+    def _owns_key(self, key: str) -> bool:
+        """:meth:`owns` for a stored key."""
+        if not self.is_owner:
+            return False
+        owns = self._owns_mission
+        # An id that is no str was never stored: the engine refuses it, naming what is wrong.
+        return owns is None or type(key) is not str or owns(key)
+
     async def submit_start(
         self,
         definition: str | MissionDefinition[Any, Any, Any],
@@ -1374,7 +1401,7 @@ class Commander:
                 submitted_by=self._submitter_name,
             )
         )
-        if store.is_owner:
+        if self._owns_key(mission_id):
             await self._apply(submission)
             submission = await store.load_submission(submission.seq) or submission
         return submission

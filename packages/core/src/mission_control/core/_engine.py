@@ -528,6 +528,9 @@ class Engine:
             functools.partial(datetime.now, UTC) if type(clock) is SystemClock else clock.now
         )
         self.new_id = new_id
+        # On a store whose missions are split between owners (MissionOwnership), whether this
+        # process runs a mission: a new one it does not is stored for its owner to start.
+        self.owns: Callable[[str], bool] | None = None
         self.notices = notices
         self.loop = notices.loop
         # Shared by every engine on this adapter object, so that none moves a mission another
@@ -619,6 +622,8 @@ class Engine:
                 return existing
         if key is not None and (joined := await self._when_busy(definition, key)) is not None:
             return joined
+        if not background and self.owns is not None and not self.owns(mission_id):
+            background = True
         # No checkpoint since the mission was found free: nobody else holds it yet.
         with self._hold(mission_id, RunTrigger.START) as hold:
             now = self.now()
@@ -958,6 +963,8 @@ class Engine:
             existing = await self._existing_or_free(definition, new_id, source.tenant)
             if existing is not None:
                 return _fork_of(existing, source_id)
+        if not background and self.owns is not None and not self.owns(new_id):
+            background = True
         # No checkpoint since the mission was found free: nobody else holds it yet.
         with self._hold(new_id, RunTrigger.START) as hold:
             now = self.now()

@@ -140,7 +140,8 @@ class SubmissionStore(Protocol):
     - ``purge_submissions(decided_before, limit)`` deletes up to ``limit`` decided submissions
       decided before then, oldest first, in one transaction, and returns how many (with
       ``dry_run``, how many there are, deleting none).
-    - ``take_ownership`` waits until this process owns the store.
+    - ``take_ownership`` waits until this process owns the store (for a store split between
+      owners, :class:`MissionOwnership`: some of it).
     - ``watch_submissions(wake)``: on the owner, calls ``wake()`` whenever another process
       submitted work (and now and then when a wake-up might have been lost); runs until
       cancelled.
@@ -176,3 +177,19 @@ class SubmissionStore(Protocol):
     async def take_ownership(self) -> None: ...
 
     async def watch_submissions(self, wake: Callable[[], None]) -> None: ...
+
+
+@runtime_checkable
+class MissionOwnership(Protocol):
+    """What a store implements when its missions are split between several owners (PostgreSQL's
+    shards, each run by one runtime process): ``owns(mission_id)`` says whether this process
+    executes that mission now. Without it, a process that owns the store (``is_owner``) owns
+    every mission in it.
+
+    A commander on such a store runs a mission only where it is owned: a start or fork whose
+    mission another process owns is stored waiting for its start (that owner's runtime runs
+    it), and a signal, cancellation or retry of such a mission is a submission its owner
+    applies, as from a process that owns nothing (:class:`SubmissionStore`).
+    """
+
+    def owns(self, mission_id: str) -> bool: ...

@@ -12,7 +12,8 @@ revision is not the stored one. The records users also see (``MissionSnapshot``,
 reached, is only ever handled by adapters, and so is :class:`NewSignal`, a signal stored with a
 new mission (signal-with-start). An adapter whose store several processes share implements
 :class:`SubmissionStore` too (one process owns the store and executes its missions; the others
-hand it :class:`NewSubmission` records, marked applied by the write that applies them). An
+hand it :class:`NewSubmission` records, marked applied by the write that applies them); one whose
+missions are split between several owners implements :class:`MissionOwnership` as well. An
 adapter that hears writes made elsewhere (another process) tells the commanders of this one
 through the store's notices (``mission_control.core.lowlevel.notices_for``). An adapter that
 implements :class:`DefinitionVersionStore` keeps one fingerprint per definition version and says
@@ -66,7 +67,13 @@ from ._stored import (
     stored_snapshot_from_json,
     stored_snapshot_to_json,
 )
-from ._submissions import Marking, NewSubmission, SubmissionDecidedError, SubmissionStore
+from ._submissions import (
+    Marking,
+    MissionOwnership,
+    NewSubmission,
+    SubmissionDecidedError,
+    SubmissionStore,
+)
 from ._tenants import ANY_TENANT, AnyTenant, TenantFilter, as_seen, tenant_key
 from ._triggers import TRIGGER_FORMAT, TriggerStore, trigger_from_json, trigger_to_json
 from ._values import detached
@@ -84,6 +91,7 @@ __all__ = [
     "Gate",
     "Marking",
     "MissionFields",
+    "MissionOwnership",
     "NewSignal",
     "NewSubmission",
     "PersistenceAdapter",
