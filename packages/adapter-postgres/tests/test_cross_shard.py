@@ -4,17 +4,33 @@ of refusing them (docs/postgres.md, several runtimes)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractContextManager
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import anyio
+import psycopg
 import pytest
 
 from mission_control.adapter_postgres import (
     PostgresPersistenceAdapter,
+    ShardLostError,
     open_postgres_persistence_adapter,
     shard_of,
 )
-from mission_control.core import Commander, Context, MissionStatus, create_commander, m
+from mission_control.core import (
+    Commander,
+    Context,
+    MissionStatus,
+    Refusal,
+    SubmissionKind,
+    SubmissionState,
+    create_commander,
+    m,
+)
+from mission_control.core.storage import NewSubmission
+from mission_control.runtime import create_commander_runtime
 
 pytestmark = pytest.mark.anyio
 
@@ -34,6 +50,22 @@ WORK = (
     .sleep("pause", 3600)
     .end(output=lambda ctx: ctx.events["first"].output)
 )
+
+
+async def after(ctx: Context[Any, Any]) -> int:
+    ran.append(("after", ctx.mission_id))
+    return int(ctx.events["go"].output["n"])
+
+
+WAITER = (
+    m.define("waiter")
+    .start(parse=dict)
+    .need_to("go", parse=dict)
+    .step("after", after)
+    .end(output=lambda ctx: ctx.events["after"].output)
+)
+
+Raw = Callable[[str], AbstractContextManager[psycopg.Connection[tuple[Any, ...]]]]
 
 
 def _id_in(shards: set[int], prefix: str) -> str:
@@ -62,7 +94,7 @@ async def runtimes(
             for adapter in adapters:
                 await adapter.rebalance()
         one, two = (
-            create_commander([WORK], persistence=adapter, ids=adapter.new_mission_id)
+            create_commander([WORK, WAITER], persistence=adapter, ids=adapter.new_mission_id)
             for adapter in adapters
         )
         yield one, two
@@ -110,3 +142,72 @@ async def test_a_start_of_a_mission_in_another_runtimes_shard_is_stored_for_it_t
     assert len(ran) == 2
     await two.advance(fork_id)
     assert ran[-1] == ("first", fork_id)
+
+
+async def test_signals_and_cancellations_of_another_runtimes_missions_are_applied_by_it(
+    runtimes: tuple[Commander, Commander], raw: Raw, postgres_schema: str
+) -> None:
+    """A signal and a cancellation, on one runtime, of missions in another runtime's shards are
+    submissions that the other runtime applies, each marked applied once in the write that
+    applied it; the caller gets the mission as the owner left it, and result() returns its
+    end."""
+    one, two = runtimes
+    signalled = _id_in(_shards(two), "signalled")
+    cancelled = _id_in(_shards(two), "cancelled")
+    async with create_commander_runtime(two):
+        await one.start(WAITER, {"n": 1}, id=signalled)
+        await one.start(WAITER, {"n": 2}, id=cancelled)
+        with anyio.fail_after(60):
+            after_signal = await one.signal(signalled, "go", {"n": 5})
+            assert after_signal.status is MissionStatus.COMPLETED
+            assert (await one.result(signalled)).output == 5
+            stopped = await one.cancel(cancelled, "not needed")
+            assert stopped.status is MissionStatus.CANCELLED
+    assert ran == [("after", signalled)]
+    with raw(postgres_schema) as db:
+        rows = db.execute("SELECT kind, mission_id, state FROM submissions ORDER BY seq").fetchall()
+    assert rows == [("signal", signalled, "applied"), ("cancel", cancelled, "applied")]
+
+
+async def test_the_submissions_table_keeps_decides_counts_and_purges(
+    runtimes: tuple[Commander, Commander],
+) -> None:
+    """A submission is stored pending, listed only by the runtime that owns its mission's
+    shard, refused only by that runtime (another is fenced out), counted, and purged once
+    decided before the cutoff."""
+    one, two = runtimes
+    first, second = one.persistence, two.persistence
+    assert isinstance(first, PostgresPersistenceAdapter)
+    assert isinstance(second, PostgresPersistenceAdapter)
+    theirs = _id_in(_shards(two), "submitted")
+    now = datetime(2030, 1, 1, tzinfo=UTC)
+    stored = await first.submit(
+        NewSubmission(
+            kind=SubmissionKind.SIGNAL,
+            mission_id=theirs,
+            name="go",
+            payload={"n": 1},
+            submitted_at=now,
+            submitted_by="test",
+        )
+    )
+    assert await first.load_submission(stored.seq) == stored
+    assert await first.pending_submissions(10) == []
+    assert await second.pending_submissions(10) == [stored]
+    assert await second.count_failure(stored.seq) == 1
+    refusal = Refusal("UnknownSignalError", "no need_to 'go'")
+    with pytest.raises(ShardLostError):
+        await first.decide_submission(stored.seq, SubmissionState.REFUSED, refusal, now)
+    assert await first.load_submission(stored.seq) == stored
+    await second.decide_submission(stored.seq, SubmissionState.REFUSED, refusal, now)
+    decided = await first.load_submission(stored.seq)
+    assert decided is not None
+    assert decided.state is SubmissionState.REFUSED
+    assert decided.refusal == refusal
+    assert decided.decided_at == now
+    assert await second.pending_submissions(10) == []
+    assert await first.purge_submissions(now, 10, dry_run=True) == 0
+    later = now + timedelta(seconds=1)
+    assert await first.purge_submissions(later, 10, dry_run=True) == 1
+    assert await first.purge_submissions(later, 10) == 1
+    assert await first.load_submission(stored.seq) is None

@@ -19,12 +19,14 @@ import socket
 import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Final, LiteralString, Self, TypeVar
 
 import anyio
 import anyio.to_thread
+import attrs
 import psycopg
 from psycopg import sql
 from psycopg.rows import TupleRow
@@ -36,7 +38,10 @@ from mission_control.core import (
     MissionSnapshot,
     MissionStatus,
     PersistenceError,
+    Refusal,
     SortableIds,
+    Submission,
+    SubmissionState,
     TimelineEntry,
 )
 from mission_control.core.lowlevel import notices_for
@@ -44,8 +49,12 @@ from mission_control.core.storage import (
     ANY_TENANT,
     BufferedSignal,
     Gate,
+    Marking,
     NewSignal,
+    NewSubmission,
     RevisionConflictError,
+    SubmissionDecidedError,
+    applying_submission,
     TenantFilter,
     cancel_request_to_json,
     check_commit_revision,
@@ -54,11 +63,13 @@ from mission_control.core.storage import (
     gate_to_json,
     stored_snapshot_from_json,
     stored_snapshot_to_json,
+    take_submission_mark,
     timeline_entry_from_json,
     timeline_entry_to_json,
     value_to_json,
 )
 
+from . import _submissions as submissions
 from ._schema import migrate
 from ._shards import (
     REBALANCE_INTERVAL,
@@ -71,6 +82,10 @@ from ._shards import (
 _log = logging.getLogger("mission_control.adapter_postgres")
 
 _LONG_AGO: Final = datetime.min.replace(tzinfo=UTC)
+
+WAKE_RECHECK: Final = 1.0
+"""Seconds between a runtime's looks for work another process stored for it (submissions, and
+missions due in its shards that it was not told of)."""
 
 REREAD_INTERVAL: Final = 1.0
 """Seconds between a sharded adapter's re-reads of a mission ``result()`` waits for: another
@@ -461,11 +476,17 @@ class PostgresPersistenceAdapter:
         return self._connections
 
     async def _write(
-        self, work: Callable[[Connection], _T], action: str, fenced: str | None = None
+        self,
+        work: Callable[[Connection], _T],
+        action: str,
+        fenced: str | None = None,
+        mark: tuple[datetime, int] | None = None,
     ) -> _T:
         """``work(connection)`` in one transaction, rolled back when it raises; on a sharded
         adapter, a write ``fenced`` by a mission id checks first, in the same transaction, that
-        this adapter still owns the mission's shard."""
+        this adapter still owns the mission's shard. With ``mark`` (a write applying a
+        submission), the submission is marked applied in the same transaction
+        (:class:`SubmissionDecidedError`, nothing stored, when it is no longer pending)."""
         fence = None if fenced is None else self._fence(fenced)
 
         def transaction(db: Connection) -> _T:
@@ -473,6 +494,13 @@ class PostgresPersistenceAdapter:
                 if fence is not None:
                     assert fenced is not None
                     self._check_fence(db, fenced, fence)
+                if mark is not None:
+                    with db.cursor() as cursor:
+                        cursor.execute(submissions.MARK_APPLIED, mark)
+                        if cursor.rowcount != 1:
+                            raise SubmissionDecidedError(
+                                f"submission {mark[1]} is no longer pending"
+                            )
                 return work(db)
 
         return await self._run(transaction, action)
@@ -579,7 +607,8 @@ class PostgresPersistenceAdapter:
         # mission stored running must be in a shard this one owns.
         waiting = snapshot.status is MissionStatus.WAITING and not self.owns(mission_id)
         fenced = None if waiting else mission_id
-        if await self._write(write, f"inserting mission {mission_id!r}", fenced):
+        mark = take_submission_mark()
+        if await self._write(write, f"inserting mission {mission_id!r}", fenced, mark):
             return None
         return await self.load(mission_id)
 
@@ -627,7 +656,8 @@ class PostgresPersistenceAdapter:
                 if entries:
                     cursor.executemany(_INSERT_ENTRY, entries)
 
-        await self._write(write, f"committing mission {mission_id!r}", mission_id)
+        mark = take_submission_mark()
+        await self._write(write, f"committing mission {mission_id!r}", mission_id, mark)
 
     @staticmethod
     def _conflict(db: Connection, mission_id: str, expected_revision: int) -> Exception:
@@ -664,7 +694,10 @@ class PostgresPersistenceAdapter:
             return int(inserted[0])
 
         seq = await self._write(
-            write, f"buffering signal {name!r} for mission {mission_id!r}", mission_id
+            write,
+            f"buffering signal {name!r} for mission {mission_id!r}",
+            mission_id,
+            take_submission_mark(),
         )
         return BufferedSignal(seq, name, payload, received_at)
 
@@ -693,7 +726,12 @@ class PostgresPersistenceAdapter:
             db.execute(_REQUEST_CANCEL, (request_text, mission_id))
             self._append_entries(db, mission_id, revision, entries)
 
-        await self._write(write, f"requesting cancellation of mission {mission_id!r}", mission_id)
+        await self._write(
+            write,
+            f"requesting cancellation of mission {mission_id!r}",
+            mission_id,
+            take_submission_mark(),
+        )
 
     async def list_missions(
         self,
@@ -910,6 +948,158 @@ class PostgresPersistenceAdapter:
                 cursor.executemany(_RECORD_FINGERPRINT, rows)
 
         await self._write(write, "recording definition fingerprints")
+
+    # -- several processes: submissions and ownership (SubmissionStore) ----------------------
+
+    @property
+    def is_owner(self) -> bool:
+        """Whether this adapter executes missions (a runtime's): those of every shard when it
+        is not sharded, else those of the shards it owns (:meth:`owns`)."""
+        return True
+
+    async def submit(self, submission: NewSubmission) -> Submission:
+        """Store ``submission`` for the runtime that owns its mission (one transaction)."""
+        row = submissions.submission_row(submission)
+
+        def write(db: Connection) -> int:
+            found = db.execute(submissions.INSERT, row).fetchone()
+            assert found is not None
+            return int(found[0])
+
+        seq = await self._write(
+            write, f"submitting a {submission.kind} for mission {submission.mission_id!r}"
+        )
+        return Submission(**attrs.asdict(submission, recurse=False), seq=seq)
+
+    async def load_submission(self, seq: int) -> Submission | None:
+        """The submission numbered ``seq``, if it is stored."""
+        rows = await self._rows(submissions.LOAD, (seq,), f"reading submission {seq}")
+        return submissions.submission_from_row(rows[0]) if rows else None
+
+    async def pending_submissions(self, limit: int) -> list[Submission]:
+        """At most ``limit`` pending submissions (of the missions of the shards this adapter
+        serves, when it is sharded), oldest first. One this version cannot read (a kind a newer
+        version wrote, a damaged row) is left out and refused, saying so: the others never wait
+        behind it."""
+        action = "reading pending submissions"
+        serving = self._serving(action)
+        if serving is None:
+            rows = await self._rows(submissions.PENDING, (limit,), action)
+        elif not serving:
+            return []
+        else:
+            rows = await self._rows(submissions.PENDING_ON, (serving, limit), action)
+        found: list[Submission] = []
+        for row in rows:
+            try:
+                found.append(submissions.submission_from_row(row))
+            except PersistenceError as error:
+                _log.warning("%s: refused", error)
+                await self.decide_submission(
+                    int(row[0]),
+                    SubmissionState.REFUSED,
+                    Refusal("SubmissionRefusedError", f"the owner cannot read it: {error}"),
+                    datetime.now(UTC),
+                )
+        return found
+
+    def applying(self, seq: int, decided_at: datetime) -> AbstractContextManager[Marking]:
+        """Inside the block, the calling task's first write marks submission ``seq`` applied
+        in its own transaction."""
+        return applying_submission(seq, decided_at)
+
+    async def decide_submission(
+        self,
+        seq: int,
+        state: SubmissionState,
+        refusal: Refusal | None,
+        decided_at: datetime,
+        *,
+        overriding: bool = False,
+    ) -> None:
+        """Mark a pending submission applied or refused (with ``refusal``); with
+        ``overriding``, refuse one its own application marked applied. On a sharded adapter the
+        decision is fenced as the mission's writes are: a runtime that lost the mission's shard
+        decides nothing (:class:`ShardLostError`)."""
+        at = submissions.decided_at(decided_at)
+        params: tuple[Any, ...]
+        if state is SubmissionState.REFUSED:
+            text = submissions.refusal_json(refusal or Refusal("SubmissionRefusedError", ""))
+            statement, params = submissions.REFUSE, (at, text, seq, overriding)
+        else:
+            statement, params = submissions.MARK_APPLIED, (at, seq)
+
+        def write(db: Connection) -> None:
+            with db.transaction():
+                row = db.execute(submissions.MISSION_OF, (seq,)).fetchone()
+                if row is None:
+                    return
+                mission_id = str(row[0])
+                fence = self._fence(mission_id)
+                if fence is not None:
+                    self._check_fence(db, mission_id, fence)
+                db.execute(statement, params)
+
+        await self._run(write, f"deciding submission {seq}")
+
+    async def count_failure(self, seq: int) -> int:
+        """Count one more application of the submission that raised; return the count."""
+        rows = await self._rows(
+            submissions.COUNT_FAILURE, (seq,), f"counting a failure of submission {seq}"
+        )
+        return int(rows[0][0]) if rows else 0
+
+    async def purge_submissions(
+        self, decided_before: datetime, limit: int, *, dry_run: bool = False
+    ) -> int:
+        """Delete up to ``limit`` submissions decided before ``decided_before``, oldest first,
+        in one transaction, and return how many; with ``dry_run``, count every one there is
+        and delete none."""
+        before = _aware(decided_before, "decided_before")
+        if dry_run:
+            rows = await self._rows(
+                submissions.COUNT_DECIDED, (before,), "counting decided submissions"
+            )
+            return int(rows[0][0])
+
+        def delete(db: Connection) -> int:
+            with db.cursor() as cursor:
+                cursor.execute(submissions.PURGE, (before, limit))
+                return cursor.rowcount
+
+        return await self._write(delete, "purging decided submissions")
+
+    async def take_ownership(self) -> None:
+        """Return at once: a runtime's adapter executes the missions of the shards it owns
+        (:meth:`owns`), which :meth:`keep_shards` keeps up to date."""
+        self._serving("take ownership")
+
+    async def watch_submissions(self, wake: Callable[[], None]) -> None:
+        """Call ``wake()`` now, then whenever work another process stored for this runtime is
+        found, looking every ``WAKE_RECHECK`` seconds: a pending submission for a mission it
+        owns calls ``wake()``; a mission due in its shards earlier than its runtime's next tick
+        (a start another runtime stored for it) is a due notice. Runs until cancelled."""
+        self._serving("watch for submissions")
+        notices = notices_for(self)
+        wake()
+        while True:
+            await anyio.sleep(WAKE_RECHECK)
+            if await self._any_pending():
+                wake()
+            due = await self.next_due_at()
+            if due is not None:
+                notices.due(due)
+
+    async def _any_pending(self) -> bool:
+        action = "looking for submissions"
+        serving = self._serving(action)
+        if serving is None:
+            rows = await self._rows(submissions.ANY_PENDING, (), action)
+        elif not serving:
+            return False
+        else:
+            rows = await self._rows(submissions.ANY_PENDING_ON, (serving,), action)
+        return bool(rows)
 
     # -- lifecycle -----------------------------------------------------------------------------
 

@@ -158,6 +158,41 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             """,
         ),
     ),
+    Migration(
+        5,
+        "submissions: work for the runtime that owns a mission's shard",
+        (
+            # shard: the mission's shard, the same function of its id as missions.shard, so
+            # that a runtime reads the submissions of its own shards. A submission is marked
+            # applied in the transaction of the write that applies it.
+            """
+            CREATE TABLE submissions (
+                seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                kind text NOT NULL,
+                mission_id text NOT NULL,
+                shard integer NOT NULL GENERATED ALWAYS AS (
+                    (get_byte(decode(md5(split_part(mission_id, '/', 1)), 'hex'), 0) * 256
+                     + get_byte(decode(md5(split_part(mission_id, '/', 1)), 'hex'), 1)) % 64
+                ) STORED,
+                name text,
+                payload jsonb NOT NULL,
+                submitted_at timestamptz NOT NULL,
+                submitted_by text NOT NULL,
+                state text NOT NULL DEFAULT 'pending',
+                decided_at timestamptz,
+                refusal jsonb,
+                failures integer NOT NULL DEFAULT 0
+            )
+            """,
+            # The pending ones only: what a runtime's look for work reads is what is pending.
+            "CREATE INDEX submissions_pending ON submissions (shard, seq) WHERE state = 'pending'",
+            # A purge's range: the decided ones, by when.
+            """
+            CREATE INDEX submissions_decided ON submissions (decided_at)
+            WHERE state <> 'pending'
+            """,
+        ),
+    ),
 )
 
 SCHEMA_VERSION: Final = MIGRATIONS[-1].version

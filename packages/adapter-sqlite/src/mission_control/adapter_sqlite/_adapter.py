@@ -50,6 +50,7 @@ from mission_control.core.storage import (
     NewSignal,
     NewSubmission,
     RevisionConflictError,
+    applying_submission,
     TenantFilter,
     cancel_request_to_json,
     check_commit_revision,
@@ -60,6 +61,7 @@ from mission_control.core.storage import (
     schedule_to_json,
     stored_snapshot_from_json,
     stored_snapshot_to_json,
+    take_submission_mark,
     timeline_entry_from_json,
     timeline_entry_to_json,
     trigger_from_json,
@@ -743,7 +745,7 @@ class SQLitePersistenceAdapter:
             if signals
             else []
         )
-        mark = submissions.take_mark()
+        mark = take_submission_mark()
         tenant = snapshot.tenant
         inserted = await self._group.run(
             lambda: self._write_insert(row, entries, inbox, mark, tenant),
@@ -759,7 +761,7 @@ class SQLitePersistenceAdapter:
         row: tuple[Any, ...],
         entries: list[tuple[Any, ...]],
         inbox: list[tuple[Any, ...]],
-        mark: tuple[str, int] | None,
+        mark: tuple[datetime, int] | None,
         tenant: str | None,
     ) -> bool:
         if mark is not None:
@@ -812,7 +814,7 @@ class SQLitePersistenceAdapter:
             (mission_id, revision, i, timeline_entry_to_json(entry))
             for i, entry in enumerate(timeline)
         ]
-        mark = submissions.take_mark()
+        mark = take_submission_mark()
         await self._group.run(
             lambda: self._write_commit(update, entries, consumed_signal, mark, reopened),
             f"committing mission {mission_id!r}",
@@ -823,7 +825,7 @@ class SQLitePersistenceAdapter:
         update: tuple[Any, ...],
         entries: list[tuple[Any, ...]],
         consumed_signal: int | None,
-        mark: tuple[str, int] | None,
+        mark: tuple[datetime, int] | None,
         reopened: bool = False,
     ) -> None:
         cursor = self._cursor
@@ -864,7 +866,7 @@ class SQLitePersistenceAdapter:
         """Buffer a signal for the mission (one transaction)."""
         self._check_owner("buffer a signal")
         row = _inbox_row(mission_id, name, payload, received_at)
-        mark = submissions.take_mark()
+        mark = take_submission_mark()
         seq = await self._group.run_alone(
             lambda: self._write_signal(row, timeline, mark),
             f"buffering signal {name!r} for mission {mission_id!r}",
@@ -875,7 +877,7 @@ class SQLitePersistenceAdapter:
         self,
         row: tuple[Any, ...],
         timeline: Sequence[TimelineEntry],
-        mark: tuple[str, int] | None,
+        mark: tuple[datetime, int] | None,
     ) -> int:
         mission_id: str = row[0]
         revision = self._revision(mission_id, "cannot buffer a signal for")
@@ -912,7 +914,7 @@ class SQLitePersistenceAdapter:
         """Record a cancellation request (the first one stands) without changing the revision."""
         self._check_owner("request cancellation")
         request_text = cancel_request_to_json(request)
-        mark = submissions.take_mark()
+        mark = take_submission_mark()
         await self._group.run_alone(
             lambda: self._write_cancel(mission_id, request_text, timeline, mark),
             f"requesting cancellation of mission {mission_id!r}",
@@ -923,7 +925,7 @@ class SQLitePersistenceAdapter:
         mission_id: str,
         request_text: str,
         timeline: Sequence[TimelineEntry],
-        mark: tuple[str, int] | None,
+        mark: tuple[datetime, int] | None,
     ) -> None:
         revision = self._revision(mission_id, "cannot cancel")
         if mark is not None:
@@ -1343,7 +1345,7 @@ class SQLitePersistenceAdapter:
     def applying(self, seq: int, decided_at: datetime) -> AbstractContextManager[Marking]:
         """Inside the block, the calling task's first write marks submission ``seq`` applied
         in its own transaction."""
-        return submissions.applying(seq, decided_at)
+        return applying_submission(seq, decided_at)
 
     async def decide_submission(
         self,

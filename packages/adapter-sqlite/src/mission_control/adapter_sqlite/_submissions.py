@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import contextvars
 import json
-from collections.abc import Generator
-from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, Final
 
@@ -16,7 +13,11 @@ from mission_control.core import (
     SubmissionKind,
     SubmissionState,
 )
-from mission_control.core.storage import NewSubmission, SubmissionDecidedError, value_to_json
+from mission_control.core.storage import (
+    NewSubmission,
+    SubmissionDecidedError,
+    value_to_json,
+)
 
 from ._sqlite import Row
 
@@ -74,10 +75,10 @@ def submission_row(submission: NewSubmission) -> tuple[Any, ...]:
     )
 
 
-def mark_applied(cursor: Any, connection: Any, mark: tuple[str, int]) -> None:
+def mark_applied(cursor: Any, connection: Any, mark: tuple[datetime, int]) -> None:
     """Mark the submission the write in progress applies; raise (rolling the write back) when
     another application decided it first."""
-    cursor.execute(MARK_APPLIED, mark)
+    cursor.execute(MARK_APPLIED, (mark[0].isoformat(), mark[1]))
     if connection.changes() != 1:
         raise SubmissionDecidedError(f"submission {mark[1]} is no longer pending")
 
@@ -110,45 +111,3 @@ def submission_from_row(row: Row) -> Submission:
 
 def refusal_json(refusal: Refusal) -> str:
     return json.dumps({"type": refusal.type, "message": refusal.message}, ensure_ascii=False)
-
-
-class Marking:
-    """The submission the calling task is applying: the first write it makes marks it applied
-    in its own transaction."""
-
-    __slots__ = ("decided_at", "seq", "used")
-
-    def __init__(self, seq: int, decided_at: datetime) -> None:
-        self.seq = seq
-        self.decided_at = decided_at
-        self.used = False
-
-    def take(self) -> tuple[str, int] | None:
-        """The parameters of the mark for the write about to be made, once."""
-        if self.used:
-            return None
-        self.used = True
-        return (self.decided_at.isoformat(), self.seq)
-
-
-# A context variable, not an argument: the engine's writes go through the persistence protocol
-# unchanged; the task applying a submission (and only it) carries the mark to its first write.
-_APPLYING: contextvars.ContextVar[Marking | None] = contextvars.ContextVar(
-    "mission_control_sqlite_applying", default=None
-)
-
-
-@contextmanager
-def applying(seq: int, decided_at: datetime) -> Generator[Marking]:
-    marking = Marking(seq, decided_at)
-    token = _APPLYING.set(marking)
-    try:
-        yield marking
-    finally:
-        _APPLYING.reset(token)
-
-
-def take_mark() -> tuple[str, int] | None:
-    """The mark the calling task's next write must carry, if it is applying a submission."""
-    marking = _APPLYING.get()
-    return None if marking is None else marking.take()

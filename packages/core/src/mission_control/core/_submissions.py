@@ -12,9 +12,10 @@ with the error it raised, and the mission stays exactly as it was.
 from __future__ import annotations
 
 import builtins
+import contextvars
 import enum
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Generator
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
@@ -118,6 +119,49 @@ class Marking(Protocol):
 
     @property
     def used(self) -> bool: ...
+
+
+class _Applying:
+    """The submission the calling task is applying: the first write it makes marks it applied
+    in its own transaction."""
+
+    __slots__ = ("decided_at", "seq", "used")
+
+    def __init__(self, seq: int, decided_at: datetime) -> None:
+        self.seq = seq
+        self.decided_at = decided_at
+        self.used = False
+
+
+# A context variable, not an argument: the engine's writes go through the persistence protocol
+# unchanged; the task applying a submission (and only it) carries the mark to its first write.
+_APPLYING: contextvars.ContextVar[_Applying | None] = contextvars.ContextVar(
+    "mission_control_applying", default=None
+)
+
+
+@contextmanager
+def applying_submission(seq: int, decided_at: datetime) -> Generator[Marking]:
+    """What an adapter's :meth:`SubmissionStore.applying` returns: inside the block, the
+    calling task's first write takes the mark (:func:`take_submission_mark`)."""
+    marking = _Applying(seq, decided_at)
+    token = _APPLYING.set(marking)
+    try:
+        yield marking
+    finally:
+        _APPLYING.reset(token)
+
+
+def take_submission_mark() -> tuple[datetime, int] | None:
+    """For an adapter's writes (insert, commit, append_signal, request_cancel): the submission
+    the write must mark applied in its own transaction, as ``(decided_at, seq)``, when the
+    calling task is applying one and has not written yet; ``None`` otherwise. Taken once: the
+    task's later writes get ``None``."""
+    marking = _APPLYING.get()
+    if marking is None or marking.used:
+        return None
+    marking.used = True
+    return (marking.decided_at, marking.seq)
 
 
 @runtime_checkable

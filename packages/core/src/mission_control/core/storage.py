@@ -73,6 +73,8 @@ from ._submissions import (
     NewSubmission,
     SubmissionDecidedError,
     SubmissionStore,
+    applying_submission,
+    take_submission_mark,
 )
 from ._tenants import ANY_TENANT, AnyTenant, TenantFilter, as_seen, tenant_key
 from ._triggers import TRIGGER_FORMAT, TriggerStore, trigger_from_json, trigger_to_json
@@ -102,6 +104,7 @@ __all__ = [
     "TenantFilter",
     "TriggerStore",
     "VersionKey",
+    "applying_submission",
     "as_seen",
     "buffered_signal_from_json",
     "buffered_signal_to_json",
@@ -120,6 +123,7 @@ __all__ = [
     "snapshot_to_json",
     "stored_snapshot_from_json",
     "stored_snapshot_to_json",
+    "take_submission_mark",
     "tenant_key",
     "timeline_entry_from_json",
     "timeline_entry_to_json",
