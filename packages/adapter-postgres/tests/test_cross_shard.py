@@ -19,6 +19,8 @@ from mission_control.adapter_postgres import (
     open_postgres_persistence_adapter,
     shard_of,
 )
+from mission_control.adapter_postgres._adapter import REREAD_INTERVAL
+from mission_control.adapter_postgres._listen import Listener, channel_of
 from mission_control.core import (
     Commander,
     Context,
@@ -65,6 +67,10 @@ WAITER = (
     .end(output=lambda ctx: ctx.events["after"].output)
 )
 
+RECHECK = 3600.0
+"""The runtimes' wake_recheck: work stored for a runtime is run well before this only when a
+notice told it of the work."""
+
 Raw = Callable[[str], AbstractContextManager[psycopg.Connection[tuple[Any, ...]]]]
 
 
@@ -80,13 +86,18 @@ def _id_in(shards: set[int], prefix: str) -> str:
 async def runtimes(
     postgres_url: str, postgres_schema: str
 ) -> AsyncIterator[tuple[Commander, Commander]]:
-    """Two commanders, each on a sharded adapter of its own, which split the shards."""
+    """Two commanders, each on a sharded adapter of its own, which split the shards, each
+    looking at the store for work it was not told of only every RECHECK seconds."""
     ran.clear()
     adapters: list[PostgresPersistenceAdapter] = []
     for name in ("first", "second"):
         adapters.append(
             await open_postgres_persistence_adapter(
-                postgres_url, schema=postgres_schema, sharded=True, name=name
+                postgres_url,
+                schema=postgres_schema,
+                sharded=True,
+                name=name,
+                wake_recheck=(RECHECK, RECHECK),
             )
         )
     try:
@@ -211,3 +222,72 @@ async def test_the_submissions_table_keeps_decides_counts_and_purges(
     assert await first.purge_submissions(later, 10, dry_run=True) == 1
     assert await first.purge_submissions(later, 10) == 1
     assert await first.load_submission(stored.seq) is None
+
+
+async def test_writes_other_processes_must_hear_of_send_a_notice_when_they_commit(
+    runtimes: tuple[Commander, Commander], postgres_url: str, postgres_schema: str
+) -> None:
+    """A start stored for another runtime's shard, a submission and a mission's end each send
+    a notice on the schema's channel when their transaction commits (the shard and due time,
+    the shard, the mission id); a start of a mission in the runtime's own shard sends none."""
+    one, two = runtimes
+    theirs = _id_in(_shards(two), "notified")
+    mine = _id_in(_shards(one), "quiet")
+    listener = Listener(postgres_url, channel_of(postgres_schema))
+    await listener.open()
+    try:
+        await one.start(WORK, {"n": 1}, id=mine)
+        started = await (await one.start(WAITER, {"n": 1}, id=theirs)).inspect()
+        assert started.due_at is not None
+        with anyio.fail_after(10):
+            assert await listener.wait() == [f"d {shard_of(theirs)} {started.due_at.isoformat()}"]
+        await two.advance(theirs)
+        submission = await one.submit_signal(theirs, "go", {"n": 3})
+        with anyio.fail_after(10):
+            assert await listener.wait() == [f"s {shard_of(theirs)}"]
+        assert (await two.apply_submissions(10)) == 1
+        assert (await one.verdict(submission, at_rest=True)).status is MissionStatus.COMPLETED
+        with anyio.fail_after(10):
+            assert await listener.wait() == [f"e {theirs}"]
+    finally:
+        listener.close()
+
+
+async def test_a_listening_runtime_runs_work_stored_for_it_when_told_not_at_its_recheck(
+    runtimes: tuple[Commander, Commander],
+) -> None:
+    """A runtime that looks at the store itself only every RECHECK seconds runs a start another
+    runtime stored in its shard, and applies a signal submitted for it, well before that (its
+    notices wake it); and a waiter on the first runtime, which listens too, gets the mission's
+    end before its next re-read."""
+    one, two = runtimes
+    first, second = one.persistence, two.persistence
+    assert isinstance(first, PostgresPersistenceAdapter)
+    assert isinstance(second, PostgresPersistenceAdapter)
+    theirs = _id_in(_shards(two), "woken")
+    async with create_commander_runtime(two), anyio.create_task_group() as tasks:
+        tasks.start_soon(first.listen)
+        with anyio.fail_after(10):
+            # Polled: the listeners connect in worker threads.
+            while not (first.listening and second.listening):  # noqa: ASYNC110
+                await anyio.sleep(0.01)
+        # The tick the runtime's first wake-up asked for has run: from here on, only a
+        # notice (or the recheck) gets the runtime to look at the store.
+        await anyio.sleep(1)
+
+        async def tick_slowly() -> None:
+            # Virtual time jumps by at most this at each idle moment (a slow query on this
+            # loaded machine), so it cannot reach a recheck while a notice is on its way.
+            while True:  # noqa: ASYNC110 (a clock's ticks, not a wait for an event)
+                await anyio.sleep(0.1)
+
+        tasks.start_soon(tick_slowly)
+        began = anyio.current_time()
+        await one.start(WAITER, {"n": 1}, id=theirs)
+        with anyio.fail_after(60):
+            signalled = await one.signal(theirs, "go", {"n": 4})
+            assert signalled.status is MissionStatus.COMPLETED
+        with anyio.fail_after(REREAD_INTERVAL[1] / 2):
+            assert (await one.result(theirs)).output == 4
+        assert anyio.current_time() - began < 60
+        tasks.cancel_scope.cancel()

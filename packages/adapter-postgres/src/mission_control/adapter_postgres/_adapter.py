@@ -44,7 +44,7 @@ from mission_control.core import (
     SubmissionState,
     TimelineEntry,
 )
-from mission_control.core.lowlevel import notices_for
+from mission_control.core.lowlevel import Notices, notices_for
 from mission_control.core.storage import (
     ANY_TENANT,
     BufferedSignal,
@@ -70,6 +70,14 @@ from mission_control.core.storage import (
 )
 
 from . import _submissions as submissions
+from ._listen import (
+    NOTIFY,
+    Listener,
+    channel_of,
+    due_notice,
+    ended_notice,
+    submitted_notice,
+)
 from ._schema import migrate
 from ._shards import (
     REBALANCE_INTERVAL,
@@ -83,13 +91,19 @@ _log = logging.getLogger("mission_control.adapter_postgres")
 
 _LONG_AGO: Final = datetime.min.replace(tzinfo=UTC)
 
-WAKE_RECHECK: Final = 1.0
-"""Seconds between a runtime's looks for work another process stored for it (submissions, and
-missions due in its shards that it was not told of)."""
+WAKE_RECHECK: Final = (1.0, 30.0)
+"""A listening runtime looks for work another process stored for it (submissions, and missions
+due in its shards) whose notice it may have missed after this many seconds without a notice,
+doubling up to the second; every first one while it cannot listen."""
 
-REREAD_INTERVAL: Final = 1.0
-"""Seconds between a sharded adapter's re-reads of a mission ``result()`` waits for: another
-runtime may end it, where no notice of this process reaches."""
+REREAD_INTERVAL: Final = (1.0, 10.0)
+"""Seconds between re-reads of a mission ``result()`` waits for, on an adapter where another
+process may end it (sharded): the first while no :meth:`PostgresPersistenceAdapter.listen`
+runs, the second while one does (its notice of the end wakes the waiters at once; the re-read
+covers a notice lost while its connection was replaced)."""
+
+LISTEN_RETRY: Final = 1.0
+"""Seconds before a listener whose connection was lost connects again."""
 
 DEFAULT_SCHEMA: Final = "mission_control"
 """The PostgreSQL schema the adapter keeps its tables in unless given another."""
@@ -263,6 +277,7 @@ class PostgresPersistenceAdapter:
         shards: ShardOwner | None = None,
         conninfo: str | None = None,
         connections: int = 1,
+        wake_recheck: tuple[float, float] = WAKE_RECHECK,
     ) -> None:
         """Use :func:`open_postgres_persistence_adapter`: it makes the connection this takes
         over (set up, migrated, in autocommit mode), and the shard owner of a sharded one. With
@@ -279,6 +294,9 @@ class PostgresPersistenceAdapter:
         self._shard_limiter = anyio.CapacityLimiter(1)
         self._ids = SortableIds()
         self._closed = False
+        self._channel = channel_of(schema)
+        self._listening = 0
+        self._wake_recheck = wake_recheck
 
     # -- properties ----------------------------------------------------------------------------
 
@@ -591,6 +609,14 @@ class PostgresPersistenceAdapter:
             for s in signals
         ]
 
+        # A mission stored waiting for its start, in a shard another runtime owns, is that
+        # runtime's to run: nothing of this one's is at stake, so no ownership is checked, and
+        # the owner is told when it is due. A mission stored running must be in a shard this
+        # one owns.
+        elsewhere = snapshot.status is MissionStatus.WAITING and not self.owns(mission_id)
+        fenced = None if elsewhere else mission_id
+        notice = None if not elsewhere or due is None else due_notice(shard_of(mission_id), due)
+
         def write(db: Connection) -> bool:
             with db.cursor() as cursor:
                 cursor.execute(_INSERT_MISSION, row)
@@ -600,13 +626,10 @@ class PostgresPersistenceAdapter:
                     cursor.executemany(_INSERT_ENTRY, entries)
                 for signal in inbox:
                     cursor.execute(_INSERT_SIGNAL, signal)
+                if notice is not None:
+                    cursor.execute(NOTIFY, (self._channel, notice))
             return True
 
-        # A mission stored waiting for its start, in a shard another runtime owns, is that
-        # runtime's to run: nothing of this one's is at stake, so no ownership is checked. A
-        # mission stored running must be in a shard this one owns.
-        waiting = snapshot.status is MissionStatus.WAITING and not self.owns(mission_id)
-        fenced = None if waiting else mission_id
         mark = take_submission_mark()
         if await self._write(write, f"inserting mission {mission_id!r}", fenced, mark):
             return None
@@ -641,6 +664,8 @@ class PostgresPersistenceAdapter:
             (mission_id, revision, i, timeline_entry_to_json(entry))
             for i, entry in enumerate(timeline)
         ]
+        # Whoever waits for its result, in any process, is told it ended.
+        ended = ended_notice(mission_id) if snapshot.is_terminal else None
 
         def write(db: Connection) -> None:
             with db.cursor() as cursor:
@@ -655,6 +680,8 @@ class PostgresPersistenceAdapter:
                         )
                 if entries:
                     cursor.executemany(_INSERT_ENTRY, entries)
+                if ended is not None:
+                    cursor.execute(NOTIFY, (self._channel, ended))
 
         mark = take_submission_mark()
         await self._write(write, f"committing mission {mission_id!r}", mission_id, mark)
@@ -958,12 +985,15 @@ class PostgresPersistenceAdapter:
         return True
 
     async def submit(self, submission: NewSubmission) -> Submission:
-        """Store ``submission`` for the runtime that owns its mission (one transaction)."""
+        """Store ``submission`` for the runtime that owns its mission and tell that runtime
+        (one transaction)."""
         row = submissions.submission_row(submission)
+        notice = submitted_notice(shard_of(submission.mission_id))
 
         def write(db: Connection) -> int:
             found = db.execute(submissions.INSERT, row).fetchone()
             assert found is not None
+            db.execute(NOTIFY, (self._channel, notice))
             return int(found[0])
 
         seq = await self._write(
@@ -1075,20 +1105,116 @@ class PostgresPersistenceAdapter:
         self._serving("take ownership")
 
     async def watch_submissions(self, wake: Callable[[], None]) -> None:
-        """Call ``wake()`` now, then whenever work another process stored for this runtime is
-        found, looking every ``WAKE_RECHECK`` seconds: a pending submission for a mission it
-        owns calls ``wake()``; a mission due in its shards earlier than its runtime's next tick
-        (a start another runtime stored for it) is a due notice. Runs until cancelled."""
+        """Call ``wake()`` now, then whenever another process stored work for this runtime:
+        :meth:`listen` with ``wake``. Runs until cancelled."""
         self._serving("watch for submissions")
+        await self.listen(wake)
+
+    async def listen(self, wake: Callable[[], None] | None = None) -> None:
+        """Hear what other processes write (``docs/postgres.md``, wake-ups), until cancelled,
+        on a connection of its own read without a thread: a mission that ended wakes this
+        process's ``result()`` waiters at once; with ``wake`` (a runtime's, given by
+        :meth:`watch_submissions`), a submission for a mission this adapter owns calls
+        ``wake()`` and a mission stored due in its shards is a due notice (its runtime ticks by
+        then). When no notice came for a while (``WAKE_RECHECK``), or while the connection is
+        being replaced (``LISTEN_RETRY``), a runtime looks at the store itself."""
+        self._serving("listen")
+        assert self._conninfo is not None
         notices = notices_for(self)
-        wake()
+        first, last = self._wake_recheck
+        idle = first
         while True:
-            await anyio.sleep(WAKE_RECHECK)
+            listener = Listener(self._conninfo, self._channel)
+            try:
+                try:
+                    await listener.open()
+                except psycopg.Error as error:
+                    _log.warning(
+                        "cannot listen for notices (%s): again in %g s", error, LISTEN_RETRY
+                    )
+                    await self._look(wake, notices, LISTEN_RETRY)
+                    continue
+                self._listened(+1)
+                if wake is not None:
+                    # Whatever was stored before this connection listened (notices sent
+                    # before reach nobody here).
+                    wake()
+                try:
+                    while True:
+                        found = None
+                        with anyio.move_on_after(idle):
+                            found = await listener.wait()
+                        if found is None:
+                            idle = min(idle * 2, last)
+                            if await self._look(wake, notices):
+                                idle = first
+                        elif found:
+                            idle = first
+                            self._heard(found, wake, notices)
+                finally:
+                    self._listened(-1)
+            except psycopg.OperationalError as error:
+                _log.warning(
+                    "the notice listener lost its connection (%s): connecting again", error
+                )
+                await self._look(wake, notices, LISTEN_RETRY)
+            finally:
+                listener.close()
+
+    @property
+    def listening(self) -> bool:
+        """Whether a :meth:`listen` of this adapter hears notices now (its connection is up)."""
+        return self._listening > 0
+
+    def _listened(self, change: int) -> None:
+        self._listening += change
+        if self._shards is not None:
+            slow, fast = REREAD_INTERVAL[1], REREAD_INTERVAL[0]
+            notices_for(self).reread_interval = slow if self._listening else fast
+
+    def _heard(self, found: list[str], wake: Callable[[], None] | None, notices: Notices) -> None:
+        """Raise what the notices ``found`` say into this process's notice hub."""
+        serving = None if self._shards is None else self._shards.serving_set
+        woken = False
+        for payload in found:
+            kind, _, rest = payload.partition(" ")
+            if kind == "e":
+                notices.ended(rest)
+            elif wake is None:
+                continue
+            elif kind == "s":
+                if serving is None or int(rest) in serving:
+                    woken = True
+            elif kind == "d":
+                shard, _, when = rest.partition(" ")
+                if serving is None or int(shard) in serving:
+                    notices.due(datetime.fromisoformat(when))
+        if woken:
+            assert wake is not None
+            wake()
+
+    async def _look(
+        self, wake: Callable[[], None] | None, notices: Notices, pause: float = 0.0
+    ) -> bool:
+        """After ``pause`` seconds, a runtime's look at the store for work whose notice it may
+        have missed: whether it found any (a pending submission: ``wake()``; a due mission: a
+        due notice, which reaches the runtime only when earlier than its next tick)."""
+        if pause:
+            await anyio.sleep(pause)
+        if wake is None:
+            return False
+        found = False
+        try:
             if await self._any_pending():
+                found = True
                 wake()
             due = await self.next_due_at()
-            if due is not None:
-                notices.due(due)
+        except PersistenceError as error:
+            _log.warning("looking for work stored for this runtime failed: %s", error)
+            return False
+        if due is not None:
+            notices.due(due)
+        return found
 
     async def _any_pending(self) -> bool:
         action = "looking for submissions"
@@ -1158,6 +1284,7 @@ async def open_postgres_persistence_adapter(
     sharded: bool = False,
     name: str | None = None,
     connections: int = 4,
+    wake_recheck: tuple[float, float] = WAKE_RECHECK,
 ) -> PostgresPersistenceAdapter:
     """Connect to the PostgreSQL database ``conninfo`` names (a libpq connection string or
     URI) and open the Mission Control tables in ``schema``, creating and migrating them when
@@ -1171,6 +1298,9 @@ async def open_postgres_persistence_adapter(
     leaving. ``name`` (recorded as the owner of the shards it takes) defaults to the host name
     and process id. ``connections`` (default 4) is how many calls may run at once, each on a
     connection of its own (opened when first needed): missions that move at once commit at once.
+    ``wake_recheck`` (seconds: the first, doubled up to the second) is how long a runtime
+    listening for notices goes without one before it looks at the store itself for work stored
+    for it (``WAKE_RECHECK``).
 
     Raises :class:`PersistenceError` when the server cannot be reached, when ``schema`` holds
     tables that are not Mission Control's, or a schema written by a newer version (nothing is
@@ -1180,6 +1310,15 @@ async def open_postgres_persistence_adapter(
         raise ConfigurationError(f"conninfo must be a str, got {conninfo!r}")
     if isinstance(connections, bool) or not isinstance(connections, int) or connections < 1:
         raise ConfigurationError(f"connections must be a whole number >= 1, got {connections!r}")
+    if (
+        not isinstance(wake_recheck, tuple)
+        or len(wake_recheck) != 2  # pyright: ignore[reportUnnecessaryComparison]
+        or not all(isinstance(x, int | float) and x > 0 for x in wake_recheck)
+        or wake_recheck[0] > wake_recheck[1]
+    ):
+        raise ConfigurationError(
+            f"wake_recheck must be (first, last) seconds, 0 < first <= last, got {wake_recheck!r}"
+        )
     schema_name = _schema_name(schema)
 
     def connect() -> tuple[Connection, int]:
@@ -1211,9 +1350,10 @@ async def open_postgres_persistence_adapter(
         shards=shards,
         conninfo=conninfo,
         connections=connections,
+        wake_recheck=(float(wake_recheck[0]), float(wake_recheck[1])),
     )
     if shards is not None:
-        notices_for(adapter).reread_interval = REREAD_INTERVAL
+        notices_for(adapter).reread_interval = REREAD_INTERVAL[0]
         try:
             await adapter.rebalance()
         except BaseException:
