@@ -61,6 +61,8 @@ from mission_control.core.storage import (
     corrupt,
     gate_from_json,
     gate_to_json,
+    readable_submissions,
+    refusal_to_json,
     stored_snapshot_from_json,
     stored_snapshot_to_json,
     take_submission_mark,
@@ -1019,19 +1021,7 @@ class PostgresPersistenceAdapter:
             return []
         else:
             rows = await self._rows(submissions.PENDING_ON, (serving, limit), action)
-        found: list[Submission] = []
-        for row in rows:
-            try:
-                found.append(submissions.submission_from_row(row))
-            except PersistenceError as error:
-                _log.warning("%s: refused", error)
-                await self.decide_submission(
-                    int(row[0]),
-                    SubmissionState.REFUSED,
-                    Refusal("SubmissionRefusedError", f"the owner cannot read it: {error}"),
-                    datetime.now(UTC),
-                )
-        return found
+        return await readable_submissions(self, rows, submissions.submission_from_row)
 
     def applying(self, seq: int, decided_at: datetime) -> AbstractContextManager[Marking]:
         """Inside the block, the calling task's first write marks submission ``seq`` applied
@@ -1054,7 +1044,7 @@ class PostgresPersistenceAdapter:
         at = submissions.decided_at(decided_at)
         params: tuple[Any, ...]
         if state is SubmissionState.REFUSED:
-            text = submissions.refusal_json(refusal or Refusal("SubmissionRefusedError", ""))
+            text = refusal_to_json(refusal or Refusal("SubmissionRefusedError", ""))
             statement, params = submissions.REFUSE, (at, text, seq, overriding)
         else:
             statement, params = submissions.MARK_APPLIED, (at, seq)

@@ -15,12 +15,15 @@ from psycopg.rows import TupleRow
 
 from mission_control.core import (
     PersistenceError,
-    Refusal,
     Submission,
     SubmissionKind,
     SubmissionState,
 )
-from mission_control.core.storage import NewSubmission, value_to_json
+from mission_control.core.storage import (
+    NewSubmission,
+    refusal_from_json,
+    submission_payload_json,
+)
 
 INSERT: Final = (
     "INSERT INTO submissions (kind, mission_id, name, payload, submitted_at, submitted_by) "
@@ -66,13 +69,6 @@ COUNT_FAILURE: Final = (
 def submission_row(submission: NewSubmission) -> tuple[Any, ...]:
     """The row of a new submission, made before its transaction begins (a payload that cannot
     be stored raises then, with nothing stored)."""
-    try:
-        payload = value_to_json(submission.payload)
-    except (TypeError, ValueError) as error:
-        raise PersistenceError(
-            f"{submission.kind} submission for mission {submission.mission_id!r}: its payload "
-            f"cannot be stored as JSON ({error})"
-        ) from error
     submitted_at = submission.submitted_at
     if submitted_at.utcoffset() is None:
         raise ValueError(f"submitted_at must be a timezone-aware datetime, got {submitted_at!r}")
@@ -80,7 +76,7 @@ def submission_row(submission: NewSubmission) -> tuple[Any, ...]:
         str(submission.kind),
         submission.mission_id,
         submission.name,
-        payload,
+        submission_payload_json(submission),
         submitted_at,
         submission.submitted_by,
     )
@@ -89,10 +85,7 @@ def submission_row(submission: NewSubmission) -> tuple[Any, ...]:
 def submission_from_row(row: TupleRow) -> Submission:
     seq, kind, mission_id, name, payload, submitted_at, by, state, decided_at, refusal = row
     try:
-        refused = None
-        if refusal is not None:
-            found = json.loads(refusal)
-            refused = Refusal(str(found["type"]), str(found["message"]))
+        refused = None if refusal is None else refusal_from_json(refusal)
         return Submission(
             seq=int(seq),
             kind=SubmissionKind(kind),
@@ -110,10 +103,6 @@ def submission_from_row(row: TupleRow) -> Submission:
             f"submission {seq} cannot be read: its stored row is corrupt "
             f"({type(error).__name__}: {error})"
         ) from error
-
-
-def refusal_json(refusal: Refusal) -> str:
-    return json.dumps({"type": refusal.type, "message": refusal.message}, ensure_ascii=False)
 
 
 def decided_at(when: datetime) -> datetime:

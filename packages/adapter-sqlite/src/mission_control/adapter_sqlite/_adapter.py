@@ -57,6 +57,8 @@ from mission_control.core.storage import (
     corrupt,
     gate_from_json,
     gate_to_json,
+    readable_submissions,
+    refusal_to_json,
     schedule_from_json,
     schedule_to_json,
     stored_snapshot_from_json,
@@ -1326,21 +1328,7 @@ class SQLitePersistenceAdapter:
         saying so: the others never wait behind it."""
         self._check_open()
         rows = await self._read(submissions.PENDING, (limit,), "reading pending submissions")
-        found: list[Submission] = []
-        for row in rows:
-            try:
-                found.append(submissions.submission_from_row(row))
-            except PersistenceError as error:
-                if not self.is_owner:
-                    continue
-                _log.warning("%s: refused", error)
-                await self.decide_submission(
-                    int(row[0]),
-                    SubmissionState.REFUSED,
-                    Refusal("SubmissionRefusedError", f"the owner cannot read it: {error}"),
-                    datetime.now(UTC),
-                )
-        return found
+        return await readable_submissions(self, rows, submissions.submission_from_row)
 
     def applying(self, seq: int, decided_at: datetime) -> AbstractContextManager[Marking]:
         """Inside the block, the calling task's first write marks submission ``seq`` applied
@@ -1362,7 +1350,7 @@ class SQLitePersistenceAdapter:
         at = decided_at.isoformat()
         params: tuple[Any, ...]
         if state is SubmissionState.REFUSED:
-            text = submissions.refusal_json(refusal or Refusal("SubmissionRefusedError", ""))
+            text = refusal_to_json(refusal or Refusal("SubmissionRefusedError", ""))
             sql, params = submissions.REFUSE, (at, text, seq, overriding)
         else:
             sql, params = submissions.MARK_APPLIED, (at, seq)

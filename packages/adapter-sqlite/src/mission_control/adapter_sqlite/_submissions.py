@@ -1,4 +1,4 @@
-"""The submissions table: rows, and the marking that rides with the write applying one."""
+"""The submissions table: its statements, and its rows."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from typing import Any, Final
 
 from mission_control.core import (
     PersistenceError,
-    Refusal,
     Submission,
     SubmissionKind,
     SubmissionState,
@@ -16,7 +15,8 @@ from mission_control.core import (
 from mission_control.core.storage import (
     NewSubmission,
     SubmissionDecidedError,
-    value_to_json,
+    refusal_from_json,
+    submission_payload_json,
 )
 
 from ._sqlite import Row
@@ -58,18 +58,11 @@ COUNT_FAILURE: Final = (
 def submission_row(submission: NewSubmission) -> tuple[Any, ...]:
     """The row of a new submission, made before its transaction begins (a payload that cannot
     be stored raises then, with nothing stored)."""
-    try:
-        payload = value_to_json(submission.payload)
-    except (TypeError, ValueError) as error:
-        raise PersistenceError(
-            f"{submission.kind} submission for mission {submission.mission_id!r}: its payload "
-            f"cannot be stored as JSON ({error})"
-        ) from error
     return (
         str(submission.kind),
         submission.mission_id,
         submission.name,
-        payload,
+        submission_payload_json(submission),
         submission.submitted_at.isoformat(),
         submission.submitted_by,
     )
@@ -86,10 +79,7 @@ def mark_applied(cursor: Any, connection: Any, mark: tuple[datetime, int]) -> No
 def submission_from_row(row: Row) -> Submission:
     seq, kind, mission_id, name, payload, submitted_at, by, state, decided_at, refusal = row
     try:
-        refused = None
-        if refusal is not None:
-            found = json.loads(refusal)
-            refused = Refusal(str(found["type"]), str(found["message"]))
+        refused = None if refusal is None else refusal_from_json(refusal)
         return Submission(
             seq=int(seq),
             kind=SubmissionKind(kind),
@@ -107,7 +97,3 @@ def submission_from_row(row: Row) -> Submission:
             f"submission {seq} cannot be read: its stored row is corrupt "
             f"({type(error).__name__}: {error})"
         ) from error
-
-
-def refusal_json(refusal: Refusal) -> str:
-    return json.dumps({"type": refusal.type, "message": refusal.message}, ensure_ascii=False)

@@ -14,15 +14,22 @@ from __future__ import annotations
 import builtins
 import contextvars
 import enum
-from collections.abc import Callable, Generator
+import json
+import logging
+from collections.abc import Callable, Generator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from datetime import datetime
-from typing import Protocol, runtime_checkable
+from datetime import UTC, datetime
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import attrs
 
 from ._errors import MissionControlError, PersistenceError, SubmissionRefusedError
+from ._serialization import value_to_json
 from ._snapshot import JsonValue
+
+_log = logging.getLogger("mission_control.core")
+
+_Row = TypeVar("_Row", bound=Sequence[Any])
 
 
 class SubmissionKind(enum.StrEnum):
@@ -237,3 +244,54 @@ class MissionOwnership(Protocol):
     """
 
     def owns(self, mission_id: str) -> bool: ...
+
+
+# -- for adapters: what every SubmissionStore writes and reads the same way -------------------
+
+
+def submission_payload_json(submission: NewSubmission) -> str:
+    """The submission's payload as JSON text, made before its transaction begins: a payload
+    that cannot be stored raises :class:`PersistenceError` naming the submission, with nothing
+    stored."""
+    try:
+        return value_to_json(submission.payload)
+    except (TypeError, ValueError) as error:
+        raise PersistenceError(
+            f"{submission.kind} submission for mission {submission.mission_id!r}: its payload "
+            f"cannot be stored as JSON ({error})"
+        ) from error
+
+
+def refusal_to_json(refusal: Refusal) -> str:
+    return json.dumps({"type": refusal.type, "message": refusal.message}, ensure_ascii=False)
+
+
+def refusal_from_json(text: str) -> Refusal:
+    found = json.loads(text)
+    return Refusal(str(found["type"]), str(found["message"]))
+
+
+async def readable_submissions(
+    store: SubmissionStore,
+    rows: Sequence[_Row],
+    read: Callable[[_Row], Submission],
+) -> list[Submission]:
+    """The submissions of ``rows`` (each row's first column its number), as ``read`` makes
+    them. One it cannot read (:class:`PersistenceError`: a kind a newer version wrote, a
+    damaged row) is left out and, on the owner, refused saying so: the others never wait behind
+    it."""
+    found: list[Submission] = []
+    for row in rows:
+        try:
+            found.append(read(row))
+        except PersistenceError as error:
+            if not store.is_owner:
+                continue
+            _log.warning("%s: refused", error)
+            await store.decide_submission(
+                int(row[0]),
+                SubmissionState.REFUSED,
+                Refusal("SubmissionRefusedError", f"the owner cannot read it: {error}"),
+                datetime.now(UTC),
+            )
+    return found

@@ -74,6 +74,10 @@ from ._submissions import (
     SubmissionDecidedError,
     SubmissionStore,
     applying_submission,
+    readable_submissions,
+    refusal_from_json,
+    refusal_to_json,
+    submission_payload_json,
     take_submission_mark,
 )
 from ._tenants import ANY_TENANT, AnyTenant, TenantFilter, as_seen, tenant_key
@@ -115,6 +119,9 @@ __all__ = [
     "detached",
     "gate_from_json",
     "gate_to_json",
+    "readable_submissions",
+    "refusal_from_json",
+    "refusal_to_json",
     "schedule_from_json",
     "schedule_to_json",
     "snapshot_from_dict",
@@ -123,6 +130,7 @@ __all__ = [
     "snapshot_to_json",
     "stored_snapshot_from_json",
     "stored_snapshot_to_json",
+    "submission_payload_json",
     "take_submission_mark",
     "tenant_key",
     "timeline_entry_from_json",
