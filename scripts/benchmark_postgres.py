@@ -150,6 +150,11 @@ async def tick_cost(url: str, waiting: int, due: int) -> float:
                 )
                 db.execute("ANALYZE missions")
             async with create_commander_runtime(commander, auto_schedule=False) as runtime:
+                # Once its listener is connected the runtime looks for what was stored before:
+                # that look's tick runs (finding nothing due) before the clock moves.
+                while not adapter.listening:  # noqa: ASYNC110 (a thread connects it)
+                    await anyio.sleep(0.01)
+                await runtime.tick()
                 clock.advance(120)
                 began = time.perf_counter()
                 report = await runtime.tick()
