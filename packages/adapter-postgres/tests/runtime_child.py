@@ -1,5 +1,6 @@
 """A runtime process of the several-runtimes test: a sharded PostgreSQL adapter, a commander
-whose new ids fall in its own shards, a runtime, and the spreading rule's rounds beside it.
+whose new ids fall in its own shards, and a runtime (which runs the spreading rule's rounds
+beside its ticks itself).
 
     python runtime_child.py URL SCHEMA NAME COUNT DIR BACKEND
 
@@ -68,9 +69,7 @@ async def main() -> None:
             adapter,
             create_commander([WORK], persistence=adapter, ids=adapter.new_mission_id) as commander,
             create_commander_runtime(commander, max_concurrency=CONCURRENCY),
-            anyio.create_task_group() as tasks,
         ):
-            tasks.start_soon(adapter.keep_shards)
             with anyio.fail_after(WATCHDOG):
                 # Polled: the other runtimes are other processes.
                 while len(adapter.owned_shards) < SHARDS // 3 - 1:  # noqa: ASYNC110
@@ -95,7 +94,6 @@ async def main() -> None:
             print("STARTED", flush=True)
             async for _ in terminated:
                 break
-            tasks.cancel_scope.cancel()
 
 
 if __name__ == "__main__":

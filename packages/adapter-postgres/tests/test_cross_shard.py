@@ -14,12 +14,12 @@ import psycopg
 import pytest
 
 from mission_control.adapter_postgres import (
+    REREAD_INTERVAL,
     PostgresPersistenceAdapter,
     ShardLostError,
     open_postgres_persistence_adapter,
     shard_of,
 )
-from mission_control.adapter_postgres._adapter import REREAD_INTERVAL
 from mission_control.adapter_postgres._listen import Listener, channel_of
 from mission_control.core import (
     Commander,

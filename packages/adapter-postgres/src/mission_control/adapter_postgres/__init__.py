@@ -10,7 +10,11 @@ async with create_commander([approval], persistence=adapter) as commander:
 
 from ._adapter import (
     DEFAULT_SCHEMA,
+    LISTEN_RETRY,
+    REREAD_INTERVAL,
+    WAKE_RECHECK,
     PostgresPersistenceAdapter,
+    Role,
     open_postgres_persistence_adapter,
 )
 from ._local import LocalServer, NoLocalServerError, start_local_server
@@ -19,12 +23,16 @@ from ._shards import REBALANCE_INTERVAL, SHARDS, ShardLostError, shard_of
 
 __all__ = [
     "DEFAULT_SCHEMA",
+    "LISTEN_RETRY",
     "LocalServer",
     "NoLocalServerError",
     "REBALANCE_INTERVAL",
+    "REREAD_INTERVAL",
     "SCHEMA_VERSION",
     "SHARDS",
+    "WAKE_RECHECK",
     "PostgresPersistenceAdapter",
+    "Role",
     "ShardLostError",
     "open_postgres_persistence_adapter",
     "shard_of",

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Final, LiteralString, Self, TypeVar
+from typing import Any, Final, Literal, LiteralString, Self, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -98,11 +98,17 @@ WAKE_RECHECK: Final = (1.0, 30.0)
 due in its shards) whose notice it may have missed after this many seconds without a notice,
 doubling up to the second; every first one while it cannot listen."""
 
-REREAD_INTERVAL: Final = (1.0, 10.0)
+REREAD_INTERVAL: Final = (0.25, 10.0)
 """Seconds between re-reads of a mission ``result()`` waits for, on an adapter where another
-process may end it (sharded): the first while no :meth:`PostgresPersistenceAdapter.listen`
-runs, the second while one does (its notice of the end wakes the waiters at once; the re-read
-covers a notice lost while its connection was replaced)."""
+process may end it (a sharded runtime's, a submitter's): the first while no
+:meth:`PostgresPersistenceAdapter.listen` runs, the second while one does (its notice of the
+end wakes the waiters at once; the re-read covers a notice lost while its connection was
+replaced)."""
+
+Role = Literal["runtime", "submitter"]
+"""What a process does with the schema: a runtime executes missions (all of them, or those of
+its shards when sharded); a submitter (a web worker) executes none and hands its starts,
+signals, cancellations and retries to the runtimes."""
 
 LISTEN_RETRY: Final = 1.0
 """Seconds before a listener whose connection was lost connects again."""
@@ -280,6 +286,7 @@ class PostgresPersistenceAdapter:
         conninfo: str | None = None,
         connections: int = 1,
         wake_recheck: tuple[float, float] = WAKE_RECHECK,
+        role: Role = "runtime",
     ) -> None:
         """Use :func:`open_postgres_persistence_adapter`: it makes the connection this takes
         over (set up, migrated, in autocommit mode), and the shard owner of a sharded one. With
@@ -299,6 +306,7 @@ class PostgresPersistenceAdapter:
         self._channel = channel_of(schema)
         self._listening = 0
         self._wake_recheck = wake_recheck
+        self._role: Role = role
 
     # -- properties ----------------------------------------------------------------------------
 
@@ -315,6 +323,11 @@ class PostgresPersistenceAdapter:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def role(self) -> Role:
+        """``"runtime"`` or ``"submitter"`` (see :func:`open_postgres_persistence_adapter`)."""
+        return self._role
 
     @property
     def sharded(self) -> bool:
@@ -365,6 +378,8 @@ class PostgresPersistenceAdapter:
         ``docs/postgres.md``). A commander on it stores a start of a mission it does not own for
         that mission's owner, and hands it that mission's signals, cancellations and retries as
         submissions (``mission_control.core.storage.MissionOwnership``)."""
+        if self._role == "submitter":
+            return False
         owner = self._shards
         return owner is None or shard_of(mission_id) in owner.serving_set
 
@@ -373,8 +388,17 @@ class PostgresPersistenceAdapter:
         """The server process of the lock connection of a sharded adapter."""
         return None if self._shards is None else self._shards.backend_pid
 
+    async def keep_ownership(self) -> None:
+        """What a runtime on this adapter runs beside its ticks (``MissionOwnership``): on a
+        sharded adapter, :meth:`keep_shards`; on any other, nothing, until cancelled."""
+        if self._shards is None:
+            await anyio.sleep_forever()
+        else:
+            await self.keep_shards()
+
     async def keep_shards(self) -> None:
-        """Run :meth:`rebalance` every ``REBALANCE_INTERVAL`` seconds, until cancelled."""
+        """Run :meth:`rebalance` every ``REBALANCE_INTERVAL`` seconds, until cancelled (a
+        runtime does, through :meth:`keep_ownership`)."""
         while True:
             try:
                 await self.rebalance()
@@ -387,6 +411,13 @@ class PostgresPersistenceAdapter:
         if self._closed:
             raise PersistenceError(f"cannot {action}: the PostgreSQL adapter is closed")
         return None if self._shards is None else self._shards.serving
+
+    def _check_runtime(self, action: str) -> None:
+        if self._role == "submitter":
+            raise PersistenceError(
+                f"cannot {action}: this adapter was opened as a submitter, which executes no "
+                "mission (the runtimes apply what it submits; see docs/postgres.md)"
+            )
 
     def _sharded(self, action: str) -> ShardOwner:
         if self._closed:
@@ -616,6 +647,8 @@ class PostgresPersistenceAdapter:
         # the owner is told when it is due. A mission stored running must be in a shard this
         # one owns.
         elsewhere = snapshot.status is MissionStatus.WAITING and not self.owns(mission_id)
+        if not elsewhere:
+            self._check_runtime(f"insert mission {mission_id!r} to run it here")
         fenced = None if elsewhere else mission_id
         notice = None if not elsewhere or due is None else due_notice(shard_of(mission_id), due)
 
@@ -658,6 +691,7 @@ class PostgresPersistenceAdapter:
         consumed signal, in one transaction; :class:`RevisionConflictError` stores nothing.
         ``reopened`` (a retry) replaces the stored cancellation request by the snapshot's."""
         mission_id = snapshot.id
+        self._check_runtime(f"commit mission {mission_id!r}")
         revision = snapshot.revision
         check_commit_revision(snapshot, expected_revision)
         due, text, cancel = self._encode(snapshot)
@@ -707,6 +741,7 @@ class PostgresPersistenceAdapter:
         timeline: Sequence[TimelineEntry],
     ) -> BufferedSignal:
         """Buffer a signal for the mission (one transaction)."""
+        self._check_runtime(f"buffer signal {name!r} for mission {mission_id!r}")
         row = (
             mission_id,
             name,
@@ -747,6 +782,7 @@ class PostgresPersistenceAdapter:
         self, mission_id: str, request: CancelRequest, timeline: Sequence[TimelineEntry]
     ) -> None:
         """Record a cancellation request (the first one stands) without changing the revision."""
+        self._check_runtime(f"request the cancellation of mission {mission_id!r}")
         request_text = cancel_request_to_json(request)
         entries = [timeline_entry_to_json(entry) for entry in timeline]
 
@@ -982,9 +1018,9 @@ class PostgresPersistenceAdapter:
 
     @property
     def is_owner(self) -> bool:
-        """Whether this adapter executes missions (a runtime's): those of every shard when it
-        is not sharded, else those of the shards it owns (:meth:`owns`)."""
-        return True
+        """Whether this adapter executes missions (a runtime's, not a submitter's): those of
+        every shard when it is not sharded, else those of the shards it owns (:meth:`owns`)."""
+        return self._role == "runtime"
 
     async def submit(self, submission: NewSubmission) -> Submission:
         """Store ``submission`` for the runtime that owns its mission and tell that runtime
@@ -1041,6 +1077,7 @@ class PostgresPersistenceAdapter:
         ``overriding``, refuse one its own application marked applied. On a sharded adapter the
         decision is fenced as the mission's writes are: a runtime that lost the mission's shard
         decides nothing (:class:`ShardLostError`)."""
+        self._check_runtime(f"decide submission {seq}")
         at = submissions.decided_at(decided_at)
         params: tuple[Any, ...]
         if state is SubmissionState.REFUSED:
@@ -1064,6 +1101,7 @@ class PostgresPersistenceAdapter:
 
     async def count_failure(self, seq: int) -> int:
         """Count one more application of the submission that raised; return the count."""
+        self._check_runtime(f"count a failure of submission {seq}")
         rows = await self._rows(
             submissions.COUNT_FAILURE, (seq,), f"counting a failure of submission {seq}"
         )
@@ -1091,13 +1129,20 @@ class PostgresPersistenceAdapter:
 
     async def take_ownership(self) -> None:
         """Return at once: a runtime's adapter executes the missions of the shards it owns
-        (:meth:`owns`), which :meth:`keep_shards` keeps up to date."""
+        (:meth:`owns`), which :meth:`keep_shards` keeps up to date. A submitter's never
+        executes any: :class:`ConfigurationError`."""
         self._serving("take ownership")
+        if self._role == "submitter":
+            raise ConfigurationError(
+                "this PostgreSQL adapter was opened as a submitter: it never executes missions "
+                '(open it with role="runtime" for a runtime)'
+            )
 
     async def watch_submissions(self, wake: Callable[[], None]) -> None:
         """Call ``wake()`` now, then whenever another process stored work for this runtime:
         :meth:`listen` with ``wake``. Runs until cancelled."""
         self._serving("watch for submissions")
+        self._check_runtime("watch for submissions")
         await self.listen(wake)
 
     async def listen(self, wake: Callable[[], None] | None = None) -> None:
@@ -1158,7 +1203,7 @@ class PostgresPersistenceAdapter:
 
     def _listened(self, change: int) -> None:
         self._listening += change
-        if self._shards is not None:
+        if self._shards is not None or self._role == "submitter":
             slow, fast = REREAD_INTERVAL[1], REREAD_INTERVAL[0]
             notices_for(self).reread_interval = slow if self._listening else fast
 
@@ -1275,6 +1320,7 @@ async def open_postgres_persistence_adapter(
     name: str | None = None,
     connections: int = 4,
     wake_recheck: tuple[float, float] = WAKE_RECHECK,
+    role: Role = "runtime",
 ) -> PostgresPersistenceAdapter:
     """Connect to the PostgreSQL database ``conninfo`` names (a libpq connection string or
     URI) and open the Mission Control tables in ``schema``, creating and migrating them when
@@ -1288,6 +1334,11 @@ async def open_postgres_persistence_adapter(
     leaving. ``name`` (recorded as the owner of the shards it takes) defaults to the host name
     and process id. ``connections`` (default 4) is how many calls may run at once, each on a
     connection of its own (opened when first needed): missions that move at once commit at once.
+    ``role="submitter"`` opens it for a process that executes no mission (a web worker): every
+    start is stored waiting for its start, every signal, cancellation and retry is a submission,
+    for the runtime that owns the mission (``docs/postgres.md``, submitters); its ``result()``
+    waits re-read the mission (``REREAD_INTERVAL``), or are woken at once while
+    :meth:`~PostgresPersistenceAdapter.listen` runs in a task. It cannot be ``sharded``.
     ``wake_recheck`` (seconds: the first, doubled up to the second) is how long a runtime
     listening for notices goes without one before it looks at the store itself for work stored
     for it (``WAKE_RECHECK``).
@@ -1310,6 +1361,10 @@ async def open_postgres_persistence_adapter(
             f"wake_recheck must be (first, last) seconds, 0 < first <= last, got {wake_recheck!r}"
         )
     schema_name = _schema_name(schema)
+    if role not in ("runtime", "submitter"):
+        raise ConfigurationError(f"role must be 'runtime' or 'submitter', got {role!r}")
+    if sharded and role == "submitter":
+        raise ConfigurationError("a submitter owns no shards: it cannot be opened sharded=True")
 
     def connect() -> tuple[Connection, int]:
         try:
@@ -1341,7 +1396,10 @@ async def open_postgres_persistence_adapter(
         conninfo=conninfo,
         connections=connections,
         wake_recheck=(float(wake_recheck[0]), float(wake_recheck[1])),
+        role=role,
     )
+    if role == "submitter":
+        notices_for(adapter).reread_interval = REREAD_INTERVAL[0]
     if shards is not None:
         notices_for(adapter).reread_interval = REREAD_INTERVAL[0]
         try:

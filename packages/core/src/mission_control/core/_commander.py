@@ -422,8 +422,9 @@ class Commander:
             persistence if isinstance(persistence, SubmissionStore) else None
         )
         # A store split between several owners: this process runs only the missions it owns.
+        self._ownership = persistence if isinstance(persistence, MissionOwnership) else None
         self._owns_mission: Callable[[str], bool] | None = (
-            persistence.owns if isinstance(persistence, MissionOwnership) else None
+            None if self._ownership is None else self._ownership.owns
         )
         self._submitter_name = f"pid {os.getpid()} on {socket.gethostname()}"
 
@@ -1418,6 +1419,16 @@ class Commander:
             await anyio.sleep_forever()
         else:
             await self._store.watch_submissions(wake)
+
+    async def keep_ownership(self) -> None:
+        """On a store whose missions are split between several owners, keep this process's
+        part up to date as processes join and leave (PostgreSQL: the shards' spreading rule),
+        until cancelled; on any other store, wait until cancelled. The runtime runs it beside
+        its ticks."""
+        if self._ownership is None:
+            await anyio.sleep_forever()
+        else:
+            await self._ownership.keep_ownership()
 
     async def apply_submissions(self, limit: int, concurrency: int = 10) -> int:
         """Apply up to ``limit`` pending submissions in the order they were stored (those of

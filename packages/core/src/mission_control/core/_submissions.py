@@ -237,6 +237,9 @@ class MissionOwnership(Protocol):
     executes that mission now. Without it, a process that owns the store (``is_owner``) owns
     every mission in it.
 
+    ``keep_ownership`` keeps this process's part up to date as processes join and leave, until
+    cancelled (a runtime runs it beside its ticks).
+
     A commander on such a store runs a mission only where it is owned: a start or fork whose
     mission another process owns is stored waiting for its start (that owner's runtime runs
     it), and a signal, cancellation or retry of such a mission is a submission its owner
@@ -244,6 +247,12 @@ class MissionOwnership(Protocol):
     """
 
     def owns(self, mission_id: str) -> bool: ...
+
+    async def keep_ownership(self) -> None:
+        """Keep this process's part of the store up to date as processes join and leave
+        (PostgreSQL: the spreading rule's rounds), until cancelled. A runtime on the store
+        runs it beside its ticks."""
+        ...
 
 
 # -- for adapters: what every SubmissionStore writes and reads the same way -------------------

@@ -369,12 +369,23 @@ class CommanderRuntime:
         self._submitted_work = anyio.Event()
         self._start_beside(self._watch_submissions)
         self._start_beside(self._apply_submitted)
+        self._start_beside(self._keep_ownership)
 
     async def _watch_submissions(self) -> None:
         async def watch() -> None:
             await self._commander.watch_submissions(self._submitted)
 
         await self._retrying("watching for submissions", watch)
+
+    async def _keep_ownership(self) -> None:
+        """The store's upkeep of this process's part of it (the commander's
+        ``keep_ownership``: PostgreSQL's shards), beside the ticks; a driver that is no
+        commander may have none."""
+        keep: Callable[[], Awaitable[None]] | None = getattr(
+            self._commander, "keep_ownership", None
+        )
+        if keep is not None:
+            await self._retrying("keeping this process's part of the store", keep)
 
     def _submitted(self) -> None:
         """Another process submitted work, or stored a mission due now (a start): apply the
