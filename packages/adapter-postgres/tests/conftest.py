@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
+import time
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import IO, Any
 
 import psycopg
 import pytest
@@ -88,3 +90,42 @@ def anyio_backend(request: pytest.FixtureRequest) -> str | tuple[str, dict[str, 
     if request.node.get_closest_marker("real_time") is not None:
         return str(request.param)
     return virtual_time_backend(request.param, autojump_threshold=AUTOJUMP_THRESHOLD)
+
+
+ReadLine = Callable[[IO[str], str, float], None]
+
+
+@pytest.fixture
+def read_line() -> ReadLine:
+    """``read_line(stream, expected, deadline)``: read a child's output until the line
+    ``expected``, failing at the deadline (``time.monotonic()``) or when the child ends first
+    (the child's own deadline bounds each read)."""
+
+    def read(stream: IO[str], expected: str, deadline: float) -> None:
+        while time.monotonic() < deadline:
+            line = stream.readline()
+            if not line:
+                raise AssertionError(f"the child ended before printing {expected}")
+            if line.strip() == expected:
+                return
+        raise AssertionError(f"no {expected} before the deadline")
+
+    return read
+
+
+@pytest.fixture
+def children() -> Iterator[list[subprocess.Popen[str]]]:
+    """The child processes a test starts, ended after it (SIGTERM, then SIGKILL after 30 s)."""
+    started: list[subprocess.Popen[str]] = []
+    yield started
+    for child in started:
+        if child.poll() is None:
+            child.terminate()
+    for child in started:
+        try:
+            child.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+        if child.stdout is not None:
+            child.stdout.close()

@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import IO, Any
@@ -32,35 +32,9 @@ round of the rule after PostgreSQL let the locks go, which a SIGKILL does at onc
 second of slack for this loaded machine."""
 DEADLINE = 240.0
 
+ReadLine = Callable[[IO[str], str, float], None]
+"""conftest.py's read_line."""
 Raw = Callable[[str], AbstractContextManager[psycopg.Connection[tuple[Any, ...]]]]
-
-
-def _line(stream: IO[str], expected: str, deadline: float) -> None:
-    """Read ``stream`` until the line ``expected`` (the child's own deadline bounds the wait)."""
-    while time.monotonic() < deadline:
-        line = stream.readline()
-        if not line:
-            raise AssertionError(f"the child ended before printing {expected}")
-        if line.strip() == expected:
-            return
-    raise AssertionError(f"no {expected} before the deadline")
-
-
-@pytest.fixture
-def children(tmp_path: Path) -> Iterator[list[subprocess.Popen[str]]]:
-    started: list[subprocess.Popen[str]] = []
-    yield started
-    for child in started:
-        if child.poll() is None:
-            child.send_signal(signal.SIGTERM)
-    for child in started:
-        try:
-            child.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
-        if child.stdout is not None:
-            child.stdout.close()
 
 
 @pytest.mark.slow
@@ -70,6 +44,7 @@ def test_three_runtimes_share_missions_and_survive_one_killed(
     raw: Raw,
     tmp_path: Path,
     children: list[subprocess.Popen[str]],
+    read_line: ReadLine,
 ) -> None:
     """Three runtimes (trio, asyncio, trio) each own about a third of the shards and execute at
     least 20% of 2,000 missions; one SIGKILLed after every mission started has each of its
@@ -100,14 +75,14 @@ def test_three_runtimes_share_missions_and_survive_one_killed(
             time.sleep(0.5)
     for child in children:
         assert child.stdout is not None
-        _line(child.stdout, "READY", deadline)
+        read_line(child.stdout, "READY", deadline)
     with raw(postgres_schema) as db:
         owners = dict(db.execute("SELECT shard, owner FROM shards").fetchall())
     assert sorted(collections.Counter(owners.values()).values()) in ([21, 21, 22], [20, 22, 22])
     (tmp_path / "go").touch()
     for child in children:
         assert child.stdout is not None
-        _line(child.stdout, "STARTED", deadline)
+        read_line(child.stdout, "STARTED", deadline)
 
     victim = children[1]
     victim_shards = {shard for shard, owner in owners.items() if owner == "runtime-1"}

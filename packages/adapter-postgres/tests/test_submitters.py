@@ -9,7 +9,7 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import IO, Any
@@ -29,35 +29,9 @@ SUBMITTER = HERE / "submitter_child.py"
 PER_SUBMITTER = 30
 DEADLINE = 180.0
 
+ReadLine = Callable[[IO[str], str, float], None]
+"""conftest.py's read_line."""
 Raw = Callable[[str], AbstractContextManager[psycopg.Connection[tuple[Any, ...]]]]
-
-
-def _line(stream: IO[str], expected: str, deadline: float) -> None:
-    """Read ``stream`` until the line ``expected`` (the child's own deadline bounds the wait)."""
-    while time.monotonic() < deadline:
-        line = stream.readline()
-        if not line:
-            raise AssertionError(f"the child ended before printing {expected}")
-        if line.strip() == expected:
-            return
-    raise AssertionError(f"no {expected} before the deadline")
-
-
-@pytest.fixture
-def children() -> Iterator[list[subprocess.Popen[str]]]:
-    started: list[subprocess.Popen[str]] = []
-    yield started
-    for child in started:
-        if child.poll() is None:
-            child.terminate()
-    for child in started:
-        try:
-            child.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
-        if child.stdout is not None:
-            child.stdout.close()
 
 
 @pytest.mark.slow
@@ -67,10 +41,11 @@ def test_submitters_start_signal_cancel_and_wait_on_three_runtimes(
     raw: Raw,
     tmp_path: Path,
     children: list[subprocess.Popen[str]],
+    read_line: ReadLine,
 ) -> None:
     """Two submitter processes (trio, asyncio) start 30 missions each on a schema three runtime
-    processes share, cancel every fifth and signal the others: each call returns the mission
-    as a runtime left it, every signalled mission completes and every cancelled one is
+    processes share, cancel every fifth and signal the others: each call returns once a
+    runtime applied it, every signalled mission completes and every cancelled one is
     cancelled, each step ran once, in the runtime that owns the mission's shard, and every
     submission is applied."""
     deadline = time.monotonic() + DEADLINE
@@ -96,7 +71,7 @@ def test_submitters_start_signal_cancel_and_wait_on_three_runtimes(
             time.sleep(0.5)
     for runtime in runtimes:
         assert runtime.stdout is not None
-        _line(runtime.stdout, "READY", deadline)
+        read_line(runtime.stdout, "READY", deadline)
     (tmp_path / "go").touch()
     submitters = [
         subprocess.Popen(
