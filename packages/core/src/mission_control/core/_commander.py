@@ -815,7 +815,7 @@ class Commander:
         that does not own its store, a submission the owner applies (:meth:`submit_pause`)."""
         self._engine.loop.check("commander.pause()")
         _check_reason(reason, "pause")
-        if not self.is_owner:
+        if not self.owns(mission_id, tenant=tenant):
             return await self.verdict(await self.submit_pause(mission_id, reason, tenant=tenant))
         key = await self._key(mission_id, tenant)
         return self._out(await self._engine.pause(key, reason))
@@ -828,7 +828,7 @@ class Commander:
         Raises :class:`MissionNotActiveError` for a finished mission. In a process that does not
         own its store, a submission the owner applies (:meth:`submit_resume`)."""
         self._engine.loop.check("commander.resume()")
-        if not self.is_owner:
+        if not self.owns(mission_id, tenant=tenant):
             return await self.verdict(
                 await self.submit_resume(mission_id, tenant=tenant), at_rest=True
             )
