@@ -1306,6 +1306,7 @@ class Engine:
         records = draft.nodes
         places = definition.places
         runnable: list[str] = []
+        first_due: tuple[str, Wait, datetime] | None = None
         for path in draft.active:
             place = places.get(path) or definition.place_or_none(path)
             record = records[path]
@@ -1343,43 +1344,50 @@ class Engine:
                     self._apply(definition, draft, path, (None, None, 1), None)
                 return None
             wait = draft.wait_of(path)
-            if wait is None or wait.due_at is None:
-                continue
-            now = self.now()
-            if wait.due_at > now:
-                continue
-            # A due time that has passed needs no write of its own: if the process stops before
-            # the next write, the mission is still due and does the same again.
-            match wait.kind:
-                case WaitKind.TIMER:
-                    if self.observer is not None:
-                        self._waited(draft, path, NodeStatus.COMPLETED, now)
-                    draft.log(now, TimelineKind.TIMER_FIRED, path)
-                    node = place.node
-                    draft.complete(path, node.name, node.kind, now, attempts=1)
-                    self._leave(definition, draft, path, now)
-                case WaitKind.RETRY:
-                    draft.retry_due(path, now)
-                    if isinstance(place.node, ChildNode):
-                        draft.must_write = True  # as when the node is entered: see _enter
-                case WaitKind.START if path != "start":
-                    # A fork stored by a process that does not own the store: it starts at the
-                    # node it was forked at.
-                    draft.unwait(path)
-                    self._enter(definition, draft, path, now)
-                    draft.must_write = True
-                case WaitKind.START:
-                    self._begin_start(draft, now)
-                    # Stored running before its first function runs, so that a start that
-                    # takes the process down is counted as a recovery like any node left
-                    # running (a background start sends every start through here).
-                    draft.must_write = True
-                case WaitKind.SIGNAL | WaitKind.CHILD | WaitKind.SLOT:
-                    continue  # looked at in the store: see _settle_signals
-                case _:
-                    assert_never(wait.kind)
-            return None
-        return runnable
+            if wait is None or wait.due_at is None or wait.kind in LOOKED_AT:
+                continue  # (a signal, child or slot wait is looked at in _settle_signals)
+            # The earliest due wait fires first, whichever branch it is in: after a pause or
+            # a runtime that was down, timers fire in the order they came due.
+            if first_due is None or wait.due_at < first_due[2]:
+                first_due = (path, wait, wait.due_at)
+        if first_due is None:
+            return runnable
+        path, wait, due_at = first_due
+        now = self.now()
+        if due_at > now:
+            return runnable
+        place = places.get(path) or definition.place(path)
+        # A due time that has passed needs no write of its own: if the process stops before
+        # the next write, the mission is still due and does the same again.
+        match wait.kind:
+            case WaitKind.TIMER:
+                if self.observer is not None:
+                    self._waited(draft, path, NodeStatus.COMPLETED, now)
+                draft.log(now, TimelineKind.TIMER_FIRED, path)
+                node = place.node
+                draft.complete(path, node.name, node.kind, now, attempts=1)
+                self._leave(definition, draft, path, now)
+            case WaitKind.RETRY:
+                draft.retry_due(path, now)
+                if isinstance(place.node, ChildNode):
+                    draft.must_write = True  # as when the node is entered: see _enter
+            case WaitKind.START if path != "start":
+                # A fork stored by a process that does not own the store: it starts at the
+                # node it was forked at.
+                draft.unwait(path)
+                self._enter(definition, draft, path, now)
+                draft.must_write = True
+            case WaitKind.START:
+                self._begin_start(draft, now)
+                # Stored running before its first function runs, so that a start that
+                # takes the process down is counted as a recovery like any node left
+                # running (a background start sends every start through here).
+                draft.must_write = True
+            case WaitKind.SIGNAL | WaitKind.CHILD | WaitKind.SLOT:
+                raise AssertionError("looked at in the store, not here")
+            case _:
+                assert_never(wait.kind)
+        return None
 
     async def _settle_signals(self, definition: Definition, draft: Draft, now: datetime) -> bool:
         """Use one buffered signal, or time out one signal wait; whether one was."""

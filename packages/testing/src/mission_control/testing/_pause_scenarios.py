@@ -166,6 +166,45 @@ class PauseConformance(ScenarioFixtures):
         assert (await again.inspect("p-2")).status is MissionStatus.COMPLETED
         assert runs.ran == ["a", "b", "c"]
 
+    async def test_timers_due_while_paused_fire_in_due_order_not_branch_order(
+        self, persistence: PersistenceAdapter, clock: ManualClock
+    ) -> None:
+        """Two branches' timers that came due while the mission was paused fire at the resume
+        in the order they came due (the later-declared branch's earlier timer first), and so
+        do their next steps; likewise when a runtime catches up on timers it slept through."""
+        runs = _Runs()
+        flow = (
+            m.define("due-order")
+            .start(parse=accept)
+            .parallel(
+                "par",
+                {
+                    "x": lambda b: b.sleep("late", timedelta(hours=2)).step("x", runs.step("x")),
+                    "y": lambda b: b.sleep("early", timedelta(hours=1)).step("y", runs.step("y")),
+                },
+            )
+            .end()
+        )
+        commander = self.commander(persistence, clock, flow)
+        for mission_id, paused in (("o-1", True), ("o-2", False)):
+            runs.ran.clear()
+            await commander.start(flow, {}, id=mission_id)
+            if paused:
+                await commander.pause(mission_id)
+            clock.advance(timedelta(hours=5))
+            if paused:
+                await commander.resume(mission_id)
+            else:
+                await drain_due(commander)
+            assert (await commander.inspect(mission_id)).status is MissionStatus.COMPLETED
+            fired = [
+                entry.node
+                for entry in await commander.timeline(mission_id)
+                if entry.kind in (TimelineKind.TIMER_FIRED, TimelineKind.STEP_STARTED)
+            ]
+            assert fired == ["par/y/early", "par/y/y", "par/x/late", "par/x/x"], mission_id
+            assert sorted(runs.ran) == ["x", "y"], mission_id
+
     async def test_a_running_mission_pauses_at_its_next_node_boundary(
         self, persistence: PersistenceAdapter, clock: ManualClock
     ) -> None:
