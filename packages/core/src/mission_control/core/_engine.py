@@ -97,7 +97,7 @@ from ._snapshot import (
     Wait,
     WaitKind,
 )
-from ._tenants import tenant_key
+from ._tenants import local_id, tenant_key
 from ._values import (
     INT_FLOOR,
     INT_LIMIT,
@@ -146,6 +146,11 @@ mission_logger = logging.getLogger("mission_control.missions")
 # What a plain (not async) user function returns, which can never be awaited: checked by exact
 # type before inspect.isawaitable, which for these ends in a slow abc check.
 _PLAIN_RESULTS: frozenset[type] = frozenset({type(None), bool, int, float, str, dict, list, tuple})
+
+
+def _gate_name(name: str) -> str:
+    """A definition's name as it is written in a gate (see ``Engine._key_of``)."""
+    return name.replace("%", "%25").replace("/", "%2F").replace(":", "%3A")
 
 
 def _is_awaitable(value: object) -> bool:
@@ -620,7 +625,10 @@ class Engine:
             existing = await self._existing_or_free(definition, mission_id, tenant)
             if existing is not None:
                 return existing
-        if key is not None and (joined := await self._when_busy(definition, key)) is not None:
+        if (
+            key is not None
+            and (joined := await self._when_busy(definition, key, tenant)) is not None
+        ):
             return joined
         if not background and self.owns is not None and not self.owns(mission_id):
             background = True
@@ -936,10 +944,7 @@ class Engine:
             deadline = None if definition.deadline is None else now + definition.deadline
             draft.reopen(path, lambda p: top_level(p) in again, deadline, now)
             hold.may_leave_running = True
-            if path == "start":
-                draft.begin_start(now)
-            else:
-                self._enter(definition, draft, path, now)
+            self._begin_at(definition, draft, path, now)
             snapshot = await self._drive(definition, draft, hold)
             return await self._finish(definition, snapshot, hold)
 
@@ -978,6 +983,7 @@ class Engine:
             draft.nodes = copied
             draft.forked_from = source_id
             draft.tenant = source.tenant
+            draft.concurrency_key = source.concurrency_key
             if self.observer is not None:
                 # Made here, in the caller's span, even when the owner's runtime runs it.
                 draft.trace_context = self.observer.context_for(
@@ -1002,10 +1008,7 @@ class Engine:
                     snapshot = await self._write(draft)
                     self.notices.due(now)
                     return await self._pause_asked(draft, hold) or snapshot
-                if at_node == "start":
-                    draft.begin_start(now)
-                else:
-                    self._enter(definition, draft, at_node, now)
+                self._begin_at(definition, draft, at_node, now)
                 snapshot = await self._drive(definition, draft, hold)
             except _LostRace as race:
                 return _fork_of(race.existing, source_id)
@@ -1375,7 +1378,7 @@ class Engine:
                 # A fork stored by a process that does not own the store: it starts at the
                 # node it was forked at.
                 draft.unwait(path)
-                self._enter(definition, draft, path, now)
+                self._begin_at(definition, draft, path, now)
                 draft.must_write = True
             case WaitKind.START:
                 self._begin_start(draft, now)
@@ -1410,12 +1413,17 @@ class Engine:
                     # that does not exist.
                     await self._write(draft)
                 if await self._take_slot(definition, draft):
-                    draft.begin_start(now)
+                    if path == "start":
+                        draft.begin_start(now)
+                    else:
+                        # A retry's or a fork's node: it runs from there.
+                        draft.unwait(path)
+                        self._enter(definition, draft, path, now)
                     # Stored running before its start runs, as a start that came due.
                     draft.must_write = True
                     return True
                 if due:
-                    self._wait_for_slot(draft, now)
+                    self._wait_for_slot(draft, now, definition, path)
                     return True
                 continue
             assert wait.signal is not None
@@ -2544,7 +2552,10 @@ class Engine:
     ) -> str | None:
         """The gate of a new mission of ``definition`` with ``input_json`` (checked already):
         ``"<definition>/<key>"`` (a tenant's: ``"<tenant>::<definition>/<key>"``, so that
-        tenants never share slots), or ``None`` without a concurrency key."""
+        tenants never share slots), or ``None`` without a concurrency key. The definition's
+        name is written with ``%``, ``/`` and ``:`` escaped, so that no other definition's or
+        tenant's gate is spelt the same: the first ``/`` ends the name, and only a tenant's
+        gate has a ``::`` before it."""
         concurrency = definition.concurrency
         if concurrency is None:
             return None
@@ -2565,14 +2576,16 @@ class Engine:
                 f"mission {definition.name!r}: its concurrency key must be a non-empty str, got "
                 f"{key!r}"
             )
-        return tenant_key(tenant, f"{definition.name}/{key}")
+        return tenant_key(tenant, f"{_gate_name(definition.name)}/{key}")
 
     def _gates(self) -> ConcurrencyStore:
         store = self.persistence
         assert isinstance(store, ConcurrencyStore)  # checked by _key_of before any mission
         return store
 
-    async def _when_busy(self, definition: Definition, key: str) -> MissionSnapshot | None:
+    async def _when_busy(
+        self, definition: Definition, key: str, tenant: str | None
+    ) -> MissionSnapshot | None:
         """Before a start with ``key``: refuse it (``"refuse"``) or return the mission it joins
         (``"join"``) when every slot is held; ``None`` to go on (the start then queues)."""
         concurrency = definition.concurrency
@@ -2587,10 +2600,11 @@ class Engine:
             return None
         if concurrency.when_busy is WhenBusy.JOIN:
             return await self.load(running[0])
+        ids = ", ".join(local_id(mission_id, tenant) for mission_id in running)
         raise ConcurrencyLimitError(
-            f"mission {definition.name!r}: its concurrency key {key.partition('/')[2]!r} has "
-            f"{len(running)} of {concurrency.limit} running ({', '.join(running)}), and it "
-            "refuses a start while they run"
+            f"definition {definition.name!r}: concurrency key {key.partition('/')[2]!r} has "
+            f"{len(running)} of {concurrency.limit} running ({ids}), and it refuses a start "
+            "while they run"
         )
 
     async def _live(self, ids: tuple[str, ...]) -> tuple[str, ...]:
@@ -2612,11 +2626,30 @@ class Engine:
             draft.unchecked.add("start")  # looked at in this run: a slot may be free
 
     @staticmethod
-    def _wait_for_slot(draft: Draft, now: datetime) -> None:
-        """Make the mission of ``draft`` wait for a slot of its key, looking at its gate again
-        after ``SLOT_RECHECK``."""
-        wait = Wait(WaitKind.SLOT, "start", due_at=now + SLOT_RECHECK)
-        draft.wait_at("start", "start", "start", wait, now)
+    def _wait_for_slot(
+        draft: Draft, now: datetime, definition: Definition | None = None, path: str = "start"
+    ) -> None:
+        """Make the mission of ``draft`` wait for a slot of its key before it begins at the
+        top-level node ``path`` (its start, or the node a retry or a fork runs from), looking
+        at its gate again after ``SLOT_RECHECK``."""
+        wait = Wait(WaitKind.SLOT, path, due_at=now + SLOT_RECHECK)
+        if path == "start":
+            draft.wait_at("start", "start", "start", wait, now)
+            return
+        assert definition is not None
+        node = definition.places[path].node
+        draft.wait_at(path, node.name, node.kind, wait, now)
+
+    def _begin_at(self, definition: Definition, draft: Draft, path: str, now: datetime) -> None:
+        """Begin the mission of ``draft`` at the top-level node ``path`` (a retry's or a fork's),
+        once it holds a slot when its definition has a concurrency key."""
+        if draft.concurrency_key is not None:
+            self._wait_for_slot(draft, now, definition, path)
+            draft.unchecked.add(path)  # looked at in this run: a slot may be free
+        elif path == "start":
+            draft.begin_start(now)
+        else:
+            self._enter(definition, draft, path, now)
 
     async def _take_slot(self, definition: Definition, draft: Draft) -> bool:
         """Whether the mission of ``draft`` (stored, waiting for a slot) holds one of its key now:
@@ -2650,11 +2683,18 @@ class Engine:
         """The gate with ``running`` holding its slots and the first of ``queued`` (those that
         have not ended) taking the free ones; ``None`` when that is the gate as stored."""
         running_now = list(running)
-        waiting = list(queued)
-        while len(running_now) < limit and waiting:
-            first = waiting.pop(0)
-            if await self._live((first,)):
-                running_now.append(first)
+        waiting: list[str] = []
+        for mission_id in queued:
+            if len(running_now) < limit:
+                snapshot = await self.persistence.load(mission_id)
+                if snapshot is None or snapshot.is_terminal:
+                    continue  # ended while it waited: it leaves the queue
+                if snapshot.pause is None:
+                    running_now.append(mission_id)
+                    continue
+                # Paused while it waits: passed over, it keeps its place (and takes a free
+                # slot when it is resumed), so that it does not hold up its key's queue.
+            waiting.append(mission_id)
         new = Gate(gate.key, limit, tuple(running_now), tuple(waiting), gate.revision + 1)
         if (new.running, new.queued, new.limit) == (gate.running, gate.queued, gate.limit):
             return None
@@ -2725,7 +2765,10 @@ class Engine:
                 return
             if wait.due_at is None or wait.due_at > now:
                 draft = Draft.of(snapshot)
-                draft.wait_at("start", "start", "start", attrs.evolve(wait, due_at=now), now)
+                record = snapshot.nodes[wait.node]
+                draft.wait_at(
+                    wait.node, record.name, record.kind, attrs.evolve(wait, due_at=now), now
+                )
                 try:
                     await self._write(draft)
                 except RevisionConflictError:

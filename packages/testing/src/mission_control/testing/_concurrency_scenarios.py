@@ -157,6 +157,30 @@ class ConcurrencyConformance(ScenarioFixtures):
         await drain_due(commander)
         assert await _holders(commander) == ["x-3"]
 
+    async def test_a_paused_waiting_mission_is_passed_over_and_keeps_its_place(
+        self, persistence: PersistenceAdapter, clock: ManualClock
+    ) -> None:
+        """A mission paused while it waits for a slot does not take one: a freed slot goes to
+        the next waiting mission that is not paused, and the paused one, resumed, takes the
+        next slot that frees before the missions queued after it."""
+        self._gates(persistence)
+        flow = _keyed(1)
+        commander = self.commander(persistence, clock, flow)
+        for mission_id in ("y-1", "y-2", "y-3", "y-4"):
+            await commander.start(flow, {"customer": "c"}, id=mission_id)
+        await commander.pause("y-2", "not now")
+        await commander.signal("y-1", "done", 1)
+        await drain_due(commander)
+        assert await _holders(commander) == ["y-3"]
+        assert (await commander.inspect("y-2")).status is MissionStatus.PAUSED
+
+        resumed = await commander.resume("y-2")
+        assert resumed.status is MissionStatus.WAITING
+        assert not _holding(resumed)  # y-3 holds the one slot
+        await commander.signal("y-3", "done", 3)
+        await drain_due(commander)
+        assert await _holders(commander) == ["y-2"]
+
     async def test_a_slot_whose_holder_ended_without_giving_it_back_is_taken_back(
         self, persistence: PersistenceAdapter, clock: ManualClock
     ) -> None:
@@ -207,3 +231,95 @@ class ConcurrencyConformance(ScenarioFixtures):
             waiting = await handle.inspect()
             assert waiting.wait is not None
             assert waiting.wait.kind is WaitKind.SIGNAL  # began: at its need_to, not its slot
+
+    async def test_gates_of_other_definitions_or_tenants_never_meet_whatever_their_names(
+        self, persistence: PersistenceAdapter, clock: ManualClock
+    ) -> None:
+        """Definition ``a`` with key ``"b/c"`` and definition ``a/b`` with key ``"c"`` have
+        gates of their own, and so do a definition named ``"acme::sync"`` of no tenant and
+        tenant acme's ``sync`` with the same key: neither refuses nor joins the other."""
+        self._gates(persistence)
+
+        def single(name: str, when_busy: str) -> Any:
+            return (
+                m.define(name)
+                .start(parse=accept)
+                .concurrency(_customer, limit=1, when_busy=when_busy)  # pyright: ignore[reportArgumentType]
+                .need_to("done", parse=accept)
+                .end()
+            )
+
+        a, a_b = single("a", "refuse"), single("a/b", "refuse")
+        sync, lookalike = single("sync", "join"), single("acme::sync", "join")
+        commander = self.commander(persistence, clock, a, a_b, sync, lookalike)
+        await commander.start(a, {"customer": "b/c"}, id="g-1")
+        second = await commander.start(a_b, {"customer": "c"}, id="g-2")
+        assert second.id == "g-2"
+        await commander.start(sync, {"customer": "x"}, id="s-1", tenant="acme")
+        other = await commander.start(lookalike, {"customer": "x"}, id="s-2")
+        assert (other.id, other.tenant) == ("s-2", None)
+        assert await _holders(commander) == ["g-1", "g-2", "s-2"]
+        assert _holding(await commander.inspect("s-1", tenant="acme"))
+
+    async def test_a_refusal_names_the_definition_the_key_and_the_callers_ids(
+        self, persistence: PersistenceAdapter, clock: ManualClock
+    ) -> None:
+        """A refused start's ConcurrencyLimitError names the definition as one, the key the
+        caller's input gave, and the running missions by the ids the caller knows them by
+        (not a tenant's stored keys)."""
+        self._gates(persistence)
+        refusing = _keyed(1, when_busy="refuse")
+        commander = self.commander(persistence, clock, refusing)
+        await commander.start(refusing, {"customer": "c/d"}, id="r-1", tenant="acme")
+        with pytest.raises(ConcurrencyLimitError) as refused:
+            await commander.start(refusing, {"customer": "c/d"}, id="r-2", tenant="acme")
+        assert str(refused.value).startswith(
+            "definition 'keyed': concurrency key 'c/d' has 1 of 1 running (r-1)"
+        )
+        assert "acme::" not in str(refused.value)
+
+    async def test_a_retried_or_forked_mission_waits_for_a_slot_of_its_key(
+        self, persistence: PersistenceAdapter, clock: ManualClock
+    ) -> None:
+        """With limit 1, a failed mission retried while another of its key holds the slot
+        waits for a slot at the node it is retried from, and so does a fork: never more than
+        one of the key runs; each begins, in turn, once the holder ends."""
+        self._gates(persistence)
+        failing = {"f-1": True}
+
+        def work(ctx: Any) -> str:
+            if failing.get(ctx.mission_id):
+                raise RuntimeError("not yet")
+            return "worked"
+
+        flow = (
+            m.define("keyed-work")
+            .start(parse=accept)
+            .concurrency(_customer, limit=1)
+            .step("work", work)
+            .need_to("done", parse=accept)
+            .end()
+        )
+        commander = self.commander(persistence, clock, flow)
+        await commander.start(flow, {"customer": "c"}, id="f-1")
+        await commander.start(flow, {"customer": "c"}, id="f-2")
+        assert (await commander.inspect("f-1")).status is MissionStatus.FAILED
+        await drain_due(commander)
+        assert await _holders(commander) == ["f-2"]
+
+        failing["f-1"] = False
+        retried = await commander.retry("f-1")
+        assert retried.wait is not None
+        assert retried.wait.kind is WaitKind.SLOT
+        forked = await (await commander.fork("f-2", at_node="work", new_id="f-3")).inspect()
+        assert forked.wait is not None
+        assert forked.wait.kind is WaitKind.SLOT
+        assert await _holders(commander) == ["f-2"]
+
+        await commander.signal("f-2", "done", None)
+        await drain_due(commander)
+        assert await _holders(commander) == ["f-1"]
+        assert (await commander.inspect("f-1")).nodes["work"].output == "worked"
+        await commander.signal("f-1", "done", None)
+        await drain_due(commander)
+        assert await _holders(commander) == ["f-3"]
