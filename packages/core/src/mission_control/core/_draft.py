@@ -15,7 +15,7 @@ from typing import Any
 
 import attrs
 
-from ._nodes import ChildNode
+from ._nodes import ChildNode, StepNode
 from ._snapshot import (
     COMPENSATION_SUFFIX,
     CancelRequest,
@@ -59,6 +59,9 @@ _IN_PROGRESS = (NodeStatus.RUNNING, NodeStatus.WAITING)
 DONE = (NodeStatus.COMPLETED, NodeStatus.TIMED_OUT)
 """The statuses of a node that ran to its end (a ``need_to`` may time out): the nodes after it
 may run, and a retry or a fork does not run it again."""
+
+_FUNCTION_KINDS = frozenset({StepNode.kind, ChildNode.kind})
+"""The node kinds whose position runs a function once entered (``run_node``)."""
 
 LOOKED_AT = frozenset({WaitKind.SIGNAL, WaitKind.CHILD, WaitKind.SLOT})
 """The waits the engine looks at in the store (a signal's inbox, a child mission) whenever it
@@ -631,7 +634,16 @@ class Draft(MissionFields):
 
     def paused(self, pause: Pause, now: datetime) -> None:
         """The mission pauses where it is: its positions, waits and records stay as they are,
-        and nothing moves it until :meth:`unpaused`."""
+        and nothing moves it until :meth:`unpaused`. A function node entered and not run yet
+        (a pause lands once no function runs) has not started: its ``step-started`` entry, if
+        not yet written, is dropped (the resume logs it)."""
+        entered = self._not_run()
+        if entered and self.pending:
+            self.pending = [
+                entry
+                for entry in self.pending
+                if entry.kind is not TimelineKind.STEP_STARTED or entry.node not in entered
+            ]
         self.log(
             now, TimelineKind.MISSION_PAUSED, self.current_node, detail={"reason": pause.reason}
         )
@@ -639,9 +651,24 @@ class Draft(MissionFields):
         self.updated_at = now
         self.changed = True
 
+    def _not_run(self) -> list[str]:
+        """The positions on a function node marked running whose function has not run (with
+        no function running, as when a mission pauses: every such one)."""
+        return [
+            path
+            for path in self.active
+            if (record := self.nodes[path]).status is NodeStatus.RUNNING
+            and record.kind in _FUNCTION_KINDS
+        ]
+
     def unpaused(self, now: datetime) -> None:
-        """The mission goes on from where it paused."""
+        """The mission goes on from where it paused: the function nodes it had entered and not
+        run start now."""
         self.log(now, TimelineKind.MISSION_UNPAUSED, self.current_node)
+        for path in self._not_run():
+            record = self.nodes[path]
+            self.log(now, TimelineKind.STEP_STARTED, path, record.attempts + 1)
+            self.nodes[path] = attrs.evolve(record, started_at=now)  # pyright: ignore[reportIndexIssue] (the draft's own dict)
         self.pause = None
         self.updated_at = now
         self.changed = True

@@ -238,6 +238,42 @@ class PauseConformance(ScenarioFixtures):
         assert runs.ran == ["a", "b"]
         assert done.nodes["b"].attempts == 1
 
+    async def test_the_node_after_a_pause_boundary_starts_at_the_resume(
+        self, persistence: PersistenceAdapter, clock: ManualClock
+    ) -> None:
+        """A mission paused at a node boundary has not started its next step: the timeline
+        shows that step started once, after the resume, and its record's start is the
+        resume's time, not the pause's."""
+        runs = _Runs()
+        flow = (
+            m.define("pause-next")
+            .start(parse=accept)
+            .step("a", runs.step("a"))
+            .step("b", runs.step("b"))
+            .need_to("go", parse=accept)
+            .end()
+        )
+        commander = self.commander(persistence, clock, flow)
+        runs.commander = commander
+        runs.inside["a"] = "pause"
+        await commander.start(flow, {}, id="p-9")
+        paused = await commander.timeline("p-9")
+        assert [e.node for e in paused if e.kind is TimelineKind.STEP_STARTED] == ["a"]
+        clock.advance(timedelta(hours=2))
+        resumed = await commander.resume("p-9")
+        assert runs.ran == ["a", "b"]
+        assert resumed.nodes["b"].started_at == T0 + timedelta(hours=2)
+        kinds = [
+            (e.kind, e.node)
+            for e in await commander.timeline("p-9")
+            if e.kind in (TimelineKind.STEP_STARTED, TimelineKind.MISSION_UNPAUSED)
+        ]
+        assert kinds == [
+            (TimelineKind.STEP_STARTED, "a"),
+            (TimelineKind.MISSION_UNPAUSED, "b"),
+            (TimelineKind.STEP_STARTED, "b"),
+        ]
+
     async def test_a_resume_before_the_boundary_withdraws_the_pause(
         self, persistence: PersistenceAdapter, clock: ManualClock
     ) -> None:
