@@ -575,8 +575,6 @@ class Commander:
         try:
             snapshot = await self._engine.load(tenant_key(tenant, mission_id))
         except MissionNotFoundError:
-            if tenant is None:
-                raise
             raise _not_found(mission_id, tenant) from None
         if snapshot.tenant != tenant:
             raise _not_found(mission_id, tenant)
@@ -1777,8 +1775,10 @@ def _check_cancel(reason: object, compensate: object) -> None:
 
 
 def _not_found(mission_id: object, tenant: str | None) -> MissionNotFoundError:
-    where = "of no tenant" if tenant is None else f"in tenant {tenant!r}"
-    return MissionNotFoundError(f"no mission with id {mission_id!r} {where}")
+    # One message whether the id is missing or another tenant's: a difference would tell a
+    # caller which ids other tenants use. Without a tenant it is the engine's own message.
+    where = "" if tenant is None else f" in tenant {tenant!r}"
+    return MissionNotFoundError(f"no mission with id {mission_id!r}{where}")
 
 
 def _check_limit(value: object, name: str) -> None:

@@ -146,6 +146,40 @@ class TenantConformance(ScenarioFixtures):
         assert [s.id for s in await commander.list()] == []
         assert len(await persistence.list_missions(limit=10)) == 1
 
+    async def test_the_not_found_error_reads_the_same_whether_another_tenants_mission_exists(
+        self, persistence: PersistenceAdapter, clock: ManualClock
+    ) -> None:
+        """Every operation's MissionNotFoundError for an id of another tenant's form (or another
+        tenant's id) reads the same before and after that tenant starts the mission, so the
+        message tells nothing of another tenant's missions."""
+        flow = _flow()
+        commander = self.commander(persistence, clock, flow)
+        operations: list[Callable[[str, str | None], Awaitable[object]]] = [
+            lambda i, t: commander.get(i, tenant=t),
+            lambda i, t: commander.inspect(i, tenant=t),
+            lambda i, t: commander.timeline(i, tenant=t),
+            lambda i, t: commander.signal(i, "pay", 5, tenant=t),
+            lambda i, t: commander.cancel(i, "no", tenant=t),
+            lambda i, t: commander.retry(i, tenant=t),
+            lambda i, t: commander.fork(i, at_node="start", new_id="copy", tenant=t),
+            lambda i, t: commander.result(i, tenant=t),
+            lambda i, t: commander.wait_for_completion(i, tenant=t),
+        ]
+        asked = [("acme::secret", None), ("secret", "beta"), ("secret", None)]
+
+        async def messages() -> list[str]:
+            seen: list[str] = []
+            for operation in operations:
+                for mission_id, tenant in asked:
+                    with pytest.raises(MissionNotFoundError) as error:
+                        await operation(mission_id, tenant)
+                    seen.append(str(error.value))
+            return seen
+
+        before = await messages()
+        await commander.start(flow, {}, id="secret", tenant="acme")
+        assert await messages() == before
+
     async def test_signal_cancel_retry_and_fork_work_within_the_tenant(
         self, persistence: PersistenceAdapter, clock: ManualClock
     ) -> None:
