@@ -31,6 +31,7 @@ from typing import (
 
 import anyio
 import anyio.lowlevel
+import attrs
 import cattrs
 
 from ._clock import Clock, SystemClock, ensure_aware
@@ -1159,7 +1160,7 @@ class Commander:
         tenant = check_tenant(tenant)
         mission_id = self._new_key(id, tenant, "mission id") or self._engine.new_id()
         check_id(mission_id)
-        return await self._submit(SubmissionKind.START, mission_id, name, input_json)
+        return await self._submit(SubmissionKind.START, mission_id, name, input_json, tenant)
 
     async def submit_signal(
         self, mission_id: str, name: str, payload: Any = None, *, tenant: str | None = None
@@ -1180,7 +1181,9 @@ class Commander:
             payload_json = _raw_json(
                 payload, f"signal {name!r} payload", InvalidSignalPayloadError, self._converter
             )
-        return await self._submit(SubmissionKind.SIGNAL, snapshot.id, name, payload_json)
+        return await self._submit(
+            SubmissionKind.SIGNAL, snapshot.id, name, payload_json, snapshot.tenant
+        )
 
     async def submit_cancel(
         self,
@@ -1197,7 +1200,9 @@ class Commander:
         snapshot = await self._find(mission_id, tenant)
         self._engine.ensure_cancellable(snapshot)
         payload: JsonValue = {"reason": reason, "compensate": compensate}
-        return await self._submit(SubmissionKind.CANCEL, snapshot.id, None, payload)
+        return await self._submit(
+            SubmissionKind.CANCEL, snapshot.id, None, payload, snapshot.tenant
+        )
 
     async def submit_pause(
         self, mission_id: str, reason: str | None = None, *, tenant: str | None = None
@@ -1209,7 +1214,7 @@ class Commander:
         snapshot = await self._find(mission_id, tenant)
         self._engine.ensure_active(snapshot, "pause")
         payload: JsonValue = {"reason": reason}
-        return await self._submit(SubmissionKind.PAUSE, snapshot.id, None, payload)
+        return await self._submit(SubmissionKind.PAUSE, snapshot.id, None, payload, snapshot.tenant)
 
     async def submit_resume(self, mission_id: str, *, tenant: str | None = None) -> Submission:
         """Store a resume (see :meth:`resume`) for the owner to apply and return the submission
@@ -1217,7 +1222,7 @@ class Commander:
         self._engine.loop.check("commander.submit_resume()")
         snapshot = await self._find(mission_id, tenant)
         self._engine.ensure_active(snapshot, "resume")
-        return await self._submit(SubmissionKind.RESUME, snapshot.id, None, None)
+        return await self._submit(SubmissionKind.RESUME, snapshot.id, None, None, snapshot.tenant)
 
     async def submit_retry(
         self, mission_id: str, *, from_node: str | None = None, tenant: str | None = None
@@ -1239,7 +1244,7 @@ class Commander:
             if from_node is not None:
                 self._engine.check_retry_point(snapshot, from_node)
         payload: JsonValue = {"from_node": from_node}
-        return await self._submit(SubmissionKind.RETRY, snapshot.id, None, payload)
+        return await self._submit(SubmissionKind.RETRY, snapshot.id, None, payload, snapshot.tenant)
 
     async def _checks_locally(self, snapshot: MissionSnapshot) -> bool:
         """Whether this commander checks a submission about ``snapshot`` with its own
@@ -1251,35 +1256,55 @@ class Commander:
             return False
         return self.is_owner or await stored_shape_differs(self._persistence, definition) is None
 
-    async def submission(self, seq: int) -> Submission:
-        """The submission numbered ``seq`` as stored now."""
+    async def submission(self, seq: int, *, tenant: str | None = None) -> Submission:
+        """The submission numbered ``seq`` as stored now, about a mission of ``tenant``
+        (``None``: of no tenant), with the caller's id; :class:`InvalidInputError`, the same
+        as for a number never given out, for another tenant's."""
         self._engine.loop.check("commander.submission()")
+        tenant = check_tenant(tenant)
+        return _seen_submission(await self._load_submission(seq, tenant), tenant)
+
+    async def _load_submission(self, seq: int, tenant: str | None) -> Submission:
         found = await self._submission_store().load_submission(seq)
-        if found is None:
-            raise InvalidInputError(f"there is no submission {seq!r}")
+        # Whose it is follows from the stored key's form: a submission is only ever made with
+        # a key of its tenant (a mission stored before tenants under an id of that form is
+        # taken for that tenant's).
+        if found is None or tenant_of_key(found.mission_id) != tenant:
+            where = "" if tenant is None else f" in tenant {tenant!r}"
+            raise InvalidInputError(f"there is no submission {seq!r}{where}")
         return found
 
     async def verdict(
-        self, submission: Submission | int, *, at_rest: bool = False
+        self,
+        submission: Submission | int,
+        *,
+        tenant: str | None = None,
+        at_rest: bool = False,
     ) -> MissionSnapshot:
-        """Wait until the owner has decided ``submission`` (or the submission numbered so).
+        """Wait until the owner has decided ``submission`` (or the submission numbered so, of
+        ``tenant``; a :class:`Submission` is of its own tenant unless ``tenant`` says another).
         Returns the mission as stored once it was applied; raises the error the owner raised
         when it refused it (the same class, with the owner's message, when it is one of
-        ``mission_control.core``'s errors; :class:`SubmissionRefusedError` otherwise).
+        ``mission_control.core``'s errors; :class:`SubmissionRefusedError` otherwise), and
+        :class:`InvalidInputError` for a submission about another tenant's mission, as for one
+        that does not exist.
 
         With ``at_rest``, an applied submission returns the mission once the owner has run it
         to its next wait or its end (taking the signals buffered for the waits it reaches), as
         the owner's own :meth:`signal` and :meth:`retry` return it; or as it is after 10 seconds
         when a step still runs then."""
         self._engine.loop.check("commander.verdict()")
-        seq = submission if isinstance(submission, int) else submission.seq
-        store = self._submission_store()
+        if isinstance(submission, int):
+            seq = submission
+        else:
+            seq = submission.seq
+            if tenant is None:
+                tenant = submission.tenant
+        tenant = check_tenant(tenant)
         delay = _VERDICT_FIRST_REREAD
         patience = anyio.current_time() + _VERDICT_PATIENCE
         while True:
-            found = await store.load_submission(seq)
-            if found is None:
-                raise InvalidInputError(f"there is no submission {seq!r}")
+            found = await self._load_submission(seq, tenant)
             match found.state:
                 case SubmissionState.APPLIED:
                     if at_rest:
@@ -1359,7 +1384,12 @@ class Commander:
         return store
 
     async def _submit(
-        self, kind: SubmissionKind, mission_id: str, name: str | None, payload: JsonValue
+        self,
+        kind: SubmissionKind,
+        mission_id: str,
+        name: str | None,
+        payload: JsonValue,
+        tenant: str | None,
     ) -> Submission:
         store = self._submission_store()
         submission = await store.submit(
@@ -1375,7 +1405,7 @@ class Commander:
         if store.is_owner:
             await self._apply(submission)
             submission = await store.load_submission(submission.seq) or submission
-        return submission
+        return _seen_submission(submission, tenant)
 
     async def take_ownership(self) -> None:
         """Return once this process owns its store (at once when it does)."""
@@ -1772,6 +1802,15 @@ def _check_cancel(reason: object, compensate: object) -> None:
     _check_reason(reason, "cancel")
     if type(compensate) is not bool:
         raise InvalidInputError(f"cancel compensate must be True or False, got {compensate!r}")
+
+
+def _seen_submission(submission: Submission, tenant: str | None) -> Submission:
+    """``submission`` as the caller of ``tenant`` gets it: with its id and its tenant."""
+    if tenant is None:
+        return submission
+    return attrs.evolve(
+        submission, mission_id=local_id(submission.mission_id, tenant), tenant=tenant
+    )
 
 
 def _not_found(mission_id: object, tenant: str | None) -> MissionNotFoundError:
