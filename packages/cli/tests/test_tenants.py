@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -110,3 +111,22 @@ def test_writing_commands_reach_the_tenant_named_only(
     assert resumed["mission"]["status"] == "waiting"
     acme = invoke_json("list", "--db", tenants_db, "--tenant", "acme", "--json")["missions"]
     assert [m["status"] for m in acme] == ["waiting", "waiting"]
+
+
+def test_doctors_fix_run_as_printed_reaches_the_diagnosed_tenants_mission(
+    tenants_db: Path, start_owner: Any, invoke: Any, invoke_json: Any
+) -> None:
+    """The fix doctor prints for a tenant's mission names its tenant, so running it moves that
+    mission and leaves the mission of the same id of no tenant as it was."""
+    start_owner(tenants_db)
+    before = invoke_json("show", "--db", tenants_db, "o-1", "--json")["mission"]
+    doctor = invoke_json("doctor", "--db", tenants_db, "o-1", "--tenant", "acme", "--json")
+    fix = shlex.split(doctor["command"])
+    assert fix[0] == "mission-control"
+    assert fix[fix.index("--tenant") + 1] == "acme"
+    payload = '{"by": "ada"}'
+    ran = invoke(*[payload if arg == "PAYLOAD-JSON" else arg for arg in fix[1:]])
+    assert ran.exit_code == 0, ran.output
+    acme = invoke_json("show", "--db", tenants_db, "o-1", "--tenant", "acme", "--json")
+    assert acme["mission"]["current_node"] == "pickup"
+    assert invoke_json("show", "--db", tenants_db, "o-1", "--json")["mission"] == before

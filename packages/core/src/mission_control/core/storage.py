@@ -67,7 +67,7 @@ from ._stored import (
     stored_snapshot_to_json,
 )
 from ._submissions import Marking, NewSubmission, SubmissionDecidedError, SubmissionStore
-from ._tenants import ANY_TENANT, AnyTenant, TenantFilter, as_seen, tenant_key
+from ._tenants import ANY_TENANT, AnyTenant, TenantFilter, as_seen, local_id, tenant_key
 from ._triggers import TRIGGER_FORMAT, TriggerStore, trigger_from_json, trigger_to_json
 from ._values import detached
 from ._versions import DefinitionVersionStore, VersionKey
@@ -104,6 +104,7 @@ __all__ = [
     "detached",
     "gate_from_json",
     "gate_to_json",
+    "local_id",
     "schedule_from_json",
     "schedule_to_json",
     "snapshot_from_dict",
