@@ -51,6 +51,7 @@ from ._errors import (
     PersistenceError,
     StoreBusyError,
     UnknownDefinitionError,
+    refuse_unknown_options,
 )
 from ._ids import SortableIds
 from ._notices import Notices, notices_for
@@ -691,6 +692,7 @@ class Commander:
         :meth:`list` selects them, read ``page_size`` at a time: memory holds one page, and
         other tasks run between pages. A mission stored meanwhile is visited if its id sorts
         after the page being read."""
+        refuse_unknown_options(filters, ListFilters.__optional_keys__, "iter_missions()")
         _check_limit(page_size, "page_size")
         if page_size == 0:
             raise ValueError("page_size must be at least 1, got 0")
@@ -920,6 +922,7 @@ class Commander:
         definition nor a name UTF-8 can encode, or a ``batch_size`` out of 1 to 1,000.
         """
         self._engine.loop.check("commander.purge()")
+        refuse_unknown_options(options, PurgeOptions.__optional_keys__, "purge()")
         if not isinstance(finished_before, datetime):  # pyright: ignore[reportUnnecessaryIsInstance]
             raise InvalidInputError(f"finished_before must be a datetime, got {finished_before!r}")
         try:

@@ -312,6 +312,28 @@ class TenantConformance(ScenarioFixtures):
         assert everything.deleted == 2
         assert await persistence.list_missions(limit=10) == []
 
+    async def test_a_misspelt_option_is_refused_before_anything_is_deleted_or_stored(
+        self, persistence: PersistenceAdapter, clock: ManualClock
+    ) -> None:
+        """purge, create_schedule and iter_missions given an option they do not take (a
+        misspelt tenant) raise InvalidInputError naming it, and delete or store nothing."""
+        flow = _flow()
+        commander = self.commander(persistence, clock, flow)
+        for tenant in ("acme", None):
+            handle = await commander.start(flow, {}, id="done", tenant=tenant)
+            await handle.signal("pay", 1)
+        clock.advance(timedelta(days=1))
+        options: dict[str, Any] = {"tenantt": "acme"}
+        with pytest.raises(InvalidInputError, match="tenantt"):
+            await commander.purge(finished_before=clock.now(), **options)
+        assert len(await persistence.list_missions(limit=10)) == 2
+        with pytest.raises(InvalidInputError, match="tenantt"):
+            commander.iter_missions(**options)
+        if isinstance(persistence, ScheduleStore):
+            with pytest.raises(InvalidInputError, match="tenantt"):
+                await commander.create_schedule("s", flow, Every(timedelta(hours=1)), {}, **options)
+            assert await commander.list_schedules() == []
+
     async def test_a_bad_tenant_or_an_id_of_a_tenants_form_is_refused_storing_nothing(
         self, persistence: PersistenceAdapter, clock: ManualClock
     ) -> None:
