@@ -20,6 +20,7 @@ from mission_control.core import (
     ScheduleExistsError,
     TimelineEntry,
     TimelineKind,
+    TriggerExistsError,
     m,
 )
 from mission_control.core.storage import (
@@ -393,6 +394,11 @@ class TenantConformance(ScenarioFixtures):
 
         fire = await commander.fire_trigger("order.placed", {"from": "trigger"}, tenant="beta")
         assert fire.tenant == "beta"
+        with pytest.raises(TriggerExistsError) as taken:
+            await commander.fire_trigger("order.placed", {"from": "trigger"}, id=fire.id)
+        assert "order.placed" not in str(taken.value)
+        assert "payload" in str(taken.value)
+        assert "tenant" in str(taken.value)
         (mission_id,) = fire.missions
         assert (await commander.inspect(mission_id, tenant="beta")).input == {"from": "trigger"}
         replayed = await commander.replay_trigger(fire.id)
