@@ -195,6 +195,18 @@ async def test_submissions_and_verdicts_are_read_within_their_tenant(db_path: Pa
             assert len(texts) == 1, texts
 
 
+async def test_a_submitted_start_with_an_empty_id_is_refused_storing_nothing(
+    db_path: Path,
+) -> None:
+    """submit_start with the id "" raises InvalidInputError, of no tenant as of a tenant, and
+    stores no submission."""
+    async with SQLiteCommander(db_path, [ORDER], role="submitter") as submitter:
+        for tenant in (None, "acme"):
+            with pytest.raises(InvalidInputError):
+                await submitter.submit_start(ORDER, {"item": "tea"}, id="", tenant=tenant)
+    assert _rows(db_path, "SELECT seq FROM submissions") == []
+
+
 def _rows(db_path: Path, sql: str) -> list[tuple[Any, ...]]:
     with apsw.Connection(str(db_path), flags=apsw.SQLITE_OPEN_READONLY) as connection:
         return [tuple(row) for row in connection.execute(sql)]

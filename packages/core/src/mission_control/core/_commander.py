@@ -1161,7 +1161,9 @@ class Commander:
         else:
             input_json = _raw_json(input, "mission input", InvalidInputError, self._converter)
         tenant = check_tenant(tenant)
-        mission_id = self._new_key(id, tenant, "mission id") or self._engine.new_id()
+        mission_id = self._new_key(id, tenant, "mission id")
+        if mission_id is None:  # not `or`: an empty id is refused by check_id, not replaced
+            mission_id = self._engine.new_id()
         check_id(mission_id)
         return await self._submit(SubmissionKind.START, mission_id, name, input_json, tenant)
 
