@@ -14,6 +14,7 @@ from mission_control.core import (
     Context,
     Every,
     InvalidInputError,
+    MissionControlError,
     MissionNotFoundError,
     MissionSnapshot,
     MissionStatus,
@@ -312,6 +313,28 @@ class TenantConformance(ScenarioFixtures):
         everything = await commander.purge(finished_before=clock.now())
         assert everything.deleted == 2
         assert await persistence.list_missions(limit=10) == []
+
+    async def test_errors_about_a_tenants_mission_name_it_by_the_callers_id(
+        self, persistence: PersistenceAdapter, clock: ManualClock
+    ) -> None:
+        """A refused cancel, retry or start of a tenant's mission names it by the id its
+        caller uses, never by the stored key."""
+        flow = _flow()
+        other = m.define("other").start(parse=_accept).end()
+        commander = self.commander(persistence, clock, flow, other)
+        await commander.start(flow, {}, id="p", tenant="acme")
+        await commander.cancel("p", tenant="acme")
+        refusals: list[Callable[[], Awaitable[object]]] = [
+            lambda: commander.cancel("p", tenant="acme"),
+            lambda: commander.pause("p", tenant="acme"),
+            lambda: commander.start(other, {}, id="p", tenant="acme"),
+            lambda: commander.retry("p", from_node="start/x", tenant="acme"),
+        ]
+        for refusal in refusals:
+            with pytest.raises(MissionControlError) as error:
+                await refusal()
+            assert "'p'" in str(error.value)
+            assert "acme::" not in str(error.value)
 
     async def test_a_misspelt_option_is_refused_before_anything_is_deleted_or_stored(
         self, persistence: PersistenceAdapter, clock: ManualClock
