@@ -72,6 +72,23 @@ async def _state(
     )
 
 
+def _per_mission_operations(
+    commander: Commander,
+) -> list[Callable[[str, str | None], Awaitable[object]]]:
+    """Every per-mission call, given the caller's id and tenant."""
+    return [
+        lambda i, t: commander.get(i, tenant=t),
+        lambda i, t: commander.inspect(i, tenant=t),
+        lambda i, t: commander.timeline(i, tenant=t),
+        lambda i, t: commander.signal(i, "pay", 5, tenant=t),
+        lambda i, t: commander.cancel(i, "no", tenant=t),
+        lambda i, t: commander.retry(i, tenant=t),
+        lambda i, t: commander.fork(i, at_node="start", new_id="copy", tenant=t),
+        lambda i, t: commander.result(i, tenant=t),
+        lambda i, t: commander.wait_for_completion(i, tenant=t),
+    ]
+
+
 class TenantConformance(ScenarioFixtures):
     """Tenant scenarios every persistence adapter must pass: ids unique within a tenant, and
     every operation on another tenant's mission refused as not found. Subclass it and provide
@@ -123,17 +140,7 @@ class TenantConformance(ScenarioFixtures):
         before = await _state(commander, "secret", "acme")
         stored_key = (await persistence.list_missions(limit=10))[0].id
 
-        operations: list[Callable[[str, str | None], Awaitable[object]]] = [
-            lambda i, t: commander.get(i, tenant=t),
-            lambda i, t: commander.inspect(i, tenant=t),
-            lambda i, t: commander.timeline(i, tenant=t),
-            lambda i, t: commander.signal(i, "pay", 5, tenant=t),
-            lambda i, t: commander.cancel(i, "no", tenant=t),
-            lambda i, t: commander.retry(i, tenant=t),
-            lambda i, t: commander.fork(i, at_node="start", new_id="copy", tenant=t),
-            lambda i, t: commander.result(i, tenant=t),
-            lambda i, t: commander.wait_for_completion(i, tenant=t),
-        ]
+        operations = _per_mission_operations(commander)
         for operation in operations:
             for mission_id, tenant in (
                 ("secret", "beta"),
@@ -156,17 +163,7 @@ class TenantConformance(ScenarioFixtures):
         message tells nothing of another tenant's missions."""
         flow = _flow()
         commander = self.commander(persistence, clock, flow)
-        operations: list[Callable[[str, str | None], Awaitable[object]]] = [
-            lambda i, t: commander.get(i, tenant=t),
-            lambda i, t: commander.inspect(i, tenant=t),
-            lambda i, t: commander.timeline(i, tenant=t),
-            lambda i, t: commander.signal(i, "pay", 5, tenant=t),
-            lambda i, t: commander.cancel(i, "no", tenant=t),
-            lambda i, t: commander.retry(i, tenant=t),
-            lambda i, t: commander.fork(i, at_node="start", new_id="copy", tenant=t),
-            lambda i, t: commander.result(i, tenant=t),
-            lambda i, t: commander.wait_for_completion(i, tenant=t),
-        ]
+        operations = _per_mission_operations(commander)
         asked = [("acme::secret", None), ("secret", "beta"), ("secret", None)]
 
         async def messages() -> list[str]:
