@@ -631,8 +631,11 @@ class Commander:
             status = MissionStatus(status)
         _check_limit(limit, "limit")
         tenant = check_tenant(tenant)
-        if after is not None and tenant is not None:
-            after = tenant_key(tenant, after)
+        if after is not None:
+            if not isinstance(after, str):  # pyright: ignore[reportUnnecessaryIsInstance]
+                raise InvalidInputError(f"after must be a mission id (a str), got {after!r}")
+            if tenant is not None:
+                after = tenant_key(tenant, after)
         if parent is not None:
             if not isinstance(parent, str):  # pyright: ignore[reportUnnecessaryIsInstance]
                 raise InvalidInputError(f"parent must be a mission id (a str), got {parent!r}")

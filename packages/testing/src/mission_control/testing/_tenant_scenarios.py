@@ -337,7 +337,8 @@ class TenantConformance(ScenarioFixtures):
         self, persistence: PersistenceAdapter, clock: ManualClock
     ) -> None:
         """purge, create_schedule and iter_missions given an option they do not take (a
-        misspelt tenant) raise InvalidInputError naming it, and delete or store nothing."""
+        misspelt tenant), and list given an ``after`` that is no id, raise InvalidInputError
+        naming it, and delete or store nothing."""
         flow = _flow()
         commander = self.commander(persistence, clock, flow)
         for tenant in ("acme", None):
@@ -350,6 +351,9 @@ class TenantConformance(ScenarioFixtures):
         assert len(await persistence.list_missions(limit=10)) == 2
         with pytest.raises(InvalidInputError, match="tenantt"):
             commander.iter_missions(**options)
+        for tenant in ("acme", None):
+            with pytest.raises(InvalidInputError, match="after"):
+                await commander.list(after=5, tenant=tenant)  # type: ignore[arg-type]
         if isinstance(persistence, ScheduleStore):
             with pytest.raises(InvalidInputError, match="tenantt"):
                 await commander.create_schedule("s", flow, Every(timedelta(hours=1)), {}, **options)
