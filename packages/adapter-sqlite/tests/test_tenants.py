@@ -14,7 +14,13 @@ import pytest
 
 from mission_control.adapter_sqlite import SQLiteCommander, create_sqlite_persistence_adapter
 from mission_control.adapter_sqlite import _schema as schema
-from mission_control.core import MissionNotFoundError, MissionSnapshot, MissionStatus, m
+from mission_control.core import (
+    InvalidInputError,
+    MissionNotFoundError,
+    MissionSnapshot,
+    MissionStatus,
+    m,
+)
 from mission_control.core.storage import tenant_key
 from mission_control.runtime import create_commander_runtime
 from mission_control.testing import LoopClock
@@ -153,6 +159,52 @@ async def test_submitters_start_signal_and_cancel_within_their_tenant(db_path: P
         )
         kinds = [row[0] for row in _rows(db_path, "SELECT kind FROM submissions ORDER BY seq")]
         assert kinds == ["signal", "start", "cancel", "retry"]
+
+
+async def test_submissions_and_verdicts_are_read_within_their_tenant(db_path: Path) -> None:
+    """A submission is handed out with the caller's id and tenant, read back and waited on
+    within that tenant, and refused from no tenant or another one with the message a missing
+    submission gets."""
+    clock = LoopClock()
+    async with (
+        SQLiteCommander(db_path, [ORDER], clock=clock, role="owner") as owner,
+        create_commander_runtime(owner),
+        SQLiteCommander(db_path, [ORDER], clock=clock, role="submitter") as submitter,
+    ):
+        submitted = await submitter.submit_start(ORDER, {"item": "tea"}, id="o1", tenant="acme")
+        assert (submitted.mission_id, submitted.tenant) == ("o1", "acme")
+        with anyio.fail_after(10):
+            started = await submitter.verdict(submitted)
+        assert (started.id, started.tenant) == ("o1", "acme")
+        signalled = await submitter.submit_signal("o1", "approve", "ada", tenant="acme")
+        assert (signalled.mission_id, signalled.tenant) == ("o1", "acme")
+        read = await submitter.submission(signalled.seq, tenant="acme")
+        assert (read.seq, read.mission_id, read.tenant) == (signalled.seq, "o1", "acme")
+        with anyio.fail_after(10):
+            done = await submitter.verdict(signalled.seq, tenant="acme", at_rest=True)
+        assert (done.id, done.status) == ("o1", MissionStatus.COMPLETED)
+
+        missing = signalled.seq + 100
+        for tenant in (None, "beta"):
+            texts: set[str] = set()
+            for seq in (missing, submitted.seq, signalled.seq):
+                for call in (submitter.submission, submitter.verdict):
+                    with pytest.raises(InvalidInputError) as error:
+                        await call(seq, tenant=tenant)
+                    texts.add(str(error.value).replace(str(seq), "N"))
+            assert len(texts) == 1, texts
+
+
+async def test_a_submitted_start_with_an_empty_id_is_refused_storing_nothing(
+    db_path: Path,
+) -> None:
+    """submit_start with the id "" raises InvalidInputError, of no tenant as of a tenant, and
+    stores no submission."""
+    async with SQLiteCommander(db_path, [ORDER], role="submitter") as submitter:
+        for tenant in (None, "acme"):
+            with pytest.raises(InvalidInputError):
+                await submitter.submit_start(ORDER, {"item": "tea"}, id="", tenant=tenant)
+    assert _rows(db_path, "SELECT seq FROM submissions") == []
 
 
 def _rows(db_path: Path, sql: str) -> list[tuple[Any, ...]]:

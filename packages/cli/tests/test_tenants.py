@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -69,8 +70,8 @@ def test_writing_commands_reach_the_tenant_named_only(
     tenants_db: Path, start_owner: Any, invoke: Any, invoke_json: Any
 ) -> None:
     """signal, cancel, pause and resume with --tenant reach that tenant's mission through the
-    owner and leave the missions of the same id elsewhere as they were; naming another tenant
-    (or none) is not found."""
+    owner and leave the missions of the same id elsewhere as they were, and its submission is
+    read within that tenant; naming another tenant (or none) is not found."""
     start_owner(tenants_db)
     before = invoke_json("show", "--db", tenants_db, "o-1", "--json")["mission"]
     signalled = invoke_json(
@@ -85,6 +86,16 @@ def test_writing_commands_reach_the_tenant_named_only(
         "--json",
     )
     assert signalled["submission"]["state"] == "applied"
+    kept = signalled["submission"]
+    assert (kept["mission_id"], kept["tenant"]) == ("o-1", "acme")
+    seq = str(kept["seq"])
+    read = invoke_json("submission", "--db", tenants_db, seq, "--tenant", "acme", "--json")
+    assert (read["seq"], read["mission_id"], read["state"]) == (kept["seq"], "o-1", "applied")
+    for elsewhere in ((), ("--tenant", "beta")):
+        hidden = invoke("submission", "--db", tenants_db, seq, *elsewhere)
+        absent = invoke("submission", "--db", tenants_db, "999", *elsewhere)
+        assert hidden.exit_code == absent.exit_code == 1
+        assert hidden.stderr.replace(seq, "N") == absent.stderr.replace("999", "N")
     assert (signalled["mission"]["id"], signalled["mission"]["tenant"]) == ("o-1", "acme")
     assert signalled["mission"]["current_node"] == "pickup"
     assert invoke_json("show", "--db", tenants_db, "o-1", "--json")["mission"] == before
@@ -100,3 +111,22 @@ def test_writing_commands_reach_the_tenant_named_only(
     assert resumed["mission"]["status"] == "waiting"
     acme = invoke_json("list", "--db", tenants_db, "--tenant", "acme", "--json")["missions"]
     assert [m["status"] for m in acme] == ["waiting", "waiting"]
+
+
+def test_doctors_fix_run_as_printed_reaches_the_diagnosed_tenants_mission(
+    tenants_db: Path, start_owner: Any, invoke: Any, invoke_json: Any
+) -> None:
+    """The fix doctor prints for a tenant's mission names its tenant, so running it moves that
+    mission and leaves the mission of the same id of no tenant as it was."""
+    start_owner(tenants_db)
+    before = invoke_json("show", "--db", tenants_db, "o-1", "--json")["mission"]
+    doctor = invoke_json("doctor", "--db", tenants_db, "o-1", "--tenant", "acme", "--json")
+    fix = shlex.split(doctor["command"])
+    assert fix[0] == "mission-control"
+    assert fix[fix.index("--tenant") + 1] == "acme"
+    payload = '{"by": "ada"}'
+    ran = invoke(*[payload if arg == "PAYLOAD-JSON" else arg for arg in fix[1:]])
+    assert ran.exit_code == 0, ran.output
+    acme = invoke_json("show", "--db", tenants_db, "o-1", "--tenant", "acme", "--json")
+    assert acme["mission"]["current_node"] == "pickup"
+    assert invoke_json("show", "--db", tenants_db, "o-1", "--json")["mission"] == before

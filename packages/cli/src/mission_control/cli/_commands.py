@@ -123,6 +123,11 @@ def tenant_option(function: _F) -> _F:
     )(function)
 
 
+def tenant_flag(tenant: str | None) -> str:
+    """The ``--tenant`` option that names ``tenant`` in a command line shown to the user."""
+    return "" if tenant is None else f" --tenant {tenant}"
+
+
 def stored_key(mission: str, tenant: str | None) -> str:
     """The key the store keeps MISSION of ``tenant`` under (a bad tenant name is a usage
     error)."""
@@ -282,10 +287,9 @@ def show_command(
 
 def _not_found(mission: str, tenant: str | None = None) -> CommandError:
     where = "" if tenant is None else f" of tenant {tenant!r}"
-    option = "" if tenant is None else f" --tenant {tenant}"
     return CommandError(
         f"there is no mission {mission!r}{where} in this database",
-        hint=f"`mission-control list{option}` shows the missions it holds",
+        hint=f"`mission-control list{tenant_flag(tenant)}` shows the missions it holds",
     )
 
 
@@ -388,6 +392,7 @@ def submission_json(submission: Submission) -> dict[str, Any]:
         "seq": submission.seq,
         "kind": submission.kind.value,
         "mission_id": submission.mission_id,
+        "tenant": submission.tenant,
         "name": submission.name,
         "payload": submission.payload,
         "state": submission.state.value,
@@ -422,7 +427,7 @@ def submit_and_wait(
             snapshot: MissionSnapshot | None = None
             with trio.move_on_after(timeout):
                 snapshot = await commander.verdict(submission)
-                decided = await commander.submission(submission.seq)
+                decided = await commander.submission(submission.seq, tenant=submission.tenant)
                 # The owner runs the mission on to its next wait after applying the work: show
                 # it there, as the owner's own call would return it (or as applied, at the
                 # timeout).
@@ -433,7 +438,8 @@ def submit_and_wait(
                 f"{what} is stored as submission {submission.seq}, but no owner had applied "
                 f"it after {timeout:g} s; it stays in the database for the owner",
                 hint="is the application that owns the database running, with its runtime? "
-                f"`mission-control submission {submission.seq} --db {db}` shows its state",
+                f"`mission-control submission {submission.seq} --db {db}"
+                f"{tenant_flag(submission.tenant)}` shows its state",
             )
 
     try:
@@ -630,13 +636,15 @@ def resume_command(
 @cli.command("submission")
 @db_option
 @click.argument("seq", type=int)
+@tenant_option
 @json_option
-def submission_command(db: str, seq: int, as_json: bool) -> None:
-    """Show the submission numbered SEQ: pending, applied, or refused and why."""
+def submission_command(db: str, seq: int, tenant: str | None, as_json: bool) -> None:
+    """Show the submission numbered SEQ (about a mission of --tenant; without it, of no
+    tenant): pending, applied, or refused and why."""
 
     async def read() -> Submission:
         async with reading_commander(db) as commander:
-            return await commander.submission(seq)
+            return await commander.submission(seq, tenant=tenant)
 
     submission = run(read)
     if as_json:

@@ -22,7 +22,7 @@ from mission_control.core import (
     WaitKind,
     fingerprint,
 )
-from mission_control.core.storage import BufferedSignal
+from mission_control.core.storage import BufferedSignal, local_id
 
 from ._ages import format_age
 
@@ -98,8 +98,13 @@ def _ago(facts: Facts, at: datetime) -> str:
     return f"{at.strftime('%Y-%m-%d %H:%M:%SZ')} ({format_age(facts.now - at)} ago)"
 
 
-def _cli(facts: Facts, *args: str) -> str:
-    return shlex.join(["mission-control", *args, "--db", facts.db])
+def _cli(facts: Facts, *args: str, of_mission: bool = True) -> str:
+    """The command line of ``args``; ``of_mission``: about a mission, which is in the diagnosed
+    one's tenant (itself, its parent, its child), so it names that tenant: without --tenant
+    it would reach the mission of that id of no tenant."""
+    tenant = facts.snapshot.tenant
+    scope = [] if tenant is None or not of_mission else ["--tenant", tenant]
+    return shlex.join(["mission-control", *args, "--db", facts.db, *scope])
 
 
 _START_OWNER = "start the application that owns the database (its runtime moves what is due)"
@@ -332,7 +337,7 @@ def _waiting(facts: Facts) -> Diagnosis:
             f"{what} but not moved although process {facts.owner} owns the database: it runs no "
             "runtime, or its ticks cannot keep up",
             f"make sure process {facts.owner} runs a runtime on it; "
-            + _cli(facts, "stats")
+            + _cli(facts, "stats", of_mission=False)
             + " shows how many are due",
         )
     if facts.pending:
@@ -406,7 +411,8 @@ def _waiting_for_child(facts: Facts, node: str) -> Diagnosis:
         if entry.kind is TimelineKind.CHILD_STARTED and entry.node == node:
             detail: object = entry.detail
             if isinstance(detail, dict) and "mission_id" in detail:
-                child = str(cast("dict[str, object]", detail)["mission_id"])
+                key = str(cast("dict[str, object]", detail)["mission_id"])
+                child = local_id(key, facts.snapshot.tenant)
     return Diagnosis(
         Finding.WAITING_FOR_CHILD,
         f"waiting at {node!r} for its child mission {child or '(not started yet)'} to end",

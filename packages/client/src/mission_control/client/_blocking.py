@@ -727,13 +727,20 @@ class BlockingMissionClient:
         )
 
     def verdict(
-        self, submission: Submission | int, *, at_rest: bool = False, timeout: float | None = None
+        self,
+        submission: Submission | int,
+        *,
+        tenant: str | None = None,
+        at_rest: bool = False,
+        timeout: float | None = None,
     ) -> MissionSnapshot:
         """Wait for the owner's decision on a submission (with ``at_rest``, and for the owner to
         run the mission to its next wait); see :meth:`mission_control.core.Commander.verdict`.
         :class:`TimeoutError` after ``timeout`` seconds (the submission stays stored)."""
         return self._call(
-            lambda client: client.verdict(submission, at_rest=at_rest), timeout=timeout, waits=True
+            lambda client: client.verdict(submission, tenant=tenant, at_rest=at_rest),
+            timeout=timeout,
+            waits=True,
         )
 
     def close(self) -> None:

@@ -31,6 +31,7 @@ from typing import (
 
 import anyio
 import anyio.lowlevel
+import attrs
 import cattrs
 
 from ._clock import Clock, SystemClock, ensure_aware
@@ -50,6 +51,7 @@ from ._errors import (
     PersistenceError,
     StoreBusyError,
     UnknownDefinitionError,
+    refuse_unknown_options,
 )
 from ._ids import SortableIds
 from ._notices import Notices, notices_for
@@ -584,8 +586,6 @@ class Commander:
         try:
             snapshot = await self._engine.load(tenant_key(tenant, mission_id))
         except MissionNotFoundError:
-            if tenant is None:
-                raise
             raise _not_found(mission_id, tenant) from None
         if snapshot.tenant != tenant:
             raise _not_found(mission_id, tenant)
@@ -640,8 +640,11 @@ class Commander:
             status = MissionStatus(status)
         _check_limit(limit, "limit")
         tenant = check_tenant(tenant)
-        if after is not None and tenant is not None:
-            after = tenant_key(tenant, after)
+        if after is not None:
+            if not isinstance(after, str):  # pyright: ignore[reportUnnecessaryIsInstance]
+                raise InvalidInputError(f"after must be a mission id (a str), got {after!r}")
+            if tenant is not None:
+                after = tenant_key(tenant, after)
         if parent is not None:
             if not isinstance(parent, str):  # pyright: ignore[reportUnnecessaryIsInstance]
                 raise InvalidInputError(f"parent must be a mission id (a str), got {parent!r}")
@@ -701,6 +704,7 @@ class Commander:
         :meth:`list` selects them, read ``page_size`` at a time: memory holds one page, and
         other tasks run between pages. A mission stored meanwhile is visited if its id sorts
         after the page being read."""
+        refuse_unknown_options(filters, ListFilters.__optional_keys__, "iter_missions()")
         _check_limit(page_size, "page_size")
         if page_size == 0:
             raise ValueError("page_size must be at least 1, got 0")
@@ -930,6 +934,7 @@ class Commander:
         definition nor a name UTF-8 can encode, or a ``batch_size`` out of 1 to 1,000.
         """
         self._engine.loop.check("commander.purge()")
+        refuse_unknown_options(options, PurgeOptions.__optional_keys__, "purge()")
         if not isinstance(finished_before, datetime):  # pyright: ignore[reportUnnecessaryIsInstance]
             raise InvalidInputError(f"finished_before must be a datetime, got {finished_before!r}")
         try:
@@ -1187,9 +1192,11 @@ class Commander:
         else:
             input_json = _raw_json(input, "mission input", InvalidInputError, self._converter)
         tenant = check_tenant(tenant)
-        mission_id = self._new_key(id, tenant, "mission id") or self._engine.new_id()
+        mission_id = self._new_key(id, tenant, "mission id")
+        if mission_id is None:  # not `or`: an empty id is refused by check_id, not replaced
+            mission_id = self._engine.new_id()
         check_id(mission_id)
-        return await self._submit(SubmissionKind.START, mission_id, name, input_json)
+        return await self._submit(SubmissionKind.START, mission_id, name, input_json, tenant)
 
     async def submit_signal(
         self, mission_id: str, name: str, payload: Any = None, *, tenant: str | None = None
@@ -1210,7 +1217,9 @@ class Commander:
             payload_json = _raw_json(
                 payload, f"signal {name!r} payload", InvalidSignalPayloadError, self._converter
             )
-        return await self._submit(SubmissionKind.SIGNAL, snapshot.id, name, payload_json)
+        return await self._submit(
+            SubmissionKind.SIGNAL, snapshot.id, name, payload_json, snapshot.tenant
+        )
 
     async def submit_cancel(
         self,
@@ -1227,7 +1236,9 @@ class Commander:
         snapshot = await self._find(mission_id, tenant)
         self._engine.ensure_cancellable(snapshot)
         payload: JsonValue = {"reason": reason, "compensate": compensate}
-        return await self._submit(SubmissionKind.CANCEL, snapshot.id, None, payload)
+        return await self._submit(
+            SubmissionKind.CANCEL, snapshot.id, None, payload, snapshot.tenant
+        )
 
     async def submit_pause(
         self, mission_id: str, reason: str | None = None, *, tenant: str | None = None
@@ -1239,7 +1250,7 @@ class Commander:
         snapshot = await self._find(mission_id, tenant)
         self._engine.ensure_active(snapshot, "pause")
         payload: JsonValue = {"reason": reason}
-        return await self._submit(SubmissionKind.PAUSE, snapshot.id, None, payload)
+        return await self._submit(SubmissionKind.PAUSE, snapshot.id, None, payload, snapshot.tenant)
 
     async def submit_resume(self, mission_id: str, *, tenant: str | None = None) -> Submission:
         """Store a resume (see :meth:`resume`) for the owner to apply and return the submission
@@ -1247,7 +1258,7 @@ class Commander:
         self._engine.loop.check("commander.submit_resume()")
         snapshot = await self._find(mission_id, tenant)
         self._engine.ensure_active(snapshot, "resume")
-        return await self._submit(SubmissionKind.RESUME, snapshot.id, None, None)
+        return await self._submit(SubmissionKind.RESUME, snapshot.id, None, None, snapshot.tenant)
 
     async def submit_retry(
         self, mission_id: str, *, from_node: str | None = None, tenant: str | None = None
@@ -1269,7 +1280,7 @@ class Commander:
             if from_node is not None:
                 self._engine.check_retry_point(snapshot, from_node)
         payload: JsonValue = {"from_node": from_node}
-        return await self._submit(SubmissionKind.RETRY, snapshot.id, None, payload)
+        return await self._submit(SubmissionKind.RETRY, snapshot.id, None, payload, snapshot.tenant)
 
     async def _checks_locally(self, snapshot: MissionSnapshot) -> bool:
         """Whether this commander checks a submission about ``snapshot`` with its own
@@ -1281,35 +1292,55 @@ class Commander:
             return False
         return self.is_owner or await stored_shape_differs(self._persistence, definition) is None
 
-    async def submission(self, seq: int) -> Submission:
-        """The submission numbered ``seq`` as stored now."""
+    async def submission(self, seq: int, *, tenant: str | None = None) -> Submission:
+        """The submission numbered ``seq`` as stored now, about a mission of ``tenant``
+        (``None``: of no tenant), with the caller's id; :class:`InvalidInputError`, the same
+        as for a number never given out, for another tenant's."""
         self._engine.loop.check("commander.submission()")
+        tenant = check_tenant(tenant)
+        return _seen_submission(await self._load_submission(seq, tenant), tenant)
+
+    async def _load_submission(self, seq: int, tenant: str | None) -> Submission:
         found = await self._submission_store().load_submission(seq)
-        if found is None:
-            raise InvalidInputError(f"there is no submission {seq!r}")
+        # Whose it is follows from the stored key's form: a submission is only ever made with
+        # a key of its tenant (a mission stored before tenants under an id of that form is
+        # taken for that tenant's).
+        if found is None or tenant_of_key(found.mission_id) != tenant:
+            where = "" if tenant is None else f" in tenant {tenant!r}"
+            raise InvalidInputError(f"there is no submission {seq!r}{where}")
         return found
 
     async def verdict(
-        self, submission: Submission | int, *, at_rest: bool = False
+        self,
+        submission: Submission | int,
+        *,
+        tenant: str | None = None,
+        at_rest: bool = False,
     ) -> MissionSnapshot:
-        """Wait until the owner has decided ``submission`` (or the submission numbered so).
+        """Wait until the owner has decided ``submission`` (or the submission numbered so, of
+        ``tenant``; a :class:`Submission` is of its own tenant unless ``tenant`` says another).
         Returns the mission as stored once it was applied; raises the error the owner raised
         when it refused it (the same class, with the owner's message, when it is one of
-        ``mission_control.core``'s errors; :class:`SubmissionRefusedError` otherwise).
+        ``mission_control.core``'s errors; :class:`SubmissionRefusedError` otherwise), and
+        :class:`InvalidInputError` for a submission about another tenant's mission, as for one
+        that does not exist.
 
         With ``at_rest``, an applied submission returns the mission once the owner has run it
         to its next wait or its end (taking the signals buffered for the waits it reaches), as
         the owner's own :meth:`signal` and :meth:`retry` return it; or as it is after 10 seconds
         when a step still runs then."""
         self._engine.loop.check("commander.verdict()")
-        seq = submission if isinstance(submission, int) else submission.seq
-        store = self._submission_store()
+        if isinstance(submission, int):
+            seq = submission
+        else:
+            seq = submission.seq
+            if tenant is None:
+                tenant = submission.tenant
+        tenant = check_tenant(tenant)
         delay = _VERDICT_FIRST_REREAD
         patience = anyio.current_time() + _VERDICT_PATIENCE
         while True:
-            found = await store.load_submission(seq)
-            if found is None:
-                raise InvalidInputError(f"there is no submission {seq!r}")
+            found = await self._load_submission(seq, tenant)
             match found.state:
                 case SubmissionState.APPLIED:
                     if at_rest:
@@ -1389,7 +1420,12 @@ class Commander:
         return store
 
     async def _submit(
-        self, kind: SubmissionKind, mission_id: str, name: str | None, payload: JsonValue
+        self,
+        kind: SubmissionKind,
+        mission_id: str,
+        name: str | None,
+        payload: JsonValue,
+        tenant: str | None,
     ) -> Submission:
         store = self._submission_store()
         submission = await store.submit(
@@ -1405,7 +1441,7 @@ class Commander:
         if self._owns_key(mission_id):
             await self._apply(submission)
             submission = await store.load_submission(submission.seq) or submission
-        return submission
+        return _seen_submission(submission, tenant)
 
     async def take_ownership(self) -> None:
         """Return once this process owns its store (at once when it does)."""
@@ -1814,9 +1850,20 @@ def _check_cancel(reason: object, compensate: object) -> None:
         raise InvalidInputError(f"cancel compensate must be True or False, got {compensate!r}")
 
 
+def _seen_submission(submission: Submission, tenant: str | None) -> Submission:
+    """``submission`` as the caller of ``tenant`` gets it: with its id and its tenant."""
+    if tenant is None:
+        return submission
+    return attrs.evolve(
+        submission, mission_id=local_id(submission.mission_id, tenant), tenant=tenant
+    )
+
+
 def _not_found(mission_id: object, tenant: str | None) -> MissionNotFoundError:
-    where = "of no tenant" if tenant is None else f"in tenant {tenant!r}"
-    return MissionNotFoundError(f"no mission with id {mission_id!r} {where}")
+    # One message whether the id is missing or another tenant's: a difference would tell a
+    # caller which ids other tenants use. Without a tenant it is the engine's own message.
+    where = "" if tenant is None else f" in tenant {tenant!r}"
+    return MissionNotFoundError(f"no mission with id {mission_id!r}{where}")
 
 
 def _check_limit(value: object, name: str) -> None:

@@ -97,7 +97,7 @@ from ._snapshot import (
     Wait,
     WaitKind,
 )
-from ._tenants import local_id, tenant_key
+from ._tenants import local_id, shown_id, tenant_key
 from ._values import (
     INT_FLOOR,
     INT_LIMIT,
@@ -315,7 +315,7 @@ def _check_owner(definition: Definition, existing: MissionSnapshot, tenant: str 
         raise MissionAlreadyExistsError(f"mission id {existing.id!r} is taken")
     if existing.definition != definition.name:
         raise MissionAlreadyExistsError(
-            f"mission id {existing.id!r} belongs to a mission of definition "
+            f"mission id {shown_id(existing)!r} belongs to a mission of definition "
             f"{existing.definition!r}, not {definition.name!r}"
         )
 
@@ -325,7 +325,8 @@ def _fork_of(existing: MissionSnapshot, source_id: str) -> MissionSnapshot:
     fork (forking again returns it); :class:`MissionAlreadyExistsError` otherwise."""
     if existing.forked_from != source_id:
         raise MissionAlreadyExistsError(
-            f"mission id {existing.id!r} is taken by a mission that is not a fork of {source_id!r}"
+            f"mission id {shown_id(existing)!r} is taken by a mission that is not a fork of "
+            f"{local_id(source_id, existing.tenant)!r}"
         )
     return existing
 
@@ -357,7 +358,7 @@ def _check_nothing_undone(
         tops = {top_level(path) for path in undone}
         first = next(node.name for node in definition.nodes if node.name in tops)
         raise InvalidInputError(
-            f"cannot fork mission {source.id!r} at {at_node!r}: the compensation of "
+            f"cannot fork mission {shown_id(source)!r} at {at_node!r}: the compensation of "
             f"{', '.join(repr(p) for p in undone)} before it ran in that mission, so what it "
             f"made no longer holds; fork at {first!r} or an earlier node (at 'start' to run "
             "the mission afresh)"
@@ -844,19 +845,19 @@ class Engine:
         )
         if inside is None and "/" in from_node:
             raise InvalidInputError(
-                f"cannot retry mission {snapshot.id!r} at {from_node!r}: only a top-level node "
-                "can be run again from, and a node's name has no '/'"
+                f"cannot retry mission {shown_id(snapshot)!r} at {from_node!r}: only a top-level "
+                "node can be run again from, and a node's name has no '/'"
             )
         if inside is not None:
             raise InvalidInputError(
-                f"cannot retry mission {snapshot.id!r} at {from_node!r}: only a top-level node "
-                "can be run again from (not one inside a parallel, a choice, a loop's body or "
+                f"cannot retry mission {shown_id(snapshot)!r} at {from_node!r}: only a top-level "
+                "node can be run again from (not one inside a parallel, a choice, a loop's body or "
                 f"the deadline path); the top-level node it is in is {top_level(inside)!r}"
             )
         stopped = next((p for p, r in top.items() if r.status not in DONE), None)
         if stopped is not None:
             raise InvalidInputError(
-                f"cannot retry mission {snapshot.id!r} at {from_node!r}: the mission never "
+                f"cannot retry mission {shown_id(snapshot)!r} at {from_node!r}: the mission never "
                 f"reached a node of that name, and its node {stopped!r} did not complete "
                 f"({top[stopped].status.value}); pick {stopped!r} or a node before it"
             )
@@ -868,8 +869,8 @@ class Engine:
         status = snapshot.status
         if status is not MissionStatus.FAILED and status is not MissionStatus.CANCELLED:
             raise MissionNotRetryableError(
-                f"cannot retry mission {snapshot.id!r}: it is {status.value}; only a failed or "
-                "cancelled mission is retried"
+                f"cannot retry mission {shown_id(snapshot)!r}: it is {status.value}; only a failed "
+                "or cancelled mission is retried"
                 + (
                     " (its compensations undid what it had done: fork it at 'start' to run it "
                     "afresh)"
@@ -879,14 +880,15 @@ class Engine:
             )
         if snapshot.compensating:
             raise MissionNotRetryableError(
-                f"cannot retry mission {snapshot.id!r}: it ran some of its compensations before "
-                "it failed, so what it had done is partly undone (fork it at 'start' to run it "
-                "afresh)"
+                f"cannot retry mission {shown_id(snapshot)!r}: it ran some of its compensations "
+                "before it failed, so what it had done is partly undone (fork it at 'start' to "
+                "run it afresh)"
             )
         if snapshot.parent is not None:
             raise MissionNotRetryableError(
-                f"cannot retry mission {snapshot.id!r}: it is a child of mission "
-                f"{snapshot.parent.mission_id!r}, which no longer waits for it; retry the parent "
+                f"cannot retry mission {shown_id(snapshot)!r}: it is a child of mission "
+                f"{local_id(snapshot.parent.mission_id, snapshot.tenant)!r}, which no longer "
+                "waits for it; retry the parent "
                 f"from its child node {snapshot.parent.node.partition('/')[0]!r} instead"
             )
 
@@ -905,12 +907,13 @@ class Engine:
             )
             if nested is not None:
                 raise InvalidInputError(
-                    f"cannot {action} mission {snapshot.id!r} at {path!r}: only a top-level node "
-                    "can be run again from (not one inside a parallel, a choice, a loop's body or "
-                    f"the deadline path); the top-level node it is in is {top_level(nested)!r}"
+                    f"cannot {action} mission {shown_id(snapshot)!r} at {path!r}: only a "
+                    "top-level node can be run again from (not one inside a parallel, a choice, "
+                    "a loop's body or the deadline path); the top-level node it is in is "
+                    f"{top_level(nested)!r}"
                 )
             raise InvalidInputError(
-                f"cannot {action} mission {snapshot.id!r} at {path!r}: definition "
+                f"cannot {action} mission {shown_id(snapshot)!r} at {path!r}: definition "
                 f"{definition.name!r} version {definition.version} has no such node (top-level "
                 f"nodes: {', '.join(names)})"
             )
@@ -920,7 +923,7 @@ class Engine:
             if record is None or record.status not in DONE:
                 got = "never reached" if record is None else record.status.value
                 raise InvalidInputError(
-                    f"cannot {action} mission {snapshot.id!r} at {path!r}: node {before!r} "
+                    f"cannot {action} mission {shown_id(snapshot)!r} at {path!r}: node {before!r} "
                     f"before it has not completed ({got}); pick a node at or before {before!r}"
                 )
         return names[index:]
@@ -2869,12 +2872,12 @@ class Engine:
         self.ensure_active(snapshot, "cancel")
         if snapshot.compensating:
             raise MissionNotActiveError(
-                f"cannot cancel: mission {snapshot.id!r} is running its compensations, which "
-                "run to their end"
+                f"cannot cancel: mission {shown_id(snapshot)!r} is running its compensations, "
+                "which run to their end"
             )
 
     def ensure_active(self, snapshot: MissionSnapshot, action: str) -> None:
         if snapshot.is_terminal:
             raise MissionNotActiveError(
-                f"cannot {action}: mission {snapshot.id!r} is {snapshot.status.value}"
+                f"cannot {action}: mission {shown_id(snapshot)!r} is {snapshot.status.value}"
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Iterable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -24,6 +25,18 @@ def escape_surrogates(text: str) -> str:
     if text.isascii():
         return text
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def refuse_unknown_options(given: Iterable[str], known: Collection[str], call: str) -> None:
+    """Raise :class:`InvalidInputError` for a keyword option ``call`` does not take: a
+    ``**options: Unpack[...]`` is checked by a type checker only, and a misspelt option
+    ignored would widen what the call does (a purge of every tenant)."""
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        raise InvalidInputError(
+            f"{call} takes no option {', '.join(map(repr, unknown))}; its options are "
+            f"{', '.join(sorted(known))}"
+        )
 
 
 class MissionControlError(Exception):

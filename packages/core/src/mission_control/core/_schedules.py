@@ -38,6 +38,7 @@ from ._errors import (
     ScheduleNotFoundError,
     UnknownDefinitionError,
     message_of,
+    refuse_unknown_options,
 )
 from ._snapshot import JsonValue
 from ._tenants import check_tenant, check_unqualified, tenant_key
@@ -541,6 +542,7 @@ class ScheduleBook:
         options: ScheduleOptions,
         paused: bool,
     ) -> Schedule:
+        refuse_unknown_options(options, ScheduleOptions.__optional_keys__, "create_schedule()")
         store = self.store()
         _check_schedule_id(schedule_id)
         name = definition if isinstance(definition, str) else definition.name
@@ -640,12 +642,7 @@ class ScheduleBook:
             return changed
 
     async def update(self, schedule_id: str, changes: ScheduleChanges) -> Schedule:
-        unknown = set(changes) - ScheduleChanges.__optional_keys__
-        if unknown:
-            raise InvalidInputError(
-                f"update_schedule cannot change {', '.join(sorted(unknown))}: it changes "
-                f"{', '.join(sorted(ScheduleChanges.__optional_keys__))}"
-            )
+        refuse_unknown_options(changes, ScheduleChanges.__optional_keys__, "update_schedule()")
         input_json: Any = None
         if "input" in changes:
             try:

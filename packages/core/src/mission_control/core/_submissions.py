@@ -109,6 +109,9 @@ class Submission(NewSubmission):
     state: SubmissionState = SubmissionState.PENDING
     decided_at: datetime | None = None
     refusal: Refusal | None = None
+    tenant: str | None = None
+    """The tenant of its mission. The commander hands a tenant's submission out with it and
+    with the caller's id as ``mission_id``; a store returns ``None`` and the stored key."""
 
     @property
     def is_decided(self) -> bool:

@@ -86,6 +86,12 @@ def local_id(key: str, tenant: str | None) -> str:
     return key[len(prefix) :] if key.startswith(prefix) else key
 
 
+def shown_id(snapshot: MissionSnapshot) -> str:
+    """The id an error names ``snapshot`` by: its callers' (errors reach the tenant's caller,
+    who cannot use the stored key)."""
+    return local_id(snapshot.id, snapshot.tenant)
+
+
 def check_unqualified(mission_id: str, what: str) -> None:
     """Refuse an id of no tenant that has a tenant's form: it would share its key with that
     tenant's mission."""

@@ -235,8 +235,9 @@ def _same_fire(
         replay_of,
         tenant,
     ):
+        # What differs stays unsaid: the fire may be another tenant's (fire ids are shared).
         raise TriggerExistsError(
-            f"fire id {existing.id!r} is taken by a fire of trigger {existing.name!r} with "
-            "another payload (or replaying another fire); nothing was started"
+            f"fire id {existing.id!r} is taken by another fire (another trigger, payload, "
+            "tenant or replayed fire; fire ids are shared by every tenant); nothing was started"
         )
     return existing

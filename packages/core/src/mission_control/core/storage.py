@@ -80,7 +80,7 @@ from ._submissions import (
     submission_payload_json,
     take_submission_mark,
 )
-from ._tenants import ANY_TENANT, AnyTenant, TenantFilter, as_seen, tenant_key
+from ._tenants import ANY_TENANT, AnyTenant, TenantFilter, as_seen, local_id, tenant_key
 from ._triggers import TRIGGER_FORMAT, TriggerStore, trigger_from_json, trigger_to_json
 from ._values import detached
 from ._versions import DefinitionVersionStore, VersionKey
@@ -119,6 +119,7 @@ __all__ = [
     "detached",
     "gate_from_json",
     "gate_to_json",
+    "local_id",
     "readable_submissions",
     "refusal_from_json",
     "refusal_to_json",

@@ -14,12 +14,14 @@ from mission_control.core import (
     Context,
     Every,
     InvalidInputError,
+    MissionControlError,
     MissionNotFoundError,
     MissionSnapshot,
     MissionStatus,
     ScheduleExistsError,
     TimelineEntry,
     TimelineKind,
+    TriggerExistsError,
     m,
 )
 from mission_control.core.storage import (
@@ -68,6 +70,23 @@ async def _state(
         await commander.inspect(mission_id, tenant=tenant),
         await commander.timeline(mission_id, tenant=tenant),
     )
+
+
+def _per_mission_operations(
+    commander: Commander,
+) -> list[Callable[[str, str | None], Awaitable[object]]]:
+    """Every per-mission call, given the caller's id and tenant."""
+    return [
+        lambda i, t: commander.get(i, tenant=t),
+        lambda i, t: commander.inspect(i, tenant=t),
+        lambda i, t: commander.timeline(i, tenant=t),
+        lambda i, t: commander.signal(i, "pay", 5, tenant=t),
+        lambda i, t: commander.cancel(i, "no", tenant=t),
+        lambda i, t: commander.retry(i, tenant=t),
+        lambda i, t: commander.fork(i, at_node="start", new_id="copy", tenant=t),
+        lambda i, t: commander.result(i, tenant=t),
+        lambda i, t: commander.wait_for_completion(i, tenant=t),
+    ]
 
 
 class TenantConformance(ScenarioFixtures):
@@ -121,17 +140,7 @@ class TenantConformance(ScenarioFixtures):
         before = await _state(commander, "secret", "acme")
         stored_key = (await persistence.list_missions(limit=10))[0].id
 
-        operations: list[Callable[[str, str | None], Awaitable[object]]] = [
-            lambda i, t: commander.get(i, tenant=t),
-            lambda i, t: commander.inspect(i, tenant=t),
-            lambda i, t: commander.timeline(i, tenant=t),
-            lambda i, t: commander.signal(i, "pay", 5, tenant=t),
-            lambda i, t: commander.cancel(i, "no", tenant=t),
-            lambda i, t: commander.retry(i, tenant=t),
-            lambda i, t: commander.fork(i, at_node="start", new_id="copy", tenant=t),
-            lambda i, t: commander.result(i, tenant=t),
-            lambda i, t: commander.wait_for_completion(i, tenant=t),
-        ]
+        operations = _per_mission_operations(commander)
         for operation in operations:
             for mission_id, tenant in (
                 ("secret", "beta"),
@@ -145,6 +154,30 @@ class TenantConformance(ScenarioFixtures):
         assert [s.id for s in await commander.list(tenant="beta")] == []
         assert [s.id for s in await commander.list()] == []
         assert len(await persistence.list_missions(limit=10)) == 1
+
+    async def test_the_not_found_error_reads_the_same_whether_another_tenants_mission_exists(
+        self, persistence: PersistenceAdapter, clock: ManualClock
+    ) -> None:
+        """Every operation's MissionNotFoundError for an id of another tenant's form (or another
+        tenant's id) reads the same before and after that tenant starts the mission, so the
+        message tells nothing of another tenant's missions."""
+        flow = _flow()
+        commander = self.commander(persistence, clock, flow)
+        operations = _per_mission_operations(commander)
+        asked = [("acme::secret", None), ("secret", "beta"), ("secret", None)]
+
+        async def messages() -> list[str]:
+            seen: list[str] = []
+            for operation in operations:
+                for mission_id, tenant in asked:
+                    with pytest.raises(MissionNotFoundError) as error:
+                        await operation(mission_id, tenant)
+                    seen.append(str(error.value))
+            return seen
+
+        before = await messages()
+        await commander.start(flow, {}, id="secret", tenant="acme")
+        assert await messages() == before
 
     async def test_signal_cancel_retry_and_fork_work_within_the_tenant(
         self, persistence: PersistenceAdapter, clock: ManualClock
@@ -278,6 +311,54 @@ class TenantConformance(ScenarioFixtures):
         assert everything.deleted == 2
         assert await persistence.list_missions(limit=10) == []
 
+    async def test_errors_about_a_tenants_mission_name_it_by_the_callers_id(
+        self, persistence: PersistenceAdapter, clock: ManualClock
+    ) -> None:
+        """A refused cancel, retry or start of a tenant's mission names it by the id its
+        caller uses, never by the stored key."""
+        flow = _flow()
+        other = m.define("other").start(parse=_accept).end()
+        commander = self.commander(persistence, clock, flow, other)
+        await commander.start(flow, {}, id="p", tenant="acme")
+        await commander.cancel("p", tenant="acme")
+        refusals: list[Callable[[], Awaitable[object]]] = [
+            lambda: commander.cancel("p", tenant="acme"),
+            lambda: commander.pause("p", tenant="acme"),
+            lambda: commander.start(other, {}, id="p", tenant="acme"),
+            lambda: commander.retry("p", from_node="start/x", tenant="acme"),
+        ]
+        for refusal in refusals:
+            with pytest.raises(MissionControlError) as error:
+                await refusal()
+            assert "'p'" in str(error.value)
+            assert "acme::" not in str(error.value)
+
+    async def test_a_misspelt_option_is_refused_before_anything_is_deleted_or_stored(
+        self, persistence: PersistenceAdapter, clock: ManualClock
+    ) -> None:
+        """purge, create_schedule and iter_missions given an option they do not take (a
+        misspelt tenant), and list given an ``after`` that is no id, raise InvalidInputError
+        naming it, and delete or store nothing."""
+        flow = _flow()
+        commander = self.commander(persistence, clock, flow)
+        for tenant in ("acme", None):
+            handle = await commander.start(flow, {}, id="done", tenant=tenant)
+            await handle.signal("pay", 1)
+        clock.advance(timedelta(days=1))
+        options: dict[str, Any] = {"tenantt": "acme"}
+        with pytest.raises(InvalidInputError, match="tenantt"):
+            await commander.purge(finished_before=clock.now(), **options)
+        assert len(await persistence.list_missions(limit=10)) == 2
+        with pytest.raises(InvalidInputError, match="tenantt"):
+            commander.iter_missions(**options)
+        for tenant in ("acme", None):
+            with pytest.raises(InvalidInputError, match="after"):
+                await commander.list(after=5, tenant=tenant)  # type: ignore[arg-type]
+        if isinstance(persistence, ScheduleStore):
+            with pytest.raises(InvalidInputError, match="tenantt"):
+                await commander.create_schedule("s", flow, Every(timedelta(hours=1)), {}, **options)
+            assert await commander.list_schedules() == []
+
     async def test_a_bad_tenant_or_an_id_of_a_tenants_form_is_refused_storing_nothing(
         self, persistence: PersistenceAdapter, clock: ManualClock
     ) -> None:
@@ -337,6 +418,11 @@ class TenantConformance(ScenarioFixtures):
 
         fire = await commander.fire_trigger("order.placed", {"from": "trigger"}, tenant="beta")
         assert fire.tenant == "beta"
+        with pytest.raises(TriggerExistsError) as taken:
+            await commander.fire_trigger("order.placed", {"from": "trigger"}, id=fire.id)
+        assert "order.placed" not in str(taken.value)
+        assert "payload" in str(taken.value)
+        assert "tenant" in str(taken.value)
         (mission_id,) = fire.missions
         assert (await commander.inspect(mission_id, tenant="beta")).input == {"from": "trigger"}
         replayed = await commander.replay_trigger(fire.id)
