@@ -25,6 +25,10 @@ count how often each step ran, and in which process). Modes:
 - ``submit-alone``: as a submitter with the definitions, start ``n-1`` and submit its signal
   ``approve`` (``{"by": "cron", "n": 1}``), and submit a start of ``n-2``; return at once.
   Prints one JSON object: the submissions' numbers and states.
+- ``singleton DEFINITION TAG AT``: as a submitter with the definitions, wait until the unix
+  time AT, then start ``<DEFINITION>-<TAG>`` of ``refuse`` or ``join`` (singletons of the key
+  ``{"c": ...}`` waiting for the signal ``go``) with key ``race``. Prints one JSON object: the
+  handle's id, or the error's class name.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ from typing import Any
 import anyio
 
 from mission_control.adapter_sqlite import SQLiteCommander
-from mission_control.core import Context, InvalidSignalPayloadError, m
+from mission_control.core import ConcurrencyLimitError, Context, InvalidSignalPayloadError, m
 from mission_control.runtime import create_commander_runtime
 
 DB, DIR, MODE, BACKEND = sys.argv[1:5]
@@ -109,7 +113,20 @@ async def after(ctx: Context[Any, Any]) -> str:
 
 HOLD = m.define("hold").start(parse=parse).step("hold", hold).step("after", after).end()
 
-DEFINITIONS = [APPROVAL, HOLD]
+
+def singleton(name: str, when_busy: Any) -> Any:
+    return (
+        m.define(name)
+        .start(parse=parse)
+        .concurrency(lambda value: str(value["c"]), limit=1, when_busy=when_busy)
+        .need_to("go", parse=parse)
+        .end()
+    )
+
+
+SINGLETONS = {"refuse": singleton("refuse", "refuse"), "join": singleton("join", "join")}
+
+DEFINITIONS = [APPROVAL, HOLD, *SINGLETONS.values()]
 
 
 class EventFile:
@@ -203,6 +220,19 @@ async def run_submit_alone() -> None:
     )
 
 
+async def run_singleton(name: str, tag: str, at: float) -> None:
+    async with SQLiteCommander(DB, DEFINITIONS, role="submitter") as commander:
+        # Polled: the moment is shared with the other submitter processes.
+        while time.time() < at:  # noqa: ASYNC110
+            await anyio.sleep(0.001)
+        try:
+            handle = await commander.start(SINGLETONS[name], {"c": "race"}, id=f"{name}-{tag}")
+        except ConcurrencyLimitError as error:
+            print(json.dumps({"error": type(error).__name__}), flush=True)
+            return
+    print(json.dumps({"id": handle.id}), flush=True)
+
+
 async def main() -> None:
     match MODE:
         case "owner" | "auto":
@@ -213,6 +243,8 @@ async def main() -> None:
             await run_raw_signal(ARGS[0])
         case "submit-alone":
             await run_submit_alone()
+        case "singleton":
+            await run_singleton(ARGS[0], ARGS[1], float(ARGS[2]))
         case _:
             raise SystemExit(f"unknown mode {MODE!r}")
 

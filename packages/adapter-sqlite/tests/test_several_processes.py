@@ -34,6 +34,8 @@ from mission_control.adapter_sqlite import (
     create_sqlite_persistence_adapter,
 )
 from mission_control.core import (
+    ConcurrencyLimitError,
+    MissionNotFoundError,
     MissionSnapshot,
     MissionStatus,
     Submission,
@@ -420,3 +422,44 @@ async def test_work_submitted_while_no_owner_runs_is_done_by_the_next_owner_at_i
     assert step_runs(tmp_path) == {
         owner.pid: Counter({"prepare n-1": 1, "finish n-1": 1, "prepare n-2": 1})
     }
+
+
+async def test_singleton_starts_from_three_submitter_processes_at_once_one_holds_the_slot(
+    tmp_path: Path,
+) -> None:
+    """Three submitter processes start a refusing singleton with one key at the same moment:
+    one start returns, the two others raise ConcurrencyLimitError and store nothing; three
+    starting a joining singleton at once all get the one mission that holds the key; and a
+    start submitted for the owner to apply while the key is held is refused with
+    ConcurrencyLimitError."""
+    db = tmp_path / "singletons.sqlite"
+
+    async def race(name: str) -> list[dict[str, str]]:
+        at = repr(time.time() + 1.5)  # every child open and waiting by then
+        printed: list[dict[str, str]] = []
+
+        async def start(tag: str) -> None:
+            _, line = await run_to_end(db, tmp_path, "singleton", name, tag, at)
+            printed.append(json.loads(line))
+
+        async with anyio.create_task_group() as tasks:
+            for tag in ("a", "b", "c"):
+                tasks.start_soon(start, tag)
+        return printed
+
+    async with owner_running(db, tmp_path):
+        refused = await race("refuse")
+        joined = await race("join")
+        async with create_sqlite_persistence_adapter(db, read_only=True) as inspector:
+            stored = {s.definition: s.id for s in await all_missions(inspector)}
+            assert len(await all_missions(inspector)) == 2
+        assert [r.get("error") for r in refused].count("ConcurrencyLimitError") == 2, refused
+        assert {"id": stored["refuse"]} in refused
+        assert joined == [{"id": stored["join"]}] * 3
+
+        async with SQLiteCommander(db, [], role="submitter") as submitter:
+            submission = await submitter.submit_start("refuse", {"c": "race"}, id="refuse-d")
+            with pytest.raises(ConcurrencyLimitError, match="has 1 of 1 running"):
+                await submitter.verdict(submission)
+            with pytest.raises(MissionNotFoundError):
+                await submitter.inspect("refuse-d")

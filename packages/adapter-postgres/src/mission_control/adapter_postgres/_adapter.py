@@ -58,6 +58,7 @@ from mission_control.core.storage import (
     applying_submission,
     cancel_request_to_json,
     check_commit_revision,
+    check_gate_revision,
     corrupt,
     gate_from_json,
     gate_to_json,
@@ -614,6 +615,17 @@ class PostgresPersistenceAdapter:
     ) -> MissionSnapshot | None:
         """Store a new mission, with ``signals`` in its inbox; when its id exists already, store
         nothing and return it."""
+        return await self._insert(snapshot, timeline, signals, None)
+
+    async def _insert(
+        self,
+        snapshot: MissionSnapshot,
+        timeline: Sequence[TimelineEntry],
+        signals: Sequence[NewSignal],
+        holding: tuple[Gate, int] | None,
+    ) -> MissionSnapshot | None:
+        """:meth:`insert`; with ``holding`` (a gate and its expected revision), the gate is
+        compare-and-set in the same transaction (see :meth:`insert_holding`)."""
         mission_id = snapshot.id
         revision = snapshot.revision
         due, text, cancel = self._encode(snapshot)
@@ -663,6 +675,9 @@ class PostgresPersistenceAdapter:
                     cursor.execute(_INSERT_SIGNAL, signal)
                 if notice is not None:
                     cursor.execute(NOTIFY, (self._channel, notice))
+            if holding is not None:
+                # Raising rolls the insert back with the rest of the transaction.
+                self._write_gate(db, *holding)
             return True
 
         mark = take_submission_mark()
@@ -945,26 +960,39 @@ class PostgresPersistenceAdapter:
     async def save_gate(self, gate: Gate, *, expected_revision: int) -> None:
         """Compare-and-set the gate (``expected_revision`` 0: none is stored yet);
         :class:`RevisionConflictError` stores nothing."""
-        if gate.revision != expected_revision + 1:
-            raise RevisionConflictError(
-                f"concurrency key {gate.key!r}: a write expecting revision {expected_revision} "
-                f"must carry revision {expected_revision + 1}, not {gate.revision}"
-            )
+        check_gate_revision(gate, expected_revision)
+        await self._write(
+            lambda db: self._write_gate(db, gate, expected_revision),
+            f"changing concurrency key {gate.key!r}",
+        )
+
+    async def insert_holding(
+        self,
+        snapshot: MissionSnapshot,
+        timeline: Sequence[TimelineEntry],
+        gate: Gate,
+        *,
+        expected_revision: int,
+    ) -> MissionSnapshot | None:
+        """Store a new mission and compare-and-set its key's gate to ``gate`` in one
+        transaction: the mission stored when its id is taken (nothing stored), and
+        :class:`RevisionConflictError` (nothing stored) when the gate changed."""
+        check_gate_revision(gate, expected_revision)
+        return await self._insert(snapshot, timeline, (), (gate, expected_revision))
+
+    @staticmethod
+    def _write_gate(db: Connection, gate: Gate, expected_revision: int) -> None:
         document = gate_to_json(gate)
-
-        def write(db: Connection) -> None:
-            if expected_revision == 0:
-                changed = db.execute(_INSERT_GATE, (gate.key, gate.revision, document))
-            else:
-                changed = db.execute(
-                    _UPDATE_GATE, (gate.revision, document, gate.key, expected_revision)
-                )
-            if changed.rowcount != 1:
-                raise RevisionConflictError(
-                    f"concurrency key {gate.key!r} is not stored at revision {expected_revision}"
-                )
-
-        await self._write(write, f"changing concurrency key {gate.key!r}")
+        if expected_revision == 0:
+            changed = db.execute(_INSERT_GATE, (gate.key, gate.revision, document))
+        else:
+            changed = db.execute(
+                _UPDATE_GATE, (gate.revision, document, gate.key, expected_revision)
+            )
+        if changed.rowcount != 1:
+            raise RevisionConflictError(
+                f"concurrency key {gate.key!r} is not stored at revision {expected_revision}"
+            )
 
     # -- definition versions (DefinitionVersionStore) ------------------------------------------
 

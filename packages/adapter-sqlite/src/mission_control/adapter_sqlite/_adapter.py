@@ -54,6 +54,7 @@ from mission_control.core.storage import (
     applying_submission,
     cancel_request_to_json,
     check_commit_revision,
+    check_gate_revision,
     corrupt,
     gate_from_json,
     gate_to_json,
@@ -726,6 +727,28 @@ class SQLitePersistenceAdapter:
         nothing and return it."""
         self._check_writable("insert a mission")
         mission_id = snapshot.id
+        row, entries = self._insert_parts(snapshot, timeline)
+        inbox = (
+            [_inbox_row(mission_id, s.name, s.payload, s.received_at) for s in signals]
+            if signals
+            else []
+        )
+        mark = take_submission_mark()
+        tenant = snapshot.tenant
+        inserted = await self._group.run(
+            lambda: self._write_insert(row, entries, inbox, mark, tenant),
+            f"inserting mission {mission_id!r}",
+        )
+        if inserted:
+            self._woke_owner()
+            return None
+        return await self.load(mission_id)
+
+    def _insert_parts(
+        self, snapshot: MissionSnapshot, timeline: Sequence[TimelineEntry]
+    ) -> tuple[tuple[Any, ...], list[tuple[Any, ...]]]:
+        """The mission row and timeline rows of a new mission."""
+        mission_id = snapshot.id
         revision = snapshot.revision
         due, text, cancel = self._encode(snapshot)
         row = (
@@ -742,21 +765,7 @@ class SQLitePersistenceAdapter:
             (mission_id, revision, i, timeline_entry_to_json(entry))
             for i, entry in enumerate(timeline)
         ]
-        inbox = (
-            [_inbox_row(mission_id, s.name, s.payload, s.received_at) for s in signals]
-            if signals
-            else []
-        )
-        mark = take_submission_mark()
-        tenant = snapshot.tenant
-        inserted = await self._group.run(
-            lambda: self._write_insert(row, entries, inbox, mark, tenant),
-            f"inserting mission {mission_id!r}",
-        )
-        if inserted:
-            self._woke_owner()
-            return None
-        return await self.load(mission_id)
+        return row, entries
 
     def _write_insert(
         self,
@@ -1138,26 +1147,57 @@ class SQLitePersistenceAdapter:
         """Compare-and-set the gate (``expected_revision`` 0: none is stored yet);
         :class:`RevisionConflictError` stores nothing."""
         self._check_writable("change a concurrency key")
-        if gate.revision != expected_revision + 1:
-            raise RevisionConflictError(
-                f"concurrency key {gate.key!r}: a write expecting revision {expected_revision} "
-                f"must carry revision {expected_revision + 1}, not {gate.revision}"
-            )
+        check_gate_revision(gate, expected_revision)
         document = gate_to_json(gate)
 
-        def write() -> None:
-            if expected_revision == 0:
-                self._cursor.execute(_INSERT_GATE, (gate.key, gate.revision, document))
-            else:
-                self._cursor.execute(
-                    _UPDATE_GATE, (gate.revision, document, gate.key, expected_revision)
-                )
-            if self._db.changes() != 1:
-                raise RevisionConflictError(
-                    f"concurrency key {gate.key!r} is not stored at revision {expected_revision}"
-                )
+        await self._group.run_alone(
+            lambda: self._write_gate(gate, document, expected_revision),
+            f"changing concurrency key {gate.key!r}",
+        )
 
-        await self._group.run_alone(write, f"changing concurrency key {gate.key!r}")
+    async def insert_holding(
+        self,
+        snapshot: MissionSnapshot,
+        timeline: Sequence[TimelineEntry],
+        gate: Gate,
+        *,
+        expected_revision: int,
+    ) -> MissionSnapshot | None:
+        """Store a new mission and compare-and-set its key's gate to ``gate`` in one
+        transaction: the mission stored when its id is taken (nothing stored), and
+        :class:`RevisionConflictError` (nothing stored) when the gate changed."""
+        self._check_writable("insert a mission")
+        mission_id = snapshot.id
+        check_gate_revision(gate, expected_revision)
+        row, entries = self._insert_parts(snapshot, timeline)
+        document = gate_to_json(gate)
+        mark = take_submission_mark()
+        tenant = snapshot.tenant
+
+        def write() -> bool:
+            if not self._write_insert(row, entries, [], mark, tenant):
+                return False
+            # Raising undoes the insert too (the write runs in a savepoint of its own).
+            self._write_gate(gate, document, expected_revision)
+            return True
+
+        inserted = await self._group.run(write, f"inserting mission {mission_id!r}")
+        if inserted:
+            self._woke_owner()
+            return None
+        return await self.load(mission_id)
+
+    def _write_gate(self, gate: Gate, document: str, expected_revision: int) -> None:
+        if expected_revision == 0:
+            self._cursor.execute(_INSERT_GATE, (gate.key, gate.revision, document))
+        else:
+            self._cursor.execute(
+                _UPDATE_GATE, (gate.revision, document, gate.key, expected_revision)
+            )
+        if self._db.changes() != 1:
+            raise RevisionConflictError(
+                f"concurrency key {gate.key!r} is not stored at revision {expected_revision}"
+            )
 
     # -- schedules (ScheduleStore) -------------------------------------------------------------
 

@@ -5,7 +5,10 @@ A key's **gate** is one stored record, changed only by compare-and-set: the miss
 slots (``running``) and those waiting for one (``queued``, in start order). A mission is stored
 first, waiting for a slot (``WaitKind.SLOT``), and only then queued in the gate, so that the
 gate never names a mission that does not exist; it begins only once it finds itself among the
-gate's ``running``, so that no more than ``limit`` ever run. A mission that ends gives its slot
+gate's ``running``, so that no more than ``limit`` ever run. A singleton's start (``"refuse"`` or
+``"join"``) is stored and takes its slot in one transaction (``insert_holding``): the check that
+a slot is free and the taking of it are one compare-and-set, so that of several starts at once
+one alone gets through. A mission that ends gives its slot
 to the first of the queue and wakes it. A slot whose holder ended without giving it back (a
 crash between the two writes) is taken back by the next mission that looks at the gate: a
 waiting mission looks again every ``SLOT_RECHECK``, so nothing waits for a tick nobody
@@ -16,13 +19,14 @@ from __future__ import annotations
 
 import enum
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any, Final, Protocol, runtime_checkable
 
 import attrs
 
-from ._errors import MissionControlError
+from ._errors import MissionControlError, RevisionConflictError
+from ._snapshot import MissionSnapshot, TimelineEntry
 
 SLOT_RECHECK: Final = timedelta(seconds=60)
 """How long a mission waiting for a slot waits before it looks at its gate again by itself (a
@@ -78,11 +82,37 @@ class ConcurrencyStore(Protocol):
     - ``save_gate`` is a compare-and-set on ``revision``: it stores ``gate`` (whose revision is
       ``expected_revision + 1``) only when the stored gate is at ``expected_revision`` (0: none
       is stored), else raises ``RevisionConflictError`` and stores nothing.
+    - ``insert_holding`` stores a new mission (as ``PersistenceAdapter.insert`` does, marking
+      the submission being applied) and compare-and-sets its key's gate, as ``save_gate``, in
+      one transaction: a singleton's start takes its slot in the write that stores it, so that
+      of two starts at once one alone holds it (the other, refused or joining, stores nothing).
+      When the mission's id is taken it stores nothing and returns the stored mission; when the
+      gate is not at ``expected_revision`` it raises ``RevisionConflictError`` and stores
+      nothing.
     """
 
     async def load_gate(self, key: str) -> Gate | None: ...
 
     async def save_gate(self, gate: Gate, *, expected_revision: int) -> None: ...
+
+    async def insert_holding(
+        self,
+        snapshot: MissionSnapshot,
+        timeline: Sequence[TimelineEntry],
+        gate: Gate,
+        *,
+        expected_revision: int,
+    ) -> MissionSnapshot | None: ...
+
+
+def check_gate_revision(gate: Gate, expected_revision: int) -> None:
+    """Refuse a gate write whose gate does not carry the revision after ``expected_revision``
+    (:class:`RevisionConflictError`), before anything is written."""
+    if gate.revision != expected_revision + 1:
+        raise RevisionConflictError(
+            f"concurrency key {gate.key!r}: a write expecting revision {expected_revision} "
+            f"must carry revision {expected_revision + 1}, not {gate.revision}"
+        )
 
 
 def gate_to_json(gate: Gate) -> str:

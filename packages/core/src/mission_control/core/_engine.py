@@ -148,6 +148,14 @@ mission_logger = logging.getLogger("mission_control.missions")
 _PLAIN_RESULTS: frozenset[type] = frozenset({type(None), bool, int, float, str, dict, list, tuple})
 
 
+def _is_singleton(definition: Definition) -> bool:
+    """Whether a start of ``definition`` (which has a concurrency key) refuses or joins when
+    every slot of its key is held."""
+    concurrency = definition.concurrency
+    assert concurrency is not None
+    return concurrency.when_busy is not WhenBusy.QUEUE
+
+
 def _gate_name(name: str) -> str:
     """A definition's name as it is written in a gate (see ``Engine._key_of``)."""
     return name.replace("%", "%25").replace("/", "%2F").replace(":", "%3A")
@@ -626,11 +634,13 @@ class Engine:
             existing = await self._existing_or_free(definition, mission_id, tenant)
             if existing is not None:
                 return existing
-        if (
-            key is not None
-            and (joined := await self._when_busy(definition, key, tenant)) is not None
-        ):
-            return joined
+        # A singleton's start takes its slot in the write that stores it (see _insert_holding);
+        # one that begins later is only checked now, and waits for a slot when it begins.
+        singleton = key is not None and _is_singleton(definition)
+        if key is not None and singleton and start_at is not None and start_at > self.now():
+            singleton = False
+            if (joined := await self._when_busy(definition, key, tenant)) is not None:
+                return joined
         if not background and self.owns is not None and not self.owns(mission_id):
             background = True
         # No checkpoint since the mission was found free: nobody else holds it yet.
@@ -655,13 +665,18 @@ class Engine:
             else:
                 self._begin_start(draft, now)
             try:
-                if background:
+                if singleton:
+                    snapshot = await self._insert_holding(definition, draft, tenant)
+                    if not background:
+                        snapshot = await self._drive(definition, draft, hold)
+                elif background:
                     # Stored as it is, even when due now: driving it would fire the start.
                     snapshot = await self._write(draft)
                 else:
                     snapshot = await self._drive(definition, draft, hold)
             except _LostRace as race:
-                # Another process stored the id first: it must be this definition's too.
+                # Another process stored the id first (it must be this definition's too), or
+                # the singleton joins the mission that holds its key.
                 _check_owner(definition, race.existing, tenant)
                 return race.existing
             if background:
@@ -2589,18 +2604,26 @@ class Engine:
     async def _when_busy(
         self, definition: Definition, key: str, tenant: str | None
     ) -> MissionSnapshot | None:
-        """Before a start with ``key``: refuse it (``"refuse"``) or return the mission it joins
-        (``"join"``) when every slot is held; ``None`` to go on (the start then queues)."""
+        """Before a singleton's start that begins later: refuse it (``"refuse"``) or return
+        the mission it joins (``"join"``) when every slot is held now; ``None`` to go on (it
+        then waits for a slot when it begins)."""
         concurrency = definition.concurrency
         assert concurrency is not None
-        if concurrency.when_busy is WhenBusy.QUEUE:
-            return None
         gate = await self._gates().load_gate(key)
         if gate is None:
             return None
         running = await self._live(gate.running)
         if len(running) < concurrency.limit:
             return None
+        return await self._busy(definition, key, running, tenant)
+
+    async def _busy(
+        self, definition: Definition, key: str, running: tuple[str, ...], tenant: str | None
+    ) -> MissionSnapshot:
+        """The mission a singleton's start joins (``"join"``), or :class:`ConcurrencyLimitError`
+        (``"refuse"``), when ``running`` hold every slot of ``key``."""
+        concurrency = definition.concurrency
+        assert concurrency is not None
         if concurrency.when_busy is WhenBusy.JOIN:
             return await self.load(running[0])
         ids = ", ".join(local_id(mission_id, tenant) for mission_id in running)
@@ -2609,6 +2632,47 @@ class Engine:
             f"{len(running)} of {concurrency.limit} running ({ids}), and it refuses a start "
             "while they run"
         )
+
+    async def _insert_holding(
+        self, definition: Definition, draft: Draft, tenant: str | None
+    ) -> MissionSnapshot:
+        """Store the new mission of ``draft``, a singleton's (``"refuse"`` or ``"join"``), with
+        a slot of its key taken in the same write: the check that a slot is free and the taking
+        of it are one compare-and-set of the gate, so that of several starts at once, in this
+        process or others, one alone takes the last slot. When every slot is held, raise
+        :class:`ConcurrencyLimitError` or, joining, ``_LostRace`` with the mission that holds
+        it, storing nothing; ``_LostRace`` too when the id was stored first by another start.
+        Missions queued for a slot (retried or forked ones) take the free slots first."""
+        concurrency = definition.concurrency
+        key = draft.concurrency_key
+        assert concurrency is not None
+        assert key is not None
+        store = self._gates()
+        snapshot = draft.freeze(1)
+        while True:
+            gate = await store.load_gate(key) or Gate(key, concurrency.limit)
+            live = await self._live(gate.running)
+            after = await self._promote(gate, concurrency.limit, live, gate.queued) or gate
+            if len(after.running) >= concurrency.limit:
+                raise _LostRace(await self._busy(definition, key, after.running, tenant))
+            taken = Gate(
+                key,
+                concurrency.limit,
+                (*after.running, draft.id),
+                after.queued,
+                gate.revision + 1,
+            )
+            try:
+                existing = await store.insert_holding(
+                    snapshot, draft.pending, taken, expected_revision=gate.revision
+                )
+            except RevisionConflictError:
+                continue  # the gate changed meanwhile: decide again
+            if existing is not None:
+                raise _LostRace(existing)
+            draft.wrote(snapshot)
+            await self._wake_for_slot([m for m in after.running if m not in gate.running])
+            return snapshot
 
     async def _live(self, ids: tuple[str, ...]) -> tuple[str, ...]:
         """The missions of ``ids`` that are stored and have not ended."""

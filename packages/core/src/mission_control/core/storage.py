@@ -42,7 +42,13 @@ that reads a store directly (the CLI) shows a tenant's mission with :func:`as_se
 ids its callers gave.
 """
 
-from ._concurrency import ConcurrencyStore, Gate, gate_from_json, gate_to_json
+from ._concurrency import (
+    ConcurrencyStore,
+    Gate,
+    check_gate_revision,
+    gate_from_json,
+    gate_to_json,
+)
 from ._errors import RevisionConflictError
 from ._persistence import PersistenceAdapter
 from ._schedules import SCHEDULE_FORMAT, ScheduleStore, schedule_from_json, schedule_to_json
@@ -115,6 +121,7 @@ __all__ = [
     "cancel_request_from_json",
     "cancel_request_to_json",
     "check_commit_revision",
+    "check_gate_revision",
     "corrupt",
     "detached",
     "gate_from_json",

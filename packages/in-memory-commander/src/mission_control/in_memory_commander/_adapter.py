@@ -27,6 +27,7 @@ from mission_control.core.storage import (
     NewSignal,
     RevisionConflictError,
     TenantFilter,
+    check_gate_revision,
     tenant_key,
 )
 
@@ -359,17 +360,33 @@ class InMemoryPersistenceAdapter:
 
     async def save_gate(self, gate: Gate, *, expected_revision: int) -> None:
         self._check_open()
+        self._check_gate(gate, expected_revision)
+        self._gates[gate.key] = gate
+
+    async def insert_holding(
+        self,
+        snapshot: MissionSnapshot,
+        timeline: Sequence[TimelineEntry],
+        gate: Gate,
+        *,
+        expected_revision: int,
+    ) -> MissionSnapshot | None:
+        self._check_open()
+        if snapshot.id in self._missions:
+            return await self.load(snapshot.id)
+        self._check_gate(gate, expected_revision)
+        # No checkpoint between the check and the two stores: one step, as a transaction.
+        await self.insert(snapshot, timeline)
+        self._gates[gate.key] = gate
+        return None
+
+    def _check_gate(self, gate: Gate, expected_revision: int) -> None:
         stored = self._gates.get(gate.key)
         if (0 if stored is None else stored.revision) != expected_revision:
             raise RevisionConflictError(
                 f"concurrency key {gate.key!r} is not stored at revision {expected_revision}"
             )
-        if gate.revision != expected_revision + 1:
-            raise RevisionConflictError(
-                f"concurrency key {gate.key!r}: a write expecting revision {expected_revision} "
-                f"must carry revision {expected_revision + 1}, not {gate.revision}"
-            )
-        self._gates[gate.key] = gate
+        check_gate_revision(gate, expected_revision)
 
     # -- schedules (ScheduleStore): few per store, so the queries walk them all --------------
 

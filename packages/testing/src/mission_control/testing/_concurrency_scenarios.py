@@ -20,21 +20,27 @@ from mission_control.core import (
     WaitKind,
     m,
 )
-from mission_control.core.storage import ConcurrencyStore, PersistenceAdapter
+from mission_control.core.storage import (
+    ConcurrencyStore,
+    Gate,
+    PersistenceAdapter,
+    RevisionConflictError,
+)
 from mission_control.in_memory_commander import ManualClock
 
 from ._control_flow_scenarios import accept
 from ._engine_scenarios import ScenarioFixtures, drain_due
+from ._protocol_battery import build_snapshot
 
 
 def _customer(value: dict[str, Any]) -> str:
     return str(value["customer"])
 
 
-def _keyed(limit: int, when_busy: Any = "queue") -> Any:
+def _keyed(limit: int, when_busy: Any = "queue", name: str = "keyed") -> Any:
     """A mission that holds its key's slot until it is signalled ``done``."""
     return (
-        m.define("keyed")
+        m.define(name)
         .start(parse=accept)
         .concurrency(_customer, limit=limit, when_busy=when_busy)
         .need_to("done", parse=accept)
@@ -141,6 +147,66 @@ class ConcurrencyConformance(ScenarioFixtures):
         assert joined.id == first.id == "j-1"
         with pytest.raises(Exception, match="no mission"):
             await other.inspect("j-2")
+
+    async def test_singleton_starts_at_once_leave_one_mission_holding_the_key(
+        self, persistence: PersistenceAdapter, clock: ManualClock
+    ) -> None:
+        """Six concurrent starts of a refusing singleton with one key (half of them background
+        starts): one returns, five raise ConcurrencyLimitError, and only its mission is stored;
+        six concurrent starts of a joining one all return the one mission stored."""
+        self._gates(persistence)
+        refusing = _keyed(1, when_busy="refuse")
+        joining = _keyed(1, when_busy="join", name="joining")
+        commander = self.commander(persistence, clock, refusing, joining)
+        outcomes: dict[str, list[str]] = {"keyed": [], "joining": []}
+
+        async def start(flow: Any, n: int) -> None:
+            try:
+                handle = await commander.start(
+                    flow, {"customer": "c"}, id=f"{flow.name}-{n}", background=n % 2 == 0
+                )
+            except ConcurrencyLimitError:
+                outcomes[flow.name].append("refused")
+                return
+            outcomes[flow.name].append(handle.id)
+
+        for flow in (refusing, joining):
+            async with anyio.create_task_group() as group:
+                for n in range(6):
+                    group.start_soon(start, flow, n)
+        stored = [s.id for s in await commander.list()]
+        assert len(stored) == 2
+        keyed, joined = sorted(stored, key=lambda mission_id: mission_id.startswith("joining"))
+        assert sorted(outcomes["keyed"]) == [keyed] + ["refused"] * 5
+        assert outcomes["joining"] == [joined] * 6
+
+    async def test_insert_holding_stores_the_mission_and_its_gate_together_or_nothing(
+        self, persistence: PersistenceAdapter
+    ) -> None:
+        """``insert_holding`` stores the mission and the gate that names it in one write: with
+        the gate changed since it was read it raises RevisionConflictError and stores neither;
+        with the mission's id taken it returns the stored mission and leaves the gate alone."""
+        gates = self._gates(persistence)
+        await gates.save_gate(Gate("k/x", 2, ("m-0",), (), 1), expected_revision=0)
+        holding = Gate("k/x", 2, ("m-0", "m-1"), (), 1)
+        with pytest.raises(RevisionConflictError):
+            await gates.insert_holding(build_snapshot("m-1"), [], holding, expected_revision=0)
+        assert await persistence.load("m-1") is None
+        assert await gates.load_gate("k/x") == Gate("k/x", 2, ("m-0",), (), 1)
+
+        holding = attrs.evolve(holding, revision=2)
+        assert (
+            await gates.insert_holding(build_snapshot("m-1"), [], holding, expected_revision=1)
+            is None
+        )
+        stored = await persistence.load("m-1")
+        assert stored is not None
+        assert await gates.load_gate("k/x") == holding
+
+        again = Gate("k/x", 2, ("m-0", "m-1", "m-1"), (), 3)
+        existing = await gates.insert_holding(build_snapshot("m-1"), [], again, expected_revision=2)
+        assert existing == stored
+        assert await gates.load_gate("k/x") == holding
 
     async def test_cancelling_a_holder_or_a_waiting_mission_gives_its_slot_or_place_up(
         self, persistence: PersistenceAdapter, clock: ManualClock
