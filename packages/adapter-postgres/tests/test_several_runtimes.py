@@ -133,3 +133,73 @@ def test_three_runtimes_share_missions_and_survive_one_killed(
         if child is not victim:
             assert child.poll() is None, "a surviving runtime ended"
             os.kill(child.pid, signal.SIGTERM)
+
+
+KEYS_CHILD = Path(__file__).with_name("keys_runtime_child.py")
+
+
+def most_at_once(intervals: list[tuple[float, float]]) -> int:
+    """The most intervals open at one time (one ending when another begins: not both open)."""
+    events = sorted([(end, -1) for _, end in intervals] + [(begin, 1) for begin, _ in intervals])
+    most = now = 0
+    for _, change in events:
+        now += change
+        most = max(most, now)
+    return most
+
+
+@pytest.mark.slow
+def test_a_concurrency_limit_holds_across_three_runtimes(
+    postgres_url: str,
+    postgres_schema: str,
+    raw: Raw,
+    tmp_path: Path,
+    children: list[subprocess.Popen[str]],
+    read_line: ReadLine,
+) -> None:
+    """Three runtime processes each start 10 missions of one concurrency key with limit 2 at
+    the same moment, each executing its own: all 30 complete, each process ran its 10, and
+    never more than 2 of their steps ran at once across the processes."""
+    deadline = time.monotonic() + DEADLINE
+    for index in range(RUNTIMES):
+        children.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    str(KEYS_CHILD),
+                    postgres_url,
+                    postgres_schema,
+                    f"runtime-{index}",
+                    "10",
+                    str(tmp_path),
+                ],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+        )
+    for child in children:
+        assert child.stdout is not None
+        read_line(child.stdout, "READY", deadline)
+    (tmp_path / "go").touch()
+    for child in children:
+        assert child.stdout is not None
+        read_line(child.stdout, "DONE", deadline)
+    with raw(postgres_schema) as db:
+        statuses = db.execute("SELECT status, count(*) FROM missions GROUP BY status").fetchall()
+    assert statuses == [("completed", 30)]
+
+    opened: dict[str, float] = {}
+    intervals: list[tuple[float, float]] = []
+    by_process: dict[int, set[str]] = collections.defaultdict(set)
+    for log in tmp_path.glob("steps-*.log"):
+        for line in log.read_text(encoding="utf-8").splitlines():
+            event, mission_id, at = line.split(" ")
+            by_process[int(log.stem.removeprefix("steps-"))].add(mission_id)
+            if event == "enter":
+                opened[mission_id] = float(at)
+            else:
+                intervals.append((opened.pop(mission_id), float(at)))
+    assert sorted(len(missions) for missions in by_process.values()) == [10, 10, 10]
+    assert len(intervals) == 30
+    assert not opened
+    assert most_at_once(intervals) == 2
