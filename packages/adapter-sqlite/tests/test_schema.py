@@ -3,6 +3,7 @@ one is migrated in one transaction, and a newer or foreign one is refused untouc
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -228,6 +229,22 @@ def test_a_migration_marked_additive_may_only_create_tables_and_indexes() -> Non
     )
     with pytest.raises(AssertionError, match=r"marked additive but does more.*ALTER TABLE"):
         schema.check_migrations((*schema.MIGRATIONS, changing))
+    # Filling a table it creates is additive; filling one the code before reads is not.
+    filling = schema.Migration(
+        SCHEMA_VERSION + 1,
+        "fills",
+        (
+            "CREATE TABLE later (id TEXT)",
+            "INSERT INTO later (id) SELECT id FROM missions",
+            "INSERT INTO missions_of_no_tenant (id) SELECT id FROM missions",
+        ),
+        additive=True,
+    )
+    with pytest.raises(AssertionError, match=r"does more.*INSERT INTO missions_of_no_tenant"):
+        schema.check_migrations((*schema.MIGRATIONS, filling))
+    schema.check_migrations(
+        (*schema.MIGRATIONS, dataclasses.replace(filling, statements=filling.statements[:2]))
+    )
     assert schema.readable_from(schema.MIGRATIONS) == 3
 
 

@@ -1,6 +1,6 @@
-"""Tenants in the SQLite file: the mission_tenants table written and deleted with its missions,
-listing one tenant through its index, and a database not migrated to it yet read as having none
-(the cross-adapter behaviour is TenantConformance's)."""
+"""Tenants in the SQLite file: the mission_tenants and missions_of_no_tenant tables written and
+deleted with their missions, listing one tenant, or no tenant, through its table's index, and a
+database not migrated to them yet (the cross-adapter behaviour is TenantConformance's)."""
 
 from __future__ import annotations
 
@@ -85,15 +85,91 @@ async def test_listing_one_tenant_reads_its_index(db_path: Path, make_snapshot: 
         connection.close()
 
 
+def _take_back(path: Path, version: int, tables: list[str]) -> None:
+    """Make the database at ``path`` one at schema ``version``, by dropping the ``tables`` the
+    migrations after it created."""
+    connection = apsw.Connection(str(path))
+    try:
+        for table in tables:
+            connection.execute(f"DROP TABLE {table}")
+        connection.execute("DELETE FROM schema_migrations WHERE version > ?", (version,))
+        connection.pragma("user_version", version)
+    finally:
+        connection.close()
+
+
+def _no_tenant_rows(path: Path) -> list[str]:
+    connection = apsw.Connection(str(path))
+    try:
+        return [str(row[0]) for row in connection.execute("SELECT id FROM missions_of_no_tenant")]
+    finally:
+        connection.close()
+
+
+async def test_listing_the_missions_of_no_tenant_reads_their_own_table(
+    db_path: Path, make_snapshot: Make
+) -> None:
+    """A mission of no tenant has a missions_of_no_tenant row written and deleted with it, so
+    that a page of the missions of no tenant is a range of that table's key joined to the
+    missions (what it returns, however many tenants' missions sort among them), also with a
+    status filter."""
+    async with create_sqlite_persistence_adapter(db_path) as adapter:
+        for number in range(3):
+            done = make_snapshot(f"m{number}", status=MissionStatus.COMPLETED)
+            await adapter.insert(done, [])
+            for tenant in ("a", "m0", "m1"):  # their keys sort among the missions of no tenant
+                await adapter.insert(
+                    make_snapshot(tenant_key(tenant, f"m{number}"), tenant=tenant), []
+                )
+        assert _no_tenant_rows(db_path) == ["m0", "m1", "m2"]
+        page = await adapter.list_missions(limit=2, tenant=None, after_id="m0")
+        assert [s.id for s in page] == ["m1", "m2"]
+        assert await adapter.delete_missions({"m1": 1}) == ["m1"]
+        assert _no_tenant_rows(db_path) == ["m0", "m2"]
+    connection = apsw.Connection(str(db_path))
+    try:
+        for extra in ("", " AND m.status = ?"):
+            sql = (
+                "EXPLAIN QUERY PLAN SELECT m.id FROM missions_of_no_tenant n CROSS JOIN "
+                f"missions m ON m.id = n.id WHERE n.id > ?{extra} ORDER BY n.id LIMIT ?"
+            )
+            plan = [str(row[3]) for row in connection.execute(sql, [None] * sql.count("?"))]
+            assert plan[0].startswith("SEARCH n USING PRIMARY KEY (id>?)"), plan
+            assert "SCAN" not in " ".join(plan)
+    finally:
+        connection.close()
+
+
+async def test_the_migration_to_schema_8_finds_the_missions_of_no_tenant_stored_before(
+    db_path: Path, make_snapshot: Make
+) -> None:
+    """A database at schema 7 is read (read-only, before the migration) with its missions of no
+    tenant found row by row; the owner's migration to schema 8 gives each of them its
+    missions_of_no_tenant row, and none to a tenant's mission."""
+    acme = tenant_key("acme", "x")
+    async with create_sqlite_persistence_adapter(db_path) as adapter:
+        for mission_id in ("b", "a"):
+            await adapter.insert(make_snapshot(mission_id), [])
+        await adapter.insert(make_snapshot(acme, tenant="acme"), [])
+    _take_back(db_path, 7, ["missions_of_no_tenant"])
+    async with create_sqlite_persistence_adapter(db_path, read_only=True) as reader:
+        assert reader.schema_version == 7
+        assert [s.id for s in await reader.list_missions(limit=10, tenant=None)] == ["a", "b"]
+    async with create_sqlite_persistence_adapter(db_path) as owner:
+        assert owner.schema_version == schema.SCHEMA_VERSION
+        assert _no_tenant_rows(db_path) == ["a", "b"]
+        assert [s.id for s in await owner.list_missions(limit=10, tenant=None)] == ["a", "b"]
+        assert [s.id for s in await owner.list_missions(limit=10, tenant="acme")] == [acme]
+
+
 async def test_a_database_before_tenants_is_read_as_having_none(
-    db_path: Path, make_snapshot: Make, monkeypatch: pytest.MonkeyPatch
+    db_path: Path, make_snapshot: Make
 ) -> None:
     """A read-only open of a database at schema 5 (before mission_tenants) lists every mission
     as a mission of no tenant and none of any tenant, and changes nothing."""
-    with monkeypatch.context() as patch:
-        patch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:5])
-        async with create_sqlite_persistence_adapter(db_path) as adapter:
-            await adapter.insert(make_snapshot("m"), [])
+    async with create_sqlite_persistence_adapter(db_path) as adapter:
+        await adapter.insert(make_snapshot("m"), [])
+    _take_back(db_path, 5, ["mission_tenants", "concurrency_gates", "missions_of_no_tenant"])
     async with create_sqlite_persistence_adapter(db_path, read_only=True) as reader:
         assert reader.schema_version == 5
         assert [s.id for s in await reader.list_missions(limit=10, tenant=None)] == ["m"]

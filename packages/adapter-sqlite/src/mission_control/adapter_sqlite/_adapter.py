@@ -76,7 +76,13 @@ from . import _submissions as submissions
 from ._group import GroupCommit, Transaction, when_free
 from ._lock import OwnedElsewhere, Reader, WriterLock, read_header
 from ._paths import check_path, record_path
-from ._schema import TENANTS_VERSION, current_version, migrate, read_version
+from ._schema import (
+    NO_TENANT_VERSION,
+    TENANTS_VERSION,
+    current_version,
+    migrate,
+    read_version,
+)
 from ._sqlite import Connection, Row, connect
 from ._wake import WakeReceiver, WakeSender, wake_path
 
@@ -250,6 +256,16 @@ _TENANT_MISSIONS: Final = (
     "SELECT m.id, m.revision, m.snapshot, m.cancel_request FROM mission_tenants t "
     "JOIN missions m ON m.id = t.id WHERE t.tenant = ?"
 )
+# The missions of no tenant: a range of missions_of_no_tenant's key, each joined to its row
+# (CROSS JOIN keeps that order of the loops, with a status or definition filter too: checked
+# row by row, as one tenant's are).
+_NO_TENANT_MISSIONS: Final = (
+    "SELECT m.id, m.revision, m.snapshot, m.cancel_request FROM missions_of_no_tenant n "
+    "CROSS JOIN missions m ON m.id = n.id"
+)
+_INSERT_NO_TENANT: Final = "INSERT INTO missions_of_no_tenant (id) VALUES (?)"
+_DELETE_NO_TENANT: Final = "DELETE FROM missions_of_no_tenant WHERE id = ?"
+# The same in a database read before it was migrated to keep them (read-only): row by row.
 _NO_TENANT: Final = "NOT EXISTS (SELECT 1 FROM mission_tenants t WHERE t.id = m.id)"
 
 
@@ -780,7 +796,9 @@ class SQLitePersistenceAdapter:
         self._cursor.execute(_INSERT_MISSION, row)
         if self._db.changes() != 1:
             return False
-        if tenant is not None:
+        if tenant is None:
+            self._cursor.execute(_INSERT_NO_TENANT, (row[0],))
+        else:
             self._cursor.execute(_INSERT_TENANT, (row[0], tenant))
         if entries:
             self._cursor.executemany(_INSERT_ENTRY, entries)
@@ -956,8 +974,9 @@ class SQLitePersistenceAdapter:
         """At most ``limit`` missions ordered by id, optionally filtered, starting after
         ``after_id``: a range scan of one index (one of them when several filters are given,
         the others checked row by row), which reads the rows it passes until ``limit`` match.
-        One tenant's missions are a range of ``mission_tenants_by_tenant``; the missions of no
-        tenant are those without a row in ``mission_tenants``, checked row by row.
+        One tenant's missions are a range of ``mission_tenants_by_tenant``, the missions of no
+        tenant a range of ``missions_of_no_tenant`` (in a database read before it was migrated
+        to keep them, those without a row in ``mission_tenants``, checked row by row).
 
         Raises :class:`PersistenceError` naming the first listed mission whose row is corrupt.
         """
@@ -980,6 +999,12 @@ class SQLitePersistenceAdapter:
                 clauses.append("t.id > ?")
                 params.append(after_id)
             order = "t.id"
+        elif tenant is None and self._schema_version >= NO_TENANT_VERSION:
+            sql = _NO_TENANT_MISSIONS
+            if after_id is not None:
+                clauses.append("n.id > ?")
+                params.append(after_id)
+            order = "n.id"
         else:
             sql = "SELECT m.id, m.revision, m.snapshot, m.cancel_request FROM missions m"
             if tenant is None:
@@ -1080,6 +1105,7 @@ class SQLitePersistenceAdapter:
             cursor.executemany(_DELETE_TIMELINE, ids)
             cursor.executemany(_DELETE_INBOX, ids)
             cursor.executemany(_DELETE_TENANT, ids)
+            cursor.executemany(_DELETE_NO_TENANT, ids)
         return deleted
 
     # -- definition versions (DefinitionVersionStore) ------------------------------------------
