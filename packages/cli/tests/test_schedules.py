@@ -177,3 +177,65 @@ def test_fired_triggers_are_listed_shown_and_replayed_for_the_owner(
     no_app = invoke("trigger", "replay", "--db", shop_db, "hb-1")
     assert no_app.exit_code == 2
     assert "needs --app" in no_app.stderr
+
+
+def test_schedule_and_trigger_commands_act_within_their_tenant(
+    shop_db: Path, tmp_path: Path, monkeypatch: Any, invoke: Any, invoke_json: Any
+) -> None:
+    """With --tenant, the schedule and trigger commands create, list, show, update, pause,
+    resume, delete and replay that tenant's schedules and fires, by the ids the tenant gave
+    them; another tenant's (or, without --tenant, any tenant's) are not found."""
+    app = ("--app", "shop:DEFINITIONS")
+    for tenant in (("--tenant", "acme"), ()):
+        created = invoke_json(
+            "schedule", "create", "--db", shop_db, *app, "nightly", "order", "--cron",
+            "30 2 * * *", "--input", ORDER_INPUT, *tenant, "--json",
+        )  # fmt: skip
+        assert (created["id"], created["tenant"]) == ("nightly", tenant[1] if tenant else None)
+    acme = ("--tenant", "acme")
+    listed = invoke_json("schedule", "list", "--db", shop_db, *acme, "--json")
+    assert [(s["id"], s["tenant"]) for s in listed] == [("nightly", "acme")]
+    plain = invoke_json("schedule", "list", "--db", shop_db, "--json")
+    assert [(s["id"], s["tenant"]) for s in plain] == [("nightly", None)]
+    paused = invoke_json("schedule", "pause", "--db", shop_db, "nightly", *acme, "--json")
+    assert paused["paused"]
+    assert not invoke_json("schedule", "show", "--db", shop_db, "nightly", "--json")["paused"]
+    updated = invoke_json(
+        "schedule", "update", "--db", shop_db, *app, "nightly", "--missed", "all", *acme, "--json"
+    )  # fmt: skip
+    assert (updated["id"], updated["missed"]) == ("nightly", "all")
+    assert invoke_json("schedule", "resume", "--db", shop_db, "nightly", *acme, "--json")[
+        "next_fire_at"
+    ]
+    for command in ("show", "pause", "resume", "delete"):
+        other = invoke("schedule", command, "--db", shop_db, "nightly", "--tenant", "beta")
+        assert other.exit_code == 1, (command, other.output)
+        assert "schedule 'nightly'" in other.stderr
+        assert "in tenant 'beta'" in other.stderr
+    assert invoke("schedule", "delete", "--db", shop_db, "nightly", *acme).exit_code == 0
+    assert invoke("schedule", "list", "--db", shop_db, *acme).stdout == "no schedules\n"
+    assert invoke_json("schedule", "show", "--db", shop_db, "nightly", "--json")["tenant"] is None
+
+    (tmp_path / "alerts.py").write_text(ALERTS_APP)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from alerts import DEFINITIONS  # pyright: ignore[reportMissingImports]
+    from shop import DEFINITIONS as SHOP
+
+    async def fire() -> None:
+        async with SQLiteCommander(shop_db, [*SHOP, *DEFINITIONS]) as commander:
+            await commander.fire_trigger(
+                "heartbeat.missed", {"service": "acme"}, id="hb", tenant="acme"
+            )
+
+    trio.run(fire)
+    shown = invoke_json("trigger", "show", "--db", shop_db, "hb", *acme, "--json")
+    assert (shown["id"], shown["tenant"], shown["payload"]) == ("hb", "acme", {"service": "acme"})
+    assert invoke("trigger", "show", "--db", shop_db, "hb").exit_code == 1
+    assert invoke_json("trigger", "list", "--db", shop_db, "--json") == []
+    replayed = invoke_json(
+        "trigger", "replay", "--db", shop_db, "--app", "alerts:DEFINITIONS", "hb", "--id",
+        "hb-2", *acme, "--json",
+    )  # fmt: skip
+    assert (replayed["id"], replayed["tenant"], replayed["replay_of"]) == ("hb-2", "acme", "hb")
+    fires = invoke_json("trigger", "list", "--db", shop_db, *acme, "--json")
+    assert [f["id"] for f in fires] == ["hb", "hb-2"]

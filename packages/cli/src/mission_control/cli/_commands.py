@@ -112,15 +112,24 @@ def app_option(function: _F) -> _F:
     )(function)
 
 
-def tenant_option(function: _F) -> _F:
-    return click.option(
-        "--tenant",
-        "tenant",
-        type=TEXT,
-        metavar="NAME",
-        help="The tenant the mission belongs to (default: none); another tenant's missions are "
-        "not found.",
-    )(function)
+def tenant_option_of(what: str) -> Callable[[_F], _F]:
+    """The ``--tenant`` option of a command about one tenant's ``what`` (missions,
+    schedules, fires)."""
+
+    def option(function: _F) -> _F:
+        return click.option(
+            "--tenant",
+            "tenant",
+            type=TEXT,
+            metavar="NAME",
+            help=f"The tenant the {what} belongs to (default: none); another tenant's {what}s "
+            "are not found.",
+        )(function)
+
+    return option
+
+
+tenant_option = tenant_option_of("mission")
 
 
 def tenant_flag(tenant: str | None) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import click
 from rich.markup import escape
@@ -28,10 +28,26 @@ from mission_control.core import (
     Trigger,
     TriggerFire,
 )
-from mission_control.core.storage import schedule_to_json, trigger_to_json
+from mission_control.core.storage import (
+    fire_of_tenant,
+    fires_of_tenant,
+    schedule_of_tenant,
+    schedule_to_json,
+    schedules_of_tenant,
+    trigger_to_json,
+)
 
 from ._app import Definitions
-from ._commands import app_option, db_option, definitions_of, json_option, now
+from ._commands import (
+    app_option,
+    db_option,
+    definitions_of,
+    json_option,
+    now,
+    stored_key,
+    tenant_flag,
+    tenant_option_of,
+)
 from ._errors import CommandError, bad_input
 from ._render import console, echo_json, when
 from ._repair import (
@@ -81,10 +97,18 @@ def _table(schedules: list[Schedule], at: datetime) -> Table:
     return table
 
 
-def _not_found(schedule_id: str) -> CommandError:
+schedule_tenant = tenant_option_of("schedule")
+fire_tenant = tenant_option_of("fire")
+
+
+def _in(tenant: str | None) -> str:
+    return "" if tenant is None else f" in tenant {tenant!r}"
+
+
+def _not_found(schedule_id: str, tenant: str | None) -> CommandError:
     return CommandError(
-        f"there is no schedule {schedule_id!r} in this database",
-        hint="`mission-control schedule list` shows the schedules it holds",
+        f"there is no schedule {schedule_id!r}{_in(tenant)} in this database",
+        hint=f"`mission-control schedule list{tenant_flag(tenant)}` shows its schedules",
     )
 
 
@@ -128,13 +152,17 @@ def schedule_group() -> None:
     help="At most this many schedules.",
 )
 @click.option("--after", metavar="ID", help="Start after this schedule id (the next page).")
+@schedule_tenant
 @json_option
-def list_schedules(db: str, limit: int, after: str | None, as_json: bool) -> None:
-    """The schedules, by id."""
+def list_schedules(
+    db: str, limit: int, after: str | None, tenant: str | None, as_json: bool
+) -> None:
+    """The schedules (of --tenant; without it, those of no tenant), by id."""
+    stored_key("", tenant)  # a bad tenant name is a usage error, as elsewhere
 
     async def read() -> list[Schedule]:
         async with reading(db) as store:
-            return await store.list_schedules(limit=limit, after_id=after)
+            return await schedules_of_tenant(store, tenant, limit, after)
 
     schedules = run(read)
     if as_json:
@@ -148,15 +176,17 @@ def list_schedules(db: str, limit: int, after: str | None, as_json: bool) -> Non
 @schedule_group.command("show")
 @db_option
 @click.argument("schedule_id", metavar="ID")
+@schedule_tenant
 @json_option
-def show_schedule(db: str, schedule_id: str, as_json: bool) -> None:
+def show_schedule(db: str, schedule_id: str, tenant: str | None, as_json: bool) -> None:
     """One schedule: its timetable, its input and the record of its last fire."""
+    stored_key(schedule_id, tenant)  # a bad tenant name is a usage error, as elsewhere
 
     async def read() -> Schedule:
         async with reading(db) as store:
-            schedule = await store.load_schedule(schedule_id)
+            schedule = await schedule_of_tenant(store, schedule_id, tenant)
         if schedule is None:
-            raise _not_found(schedule_id)
+            raise _not_found(schedule_id, tenant)
         return schedule
 
     _print(run(read), as_json)
@@ -255,6 +285,7 @@ def _needs_app(app: str | None, action: str) -> Definitions:
 @click.argument("definition")
 @_settings_options
 @click.option("--paused", is_flag=True, help="Store it paused.")
+@schedule_tenant
 @json_option
 def create_schedule(
     db: str,
@@ -270,6 +301,7 @@ def create_schedule(
     max_catch_up: int | None,
     grace: float | None,
     paused: bool,
+    tenant: str | None,
     as_json: bool,
 ) -> None:
     """Store the schedule ID, which starts a mission of DEFINITION at each slot. Needs --app:
@@ -277,6 +309,8 @@ def create_schedule(
     definitions = _needs_app(app, "create")
     value = _input(input_text)
     options = _options(fire_time_field, missed, max_catch_up, grace)
+    if tenant is not None:
+        options["tenant"] = tenant
 
     async def create() -> Schedule:
         trigger = _trigger(cron, timezone, every)
@@ -294,6 +328,7 @@ def create_schedule(
 @click.argument("schedule_id", metavar="ID")
 @click.option("--definition", metavar="NAME", help="Start missions of this definition instead.")
 @_settings_options
+@schedule_tenant
 @json_option
 def update_schedule(
     db: str,
@@ -308,12 +343,14 @@ def update_schedule(
     missed: str | None,
     max_catch_up: int | None,
     grace: float | None,
+    tenant: str | None,
     as_json: bool,
 ) -> None:
     """Change the settings given of the schedule ID and keep the others (a new timetable fires
     from its first slot after now). Needs --app: the input is checked here first."""
     definitions = _needs_app(app, "update")
-    changes = ScheduleChanges(**_options(fire_time_field, missed, max_catch_up, grace))
+    # The same settings as create's (a schedule's tenant is none of them here).
+    changes = cast("ScheduleChanges", dict(_options(fire_time_field, missed, max_catch_up, grace)))
     if input_text is not None:
         changes["input"] = _input(input_text)
     if definition is not None:
@@ -325,7 +362,7 @@ def update_schedule(
         elif timezone is not None:
             raise bad_input("--timezone goes with --cron (the expression it is read in)")
         async with submitting(db, definitions) as commander:
-            return await commander.update_schedule(schedule_id, **changes)
+            return await commander.update_schedule(schedule_id, tenant=tenant, **changes)
 
     _print(run(update), as_json)
 
@@ -343,33 +380,37 @@ def _change(
 @schedule_group.command("pause")
 @db_option
 @click.argument("schedule_id", metavar="ID")
+@schedule_tenant
 @json_option
-def pause_schedule(db: str, schedule_id: str, as_json: bool) -> None:
+def pause_schedule(db: str, schedule_id: str, tenant: str | None, as_json: bool) -> None:
     """Stop firing the schedule ID until it is resumed (its slots meanwhile are not fired)."""
-    _change(db, as_json, lambda commander: commander.pause_schedule(schedule_id))
+    _change(db, as_json, lambda commander: commander.pause_schedule(schedule_id, tenant=tenant))
 
 
 @schedule_group.command("resume")
 @db_option
 @click.argument("schedule_id", metavar="ID")
+@schedule_tenant
 @json_option
-def resume_schedule(db: str, schedule_id: str, as_json: bool) -> None:
+def resume_schedule(db: str, schedule_id: str, tenant: str | None, as_json: bool) -> None:
     """Fire the schedule ID again, from its first slot after now."""
-    _change(db, as_json, lambda commander: commander.resume_schedule(schedule_id))
+    _change(db, as_json, lambda commander: commander.resume_schedule(schedule_id, tenant=tenant))
 
 
 @schedule_group.command("delete")
 @db_option
 @click.argument("schedule_id", metavar="ID")
-def delete_schedule(db: str, schedule_id: str) -> None:
+@schedule_tenant
+def delete_schedule(db: str, schedule_id: str, tenant: str | None) -> None:
     """Delete the schedule ID; the missions it started stay."""
+    stored_key(schedule_id, tenant)  # a bad tenant name is a usage error, as elsewhere
 
     async def delete() -> bool:
         async with submitting(db, []) as commander:
-            return await commander.delete_schedule(schedule_id)
+            return await commander.delete_schedule(schedule_id, tenant=tenant)
 
     if not run(delete):
-        raise _not_found(schedule_id)
+        raise _not_found(schedule_id, tenant)
     click.echo(f"schedule {schedule_id} deleted")
 
 
@@ -426,13 +467,17 @@ def trigger_group() -> None:
     help="At most this many fires.",
 )
 @click.option("--after", metavar="ID", help="Start after this fire id (the next page).")
+@fire_tenant
 @json_option
-def list_fires(db: str, name: str | None, limit: int, after: str | None, as_json: bool) -> None:
-    """The recorded fires, by id."""
+def list_fires(
+    db: str, name: str | None, limit: int, after: str | None, tenant: str | None, as_json: bool
+) -> None:
+    """The recorded fires (of --tenant; without it, those of no tenant), by id."""
+    stored_key("", tenant)  # a bad tenant name is a usage error, as elsewhere
 
     async def read() -> list[TriggerFire]:
         async with reading(db) as store:
-            return await store.list_triggers(name=name, limit=limit, after_id=after)
+            return await fires_of_tenant(store, name, tenant, limit, after)
 
     fires = run(read)
     if as_json:
@@ -443,25 +488,27 @@ def list_fires(db: str, name: str | None, limit: int, after: str | None, as_json
         console().print(_fires_table(fires, now()))
 
 
-def _no_fire(fire_id: str) -> CommandError:
+def _no_fire(fire_id: str, tenant: str | None) -> CommandError:
     return CommandError(
-        f"there is no fired trigger {fire_id!r} in this database",
-        hint="`mission-control trigger list` shows the fires it records",
+        f"there is no fired trigger {fire_id!r}{_in(tenant)} in this database",
+        hint=f"`mission-control trigger list{tenant_flag(tenant)}` shows the fires it records",
     )
 
 
 @trigger_group.command("show")
 @db_option
 @click.argument("fire_id", metavar="ID")
+@fire_tenant
 @json_option
-def show_fire(db: str, fire_id: str, as_json: bool) -> None:
+def show_fire(db: str, fire_id: str, tenant: str | None, as_json: bool) -> None:
     """One recorded fire: its trigger, payload and the missions it started."""
+    stored_key(fire_id, tenant)  # a bad tenant name is a usage error, as elsewhere
 
     async def read() -> TriggerFire:
         async with reading(db) as store:
-            fire = await store.load_trigger(fire_id)
+            fire = await fire_of_tenant(store, fire_id, tenant)
         if fire is None:
-            raise _no_fire(fire_id)
+            raise _no_fire(fire_id, tenant)
         return fire
 
     _print_fire(run(read), as_json)
@@ -472,8 +519,11 @@ def show_fire(db: str, fire_id: str, as_json: bool) -> None:
 @app_option
 @click.argument("fire_id", metavar="ID")
 @click.option("--id", "new_id", metavar="ID", help="The replay's fire id (a retry is idempotent).")
+@fire_tenant
 @json_option
-def replay_fire(db: str, app: str | None, fire_id: str, new_id: str | None, as_json: bool) -> None:
+def replay_fire(
+    db: str, app: str | None, fire_id: str, new_id: str | None, tenant: str | None, as_json: bool
+) -> None:
     """Fire the recorded fire ID again, to the definitions of --app subscribed to its trigger:
     their missions are stored for the owner's runtime to run. Needs --app (the subscribers,
     and their check of the payload)."""
@@ -486,6 +536,8 @@ def replay_fire(db: str, app: str | None, fire_id: str, new_id: str | None, as_j
 
     async def replay() -> TriggerFire:
         async with submitting(db, definitions) as commander:
-            return await commander.replay_trigger(fire_id, id=new_id, background=True)
+            return await commander.replay_trigger(
+                fire_id, id=new_id, background=True, tenant=tenant
+            )
 
     _print_fire(run(replay), as_json)

@@ -569,23 +569,37 @@ class BlockingMissionClient:
         )
 
     def replay_trigger(
-        self, fire_id: str, *, id: str | None = None, background: bool = False
+        self,
+        fire_id: str,
+        *,
+        id: str | None = None,
+        background: bool = False,
+        tenant: str | None = None,
     ) -> TriggerFire:
         """Fire a recorded fire again; see :meth:`mission_control.core.Commander.replay_trigger`."""
         return self._call(
-            lambda client: client.replay_trigger(fire_id, id=id, background=background)
+            lambda client: client.replay_trigger(
+                fire_id, id=id, background=background, tenant=tenant
+            )
         )
 
-    def get_trigger(self, fire_id: str) -> TriggerFire:
-        """A recorded fire."""
-        return self._call(lambda client: client.get_trigger(fire_id))
+    def get_trigger(self, fire_id: str, *, tenant: str | None = None) -> TriggerFire:
+        """A recorded fire (of ``tenant``)."""
+        return self._call(lambda client: client.get_trigger(fire_id, tenant=tenant))
 
     def list_triggers(
-        self, *, name: str | None = None, limit: int = LIST_LIMIT, after_id: str | None = None
+        self,
+        *,
+        name: str | None = None,
+        limit: int = LIST_LIMIT,
+        after_id: str | None = None,
+        tenant: str | None = None,
     ) -> list[TriggerFire]:
-        """Recorded fires by id."""
+        """Recorded fires (of ``tenant``) by id."""
         return self._call(
-            lambda client: client.list_triggers(name=name, limit=limit, after_id=after_id)
+            lambda client: client.list_triggers(
+                name=name, limit=limit, after_id=after_id, tenant=tenant
+            )
         )
 
     def create_schedule(
@@ -605,32 +619,38 @@ class BlockingMissionClient:
             )
         )
 
-    def update_schedule(self, schedule_id: str, **changes: Unpack[ScheduleChanges]) -> Schedule:
+    def update_schedule(
+        self, schedule_id: str, *, tenant: str | None = None, **changes: Unpack[ScheduleChanges]
+    ) -> Schedule:
         """Change a schedule's settings; see
         :meth:`mission_control.core.Commander.update_schedule`."""
-        return self._call(lambda client: client.update_schedule(schedule_id, **changes))
+        return self._call(
+            lambda client: client.update_schedule(schedule_id, tenant=tenant, **changes)
+        )
 
-    def pause_schedule(self, schedule_id: str) -> Schedule:
-        """Stop firing a schedule until it is resumed."""
-        return self._call(lambda client: client.pause_schedule(schedule_id))
+    def pause_schedule(self, schedule_id: str, *, tenant: str | None = None) -> Schedule:
+        """Stop firing a schedule (of ``tenant``) until it is resumed."""
+        return self._call(lambda client: client.pause_schedule(schedule_id, tenant=tenant))
 
-    def resume_schedule(self, schedule_id: str) -> Schedule:
-        """Fire a paused schedule again, from its next slot."""
-        return self._call(lambda client: client.resume_schedule(schedule_id))
+    def resume_schedule(self, schedule_id: str, *, tenant: str | None = None) -> Schedule:
+        """Fire a paused schedule (of ``tenant``) again, from its next slot."""
+        return self._call(lambda client: client.resume_schedule(schedule_id, tenant=tenant))
 
-    def delete_schedule(self, schedule_id: str) -> bool:
-        """Delete a schedule (its missions stay)."""
-        return self._call(lambda client: client.delete_schedule(schedule_id))
+    def delete_schedule(self, schedule_id: str, *, tenant: str | None = None) -> bool:
+        """Delete a schedule (of ``tenant``; its missions stay)."""
+        return self._call(lambda client: client.delete_schedule(schedule_id, tenant=tenant))
 
-    def get_schedule(self, schedule_id: str) -> Schedule:
-        """A stored schedule."""
-        return self._call(lambda client: client.get_schedule(schedule_id))
+    def get_schedule(self, schedule_id: str, *, tenant: str | None = None) -> Schedule:
+        """A stored schedule (of ``tenant``)."""
+        return self._call(lambda client: client.get_schedule(schedule_id, tenant=tenant))
 
     def list_schedules(
-        self, *, limit: int = LIST_LIMIT, after_id: str | None = None
+        self, *, limit: int = LIST_LIMIT, after_id: str | None = None, tenant: str | None = None
     ) -> list[Schedule]:
-        """Schedules by id."""
-        return self._call(lambda client: client.list_schedules(limit=limit, after_id=after_id))
+        """Schedules (of ``tenant``) by id."""
+        return self._call(
+            lambda client: client.list_schedules(limit=limit, after_id=after_id, tenant=tenant)
+        )
 
     def wait_for_completion(
         self, mission_id: str, *, timeout: float | None = None, tenant: str | None = None

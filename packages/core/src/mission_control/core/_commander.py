@@ -981,8 +981,9 @@ class Commander:
         firing is idempotent: the fire recorded under it is returned and nothing starts (a
         fire of another trigger or payload under it raises :class:`TriggerExistsError`). A
         trigger nobody subscribes to is recorded with no missions (a replay starts those of
-        the definitions subscribed by then). With ``tenant``, the missions belong to that
-        tenant (and a replay's too)."""
+        the definitions subscribed by then). With ``tenant``, the fire and its missions belong
+        to that tenant (and a replay's too): its id is unique within the tenant, and every
+        later call about it names the tenant."""
         self._engine.loop.check("commander.fire_trigger()")
         if not isinstance(background, bool):  # pyright: ignore[reportUnnecessaryIsInstance]
             raise TypeError(f"background must be True or False, got {background!r}")
@@ -991,27 +992,41 @@ class Commander:
         )
 
     async def replay_trigger(
-        self, fire_id: str, *, id: str | None = None, background: bool = False
+        self,
+        fire_id: str,
+        *,
+        id: str | None = None,
+        background: bool = False,
+        tenant: str | None = None,
     ) -> TriggerFire:
-        """Fire the recorded fire ``fire_id`` again: its trigger and payload, to the definitions
-        subscribed now, as a new fire (``replay_of`` names the original); see
-        :meth:`fire_trigger`. Raises :class:`TriggerNotFoundError`."""
+        """Fire the recorded fire ``fire_id`` (of ``tenant``) again: its trigger and payload, to
+        the definitions subscribed now, as a new fire of the same tenant (``replay_of`` names
+        the original); see :meth:`fire_trigger`. Raises :class:`TriggerNotFoundError`, also
+        for another tenant's fire."""
         self._engine.loop.check("commander.replay_trigger()")
-        return await self._triggers.replay(fire_id, id, background=background or not self.is_owner)
+        return await self._triggers.replay(
+            fire_id, id, tenant, background=background or not self.is_owner
+        )
 
-    async def get_trigger(self, fire_id: str) -> TriggerFire:
-        """A recorded fire; raises :class:`TriggerNotFoundError`."""
+    async def get_trigger(self, fire_id: str, *, tenant: str | None = None) -> TriggerFire:
+        """A recorded fire of ``tenant`` (``None``: of no tenant); raises
+        :class:`TriggerNotFoundError`, also for another tenant's fire."""
         self._engine.loop.check("commander.get_trigger()")
-        return await self._triggers.get(fire_id)
+        return await self._triggers.get(fire_id, tenant)
 
     async def list_triggers(
-        self, *, name: str | None = None, limit: int = LIST_LIMIT, after_id: str | None = None
+        self,
+        *,
+        name: str | None = None,
+        limit: int = LIST_LIMIT,
+        after_id: str | None = None,
+        tenant: str | None = None,
     ) -> list[TriggerFire]:
-        """Up to ``limit`` recorded fires by id (of the trigger ``name`` only, if given), after
-        ``after_id``."""
+        """Up to ``limit`` recorded fires of ``tenant`` (``None``: of no tenant) by id (of the
+        trigger ``name`` only, if given), after ``after_id``."""
         self._engine.loop.check("commander.list_triggers()")
         _check_limit(limit, "limit")
-        return await self._triggers.list(name, limit, after_id)
+        return await self._triggers.list(name, limit, after_id, tenant)
 
     # -- schedules -----------------------------------------------------------------------------
 
@@ -1035,50 +1050,57 @@ class Commander:
         more than ``grace`` late was missed: ``missed`` says what to do with such slots
         (:class:`MissedFires`). Raises :class:`InvalidInputError` (nothing stored) for a bad
         setting or a refused input, :class:`UnknownDefinitionError` for a definition this
-        commander does not run."""
+        commander does not run. With ``tenant``, the schedule and its missions belong to that
+        tenant: its id is unique within it, and every later call about it names the tenant."""
         self._engine.loop.check("commander.create_schedule()")
         return await self._schedules.create(
             schedule_id, definition, trigger, input, options, paused
         )
 
     async def update_schedule(
-        self, schedule_id: str, **changes: Unpack[ScheduleChanges]
+        self, schedule_id: str, *, tenant: str | None = None, **changes: Unpack[ScheduleChanges]
     ) -> Schedule:
-        """Change the settings given (``definition``, ``trigger``, ``input`` and those of
-        :class:`ScheduleOptions`), keep the others; a new trigger fires from its first slot
-        after now. The record of the last fire is kept. Raises :class:`ScheduleNotFoundError`,
-        and :class:`InvalidInputError` (nothing changed) as :meth:`create_schedule` does."""
+        """Change the settings given of the schedule ``schedule_id`` of ``tenant``
+        (``definition``, ``trigger``, ``input`` and those of :class:`ScheduleOptions` but its
+        tenant), keep the others; a new trigger fires from its first slot after now. The record
+        of the last fire is kept. Raises :class:`ScheduleNotFoundError` (also for another
+        tenant's schedule), and :class:`InvalidInputError` (nothing changed) as
+        :meth:`create_schedule` does."""
         self._engine.loop.check("commander.update_schedule()")
-        return await self._schedules.update(schedule_id, changes)
+        return await self._schedules.update(schedule_id, tenant, changes)
 
-    async def pause_schedule(self, schedule_id: str) -> Schedule:
-        """Stop firing the schedule until :meth:`resume_schedule`; its slots meanwhile are not
-        fired, whatever its missed-fire policy. Pausing a paused schedule changes nothing."""
+    async def pause_schedule(self, schedule_id: str, *, tenant: str | None = None) -> Schedule:
+        """Stop firing the schedule (of ``tenant``) until :meth:`resume_schedule`; its slots
+        meanwhile are not fired, whatever its missed-fire policy. Pausing a paused schedule
+        changes nothing. Raises :class:`ScheduleNotFoundError`."""
         self._engine.loop.check("commander.pause_schedule()")
-        return await self._schedules.pause(schedule_id)
+        return await self._schedules.pause(schedule_id, tenant)
 
-    async def resume_schedule(self, schedule_id: str) -> Schedule:
-        """Fire the schedule again, from its first slot after now."""
+    async def resume_schedule(self, schedule_id: str, *, tenant: str | None = None) -> Schedule:
+        """Fire the schedule (of ``tenant``) again, from its first slot after now."""
         self._engine.loop.check("commander.resume_schedule()")
-        return await self._schedules.resume(schedule_id)
+        return await self._schedules.resume(schedule_id, tenant)
 
-    async def delete_schedule(self, schedule_id: str) -> bool:
-        """Delete the schedule (the missions it started stay); ``False`` when none was stored."""
+    async def delete_schedule(self, schedule_id: str, *, tenant: str | None = None) -> bool:
+        """Delete the schedule of ``tenant`` (the missions it started stay); ``False`` when
+        that tenant has none of that id."""
         self._engine.loop.check("commander.delete_schedule()")
-        return await self._schedules.delete(schedule_id)
+        return await self._schedules.delete(schedule_id, tenant)
 
-    async def get_schedule(self, schedule_id: str) -> Schedule:
-        """The stored schedule; raises :class:`ScheduleNotFoundError`."""
+    async def get_schedule(self, schedule_id: str, *, tenant: str | None = None) -> Schedule:
+        """The stored schedule of ``tenant`` (``None``: of no tenant); raises
+        :class:`ScheduleNotFoundError`, also for another tenant's schedule."""
         self._engine.loop.check("commander.get_schedule()")
-        return await self._schedules.get(schedule_id)
+        return await self._schedules.get(schedule_id, tenant)
 
     async def list_schedules(
-        self, *, limit: int = LIST_LIMIT, after_id: str | None = None
+        self, *, limit: int = LIST_LIMIT, after_id: str | None = None, tenant: str | None = None
     ) -> list[Schedule]:
-        """Up to ``limit`` schedules by id, after ``after_id``."""
+        """Up to ``limit`` schedules of ``tenant`` (``None``: of no tenant) by id, after
+        ``after_id``."""
         self._engine.loop.check("commander.list_schedules()")
         _check_limit(limit, "limit")
-        return await self._schedules.list(limit, after_id)
+        return await self._schedules.list(limit, after_id, tenant)
 
     async def fire_schedules(self, limit: int) -> int:
         """Fire the due slots of up to ``limit`` schedules (the runtime calls it each tick)."""

@@ -41,7 +41,7 @@ from ._errors import (
     refuse_unknown_options,
 )
 from ._snapshot import JsonValue
-from ._tenants import check_tenant, check_unqualified, tenant_key
+from ._tenants import check_tenant, check_unqualified, local_id, page_of_tenant, tenant_key
 from ._values import to_json_value
 
 if TYPE_CHECKING:
@@ -207,6 +207,8 @@ class Schedule:
     last fire (kept when that mission is purged)."""
 
     id: str
+    """The caller's id (unique within its tenant); stored under ``"<tenant>::<id>"`` for a
+    tenant's schedule, as a mission is (see ``_tenants``)."""
     definition: str
     """The name of the definition each fire starts a mission of (its latest registered
     version)."""
@@ -427,10 +429,7 @@ def sort_key(schedule: Schedule) -> tuple[datetime, str]:
 _log = logging.getLogger("mission_control.core")
 
 
-class ScheduleOptions(TypedDict, total=False):
-    """The settings of a schedule beside its trigger and input, all optional (the defaults
-    are those of ``create_schedule``)."""
-
+class _Settings(TypedDict, total=False):
     fire_time_field: str | None
     """Add each slot's time to the input (an object) under this key (default ``None``)."""
     missed: MissedFires | str
@@ -439,12 +438,20 @@ class ScheduleOptions(TypedDict, total=False):
     """How many missed slots ``MissedFires.ALL`` fires at most (default 100)."""
     grace: timedelta | float
     """How late a slot may fire and still count as on time (default 60 seconds)."""
+
+
+class ScheduleOptions(_Settings, total=False):
+    """The settings of a schedule beside its trigger and input, all optional (the defaults
+    are those of ``create_schedule``)."""
+
     tenant: str | None
-    """The tenant the missions it starts belong to (default ``None``: no tenant)."""
+    """The tenant the schedule, and the missions it starts, belong to (default ``None``: no
+    tenant); its id is unique within it."""
 
 
-class ScheduleChanges(ScheduleOptions, total=False):
-    """What ``update_schedule`` may change; what is not given is kept."""
+class ScheduleChanges(_Settings, total=False):
+    """What ``update_schedule`` may change; what is not given is kept (a schedule's tenant
+    never changes: it names the schedule)."""
 
     definition: MissionDefinition[Any, Any, Any] | str
     trigger: Trigger
@@ -574,7 +581,7 @@ class ScheduleBook:
             raise InvalidInputError(str(error)) from None
         schedule = self._checked(
             Schedule(
-                id=schedule_id,
+                id=tenant_key(tenant, schedule_id),
                 definition=name,
                 trigger=trigger,
                 input=input_json,
@@ -608,40 +615,53 @@ class ScheduleBook:
                 compared = attrs.evolve(schedule, trigger=existing.trigger)
             if _settings(existing) != _settings(compared):
                 raise ScheduleExistsError(
-                    f"schedule {schedule_id!r} exists with other settings; change it with "
-                    "update_schedule (nothing was changed)"
+                    f"schedule {schedule_id!r}{_in(tenant)} exists with other settings; change "
+                    "it with update_schedule (nothing was changed)"
                 )
-            return existing
+            return _seen(existing)
         self._noticed(schedule)
+        return _seen(schedule)
+
+    async def _load(self, schedule_id: str, tenant: str | None) -> Schedule:
+        """The stored schedule the caller calls ``schedule_id`` among ``tenant``'s;
+        :class:`ScheduleNotFoundError`, the same whatever another tenant has."""
+        tenant = check_tenant(tenant)
+        if not isinstance(schedule_id, str):  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise InvalidInputError(f"a schedule id is a str, got {schedule_id!r}")
+        schedule = await _stored_schedule(self.store(), schedule_id, tenant)
+        if schedule is None:
+            raise ScheduleNotFoundError(f"no schedule {schedule_id!r} is stored{_in(tenant)}")
         return schedule
 
-    async def get(self, schedule_id: str) -> Schedule:
-        schedule = await self.store().load_schedule(schedule_id)
-        if schedule is None:
-            raise ScheduleNotFoundError(f"no schedule {schedule_id!r} is stored")
-        return schedule
+    async def get(self, schedule_id: str, tenant: str | None) -> Schedule:
+        return _seen(await self._load(schedule_id, tenant))
 
     async def change(
-        self, schedule_id: str, change: Callable[[Schedule, datetime], Schedule]
+        self,
+        schedule_id: str,
+        tenant: str | None,
+        change: Callable[[Schedule, datetime], Schedule],
     ) -> Schedule:
         """Apply ``change`` to the stored schedule (compare-and-set, read again on a conflict
         with the runtime's fire)."""
         store = self.store()
         while True:
-            current = await self.get(schedule_id)
+            current = await self._load(schedule_id, tenant)
             now = self._engine.now()
             changed = change(current, now)
             if changed == current:
-                return current
+                return _seen(current)
             changed = attrs.evolve(changed, updated_at=now, revision=current.revision + 1)
             try:
                 await store.commit_schedule(changed, expected_revision=current.revision)
             except RevisionConflictError:
                 continue
             self._noticed(changed)
-            return changed
+            return _seen(changed)
 
-    async def update(self, schedule_id: str, changes: ScheduleChanges) -> Schedule:
+    async def update(
+        self, schedule_id: str, tenant: str | None, changes: ScheduleChanges
+    ) -> Schedule:
         refuse_unknown_options(changes, ScheduleChanges.__optional_keys__, "update_schedule()")
         input_json: Any = None
         if "input" in changes:
@@ -664,7 +684,6 @@ class ScheduleBook:
             )
             if isinstance(new_trigger, Every) and new_trigger.anchor is None:
                 new_trigger = attrs.evolve(new_trigger, anchor=now)
-            tenant = check_tenant(changes.get("tenant", current.tenant))
             next_fire_at = current.next_fire_at
             if new_trigger != current.trigger and not current.paused:
                 next_fire_at = new_trigger.after(now)
@@ -679,30 +698,35 @@ class ScheduleBook:
                     max_catch_up=catch_up,
                     grace=grace_time,
                     next_fire_at=next_fire_at,
-                    tenant=tenant,
                 )
             )
 
-        return await self.change(schedule_id, change)
+        return await self.change(schedule_id, tenant, change)
 
-    async def pause(self, schedule_id: str) -> Schedule:
+    async def pause(self, schedule_id: str, tenant: str | None) -> Schedule:
         return await self.change(
-            schedule_id, lambda current, now: attrs.evolve(current, paused=True, next_fire_at=None)
+            schedule_id,
+            tenant,
+            lambda current, now: attrs.evolve(current, paused=True, next_fire_at=None),
         )
 
-    async def resume(self, schedule_id: str) -> Schedule:
+    async def resume(self, schedule_id: str, tenant: str | None) -> Schedule:
         def change(current: Schedule, now: datetime) -> Schedule:
             if not current.paused:
                 return current
             return attrs.evolve(current, paused=False, next_fire_at=current.trigger.after(now))
 
-        return await self.change(schedule_id, change)
+        return await self.change(schedule_id, tenant, change)
 
-    async def delete(self, schedule_id: str) -> bool:
-        return await self.store().delete_schedule(schedule_id)
+    async def delete(self, schedule_id: str, tenant: str | None) -> bool:
+        try:
+            schedule = await self._load(schedule_id, tenant)
+        except ScheduleNotFoundError:
+            return False
+        return await self.store().delete_schedule(schedule.id)
 
-    async def list(self, limit: int, after_id: str | None) -> list[Schedule]:
-        return await self.store().list_schedules(limit=limit, after_id=after_id)
+    async def list(self, limit: int, after_id: str | None, tenant: str | None) -> list[Schedule]:
+        return await schedules_of_tenant(self.store(), check_tenant(tenant), limit, after_id)
 
     def _noticed(self, schedule: Schedule) -> None:
         if schedule.next_fire_at is not None:
@@ -739,8 +763,9 @@ class ScheduleBook:
         error: str | None = schedule.last_error
         started = 0
         last_mission = schedule.last_mission_id
+        seen = _seen(schedule)
         for slot in slots:
-            mission_id = schedule.mission_id(slot)
+            mission_id = seen.mission_id(slot)
             try:
                 await self._engine.start(
                     definition,
@@ -793,6 +818,48 @@ class ScheduleBook:
         if self._store is None:
             return None
         return await self._store.next_schedule_at(after)
+
+
+async def _stored_schedule(
+    store: ScheduleStore, schedule_id: str, tenant: str | None
+) -> Schedule | None:
+    schedule = await store.load_schedule(tenant_key(tenant, schedule_id))
+    return None if schedule is None or schedule.tenant != tenant else schedule
+
+
+async def schedule_of_tenant(
+    store: ScheduleStore, schedule_id: str, tenant: str | None
+) -> Schedule | None:
+    """The schedule ``schedule_id`` of ``tenant`` in ``store``, as its callers see it (for a
+    tool that reads a store directly); ``None`` when that tenant has none of that id."""
+    schedule = await _stored_schedule(store, schedule_id, tenant)
+    return None if schedule is None else _seen(schedule)
+
+
+async def schedules_of_tenant(
+    store: ScheduleStore, tenant: str | None, limit: int, after_id: str | None
+) -> list[Schedule]:
+    """Up to ``limit`` schedules of ``tenant`` (``None``: of no tenant) in ``store`` by id,
+    after ``after_id``, as their callers see them."""
+    found = await page_of_tenant(
+        lambda after: store.list_schedules(limit=max(limit, 100), after_id=after),
+        lambda schedule: (schedule.id, schedule.tenant),
+        tenant,
+        limit,
+        after_id,
+    )
+    return [_seen(schedule) for schedule in found]
+
+
+def _seen(schedule: Schedule) -> Schedule:
+    """The stored ``schedule`` as its callers see it: with their id."""
+    if schedule.tenant is None:
+        return schedule
+    return attrs.evolve(schedule, id=local_id(schedule.id, schedule.tenant))
+
+
+def _in(tenant: str | None) -> str:
+    return "" if tenant is None else f" in tenant {tenant!r}"
 
 
 def _settings(schedule: Schedule) -> tuple[Any, ...]:

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import enum
 import re
-from typing import Final, Literal, TypeAlias
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Final, Literal, TypeAlias, TypeVar
 
 import attrs
 
@@ -37,6 +38,8 @@ class AnyTenant(enum.Enum):
 ANY_TENANT: Final = AnyTenant.ANY
 """``PersistenceAdapter.list_missions(tenant=ANY_TENANT)``: missions of every tenant (and of
 none), what a scan of the whole store (a purge, the CLI's doctor) asks for."""
+
+_Record = TypeVar("_Record")
 
 TenantFilter: TypeAlias = str | Literal[AnyTenant.ANY] | None
 """Which missions a listing selects: those of one tenant (its name), of no tenant (``None``),
@@ -118,3 +121,33 @@ def as_seen(snapshot: MissionSnapshot) -> MissionSnapshot:
         else ParentLink(local_id(parent.mission_id, tenant), parent.node),
         forked_from=None if forked_from is None else local_id(forked_from, tenant),
     )
+
+
+async def page_of_tenant(
+    read: Callable[[str | None], Awaitable[Sequence[_Record]]],
+    key_and_tenant: Callable[[_Record], tuple[str, str | None]],
+    tenant: str | None,
+    limit: int,
+    after: str | None,
+) -> list[_Record]:
+    """Up to ``limit`` records of ``tenant`` (``None``: of no tenant) by key, after the one the
+    caller calls ``after``, from a store that lists every tenant's records by key:
+    ``read(after_key)`` returns the next page. A tenant's keys are one range of the store's;
+    the records of no tenant are those whose key and own tenant say no tenant."""
+    prefix = None if tenant is None else tenant_key(tenant, "")
+    cursor = prefix if after is None else tenant_key(tenant, after)
+    found: list[_Record] = []
+    while len(found) < limit:
+        page = await read(cursor)
+        for record in page:
+            key, its_tenant = key_and_tenant(record)
+            if prefix is not None and not key.startswith(prefix):
+                return found
+            if its_tenant == tenant and tenant_of_key(key) == tenant:
+                found.append(record)
+                if len(found) == limit:
+                    return found
+        if not page:
+            return found
+        cursor = key_and_tenant(page[-1])[0]
+    return found

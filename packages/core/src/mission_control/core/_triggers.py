@@ -27,7 +27,7 @@ from ._errors import (
     TriggerNotFoundError,
 )
 from ._snapshot import JsonValue
-from ._tenants import check_tenant, check_unqualified, tenant_key
+from ._tenants import check_tenant, check_unqualified, local_id, page_of_tenant, tenant_key
 from ._values import to_json_value
 
 if TYPE_CHECKING:
@@ -42,6 +42,8 @@ class TriggerFire:
     """A recorded fire of a trigger: its payload and the missions it started."""
 
     id: str
+    """The caller's id (unique within its tenant); stored under ``"<tenant>::<id>"`` for a
+    tenant's fire, as a mission is (see ``_tenants``)."""
     name: str
     """The trigger's name."""
     payload: JsonValue
@@ -168,7 +170,7 @@ class TriggerBook:
                 # Its missions' ids begin with it: of a tenant's form, they would take that
                 # tenant's keys.
                 check_unqualified(mission_id_for(fire_id, ""), "trigger fire id")
-            existing = await store.load_trigger(fire_id)
+            existing = await store.load_trigger(tenant_key(tenant, fire_id))
             if existing is not None:
                 return _same_fire(existing, name, payload_json, replay_of, tenant)
         subscribers = self.subscribers(name)
@@ -178,7 +180,7 @@ class TriggerBook:
         if fire_id is None:
             fire_id = self._engine.new_id()
         fire = TriggerFire(
-            id=fire_id,
+            id=tenant_key(tenant, fire_id),
             name=name,
             payload=payload_json,
             fired_at=self._engine.now(),
@@ -190,24 +192,32 @@ class TriggerBook:
             await self._engine.start(
                 definition,
                 payload_json,
-                tenant_key(tenant, fire.mission_id(definition.name)),
+                tenant_key(tenant, mission_id_for(fire_id, definition.name)),
                 None,
                 background,
                 tenant=tenant,
             )
         existing = await store.record_trigger(fire)
         if existing is None:
-            return fire
+            return _seen(fire)
         return _same_fire(existing, name, payload_json, replay_of, tenant)
 
-    async def get(self, fire_id: str) -> TriggerFire:
-        fire = await self.store().load_trigger(fire_id)
+    async def get(self, fire_id: str, tenant: str | None) -> TriggerFire:
+        """The recorded fire the caller calls ``fire_id`` among ``tenant``'s;
+        :class:`TriggerNotFoundError`, the same whatever another tenant has."""
+        tenant = check_tenant(tenant)
+        if not isinstance(fire_id, str):  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise InvalidInputError(f"a fire id is a str, got {fire_id!r}")
+        fire = await fire_of_tenant(self.store(), fire_id, tenant)
         if fire is None:
-            raise TriggerNotFoundError(f"no fired trigger {fire_id!r} is recorded")
+            where = "" if tenant is None else f" in tenant {tenant!r}"
+            raise TriggerNotFoundError(f"no fired trigger {fire_id!r} is recorded{where}")
         return fire
 
-    async def replay(self, fire_id: str, new_id: str | None, *, background: bool) -> TriggerFire:
-        fire = await self.get(fire_id)
+    async def replay(
+        self, fire_id: str, new_id: str | None, tenant: str | None, *, background: bool
+    ) -> TriggerFire:
+        fire = await self.get(fire_id, tenant)
         return await self.fire(
             fire.name,
             fire.payload,
@@ -217,8 +227,35 @@ class TriggerBook:
             tenant=fire.tenant,
         )
 
-    async def list(self, name: str | None, limit: int, after_id: str | None) -> list[TriggerFire]:
-        return await self.store().list_triggers(name=name, limit=limit, after_id=after_id)
+    async def list(
+        self, name: str | None, limit: int, after_id: str | None, tenant: str | None
+    ) -> list[TriggerFire]:
+        return await fires_of_tenant(self.store(), name, check_tenant(tenant), limit, after_id)
+
+
+async def fire_of_tenant(
+    store: TriggerStore, fire_id: str, tenant: str | None
+) -> TriggerFire | None:
+    """The fire ``fire_id`` of ``tenant`` recorded in ``store``, as its callers see it (for a
+    tool that reads a store directly); ``None`` when that tenant has none of that id."""
+    fire = await store.load_trigger(tenant_key(tenant, fire_id))
+    return None if fire is None or fire.tenant != tenant else _seen(fire)
+
+
+async def fires_of_tenant(
+    store: TriggerStore, name: str | None, tenant: str | None, limit: int, after_id: str | None
+) -> list[TriggerFire]:
+    """Up to ``limit`` fires of ``tenant`` (``None``: of no tenant; of the trigger ``name``
+    only, if given) recorded in ``store`` by id, after ``after_id``, as their callers see
+    them."""
+    found = await page_of_tenant(
+        lambda after: store.list_triggers(name=name, limit=max(limit, 100), after_id=after),
+        lambda fire: (fire.id, fire.tenant),
+        tenant,
+        limit,
+        after_id,
+    )
+    return [_seen(fire) for fire in found]
 
 
 def _same_fire(
@@ -228,16 +265,25 @@ def _same_fire(
     replay_of: str | None,
     tenant: str | None,
 ) -> TriggerFire:
-    """``existing``, stored under the id a fire was to take, if it is that same fire."""
+    """``existing``, stored under the key a fire was to take (of its tenant), if it is that
+    same fire, as its callers see it."""
+    seen = _seen(existing)
     if (existing.name, existing.payload, existing.replay_of, existing.tenant) != (
         name,
         payload,
         replay_of,
         tenant,
     ):
-        # What differs stays unsaid: the fire may be another tenant's (fire ids are shared).
+        where = "" if tenant is None else f" in tenant {tenant!r}"
         raise TriggerExistsError(
-            f"fire id {existing.id!r} is taken by another fire (another trigger, payload, "
-            "tenant or replayed fire; fire ids are shared by every tenant); nothing was started"
+            f"fire id {seen.id!r}{where} is taken by another fire (of another trigger, payload "
+            "or replayed fire); nothing was started"
         )
-    return existing
+    return seen
+
+
+def _seen(fire: TriggerFire) -> TriggerFire:
+    """The stored ``fire`` as its callers see it: with their id."""
+    if fire.tenant is None:
+        return fire
+    return attrs.evolve(fire, id=local_id(fire.id, fire.tenant))

@@ -51,7 +51,14 @@ from ._concurrency import (
 )
 from ._errors import RevisionConflictError
 from ._persistence import PersistenceAdapter
-from ._schedules import SCHEDULE_FORMAT, ScheduleStore, schedule_from_json, schedule_to_json
+from ._schedules import (
+    SCHEDULE_FORMAT,
+    ScheduleStore,
+    schedule_from_json,
+    schedule_of_tenant,
+    schedule_to_json,
+    schedules_of_tenant,
+)
 from ._serialization import (
     SNAPSHOT_FORMAT,
     buffered_signal_from_json,
@@ -86,8 +93,22 @@ from ._submissions import (
     submission_payload_json,
     take_submission_mark,
 )
-from ._tenants import ANY_TENANT, AnyTenant, TenantFilter, as_seen, local_id, tenant_key
-from ._triggers import TRIGGER_FORMAT, TriggerStore, trigger_from_json, trigger_to_json
+from ._tenants import (
+    ANY_TENANT,
+    AnyTenant,
+    TenantFilter,
+    as_seen,
+    local_id,
+    tenant_key,
+)
+from ._triggers import (
+    TRIGGER_FORMAT,
+    TriggerStore,
+    fire_of_tenant,
+    fires_of_tenant,
+    trigger_from_json,
+    trigger_to_json,
+)
 from ._values import detached
 from ._versions import DefinitionVersionStore, VersionKey
 
@@ -127,11 +148,15 @@ __all__ = [
     "gate_from_json",
     "gate_to_json",
     "local_id",
+    "fire_of_tenant",
+    "fires_of_tenant",
     "readable_submissions",
     "refusal_from_json",
     "refusal_to_json",
     "schedule_from_json",
+    "schedule_of_tenant",
     "schedule_to_json",
+    "schedules_of_tenant",
     "snapshot_from_dict",
     "snapshot_from_json",
     "snapshot_to_dict",

@@ -19,9 +19,11 @@ from mission_control.core import (
     MissionSnapshot,
     MissionStatus,
     ScheduleExistsError,
+    ScheduleNotFoundError,
     TimelineEntry,
     TimelineKind,
     TriggerExistsError,
+    TriggerNotFoundError,
     m,
 )
 from mission_control.core.storage import (
@@ -37,6 +39,17 @@ from ._engine_scenarios import FatalError, ScenarioFixtures, drain_due
 
 def _accept(value: Any) -> Any:
     return value
+
+
+def _placed() -> Any:
+    """A mission the trigger ``order.placed`` starts, waiting for ``pay``."""
+    return (
+        m.define("placed")
+        .start(parse=_accept)
+        .triggered_by("order.placed")
+        .need_to("pay", parse=_accept)
+        .end()
+    )
 
 
 def _flow() -> Any:
@@ -387,46 +400,43 @@ class TenantConformance(ScenarioFixtures):
         tenant; ids of a tenant's form are refused for a schedule or a fire of no tenant."""
         if not isinstance(persistence, ScheduleStore) or not isinstance(persistence, TriggerStore):
             pytest.skip("the adapter keeps no schedules or fired triggers")
-        flow = (
-            m.define("placed")
-            .start(parse=_accept)
-            .triggered_by("order.placed")
-            .need_to("pay", parse=_accept)
-            .end()
-        )
+        flow = _placed()
         commander = self.commander(persistence, clock, flow)
         created = await commander.create_schedule(
             "hourly", flow, Every(timedelta(hours=1)), {"from": "schedule"}, tenant="acme"
         )
-        assert created.tenant == "acme"
+        assert (created.id, created.tenant) == ("hourly", "acme")
         again = await commander.create_schedule(
             "hourly", flow, Every(timedelta(hours=1)), {"from": "schedule"}, tenant="acme"
         )
         assert again == created
         with pytest.raises(ScheduleExistsError):
             await commander.create_schedule(
-                "hourly", flow, Every(timedelta(hours=1)), {"from": "schedule"}
+                "hourly", flow, Every(timedelta(hours=2)), {"from": "schedule"}, tenant="acme"
             )
         clock.advance(timedelta(hours=1))
         assert await commander.fire_schedules(10) == 1
         await drain_due(commander)
-        fired = await commander.get_schedule("hourly")
+        fired = await commander.get_schedule("hourly", tenant="acme")
         assert fired.last_mission_id is not None
         started = await commander.inspect(fired.last_mission_id, tenant="acme")
         assert (started.tenant, started.input) == ("acme", {"from": "schedule"})
         assert await commander.list() == []
 
-        fire = await commander.fire_trigger("order.placed", {"from": "trigger"}, tenant="beta")
-        assert fire.tenant == "beta"
+        fire = await commander.fire_trigger(
+            "order.placed", {"from": "trigger"}, id="f-1", tenant="beta"
+        )
+        assert (fire.id, fire.tenant) == ("f-1", "beta")
         with pytest.raises(TriggerExistsError) as taken:
-            await commander.fire_trigger("order.placed", {"from": "trigger"}, id=fire.id)
-        assert "order.placed" not in str(taken.value)
-        assert "payload" in str(taken.value)
-        assert "tenant" in str(taken.value)
+            await commander.fire_trigger("order.placed", {"other": 1}, id="f-1", tenant="beta")
+        assert str(taken.value) == (
+            "fire id 'f-1' in tenant 'beta' is taken by another fire (of another trigger, "
+            "payload or replayed fire); nothing was started"
+        )
         (mission_id,) = fire.missions
         assert (await commander.inspect(mission_id, tenant="beta")).input == {"from": "trigger"}
-        replayed = await commander.replay_trigger(fire.id)
-        assert replayed.tenant == "beta"
+        replayed = await commander.replay_trigger("f-1", tenant="beta")
+        assert (replayed.tenant, replayed.replay_of) == ("beta", "f-1")
         assert len(await commander.list(tenant="beta")) == 2
         assert await commander.list() == []
         with pytest.raises(InvalidInputError, match="kept for tenants"):
@@ -435,3 +445,61 @@ class TenantConformance(ScenarioFixtures):
             await commander.fire_trigger("order.placed", {}, id="acme:")
         with pytest.raises(InvalidInputError, match="tenant must be"):
             await commander.fire_trigger("order.placed", {}, tenant="no way")
+
+    async def test_schedule_and_fire_ids_are_a_tenants_own(
+        self, persistence: PersistenceAdapter, clock: ManualClock
+    ) -> None:
+        """Schedule and fire ids are unique within a tenant: another tenant, or no tenant, has
+        its own schedule or fire of the same id, and every call naming another tenant's (get,
+        update, pause, resume, delete, replay) is refused as not found, with the message a
+        missing id gets; listings show the caller's tenant's only."""
+        if not isinstance(persistence, ScheduleStore) or not isinstance(persistence, TriggerStore):
+            pytest.skip("the adapter keeps no schedules or fired triggers")
+        flow = _placed()
+        commander = self.commander(persistence, clock, flow)
+        hourly = Every(timedelta(hours=1))
+        for tenant in ("acme", None, "beta"):
+            schedule = await commander.create_schedule(
+                "nightly", flow, hourly, {"of": tenant}, tenant=tenant
+            )
+            assert (schedule.id, schedule.tenant) == ("nightly", tenant)
+            fire = await commander.fire_trigger(
+                "order.placed", {"of": tenant}, id="f", tenant=tenant
+            )
+            assert (fire.id, fire.tenant) == ("f", tenant)
+        await commander.create_schedule("other", flow, hourly, {}, tenant="acme")
+        for tenant in ("acme", None, "beta"):
+            assert (await commander.get_schedule("nightly", tenant=tenant)).input == {"of": tenant}
+            assert (await commander.get_trigger("f", tenant=tenant)).payload == {"of": tenant}
+        updated = await commander.update_schedule("nightly", tenant="beta", input={"of": "b2"})
+        assert (updated.id, updated.tenant, updated.input) == ("nightly", "beta", {"of": "b2"})
+        assert (await commander.get_schedule("nightly", tenant="acme")).input == {"of": "acme"}
+
+        async def refusals(schedule_id: str, fire_id: str) -> list[str]:
+            calls: list[Callable[[], Awaitable[object]]] = [
+                lambda: commander.get_schedule(schedule_id, tenant="gamma"),
+                lambda: commander.update_schedule(schedule_id, tenant="gamma", input={}),
+                lambda: commander.pause_schedule(schedule_id, tenant="gamma"),
+                lambda: commander.resume_schedule(schedule_id, tenant="gamma"),
+                lambda: commander.get_trigger(fire_id, tenant="gamma"),
+                lambda: commander.replay_trigger(fire_id, tenant="gamma"),
+            ]
+            found: list[str] = []
+            for call in calls:
+                with pytest.raises((ScheduleNotFoundError, TriggerNotFoundError)) as refused:
+                    await call()
+                found.append(str(refused.value).replace(repr(schedule_id), "ID"))
+            return found
+
+        assert await refusals("nightly", "nightly") == await refusals("nope", "nope")
+        assert not await commander.delete_schedule("nightly", tenant="gamma")
+        assert await commander.delete_schedule("nightly", tenant="beta")
+        acme = await commander.list_schedules(tenant="acme")
+        assert [s.id for s in acme] == ["nightly", "other"]
+        after = await commander.list_schedules(tenant="acme", after_id="nightly")
+        assert [s.id for s in after] == ["other"]
+        assert [s.id for s in await commander.list_schedules()] == ["nightly"]
+        assert await commander.list_schedules(tenant="beta") == []
+        listed = await commander.list_triggers(tenant="beta")
+        assert [(f.id, f.tenant) for f in listed] == [("f", "beta")]
+        assert [f.payload for f in await commander.list_triggers()] == [{"of": None}]
