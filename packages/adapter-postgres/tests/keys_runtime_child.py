@@ -9,7 +9,9 @@ It prints ``READY`` once it owns at least ``SHARDS // 3 - 1`` shards, waits for 
 starts ``COUNT`` missions of ``keyed`` (one concurrency key, limit 2) at once, each running one
 step that appends ``"enter <mission id> <wall time>"`` and, a moment later, ``"exit <mission id>
 <wall time>"`` to ``DIR/steps-<pid>.log``; it prints ``DONE`` once every one of its missions
-has completed, and runs until SIGTERM.
+has completed. Then it waits for ``DIR/race`` and starts a mission of ``single`` (a singleton
+that refuses: limit 1, ``when_busy="refuse"``) with the key the other runtimes use too, and
+prints ``STARTED`` or ``REFUSED``; it runs until SIGTERM.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import anyio
 import trio.testing
 
 from mission_control.adapter_postgres import SHARDS, open_postgres_persistence_adapter
-from mission_control.core import Context, MissionStatus, create_commander, m
+from mission_control.core import ConcurrencyLimitError, Context, MissionStatus, create_commander, m
 from mission_control.runtime import create_commander_runtime
 from mission_control.testing import LoopClock
 
@@ -59,6 +61,14 @@ KEYED = (
     .end()
 )
 
+SINGLE = (
+    m.define("single")
+    .start(parse=dict)
+    .concurrency(lambda value: str(value["key"]), limit=1, when_busy="refuse")
+    .need_to("go", parse=dict)
+    .end()
+)
+
 
 async def main() -> None:
     with anyio.open_signal_receiver(signal.SIGTERM) as terminated:
@@ -68,7 +78,7 @@ async def main() -> None:
         async with (
             adapter,
             create_commander(
-                [KEYED],
+                [KEYED, SINGLE],
                 persistence=adapter,
                 ids=adapter.new_mission_id,
                 clock=LoopClock(datetime.now(UTC)),
@@ -92,6 +102,15 @@ async def main() -> None:
                     done = await commander.result(mission_id)
                     assert done.status is MissionStatus.COMPLETED, done
             print("DONE", flush=True)
+            with anyio.fail_after(WATCHDOG):
+                while not (HERE / "race").exists():  # noqa: ASYNC110
+                    await anyio.sleep(0.001)
+            try:
+                await commander.start(SINGLE, {"key": "one"}, id=adapter.new_mission_id())
+            except ConcurrencyLimitError:
+                print("REFUSED", flush=True)
+            else:
+                print("STARTED", flush=True)
             async for _ in terminated:
                 break
 

@@ -159,7 +159,9 @@ def test_a_concurrency_limit_holds_across_three_runtimes(
 ) -> None:
     """Three runtime processes each start 10 missions of one concurrency key with limit 2 at
     the same moment, each executing its own: all 30 complete, each process ran its 10, and
-    never more than 2 of their steps ran at once across the processes."""
+    never more than 2 of their steps ran at once across the processes. Then each starts a
+    refusing singleton with one key at the same moment: one start gets through, the two others
+    are refused and store nothing."""
     deadline = time.monotonic() + DEADLINE
     for index in range(RUNTIMES):
         children.append(
@@ -187,6 +189,15 @@ def test_a_concurrency_limit_holds_across_three_runtimes(
     with raw(postgres_schema) as db:
         statuses = db.execute("SELECT status, count(*) FROM missions GROUP BY status").fetchall()
     assert statuses == [("completed", 30)]
+    (tmp_path / "race").touch()
+    outcomes: list[str] = []
+    for child in children:
+        assert child.stdout is not None
+        outcomes.append(child.stdout.readline().strip())
+    assert sorted(outcomes) == ["REFUSED", "REFUSED", "STARTED"]
+    with raw(postgres_schema) as db:
+        singles = db.execute("SELECT count(*) FROM missions WHERE definition = 'single'").fetchone()
+    assert singles == (1,)
 
     opened: dict[str, float] = {}
     intervals: list[tuple[float, float]] = []
