@@ -23,7 +23,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import Span, SpanContext, StatusCode
 
 from mission_control.adapter_sqlite import SQLiteCommander
-from mission_control.core import Context, MissionSnapshot, MissionStatus, m
+from mission_control.core import ConcurrencyLimitError, Context, MissionSnapshot, MissionStatus, m
 from mission_control.opentelemetry import (
     Attribute,
     MissionTracer,
@@ -499,3 +499,39 @@ async def test_without_an_sdk_nothing_is_stored(tmp_path: Path) -> None:
     ) as commander:
         handle = await commander.start(ORDER, {}, id="o-7")
         assert (await handle.inspect()).trace_context is None
+
+
+async def test_a_refused_or_joining_singleton_start_records_no_span(
+    tmp_path: Path, tracer_provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    """A singleton's start refused, or joining the mission that holds its key, traces
+    nothing: no mission was made, so no ``mission.create`` or ``mission.run`` names it."""
+    refusing = (
+        m.define("refusing")
+        .start(parse=same)
+        .concurrency(lambda value: "one", when_busy="refuse")
+        .need_to("done", parse=same)
+        .end()
+    )
+    joining = (
+        m.define("joining")
+        .start(parse=same)
+        .concurrency(lambda value: "one", when_busy="join")
+        .need_to("done", parse=same)
+        .end()
+    )
+    async with SQLiteCommander(
+        tmp_path / "s.sqlite",
+        [refusing, joining],
+        clock=LoopClock(),
+        observer=MissionTracer(tracer_provider),
+    ) as commander:
+        await commander.start(refusing, {}, id="r-1")
+        with pytest.raises(ConcurrencyLimitError):
+            await commander.start(refusing, {}, id="r-2")
+        await commander.start(joining, {}, id="j-1")
+        assert (await commander.start(joining, {}, id="j-2")).id == "j-1"
+    spans = exporter.get_finished_spans()
+    assert of_mission(spans, "r-1")
+    assert of_mission(spans, "r-2") == []
+    assert of_mission(spans, "j-2") == []

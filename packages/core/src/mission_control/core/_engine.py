@@ -634,13 +634,16 @@ class Engine:
             existing = await self._existing_or_free(definition, mission_id, tenant)
             if existing is not None:
                 return existing
-        # A singleton's start takes its slot in the write that stores it (see _insert_holding);
-        # one that begins later is only checked now, and waits for a slot when it begins.
+        # A singleton's start takes its slot in the write that stores it (see _insert_holding).
+        # A key busy already refuses or joins here, before an observer hears of a run: only
+        # another start taking the slot meanwhile is found by that write. One that begins
+        # later is only checked now, and waits for a slot when it begins.
         singleton = key is not None and _is_singleton(definition)
-        if key is not None and singleton and start_at is not None and start_at > self.now():
-            singleton = False
+        if key is not None and singleton:
             if (joined := await self._when_busy(definition, key, tenant)) is not None:
                 return joined
+            if start_at is not None and start_at > self.now():
+                singleton = False
         if not background and self.owns is not None and not self.owns(mission_id):
             background = True
         # No checkpoint since the mission was found free: nobody else holds it yet.
@@ -2604,9 +2607,9 @@ class Engine:
     async def _when_busy(
         self, definition: Definition, key: str, tenant: str | None
     ) -> MissionSnapshot | None:
-        """Before a singleton's start that begins later: refuse it (``"refuse"``) or return
-        the mission it joins (``"join"``) when every slot is held now; ``None`` to go on (it
-        then waits for a slot when it begins)."""
+        """Before a singleton's start: refuse it (``"refuse"``) or return the mission it joins
+        (``"join"``) when every slot is held now; ``None`` to go on (its write then takes the
+        slot, or, beginning later, it waits for one when it begins)."""
         concurrency = definition.concurrency
         assert concurrency is not None
         gate = await self._gates().load_gate(key)
