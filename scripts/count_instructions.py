@@ -3,11 +3,17 @@
     uv run python scripts/count_instructions.py                  # every path
     uv run python scripts/count_instructions.py --path memory    # one (repeat for more)
 
+    uv run python scripts/count_instructions.py --statements     # SQL per mission, no valgrind
+
 Each path runs twice under ``valgrind --tool=callgrind`` in a child process, once with 1 mission
 and once with 1,001 after the same warm-up, with ``PYTHONHASHSEED=0``; the difference divided by
 1,000 is the count per mission. Counts do not depend on what else the machine is doing (a run
 to run spread of about 1% remains, from memory layout), so they compare commits where timings
 cannot. Needs valgrind on the PATH.
+
+``--statements`` runs the ``sqlite`` and ``tick`` paths in this process instead, with apsw's exec
+trace on the adapter's connections, and prints the statements per mission by kind: what the
+SQLite side of a mission is, counted.
 
 Paths:
 
@@ -22,6 +28,7 @@ Paths:
 from __future__ import annotations
 
 import argparse
+import collections
 import os
 import re
 import shutil
@@ -32,6 +39,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import apsw
 import trio
 
 from mission_control.adapter_sqlite import create_sqlite_persistence_adapter
@@ -132,14 +140,61 @@ def _instructions(path: str, missions: int) -> int:
         return int(found.group(1))
 
 
+class _Statements:
+    """The statements run by every connection opened while installed, by their first words."""
+
+    def __init__(self) -> None:
+        self.counting = False
+        self.kinds: collections.Counter[str] = collections.Counter()
+
+    def trace(self, cursor: apsw.Cursor, sql: str, bindings: Any) -> bool:
+        if self.counting:
+            self.kinds[" ".join(sql.split()[:3])] += 1
+        return True
+
+    def hook(self, connection: apsw.Connection) -> None:
+        connection.exec_trace = self.trace
+
+
+def count_statements(path: str) -> None:
+    """Print what ``path`` runs per mission on SQLite: 1 + MISSIONS missions traced, minus 1."""
+    found: dict[int, collections.Counter[str]] = {}
+    for missions in (1, 1 + MISSIONS):
+        statements = _Statements()
+        apsw.connection_hooks.append(statements.hook)
+        try:
+            with tempfile.TemporaryDirectory(prefix="mission-control-count-") as directory:
+                trio.run(_counted, path, missions, directory, statements)
+        finally:
+            apsw.connection_hooks.remove(statements.hook)
+        found[missions] = statements.kinds
+    few, many = found[1], found[1 + MISSIONS]
+    print(f"{path}: {(many.total() - few.total()) / MISSIONS:.2f} statements per mission")
+    for kind in sorted(many, key=lambda kind: -(many[kind] - few[kind])):
+        if many[kind] - few[kind] >= MISSIONS / 200:
+            print(f"  {(many[kind] - few[kind]) / MISSIONS:6.2f}  {kind}")
+
+
+async def _counted(path: str, missions: int, directory: str, statements: _Statements) -> None:
+    statements.counting = True
+    await run(path, missions, directory)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Instructions per mission, by callgrind.")
     parser.add_argument("--path", action="append", choices=PATHS, help="a path (default: all)")
+    parser.add_argument(
+        "--statements", action="store_true", help="SQL statements per mission, without valgrind"
+    )
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.child is not None:
         path, missions, directory = arguments.child
         trio.run(run, path, int(missions), directory)
+        return
+    if arguments.statements:
+        for path in arguments.path or ("sqlite", "tick"):
+            count_statements(path)
         return
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is needed (Debian: apt install valgrind)")
