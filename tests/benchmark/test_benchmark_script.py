@@ -64,27 +64,20 @@ def test_one_backend_can_be_chosen() -> None:
     assert "asyncio/trio" not in done.stderr
 
 
-def test_the_bare_loop_runs_the_adapters_own_statements() -> None:
+def test_the_bare_loop_runs_the_adapters_own_statements(monkeypatch: pytest.MonkeyPatch) -> None:
     """The bare loop's SQL is word for word the SQLite adapter's, so that it measures the same
     statements (the script keeps copies; this catches one drifting)."""
-    import importlib.util
+    import importlib
 
     # The adapter's statements are private to it: read here only to hold the copies to them.
     from mission_control.adapter_sqlite import _adapter as adapter
 
-    spec = importlib.util.spec_from_file_location("benchmark_script", SCRIPT)
-    assert spec is not None
-    assert spec.loader is not None
-    script = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = script
-    try:
-        spec.loader.exec_module(script)
-    finally:
-        del sys.modules[spec.name]
-    statements = ("_INSERT_MISSION", "_UPDATE_MISSION", "_INSERT_ENTRY", "_LOAD", "_DUE")
-    versions = ("_FIRST_VERSION", "_NEXT_VERSION", "_NEXT_DEFINITION", "_FINGERPRINTS")
-    for name in (*statements, *versions, "_NEXT_DUE", "_RUNNING"):
-        assert getattr(script, name) == getattr(adapter, name), name
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))
+    bare = importlib.import_module("bench_bare")
+    statements = ("INSERT_MISSION", "UPDATE_MISSION", "INSERT_ENTRY", "LOAD", "DUE")
+    versions = ("FIRST_VERSION", "NEXT_VERSION", "NEXT_DEFINITION", "FINGERPRINTS")
+    for name in (*statements, *versions, "NEXT_DUE", "RUNNING"):
+        assert getattr(bare, name) == getattr(adapter, f"_{name}"), name
 
 
 def test_quick_scenario_9_measures_a_loop_early_and_late_with_its_snapshot_sizes() -> None:
