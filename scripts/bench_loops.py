@@ -83,10 +83,16 @@ class Config:
     s7_history: int
     s7_samples: int
     s9_iteration: int
+    s10_stored: tuple[int, ...]
+    s10_missions: int
     warm_up: int
+    reference: str | None = None
+    """The fixed reference loop's script, if given (else looked for: bench_reference)."""
 
     @classmethod
-    def make(cls, *, quick: bool, repeat: int | None, profile: bool) -> Config:
+    def make(
+        cls, *, quick: bool, repeat: int | None, profile: bool, reference: str | None = None
+    ) -> Config:
         if quick:
             return cls(
                 quick=True,
@@ -103,7 +109,10 @@ class Config:
                 s7_history=1_000,
                 s7_samples=20,
                 s9_iteration=1_000,
+                s10_stored=(500, 2_000, 5_000),
+                s10_missions=200,
                 warm_up=20,
+                reference=reference,
             )
         return cls(
             quick=False,
@@ -120,5 +129,8 @@ class Config:
             s7_history=1_000,
             s7_samples=200,
             s9_iteration=1_000,
+            s10_stored=(2_000, 20_000, 100_000),
+            s10_missions=1_000,
             warm_up=200,
+            reference=reference,
         )

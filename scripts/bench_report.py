@@ -88,6 +88,9 @@ class Row:
     """Each backend's figure / the bare loop's (of this row's unit), median of the runs paired
     in time."""
     target: Target | None = None
+    reference: str = "mirror"
+    """What the bare column is: ``mirror``, the bare loop of the adapter's own statements and
+    rows (bench_bare), or ``fixed``, the fixed reference loop (bench_reference)."""
 
     @property
     def higher_is_better(self) -> bool:
@@ -125,6 +128,7 @@ class Row:
             "higher_is_better": self.higher_is_better,
             "values": {b: value.to_json() for b, value in self.values.items()},
             "bare": self.bare.to_json() if self.bare is not None else None,
+            "reference": self.reference,
             "ratio_to_bare": {b: ratio.to_json() for b, ratio in self.vs_bare.items()},
             "asyncio_to_trio": vs_trio.to_json() if vs_trio is not None else None,
             "asyncio_within_margin": self.asyncio_within_margin,
@@ -142,6 +146,7 @@ def row(
     *,
     target: Target | None = None,
     paired_with_bare: bool = True,
+    reference: str = "mirror",
 ) -> Row:
     """A row of the engine's ``samples`` by backend, next to the bare loop's (in the same
     rounds) unless ``paired_with_bare`` is false (the bare figure is then only shown)."""
@@ -156,6 +161,7 @@ def row(
         Stats.of(bare) if bare is not None else None,
         vs_bare,
         target,
+        reference,
     )
 
 

@@ -31,7 +31,12 @@ Scenarios (docs/performance.md has the targets and what dominates each):
 6. runtime start-up over 100,000 waiting missions;
 7. the cost of a transition at a timeline (history) length of 1 and of 1,000;
 8. peak RSS (a fresh process per measurement) for (1) and for 100,000 persisted missions;
-9. the cost of a loop's iteration at iteration 1 and at iteration 1,000.
+9. the cost of a loop's iteration at iteration 1 and at iteration 1,000;
+10. in-memory missions one after another with 2,000, 20,000 and 100,000 missions stored.
+
+Scenario (1) also runs the fixed reference loop (``../shared/reference/lean_loop.py``, issue 20's
+ceiling; ``--reference PATH`` names it) interleaved with its rounds, and shows SQLite's ratio to
+it beside the ratio to the bare loop. Each scenario is a module ``scripts/bench_s<N>_*.py``.
 """
 
 from __future__ import annotations
@@ -63,6 +68,7 @@ from bench_s6_start_up import scenario_6
 from bench_s7_history import scenario_7
 from bench_s8_rss import rss_child, scenario_8
 from bench_s9_loop import scenario_9
+from bench_s10_store import scenario_10
 from bench_waiting import Shared
 
 # -- main ---------------------------------------------------------------------------------------
@@ -124,6 +130,9 @@ def machine() -> dict[str, Any]:
     }
 
 
+SCENARIOS = range(1, 11)
+
+
 def run(cfg: Config, scenarios: Sequence[int], directory: str, loops: Loops) -> list[Result]:
     profiles = Profiles(cfg.profile)
     shared = Shared(cfg, directory, loops, rss_runs=3)
@@ -147,6 +156,8 @@ def run(cfg: Config, scenarios: Sequence[int], directory: str, loops: Loops) -> 
             result = scenario_7(cfg, directory, loops, profiles)
         elif number == 9:
             result = scenario_9(cfg, directory, loops, profiles)
+        elif number == 10:
+            result = scenario_10(cfg, loops, profiles)
         else:
             result = scenario_8(cfg, shared, loops)
         result.seconds = time.perf_counter() - began
@@ -160,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="small counts: a smoke run")
     parser.add_argument(
-        "--scenario", type=int, action="append", choices=range(1, 10), help="run only these"
+        "--scenario", type=int, action="append", choices=SCENARIOS, help="run only these"
     )
     parser.add_argument("--repeat", type=int, help="runs per figure (default 5, quick 2)")
     parser.add_argument(
@@ -178,6 +189,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--profile-text", action="store_true", help="with --profile, print the top functions"
     )
+    parser.add_argument(
+        "--reference",
+        metavar="PATH",
+        help="the fixed reference loop's lean_loop.py (default: ../shared/reference beside the "
+        "checkout, or beside the main checkout of a worktree; a row says so when absent)",
+    )
     parser.add_argument("--rss-child", help=argparse.SUPPRESS)
     parser.add_argument("--rss-missions", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--rss-db", default="", help=argparse.SUPPRESS)
@@ -193,8 +210,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.repeat is not None and args.repeat < 1:
         parser.error("--repeat must be at least 1")
-    cfg = Config.make(quick=args.quick, repeat=args.repeat, profile=args.profile)
-    scenarios = sorted(set(args.scenario or range(1, 10)))
+    cfg = Config.make(
+        quick=args.quick, repeat=args.repeat, profile=args.profile, reference=args.reference
+    )
+    scenarios = sorted(set(args.scenario or SCENARIOS))
     began = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="mission-control-bench-") as directory:
         results = run(cfg, scenarios, directory, loops)

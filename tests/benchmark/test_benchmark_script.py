@@ -30,7 +30,17 @@ def test_quick_scenario_1_runs_on_both_backends_and_prints_json() -> None:
     assert scenario["scenario"] == 1
     labels = [row["label"] for row in scenario["rows"]]
     assert any("SQLite NORMAL" in label for label in labels)
+    fixed = [row for row in scenario["rows"] if row["reference"] == "fixed"]
+    assert [row["label"].split(",")[0].split(" vs ")[0].strip() for row in fixed] == [
+        "SQLite NORMAL",
+        "SQLite FULL",
+    ]
     for row in scenario["rows"]:
+        if row["reference"] == "fixed" and row["bare"] is None:
+            # ../shared/reference is not beside this checkout: the row says where it looked.
+            assert "not found" in row["label"]
+            assert scenario["details"]["reference_loop"].startswith("not found")
+            continue
         assert set(row["values"]) == {"trio", "asyncio"}
         assert all(value["median"] > 0 for value in row["values"].values())
         assert row["asyncio_to_trio"]["median"] > 0
@@ -42,6 +52,58 @@ def test_quick_scenario_1_runs_on_both_backends_and_prints_json() -> None:
     assert "in-memory, missions one after another" in table
     assert "asyncio/trio" in table
     assert "bare loop (trio only)" in table
+
+
+def test_an_absent_reference_loop_is_named_in_its_row_and_the_run_goes_on(tmp_path: Path) -> None:
+    """Without the fixed reference loop where it is looked for, scenario 1 still measures every
+    other row, and the reference rows say where the loop was not found."""
+    missing = tmp_path / "lean_loop.py"
+    quick = ["--quick", "--scenario", "1", "--repeat", "1", "--json", "--backends", "trio"]
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), *quick, "--reference", str(missing)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    (scenario,) = json.loads(done.stdout)["scenarios"]
+    rows = {row["label"]: row for row in scenario["rows"]}
+    absent = [label for label, row in rows.items() if row["reference"] == "fixed"]
+    assert absent == [
+        f"  SQLite NORMAL vs the fixed reference loop: not found ({missing})",
+        f"  SQLite FULL vs the fixed reference loop: not found ({missing})",
+    ]
+    assert all(rows[label]["values"] == {} for label in absent)
+    assert rows["SQLite NORMAL, missions one after another"]["bare"]["median"] > 0
+    assert f"not found ({missing})" in done.stderr
+
+
+def test_quick_scenario_10_measures_the_in_memory_store_at_three_sizes() -> None:
+    """Scenario 10 gives a rate and a CPU time per mission at each store size, and how the CPU
+    time at the largest compares with the smallest."""
+    quick = ["--quick", "--scenario", "10", "--repeat", "1", "--json", "--backends", "trio"]
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), *quick],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    (scenario,) = json.loads(done.stdout)["scenarios"]
+    assert [row["label"] for row in scenario["rows"]] == [
+        "in-memory, 500 stored",
+        "  CPU per mission, 500 stored",
+        "in-memory, 2,000 stored",
+        "  CPU per mission, 2,000 stored",
+        "in-memory, 5,000 stored",
+        "  CPU per mission, 5,000 stored",
+        "  CPU per mission, 5,000 / 500 stored",
+    ]
+    for row in scenario["rows"]:
+        assert row["values"]["trio"]["median"] > 0
+    assert set(scenario["details"]["gc_share"]["trio"]) == {"500", "2,000", "5,000"}
 
 
 def test_one_backend_can_be_chosen() -> None:
@@ -115,6 +177,6 @@ def test_a_quick_run_of_every_scenario_completes() -> None:
     )
     assert done.returncode == 0, done.stderr
     scenarios = json.loads(done.stdout)["scenarios"]
-    assert [scenario["scenario"] for scenario in scenarios] == list(range(1, 10))
+    assert [scenario["scenario"] for scenario in scenarios] == list(range(1, 11))
     for scenario in scenarios:
         assert scenario["rows"], scenario["scenario"]
