@@ -180,3 +180,27 @@ def test_a_quick_run_of_every_scenario_completes() -> None:
     assert [scenario["scenario"] for scenario in scenarios] == list(range(1, 11))
     for scenario in scenarios:
         assert scenario["rows"], scenario["scenario"]
+
+
+def test_where_the_time_goes_counts_bytecodes_per_node_kind() -> None:
+    """scripts/bench_where.py counts the bytecodes a mission runs, in memory and on SQLite, per
+    node kind and per function, and a step costs more on SQLite (its encoding) than in memory."""
+    where = SCRIPT.parent / "bench_where.py"
+    done = subprocess.run(
+        [sys.executable, str(where), "--missions", "5", "--profiled", "20", "--top", "5"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    steps: dict[str, int] = {}
+    kind = ""
+    for line in done.stdout.splitlines():
+        if line.startswith(("memory: by node kind", "sqlite: by node kind")):
+            kind = line.split(":")[0]
+        elif line.strip().startswith("a step (its commit)"):
+            steps[kind] = int(line.split()[-2].replace(",", ""))
+    assert set(steps) == {"memory", "sqlite"}
+    assert 0 < steps["memory"] < steps["sqlite"]
+    assert "sqlite, a 3-step mission, cProfile over 20 missions" in done.stdout
