@@ -20,15 +20,18 @@ T0 = datetime(2030, 1, 1, tzinfo=UTC)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _same(raw: object) -> object:
+# The definitions' functions (scripts/bench_where.py builds its own definitions from them).
+
+
+def same(raw: object) -> object:
     return raw
 
 
-def _started(ctx: Context[object, None]) -> dict[str, bool]:
+def started(ctx: Context[object, None]) -> dict[str, bool]:
     return {"ok": True}
 
 
-def _one(ctx: Context[object, Any]) -> int:
+def one(ctx: Context[object, Any]) -> int:
     return 1
 
 
@@ -39,17 +42,17 @@ async def _yield_one(ctx: Context[object, Any]) -> int:
 
 THREE_STEPS: Definition = (
     m.define("three-steps")
-    .start(parse=_same, run=_started)
-    .step("a", _one)
-    .step("b", _one)
-    .step("c", _one)
+    .start(parse=same, run=started)
+    .step("a", one)
+    .step("b", one)
+    .step("c", one)
     .end()
 )
 """(1): start, three plain steps, end: one insert and three commits per mission."""
 
 IN_FLIGHT: Definition = (
     m.define("in-flight")
-    .start(parse=_same, run=_started)
+    .start(parse=same, run=started)
     .step("a", _yield_one)
     .step("b", _yield_one)
     .step("c", _yield_one)
@@ -58,11 +61,7 @@ IN_FLIGHT: Definition = (
 """(2): the same with steps that yield to the event loop, so that missions interleave."""
 
 SIGNALLED: Definition = (
-    m.define("signalled")
-    .start(parse=_same)
-    .need_to("approve", parse=_same)
-    .step("work", _one)
-    .end()
+    m.define("signalled").start(parse=same).need_to("approve", parse=same).step("work", one).end()
 )
 """(3) and (7): wait for a signal, then one step."""
 
@@ -73,10 +72,10 @@ def _stop_asked(ctx: Context[Any, Any]) -> bool:
 
 LOOPED: Definition = (
     m.define("looped")
-    .start(parse=_same)
+    .start(parse=same)
     .loop(
         "rounds",
-        lambda body: body.need_to("next", parse=_same).step("work", _one),
+        lambda body: body.need_to("next", parse=same).step("work", one),
         until=_stop_asked,
         max_iterations=1_000_000,
     )
@@ -89,15 +88,15 @@ SLEEPER_NAME = "sleeper"
 
 def sleeper(seconds: float) -> Definition:
     """(4): sleep, then one step."""
-    return m.define(SLEEPER_NAME).start(parse=_same).sleep("nap", seconds).step("work", _one).end()
+    return m.define(SLEEPER_NAME).start(parse=same).sleep("nap", seconds).step("work", one).end()
 
 
 PARKED: Definition = (
     m.define("parked")
-    .start(parse=_same)
-    .need_to("approve", parse=_same)
+    .start(parse=same)
+    .need_to("approve", parse=same)
     .sleep("nap", timedelta(days=1))
-    .step("work", _one)
+    .step("work", one)
     .end()
 )
 """(5), (6), (8): the 100,000 waiting missions wait at ``approve`` (a signal) or ``nap`` (a

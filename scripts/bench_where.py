@@ -30,11 +30,12 @@ from types import CodeType, FrameType
 from typing import Any
 
 import trio
-from bench_definitions import Definition
+from bench_definitions import Definition, same, started
+from bench_definitions import one as returns_one
 from bench_profile import CATEGORIES, profile_shares
 
 from mission_control.adapter_sqlite import create_sqlite_persistence_adapter
-from mission_control.core import Commander, Context, create_commander, m
+from mission_control.core import Commander, create_commander, m
 from mission_control.core.storage import PersistenceAdapter
 from mission_control.in_memory_commander import InMemoryPersistenceAdapter, ManualClock
 
@@ -42,23 +43,11 @@ TRACED = 200
 """Missions traced per measure (after as many untraced, so that caches and the store are warm)."""
 
 
-def _same(raw: object) -> object:
-    return raw
-
-
-def _started(ctx: Context[object, None]) -> dict[str, bool]:
-    return {"ok": True}
-
-
-def _one(ctx: Context[object, Any]) -> int:
-    return 1
-
-
 def _with_steps(name: str, steps: int) -> Definition:
     """A start with a ``run`` (as the benchmark's), ``steps`` plain steps, an end."""
-    built = m.define(name).start(parse=_same, run=_started)
+    built = m.define(name).start(parse=same, run=started)
     for n in range(steps):
-        built = built.step(f"s{n}", _one)
+        built = built.step(f"s{n}", returns_one)
     return built.end()
 
 
@@ -68,16 +57,16 @@ THREE_STEPS = _with_steps("three-steps", 3)
 """The benchmark's 3-step mission (scenario 1), its functions this module's like the others'."""
 SIGNALLED = (
     m.define("signalled")
-    .start(parse=_same, run=_started)
-    .need_to("go", parse=_same)
-    .step("s0", _one)
+    .start(parse=same, run=started)
+    .need_to("go", parse=same)
+    .step("s0", returns_one)
     .end()
 )
 SLEEPING = (
     m.define("sleeping")
-    .start(parse=_same, run=_started)
+    .start(parse=same, run=started)
     .sleep("nap", timedelta(days=1))
-    .step("s0", _one)
+    .step("s0", returns_one)
     .end()
 )
 DEFINITIONS = [NO_STEP, ONE_STEP, THREE_STEPS, SIGNALLED, SLEEPING]

@@ -13,17 +13,25 @@ import pytest
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "benchmark.py"
 
 
-def test_quick_scenario_1_runs_on_both_backends_and_prints_json() -> None:
-    """A quick run of scenario 1 measures every row on trio and on asyncio, with their ratio
-    and the bare loop's, and prints the JSON and a table with an asyncio column."""
+def _run(
+    args: list[str], *, script: Path = SCRIPT, timeout: int = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` with ``args``; it must succeed (its stderr is the failure's message)."""
     done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--quick", "--scenario", "1", "--repeat", "1", "--json"],
+        [sys.executable, str(script), *args],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
         check=False,
     )
     assert done.returncode == 0, done.stderr
+    return done
+
+
+def test_quick_scenario_1_runs_on_both_backends_and_prints_json() -> None:
+    """A quick run of scenario 1 measures every row on trio and on asyncio, with their ratio
+    and the bare loop's, and prints the JSON and a table with an asyncio column."""
+    done = _run(["--quick", "--scenario", "1", "--repeat", "1", "--json"])
     document = json.loads(done.stdout)
     assert document["backends"] == ["trio", "asyncio"]
     (scenario,) = document["scenarios"]
@@ -59,14 +67,7 @@ def test_an_absent_reference_loop_is_named_in_its_row_and_the_run_goes_on(tmp_pa
     other row, and the reference rows say where the loop was not found."""
     missing = tmp_path / "lean_loop.py"
     quick = ["--quick", "--scenario", "1", "--repeat", "1", "--json", "--backends", "trio"]
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT), *quick, "--reference", str(missing)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
+    done = _run([*quick, "--reference", str(missing)])
     (scenario,) = json.loads(done.stdout)["scenarios"]
     rows = {row["label"]: row for row in scenario["rows"]}
     absent = [label for label, row in rows.items() if row["reference"] == "fixed"]
@@ -83,14 +84,7 @@ def test_quick_scenario_10_measures_the_in_memory_store_at_three_sizes() -> None
     """Scenario 10 gives a rate and a CPU time per mission at each store size, and how the CPU
     time at the largest compares with the smallest."""
     quick = ["--quick", "--scenario", "10", "--repeat", "1", "--json", "--backends", "trio"]
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT), *quick],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
+    done = _run(quick)
     (scenario,) = json.loads(done.stdout)["scenarios"]
     assert [row["label"] for row in scenario["rows"]] == [
         "in-memory, 500 stored",
@@ -110,14 +104,7 @@ def test_one_backend_can_be_chosen() -> None:
     """``--backends asyncio`` measures on asyncio alone (the steps of scenario 2 yield to
     whichever loop runs them), still next to trio's bare loop."""
     quick = ["--quick", "--scenario", "2", "--repeat", "1", "--json"]
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT), *quick, "--backends", "asyncio"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
+    done = _run([*quick, "--backends", "asyncio"])
     (scenario,) = json.loads(done.stdout)["scenarios"]
     for row in scenario["rows"]:
         assert set(row["values"]) == {"asyncio"}
@@ -145,14 +132,7 @@ def test_the_bare_loop_runs_the_adapters_own_statements(monkeypatch: pytest.Monk
 def test_quick_scenario_9_measures_a_loop_early_and_late_with_its_snapshot_sizes() -> None:
     """Scenario 9 times an iteration at iteration 1 and at iteration 1,000 and tells how large
     the mission's snapshot is at each (the same number of records)."""
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--quick", "--scenario", "9", "--repeat", "1", "--json"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
+    done = _run(["--quick", "--scenario", "9", "--repeat", "1", "--json"])
     (scenario,) = json.loads(done.stdout)["scenarios"]
     assert scenario["scenario"] == 9
     assert len(scenario["rows"]) == 3
@@ -168,14 +148,7 @@ def test_quick_scenario_9_measures_a_loop_early_and_late_with_its_snapshot_sizes
 def test_a_quick_run_of_every_scenario_completes() -> None:
     """A quick run of every scenario ends with a figure for each of them (a scenario that stops
     on its own check, as (5) and (8) did once the owner ticked after its startup tick, fails it)."""
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--quick", "--repeat", "1", "--json"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
+    done = _run(["--quick", "--repeat", "1", "--json"], timeout=600)
     scenarios = json.loads(done.stdout)["scenarios"]
     assert [scenario["scenario"] for scenario in scenarios] == list(range(1, 11))
     for scenario in scenarios:
@@ -186,14 +159,7 @@ def test_where_the_time_goes_counts_bytecodes_per_node_kind() -> None:
     """scripts/bench_where.py counts the bytecodes a mission runs, in memory and on SQLite, per
     node kind and per function, and a step costs more on SQLite (its encoding) than in memory."""
     where = SCRIPT.parent / "bench_where.py"
-    done = subprocess.run(
-        [sys.executable, str(where), "--missions", "5", "--profiled", "20", "--top", "5"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
+    done = _run(["--missions", "5", "--profiled", "20", "--top", "5"], script=where)
     steps: dict[str, int] = {}
     kind = ""
     for line in done.stdout.splitlines():
