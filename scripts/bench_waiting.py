@@ -8,7 +8,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from bench_bare import INSERT_ENTRY, INSERT_MISSION, Recorder, Write, connect, micros
+from bench_bare import (
+    INSERT_ENTRY,
+    INSERT_MISSION,
+    INSERT_NO_TENANT,
+    Recorder,
+    Write,
+    connect,
+    micros,
+)
 from bench_definitions import PARKED, T0
 from bench_loops import Config, Loops
 
@@ -114,6 +122,7 @@ async def build_waiting_db(path: str, waiting: int, due: int, batches: int) -> W
         cursor = db.cursor()
         cursor.execute("BEGIN IMMEDIATE")
         cursor.executemany(INSERT_MISSION, missions)
+        cursor.executemany(INSERT_NO_TENANT, [(mission[0],) for mission in missions])
         cursor.executemany(INSERT_ENTRY, entries)
         cursor.execute("COMMIT")
         db.pragma("wal_checkpoint", "TRUNCATE")

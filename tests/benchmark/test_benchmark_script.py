@@ -123,7 +123,14 @@ def test_the_bare_loop_runs_the_adapters_own_statements(monkeypatch: pytest.Monk
 
     monkeypatch.syspath_prepend(str(SCRIPT.parent))
     bare = importlib.import_module("bench_bare")
-    statements = ("INSERT_MISSION", "UPDATE_MISSION", "INSERT_ENTRY", "LOAD", "DUE")
+    statements = (
+        "INSERT_MISSION",
+        "INSERT_NO_TENANT",
+        "UPDATE_MISSION",
+        "INSERT_ENTRY",
+        "LOAD",
+        "DUE",
+    )
     versions = ("FIRST_VERSION", "NEXT_VERSION", "NEXT_DEFINITION", "FINGERPRINTS")
     for name in (*statements, *versions, "NEXT_DUE", "RUNNING"):
         assert getattr(bare, name) == getattr(adapter, f"_{name}"), name
