@@ -23,6 +23,7 @@ from mission_control.core import (
     JsonValue,
     MissionSnapshot,
     MissionStatus,
+    Pause,
     SortableIds,
     TimelineEntry,
     create_commander,
@@ -33,6 +34,7 @@ from mission_control.core.storage import (
     NewSignal,
     PersistenceAdapter,
     TenantFilter,
+    clears_pause_request,
     snapshot_to_json,
     timeline_entry_to_json,
 )
@@ -143,6 +145,12 @@ class RecordingAdapter:
         self.calls["request_cancel"] += 1
         await self.inner.request_cancel(mission_id, request, timeline)
 
+    async def request_pause(
+        self, mission_id: str, request: Pause | None, timeline: Sequence[TimelineEntry]
+    ) -> None:
+        self.calls["request_pause"] += 1
+        await self.inner.request_pause(mission_id, request, timeline)
+
     async def list_missions(
         self,
         *,
@@ -239,11 +247,12 @@ INSERT_MISSION = (
 )
 UPDATE_MISSION = (
     "UPDATE missions SET status = ?, due_at = ?, revision = ?, snapshot = ?, "
-    "cancel_request = coalesce(cancel_request, ?) WHERE id = ? AND revision = ?"
+    "cancel_request = coalesce(cancel_request, ?), "
+    "pause_request = CASE WHEN ? THEN NULL ELSE pause_request END WHERE id = ? AND revision = ?"
 )
 INSERT_NO_TENANT = "INSERT INTO missions_of_no_tenant (id) VALUES (?)"
 INSERT_ENTRY = "INSERT INTO timeline (mission_id, revision, position, entry) VALUES (?, ?, ?, ?)"
-LOAD = "SELECT revision, snapshot, cancel_request FROM missions WHERE id = ?"
+LOAD = "SELECT revision, snapshot, cancel_request, pause_request FROM missions WHERE id = ?"
 VERSIONS_INDEX = (
     "missions INDEXED BY missions_unfinished_versions WHERE status IN ('running', 'waiting')"
 )
@@ -331,6 +340,7 @@ class BareDb:
                     write.revision,
                     write.snapshot,
                     None,
+                    clears_pause_request(MissionStatus(write.status)),
                     mission_id,
                     write.revision - 1,
                 ),

@@ -195,11 +195,13 @@ async def test_read_only_reads_what_later_migrations_create_as_empty(
     db_path: Path, make_snapshot: Make, dump: Dump
 ) -> None:
     """On a database at schema 3 (the release before schedules and triggers, made here by
-    taking back what migrations 4 and 5 created), a read-only adapter of this code reads the
-    missions, and no schedule and no fired trigger, instead of failing on their tables."""
+    taking back what migrations 4, 5 and 9 created), a read-only adapter of this code reads the
+    missions (with no pause request), and no schedule and no fired trigger, instead of failing
+    on their tables and columns."""
     async with create_sqlite_persistence_adapter(db_path) as adapter:
         await adapter.insert(make_snapshot("m", status=MissionStatus.WAITING), [])
     connection = raw(db_path)
+    connection.execute("ALTER TABLE missions DROP COLUMN pause_request")
     for table in ("schedules", "trigger_fires"):
         connection.execute(f"DROP TABLE {table}")
     connection.execute("DELETE FROM schema_migrations WHERE version > 3")
@@ -210,6 +212,7 @@ async def test_read_only_reads_what_later_migrations_create_as_empty(
     async with create_sqlite_persistence_adapter(db_path, read_only=True) as reader:
         assert reader.schema_version == 3
         assert await reader.load("m") == make_snapshot("m", status=MissionStatus.WAITING)
+        assert [s.id for s in await reader.list_missions(limit=10)] == ["m"]
         assert await reader.list_schedules(limit=10) == []
         assert await reader.load_schedule("s") is None
         assert await reader.next_schedule_at() is None
@@ -218,17 +221,29 @@ async def test_read_only_reads_what_later_migrations_create_as_empty(
     assert dump(db_path) == before
 
 
-def test_a_migration_marked_additive_may_only_create_tables_and_indexes() -> None:
-    """``check_migrations`` refuses an additive migration that changes anything else, so that
-    no reader of the release before it misreads a database migrated by it."""
-    changing = schema.Migration(
-        SCHEMA_VERSION + 1,
-        "sneaky",
-        ("CREATE TABLE later (id TEXT)", "ALTER TABLE missions ADD COLUMN tenant TEXT"),
-        additive=True,
+def test_a_migration_marked_additive_may_only_create_tables_and_indexes_or_add_columns() -> None:
+    """``check_migrations`` refuses an additive migration that changes anything else than
+    creating (and filling) tables and indexes or adding a nullable column without a default
+    (which every row reads as NULL, as before it), so that no reader of the release before it
+    misreads a database migrated by it."""
+    for sneaky in (
+        "ALTER TABLE missions ADD COLUMN tenant TEXT NOT NULL DEFAULT 'x'",
+        "ALTER TABLE missions ADD COLUMN tenant TEXT DEFAULT 'x'",
+        "ALTER TABLE missions RENAME COLUMN status TO state",
+        "UPDATE missions SET status = 'failed'",
+    ):
+        changing = schema.Migration(
+            SCHEMA_VERSION + 1,
+            "sneaky",
+            ("CREATE TABLE later (id TEXT)", "ALTER TABLE later ADD COLUMN kept TEXT", sneaky),
+            additive=True,
+        )
+        with pytest.raises(AssertionError, match="marked additive but does more"):
+            schema.check_migrations((*schema.MIGRATIONS, changing))
+    adding = schema.Migration(
+        SCHEMA_VERSION + 1, "a column", ("alter  table missions\n add column tenant text",), True
     )
-    with pytest.raises(AssertionError, match=r"marked additive but does more.*ALTER TABLE"):
-        schema.check_migrations((*schema.MIGRATIONS, changing))
+    schema.check_migrations((*schema.MIGRATIONS, adding))
     # Filling a table it creates is additive; filling one the code before reads is not.
     filling = schema.Migration(
         SCHEMA_VERSION + 1,

@@ -377,6 +377,72 @@ async def test_a_process_standing_by_takes_over_from_a_killed_owner_and_resumes_
     )
 
 
+async def test_a_pause_applied_while_a_step_runs_survives_the_owners_kill_and_pauses_at_restart(
+    tmp_path: Path,
+) -> None:
+    """A pause a submitter asks for while the owner runs a mission's step is stored when its
+    submission is applied: SIGKILLed inside the step, the owner loses nothing, the next owner
+    pauses the mission at that step at its start (without running it again), and a resume runs
+    the step and the rest once."""
+    db = tmp_path / "shared.sqlite"
+    async with SQLiteCommander(db, [], role="submitter") as submitter:
+        async with owner_running(db, tmp_path) as first:
+            await submitter.submit_start("hold", {}, id="k-1")
+            holding = tmp_path / "holding"
+
+            async def first_holds() -> bool:
+                return holding.exists() and holding.read_text() == str(first.pid)
+
+            await poll("the first owner is inside step hold", first_holds)
+            asked = await submitter.pause("k-1", "ops says stop")
+            assert (asked.status, asked.current_node) == (MissionStatus.RUNNING, "hold")
+            assert asked.pause_request is not None
+            assert asked.pause_request.reason == "ops says stop"
+            first.process.send_signal(signal.SIGKILL)
+            assert await first.process.wait() == -signal.SIGKILL
+        stored = await submitter.inspect("k-1")
+        assert (stored.status, stored.pause_request) == (MissionStatus.RUNNING, asked.pause_request)
+
+        async with owner_running(db, tmp_path) as second:
+
+            async def paused_again() -> bool:
+                return (await submitter.inspect("k-1")).status is not MissionStatus.RUNNING
+
+            await poll("the second owner took k-1 up", paused_again)
+            paused = await submitter.inspect("k-1")
+            assert (paused.status, paused.current_node) == (MissionStatus.PAUSED, "hold")
+            assert (paused.pause, paused.pause_request) == (asked.pause_request, None)
+            (tmp_path / "go").touch()
+            await submitter.resume("k-1")
+
+            async def completed() -> bool:
+                return (await submitter.inspect("k-1")).status is MissionStatus.COMPLETED
+
+            await poll("k-1 completed", completed)
+        kinds = [entry.kind for entry in await submitter.timeline("k-1")]
+        submissions = await all_submissions(submitter.persistence)
+    assert kinds[kinds.index(TimelineKind.PAUSE_REQUESTED) :] == [
+        TimelineKind.PAUSE_REQUESTED,
+        TimelineKind.MISSION_RESUMED,
+        TimelineKind.MISSION_PAUSED,
+        TimelineKind.MISSION_UNPAUSED,
+        TimelineKind.STEP_STARTED,
+        TimelineKind.STEP_COMPLETED,
+        TimelineKind.STEP_STARTED,
+        TimelineKind.STEP_COMPLETED,
+        TimelineKind.MISSION_COMPLETED,
+    ]
+    # The pause was applied by the first owner, in the write that stored its request.
+    assert [(s.kind, s.state) for s in submissions] == [
+        (SubmissionKind.START, SubmissionState.APPLIED),
+        (SubmissionKind.PAUSE, SubmissionState.APPLIED),
+        (SubmissionKind.RESUME, SubmissionState.APPLIED),
+    ]
+    runs = step_runs(tmp_path)
+    assert runs[first.pid] == Counter({"hold k-1": 1})
+    assert runs[second.pid] == Counter({"hold k-1": 1, "after k-1": 1})
+
+
 @pytest.mark.slow
 async def test_work_submitted_while_no_owner_runs_is_done_by_the_next_owner_at_its_start(
     tmp_path: Path,

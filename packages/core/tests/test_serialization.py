@@ -201,6 +201,7 @@ def _every_field_set() -> MissionSnapshot:
         "trace_context": {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"},
         "pause": Pause(T0, "audit"),
         "concurrency_key": "flow/acme",
+        "pause_request": Pause(T0 + timedelta(seconds=2), "ops"),
     }
     # Every field of the declaration is set here, to a value that is not its default.
     assert set(values) == {field.name for field in attrs.fields(MissionSnapshot)}
@@ -382,6 +383,7 @@ def test_fields_at_a_none_default_are_left_out_and_read_back() -> None:
         "trace_context",
         "pause",
         "concurrency_key",
+        "pause_request",
     }
     assert document["input"] is None  # no default: always written
     assert set(document["nodes"]["start"]) == {"name", "kind", "status", "attempts"}

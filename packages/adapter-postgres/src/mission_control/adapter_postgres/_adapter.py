@@ -37,6 +37,7 @@ from mission_control.core import (
     JsonValue,
     MissionSnapshot,
     MissionStatus,
+    Pause,
     PersistenceError,
     Refusal,
     SortableIds,
@@ -59,9 +60,11 @@ from mission_control.core.storage import (
     cancel_request_to_json,
     check_commit_revision,
     check_gate_revision,
+    clears_pause_request,
     corrupt,
     gate_from_json,
     gate_to_json,
+    pause_to_json,
     readable_submissions,
     refusal_to_json,
     stored_snapshot_from_json,
@@ -126,15 +129,20 @@ _INSERT_MISSION: Final = (
     "ON CONFLICT (id) DO NOTHING"
 )
 # The revision in the WHERE clause is the compare-and-set; coalesce keeps a stored cancellation
-# request, which nothing but request_cancel (or the first snapshot carrying one) may write.
+# request, which nothing but request_cancel (or the first snapshot carrying one) may write; the
+# pause request is request_pause's, cleared by a commit that pauses or ends the mission (the
+# parameter before the id: core.storage.clears_pause_request).
 _UPDATE_MISSION: Final = (
     "UPDATE missions SET status = %s, due_at = %s, revision = %s, snapshot = %s::jsonb, "
-    "cancel_request = coalesce(cancel_request, %s::jsonb) WHERE id = %s AND revision = %s"
+    "cancel_request = coalesce(cancel_request, %s::jsonb), "
+    "pause_request = CASE WHEN %s THEN NULL ELSE pause_request END "
+    "WHERE id = %s AND revision = %s"
 )
 # A retry's commit: the snapshot's cancellation request replaces the stored one (None clears it).
 _REOPEN_MISSION: Final = (
     "UPDATE missions SET status = %s, due_at = %s, revision = %s, snapshot = %s::jsonb, "
-    "cancel_request = %s::jsonb WHERE id = %s AND revision = %s"
+    "cancel_request = %s::jsonb, pause_request = CASE WHEN %s THEN NULL ELSE pause_request END "
+    "WHERE id = %s AND revision = %s"
 )
 _INSERT_ENTRY: Final = (
     "INSERT INTO timeline (mission_id, revision, position, entry) VALUES (%s, %s, %s, %s::jsonb)"
@@ -151,10 +159,15 @@ _REVISION: Final = "SELECT revision FROM missions WHERE id = %s"
 # Locks the mission's row: writes that number their timeline entries after the stored ones
 # (signals, cancellation requests) wait for one another.
 _REVISION_FOR_UPDATE: Final = "SELECT revision FROM missions WHERE id = %s FOR UPDATE"
-_LOAD: Final = "SELECT revision, snapshot::text, cancel_request::text FROM missions WHERE id = %s"
+_LOAD: Final = (
+    "SELECT revision, snapshot::text, cancel_request::text, pause_request::text FROM missions "
+    "WHERE id = %s"
+)
 _REQUEST_CANCEL: Final = (
     "UPDATE missions SET cancel_request = coalesce(cancel_request, %s::jsonb) WHERE id = %s"
 )
+_STATUS_FOR_UPDATE: Final = "SELECT revision, status FROM missions WHERE id = %s FOR UPDATE"
+_REQUEST_PAUSE: Final = "UPDATE missions SET pause_request = %s::jsonb WHERE id = %s"
 _NEXT_SIGNAL: Final = (
     "SELECT seq, payload::text, received_at FROM inbox WHERE mission_id = %s AND name = %s "
     "ORDER BY seq LIMIT 1"
@@ -567,10 +580,10 @@ class PostgresPersistenceAdapter:
         return f"PostgreSQL schema {self._schema!r}"
 
     def _decode(
-        self, mission_id: str, revision: int, text: str, cancel: str | None
+        self, mission_id: str, revision: int, text: str, cancel: str | None, pause: str | None
     ) -> MissionSnapshot:
         return stored_snapshot_from_json(
-            text, cancel, mission_id=mission_id, revision=revision, store=self._store
+            text, cancel, pause, mission_id=mission_id, revision=revision, store=self._store
         )
 
     @staticmethod
@@ -690,8 +703,8 @@ class PostgresPersistenceAdapter:
         rows = await self._rows(_LOAD, (mission_id,), f"loading mission {mission_id!r}")
         if not rows:
             return None
-        revision, text, cancel = rows[0]
-        return self._decode(mission_id, int(revision), str(text), cancel)
+        revision, text, cancel, pause = rows[0]
+        return self._decode(mission_id, int(revision), str(text), cancel, pause)
 
     async def commit(
         self,
@@ -710,7 +723,16 @@ class PostgresPersistenceAdapter:
         revision = snapshot.revision
         check_commit_revision(snapshot, expected_revision)
         due, text, cancel = self._encode(snapshot)
-        update = (str(snapshot.status), due, revision, text, cancel, mission_id, expected_revision)
+        update = (
+            str(snapshot.status),
+            due,
+            revision,
+            text,
+            cancel,
+            clears_pause_request(snapshot.status),
+            mission_id,
+            expected_revision,
+        )
         entries = [
             (mission_id, revision, i, timeline_entry_to_json(entry))
             for i, entry in enumerate(timeline)
@@ -813,6 +835,31 @@ class PostgresPersistenceAdapter:
             take_submission_mark(),
         )
 
+    async def request_pause(
+        self, mission_id: str, request: Pause | None, timeline: Sequence[TimelineEntry]
+    ) -> None:
+        """Record a pause request (``None``: withdraw it) without changing the revision, unless
+        the mission is paused or finished."""
+        self._check_runtime(f"request a pause of mission {mission_id!r}")
+        request_text = None if request is None else pause_to_json(request)
+        entries = [timeline_entry_to_json(entry) for entry in timeline]
+
+        def write(db: Connection) -> None:
+            row = db.execute(_STATUS_FOR_UPDATE, (mission_id,)).fetchone()
+            if row is None:
+                raise PersistenceError(f"cannot pause unknown mission {mission_id!r}")
+            if clears_pause_request(MissionStatus(row[1])):
+                return  # paused or ended: nothing is left to request
+            db.execute(_REQUEST_PAUSE, (request_text, mission_id))
+            self._append_entries(db, mission_id, int(row[0]), entries)
+
+        await self._write(
+            write,
+            f"requesting a pause of mission {mission_id!r}",
+            mission_id,
+            take_submission_mark(),
+        )
+
     async def list_missions(
         self,
         *,
@@ -850,13 +897,16 @@ class PostgresPersistenceAdapter:
         if after_id is not None:
             clauses.append(sql.SQL("id > %s"))
             params.append(after_id)
-        query = sql.SQL("SELECT id, revision, snapshot::text, cancel_request::text FROM missions")
+        query = sql.SQL(
+            "SELECT id, revision, snapshot::text, cancel_request::text, pause_request::text "
+            "FROM missions"
+        )
         if clauses:
             query = sql.SQL("{} WHERE {}").format(query, sql.SQL(" AND ").join(clauses))
         query = sql.SQL("{} ORDER BY id LIMIT %s").format(query)
         params.append(limit)
         rows = await self._run(lambda db: db.execute(query, params).fetchall(), "listing missions")
-        return [self._decode(str(i), int(r), str(t), c) for i, r, t, c in rows]
+        return [self._decode(str(i), int(r), str(t), c, p) for i, r, t, c, p in rows]
 
     async def due_missions(self, now: datetime, limit: int) -> list[str]:
         """Ids of missions due at or before ``now``, earliest first: one range of the

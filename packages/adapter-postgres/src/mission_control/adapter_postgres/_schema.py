@@ -193,6 +193,17 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             """,
         ),
     ),
+    Migration(
+        6,
+        "pause requests: a pause asked for while a mission's function runs",
+        (
+            # Like cancel_request, outside the snapshot document: request_pause writes it
+            # without touching the snapshot or its revision, a commit that pauses or ends the
+            # mission clears it, and the runtime taking the mission up after a crash (or its
+            # shard over) applies it.
+            "ALTER TABLE missions ADD COLUMN pause_request jsonb",
+        ),
+    ),
 )
 
 SCHEMA_VERSION: Final = MIGRATIONS[-1].version

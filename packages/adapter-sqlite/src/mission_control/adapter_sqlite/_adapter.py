@@ -32,6 +32,7 @@ from mission_control.core import (
     JsonValue,
     MissionSnapshot,
     MissionStatus,
+    Pause,
     PersistenceError,
     Refusal,
     Schedule,
@@ -55,9 +56,11 @@ from mission_control.core.storage import (
     cancel_request_to_json,
     check_commit_revision,
     check_gate_revision,
+    clears_pause_request,
     corrupt,
     gate_from_json,
     gate_to_json,
+    pause_to_json,
     readable_submissions,
     refusal_to_json,
     schedule_from_json,
@@ -78,6 +81,7 @@ from ._lock import OwnedElsewhere, Reader, WriterLock, read_header
 from ._paths import check_path, record_path
 from ._schema import (
     NO_TENANT_VERSION,
+    PAUSES_VERSION,
     TENANTS_VERSION,
     current_version,
     migrate,
@@ -119,15 +123,19 @@ _INSERT_MISSION: Final = (
     "definition_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
 )
 # The revision in the WHERE clause is the compare-and-set; coalesce keeps a stored cancellation
-# request, which nothing but request_cancel (or the first snapshot carrying one) may write.
+# request, which nothing but request_cancel (or the first snapshot carrying one) may write. The
+# pause request is request_pause's: a commit that pauses or ends the mission clears it (the
+# parameter before the id: core.storage.clears_pause_request), any other keeps it.
 _UPDATE_MISSION: Final = (
     "UPDATE missions SET status = ?, due_at = ?, revision = ?, snapshot = ?, "
-    "cancel_request = coalesce(cancel_request, ?) WHERE id = ? AND revision = ?"
+    "cancel_request = coalesce(cancel_request, ?), "
+    "pause_request = CASE WHEN ? THEN NULL ELSE pause_request END WHERE id = ? AND revision = ?"
 )
 # A retry's commit: the snapshot's cancellation request replaces the stored one (None clears it).
 _REOPEN_MISSION: Final = (
     "UPDATE missions SET status = ?, due_at = ?, revision = ?, snapshot = ?, "
-    "cancel_request = ? WHERE id = ? AND revision = ?"
+    "cancel_request = ?, pause_request = CASE WHEN ? THEN NULL ELSE pause_request END "
+    "WHERE id = ? AND revision = ?"
 )
 _INSERT_ENTRY: Final = (
     "INSERT INTO timeline (mission_id, revision, position, entry) VALUES (?, ?, ?, ?)"
@@ -140,10 +148,16 @@ _INSERT_SIGNAL: Final = (
     "INSERT INTO inbox (mission_id, name, payload, received_at) VALUES (?, ?, ?, ?)"
 )
 _REVISION: Final = "SELECT revision FROM missions WHERE id = ?"
-_LOAD: Final = "SELECT revision, snapshot, cancel_request FROM missions WHERE id = ?"
+_LOAD: Final = "SELECT revision, snapshot, cancel_request, pause_request FROM missions WHERE id = ?"
+# (A read-only adapter may read a database from before pause requests: none has one.)
+_LOAD_BEFORE_PAUSES: Final = (
+    "SELECT revision, snapshot, cancel_request, NULL FROM missions WHERE id = ?"
+)
 _REQUEST_CANCEL: Final = (
     "UPDATE missions SET cancel_request = coalesce(cancel_request, ?) WHERE id = ?"
 )
+_STATUS: Final = "SELECT revision, status FROM missions WHERE id = ?"
+_REQUEST_PAUSE: Final = "UPDATE missions SET pause_request = ? WHERE id = ?"
 _NEXT_SIGNAL: Final = (
     "SELECT seq, payload, received_at FROM inbox WHERE mission_id = ? AND name = ? "
     "ORDER BY seq LIMIT 1"
@@ -251,18 +265,17 @@ _DELETE_TIMELINE: Final = "DELETE FROM timeline WHERE mission_id = ?"
 _DELETE_INBOX: Final = "DELETE FROM inbox WHERE mission_id = ?"
 _INSERT_TENANT: Final = "INSERT INTO mission_tenants (id, tenant) VALUES (?, ?)"
 _DELETE_TENANT: Final = "DELETE FROM mission_tenants WHERE id = ?"
+# What a listing reads of each mission (after _LISTED or _LISTED_BEFORE_PAUSES).
+_LISTED: Final = "SELECT m.id, m.revision, m.snapshot, m.cancel_request, m.pause_request"
+_LISTED_BEFORE_PAUSES: Final = "SELECT m.id, m.revision, m.snapshot, m.cancel_request, NULL"
 # The missions of one tenant: a range of mission_tenants_by_tenant, each joined to its row.
 _TENANT_MISSIONS: Final = (
-    "SELECT m.id, m.revision, m.snapshot, m.cancel_request FROM mission_tenants t "
-    "JOIN missions m ON m.id = t.id WHERE t.tenant = ?"
+    " FROM mission_tenants t JOIN missions m ON m.id = t.id WHERE t.tenant = ?"
 )
 # The missions of no tenant: a range of missions_of_no_tenant's key, each joined to its row
 # (CROSS JOIN keeps that order of the loops, with a status or definition filter too: checked
 # row by row, as one tenant's are).
-_NO_TENANT_MISSIONS: Final = (
-    "SELECT m.id, m.revision, m.snapshot, m.cancel_request FROM missions_of_no_tenant n "
-    "CROSS JOIN missions m ON m.id = n.id"
-)
+_NO_TENANT_MISSIONS: Final = " FROM missions_of_no_tenant n CROSS JOIN missions m ON m.id = n.id"
 _INSERT_NO_TENANT: Final = "INSERT INTO missions_of_no_tenant (id) VALUES (?)"
 _DELETE_NO_TENANT: Final = "DELETE FROM missions_of_no_tenant WHERE id = ?"
 # The same in a database read before it was migrated to keep them (read-only): row by row.
@@ -694,10 +707,10 @@ class SQLitePersistenceAdapter:
         raise self._failure(action, error) from error
 
     def _decode(
-        self, mission_id: str, revision: int, text: str, cancel: str | None
+        self, mission_id: str, revision: int, text: str, cancel: str | None, pause: str | None
     ) -> MissionSnapshot:
         return stored_snapshot_from_json(
-            text, cancel, mission_id=mission_id, revision=revision, store=self._path
+            text, cancel, pause, mission_id=mission_id, revision=revision, store=self._path
         )
 
     @staticmethod
@@ -810,16 +823,15 @@ class SQLitePersistenceAdapter:
         """The stored mission, or ``None``; :class:`PersistenceError` when its row is corrupt."""
         self._check_open()
         params = (mission_id,)
+        sql = _LOAD if self._schema_version >= PAUSES_VERSION else _LOAD_BEFORE_PAUSES
         try:
-            rows = self._cursor.execute(_LOAD, params).fetchall()
+            rows = self._cursor.execute(sql, params).fetchall()
         except apsw.Error as error:
-            rows = await self._rows_when_free(
-                error, _LOAD, params, f"loading mission {mission_id!r}"
-            )
+            rows = await self._rows_when_free(error, sql, params, f"loading mission {mission_id!r}")
         if not rows:
             return None
-        revision, text, cancel = rows[0]
-        return self._decode(mission_id, revision, text, cancel)
+        revision, text, cancel, pause = rows[0]
+        return self._decode(mission_id, revision, text, cancel, pause)
 
     async def commit(
         self,
@@ -838,7 +850,16 @@ class SQLitePersistenceAdapter:
         revision = snapshot.revision
         check_commit_revision(snapshot, expected_revision)
         due, text, cancel = self._encode(snapshot)
-        update = (str(snapshot.status), due, revision, text, cancel, mission_id, expected_revision)
+        update = (
+            str(snapshot.status),
+            due,
+            revision,
+            text,
+            cancel,
+            clears_pause_request(snapshot.status),
+            mission_id,
+            expected_revision,
+        )
         entries = [
             (mission_id, revision, i, timeline_entry_to_json(entry))
             for i, entry in enumerate(timeline)
@@ -861,9 +882,9 @@ class SQLitePersistenceAdapter:
         if mark is not None:
             submissions.mark_applied(cursor, self._db, mark)
         cursor.execute(_REOPEN_MISSION if reopened else _UPDATE_MISSION, update)
-        mission_id: str = update[5]
+        mission_id: str = update[6]
         if self._db.changes() != 1:
-            raise self._conflict(mission_id, update[6])
+            raise self._conflict(mission_id, update[7])
         if consumed_signal is not None:
             cursor.execute(_DELETE_SIGNAL, (consumed_signal, mission_id))
             if self._db.changes() != 1:
@@ -962,6 +983,37 @@ class SQLitePersistenceAdapter:
         self._cursor.execute(_REQUEST_CANCEL, (request_text, mission_id))
         self._append_entries(mission_id, revision, timeline)
 
+    async def request_pause(
+        self, mission_id: str, request: Pause | None, timeline: Sequence[TimelineEntry]
+    ) -> None:
+        """Record a pause request (``None``: withdraw it) without changing the revision, unless
+        the mission is paused or finished."""
+        self._check_owner("request a pause")
+        request_text = None if request is None else pause_to_json(request)
+        mark = take_submission_mark()
+        await self._group.run_alone(
+            lambda: self._write_pause(mission_id, request_text, timeline, mark),
+            f"requesting a pause of mission {mission_id!r}",
+        )
+
+    def _write_pause(
+        self,
+        mission_id: str,
+        request_text: str | None,
+        timeline: Sequence[TimelineEntry],
+        mark: tuple[datetime, int] | None,
+    ) -> None:
+        rows = self._cursor.execute(_STATUS, (mission_id,)).fetchall()
+        if not rows:
+            raise PersistenceError(f"cannot pause unknown mission {mission_id!r}")
+        if mark is not None:
+            submissions.mark_applied(self._cursor, self._db, mark)
+        revision, status = rows[0]
+        if clears_pause_request(MissionStatus(status)):
+            return  # paused or ended: nothing is left to request
+        self._cursor.execute(_REQUEST_PAUSE, (request_text, mission_id))
+        self._append_entries(mission_id, int(revision), timeline)
+
     async def list_missions(
         self,
         *,
@@ -992,21 +1044,22 @@ class SQLitePersistenceAdapter:
             if isinstance(tenant, str):
                 return []
             tenant = ANY_TENANT
+        listed = _LISTED if self._schema_version >= PAUSES_VERSION else _LISTED_BEFORE_PAUSES
         if isinstance(tenant, str):
-            sql = _TENANT_MISSIONS
+            sql = listed + _TENANT_MISSIONS
             params.append(tenant)
             if after_id is not None:
                 clauses.append("t.id > ?")
                 params.append(after_id)
             order = "t.id"
         elif tenant is None and self._schema_version >= NO_TENANT_VERSION:
-            sql = _NO_TENANT_MISSIONS
+            sql = listed + _NO_TENANT_MISSIONS
             if after_id is not None:
                 clauses.append("n.id > ?")
                 params.append(after_id)
             order = "n.id"
         else:
-            sql = "SELECT m.id, m.revision, m.snapshot, m.cancel_request FROM missions m"
+            sql = listed + " FROM missions m"
             if tenant is None:
                 clauses.append(_NO_TENANT)
             if after_id is not None:

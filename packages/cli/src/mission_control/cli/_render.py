@@ -192,6 +192,10 @@ def print_mission(
         pause = snapshot.pause
         reason = f" ({pause.reason})" if pause.reason else ""
         rows.append(("paused", when(pause.requested_at, now) + escape(reason)))
+    if snapshot.pause_request is not None:
+        request = snapshot.pause_request
+        reason = f" ({request.reason})" if request.reason else ""
+        rows.append(("pause requested", when(request.requested_at, now) + escape(reason)))
     if snapshot.recovery_attempts:
         rows.append(("recovery attempts", str(snapshot.recovery_attempts)))
     if snapshot.output is not None:

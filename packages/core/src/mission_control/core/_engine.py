@@ -180,6 +180,7 @@ class _Hold:
         "may_leave_running",
         "mission_id",
         "pause",
+        "pausing",
         "poked",
         "released",
         "run",
@@ -203,6 +204,9 @@ class _Hold:
         self.pause: Pause | None = None
         """A pause asked for while the holder runs the mission: applied at its next node
         boundary (once no function of it runs), withdrawn by a resume before that."""
+        self.pausing = False
+        """Whether the holder paused the mission and is storing that (a resume waits for it to
+        let go, then resumes the paused mission)."""
         self.released: anyio.Event | None = None
         self.wake: MemoryObjectSendStream[Any] | None = None
         """Where a poke wakes the holder while it waits on several running nodes."""
@@ -820,11 +824,13 @@ class Engine:
                     hold.trigger = RunTrigger.RESUME
                 self._begin_run(draft, hold)
             if running:
-                if snapshot.cancel_request is None or snapshot.compensating:
+                if (
+                    snapshot.cancel_request is None or snapshot.compensating
+                ) and snapshot.pause_request is None:
                     # (A compensation a cancellation began is counted like any node.)
                     await self._recover(definition, draft)
                 else:
-                    # Cancelled at once by the drive, nothing runs again.
+                    # Cancelled or paused at once by the drive, nothing runs again now.
                     draft.log(self.now(), TimelineKind.MISSION_RESUMED, snapshot.current_node)
             snapshot = await self._drive(definition, draft, hold)
             return await self._finish(definition, snapshot, hold)
@@ -1096,6 +1102,8 @@ class Engine:
         hold.may_leave_running = True
         if self.observer is not None:
             self._begin_run(draft, hold)
+        if draft.pause_request is not None:
+            self._take_pause_request(draft, hold)
         while True:
             runnable = await self._settle(definition, draft, hold)
             if draft.ended or not runnable:
@@ -1130,6 +1138,16 @@ class Engine:
         any node (at least once). So is a due time that fired: a mission still stored waiting
         for it does the same again after a crash."""
         return not draft.stored or draft.must_write
+
+    @staticmethod
+    def _take_pause_request(draft: Draft, hold: _Hold) -> None:
+        """Make the stored pause request the mission was read with the holder's: it pauses the
+        mission at the next boundary, and a resume withdraws it from the holder. (It was asked
+        for while another task held the mission, which let go before that boundary: its
+        process stopped, or its caller was cancelled.)"""
+        if hold.pause is None:
+            hold.pause = draft.pause_request
+        draft.pause_request = None
 
     def _stopping(self, draft: Draft, hold: _Hold) -> bool:
         """Whether no new function may start: a cancellation, a pause or the deadline waits for
@@ -1313,6 +1331,7 @@ class Engine:
                     assert hold.pause is not None
                     draft.paused(hold.pause, self.now())
                     hold.pause = None
+                    hold.pausing = True
                 return []
             if draft.deadline is not None and draft.deadline_passed(self.now()):
                 if not busy:
@@ -2488,7 +2507,11 @@ class Engine:
             due = snapshot.due_at
             in_time = wait is not None and (due is None or now < due)
             if snapshot.status is MissionStatus.WAITING and wait is not None:
-                if in_time and await self.persistence.next_signal(mission_id, name) is None:
+                if (
+                    in_time
+                    and snapshot.pause_request is None
+                    and await self.persistence.next_signal(mission_id, name) is None
+                ):
                     draft = Draft.of(snapshot)
                     draft.unchecked.discard(wait.node)
                     if self.observer is not None:
@@ -2500,7 +2523,8 @@ class Engine:
                     return await self._finish(definition, snapshot, hold)
                 # An older signal of this name is still buffered (a crash came between its
                 # buffering and its use): it goes first, this one queues behind it. Or the wait
-                # timed out before this signal came: the drive applies the timeout.
+                # timed out before this signal came: the drive applies the timeout. Or a pause
+                # request is stored: the drive pauses the mission first.
                 await self._buffer(snapshot, name, payload_json, now, held=False)
                 snapshot = await self._drive(definition, Draft.of(snapshot), hold)
                 return await self._finish(definition, snapshot, hold)
@@ -2850,17 +2874,36 @@ class Engine:
     async def pause(self, mission_id: str, reason: str | None) -> MissionSnapshot:
         """Pause the mission: at once when nobody moves it (it waits, or a crash left it
         running), else at its next node boundary, by the task that moves it (the snapshot
-        returned is then the one stored now, not yet paused). Pausing a paused mission changes
-        nothing."""
+        returned is then the one stored now, not yet paused, with its ``pause_request``). The
+        request is stored before this returns, so that a stop of the process before that
+        boundary does not lose it: whoever takes the mission up next pauses it. Pausing a
+        paused mission changes nothing."""
         while (holder := self._holds.get(mission_id)) is not None:
             snapshot = await self.load(mission_id)
             self.ensure_active(snapshot, "pause")
             if self._holds.get(mission_id) is not holder:
                 continue  # let go (or taken again) meanwhile: look again
-            if snapshot.pause is None and holder.pause is None:
-                holder.pause = Pause(self.now(), reason)
-                holder.poke()
-            return snapshot
+            if snapshot.pause is not None or holder.pause is not None or holder.pausing:
+                return snapshot
+            request = snapshot.pause_request
+            if request is None:
+                request = Pause(self.now(), reason)
+                entry = TimelineEntry(
+                    request.requested_at,
+                    TimelineKind.PAUSE_REQUESTED,
+                    snapshot.current_node,
+                    detail={"reason": reason},
+                )
+                await self.persistence.request_pause(mission_id, request, [entry])
+                if self._holds.get(mission_id) is not holder:
+                    # Let go meanwhile: the request is stored, and applied by whoever holds the
+                    # mission now, or by this call (it pauses a mission nobody moves).
+                    continue
+            # (A request stored already, which the holder read before it came, is told to the
+            # holder too.)
+            holder.pause = request
+            holder.poke()
+            return attrs.evolve(snapshot, pause_request=request)
         with self._hold(mission_id, RunTrigger.PAUSE) as hold:
             snapshot = await self.load(mission_id)
             self.ensure_active(snapshot, "pause")
@@ -2870,7 +2913,9 @@ class Engine:
             draft = Draft.of(snapshot)
             if self.observer is not None:
                 self._begin_run(draft, hold)
-            draft.paused(Pause(now, reason), now)
+            # A request stored earlier (its holder let go before its boundary) is the pause.
+            draft.paused(snapshot.pause_request or Pause(now, reason), now)
+            hold.pausing = True
             # A mission a crash left running stays so, for the runtime, if this write fails.
             hold.may_leave_running = snapshot.status is MissionStatus.RUNNING
             return await self._write(draft)
@@ -2882,6 +2927,7 @@ class Engine:
             return None
         draft.paused(hold.pause, self.now())
         hold.pause = None
+        hold.pausing = True
         return await self._write(draft)
 
     async def resume(self, mission_id: str) -> MissionSnapshot:
@@ -2894,18 +2940,26 @@ class Engine:
             self.ensure_active(snapshot, "resume")
             if self._holds.get(mission_id) is not holder:
                 continue
-            if holder.pause is not None:
-                holder.pause = None
-                return snapshot
-            if snapshot.pause is None:
-                return snapshot
-            # Its holder has just paused it and is letting go (or moves it for a cancellation):
-            # resume it once it has.
+            if not holder.pausing:
+                if holder.pause is not None or snapshot.pause_request is not None:
+                    holder.pause = None
+                    if snapshot.pause_request is not None:
+                        await self._withdraw_pause(snapshot)
+                    # Look again: the holder may have let go, or paused the mission, meanwhile.
+                    continue
+                if snapshot.pause is None:
+                    return snapshot
+            # Its holder is storing the pause it applied, or has just paused it and is letting go
+            # (or moves it for a cancellation): resume it once it has let go.
             await holder.wait_released()
         with self._hold(mission_id, RunTrigger.UNPAUSE) as hold:
             snapshot = await self.load(mission_id)
             self.ensure_active(snapshot, "resume")
             if snapshot.pause is None:
+                if snapshot.pause_request is not None:
+                    # Asked while a task held it, which let go before its boundary.
+                    await self._withdraw_pause(snapshot)
+                    return attrs.evolve(snapshot, pause_request=None)
                 return snapshot
             if snapshot.parent is not None:
                 # A child whose parent stopped waiting for it while it was paused ends now.
@@ -2922,6 +2976,10 @@ class Engine:
             await self._write(draft)
             snapshot = await self._drive(definition, draft, hold)
             return await self._finish(definition, snapshot, hold)
+
+    async def _withdraw_pause(self, snapshot: MissionSnapshot) -> None:
+        entry = TimelineEntry(self.now(), TimelineKind.PAUSE_WITHDRAWN, snapshot.current_node)
+        await self.persistence.request_pause(snapshot.id, None, [entry])
 
     def _cancel_request(
         self, snapshot: MissionSnapshot, reason: str | None, compensate: bool

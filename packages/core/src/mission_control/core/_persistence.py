@@ -13,6 +13,7 @@ from ._snapshot import (
     MissionSnapshot,
     MissionStatus,
     NewSignal,
+    Pause,
     TimelineEntry,
 )
 from ._tenants import ANY_TENANT, TenantFilter
@@ -27,7 +28,8 @@ or loads a large store into memory; ``iter_missions()`` pages through any number
 
 @runtime_checkable
 class PersistenceAdapter(Protocol):
-    """Durable storage of missions, their timelines, signal inboxes and cancellation requests.
+    """Durable storage of missions, their timelines, signal inboxes, cancellation and pause
+    requests.
 
     Contract every adapter keeps (``PersistenceProtocolConformance`` in
     ``mission_control.testing`` checks it on the adapter alone):
@@ -41,15 +43,23 @@ class PersistenceAdapter(Protocol):
       already in its inbox, in the same transaction (signal-with-start): each is buffered as
       ``append_signal`` would buffer it, in the order given, after every signal buffered before.
       An insert of an id that exists stores none of them.
-    - ``append_signal`` and ``request_cancel`` for a mission that does not exist raise
+    - ``append_signal``, ``request_cancel`` and ``request_pause`` for a mission that does not
+      exist raise
       ``PersistenceError`` and store nothing.
     - Timeline entries come back in the order they were written, whichever method wrote them.
     - ``delete_missions`` is a compare-and-delete: only finished missions still at the revision
-      given go, and nothing of them stays (snapshot, timeline, inbox, cancellation request).
+      given go, and nothing of them stays (snapshot, timeline, inbox, cancellation and pause
+      requests).
     - A cancellation request is written by ``request_cancel`` (or carried by a committed
       snapshot) and never cleared or replaced: the first one stands, until a commit with
       ``reopened=True`` (a retry) stores the snapshot's instead. ``load`` and
       ``list_missions`` return it in ``snapshot.cancel_request``.
+    - A pause request is written by ``request_pause`` only (an insert stores none; ``None``
+      withdraws it), replacing the stored one; a commit whose snapshot is paused or finished
+      clears it (``mission_control.core.storage.clears_pause_request``), any other commit keeps
+      it, whatever its snapshot carries. ``request_pause`` on a mission stored paused or
+      finished stores nothing (neither the request nor its timeline entries). ``load`` and
+      ``list_missions`` return it in ``snapshot.pause_request``.
     - Queries for due and running missions cost what they return, not what is stored, and so
       does an unfiltered ``list_missions`` page (at most ``limit``, from ``after_id`` on). A
       filtered page costs what the adapter reads to find ``limit`` matches, up to every mission
@@ -122,6 +132,14 @@ class PersistenceAdapter(Protocol):
         self, mission_id: str, request: CancelRequest, timeline: Sequence[TimelineEntry]
     ) -> None:
         """Record a cancellation request without changing the mission's revision."""
+        ...
+
+    async def request_pause(
+        self, mission_id: str, request: Pause | None, timeline: Sequence[TimelineEntry]
+    ) -> None:
+        """Record a pause request (``None``: withdraw the stored one) without changing the
+        mission's revision, with ``timeline``; nothing when the mission is stored paused or
+        finished."""
         ...
 
     async def list_missions(

@@ -221,7 +221,8 @@ def _parent_json(value: ParentLink) -> str:
     return _encode(_codec.unstructure(value, ParentLink))
 
 
-def _pause_json(value: Pause) -> str:
+def pause_to_json(value: Pause) -> str:
+    """A pause (a paused mission's, or a pause request's) as JSON text."""
     return _encode(_codec.unstructure(value, Pause))
 
 
@@ -536,6 +537,10 @@ def cancel_request_from_json(text: str | bytes) -> CancelRequest:
     return _codec.structure(json.loads(text), CancelRequest)
 
 
+def pause_from_json(text: str | bytes) -> Pause:
+    return _codec.structure(json.loads(text), Pause)
+
+
 def value_to_json(value: JsonValue) -> str:
     """A JSON value (a payload checked at the boundary, or one read back from storage) as JSON
     text, written as the codec writes the same value inside a snapshot."""
@@ -551,7 +556,7 @@ _WRITER_HELPERS: dict[str, Any] = {
     "TEXT": _TEXT,
     "error": _error_json,
     "cancel": cancel_request_to_json,
-    "pause": _pause_json,
+    "pause": pause_to_json,
     "parent": _parent_json,
     "compensations": _compensations_json,
     "strings": _strings_json,

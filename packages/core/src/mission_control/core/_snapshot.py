@@ -291,6 +291,12 @@ class MissionFields:
     concurrency_key: str | None = None
     """For a mission of a definition with a concurrency key, its key's gate
     (``"<definition>/<key>"``): the mission holds one of its slots from its start to its end."""
+    pause_request: Pause | None = None
+    """A pause asked for while a task moved the mission (a function of it ran), not yet taken
+    effect: stored at once (``PersistenceAdapter.request_pause``), it pauses the mission at its
+    next node boundary, also when the process that ran it stopped first (the next one to take
+    the mission up pauses it before anything runs); ``None`` once the mission paused or ended,
+    or a resume withdrew it."""
 
     @property
     def compensating(self) -> bool:
@@ -353,6 +359,11 @@ class TimelineKind(enum.StrEnum):
     """A pause took effect (``detail``: ``{"reason": ...}``)."""
     MISSION_UNPAUSED = "mission-unpaused"
     """``resume()`` took the mission out of its pause."""
+    PAUSE_REQUESTED = "pause-requested"
+    """A pause was asked for while a function of the mission ran: it takes effect at the next
+    node boundary (``detail``: ``{"reason": ...}``)."""
+    PAUSE_WITHDRAWN = "pause-withdrawn"
+    """``resume()`` came before a requested pause took effect, and withdrew it."""
     MISSION_RETRIED = "mission-retried"
     """A failed or cancelled mission was retried (``node``: the node it runs again from;
     ``detail``: ``{"status": what it was, "retry": the how-manyth}``)."""

@@ -1,9 +1,12 @@
 """What every adapter that stores a mission as a row does the same way: the snapshot's document
-apart from its cancellation request (kept in a column of its own, which ``request_cancel``
-writes without touching the snapshot or its revision), the document read back and checked
-against its row, and a commit's revision checked before its transaction."""
+apart from its cancellation and pause requests (kept in columns of their own, which
+``request_cancel`` and ``request_pause`` write without touching the snapshot or its revision),
+the commits that clear the pause request, the document read back and checked against its row,
+and a commit's revision checked before its transaction."""
 
 from __future__ import annotations
+
+from typing import Final
 
 import attrs
 
@@ -11,35 +14,59 @@ from ._errors import PersistenceError, RevisionConflictError
 from ._serialization import (
     cancel_request_from_json,
     cancel_request_to_json,
+    pause_from_json,
     snapshot_from_json,
     snapshot_to_json,
 )
-from ._snapshot import MissionSnapshot
+from ._snapshot import MissionSnapshot, MissionStatus
+
+_SETTLED: Final = frozenset(
+    {MissionStatus.PAUSED, *(status for status in MissionStatus if status.is_terminal)}
+)
 
 
 def stored_snapshot_to_json(snapshot: MissionSnapshot) -> tuple[str, str | None]:
-    """The snapshot's document without its cancellation request, and the request's document
-    (``None`` without one): the request is stored in its own column only, so that one source of
-    truth remains."""
+    """The snapshot's document without its cancellation and pause requests, and the
+    cancellation request's document (``None`` without one): each request is stored in its own
+    column only, so that one source of truth remains (the pause request's is written by
+    ``request_pause`` alone)."""
     request = snapshot.cancel_request
-    if request is None:
+    if request is None and snapshot.pause_request is None:
         return snapshot_to_json(snapshot), None
     return (
-        snapshot_to_json(attrs.evolve(snapshot, cancel_request=None)),
-        cancel_request_to_json(request),
+        snapshot_to_json(attrs.evolve(snapshot, cancel_request=None, pause_request=None)),
+        None if request is None else cancel_request_to_json(request),
     )
 
 
+def clears_pause_request(status: MissionStatus) -> bool:
+    """Whether a mission stored with ``status`` has no pause request: it paused (the request
+    took effect) or ended (nothing is left to pause). A commit of such a snapshot clears the
+    stored request, and ``request_pause`` stores none for such a mission; any other commit
+    keeps it, its snapshot's ``pause_request`` whatever it is (the task that commits may have
+    read the mission before the request came)."""
+    return status in _SETTLED
+
+
 def stored_snapshot_from_json(
-    text: str, cancel: str | None, *, mission_id: str, revision: int, store: str
+    text: str,
+    cancel: str | None,
+    pause: str | None = None,
+    *,
+    mission_id: str,
+    revision: int,
+    store: str,
 ) -> MissionSnapshot:
-    """The snapshot of the row ``mission_id`` at ``revision``, with the cancellation request
-    of its own column. Raises :class:`PersistenceError` naming the mission and ``store`` (where
-    it is stored, for the message) when the document is unreadable or is not the row's."""
+    """The snapshot of the row ``mission_id`` at ``revision``, with the cancellation and pause
+    requests of their own columns. Raises :class:`PersistenceError` naming the mission and
+    ``store`` (where it is stored, for the message) when the document is unreadable or is not
+    the row's."""
     try:
         snapshot = snapshot_from_json(text)
         if cancel is not None:
             snapshot = attrs.evolve(snapshot, cancel_request=cancel_request_from_json(cancel))
+        if pause is not None:
+            snapshot = attrs.evolve(snapshot, pause_request=pause_from_json(pause))
     except Exception as error:
         raise corrupt(mission_id, store, "snapshot", error) from error
     if snapshot.id != mission_id or snapshot.revision != revision:

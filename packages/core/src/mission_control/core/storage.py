@@ -29,10 +29,12 @@ are plain JSON values by then, checked by the commander before they reach an ada
 snapshot's fields are declared once, by :class:`MissionFields`; the codec writes every one of them
 (and ``"format": SNAPSHOT_FORMAT``), so an adapter that stores the document as the codec gives it
 needs no change when fields or node kinds are added, and reads documents of earlier formats.
-An adapter that stores a mission as a row, with its cancellation request in a column of its own,
-writes and reads it with :func:`stored_snapshot_to_json` and :func:`stored_snapshot_from_json`
-(which checks the document against its row), checks a commit's revision with
-:func:`check_commit_revision` and reports an unreadable record with :func:`corrupt`.
+An adapter that stores a mission as a row, with its cancellation and pause requests in columns of
+their own, writes and reads it with :func:`stored_snapshot_to_json` and
+:func:`stored_snapshot_from_json` (which checks the document against its row), writes a pause
+request with :func:`pause_to_json` and clears it on the commits :func:`clears_pause_request`
+names, checks a commit's revision with :func:`check_commit_revision` and reports an unreadable
+record with :func:`corrupt`.
 
 Tenants: a mission of a tenant is stored under the key :func:`tenant_key` makes (its tenant
 and the caller's id), so that the keys an adapter sees stay unique; its ``snapshot.tenant``
@@ -65,6 +67,8 @@ from ._serialization import (
     buffered_signal_to_json,
     cancel_request_from_json,
     cancel_request_to_json,
+    pause_from_json,
+    pause_to_json,
     snapshot_from_dict,
     snapshot_from_json,
     snapshot_to_dict,
@@ -76,6 +80,7 @@ from ._serialization import (
 from ._snapshot import BufferedSignal, MissionFields, NewSignal
 from ._stored import (
     check_commit_revision,
+    clears_pause_request,
     corrupt,
     stored_snapshot_from_json,
     stored_snapshot_to_json,
@@ -143,6 +148,7 @@ __all__ = [
     "cancel_request_to_json",
     "check_commit_revision",
     "check_gate_revision",
+    "clears_pause_request",
     "corrupt",
     "detached",
     "gate_from_json",
@@ -150,6 +156,8 @@ __all__ = [
     "local_id",
     "fire_of_tenant",
     "fires_of_tenant",
+    "pause_from_json",
+    "pause_to_json",
     "readable_submissions",
     "refusal_from_json",
     "refusal_to_json",

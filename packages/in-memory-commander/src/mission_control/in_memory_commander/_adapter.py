@@ -14,6 +14,7 @@ from mission_control.core import (
     JsonValue,
     MissionSnapshot,
     MissionStatus,
+    Pause,
     PersistenceError,
     Schedule,
     TimelineEntry,
@@ -28,6 +29,7 @@ from mission_control.core.storage import (
     RevisionConflictError,
     TenantFilter,
     check_gate_revision,
+    clears_pause_request,
     tenant_key,
 )
 
@@ -61,6 +63,7 @@ class InMemoryPersistenceAdapter:
         self._timelines: dict[str, list[_Entry] | tuple[_Entry, ...]] = {}
         self._inboxes: dict[str, list[BufferedSignal]] = {}
         self._cancels: dict[str, CancelRequest] = {}
+        self._pauses: dict[str, Pause] = {}
         self._running: set[str] = set()
         # Due times of missions, and a heap over them with stale entries skipped lazily.
         self._due: dict[str, datetime] = {}
@@ -110,6 +113,11 @@ class InMemoryPersistenceAdapter:
         if snapshot.cancel_request is not None:
             self._cancels.setdefault(snapshot.id, snapshot.cancel_request)
             snapshot = attrs.evolve(snapshot, cancel_request=None)
+        # The pause request's one writer is request_pause: a snapshot's is never stored.
+        if snapshot.pause_request is not None:
+            snapshot = attrs.evolve(snapshot, pause_request=None)
+        if self._pauses and clears_pause_request(snapshot.status):
+            self._pauses.pop(snapshot.id, None)
         self._missions[snapshot.id] = snapshot
         self._index(snapshot)
         self._log(snapshot.id, timeline, finished=snapshot.status.is_terminal)
@@ -153,7 +161,11 @@ class InMemoryPersistenceAdapter:
         if snapshot is None:
             return None
         cancel = self._cancels.get(mission_id)
-        return snapshot if cancel is None else attrs.evolve(snapshot, cancel_request=cancel)
+        if cancel is not None:
+            snapshot = attrs.evolve(snapshot, cancel_request=cancel)
+        if self._pauses and (pause := self._pauses.get(mission_id)) is not None:
+            snapshot = attrs.evolve(snapshot, pause_request=pause)
+        return snapshot
 
     async def commit(
         self,
@@ -222,6 +234,21 @@ class InMemoryPersistenceAdapter:
         if mission_id not in self._missions:
             raise PersistenceError(f"cannot cancel unknown mission {mission_id!r}")
         self._cancels.setdefault(mission_id, request)
+        self._log(mission_id, timeline)
+
+    async def request_pause(
+        self, mission_id: str, request: Pause | None, timeline: Sequence[TimelineEntry]
+    ) -> None:
+        self._check_open()
+        stored = self._missions.get(mission_id)
+        if stored is None:
+            raise PersistenceError(f"cannot pause unknown mission {mission_id!r}")
+        if clears_pause_request(stored.status):
+            return  # paused or ended: nothing is left to request
+        if request is None:
+            self._pauses.pop(mission_id, None)
+        else:
+            self._pauses[mission_id] = request
         self._log(mission_id, timeline)
 
     async def list_missions(
@@ -343,6 +370,7 @@ class InMemoryPersistenceAdapter:
             self._timelines.pop(mission_id, None)
             self._inboxes.pop(mission_id, None)
             self._cancels.pop(mission_id, None)
+            self._pauses.pop(mission_id, None)
             self._running.discard(mission_id)
             self._due.pop(mission_id, None)
             deleted.append(mission_id)

@@ -5,8 +5,10 @@ by a commander on the adapter under test."""
 from __future__ import annotations
 
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
+import anyio
 import pytest
 
 from mission_control.core import (
@@ -14,6 +16,7 @@ from mission_control.core import (
     Context,
     InvalidInputError,
     MissionNotActiveError,
+    MissionSnapshot,
     MissionStatus,
     NodeStatus,
     Pause,
@@ -385,3 +388,108 @@ class PauseConformance(ScenarioFixtures):
         assert still.current_node == "kid"
         done = await commander.resume("p-7")
         assert (done.status, done.output) == (MissionStatus.COMPLETED, "kid output")
+
+    async def test_a_pause_asked_while_a_step_runs_is_stored_and_outlives_its_process(
+        self, persistence: PersistenceAdapter, clock: ManualClock
+    ) -> None:
+        """A pause asked for while a step runs is stored at once (``pause_request``, a
+        ``pause-requested`` entry): when the process stops before the step ends, a second
+        commander taking the mission up pauses it at that step without running it, and the
+        resume runs the step and goes on; a resume before that withdraws the stored request
+        instead; a step that ends pauses the mission at its boundary and clears the request."""
+        ran: list[str] = []
+        started = anyio.Event()
+        forever: set[str] = set()
+        gate = anyio.Event()
+
+        async def slow(ctx: Context[Any, Any]) -> str:
+            ran.append(ctx.mission_id)
+            if ctx.mission_id in forever:
+                started.set()
+                await anyio.sleep_forever()
+            if ctx.mission_id == "q-3":
+                started.set()
+                await gate.wait()
+            return "slow done"
+
+        flow = (
+            m.define("pause-stored")
+            .start(parse=accept)
+            .step("first", lambda ctx: "first done")
+            .step("slow", slow)
+            .step("next", lambda ctx: "next done")
+            .need_to("go", parse=accept)
+            .end()
+        )
+        commander = self.commander(persistence, clock, flow)
+
+        async def stopped_while_slow_runs(mission_id: str) -> MissionSnapshot:
+            """Start the mission, pause it while ``slow`` runs, then stop the task running it
+            (as a process stops) and return what pause() returned."""
+            nonlocal started
+            started = anyio.Event()
+            forever.add(mission_id)
+            asked: MissionSnapshot | None = None
+            async with anyio.create_task_group() as task_group:
+                task_group.start_soon(partial(commander.start, flow, {}, id=mission_id))
+                await started.wait()
+                clock.advance(timedelta(minutes=1))
+                asked = await commander.pause(mission_id, "ops")
+                task_group.cancel_scope.cancel()
+            forever.discard(mission_id)
+            assert asked is not None
+            return asked
+
+        asked = await stopped_while_slow_runs("q-1")
+        request = Pause(T0 + timedelta(minutes=1), "ops")
+        assert (asked.status, asked.current_node) == (MissionStatus.RUNNING, "slow")
+        assert (asked.pause, asked.pause_request) == (None, request)
+
+        again = self.commander(persistence, clock, flow)  # another process, after a restart
+        stored = await again.inspect("q-1")
+        assert (stored.status, stored.pause_request) == (MissionStatus.RUNNING, request)
+        assert await again.running_missions(10) == ["q-1"]
+        clock.advance(timedelta(minutes=1))
+        recovered = await again.advance("q-1")
+        assert recovered is not None
+        assert (recovered.status, recovered.current_node) == (MissionStatus.PAUSED, "slow")
+        assert (recovered.pause, recovered.pause_request) == (request, None)
+        assert recovered.nodes["first"].output == "first done"
+        assert recovered.recovery_attempts == 0
+        assert ran == ["q-1"]
+        assert await again.inspect("q-1") == recovered
+        kinds = _kinds(await again.timeline("q-1"))
+        assert kinds[kinds.index(TimelineKind.PAUSE_REQUESTED) :] == [
+            TimelineKind.PAUSE_REQUESTED,
+            TimelineKind.MISSION_RESUMED,
+            TimelineKind.MISSION_PAUSED,
+        ]
+        resumed = await again.resume("q-1")
+        assert (resumed.status, resumed.current_node) == (MissionStatus.WAITING, "go")
+        assert resumed.nodes["slow"].output == "slow done"
+        assert ran == ["q-1", "q-1"]
+
+        await stopped_while_slow_runs("q-2")
+        again = self.commander(persistence, clock, flow)
+        withdrawn = await again.resume("q-2")
+        assert (withdrawn.status, withdrawn.pause_request) == (MissionStatus.RUNNING, None)
+        assert await again.inspect("q-2") == withdrawn
+        assert _kinds(await again.timeline("q-2"))[-2:] == [
+            TimelineKind.PAUSE_REQUESTED,
+            TimelineKind.PAUSE_WITHDRAWN,
+        ]
+        recovered = await again.advance("q-2")
+        assert recovered is not None
+        assert (recovered.status, recovered.current_node) == (MissionStatus.WAITING, "go")
+        assert recovered.pause is None
+
+        started = anyio.Event()
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(partial(again.start, flow, {}, id="q-3"))
+            await started.wait()
+            await again.pause("q-3", "later")
+            assert (await again.inspect("q-3")).pause_request is not None
+            gate.set()
+        paused = await again.inspect("q-3")
+        assert (paused.status, paused.current_node) == (MissionStatus.PAUSED, "next")
+        assert (paused.pause_request, paused.nodes["slow"].output) == (None, "slow done")

@@ -22,6 +22,7 @@ from mission_control.core import (
     MissionStatus,
     NodeRecord,
     NodeStatus,
+    Pause,
     PersistenceError,
     TimelineEntry,
     TimelineKind,
@@ -316,12 +317,14 @@ class PersistenceProtocolConformance:
     async def test_writes_for_an_unknown_mission_raise_and_store_nothing(
         self, persistence: PersistenceAdapter
     ) -> None:
-        """Buffering a signal for, or cancelling, a mission that does not exist raises
+        """Buffering a signal for, cancelling or pausing a mission that does not exist raises
         PersistenceError and stores nothing."""
         with pytest.raises(PersistenceError):
             await persistence.append_signal("ghost", "go", None, T0, [_entry("signal")])
         with pytest.raises(PersistenceError):
             await persistence.request_cancel("ghost", CancelRequest(T0), [_entry("cancel")])
+        with pytest.raises(PersistenceError):
+            await persistence.request_pause("ghost", Pause(T0), [_entry("pause")])
         assert await persistence.load("ghost") is None
         assert await persistence.timeline("ghost") == []
         assert await persistence.next_signal("ghost", "go") is None
@@ -439,6 +442,75 @@ class PersistenceProtocolConformance:
         assert loaded is not None
         assert loaded.cancel_request == again
 
+    # -- pause requests -------------------------------------------------------------------------
+
+    async def test_a_pause_request_is_kept_by_commits_until_one_pauses_the_mission(
+        self, persistence: PersistenceAdapter
+    ) -> None:
+        """request_pause keeps the revision and appends its entries; load and list_missions
+        return the request; a commit of a running or waiting snapshot keeps it, whether that
+        snapshot carries none or another; a second request replaces it; the commit of a paused
+        snapshot clears it."""
+        await persistence.insert(build_snapshot("m-1"), [_entry("inserted")])
+        request = Pause(T0, "ops")
+        await persistence.request_pause("m-1", request, [_entry("asked")])
+        loaded = await persistence.load("m-1")
+        assert loaded is not None
+        assert (loaded.pause_request, loaded.revision) == (request, 1)
+        assert [e.node for e in await persistence.timeline("m-1")] == ["inserted", "asked"]
+        await persistence.commit(
+            build_snapshot("m-1", revision=2), expected_revision=1, timeline=[]
+        )
+        carrying_another = build_waiting("m-1", None, revision=3)
+        carrying_another = attrs.evolve(
+            carrying_another, pause_request=Pause(T0 + timedelta(1), "other")
+        )
+        await persistence.commit(carrying_another, expected_revision=2, timeline=[])
+        kept = attrs.evolve(carrying_another, pause_request=request)
+        assert await persistence.load("m-1") == kept
+        assert await persistence.list_missions(limit=10) == [kept]
+        second = Pause(T0 + timedelta(2), "second")
+        await persistence.request_pause("m-1", second, [])
+        assert await persistence.list_missions(limit=10) == [
+            attrs.evolve(carrying_another, pause_request=second)
+        ]
+        paused = build_waiting("m-1", None, revision=4)
+        paused = attrs.evolve(paused, status=MissionStatus.PAUSED, pause=second)
+        await persistence.commit(paused, expected_revision=3, timeline=[])
+        assert await persistence.load("m-1") == paused
+
+    async def test_a_pause_request_is_withdrawn_by_none_and_cleared_by_an_end(
+        self, persistence: PersistenceAdapter
+    ) -> None:
+        """request_pause with None withdraws the stored request (its entries appended); the
+        commit of a finished snapshot clears it; an insert stores none."""
+        inserted = attrs.evolve(build_snapshot("m-1"), pause_request=Pause(T0))
+        await persistence.insert(inserted, [])
+        assert await persistence.load("m-1") == build_snapshot("m-1")
+        await persistence.request_pause("m-1", Pause(T0, "first"), [])
+        await persistence.request_pause("m-1", None, [_entry("withdrawn")])
+        assert await persistence.load("m-1") == build_snapshot("m-1")
+        assert [e.node for e in await persistence.timeline("m-1")] == ["withdrawn"]
+        await persistence.request_pause("m-1", Pause(T0, "again"), [])
+        await persistence.commit(build_completed("m-1", 2), expected_revision=1, timeline=[])
+        assert await persistence.load("m-1") == build_completed("m-1", 2)
+
+    async def test_a_pause_request_for_a_paused_or_finished_mission_stores_nothing(
+        self, persistence: PersistenceAdapter
+    ) -> None:
+        """request_pause (and its withdrawal) for a mission stored paused or finished stores
+        nothing, neither the request nor its timeline entries."""
+        paused = attrs.evolve(
+            build_waiting("m-1", None), status=MissionStatus.PAUSED, pause=Pause(T0)
+        )
+        await persistence.insert(paused, [])
+        await persistence.insert(build_completed("m-2", 1), [])
+        for mission_id in ("m-1", "m-2"):
+            before = await self._stored(persistence, mission_id)
+            await persistence.request_pause(mission_id, Pause(T0, "late"), [_entry("late")])
+            await persistence.request_pause(mission_id, None, [_entry("withdrawn")])
+            assert await self._stored(persistence, mission_id) == before
+
     # -- deleting ------------------------------------------------------------------------------
 
     async def test_delete_missions_removes_finished_missions_at_their_revision_only(
@@ -474,8 +546,9 @@ class PersistenceProtocolConformance:
     async def test_the_timeline_keeps_write_order_with_signals_and_cancels_between_commits(
         self, persistence: PersistenceAdapter
     ) -> None:
-        """Entries written by insert, commit, append_signal and request_cancel, several per write
-        or none, come back in the order they were written, each mission's apart."""
+        """Entries written by insert, commit, append_signal, request_cancel and request_pause,
+        several per write or none, come back in the order they were written, each mission's
+        apart."""
         names = iter(f"n{i:02}" for i in range(100))
 
         def entries(count: int) -> list[TimelineEntry]:
@@ -485,6 +558,7 @@ class PersistenceProtocolConformance:
         await persistence.insert(build_snapshot("m-2"), [_entry("other mission")])
         await persistence.append_signal("m-1", "go", None, T0, entries(1))
         await persistence.request_cancel("m-1", CancelRequest(T0), entries(2))
+        await persistence.request_pause("m-1", Pause(T0), entries(1))
         await persistence.append_signal("m-1", "go", None, T0, entries(1))
         await persistence.commit(
             build_snapshot("m-1", revision=2), expected_revision=1, timeline=entries(3)
@@ -502,7 +576,7 @@ class PersistenceProtocolConformance:
             build_completed("m-1", 5), expected_revision=4, timeline=entries(1)
         )
         timeline = await persistence.timeline("m-1")
-        assert [entry.node for entry in timeline] == [f"n{i:02}" for i in range(14)]
+        assert [entry.node for entry in timeline] == [f"n{i:02}" for i in range(15)]
         other = await persistence.timeline("m-2")
         assert [entry.node for entry in other] == ["other mission", "other signal"]
         assert await persistence.timeline("ghost") == []
@@ -793,6 +867,7 @@ class PersistenceProtocolConformance:
             persistence.append_signal("m-1", "go", None, T0, []),
             persistence.next_signal("m-1", "go"),
             persistence.request_cancel("m-1", CancelRequest(T0), []),
+            persistence.request_pause("m-1", Pause(T0), []),
             persistence.list_missions(limit=10),
             persistence.due_missions(T0, 10),
             persistence.next_due_at(),

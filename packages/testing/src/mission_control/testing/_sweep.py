@@ -44,6 +44,7 @@ from mission_control.core import (
     MissionSnapshot,
     MissionStatus,
     NodeStatus,
+    Pause,
     TimelineEntry,
     TimelineKind,
     create_commander,
@@ -81,7 +82,7 @@ Side = Literal["before", "after"]
 """Which side of a write the simulated crash is on: ``before`` (the write never happens) or
 ``after`` (it is stored, and the process dies before anything else)."""
 
-WriteKind = Literal["insert", "commit", "append_signal", "request_cancel"]
+WriteKind = Literal["insert", "commit", "append_signal", "request_cancel", "request_pause"]
 
 
 class SimulatedCrash(BaseException):
@@ -454,6 +455,12 @@ class _CrashingStore:
     ) -> None:
         write = _Write("request_cancel", mission_id, None, tuple(timeline), self.action)
         await self._write(write, lambda: self.inner.request_cancel(mission_id, request, timeline))
+
+    async def request_pause(
+        self, mission_id: str, request: Pause | None, timeline: Sequence[TimelineEntry]
+    ) -> None:
+        write = _Write("request_pause", mission_id, None, tuple(timeline), self.action)
+        await self._write(write, lambda: self.inner.request_pause(mission_id, request, timeline))
 
     async def load(self, mission_id: str) -> MissionSnapshot | None:
         self._alive()
