@@ -16,6 +16,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
 import psycopg
@@ -23,6 +24,7 @@ import pytest
 from psycopg import sql
 
 from mission_control.adapter_postgres import NoLocalServerError, start_local_server
+from mission_control.core import Every, MissedFires, Schedule
 from mission_control.testing import VIRTUAL_TIME_BACKENDS, virtual_time_backend
 
 REQUIRED = os.environ.get("MISSION_CONTROL_REQUIRE_POSTGRES") == "1"
@@ -129,3 +131,36 @@ def children() -> Iterator[list[subprocess.Popen[str]]]:
             child.wait()
         if child.stdout is not None:
             child.stdout.close()
+
+
+MakeSchedule = Callable[[str, datetime | None], Schedule]
+
+
+@pytest.fixture
+def make_schedule() -> MakeSchedule:
+    """``make_schedule(id, next_fire_at)``: a schedule every minute from 2030-01-01 UTC, at
+    revision 1, never fired, paused when ``next_fire_at`` is ``None``."""
+    created = datetime(2030, 1, 1, tzinfo=UTC)
+
+    def make(schedule_id: str, next_fire_at: datetime | None) -> Schedule:
+        return Schedule(
+            id=schedule_id,
+            definition="cleanup",
+            trigger=Every(60, anchor=created),
+            input={"keep_days": 1},
+            fire_time_field=None,
+            missed=MissedFires.SKIP,
+            max_catch_up=5,
+            grace=timedelta(seconds=30),
+            paused=next_fire_at is None,
+            next_fire_at=next_fire_at,
+            last_fire_at=None,
+            last_mission_id=None,
+            fires=0,
+            last_error=None,
+            created_at=created,
+            updated_at=created,
+            revision=1,
+        )
+
+    return make

@@ -21,13 +21,21 @@ from mission_control.adapter_postgres import (
     shard_of,
 )
 from mission_control.adapter_postgres._schema import MIGRATIONS, migrate
-from mission_control.core import MissionSnapshot, MissionStatus, Wait, WaitKind
+from mission_control.core import (
+    MissionSnapshot,
+    MissionStatus,
+    Schedule,
+    Wait,
+    WaitKind,
+)
+from mission_control.core.storage import RevisionConflictError
 
 pytestmark = pytest.mark.anyio
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 
 Raw = Callable[[str], AbstractContextManager[psycopg.Connection[tuple[Any, ...]]]]
+MakeSchedule = Callable[[str, datetime | None], Schedule]
 Opener = Callable[..., Any]
 
 
@@ -223,3 +231,65 @@ async def test_a_runtime_whose_lock_session_was_ended_is_fenced_once_its_shards_
     await survivor.rebalance()
     await stale.rebalance()
     assert len(stale.owned_shards) == len(survivor.owned_shards) == SHARDS // 2
+
+
+async def test_a_runtime_fires_the_schedules_of_its_shards_and_any_runtime_changes_any(
+    open_runtime: Callable[[str], Any], make_schedule: MakeSchedule
+) -> None:
+    """Each of two runtimes finds due, and arms its next tick for, only the schedules whose ids
+    are in its own shards; either lists them all and changes one in the other's shard (a
+    compare-and-set, as the application's changes are)."""
+    first: PostgresPersistenceAdapter = await open_runtime("first")
+    second: PostgresPersistenceAdapter = await open_runtime("second")
+    for _ in range(2):
+        await first.rebalance()
+        await second.rebalance()
+    mine = make_schedule(_id_in(set(first.owned_shards), "nightly"), T0 + timedelta(minutes=2))
+    theirs = make_schedule(_id_in(set(second.owned_shards), "hourly"), T0 + timedelta(minutes=1))
+    assert await first.insert_schedule(theirs) is None
+    assert await second.insert_schedule(mine) is None
+    later = T0 + timedelta(minutes=5)
+    assert await first.due_schedules(later, 10) == [mine]
+    assert await second.due_schedules(later, 10) == [theirs]
+    assert await first.next_schedule_at() == mine.next_fire_at
+    assert await second.next_schedule_at() == theirs.next_fire_at
+    assert await first.next_schedule_at(after=mine.next_fire_at) is None
+    assert {s.id for s in await first.list_schedules(limit=10)} == {mine.id, theirs.id}
+    paused = attrs.evolve(theirs, paused=True, next_fire_at=None, revision=2)
+    await first.commit_schedule(paused, expected_revision=1)
+    assert await second.load_schedule(theirs.id) == paused
+    assert await second.due_schedules(later, 10) == []
+    with pytest.raises(RevisionConflictError):
+        await second.commit_schedule(attrs.evolve(theirs, revision=2), expected_revision=1)
+
+
+async def test_a_fire_recorded_by_a_runtime_that_lost_the_schedules_shard_is_refused(
+    open_runtime: Callable[[str], Any], raw: Raw, postgres_schema: str, make_schedule: MakeSchedule
+) -> None:
+    """Once the lock session of the runtime that fires a schedule is ended and another runtime
+    took its shards over, the new owner finds the schedule due, and the stale runtime's record
+    of a fire is refused (ShardLostError, the schedule as it was) while the new owner's lands."""
+    stale: PostgresPersistenceAdapter = await open_runtime("stale")
+    survivor: PostgresPersistenceAdapter = await open_runtime("survivor")
+    for _ in range(2):
+        await stale.rebalance()
+        await survivor.rebalance()
+    schedule = make_schedule(_id_in(set(stale.owned_shards), "nightly"), T0)
+    await stale.insert_schedule(schedule)
+    assert await stale.due_schedules(T0, 10) == [schedule]
+    assert await survivor.due_schedules(T0, 10) == []
+    with raw(postgres_schema) as db:
+        db.execute("SELECT pg_terminate_backend(%s)", (stale.lock_backend_pid,))
+    await _ended(raw, postgres_schema, stale.lock_backend_pid)
+    await survivor.rebalance()
+    assert await survivor.due_schedules(T0, 10) == [schedule]
+    fired = attrs.evolve(
+        schedule, next_fire_at=T0 + timedelta(minutes=1), last_fire_at=T0, fires=1, revision=2
+    )
+    with pytest.raises(ShardLostError, match="another runtime took over"):
+        await stale.commit_schedule(fired, expected_revision=1)
+    assert await survivor.load_schedule(schedule.id) == schedule
+    await survivor.commit_schedule(fired, expected_revision=1)
+    assert await stale.load_schedule(schedule.id) == fired
+    await stale.rebalance()
+    assert await stale.due_schedules(T0 + timedelta(minutes=1), 10) == []

@@ -40,10 +40,12 @@ from mission_control.core import (
     Pause,
     PersistenceError,
     Refusal,
+    Schedule,
     SortableIds,
     Submission,
     SubmissionState,
     TimelineEntry,
+    TriggerFire,
 )
 from mission_control.core.lowlevel import Notices, notices_for
 from mission_control.core.storage import (
@@ -67,11 +69,15 @@ from mission_control.core.storage import (
     pause_to_json,
     readable_submissions,
     refusal_to_json,
+    schedule_from_json,
+    schedule_to_json,
     stored_snapshot_from_json,
     stored_snapshot_to_json,
     take_submission_mark,
     timeline_entry_from_json,
     timeline_entry_to_json,
+    trigger_from_json,
+    trigger_to_json,
     value_to_json,
 )
 
@@ -122,6 +128,7 @@ DEFAULT_SCHEMA: Final = "mission_control"
 
 Connection = psycopg.Connection[TupleRow]
 _T = TypeVar("_T")
+_Record = TypeVar("_Record")
 
 _INSERT_MISSION: Final = (
     "INSERT INTO missions (id, definition, definition_version, status, due_at, revision, "
@@ -253,6 +260,54 @@ _DELETE_MISSION: Final = (
     "AND status IN ('completed', 'failed', 'cancelled', 'compensated') RETURNING id"
 )
 _DELETE_TIMELINE: Final = "DELETE FROM timeline WHERE mission_id = ANY(%s)"
+_INSERT_SCHEDULE: Final = (
+    "INSERT INTO schedules (id, next_fire_at, revision, document) VALUES (%s, %s, %s, %s::jsonb) "
+    "ON CONFLICT (id) DO NOTHING"
+)
+_LOAD_SCHEDULE: Final = "SELECT document::text FROM schedules WHERE id = %s"
+_UPDATE_SCHEDULE: Final = (
+    "UPDATE schedules SET next_fire_at = %s, revision = %s, document = %s::jsonb "
+    "WHERE id = %s AND revision = %s"
+)
+_DELETE_SCHEDULE: Final = "DELETE FROM schedules WHERE id = %s"
+_LIST_SCHEDULES: Final = "SELECT document::text FROM schedules WHERE id > %s ORDER BY id LIMIT %s"
+# ``next_fire_at IS NOT NULL`` matches the partial indexes schedules_due and
+# schedules_due_by_shard: the queries read what they return.
+_DUE_SCHEDULES: Final = (
+    "SELECT document::text FROM schedules WHERE next_fire_at IS NOT NULL "
+    "AND next_fire_at <= %s ORDER BY next_fire_at, id LIMIT %s"
+)
+_NEXT_SCHEDULE: Final = (
+    "SELECT next_fire_at FROM schedules WHERE next_fire_at IS NOT NULL "
+    "ORDER BY next_fire_at LIMIT 1"
+)
+_NEXT_SCHEDULE_AFTER: Final = (
+    "SELECT next_fire_at FROM schedules WHERE next_fire_at IS NOT NULL AND next_fire_at > %s "
+    "ORDER BY next_fire_at LIMIT 1"
+)
+_DUE_SCHEDULES_ON: Final = (
+    "SELECT document::text FROM schedules WHERE shard = ANY(%s) AND next_fire_at IS NOT NULL "
+    "AND next_fire_at <= %s ORDER BY next_fire_at, id LIMIT %s"
+)
+_NEXT_SCHEDULE_ON: Final = (
+    "SELECT next_fire_at FROM schedules WHERE shard = ANY(%s) AND next_fire_at IS NOT NULL "
+    "ORDER BY next_fire_at LIMIT 1"
+)
+_NEXT_SCHEDULE_AFTER_ON: Final = (
+    "SELECT next_fire_at FROM schedules WHERE shard = ANY(%s) AND next_fire_at IS NOT NULL "
+    "AND next_fire_at > %s ORDER BY next_fire_at LIMIT 1"
+)
+_RECORD_TRIGGER: Final = (
+    "INSERT INTO trigger_fires (id, name, document) VALUES (%s, %s, %s::jsonb) "
+    "ON CONFLICT (id) DO NOTHING"
+)
+_LOAD_TRIGGER: Final = "SELECT document::text FROM trigger_fires WHERE id = %s"
+_LIST_TRIGGERS: Final = (
+    "SELECT document::text FROM trigger_fires WHERE id > %s ORDER BY id LIMIT %s"
+)
+_LIST_TRIGGERS_NAMED: Final = (
+    "SELECT document::text FROM trigger_fires WHERE name = %s AND id > %s ORDER BY id LIMIT %s"
+)
 _DELETE_INBOX: Final = "DELETE FROM inbox WHERE mission_id = ANY(%s)"
 
 
@@ -1339,6 +1394,160 @@ class PostgresPersistenceAdapter:
         else:
             rows = await self._rows(submissions.ANY_PENDING_ON, (serving,), action)
         return bool(rows)
+
+    # -- schedules (ScheduleStore) -------------------------------------------------------------
+
+    def _documents(
+        self, rows: Sequence[TupleRow], read: Callable[[str], _Record], what: str
+    ) -> list[_Record]:
+        """The records stored as documents in the first column of ``rows`` (schedules, fired
+        triggers); :class:`PersistenceError` naming ``what`` for one that cannot be read."""
+        found: list[_Record] = []
+        for row in rows:
+            try:
+                found.append(read(str(row[0])))
+            except Exception as error:
+                raise PersistenceError(
+                    f"{what} in the {self._store} cannot be read: its stored document is "
+                    f"corrupt ({type(error).__name__}: {error})"
+                ) from error
+        return found
+
+    def _schedules_from(self, rows: Sequence[TupleRow]) -> list[Schedule]:
+        return self._documents(rows, schedule_from_json, "a schedule")
+
+    @staticmethod
+    def _schedule_row(schedule: Schedule) -> tuple[datetime | None, int, str]:
+        fire = schedule.next_fire_at
+        if fire is not None:
+            _aware(fire, f"next fire of schedule {schedule.id!r}")
+        return fire, schedule.revision, schedule_to_json(schedule)
+
+    async def insert_schedule(self, schedule: Schedule) -> Schedule | None:
+        """Store a new schedule; when its id exists, store nothing and return the stored one."""
+        due, revision, document = self._schedule_row(schedule)
+        row = (schedule.id, due, revision, document)
+
+        def write(db: Connection) -> bool:
+            return db.execute(_INSERT_SCHEDULE, row).rowcount == 1
+
+        if await self._write(write, f"storing schedule {schedule.id!r}"):
+            return None
+        return await self.load_schedule(schedule.id)
+
+    async def load_schedule(self, schedule_id: str) -> Schedule | None:
+        rows = await self._rows(_LOAD_SCHEDULE, (schedule_id,), f"loading schedule {schedule_id!r}")
+        return self._schedules_from(rows)[0] if rows else None
+
+    async def commit_schedule(self, schedule: Schedule, *, expected_revision: int) -> None:
+        """Compare-and-set the schedule; :class:`RevisionConflictError` stores nothing. On a
+        sharded adapter that owns the schedule's shard, the write is also fenced by the shard's
+        epoch (a fire recorded by a runtime that lost the shard is refused); on one that does
+        not, it is the compare-and-set alone (a change made by the application)."""
+        if schedule.revision != expected_revision + 1:
+            raise RevisionConflictError(
+                f"schedule {schedule.id!r}: a commit expecting revision {expected_revision} "
+                f"must carry revision {expected_revision + 1}, not {schedule.revision}"
+            )
+        due, revision, document = self._schedule_row(schedule)
+        row = (due, revision, document, schedule.id, expected_revision)
+
+        def write(db: Connection) -> None:
+            if db.execute(_UPDATE_SCHEDULE, row).rowcount != 1:
+                raise RevisionConflictError(
+                    f"schedule {schedule.id!r} is not stored at revision {expected_revision}"
+                )
+
+        owner = self._shards
+        fenced = owner is not None and shard_of(schedule.id) in owner.owned
+        await self._write(
+            write, f"changing schedule {schedule.id!r}", schedule.id if fenced else None
+        )
+
+    async def delete_schedule(self, schedule_id: str) -> bool:
+        def write(db: Connection) -> bool:
+            return db.execute(_DELETE_SCHEDULE, (schedule_id,)).rowcount == 1
+
+        return await self._write(write, f"deleting schedule {schedule_id!r}")
+
+    async def list_schedules(self, *, limit: int, after_id: str | None = None) -> list[Schedule]:
+        if self._closed:
+            raise PersistenceError("cannot list schedules: the PostgreSQL adapter is closed")
+        if limit <= 0:
+            return []
+        rows = await self._rows(_LIST_SCHEDULES, (after_id or "", limit), "listing schedules")
+        return self._schedules_from(rows)
+
+    async def due_schedules(self, now: datetime, limit: int) -> list[Schedule]:
+        """The schedules due at ``now``, earliest first: one range of the schedules_due index
+        (on a sharded adapter, of schedules_due_by_shard for each shard it serves)."""
+        action = "querying due schedules"
+        serving = self._serving(action)
+        if limit <= 0 or serving == []:
+            return []
+        now = _aware(now, "now")
+        if serving is None:
+            rows = await self._rows(_DUE_SCHEDULES, (now, limit), action)
+        else:
+            rows = await self._rows(_DUE_SCHEDULES_ON, (serving, now, limit), action)
+        return self._schedules_from(rows)
+
+    async def next_schedule_at(self, after: datetime | None = None) -> datetime | None:
+        """The earliest next slot of the schedules (later than ``after`` if given) this adapter
+        fires: one seek in the schedules_due index."""
+        action = "querying the next schedule"
+        serving = self._serving(action)
+        if serving == []:
+            return None
+        if serving is None:
+            if after is None:
+                rows = await self._rows(_NEXT_SCHEDULE, (), action)
+            else:
+                rows = await self._rows(_NEXT_SCHEDULE_AFTER, (_aware(after, "after"),), action)
+        elif after is None:
+            rows = await self._rows(_NEXT_SCHEDULE_ON, (serving,), action)
+        else:
+            rows = await self._rows(
+                _NEXT_SCHEDULE_AFTER_ON, (serving, _aware(after, "after")), action
+            )
+        return _utc(rows[0][0]) if rows else None
+
+    # -- fired triggers (TriggerStore) ---------------------------------------------------------
+
+    def _fires_from(self, rows: Sequence[TupleRow]) -> list[TriggerFire]:
+        return self._documents(rows, trigger_from_json, "a fired trigger")
+
+    async def record_trigger(self, fire: TriggerFire) -> TriggerFire | None:
+        """Record a fire; when its id exists, store nothing and return the stored one."""
+        row = (fire.id, fire.name, trigger_to_json(fire))
+
+        def write(db: Connection) -> bool:
+            return db.execute(_RECORD_TRIGGER, row).rowcount == 1
+
+        if await self._write(write, f"recording fire {fire.id!r}"):
+            return None
+        return await self.load_trigger(fire.id)
+
+    async def load_trigger(self, fire_id: str) -> TriggerFire | None:
+        rows = await self._rows(_LOAD_TRIGGER, (fire_id,), f"loading fire {fire_id!r}")
+        return self._fires_from(rows)[0] if rows else None
+
+    async def list_triggers(
+        self, *, name: str | None = None, limit: int, after_id: str | None = None
+    ) -> list[TriggerFire]:
+        if self._closed:
+            raise PersistenceError("cannot list fired triggers: the PostgreSQL adapter is closed")
+        if limit <= 0:
+            return []
+        if name is None:
+            rows = await self._rows(
+                _LIST_TRIGGERS, (after_id or "", limit), "listing fired triggers"
+            )
+        else:
+            rows = await self._rows(
+                _LIST_TRIGGERS_NAMED, (name, after_id or "", limit), "listing fired triggers"
+            )
+        return self._fires_from(rows)
 
     # -- lifecycle -----------------------------------------------------------------------------
 

@@ -34,6 +34,15 @@ class Migration:
     statements: tuple[LiteralString, ...]
 
 
+# The definition of a generated column holding the shard of the row's ``id`` (migration 2 says
+# how it is computed), for each table whose rows belong to a shard.
+_SHARD_OF_ID: Final = (
+    "integer NOT NULL GENERATED ALWAYS AS ("
+    "(get_byte(decode(md5(split_part(id, '/', 1)), 'hex'), 0) * 256"
+    " + get_byte(decode(md5(split_part(id, '/', 1)), 'hex'), 1)) % 64"
+    ") STORED"
+)
+
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(
         1,
@@ -106,12 +115,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             # first two bytes of the MD5 of its part before the first "/", modulo the fixed
             # number of shards, 64. A child mission's id is its parent's and "/" and its node:
             # a family of missions lives in one shard, run by one runtime.
-            """
-            ALTER TABLE missions ADD COLUMN shard integer NOT NULL GENERATED ALWAYS AS (
-                (get_byte(decode(md5(split_part(id, '/', 1)), 'hex'), 0) * 256
-                 + get_byte(decode(md5(split_part(id, '/', 1)), 'hex'), 1)) % 64
-            ) STORED
-            """,
+            "ALTER TABLE missions ADD COLUMN shard " + _SHARD_OF_ID,
             # A runtime's due and running queries ask for the shards it owns.
             """
             CREATE INDEX missions_due_by_shard ON missions (shard, due_at, id)
@@ -202,6 +206,41 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             # mission clears it, and the runtime taking the mission up after a crash (or its
             # shard over) applies it.
             "ALTER TABLE missions ADD COLUMN pause_request jsonb",
+        ),
+    ),
+    Migration(
+        7,
+        "schedules, each in the shard of its id, and fired triggers",
+        (
+            # The document is the core's schedule codec (mission_control.core.storage).
+            # next_fire_at is NULL while the schedule is paused, so the partial indexes hold
+            # exactly the schedules a tick may have to fire. A schedule is fired by the owner
+            # of its id's shard (docs/postgres.md), whose due query reads
+            # schedules_due_by_shard. Purging missions never touches this table: a schedule's
+            # last fire outlives its mission.
+            """
+            CREATE TABLE schedules (
+                id text PRIMARY KEY,
+                next_fire_at timestamptz,
+                revision bigint NOT NULL,
+                document jsonb NOT NULL
+            )
+            """,
+            "ALTER TABLE schedules ADD COLUMN shard " + _SHARD_OF_ID,
+            "CREATE INDEX schedules_due ON schedules (next_fire_at, id) "
+            "WHERE next_fire_at IS NOT NULL",
+            "CREATE INDEX schedules_due_by_shard ON schedules (shard, next_fire_at, id) "
+            "WHERE next_fire_at IS NOT NULL",
+            # The document is the core's trigger codec. Purging missions never touches this
+            # table: a fire can be replayed after its missions went.
+            """
+            CREATE TABLE trigger_fires (
+                id text PRIMARY KEY,
+                name text NOT NULL,
+                document jsonb NOT NULL
+            )
+            """,
+            "CREATE INDEX trigger_fires_by_name ON trigger_fires (name, id)",
         ),
     ),
 )

@@ -297,7 +297,7 @@ def _slots(trigger: Trigger, first: datetime, last: datetime, limit: int | None)
 
 @runtime_checkable
 class ScheduleStore(Protocol):
-    """What a persistence adapter implements to keep schedules (both adapters of the project
+    """What a persistence adapter implements to keep schedules (the project's adapters
     do; on one that does not, the commander's schedule methods raise ``ConfigurationError``).
 
     - ``insert_schedule`` stores a new schedule; when its id exists it stores nothing and

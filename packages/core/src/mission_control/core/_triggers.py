@@ -66,8 +66,8 @@ def mission_id_for(fire_id: str, definition: str) -> str:
 
 @runtime_checkable
 class TriggerStore(Protocol):
-    """What a persistence adapter implements to record fired triggers (both adapters of the
-    project do; on one that does not, the commander's trigger methods raise
+    """What a persistence adapter implements to record fired triggers (the project's adapters
+    do; on one that does not, the commander's trigger methods raise
     ``ConfigurationError``).
 
     - ``record_trigger`` stores a fire; when its id exists it stores nothing and returns the
