@@ -120,9 +120,7 @@ async def test_a_corrupt_schedule_or_fire_document_is_named_in_a_persistence_err
         with raw(postgres_schema) as db:
             db.execute("UPDATE schedules SET document = '{\"format\": 1}'::jsonb")
             db.execute("UPDATE trigger_fires SET document = '[1]'::jsonb")
-        with pytest.raises(
-            PersistenceError, match=r"a schedule in the PostgreSQL schema .* corrupt"
-        ):
+        with pytest.raises(PersistenceError, match=r"a schedule in PostgreSQL schema .* corrupt"):
             await adapter.load_schedule("nightly")
         with pytest.raises(PersistenceError, match=r"a schedule .* corrupt"):
             await adapter.due_schedules(T0, 10)

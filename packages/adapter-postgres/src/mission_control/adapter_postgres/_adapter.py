@@ -62,12 +62,14 @@ from mission_control.core.storage import (
     cancel_request_to_json,
     check_commit_revision,
     check_gate_revision,
+    check_schedule_revision,
     clears_pause_request,
     corrupt,
     gate_from_json,
     gate_to_json,
     pause_to_json,
     readable_submissions,
+    records_from_json,
     refusal_to_json,
     schedule_from_json,
     schedule_to_json,
@@ -128,7 +130,6 @@ DEFAULT_SCHEMA: Final = "mission_control"
 
 Connection = psycopg.Connection[TupleRow]
 _T = TypeVar("_T")
-_Record = TypeVar("_Record")
 
 _INSERT_MISSION: Final = (
     "INSERT INTO missions (id, definition, definition_version, status, due_at, revision, "
@@ -1397,24 +1398,10 @@ class PostgresPersistenceAdapter:
 
     # -- schedules (ScheduleStore) -------------------------------------------------------------
 
-    def _documents(
-        self, rows: Sequence[TupleRow], read: Callable[[str], _Record], what: str
-    ) -> list[_Record]:
-        """The records stored as documents in the first column of ``rows`` (schedules, fired
-        triggers); :class:`PersistenceError` naming ``what`` for one that cannot be read."""
-        found: list[_Record] = []
-        for row in rows:
-            try:
-                found.append(read(str(row[0])))
-            except Exception as error:
-                raise PersistenceError(
-                    f"{what} in the {self._store} cannot be read: its stored document is "
-                    f"corrupt ({type(error).__name__}: {error})"
-                ) from error
-        return found
-
     def _schedules_from(self, rows: Sequence[TupleRow]) -> list[Schedule]:
-        return self._documents(rows, schedule_from_json, "a schedule")
+        return records_from_json(
+            (str(r[0]) for r in rows), schedule_from_json, "a schedule", self._store
+        )
 
     @staticmethod
     def _schedule_row(schedule: Schedule) -> tuple[datetime | None, int, str]:
@@ -1444,11 +1431,7 @@ class PostgresPersistenceAdapter:
         sharded adapter that owns the schedule's shard, the write is also fenced by the shard's
         epoch (a fire recorded by a runtime that lost the shard is refused); on one that does
         not, it is the compare-and-set alone (a change made by the application)."""
-        if schedule.revision != expected_revision + 1:
-            raise RevisionConflictError(
-                f"schedule {schedule.id!r}: a commit expecting revision {expected_revision} "
-                f"must carry revision {expected_revision + 1}, not {schedule.revision}"
-            )
+        check_schedule_revision(schedule, expected_revision)
         due, revision, document = self._schedule_row(schedule)
         row = (due, revision, document, schedule.id, expected_revision)
 
@@ -1515,7 +1498,9 @@ class PostgresPersistenceAdapter:
     # -- fired triggers (TriggerStore) ---------------------------------------------------------
 
     def _fires_from(self, rows: Sequence[TupleRow]) -> list[TriggerFire]:
-        return self._documents(rows, trigger_from_json, "a fired trigger")
+        return records_from_json(
+            (str(r[0]) for r in rows), trigger_from_json, "a fired trigger", self._store
+        )
 
     async def record_trigger(self, fire: TriggerFire) -> TriggerFire | None:
         """Record a fire; when its id exists, store nothing and return the stored one."""

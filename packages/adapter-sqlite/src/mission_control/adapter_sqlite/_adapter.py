@@ -56,12 +56,14 @@ from mission_control.core.storage import (
     cancel_request_to_json,
     check_commit_revision,
     check_gate_revision,
+    check_schedule_revision,
     clears_pause_request,
     corrupt,
     gate_from_json,
     gate_to_json,
     pause_to_json,
     readable_submissions,
+    records_from_json,
     refusal_to_json,
     schedule_from_json,
     schedule_to_json,
@@ -1286,24 +1288,10 @@ class SQLitePersistenceAdapter:
         due = None if fire is None else _micros(fire, f"next fire of schedule {schedule.id!r}")
         return due, schedule.revision, schedule_to_json(schedule)
 
-    def _documents(
-        self, rows: list[Row], read: Callable[[str], _Record], what: str
-    ) -> list[_Record]:
-        """The records stored as documents in the first column of ``rows`` (schedules, fired
-        triggers); :class:`PersistenceError` naming ``what`` for one that cannot be read."""
-        found: list[_Record] = []
-        for row in rows:
-            try:
-                found.append(read(str(row[0])))
-            except Exception as error:
-                raise PersistenceError(
-                    f"{what} in {self._path} cannot be read: its stored document is corrupt "
-                    f"({type(error).__name__}: {error})"
-                ) from error
-        return found
-
     def _schedules_from(self, rows: list[Row]) -> list[Schedule]:
-        return self._documents(rows, schedule_from_json, "a schedule")
+        return records_from_json(
+            (str(r[0]) for r in rows), schedule_from_json, "a schedule", self._path
+        )
 
     async def insert_schedule(self, schedule: Schedule) -> Schedule | None:
         """Store a new schedule; when its id exists, store nothing and return the stored one."""
@@ -1328,11 +1316,7 @@ class SQLitePersistenceAdapter:
     async def commit_schedule(self, schedule: Schedule, *, expected_revision: int) -> None:
         """Compare-and-set the schedule; :class:`RevisionConflictError` stores nothing."""
         self._check_writable("change a schedule")
-        if schedule.revision != expected_revision + 1:
-            raise RevisionConflictError(
-                f"schedule {schedule.id!r}: a commit expecting revision {expected_revision} "
-                f"must carry revision {expected_revision + 1}, not {schedule.revision}"
-            )
+        check_schedule_revision(schedule, expected_revision)
         due, revision, document = self._schedule_row(schedule)
         row = (due, revision, document, schedule.id, expected_revision)
 
@@ -1385,7 +1369,9 @@ class SQLitePersistenceAdapter:
     # -- fired triggers (TriggerStore) ---------------------------------------------------------
 
     def _fires_from(self, rows: list[Row]) -> list[TriggerFire]:
-        return self._documents(rows, trigger_from_json, "a fired trigger")
+        return records_from_json(
+            (str(r[0]) for r in rows), trigger_from_json, "a fired trigger", self._path
+        )
 
     async def record_trigger(self, fire: TriggerFire) -> TriggerFire | None:
         """Record a fire; when its id exists, store nothing and return the stored one."""

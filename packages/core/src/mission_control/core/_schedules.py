@@ -361,6 +361,16 @@ def _trigger_from_dict(value: dict[str, Any]) -> Trigger:
     return Every(value["every"], _time(value["anchor"]))
 
 
+def check_schedule_revision(schedule: Schedule, expected_revision: int) -> None:
+    """Refuse a schedule commit that does not carry the revision after ``expected_revision``
+    (:class:`RevisionConflictError`), before anything is written."""
+    if schedule.revision != expected_revision + 1:
+        raise RevisionConflictError(
+            f"schedule {schedule.id!r}: a commit expecting revision {expected_revision} "
+            f"must carry revision {expected_revision + 1}, not {schedule.revision}"
+        )
+
+
 def schedule_to_json(schedule: Schedule) -> str:
     """The schedule as the JSON document adapters store."""
     return document_to_json(

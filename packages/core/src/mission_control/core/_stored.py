@@ -2,11 +2,13 @@
 apart from its cancellation and pause requests (kept in columns of their own, which
 ``request_cancel`` and ``request_pause`` write without touching the snapshot or its revision),
 the commits that clear the pause request, the document read back and checked against its row,
-and a commit's revision checked before its transaction."""
+and a commit's revision checked before its transaction; and the records stored as one document
+each (schedules, fired triggers) read back."""
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Callable, Iterable
+from typing import Final, TypeVar
 
 import attrs
 
@@ -23,6 +25,8 @@ from ._snapshot import MissionSnapshot, MissionStatus
 _SETTLED: Final = frozenset(
     {MissionStatus.PAUSED, *(status for status in MissionStatus if status.is_terminal)}
 )
+
+_Record = TypeVar("_Record")
 
 
 def stored_snapshot_to_json(snapshot: MissionSnapshot) -> tuple[str, str | None]:
@@ -95,3 +99,22 @@ def check_commit_revision(snapshot: MissionSnapshot, expected_revision: int) -> 
             f"mission {snapshot.id!r}: a commit expecting revision {expected_revision} must "
             f"carry revision {expected_revision + 1}, not {snapshot.revision}"
         )
+
+
+def records_from_json(
+    documents: Iterable[str], read: Callable[[str], _Record], what: str, store: str
+) -> list[_Record]:
+    """The records stored as ``documents``, each read by ``read`` (a codec reader such as
+    ``schedule_from_json``). Raises :class:`PersistenceError` naming ``what`` (``"a
+    schedule"``) and ``store`` (where it is stored, for the message) for one that cannot be
+    read."""
+    found: list[_Record] = []
+    for document in documents:
+        try:
+            found.append(read(document))
+        except Exception as error:
+            raise PersistenceError(
+                f"{what} in {store} cannot be read: its stored document is corrupt "
+                f"({type(error).__name__}: {error})"
+            ) from error
+    return found

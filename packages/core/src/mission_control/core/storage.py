@@ -35,6 +35,9 @@ their own, writes and reads it with :func:`stored_snapshot_to_json` and
 request with :func:`pause_to_json` and clears it on the commits :func:`clears_pause_request`
 names, checks a commit's revision with :func:`check_commit_revision` and reports an unreadable
 record with :func:`corrupt`.
+One that stores schedules and fired triggers as documents reads them back with
+:func:`records_from_json` and checks a schedule commit's revision with
+:func:`check_schedule_revision`.
 
 Tenants: a mission of a tenant is stored under the key :func:`tenant_key` makes (its tenant
 and the caller's id), so that the keys an adapter sees stay unique; its ``snapshot.tenant``
@@ -56,6 +59,7 @@ from ._persistence import PersistenceAdapter
 from ._schedules import (
     SCHEDULE_FORMAT,
     ScheduleStore,
+    check_schedule_revision,
     schedule_from_json,
     schedule_of_tenant,
     schedule_to_json,
@@ -82,6 +86,7 @@ from ._stored import (
     check_commit_revision,
     clears_pause_request,
     corrupt,
+    records_from_json,
     stored_snapshot_from_json,
     stored_snapshot_to_json,
 )
@@ -149,6 +154,7 @@ __all__ = [
     "check_commit_revision",
     "check_gate_revision",
     "clears_pause_request",
+    "check_schedule_revision",
     "corrupt",
     "detached",
     "gate_from_json",
@@ -161,6 +167,7 @@ __all__ = [
     "readable_submissions",
     "refusal_from_json",
     "refusal_to_json",
+    "records_from_json",
     "schedule_from_json",
     "schedule_of_tenant",
     "schedule_to_json",
