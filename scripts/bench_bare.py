@@ -242,8 +242,8 @@ async def record_timer(definition: Definition, seconds: float) -> tuple[Recorded
 # -- the bare loop ------------------------------------------------------------------------------
 
 INSERT_MISSION = (
-    "INSERT INTO missions (id, definition, status, due_at, revision, snapshot, cancel_request, "
-    "definition_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
+    "INSERT INTO missions (id, definition, definition_version, status, due_at, revision, "
+    "snapshot, cancel_request) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
 )
 UPDATE_MISSION = (
     "UPDATE missions SET status = ?, due_at = ?, revision = ?, snapshot = ?, "
@@ -323,12 +323,12 @@ class BareDb:
                 (
                     mission_id,
                     write.definition,
+                    write.version,
                     write.status,
                     write.due,
                     write.revision,
                     write.snapshot,
                     None,
-                    write.version,
                 ),
             )
         else:

@@ -99,12 +99,12 @@ async def build_waiting_db(path: str, waiting: int, due: int, batches: int) -> W
             (
                 mission_id,
                 last.definition,
+                last.version,
                 last.status,
                 due_column,
                 last.revision,
                 text,
                 None,
-                last.version,
             )
         )
 
@@ -129,7 +129,7 @@ async def build_waiting_db(path: str, waiting: int, due: int, batches: int) -> W
     finally:
         db.close()
     # The rows must read back as what the engine wrote.
-    check = snapshot_from_json(str(missions[-1][5]))
+    check = snapshot_from_json(str(missions[-1][6]))
     if check.due_at != WaitingDb.due_time(batches - 1, due - 1) or check.id != missions[-1][0]:
         raise RuntimeError("the bulk-built rows do not read back as their templates")
     return WaitingDb(

@@ -67,20 +67,22 @@ from mission_control.core.storage import (
     corrupt,
     gate_from_json,
     gate_to_json,
+    mission_row,
+    mission_update,
     pause_to_json,
     readable_submissions,
     records_from_json,
     refusal_to_json,
+    revision_conflict,
     schedule_from_json,
     schedule_to_json,
+    signal_payload_json,
     stored_snapshot_from_json,
-    stored_snapshot_to_json,
     take_submission_mark,
     timeline_entry_from_json,
-    timeline_entry_to_json,
+    timeline_rows,
     trigger_from_json,
     trigger_to_json,
-    value_to_json,
 )
 
 from . import _submissions as submissions
@@ -316,18 +318,6 @@ def _aware(when: datetime, what: str) -> datetime:
     if when.utcoffset() is None:
         raise ValueError(f"{what} must be a timezone-aware datetime, got naive {when!r}")
     return when
-
-
-def _payload_json(mission_id: str, name: str, payload: JsonValue) -> str:
-    """A buffered signal's payload as JSON, made before its transaction begins (a payload that
-    cannot be written raises then, with nothing stored)."""
-    try:
-        return value_to_json(payload)
-    except (TypeError, ValueError) as error:
-        raise PersistenceError(
-            f"signal {name!r} for mission {mission_id!r}: its payload cannot be stored as JSON "
-            f"({error})"
-        ) from error
 
 
 def _schema_name(schema: object) -> str:
@@ -643,13 +633,12 @@ class PostgresPersistenceAdapter:
         )
 
     @staticmethod
-    def _encode(snapshot: MissionSnapshot) -> tuple[datetime | None, str, str | None]:
-        """The mission's due time, its snapshot JSON without the cancellation request, and the
-        cancellation request's JSON."""
+    def _due(snapshot: MissionSnapshot) -> datetime | None:
+        """The mission's due time, checked to be timezone-aware."""
         due_at = snapshot.due_at
         if due_at is not None:
             _aware(due_at, f"due time of mission {snapshot.id!r}")
-        return (due_at, *stored_snapshot_to_json(snapshot))
+        return due_at
 
     @staticmethod
     def _revision(db: Connection, mission_id: str, action: str) -> int:
@@ -660,7 +649,7 @@ class PostgresPersistenceAdapter:
 
     @staticmethod
     def _append_entries(
-        db: Connection, mission_id: str, revision: int, timeline: Sequence[str]
+        db: Connection, mission_id: str, revision: int, timeline: Sequence[TimelineEntry]
     ) -> None:
         """Append entries outside a commit, after those written at the current revision."""
         if not timeline:
@@ -668,10 +657,7 @@ class PostgresPersistenceAdapter:
         row = db.execute(_NEXT_POSITION, (mission_id, revision)).fetchone()
         start = 0 if row is None else int(row[0])
         with db.cursor() as cursor:
-            cursor.executemany(
-                _INSERT_ENTRY,
-                [(mission_id, revision, start + i, entry) for i, entry in enumerate(timeline)],
-            )
+            cursor.executemany(_INSERT_ENTRY, timeline_rows(mission_id, revision, timeline, start))
 
     # -- the PersistenceAdapter protocol -------------------------------------------------------
 
@@ -696,28 +682,15 @@ class PostgresPersistenceAdapter:
         """:meth:`insert`; with ``holding`` (a gate and its expected revision), the gate is
         compare-and-set in the same transaction (see :meth:`insert_holding`)."""
         mission_id = snapshot.id
-        revision = snapshot.revision
-        due, text, cancel = self._encode(snapshot)
-        row = (
-            mission_id,
-            snapshot.definition,
-            snapshot.definition_version,
-            str(snapshot.status),
-            due,
-            revision,
-            text,
-            cancel,
-            snapshot.tenant,
-        )
-        entries = [
-            (mission_id, revision, i, timeline_entry_to_json(entry))
-            for i, entry in enumerate(timeline)
-        ]
+        # The tenant last: a column of PostgreSQL's row (SQLite keeps it in a table of its own).
+        due = self._due(snapshot)
+        row = (*mission_row(snapshot, due), snapshot.tenant)
+        entries = timeline_rows(mission_id, snapshot.revision, timeline)
         inbox = [
             (
                 mission_id,
                 s.name,
-                _payload_json(mission_id, s.name, s.payload),
+                signal_payload_json(mission_id, s.name, s.payload),
                 _aware(s.received_at, "received_at"),
             )
             for s in signals
@@ -776,23 +749,9 @@ class PostgresPersistenceAdapter:
         ``reopened`` (a retry) replaces the stored cancellation request by the snapshot's."""
         mission_id = snapshot.id
         self._check_runtime(f"commit mission {mission_id!r}")
-        revision = snapshot.revision
         check_commit_revision(snapshot, expected_revision)
-        due, text, cancel = self._encode(snapshot)
-        update = (
-            str(snapshot.status),
-            due,
-            revision,
-            text,
-            cancel,
-            clears_pause_request(snapshot.status),
-            mission_id,
-            expected_revision,
-        )
-        entries = [
-            (mission_id, revision, i, timeline_entry_to_json(entry))
-            for i, entry in enumerate(timeline)
-        ]
+        update = mission_update(snapshot, self._due(snapshot), expected_revision)
+        entries = timeline_rows(mission_id, snapshot.revision, timeline)
         # Whoever waits for its result, in any process, is told it ended.
         ended = ended_notice(mission_id) if snapshot.is_terminal else None
 
@@ -818,12 +777,7 @@ class PostgresPersistenceAdapter:
     @staticmethod
     def _conflict(db: Connection, mission_id: str, expected_revision: int) -> Exception:
         row = db.execute(_REVISION, (mission_id,)).fetchone()
-        if row is None:
-            return RevisionConflictError(f"mission {mission_id!r} does not exist")
-        return RevisionConflictError(
-            f"mission {mission_id!r} is at revision {row[0]}, the commit expected "
-            f"{expected_revision}"
-        )
+        return revision_conflict(mission_id, None if row is None else row[0], expected_revision)
 
     async def append_signal(
         self,
@@ -838,16 +792,15 @@ class PostgresPersistenceAdapter:
         row = (
             mission_id,
             name,
-            _payload_json(mission_id, name, payload),
+            signal_payload_json(mission_id, name, payload),
             _aware(received_at, "received_at"),
         )
-        entries = [timeline_entry_to_json(entry) for entry in timeline]
 
         def write(db: Connection) -> int:
             revision = self._revision(db, mission_id, "cannot buffer a signal for")
             inserted = db.execute(_INSERT_SIGNAL, row).fetchone()
             assert inserted is not None
-            self._append_entries(db, mission_id, revision, entries)
+            self._append_entries(db, mission_id, revision, timeline)
             return int(inserted[0])
 
         seq = await self._write(
@@ -877,12 +830,11 @@ class PostgresPersistenceAdapter:
         """Record a cancellation request (the first one stands) without changing the revision."""
         self._check_runtime(f"request the cancellation of mission {mission_id!r}")
         request_text = cancel_request_to_json(request)
-        entries = [timeline_entry_to_json(entry) for entry in timeline]
 
         def write(db: Connection) -> None:
             revision = self._revision(db, mission_id, "cannot cancel")
             db.execute(_REQUEST_CANCEL, (request_text, mission_id))
-            self._append_entries(db, mission_id, revision, entries)
+            self._append_entries(db, mission_id, revision, timeline)
 
         await self._write(
             write,
@@ -898,7 +850,6 @@ class PostgresPersistenceAdapter:
         the mission is paused or finished."""
         self._check_runtime(f"request a pause of mission {mission_id!r}")
         request_text = None if request is None else pause_to_json(request)
-        entries = [timeline_entry_to_json(entry) for entry in timeline]
 
         def write(db: Connection) -> None:
             row = db.execute(_STATUS_FOR_UPDATE, (mission_id,)).fetchone()
@@ -907,7 +858,7 @@ class PostgresPersistenceAdapter:
             if clears_pause_request(MissionStatus(row[1])):
                 return  # paused or ended: nothing is left to request
             db.execute(_REQUEST_PAUSE, (request_text, mission_id))
-            self._append_entries(db, mission_id, int(row[0]), entries)
+            self._append_entries(db, mission_id, int(row[0]), timeline)
 
         await self._write(
             write,

@@ -61,20 +61,22 @@ from mission_control.core.storage import (
     corrupt,
     gate_from_json,
     gate_to_json,
+    mission_row,
+    mission_update,
     pause_to_json,
     readable_submissions,
     records_from_json,
     refusal_to_json,
+    revision_conflict,
     schedule_from_json,
     schedule_to_json,
+    signal_payload_json,
     stored_snapshot_from_json,
-    stored_snapshot_to_json,
     take_submission_mark,
     timeline_entry_from_json,
-    timeline_entry_to_json,
+    timeline_rows,
     trigger_from_json,
     trigger_to_json,
-    value_to_json,
 )
 
 from . import _submissions as submissions
@@ -121,8 +123,8 @@ _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND: Final = timedelta(microseconds=1)
 
 _INSERT_MISSION: Final = (
-    "INSERT INTO missions (id, definition, status, due_at, revision, snapshot, cancel_request, "
-    "definition_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
+    "INSERT INTO missions (id, definition, definition_version, status, due_at, revision, "
+    "snapshot, cancel_request) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
 )
 # The revision in the WHERE clause is the compare-and-set; coalesce keeps a stored cancellation
 # request, which nothing but request_cancel (or the first snapshot carrying one) may write. The
@@ -297,16 +299,13 @@ def _from_micros(value: int) -> datetime:
 def _inbox_row(
     mission_id: str, name: str, payload: JsonValue, received_at: datetime
 ) -> tuple[str, str, str, str]:
-    """A buffered signal's row, made before its transaction begins (a payload that cannot be
-    written raises then, with nothing stored)."""
-    try:
-        payload_text = value_to_json(payload)
-    except (TypeError, ValueError) as error:
-        raise PersistenceError(
-            f"signal {name!r} for mission {mission_id!r}: its payload cannot be stored as JSON "
-            f"({error})"
-        ) from error
-    return (mission_id, name, payload_text, received_at.isoformat())
+    """A buffered signal's row, made before its transaction begins."""
+    return (
+        mission_id,
+        name,
+        signal_payload_json(mission_id, name, payload),
+        received_at.isoformat(),
+    )
 
 
 def _database_path(path: str | os.PathLike[str]) -> str:
@@ -716,12 +715,10 @@ class SQLitePersistenceAdapter:
         )
 
     @staticmethod
-    def _encode(snapshot: MissionSnapshot) -> tuple[int | None, str, str | None]:
-        """The mission's due time, its snapshot JSON without the cancellation request, and the
-        cancellation request's JSON."""
+    def _due(snapshot: MissionSnapshot) -> int | None:
+        """The mission's due time as stored (epoch microseconds)."""
         due_at = snapshot.due_at
-        due = None if due_at is None else _micros(due_at, f"due time of mission {snapshot.id!r}")
-        return (due, *stored_snapshot_to_json(snapshot))
+        return None if due_at is None else _micros(due_at, f"due time of mission {snapshot.id!r}")
 
     def _revision(self, mission_id: str, action: str) -> int:
         rows = self._cursor.execute(_REVISION, (mission_id,)).fetchall()
@@ -737,13 +734,7 @@ class SQLitePersistenceAdapter:
             return
         cursor = self._cursor
         start = int(cursor.execute(_NEXT_POSITION, (mission_id, revision)).fetchall()[0][0])
-        cursor.executemany(
-            _INSERT_ENTRY,
-            [
-                (mission_id, revision, start + i, timeline_entry_to_json(entry))
-                for i, entry in enumerate(timeline)
-            ],
-        )
+        cursor.executemany(_INSERT_ENTRY, timeline_rows(mission_id, revision, timeline, start))
 
     # -- the PersistenceAdapter protocol -------------------------------------------------------
 
@@ -779,24 +770,8 @@ class SQLitePersistenceAdapter:
         self, snapshot: MissionSnapshot, timeline: Sequence[TimelineEntry]
     ) -> tuple[tuple[Any, ...], list[tuple[Any, ...]]]:
         """The mission row and timeline rows of a new mission."""
-        mission_id = snapshot.id
-        revision = snapshot.revision
-        due, text, cancel = self._encode(snapshot)
-        row = (
-            mission_id,
-            snapshot.definition,
-            str(snapshot.status),
-            due,
-            revision,
-            text,
-            cancel,
-            snapshot.definition_version,
-        )
-        entries = [
-            (mission_id, revision, i, timeline_entry_to_json(entry))
-            for i, entry in enumerate(timeline)
-        ]
-        return row, entries
+        row = mission_row(snapshot, self._due(snapshot))
+        return row, timeline_rows(snapshot.id, snapshot.revision, timeline)
 
     def _write_insert(
         self,
@@ -849,23 +824,9 @@ class SQLitePersistenceAdapter:
         ``reopened`` (a retry) replaces the stored cancellation request by the snapshot's."""
         self._check_owner("commit a mission")
         mission_id = snapshot.id
-        revision = snapshot.revision
         check_commit_revision(snapshot, expected_revision)
-        due, text, cancel = self._encode(snapshot)
-        update = (
-            str(snapshot.status),
-            due,
-            revision,
-            text,
-            cancel,
-            clears_pause_request(snapshot.status),
-            mission_id,
-            expected_revision,
-        )
-        entries = [
-            (mission_id, revision, i, timeline_entry_to_json(entry))
-            for i, entry in enumerate(timeline)
-        ]
+        update = mission_update(snapshot, self._due(snapshot), expected_revision)
+        entries = timeline_rows(mission_id, snapshot.revision, timeline)
         mark = take_submission_mark()
         await self._group.run(
             lambda: self._write_commit(update, entries, consumed_signal, mark, reopened),
@@ -900,12 +861,7 @@ class SQLitePersistenceAdapter:
 
     def _conflict(self, mission_id: str, expected_revision: int) -> RevisionConflictError:
         rows = self._cursor.execute(_REVISION, (mission_id,)).fetchall()
-        if not rows:
-            return RevisionConflictError(f"mission {mission_id!r} does not exist")
-        return RevisionConflictError(
-            f"mission {mission_id!r} is at revision {rows[0][0]}, the commit expected "
-            f"{expected_revision}"
-        )
+        return revision_conflict(mission_id, rows[0][0] if rows else None, expected_revision)
 
     async def append_signal(
         self,

@@ -2,12 +2,13 @@
 apart from its cancellation and pause requests (kept in columns of their own, which
 ``request_cancel`` and ``request_pause`` write without touching the snapshot or its revision),
 the commits that clear the pause request, the document read back and checked against its row,
-and a commit's revision checked before its transaction; and the records stored as one document
-each (schedules, fired triggers) read back."""
+the columns of its row, of a commit's compare-and-set and of its timeline entries, a commit's
+revision checked before its transaction and its conflict reported, a buffered signal's payload;
+and the records stored as one document each (schedules, fired triggers) read back."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Final, TypeVar
 
 import attrs
@@ -19,14 +20,17 @@ from ._serialization import (
     pause_from_json,
     snapshot_from_json,
     snapshot_to_json,
+    timeline_entry_to_json,
+    value_to_json,
 )
-from ._snapshot import MissionSnapshot, MissionStatus
+from ._snapshot import JsonValue, MissionSnapshot, MissionStatus, TimelineEntry
+
+_Record = TypeVar("_Record")
+_Due = TypeVar("_Due")
 
 _SETTLED: Final = frozenset(
     {MissionStatus.PAUSED, *(status for status in MissionStatus if status.is_terminal)}
 )
-
-_Record = TypeVar("_Record")
 
 
 def stored_snapshot_to_json(snapshot: MissionSnapshot) -> tuple[str, str | None]:
@@ -50,6 +54,85 @@ def clears_pause_request(status: MissionStatus) -> bool:
     keeps it, its snapshot's ``pause_request`` whatever it is (the task that commits may have
     read the mission before the request came)."""
     return status in _SETTLED
+
+
+def mission_row(
+    snapshot: MissionSnapshot, due: _Due
+) -> tuple[str, str, int, str, _Due, int, str, str | None]:
+    """The columns of the mission's row, in this order: id, definition, definition version,
+    status, due time (``due``: ``snapshot.due_at`` as the adapter stores times), revision, the
+    snapshot's document and its cancellation request's (:func:`stored_snapshot_to_json`)."""
+    text, cancel = stored_snapshot_to_json(snapshot)
+    return (
+        snapshot.id,
+        snapshot.definition,
+        snapshot.definition_version,
+        str(snapshot.status),
+        due,
+        snapshot.revision,
+        text,
+        cancel,
+    )
+
+
+def mission_update(
+    snapshot: MissionSnapshot, due: _Due, expected_revision: int
+) -> tuple[str, _Due, int, str, str | None, bool, str, int]:
+    """The parameters of a commit's compare-and-set, in this order: the new status, due time
+    (``due``, as for :func:`mission_row`), revision, snapshot document, cancellation request
+    document and whether the stored pause request is cleared (:func:`clears_pause_request`),
+    then the mission's id and the revision it must be stored at."""
+    text, cancel = stored_snapshot_to_json(snapshot)
+    return (
+        str(snapshot.status),
+        due,
+        snapshot.revision,
+        text,
+        cancel,
+        clears_pause_request(snapshot.status),
+        snapshot.id,
+        expected_revision,
+    )
+
+
+def timeline_rows(
+    mission_id: str, revision: int, timeline: Sequence[TimelineEntry], start: int = 0
+) -> list[tuple[str, int, int, str]]:
+    """The rows of the timeline entries a write at ``revision`` appends: (mission id, revision,
+    position, document), positions numbered from ``start`` in the order given. Keyed by
+    revision and position, a commit's entries need no read to be numbered (it writes a revision
+    no entry has yet); a write that does not change the revision numbers them after the stored
+    ones."""
+    return [
+        (mission_id, revision, start + i, timeline_entry_to_json(entry))
+        for i, entry in enumerate(timeline)
+    ]
+
+
+def signal_payload_json(mission_id: str, name: str, payload: JsonValue) -> str:
+    """A buffered signal's payload as its document, made before its transaction begins: a
+    payload that cannot be written raises :class:`PersistenceError` then, with nothing
+    stored."""
+    try:
+        return value_to_json(payload)
+    except (TypeError, ValueError) as error:
+        raise PersistenceError(
+            f"signal {name!r} for mission {mission_id!r}: its payload cannot be stored as JSON "
+            f"({error})"
+        ) from error
+
+
+def revision_conflict(
+    mission_id: str, stored_revision: object, expected_revision: int
+) -> RevisionConflictError:
+    """The error of a commit whose compare-and-set found the mission at ``stored_revision``
+    (``None``: not stored at all) instead of ``expected_revision``."""
+    if stored_revision is None:
+        return RevisionConflictError(f"mission {mission_id!r} does not exist")
+    return RevisionConflictError(
+        f"mission {mission_id!r} is at revision {stored_revision}, the commit expected "
+        f"{expected_revision}"
+    )
 
 
 def stored_snapshot_from_json(

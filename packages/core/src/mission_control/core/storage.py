@@ -33,11 +33,13 @@ An adapter that stores a mission as a row, with its cancellation and pause reque
 their own, writes and reads it with :func:`stored_snapshot_to_json` and
 :func:`stored_snapshot_from_json` (which checks the document against its row), writes a pause
 request with :func:`pause_to_json` and clears it on the commits :func:`clears_pause_request`
-names, checks a commit's revision with :func:`check_commit_revision` and reports an unreadable
-record with :func:`corrupt`.
-One that stores schedules and fired triggers as documents reads them back with
-:func:`records_from_json` and checks a schedule commit's revision with
-:func:`check_schedule_revision`.
+names, checks a commit's revision with
+:func:`check_commit_revision` and reports an unreadable record with :func:`corrupt`; the columns
+of its row, of a commit's compare-and-set and of its timeline entries are :func:`mission_row`,
+:func:`mission_update` and :func:`timeline_rows`, a buffered signal's payload
+:func:`signal_payload_json`, a refused compare-and-set :func:`revision_conflict`. One that
+stores schedules and fired triggers as documents reads them back with :func:`records_from_json`
+and checks a schedule commit's revision with :func:`check_schedule_revision`.
 
 Tenants: a mission of a tenant is stored under the key :func:`tenant_key` makes (its tenant
 and the caller's id), so that the keys an adapter sees stay unique; its ``snapshot.tenant``
@@ -86,9 +88,14 @@ from ._stored import (
     check_commit_revision,
     clears_pause_request,
     corrupt,
+    mission_row,
+    mission_update,
     records_from_json,
+    revision_conflict,
+    signal_payload_json,
     stored_snapshot_from_json,
     stored_snapshot_to_json,
+    timeline_rows,
 )
 from ._submissions import (
     Marking,
@@ -153,8 +160,8 @@ __all__ = [
     "cancel_request_to_json",
     "check_commit_revision",
     "check_gate_revision",
-    "clears_pause_request",
     "check_schedule_revision",
+    "clears_pause_request",
     "corrupt",
     "detached",
     "gate_from_json",
@@ -167,11 +174,15 @@ __all__ = [
     "readable_submissions",
     "refusal_from_json",
     "refusal_to_json",
+    "mission_row",
+    "mission_update",
     "records_from_json",
+    "revision_conflict",
     "schedule_from_json",
     "schedule_of_tenant",
     "schedule_to_json",
     "schedules_of_tenant",
+    "signal_payload_json",
     "snapshot_from_dict",
     "snapshot_from_json",
     "snapshot_to_dict",
@@ -183,6 +194,7 @@ __all__ = [
     "tenant_key",
     "timeline_entry_from_json",
     "timeline_entry_to_json",
+    "timeline_rows",
     "trigger_from_json",
     "trigger_to_json",
     "value_to_json",
