@@ -386,3 +386,19 @@ def test_with_a_threshold_virtual_time_stands_while_a_thread_works(backend: str)
     assert slept == pytest.approx(3600)
     during, _ = run(0.0)
     assert during == pytest.approx(60)
+
+
+def test_with_a_threshold_a_timer_months_away_costs_one_threshold_of_real_time() -> None:
+    """On asyncio, which waits for a timer at most a day at a time, a 200-day sleep on a loop
+    with an autojump threshold waits the threshold once, not once a day (200 thresholds)."""
+
+    async def sleep_long() -> float:
+        began = anyio.current_time()
+        await anyio.sleep(200 * 86400)
+        return anyio.current_time() - began
+
+    name, options = virtual_time_backend("asyncio", autojump_threshold=0.1)
+    began = time.monotonic()
+    slept = anyio.run(sleep_long, backend=name, backend_options=options)
+    assert slept == pytest.approx(200 * 86400)
+    assert time.monotonic() - began < 5  # 20 seconds when each day waited the threshold

@@ -14,6 +14,7 @@ on something real (a database server, a worker thread) then finishes before a ti
 from __future__ import annotations
 
 import asyncio
+import asyncio.base_events
 import functools
 import math
 import selectors
@@ -27,6 +28,10 @@ if TYPE_CHECKING:
 
 _RESOLUTION = time.get_clock_info("monotonic").resolution
 """What asyncio adds to its clock when it looks for the timers that are due."""
+
+_LONGEST_WAIT: float = getattr(asyncio.base_events, "MAXIMUM_SELECT_TIMEOUT", 24 * 3600)
+"""The longest wait asyncio asks of its selector (a day; not in its typing stubs): a timer due
+later is reached in several waits of this length, between which nothing runs."""
 
 
 class _VirtualTime:
@@ -52,6 +57,9 @@ class _JumpingSelector(selectors.BaseSelector):
         self._inner = inner
         self._time = time
         self._threshold = threshold
+        # Whether the last select jumped a capped wait: the loop then found no timer due and ran
+        # nothing before asking again, so nothing real can have started meanwhile.
+        self._jumped_cap = False
 
     def register(
         self, fileobj: FileDescriptorLike, events: int, data: Any = None
@@ -67,6 +75,7 @@ class _JumpingSelector(selectors.BaseSelector):
         return self._inner.modify(fileobj, events, data)
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        jumped_cap, self._jumped_cap = self._jumped_cap, False
         ready = self._inner.select(0)
         if ready or (timeout is not None and timeout <= 0):
             return ready
@@ -74,14 +83,16 @@ class _JumpingSelector(selectors.BaseSelector):
             # Nothing is scheduled: only I/O (or another thread, through the self-pipe) can
             # wake the loop, so wait for it for real.
             return self._inner.select(None)
-        if self._threshold > 0:
+        if self._threshold > 0 and not jumped_cap:
             # Real work may be under way elsewhere (a thread, a server): give it a moment of
-            # real time before deciding that everything waits for the timer.
+            # real time before deciding that everything waits for the timer. (Once is enough
+            # for a timer months away, which asyncio reaches a day at a time.)
             ready = self._inner.select(min(timeout, self._threshold))
             if ready:
                 return ready
         # Everything waits and a timer is due in ``timeout`` seconds: it is due now.
         self._time.advance(timeout)
+        self._jumped_cap = timeout >= _LONGEST_WAIT
         return []
 
     def close(self) -> None:
