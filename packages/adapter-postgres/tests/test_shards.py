@@ -20,6 +20,7 @@ from mission_control.adapter_postgres import (
     open_postgres_persistence_adapter,
     shard_of,
 )
+from mission_control.adapter_postgres._listen import Listener, channel_of
 from mission_control.adapter_postgres._schema import MIGRATIONS, migrate
 from mission_control.core import (
     MissionSnapshot,
@@ -293,3 +294,39 @@ async def test_a_fire_recorded_by_a_runtime_that_lost_the_schedules_shard_is_ref
     assert await stale.load_schedule(schedule.id) == fired
     await stale.rebalance()
     assert await stale.due_schedules(T0 + timedelta(minutes=1), 10) == []
+
+
+async def test_a_schedule_written_for_another_runtimes_shard_wakes_that_runtime(
+    open_runtime: Callable[[str], Any],
+    postgres_url: str,
+    postgres_schema: str,
+    make_schedule: MakeSchedule,
+) -> None:
+    """A schedule stored or changed by a runtime in another runtime's shard sends, when its
+    transaction commits, the notice that wakes that shard's owner for its next slot (the shard
+    and the time); one in the writer's own shard, or paused, sends none."""
+    first: PostgresPersistenceAdapter = await open_runtime("first")
+    second: PostgresPersistenceAdapter = await open_runtime("second")
+    for _ in range(2):
+        await first.rebalance()
+        await second.rebalance()
+    mine = make_schedule(_id_in(set(first.owned_shards), "nightly"), T0)
+    theirs = make_schedule(_id_in(set(second.owned_shards), "hourly"), T0 + timedelta(minutes=1))
+    listener = Listener(postgres_url, channel_of(postgres_schema))
+    await listener.open()
+    try:
+        await first.insert_schedule(mine)
+        await first.insert_schedule(attrs.evolve(theirs, id="paused", next_fire_at=None))
+        await first.insert_schedule(theirs)
+        with anyio.fail_after(10):
+            assert await listener.wait() == [
+                f"d {shard_of(theirs.id)} {(T0 + timedelta(minutes=1)).isoformat()}"
+            ]
+        later = T0 + timedelta(minutes=5)
+        await first.commit_schedule(
+            attrs.evolve(theirs, next_fire_at=later, revision=2), expected_revision=1
+        )
+        with anyio.fail_after(10):
+            assert await listener.wait() == [f"d {shard_of(theirs.id)} {later.isoformat()}"]
+    finally:
+        listener.close()

@@ -1361,13 +1361,27 @@ class PostgresPersistenceAdapter:
             _aware(fire, f"next fire of schedule {schedule.id!r}")
         return fire, schedule.revision, schedule_to_json(schedule)
 
+    def _schedule_notice(self, schedule: Schedule) -> str | None:
+        """The notice that wakes the runtime firing ``schedule`` (the owner of its shard) for
+        its next slot, sent in the write's transaction: ``None`` when it has none (paused), or
+        when this adapter fires it itself (its commander arms its own runtime)."""
+        fire = schedule.next_fire_at
+        if fire is None or self.owns(schedule.id):
+            return None
+        return due_notice(shard_of(schedule.id), fire)
+
     async def insert_schedule(self, schedule: Schedule) -> Schedule | None:
         """Store a new schedule; when its id exists, store nothing and return the stored one."""
         due, revision, document = self._schedule_row(schedule)
         row = (schedule.id, due, revision, document)
+        notice = self._schedule_notice(schedule)
 
         def write(db: Connection) -> bool:
-            return db.execute(_INSERT_SCHEDULE, row).rowcount == 1
+            if db.execute(_INSERT_SCHEDULE, row).rowcount != 1:
+                return False
+            if notice is not None:
+                db.execute(NOTIFY, (self._channel, notice))
+            return True
 
         if await self._write(write, f"storing schedule {schedule.id!r}"):
             return None
@@ -1385,12 +1399,15 @@ class PostgresPersistenceAdapter:
         check_schedule_revision(schedule, expected_revision)
         due, revision, document = self._schedule_row(schedule)
         row = (due, revision, document, schedule.id, expected_revision)
+        notice = self._schedule_notice(schedule)
 
         def write(db: Connection) -> None:
             if db.execute(_UPDATE_SCHEDULE, row).rowcount != 1:
                 raise RevisionConflictError(
                     f"schedule {schedule.id!r} is not stored at revision {expected_revision}"
                 )
+            if notice is not None:
+                db.execute(NOTIFY, (self._channel, notice))
 
         owner = self._shards
         fenced = owner is not None and shard_of(schedule.id) in owner.owned
