@@ -17,6 +17,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -94,6 +95,7 @@ from ._listen import (
     ended_notice,
     submitted_notice,
 )
+from ._realtime import RealTimer
 from ._schema import migrate
 from ._shards import (
     REBALANCE_INTERVAL,
@@ -326,6 +328,19 @@ def _schema_name(schema: object) -> str:
     return schema
 
 
+@attrs.define
+class _Quiet:
+    """Since when (``time.monotonic()``) a listening runtime heard no notice nor looked at the
+    store, and whether a notice came since its recheck last read this."""
+
+    since: float
+    reset: bool = False
+
+    def heard(self, at: float) -> None:
+        self.since = at
+        self.reset = True
+
+
 class PostgresPersistenceAdapter:
     """Stores missions in a PostgreSQL database, for ``create_commander(persistence=...)``.
 
@@ -366,6 +381,8 @@ class PostgresPersistenceAdapter:
         self._channel = channel_of(schema)
         self._listening = 0
         self._wake_recheck = wake_recheck
+        self._rebalance_rounds = 0
+        self._rechecks = 0
         self._role: Role = role
 
     # -- properties ----------------------------------------------------------------------------
@@ -400,6 +417,20 @@ class PostgresPersistenceAdapter:
         when it is not sharded)."""
         return {} if self._shards is None else dict(self._shards.owned)
 
+    @property
+    def rebalance_rounds(self) -> int:
+        """How many rounds of the spreading rule this adapter has run (:meth:`rebalance`): one
+        at its opening, then about one per ``REBALANCE_INTERVAL`` of real time while a runtime
+        keeps its shards (for operators; a virtual clock does not add rounds)."""
+        return self._rebalance_rounds
+
+    @property
+    def rechecks(self) -> int:
+        """How many times a listening runtime looked at the store for work whose notice it may
+        have missed (``WAKE_RECHECK``, real seconds without a notice; for operators: a count
+        growing faster than that says the notices do not arrive)."""
+        return self._rechecks
+
     # -- shards ----------------------------------------------------------------------------
 
     async def rebalance(self) -> None:
@@ -408,6 +439,7 @@ class PostgresPersistenceAdapter:
         the previous round, drain those over this runtime's share, take free ones up to it."""
         owner = self._sharded("rebalance shards")
         before = set(owner.owned)
+        self._rebalance_rounds += 1
         await anyio.to_thread.run_sync(
             self._call_shards, owner.rebalance_round, limiter=self._shard_limiter
         )
@@ -457,14 +489,20 @@ class PostgresPersistenceAdapter:
             await self.keep_shards()
 
     async def keep_shards(self) -> None:
-        """Run :meth:`rebalance` every ``REBALANCE_INTERVAL`` seconds, until cancelled (a
-        runtime does, through :meth:`keep_ownership`)."""
-        while True:
-            try:
-                await self.rebalance()
-            except PersistenceError as error:
-                _log.warning("rebalancing the shards failed: %s", error)
-            await anyio.sleep(REBALANCE_INTERVAL)
+        """Run :meth:`rebalance` every ``REBALANCE_INTERVAL`` seconds of real time (timed by
+        the server, not by the event loop's clock, which may be a test's virtual one), until
+        cancelled (a runtime does, through :meth:`keep_ownership`)."""
+        assert self._conninfo is not None
+        timer = RealTimer(self._conninfo)
+        try:
+            while True:
+                try:
+                    await self.rebalance()
+                except PersistenceError as error:
+                    _log.warning("rebalancing the shards failed: %s", error)
+                await timer.sleep(REBALANCE_INTERVAL)
+        finally:
+            timer.close()
 
     def _serving(self, action: str) -> list[int] | None:
         """The shards a sharded adapter's queries cover (``None`` when not sharded)."""
@@ -1236,50 +1274,78 @@ class PostgresPersistenceAdapter:
         process's ``result()`` waiters at once; with ``wake`` (a runtime's, given by
         :meth:`watch_submissions`), a submission for a mission this adapter owns calls
         ``wake()`` and a mission stored due in its shards is a due notice (its runtime ticks by
-        then). When no notice came for a while (``WAKE_RECHECK``), or while the connection is
-        being replaced (``LISTEN_RETRY``), a runtime looks at the store itself."""
+        then), and when no notice came for a while (``WAKE_RECHECK``, real seconds, timed by
+        the server: a virtual clock does not make it look more often), or while the connection
+        is being replaced (``LISTEN_RETRY``), the runtime looks at the store itself."""
         self._serving("listen")
         assert self._conninfo is not None
         notices = notices_for(self)
+        quiet = _Quiet(time.monotonic())
+        async with anyio.create_task_group() as group:
+            if wake is not None:
+                group.start_soon(self._recheck, wake, notices, quiet)
+            timer = RealTimer(self._conninfo)
+            try:
+                while True:
+                    listener = Listener(self._conninfo, self._channel)
+                    try:
+                        try:
+                            await listener.open()
+                        except psycopg.Error as error:
+                            _log.warning(
+                                "cannot listen for notices (%s): again in %g s",
+                                error,
+                                LISTEN_RETRY,
+                            )
+                            await timer.sleep(LISTEN_RETRY)
+                            continue
+                        self._listened(+1)
+                        if wake is not None:
+                            # Whatever was stored before this connection listened (notices sent
+                            # before reach nobody here).
+                            wake()
+                        try:
+                            while True:
+                                found = await listener.wait()
+                                if found:
+                                    quiet.heard(time.monotonic())
+                                    self._heard(found, wake, notices)
+                        finally:
+                            self._listened(-1)
+                    except psycopg.OperationalError as error:
+                        _log.warning(
+                            "the notice listener lost its connection (%s): connecting again",
+                            error,
+                        )
+                        await timer.sleep(LISTEN_RETRY)
+                    finally:
+                        listener.close()
+            finally:
+                timer.close()
+                group.cancel_scope.cancel()
+
+    async def _recheck(self, wake: Callable[[], None], notices: Notices, quiet: _Quiet) -> None:
+        """A listening runtime's looks at the store (:meth:`_look`) after ``WAKE_RECHECK`` real
+        seconds without a notice, doubling while the looks find nothing, every first one while
+        the listener is not connected."""
+        assert self._conninfo is not None
         first, last = self._wake_recheck
         idle = first
-        while True:
-            listener = Listener(self._conninfo, self._channel)
-            try:
-                try:
-                    await listener.open()
-                except psycopg.Error as error:
-                    _log.warning(
-                        "cannot listen for notices (%s): again in %g s", error, LISTEN_RETRY
-                    )
-                    await self._look(wake, notices, LISTEN_RETRY)
+        timer = RealTimer(self._conninfo)
+        try:
+            while True:
+                if quiet.reset:
+                    quiet.reset = False
+                    idle = first
+                left = quiet.since + idle - time.monotonic()
+                if left > 0:
+                    await timer.sleep(left)
                     continue
-                self._listened(+1)
-                if wake is not None:
-                    # Whatever was stored before this connection listened (notices sent
-                    # before reach nobody here).
-                    wake()
-                try:
-                    while True:
-                        found = None
-                        with anyio.move_on_after(idle):
-                            found = await listener.wait()
-                        if found is None:
-                            idle = min(idle * 2, last)
-                            if await self._look(wake, notices):
-                                idle = first
-                        elif found:
-                            idle = first
-                            self._heard(found, wake, notices)
-                finally:
-                    self._listened(-1)
-            except psycopg.OperationalError as error:
-                _log.warning(
-                    "the notice listener lost its connection (%s): connecting again", error
-                )
-                await self._look(wake, notices, LISTEN_RETRY)
-            finally:
-                listener.close()
+                found = await self._look(wake, notices)
+                quiet.since = time.monotonic()
+                idle = first if found or not self.listening else min(idle * 2, last)
+        finally:
+            timer.close()
 
     @property
     def listening(self) -> bool:
@@ -1313,16 +1379,11 @@ class PostgresPersistenceAdapter:
             assert wake is not None
             wake()
 
-    async def _look(
-        self, wake: Callable[[], None] | None, notices: Notices, pause: float = 0.0
-    ) -> bool:
-        """After ``pause`` seconds, a runtime's look at the store for work whose notice it may
-        have missed: whether it found any (a pending submission: ``wake()``; a due mission: a
-        due notice, which reaches the runtime only when earlier than its next tick)."""
-        if pause:
-            await anyio.sleep(pause)
-        if wake is None:
-            return False
+    async def _look(self, wake: Callable[[], None], notices: Notices) -> bool:
+        """A runtime's look at the store for work whose notice it may have missed: whether it
+        found any (a pending submission: ``wake()``; a due mission: a due notice, which reaches
+        the runtime only when earlier than its next tick)."""
+        self._rechecks += 1
         found = False
         try:
             if await self._any_pending():

@@ -1,0 +1,104 @@
+"""Waits of real time for the adapter's upkeep, whatever the event loop's clock says.
+
+A runtime's shard upkeep (a round of the spreading rule every ``REBALANCE_INTERVAL``) and its
+listener's look at the store (``WAKE_RECHECK``) follow events of the real world: a runtime that
+died, a notice that was lost. Timed by the event loop's clock, they would run once per virtual
+second under a virtual clock (an application's own tests on PostgreSQL), a database round trip
+each: a virtual week would cost some 600,000 of them. So they wait on the server instead: a
+:class:`RealTimer` sends ``SELECT pg_sleep(s)`` on a connection of its own without waiting, and
+the event loop waits for the connection's socket to become readable (``anyio.wait_readable``, no
+thread, as the listener reads its notices). The server answers after ``s`` real seconds; to a
+virtual clock the task is waiting for I/O, so the clock jumps on meanwhile.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Final
+
+import anyio
+import anyio.to_thread
+import psycopg
+from psycopg import pq
+from psycopg.rows import TupleRow
+
+_log = logging.getLogger("mission_control.adapter_postgres")
+
+_SLEEP: Final = b"SELECT pg_sleep($1)"
+
+LONGEST_SLEEP: Final = 1.0
+"""Seconds of the longest sleep asked of the server at once (a longer wait is several): the
+server notices that the client closed the connection only when the sleep ends, so a timer closed
+(a runtime stopping) leaves its session behind for at most this long."""
+
+
+class RealTimer:
+    """Sleeps of real time, timed by the server on a connection of this timer's own (opened at
+    the first sleep, again after it was lost). When no connection can be made (the server is
+    down), a sleep falls back to the event loop's clock."""
+
+    def __init__(self, conninfo: str) -> None:
+        self._conninfo = conninfo
+        self._db: psycopg.Connection[TupleRow] | None = None
+
+    async def sleep(self, seconds: float) -> None:
+        """Return after ``seconds`` real seconds, or sooner when the connection was lost (the
+        caller's next step finds out what else was lost); cancellable."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            if not await self._sleep_once(min(left, LONGEST_SLEEP)):
+                return
+
+    async def _sleep_once(self, seconds: float) -> bool:
+        """One sleep on the server: whether it went well."""
+        db = self._db
+        if db is None:
+            try:
+                db = await anyio.to_thread.run_sync(self._connect)
+            except psycopg.Error as error:
+                _log.warning("no connection to time a wait (%s): the loop's clock times it", error)
+                await anyio.sleep(seconds)
+                return False
+        pgconn = db.pgconn
+        finished = False
+        try:
+            pgconn.send_query_params(_SLEEP, [repr(float(seconds)).encode()])
+            while pgconn.flush():
+                await anyio.wait_writable(pgconn.socket)
+            while True:
+                pgconn.consume_input()
+                if not pgconn.is_busy():
+                    break
+                await anyio.wait_readable(pgconn.socket)
+            failed = b""
+            while (result := pgconn.get_result()) is not None:
+                if result.status != pq.ExecStatus.TUPLES_OK:
+                    failed = result.error_message or b"failed"
+            if failed:
+                _log.warning("a wait timed by the server failed: %s", failed.decode("replace"))
+            else:
+                finished = True
+        except psycopg.OperationalError as error:
+            _log.warning("the connection timing a wait was lost: %s", error)
+        finally:
+            if not finished:
+                # Lost, or cancelled with the sleep still running on the server: this connection
+                # is of no more use, and the next sleep opens another.
+                self.close()
+        return finished
+
+    def _connect(self) -> psycopg.Connection[TupleRow]:
+        db = psycopg.connect(self._conninfo, autocommit=True)
+        self._db = db
+        # A statement_timeout set for the application's role would cut every sleep short.
+        db.execute("SET statement_timeout = 0")
+        return db
+
+    def close(self) -> None:
+        """Close the connection (a sleep running on it returns at once; the server's session
+        ends when that sleep does, within ``LONGEST_SLEEP``)."""
+        db, self._db = self._db, None
+        if db is not None:
+            anyio.notify_closing(db.pgconn.socket)
+            db.close()
