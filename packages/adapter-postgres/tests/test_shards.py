@@ -100,8 +100,9 @@ async def open_runtime(
 async def test_the_shard_of_an_id_is_the_one_postgresql_computes(
     postgres_url: str, postgres_schema: str, raw: Raw
 ) -> None:
-    """shard_of(id) in Python and the generated column missions.shard agree, for ASCII and
-    other ids, spread ids over every shard, and put a child mission in its parent's shard."""
+    """shard_of(id) in Python and the generated columns missions.shard and submissions.shard
+    agree, for ASCII and other ids, spread ids over every shard, and put a child mission in its
+    parent's shard."""
     ids = [f"order-{n}" for n in range(600)] + ["café-1", "日本-2", "", "x" * 300, "a/b/c"]
     async with await open_postgres_persistence_adapter(
         postgres_url, schema=postgres_schema
@@ -110,7 +111,14 @@ async def test_the_shard_of_an_id_is_the_one_postgresql_computes(
             await adapter.insert(_snapshot(mission_id), [])
     with raw(postgres_schema) as db:
         stored = dict(db.execute("SELECT id, shard FROM missions").fetchall())
+        db.cursor().executemany(
+            "INSERT INTO submissions (kind, mission_id, payload, submitted_at, submitted_by) "
+            "VALUES ('cancel', %s, '{}', now(), 'test')",
+            [(mission_id,) for mission_id in ids],
+        )
+        submitted = dict(db.execute("SELECT mission_id, shard FROM submissions").fetchall())
     assert stored == {mission_id: shard_of(mission_id) for mission_id in ids}
+    assert submitted == stored
     assert set(stored.values()) == set(range(SHARDS))
     assert all(shard_of(f"order-{n}/pay#2") == shard_of(f"order-{n}") for n in range(20))
     assert shard_of("order-7/ship/label") == shard_of("order-7")

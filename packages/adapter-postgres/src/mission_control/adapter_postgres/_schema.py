@@ -34,14 +34,20 @@ class Migration:
     statements: tuple[LiteralString, ...]
 
 
-# The definition of a generated column holding the shard of the row's ``id`` (migration 2 says
-# how it is computed), for each table whose rows belong to a shard.
-_SHARD_OF_ID: Final = (
-    "integer NOT NULL GENERATED ALWAYS AS ("
-    "(get_byte(decode(md5(split_part(id, '/', 1)), 'hex'), 0) * 256"
-    " + get_byte(decode(md5(split_part(id, '/', 1)), 'hex'), 1)) % 64"
-    ") STORED"
-)
+def _shard_of(column: LiteralString) -> LiteralString:
+    """The definition of a generated column holding the shard of the mission id in ``column``
+    (``shard_of``: migration 2 says how it is computed), for each table whose rows belong to a
+    shard."""
+    root = "md5(split_part(" + column + ", '/', 1))"
+    return (
+        "integer NOT NULL GENERATED ALWAYS AS ("
+        "(get_byte(decode(" + root + ", 'hex'), 0) * 256"
+        " + get_byte(decode(" + root + ", 'hex'), 1)) % 64"
+        ") STORED"
+    )
+
+
+_SHARD_OF_ID: Final = _shard_of("id")
 
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(
@@ -174,10 +180,9 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
                 seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
                 kind text NOT NULL,
                 mission_id text NOT NULL,
-                shard integer NOT NULL GENERATED ALWAYS AS (
-                    (get_byte(decode(md5(split_part(mission_id, '/', 1)), 'hex'), 0) * 256
-                     + get_byte(decode(md5(split_part(mission_id, '/', 1)), 'hex'), 1)) % 64
-                ) STORED,
+                shard """
+            + _shard_of("mission_id")
+            + """,
                 name text,
                 payload jsonb NOT NULL,
                 submitted_at timestamptz NOT NULL,
