@@ -291,3 +291,31 @@ async def test_a_listening_runtime_runs_work_stored_for_it_when_told_not_at_its_
             assert (await one.result(theirs)).output == 4
         assert anyio.current_time() - began < 60
         tasks.cancel_scope.cancel()
+
+
+async def test_a_runtime_in_the_manual_mode_applies_submissions_but_ticks_only_when_asked(
+    runtimes: tuple[Commander, Commander],
+) -> None:
+    """A runtime with auto_schedule=False applies a signal another runtime submitted for it as
+    it comes, but the wake-ups of its listener schedule no tick: a start stored for it waits
+    until the application asks for a tick."""
+    one, two = runtimes
+    signalled = _id_in(_shards(two), "signalled")
+    stored = _id_in(_shards(two), "stored")
+    await two.start(WAITER, {"n": 1}, id=signalled)
+    async with create_commander_runtime(two, auto_schedule=False) as runtime:
+        startup = runtime.last_report
+        assert startup is not None
+        await one.start(WAITER, {"n": 2}, id=stored)
+        with anyio.fail_after(60):
+            applied = await one.signal(signalled, "go", {"n": 5})
+        assert applied.status is MissionStatus.COMPLETED
+        # Time for a tick the wake-ups would have asked for to run.
+        await anyio.sleep(1)
+        waiting = await one.inspect(stored)
+        assert (waiting.status, waiting.current_node) == (MissionStatus.WAITING, "start")
+        assert runtime.last_report is startup
+        await runtime.tick()
+        moved = await one.inspect(stored)
+        assert moved.current_node != "start"
+    assert ran == [("after", signalled)]

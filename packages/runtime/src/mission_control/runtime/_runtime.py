@@ -389,10 +389,12 @@ class CommanderRuntime:
 
     def _submitted(self) -> None:
         """Another process submitted work, or stored a mission due now (a start): apply the
-        submissions at once, beside the ticks, and tick for what is due."""
+        submissions at once, beside the ticks, and (unless in the manual mode, where only the
+        application schedules ticks) tick for what is due."""
         if self._submitted_work is not None:
             self._submitted_work.set()
-        self._noticed(self._commander.clock.now(), False)
+        if self._auto_schedule:
+            self._noticed(self._commander.clock.now(), False)
 
     async def _apply_submitted(self) -> None:
         commander = self._commander
