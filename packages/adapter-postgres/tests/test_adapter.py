@@ -4,6 +4,7 @@ connections (a pool; a session the server ended replaced for the next call)."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
@@ -12,7 +13,7 @@ from typing import Any
 import anyio
 import psycopg
 import pytest
-from psycopg import sql
+from psycopg import conninfo, sql
 
 from mission_control.adapter_postgres import SCHEMA_VERSION, open_postgres_persistence_adapter
 from mission_control.core import MissionSnapshot, MissionStatus, PersistenceError
@@ -94,6 +95,31 @@ async def test_a_schema_holding_other_tables_is_refused(
             (postgres_schema,),
         ).fetchall()
     assert tables == [("invoices",)]
+
+
+async def test_a_database_not_in_utf8_is_refused_naming_its_encoding(postgres_url: str) -> None:
+    """Opening the adapter on a database whose encoding is not UTF8 (here LATIN1) is refused
+    with an error naming that encoding, and nothing is created in it."""
+    name = f"latin_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_url, autocommit=True) as db:
+        db.execute(
+            sql.SQL(
+                "CREATE DATABASE {} ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' "
+                "TEMPLATE template0"
+            ).format(sql.Identifier(name))
+        )
+    try:
+        url = conninfo.make_conninfo(postgres_url, dbname=name)
+        with pytest.raises(PersistenceError, match=r"in the LATIN1 encoding.*needs a UTF8"):
+            await open_postgres_persistence_adapter(url)
+        with psycopg.connect(url, autocommit=True) as db:
+            schemas = db.execute(
+                "SELECT count(*) FROM pg_namespace WHERE nspname = 'mission_control'"
+            ).fetchone()
+        assert schemas == (0,)
+    finally:
+        with psycopg.connect(postgres_url, autocommit=True) as db:
+            db.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(name)))
 
 
 async def test_processes_opening_a_new_schema_at_once_migrate_it_once(

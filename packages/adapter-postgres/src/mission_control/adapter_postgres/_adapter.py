@@ -1673,6 +1673,7 @@ async def open_postgres_persistence_adapter(
         except psycopg.Error as error:
             raise PersistenceError(f"cannot connect to PostgreSQL: {error}") from error
         try:
+            _check_encoding(db)
             try:
                 migrate(db, schema_name)
             except psycopg.Error as error:
@@ -1709,6 +1710,19 @@ async def open_postgres_persistence_adapter(
             await adapter.aclose()
             raise
     return adapter
+
+
+def _check_encoding(db: Connection) -> None:
+    """Refuse a database whose encoding is not UTF8: ids, names and JSON documents are any
+    Unicode text, which another encoding cannot store (or, in SQL_ASCII, stores unchecked)."""
+    row = db.execute("SHOW server_encoding").fetchone()
+    encoding = None if row is None else str(row[0])
+    if encoding != "UTF8":
+        raise PersistenceError(
+            f"the PostgreSQL database is in the {encoding} encoding: Mission Control needs a "
+            "UTF8 database (ids, names and documents are any Unicode text); create one with "
+            "CREATE DATABASE ... ENCODING 'UTF8' (nothing was created in this one)"
+        )
 
 
 def _set_up(db: Connection, schema: str) -> None:
