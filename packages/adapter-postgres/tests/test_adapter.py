@@ -16,6 +16,7 @@ import pytest
 from psycopg import conninfo, sql
 
 from mission_control.adapter_postgres import SCHEMA_VERSION, open_postgres_persistence_adapter
+from mission_control.adapter_postgres._listen import Listener, channel_of
 from mission_control.core import MissionSnapshot, MissionStatus, PersistenceError
 
 pytestmark = pytest.mark.anyio
@@ -210,3 +211,23 @@ async def test_calls_at_once_run_on_connections_of_their_own(
         assert 1 < len(adapter.backend_pids) <= 3
         listed = await adapter.list_missions(limit=100)
     assert [m.id for m in listed] == [f"m-{n:02}" for n in range(30)]
+
+
+async def test_the_listeners_connection_keeps_tcp_alive(
+    postgres_url: str, postgres_schema: str
+) -> None:
+    """The notice listener's connection asks libpq for TCP keepalives (first probe after 5 idle
+    seconds, then every 2, dead after 3 unanswered), so that a wait for notices from a server
+    that vanished ends within about 11 seconds."""
+    listener = Listener(postgres_url, channel_of(postgres_schema))
+    await listener.open()
+    try:
+        parameters = listener.parameters
+    finally:
+        listener.close()
+    # libpq leaves out a parameter at its default: keepalives are on unless turned off.
+    assert parameters.get("keepalives", "1") == "1"
+    idle, interval, count = (
+        int(parameters[f"keepalives_{name}"]) for name in ("idle", "interval", "count")
+    )
+    assert (idle, interval, count) == (5, 2, 3)

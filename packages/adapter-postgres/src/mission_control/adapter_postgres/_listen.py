@@ -25,6 +25,8 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import TupleRow
 
+from ._keepalive import connect_kept_alive
+
 NOTIFY: Final = "SELECT pg_notify(%s, %s)"
 
 _MAX_PAYLOAD: Final = 7900
@@ -64,7 +66,9 @@ class Listener:
         """Connect and LISTEN; raises ``psycopg.Error`` when the server cannot be reached."""
 
         def connect() -> None:
-            db = psycopg.connect(self._conninfo, autocommit=True)
+            # Kept alive: a wait for notices from a server that vanished ends within about 11
+            # seconds, and the listener connects again.
+            db = connect_kept_alive(self._conninfo)
             # Kept at once: a caller cancelled meanwhile still closes it.
             self._db = db
             db.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
@@ -85,6 +89,12 @@ class Listener:
             pgconn.consume_input()
             found = _drain(pgconn)
         return found
+
+    @property
+    def parameters(self) -> dict[str, str]:
+        """The libpq parameters of its connection that are not the defaults (empty when not
+        open)."""
+        return {} if self._db is None else self._db.info.get_parameters()
 
     def close(self) -> None:
         db, self._db = self._db, None

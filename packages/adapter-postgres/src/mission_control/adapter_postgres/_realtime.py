@@ -23,6 +23,8 @@ import psycopg
 from psycopg import pq
 from psycopg.rows import TupleRow
 
+from ._keepalive import connect_kept_alive
+
 _log = logging.getLogger("mission_control.adapter_postgres")
 
 _SLEEP: Final = b"SELECT pg_sleep($1)"
@@ -89,7 +91,8 @@ class RealTimer:
         return finished
 
     def _connect(self) -> psycopg.Connection[TupleRow]:
-        db = psycopg.connect(self._conninfo, autocommit=True)
+        # Kept alive: a sleep on a server that vanished ends within about 11 seconds of its end.
+        db = connect_kept_alive(self._conninfo)
         self._db = db
         # A statement_timeout set for the application's role would cut every sleep short.
         db.execute("SET statement_timeout = 0")

@@ -23,10 +23,12 @@ from collections.abc import Iterable, Mapping
 from typing import Final
 
 import psycopg
-from psycopg import conninfo, sql
+from psycopg import sql
 from psycopg.rows import TupleRow
 
 from mission_control.core import PersistenceError
+
+from ._keepalive import connect_kept_alive
 
 _log = logging.getLogger("mission_control.adapter_postgres")
 
@@ -37,10 +39,6 @@ SHARDS: Final = 64
 REBALANCE_INTERVAL: Final = 1.0
 """Seconds between a runtime's rounds of the spreading rule: a shard freed by a runtime that
 left is taken over within this (plus the round's own queries) of PostgreSQL letting it go."""
-
-KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_COUNT = 5, 2, 3
-"""TCP keepalives of the lock connection: a server whose peer vanished without closing its
-socket ends the session (and lets its locks go) within about 11 seconds."""
 
 Connection = psycopg.Connection[TupleRow]
 
@@ -123,27 +121,11 @@ class ShardOwner:
 
     def connect(self) -> None:
         """Open the lock connection (a new session: no lock held yet)."""
-        db = psycopg.connect(
-            conninfo.make_conninfo(
-                self._conninfo,
-                keepalives=1,
-                keepalives_idle=KEEPALIVE_IDLE,
-                keepalives_interval=KEEPALIVE_INTERVAL,
-                keepalives_count=KEEPALIVE_COUNT,
-            ),
-            autocommit=True,
-        )
+        # Kept alive: the server ends the session of a runtime whose machine vanished (and lets
+        # its shards go) within about 11 seconds.
+        db = connect_kept_alive(self._conninfo)
         try:
             db.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self._schema)))
-            # The server's side of the same keepalives: it ends the session of a runtime whose
-            # machine vanished (and lets its shards go) within about 11 seconds. Ignored over a
-            # Unix socket, where a vanished peer is a closed socket.
-            for setting, value in (
-                ("tcp_keepalives_idle", KEEPALIVE_IDLE),
-                ("tcp_keepalives_interval", KEEPALIVE_INTERVAL),
-                ("tcp_keepalives_count", KEEPALIVE_COUNT),
-            ):
-                db.execute("SELECT set_config(%s, %s, false)", (setting, str(value)))
         except BaseException:
             db.close()
             raise
