@@ -123,6 +123,20 @@ async def test_a_database_not_in_utf8_is_refused_naming_its_encoding(postgres_ur
             db.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(name)))
 
 
+async def test_any_unicode_is_stored_whatever_client_encoding_the_environment_asks(
+    postgres_url: str, postgres_schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With PGCLIENTENCODING=LATIN1 in the environment, a mission whose id and input are not
+    Latin-1 is stored and read back as it was: the adapter's connections speak UTF8."""
+    monkeypatch.setenv("PGCLIENTENCODING", "LATIN1")
+    async with await open_postgres_persistence_adapter(
+        postgres_url, schema=postgres_schema, sharded=True
+    ) as adapter:
+        mission = _snapshot("日本-1", "東京 café")
+        assert await adapter.insert(mission, []) is None
+        assert await adapter.load("日本-1") == mission
+
+
 async def test_processes_opening_a_new_schema_at_once_migrate_it_once(
     postgres_url: str, postgres_schema: str, raw: Raw
 ) -> None:

@@ -242,6 +242,48 @@ async def test_a_runtime_whose_lock_session_was_ended_is_fenced_once_its_shards_
     assert len(stale.owned_shards) == len(survivor.owned_shards) == SHARDS // 2
 
 
+async def test_a_commit_racing_a_takeover_waits_for_it_and_is_refused(
+    open_runtime: Callable[[str], Any], raw: Raw, postgres_schema: str
+) -> None:
+    """A commit that comes while another runtime's raise of the shard's epoch is under way (not
+    committed yet) waits for it, then is refused with ShardLostError, nothing stored; a commit
+    with a stale revision is a RevisionConflictError, not a lost shard."""
+    runtime: PostgresPersistenceAdapter = await open_runtime("racing")
+    mission_id = _id_in(set(runtime.owned_shards))
+    await runtime.insert(_snapshot(mission_id), [])
+    stored = await runtime.load(mission_id)
+    assert stored is not None
+    done = attrs.evolve(stored, revision=2, status=MissionStatus.COMPLETED)
+    with pytest.raises(RevisionConflictError):
+        await runtime.commit(attrs.evolve(done, revision=3), expected_revision=2, timeline=[])
+    refused: list[BaseException] = []
+
+    async def commit() -> None:
+        try:
+            await runtime.commit(done, expected_revision=1, timeline=[])
+        except ShardLostError as error:
+            refused.append(error)
+
+    with raw(postgres_schema) as taker, raw(postgres_schema) as looker:
+        async with anyio.create_task_group() as tasks:
+            with taker.transaction():
+                taker.execute(
+                    "UPDATE shards SET epoch = epoch + 1 WHERE shard = %s", (shard_of(mission_id),)
+                )
+                tasks.start_soon(commit)
+                with anyio.fail_after(30):
+                    # The server decides when the commit waits for the raise's lock: polled.
+                    while not looker.execute(_WAITING_FOR_A_LOCK).fetchone():  # noqa: ASYNC110
+                        await anyio.sleep(0.01)
+    assert len(refused) == 1
+    assert await runtime.load(mission_id) == stored
+
+
+_WAITING_FOR_A_LOCK = (
+    "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+)
+
+
 async def test_a_runtime_fires_the_schedules_of_its_shards_and_any_runtime_changes_any(
     open_runtime: Callable[[str], Any], make_schedule: MakeSchedule
 ) -> None:

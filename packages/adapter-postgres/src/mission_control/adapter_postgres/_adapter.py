@@ -87,6 +87,7 @@ from mission_control.core.storage import (
 )
 
 from . import _submissions as submissions
+from ._connections import open_connection
 from ._listen import (
     NOTIFY,
     Listener,
@@ -156,6 +157,12 @@ _REOPEN_MISSION: Final = (
     "cancel_request = %s::jsonb, pause_request = CASE WHEN %s THEN NULL ELSE pause_request END "
     "WHERE id = %s AND revision = %s"
 )
+# A commit's compare-and-set on a sharded adapter carries the shard's fence: it updates the row
+# only while the shard's epoch is still the one this runtime took (FOR SHARE: a runtime taking the
+# shard over waits for this transaction, or this one sees its new epoch and updates nothing).
+_FENCED: Final = " AND EXISTS (SELECT FROM shards WHERE shard = %s AND epoch = %s FOR SHARE)"
+_UPDATE_MISSION_FENCED: Final = _UPDATE_MISSION + _FENCED
+_REOPEN_MISSION_FENCED: Final = _REOPEN_MISSION + _FENCED
 _INSERT_ENTRY: Final = (
     "INSERT INTO timeline (mission_id, revision, position, entry) VALUES (%s, %s, %s, %s::jsonb)"
 )
@@ -597,7 +604,7 @@ class PostgresPersistenceAdapter:
                         self._idle.append(db)
 
     def _connect(self, conninfo: str) -> Connection:
-        db = psycopg.connect(conninfo, autocommit=True)
+        db = open_connection(conninfo)
         try:
             _set_up(db, self._schema)
             version = _version(db)
@@ -793,10 +800,31 @@ class PostgresPersistenceAdapter:
         # Whoever waits for its result, in any process, is told it ended.
         ended = ended_notice(mission_id) if snapshot.is_terminal else None
 
+        fence = self._fence(mission_id)
+        if fence is None:
+            statement = _REOPEN_MISSION if reopened else _UPDATE_MISSION
+            params: tuple[Any, ...] = update
+        else:
+            statement = _REOPEN_MISSION_FENCED if reopened else _UPDATE_MISSION_FENCED
+            params = (*update, *fence)
+        mark = take_submission_mark()
+
         def write(db: Connection) -> None:
-            with db.cursor() as cursor:
-                cursor.execute(_REOPEN_MISSION if reopened else _UPDATE_MISSION, update)
-                if cursor.rowcount != 1:
+            with db.transaction(), db.cursor() as cursor:
+                marked = True
+                if mark is not None:
+                    cursor.execute(submissions.MARK_APPLIED, mark)
+                    marked = cursor.rowcount == 1
+                cursor.execute(statement, params)
+                updated = cursor.rowcount == 1
+                if not updated and fence is not None:
+                    # Refused by the fence, or by the revision: the fence's error first, as
+                    # for every other fenced write.
+                    self._check_fence(db, mission_id, fence)
+                if not marked:
+                    assert mark is not None
+                    raise SubmissionDecidedError(f"submission {mark[1]} is no longer pending")
+                if not updated:
                     raise self._conflict(db, mission_id, expected_revision)
                 if consumed_signal is not None:
                     cursor.execute(_DELETE_SIGNAL, (consumed_signal, mission_id))
@@ -809,8 +837,7 @@ class PostgresPersistenceAdapter:
                 if ended is not None:
                     cursor.execute(NOTIFY, (self._channel, ended))
 
-        mark = take_submission_mark()
-        await self._write(write, f"committing mission {mission_id!r}", mission_id, mark)
+        await self._run(write, f"committing mission {mission_id!r}")
 
     @staticmethod
     def _conflict(db: Connection, mission_id: str, expected_revision: int) -> Exception:
@@ -1669,7 +1696,7 @@ async def open_postgres_persistence_adapter(
 
     def connect() -> tuple[Connection, int]:
         try:
-            db = psycopg.connect(conninfo, autocommit=True)
+            db = open_connection(conninfo)
         except psycopg.Error as error:
             raise PersistenceError(f"cannot connect to PostgreSQL: {error}") from error
         try:

@@ -25,7 +25,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import TupleRow
 
-from ._keepalive import connect_kept_alive
+from ._connections import connect_kept_alive
 
 NOTIFY: Final = "SELECT pg_notify(%s, %s)"
 

@@ -23,7 +23,7 @@ import psycopg
 from psycopg import pq
 from psycopg.rows import TupleRow
 
-from ._keepalive import connect_kept_alive
+from ._connections import connect_kept_alive
 
 _log = logging.getLogger("mission_control.adapter_postgres")
 

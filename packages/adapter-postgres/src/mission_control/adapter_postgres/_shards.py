@@ -28,7 +28,7 @@ from psycopg.rows import TupleRow
 
 from mission_control.core import PersistenceError
 
-from ._keepalive import connect_kept_alive
+from ._connections import connect_kept_alive
 
 _log = logging.getLogger("mission_control.adapter_postgres")
 

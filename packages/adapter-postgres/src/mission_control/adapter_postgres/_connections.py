@@ -1,4 +1,9 @@
-"""Connections that notice a peer that vanished without closing its socket.
+"""The adapter's connections: every one in autocommit mode and in the UTF8 client encoding, and
+those that wait long on the server kept alive.
+
+The client encoding is the adapter's, not the environment's: ids, names and documents are any
+Unicode text, and a ``PGCLIENTENCODING`` (or ``client_encoding`` in the conninfo) of another
+encoding would refuse or mangle what the database, in UTF8, can hold.
 
 A runtime's lock connection, its listener and the connections timing its upkeep each wait on the
 server for long stretches without sending anything. When the other machine vanishes (power,
@@ -25,17 +30,21 @@ KEEPALIVE_COUNT: Final = 3
 connection is dead: a vanished peer is noticed within about 11 seconds."""
 
 
+def open_connection(conninfo: str) -> psycopg.Connection[TupleRow]:
+    """A new connection to ``conninfo``, in autocommit mode and the UTF8 client encoding."""
+    return psycopg.connect(conninfo, autocommit=True, client_encoding="UTF8")
+
+
 def connect_kept_alive(conninfo: str) -> psycopg.Connection[TupleRow]:
-    """A new connection (autocommit) to ``conninfo`` with TCP keepalives on both sides."""
-    db = psycopg.connect(
+    """A new connection as :func:`open_connection` makes, with TCP keepalives on both sides."""
+    db = open_connection(
         libpq.make_conninfo(
             conninfo,
             keepalives=1,
             keepalives_idle=KEEPALIVE_IDLE,
             keepalives_interval=KEEPALIVE_INTERVAL,
             keepalives_count=KEEPALIVE_COUNT,
-        ),
-        autocommit=True,
+        )
     )
     try:
         for setting, value in (
