@@ -22,6 +22,7 @@ from mission_control.adapter_sqlite import (
 )
 from mission_control.core import (
     SUBMISSION_ATTEMPTS,
+    ConcurrencyLimitError,
     ConfigurationError,
     Context,
     DefinitionVersionError,
@@ -509,6 +510,45 @@ async def test_a_submission_the_owner_cannot_read_or_apply_never_holds_the_other
     assert "'rewind' is not a valid SubmissionKind" in newer[1]
     [tries] = rows(db_path, f"SELECT failures FROM submissions WHERE seq = {damaged.seq}")
     assert tries == (SUBMISSION_ATTEMPTS,)
+
+
+async def test_a_submitted_singleton_start_is_refused_or_gives_the_mission_it_joins(
+    db_path: Path, clock: LoopClock
+) -> None:
+    """While a mission holds its key, a submitted start of a refusing singleton is refused with
+    ConcurrencyLimitError and a joining one is applied with no mission of its own: its verdict
+    is the mission it joined (of the caller's tenant); neither stored a mission."""
+
+    def single(name: str, when_busy: Any) -> Any:
+        return (
+            m.define(name)
+            .start(parse=dict)
+            .concurrency(lambda value: str(value["c"]), when_busy=when_busy)
+            .need_to("go", parse=dict)
+            .end()
+        )
+
+    refusing, joining = single("refusing", "refuse"), single("joining", "join")
+    flows = [refusing, joining]
+    async with (
+        SQLiteCommander(db_path, flows, clock=clock, role="owner") as owner,
+        create_commander_runtime(owner),
+        SQLiteCommander(db_path, flows, clock=clock, role="submitter") as submitter,
+    ):
+        await owner.start(refusing, {"c": "k"}, id="r-1")
+        await owner.start(joining, {"c": "k"}, id="j-1", tenant="acme")
+        refused = await submitter.submit_start("refusing", {"c": "k"}, id="r-2")
+        with pytest.raises(ConcurrencyLimitError, match=r"has 1 of 1 running \(r-1\)"):
+            await submitter.verdict(refused)
+        joined = await submitter.submit_start("joining", {"c": "k"}, id="j-2", tenant="acme")
+        with anyio.fail_after(10):
+            found = await submitter.verdict(joined)
+        assert (found.id, found.tenant) == ("j-1", "acme")
+        assert (await submitter.submission(joined.seq, tenant="acme")).state is (
+            SubmissionState.APPLIED
+        )
+        assert sorted(s.id for s in await owner.list()) == ["r-1"]
+        assert [s.id for s in await owner.list(tenant="acme")] == ["j-1"]
 
 
 async def test_submitted_starts_run_in_the_ticks_within_max_concurrency(

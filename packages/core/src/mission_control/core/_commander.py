@@ -1365,9 +1365,12 @@ class Commander:
             found = await self._load_submission(seq, tenant)
             match found.state:
                 case SubmissionState.APPLIED:
+                    mission_id = found.mission_id
+                    if found.kind is SubmissionKind.START:
+                        mission_id = await self._started_by(found)
                     if at_rest:
-                        return await self._at_rest(found.mission_id)
-                    return self._out(await self._engine.load(found.mission_id))
+                        return await self._at_rest(mission_id)
+                    return self._out(await self._engine.load(mission_id))
                 case SubmissionState.REFUSED:
                     refusal = found.refusal or Refusal("SubmissionRefusedError", "no reason kept")
                     raise refusal.error()
@@ -1387,6 +1390,20 @@ class Commander:
                     delay = min(delay * 2, _VERDICT_LAST_REREAD)
                 case _:
                     assert_never(found.state)
+
+    async def _started_by(self, submission: Submission) -> str:
+        """The stored key of the mission an applied start made or found: its own, or, for a
+        joining singleton whose key was held (the owner stored no mission of its own, and
+        keeps no record of the one it joined), the mission holding that key now, when this
+        commander has the definition."""
+        if await self._engine.persistence.load(submission.mission_id) is not None:
+            return submission.mission_id
+        definition = self._definitions.get(submission.name or "")
+        if definition is None:
+            return submission.mission_id
+        tenant = tenant_of_key(submission.mission_id)
+        joined = await self._engine.joined(definition, submission.payload, tenant)
+        return submission.mission_id if joined is None else joined.id
 
     async def _at_rest(self, mission_id: str) -> MissionSnapshot:
         """The mission once the owner no longer runs it: what the owner's own ``signal()``
