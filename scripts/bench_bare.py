@@ -250,7 +250,6 @@ UPDATE_MISSION = (
     "cancel_request = coalesce(cancel_request, ?), "
     "pause_request = CASE WHEN ? THEN NULL ELSE pause_request END WHERE id = ? AND revision = ?"
 )
-INSERT_NO_TENANT = "INSERT INTO missions_of_no_tenant (id) VALUES (?)"
 INSERT_ENTRY = "INSERT INTO timeline (mission_id, revision, position, entry) VALUES (?, ?, ?, ?)"
 LOAD = "SELECT revision, snapshot, cancel_request, pause_request FROM missions WHERE id = ?"
 VERSIONS_INDEX = (
@@ -348,8 +347,6 @@ class BareDb:
         if self.db.changes() != 1:
             cursor.execute("ROLLBACK")
             raise RuntimeError(f"bare loop: mission {mission_id} was not written")
-        if write.insert:  # the benchmark's missions are of no tenant
-            cursor.execute(INSERT_NO_TENANT, (mission_id,))
         cursor.executemany(
             INSERT_ENTRY, [(mission_id, write.revision, i, e) for i, e in enumerate(write.entries)]
         )

@@ -11,7 +11,6 @@ from typing import Any
 from bench_bare import (
     INSERT_ENTRY,
     INSERT_MISSION,
-    INSERT_NO_TENANT,
     Recorder,
     Write,
     connect,
@@ -122,7 +121,6 @@ async def build_waiting_db(path: str, waiting: int, due: int, batches: int) -> W
         cursor = db.cursor()
         cursor.execute("BEGIN IMMEDIATE")
         cursor.executemany(INSERT_MISSION, missions)
-        cursor.executemany(INSERT_NO_TENANT, [(mission[0],) for mission in missions])
         cursor.executemany(INSERT_ENTRY, entries)
         cursor.execute("COMMIT")
         db.pragma("wal_checkpoint", "TRUNCATE")

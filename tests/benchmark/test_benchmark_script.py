@@ -125,7 +125,6 @@ def test_the_bare_loop_runs_the_adapters_own_statements(monkeypatch: pytest.Monk
     bare = importlib.import_module("bench_bare")
     statements = (
         "INSERT_MISSION",
-        "INSERT_NO_TENANT",
         "UPDATE_MISSION",
         "INSERT_ENTRY",
         "LOAD",
@@ -134,6 +133,36 @@ def test_the_bare_loop_runs_the_adapters_own_statements(monkeypatch: pytest.Monk
     versions = ("FIRST_VERSION", "NEXT_VERSION", "NEXT_DEFINITION", "FINGERPRINTS")
     for name in (*statements, *versions, "NEXT_DUE", "RUNNING"):
         assert getattr(bare, name) == getattr(adapter, f"_{name}"), name
+
+
+def test_the_bare_loops_missions_have_the_adapters_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 3-step mission the bare loop writes is listed as a mission of no tenant by the
+    adapter: its missions_of_no_tenant row comes from the schema's trigger, as the adapter's
+    does, so the loop stays a faithful mirror without writing it itself."""
+    import importlib
+
+    import anyio
+
+    from mission_control.adapter_sqlite import create_sqlite_persistence_adapter
+
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))
+    bare = importlib.import_module("bench_bare")
+    definitions = importlib.import_module("bench_definitions")
+    writes, _ = anyio.run(bare.record_start, definitions.THREE_STEPS)
+    mission_id = json.loads(writes[0].snapshot)["id"]
+    path = str(tmp_path / "bare.db")
+    db = bare.BareDb(path)
+    for write in writes:
+        db.write(mission_id, write)
+    db.close()
+
+    async def listed() -> list[str]:
+        async with create_sqlite_persistence_adapter(path, read_only=True) as adapter:
+            return [s.id for s in await adapter.list_missions(limit=10, tenant=None)]
+
+    assert anyio.run(listed) == [mission_id]
 
 
 def test_quick_scenario_9_measures_a_loop_early_and_late_with_its_snapshot_sizes() -> None:

@@ -223,9 +223,10 @@ async def test_read_only_reads_what_later_migrations_create_as_empty(
 
 def test_a_migration_marked_additive_may_only_create_tables_and_indexes_or_add_columns() -> None:
     """``check_migrations`` refuses an additive migration that changes anything else than
-    creating (and filling) tables and indexes or adding a nullable column without a default
-    (which every row reads as NULL, as before it), so that no reader of the release before it
-    misreads a database migrated by it."""
+    creating (and filling) tables and indexes, adding a nullable column without a default
+    (which every row reads as NULL, as before it) or creating triggers that only insert and
+    delete rows of a table (and bringing that table to what they keep), so that no reader of
+    the release before it misreads a database migrated by it."""
     for sneaky in (
         "ALTER TABLE missions ADD COLUMN tenant TEXT NOT NULL DEFAULT 'x'",
         "ALTER TABLE missions ADD COLUMN tenant TEXT DEFAULT 'x'",
@@ -260,6 +261,30 @@ def test_a_migration_marked_additive_may_only_create_tables_and_indexes_or_add_c
     schema.check_migrations(
         (*schema.MIGRATIONS, dataclasses.replace(filling, statements=filling.statements[:2]))
     )
+    # Triggers that insert into and delete from a table, and bringing that table to what they
+    # keep, are additive; a trigger that updates a table is not, nor writing one no trigger
+    # keeps.
+    keeping = schema.Migration(
+        SCHEMA_VERSION + 1,
+        "keeps",
+        (
+            "CREATE TABLE later (id TEXT)",
+            "CREATE TRIGGER kept AFTER INSERT ON missions BEGIN "
+            "INSERT INTO kept_ids (id) VALUES (NEW.id); DELETE FROM later WHERE id = NEW.id; END",
+            "INSERT INTO kept_ids (id) SELECT id FROM missions",
+            "DELETE FROM kept_ids WHERE id = 'x'",
+        ),
+        additive=True,
+    )
+    schema.check_migrations((*schema.MIGRATIONS, keeping))
+    for sneaky in (
+        "CREATE TRIGGER t AFTER INSERT ON missions BEGIN UPDATE missions SET status = 'x'; END",
+        "DELETE FROM missions WHERE id = 'x'",
+        "INSERT INTO missions_of_no_tenant (id) SELECT id FROM missions",
+    ):
+        changing = dataclasses.replace(keeping, statements=(*keeping.statements, sneaky))
+        with pytest.raises(AssertionError, match="marked additive but does more"):
+            schema.check_migrations((*schema.MIGRATIONS, changing))
     assert schema.readable_from(schema.MIGRATIONS) == 3
 
 

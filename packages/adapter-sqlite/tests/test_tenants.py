@@ -4,6 +4,9 @@ database not migrated to them yet (the cross-adapter behaviour is TenantConforma
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,7 +24,7 @@ from mission_control.core import (
     MissionStatus,
     m,
 )
-from mission_control.core.storage import tenant_key
+from mission_control.core.storage import mission_row, tenant_key
 from mission_control.runtime import create_commander_runtime
 from mission_control.testing import LoopClock
 
@@ -85,13 +88,27 @@ async def test_listing_one_tenant_reads_its_index(db_path: Path, make_snapshot: 
         connection.close()
 
 
+_TRIGGERS = (
+    "missions_of_no_tenant_inserted",
+    "missions_of_no_tenant_deleted",
+    "missions_of_no_tenant_tenant_inserted",
+    "missions_of_no_tenant_tenant_deleted",
+    "missions_of_no_tenant_once",
+)
+"""The triggers of migration 10."""
+
+
 def _take_back(path: Path, version: int, tables: list[str]) -> None:
     """Make the database at ``path`` one at schema ``version``, by dropping the ``tables`` the
-    migrations after it created (and migration 9's pause_request column)."""
+    migrations after it created (and migration 9's pause_request column, migration 10's
+    triggers)."""
     connection = apsw.Connection(str(path))
     try:
-        assert version < 9
-        connection.execute("ALTER TABLE missions DROP COLUMN pause_request")
+        assert version < 10
+        for trigger in _TRIGGERS:
+            connection.execute(f"DROP TRIGGER {trigger}")
+        if version < 9:
+            connection.execute("ALTER TABLE missions DROP COLUMN pause_request")
         for table in tables:
             connection.execute(f"DROP TABLE {table}")
         connection.execute("DELETE FROM schema_migrations WHERE version > ?", (version,))
@@ -162,6 +179,112 @@ async def test_the_migration_to_schema_8_finds_the_missions_of_no_tenant_stored_
         assert _no_tenant_rows(db_path) == ["a", "b"]
         assert [s.id for s in await owner.list_missions(limit=10, tenant=None)] == ["a", "b"]
         assert [s.id for s in await owner.list_missions(limit=10, tenant="acme")] == [acme]
+
+
+class _Schema7Writer:
+    """schema7_writer_child.py, running: a writer of the code before schema 8."""
+
+    def __init__(self, path: Path) -> None:
+        self.child = subprocess.Popen(
+            [sys.executable, str(Path(__file__).with_name("schema7_writer_child.py")), str(path)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self._answer() == "ready"
+
+    def _answer(self) -> str:
+        assert self.child.stdout is not None
+        # The child answers or exits (an empty line) within its busy timeout, 10 s.
+        return self.child.stdout.readline().strip()
+
+    def send(self, **command: Any) -> None:
+        assert self.child.stdin is not None
+        self.child.stdin.write(json.dumps(command) + "\n")
+        self.child.stdin.flush()
+        assert self._answer() == "done"
+
+    def insert(self, snapshot: MissionSnapshot) -> None:
+        self.send(insert=list(mission_row(snapshot, None)), tenant=snapshot.tenant)
+
+    def close(self) -> None:
+        self.child.communicate(timeout=30)
+        assert self.child.returncode == 0
+
+
+async def test_a_writer_of_the_code_before_schema_8_open_across_the_migration_is_listed(
+    db_path: Path, make_snapshot: Make
+) -> None:
+    """A process still writing a database the schema-7 way while the owner migrates it
+    (missions of no tenant without their missions_of_no_tenant row, a purge that leaves it)
+    has its missions of no tenant listed and its purged ones gone from that table, a tenant's
+    mission kept out of it: the schema's triggers keep the table, whoever writes."""
+    async with create_sqlite_persistence_adapter(db_path) as adapter:
+        await adapter.insert(make_snapshot("a-early", status=MissionStatus.COMPLETED), [])
+    _take_back(db_path, 7, ["missions_of_no_tenant"])
+    acme = tenant_key("acme", "late")
+    writer = _Schema7Writer(db_path)
+    try:
+        writer.insert(make_snapshot("b-before", status=MissionStatus.COMPLETED))
+        async with create_sqlite_persistence_adapter(db_path) as owner:  # migrates it
+            assert owner.schema_version == schema.SCHEMA_VERSION
+            writer.insert(make_snapshot("c-late"))
+            writer.insert(make_snapshot(acme, tenant="acme"))
+            writer.send(purge="a-early")
+            writer.send(purge="b-before")
+            page = await owner.list_missions(limit=10, tenant=None)
+            assert [s.id for s in page] == ["c-late"]
+            assert [s.id for s in await owner.list_missions(limit=10, tenant="acme")] == [acme]
+            assert _no_tenant_rows(db_path) == ["c-late"]
+    finally:
+        writer.close()
+
+
+async def test_the_migration_to_schema_10_repairs_the_missions_of_no_tenant(
+    db_path: Path, make_snapshot: Make
+) -> None:
+    """A database at schema 9 whose missions_of_no_tenant a writer of the code before schema 8
+    left wrong (a mission of no tenant without its row, a purged mission's row kept, a row
+    for a tenant's mission) gets it exact from the migration to schema 10."""
+    acme = tenant_key("acme", "t")
+    async with create_sqlite_persistence_adapter(db_path) as adapter:
+        for mission_id in ("kept", "missing", "purged"):
+            await adapter.insert(make_snapshot(mission_id), [])
+        await adapter.insert(make_snapshot(acme, tenant="acme"), [])
+    _take_back(db_path, 9, [])
+    with apsw.Connection(str(db_path)) as connection:
+        connection.execute("DELETE FROM missions_of_no_tenant WHERE id = 'missing'")
+        connection.execute("DELETE FROM missions WHERE id = 'purged'")
+        connection.execute("INSERT INTO missions_of_no_tenant (id) VALUES (?)", (acme,))
+    assert _no_tenant_rows(db_path) == [acme, "kept", "purged"]
+    async with create_sqlite_persistence_adapter(db_path) as owner:
+        assert owner.schema_version == schema.SCHEMA_VERSION
+        assert _no_tenant_rows(db_path) == ["kept", "missing"]
+        page = await owner.list_missions(limit=10, tenant=None)
+        assert [s.id for s in page] == ["kept", "missing"]
+
+
+async def test_the_missions_of_no_tenant_follow_every_write_of_the_tenant_rows(
+    db_path: Path, make_snapshot: Make
+) -> None:
+    """Whatever writes the tables, missions_of_no_tenant holds exactly the missions without a
+    mission_tenants row: a tenant's row deleted puts its mission among them, one inserted
+    takes it out, and a row the code of schemas 8 and 9 writes itself after the trigger's is
+    skipped, not refused."""
+    async with create_sqlite_persistence_adapter(db_path) as adapter:
+        await adapter.insert(make_snapshot("m"), [])
+        await adapter.insert(make_snapshot("t", tenant="acme"), [])
+        assert _no_tenant_rows(db_path) == ["m"]
+    connection = apsw.Connection(str(db_path))  # each statement its own transaction
+    try:
+        connection.execute("DELETE FROM mission_tenants WHERE id = 't'")
+        assert _no_tenant_rows(db_path) == ["m", "t"]
+        connection.execute("INSERT INTO mission_tenants (id, tenant) VALUES ('m', 'acme')")
+        assert _no_tenant_rows(db_path) == ["t"]
+        connection.execute("INSERT INTO missions_of_no_tenant (id) VALUES ('t')")
+        assert _no_tenant_rows(db_path) == ["t"]
+    finally:
+        connection.close()
 
 
 async def test_a_database_before_tenants_is_read_as_having_none(

@@ -280,8 +280,6 @@ _TENANT_MISSIONS: Final = (
 # (CROSS JOIN keeps that order of the loops, with a status or definition filter too: checked
 # row by row, as one tenant's are).
 _NO_TENANT_MISSIONS: Final = " FROM missions_of_no_tenant n CROSS JOIN missions m ON m.id = n.id"
-_INSERT_NO_TENANT: Final = "INSERT INTO missions_of_no_tenant (id) VALUES (?)"
-_DELETE_NO_TENANT: Final = "DELETE FROM missions_of_no_tenant WHERE id = ?"
 # The same in a database read before it was migrated to keep them (read-only): row by row.
 _NO_TENANT: Final = "NOT EXISTS (SELECT 1 FROM mission_tenants t WHERE t.id = m.id)"
 
@@ -786,9 +784,8 @@ class SQLitePersistenceAdapter:
         self._cursor.execute(_INSERT_MISSION, row)
         if self._db.changes() != 1:
             return False
-        if tenant is None:
-            self._cursor.execute(_INSERT_NO_TENANT, (row[0],))
-        else:
+        # A mission of no tenant gets its missions_of_no_tenant row from the schema's trigger.
+        if tenant is not None:
             self._cursor.execute(_INSERT_TENANT, (row[0], tenant))
         if entries:
             self._cursor.executemany(_INSERT_ENTRY, entries)
@@ -1116,7 +1113,6 @@ class SQLitePersistenceAdapter:
             cursor.executemany(_DELETE_TIMELINE, ids)
             cursor.executemany(_DELETE_INBOX, ids)
             cursor.executemany(_DELETE_TENANT, ids)
-            cursor.executemany(_DELETE_NO_TENANT, ids)
         return deleted
 
     # -- definition versions (DefinitionVersionStore) ------------------------------------------

@@ -35,8 +35,11 @@ class Migration:
     additive: bool = False
     """It only creates tables and indexes (and fills the tables it creates, with ``INSERT INTO
     <table> SELECT``), or adds nullable columns without a default, which the reads of the code
-    before it never use: a read-only adapter of this code still reads a database not yet
-    migrated to it, as the previous release's owner keeps it until the deploy
+    before it never use, or creates triggers that only insert and delete rows of a table kept
+    from others (and brings that table to what they keep, with ``INSERT INTO``/``DELETE FROM``
+    it), which corrects what a read finds without changing what it means: a read-only adapter
+    of this code still reads a database not yet migrated to it, as the previous release's
+    owner keeps it until the deploy
     (``mission-control check`` runs there before the deploy). What it creates is missing from
     such a database: reads of it must say so (or find nothing) instead of failing on the
     missing table, and read a missing column as the NULL every row would have in it (their SQL
@@ -274,6 +277,56 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
         ),
         additive=True,
     ),
+    Migration(
+        10,
+        "the missions of no tenant kept by the database, whoever writes",
+        (
+            # Triggers keep missions_of_no_tenant exact (a row for each mission without a
+            # mission_tenants row) in the writes of every process, a writer of code from before
+            # schema 8 included: one still open while the owner migrates the file writes its
+            # missions without knowing the table, which must list them all the same.
+            """
+            CREATE TRIGGER missions_of_no_tenant_inserted AFTER INSERT ON missions
+            WHEN NOT EXISTS (SELECT 1 FROM mission_tenants t WHERE t.id = NEW.id)
+            BEGIN INSERT INTO missions_of_no_tenant (id) VALUES (NEW.id); END
+            """,
+            """
+            CREATE TRIGGER missions_of_no_tenant_deleted AFTER DELETE ON missions
+            BEGIN DELETE FROM missions_of_no_tenant WHERE id = OLD.id; END
+            """,
+            # A tenant's mission is inserted, then its tenant's row: that row takes it out.
+            """
+            CREATE TRIGGER missions_of_no_tenant_tenant_inserted AFTER INSERT ON mission_tenants
+            BEGIN DELETE FROM missions_of_no_tenant WHERE id = NEW.id; END
+            """,
+            """
+            CREATE TRIGGER missions_of_no_tenant_tenant_deleted AFTER DELETE ON mission_tenants
+            WHEN EXISTS (SELECT 1 FROM missions m WHERE m.id = OLD.id)
+            BEGIN INSERT INTO missions_of_no_tenant (id) VALUES (OLD.id); END
+            """,
+            # The code of schemas 8 and 9 inserts the row itself after its mission's, which the
+            # first trigger wrote already: skipped, instead of failing its start.
+            """
+            CREATE TRIGGER missions_of_no_tenant_once BEFORE INSERT ON missions_of_no_tenant
+            WHEN EXISTS (SELECT 1 FROM missions_of_no_tenant n WHERE n.id = NEW.id)
+            BEGIN SELECT RAISE(IGNORE); END
+            """,
+            # What a writer of the code before schema 8, open across migration 8, left wrong:
+            # the missions it inserted have no row, those it purged kept theirs.
+            """
+            INSERT INTO missions_of_no_tenant (id)
+            SELECT id FROM missions m
+            WHERE NOT EXISTS (SELECT 1 FROM mission_tenants t WHERE t.id = m.id)
+            AND NOT EXISTS (SELECT 1 FROM missions_of_no_tenant n WHERE n.id = m.id)
+            """,
+            """
+            DELETE FROM missions_of_no_tenant
+            WHERE NOT EXISTS (SELECT 1 FROM missions m WHERE m.id = missions_of_no_tenant.id)
+            OR EXISTS (SELECT 1 FROM mission_tenants t WHERE t.id = missions_of_no_tenant.id)
+            """,
+        ),
+        additive=True,
+    ),
 )
 
 TENANTS_VERSION: Final = 6
@@ -290,6 +343,9 @@ SCHEMA_VERSION: Final = MIGRATIONS[-1].version
 
 
 _CREATES = ("CREATE TABLE ", "CREATE INDEX ", "CREATE UNIQUE INDEX ")
+_WRITES = re.compile(r"\b(?:INSERT INTO|DELETE FROM)\s+(\w+)", re.IGNORECASE)
+"""The tables a trigger's body writes."""
+_UPDATES = re.compile(r"\b(?:UPDATE|REPLACE)\b", re.IGNORECASE)
 _ADDS_COLUMN = re.compile(r"ALTER TABLE \S+ ADD COLUMN \S+ \S+")
 """A nullable column without a default (what follows its type would be a constraint)."""
 
@@ -306,11 +362,20 @@ def check_migrations(migrations: Sequence[Migration]) -> None:
             for words in (statement.split() for statement in migration.statements)
             if " ".join(words[:2]).upper() == "CREATE TABLE"
         }
+        triggers = [
+            statement
+            for statement in migration.statements
+            if " ".join(statement.split()).upper().startswith("CREATE TRIGGER ")
+            and _UPDATES.search(" ".join(statement.split()).upper().partition(" BEGIN ")[2]) is None
+        ]
+        kept = {table.lower() for trigger in triggers for table in _WRITES.findall(trigger)}
         changes = [
             statement
             for statement in migration.statements
             if not " ".join(statement.split()).upper().startswith(_CREATES)
+            and statement not in triggers
             and not _fills(statement, created)
+            and not _keeps(statement, kept)
             and _ADDS_COLUMN.fullmatch(" ".join(statement.split()).upper()) is None
         ]
         if migration.additive and changes:
@@ -318,6 +383,21 @@ def check_migrations(migrations: Sequence[Migration]) -> None:
                 f"migration {migration.version} is marked additive but does more than create "
                 f"tables and indexes or add nullable columns: {' '.join(changes[0].split())}"
             )
+
+
+def _keeps(statement: str, kept: set[str]) -> bool:
+    """Whether ``statement`` only adds rows to, or deletes rows of, a table the triggers of its
+    migration keep (``INSERT INTO <table> ... SELECT`` or ``DELETE FROM <table>``)."""
+    words = statement.split()
+    verb = " ".join(words[:2]).upper()
+    return (
+        len(words) > 3
+        and words[2].lower() in kept
+        and (
+            (verb == "INSERT INTO" and "SELECT" in (word.upper() for word in words[3:]))
+            or verb == "DELETE FROM"
+        )
+    )
 
 
 def _fills(statement: str, created: set[str]) -> bool:
