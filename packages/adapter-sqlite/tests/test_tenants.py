@@ -4,6 +4,7 @@ database not migrated to them yet (the cross-adapter behaviour is TenantConforma
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -24,7 +25,7 @@ from mission_control.core import (
     MissionStatus,
     m,
 )
-from mission_control.core.storage import mission_row, tenant_key
+from mission_control.core.storage import ANY_TENANT, mission_row, tenant_key
 from mission_control.runtime import create_commander_runtime
 from mission_control.testing import LoopClock
 
@@ -130,8 +131,7 @@ async def test_listing_the_missions_of_no_tenant_reads_their_own_table(
 ) -> None:
     """A mission of no tenant has a missions_of_no_tenant row written and deleted with it, so
     that a page of the missions of no tenant is a range of that table's key joined to the
-    missions (what it returns, however many tenants' missions sort among them), also with a
-    status filter."""
+    missions (what it returns, however many tenants' missions sort among them)."""
     async with create_sqlite_persistence_adapter(db_path) as adapter:
         for number in range(3):
             done = make_snapshot(f"m{number}", status=MissionStatus.COMPLETED)
@@ -145,18 +145,80 @@ async def test_listing_the_missions_of_no_tenant_reads_their_own_table(
         assert [s.id for s in page] == ["m1", "m2"]
         assert await adapter.delete_missions({"m1": 1}) == ["m1"]
         assert _no_tenant_rows(db_path) == ["m0", "m2"]
-    connection = apsw.Connection(str(db_path))
+
+
+def _plan(path: Path, sql: str, bindings: tuple[Any, ...]) -> list[str]:
+    connection = apsw.Connection(str(path))
     try:
-        for extra in ("", " AND m.status = ?"):
-            sql = (
-                "EXPLAIN QUERY PLAN SELECT m.id FROM missions_of_no_tenant n CROSS JOIN "
-                f"missions m ON m.id = n.id WHERE n.id > ?{extra} ORDER BY n.id LIMIT ?"
-            )
-            plan = [str(row[3]) for row in connection.execute(sql, [None] * sql.count("?"))]
-            assert plan[0].startswith("SEARCH n USING PRIMARY KEY (id>?)"), plan
-            assert "SCAN" not in " ".join(plan)
+        return [str(row[3]) for row in connection.execute(f"EXPLAIN QUERY PLAN {sql}", bindings)]
     finally:
         connection.close()
+
+
+async def test_listing_with_a_status_or_definition_filter_reads_that_index(
+    db_path: Path, make_snapshot: Make
+) -> None:
+    """A page of the missions of no tenant (or of any tenant) with a status or definition
+    filter is a range of that filter's index (the status's when both are given), each mission
+    checked to be in missions_of_no_tenant: what it returns, not every mission of no tenant (a
+    few running among many finished); without a filter, a range of missions_of_no_tenant's
+    key (of the missions' key). No plan sorts, for every combination of the filters."""
+    statements: list[tuple[str, tuple[Any, ...]]] = []
+
+    def trace(cursor: apsw.Cursor, sql: str, bindings: Any) -> bool:
+        if sql.startswith("SELECT m.id"):
+            statements.append((sql, tuple(bindings or ())))
+        return True
+
+    def hook(connection: apsw.Connection) -> None:
+        connection.exec_trace = trace
+
+    apsw.connection_hooks.append(hook)
+    try:
+        adapter = create_sqlite_persistence_adapter(db_path)
+    finally:
+        apsw.connection_hooks.remove(hook)
+    plans: dict[tuple[bool, bool, bool, bool], list[str]] = {}
+    async with adapter:
+        for number in range(4):
+            status = MissionStatus.RUNNING if number % 2 else MissionStatus.COMPLETED
+            await adapter.insert(make_snapshot(f"m{number}", status=status), [])
+            await adapter.insert(
+                make_snapshot(tenant_key("a", f"m{number}"), tenant="a", status=status), []
+            )
+        for tenant, status, definition, after_id in itertools.product(
+            (None, ANY_TENANT), (None, MissionStatus.RUNNING), (None, "test"), (None, "m0")
+        ):
+            page = await adapter.list_missions(
+                limit=10, tenant=tenant, status=status, definition=definition, after_id=after_id
+            )
+            numbers = [1, 3] if status is not None else [0, 1, 2, 3]
+            expected = [f"m{n}" for n in numbers if after_id is None or n > 0]
+            if tenant is ANY_TENANT:
+                expected += [tenant_key("a", f"m{n}") for n in numbers]
+                expected = sorted(i for i in expected if after_id is None or i > after_id)
+            assert [s.id for s in page] == expected
+            sql, bindings = statements[-1]
+            plan = _plan(db_path, sql, bindings)
+            key = (tenant is None, status is not None, definition is not None, after_id is not None)
+            plans[key] = plan
+    assert len(plans) == 16
+    for (no_tenant, by_status, by_definition, after), plan in plans.items():
+        text = " | ".join(plan)
+        if by_status or by_definition:
+            # With both filters, the status's (the definition checked row by row).
+            index = "missions_by_status" if by_status else "missions_by_definition"
+            assert plan[0].startswith(f"SEARCH m USING INDEX {index} ("), text
+            member = ["SEARCH n EXISTS USING PRIMARY KEY (id=?)"] if no_tenant else []
+            assert plan[1:] == member, text
+        elif no_tenant:
+            first = "SEARCH n USING PRIMARY KEY (id>?)" if after else "SCAN n"
+            assert plan == [first, "SEARCH m USING INDEX sqlite_autoindex_missions_1 (id=?)"]
+        else:
+            first = "SEARCH m" if after else "SCAN m"
+            assert plan[0].startswith(f"{first} USING INDEX sqlite_autoindex_missions_1"), text
+            assert len(plan) == 1, text
+        assert ("id>?" in plan[0]) is after, text
 
 
 async def test_the_migration_to_schema_8_finds_the_missions_of_no_tenant_stored_before(

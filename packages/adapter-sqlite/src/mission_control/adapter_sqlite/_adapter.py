@@ -277,9 +277,12 @@ _TENANT_MISSIONS: Final = (
     " FROM mission_tenants t JOIN missions m ON m.id = t.id WHERE t.tenant = ?"
 )
 # The missions of no tenant: a range of missions_of_no_tenant's key, each joined to its row
-# (CROSS JOIN keeps that order of the loops, with a status or definition filter too: checked
-# row by row, as one tenant's are).
+# (CROSS JOIN keeps that order of the loops, which the planner would not choose).
 _NO_TENANT_MISSIONS: Final = " FROM missions_of_no_tenant n CROSS JOIN missions m ON m.id = n.id"
+# With a status or definition filter, a range of that filter's index instead, each mission
+# checked to be in missions_of_no_tenant: an application without tenants has every mission
+# there, and its filtered page (the running ones among many finished) reads what it returns.
+_IN_NO_TENANT: Final = "EXISTS (SELECT 1 FROM missions_of_no_tenant n WHERE n.id = m.id)"
 # The same in a database read before it was migrated to keep them (read-only): row by row.
 _NO_TENANT: Final = "NOT EXISTS (SELECT 1 FROM mission_tenants t WHERE t.id = m.id)"
 
@@ -979,11 +982,14 @@ class SQLitePersistenceAdapter:
         tenant: TenantFilter = ANY_TENANT,
     ) -> list[MissionSnapshot]:
         """At most ``limit`` missions ordered by id, optionally filtered, starting after
-        ``after_id``: a range scan of one index (one of them when several filters are given,
-        the others checked row by row), which reads the rows it passes until ``limit`` match.
+        ``after_id``: a range scan of one index (the status's when both filters are given, the
+        definition then checked row by row), which reads the rows it passes until ``limit``
+        match.
         One tenant's missions are a range of ``mission_tenants_by_tenant``, the missions of no
-        tenant a range of ``missions_of_no_tenant`` (in a database read before it was migrated
-        to keep them, those without a row in ``mission_tenants``, checked row by row).
+        tenant a range of ``missions_of_no_tenant`` without a filter, and with a status or
+        definition filter a range of that filter's index, each checked row by row to be in
+        ``missions_of_no_tenant`` (in a database read before it was migrated to keep them, to
+        have no row in ``mission_tenants``).
 
         Raises :class:`PersistenceError` naming the first listed mission whose row is corrupt.
         """
@@ -1007,7 +1013,12 @@ class SQLitePersistenceAdapter:
                 clauses.append("t.id > ?")
                 params.append(after_id)
             order = "t.id"
-        elif tenant is None and self._schema_version >= NO_TENANT_VERSION:
+        elif (
+            tenant is None
+            and self._schema_version >= NO_TENANT_VERSION
+            and status is None
+            and definition is None
+        ):
             sql = listed + _NO_TENANT_MISSIONS
             if after_id is not None:
                 clauses.append("n.id > ?")
@@ -1016,7 +1027,8 @@ class SQLitePersistenceAdapter:
         else:
             sql = listed + " FROM missions m"
             if tenant is None:
-                clauses.append(_NO_TENANT)
+                in_no_tenant = self._schema_version >= NO_TENANT_VERSION
+                clauses.append(_IN_NO_TENANT if in_no_tenant else _NO_TENANT)
             if after_id is not None:
                 clauses.append("m.id > ?")
                 params.append(after_id)
@@ -1025,7 +1037,10 @@ class SQLitePersistenceAdapter:
             clauses.append("m.status = ?")
             params.append(MissionStatus(status).value)
         if definition is not None:
-            clauses.append("m.definition = ?")
+            # With a status too, the status's index is read (the unary + keeps the planner off
+            # the definition's, which it would take without statistics): the running, waiting,
+            # paused or failed missions are few, and a definition is often all of them.
+            clauses.append("m.definition = ?" if status is None else "+m.definition = ?")
             params.append(definition)
         if clauses:
             sql += (" AND " if isinstance(tenant, str) else " WHERE ") + " AND ".join(clauses)
