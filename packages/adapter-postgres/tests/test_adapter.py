@@ -15,7 +15,11 @@ import psycopg
 import pytest
 from psycopg import conninfo, sql
 
-from mission_control.adapter_postgres import SCHEMA_VERSION, open_postgres_persistence_adapter
+from mission_control.adapter_postgres import (
+    LISTEN_RETRY,
+    SCHEMA_VERSION,
+    open_postgres_persistence_adapter,
+)
 from mission_control.adapter_postgres._listen import Listener, channel_of
 from mission_control.core import MissionSnapshot, MissionStatus, PersistenceError
 
@@ -245,3 +249,42 @@ async def test_the_listeners_connection_keeps_tcp_alive(
         int(parameters[f"keepalives_{name}"]) for name in ("idle", "interval", "count")
     )
     assert (idle, interval, count) == (5, 2, 3)
+
+
+def _sessions(raw: Raw, schema: str, query_like: str, *, terminate: bool = False) -> list[int]:
+    """The process ids of the server's sessions whose last query is like ``query_like``, ended
+    first (pg_terminate_backend) with ``terminate``."""
+    ending = ", pg_terminate_backend(pid)" if terminate else ""
+    with raw(schema) as db:
+        rows = db.execute(
+            f"SELECT pid{ending} FROM pg_stat_activity "
+            "WHERE query LIKE %s AND pid <> pg_backend_pid()",
+            (query_like,),
+        ).fetchall()
+    return [int(row[0]) for row in rows]
+
+
+@pytest.mark.real_time
+async def test_a_listener_whose_session_the_server_ended_listens_again(
+    postgres_url: str, postgres_schema: str, raw: Raw
+) -> None:
+    """adapter.listen() whose LISTEN session the server ends (pg_terminate_backend, as a
+    restart or a failover does) stays up and listens again on a new session, after
+    LISTEN_RETRY."""
+    listen = f"LISTEN %{channel_of(postgres_schema)}%"
+    async with (
+        await open_postgres_persistence_adapter(postgres_url, schema=postgres_schema) as adapter,
+        anyio.create_task_group() as tasks,
+    ):
+        tasks.start_soon(adapter.listen)
+        with anyio.fail_after(10):
+            while not adapter.listening:  # noqa: ASYNC110 (it connects in a worker thread)
+                await anyio.sleep(0.01)
+        (ended,) = _sessions(raw, postgres_schema, listen, terminate=True)
+        with anyio.fail_after(LISTEN_RETRY + 10):
+            # Polled: the listener finds its session gone, waits, and connects again.
+            while not (  # noqa: ASYNC110 (another process, the server, decides)
+                adapter.listening and _sessions(raw, postgres_schema, listen) not in ([], [ended])
+            ):
+                await anyio.sleep(0.05)
+        tasks.cancel_scope.cancel()

@@ -14,6 +14,7 @@ import psycopg
 import pytest
 
 from mission_control.adapter_postgres import (
+    REBALANCE_INTERVAL,
     SHARDS,
     PostgresPersistenceAdapter,
     ShardLostError,
@@ -28,8 +29,11 @@ from mission_control.core import (
     Schedule,
     Wait,
     WaitKind,
+    create_commander,
+    m,
 )
 from mission_control.core.storage import RevisionConflictError
+from mission_control.runtime import create_commander_runtime
 
 pytestmark = pytest.mark.anyio
 
@@ -380,3 +384,47 @@ async def test_a_schedule_written_for_another_runtimes_shard_wakes_that_runtime(
             assert await listener.wait() == [f"d {shard_of(theirs.id)} {later.isoformat()}"]
     finally:
         listener.close()
+
+
+def _end_sleeps(raw: Raw, schema: str) -> int:
+    """End the sessions sleeping on the server (pg_terminate_backend): those of the runtime's
+    timers, which sleep a second at a time; how many."""
+    with raw(schema) as db:
+        return len(
+            db.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE query LIKE 'SELECT pg_sleep%%' AND state = 'active' "
+                "AND pid <> pg_backend_pid()"
+            ).fetchall()
+        )
+
+
+@pytest.mark.real_time
+async def test_a_runtime_whose_timers_sessions_the_server_ended_keeps_its_rounds(
+    postgres_url: str, postgres_schema: str, raw: Raw
+) -> None:
+    """The sessions timing a runtime's upkeep ended by the server (pg_terminate_backend, as a
+    restart or a failover does) cost it no round: its shard rounds go on every
+    REBALANCE_INTERVAL, on new sessions, instead of stopping until the runtime restarts its
+    upkeep (stalled_tick_delay, 10 s)."""
+    flow = m.define("flow").start(parse=dict).need_to("go", parse=dict).end()
+    adapter = await open_postgres_persistence_adapter(
+        postgres_url, schema=postgres_schema, sharded=True
+    )
+    commander = create_commander([flow], persistence=adapter, ids=adapter.new_mission_id)
+    try:
+        async with create_commander_runtime(commander):
+            with anyio.fail_after(10):
+                while not (adapter.listening and adapter.rebalance_rounds >= 2):  # noqa: ASYNC110
+                    await anyio.sleep(0.05)
+                # Polled: the timers' sleeps are a second each, begun when they please.
+                while not _end_sleeps(raw, postgres_schema):  # noqa: ASYNC110
+                    await anyio.sleep(0.05)
+            ended_at = adapter.rebalance_rounds
+            with anyio.fail_after(3 * REBALANCE_INTERVAL + 2):
+                while adapter.rebalance_rounds < ended_at + 2:  # noqa: ASYNC110
+                    await anyio.sleep(0.05)
+            started = await commander.start(flow, {})
+            assert (await commander.inspect(started.id)).status is MissionStatus.WAITING
+    finally:
+        await adapter.aclose()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import Final
 
+import anyio
 import psycopg
 from psycopg import conninfo as libpq
 from psycopg.rows import TupleRow
@@ -57,3 +58,18 @@ def connect_kept_alive(conninfo: str) -> psycopg.Connection[TupleRow]:
         db.close()
         raise
     return db
+
+
+def close_waited_on(db: psycopg.Connection[TupleRow]) -> None:
+    """Close ``db``, whose socket a task of this process may be waiting on (``anyio``'s
+    ``wait_readable``/``wait_writable``: they raise ``ClosedResourceError`` instead of waiting on
+    a closed descriptor). Never raises: once libpq dropped a lost connection's socket (a server
+    restart, ``pg_terminate_backend``, a failover), nobody waits on it and only closing is left,
+    which a caller's ``finally`` must get to without an error of its own."""
+    try:
+        socket = db.pgconn.socket
+    except psycopg.OperationalError:
+        pass  # "the connection is lost": libpq closed the descriptor already
+    else:
+        anyio.notify_closing(socket)
+    db.close()

@@ -25,7 +25,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import TupleRow
 
-from ._connections import connect_kept_alive
+from ._connections import close_waited_on, connect_kept_alive
 
 NOTIFY: Final = "SELECT pg_notify(%s, %s)"
 
@@ -97,10 +97,10 @@ class Listener:
         return {} if self._db is None else self._db.info.get_parameters()
 
     def close(self) -> None:
+        """Close the connection, also a lost one; never raises."""
         db, self._db = self._db, None
         if db is not None:
-            anyio.notify_closing(db.pgconn.socket)
-            db.close()
+            close_waited_on(db)
 
 
 def _drain(pgconn: psycopg.pq.abc.PGconn) -> list[str]:

@@ -23,7 +23,7 @@ import psycopg
 from psycopg import pq
 from psycopg.rows import TupleRow
 
-from ._connections import connect_kept_alive
+from ._connections import close_waited_on, connect_kept_alive
 
 _log = logging.getLogger("mission_control.adapter_postgres")
 
@@ -78,10 +78,12 @@ class RealTimer:
                 if result.status != pq.ExecStatus.TUPLES_OK:
                     failed = result.error_message or b"failed"
             if failed:
-                _log.warning("a wait timed by the server failed: %s", failed.decode("replace"))
+                # The session ended by the server (a restart, pg_terminate_backend) answers so.
+                text = failed.decode(errors="replace").strip()
+                _log.warning("a wait timed by the server failed: %s", text)
             else:
                 finished = True
-        except psycopg.OperationalError as error:
+        except psycopg.Error as error:
             _log.warning("the connection timing a wait was lost: %s", error)
         finally:
             if not finished:
@@ -99,9 +101,8 @@ class RealTimer:
         return db
 
     def close(self) -> None:
-        """Close the connection (a sleep running on it returns at once; the server's session
-        ends when that sleep does, within ``LONGEST_SLEEP``)."""
+        """Close the connection, also a lost one, never raising (a sleep running on it returns
+        at once; the server's session ends when that sleep does, within ``LONGEST_SLEEP``)."""
         db, self._db = self._db, None
         if db is not None:
-            anyio.notify_closing(db.pgconn.socket)
-            db.close()
+            close_waited_on(db)
