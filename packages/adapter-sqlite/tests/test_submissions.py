@@ -551,6 +551,37 @@ async def test_a_submitted_singleton_start_is_refused_or_gives_the_mission_it_jo
         assert [s.id for s in await owner.list(tenant="acme")] == ["j-1"]
 
 
+async def test_submitted_starts_of_one_key_applied_side_by_side_are_all_decided_at_once(
+    db_path: Path, clock: LoopClock
+) -> None:
+    """Four submitted starts of a joining singleton, of one key, applied side by side by one
+    apply_submissions (no runtime): the first applied stores its mission, the others lose the
+    key's compare-and-set, retry and join it, and every one is decided in that same round (a
+    write that lost its compare-and-set gives the submission's mark back to the retry), its
+    verdict the mission stored."""
+    joining = (
+        m.define("joining")
+        .start(parse=dict)
+        .concurrency(lambda value: str(value["c"]), when_busy="join")
+        .need_to("go", parse=dict)
+        .end()
+    )
+    async with (
+        SQLiteCommander(db_path, [joining], clock=clock, role="owner") as owner,
+        SQLiteCommander(db_path, [joining], clock=clock, role="submitter") as submitter,
+    ):
+        submitted = [
+            await submitter.submit_start(joining, {"c": "k"}, id=f"j{n}") for n in range(4)
+        ]
+        assert await owner.apply_submissions(10) == 4
+        states = [(await submitter.submission(s.seq)).state for s in submitted]
+        assert states == [SubmissionState.APPLIED] * 4
+        [first] = [s.id for s in await owner.list()]  # the one applied first, whichever
+        with anyio.fail_after(10):
+            verdicts = [(await submitter.verdict(s)).id for s in submitted]
+        assert verdicts == [first] * 4
+
+
 async def test_submitted_starts_run_in_the_ticks_within_max_concurrency(
     db_path: Path, clock: LoopClock
 ) -> None:

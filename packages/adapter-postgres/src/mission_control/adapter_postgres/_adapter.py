@@ -79,7 +79,7 @@ from mission_control.core.storage import (
     schedule_to_json,
     signal_payload_json,
     stored_snapshot_from_json,
-    take_submission_mark,
+    submission_mark,
     timeline_entry_from_json,
     timeline_rows,
     trigger_from_json,
@@ -636,13 +636,27 @@ class PostgresPersistenceAdapter:
         work: Callable[[Connection], _T],
         action: str,
         fenced: str | None = None,
-        mark: tuple[datetime, int] | None = None,
+        *,
+        marks: bool = False,
     ) -> _T:
         """``work(connection)`` in one transaction, rolled back when it raises; on a sharded
         adapter, a write ``fenced`` by a mission id checks first, in the same transaction, that
-        this adapter still owns the mission's shard. With ``mark`` (a write applying a
-        submission), the submission is marked applied in the same transaction
-        (:class:`SubmissionDecidedError`, nothing stored, when it is no longer pending)."""
+        this adapter still owns the mission's shard. A write that ``marks`` (one that may apply
+        a submission) marks the submission the calling task applies (:func:`submission_mark`)
+        applied in the same transaction (:class:`SubmissionDecidedError`, nothing stored, when
+        it is no longer pending)."""
+        if marks:
+            with submission_mark() as mark:
+                return await self._write_marked(work, action, fenced, mark)
+        return await self._write_marked(work, action, fenced, None)
+
+    async def _write_marked(
+        self,
+        work: Callable[[Connection], _T],
+        action: str,
+        fenced: str | None,
+        mark: tuple[datetime, int] | None,
+    ) -> _T:
         fence = None if fenced is None else self._fence(fenced)
 
         def transaction(db: Connection) -> _T:
@@ -767,8 +781,7 @@ class PostgresPersistenceAdapter:
                 self._write_gate(db, *holding)
             return True
 
-        mark = take_submission_mark()
-        if await self._write(write, f"inserting mission {mission_id!r}", fenced, mark):
+        if await self._write(write, f"inserting mission {mission_id!r}", fenced, marks=True):
             return None
         return await self.load(mission_id)
 
@@ -807,9 +820,8 @@ class PostgresPersistenceAdapter:
         else:
             statement = _REOPEN_MISSION_FENCED if reopened else _UPDATE_MISSION_FENCED
             params = (*update, *fence)
-        mark = take_submission_mark()
 
-        def write(db: Connection) -> None:
+        def write(db: Connection, mark: tuple[datetime, int] | None) -> None:
             with db.transaction(), db.cursor() as cursor:
                 marked = True
                 if mark is not None:
@@ -837,7 +849,8 @@ class PostgresPersistenceAdapter:
                 if ended is not None:
                     cursor.execute(NOTIFY, (self._channel, ended))
 
-        await self._run(write, f"committing mission {mission_id!r}")
+        with submission_mark() as mark:
+            await self._run(lambda db: write(db, mark), f"committing mission {mission_id!r}")
 
     @staticmethod
     def _conflict(db: Connection, mission_id: str, expected_revision: int) -> Exception:
@@ -872,7 +885,7 @@ class PostgresPersistenceAdapter:
             write,
             f"buffering signal {name!r} for mission {mission_id!r}",
             mission_id,
-            take_submission_mark(),
+            marks=True,
         )
         return BufferedSignal(seq, name, payload, received_at)
 
@@ -905,7 +918,7 @@ class PostgresPersistenceAdapter:
             write,
             f"requesting cancellation of mission {mission_id!r}",
             mission_id,
-            take_submission_mark(),
+            marks=True,
         )
 
     async def request_pause(
@@ -929,7 +942,7 @@ class PostgresPersistenceAdapter:
             write,
             f"requesting a pause of mission {mission_id!r}",
             mission_id,
-            take_submission_mark(),
+            marks=True,
         )
 
     async def list_missions(

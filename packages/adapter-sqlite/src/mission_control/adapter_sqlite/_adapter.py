@@ -72,7 +72,7 @@ from mission_control.core.storage import (
     schedule_to_json,
     signal_payload_json,
     stored_snapshot_from_json,
-    take_submission_mark,
+    submission_mark,
     timeline_entry_from_json,
     timeline_rows,
     trigger_from_json,
@@ -756,12 +756,12 @@ class SQLitePersistenceAdapter:
             if signals
             else []
         )
-        mark = take_submission_mark()
         tenant = snapshot.tenant
-        inserted = await self._group.run(
-            lambda: self._write_insert(row, entries, inbox, mark, tenant),
-            f"inserting mission {mission_id!r}",
-        )
+        with submission_mark() as mark:
+            inserted = await self._group.run(
+                lambda: self._write_insert(row, entries, inbox, mark, tenant),
+                f"inserting mission {mission_id!r}",
+            )
         if inserted:
             self._woke_owner()
             return None
@@ -827,11 +827,11 @@ class SQLitePersistenceAdapter:
         check_commit_revision(snapshot, expected_revision)
         update = mission_update(snapshot, self._due(snapshot), expected_revision)
         entries = timeline_rows(mission_id, snapshot.revision, timeline)
-        mark = take_submission_mark()
-        await self._group.run(
-            lambda: self._write_commit(update, entries, consumed_signal, mark, reopened),
-            f"committing mission {mission_id!r}",
-        )
+        with submission_mark() as mark:
+            await self._group.run(
+                lambda: self._write_commit(update, entries, consumed_signal, mark, reopened),
+                f"committing mission {mission_id!r}",
+            )
 
     def _write_commit(
         self,
@@ -874,11 +874,11 @@ class SQLitePersistenceAdapter:
         """Buffer a signal for the mission (one transaction)."""
         self._check_owner("buffer a signal")
         row = _inbox_row(mission_id, name, payload, received_at)
-        mark = take_submission_mark()
-        seq = await self._group.run_alone(
-            lambda: self._write_signal(row, timeline, mark),
-            f"buffering signal {name!r} for mission {mission_id!r}",
-        )
+        with submission_mark() as mark:
+            seq = await self._group.run_alone(
+                lambda: self._write_signal(row, timeline, mark),
+                f"buffering signal {name!r} for mission {mission_id!r}",
+            )
         return BufferedSignal(seq, name, payload, received_at)
 
     def _write_signal(
@@ -922,11 +922,11 @@ class SQLitePersistenceAdapter:
         """Record a cancellation request (the first one stands) without changing the revision."""
         self._check_owner("request cancellation")
         request_text = cancel_request_to_json(request)
-        mark = take_submission_mark()
-        await self._group.run_alone(
-            lambda: self._write_cancel(mission_id, request_text, timeline, mark),
-            f"requesting cancellation of mission {mission_id!r}",
-        )
+        with submission_mark() as mark:
+            await self._group.run_alone(
+                lambda: self._write_cancel(mission_id, request_text, timeline, mark),
+                f"requesting cancellation of mission {mission_id!r}",
+            )
 
     def _write_cancel(
         self,
@@ -948,11 +948,11 @@ class SQLitePersistenceAdapter:
         the mission is paused or finished."""
         self._check_owner("request a pause")
         request_text = None if request is None else pause_to_json(request)
-        mark = take_submission_mark()
-        await self._group.run_alone(
-            lambda: self._write_pause(mission_id, request_text, timeline, mark),
-            f"requesting a pause of mission {mission_id!r}",
-        )
+        with submission_mark() as mark:
+            await self._group.run_alone(
+                lambda: self._write_pause(mission_id, request_text, timeline, mark),
+                f"requesting a pause of mission {mission_id!r}",
+            )
 
     def _write_pause(
         self,
@@ -1219,17 +1219,19 @@ class SQLitePersistenceAdapter:
         check_gate_revision(gate, expected_revision)
         row, entries = self._insert_parts(snapshot, timeline)
         document = gate_to_json(gate)
-        mark = take_submission_mark()
         tenant = snapshot.tenant
 
-        def write() -> bool:
+        def write(mark: tuple[datetime, int] | None) -> bool:
             if not self._write_insert(row, entries, [], mark, tenant):
                 return False
             # Raising undoes the insert too (the write runs in a savepoint of its own).
             self._write_gate(gate, document, expected_revision)
             return True
 
-        inserted = await self._group.run(write, f"inserting mission {mission_id!r}")
+        with submission_mark() as mark:
+            inserted = await self._group.run(
+                lambda: write(mark), f"inserting mission {mission_id!r}"
+            )
         if inserted:
             self._woke_owner()
             return None

@@ -23,7 +23,12 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import attrs
 
-from ._errors import MissionControlError, PersistenceError, SubmissionRefusedError
+from ._errors import (
+    MissionControlError,
+    PersistenceError,
+    RevisionConflictError,
+    SubmissionRefusedError,
+)
 from ._serialization import value_to_json
 from ._snapshot import JsonValue
 
@@ -153,7 +158,7 @@ _APPLYING: contextvars.ContextVar[_Applying | None] = contextvars.ContextVar(
 @contextmanager
 def applying_submission(seq: int, decided_at: datetime) -> Generator[Marking]:
     """What an adapter's :meth:`SubmissionStore.applying` returns: inside the block, the
-    calling task's first write takes the mark (:func:`take_submission_mark`)."""
+    calling task's first write takes the mark (:func:`submission_mark`)."""
     marking = _Applying(seq, decided_at)
     token = _APPLYING.set(marking)
     try:
@@ -162,16 +167,25 @@ def applying_submission(seq: int, decided_at: datetime) -> Generator[Marking]:
         _APPLYING.reset(token)
 
 
-def take_submission_mark() -> tuple[datetime, int] | None:
-    """For an adapter's writes (insert, commit, append_signal, request_cancel): the submission
-    the write must mark applied in its own transaction, as ``(decided_at, seq)``, when the
-    calling task is applying one and has not written yet; ``None`` otherwise. Taken once: the
-    task's later writes get ``None``."""
+@contextmanager
+def submission_mark() -> Generator[tuple[datetime, int] | None]:
+    """For an adapter's writes (insert, commit, append_signal, request_cancel, request_pause),
+    around the whole write: the submission it must mark applied in its own transaction, as
+    ``(decided_at, seq)``, when the calling task is applying one and no write of it marked it
+    yet; ``None`` otherwise. Taken once: the task's later writes get ``None``, unless the write
+    that took it raised :class:`RevisionConflictError` (its compare-and-set failed: it stored
+    nothing, the mark included), which gives it back to the task's next write (the engine's
+    retry, or none: the submission is then decided without a write)."""
     marking = _APPLYING.get()
     if marking is None or marking.used:
-        return None
+        yield None
+        return
     marking.used = True
-    return (marking.decided_at, marking.seq)
+    try:
+        yield (marking.decided_at, marking.seq)
+    except RevisionConflictError:
+        marking.used = False
+        raise
 
 
 @runtime_checkable

@@ -107,8 +107,8 @@ from ._submissions import (
     readable_submissions,
     refusal_from_json,
     refusal_to_json,
+    submission_mark,
     submission_payload_json,
-    take_submission_mark,
 )
 from ._tenants import (
     ANY_TENANT,
@@ -190,7 +190,7 @@ __all__ = [
     "stored_snapshot_from_json",
     "stored_snapshot_to_json",
     "submission_payload_json",
-    "take_submission_mark",
+    "submission_mark",
     "tenant_key",
     "timeline_entry_from_json",
     "timeline_entry_to_json",
