@@ -279,10 +279,14 @@ _TENANT_MISSIONS: Final = (
 # The missions of no tenant: a range of missions_of_no_tenant's key, each joined to its row
 # (CROSS JOIN keeps that order of the loops, which the planner would not choose).
 _NO_TENANT_MISSIONS: Final = " FROM missions_of_no_tenant n CROSS JOIN missions m ON m.id = n.id"
-# With a status or definition filter, a range of that filter's index instead, each mission
-# checked to be in missions_of_no_tenant: an application without tenants has every mission
-# there, and its filtered page (the running ones among many finished) reads what it returns.
+# With a status or definition filter in a file without tenants' missions, a range of that
+# filter's index instead, each mission checked to be in missions_of_no_tenant (all are, but
+# the check keeps the page exact whatever was stored since _ANY_TENANTS_MISSION was read):
+# there the filtered page (the running ones among many finished) reads what it returns, where
+# missions_of_no_tenant's range would read every mission. In a file with tenants' missions,
+# the missions of no tenant may be few among them: their own range, filters checked row by row.
 _IN_NO_TENANT: Final = "EXISTS (SELECT 1 FROM missions_of_no_tenant n WHERE n.id = m.id)"
+_ANY_TENANTS_MISSION: Final = "SELECT 1 FROM mission_tenants LIMIT 1"
 # The same in a database read before it was migrated to keep them (read-only): row by row.
 _NO_TENANT: Final = "NOT EXISTS (SELECT 1 FROM mission_tenants t WHERE t.id = m.id)"
 
@@ -986,10 +990,11 @@ class SQLitePersistenceAdapter:
         definition then checked row by row), which reads the rows it passes until ``limit``
         match.
         One tenant's missions are a range of ``mission_tenants_by_tenant``, the missions of no
-        tenant a range of ``missions_of_no_tenant`` without a filter, and with a status or
-        definition filter a range of that filter's index, each checked row by row to be in
-        ``missions_of_no_tenant`` (in a database read before it was migrated to keep them, to
-        have no row in ``mission_tenants``).
+        tenant a range of ``missions_of_no_tenant`` (filters checked row by row), or, with a
+        status or definition filter in a file that holds no tenant's mission, a range of that
+        filter's index, each checked row by row to be in ``missions_of_no_tenant`` (in a
+        database read before it was migrated to keep them, to have no row in
+        ``mission_tenants``).
 
         Raises :class:`PersistenceError` naming the first listed mission whose row is corrupt.
         """
@@ -1016,8 +1021,10 @@ class SQLitePersistenceAdapter:
         elif (
             tenant is None
             and self._schema_version >= NO_TENANT_VERSION
-            and status is None
-            and definition is None
+            and (
+                (status is None and definition is None)
+                or await self._read(_ANY_TENANTS_MISSION, (), "listing missions")
+            )
         ):
             sql = listed + _NO_TENANT_MISSIONS
             if after_id is not None:
