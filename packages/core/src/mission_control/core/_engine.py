@@ -2699,6 +2699,9 @@ class Engine:
         assert concurrency is not None
         assert key is not None
         store = self._gates()
+        # Stored holding its slot: should the process stop before it begins, the next tick
+        # begins it (it is due), not the slot's recheck.
+        draft.move_due("start", self.now())
         snapshot = draft.freeze(1)
         while True:
             gate = await store.load_gate(key) or Gate(key, concurrency.limit)
