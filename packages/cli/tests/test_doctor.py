@@ -200,10 +200,11 @@ def test_doctor_of_an_unknown_mission_fails(shop_db: Path, invoke: Any) -> None:
 
 
 def test_a_mission_left_running_is_told_by_whether_its_owner_lives(
-    tmp_path: Path, invoke_json: Any
+    tmp_path: Path, invoke: Any, invoke_json: Any
 ) -> None:
     """A mission running a step that hangs in a live owner is told as running long in that
-    process; once the owner is SIGKILLed, as left running with no owner to resume it."""
+    process, with the pause asked for meanwhile; once the owner is SIGKILLed, as left running
+    with no owner to resume it, and the pause still requested."""
     db = tmp_path / "hang.sqlite"
     child = subprocess.Popen(
         [sys.executable, str(Path(__file__).with_name("hanging_owner.py")), str(db)],
@@ -224,15 +225,29 @@ def test_a_mission_left_running_is_told_by_whether_its_owner_lives(
             in (running["diagnosis"])
         )
         assert doctor(invoke_json, db, "h-1")["problem"] == "moving"
+        asked = invoke("pause", "--db", db, "h-1", "--reason", "audit")
+        assert asked.exit_code == 0, asked.output
+        requested = doctor(invoke_json, db, "h-1")
+        assert requested["problem"] == "moving"
+        assert requested["diagnosis"].startswith(f"running 'work' in process {child.pid}; ")
+        assert "; a pause was requested " in requested["diagnosis"]
+        assert requested["diagnosis"].endswith(
+            " (audit): it pauses at its next node boundary (after a crash, before it runs its "
+            "node again)"
+        )
     finally:
         child.send_signal(signal.SIGKILL)
         child.communicate(timeout=60)
     left = doctor(invoke_json, db, "h-1")
     assert left["problem"] == "no-owner"
     assert left["owner_pid"] is None
-    assert left["diagnosis"] == (
+    assert left["diagnosis"].startswith(
         "left running at 'work' by a process that stopped, but no process owns the database: "
-        "nothing moves it"
+        "nothing moves it; a pause was requested "
+    )
+    assert left["diagnosis"].endswith(
+        " (audit): it pauses at its next node boundary (after a crash, before it runs its "
+        "node again)"
     )
 
 
