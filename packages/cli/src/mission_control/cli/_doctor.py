@@ -352,7 +352,7 @@ def _waiting(facts: Facts) -> Diagnosis:
         return _owner_problem(facts, what) or Diagnosis(
             Finding.PAUSE_PENDING,
             f"{what}: the process that ran it stopped as it reached its wait; the owner pauses "
-            "it when it starts, or when the mission next moves",
+            "it when the mission next moves (a signal, a due time)",
             "to pause it now: " + _cli(facts, "pause", snapshot.id),
         )
     if snapshot.cancel_request is not None:
