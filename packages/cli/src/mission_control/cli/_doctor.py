@@ -352,7 +352,7 @@ def _waiting(facts: Facts) -> Diagnosis:
         return _owner_problem(facts, what) or Diagnosis(
             Finding.PAUSE_PENDING,
             f"{what}: the process that ran it stopped as it reached its wait; the owner pauses "
-            "it when the mission next moves (a signal, a due time)",
+            "it at its next tick",
             "to pause it now: " + _cli(facts, "pause", snapshot.id),
         )
     if snapshot.cancel_request is not None:
