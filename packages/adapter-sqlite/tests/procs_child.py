@@ -95,14 +95,18 @@ APPROVAL = (
 )
 
 
-async def hold(ctx: Context[Any, Any]) -> str:
-    """Tell the parent this step runs (``DIR/holding``), then wait until it says go."""
-    record("hold", ctx.mission_id)
+async def held(step: str, mission_id: str) -> None:
+    """Tell the parent ``step`` runs (``DIR/holding``), then wait until it says go."""
+    record(step, mission_id)
     (HERE / "holding").write_text(str(os.getpid()))
     with anyio.fail_after(WATCHDOG):
         # Polled: the parent is another process, which no Event reaches.
         while not (HERE / "go").exists():  # noqa: ASYNC110
             await anyio.sleep(0.01)
+
+
+async def hold(ctx: Context[Any, Any]) -> str:
+    await held("hold", ctx.mission_id)
     return "held"
 
 
@@ -112,6 +116,19 @@ async def after(ctx: Context[Any, Any]) -> str:
 
 
 HOLD = m.define("hold").start(parse=parse).step("hold", hold).step("after", after).end()
+
+
+async def undo_held(ctx: Context[Any, Any], output: Any) -> None:
+    await held("undo", ctx.mission_id)
+
+
+UNDO = (
+    m.define("undo")
+    .start(parse=parse)
+    .step("book", lambda ctx: "booked", compensate=undo_held)
+    .need_to("confirm", parse=parse)
+    .end()
+)
 
 
 def singleton(name: str, when_busy: Any) -> Any:
@@ -126,7 +143,7 @@ def singleton(name: str, when_busy: Any) -> Any:
 
 SINGLETONS = {"refuse": singleton("refuse", "refuse"), "join": singleton("join", "join")}
 
-DEFINITIONS = [APPROVAL, HOLD, *SINGLETONS.values()]
+DEFINITIONS = [APPROVAL, HOLD, UNDO, *SINGLETONS.values()]
 
 
 class EventFile:

@@ -186,8 +186,8 @@ async def test_tick_queries_use_their_indexes(adapter: SQLitePersistenceAdapter)
     queries: list[tuple[str, tuple[Any, ...]]] = [
         (module._DUE, (0, 10)),
         (module._NEXT_DUE, ()),
-        (module._RUNNING, (10,)),
-        (module._RUNNING_AFTER, ("x", 10)),
+        (module._RUNNING, ("", 10)),
+        (module._RUNNING, ("x", 10)),
         (module._NEXT_SIGNAL, ("m", "go")),
         (module._TIMELINE, ("m",)),
         ("SELECT id FROM missions WHERE status = ? ORDER BY id LIMIT ?", ("waiting", 10)),

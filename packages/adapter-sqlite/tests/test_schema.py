@@ -195,12 +195,13 @@ async def test_read_only_reads_what_later_migrations_create_as_empty(
     db_path: Path, make_snapshot: Make, dump: Dump
 ) -> None:
     """On a database at schema 3 (the release before schedules and triggers, made here by
-    taking back what migrations 4, 5 and 9 created), a read-only adapter of this code reads the
-    missions (with no pause request), and no schedule and no fired trigger, instead of failing
-    on their tables and columns."""
+    taking back what migrations 4, 5, 9 and 11 created), a read-only adapter of this code reads
+    the missions (with no pause request), and no schedule and no fired trigger, instead of
+    failing on their tables and columns."""
     async with create_sqlite_persistence_adapter(db_path) as adapter:
         await adapter.insert(make_snapshot("m", status=MissionStatus.WAITING), [])
     connection = raw(db_path)
+    connection.execute("DROP INDEX missions_pause_requested")
     connection.execute("ALTER TABLE missions DROP COLUMN pause_request")
     for table in ("schedules", "trigger_fires"):
         connection.execute(f"DROP TABLE {table}")

@@ -35,6 +35,7 @@ from mission_control.adapter_sqlite import (
 )
 from mission_control.core import (
     ConcurrencyLimitError,
+    MissionNotActiveError,
     MissionNotFoundError,
     MissionSnapshot,
     MissionStatus,
@@ -441,6 +442,69 @@ async def test_a_pause_applied_while_a_step_runs_survives_the_owners_kill_and_pa
     runs = step_runs(tmp_path)
     assert runs[first.pid] == Counter({"hold k-1": 1})
     assert runs[second.pid] == Counter({"hold k-1": 1, "after k-1": 1})
+
+
+async def test_a_pause_asked_during_the_last_compensation_pauses_it_after_the_owners_kill(
+    tmp_path: Path,
+) -> None:
+    """A pause asked while a mission's last compensation runs, its owner SIGKILLed inside it,
+    pauses the mission at that compensation when the next owner takes it up, as for any node
+    interrupted with a pause asked (the compensation has not ended: it is left to run); paused,
+    it stays compensating and cannot be cancelled, and the resume runs the compensation again
+    and ends it compensated."""
+    db = tmp_path / "shared.sqlite"
+    async with SQLiteCommander(db, [], role="submitter") as submitter:
+        async with owner_running(db, tmp_path) as first:
+            await submitter.submit_start("undo", {}, id="u-1")
+
+            async def waiting() -> bool:
+                found = await submitter.persistence.load("u-1")
+                return found is not None and found.status is MissionStatus.WAITING
+
+            await poll("u-1 waits for confirm", waiting)
+            await submitter.verdict(await submitter.submit_cancel("u-1", "no", compensate=True))
+            holding = tmp_path / "holding"
+
+            async def first_undoes() -> bool:
+                return holding.exists() and holding.read_text() == str(first.pid)
+
+            await poll("the first owner is inside the compensation", first_undoes)
+            asked = await submitter.pause("u-1", "hold the refund")
+            assert (asked.status, asked.compensating) == (MissionStatus.RUNNING, True)
+            assert asked.pause_request is not None
+            first.process.send_signal(signal.SIGKILL)
+            assert await first.process.wait() == -signal.SIGKILL
+
+        async with owner_running(db, tmp_path) as second:
+
+            async def taken_up() -> bool:
+                return (await submitter.inspect("u-1")).status is not MissionStatus.RUNNING
+
+            await poll("the second owner took u-1 up", taken_up)
+            paused = await submitter.inspect("u-1")
+            assert (paused.status, paused.compensating) == (MissionStatus.PAUSED, True)
+            assert (paused.pause, paused.pause_request) == (asked.pause_request, None)
+            with pytest.raises(MissionNotActiveError, match="running its compensations"):
+                await submitter.cancel("u-1", "now")
+            (tmp_path / "go").touch()
+            await submitter.resume("u-1")
+
+            async def compensated() -> bool:
+                return (await submitter.inspect("u-1")).status is MissionStatus.COMPENSATED
+
+            await poll("u-1 compensated", compensated)
+        kinds = [entry.kind for entry in await submitter.timeline("u-1")]
+    assert kinds[kinds.index(TimelineKind.PAUSE_REQUESTED) :] == [
+        TimelineKind.PAUSE_REQUESTED,
+        TimelineKind.MISSION_RESUMED,
+        TimelineKind.MISSION_PAUSED,
+        TimelineKind.MISSION_UNPAUSED,
+        TimelineKind.COMPENSATION_COMPLETED,
+        TimelineKind.MISSION_COMPENSATED,
+    ]
+    runs = step_runs(tmp_path)
+    assert runs[first.pid] == Counter({"undo u-1": 1})
+    assert runs[second.pid] == Counter({"undo u-1": 1})
 
 
 @pytest.mark.slow

@@ -102,12 +102,13 @@ _TRIGGERS = (
 def _take_back(path: Path, version: int, tables: list[str]) -> None:
     """Make the database at ``path`` one at schema ``version``, by dropping the ``tables`` the
     migrations after it created (and migration 9's pause_request column, migration 10's
-    triggers)."""
+    triggers, migration 11's index)."""
     connection = apsw.Connection(str(path))
     try:
         assert version < 10
         for trigger in _TRIGGERS:
             connection.execute(f"DROP TRIGGER {trigger}")
+        connection.execute("DROP INDEX missions_pause_requested")
         if version < 9:
             connection.execute("ALTER TABLE missions DROP COLUMN pause_request")
         for table in tables:

@@ -8,6 +8,7 @@ import select
 import signal
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,8 @@ import trio
 from shop import DEFINITIONS, ORDER  # examples/, on sys.path by conftest.py
 
 from mission_control.adapter_sqlite import SQLiteCommander, create_sqlite_persistence_adapter
-from mission_control.core import TimelineEntry, TimelineKind, m
+from mission_control.cli._doctor import Facts, Finding, diagnose
+from mission_control.core import MissionSnapshot, Pause, TimelineEntry, TimelineKind, m
 from mission_control.core.storage import NewSignal
 
 CHANGED_APPS = {
@@ -101,6 +103,82 @@ def test_work_submitted_with_no_owner_is_told_to_need_one(
         "submission 1 (signal) waits, but no process owns the database: nothing moves it"
     )
     assert found["command"].startswith("start the application that owns the database")
+
+
+async def _leave_pause_requested(db: Path) -> None:
+    # What a pause's first write leaves when its process dies before the second pauses it.
+    adapter = create_sqlite_persistence_adapter(db)
+    try:
+        asked = datetime(2030, 1, 1, tzinfo=UTC)
+        await adapter.request_pause(
+            "o-1",
+            Pause(asked, "audit"),
+            [TimelineEntry(asked, TimelineKind.PAUSE_REQUESTED, "approve")],
+        )
+    finally:
+        await adapter.aclose()
+
+
+def test_a_waiting_mission_left_with_its_pause_not_applied_is_told_then_paused_by_the_owner(
+    shop_db: Path, start_owner: Any, invoke_json: Any
+) -> None:
+    """A waiting mission whose pause request was stored and not applied (its process died
+    between the pause's two writes) is told as such; with no owner, that one is needed, and
+    the owner that starts pauses it with that request."""
+    trio.run(_leave_pause_requested, shop_db)
+    found = doctor(invoke_json, shop_db, "o-1")
+    assert found["problem"] == "no-owner"
+    assert found["diagnosis"].startswith(
+        "waiting at 'approve' with a pause requested 2030-01-01 00:00:00Z ("
+    )
+    assert found["diagnosis"].endswith(
+        " (audit) and not applied, but no process owns the database: nothing moves it"
+    )
+    start_owner(shop_db)
+    paused = doctor(invoke_json, shop_db, "o-1")
+    assert paused["problem"] == "paused"
+    assert "paused since 2030-01-01 00:00:00Z (" in paused["diagnosis"]
+    assert "(audit) at 'approve'" in paused["diagnosis"]
+
+
+def test_a_pause_pending_with_an_owner_is_told_with_the_pause_that_applies_it(
+    shop_db: Path,
+) -> None:
+    """Told while an owner lives (its process let go of the mission between the pause's two
+    writes: a cancelled caller), a waiting mission's pause request not applied is a pause
+    pending, and the fix is the pause command, which applies it."""
+    trio.run(_leave_pause_requested, shop_db)
+
+    async def snapshot() -> MissionSnapshot:
+        adapter = create_sqlite_persistence_adapter(shop_db, read_only=True)
+        try:
+            found = await adapter.load("o-1")
+        finally:
+            await adapter.aclose()
+        assert found is not None
+        return found
+
+    facts = Facts(
+        snapshot=trio.run(snapshot),
+        timeline=[],
+        buffered={},
+        pending=[],
+        owner=4242,
+        parent_status=None,
+        recorded={},
+        definitions=None,
+        now=datetime(2030, 1, 1, 0, 5, tzinfo=UTC),
+        margin=timedelta(minutes=1),
+        db="shop.sqlite",
+    )
+    told = diagnose(facts)
+    assert told.finding is Finding.PAUSE_PENDING
+    assert told.line == (
+        "waiting at 'approve' with a pause requested 2030-01-01 00:00:00Z (5m ago) (audit) and "
+        "not applied: the process that ran it stopped as it reached its wait; the owner pauses "
+        "it at its next tick"
+    )
+    assert told.command == "to pause it now: mission-control pause o-1 --db shop.sqlite"
 
 
 async def _start_in_background(db: Path) -> None:
@@ -200,10 +278,11 @@ def test_doctor_of_an_unknown_mission_fails(shop_db: Path, invoke: Any) -> None:
 
 
 def test_a_mission_left_running_is_told_by_whether_its_owner_lives(
-    tmp_path: Path, invoke_json: Any
+    tmp_path: Path, invoke: Any, invoke_json: Any
 ) -> None:
     """A mission running a step that hangs in a live owner is told as running long in that
-    process; once the owner is SIGKILLed, as left running with no owner to resume it."""
+    process, with the pause asked for meanwhile; once the owner is SIGKILLed, as left running
+    with no owner to resume it, and the pause still requested."""
     db = tmp_path / "hang.sqlite"
     child = subprocess.Popen(
         [sys.executable, str(Path(__file__).with_name("hanging_owner.py")), str(db)],
@@ -224,15 +303,29 @@ def test_a_mission_left_running_is_told_by_whether_its_owner_lives(
             in (running["diagnosis"])
         )
         assert doctor(invoke_json, db, "h-1")["problem"] == "moving"
+        asked = invoke("pause", "--db", db, "h-1", "--reason", "audit")
+        assert asked.exit_code == 0, asked.output
+        requested = doctor(invoke_json, db, "h-1")
+        assert requested["problem"] == "moving"
+        assert requested["diagnosis"].startswith(f"running 'work' in process {child.pid}; ")
+        assert "; a pause was requested " in requested["diagnosis"]
+        assert requested["diagnosis"].endswith(
+            " (audit): it pauses at its next node boundary (after a crash, before it runs its "
+            "node again)"
+        )
     finally:
         child.send_signal(signal.SIGKILL)
         child.communicate(timeout=60)
     left = doctor(invoke_json, db, "h-1")
     assert left["problem"] == "no-owner"
     assert left["owner_pid"] is None
-    assert left["diagnosis"] == (
+    assert left["diagnosis"].startswith(
         "left running at 'work' by a process that stopped, but no process owns the database: "
-        "nothing moves it"
+        "nothing moves it; a pause was requested "
+    )
+    assert left["diagnosis"].endswith(
+        " (audit): it pauses at its next node boundary (after a crash, before it runs its "
+        "node again)"
     )
 
 

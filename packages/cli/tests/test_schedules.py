@@ -207,11 +207,13 @@ def test_schedule_and_trigger_commands_act_within_their_tenant(
     assert invoke_json("schedule", "resume", "--db", shop_db, "nightly", *acme, "--json")[
         "next_fire_at"
     ]
-    for command in ("show", "pause", "resume", "delete"):
-        other = invoke("schedule", command, "--db", shop_db, "nightly", "--tenant", "beta")
+    for command in ("show", "pause", "resume", "update", "delete"):
+        app_of = app if command == "update" else ()
+        other = invoke("schedule", command, "--db", shop_db, *app_of, "nightly", "--tenant", "beta")
         assert other.exit_code == 1, (command, other.output)
         assert "schedule 'nightly'" in other.stderr
         assert "in tenant 'beta'" in other.stderr
+        assert "hint: `mission-control schedule list --tenant beta` shows" in other.stderr
     assert invoke("schedule", "delete", "--db", shop_db, "nightly", *acme).exit_code == 0
     assert invoke("schedule", "list", "--db", shop_db, *acme).stdout == "no schedules\n"
     assert invoke_json("schedule", "show", "--db", shop_db, "nightly", "--json")["tenant"] is None

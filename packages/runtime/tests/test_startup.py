@@ -13,7 +13,9 @@ from mission_control.core import (
     Context,
     MissionDefinition,
     MissionStatus,
+    Pause,
     PersistenceError,
+    TimelineEntry,
     TimelineKind,
     m,
 )
@@ -213,6 +215,43 @@ async def test_a_later_tick_resumes_a_mission_whose_caller_was_cancelled(
     report = await runtime.tick()
 
     assert (report.resumed, report.completed) == (1, 1)
+
+
+async def test_startup_pauses_a_waiting_mission_left_with_its_pause_request_not_applied(
+    make_commander: CommanderFactory,
+    make_runtime: RuntimeFactory,
+) -> None:
+    """A mission that reached its wait as a pause request was stored, its process stopping
+    before it paused it (the store holds it waiting, with the request), is paused by the next
+    process's startup tick with that request, and a later tick leaves it paused; a signal
+    meanwhile is buffered, and the resume takes it."""
+    definition = (
+        m.define("approval")
+        .start(parse=lambda raw: raw)
+        .need_to("approve", parse=lambda raw: raw)
+        .end(output=lambda ctx: ctx.events["approve"].output)
+    )
+    store = InMemoryPersistenceAdapter()
+    first = make_commander([definition], persistence=store)
+    await first.start(definition, {}, id="a-1")
+    request = Pause(first.clock.now(), "audit")
+    entry = TimelineEntry(request.requested_at, TimelineKind.PAUSE_REQUESTED, "approve")
+    # The first of a pause's two writes, the process gone before the second.
+    await store.request_pause("a-1", request, [entry])
+    left = await first.inspect("a-1")
+    assert (left.status, left.pause_request) == (MissionStatus.WAITING, request)
+
+    restarted = make_commander([definition], persistence=store)
+    runtime = await make_runtime(restarted)
+    paused = await restarted.inspect("a-1")
+    assert (paused.status, paused.current_node) == (MissionStatus.PAUSED, "approve")
+    assert (paused.pause, paused.pause_request) == (request, None)
+    assert await restarted.running_missions(10) == []
+    await restarted.signal("a-1", "approve", "yes")
+    await runtime.tick()
+    assert (await restarted.inspect("a-1")).status is MissionStatus.PAUSED
+    done = await restarted.resume("a-1")
+    assert (done.status, done.output) == (MissionStatus.COMPLETED, "yes")
 
 
 class BrokenQueries(InMemoryPersistenceAdapter):

@@ -225,3 +225,60 @@ async def test_child_processes_need_a_store_in_files() -> None:
     flow = m.define("plain").start(parse=dict).end()
     with pytest.raises(TypeError, match="needs its store in files"):
         await sweep_crashes(flow, {}, processes=ChildProcesses("flows:plain"))
+
+
+def keyed_release() -> MissionDefinition[Any, Any, Any]:
+    """A singleton (``when_busy="refuse"``) whose two children share a key of limit 1: the
+    second waits for the first's slot, which passes to it when the first ends."""
+    kid = (
+        m.define("keyed-kid")
+        .start(parse=dict)
+        .concurrency(lambda value: value["key"], limit=1)
+        .need_to("done", parse=dict)
+        .end(output=lambda ctx: ctx.input["n"])
+    )
+    return (
+        m.define("keyed-release")
+        .start(parse=dict)
+        .concurrency(lambda value: value["key"], when_busy="refuse")
+        .parallel(
+            "both",
+            {
+                "x": lambda b: b.child("kx", kid, lambda ctx: {"key": "same", "n": 1}),
+                "y": lambda b: b.child("ky", kid, lambda ctx: {"key": "same", "n": 2}),
+            },
+        )
+        .end()
+    )
+
+
+KEYED_SCRIPT = [
+    SendSignal("done", {}, mission="swept/both/x/kx"),
+    SendSignal("done", {}, mission="swept/both/y/ky"),
+    AdvanceClock(timedelta(minutes=2)),
+]
+
+
+async def test_concurrency_gates_and_a_singletons_insert_are_swept(
+    crash_sweep: CrashSweep,
+) -> None:
+    """A singleton's insert that takes its slot and every write of a key's gate (a slot taken,
+    queued, handed to the next mission, given back) are crash points, and the missions end
+    the same at each: a singleton stored by a process that stopped at once begins at the next
+    tick, and a slot handed over just before a crash is taken by the mission it went to."""
+    report = await crash_sweep(keyed_release(), {"key": "one"}, script=KEYED_SCRIPT)
+    report.assert_consistent()
+    kinds = [(point.kind, point.mission) for point in report.points]
+    assert kinds[0] == ("insert_holding", "swept")
+    assert kinds.count(("save_gate", "keyed-kid/same")) == 4
+    assert kinds[-1] == ("save_gate", "keyed-release/one")
+    ended = [(point.mission, point.what) for point in report.points].index(
+        ("swept/both/x/kx", "mission-completed end")
+    )
+    # The slot passes to the queued child as the first ends: the gate names it.
+    assert kinds[ended + 1] == ("save_gate", "keyed-kid/same")
+    assert {mission: end["status"] for mission, end in report.outcome.items()} == {  # type: ignore[index]
+        "swept": "completed",
+        "swept/both/x/kx": "completed",
+        "swept/both/y/ky": "completed",
+    }

@@ -199,9 +199,12 @@ _NEXT_DUE: Final = "SELECT due_at FROM missions WHERE due_at IS NOT NULL ORDER B
 _NEXT_DUE_AFTER: Final = (
     "SELECT due_at FROM missions WHERE due_at IS NOT NULL AND due_at > %s ORDER BY due_at LIMIT 1"
 )
-_RUNNING: Final = "SELECT id FROM missions WHERE status = 'running' ORDER BY id LIMIT %s"
-_RUNNING_AFTER: Final = (
-    "SELECT id FROM missions WHERE status = 'running' AND id > %s ORDER BY id LIMIT %s"
+# The running missions and those with a pause request, each part limited (the first of their
+# union are among the first of each): parameters after, limit, after, limit, limit.
+_RUNNING: Final = (
+    "(SELECT id FROM missions WHERE status = 'running' AND id > %s ORDER BY id LIMIT %s) "
+    "UNION (SELECT id FROM missions WHERE pause_request IS NOT NULL AND id > %s "
+    "ORDER BY id LIMIT %s) ORDER BY id LIMIT %s"
 )
 # A runtime's queries on the shards it owns (the indexes missions_due_by_shard and
 # missions_running_by_shard): what they read is what the shards hold that they return.
@@ -218,8 +221,9 @@ _NEXT_DUE_AFTER_ON: Final = (
     "ORDER BY due_at LIMIT 1"
 )
 _RUNNING_ON: Final = (
-    "SELECT id FROM missions WHERE shard = ANY(%s) AND status = 'running' AND id > %s "
-    "ORDER BY id LIMIT %s"
+    "(SELECT id FROM missions WHERE shard = ANY(%s) AND status = 'running' AND id > %s "
+    "ORDER BY id LIMIT %s) UNION (SELECT id FROM missions WHERE shard = ANY(%s) "
+    "AND pause_request IS NOT NULL AND id > %s ORDER BY id LIMIT %s) ORDER BY id LIMIT %s"
 )
 # FOR SHARE orders the write against a new owner's raise of the epoch (see _shards.py).
 _EPOCH: Final = "SELECT epoch FROM shards WHERE shard = %s FOR SHARE"
@@ -1030,21 +1034,20 @@ class PostgresPersistenceAdapter:
         return _utc(rows[0][0]) if rows else None
 
     async def running_missions(self, limit: int, after_id: str | None = None) -> list[str]:
-        """Ids of missions stored as running, by id."""
+        """Ids of missions stored as running or with a pause request, by id."""
         if limit <= 0:
             return []
         serving = self._serving("query running missions")
+        after = after_id or ""  # no id is empty
         if serving is not None:
             if not serving:
                 return []
-            rows = await self._rows(
-                _RUNNING_ON, (serving, after_id or "", limit), "querying running missions"
-            )
-            return [str(row[0]) for row in rows]
-        if after_id is None:
-            rows = await self._rows(_RUNNING, (limit,), "querying running missions")
+            part = (serving, after, limit)
+            rows = await self._rows(_RUNNING_ON, (*part, *part, limit), "querying running missions")
         else:
-            rows = await self._rows(_RUNNING_AFTER, (after_id, limit), "querying running missions")
+            rows = await self._rows(
+                _RUNNING, (after, limit, after, limit, limit), "querying running missions"
+            )
         return [str(row[0]) for row in rows]
 
     async def timeline(self, mission_id: str) -> list[TimelineEntry]:

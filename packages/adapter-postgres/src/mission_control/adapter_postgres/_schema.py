@@ -248,6 +248,18 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             "CREATE INDEX trigger_fires_by_name ON trigger_fires (name, id)",
         ),
     ),
+    Migration(
+        8,
+        "the missions with a pause request, indexed by shard",
+        (
+            # Few at any time (a request lives from the pause to the next node boundary): the
+            # running queries read them with the running missions, so that one a runtime left
+            # waiting with its request not applied (it stopped between the two writes of a
+            # pause) is paused by the next runtime that owns its shard.
+            "CREATE INDEX missions_pause_requested_by_shard ON missions (shard, id) "
+            "WHERE pause_request IS NOT NULL",
+        ),
+    ),
 )
 
 SCHEMA_VERSION: Final = MIGRATIONS[-1].version

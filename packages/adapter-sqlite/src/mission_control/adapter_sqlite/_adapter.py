@@ -174,9 +174,18 @@ _NEXT_DUE: Final = "SELECT due_at FROM missions WHERE due_at IS NOT NULL ORDER B
 _NEXT_DUE_AFTER: Final = (
     "SELECT due_at FROM missions WHERE due_at IS NOT NULL AND due_at > ? ORDER BY due_at LIMIT 1"
 )
-_RUNNING: Final = "SELECT id FROM missions WHERE status = 'running' ORDER BY id LIMIT ?"
-_RUNNING_AFTER: Final = (
+_RUNNING_BEFORE_PAUSES: Final = (
+    "SELECT id FROM missions WHERE status = 'running' ORDER BY id LIMIT ?"
+)
+_RUNNING_AFTER_BEFORE_PAUSES: Final = (
     "SELECT id FROM missions WHERE status = 'running' AND id > ? ORDER BY id LIMIT ?"
+)
+# The running missions and those with a pause request (the indexes missions_by_status and
+# missions_pause_requested, merged in id order); from the start, after "" (no id is empty).
+_RUNNING: Final = (
+    "SELECT id FROM missions WHERE status = 'running' AND id > ?1 "
+    "UNION SELECT id FROM missions WHERE pause_request IS NOT NULL AND id > ?1 "
+    "ORDER BY id LIMIT ?2"
 )
 _TIMELINE: Final = "SELECT entry FROM timeline WHERE mission_id = ? ORDER BY revision, position"
 # The partial index missions_unfinished_versions, named (the planner prefers missions_by_status
@@ -1085,13 +1094,16 @@ class SQLitePersistenceAdapter:
         return _from_micros(rows[0][0]) if rows else None
 
     async def running_missions(self, limit: int, after_id: str | None = None) -> list[str]:
-        """Ids of missions stored as running, by id."""
+        """Ids of missions stored as running or with a pause request, by id."""
         self._check_open()
         if limit <= 0:
             return []
-        sql, params = (
-            (_RUNNING, (limit,)) if after_id is None else (_RUNNING_AFTER, (after_id, limit))
-        )
+        if self._schema_version >= PAUSES_VERSION:
+            sql, params = _RUNNING, (after_id or "", limit)
+        elif after_id is None:
+            sql, params = _RUNNING_BEFORE_PAUSES, (limit,)
+        else:
+            sql, params = _RUNNING_AFTER_BEFORE_PAUSES, (after_id, limit)
         try:
             rows = self._cursor.execute(sql, params).fetchall()
         except apsw.Error as error:

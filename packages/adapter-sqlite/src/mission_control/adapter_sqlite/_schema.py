@@ -327,6 +327,19 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
         ),
         additive=True,
     ),
+    Migration(
+        11,
+        "the missions with a pause request, indexed",
+        (
+            # Few at any time (a request lives from the pause to the next node boundary): the
+            # running query reads them with the running missions, so that one a process left
+            # waiting with its request not applied (it stopped between the two writes of a
+            # pause) is paused by the next process's tick.
+            "CREATE INDEX missions_pause_requested ON missions (id) "
+            "WHERE pause_request IS NOT NULL",
+        ),
+        additive=True,
+    ),
 )
 
 TENANTS_VERSION: Final = 6

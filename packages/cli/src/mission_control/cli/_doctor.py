@@ -59,6 +59,9 @@ class Finding(enum.StrEnum):
     CANCEL_PENDING = "cancel-pending"
     PAUSED = "paused"
     """Paused: it stays where it is until it is resumed."""
+    PAUSE_PENDING = "pause-pending"
+    """Waiting with a pause requested and not applied: the process moving it stopped as it
+    reached its wait, before it paused it."""
 
 
 @attrs.frozen
@@ -132,7 +135,8 @@ def diagnose(facts: Facts) -> Diagnosis:
         case MissionStatus.FAILED:
             return _failed(facts)
         case MissionStatus.RUNNING:
-            return _running(facts)
+            found = _running(facts)
+            return attrs.evolve(found, line=found.line + _requested_pause(facts))
         case MissionStatus.WAITING:
             return _waiting(facts)
         case MissionStatus.PAUSED:
@@ -283,6 +287,18 @@ def _pending_text(facts: Facts) -> str:
     return f"; {_waiting_submissions(facts.pending)} for the owner" if facts.pending else ""
 
 
+def _requested_pause(facts: Facts) -> str:
+    """What doctor says of a pause asked for while the mission ran, not applied yet."""
+    request = facts.snapshot.pause_request
+    if request is None:
+        return ""
+    why = "" if request.reason is None else f" ({request.reason})"
+    return (
+        f"; a pause was requested {_ago(facts, request.requested_at)}{why}: it pauses at its "
+        "next node boundary (after a crash, before it runs its node again)"
+    )
+
+
 def _running(facts: Facts) -> Diagnosis:
     snapshot = facts.snapshot
     node = snapshot.current_node
@@ -314,16 +330,31 @@ def _paused(facts: Facts) -> Diagnosis:
     pause = snapshot.pause
     since = "" if pause is None else f" since {_ago(facts, pause.requested_at)}"
     why = "" if pause is None or pause.reason is None else f" ({pause.reason})"
+    # Its compensations run to their end once resumed: it cannot be cancelled meanwhile.
+    undoing = " while running its compensations" if snapshot.compensating else ""
     return Diagnosis(
         Finding.PAUSED,
-        f"paused{since}{why} at {snapshot.current_node!r}{_pending_text(facts)}: nothing moves it, "
-        "its signals are kept and its timers fire once it is resumed",
+        f"paused{since}{why}{undoing} at {snapshot.current_node!r}{_pending_text(facts)}: "
+        "nothing moves it, its signals are kept and its timers fire once it is resumed",
         "when it may go on: " + _cli(facts, "resume", snapshot.id),
     )
 
 
 def _waiting(facts: Facts) -> Diagnosis:
     snapshot = facts.snapshot
+    request = snapshot.pause_request
+    if request is not None and snapshot.cancel_request is None:
+        why = "" if request.reason is None else f" ({request.reason})"
+        what = (
+            f"waiting at {snapshot.current_node!r} with a pause requested "
+            f"{_ago(facts, request.requested_at)}{why} and not applied"
+        )
+        return _owner_problem(facts, what) or Diagnosis(
+            Finding.PAUSE_PENDING,
+            f"{what}: the process that ran it stopped as it reached its wait; the owner pauses "
+            "it at its next tick",
+            "to pause it now: " + _cli(facts, "pause", snapshot.id),
+        )
     if snapshot.cancel_request is not None:
         what = f"cancellation requested {_ago(facts, snapshot.cancel_request.requested_at)}"
         return _owner_problem(facts, what) or Diagnosis(

@@ -68,7 +68,10 @@ def _hint(error: MissionControlError) -> str | None:
                 "definition and version)"
             )
         case ScheduleNotFoundError():
-            return "`mission-control schedule list` shows the schedules this database holds"
+            return (
+                "`mission-control schedule list` shows the schedules of no tenant this database "
+                "holds, `schedule list --tenant NAME` a tenant's"
+            )
         case ScheduleExistsError():
             return "`mission-control schedule show ID` shows the stored one"
         case TriggerNotFoundError():

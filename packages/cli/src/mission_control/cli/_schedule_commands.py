@@ -24,6 +24,7 @@ from mission_control.core import (
     MissedFires,
     Schedule,
     ScheduleChanges,
+    ScheduleNotFoundError,
     ScheduleOptions,
     Trigger,
     TriggerFire,
@@ -362,17 +363,34 @@ def update_schedule(
         elif timezone is not None:
             raise bad_input("--timezone goes with --cron (the expression it is read in)")
         async with submitting(db, definitions) as commander:
-            return await commander.update_schedule(schedule_id, tenant=tenant, **changes)
+            return await _found(
+                commander.update_schedule(schedule_id, tenant=tenant, **changes),
+                schedule_id,
+                tenant,
+            )
 
     _print(run(update), as_json)
 
 
+async def _found(change: Awaitable[Schedule], schedule_id: str, tenant: str | None) -> Schedule:
+    """What ``change`` returns; a schedule it does not find is reported as ``schedule show``
+    reports it (the hint names the tenant's ``schedule list``)."""
+    try:
+        return await change
+    except ScheduleNotFoundError as error:
+        raise _not_found(schedule_id, tenant) from error
+
+
 def _change(
-    db: str, as_json: bool, change: Callable[[SQLiteCommander], Awaitable[Schedule]]
+    db: str,
+    as_json: bool,
+    schedule_id: str,
+    tenant: str | None,
+    change: Callable[[SQLiteCommander], Awaitable[Schedule]],
 ) -> None:
     async def changed() -> Schedule:
         async with submitting(db, []) as commander:
-            return await change(commander)
+            return await _found(change(commander), schedule_id, tenant)
 
     _print(run(changed), as_json)
 
@@ -384,7 +402,13 @@ def _change(
 @json_option
 def pause_schedule(db: str, schedule_id: str, tenant: str | None, as_json: bool) -> None:
     """Stop firing the schedule ID until it is resumed (its slots meanwhile are not fired)."""
-    _change(db, as_json, lambda commander: commander.pause_schedule(schedule_id, tenant=tenant))
+    _change(
+        db,
+        as_json,
+        schedule_id,
+        tenant,
+        lambda commander: commander.pause_schedule(schedule_id, tenant=tenant),
+    )
 
 
 @schedule_group.command("resume")
@@ -394,7 +418,13 @@ def pause_schedule(db: str, schedule_id: str, tenant: str | None, as_json: bool)
 @json_option
 def resume_schedule(db: str, schedule_id: str, tenant: str | None, as_json: bool) -> None:
     """Fire the schedule ID again, from its first slot after now."""
-    _change(db, as_json, lambda commander: commander.resume_schedule(schedule_id, tenant=tenant))
+    _change(
+        db,
+        as_json,
+        schedule_id,
+        tenant,
+        lambda commander: commander.resume_schedule(schedule_id, tenant=tenant),
+    )
 
 
 @schedule_group.command("delete")

@@ -1682,8 +1682,11 @@ class Commander:
         return await self._persistence.due_missions(now or self._clock.now(), limit)
 
     async def running_missions(self, limit: int, after: str | None = None) -> list[str]:
-        """Ids of missions stored as running and not being moved by this process (up to
-        ``limit``, by id, after ``after``)."""
+        """Ids of missions stored as running, or with a pause request stored, and not being
+        moved by this process (up to ``limit``, by id, after ``after``): what a process that
+        stopped may have left half-moved, which ``advance`` takes up (a mission that reached a
+        wait as a pause request was stored, its process stopping before it paused it, is
+        paused)."""
         self._engine.loop.check("commander.running_missions()")
         found: list[str] = []
         cursor = after

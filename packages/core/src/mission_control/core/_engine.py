@@ -173,6 +173,7 @@ class _Hold:
     task. Used as ``with _Hold(notices, mission_id) as hold:``; leaving releases the claim."""
 
     __slots__ = (
+        "_asking",
         "_holds",
         "_notices",
         "cancel",
@@ -207,6 +208,7 @@ class _Hold:
         self.pausing = False
         """Whether the holder paused the mission and is storing that (a resume waits for it to
         let go, then resumes the paused mission)."""
+        self._asking: anyio.Lock | None = None
         self.released: anyio.Event | None = None
         self.wake: MemoryObjectSendStream[Any] | None = None
         """Where a poke wakes the holder while it waits on several running nodes."""
@@ -244,6 +246,15 @@ class _Hold:
         self.poked = True
         if self.wake is not None:
             self.wake.send_nowait(None)
+
+    def asking(self) -> anyio.Lock:
+        """Held by a pause or a resume while it looks at the held mission and writes its
+        request: one at a time, so that each acts on what the one before left, in the store and
+        in the holder alike (a resume between a pause's write and its word to the holder would
+        withdraw the stored request while the holder still pauses)."""
+        if self._asking is None:
+            self._asking = anyio.Lock()
+        return self._asking
 
     async def wait_released(self) -> None:
         if self.released is None:
@@ -2688,6 +2699,9 @@ class Engine:
         assert concurrency is not None
         assert key is not None
         store = self._gates()
+        # Stored holding its slot: should the process stop before it begins, the next tick
+        # begins it (it is due), not the slot's recheck.
+        draft.move_due("start", self.now())
         snapshot = draft.freeze(1)
         while True:
             gate = await store.load_gate(key) or Gate(key, concurrency.limit)
@@ -2892,31 +2906,32 @@ class Engine:
         boundary does not lose it: whoever takes the mission up next pauses it. Pausing a
         paused mission changes nothing."""
         while (holder := self._holds.get(mission_id)) is not None:
-            snapshot = await self.load(mission_id)
-            self.ensure_active(snapshot, "pause")
-            if self._holds.get(mission_id) is not holder:
-                continue  # let go (or taken again) meanwhile: look again
-            if snapshot.pause is not None or holder.pause is not None or holder.pausing:
-                return snapshot
-            request = snapshot.pause_request
-            if request is None:
-                request = Pause(self.now(), reason)
-                entry = TimelineEntry(
-                    request.requested_at,
-                    TimelineKind.PAUSE_REQUESTED,
-                    snapshot.current_node,
-                    detail={"reason": reason},
-                )
-                await self.persistence.request_pause(mission_id, request, [entry])
+            async with holder.asking():
+                snapshot = await self.load(mission_id)
+                self.ensure_active(snapshot, "pause")
                 if self._holds.get(mission_id) is not holder:
-                    # Let go meanwhile: the request is stored, and applied by whoever holds the
-                    # mission now, or by this call (it pauses a mission nobody moves).
-                    continue
-            # (A request stored already, which the holder read before it came, is told to the
-            # holder too.)
-            holder.pause = request
-            holder.poke()
-            return attrs.evolve(snapshot, pause_request=request)
+                    continue  # let go (or taken again) meanwhile: look again
+                if snapshot.pause is not None or holder.pause is not None or holder.pausing:
+                    return snapshot  # pausing twice keeps the first pause
+                request = snapshot.pause_request
+                if request is None:
+                    request = Pause(self.now(), reason)
+                    entry = TimelineEntry(
+                        request.requested_at,
+                        TimelineKind.PAUSE_REQUESTED,
+                        snapshot.current_node,
+                        detail={"reason": reason},
+                    )
+                    await self.persistence.request_pause(mission_id, request, [entry])
+                    if self._holds.get(mission_id) is not holder:
+                        # Let go meanwhile: the request is stored, and applied by whoever holds
+                        # the mission now, or by this call (it pauses a mission nobody moves).
+                        continue
+                # (A request stored already, which the holder read before it came, is told to
+                # the holder too.)
+                holder.pause = request
+                holder.poke()
+                return attrs.evolve(snapshot, pause_request=request)
         with self._hold(mission_id, RunTrigger.PAUSE) as hold:
             snapshot = await self.load(mission_id)
             self.ensure_active(snapshot, "pause")
@@ -2949,18 +2964,21 @@ class Engine:
         mission that is not paused is returned as it is; a pause not yet taken effect (the
         holder's function still runs) is withdrawn."""
         while (holder := self._holds.get(mission_id)) is not None:
-            snapshot = await self.load(mission_id)
-            self.ensure_active(snapshot, "resume")
-            if self._holds.get(mission_id) is not holder:
-                continue
-            if not holder.pausing:
-                if holder.pause is not None or snapshot.pause_request is not None:
+            async with holder.asking():
+                snapshot = await self.load(mission_id)
+                self.ensure_active(snapshot, "resume")
+                if self._holds.get(mission_id) is not holder:
+                    continue
+                if not holder.pausing and (
+                    holder.pause is not None or snapshot.pause_request is not None
+                ):
                     holder.pause = None
                     if snapshot.pause_request is not None:
                         await self._withdraw_pause(snapshot)
-                    # Look again: the holder may have let go, or paused the mission, meanwhile.
-                    continue
-                if snapshot.pause is None:
+                        snapshot = attrs.evolve(snapshot, pause_request=None)
+                    if self._holds.get(mission_id) is not holder:
+                        continue  # let go meanwhile: look at what it left
+                if not holder.pausing and snapshot.pause is None:
                     return snapshot
             # Its holder is storing the pause it applied, or has just paused it and is letting go
             # (or moves it for a cancellation): resume it once it has let go.

@@ -168,7 +168,10 @@ class PersistenceAdapter(Protocol):
         ...
 
     async def running_missions(self, limit: int, after_id: str | None = None) -> list[str]:
-        """Ids of missions stored as running (after a crash: missions left mid-node), by id."""
+        """Ids of the missions a process that stopped may have left half-moved, by id: those
+        stored as running (left mid-node), and those with a pause request stored (a mission
+        that reached a wait as the request was stored, its process stopping before it paused
+        it: whoever takes it up pauses it)."""
         ...
 
     async def timeline(self, mission_id: str) -> list[TimelineEntry]:

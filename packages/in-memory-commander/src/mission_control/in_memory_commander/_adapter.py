@@ -331,7 +331,9 @@ class InMemoryPersistenceAdapter:
 
     async def running_missions(self, limit: int, after_id: str | None = None) -> list[str]:
         self._check_open()
-        ids = sorted(i for i in self._running if after_id is None or i > after_id)
+        # A pause request is kept only for a mission not paused or ended (see request_pause).
+        found = self._running.union(self._pauses) if self._pauses else self._running
+        ids = sorted(i for i in found if after_id is None or i > after_id)
         return ids[:limit]
 
     # -- definition versions (DefinitionVersionStore) ------------------------------------------

@@ -327,16 +327,17 @@ class PauseConformance(ScenarioFixtures):
     ) -> None:
         """A pause asked for while a compensation runs lets it finish, then pauses the
         compensating mission before the next compensation; the resume runs the rest and the
-        mission ends compensated, each compensation run once."""
+        mission ends compensated, each compensation run once. A pause asked during the last
+        compensation has nothing left to pause: the mission ends compensated, its request
+        cleared."""
         undone: list[str] = []
         commander: Commander | None = None
 
         def undo(name: str) -> Any:
             async def run(ctx: Context[Any, Any], output: Any) -> None:
                 undone.append(name)
-                if name == "b":
-                    assert commander is not None
-                    await commander.pause(ctx.mission_id)
+                assert commander is not None
+                await commander.pause(ctx.mission_id, f"during {name}")
 
             return run
 
@@ -357,8 +358,19 @@ class PauseConformance(ScenarioFixtures):
         assert paused.compensating
         assert undone == ["b"]
         done = await commander.resume("p-6")
-        assert done.status is MissionStatus.COMPENSATED
+        assert (done.status, done.pause, done.pause_request) == (
+            MissionStatus.COMPENSATED,
+            None,
+            None,
+        )
         assert undone == ["b", "a"]
+        kinds = _kinds(await commander.timeline("p-6"))
+        assert kinds.count(TimelineKind.MISSION_PAUSED) == 1
+        assert kinds[-3:] == [
+            TimelineKind.PAUSE_REQUESTED,
+            TimelineKind.COMPENSATION_COMPLETED,
+            TimelineKind.MISSION_COMPENSATED,
+        ]
 
     async def test_a_paused_parent_finds_its_child_ended_when_resumed(
         self, persistence: PersistenceAdapter, clock: ManualClock

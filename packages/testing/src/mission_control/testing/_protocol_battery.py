@@ -766,6 +766,30 @@ class PersistenceProtocolConformance:
         await persistence.commit(build_snapshot("a", revision=2), expected_revision=1, timeline=[])
         assert await persistence.running_missions(10) == ["a", "b", "d"]
 
+    async def test_running_missions_include_a_waiting_mission_with_a_pause_request(
+        self, persistence: PersistenceAdapter
+    ) -> None:
+        """running_missions also returns, in id order and pages, a mission not running whose
+        pause request is stored (one that reached a wait as the request was stored, left so by
+        a process that stopped before it paused it), once, and no longer once the request is
+        withdrawn or a commit pauses it."""
+        for mission_id in ("a", "c", "e"):
+            await persistence.insert(build_waiting(mission_id, None), [])
+        await persistence.insert(build_snapshot("b"), [])
+        await persistence.insert(build_snapshot("d"), [])
+        await persistence.request_pause("c", Pause(T0, "ops"), [])
+        await persistence.request_pause("d", Pause(T0, "ops"), [])
+        await persistence.request_pause("e", Pause(T0, "ops"), [])
+        assert await persistence.running_missions(10) == ["b", "c", "d", "e"]
+        assert await persistence.running_missions(2) == ["b", "c"]
+        assert await persistence.running_missions(2, after_id="c") == ["d", "e"]
+        await persistence.request_pause("e", None, [])
+        paused = attrs.evolve(
+            build_waiting("c", None, revision=2), status=MissionStatus.PAUSED, pause=Pause(T0)
+        )
+        await persistence.commit(paused, expected_revision=1, timeline=[])
+        assert await persistence.running_missions(10) == ["b", "d"]
+
     async def test_list_missions_filters_and_pages_by_id(
         self, persistence: PersistenceAdapter
     ) -> None:

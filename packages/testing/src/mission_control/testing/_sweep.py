@@ -59,7 +59,9 @@ from mission_control.core.lowlevel import (
 from mission_control.core.storage import (
     ANY_TENANT,
     BufferedSignal,
+    ConcurrencyStore,
     DefinitionVersionStore,
+    Gate,
     NewSignal,
     PersistenceAdapter,
     TenantFilter,
@@ -82,7 +84,15 @@ Side = Literal["before", "after"]
 """Which side of a write the simulated crash is on: ``before`` (the write never happens) or
 ``after`` (it is stored, and the process dies before anything else)."""
 
-WriteKind = Literal["insert", "commit", "append_signal", "request_cancel", "request_pause"]
+WriteKind = Literal[
+    "insert",
+    "commit",
+    "append_signal",
+    "request_cancel",
+    "request_pause",
+    "save_gate",
+    "insert_holding",
+]
 
 
 class SimulatedCrash(BaseException):
@@ -144,12 +154,13 @@ class CommitPoint:
     """Its place among the run's writes, from 1."""
     kind: WriteKind
     mission: str
+    """The mission written (for a ``save_gate``, the concurrency key whose gate it is)."""
     occurrence: int
     """The how-manyth write of this kind for this mission (from 1): what a later run matches,
     since the writes of several missions or branches may interleave differently."""
     revision: int | None
-    """The mission's revision after the write (``None`` for a buffered signal or a
-    cancellation request, which do not change it)."""
+    """The mission's revision after the write (``None`` for a buffered signal, a cancellation
+    or a pause request, which do not change it; for a ``save_gate``, the gate's)."""
     what: str
     """The timeline entries it wrote, as ``kind node`` (``"step-completed charge"``)."""
     action: int
@@ -541,11 +552,62 @@ class _CrashingVersionStore(_CrashingStore):
         await self.versions.record_fingerprints(fingerprints)
 
 
+class _CrashingGateStore(_CrashingStore):
+    """:class:`_CrashingStore` over an adapter that keeps concurrency gates: a gate's writes
+    (a slot taken or given back, a mission queued) and a singleton's insert that takes its slot
+    are commit points too."""
+
+    @property
+    def _gates(self) -> ConcurrencyStore:
+        gates = self.inner
+        assert isinstance(gates, ConcurrencyStore)  # chosen by _wrap for such an adapter
+        return gates
+
+    async def load_gate(self, key: str) -> Gate | None:
+        self._alive()
+        return await self._gates.load_gate(key)
+
+    async def save_gate(self, gate: Gate, *, expected_revision: int) -> None:
+        write = _Write("save_gate", gate.key, gate.revision, (), self.action)
+        await self._write(
+            write, lambda: self._gates.save_gate(gate, expected_revision=expected_revision)
+        )
+
+    async def insert_holding(
+        self,
+        snapshot: MissionSnapshot,
+        timeline: Sequence[TimelineEntry],
+        gate: Gate,
+        *,
+        expected_revision: int,
+    ) -> MissionSnapshot | None:
+        write = _Write(
+            "insert_holding", snapshot.id, snapshot.revision, tuple(timeline), self.action
+        )
+        result = await self._write(
+            write,
+            lambda: self._gates.insert_holding(
+                snapshot, timeline, gate, expected_revision=expected_revision
+            ),
+        )
+        assert result is None or isinstance(result, MissionSnapshot)
+        return result
+
+
+class _CrashingVersionGateStore(_CrashingVersionStore, _CrashingGateStore):
+    """:class:`_CrashingStore` over an adapter that keeps definition fingerprints and
+    concurrency gates."""
+
+
 def _wrap(
     inner: PersistenceAdapter, target: CrashTarget | None, crash: Callable[[], None]
 ) -> _CrashingStore:
+    gates = isinstance(inner, ConcurrencyStore)
     if isinstance(inner, DefinitionVersionStore):
-        return _CrashingVersionStore(inner, target=target, crash=crash)
+        kind = _CrashingVersionGateStore if gates else _CrashingVersionStore
+        return kind(inner, target=target, crash=crash)
+    if gates:
+        return _CrashingGateStore(inner, target=target, crash=crash)
     return _CrashingStore(inner, target=target, crash=crash)
 
 
