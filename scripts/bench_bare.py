@@ -250,6 +250,12 @@ UPDATE_MISSION = (
     "cancel_request = coalesce(cancel_request, ?), "
     "pause_request = CASE WHEN ? THEN NULL ELSE pause_request END WHERE id = ? AND revision = ?"
 )
+# A commit of a mission that stays running with no due time sets only what changed (the
+# adapter's update_mission); a row that was not running gets UPDATE_MISSION after it.
+UPDATE_STILL_RUNNING = (
+    "UPDATE missions SET revision = ?, snapshot = ?, cancel_request = coalesce(cancel_request, ?) "
+    "WHERE id = ? AND revision = ? AND status = 'running' AND due_at IS NULL"
+)
 INSERT_ENTRY = "INSERT INTO timeline (mission_id, revision, position, entry) VALUES (?, ?, ?, ?)"
 LOAD = "SELECT revision, snapshot, cancel_request, pause_request FROM missions WHERE id = ?"
 VERSIONS_INDEX = (
@@ -331,19 +337,7 @@ class BareDb:
                 ),
             )
         else:
-            cursor.execute(
-                UPDATE_MISSION,
-                (
-                    write.status,
-                    write.due,
-                    write.revision,
-                    write.snapshot,
-                    None,
-                    clears_pause_request(MissionStatus(write.status)),
-                    mission_id,
-                    write.revision - 1,
-                ),
-            )
+            self._update(mission_id, write)
         if self.db.changes() != 1:
             cursor.execute("ROLLBACK")
             raise RuntimeError(f"bare loop: mission {mission_id} was not written")
@@ -351,6 +345,29 @@ class BareDb:
             INSERT_ENTRY, [(mission_id, write.revision, i, e) for i, e in enumerate(write.entries)]
         )
         cursor.execute("COMMIT")
+
+    def _update(self, mission_id: str, write: Write) -> None:
+        """The adapter's update_mission: only what changed for a mission still running."""
+        cursor, revision = self.cursor, write.revision
+        if write.status == "running" and write.due is None:
+            lean = (revision, write.snapshot, None, mission_id, revision - 1)
+            cursor.execute(UPDATE_STILL_RUNNING, lean)
+            if self.db.changes() == 1:
+                return
+        status = MissionStatus(write.status)
+        cursor.execute(
+            UPDATE_MISSION,
+            (
+                write.status,
+                write.due,
+                revision,
+                write.snapshot,
+                None,
+                clears_pause_request(status),
+                mission_id,
+                revision - 1,
+            ),
+        )
 
     def load(self, mission_id: str) -> str:
         return str(self.cursor.execute(LOAD, (mission_id,)).fetchall()[0][1])

@@ -91,7 +91,7 @@ from ._schema import (
     migrate,
     read_version,
 )
-from ._sqlite import Connection, Row, connect
+from ._sqlite import Connection, Cursor, Row, connect
 from ._wake import WakeReceiver, WakeSender, wake_path
 
 _log = logging.getLogger("mission_control.adapter_sqlite")
@@ -134,6 +134,16 @@ _UPDATE_MISSION: Final = (
     "UPDATE missions SET status = ?, due_at = ?, revision = ?, snapshot = ?, "
     "cancel_request = coalesce(cancel_request, ?), "
     "pause_request = CASE WHEN ? THEN NULL ELSE pause_request END WHERE id = ? AND revision = ?"
+)
+# A commit that leaves the mission running with no due time (a step after a step: the commonest)
+# sets only what changed: SQLite rewrites the index entries of every column an UPDATE sets, even
+# to the value it had (missions_by_status, missions_unfinished_versions: three pages written
+# instead of one). Its WHERE clause holds the row to that status and due time already; a row
+# that was not running (a signal or a resume wakes it) gets _UPDATE_MISSION, which writes the
+# same row (a running mission keeps its pause request, as CASE WHEN 0 does).
+_UPDATE_STILL_RUNNING: Final = (
+    "UPDATE missions SET revision = ?, snapshot = ?, cancel_request = coalesce(cancel_request, ?) "
+    "WHERE id = ? AND revision = ? AND status = 'running' AND due_at IS NULL"
 )
 # A retry's commit: the snapshot's cancellation request replaces the stored one (None clears it).
 _REOPEN_MISSION: Final = (
@@ -298,6 +308,26 @@ _IN_NO_TENANT: Final = "EXISTS (SELECT 1 FROM missions_of_no_tenant n WHERE n.id
 _ANY_TENANTS_MISSION: Final = "SELECT 1 FROM mission_tenants LIMIT 1"
 # The same in a database read before it was migrated to keep them (read-only): row by row.
 _NO_TENANT: Final = "NOT EXISTS (SELECT 1 FROM mission_tenants t WHERE t.id = m.id)"
+
+
+def update_mission(cursor: Cursor, db: Connection, update: tuple[Any, ...], reopened: bool) -> bool:
+    """Compare-and-set the mission's row with the parameters of ``mission_update``; whether it
+    was at the expected revision. The row written is :func:`update_mission_plainly`'s (a test
+    holds them to it); a mission still running is updated without setting what did not change."""
+    status, due, revision, text, cancel, _, mission_id, expected = update
+    if not reopened and status == "running" and due is None:
+        cursor.execute(_UPDATE_STILL_RUNNING, (revision, text, cancel, mission_id, expected))
+        if db.changes() == 1:
+            return True
+    return update_mission_plainly(cursor, db, update, reopened)
+
+
+def update_mission_plainly(
+    cursor: Cursor, db: Connection, update: tuple[Any, ...], reopened: bool
+) -> bool:
+    """:func:`update_mission` as one statement that sets every column (the reference)."""
+    cursor.execute(_REOPEN_MISSION if reopened else _UPDATE_MISSION, update)
+    return db.changes() == 1
 
 
 def _micros(when: datetime, what: str) -> int:
@@ -857,9 +887,8 @@ class SQLitePersistenceAdapter:
         cursor = self._cursor
         if mark is not None:
             submissions.mark_applied(cursor, self._db, mark)
-        cursor.execute(_REOPEN_MISSION if reopened else _UPDATE_MISSION, update)
         mission_id: str = update[6]
-        if self._db.changes() != 1:
+        if not update_mission(cursor, self._db, update, reopened):
             raise self._conflict(mission_id, update[7])
         if consumed_signal is not None:
             cursor.execute(_DELETE_SIGNAL, (consumed_signal, mission_id))
