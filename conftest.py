@@ -19,3 +19,11 @@ def anyio_backend(request: pytest.FixtureRequest) -> str | tuple[str, dict[str, 
     if request.node.get_closest_marker("real_time") is not None:
         return str(request.param)
     return virtual_time_backend(request.param)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Under pytest-xdist (`-n`, a worker process has `workerinput`) the slow tests go first,
+    # in their order: a test of a minute or two left to the end of the run (the benchmark
+    # script's, the last directory) would keep one worker busy while the others sit idle.
+    if hasattr(config, "workerinput"):
+        items.sort(key=lambda item: item.get_closest_marker("slow") is None)
