@@ -216,7 +216,8 @@ async def test_listing_with_a_status_or_definition_filter_reads_what_it_returns(
             assert plan[0] == first, text
             # Each mission found by its id (through an index that holds a filter too, perhaps).
             assert len(plan) == 2, text
-            assert plan[1].startswith("SEARCH m USING ") and plan[1].endswith("id=?)"), text
+            assert plan[1].startswith("SEARCH m USING "), text
+            assert plan[1].endswith("id=?)"), text
         elif by_status or by_definition:
             # With both filters, the status's (the definition checked row by row).
             index = "missions_by_status" if by_status else "missions_by_definition"
