@@ -187,6 +187,8 @@ async def test_submitted_starts_of_one_key_applied_side_by_side_are_all_decided_
         states = [(await submitter.submission(s.seq)).state for s in submitted]
         assert states == [SubmissionState.APPLIED] * 4
         [first] = [s.id for s in await owner.list()]  # the one applied first, whichever
+        joined = [(await submitter.submission(s.seq)).joined for s in submitted]
+        assert sorted(j or "" for j in joined) == ["", first, first, first]
         with anyio.fail_after(10):
             verdicts = [(await submitter.verdict(s)).id for s in submitted]
         assert verdicts == [first] * 4

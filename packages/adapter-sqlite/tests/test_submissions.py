@@ -551,6 +551,49 @@ async def test_a_submitted_singleton_start_is_refused_or_gives_the_mission_it_jo
         assert [s.id for s in await owner.list(tenant="acme")] == ["j-1"]
 
 
+JOINING = (
+    m.define("joining")
+    .start(parse=dict)
+    .concurrency(lambda value: str(value["c"]), when_busy="join")
+    .need_to("go", parse=dict)
+    .end()
+)
+"""A joining singleton: at most one mission per input's ``c`` runs; a start while one does
+joins it."""
+
+
+async def test_a_joined_submitted_starts_verdict_is_the_mission_it_joined_for_good(
+    db_path: Path, clock: LoopClock
+) -> None:
+    """A submitted start of a joining singleton applied while a mission holds its key records
+    that mission on the submission (``joined``, the caller's id in a tenant), and its verdict
+    stays that mission after it ended and once another mission holds the key."""
+    async with (
+        SQLiteCommander(db_path, [JOINING], clock=clock, role="owner") as owner,
+        SQLiteCommander(db_path, [JOINING], clock=clock, role="submitter") as submitter,
+    ):
+        for tenant in (None, "acme"):
+            await owner.start(JOINING, {"c": "k"}, id="first", tenant=tenant)
+            mine = await submitter.submit_start(JOINING, {"c": "k"}, id="mine", tenant=tenant)
+            await owner.apply_submissions(10)
+            read = await submitter.submission(mine.seq, tenant=tenant)
+            assert (read.state, read.mission_id, read.joined) == (
+                SubmissionState.APPLIED,
+                "mine",
+                "first",
+            )
+            assert (await submitter.verdict(mine)).id == "first"
+            await owner.signal("first", "go", {}, tenant=tenant)
+            ended = await submitter.verdict(mine)
+            assert (ended.id, ended.status) == ("first", MissionStatus.COMPLETED)
+            await owner.start(JOINING, {"c": "k"}, id="second", tenant=tenant)
+            assert (await submitter.verdict(mine)).id == "first"
+            own = await submitter.submit_start(JOINING, {"c": "other"}, id="own", tenant=tenant)
+            await owner.apply_submissions(10)
+            assert (await submitter.submission(own.seq, tenant=tenant)).joined is None
+            assert (await submitter.verdict(own)).id == "own"
+
+
 async def test_submitted_starts_of_one_key_applied_side_by_side_are_all_decided_at_once(
     db_path: Path, clock: LoopClock
 ) -> None:
@@ -559,24 +602,19 @@ async def test_submitted_starts_of_one_key_applied_side_by_side_are_all_decided_
     key's compare-and-set, retry and join it, and every one is decided in that same round (a
     write that lost its compare-and-set gives the submission's mark back to the retry), its
     verdict the mission stored."""
-    joining = (
-        m.define("joining")
-        .start(parse=dict)
-        .concurrency(lambda value: str(value["c"]), when_busy="join")
-        .need_to("go", parse=dict)
-        .end()
-    )
     async with (
-        SQLiteCommander(db_path, [joining], clock=clock, role="owner") as owner,
-        SQLiteCommander(db_path, [joining], clock=clock, role="submitter") as submitter,
+        SQLiteCommander(db_path, [JOINING], clock=clock, role="owner") as owner,
+        SQLiteCommander(db_path, [JOINING], clock=clock, role="submitter") as submitter,
     ):
         submitted = [
-            await submitter.submit_start(joining, {"c": "k"}, id=f"j{n}") for n in range(4)
+            await submitter.submit_start(JOINING, {"c": "k"}, id=f"j{n}") for n in range(4)
         ]
         assert await owner.apply_submissions(10) == 4
         states = [(await submitter.submission(s.seq)).state for s in submitted]
         assert states == [SubmissionState.APPLIED] * 4
         [first] = [s.id for s in await owner.list()]  # the one applied first, whichever
+        joined = [(await submitter.submission(s.seq)).joined for s in submitted]
+        assert sorted(j or "" for j in joined) == ["", first, first, first]
         with anyio.fail_after(10):
             verdicts = [(await submitter.verdict(s)).id for s in submitted]
         assert verdicts == [first] * 4

@@ -102,10 +102,11 @@ _TRIGGERS = (
 def _take_back(path: Path, version: int, tables: list[str]) -> None:
     """Make the database at ``path`` one at schema ``version``, by dropping the ``tables`` the
     migrations after it created (and migration 9's pause_request column, migration 10's
-    triggers, migration 11's index)."""
+    triggers, migration 11's index, migration 12's joined column)."""
     connection = apsw.Connection(str(path))
     try:
         assert version < 10
+        connection.execute("ALTER TABLE submissions DROP COLUMN joined")
         for trigger in _TRIGGERS:
             connection.execute(f"DROP TRIGGER {trigger}")
         connection.execute("DROP INDEX missions_pause_requested")

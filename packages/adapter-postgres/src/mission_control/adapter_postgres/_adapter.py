@@ -1238,17 +1238,20 @@ class PostgresPersistenceAdapter:
         decided_at: datetime,
         *,
         overriding: bool = False,
+        joined: str | None = None,
     ) -> None:
-        """Mark a pending submission applied or refused (with ``refusal``); with
-        ``overriding``, refuse one its own application marked applied. On a sharded adapter the
-        decision is fenced as the mission's writes are: a runtime that lost the mission's shard
-        decides nothing (:class:`ShardLostError`)."""
+        """Mark a pending submission applied (a start that ``joined`` a mission: with its key)
+        or refused (with ``refusal``); with ``overriding``, refuse one its own application
+        marked applied. On a sharded adapter the decision is fenced as the mission's writes
+        are: a runtime that lost the mission's shard decides nothing (:class:`ShardLostError`)."""
         self._check_runtime(f"decide submission {seq}")
         at = submissions.decided_at(decided_at)
         params: tuple[Any, ...]
         if state is SubmissionState.REFUSED:
             text = refusal_to_json(refusal or Refusal("SubmissionRefusedError", ""))
             statement, params = submissions.REFUSE, (at, text, seq, overriding)
+        elif joined is not None:
+            statement, params = submissions.APPLY_JOINED, (at, joined, seq)
         else:
             statement, params = submissions.MARK_APPLIED, (at, seq)
 

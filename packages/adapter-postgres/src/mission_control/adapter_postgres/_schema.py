@@ -260,6 +260,16 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             "WHERE pause_request IS NOT NULL",
         ),
     ),
+    Migration(
+        9,
+        "the mission a submitted start joined",
+        (
+            # Set when a runtime decides a start of a joining singleton whose key a mission
+            # held (no mission of its own stored): that mission's key, which its verdict gives
+            # then and later, whatever holds the key by then. Every other submission has none.
+            "ALTER TABLE submissions ADD COLUMN joined text",
+        ),
+    ),
 )
 
 SCHEMA_VERSION: Final = MIGRATIONS[-1].version

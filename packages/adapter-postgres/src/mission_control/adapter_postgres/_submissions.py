@@ -31,7 +31,7 @@ INSERT: Final = (
 )
 _COLUMNS: Final = (
     "seq, kind, mission_id, name, payload::text, submitted_at, submitted_by, state, "
-    "decided_at, refusal::text"
+    "decided_at, refusal::text, joined"
 )
 LOAD: Final = f"SELECT {_COLUMNS} FROM submissions WHERE seq = %s"
 # ``state = 'pending'`` matches the partial index submissions_pending.
@@ -47,6 +47,10 @@ ANY_PENDING_ON: Final = (
 MISSION_OF: Final = "SELECT mission_id FROM submissions WHERE seq = %s"
 MARK_APPLIED: Final = (
     "UPDATE submissions SET state = 'applied', decided_at = %s WHERE seq = %s AND state = 'pending'"
+)
+APPLY_JOINED: Final = (
+    "UPDATE submissions SET state = 'applied', decided_at = %s, joined = %s "
+    "WHERE seq = %s AND state = 'pending'"
 )
 # The last parameter overrides an application's own mark: a refused signal may have been
 # preceded by a write of the same call (an orphaned child cancelled before its signal was
@@ -83,7 +87,7 @@ def submission_row(submission: NewSubmission) -> tuple[Any, ...]:
 
 
 def submission_from_row(row: TupleRow) -> Submission:
-    seq, kind, mission_id, name, payload, submitted_at, by, state, decided_at, refusal = row
+    seq, kind, mission_id, name, payload, submitted_at, by, state, decided_at, refusal, joined = row
     try:
         refused = None if refusal is None else refusal_from_json(refusal)
         return Submission(
@@ -97,6 +101,7 @@ def submission_from_row(row: TupleRow) -> Submission:
             state=SubmissionState(state),
             decided_at=None if decided_at is None else decided_at.astimezone(UTC),
             refusal=refused,
+            joined=joined,
         )
     except Exception as error:
         raise PersistenceError(

@@ -84,6 +84,7 @@ from ._group import GroupCommit, Transaction, when_free
 from ._lock import OwnedElsewhere, Reader, WriterLock, read_header
 from ._paths import check_path, record_path
 from ._schema import (
+    JOINED_VERSION,
     NO_TENANT_VERSION,
     PAUSES_VERSION,
     TENANTS_VERSION,
@@ -664,6 +665,10 @@ class SQLitePersistenceAdapter:
     def schema_version(self) -> int:
         """The schema version of the open database."""
         return self._schema_version
+
+    @property
+    def _keeps_joined(self) -> bool:
+        return self._schema_version >= JOINED_VERSION
 
     @property
     def closed(self) -> bool:
@@ -1441,7 +1446,8 @@ class SQLitePersistenceAdapter:
     async def load_submission(self, seq: int) -> Submission | None:
         """The submission numbered ``seq``, if it is stored."""
         self._check_open()
-        rows = await self._read(submissions.LOAD, (seq,), f"reading submission {seq}")
+        sql = submissions.LOAD if self._keeps_joined else submissions.LOAD_BEFORE_JOINED
+        rows = await self._read(sql, (seq,), f"reading submission {seq}")
         return submissions.submission_from_row(rows[0]) if rows else None
 
     async def pending_submissions(self, limit: int) -> list[Submission]:
@@ -1449,7 +1455,8 @@ class SQLitePersistenceAdapter:
         (a kind a newer version wrote, a damaged row) is left out, and refused by the owner,
         saying so: the others never wait behind it."""
         self._check_open()
-        rows = await self._read(submissions.PENDING, (limit,), "reading pending submissions")
+        sql = submissions.PENDING if self._keeps_joined else submissions.PENDING_BEFORE_JOINED
+        rows = await self._read(sql, (limit,), "reading pending submissions")
         return await readable_submissions(self, rows, submissions.submission_from_row)
 
     def applying(self, seq: int, decided_at: datetime) -> AbstractContextManager[Marking]:
@@ -1465,15 +1472,19 @@ class SQLitePersistenceAdapter:
         decided_at: datetime,
         *,
         overriding: bool = False,
+        joined: str | None = None,
     ) -> None:
-        """Mark a pending submission applied or refused (with ``refusal``); with
-        ``overriding``, refuse one its own application marked applied."""
+        """Mark a pending submission applied (a start that ``joined`` a mission: with its key)
+        or refused (with ``refusal``); with ``overriding``, refuse one its own application
+        marked applied."""
         self._check_owner("decide a submission")
         at = decided_at.isoformat()
         params: tuple[Any, ...]
         if state is SubmissionState.REFUSED:
             text = refusal_to_json(refusal or Refusal("SubmissionRefusedError", ""))
             sql, params = submissions.REFUSE, (at, text, seq, overriding)
+        elif joined is not None:
+            sql, params = submissions.APPLY_JOINED, (at, joined, seq)
         else:
             sql, params = submissions.MARK_APPLIED, (at, seq)
         await self._group.run_alone(

@@ -340,6 +340,17 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
         ),
         additive=True,
     ),
+    Migration(
+        12,
+        "the mission a submitted start joined",
+        (
+            # Set when the owner decides a start of a joining singleton whose key a mission
+            # held (no mission of its own stored): that mission's key, which its verdict gives
+            # then and later, whatever holds the key by then. Every other submission has none.
+            "ALTER TABLE submissions ADD COLUMN joined TEXT",
+        ),
+        additive=True,
+    ),
 )
 
 TENANTS_VERSION: Final = 6
@@ -347,6 +358,10 @@ TENANTS_VERSION: Final = 6
 NO_TENANT_VERSION: Final = 8
 """The schema version that keeps the missions of no tenant in a table of their own (behind it,
 they are the missions without a tenant's row)."""
+
+JOINED_VERSION: Final = 12
+"""The schema version that keeps the mission a submitted start joined (a database behind it
+has none)."""
 
 PAUSES_VERSION: Final = 9
 """The schema version that keeps pause requests (a database behind it has none)."""

@@ -26,14 +26,24 @@ INSERT: Final = (
     "VALUES (?, ?, ?, ?, ?, ?)"
 )
 _COLUMNS: Final = (
-    "seq, kind, mission_id, name, payload, submitted_at, submitted_by, state, decided_at, refusal"
+    "seq, kind, mission_id, name, payload, submitted_at, submitted_by, state, decided_at, "
+    "refusal, joined"
 )
+# A database read before it was migrated to keep the joined missions (read-only) has none.
+_COLUMNS_BEFORE_JOINED: Final = _COLUMNS.replace("joined", "NULL")
 LOAD: Final = f"SELECT {_COLUMNS} FROM submissions WHERE seq = ?"
+LOAD_BEFORE_JOINED: Final = f"SELECT {_COLUMNS_BEFORE_JOINED} FROM submissions WHERE seq = ?"
 # ``state = 'pending'`` lets SQLite use the partial index submissions_pending.
-PENDING: Final = f"SELECT {_COLUMNS} FROM submissions WHERE state = 'pending' ORDER BY seq LIMIT ?"
+_PENDING: Final = "FROM submissions WHERE state = 'pending' ORDER BY seq LIMIT ?"
+PENDING: Final = f"SELECT {_COLUMNS} {_PENDING}"
+PENDING_BEFORE_JOINED: Final = f"SELECT {_COLUMNS_BEFORE_JOINED} {_PENDING}"
 ANY_PENDING: Final = "SELECT 1 FROM submissions WHERE state = 'pending' LIMIT 1"
 MARK_APPLIED: Final = (
     "UPDATE submissions SET state = 'applied', decided_at = ? WHERE seq = ? AND state = 'pending'"
+)
+APPLY_JOINED: Final = (
+    "UPDATE submissions SET state = 'applied', decided_at = ?, joined = ? "
+    "WHERE seq = ? AND state = 'pending'"
 )
 # The last parameter overrides an application's own mark: a refused signal may have been
 # preceded by a write of the same call (an orphaned child cancelled before its signal was
@@ -77,7 +87,7 @@ def mark_applied(cursor: Any, connection: Any, mark: tuple[datetime, int]) -> No
 
 
 def submission_from_row(row: Row) -> Submission:
-    seq, kind, mission_id, name, payload, submitted_at, by, state, decided_at, refusal = row
+    seq, kind, mission_id, name, payload, submitted_at, by, state, decided_at, refusal, joined = row
     try:
         refused = None if refusal is None else refusal_from_json(refusal)
         return Submission(
@@ -91,6 +101,7 @@ def submission_from_row(row: Row) -> Submission:
             state=SubmissionState(state),
             decided_at=None if decided_at is None else datetime.fromisoformat(decided_at),
             refusal=refused,
+            joined=joined,
         )
     except Exception as error:
         raise PersistenceError(

@@ -409,6 +409,7 @@ def submission_json(submission: Submission) -> dict[str, Any]:
         "submitted_by": submission.submitted_by,
         "decided_at": iso(submission.decided_at),
         "refusal": None if refusal is None else {"type": refusal.type, "message": refusal.message},
+        "joined": submission.joined,
     }
 
 
@@ -664,6 +665,8 @@ def submission_command(db: str, seq: int, tenant: str | None, as_json: bool) -> 
     line += f"{submission.state.value}"
     if submission.refusal is not None:
         line += f": {submission.refusal.type}: {submission.refusal.message}"
+    if submission.joined is not None:
+        line += f", joined {submission.joined}"
     console().print(line, markup=False)
 
 

@@ -1365,9 +1365,9 @@ class Commander:
             found = await self._load_submission(seq, tenant)
             match found.state:
                 case SubmissionState.APPLIED:
-                    mission_id = found.mission_id
-                    if found.kind is SubmissionKind.START:
-                        mission_id = await self._started_by(found)
+                    # A start that joined a mission: the one it joined then, whatever holds
+                    # its key now.
+                    mission_id = found.joined or found.mission_id
                     if at_rest:
                         return await self._at_rest(mission_id)
                     return self._out(await self._engine.load(mission_id))
@@ -1390,20 +1390,6 @@ class Commander:
                     delay = min(delay * 2, _VERDICT_LAST_REREAD)
                 case _:
                     assert_never(found.state)
-
-    async def _started_by(self, submission: Submission) -> str:
-        """The stored key of the mission an applied start made or found: its own, or, for a
-        joining singleton whose key was held (the owner stored no mission of its own, and
-        keeps no record of the one it joined), the mission holding that key now, when this
-        commander has the definition."""
-        if await self._engine.persistence.load(submission.mission_id) is not None:
-            return submission.mission_id
-        definition = self._definitions.get(submission.name or "")
-        if definition is None:
-            return submission.mission_id
-        tenant = tenant_of_key(submission.mission_id)
-        joined = await self._engine.joined(definition, submission.payload, tenant)
-        return submission.mission_id if joined is None else joined.id
 
     async def _at_rest(self, mission_id: str) -> MissionSnapshot:
         """The mission once the owner no longer runs it: what the owner's own ``signal()``
@@ -1562,7 +1548,7 @@ class Commander:
         now = self._engine.now()
         with store.applying(submission.seq, now) as marking:
             try:
-                await self._applied(submission, background)
+                joined = await self._applied(submission, background)
             except SubmissionDecidedError:
                 return True  # another application came first; this one stored nothing
             except StoreBusyError as error:
@@ -1591,8 +1577,10 @@ class Commander:
                 await self._refuse(submission, error, overriding=marking.used)
                 return True
         if not marking.used:
-            # Applied without a write (a start of a mission that exists).
-            await store.decide_submission(submission.seq, SubmissionState.APPLIED, None, now)
+            # Applied without a write (a start of a mission that exists, or that joined one).
+            await store.decide_submission(
+                submission.seq, SubmissionState.APPLIED, None, now, joined=joined
+            )
         return True
 
     async def _refuse(self, submission: Submission, error: Exception, *, overriding: bool) -> None:
@@ -1617,7 +1605,9 @@ class Commander:
             overriding=overriding,
         )
 
-    async def _applied(self, submission: Submission, background: bool) -> None:
+    async def _applied(self, submission: Submission, background: bool) -> str | None:
+        """Apply ``submission``; for a start that joined another mission (a joining
+        singleton's, whose key that mission held), that mission's key."""
         engine = self._engine
         payload = submission.payload
         match submission.kind:
@@ -1631,9 +1621,10 @@ class Commander:
                     )
                 # The submitter made the key: of a tenant's form only for a tenant's mission.
                 tenant = tenant_of_key(submission.mission_id)
-                await engine.start(
+                started = await engine.start(
                     definition, payload, submission.mission_id, None, background, tenant=tenant
                 )
+                return None if started.id == submission.mission_id else started.id
             case SubmissionKind.SIGNAL:
                 await engine.signal(submission.mission_id, submission.name or "", payload)
             case SubmissionKind.CANCEL:
@@ -1661,6 +1652,7 @@ class Commander:
                 await engine.retry(submission.mission_id, from_node)
             case _:
                 assert_never(submission.kind)
+        return None
 
     async def advance(self, mission_id: str) -> MissionSnapshot | None:
         """Move a mission forward if it is due or was interrupted; a no-op for one that waits
@@ -1896,8 +1888,12 @@ def _seen_submission(submission: Submission, tenant: str | None) -> Submission:
     """``submission`` as the caller of ``tenant`` gets it: with its id and its tenant."""
     if tenant is None:
         return submission
+    joined = None if submission.joined is None else local_id(submission.joined, tenant)
     return attrs.evolve(
-        submission, mission_id=local_id(submission.mission_id, tenant), tenant=tenant
+        submission,
+        mission_id=local_id(submission.mission_id, tenant),
+        tenant=tenant,
+        joined=joined,
     )
 
 

@@ -2655,19 +2655,6 @@ class Engine:
             return None
         return await self._busy(definition, key, running, tenant)
 
-    async def joined(
-        self, definition: Definition, input_json: JsonValue, tenant: str | None
-    ) -> MissionSnapshot | None:
-        """The mission a start of ``definition`` with ``input_json`` (of ``tenant``) joins now,
-        when ``definition`` is a joining singleton and a mission holds its key; else
-        ``None``."""
-        concurrency = definition.concurrency
-        if concurrency is None or concurrency.when_busy is not WhenBusy.JOIN:
-            return None
-        key = self._key_of(definition, input_json, tenant)
-        assert key is not None
-        return await self._when_busy(definition, key, tenant)
-
     async def _busy(
         self, definition: Definition, key: str, running: tuple[str, ...], tenant: str | None
     ) -> MissionSnapshot:

@@ -117,6 +117,10 @@ class Submission(NewSubmission):
     tenant: str | None = None
     """The tenant of its mission. The commander hands a tenant's submission out with it and
     with the caller's id as ``mission_id``; a store returns ``None`` and the stored key."""
+    joined: str | None = None
+    """For an applied start of a joining singleton whose key a mission held (it stored no
+    mission of its own): the id of the mission it joined, as ``mission_id`` is given;
+    ``None`` otherwise."""
 
     @property
     def is_decided(self) -> bool:
@@ -203,7 +207,9 @@ class SubmissionStore(Protocol):
     - ``applying``'s write raises :class:`SubmissionDecidedError` (and stores nothing) when the
       submission is no longer pending.
     - ``decide_submission`` marks a pending one applied or refused (a no-op on a decided one,
-      unless ``overriding``: a refusal after the application's own write marked it applied).
+      unless ``overriding``: a refusal after the application's own write marked it applied);
+      an applied start that joined a mission (``joined``, its stored key) keeps that mission's
+      key, and the submission read back has it as ``joined``.
     - ``count_failure`` counts one more application that raised, and returns the count.
     - ``purge_submissions(decided_before, limit)`` deletes up to ``limit`` decided submissions
       decided before then, oldest first, in one transaction, and returns how many (with
@@ -234,6 +240,7 @@ class SubmissionStore(Protocol):
         decided_at: datetime,
         *,
         overriding: bool = False,
+        joined: str | None = None,
     ) -> None: ...
 
     async def count_failure(self, seq: int) -> int: ...
