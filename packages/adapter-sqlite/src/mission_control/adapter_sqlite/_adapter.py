@@ -299,14 +299,20 @@ _TENANT_MISSIONS: Final = (
 # The missions of no tenant: a range of missions_of_no_tenant's key, each joined to its row
 # (CROSS JOIN keeps that order of the loops, which the planner would not choose).
 _NO_TENANT_MISSIONS: Final = " FROM missions_of_no_tenant n CROSS JOIN missions m ON m.id = n.id"
-# With a status or definition filter in a file without tenants' missions, a range of that
-# filter's index instead, each mission checked to be in missions_of_no_tenant (all are, but
-# the check keeps the page exact whatever was stored since _ANY_TENANTS_MISSION was read):
-# there the filtered page (the running ones among many finished) reads what it returns, where
-# missions_of_no_tenant's range would read every mission. In a file with tenants' missions,
-# the missions of no tenant may be few among them: their own range, filters checked row by row.
+# With a status or definition filter in a file with few tenants' missions, a range of that
+# filter's index instead, each mission checked to be in missions_of_no_tenant (the check keeps
+# the page exact, and it passes over at most those few): there the filtered page (the running
+# ones among many finished) reads what it returns, where missions_of_no_tenant's range would
+# read every mission. In a file with many tenants' missions, the missions of no tenant may be
+# few among them: their own range, filters checked row by row. (With many of both, one of the
+# two shapes reads more than it returns.)
 _IN_NO_TENANT: Final = "EXISTS (SELECT 1 FROM missions_of_no_tenant n WHERE n.id = m.id)"
-_ANY_TENANTS_MISSION: Final = "SELECT 1 FROM mission_tenants LIMIT 1"
+FEW_TENANTS_MISSIONS: Final = 1000
+"""Up to this many tenants' missions in a file, a filtered page of the missions of no tenant
+reads the filter's index (what _TENANTS_MISSIONS counts: at most this many index entries)."""
+_TENANTS_MISSIONS: Final = (
+    f"SELECT count(*) FROM (SELECT 1 FROM mission_tenants LIMIT {FEW_TENANTS_MISSIONS})"
+)
 # The same in a database read before it was migrated to keep them (read-only): row by row.
 _NO_TENANT: Final = "NOT EXISTS (SELECT 1 FROM mission_tenants t WHERE t.id = m.id)"
 
@@ -1034,10 +1040,10 @@ class SQLitePersistenceAdapter:
         match.
         One tenant's missions are a range of ``mission_tenants_by_tenant``, the missions of no
         tenant a range of ``missions_of_no_tenant`` (filters checked row by row), or, with a
-        status or definition filter in a file that holds no tenant's mission, a range of that
-        filter's index, each checked row by row to be in ``missions_of_no_tenant`` (in a
-        database read before it was migrated to keep them, to have no row in
-        ``mission_tenants``).
+        status or definition filter in a file that holds fewer than ``FEW_TENANTS_MISSIONS``
+        tenants' missions, a range of that filter's index, each checked row by row to be in
+        ``missions_of_no_tenant`` (in a database read before it was migrated to keep them, to
+        have no row in ``mission_tenants``).
 
         Raises :class:`PersistenceError` naming the first listed mission whose row is corrupt.
         """
@@ -1066,7 +1072,7 @@ class SQLitePersistenceAdapter:
             and self._schema_version >= NO_TENANT_VERSION
             and (
                 (status is None and definition is None)
-                or await self._read(_ANY_TENANTS_MISSION, (), "listing missions")
+                or await self._tenants_missions() >= FEW_TENANTS_MISSIONS
             )
         ):
             sql = listed + _NO_TENANT_MISSIONS
@@ -1101,6 +1107,11 @@ class SQLitePersistenceAdapter:
         except apsw.Error as error:
             rows = await self._rows_when_free(error, sql, params, "listing missions")
         return [self._decode(*row) for row in rows]
+
+    async def _tenants_missions(self) -> int:
+        """How many tenants' missions the file holds, counted up to FEW_TENANTS_MISSIONS."""
+        rows = await self._read(_TENANTS_MISSIONS, (), "listing missions")
+        return int(rows[0][0]) if rows else 0
 
     async def due_missions(self, now: datetime, limit: int) -> list[str]:
         """Ids of waiting missions due at or before ``now``, earliest first."""
