@@ -4,6 +4,7 @@ connections (a pool; a session the server ended replaced for the next call)."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -21,6 +22,7 @@ from mission_control.adapter_postgres import (
     open_postgres_persistence_adapter,
 )
 from mission_control.adapter_postgres._listen import Listener, channel_of
+from mission_control.adapter_postgres._realtime import RealTimer
 from mission_control.core import MissionSnapshot, MissionStatus, PersistenceError
 
 pytestmark = pytest.mark.anyio
@@ -288,3 +290,33 @@ async def test_a_listener_whose_session_the_server_ended_listens_again(
             ):
                 await anyio.sleep(0.05)
         tasks.cancel_scope.cancel()
+
+
+@pytest.mark.real_time
+async def test_a_timer_whose_sleeps_the_server_refuses_waits_them_in_real_time(
+    postgres_url: str, postgres_schema: str
+) -> None:
+    """A RealTimer whose every pg_sleep the server refuses at once (as for a role that may not
+    run it) waits each sleep out in real time, instead of returning at once to be asked again
+    (a runtime's shard round and a new session each time, dozens a second)."""
+    with psycopg.connect(postgres_url, autocommit=True) as db:
+        schema = sql.Identifier(postgres_schema)
+        db.execute(sql.SQL("CREATE SCHEMA {}").format(schema))
+        # Found before pg_catalog's by a session whose search_path puts that schema first.
+        db.execute(
+            sql.SQL(
+                "CREATE FUNCTION {}.pg_sleep(double precision) RETURNS void LANGUAGE plpgsql "
+                "AS $$ BEGIN RAISE EXCEPTION 'no sleeping here'; END $$"
+            ).format(schema)
+        )
+    refusing = conninfo.make_conninfo(
+        postgres_url, options=f"-c search_path={postgres_schema},pg_catalog"
+    )
+    timer = RealTimer(refusing)
+    try:
+        began = time.monotonic()
+        for _ in range(3):
+            await timer.sleep(0.3)
+        assert time.monotonic() - began >= 0.85
+    finally:
+        timer.close()

@@ -37,30 +37,35 @@ server notices that the client closed the connection only when the sleep ends, s
 
 class RealTimer:
     """Sleeps of real time, timed by the server on a connection of this timer's own (opened at
-    the first sleep, again after it was lost). When no connection can be made (the server is
-    down), a sleep falls back to the event loop's clock."""
+    the first sleep, again after it was lost). A sleep the server does not time (no connection
+    can be made, the session is lost, the role may not run ``pg_sleep``) is waited in real time
+    in a worker thread instead: never asked again at once, which would make its caller's loop
+    spin."""
 
     def __init__(self, conninfo: str) -> None:
         self._conninfo = conninfo
         self._db: psycopg.Connection[TupleRow] | None = None
 
     async def sleep(self, seconds: float) -> None:
-        """Return after ``seconds`` real seconds, or sooner when the connection was lost (the
-        caller's next step finds out what else was lost); cancellable."""
+        """Return after ``seconds`` real seconds, or sooner when the connection was lost (at
+        the end of the ``LONGEST_SLEEP`` under way: the caller's next step finds out what else
+        was lost); cancellable."""
         deadline = time.monotonic() + seconds
         while (left := deadline - time.monotonic()) > 0:
             if not await self._sleep_once(min(left, LONGEST_SLEEP)):
                 return
 
     async def _sleep_once(self, seconds: float) -> bool:
-        """One sleep on the server: whether it went well."""
+        """One sleep on the server: whether it went well (when not, it was waited out in real
+        time)."""
+        began = time.monotonic()
         db = self._db
         if db is None:
             try:
                 db = await anyio.to_thread.run_sync(self._connect)
             except psycopg.Error as error:
-                _log.warning("no connection to time a wait (%s): the loop's clock times it", error)
-                await anyio.sleep(seconds)
+                _log.warning("no connection to time a wait (%s): waited in real time", error)
+                await _in_real_time(began + seconds - time.monotonic())
                 return False
         pgconn = db.pgconn
         finished = False
@@ -90,6 +95,8 @@ class RealTimer:
                 # Lost, or cancelled with the sleep still running on the server: this connection
                 # is of no more use, and the next sleep opens another.
                 self.close()
+        if not finished:
+            await _in_real_time(began + seconds - time.monotonic())
         return finished
 
     def _connect(self) -> psycopg.Connection[TupleRow]:
@@ -106,3 +113,10 @@ class RealTimer:
         db, self._db = self._db, None
         if db is not None:
             close_waited_on(db)
+
+
+async def _in_real_time(seconds: float) -> None:
+    """Wait ``seconds`` of real time, whatever the event loop's clock (a worker thread's
+    sleep; cancellable: the thread is left to finish its sleep)."""
+    if seconds > 0:
+        await anyio.to_thread.run_sync(time.sleep, seconds, abandon_on_cancel=True)
