@@ -499,6 +499,7 @@ async def test_a_pause_asked_during_the_last_compensation_pauses_it_after_the_ow
         TimelineKind.MISSION_RESUMED,
         TimelineKind.MISSION_PAUSED,
         TimelineKind.MISSION_UNPAUSED,
+        TimelineKind.COMPENSATION_STARTED,
         TimelineKind.COMPENSATION_COMPLETED,
         TimelineKind.MISSION_COMPENSATED,
     ]

@@ -60,8 +60,16 @@ DONE = (NodeStatus.COMPLETED, NodeStatus.TIMED_OUT)
 """The statuses of a node that ran to its end (a ``need_to`` may time out): the nodes after it
 may run, and a retry or a fork does not run it again."""
 
-_FUNCTION_KINDS = frozenset({StepNode.kind, ChildNode.kind})
-"""The node kinds whose position runs a function once entered (``run_node``)."""
+COMPENSATION_KIND = "compensation"
+"""The kind of a compensation's record."""
+
+_STARTS: dict[str, TimelineKind] = {
+    StepNode.kind: TimelineKind.STEP_STARTED,
+    ChildNode.kind: TimelineKind.STEP_STARTED,
+    COMPENSATION_KIND: TimelineKind.COMPENSATION_STARTED,
+}
+"""The kinds of record a pause may hold back before their function runs (a step's, a child's,
+a compensation's), and the entry that says their function starts."""
 
 LOOKED_AT = frozenset({WaitKind.SIGNAL, WaitKind.CHILD, WaitKind.SLOT})
 """The waits the engine looks at in the store (a signal's inbox, a child mission) whenever it
@@ -634,15 +642,17 @@ class Draft(MissionFields):
 
     def paused(self, pause: Pause, now: datetime) -> None:
         """The mission pauses where it is: its positions, waits and records stay as they are,
-        and nothing moves it until :meth:`unpaused`. A function node entered and not run yet
-        (a pause lands once no function runs) has not started: its ``step-started`` entry, if
-        not yet written, is dropped (the resume logs it)."""
+        and nothing moves it until :meth:`unpaused`. A function node (or compensation) entered
+        and not run yet (a pause lands once no function runs) has not started: its
+        ``step-started`` (``compensation-started``) entry, if not yet written, is dropped (the
+        resume logs it)."""
         entered = self._not_run()
         if entered and self.pending:
             self.pending = [
                 entry
                 for entry in self.pending
-                if entry.kind is not TimelineKind.STEP_STARTED or entry.node not in entered
+                if entry.node not in entered
+                or entry.kind is not _STARTS[self.nodes[entry.node].kind]
             ]
         self.log(
             now, TimelineKind.MISSION_PAUSED, self.current_node, detail={"reason": pause.reason}
@@ -652,22 +662,21 @@ class Draft(MissionFields):
         self.changed = True
 
     def _not_run(self) -> list[str]:
-        """The positions on a function node marked running whose function has not run (with
-        no function running, as when a mission pauses: every such one)."""
+        """The positions on a function node (or compensation) marked running whose function
+        has not run (with no function running, as when a mission pauses: every such one)."""
         return [
             path
             for path in self.active
-            if (record := self.nodes[path]).status is NodeStatus.RUNNING
-            and record.kind in _FUNCTION_KINDS
+            if (record := self.nodes[path]).status is NodeStatus.RUNNING and record.kind in _STARTS
         ]
 
     def unpaused(self, now: datetime) -> None:
-        """The mission goes on from where it paused: the function nodes it had entered and not
-        run start now."""
+        """The mission goes on from where it paused: the function nodes (or compensation) it
+        had entered and not run start now."""
         self.log(now, TimelineKind.MISSION_UNPAUSED, self.current_node)
         for path in self._not_run():
             record = self.nodes[path]
-            self.log(now, TimelineKind.STEP_STARTED, path, record.attempts + 1)
+            self.log(now, _STARTS[record.kind], path, record.attempts + 1)
             self.nodes[path] = attrs.evolve(record, started_at=now)  # pyright: ignore[reportIndexIssue] (the draft's own dict)
         self.pause = None
         self.updated_at = now
@@ -769,7 +778,7 @@ class Draft(MissionFields):
             path,
             NodeRecord(
                 owed.path.rpartition("/")[2],
-                "compensation",
+                COMPENSATION_KIND,
                 NodeStatus.RUNNING,
                 input=owed.output,
                 started_at=now,

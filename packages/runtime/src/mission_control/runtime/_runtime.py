@@ -279,7 +279,8 @@ class CommanderRuntime:
         """Run the startup tick and schedule a tick for the earliest persisted due time.
 
         The startup tick resumes every mission a crash left mid-node (``mission-resume-*``
-        events), then advances what is due. Scheduled ticks run as tasks in ``nursery``, which
+        events), and pauses those it left with a pause request not applied, then advances what
+        is due. Scheduled ticks run as tasks in ``nursery``, which
         stays open until :meth:`stop` is called. ``async with runtime:`` does all this with a
         nursery of its own. Returns the startup tick's report; raises :class:`TickFailedError`
         (after stopping the runtime) when the startup tick cannot run.

@@ -327,9 +327,9 @@ class PauseConformance(ScenarioFixtures):
     ) -> None:
         """A pause asked for while a compensation runs lets it finish, then pauses the
         compensating mission before the next compensation; the resume runs the rest and the
-        mission ends compensated, each compensation run once. A pause asked during the last
-        compensation has nothing left to pause: the mission ends compensated, its request
-        cleared."""
+        mission ends compensated, each compensation run once; the compensation the pause held
+        back starts at the resume. A pause asked during the last compensation has nothing
+        left to pause: the mission ends compensated, its request cleared."""
         undone: list[str] = []
         commander: Commander | None = None
 
@@ -357,6 +357,8 @@ class PauseConformance(ScenarioFixtures):
         assert paused.status is MissionStatus.PAUSED
         assert paused.compensating
         assert undone == ["b"]
+        clock.advance(timedelta(minutes=5))
+        resumed_at = clock.now()
         done = await commander.resume("p-6")
         assert (done.status, done.pause, done.pause_request) == (
             MissionStatus.COMPENSATED,
@@ -364,13 +366,19 @@ class PauseConformance(ScenarioFixtures):
             None,
         )
         assert undone == ["b", "a"]
-        kinds = _kinds(await commander.timeline("p-6"))
-        assert kinds.count(TimelineKind.MISSION_PAUSED) == 1
-        assert kinds[-3:] == [
-            TimelineKind.PAUSE_REQUESTED,
-            TimelineKind.COMPENSATION_COMPLETED,
-            TimelineKind.MISSION_COMPENSATED,
+        entries = [(e.kind, e.node) for e in await commander.timeline("p-6")]
+        paused_at = entries.index((TimelineKind.MISSION_PAUSED, "c"))
+        # The compensation the pause held back starts at the resume, not before the pause.
+        assert entries[paused_at - 1 :] == [
+            (TimelineKind.COMPENSATION_COMPLETED, "b/compensate"),
+            (TimelineKind.MISSION_PAUSED, "c"),
+            (TimelineKind.MISSION_UNPAUSED, "c"),
+            (TimelineKind.COMPENSATION_STARTED, "a/compensate"),
+            (TimelineKind.PAUSE_REQUESTED, "c"),
+            (TimelineKind.COMPENSATION_COMPLETED, "a/compensate"),
+            (TimelineKind.MISSION_COMPENSATED, "c"),
         ]
+        assert done.nodes["a/compensate"].started_at == resumed_at
 
     async def test_a_paused_parent_finds_its_child_ended_when_resumed(
         self, persistence: PersistenceAdapter, clock: ManualClock
