@@ -124,7 +124,8 @@ _encoded_names: dict[str | None, str] = {}
 
 
 def _encoded_name(name: str | None) -> str:
-    # Node names recur in every entry of every mission: each is escaped once.
+    # Node names recur in every entry of every mission: each is escaped once. The writers look in
+    # _encoded_names first (``names.get(V) or name(V)``: a name seen before costs no call).
     text = _encoded_names.get(name)
     if text is None:
         text = _encode(name)
@@ -196,8 +197,8 @@ _read_wait_kind = _enum_reader(WaitKind)
 # the derived forms to the generic converter's output, field by field. A writer is a piece of an
 # f-string, ``V`` standing for the field's value, using the helpers in ``_WRITER_HELPERS``.
 _WRITERS: dict[Any, str] = {
-    str: "{name(V)}",
-    str | None: "{name(V)}",
+    str: "{names.get(V) or name(V)}",
+    str | None: "{names.get(V) or name(V)}",
     int: "{int(V)}",
     int | None: '{"null" if V is None else int(V)}',
     datetime: "{time(V)}",
@@ -321,17 +322,15 @@ def _compile_writer(
     generates ``__init__``: one f-string, no loop per call."""
     namespace: dict[str, Any] = dict(_WRITER_HELPERS)
     parts: list[str] = []
-    for i, field in enumerate(_stored_fields(cls)):
+    for field in _stored_fields(cls):
         template = _value_writer(field)
         comma = "," if parts else ""
+        piece = f'{comma}"{field.name}":' + template.replace("V", f"o.{field.name}")
         if omit_none and field.default is None:
-            # ``{"" if o.F is None else piece(o.F)}``, the piece a function of its own.
-            namespace[f"piece{i}"] = eval(
-                f"lambda V: f'''{comma}\"{field.name}\":{template}'''", namespace
-            )
-            parts.append(f'{{"" if o.{field.name} is None else piece{i}(o.{field.name})}}')
+            # ``{"" if o.F is None else f',"F":...'}``: a nested f-string, no call.
+            parts.append(f"{{'' if o.{field.name} is None else f'{piece}'}}")
         else:
-            parts.append(f'{comma}"{field.name}":' + template.replace("V", f"o.{field.name}"))
+            parts.append(piece)
     source = f"def write(o):\n    return f'''{{{{{head}{''.join(parts)}}}}}'''\n"
     exec(compile(source, f"<codec writer of {cls.__name__}>", "exec"), namespace)
     return namespace["write"]
@@ -465,12 +464,16 @@ def _encode_record(record: NodeRecord, source: dict[str, Any] | None) -> str:
 
 
 def _nodes_json(nodes: Mapping[str, NodeRecord]) -> str:
-    # Each record's text is made once and reused by every later commit of the mission.
+    # Each record's text is made once and reused by every later commit of the mission. (A list,
+    # not a generator: join makes one of it anyway, and a generator resumes once per record.)
+    names = _encoded_names
     return (
         "{"
         + ",".join(
-            f"{_encoded_name(path)}:{record.json_text(_encode_record)}"
-            for path, record in nodes.items()
+            [
+                f"{names.get(path) or _encoded_name(path)}:{record.json_text(_encode_record)}"
+                for path, record in nodes.items()
+            ]
         )
         + "}"
     )
@@ -512,7 +515,7 @@ def timeline_entry_to_json(entry: TimelineEntry) -> str:
     # Written out for the common entry without detail: every field is a known atom.
     return (
         f'{{"at":{_time_json(entry.at)},"kind":"{_TEXT[entry.kind]}",'
-        f'"node":{_encoded_name(entry.node)},'
+        f'"node":{_encoded_names.get(entry.node) or _encoded_name(entry.node)},'
         f'"attempt":{"null" if attempt is None else int(attempt)},"detail":null}}'
     )
 
@@ -551,6 +554,7 @@ def value_to_json(value: JsonValue) -> str:
 _WRITER_HELPERS: dict[str, Any] = {
     "kept": _encode_kept,
     "name": _encoded_name,
+    "names": _encoded_names,
     "json": _json_or_null,
     "time": _time_json,
     "TEXT": _TEXT,
