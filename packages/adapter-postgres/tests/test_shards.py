@@ -394,7 +394,7 @@ def _end_sleeps(raw: Raw, schema: str) -> int:
             db.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                 "WHERE query LIKE 'SELECT pg_sleep%%' AND state = 'active' "
-                "AND pid <> pg_backend_pid()"
+                "AND pid <> pg_backend_pid() AND datname = current_database()"
             ).fetchall()
         )
 
