@@ -15,6 +15,7 @@ its excess (drained first: no due query returns them for a round) and taking fre
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import math
@@ -80,6 +81,11 @@ _TRY_LOCKS: Final = (
     "SELECT shard FROM unnest(%s::int[]) AS wanted (shard) WHERE pg_try_advisory_lock(%s, shard)"
 )
 _UNLOCK: Final = "SELECT pg_advisory_unlock(%s, %s)"
+_UNLOCK_UNOWNED: Final = (
+    "SELECT pg_advisory_unlock(%s, objid::int) FROM pg_locks WHERE locktype = 'advisory' "
+    "AND granted AND pid = pg_backend_pid() AND classid::int = %s AND objsubid = 2 "
+    "AND objid::int = ANY(%s::int[])"
+)
 _RAISE_EPOCHS: Final = (
     "UPDATE shards SET epoch = epoch + 1, owner = %s, taken_at = now() "
     "WHERE shard = ANY(%s::int[]) RETURNING shard, epoch"
@@ -219,12 +225,20 @@ class ShardOwner:
             self._take(wanted)
 
     def _take(self, shards: list[int]) -> None:
-        with self._conn.transaction():
-            rows = self._conn.execute(_TRY_LOCKS, (shards, self._shard_class)).fetchall()
-            locked = [int(row[0]) for row in rows]
-            if not locked:
-                return
-            raised = self._conn.execute(_RAISE_EPOCHS, (self._name, locked)).fetchall()
+        try:
+            with self._conn.transaction():
+                rows = self._conn.execute(_TRY_LOCKS, (shards, self._shard_class)).fetchall()
+                locked = [int(row[0]) for row in rows]
+                if not locked:
+                    return
+                raised = self._conn.execute(_RAISE_EPOCHS, (self._name, locked)).fetchall()
+        except BaseException:
+            # The advisory locks are the session's: the rollback keeps them. Held and owned by
+            # nobody (the raise failed: a lock_timeout while an old owner's commit holds a
+            # shard's row, say), no runtime would ever take those shards.
+            with contextlib.suppress(psycopg.Error):
+                self._conn.execute(_UNLOCK_UNOWNED, (self._shard_class, self._shard_class, shards))
+            raise
         assert len(raised) == len(locked)
         for shard, epoch in sorted((int(row[0]), int(row[1])) for row in raised):
             self._owned[shard] = epoch
