@@ -5,7 +5,9 @@ starts: ``pgserver``'s (PyPI, Python 3.11 and 3.12), else Debian's PostgreSQL fr
 ``/usr/lib/postgresql/<version>/bin`` (run as the ``postgres`` user when the tests run as root,
 since its initdb and pg_ctl refuse root). When none can be started the tests are skipped with the
 reason, except in CI (``MISSION_CONTROL_REQUIRE_POSTGRES=1``, set by ``.ci/run``), where that is
-a failure. One server serves the whole session: a test costs a schema, not a server.
+a failure. One server serves the whole session: a test costs a schema, not a server. Under
+pytest-xdist (``-n``) each worker starts a server of its own, or, when the URL is given, gets a
+database of its own on that server.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import contextlib
 import os
 import subprocess
 import time
+import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -21,7 +24,7 @@ from typing import IO, Any
 
 import psycopg
 import pytest
-from psycopg import sql
+from psycopg import conninfo, sql
 
 from mission_control.adapter_postgres import NoLocalServerError, start_local_server
 from mission_control.core import Every, MissedFires, Schedule
@@ -41,7 +44,13 @@ def postgres_url() -> Iterator[str]:
     """The URL of a PostgreSQL server that runs for the whole test session."""
     given = os.environ.get("MISSION_CONTROL_POSTGRES_URL")
     if given:
-        yield given
+        worker = os.environ.get("PYTEST_XDIST_WORKER")
+        if worker is None:
+            yield given
+            return
+        # Under pytest-xdist (`-n`) every worker shares the server given: each gets a database
+        # of its own, since some tests look at the whole database's sessions and locks.
+        yield from _database_of_its_own(given, f"mission_control_test_{worker}")
         return
     try:
         server = start_local_server()
@@ -54,6 +63,26 @@ def postgres_url() -> Iterator[str]:
         yield server.url
     finally:
         server.stop()
+
+
+def _database_of_its_own(url: str, name: str) -> Iterator[str]:
+    """A new database ``name`` (dropped first if a run before left it) on the server of
+    ``url``, yielded as the URL of ``url`` with that database, dropped after."""
+    drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+    with psycopg.connect(url, autocommit=True) as db:
+        db.execute(drop)
+        db.execute(
+            sql.SQL("CREATE DATABASE {} ENCODING 'UTF8' TEMPLATE template0").format(
+                sql.Identifier(name)
+            )
+        )
+    if url.startswith(("postgresql://", "postgres://")):
+        parts = urllib.parse.urlsplit(url)
+        yield urllib.parse.urlunsplit(parts._replace(path=f"/{name}"))
+    else:
+        yield conninfo.make_conninfo(url, dbname=name)
+    with psycopg.connect(url, autocommit=True) as db:
+        db.execute(drop)
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import anyio
 import attrs
 import psycopg
 import pytest
+from psycopg import conninfo
 
 from mission_control.adapter_postgres import (
     REBALANCE_INTERVAL,
@@ -23,9 +24,11 @@ from mission_control.adapter_postgres import (
 )
 from mission_control.adapter_postgres._listen import Listener, channel_of
 from mission_control.adapter_postgres._schema import MIGRATIONS, migrate
+from mission_control.adapter_postgres._shards import lock_class
 from mission_control.core import (
     MissionSnapshot,
     MissionStatus,
+    PersistenceError,
     Schedule,
     Wait,
     WaitKind,
@@ -175,6 +178,46 @@ async def test_two_runtimes_split_the_shards_and_one_alone_takes_them_all(
     assert all(after[shard] == before[shard] for shard in before)
     # The first runtime's shards were taken at epoch 1, by its first round; taken over, 2.
     assert {after[shard] for shard in a} == {2}
+
+
+_MY_SHARD_LOCKS = (
+    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = %s "
+    "AND objsubid = 2 AND classid::int = %s"
+)
+
+
+@pytest.mark.real_time
+async def test_a_round_whose_epoch_raise_fails_lets_go_of_every_shard_it_locked(
+    open_runtime: Callable[[str], Any], postgres_url: str, postgres_schema: str, raw: Raw
+) -> None:
+    """A round whose raise of its shards' epochs fails (a lock_timeout while an old owner's
+    commit holds one shard's row) lets go of every shard it had locked for it, and takes them
+    all in its next round once the row is free: none is left locked and owned by nobody."""
+    first: PostgresPersistenceAdapter = await open_runtime("first")
+    second = await open_postgres_persistence_adapter(
+        conninfo.make_conninfo(postgres_url, options="-c lock_timeout=200"),
+        schema=postgres_schema,
+        sharded=True,
+        name="second",
+    )
+    try:
+        for _ in range(2):  # the first drains its half, then lets it go
+            await first.rebalance()
+        freed = sorted(set(range(SHARDS)) - set(first.owned_shards))
+        assert len(freed) == SHARDS // 2
+        shard_class = lock_class(postgres_schema, "shard")
+        with raw(postgres_schema) as holder, holder.transaction():
+            holder.execute("SELECT epoch FROM shards WHERE shard = %s FOR SHARE", (freed[5],))
+            with pytest.raises(PersistenceError, match="rebalancing shards failed"):
+                await second.rebalance()
+            assert second.owned_shards == {}
+            row = holder.execute(_MY_SHARD_LOCKS, (second.lock_backend_pid, shard_class)).fetchone()
+            assert row == (0,)
+        await second.rebalance()
+        assert sorted(second.owned_shards) == freed
+        assert set(first.owned_shards) | set(second.owned_shards) == set(range(SHARDS))
+    finally:
+        await second.aclose()
 
 
 async def test_a_runtime_answers_for_the_missions_of_its_shards_only(
@@ -394,7 +437,7 @@ def _end_sleeps(raw: Raw, schema: str) -> int:
             db.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                 "WHERE query LIKE 'SELECT pg_sleep%%' AND state = 'active' "
-                "AND pid <> pg_backend_pid()"
+                "AND pid <> pg_backend_pid() AND datname = current_database()"
             ).fetchall()
         )
 

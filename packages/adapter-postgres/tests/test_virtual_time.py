@@ -31,7 +31,8 @@ SLEEPER = m.define("sleeper").start(parse=dict).sleep("a-week", WEEK).end(output
 
 _SLEEPING = (
     "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
-    "AND query LIKE 'SELECT pg_sleep%' AND pid <> pg_backend_pid()"
+    "AND query LIKE 'SELECT pg_sleep%' AND pid <> pg_backend_pid() "
+    "AND datname = current_database()"
 )
 
 REAL_BOUND = 60.0
