@@ -279,7 +279,11 @@ NEXT_DEFINITION = (
 FINGERPRINTS = "SELECT definition, version, fingerprint FROM definition_versions"
 DUE = "SELECT id FROM missions WHERE due_at IS NOT NULL AND due_at <= ? ORDER BY due_at, id LIMIT ?"
 NEXT_DUE = "SELECT due_at FROM missions WHERE due_at IS NOT NULL ORDER BY due_at LIMIT 1"
-RUNNING = "SELECT id FROM missions WHERE status = 'running' ORDER BY id LIMIT ?"
+RUNNING = (
+    "SELECT id FROM missions WHERE status = 'running' AND id > ?1 "
+    "UNION SELECT id FROM missions WHERE pause_request IS NOT NULL AND id > ?1 "
+    "ORDER BY id LIMIT ?2"
+)
 
 
 class _Cursor(Protocol):

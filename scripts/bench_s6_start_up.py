@@ -56,7 +56,7 @@ def _bare_start_up(db: WaitingDb) -> float:
     bare = BareDb(db.path)
     try:
         began = time.perf_counter()
-        bare.cursor.execute(RUNNING, (100,)).fetchall()
+        bare.cursor.execute(RUNNING, ("", 100)).fetchall()
         bare.cursor.execute(DUE, (micros(T0), 100)).fetchall()
         bare.cursor.execute(NEXT_DUE).fetchall()
         version = bare.cursor.execute(FIRST_VERSION).fetchall()

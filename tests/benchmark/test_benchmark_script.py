@@ -126,6 +126,7 @@ def test_the_bare_loop_runs_the_adapters_own_statements(monkeypatch: pytest.Monk
     statements = (
         "INSERT_MISSION",
         "UPDATE_MISSION",
+        "UPDATE_STILL_RUNNING",
         "INSERT_ENTRY",
         "LOAD",
         "DUE",
