@@ -22,19 +22,26 @@ Paths:
 - ``signal``: start a mission that waits for a signal, then signal it (all concurrently), in
   memory;
 - ``tick``: start a mission that sleeps, then move it with a runtime tick (100 a tick), on a
-  SQLite file with 2,000 other missions waiting.
+  SQLite file with 2,000 other missions waiting;
+- ``postgres``: start a 3-step mission to its end on PostgreSQL (200 finished missions stored,
+  a schema of its own; 200 missions counted, not 1,000: each waits on the server), counting
+  this process only: the engine, the adapter, psycopg and libpq, not the server. The server is
+  ``--postgres-url``'s, else ``MISSION_CONTROL_POSTGRES_URL``'s, else one started for the count
+  by ``start_local_server()``; without any, the path is skipped with the reason.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import uuid
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -42,14 +49,22 @@ from typing import Any
 import apsw
 import trio
 
+from mission_control.adapter_postgres import (
+    NoLocalServerError,
+    open_postgres_persistence_adapter,
+    start_local_server,
+)
 from mission_control.adapter_sqlite import create_sqlite_persistence_adapter
 from mission_control.core import Context, create_commander, m
 from mission_control.core.storage import PersistenceAdapter
 from mission_control.in_memory_commander import InMemoryPersistenceAdapter, ManualClock
 from mission_control.runtime import create_commander_runtime
 
-PATHS = ("memory", "sqlite", "signal", "tick")
+PATHS = ("memory", "sqlite", "signal", "tick", "postgres")
 MISSIONS = 1000
+WARM_UP = 2000
+FEWER = {"postgres": 200}
+"""Missions counted and warm-up missions of the paths that take both from here, for time."""
 
 
 def _same(raw: object) -> object:
@@ -80,22 +95,26 @@ SLEEPER = (
 )
 
 
-def _store(path: str, directory: str) -> PersistenceAdapter:
+async def _store(path: str, where: str) -> PersistenceAdapter:
+    """The path's adapter; ``where`` is a directory for SQLite, a server's URL for PostgreSQL."""
     if path in ("memory", "signal"):
         return InMemoryPersistenceAdapter()
-    return create_sqlite_persistence_adapter(os.path.join(directory, "missions.sqlite"))
+    if path == "postgres":
+        # A schema of its own per run: the counts of 1 and of 1,001 missions start alike.
+        return await open_postgres_persistence_adapter(where, schema=f"count_{uuid.uuid4().hex}")
+    return create_sqlite_persistence_adapter(os.path.join(where, "missions.sqlite"))
 
 
-async def run(path: str, missions: int, directory: str) -> None:
+async def run(path: str, missions: int, where: str) -> None:
     """The measured work: ``missions`` missions along ``path``, after the same warm-up."""
     clock = ManualClock()
     definitions = [THREE_STEPS, SIGNALLED, SLEEPER]
-    store = _store(path, directory)
+    store = await _store(path, where)
     async with create_commander(definitions, persistence=store, clock=clock) as commander:
         warm = SIGNALLED if path == "tick" else THREE_STEPS
-        for number in range(2000):
+        for number in range(FEWER.get(path, WARM_UP)):
             await commander.start(warm, {"n": number})
-        if path in ("memory", "sqlite"):
+        if path in ("memory", "sqlite", "postgres"):
             for number in range(missions):
                 await commander.start(THREE_STEPS, {"n": number})
         elif path == "signal":
@@ -116,7 +135,7 @@ async def run(path: str, missions: int, directory: str) -> None:
                     await runtime.tick()
 
 
-def _instructions(path: str, missions: int) -> int:
+def _instructions(path: str, missions: int, server: str | None) -> int:
     with tempfile.TemporaryDirectory(prefix="mission-control-count-") as directory:
         out = os.path.join(directory, "callgrind.out")
         subprocess.run(
@@ -129,7 +148,7 @@ def _instructions(path: str, missions: int) -> int:
                 "--child",
                 path,
                 str(missions),
-                directory,
+                server if path == "postgres" and server is not None else directory,
             ],
             check=True,
             capture_output=True,
@@ -186,11 +205,16 @@ def main() -> None:
     parser.add_argument(
         "--statements", action="store_true", help="SQL statements per mission, without valgrind"
     )
+    parser.add_argument(
+        "--postgres-url",
+        help="the server of the postgres path (default: MISSION_CONTROL_POSTGRES_URL, else one "
+        "started for the count)",
+    )
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.child is not None:
-        path, missions, directory = arguments.child
-        trio.run(run, path, int(missions), directory)
+        path, missions, where = arguments.child
+        trio.run(run, path, int(missions), where)
         return
     if arguments.statements:
         for path in arguments.path or ("sqlite", "tick"):
@@ -198,9 +222,34 @@ def main() -> None:
         return
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is needed (Debian: apt install valgrind)")
-    for path in arguments.path or PATHS:
-        per_mission = (_instructions(path, 1 + MISSIONS) - _instructions(path, 1)) / MISSIONS
-        print(f"{path:8s} {per_mission / 1e6:.3f} M instructions per mission", flush=True)
+    paths = arguments.path or PATHS
+    with contextlib.ExitStack() as stack:
+        server = None
+        if "postgres" in paths:
+            server = _postgres_server(arguments.postgres_url, stack)
+        for path in paths:
+            if path == "postgres" and server is None:
+                continue
+            counted = FEWER.get(path, MISSIONS)
+            per_mission = (
+                _instructions(path, 1 + counted, server) - _instructions(path, 1, server)
+            ) / counted
+            print(f"{path:8s} {per_mission / 1e6:.3f} M instructions per mission", flush=True)
+
+
+def _postgres_server(url: str | None, stack: contextlib.ExitStack) -> str | None:
+    """The URL of the server to count the postgres path on, or ``None`` (said why) when there
+    is none: a server started here is stopped when ``stack`` closes."""
+    url = url or os.environ.get("MISSION_CONTROL_POSTGRES_URL")
+    if url:
+        return url
+    try:
+        server = start_local_server()
+    except NoLocalServerError as error:
+        print(f"postgres skipped: no server ({error})", flush=True)
+        return None
+    stack.callback(server.stop)
+    return server.url
 
 
 if __name__ == "__main__":
