@@ -116,7 +116,7 @@ def scenario_3(cfg: Config, directory: str, loops: Loops, profiles: Profiles) ->
             "s",
             eng,
             ref,
-            target=Target("<= 0.2 s", 0.2, at_most=True),
+            target=Target("<= 0.1 s", 0.1, at_most=True),
         ),
     ]
     return result

@@ -91,7 +91,7 @@ def scenario_4(cfg: Config, directory: str, loops: Loops, profiles: Profiles) ->
     def part(name: str) -> dict[str, list[float]]:
         return {b: [r[name] for r in runs[b]] for b in backends}
 
-    limit = seconds * 1.2
+    limit = seconds * 1.1
     result.rows += [
         row(
             4,

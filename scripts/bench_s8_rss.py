@@ -97,7 +97,9 @@ def scenario_8(cfg: Config, shared: Shared, loops: Loops) -> Result:
     result = Result(8, "peak RSS, a fresh process per measurement")
     db = shared.database()
     missions = cfg.s1_missions * cfg.repeat + cfg.warm_up
-    kinds = ("imports", "memory", "sqlite", "waiting")
+    # The in-memory store as large as (10)'s largest: it keeps every mission it is given.
+    stored = cfg.s10_stored[-1]
+    kinds = ("imports", "memory", "sqlite", "waiting", "memory-stored")
     rss: dict[str, dict[str, list[float]]] = {kind: loops.samples() for kind in kinds}
     bare: list[float] = []
     children: list[dict[str, Any]] = []
@@ -116,6 +118,9 @@ def scenario_8(cfg: Config, shared: Shared, loops: Loops) -> Result:
                 rss[kind][backend].append(
                     child(kind, backend, "--rss-missions", size, "--rss-db", path)
                 )
+            rss["memory-stored"][backend].append(
+                child("memory", backend, "--rss-missions", str(stored))
+            )
             batch = str(db.take_batch())
             rss["waiting"][backend].append(
                 child(
@@ -146,5 +151,6 @@ def scenario_8(cfg: Config, shared: Shared, loops: Loops) -> Result:
             rss["waiting"],
             target=Target("<= 80 MB", 80, at_most=True),
         ),
+        row(8, f"in-memory, {stored:,} missions stored", "MB", rss["memory-stored"]),
     ]
     return result
