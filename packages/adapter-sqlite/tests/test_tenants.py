@@ -17,7 +17,11 @@ import apsw
 import attrs
 import pytest
 
-from mission_control.adapter_sqlite import SQLiteCommander, create_sqlite_persistence_adapter
+from mission_control.adapter_sqlite import (
+    SQLiteCommander,
+    SQLitePersistenceAdapter,
+    create_sqlite_persistence_adapter,
+)
 from mission_control.adapter_sqlite import _schema as schema
 from mission_control.adapter_sqlite._adapter import FEW_TENANTS_MISSIONS
 from mission_control.core import (
@@ -160,6 +164,56 @@ def _plan(path: Path, sql: str, bindings: tuple[Any, ...]) -> list[str]:
         connection.close()
 
 
+def _tracing_listings(
+    path: Path, statements: list[tuple[str, tuple[Any, ...]]], **options: Any
+) -> SQLitePersistenceAdapter:
+    """An adapter on ``path`` that appends each listing statement it runs to ``statements``."""
+
+    def trace(cursor: apsw.Cursor, sql: str, bindings: Any) -> bool:
+        if sql.startswith("SELECT m.id"):
+            statements.append((sql, tuple(bindings or ())))
+        return True
+
+    def hook(connection: apsw.Connection) -> None:
+        connection.exec_trace = trace
+
+    apsw.connection_hooks.append(hook)
+    try:
+        return create_sqlite_persistence_adapter(path, **options)
+    finally:
+        apsw.connection_hooks.remove(hook)
+
+
+async def test_a_database_before_schema_13_lists_both_filters_through_the_status_index(
+    db_path: Path, make_snapshot: Make
+) -> None:
+    """A read-only adapter on a database at schema 12 (no missions_by_definition_status) lists
+    a page filtered by status and definition through the status's index, the definition
+    checked row by row; once migrated, the same page is a range of the new index."""
+    async with create_sqlite_persistence_adapter(db_path) as adapter:
+        for number, definition in enumerate(("test", "other", "test")):
+            snapshot = make_snapshot(f"m{number}", status=MissionStatus.COMPLETED)
+            await adapter.insert(attrs.evolve(snapshot, definition=definition), [])
+    connection = apsw.Connection(str(db_path))
+    try:
+        connection.execute("DROP INDEX missions_by_definition_status")
+        connection.execute("DELETE FROM schema_migrations WHERE version > 12")
+        connection.pragma("user_version", 12)
+    finally:
+        connection.close()
+    for options, index in (
+        ({"read_only": True}, "missions_by_status (status=?)"),
+        ({}, "missions_by_definition_status (definition=? AND status=?)"),
+    ):
+        statements: list[tuple[str, tuple[Any, ...]]] = []
+        async with _tracing_listings(db_path, statements, **options) as adapter:
+            page = await adapter.list_missions(
+                limit=10, status=MissionStatus.COMPLETED, definition="test"
+            )
+            assert [s.id for s in page] == ["m0", "m2"]
+            assert _plan(db_path, *statements[-1]) == [f"SEARCH m USING INDEX {index}"]
+
+
 @pytest.mark.parametrize(
     "tenants", [0, 4, FEW_TENANTS_MISSIONS], ids=["no-tenants", "few-tenants", "many-tenants"]
 )
@@ -175,20 +229,7 @@ async def test_listing_with_a_status_or_definition_filter_reads_what_it_returns(
     filter's index or the missions' key. No plan sorts, for every combination of the
     filters."""
     statements: list[tuple[str, tuple[Any, ...]]] = []
-
-    def trace(cursor: apsw.Cursor, sql: str, bindings: Any) -> bool:
-        if sql.startswith("SELECT m.id"):
-            statements.append((sql, tuple(bindings or ())))
-        return True
-
-    def hook(connection: apsw.Connection) -> None:
-        connection.exec_trace = trace
-
-    apsw.connection_hooks.append(hook)
-    try:
-        adapter = create_sqlite_persistence_adapter(db_path)
-    finally:
-        apsw.connection_hooks.remove(hook)
+    adapter = _tracing_listings(db_path, statements)
     stored: list[tuple[str, str | None, MissionStatus, str]] = []
     for number in range(4):
         status = MissionStatus.RUNNING if number % 2 else MissionStatus.COMPLETED
