@@ -6,8 +6,9 @@ starts: ``pgserver``'s (PyPI, Python 3.11 and 3.12), else Debian's PostgreSQL fr
 since its initdb and pg_ctl refuse root). When none can be started the tests are skipped with the
 reason, except in CI (``MISSION_CONTROL_REQUIRE_POSTGRES=1``, set by ``.ci/run``), where that is
 a failure. One server serves the whole session: a test costs a schema, not a server. Under
-pytest-xdist (``-n``) each worker starts a server of its own, or, when the URL is given, gets a
-database of its own on that server.
+pytest-xdist (``-n``) each worker starts a server of its own. When the URL is given, each worker
+of each run gets a database of its own on that server, named by the run (the role needs
+CREATEDB).
 """
 
 from __future__ import annotations
@@ -44,13 +45,13 @@ def postgres_url() -> Iterator[str]:
     """The URL of a PostgreSQL server that runs for the whole test session."""
     given = os.environ.get("MISSION_CONTROL_POSTGRES_URL")
     if given:
-        worker = os.environ.get("PYTEST_XDIST_WORKER")
-        if worker is None:
-            yield given
-            return
-        # Under pytest-xdist (`-n`) every worker shares the server given: each gets a database
-        # of its own, since some tests look at the whole database's sessions and locks.
-        yield from _database_of_its_own(given, f"mission_control_test_{worker}")
+        # The server given may serve other runs at the same time (and, under pytest-xdist, this
+        # run's other workers): each gets a database of its own, since some tests look at the
+        # whole database's sessions and locks. Named by the run (xdist's id, shared by its
+        # workers, else a new one) and the worker, so that no run drops another's.
+        run = os.environ.get("PYTEST_XDIST_TESTRUNUID") or uuid.uuid4().hex
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        yield from _database_of_its_own(given, f"mission_control_test_{run}_{worker}")
         return
     try:
         server = start_local_server()
@@ -66,11 +67,12 @@ def postgres_url() -> Iterator[str]:
 
 
 def _database_of_its_own(url: str, name: str) -> Iterator[str]:
-    """A new database ``name`` (dropped first if a run before left it) on the server of
-    ``url``, yielded as the URL of ``url`` with that database, dropped after."""
+    """A new database ``name`` on the server of ``url``, yielded as the URL of ``url`` with
+    that database, dropped after (only it: a run killed before leaves its own behind)."""
+    if len(name.encode()) > 63:  # PostgreSQL would cut it, and two runs could share the rest
+        raise AssertionError(f"the test database's name {name!r} is longer than 63 bytes")
     drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
     with psycopg.connect(url, autocommit=True) as db:
-        db.execute(drop)
         db.execute(
             sql.SQL("CREATE DATABASE {} ENCODING 'UTF8' TEMPLATE template0").format(
                 sql.Identifier(name)

@@ -27,6 +27,16 @@ class TestPostgresConformance(AdapterConformance):
         yield adapter
         await adapter.aclose()
 
+    @pytest.fixture
+    async def submitter(
+        self, persistence: PostgresPersistenceAdapter, postgres_url: str, postgres_schema: str
+    ) -> AsyncIterator[PostgresPersistenceAdapter]:
+        adapter = await open_postgres_persistence_adapter(
+            postgres_url, schema=postgres_schema, role="submitter"
+        )
+        yield adapter
+        await adapter.aclose()
+
 
 class TestPostgresUnshardedProtocol(PersistenceProtocolConformance):
     """The persistence protocol battery on an adapter opened without shards (one runtime per

@@ -14,7 +14,6 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import IO, Any
 
-import anyio
 import psycopg
 import pytest
 
@@ -25,9 +24,6 @@ from mission_control.adapter_postgres import (
 from mission_control.core import (
     ConfigurationError,
     PersistenceError,
-    SubmissionState,
-    create_commander,
-    m,
 )
 
 HERE = Path(__file__).parent
@@ -155,40 +151,3 @@ async def test_a_submitter_executes_nothing_and_owns_nothing(
             await adapter.take_ownership()
         with pytest.raises(PersistenceError, match="opened as a submitter"):
             await adapter.count_failure(1)
-
-
-@pytest.mark.anyio
-async def test_submitted_starts_of_one_key_applied_side_by_side_are_all_decided_at_once(
-    postgres_url: str, postgres_schema: str
-) -> None:
-    """Four submitted starts of a joining singleton, of one key, applied side by side by one
-    apply_submissions: the first applied stores its mission, the others lose the key's
-    compare-and-set, retry and join it, and every one is decided in that same round (a write
-    that lost its compare-and-set gives the submission's mark back to the retry), its verdict
-    the mission stored."""
-    joining = (
-        m.define("joining")
-        .start(parse=dict)
-        .concurrency(lambda value: str(value["c"]), when_busy="join")
-        .need_to("go", parse=dict)
-        .end()
-    )
-    owning = await open_postgres_persistence_adapter(postgres_url, schema=postgres_schema)
-    submitting = await open_postgres_persistence_adapter(
-        postgres_url, schema=postgres_schema, role="submitter"
-    )
-    async with owning, submitting:
-        owner = create_commander([joining], persistence=owning)
-        submitter = create_commander([joining], persistence=submitting)
-        submitted = [
-            await submitter.submit_start(joining, {"c": "k"}, id=f"j{n}") for n in range(4)
-        ]
-        assert await owner.apply_submissions(10) == 4
-        states = [(await submitter.submission(s.seq)).state for s in submitted]
-        assert states == [SubmissionState.APPLIED] * 4
-        [first] = [s.id for s in await owner.list()]  # the one applied first, whichever
-        joined = [(await submitter.submission(s.seq)).joined for s in submitted]
-        assert sorted(j or "" for j in joined) == ["", first, first, first]
-        with anyio.fail_after(10):
-            verdicts = [(await submitter.verdict(s)).id for s in submitted]
-        assert verdicts == [first] * 4

@@ -20,3 +20,13 @@ class TestSQLiteConformance(AdapterConformance):
         adapter = create_sqlite_persistence_adapter(tmp_path / "conformance.sqlite")
         yield adapter
         await adapter.aclose()
+
+    @pytest.fixture
+    async def submitter(
+        self, persistence: SQLitePersistenceAdapter, tmp_path: Path
+    ) -> AsyncIterator[SQLitePersistenceAdapter]:
+        adapter = create_sqlite_persistence_adapter(
+            tmp_path / "conformance.sqlite", role="submitter"
+        )
+        yield adapter
+        await adapter.aclose()

@@ -594,32 +594,6 @@ async def test_a_joined_submitted_starts_verdict_is_the_mission_it_joined_for_go
             assert (await submitter.verdict(own)).id == "own"
 
 
-async def test_submitted_starts_of_one_key_applied_side_by_side_are_all_decided_at_once(
-    db_path: Path, clock: LoopClock
-) -> None:
-    """Four submitted starts of a joining singleton, of one key, applied side by side by one
-    apply_submissions (no runtime): the first applied stores its mission, the others lose the
-    key's compare-and-set, retry and join it, and every one is decided in that same round (a
-    write that lost its compare-and-set gives the submission's mark back to the retry), its
-    verdict the mission stored."""
-    async with (
-        SQLiteCommander(db_path, [JOINING], clock=clock, role="owner") as owner,
-        SQLiteCommander(db_path, [JOINING], clock=clock, role="submitter") as submitter,
-    ):
-        submitted = [
-            await submitter.submit_start(JOINING, {"c": "k"}, id=f"j{n}") for n in range(4)
-        ]
-        assert await owner.apply_submissions(10) == 4
-        states = [(await submitter.submission(s.seq)).state for s in submitted]
-        assert states == [SubmissionState.APPLIED] * 4
-        [first] = [s.id for s in await owner.list()]  # the one applied first, whichever
-        joined = [(await submitter.submission(s.seq)).joined for s in submitted]
-        assert sorted(j or "" for j in joined) == ["", first, first, first]
-        with anyio.fail_after(10):
-            verdicts = [(await submitter.verdict(s)).id for s in submitted]
-        assert verdicts == [first] * 4
-
-
 async def test_submitted_starts_run_in_the_ticks_within_max_concurrency(
     db_path: Path, clock: LoopClock
 ) -> None:

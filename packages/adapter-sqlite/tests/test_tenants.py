@@ -17,7 +17,11 @@ import apsw
 import attrs
 import pytest
 
-from mission_control.adapter_sqlite import SQLiteCommander, create_sqlite_persistence_adapter
+from mission_control.adapter_sqlite import (
+    SQLiteCommander,
+    SQLitePersistenceAdapter,
+    create_sqlite_persistence_adapter,
+)
 from mission_control.adapter_sqlite import _schema as schema
 from mission_control.adapter_sqlite._adapter import FEW_TENANTS_MISSIONS
 from mission_control.core import (
@@ -104,10 +108,11 @@ _TRIGGERS = (
 def _take_back(path: Path, version: int, tables: list[str]) -> None:
     """Make the database at ``path`` one at schema ``version``, by dropping the ``tables`` the
     migrations after it created (and migration 9's pause_request column, migration 10's
-    triggers, migration 11's index, migration 12's joined column)."""
+    triggers, migration 11's index, migration 12's joined column, migration 13's index)."""
     connection = apsw.Connection(str(path))
     try:
         assert version < 10
+        connection.execute("DROP INDEX missions_by_definition_status")
         connection.execute("ALTER TABLE submissions DROP COLUMN joined")
         for trigger in _TRIGGERS:
             connection.execute(f"DROP TRIGGER {trigger}")
@@ -159,21 +164,10 @@ def _plan(path: Path, sql: str, bindings: tuple[Any, ...]) -> list[str]:
         connection.close()
 
 
-@pytest.mark.parametrize(
-    "tenants", [0, 4, FEW_TENANTS_MISSIONS], ids=["no-tenants", "few-tenants", "many-tenants"]
-)
-async def test_listing_with_a_status_or_definition_filter_reads_what_it_returns(
-    db_path: Path, make_snapshot: Make, tenants: int
-) -> None:
-    """A filtered page of the missions of no tenant in a file that holds fewer than
-    FEW_TENANTS_MISSIONS tenants' missions is a range of the filter's index (the status's when
-    both are given), each mission checked to be in missions_of_no_tenant: a few running among
-    many finished are read, not every mission; in a file with more, where the missions of no
-    tenant may be few among them, it is a range of missions_of_no_tenant's key, the filters
-    checked row by row, as the unfiltered page always is. A page of any tenant reads the
-    filter's index or the missions' key. No plan sorts, for every combination of the
-    filters."""
-    statements: list[tuple[str, tuple[Any, ...]]] = []
+def _tracing_listings(
+    path: Path, statements: list[tuple[str, tuple[Any, ...]]], **options: Any
+) -> SQLitePersistenceAdapter:
+    """An adapter on ``path`` that appends each listing statement it runs to ``statements``."""
 
     def trace(cursor: apsw.Cursor, sql: str, bindings: Any) -> bool:
         if sql.startswith("SELECT m.id"):
@@ -185,9 +179,57 @@ async def test_listing_with_a_status_or_definition_filter_reads_what_it_returns(
 
     apsw.connection_hooks.append(hook)
     try:
-        adapter = create_sqlite_persistence_adapter(db_path)
+        return create_sqlite_persistence_adapter(path, **options)
     finally:
         apsw.connection_hooks.remove(hook)
+
+
+async def test_a_database_before_schema_13_lists_both_filters_through_the_status_index(
+    db_path: Path, make_snapshot: Make
+) -> None:
+    """A read-only adapter on a database at schema 12 (no missions_by_definition_status) lists
+    a page filtered by status and definition through the status's index, the definition
+    checked row by row; once migrated, the same page is a range of the new index."""
+    async with create_sqlite_persistence_adapter(db_path) as adapter:
+        for number, definition in enumerate(("test", "other", "test")):
+            snapshot = make_snapshot(f"m{number}", status=MissionStatus.COMPLETED)
+            await adapter.insert(attrs.evolve(snapshot, definition=definition), [])
+    connection = apsw.Connection(str(db_path))
+    try:
+        connection.execute("DROP INDEX missions_by_definition_status")
+        connection.execute("DELETE FROM schema_migrations WHERE version > 12")
+        connection.pragma("user_version", 12)
+    finally:
+        connection.close()
+    for options, index in (
+        ({"read_only": True}, "missions_by_status (status=?)"),
+        ({}, "missions_by_definition_status (definition=? AND status=?)"),
+    ):
+        statements: list[tuple[str, tuple[Any, ...]]] = []
+        async with _tracing_listings(db_path, statements, **options) as adapter:
+            page = await adapter.list_missions(
+                limit=10, status=MissionStatus.COMPLETED, definition="test"
+            )
+            assert [s.id for s in page] == ["m0", "m2"]
+            assert _plan(db_path, *statements[-1]) == [f"SEARCH m USING INDEX {index}"]
+
+
+@pytest.mark.parametrize(
+    "tenants", [0, 4, FEW_TENANTS_MISSIONS], ids=["no-tenants", "few-tenants", "many-tenants"]
+)
+async def test_listing_with_a_status_or_definition_filter_reads_what_it_returns(
+    db_path: Path, make_snapshot: Make, tenants: int
+) -> None:
+    """A filtered page of the missions of no tenant in a file that holds fewer than
+    FEW_TENANTS_MISSIONS tenants' missions is a range of the filter's index (of both when both
+    are given), each mission checked to be in missions_of_no_tenant: a few running among
+    many finished are read, not every mission; in a file with more, where the missions of no
+    tenant may be few among them, it is a range of missions_of_no_tenant's key, the filters
+    checked row by row, as the unfiltered page always is. A page of any tenant reads the
+    filter's index or the missions' key. No plan sorts, for every combination of the
+    filters."""
+    statements: list[tuple[str, tuple[Any, ...]]] = []
+    adapter = _tracing_listings(db_path, statements)
     stored: list[tuple[str, str | None, MissionStatus, str]] = []
     for number in range(4):
         status = MissionStatus.RUNNING if number % 2 else MissionStatus.COMPLETED
@@ -234,8 +276,13 @@ async def test_listing_with_a_status_or_definition_filter_reads_what_it_returns(
             assert len(plan) == 2, text
             assert plan[1].startswith("SEARCH m USING "), text
             assert plan[1].endswith("id=?)"), text
+        elif by_status and by_definition:
+            # Both filters: a range of exactly the missions of both, whatever else is stored.
+            both = "SEARCH m USING INDEX missions_by_definition_status (definition=? AND status=?"
+            assert plan[0] == both + (" AND id>?)" if after else ")"), text
+            member = ["SEARCH n EXISTS USING PRIMARY KEY (id=?)"] if no_tenant else []
+            assert plan[1:] == member, text
         elif by_status or by_definition:
-            # With both filters, the status's (the definition checked row by row).
             index = "missions_by_status" if by_status else "missions_by_definition"
             assert plan[0].startswith(f"SEARCH m USING INDEX {index} ("), text
             member = ["SEARCH n EXISTS USING PRIMARY KEY (id=?)"] if no_tenant else []

@@ -84,6 +84,7 @@ from ._group import GroupCommit, Transaction, when_free
 from ._lock import OwnedElsewhere, Reader, WriterLock, read_header
 from ._paths import check_path, record_path
 from ._schema import (
+    DEFINITION_STATUS_VERSION,
     JOINED_VERSION,
     NO_TENANT_VERSION,
     PAUSES_VERSION,
@@ -1035,9 +1036,8 @@ class SQLitePersistenceAdapter:
         tenant: TenantFilter = ANY_TENANT,
     ) -> list[MissionSnapshot]:
         """At most ``limit`` missions ordered by id, optionally filtered, starting after
-        ``after_id``: a range scan of one index (the status's when both filters are given, the
-        definition then checked row by row), which reads the rows it passes until ``limit``
-        match.
+        ``after_id``: a range scan of one index (``missions_by_definition_status`` when both
+        filters are given), which reads the rows it passes until ``limit`` match.
         One tenant's missions are a range of ``mission_tenants_by_tenant``, the missions of no
         tenant a range of ``missions_of_no_tenant`` (filters checked row by row), or, with a
         status or definition filter in a file that holds fewer than ``FEW_TENANTS_MISSIONS``
@@ -1093,10 +1093,13 @@ class SQLitePersistenceAdapter:
             clauses.append("m.status = ?")
             params.append(MissionStatus(status).value)
         if definition is not None:
-            # With a status too, the status's index is read (the unary + keeps the planner off
-            # the definition's, which it would take without statistics): the running, waiting,
-            # paused or failed missions are few, and a definition is often all of them.
-            clauses.append("m.definition = ?" if status is None else "+m.definition = ?")
+            # With a status too, missions_by_definition_status is read: a range of exactly the
+            # missions of both. A database read before it was migrated to have that index reads
+            # the status's instead (the unary + keeps the planner off the definition's, which it
+            # would take without statistics): the running, waiting, paused or failed missions
+            # are few, and a definition is often all of them.
+            plain = status is None or self._schema_version >= DEFINITION_STATUS_VERSION
+            clauses.append("m.definition = ?" if plain else "+m.definition = ?")
             params.append(definition)
         if clauses:
             sql += (" AND " if isinstance(tenant, str) else " WHERE ") + " AND ".join(clauses)

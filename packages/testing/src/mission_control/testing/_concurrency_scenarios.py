@@ -17,6 +17,7 @@ from mission_control.core import (
     ConcurrencyLimitError,
     MissionSnapshot,
     MissionStatus,
+    SubmissionState,
     WaitKind,
     m,
 )
@@ -60,12 +61,49 @@ async def _holders(commander: Commander) -> list[str]:
 
 class ConcurrencyConformance(ScenarioFixtures):
     """Concurrency key scenarios every persistence adapter with a ``ConcurrencyStore`` must
-    pass (skipped on one without). Subclass it and provide ``persistence``."""
+    pass (skipped on one without). Subclass it and provide ``persistence``, and ``submitter``
+    for an adapter whose other processes submit work to the one that owns the store."""
+
+    @pytest.fixture
+    def submitter(self) -> PersistenceAdapter | None:
+        """An adapter on the store ``persistence`` keeps, opened as a process that submits its
+        starts to it (``None``: the adapter has no such processes; their scenarios skip)."""
+        return None
 
     def _gates(self, persistence: PersistenceAdapter) -> ConcurrencyStore:
         if not isinstance(persistence, ConcurrencyStore):
             pytest.skip("the adapter keeps no concurrency keys (no ConcurrencyStore)")
         return persistence
+
+    async def test_submitted_starts_of_one_key_applied_side_by_side_are_all_decided_at_once(
+        self,
+        persistence: PersistenceAdapter,
+        submitter: PersistenceAdapter | None,
+        clock: ManualClock,
+    ) -> None:
+        """Four submitted starts of a joining singleton, of one key, applied side by side by
+        one apply_submissions (no runtime): the first applied stores its mission, the others
+        lose the key's compare-and-set, retry and join it, and every one is decided in that
+        same round (a write that lost its compare-and-set gives the submission's mark back to
+        the retry), its verdict the mission stored."""
+        self._gates(persistence)
+        if submitter is None:
+            pytest.skip("the adapter takes no submissions from other processes")
+        joining = _keyed(1, when_busy="join", name="joining")
+        owner = self.commander(persistence, clock, joining)
+        submitting = self.commander(submitter, clock, joining)
+        submitted = [
+            await submitting.submit_start(joining, {"customer": "c"}, id=f"j{n}") for n in range(4)
+        ]
+        assert await owner.apply_submissions(10) == 4
+        states = [(await submitting.submission(s.seq)).state for s in submitted]
+        assert states == [SubmissionState.APPLIED] * 4
+        [first] = [s.id for s in await owner.list()]  # the one applied first, whichever
+        joined = [(await submitting.submission(s.seq)).joined for s in submitted]
+        assert sorted(j or "" for j in joined) == ["", first, first, first]
+        with anyio.fail_after(10):
+            verdicts = [(await submitting.verdict(s)).id for s in submitted]
+        assert verdicts == [first] * 4
 
     async def test_fifty_missions_of_one_key_with_limit_two_never_run_more_than_two_at_once(
         self, persistence: PersistenceAdapter, clock: ManualClock
