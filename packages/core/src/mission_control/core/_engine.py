@@ -1186,34 +1186,29 @@ class Engine:
     ) -> bool:
         """Apply ``outcome`` as :meth:`_apply` would, when it is plain: the start, or a step
         with no compensation, completed, with no cancellation or deadline, and the node after it
-        is a step or an end without an output function. Whether it was (if not, nothing
-        changed)."""
+        is a step or an end without an output function (``Place.plain_next``). Whether it was
+        (if not, nothing changed)."""
         output, error, attempt = outcome
-        if error is not None or not self.plain_turns:
-            return False
         place = definition.places[path]
-        node = place.node
-        following = place.next
-        step = isinstance(node, StepNode)
+        after = place.plain_next
         if (
-            following is None
-            or not (isinstance(node, StartNode) or (step and node.compensate is None))
+            after is None
+            or error is not None
+            or not self.plain_turns
             or hold.cancel is not None
             or draft.cancel_request is not None
             or draft.deadline is not None
         ):
             return False
-        after = definition.places[following].node
-        next_step = isinstance(after, StepNode)
-        if not (next_step or (isinstance(after, EndNode) and after.output is None)):
-            return False
+        node = place.node
         now = self.now()
         draft.log(now, TimelineKind.STEP_COMPLETED, path, attempt)
         draft.complete(path, node.name, node.kind, now, attempts=attempt, output=output)
-        if step:
+        if isinstance(node, StepNode):
             draft.must_write = True
-        if next_step:
-            draft.run_node(following, after.name, after.kind, now)
+        if isinstance(after, StepNode):
+            assert place.next is not None
+            draft.run_node(place.next, after.name, after.kind, now)
         else:
             draft.completed(None, now)
         return True
