@@ -2,8 +2,8 @@
 nothing pending) against the general turn it shortens: missions of every shape, run once with
 plain turns and once without, write the same snapshots and timeline entries in the same order."""
 
-from collections.abc import Awaitable, Callable, Sequence
-from datetime import timedelta
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -11,10 +11,20 @@ import pytest
 from mission_control.core import (
     Commander,
     Context,
+    ErrorInfo,
     MissionDefinition,
     MissionSnapshot,
+    MissionStatus,
+    NodeStatus,
     TimelineEntry,
     m,
+)
+from mission_control.core.lowlevel import (
+    NodeEnd,
+    ObservedMission,
+    ObservedNode,
+    RunObserver,
+    RunTrigger,
 )
 from mission_control.in_memory_commander import (
     InMemoryPersistenceAdapter,
@@ -48,6 +58,49 @@ class _KeptWrites(InMemoryPersistenceAdapter):
         await super().commit(snapshot, timeline=timeline, **kwargs)
 
 
+class _Heard:
+    """An observer keeping, in order, every call the engine makes to it (errors by type and
+    message, as exceptions do not compare equal)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+
+    def context_for(self, mission: ObservedMission) -> Mapping[str, str] | None:
+        self.calls.append(("context_for", mission))
+        return {"trace": mission.id}
+
+    def run_started(self, mission: ObservedMission, trigger: RunTrigger) -> RunObserver:
+        self.calls.append(("run_started", mission, trigger))
+        return _HeardRun(self.calls, mission.id)
+
+
+def _shown(error: BaseException | None) -> tuple[str, str] | None:
+    return None if error is None else (type(error).__name__, str(error))
+
+
+class _HeardRun:
+    def __init__(self, calls: list[tuple[Any, ...]], mission_id: str) -> None:
+        self.calls = calls
+        self.mission_id = mission_id
+
+    def node_started(self, node: ObservedNode) -> NodeEnd:
+        self.calls.append(("node_started", self.mission_id, node))
+        return lambda error: self.calls.append(("node_ended", self.mission_id, _shown(error)))
+
+    def node_waited(
+        self,
+        node: ObservedNode,
+        since: datetime | None,
+        until: datetime,
+        outcome: NodeStatus,
+        error: ErrorInfo | None,
+    ) -> None:
+        self.calls.append(("node_waited", self.mission_id, node, since, until, outcome, error))
+
+    def ended(self, status: MissionStatus | None, error: BaseException | None) -> None:
+        self.calls.append(("ended", self.mission_id, status, _shown(error)))
+
+
 def same(raw: Any) -> Any:
     return raw
 
@@ -72,6 +125,25 @@ def flaky(ctx: Context[Any, Any]) -> int:
 
 def undo(ctx: Context[Any, Any], output: Any) -> None:
     return None
+
+
+_running: dict[str, Any] = {}
+"""The commander and clock of the run under way, for the steps that act on them."""
+
+
+def overruns(ctx: Context[Any, Any]) -> int:
+    _running["clock"].advance(90)
+    return 1
+
+
+async def cancels_itself(ctx: Context[Any, Any]) -> int:
+    await _running["commander"].cancel(ctx.mission_id, "from within")
+    return 1
+
+
+async def pauses_itself(ctx: Context[Any, Any]) -> int:
+    await _running["commander"].pause(ctx.mission_id, "from within")
+    return 1
 
 
 CHILD = m.define("child").start(parse=same, run=one).step("c", one).end(output=one)
@@ -170,6 +242,23 @@ DEFINITIONS: dict[str, MissionDefinition[Any, Any, Any]] = {
     .step("b", one)
     .deadline(60, on_deadline=lambda p: p.step("expire", one))
     .end(),
+    "overrun": m.define("overrun")
+    .start(parse=same)
+    .step("a", one)
+    .step("slow", overruns)
+    .step("b", one)
+    .deadline(60)
+    .end(),
+    "cancelled-within": m.define("cancelled-within")
+    .start(parse=same)
+    .step("a", cancels_itself)
+    .step("b", one)
+    .end(),
+    "paused-within": m.define("paused-within")
+    .start(parse=same)
+    .step("a", pauses_itself)
+    .step("b", one)
+    .end(),
     "deadline-met": m.define("deadline-met")
     .start(parse=same)
     .step("a", one)
@@ -192,6 +281,7 @@ async def run_straight(commander: Commander, clock: ManualClock) -> None:
         await drain_due(commander)
     await commander.signal("signalled", "approve", "yes")
     await commander.signal("parallel", "go", "now")
+    await commander.resume("paused-within")
     await drain_due(commander)
 
 
@@ -223,29 +313,46 @@ async def run_signal_with_start(commander: Commander, clock: ManualClock) -> Non
     await commander.start(DEFINITIONS["steps"], {"n": 2}, id="steps")
 
 
-async def _writes(scenario: Scenario, plain: bool) -> tuple[list[Write], list[Any]]:
+async def _writes(
+    scenario: Scenario, *, plain: bool, observed: bool
+) -> tuple[list[Write], list[Any], list[Any]]:
     persistence = _KeptWrites()
     clock = ManualClock()
+    heard = _Heard()
     commander = create_in_memory_commander(
-        [*DEFINITIONS.values(), CHILD], persistence=persistence, clock=clock
+        [*DEFINITIONS.values(), CHILD],
+        persistence=persistence,
+        clock=clock,
+        observer=heard if observed else None,
     )
-    commander._engine.plain_turns = plain  # type: ignore[attr-defined]  # pyright: ignore[reportPrivateUsage, reportAttributeAccessIssue]
+    commander._engine.plain_turns = plain  # pyright: ignore[reportPrivateUsage, reportAttributeAccessIssue]
+    _running.update(commander=commander, clock=clock)
     await scenario(commander, clock)
     missions = [
         (await commander.inspect(s.id), await commander.timeline(s.id))
         for s in await commander.list(limit=1000)
     ]
-    return persistence.writes, missions
+    return persistence.writes, missions, heard.calls
 
 
+@pytest.mark.parametrize("observed", [True, False], ids=["observed", "unobserved"])
 @pytest.mark.parametrize("scenario", [run_straight, run_interrupted, run_signal_with_start])
-async def test_plain_turns_write_what_the_general_turn_writes(scenario: Scenario) -> None:
+async def test_plain_turns_write_what_the_general_turn_writes(
+    scenario: Scenario, observed: bool
+) -> None:
     """Missions of every shape write the same snapshots and timeline entries, in the same order,
-    and end the same, whether the engine takes its plain turns or only general ones."""
-    plain_writes, plain_missions = await _writes(scenario, plain=True)
-    general_writes, general_missions = await _writes(scenario, plain=False)
+    tell their observer the same, and end the same, whether the engine takes its plain turns or
+    only general ones."""
+    plain_writes, plain_missions, plain_heard = await _writes(
+        scenario, plain=True, observed=observed
+    )
+    general_writes, general_missions, general_heard = await _writes(
+        scenario, plain=False, observed=observed
+    )
     assert len(plain_writes) == len(general_writes)
     for plain, general in zip(plain_writes, general_writes, strict=True):
         assert plain == general
     assert plain_missions == general_missions
     assert plain_missions
+    assert plain_heard == general_heard
+    assert any(call[0] == "node_started" for call in plain_heard) is observed
