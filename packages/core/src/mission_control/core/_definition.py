@@ -168,6 +168,24 @@ class Place:
     """The name of that chain in its container (a branch, a path, ``"timeout"``, ``"deadline"``)."""
     function: AnyFunction | None
     """The user function the node runs when reached, if any (see ``function_of``)."""
+    plain_next: StepNode | EndNode | None = None
+    """The next node, when moving on to it from this one is plain (see ``plain_next``)."""
+
+
+def plain_next(node: Node, following: Node | None) -> StepNode | EndNode | None:
+    """``following``, the node after ``node`` in its chain, when the engine moves from one to
+    the other in its plain turn (``Engine._applied_plainly``): ``node`` is the start or a step
+    with no compensation, and ``following`` a step or an end without an output function;
+    ``None`` otherwise. Worked out once per definition: the engine asks at every step."""
+    if not (
+        isinstance(node, StartNode) or (isinstance(node, StepNode) and node.compensate is None)
+    ):
+        return None
+    if isinstance(following, StepNode) or (
+        isinstance(following, EndNode) and following.output is None
+    ):
+        return following
+    return None
 
 
 class _Places(dict[str, "Place"]):
@@ -190,7 +208,9 @@ class _Places(dict[str, "Place"]):
         chain, _, _ = path.rpartition("/")
         container, _, branch = chain.rpartition("/")
         following = None if static.next is None else f"{chain}/{static.next.rpartition('/')[2]}"
-        return Place(static.node, path, following, container, branch, static.function)
+        return Place(
+            static.node, path, following, container, branch, static.function, static.plain_next
+        )
 
 
 TIMEOUT_PATH = "timeout"
@@ -300,8 +320,15 @@ class MissionDefinition(Generic[RawT, InT, OutT]):
         self._firsts[(container, branch)] = paths[0] if paths else None
         for i, node in enumerate(chain):
             following = paths[i + 1] if i + 1 < len(paths) else None
+            after = chain[i + 1] if following is not None else None
             self._places[paths[i]] = Place(
-                node, paths[i], following, container, branch, function_of(node)
+                node,
+                paths[i],
+                following,
+                container,
+                branch,
+                function_of(node),
+                plain_next(node, after),
             )
             for sub, sub_chain in _sub_chains(node).items():
                 self._add_chain(sub_chain, paths[i], sub)

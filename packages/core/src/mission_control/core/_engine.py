@@ -565,6 +565,10 @@ class Engine:
         # Shared by every engine on this adapter object, so that none moves a mission another
         # holds.
         self._holds: dict[str, _Hold] = notices.holds
+        self.plain_turns = True
+        """Whether :meth:`_drive` takes the plain turn when it can (see :meth:`_plain_position`
+        and :meth:`_applied_plainly`); without it, every turn is the general one, which the
+        tests hold the plain turn equal to."""
 
     # -- holding -------------------------------------------------------------------------------
 
@@ -1116,28 +1120,98 @@ class Engine:
         if draft.pause_request is not None:
             self._take_pause_request(draft, hold)
         while True:
-            runnable = await self._settle(definition, draft, hold)
-            if draft.ended or not runnable:
-                if draft.ended and draft.status is MissionStatus.RUNNING:
-                    # Stopped to compensate (an ended mission is no longer running): the
-                    # compensations run on this drive.
-                    draft.ended = False
+            path = self._plain_position(definition, draft, hold)
+            if path is None:
+                runnable = await self._settle(definition, draft, hold)
+                if draft.ended or not runnable:
+                    if draft.ended and draft.status is MissionStatus.RUNNING:
+                        # Stopped to compensate (an ended mission is no longer running): the
+                        # compensations run on this drive.
+                        draft.ended = False
+                        continue
+                    if draft.dirty:
+                        return await self._write(draft)
+                    return draft.last if draft.last is not None else draft.freeze(draft.revision)
+                if len(draft.active) > 1:
+                    await self._run_together(definition, draft, hold)
                     continue
-                if draft.dirty:
-                    return await self._write(draft)
-                return draft.last if draft.last is not None else draft.freeze(draft.revision)
-            if len(draft.active) > 1:
-                await self._run_together(definition, draft, hold)
-                continue
-            # One position: its function runs here, as it would alone in a task of its own.
-            path = runnable[0]
+                # One position: its function runs here, as it would alone in a task of its own.
+                path = runnable[0]
             if self._write_before_running(draft):
                 await self._write(draft)
             if draft.compensations is not None and draft.compensating:
                 await self._compensate(definition, draft, path)
                 continue
             outcome = await self._call(definition, draft, path)
-            self._apply(definition, draft, path, outcome, hold)
+            if not self._applied_plainly(definition, draft, path, outcome, hold):
+                self._apply(definition, draft, path, outcome, hold)
+
+    # The plain turn: most turns of most missions are a start, a step or an end's function run
+    # at the mission's one position, with nothing pending, followed by a step or the end. Such a
+    # turn is recognised in a few checks and applied directly, where the general turn asks each
+    # question (a cancellation, a pause, the deadline, waits, every position, every kind of node)
+    # through several calls. The general turn is the reference: the plain one must change the
+    # draft exactly as it would (tests/test_plain_turns.py runs missions of every shape both ways
+    # and compares them).
+
+    def _plain_position(self, definition: Definition, draft: Draft, hold: _Hold) -> str | None:
+        """The path of the mission's one position when :meth:`_settle` would return just it and
+        change nothing (one position, on a node whose function is to run, and no poke,
+        cancellation, pause, deadline or wait); ``None`` when the general turn is to look."""
+        active = draft.active
+        if (
+            len(active) != 1
+            or not self.plain_turns
+            or draft.waits
+            or draft.ended
+            or hold.poked
+            or hold.cancel is not None
+            or hold.pause is not None
+            or draft.cancel_request is not None
+            or draft.pause is not None
+            or draft.deadline is not None
+        ):
+            return None
+        path = active[0]
+        place = definition.places.get(path)
+        if place is None or place.function is None:
+            return None
+        record = draft.nodes[path]
+        if record.status is not NodeStatus.RUNNING or record.kind != place.node.kind:
+            return None
+        return path
+
+    def _applied_plainly(
+        self, definition: Definition, draft: Draft, path: str, outcome: _Outcome, hold: _Hold
+    ) -> bool:
+        """Apply ``outcome`` as :meth:`_apply` would, when it is plain: the start, or a step
+        with no compensation, completed, with no cancellation or deadline, and the node after it
+        is a step or an end without an output function (``Place.plain_next``). Whether it was
+        (if not, nothing changed)."""
+        output, error, attempt = outcome
+        place = definition.places[path]
+        after = place.plain_next
+        if (
+            after is None
+            or error is not None
+            or not self.plain_turns
+            or hold.cancel is not None
+            or draft.cancel_request is not None
+            or draft.deadline is not None
+        ):
+            return False
+        node = place.node
+        now = self.now()
+        draft.log(now, TimelineKind.STEP_COMPLETED, path, attempt)
+        draft.complete(path, node.name, node.kind, now, attempts=attempt, output=output)
+        if isinstance(node, StepNode):
+            draft.must_write = True
+        if isinstance(after, StepNode):
+            assert place.next is not None
+            draft.run_node(place.next, after.name, after.kind, now)
+        else:
+            draft.completed(None, now)
+        return True
 
     @staticmethod
     def _write_before_running(draft: Draft) -> bool:
