@@ -3,8 +3,9 @@ parking, the reference, does: a leader and a joined writer commit together on a 
 third task cancels the joined writer (or the leader) after 0 to 5 trips through the scheduler, so
 that the cancellation arrives before the group commits, in the loop iteration in which it commits
 and wakes the writer, and after; on a busy database it arrives while the group retries. Every
-caller leaves, its write stored, and each ends the same way with either parking. (A writer that
-is never woken hangs these tests, as it would hang its caller: such a wait cannot be cancelled.)
+caller leaves, its write stored, and each ends the same way with either parking. (A writer never
+woken would hang its caller, for its wait cannot be cancelled: the tests wake it after 10 virtual
+seconds and fail.)
 
 An AnyIO scope's cancellation on trio and asyncio; on asyncio a ``Task.cancel()`` too, with tasks
 made by asyncio itself (what ``asyncio.timeout`` and a server shutting down cancel)."""
@@ -22,7 +23,7 @@ import pytest
 import sniffio
 
 from mission_control.adapter_sqlite import _group, create_sqlite_persistence_adapter
-from mission_control.adapter_sqlite._parking import PlainParking
+from mission_control.adapter_sqlite._parking import Parking, PlainParking, Spot
 from mission_control.core import MissionSnapshot
 
 pytestmark = pytest.mark.anyio
@@ -31,17 +32,70 @@ Make = Callable[..., MissionSnapshot]
 Outcomes = dict[str, str]
 
 
-async def _both_parkings(run: Callable[[str], Awaitable[Outcomes]]) -> tuple[Outcomes, Outcomes]:
-    """``run(label)`` with the loop's own parking, then with the plain one."""
-    own = await run("own")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(_group, "parking_for_this_loop", PlainParking)
-        plain = await run("plain")
-    return own, plain
+class _WatchedSpot:
+    """A spot that says whether its writer has left."""
+
+    def __init__(self, spot: Spot) -> None:
+        self.spot = spot
+        self.left = False
+
+    async def wait(self) -> None:
+        try:
+            await self.spot.wait()
+        finally:
+            self.left = True
+
+    def wake(self) -> None:
+        self.spot.wake()
+
+
+class _WatchedParking:
+    """``parking``, keeping the spots it hands out, so that a writer never woken can be woken by
+    the test (its wait cannot be cancelled) and reported, instead of hanging the test."""
+
+    def __init__(self, parking: Parking) -> None:
+        self._parking = parking
+        self.spots: list[_WatchedSpot] = []
+
+    def spot(self) -> Spot:
+        spot = _WatchedSpot(self._parking.spot())
+        self.spots.append(spot)
+        return spot
+
+    async def yield_shielded(self) -> BaseException | None:
+        return await self._parking.yield_shielded()
+
+    async def sleep_shielded(self, seconds: float) -> BaseException | None:
+        return await self._parking.sleep_shielded(seconds)
+
+    def itself(self) -> Parking:
+        """Stands for ``parking_for_this_loop``."""
+        return self
+
+    def release_stuck(self) -> None:
+        """Wake every writer still waiting, then fail the test."""
+        stuck = [spot for spot in self.spots if not spot.left]
+        for spot in stuck:
+            spot.wake()
+        if stuck:
+            pytest.fail(f"{len(stuck)} joined writer(s) never woken")
+
+
+async def _both_parkings(
+    run: Callable[[str, _WatchedParking], Awaitable[Outcomes]],
+) -> tuple[Outcomes, Outcomes]:
+    """``run(label, parking)`` with the loop's own parking, then with the plain one."""
+    outcomes: list[Outcomes] = []
+    for label, parking in (("own", _group.parking_for_this_loop()), ("plain", PlainParking())):
+        watched = _WatchedParking(parking)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(_group, "parking_for_this_loop", watched.itself)
+            outcomes.append(await run(label, watched))
+    return outcomes[0], outcomes[1]
 
 
 async def _scope_cancelled_writes(
-    path: Path, make_snapshot: Make, target: str, trips: int
+    path: Path, make_snapshot: Make, target: str, trips: int, parking: _WatchedParking
 ) -> Outcomes:
     """A leader and a joined writer commit together; after ``trips`` checkpoints a third task
     cancels ``target``'s scope. How each call ended, and whether each write was stored."""
@@ -65,11 +119,17 @@ async def _scope_cancelled_writes(
                 await anyio.lowlevel.checkpoint()
             scopes[target].cancel()
 
-        # A writer never woken would hang the test: its wait is uncancellable by design.
-        async with anyio.create_task_group() as tasks:
-            tasks.start_soon(write, "leader")
-            tasks.start_soon(write, "joined")
-            tasks.start_soon(cancel)
+        async def watchdog() -> None:
+            await anyio.sleep(10)  # virtual time
+            parking.release_stuck()
+
+        async with anyio.create_task_group() as watching:
+            watching.start_soon(watchdog)
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(write, "leader")
+                tasks.start_soon(write, "joined")
+                tasks.start_soon(cancel)
+            watching.cancel_scope.cancel()
         for name in scopes:
             stored = await adapter.load(name)
             assert stored is not None
@@ -86,8 +146,8 @@ async def test_a_scope_cancelled_around_a_group_commit_ends_its_caller_as_the_pl
     commit to return with the write stored (and on asyncio the call ends exactly as with the plain
     parking)."""
     own, plain = await _both_parkings(
-        lambda label: _scope_cancelled_writes(
-            tmp_path / f"{label}.sqlite", make_snapshot, target, trips
+        lambda label, parking: _scope_cancelled_writes(
+            tmp_path / f"{label}.sqlite", make_snapshot, target, trips, parking
         )
     )
     if sniffio.current_async_library() == "asyncio":
@@ -100,7 +160,13 @@ async def test_a_scope_cancelled_around_a_group_commit_ends_its_caller_as_the_pl
 
 
 async def _task_cancelled_writes(
-    path: Path, make_snapshot: Make, target: str, trips: int, busy: bool
+    path: Path,
+    make_snapshot: Make,
+    target: str,
+    trips: int,
+    parking: _WatchedParking,
+    *,
+    busy: bool,
 ) -> Outcomes:
     """As :func:`_scope_cancelled_writes`, with asyncio tasks and ``Task.cancel()``; with
     ``busy``, another connection holds the lock until after the cancellation."""
@@ -131,7 +197,11 @@ async def _task_cancelled_writes(
             intruder.execute("ROLLBACK")
         intruder.close()
         _, waiting = await asyncio.wait(writers.values(), timeout=10)
-        assert not waiting, f"writers still waiting: {outcomes}"
+        if waiting:
+            try:
+                parking.release_stuck()
+            finally:
+                await asyncio.wait(waiting)
         for name in writers:
             stored = await adapter.load(name)
             assert stored is not None
@@ -153,8 +223,8 @@ async def test_a_task_cancel_around_a_group_commit_ends_its_caller_as_the_plain_
     call as with the plain parking: CancelledError after the write is stored, or a return."""
     _only_on_asyncio()
     own, plain = await _both_parkings(
-        lambda label: _task_cancelled_writes(
-            tmp_path / f"{label}.sqlite", make_snapshot, target, trips, busy=False
+        lambda label, parking: _task_cancelled_writes(
+            tmp_path / f"{label}.sqlite", make_snapshot, target, trips, parking, busy=False
         )
     )
     assert own == plain
@@ -172,8 +242,8 @@ async def test_a_task_cancel_while_a_group_waits_for_a_busy_database_is_raised_o
     raised once the group is stored, as with the plain parking."""
     _only_on_asyncio()
     own, plain = await _both_parkings(
-        lambda label: _task_cancelled_writes(
-            tmp_path / f"{label}.sqlite", make_snapshot, target, 2, busy=True
+        lambda label, parking: _task_cancelled_writes(
+            tmp_path / f"{label}.sqlite", make_snapshot, target, 2, parking, busy=True
         )
     )
     assert own == plain
