@@ -2,9 +2,9 @@
 all-or-nothing, and a program writing one mission at a time keeps one transaction per write.
 
 On trio and asyncio: grouping relies on the scheduler letting the tasks that are ready reach
-their writes while the first one yields, which each backend does in its own order. On trio the
-writers wait through trio's own parking, and through the plain (AnyIO) one too, which asyncio
-uses, so that both keep the same promises."""
+their writes while the first one yields, which each backend does in its own order. On each loop
+the writers wait through the loop's own parking, and through the plain (AnyIO) one too, so that
+they keep the same promises."""
 
 from __future__ import annotations
 
@@ -37,11 +37,11 @@ from mission_control.testing import virtual_time_backend
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture(params=["trio", "trio-plain-parking", "asyncio"])
+@pytest.fixture(params=["trio", "trio-plain-parking", "asyncio", "asyncio-plain-parking"])
 def anyio_backend(
     request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> tuple[str, dict[str, Any]]:
-    """The root conftest's backends, and trio once more with the plain parking."""
+    """The root conftest's backends, and each once more with the plain parking."""
     backend, _, parking = str(request.param).partition("-")
     if parking:
         monkeypatch.setattr(_group, "parking_for_this_loop", PlainParking)

@@ -11,13 +11,18 @@ On asyncio a shielded cancel scope stops AnyIO's cancellations but not ``Task.ca
 raised afterwards, so it still reaches the caller, only later. :class:`PlainParking` does this with
 AnyIO primitives on any loop: it is the reference. On trio, :class:`TrioParking` does the same with
 trio's own low-level calls, which cost a fraction (an AnyIO event and shielded cancel scope per
-joined writer came to about 8% of a tick's instructions); the group-commit tests run on both, and on
-trio with the plain parking too, to hold them equal.
+joined writer came to about 8% of a tick's instructions). On asyncio, :class:`AsyncioParking` waits
+on a bare future and yields unshielded, and shields only once a cancellation has arrived (most
+waits never see one): an AnyIO scope's cancellation is dropped, to be delivered again by the scope
+at the caller's next checkpoint, as the shielded wait would; a ``Task.cancel()`` is held back as in
+the plain parking. The group-commit tests run on each loop with its own parking and with the plain
+one, to hold them equal.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Awaitable
 from typing import Protocol
 
@@ -133,13 +138,80 @@ class TrioParking:
         return None
 
 
+def _held_back(cancelled: asyncio.CancelledError) -> asyncio.CancelledError | None:
+    """What to raise once the wait is over for ``cancelled``, which ended an unshielded wait:
+    ``None`` when the task is in a cancelled AnyIO scope (its cancellation: the scope delivers it
+    again at the caller's next checkpoint, and keeps its own count of what it delivered), else
+    ``cancelled`` (a ``Task.cancel()``)."""
+    if anyio.current_effective_deadline() == -math.inf:
+        return None
+    return cancelled
+
+
+class _AsyncioSpot:
+    __slots__ = ("_future", "_woken")
+
+    def __init__(self) -> None:
+        self._future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._woken = False
+
+    async def wait(self) -> None:
+        try:
+            await self._future
+        except asyncio.CancelledError as cancelled:
+            held_back: BaseException | None = _held_back(cancelled)
+        else:
+            return
+        # Rare: a cancellation came. From now on the wait is the plain parking's, shielded.
+        while not self._woken:
+            if self._future.done():
+                # Task.cancel() cancels the future the task awaits: wait on a fresh one.
+                self._future = asyncio.get_running_loop().create_future()
+            held_back = await _shielded(self._future) or held_back
+        if held_back is not None:
+            raise held_back
+
+    def wake(self) -> None:
+        # Recorded apart from the future: a cancellation in the same loop iteration may have
+        # cancelled the future before this call, and the writer must still see it was woken.
+        self._woken = True
+        if not self._future.done():
+            self._future.set_result(None)
+
+
+class AsyncioParking:
+    """asyncio's parking: the same waits as :class:`PlainParking`, a bare future per writer and a
+    bare yield, shielded only once a cancellation arrives."""
+
+    def spot(self) -> Spot:
+        return _AsyncioSpot()
+
+    async def yield_shielded(self) -> BaseException | None:
+        try:
+            await asyncio.sleep(0)
+        except asyncio.CancelledError as cancelled:
+            # The trip through the scheduler was made; only its end was a cancellation.
+            return _held_back(cancelled)
+        return None
+
+    async def sleep_shielded(self, seconds: float) -> BaseException | None:
+        # Only on a busy database, between tries: the plain parking's shielded sleep.
+        return await _shielded(anyio.sleep(seconds))
+
+
 PLAIN_PARKING: Parking = PlainParking()
 _TRIO_PARKING: Parking = TrioParking()
-# Neither holds state of its own (a spot does): one of each serves every group.
+_ASYNCIO_PARKING: Parking = AsyncioParking()
+# None holds state of its own (a spot does): one of each serves every group.
 
 
 def parking_for_this_loop() -> Parking:
-    """The parking for the running loop: trio's own on trio, the plain one elsewhere."""
-    if sniffio.current_async_library() == "trio":
-        return _TRIO_PARKING
-    return PLAIN_PARKING
+    """The parking for the running loop: trio's own on trio, asyncio's on asyncio, the plain one
+    elsewhere."""
+    match sniffio.current_async_library():
+        case "trio":
+            return _TRIO_PARKING
+        case "asyncio":
+            return _ASYNCIO_PARKING
+        case _:
+            return PLAIN_PARKING
