@@ -2,6 +2,7 @@
 
     uv run python scripts/count_instructions.py                  # every path
     uv run python scripts/count_instructions.py --path memory    # one (repeat for more)
+    uv run python scripts/count_instructions.py --backend trio --backend asyncio --path inflight
 
     uv run python scripts/count_instructions.py --statements     # SQL per mission, no valgrind
 
@@ -9,7 +10,8 @@ Each path runs twice under ``valgrind --tool=callgrind`` in a child process, onc
 and once with 1,001 after the same warm-up, with ``PYTHONHASHSEED=0``; the difference divided by
 1,000 is the count per mission. Counts do not depend on what else the machine is doing (a run
 to run spread of about 1% remains, from memory layout), so they compare commits where timings
-cannot. Needs valgrind on the PATH.
+cannot. Needs valgrind on the PATH. ``--backend`` names the event loops to count on (default:
+trio; several are counted one after another, path by path).
 
 ``--statements`` runs the ``sqlite`` and ``tick`` paths in this process instead, with apsw's exec
 trace on the adapter's connections, and prints the statements per mission by kind: what the
@@ -28,6 +30,13 @@ Paths:
   this process only: the engine, the adapter, psycopg and libpq, not the server. The server is
   ``--postgres-url``'s, else ``MISSION_CONTROL_POSTGRES_URL``'s, else one started for the count
   by ``start_local_server()``; without any, the path is skipped with the reason.
+
+Counted only when named, to compare the event loops where the SQLite adapter groups commits:
+
+- ``signal-sqlite``: ``signal``'s missions on a SQLite file with 2,000 others waiting (the shape of
+  the benchmark's scenario 3);
+- ``inflight``: 3-step missions started all at once, each in a task of its own, on a SQLite file
+  (scenario 2's shape).
 """
 
 from __future__ import annotations
@@ -42,10 +51,13 @@ import subprocess
 import sys
 import tempfile
 import uuid
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import anyio
 import apsw
 import trio
 
@@ -61,6 +73,8 @@ from mission_control.in_memory_commander import InMemoryPersistenceAdapter, Manu
 from mission_control.runtime import create_commander_runtime
 
 PATHS = ("memory", "sqlite", "signal", "tick", "postgres")
+GROUPED = ("signal-sqlite", "inflight")
+"""Paths whose writes the SQLite adapter groups: after a warm-up of concurrent starts."""
 MISSIONS = 1000
 WARM_UP = 2000
 FEWER = {"postgres": 200}
@@ -111,17 +125,22 @@ async def run(path: str, missions: int, where: str) -> None:
     definitions = [THREE_STEPS, SIGNALLED, SLEEPER]
     store = await _store(path, where)
     async with create_commander(definitions, persistence=store, clock=clock) as commander:
-        warm = SIGNALLED if path == "tick" else THREE_STEPS
+        warm = SIGNALLED if path in ("tick", "signal-sqlite") else THREE_STEPS
         for number in range(FEWER.get(path, WARM_UP)):
             await commander.start(warm, {"n": number})
+        if path in GROUPED:
+            await _all_at_once(
+                [partial(commander.start, THREE_STEPS, {"n": n}) for n in range(200)]
+            )
         if path in ("memory", "sqlite", "postgres"):
             for number in range(missions):
                 await commander.start(THREE_STEPS, {"n": number})
-        elif path == "signal":
+        elif path in ("signal", "signal-sqlite"):
             handles = [await commander.start(SIGNALLED, {"n": n}) for n in range(missions)]
-            async with trio.open_nursery() as nursery:
-                for handle in handles:
-                    nursery.start_soon(handle.signal, "go", {"ok": True})
+            await _all_at_once([partial(handle.signal, "go", {"ok": True}) for handle in handles])
+        elif path == "inflight":
+            starts = [partial(commander.start, THREE_STEPS, {"n": n}) for n in range(missions)]
+            await _all_at_once(starts)
         else:
             for number in range(missions):
                 await commander.start(SLEEPER, {"n": number})
@@ -135,7 +154,14 @@ async def run(path: str, missions: int, where: str) -> None:
                     await runtime.tick()
 
 
-def _instructions(path: str, missions: int, server: str | None) -> int:
+async def _all_at_once(calls: Sequence[Callable[[], Coroutine[Any, Any, object]]]) -> None:
+    """Every call, each in a task of its own."""
+    async with anyio.create_task_group() as tasks:
+        for call in calls:
+            tasks.start_soon(call)
+
+
+def _instructions(path: str, missions: int, server: str | None, backend: str) -> int:
     with tempfile.TemporaryDirectory(prefix="mission-control-count-") as directory:
         out = os.path.join(directory, "callgrind.out")
         subprocess.run(
@@ -149,6 +175,7 @@ def _instructions(path: str, missions: int, server: str | None) -> int:
                 path,
                 str(missions),
                 server if path == "postgres" and server is not None else directory,
+                backend,
             ],
             check=True,
             capture_output=True,
@@ -201,7 +228,18 @@ async def _counted(path: str, missions: int, directory: str, statements: _Statem
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="Instructions per mission, by callgrind.")
-    parser.add_argument("--path", action="append", choices=PATHS, help="a path (default: all)")
+    parser.add_argument(
+        "--path",
+        action="append",
+        choices=PATHS + GROUPED,
+        help="a path (default: all but " + " and ".join(GROUPED) + ")",
+    )
+    parser.add_argument(
+        "--backend",
+        action="append",
+        choices=("trio", "asyncio"),
+        help="an event loop to count on (default: trio)",
+    )
     parser.add_argument(
         "--statements", action="store_true", help="SQL statements per mission, without valgrind"
     )
@@ -210,11 +248,11 @@ def main() -> None:
         help="the server of the postgres path (default: MISSION_CONTROL_POSTGRES_URL, else one "
         "started for the count)",
     )
-    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.child is not None:
-        path, missions, where = arguments.child
-        trio.run(run, path, int(missions), where)
+        path, missions, where, backend = arguments.child
+        anyio.run(run, path, int(missions), where, backend=backend)
         return
     if arguments.statements:
         for path in arguments.path or ("sqlite", "tick"):
@@ -231,10 +269,16 @@ def main() -> None:
             if path == "postgres" and server is None:
                 continue
             counted = FEWER.get(path, MISSIONS)
-            per_mission = (
-                _instructions(path, 1 + counted, server) - _instructions(path, 1, server)
-            ) / counted
-            print(f"{path:8s} {per_mission / 1e6:.3f} M instructions per mission", flush=True)
+            for backend in arguments.backend or ("trio",):
+                per_mission = (
+                    _instructions(path, 1 + counted, server, backend)
+                    - _instructions(path, 1, server, backend)
+                ) / counted
+                on = "" if arguments.backend is None else f" {backend:8s}"
+                print(
+                    f"{path:8s}{on} {per_mission / 1e6:.3f} M instructions per mission",
+                    flush=True,
+                )
 
 
 def _postgres_server(url: str | None, stack: contextlib.ExitStack) -> str | None:
