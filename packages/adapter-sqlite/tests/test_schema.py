@@ -289,6 +289,36 @@ def test_a_migration_marked_additive_may_only_create_tables_and_indexes_or_add_c
     assert schema.readable_from(schema.MIGRATIONS) == 3
 
 
+def test_a_migration_marked_additive_may_update_only_the_columns_it_adds() -> None:
+    """``check_migrations`` accepts in an additive migration the updates, and triggers whose
+    body only updates, of columns it adds (which no reader of the release before reads), and
+    refuses one that also sets another column or also writes another table."""
+    setting = schema.Migration(
+        SCHEMA_VERSION + 1,
+        "sets",
+        (
+            "ALTER TABLE mission_tenants ADD COLUMN copy TEXT",
+            "ALTER TABLE mission_tenants ADD COLUMN other TEXT",
+            "UPDATE mission_tenants SET (copy, other) = (SELECT 'a', 'b')",
+            "CREATE TRIGGER t AFTER UPDATE OF status ON missions BEGIN "
+            "UPDATE mission_tenants SET copy = NEW.status WHERE id = NEW.id; END",
+        ),
+        additive=True,
+    )
+    schema.check_migrations((*schema.MIGRATIONS, setting))
+    for sneaky in (
+        "UPDATE mission_tenants SET (copy, tenant) = (SELECT 'a', 'b')",
+        "UPDATE missions SET copy = 'a'",
+        "CREATE TRIGGER u AFTER INSERT ON missions BEGIN "
+        "UPDATE mission_tenants SET copy = 'a'; UPDATE missions SET status = 'x'; END",
+        "CREATE TRIGGER u AFTER INSERT ON missions BEGIN "
+        "UPDATE mission_tenants SET copy = 'a'; DELETE FROM missions; END",
+    ):
+        changing = dataclasses.replace(setting, statements=(*setting.statements, sneaky))
+        with pytest.raises(AssertionError, match="marked additive but does more"):
+            schema.check_migrations((*schema.MIGRATIONS, changing))
+
+
 def test_a_database_of_another_application_is_refused_untouched(db_path: Path, dump: Dump) -> None:
     """A SQLite file with someone else's tables, or another application id, is not written
     into: opening it raises ``PersistenceError`` and it stays as it was."""
