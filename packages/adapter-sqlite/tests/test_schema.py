@@ -222,6 +222,15 @@ async def test_read_only_reads_what_later_migrations_create_as_empty(
     assert dump(db_path) == before
 
 
+def _refused_with(migration: schema.Migration, *sneaky: str) -> None:
+    """Assert that ``check_migrations`` refuses ``migration`` with each ``sneaky`` statement
+    added, as not additive."""
+    for statement in sneaky:
+        changing = dataclasses.replace(migration, statements=(*migration.statements, statement))
+        with pytest.raises(AssertionError, match="marked additive but does more"):
+            schema.check_migrations((*schema.MIGRATIONS, changing))
+
+
 def test_a_migration_marked_additive_may_only_create_tables_and_indexes_or_add_columns() -> None:
     """``check_migrations`` refuses an additive migration that changes anything else than
     creating (and filling) tables and indexes, adding a nullable column without a default
@@ -278,15 +287,41 @@ def test_a_migration_marked_additive_may_only_create_tables_and_indexes_or_add_c
         additive=True,
     )
     schema.check_migrations((*schema.MIGRATIONS, keeping))
-    for sneaky in (
+    _refused_with(
+        keeping,
         "CREATE TRIGGER t AFTER INSERT ON missions BEGIN UPDATE missions SET status = 'x'; END",
         "DELETE FROM missions WHERE id = 'x'",
         "INSERT INTO missions_of_no_tenant (id) SELECT id FROM missions",
-    ):
-        changing = dataclasses.replace(keeping, statements=(*keeping.statements, sneaky))
-        with pytest.raises(AssertionError, match="marked additive but does more"):
-            schema.check_migrations((*schema.MIGRATIONS, changing))
+    )
     assert schema.readable_from(schema.MIGRATIONS) == 3
+
+
+def test_a_migration_marked_additive_may_update_only_the_columns_it_adds() -> None:
+    """``check_migrations`` accepts in an additive migration the updates, and triggers whose
+    body only updates, of columns it adds (which no reader of the release before reads), and
+    refuses one that also sets another column or also writes another table."""
+    setting = schema.Migration(
+        SCHEMA_VERSION + 1,
+        "sets",
+        (
+            "ALTER TABLE mission_tenants ADD COLUMN copy TEXT",
+            "ALTER TABLE mission_tenants ADD COLUMN other TEXT",
+            "UPDATE mission_tenants SET (copy, other) = (SELECT 'a', 'b')",
+            "CREATE TRIGGER t AFTER UPDATE OF status ON missions BEGIN "
+            "UPDATE mission_tenants SET copy = NEW.status WHERE id = NEW.id; END",
+        ),
+        additive=True,
+    )
+    schema.check_migrations((*schema.MIGRATIONS, setting))
+    _refused_with(
+        setting,
+        "UPDATE mission_tenants SET (copy, tenant) = (SELECT 'a', 'b')",
+        "UPDATE missions SET copy = 'a'",
+        "CREATE TRIGGER u AFTER INSERT ON missions BEGIN "
+        "UPDATE mission_tenants SET copy = 'a'; UPDATE missions SET status = 'x'; END",
+        "CREATE TRIGGER u AFTER INSERT ON missions BEGIN "
+        "UPDATE mission_tenants SET copy = 'a'; DELETE FROM missions; END",
+    )
 
 
 def test_a_database_of_another_application_is_refused_untouched(db_path: Path, dump: Dump) -> None:

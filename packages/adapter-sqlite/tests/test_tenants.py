@@ -105,13 +105,27 @@ _TRIGGERS = (
 """The triggers of migration 10."""
 
 
+def _take_back_14(connection: apsw.Connection) -> None:
+    """Undo migration 14 on ``connection``: its triggers, indexes and columns."""
+    for trigger in ("mission_tenants_inserted", "mission_tenants_status"):
+        connection.execute(f"DROP TRIGGER {trigger}")
+    for index in ("status", "definition_status", "definition"):
+        connection.execute(f"DROP INDEX mission_tenants_by_tenant_{index}")
+    for column in ("status", "definition"):
+        connection.execute(f"ALTER TABLE mission_tenants DROP COLUMN {column}")
+    connection.execute("DELETE FROM schema_migrations WHERE version > 13")
+    connection.pragma("user_version", 13)
+
+
 def _take_back(path: Path, version: int, tables: list[str]) -> None:
     """Make the database at ``path`` one at schema ``version``, by dropping the ``tables`` the
     migrations after it created (and migration 9's pause_request column, migration 10's
-    triggers, migration 11's index, migration 12's joined column, migration 13's index)."""
+    triggers, migration 11's index, migration 12's joined column, migration 13's index,
+    migration 14's columns)."""
     connection = apsw.Connection(str(path))
     try:
         assert version < 10
+        _take_back_14(connection)
         connection.execute("DROP INDEX missions_by_definition_status")
         connection.execute("ALTER TABLE submissions DROP COLUMN joined")
         for trigger in _TRIGGERS:
@@ -196,6 +210,7 @@ async def test_a_database_before_schema_13_lists_both_filters_through_the_status
             await adapter.insert(attrs.evolve(snapshot, definition=definition), [])
     connection = apsw.Connection(str(db_path))
     try:
+        _take_back_14(connection)
         connection.execute("DROP INDEX missions_by_definition_status")
         connection.execute("DELETE FROM schema_migrations WHERE version > 12")
         connection.pragma("user_version", 12)
@@ -546,3 +561,169 @@ async def test_a_submitted_start_with_an_empty_id_is_refused_storing_nothing(
 def _rows(db_path: Path, sql: str) -> list[tuple[Any, ...]]:
     with apsw.Connection(str(db_path), flags=apsw.SQLITE_OPEN_READONLY) as connection:
         return [tuple(row) for row in connection.execute(sql)]
+
+
+def _tenant_filters(path: Path) -> list[tuple[str, str | None, str | None]]:
+    """Each mission_tenants row's copies of its mission's status and definition."""
+    connection = apsw.Connection(str(path))
+    try:
+        sql = "SELECT id, status, definition FROM mission_tenants ORDER BY id"
+        return [(str(i), s, d) for i, s, d in connection.execute(sql)]
+    finally:
+        connection.close()
+
+
+def _missions_filters(path: Path) -> list[tuple[str, str | None, str | None]]:
+    """What _tenant_filters should hold: each tenant's mission's own status and definition."""
+    connection = apsw.Connection(str(path))
+    try:
+        sql = (
+            "SELECT t.id, m.status, m.definition FROM mission_tenants t "
+            "JOIN missions m ON m.id = t.id ORDER BY t.id"
+        )
+        return [(str(i), s, d) for i, s, d in connection.execute(sql)]
+    finally:
+        connection.close()
+
+
+_MIXED = [
+    (tenant_key(tenant, f"m{number}"), tenant, status, definition)
+    for number, (tenant, status, definition) in enumerate(
+        itertools.product(
+            ("acme", "other"),
+            (MissionStatus.RUNNING, MissionStatus.COMPLETED, MissionStatus.FAILED),
+            ("test", "other"),
+        )
+    )
+] + [(f"n{number}", None, MissionStatus.RUNNING, "test") for number in range(2)]
+"""Missions of two tenants (and of none) of every combination of three statuses and two
+definitions."""
+
+_SHAPES = list(
+    itertools.product(
+        (None, MissionStatus.RUNNING), (None, "test"), (None, tenant_key("acme", "m1"))
+    )
+)
+"""The filter shapes of a tenant's page: status, definition and after_id, each given or not."""
+
+
+async def _store_mixed(adapter: SQLitePersistenceAdapter, make_snapshot: Make) -> None:
+    for mission_id, tenant, status, definition in _MIXED:
+        snapshot = make_snapshot(mission_id, tenant=tenant, status=status, definition=definition)
+        await adapter.insert(snapshot, [])
+
+
+def _expected(status: MissionStatus | None, definition: str | None, after: str | None) -> list[str]:
+    return sorted(
+        i
+        for i, t, s, d in _MIXED
+        if t == "acme" and status in (None, s) and definition in (None, d) and (after or "") < i
+    )
+
+
+async def test_a_tenants_filtered_page_is_one_range_of_its_index(
+    db_path: Path, make_snapshot: Make
+) -> None:
+    """A page of one tenant filtered by status, definition or both is one range of
+    mission_tenants_by_tenant_status, _definition or _definition_status (no sort), giving what
+    the filters select."""
+    statements: list[tuple[str, tuple[Any, ...]]] = []
+    async with _tracing_listings(db_path, statements) as adapter:
+        await _store_mixed(adapter, make_snapshot)
+        for status, definition, after in _SHAPES:
+            page = await adapter.list_missions(
+                limit=10, tenant="acme", status=status, definition=definition, after_id=after
+            )
+            assert [s.id for s in page] == _expected(status, definition, after)
+            index = {
+                (False, False): "mission_tenants_by_tenant ",
+                (True, False): "mission_tenants_by_tenant_status ",
+                (False, True): "mission_tenants_by_tenant_definition ",
+                (True, True): "mission_tenants_by_tenant_definition_status ",
+            }[(status is not None, definition is not None)]
+            plan = _plan(db_path, *statements[-1])
+            assert plan[0].startswith(f"SEARCH t USING COVERING INDEX {index}")
+            assert not any("SCAN" in step or "TEMP B-TREE" in step for step in plan)
+
+
+async def test_the_migration_to_schema_14_copies_the_tenants_missions_filters(
+    db_path: Path, make_snapshot: Make
+) -> None:
+    """A database at schema 13 read only lists a tenant's filtered pages from the tenant's range
+    (the filters checked on the missions); migrated, its mission_tenants rows hold their
+    missions' status and definition and every page is the same."""
+    async with create_sqlite_persistence_adapter(db_path) as adapter:
+        await _store_mixed(adapter, make_snapshot)
+    connection = apsw.Connection(str(db_path))
+    try:
+        _take_back_14(connection)
+    finally:
+        connection.close()
+    pages: dict[bool, list[list[str]]] = {}
+    for read_only in (True, False):
+        statements: list[tuple[str, tuple[Any, ...]]] = []
+        async with _tracing_listings(db_path, statements, read_only=read_only) as adapter:
+            assert adapter.schema_version == (13 if read_only else schema.SCHEMA_VERSION)
+            pages[read_only] = []
+            for status, definition, after in _SHAPES:
+                page = await adapter.list_missions(
+                    limit=10, tenant="acme", status=status, definition=definition, after_id=after
+                )
+                pages[read_only].append([s.id for s in page])
+                if read_only:
+                    plan = _plan(db_path, *statements[-1])
+                    assert plan[0].startswith("SEARCH t USING COVERING INDEX mission_tenants_by_t")
+                    assert "mission_tenants_by_tenant (tenant=?" in plan[0]
+    assert pages[True] == pages[False] == [_expected(*shape) for shape in _SHAPES]
+    assert _tenant_filters(db_path) == _missions_filters(db_path)
+    assert {s for _, s, _ in _tenant_filters(db_path)} == {"running", "completed", "failed"}
+
+
+async def test_the_writes_of_the_code_before_schema_14_keep_the_copies_right(
+    db_path: Path, make_snapshot: Make
+) -> None:
+    """A writer of the code before schema 14 (its own connection, its statements: a mission's
+    row, then its mission_tenants (id, tenant) row, then updates of missions.status) leaves
+    each tenant's row the status and definition of its mission, and a tenant's filtered page
+    lists it."""
+    async with create_sqlite_persistence_adapter(db_path) as adapter:
+        await _store_mixed(adapter, make_snapshot)
+    insert_mission = (
+        "INSERT INTO missions (id, definition, definition_version, status, due_at, revision, "
+        "snapshot, cancel_request) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
+    )
+    written = tenant_key("acme", "old")
+    row = list(mission_row(make_snapshot(written, tenant="acme", definition="rare"), None))
+    connection = apsw.Connection(str(db_path))
+    try:
+        with connection:
+            connection.execute(insert_mission, row)
+            connection.execute(
+                "INSERT INTO mission_tenants (id, tenant) VALUES (?, ?)", (written, "acme")
+            )
+        assert (written, "running", "rare") in _tenant_filters(db_path)
+        for mission_id, tenant, definition in (
+            (written, "acme", "rare"),
+            ("n0", None, "test"),
+            (tenant_key("acme", "m0"), "acme", "test"),
+        ):
+            paused = make_snapshot(
+                mission_id,
+                tenant=tenant,
+                definition=definition,
+                status=MissionStatus.PAUSED,
+                revision=2,
+            )
+            _, _, _, status, _, revision, document, _ = mission_row(paused, None)
+            connection.execute(
+                "UPDATE missions SET status = ?, revision = ?, snapshot = ? WHERE id = ?",
+                (status, revision, document, mission_id),
+            )
+    finally:
+        connection.close()
+    assert _tenant_filters(db_path) == _missions_filters(db_path)
+    async with create_sqlite_persistence_adapter(db_path) as adapter:
+        page = await adapter.list_missions(limit=10, tenant="acme", status=MissionStatus.PAUSED)
+        assert [s.id for s in page] == [tenant_key("acme", "m0"), written]
+        page = await adapter.list_missions(limit=10, tenant="acme", definition="rare")
+        assert [s.id for s in page] == [written]

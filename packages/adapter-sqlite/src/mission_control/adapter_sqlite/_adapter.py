@@ -88,6 +88,7 @@ from ._schema import (
     JOINED_VERSION,
     NO_TENANT_VERSION,
     PAUSES_VERSION,
+    TENANT_FILTERS_VERSION,
     TENANTS_VERSION,
     current_version,
     migrate,
@@ -1038,10 +1039,12 @@ class SQLitePersistenceAdapter:
         """At most ``limit`` missions ordered by id, optionally filtered, starting after
         ``after_id``: a range scan of one index (``missions_by_definition_status`` when both
         filters are given), which reads the rows it passes until ``limit`` match.
-        One tenant's missions are a range of ``mission_tenants_by_tenant``, the missions of no
-        tenant a range of ``missions_of_no_tenant`` (filters checked row by row), or, with a
-        status or definition filter in a file that holds fewer than ``FEW_TENANTS_MISSIONS``
-        tenants' missions, a range of that filter's index, each checked row by row to be in
+        One tenant's missions are a range of ``mission_tenants_by_tenant`` (with a filter, of
+        ``mission_tenants_by_tenant_status``, ``_definition_status`` or ``_definition``), the
+        missions of no tenant a range of ``missions_of_no_tenant`` (filters checked row by
+        row), or, with a status or definition filter in a file that holds fewer than
+        ``FEW_TENANTS_MISSIONS`` tenants' missions, a range of that filter's index, each checked
+        row by row to be in
         ``missions_of_no_tenant`` (in a database read before it was migrated to keep them, to
         have no row in ``mission_tenants``).
 
@@ -1089,10 +1092,21 @@ class SQLitePersistenceAdapter:
                 clauses.append("m.id > ?")
                 params.append(after_id)
             order = "m.id"
+        # A tenant's page filtered reads the copies beside its tenant: one range of
+        # mission_tenants_by_tenant_status, _definition_status or _definition. A database read
+        # before it was migrated to keep them checks the missions' row by row.
+        filters = (
+            "t"
+            if isinstance(tenant, str) and self._schema_version >= TENANT_FILTERS_VERSION
+            else "m"
+        )
         if status is not None:
-            clauses.append("m.status = ?")
+            clauses.append(f"{filters}.status = ?")
             params.append(MissionStatus(status).value)
-        if definition is not None:
+        if definition is not None and filters == "t":
+            clauses.append("t.definition = ?")
+            params.append(definition)
+        elif definition is not None:
             # With a status too, missions_by_definition_status is read: a range of exactly the
             # missions of both. A database read before it was migrated to have that index reads
             # the status's instead (the unary + keeps the planner off the definition's, which it

@@ -362,6 +362,48 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
         ),
         additive=True,
     ),
+    Migration(
+        14,
+        "the missions of a tenant and status or definition, indexed",
+        (
+            # A copy of each tenant's mission's status and definition beside its tenant, so
+            # that a tenant's page filtered by them is one range of an index (not the tenant's
+            # whole range, each mission checked row by row). Kept by triggers, so that a writer
+            # of the code before, which inserts (id, tenant) and updates missions.status only,
+            # keeps them right too.
+            "ALTER TABLE mission_tenants ADD COLUMN status TEXT",
+            "ALTER TABLE mission_tenants ADD COLUMN definition TEXT",
+            """
+            UPDATE mission_tenants SET (status, definition) = (
+                SELECT m.status, m.definition FROM missions m WHERE m.id = mission_tenants.id
+            )
+            """,
+            # The mission's row is inserted before its tenant's (and its definition never
+            # changes): the tenant's row copies both when it is inserted.
+            """
+            CREATE TRIGGER mission_tenants_inserted AFTER INSERT ON mission_tenants
+            BEGIN
+                UPDATE mission_tenants SET (status, definition) = (
+                    SELECT m.status, m.definition FROM missions m WHERE m.id = NEW.id
+                ) WHERE id = NEW.id;
+            END
+            """,
+            # One seek of mission_tenants' key: a mission of no tenant finds no row to update.
+            """
+            CREATE TRIGGER mission_tenants_status AFTER UPDATE OF status ON missions
+            WHEN NEW.status IS NOT OLD.status
+            BEGIN UPDATE mission_tenants SET (status) = (NEW.status) WHERE id = NEW.id; END
+            """,
+            "CREATE INDEX mission_tenants_by_tenant_status ON mission_tenants (tenant, status, id)",
+            # Both filters: one range. The definition alone: a range in id order (the first
+            # would give it ordered by status, then id, which a page would have to sort).
+            "CREATE INDEX mission_tenants_by_tenant_definition_status "
+            "ON mission_tenants (tenant, definition, status, id)",
+            "CREATE INDEX mission_tenants_by_tenant_definition "
+            "ON mission_tenants (tenant, definition, id)",
+        ),
+        additive=True,
+    ),
 )
 
 TENANTS_VERSION: Final = 6
@@ -378,6 +420,11 @@ DEFINITION_STATUS_VERSION: Final = 13
 """The schema version that indexes the missions by definition and status (a database behind it
 lists them by status, the definition checked row by row)."""
 
+TENANT_FILTERS_VERSION: Final = 14
+"""The schema version that copies each tenant's mission's status and definition beside its
+tenant, indexed (a database behind it lists a tenant's filtered page from the tenant's range,
+the filters checked row by row)."""
+
 PAUSES_VERSION: Final = 9
 """The schema version that keeps pause requests (a database behind it has none)."""
 
@@ -389,6 +436,8 @@ _CREATES = ("CREATE TABLE ", "CREATE INDEX ", "CREATE UNIQUE INDEX ")
 _WRITES = re.compile(r"\b(?:INSERT INTO|DELETE FROM)\s+(\w+)", re.IGNORECASE)
 """The tables a trigger's body writes."""
 _UPDATES = re.compile(r"\b(?:UPDATE|REPLACE)\b", re.IGNORECASE)
+_SETS = re.compile(r"\bUPDATE\s+(\w+)\s+SET\s+(?:\(([\w\s,]+)\)|(\w+))\s*=", re.IGNORECASE)
+"""An update and the columns it sets (``SET (a, b) = ...`` or ``SET a = ...``)."""
 _ADDS_COLUMN = re.compile(r"ALTER TABLE \S+ ADD COLUMN \S+ \S+")
 """A nullable column without a default (what follows its type would be a constraint)."""
 
@@ -411,6 +460,12 @@ def check_migrations(migrations: Sequence[Migration]) -> None:
             if " ".join(statement.split()).upper().startswith("CREATE TRIGGER ")
             and _UPDATES.search(" ".join(statement.split()).upper().partition(" BEGIN ")[2]) is None
         ]
+        added = {
+            (words[2].lower(), words[5].lower())
+            for words in (statement.split() for statement in migration.statements)
+            if _ADDS_COLUMN.fullmatch(" ".join(words).upper()) is not None
+        }
+        filled = [statement for statement in migration.statements if _sets_only(statement, added)]
         kept = {table.lower() for trigger in triggers for table in _WRITES.findall(trigger)}
         changes = [
             statement
@@ -419,6 +474,7 @@ def check_migrations(migrations: Sequence[Migration]) -> None:
             and statement not in triggers
             and not _fills(statement, created)
             and not _keeps(statement, kept)
+            and statement not in filled
             and _ADDS_COLUMN.fullmatch(" ".join(statement.split()).upper()) is None
         ]
         if migration.additive and changes:
@@ -426,6 +482,26 @@ def check_migrations(migrations: Sequence[Migration]) -> None:
                 f"migration {migration.version} is marked additive but does more than create "
                 f"tables and indexes or add nullable columns: {' '.join(changes[0].split())}"
             )
+
+
+def _sets_only(statement: str, added: set[tuple[str, str]]) -> bool:
+    """Whether every update in ``statement`` (one, or a trigger's body) sets only columns its
+    migration adds (which no code before reads): what it writes changes no read of before."""
+    text = " ".join(statement.split())
+    if text.upper().startswith("CREATE TRIGGER "):
+        text = text.upper().partition(" BEGIN ")[2]
+    updates = _UPDATES.findall(text)
+    sets = _SETS.findall(text)
+    return (
+        bool(updates)
+        and len(updates) == len(sets)
+        and not _WRITES.findall(text)
+        and all(
+            (table.lower(), name.strip().lower()) in added
+            for table, columns, column in sets
+            for name in (columns.split(",") if columns else [column])
+        )
+    )
 
 
 def _keeps(statement: str, kept: set[str]) -> bool:
